@@ -1,0 +1,46 @@
+/* Small helpers used across the project: clocks, sizes, ids, file-system helpers. */
+#ifndef LMR_UTIL_MISC_H
+#define LMR_UTIL_MISC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/result.h"
+
+/** Monotonic clock in nanoseconds / milliseconds (for durations). */
+uint64_t lmr_mono_ns(void);
+double lmr_mono_ms(void);
+/** Wall clock in milliseconds since the epoch. */
+uint64_t lmr_wall_ms(void);
+/** Sleep for ms milliseconds (restarts on EINTR). */
+void lmr_sleep_ms(uint64_t ms);
+
+/**
+ * Parse a byte size: "65536", "64K", "64KiB", "64M", "64MB", "1G", "1.5G" (binary units).
+ * @return LMR_ERR_INVALID if malformed or zero when !allow_zero.
+ */
+enum lmr_result lmr_parse_size(const char *s, uint64_t *out);
+/** Parse a non-negative decimal integer within [min, max]. */
+enum lmr_result lmr_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+/** Format bytes as "12.3 MiB" into out. */
+const char *lmr_format_bytes(double bytes, char *out, size_t cap);
+
+/** Random identifier of 2*nbytes hex characters (nbytes <= 32) into out (size >= 2*nbytes+1). */
+void lmr_random_hex(char *out, size_t nbytes);
+/** Uniform random in [0, n). Thread-safe, not cryptographic. */
+uint64_t lmr_random_below(uint64_t n);
+
+/** mkdir -p. @return LMR_OK if the directory exists afterwards. */
+enum lmr_result lmr_mkdirs(const char *path, struct lmr_err *err);
+/** Absolute, normalised form of path (need not exist). Caller frees. */
+char *lmr_abspath(const char *path);
+/** Read a whole local file, at most max_bytes. Caller frees *data. */
+enum lmr_result lmr_read_file(const char *path, size_t max_bytes, char **data, size_t *len, struct lmr_err *err);
+/** Directory containing the running executable (for finding the bootstrap binary). Caller frees. */
+char *lmr_self_dir(void);
+
+/** Exponential backoff with full jitter: random in [0, min(cap_ms, base_ms * 2^attempt)). */
+uint64_t lmr_backoff_ms(unsigned attempt, uint64_t base_ms, uint64_t cap_ms);
+
+#endif

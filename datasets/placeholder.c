@@ -1,0 +1,2 @@
+/* placeholder */
+int lmr_datasets_placeholder;

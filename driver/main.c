@@ -1,0 +1,50 @@
+/* lambdamr: the command-line entry point. Dispatches to the subcommands in driver/cmd_*.c. */
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+
+struct command {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *summary;
+};
+
+static const struct command commands[] = {
+    {"run", lmr_cmd_run, "run a batch MapReduce job (wordcount, scan, aggregate, or a plugin)"},
+    {"stream", lmr_cmd_stream, "process a Kinesis stream, stdin or a growing file in tumbling windows"},
+    {"put", lmr_cmd_put, "put records into a Kinesis stream (PutRecords in batches)"},
+    {"gen", lmr_cmd_gen, "generate a deterministic data set (text, bdb)"},
+    {"serve", lmr_cmd_serve, "run the embedded Lambda-compatible service standalone"},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: lambdamr COMMAND [OPTIONS]\n\n"
+               "Serverless MapReduce and stream processing: tasks run as Lambda functions, on this\n"
+               "machine by default (embedded runtime, a directory as the store) or on AWS.\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\n'lambdamr COMMAND --help' shows a command's options.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("lambdamr 0.1.0\n");
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name))
+            return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "lambdamr: unknown command '%s'; run 'lambdamr --help' for the list\n", argv[1]);
+    return 2;
+}

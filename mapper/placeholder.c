@@ -1,0 +1,2 @@
+/* placeholder */
+int lmr_mapper_placeholder;

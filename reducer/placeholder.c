@@ -1,0 +1,2 @@
+/* placeholder */
+int lmr_reducer_placeholder;

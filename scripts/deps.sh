@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Install the Debian packages lambdamr needs to build and test, if any are missing.
+set -euo pipefail
+PKGS=(build-essential cmake pkg-config libcurl4-openssl-dev libssl-dev libzstd-dev zstd libmsgpack-dev
+      libjansson-dev libexpat1-dev libmicrohttpd-dev libxxhash-dev libcmocka-dev zlib1g-dev curl)
+missing=()
+for p in "${PKGS[@]}"; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    echo "installing: ${missing[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi

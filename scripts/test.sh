@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The whole test suite: a Release build and an ASan+UBSan build, each running every ctest test
+# (unit, integration, emulated-aws). Usage: scripts/test.sh [--fast] (--fast: Release build only).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh
+jobs=$(nproc)
+run_suite() {
+    local dir=$1; shift
+    cmake -S . -B "$dir" "$@" >/dev/null
+    cmake --build "$dir" -j"$jobs" >/dev/null
+    (cd "$dir" && ctest --output-on-failure -j"$jobs" --timeout 900)
+}
+echo "== Release build =="
+run_suite build -DCMAKE_BUILD_TYPE=Release
+if [ "${1:-}" != "--fast" ]; then
+    echo "== ASan+UBSan build =="
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+        run_suite build-sanitize -DCMAKE_BUILD_TYPE=Debug -DLMR_SANITIZE=ON
+fi

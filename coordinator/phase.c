@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/fault.h"
 #include "util/log.h"
 #include "util/misc.h"
 
@@ -118,6 +119,11 @@ static void *worker(void *arg)
             }
             if (payload && json_is_null(json_array_get(pr->res->responses, i)))
                 json_array_set(pr->res->responses, i, payload);
+            /* Tests: deliver this task once more, as Lambda's at-least-once delivery may. */
+            char point[32];
+            snprintf(point, sizeof point, "%s-duplicate", ph->name);
+            if (lmr_fault(point, (unsigned)i, attempt))
+                pr->queue[pr->qtail++ % pr->qcap] = i;
         } else {
             pr->res->failed_attempts++;
             LMR_INFO("%s task %zu attempt %u did not commit: %s", ph->name, i, attempt, why);

@@ -8,6 +8,7 @@
  */
 #include "mapper.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 #include "shard_reader.h"
 #include "shuffle/map_output.h"
 #include "store/store_set.h"
+#include "util/fault.h"
 #include "util/misc.h"
 
 #define MiB (1024ull * 1024ull)
@@ -29,12 +31,16 @@ struct map_run {
     struct lmr_job_counters counters;
     const struct lmr_shard *shard;
     uint64_t row; /* line number within the shard, 1-based, for error messages */
+    uint64_t lines; /* lines mapped by this task so far */
+    bool kill_midway; /* fault injection (tests): die after some input */
 };
 
 static enum lmr_result on_line(void *user_data, struct lmr_slice line, uint64_t offset, struct lmr_err *err)
 {
     struct map_run *m = user_data;
     m->row++;
+    if (m->kill_midway && ++m->lines == 64)
+        raise(SIGKILL);
     if (m->ops->map(m->job_state, line, m->out, &m->counters))
         return lmr_fail(err, LMR_ERR_FORMAT,
                         "job '%s' rejected row %llu of the shard at byte %llu of %s/%s (line starting at byte %llu); "
@@ -114,6 +120,7 @@ enum lmr_result lmr_mapper_handle(void *user_data, const struct lmr_runtime_cont
     size_t max_line_bytes = (size_t)(budget / 5);
     struct lmr_store *work = NULL;
 
+    m.kill_midway = lmr_fault("map-kill", t.task, t.attempt);
     if ((r = lmr_job_find(t.job.job_name, &m.ops, err)))
         goto done;
     if (m.ops->setup) {

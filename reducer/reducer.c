@@ -1,5 +1,6 @@
 #include "reducer.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 #include "job/text_output.h"
 #include "shuffle/reduce_input.h"
 #include "store/store_set.h"
+#include "util/fault.h"
 #include "util/misc.h"
 
 #define MiB (1024ull * 1024ull)
@@ -84,6 +86,8 @@ enum lmr_result lmr_reducer_handle(void *user_data, const struct lmr_runtime_con
         ops->reduce(job_state, key, values, &text.emitter);
         groups++;
     }
+    if (lmr_fault("reduce-kill", t.task, t.attempt))
+        raise(SIGKILL);
     if ((r = lmr_text_output_commit(&text, &already, err)))
         goto done;
     /* The part is visible; record the task as committed (a repeated attempt finds it there). */

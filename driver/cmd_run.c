@@ -153,8 +153,8 @@ static int parse_args(int argc, char **argv, struct run_options *o)
             o->work = optarg;
             break;
         case OPT_SPLIT:
-            if (lmr_parse_size(optarg, &v) || v < 1024)
-                return usage_error("--split-size '%s' is not a size of at least 1K (e.g. 64M)", optarg);
+            if (lmr_parse_size(optarg, &v))
+                return usage_error("--split-size '%s' is not a size in bytes (e.g. 64M, 512K, 1G)", optarg);
             o->split_size = v;
             o->split_given = true;
             break;

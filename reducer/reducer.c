@@ -102,7 +102,7 @@ enum lmr_result lmr_reducer_handle(void *user_data, const struct lmr_runtime_con
     if (r)
         goto done;
     struct lmr_reduce_input_stats st;
-    lmr_reduce_input_get_stats(ri, &st);
+    lmr_reduce_input_stats(ri, &st);
     json_t *resp = json_pack("{s:s, s:I, s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:o}", "kind", "reduce",
                              "task", (json_int_t)t.task, "attempt_id", t.attempt_id, "committed", won, "frames",
                              (json_int_t)t.nframes, "bytes_in", (json_int_t)st.bytes_fetched, "records_in",

@@ -13,7 +13,7 @@ expect_error() {
     if "$@" > "$D/stdout" 2> "$D/stderr"; then
         fail "$name: exited 0"; return
     fi
-    if ! grep -qE "$pattern" "$D/stderr"; then
+    if ! grep -qE -- "$pattern" "$D/stderr"; then
         fail "$name: error does not match /$pattern/:"; cat "$D/stderr"; return
     fi
     local after=""

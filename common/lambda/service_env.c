@@ -51,7 +51,7 @@ void lmr_svc_env_drain_locked(struct lmr_svc_env *env)
 {
     if (env->out_fd < 0)
         return;
-    char chunk[65536];
+    char chunk[16384];
     size_t total = 0;
     while (total < (4u << 20)) {
         ssize_t n = read(env->out_fd, chunk, sizeof chunk);
@@ -438,7 +438,7 @@ enum lmr_result lmr_svc_env_spawn_locked(struct lmr_svc_fn *fn, struct lmr_svc_e
     pthread_attr_t ta;
     pthread_attr_init(&ta);
     pthread_attr_setdetachstate(&ta, PTHREAD_CREATE_DETACHED);
-    pthread_attr_setstacksize(&ta, 256 * 1024); /* drain_locked reads 64 KiB chunks on the stack */
+    pthread_attr_setstacksize(&ta, 512 * 1024);
     if (pthread_create(&reaper, &ta, reaper_main, env) != 0) {
         pthread_attr_destroy(&ta);
         kill(-env->pid, SIGKILL);

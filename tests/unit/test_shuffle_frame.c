@@ -101,9 +101,9 @@ static void write_object(struct ctx *c, const char *key, uint32_t nparts, struct
             r->vlen = rand_len();
             r->key = rand_bytes(r->klen);
             r->value = rand_bytes(r->vlen);
-            assert_int_equal(lmr_frame_writer_add(fw, lmr_slice_make(r->key, r->klen), lmr_slice_make(r->value, r->vlen),
-                                                  &err),
-                             LMR_OK);
+            assert_int_equal(
+                lmr_frame_writer_add(fw, lmr_slice_make(r->key, r->klen), lmr_slice_make(r->value, r->vlen), &err),
+                LMR_OK);
         }
         assert_int_equal(lmr_frame_writer_end(fw, &frames[p], &err), LMR_OK);
         assert_int_equal(frames[p].records, n);
@@ -308,10 +308,12 @@ static void test_bad_msgpack(void **state)
         const char *bytes;
         size_t len;
     } cases[] = {
-        {"\x81\xc4\x01k\xc4\x01v", 7},   /* a map, not an array */
-        {"\x92\xc0\xc4\x01v", 5},         /* nil key */
+        {"\x81\xc4\x01k\xc4\x01v", 7},     /* a map, not an array */
+        {"\x92\xc0\xc4\x01v", 5},          /* nil key */
         {"\x93\xc4\x01k\xc4\x01v\xc0", 8}, /* three elements */
-        {"\x92\xc4\x05" "ab", 5},             /* frame ends inside the key */
+        {"\x92\xc4\x05"
+         "ab",
+         5},                               /* frame ends inside the key */
         {"\x92\xc4\x01k", 4},              /* frame ends before the value */
         {"\x92\xc4\x01k\xc4\x01v\x92", 8}, /* a good record, then a cut one */
     };

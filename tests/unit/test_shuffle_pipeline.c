@@ -187,8 +187,12 @@ static void run_map(struct ctx *c, const struct lmr_job_ops *ops, const struct p
     struct lmr_err err;
     char spill[128];
     snprintf(spill, sizeof spill, "work/%s-spill/s-", obj);
-    struct lmr_map_output_options o = {.ops = ops, .partitions = R, .memory_limit_bytes = budget, .store = c->store,
-                                       .spill_prefix = spill, .object_key = obj};
+    struct lmr_map_output_options o = {.ops = ops,
+                                       .partitions = R,
+                                       .memory_limit_bytes = budget,
+                                       .store = c->store,
+                                       .spill_prefix = spill,
+                                       .object_key = obj};
     struct lmr_map_output *mo;
     assert_int_equal(lmr_map_output_new(&o, &mo, &err), LMR_OK);
     struct lmr_emitter *em = lmr_map_output_emitter(mo);
@@ -268,7 +272,8 @@ static void check_object(struct ctx *c, const struct lmr_job_ops *ops, const cha
     size_t total = 0;
     uint8_t *seen = calloc(ne + 1, 1);
     for (uint32_t r = 0; r < R; r++) {
-        assert_int_equal(lmr_frame_reader_open(fr, c->store, obj, frames[r].offset, frames[r].size_bytes, &err), LMR_OK);
+        assert_int_equal(lmr_frame_reader_open(fr, c->store, obj, frames[r].offset, frames[r].size_bytes, &err),
+                         LMR_OK);
         uint8_t prev[64];
         size_t prevlen = 0, recs = 0;
         for (;;) {
@@ -384,8 +389,12 @@ static void test_map_errors(void **state)
     struct ctx *c = *state;
     struct lmr_err err;
     struct lmr_map_output *mo;
-    struct lmr_map_output_options o = {.ops = wc(), .partitions = 2, .memory_limit_bytes = 1000, .store = c->store,
-                                       .spill_prefix = "w/s-", .object_key = "o"};
+    struct lmr_map_output_options o = {.ops = wc(),
+                                       .partitions = 2,
+                                       .memory_limit_bytes = 1000,
+                                       .store = c->store,
+                                       .spill_prefix = "w/s-",
+                                       .object_key = "o"};
     assert_int_equal(lmr_map_output_new(&o, &mo, &err), LMR_ERR_INVALID); /* budget too small */
     assert_non_null(strstr(err.msg, "budget"));
     o.memory_limit_bytes = lmr_map_output_min_memory_bytes();
@@ -475,8 +484,12 @@ static void reduce_case(void **state, const struct lmr_job_ops *ops, size_t budg
                                              mp.index[m].frames[r].size_bytes};
         char scratch[64];
         snprintf(scratch, sizeof scratch, "work/reduce/r-%05u/", r);
-        struct lmr_reduce_input_options o = {.ops = ops, .store = c->store, .frames = refs, .nframes = M,
-                                             .memory_limit_bytes = budget, .scratch_prefix = scratch};
+        struct lmr_reduce_input_options o = {.ops = ops,
+                                             .store = c->store,
+                                             .frames = refs,
+                                             .nframes = M,
+                                             .memory_limit_bytes = budget,
+                                             .scratch_prefix = scratch};
         struct lmr_reduce_input *ri;
         struct lmr_err err;
         assert_int_equal(lmr_reduce_input_new(&o, &ri, &err), LMR_OK);
@@ -492,6 +505,7 @@ static void reduce_case(void **state, const struct lmr_job_ops *ops, size_t budg
                 break;
             if (groups)
                 assert_true(oracle_cmp(lmr_slice_make(prev, prevlen), key) < 0); /* one group per key */
+            assert_non_null(key.ptr);
             memcpy(prev, key.ptr, key.len);
             prevlen = key.len;
             groups++;
@@ -590,12 +604,15 @@ static void test_reduce_corrupt_frame(void **state)
     for (int budget_small = 0; budget_small < 2; budget_small++) {
         struct lmr_frame_ref refs[M];
         for (int m = 0; m < M; m++)
-            refs[m] = (struct lmr_frame_ref){NULL, mp.obj[m], mp.index[m].frames[1].offset,
-                                             mp.index[m].frames[1].size_bytes};
-        struct lmr_reduce_input_options o = {
-            .ops = &pairs_job, .store = c->store, .frames = refs, .nframes = M,
-            .memory_limit_bytes = budget_small ? lmr_reduce_input_min_memory_bytes() : 256u << 20,
-            .scratch_prefix = "work/scratch/"};
+            refs[m] =
+                (struct lmr_frame_ref){NULL, mp.obj[m], mp.index[m].frames[1].offset, mp.index[m].frames[1].size_bytes};
+        struct lmr_reduce_input_options o = {.ops = &pairs_job,
+                                             .store = c->store,
+                                             .frames = refs,
+                                             .nframes = M,
+                                             .memory_limit_bytes =
+                                                 budget_small ? lmr_reduce_input_min_memory_bytes() : 256u << 20,
+                                             .scratch_prefix = "work/scratch/"};
         struct lmr_reduce_input *ri;
         enum lmr_result rc = lmr_reduce_input_new(&o, &ri, &err);
         if (rc == LMR_OK) {
@@ -615,8 +632,8 @@ static void test_reduce_corrupt_frame(void **state)
     }
     /* A frame from another store is refused. */
     struct lmr_frame_ref other = {"file:///elsewhere", mp.obj[0], 0, 10};
-    struct lmr_reduce_input_options o = {.ops = &pairs_job, .store = c->store, .frames = &other, .nframes = 1,
-                                         .memory_limit_bytes = 64u << 20};
+    struct lmr_reduce_input_options o = {
+        .ops = &pairs_job, .store = c->store, .frames = &other, .nframes = 1, .memory_limit_bytes = 64u << 20};
     struct lmr_reduce_input *ri;
     assert_int_equal(lmr_reduce_input_new(&o, &ri, &err), LMR_ERR_INVALID);
     free_maps(&mp);
@@ -626,8 +643,8 @@ static void test_reduce_empty(void **state)
 {
     struct ctx *c = *state;
     struct lmr_frame_ref refs[2] = {{NULL, "nothing/a", 0, 0}, {NULL, "nothing/b", 0, 0}};
-    struct lmr_reduce_input_options o = {.ops = wc(), .store = c->store, .frames = refs, .nframes = 2,
-                                         .memory_limit_bytes = 64u << 20};
+    struct lmr_reduce_input_options o = {
+        .ops = wc(), .store = c->store, .frames = refs, .nframes = 2, .memory_limit_bytes = 64u << 20};
     struct lmr_reduce_input *ri;
     struct lmr_err err;
     assert_int_equal(lmr_reduce_input_new(&o, &ri, &err), LMR_OK);

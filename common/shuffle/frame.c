@@ -16,8 +16,8 @@
 
 #include "shuffle/frame.h"
 
-#define STAGE_BYTES ((size_t)64 * 1024)    /* writer: records gathered before each compress call */
-#define READ_IN_BYTES ((size_t)64 * 1024)  /* reader: compressed bytes per store read */
+#define STAGE_BYTES ((size_t)64 * 1024)     /* writer: records gathered before each compress call */
+#define READ_IN_BYTES ((size_t)64 * 1024)   /* reader: compressed bytes per store read */
 #define READ_OUT_BYTES ((size_t)128 * 1024) /* reader: initial decoded buffer (grows for huge records) */
 
 /* ---- little helpers ----------------------------------------------------------------------------------------- */
@@ -91,7 +91,8 @@ size_t lmr_frame_writer_memory_bytes(int zstd_level)
 {
     ZSTD_compressionParameters cp = ZSTD_getCParams(clamp_level(zstd_level), 0, 0);
     cp.windowLog = LMR_SHUFFLE_WINDOW_LOG;
-    return ZSTD_estimateCStreamSize_usingCParams(cp) + STAGE_BYTES + ZSTD_CStreamOutSize() + sizeof(struct lmr_frame_writer);
+    return ZSTD_estimateCStreamSize_usingCParams(cp) + STAGE_BYTES + ZSTD_CStreamOutSize() +
+           sizeof(struct lmr_frame_writer);
 }
 
 enum lmr_result lmr_frame_writer_new(int zstd_level, struct lmr_frame_writer **out, struct lmr_err *err)
@@ -201,7 +202,8 @@ enum lmr_result lmr_frame_writer_add(struct lmr_frame_writer *fw, struct lmr_sli
                                      struct lmr_err *err)
 {
     if (key.len > UINT32_MAX || value.len > UINT32_MAX)
-        return lmr_fail(err, LMR_ERR_TOO_LARGE, "A shuffle record is larger than 4 GiB; keys and values must be smaller.");
+        return lmr_fail(err, LMR_ERR_TOO_LARGE,
+                        "A shuffle record is larger than 4 GiB; keys and values must be smaller.");
     if (!fw->started) {
         ZSTD_CCtx_reset(fw->cctx, ZSTD_reset_session_only);
         fw->started = true;
@@ -345,8 +347,9 @@ enum lmr_result lmr_shuffle_read_index(struct lmr_store *store, const char *key,
         fr[i] = (struct lmr_partition_frame){get_u64le(q), get_u64le(q + 8), get_u64le(q + 16), get_u64le(q + 24)};
         if (fr[i].offset > index_offset || fr[i].size_bytes > index_offset - fr[i].offset) {
             free(fr);
-            rc = lmr_fail(err, LMR_ERR_FORMAT, "Shuffle object %s: the index entry of partition %u points outside "
-                                               "the object's data.",
+            rc = lmr_fail(err, LMR_ERR_FORMAT,
+                          "Shuffle object %s: the index entry of partition %u points outside "
+                          "the object's data.",
                           key, i);
             goto out;
         }

@@ -412,8 +412,8 @@ static void emit_combine(struct lmr_emitter *self, struct lmr_slice key, struct 
         return;
     }
     if (key.len > UINT32_MAX) {
-        fail_sticky(mo, lmr_fail(&mo->err, LMR_ERR_TOO_LARGE, "A key of %zu bytes is larger than the 4 GiB limit.",
-                                 key.len));
+        fail_sticky(
+            mo, lmr_fail(&mo->err, LMR_ERR_TOO_LARGE, "A key of %zu bytes is larger than the 4 GiB limit.", key.len));
         return;
     }
     mo->records_in++;
@@ -433,8 +433,9 @@ static void emit_combine(struct lmr_emitter *self, struct lmr_slice key, struct 
     /* A new key. */
     uint32_t part = partition_of(mo, key, h);
     if (part >= mo->R) {
-        fail_sticky(mo, lmr_fail(&mo->err, LMR_ERR_INVALID, "Job %s's partition function returned %u for %u partitions.",
-                                 mo->ops->name ? mo->ops->name : "?", part, mo->R));
+        fail_sticky(mo,
+                    lmr_fail(&mo->err, LMR_ERR_INVALID, "Job %s's partition function returned %u for %u partitions.",
+                             mo->ops->name ? mo->ops->name : "?", part, mo->R));
         return;
     }
     size_t need = (8 + mo->acc_bytes + key.len + 7) & ~(size_t)7;
@@ -451,8 +452,8 @@ static void emit_combine(struct lmr_emitter *self, struct lmr_slice key, struct 
     }
     uint8_t *e = arena_alloc(mo, need);
     if (!e) {
-        enum lmr_result rc = mo->count ? spill(mo, &mo->err)
-                                       : lmr_fail(&mo->err, LMR_ERR_NOMEM, "Out of memory buffering map output.");
+        enum lmr_result rc =
+            mo->count ? spill(mo, &mo->err) : lmr_fail(&mo->err, LMR_ERR_NOMEM, "Out of memory buffering map output.");
         if (rc != LMR_OK) {
             fail_sticky(mo, rc);
             return;
@@ -507,8 +508,9 @@ static void emit_buffer(struct lmr_emitter *self, struct lmr_slice key, struct l
     uint64_t h = mo->ops->partition ? 0 : XXH3_64bits(key.ptr, key.len);
     uint32_t part = partition_of(mo, key, h);
     if (part >= mo->R) {
-        fail_sticky(mo, lmr_fail(&mo->err, LMR_ERR_INVALID, "Job %s's partition function returned %u for %u partitions.",
-                                 mo->ops->name ? mo->ops->name : "?", part, mo->R));
+        fail_sticky(mo,
+                    lmr_fail(&mo->err, LMR_ERR_INVALID, "Job %s's partition function returned %u for %u partitions.",
+                             mo->ops->name ? mo->ops->name : "?", part, mo->R));
         return;
     }
     size_t need = (16 + key.len + value.len + 7) & ~(size_t)7;
@@ -564,10 +566,11 @@ enum lmr_result lmr_map_output_new(const struct lmr_map_output_options *o, struc
     size_t min = lmr_map_output_min_memory_bytes() - lmr_frame_writer_memory_bytes(1) +
                  lmr_frame_writer_memory_bytes(o->zstd_level);
     if (o->memory_limit_bytes < min)
-        return lmr_fail(err, LMR_ERR_INVALID,
-                        "A map task's shuffle budget of %zu bytes is below the minimum of %zu bytes; give the task more "
-                        "memory.",
-                        o->memory_limit_bytes, min);
+        return lmr_fail(
+            err, LMR_ERR_INVALID,
+            "A map task's shuffle budget of %zu bytes is below the minimum of %zu bytes; give the task more "
+            "memory.",
+            o->memory_limit_bytes, min);
     struct lmr_map_output *mo = calloc(1, sizeof *mo);
     if (!mo)
         return lmr_fail(err, LMR_ERR_NOMEM, "Out of memory creating the map output.");
@@ -589,7 +592,8 @@ enum lmr_result lmr_map_output_new(const struct lmr_map_output_options *o, struc
         mo->chunk_bytes = MAX_CHUNK_BYTES;
     mo->chunk_bytes &= ~(size_t)7;
     mo->items_cap = INITIAL_SLOTS;
-    mo->items = mo->combining ? calloc(mo->items_cap, sizeof(struct item)) : malloc(mo->items_cap * sizeof(struct item));
+    mo->items =
+        mo->combining ? calloc(mo->items_cap, sizeof(struct item)) : malloc(mo->items_cap * sizeof(struct item));
     mo->emitter.emit = mo->combining ? emit_combine : emit_buffer;
     enum lmr_result rc = LMR_OK;
     if (!mo->spill_prefix || !mo->object_key || !mo->items)

@@ -21,7 +21,8 @@ struct lmr_map_output_options {
     const struct lmr_job_ops *ops; /* Required */
     void *job_state;               /* Optional: passed to partition/combine */
     uint32_t partitions;           /* Required: R >= 1 */
-    size_t memory_limit_bytes;     /* Required: budget for table + arenas + codec buffers (see lmr_map_output_min_memory_bytes) */
+    size_t memory_limit_bytes;     /* Required: budget for table + arenas + codec buffers (see
+                                      lmr_map_output_min_memory_bytes) */
     struct lmr_store *store;       /* Required: where spills and the final object go */
     const char *spill_prefix;      /* Required: key prefix for spill runs, e.g. "work/j/map/m-00003/a-1/spill-" */
     const char *object_key;        /* Required: key of the intermediate object */
@@ -32,14 +33,14 @@ struct lmr_map_output_options {
 struct lmr_map_output_index {
     uint32_t partitions;
     struct lmr_partition_frame *frames; /* [partitions], malloc'd: free with lmr_map_output_index_clean_up */
-    uint64_t records_in;        /* emits */
-    uint64_t records_out;       /* records in the object (after combining) */
-    uint64_t raw_bytes;         /* uncompressed msgpack bytes in the object */
-    uint64_t object_bytes;      /* size of the object (frames + index + footer) */
-    uint64_t spills;            /* sorted runs written before finish */
-    uint64_t spill_bytes;       /* compressed bytes of those runs (and of map-side merge passes) */
-    uint64_t merge_passes;      /* intermediate merge passes at finish (0 when the runs fit one merge) */
-    uint64_t peak_memory_bytes; /* largest accounted memory (table, arenas, codec contexts and buffers) */
+    uint64_t records_in;                /* emits */
+    uint64_t records_out;               /* records in the object (after combining) */
+    uint64_t raw_bytes;                 /* uncompressed msgpack bytes in the object */
+    uint64_t object_bytes;              /* size of the object (frames + index + footer) */
+    uint64_t spills;                    /* sorted runs written before finish */
+    uint64_t spill_bytes;               /* compressed bytes of those runs (and of map-side merge passes) */
+    uint64_t merge_passes;              /* intermediate merge passes at finish (0 when the runs fit one merge) */
+    uint64_t peak_memory_bytes;         /* largest accounted memory (table, arenas, codec contexts and buffers) */
 };
 
 struct lmr_map_output;

@@ -12,8 +12,8 @@ struct lmr_merger {
     struct lmr_slice *keys, *values; /* current record of each source */
     size_t *heap;
     size_t heap_len;
-    long pending; /* source whose record was handed out and must be advanced, or -1 */
-    uint8_t *keybuf, *acc;   /* drain: copy of the group key, combined accumulator */
+    long pending;          /* source whose record was handed out and must be advanced, or -1 */
+    uint8_t *keybuf, *acc; /* drain: copy of the group key, combined accumulator */
     size_t keybuf_cap;
 };
 
@@ -245,8 +245,9 @@ enum lmr_result lmr_merger_drain(struct lmr_merger *m, const struct lmr_job_ops 
                 break;
             n++;
             if (value.len != ops->value_size)
-                return lmr_fail(err, LMR_ERR_FORMAT, "A shuffle record of combining job %s has a %zu-byte value, "
-                                                     "expected %zu bytes.",
+                return lmr_fail(err, LMR_ERR_FORMAT,
+                                "A shuffle record of combining job %s has a %zu-byte value, "
+                                "expected %zu bytes.",
                                 ops->name ? ops->name : "?", value.len, ops->value_size);
             ops->combine(job_state, m->acc, value);
         }

@@ -129,8 +129,8 @@ static enum lmr_result multi_pass(struct lmr_reduce_input *ri, const char *scrat
                 rc = lmr_fail(err, LMR_ERR_NOMEM, "Out of memory naming a merge run.");
                 break;
             }
-            snprintf(out[j].key, klen, "%spass%02llu-%05zu", scratch_prefix,
-                     (unsigned long long)ri->stats.merge_passes, run_seq++);
+            snprintf(out[j].key, klen, "%spass%02llu-%05zu", scratch_prefix, (unsigned long long)ri->stats.merge_passes,
+                     run_seq++);
             rc = merge_group(ri, fw, ri->src + i, n, out[j].key, &out[j], err);
             if (rc != LMR_OK) {
                 lmr_store_delete(ri->store, (const char *const *)&out[j].key, 1, NULL);
@@ -164,8 +164,8 @@ static bool values_next(struct lmr_values *self, struct lmr_slice *value)
     if (ri->group_done || ri->status != LMR_OK)
         return false;
     bool has;
-    enum lmr_result rc = lmr_merger_next_if_equal(ri->m, (struct lmr_slice){ri->keybuf, ri->keylen}, &has, value,
-                                                  &ri->err);
+    enum lmr_result rc =
+        lmr_merger_next_if_equal(ri->m, (struct lmr_slice){ri->keybuf, ri->keylen}, &has, value, &ri->err);
     if (rc != LMR_OK) {
         ri->status = rc;
         ri->group_done = true;
@@ -185,7 +185,8 @@ enum lmr_result lmr_reduce_input_new(const struct lmr_reduce_input_options *o, s
     if (!o || !o->ops || !o->store || (o->nframes && !o->frames))
         return lmr_fail(err, LMR_ERR_INVALID, "The reduce input needs a job, a store and its frames.");
     if (o->ops->combine && o->ops->value_size == 0)
-        return lmr_fail(err, LMR_ERR_INVALID, "Job %s has a combiner but value_size 0.", o->ops->name ? o->ops->name : "?");
+        return lmr_fail(err, LMR_ERR_INVALID, "Job %s has a combiner but value_size 0.",
+                        o->ops->name ? o->ops->name : "?");
     size_t min = lmr_reduce_input_min_memory_bytes();
     if (o->memory_limit_bytes < min)
         return lmr_fail(err, LMR_ERR_INVALID,
@@ -201,8 +202,10 @@ enum lmr_result lmr_reduce_input_new(const struct lmr_reduce_input_options *o, s
     ri->store = o->store;
     ri->src = calloc(o->nframes ? o->nframes : 1, sizeof *ri->src);
     ri->acc = malloc(o->ops->value_size ? o->ops->value_size : 1);
+    ri->keybuf_cap = 64; /* never NULL: an empty key still points somewhere */
+    ri->keybuf = malloc(ri->keybuf_cap);
     enum lmr_result rc = LMR_OK;
-    if (!ri->src || !ri->acc)
+    if (!ri->src || !ri->acc || !ri->keybuf)
         rc = lmr_fail(err, LMR_ERR_NOMEM, "Out of memory creating the reduce input.");
     for (size_t i = 0; i < o->nframes && rc == LMR_OK; i++) {
         const struct lmr_frame_ref *f = &o->frames[i];

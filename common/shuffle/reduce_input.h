@@ -18,15 +18,15 @@
 
 /* One map task's frame for this partition. */
 struct lmr_frame_ref {
-    const char *store_root; /* Optional: root_uri of the store holding it; must match the store's when set */
-    const char *key;        /* object key */
+    const char *store_root;      /* Optional: root_uri of the store holding it; must match the store's when set */
+    const char *key;             /* object key */
     uint64_t offset, size_bytes; /* from the object's index; size 0 = empty (never fetched) */
 };
 
 struct lmr_reduce_input_options {
-    const struct lmr_job_ops *ops; /* Required */
-    void *job_state;               /* Optional: passed to combine */
-    struct lmr_store *store;       /* Required: all frames of a job live in one store */
+    const struct lmr_job_ops *ops;      /* Required */
+    void *job_state;                    /* Optional: passed to combine */
+    struct lmr_store *store;            /* Required: all frames of a job live in one store */
     const struct lmr_frame_ref *frames; /* Required unless nframes == 0; copied */
     size_t nframes;
     size_t memory_limit_bytes;  /* Required: at least lmr_reduce_input_min_memory_bytes() */
@@ -35,12 +35,12 @@ struct lmr_reduce_input_options {
 };
 
 struct lmr_reduce_input_stats {
-    uint64_t frames;        /* frames merged (non-empty ones) */
-    uint64_t bytes_fetched; /* compressed bytes read from the store, including temporary runs */
-    uint64_t records;       /* records read in the final merge */
-    uint64_t groups;        /* key groups handed out */
-    uint64_t merge_passes;  /* intermediate passes (0: a single merge) */
-    uint64_t scratch_bytes; /* bytes written to temporary runs */
+    uint64_t frames;            /* frames merged (non-empty ones) */
+    uint64_t bytes_fetched;     /* compressed bytes read from the store, including temporary runs */
+    uint64_t records;           /* records read in the final merge */
+    uint64_t groups;            /* key groups handed out */
+    uint64_t merge_passes;      /* intermediate passes (0: a single merge) */
+    uint64_t scratch_bytes;     /* bytes written to temporary runs */
     uint64_t peak_memory_bytes; /* accounted memory (readers, writer, key buffer) */
 };
 

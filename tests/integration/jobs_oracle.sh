@@ -24,7 +24,7 @@ printf '1.2.3.4,http://x/1\n5.6.7.8,http://x/2,2001-01-01,notanumber,ua,USA,USA-
 run() { # run NAME JOB ARGS... -> output dir $work/out-NAME
     local name="$1"
     shift
-    "$LMR" run "$@" --output "$work/out-$name" > "$work/out-$name.json" 2> "$work/out-$name.err" || {
+    "$LMR" run "$@" --output "$work/out-$name" --json > "$work/out-$name.json" 2> "$work/out-$name.err" || {
         echo "FAIL: lambdamr run $* exited non-zero:"
         cat "$work/out-$name.err"
         exit 1
@@ -110,10 +110,13 @@ for op, exact in (("sum", False), ("count", True), ("min", False), ("max", False
 # Malformed rows skipped: same answer as the clean data.
 check_agg("q2-bad", "SELECT substr(sourceIP, 1, 8), sum(adRevenue) FROM uservisits GROUP BY 1", False)
 # ... and counted in the report.
-try:
-    report = json.load(open(os.path.join(work, "out-q2-bad.json")))
-except ValueError:
-    report = json.load(open(os.path.join(work, "out-q2-bad", "_lambdamr", "report.json")))
+report = None
+for path in (os.path.join(work, "out-q2-bad.json"), os.path.join(work, "out-q2-bad", "_lambdamr", "report.json")):
+    try:
+        report = json.load(open(path))
+        break
+    except (OSError, ValueError):
+        pass
 found = []
 def walk(o):
     if isinstance(o, dict):

@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "handlers.h"
+#include "stream/handler.h"
 
 /* Echo handler: returns the event unchanged. For tests and invoke benchmarks. */
 static enum lmr_result echo_handler(void *user_data, const struct lmr_runtime_context *ctx, const char *event,
@@ -12,6 +13,7 @@ static enum lmr_result echo_handler(void *user_data, const struct lmr_runtime_co
 
 static const struct lmr_function_role roles[] = {
     {"echo", echo_handler},
+    {"stream", lmr_stream_handler},
 };
 
 const struct lmr_function_role *lmr_function_role_find(const char *name)

@@ -438,6 +438,7 @@ enum lmr_result lmr_stream_response_parse(const char *json, size_t len, struct l
         goto done;
     }
     resp->state_json = json_dumps(state, JSON_COMPACT);
+    resp->state_full = json_object_get(state, "full") != NULL;
     if (!resp->state_json) {
         r = lmr_fail(err, LMR_ERR_NOMEM, "out of memory reading the stream function's response");
         goto done;

@@ -96,6 +96,7 @@ enum lmr_result lmr_stream_response_build(struct lmr_buf *out, const char *state
 /* A parsed response. */
 struct lmr_stream_response {
     char *state_json;  /* compact JSON text of the state object (malloc'd) */
+    bool state_full;   /* the state carries the "full" marker: terminate the window early */
     char **failed_ids; /* itemIdentifier values */
     size_t n_failed;
 };

@@ -196,6 +196,7 @@ static void sum_field(json_t *into, const char *name, json_t *responses)
     json_object_set_new(into, name, json_integer((json_int_t)total));
 }
 
+
 static void add_store_stats(uint64_t *acc, json_t *stats)
 {
     static const char *const names[] = {"get", "put", "list", "head", "delete"};
@@ -209,6 +210,14 @@ static json_t *phase_json(const struct lmr_phase_result *pr, size_t ntasks, cons
                           (json_int_t)pr->attempts, "failed_attempts", (json_int_t)pr->failed_attempts);
     for (size_t f = 0; f < nfields; f++)
         sum_field(o, fields[f], pr->responses);
+    uint64_t req[5] = {0};
+    size_t i;
+    json_t *r;
+    json_array_foreach(pr->responses, i, r) add_store_stats(req, json_object_get(r, "store"));
+    json_object_set_new(o, "store_requests",
+                        json_pack("{s:I, s:I, s:I, s:I, s:I}", "get", (json_int_t)req[0], "put", (json_int_t)req[1],
+                                  "list", (json_int_t)req[2], "head", (json_int_t)req[3], "delete",
+                                  (json_int_t)req[4]));
     return o;
 }
 

@@ -30,6 +30,23 @@
 uint32_t lmr_svc_read_rss_mb(pid_t pid, bool peak)
 {
     char path[64], text[4096];
+    if (!peak) {
+        /* statm is much cheaper to produce than status: "size resident shared ..." in pages. */
+        snprintf(path, sizeof path, "/proc/%d/statm", (int)pid);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            return 0;
+        ssize_t n = read(fd, text, sizeof text - 1);
+        close(fd);
+        if (n <= 0)
+            return 0;
+        text[n] = '\0';
+        unsigned long size = 0, resident = 0;
+        if (sscanf(text, "%lu %lu", &size, &resident) != 2)
+            return 0;
+        uint64_t bytes = (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
+        return (uint32_t)((bytes + (1u << 20) - 1) >> 20);
+    }
     snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)

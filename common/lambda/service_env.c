@@ -401,9 +401,9 @@ enum lmr_result lmr_svc_env_spawn_locked(struct lmr_svc_fn *fn, struct lmr_svc_e
     sin.sin_family = AF_INET;
     sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     env->daemon =
-        MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL, rt_handler,
-                         env, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)0,
-                         MHD_OPTION_NOTIFY_COMPLETED, rt_completed, env, MHD_OPTION_END);
+        MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL, 0, NULL, NULL,
+                         rt_handler, env, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin, MHD_OPTION_CONNECTION_TIMEOUT,
+                         (unsigned)0, MHD_OPTION_NOTIFY_COMPLETED, rt_completed, env, MHD_OPTION_END);
     const union MHD_DaemonInfo *info = env->daemon ? MHD_get_daemon_info(env->daemon, MHD_DAEMON_INFO_BIND_PORT) : NULL;
     int pipefd[2] = {-1, -1};
     if (!info || pipe2(pipefd, O_CLOEXEC) != 0) {

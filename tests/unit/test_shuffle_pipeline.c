@@ -359,6 +359,12 @@ static void test_wordcount_in_memory(void **state)
     map_case(state, wc(), 20000, 3000, 4, 64u << 20, false);
 }
 
+/* A table beyond the caches: emits go through the prefetching batch. */
+static void test_wordcount_large_table(void **state)
+{
+    map_case(state, wc(), 150000, 400000, 4, 64u << 20, false);
+}
+
 static void test_wordcount_spills(void **state)
 {
     map_case(state, wc(), 120000, 100000, 5, lmr_map_output_min_memory_bytes(), true);
@@ -660,6 +666,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_wordcount_in_memory, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wordcount_large_table, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wordcount_spills, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pairs_in_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pairs_spills, setup, teardown),

@@ -340,7 +340,10 @@ static enum lmr_result write_sorted(struct lmr_map_output *mo, const char *key, 
     size_t idx = 0;
     for (uint32_t r = 0; r < mo->R && rc == LMR_OK; r++) {
         lmr_frame_writer_begin(mo->fw, sw, &off);
-        while (idx < mo->count && e_part(mo, mo->items[idx].entry) == r && rc == LMR_OK) {
+        /* The partition is in the sort key's top bits; entries are prefetched a few items ahead. */
+        while (idx < mo->count && (mo->pbits ? mo->items[idx].sortkey >> (64 - mo->pbits) : 0) == r && rc == LMR_OK) {
+            if (idx + 8 < mo->count)
+                __builtin_prefetch(mo->items[idx + 8].entry);
             const uint8_t *e = mo->items[idx++].entry;
             rc = lmr_frame_writer_add(mo->fw, e_key(mo, e), e_value(mo, e), err);
         }

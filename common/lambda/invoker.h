@@ -26,11 +26,11 @@ struct lmr_invoke_result {
     struct lmr_buf payload;   /* response payload; on a function error, the error JSON */
     char function_error[128]; /* "" if none; else "Unhandled" or the runtime's error type */
     char request_id[64];
-    char log_tail[4097];      /* last 4 KB of the invocation's log (when requested), decoded */
+    char log_tail[4097]; /* last 4 KB of the invocation's log (when requested), decoded */
     /* Figures of the REPORT line. 0 when unknown (e.g. Event invocations). */
     double duration_ms;
     double billed_duration_ms;
-    double init_duration_ms;  /* > 0 on a cold start */
+    double init_duration_ms; /* > 0 on a cold start */
     uint32_t memory_size_mb;
     uint32_t max_memory_used_mb;
     uint32_t throttle_retries; /* 429s that were retried before this result */
@@ -39,7 +39,8 @@ struct lmr_invoke_result {
 void lmr_invoke_result_init(struct lmr_invoke_result *res, size_t max_payload_bytes);
 void lmr_invoke_result_clean_up(struct lmr_invoke_result *res);
 
-/** Parse a Lambda REPORT line ("REPORT RequestId: … Duration: 1.23 ms …") found in text into res. @return true if found. */
+/** Parse a Lambda REPORT line ("REPORT RequestId: … Duration: 1.23 ms …") found in text into res. @return true if
+ * found. */
 bool lmr_invoke_result_parse_report(struct lmr_invoke_result *res, const char *text);
 
 enum lmr_invoke_flags {
@@ -66,9 +67,9 @@ struct lmr_invoker {
     void *impl;
 };
 
-static inline enum lmr_result lmr_invoke(struct lmr_invoker *inv, const char *function, const void *payload,
-                                         size_t len, enum lmr_invoke_type type, unsigned flags,
-                                         struct lmr_invoke_result *res, struct lmr_err *err)
+static inline enum lmr_result lmr_invoke(struct lmr_invoker *inv, const char *function, const void *payload, size_t len,
+                                         enum lmr_invoke_type type, unsigned flags, struct lmr_invoke_result *res,
+                                         struct lmr_err *err)
 {
     return inv->vtable->invoke(inv, function, payload, len, type, flags, res, err);
 }

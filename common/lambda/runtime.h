@@ -15,12 +15,12 @@
 
 /* What the Runtime API tells the handler about the current invocation. */
 struct lmr_runtime_context {
-    const char *request_id;          /* Lambda-Runtime-Aws-Request-Id */
+    const char *request_id;           /* Lambda-Runtime-Aws-Request-Id */
     const char *invoked_function_arn; /* Lambda-Runtime-Invoked-Function-Arn */
-    const char *trace_id;            /* Lambda-Runtime-Trace-Id (may be "") */
-    uint64_t deadline_ms;            /* Lambda-Runtime-Deadline-Ms, epoch milliseconds */
-    const char *function_name;       /* AWS_LAMBDA_FUNCTION_NAME */
-    uint32_t memory_size_mb;         /* AWS_LAMBDA_FUNCTION_MEMORY_SIZE */
+    const char *trace_id;             /* Lambda-Runtime-Trace-Id (may be "") */
+    uint64_t deadline_ms;             /* Lambda-Runtime-Deadline-Ms, epoch milliseconds */
+    const char *function_name;        /* AWS_LAMBDA_FUNCTION_NAME */
+    uint32_t memory_size_mb;          /* AWS_LAMBDA_FUNCTION_MEMORY_SIZE */
 };
 
 /** Milliseconds left before the deadline (negative once passed). */

@@ -1,0 +1,739 @@
+/*
+ * The embedded Lambda service, core: functions, invocation dispatch (warm environment, cold
+ * start, 429, Event queue with retries), the END/REPORT lines, and the monitor thread that
+ * enforces timeouts and memory sizes. Environments and their Runtime API live in
+ * service_env.c, the Invoke API over HTTP in service_http.c.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <math.h>
+#include <microhttpd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lambda/service_internal.h"
+#include "util/log.h"
+#include "util/misc.h"
+
+extern char **environ;
+
+#define INIT_LIMIT_MS 10000.0 /* Lambda's init phase limit */
+#define MONITOR_TICK_MS 5
+
+double lmr_svc_now_ms(void)
+{
+    return lmr_mono_ms();
+}
+
+void lmr_svc_outcome_init(struct lmr_svc_outcome *o)
+{
+    memset(o, 0, sizeof *o);
+    lmr_buf_init(&o->payload, LMR_LAMBDA_SYNC_PAYLOAD_MAX_BYTES + 1024);
+}
+
+void lmr_svc_outcome_clean_up(struct lmr_svc_outcome *o)
+{
+    lmr_buf_clean_up(&o->payload);
+}
+
+static void set_error(struct lmr_svc_outcome *o, int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void set_error(struct lmr_svc_outcome *o, int status, const char *code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    o->status = status;
+    o->error_code = code;
+    vsnprintf(o->message, sizeof o->message, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- functions ---------------------------------------------------------------------------- */
+
+static bool valid_name(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 64)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_'))
+            return false;
+    }
+    return true;
+}
+
+static bool env_has(char **list, size_t n, const char *entry)
+{
+    size_t klen = strcspn(entry, "=");
+    for (size_t i = 0; i < n; i++)
+        if (!strncmp(list[i], entry, klen) && list[i][klen] == '=')
+            return true;
+    return false;
+}
+
+static void env_add(struct lmr_svc_fn *fn, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void env_add(struct lmr_svc_fn *fn, size_t cap, const char *fmt, ...)
+{
+    char *s = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = vasprintf(&s, fmt, ap);
+    va_end(ap);
+    if (rc < 0 || !s)
+        return;
+    if (!strchr(s, '=') || fn->envp_len + 1 >= cap || env_has(fn->envp, fn->envp_len, s)) {
+        free(s);
+        return;
+    }
+    fn->envp[fn->envp_len++] = s;
+    fn->envp[fn->envp_len] = NULL;
+}
+
+static bool passes_through(const char *e)
+{
+    static const char *const exact[] = {"PATH=",         "HOME=", "TMPDIR=", "ASAN_OPTIONS=",   "UBSAN_OPTIONS=",
+                                        "LSAN_OPTIONS=", "TZ=",   "LANG=",   "LD_LIBRARY_PATH="};
+    if (!strncmp(e, "AWS_LAMBDA_", 11) || !strncmp(e, "AWS_EXECUTION_ENV=", 18))
+        return false;
+    if (!strncmp(e, "AWS_", 4) || !strncmp(e, "LMR_", 4))
+        return true;
+    for (size_t i = 0; i < sizeof exact / sizeof exact[0]; i++)
+        if (!strncmp(e, exact[i], strlen(exact[i])))
+            return true;
+    return false;
+}
+
+static void fn_free(struct lmr_svc_fn *fn)
+{
+    if (!fn)
+        return;
+    for (size_t i = 0; i < fn->envp_len; i++)
+        free(fn->envp[i]);
+    free(fn->envp);
+    if (fn->log_fd >= 0)
+        close(fn->log_fd);
+    while (fn->q_head) {
+        struct lmr_svc_inv *inv = fn->q_head;
+        fn->q_head = inv->next;
+        lmr_buf_clean_up(&inv->response);
+        free(inv->payload);
+        free(inv);
+    }
+    free(fn->name);
+    free(fn->path);
+    free(fn->handler);
+    free(fn->task_root);
+    free(fn);
+}
+
+enum lmr_result lmr_lambda_service_new(const struct lmr_lambda_service_options *opts, struct lmr_lambda_service **out,
+                                       struct lmr_err *err)
+{
+    struct lmr_lambda_service *svc = calloc(1, sizeof *svc);
+    if (!svc)
+        return lmr_fail(err, LMR_ERR_NOMEM, "out of memory creating the Lambda service");
+    pthread_mutex_init(&svc->mu, NULL);
+    pthread_cond_init(&svc->envs_cond, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&svc->monitor_cond, &ca);
+    pthread_condattr_destroy(&ca);
+    svc->port_wanted = opts ? opts->port : 0;
+    svc->event_retry_delay_ms = opts && opts->event_retry_delay_ms ? opts->event_retry_delay_ms : 200;
+    const char *region = getenv("AWS_REGION");
+    if (!region || !*region)
+        region = getenv("AWS_DEFAULT_REGION");
+    snprintf(svc->region, sizeof svc->region, "%s", region && *region ? region : "us-east-1");
+    if (opts && opts->log_dir) {
+        enum lmr_result r = lmr_mkdirs(opts->log_dir, err);
+        if (r != LMR_OK) {
+            lmr_lambda_service_destroy(svc);
+            return r;
+        }
+        svc->log_dir = lmr_abspath(opts->log_dir);
+    } else {
+        const char *tmp = getenv("TMPDIR");
+        char tmpl[4096];
+        snprintf(tmpl, sizeof tmpl, "%s/lambdamr-logs-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+        if (!mkdtemp(tmpl)) {
+            int e = errno;
+            lmr_lambda_service_destroy(svc);
+            return lmr_fail(err, LMR_ERR_IO, "cannot create a log directory %s: %s; set TMPDIR or pass a log directory",
+                            tmpl, strerror(e));
+        }
+        svc->log_dir = strdup(tmpl);
+    }
+    if (!svc->log_dir) {
+        lmr_lambda_service_destroy(svc);
+        return lmr_fail(err, LMR_ERR_NOMEM, "out of memory creating the Lambda service");
+    }
+    *out = svc;
+    return LMR_OK;
+}
+
+enum lmr_result lmr_lambda_service_add_function(struct lmr_lambda_service *svc, const struct lmr_function_config *cfg,
+                                                struct lmr_err *err)
+{
+    if (!cfg || !cfg->name || !valid_name(cfg->name))
+        return lmr_fail(err, LMR_ERR_INVALID,
+                        "function name '%s' is not valid: use 1 to 64 letters, digits, '-' or '_'",
+                        cfg && cfg->name ? cfg->name : "");
+    if (!cfg->path || !*cfg->path)
+        return lmr_fail(err, LMR_ERR_INVALID, "function %s has no executable path", cfg->name);
+    uint32_t memory_mb = cfg->memory_mb ? cfg->memory_mb : 1024;
+    if (memory_mb < 128 || memory_mb > 10240)
+        return lmr_fail(err, LMR_ERR_INVALID, "function %s: memory %u MB is out of range; use 128 to 10240 MB",
+                        cfg->name, memory_mb);
+    double timeout_s = cfg->timeout_s > 0 ? cfg->timeout_s : 3.0;
+    if (timeout_s > 900)
+        return lmr_fail(err, LMR_ERR_INVALID, "function %s: timeout %.2f s is too long; use at most 900 seconds",
+                        cfg->name, timeout_s);
+    uint32_t concurrency = cfg->concurrency ? cfg->concurrency : 10;
+    if (concurrency > 1000)
+        return lmr_fail(err, LMR_ERR_INVALID, "function %s: concurrency %u is too high; use at most 1000", cfg->name,
+                        concurrency);
+
+    struct lmr_svc_fn *fn = calloc(1, sizeof *fn);
+    if (!fn)
+        return lmr_fail(err, LMR_ERR_NOMEM, "out of memory adding function %s", cfg->name);
+    fn->svc = svc;
+    fn->log_fd = -1;
+    fn->name = strdup(cfg->name);
+    fn->path = lmr_abspath(cfg->path);
+    fn->handler = cfg->handler ? strdup(cfg->handler) : NULL;
+    fn->memory_mb = memory_mb;
+    fn->timeout_s = timeout_s;
+    fn->concurrency = concurrency;
+    if (fn->path) {
+        fn->task_root = strdup(fn->path);
+        char *slash = fn->task_root ? strrchr(fn->task_root, '/') : NULL;
+        if (slash)
+            *(slash == fn->task_root ? slash + 1 : slash) = '\0';
+    }
+    size_t n_environ = 0, n_extra = 0;
+    while (environ && environ[n_environ])
+        n_environ++;
+    while (cfg->env && cfg->env[n_extra])
+        n_extra++;
+    size_t cap = n_environ + n_extra + 32;
+    fn->envp = calloc(cap, sizeof *fn->envp);
+    if (!fn->name || !fn->path || !fn->task_root || !fn->envp) {
+        fn_free(fn);
+        return lmr_fail(err, LMR_ERR_NOMEM, "out of memory adding function %s", cfg->name);
+    }
+    /* Variables Lambda reserves come first (and win); then the caller's extras, then pass-through. */
+    if (fn->handler)
+        env_add(fn, cap, "_HANDLER=%s", fn->handler);
+    env_add(fn, cap, "AWS_LAMBDA_FUNCTION_NAME=%s", fn->name);
+    env_add(fn, cap, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE=%u", fn->memory_mb);
+    env_add(fn, cap, "AWS_LAMBDA_FUNCTION_VERSION=$LATEST");
+    env_add(fn, cap, "AWS_LAMBDA_LOG_GROUP_NAME=/aws/lambda/%s", fn->name);
+    env_add(fn, cap, "AWS_REGION=%s", svc->region);
+    env_add(fn, cap, "AWS_DEFAULT_REGION=%s", svc->region);
+    env_add(fn, cap, "LAMBDA_TASK_ROOT=%s", fn->task_root);
+    env_add(fn, cap, "LAMBDA_RUNTIME_DIR=%s", fn->task_root);
+    env_add(fn, cap, "AWS_EXECUTION_ENV=AWS_Lambda_provided");
+    for (size_t i = 0; i < n_extra; i++)
+        env_add(fn, cap, "%s", cfg->env[i]);
+    for (size_t i = 0; i < n_environ; i++)
+        if (passes_through(environ[i]))
+            env_add(fn, cap, "%s", environ[i]);
+
+    char log_path[4096];
+    snprintf(log_path, sizeof log_path, "%s/%s.log", svc->log_dir, fn->name);
+    fn->log_fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fn->log_fd < 0) {
+        int e = errno;
+        fn_free(fn);
+        return lmr_fail(err, LMR_ERR_IO, "cannot open the log %s of function %s: %s", log_path, cfg->name, strerror(e));
+    }
+    pthread_mutex_lock(&svc->mu);
+    for (struct lmr_svc_fn *f = svc->fns; f; f = f->next) {
+        if (!strcmp(f->name, fn->name)) {
+            pthread_mutex_unlock(&svc->mu);
+            fn_free(fn);
+            return lmr_fail(err, LMR_ERR_EXISTS, "function %s is already registered; use another name", cfg->name);
+        }
+    }
+    fn->next = svc->fns;
+    svc->fns = fn;
+    pthread_mutex_unlock(&svc->mu);
+    return LMR_OK;
+}
+
+uint16_t lmr_lambda_service_port(const struct lmr_lambda_service *svc)
+{
+    return svc ? svc->port : 0;
+}
+
+const char *lmr_lambda_service_log_dir(const struct lmr_lambda_service *svc)
+{
+    return svc ? svc->log_dir : NULL;
+}
+
+/* ---- monitor ------------------------------------------------------------------------------ */
+
+static void *monitor_main(void *arg)
+{
+    struct lmr_lambda_service *svc = arg;
+    pthread_mutex_lock(&svc->mu);
+    while (!svc->stopping) {
+        double now = lmr_svc_now_ms();
+        for (struct lmr_svc_fn *fn = svc->fns; fn; fn = fn->next) {
+            for (struct lmr_svc_env *env = fn->envs; env; env = env->next) {
+                if (env->state == ENV_DEAD)
+                    continue;
+                lmr_svc_env_drain_locked(env);
+                struct lmr_svc_inv *inv = env->inv;
+                if (inv && inv->delivered && now > inv->deadline_ms) {
+                    lmr_svc_env_kill_locked(env, "Sandbox.Timedout", "Task timed out after %.2f seconds",
+                                            fn->timeout_s);
+                    continue;
+                }
+                if (!env->ready && now - env->spawn_ms > INIT_LIMIT_MS) {
+                    lmr_svc_env_kill_locked(env, "Runtime.InitTimeout",
+                                            "Init phase timed out after %.2f seconds (no GET /next)",
+                                            INIT_LIMIT_MS / 1000);
+                    continue;
+                }
+                if (env->state == ENV_BUSY || !env->ready) {
+                    uint32_t rss = lmr_svc_read_rss_mb(env->pid, false);
+                    if (rss > env->peak_rss_mb)
+                        env->peak_rss_mb = rss;
+                    if (rss > fn->memory_mb)
+                        lmr_svc_env_kill_locked(env, "Runtime.OutOfMemory",
+                                                "Runtime ran out of memory: resident memory reached %u MB, over the "
+                                                "function's memory size of %u MB",
+                                                rss, fn->memory_mb);
+                }
+            }
+            lmr_svc_fn_pump_locked(fn);
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_nsec += MONITOR_TICK_MS * 1000000L;
+        if (ts.tv_nsec >= 1000000000L)
+            ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+        pthread_cond_timedwait(&svc->monitor_cond, &svc->mu, &ts);
+    }
+    pthread_mutex_unlock(&svc->mu);
+    return NULL;
+}
+
+static enum lmr_result ensure_monitor_locked(struct lmr_lambda_service *svc)
+{
+    if (svc->monitor_running)
+        return LMR_OK;
+    if (pthread_create(&svc->monitor, NULL, monitor_main, svc) != 0)
+        return LMR_ERR_NOMEM;
+    svc->monitor_running = true;
+    return LMR_OK;
+}
+
+enum lmr_result lmr_lambda_service_start(struct lmr_lambda_service *svc, struct lmr_err *err)
+{
+    return lmr_svc_http_start(svc, err);
+}
+
+void lmr_lambda_service_destroy(struct lmr_lambda_service *svc)
+{
+    if (!svc)
+        return;
+    pthread_mutex_lock(&svc->mu);
+    svc->stopping = true;
+    for (struct lmr_svc_fn *fn = svc->fns; fn; fn = fn->next) {
+        for (struct lmr_svc_env *env = fn->envs; env; env = env->next)
+            if (env->state != ENV_DEAD)
+                lmr_svc_env_kill_locked(env, "Runtime.ExitError", "the Lambda service is shutting down");
+        /* Queued Event invocations are dropped. */
+    }
+    while (svc->n_envs > 0)
+        pthread_cond_wait(&svc->envs_cond, &svc->mu);
+    pthread_cond_broadcast(&svc->monitor_cond);
+    bool monitor = svc->monitor_running;
+    pthread_mutex_unlock(&svc->mu);
+    if (monitor)
+        pthread_join(svc->monitor, NULL);
+    if (svc->http)
+        MHD_stop_daemon(svc->http);
+    while (svc->fns) {
+        struct lmr_svc_fn *fn = svc->fns;
+        svc->fns = fn->next;
+        fn_free(fn);
+    }
+    free(svc->log_dir);
+    pthread_cond_destroy(&svc->envs_cond);
+    pthread_cond_destroy(&svc->monitor_cond);
+    pthread_mutex_destroy(&svc->mu);
+    free(svc);
+}
+
+/* ---- invocations -------------------------------------------------------------------------- */
+
+void lmr_svc_log_write_locked(struct lmr_svc_fn *fn, struct lmr_svc_inv *inv, const char *data, size_t len)
+{
+    if (fn->log_fd >= 0) {
+        size_t off = 0;
+        while (off < len) {
+            ssize_t n = write(fn->log_fd, data + off, len - off);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0)
+                break;
+            off += (size_t)n;
+        }
+    }
+    if (!inv)
+        return;
+    const size_t cap = sizeof inv->tail;
+    if (len >= cap) {
+        memcpy(inv->tail, data + len - cap, cap);
+        inv->tail_len = cap;
+        return;
+    }
+    if (inv->tail_len + len > cap) {
+        size_t drop = inv->tail_len + len - cap;
+        memmove(inv->tail, inv->tail + drop, inv->tail_len - drop);
+        inv->tail_len -= drop;
+    }
+    memcpy(inv->tail + inv->tail_len, data, len);
+    inv->tail_len += len;
+}
+
+static void log_printf_locked(struct lmr_svc_fn *fn, struct lmr_svc_inv *inv, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void log_printf_locked(struct lmr_svc_fn *fn, struct lmr_svc_inv *inv, const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t)n >= sizeof line)
+        n = sizeof line - 1;
+    lmr_svc_log_write_locked(fn, inv, line, (size_t)n);
+}
+
+void lmr_svc_inv_fail(struct lmr_svc_inv *inv, const char *error_type, const char *message)
+{
+    inv->function_error = true;
+    snprintf(inv->error_type, sizeof inv->error_type, "%s", error_type);
+    lmr_buf_reset(&inv->response);
+    json_t *j = json_pack("{s:s, s:s}", "errorType", error_type, "errorMessage", message);
+    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    if (s)
+        lmr_buf_append_str(&inv->response, s);
+    free(s);
+    json_decref(j);
+}
+
+static struct lmr_svc_env *find_idle_locked(struct lmr_svc_fn *fn)
+{
+    for (struct lmr_svc_env *env = fn->envs; env; env = env->next)
+        if (env->state == ENV_IDLE && !env->inv)
+            return env;
+    return NULL;
+}
+
+static void assign_locked(struct lmr_svc_env *env, struct lmr_svc_inv *inv)
+{
+    env->inv = inv;
+    env->state = ENV_BUSY;
+    inv->env = env;
+    inv->state = INV_RUNNING;
+    inv->delivered = false;
+    pthread_cond_signal(&env->cond);
+}
+
+/* Find or start an environment for inv. @return false when the concurrency is exhausted. */
+static bool place_locked(struct lmr_svc_fn *fn, struct lmr_svc_inv *inv)
+{
+    struct lmr_svc_env *env = find_idle_locked(fn);
+    if (env) {
+        assign_locked(env, inv);
+        return true;
+    }
+    if (fn->n_alive >= fn->concurrency)
+        return false;
+    char why[512];
+    if (ensure_monitor_locked(fn->svc) != LMR_OK || lmr_svc_env_spawn_locked(fn, &env, why, sizeof why) != LMR_OK) {
+        char msg[768];
+        snprintf(msg, sizeof msg, "RequestId: %s Error: cannot start the execution environment %s: %s", inv->request_id,
+                 fn->path, why);
+        log_printf_locked(fn, inv, "%s\n", msg);
+        inv->env = NULL;
+        lmr_svc_inv_fail(inv, "Runtime.InvalidEntrypoint", msg);
+        lmr_svc_inv_finish_locked(fn->svc, inv);
+        return true;
+    }
+    assign_locked(env, inv);
+    return true;
+}
+
+static void enqueue_locked(struct lmr_svc_fn *fn, struct lmr_svc_inv *inv)
+{
+    inv->state = INV_QUEUED;
+    inv->next = NULL;
+    if (fn->q_tail)
+        fn->q_tail->next = inv;
+    else
+        fn->q_head = inv;
+    fn->q_tail = inv;
+    fn->q_len++;
+}
+
+void lmr_svc_fn_pump_locked(struct lmr_svc_fn *fn)
+{
+    double now = -1;
+    while (fn->q_head && !fn->svc->stopping) {
+        struct lmr_svc_inv *inv = fn->q_head;
+        if (inv->not_before_ms > 0) {
+            if (now < 0)
+                now = lmr_svc_now_ms();
+            if (inv->not_before_ms > now)
+                break;
+        }
+        if (!find_idle_locked(fn) && fn->n_alive >= fn->concurrency)
+            break;
+        fn->q_head = inv->next;
+        if (!fn->q_head)
+            fn->q_tail = NULL;
+        fn->q_len--;
+        inv->next = NULL;
+        place_locked(fn, inv);
+    }
+}
+
+void lmr_svc_inv_finish_locked(struct lmr_lambda_service *svc, struct lmr_svc_inv *inv)
+{
+    struct lmr_svc_fn *fn = inv->fn;
+    struct lmr_svc_env *env = inv->env;
+    double now = lmr_svc_now_ms();
+    if (env)
+        lmr_svc_env_drain_locked(env); /* output written before the answer belongs to this invocation */
+    inv->duration_ms = inv->delivered ? now - inv->start_ms : 0;
+    inv->billed_ms = ceil(inv->duration_ms);
+    inv->init_ms = 0;
+    inv->max_memory_mb = 0;
+    if (env) {
+        if (env->ready && !env->init_reported) {
+            inv->init_ms = env->init_ms;
+            env->init_reported = true;
+        } else if (!env->ready) {
+            inv->init_ms = now - env->spawn_ms;
+        }
+        if (env->state != ENV_DEAD) {
+            uint32_t hwm = lmr_svc_read_rss_mb(env->pid, true);
+            if (hwm > env->peak_rss_mb)
+                env->peak_rss_mb = hwm;
+        }
+        inv->max_memory_mb = env->peak_rss_mb;
+        if (env->inv == inv)
+            env->inv = NULL;
+    }
+    if (!inv->delivered)
+        log_printf_locked(fn, inv, "START RequestId: %s Version: $LATEST\n", inv->request_id);
+    log_printf_locked(fn, inv, "END RequestId: %s\n", inv->request_id);
+    char init[64] = "", status[192] = "";
+    if (inv->init_ms > 0)
+        snprintf(init, sizeof init, "\tInit Duration: %.2f ms", inv->init_ms);
+    if (inv->function_error)
+        snprintf(status, sizeof status, "\tStatus: %s\tError Type: %s",
+                 strcmp(inv->error_type, "Sandbox.Timedout") ? "error" : "timeout", inv->error_type);
+    log_printf_locked(fn, inv,
+                      "REPORT RequestId: %s\tDuration: %.2f ms\tBilled Duration: %.0f ms\tMemory Size: %u MB\tMax "
+                      "Memory Used: %u MB%s%s\t\n",
+                      inv->request_id, inv->duration_ms, inv->billed_ms, fn->memory_mb, inv->max_memory_mb, init,
+                      status);
+    inv->env = NULL;
+    if (inv->type == LMR_INVOKE_SYNC) {
+        inv->state = INV_DONE;
+        inv->done = true;
+        pthread_cond_signal(&inv->done_cond);
+        return;
+    }
+    if (inv->function_error && inv->attempt < 2 && !svc->stopping) {
+        /* Lambda retries a failed asynchronous invocation twice. */
+        inv->attempt++;
+        inv->function_error = false;
+        inv->error_type[0] = '\0';
+        inv->tail_len = 0;
+        lmr_buf_reset(&inv->response);
+        inv->not_before_ms = now + svc->event_retry_delay_ms;
+        enqueue_locked(fn, inv);
+        return;
+    }
+    lmr_buf_clean_up(&inv->response);
+    free(inv->payload);
+    free(inv);
+}
+
+/* Split "name", "name:qualifier", "arn:aws:lambda:region:acct:function:name[:qualifier]" or
+ * "acct:function:name[:qualifier]" into name and qualifier (both point into buf). */
+static bool split_function(char *buf, const char **name, const char **qualifier)
+{
+    char *parts[8];
+    int n = 0;
+    char *save = NULL;
+    if (strstr(buf, "::"))
+        return false;
+    for (char *p = strtok_r(buf, ":", &save); p && n < 8; p = strtok_r(NULL, ":", &save))
+        parts[n++] = p;
+    if (strtok_r(NULL, ":", &save))
+        return false;
+    *qualifier = NULL;
+    if (n == 1 || n == 2) {
+        *name = parts[0];
+        *qualifier = n == 2 ? parts[1] : NULL;
+        return true;
+    }
+    if ((n == 3 || n == 4) && !strcmp(parts[1], "function")) {
+        *name = parts[2];
+        *qualifier = n == 4 ? parts[3] : NULL;
+        return true;
+    }
+    if ((n == 7 || n == 8) && !strcmp(parts[0], "arn") && !strcmp(parts[2], "lambda") &&
+        !strcmp(parts[5], "function")) {
+        *name = parts[6];
+        *qualifier = n == 8 ? parts[7] : NULL;
+        return true;
+    }
+    return false;
+}
+
+void lmr_svc_invoke(struct lmr_lambda_service *svc, const char *function, const char *qualifier, const void *payload,
+                    size_t len, enum lmr_invoke_type type, unsigned flags, struct lmr_svc_outcome *o)
+{
+    char buf[256];
+    const char *name = NULL, *qual = NULL;
+    if (!function || strlen(function) >= sizeof buf) {
+        set_error(o, 400, "InvalidParameterValueException",
+                  "The function name is missing or too long (at most 140 "
+                  "characters for an ARN, 64 for a name).");
+        return;
+    }
+    snprintf(buf, sizeof buf, "%s", function);
+    if (!split_function(buf, &name, &qual) || !valid_name(name)) {
+        set_error(o, 400, "InvalidParameterValueException",
+                  "1 validation error detected: Value '%s' at 'functionName' failed to satisfy constraint: Member "
+                  "must be a function name (letters, digits, '-', '_'), an ARN or a partial ARN.",
+                  function);
+        return;
+    }
+    if (qualifier && *qualifier) {
+        if (qual && strcmp(qual, qualifier)) {
+            set_error(o, 400, "InvalidParameterValueException",
+                      "The derived qualifier from the function name does not match the specified qualifier.");
+            return;
+        }
+        qual = qualifier;
+    }
+    if (qual && strcmp(qual, "$LATEST")) {
+        set_error(o, 404, "ResourceNotFoundException",
+                  "Function not found: arn:aws:lambda:%s:000000000000:function:%s:%s", svc->region, name, qual);
+        return;
+    }
+    size_t limit = type == LMR_INVOKE_EVENT ? LMR_LAMBDA_EVENT_PAYLOAD_MAX_BYTES : LMR_LAMBDA_SYNC_PAYLOAD_MAX_BYTES;
+    if (len > limit) {
+        set_error(o, 413, "RequestTooLargeException",
+                  "Request must be smaller than %zu bytes for the InvokeFunction "
+                  "operation",
+                  limit);
+        return;
+    }
+    pthread_mutex_lock(&svc->mu);
+    struct lmr_svc_fn *fn = svc->fns;
+    while (fn && strcmp(fn->name, name))
+        fn = fn->next;
+    if (!fn) {
+        pthread_mutex_unlock(&svc->mu);
+        set_error(o, 404, "ResourceNotFoundException", "Function not found: arn:aws:lambda:%s:000000000000:function:%s",
+                  svc->region, name);
+        return;
+    }
+    o->memory_mb = fn->memory_mb;
+    if (svc->stopping) {
+        pthread_mutex_unlock(&svc->mu);
+        set_error(o, 500, "ServiceException", "The Lambda service is shutting down; invoke %s again later.", name);
+        return;
+    }
+    char id[33];
+    lmr_random_hex(id, 16);
+    snprintf(o->request_id, sizeof o->request_id, "%.8s-%.4s-%.4s-%.4s-%.12s", id, id + 8, id + 12, id + 16, id + 20);
+    if (type == LMR_INVOKE_DRY_RUN) {
+        pthread_mutex_unlock(&svc->mu);
+        o->status = 204;
+        return;
+    }
+    if (type == LMR_INVOKE_EVENT) {
+        struct lmr_svc_inv *inv = calloc(1, sizeof *inv);
+        char *copy = malloc(len + 1);
+        if (!inv || !copy) {
+            pthread_mutex_unlock(&svc->mu);
+            free(inv);
+            free(copy);
+            set_error(o, 500, "ServiceException", "The Lambda service ran out of memory queueing an event for %s.",
+                      name);
+            return;
+        }
+        if (len)
+            memcpy(copy, payload, len);
+        copy[len] = '\0';
+        memcpy(inv->request_id, o->request_id, sizeof inv->request_id);
+        inv->fn = fn;
+        inv->type = type;
+        inv->payload = copy;
+        inv->payload_len = len;
+        lmr_buf_init(&inv->response, LMR_LAMBDA_SYNC_PAYLOAD_MAX_BYTES + 1024);
+        enqueue_locked(fn, inv);
+        lmr_svc_fn_pump_locked(fn);
+        if (fn->q_head)
+            ensure_monitor_locked(svc); /* picks the queue up when environments free up */
+        pthread_mutex_unlock(&svc->mu);
+        o->status = 202;
+        return;
+    }
+    struct lmr_svc_inv inv;
+    memset(&inv, 0, sizeof inv);
+    memcpy(inv.request_id, o->request_id, sizeof inv.request_id);
+    inv.fn = fn;
+    inv.type = LMR_INVOKE_SYNC;
+    inv.flags = flags;
+    inv.payload = (char *)payload;
+    inv.payload_len = len;
+    lmr_buf_init(&inv.response, LMR_LAMBDA_SYNC_PAYLOAD_MAX_BYTES + 1024);
+    pthread_cond_init(&inv.done_cond, NULL);
+    if (!place_locked(fn, &inv)) {
+        unsigned n = fn->n_alive;
+        pthread_mutex_unlock(&svc->mu);
+        pthread_cond_destroy(&inv.done_cond);
+        set_error(o, 429, "TooManyRequestsException",
+                  "Rate Exceeded. Function %s already runs %u concurrent invocations, its concurrency limit.", name, n);
+        return;
+    }
+    while (!inv.done)
+        pthread_cond_wait(&inv.done_cond, &svc->mu);
+    pthread_mutex_unlock(&svc->mu);
+    pthread_cond_destroy(&inv.done_cond);
+    o->status = 200;
+    o->function_error = inv.function_error;
+    memcpy(o->error_type, inv.error_type, sizeof o->error_type);
+    lmr_buf_clean_up(&o->payload);
+    o->payload = inv.response;
+    memcpy(o->tail, inv.tail, inv.tail_len);
+    o->tail_len = inv.tail_len;
+    o->duration_ms = inv.duration_ms;
+    o->billed_ms = inv.billed_ms;
+    o->init_ms = inv.init_ms;
+    o->max_memory_mb = inv.max_memory_mb;
+}

@@ -1,0 +1,64 @@
+/*
+ * The embedded Lambda-compatible service: the Invoke API (POST /2015-03-31/functions/{name}/
+ * invocations) on 127.0.0.1, and execution environments (processes of the function's
+ * executable, each with its own Runtime API endpoint) started on demand, reused warm up to the
+ * function's concurrency, and held to its timeout and memory size. `lambdamr serve` runs it
+ * standalone; the driver embeds it and calls it through the local invoker (no HTTP on the
+ * caller's side).
+ *
+ * Logs: one file per function (<log_dir>/<name>.log) with the function's stdout/stderr and
+ * Lambda-style START / END / REPORT lines.
+ */
+#ifndef LMR_LAMBDA_SERVICE_H
+#define LMR_LAMBDA_SERVICE_H
+
+#include <stdint.h>
+
+#include "lambda/invoker.h"
+#include "util/result.h"
+
+/* Sizes and limits the service applies, as Lambda does. */
+#define LMR_LAMBDA_SYNC_PAYLOAD_MAX_BYTES (6u * 1024 * 1024)  /* RequestResponse request and response */
+#define LMR_LAMBDA_EVENT_PAYLOAD_MAX_BYTES (1u * 1024 * 1024) /* Event request */
+#define LMR_LAMBDA_LOG_TAIL_BYTES 4096                        /* X-Amz-Log-Result */
+
+struct lmr_function_config {
+    const char *name;       /* Required. [A-Za-z0-9_-]{1,64} */
+    const char *path;       /* Required. executable to run as the execution environment */
+    const char *handler;    /* Optional: _HANDLER value. */
+    uint32_t memory_mb;     /* Optional, default 1024 (128..10240). Enforced on resident memory. */
+    double timeout_s;       /* Optional, default 3 (like Lambda); up to 900. */
+    uint32_t concurrency;   /* Optional, default 10: max environments at once. */
+    const char *const *env; /* Optional: extra "NAME=VALUE" strings, NULL-terminated. */
+};
+
+struct lmr_lambda_service_options {
+    uint16_t port;                 /* Optional: Invoke API port; 0 = ephemeral. */
+    const char *log_dir;           /* Optional: NULL = a new temp dir (kept after destroy). */
+    uint32_t event_retry_delay_ms; /* Optional: wait before retrying a failed Event; default 200. */
+};
+
+struct lmr_lambda_service;
+
+/** Create a service (no listening socket, no process yet). */
+enum lmr_result lmr_lambda_service_new(const struct lmr_lambda_service_options *opts, struct lmr_lambda_service **out,
+                                       struct lmr_err *err);
+/** Register a function. Fails on a bad name or limits, or a name already registered. */
+enum lmr_result lmr_lambda_service_add_function(struct lmr_lambda_service *svc, const struct lmr_function_config *cfg,
+                                                struct lmr_err *err);
+/** Bind the Invoke API on 127.0.0.1 (port from the options). The local invoker works without it. */
+enum lmr_result lmr_lambda_service_start(struct lmr_lambda_service *svc, struct lmr_err *err);
+/** Port of the Invoke API (0 before start). */
+uint16_t lmr_lambda_service_port(const struct lmr_lambda_service *svc);
+/** Directory holding the per-function logs. */
+const char *lmr_lambda_service_log_dir(const struct lmr_lambda_service *svc);
+/** Stop the Invoke API, kill and reap every environment, free everything. NULL-safe. */
+void lmr_lambda_service_destroy(struct lmr_lambda_service *svc);
+
+/**
+ * An invoker that calls svc in-process (thread-safe). Throttling (429) is retried with
+ * exponential backoff and full jitter, counted in res->throttle_retries. svc must outlive it.
+ */
+enum lmr_result lmr_local_invoker_new(struct lmr_lambda_service *svc, struct lmr_invoker **out, struct lmr_err *err);
+
+#endif

@@ -1,0 +1,467 @@
+/*
+ * Execution environments of the embedded Lambda service: a process of the function's
+ * executable (its own process group, stdout/stderr into a pipe that feeds the function's log)
+ * plus one small HTTP daemon that serves it the Runtime API on 127.0.0.1:PORT. A reaper
+ * thread per environment waits for the process and tears the environment down.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lambda/service_internal.h"
+#include "util/log.h"
+#include "util/misc.h"
+
+#define RT_PREFIX "/2018-06-01/runtime/"
+
+uint32_t lmr_svc_read_rss_mb(pid_t pid, bool peak)
+{
+    char path[64], text[4096];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, text, sizeof text - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    text[n] = '\0';
+    const char *key = peak ? "VmHWM:" : "VmRSS:";
+    const char *p = strstr(text, key);
+    if (!p)
+        return 0;
+    unsigned long kb = strtoul(p + strlen(key), NULL, 10);
+    return (uint32_t)((kb + 1023) / 1024);
+}
+
+void lmr_svc_env_drain_locked(struct lmr_svc_env *env)
+{
+    if (env->out_fd < 0)
+        return;
+    char chunk[16384];
+    size_t total = 0;
+    while (total < (4u << 20)) {
+        ssize_t n = read(env->out_fd, chunk, sizeof chunk);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        lmr_svc_log_write_locked(env->fn, env->inv && env->inv->delivered ? env->inv : NULL, chunk, (size_t)n);
+        total += (size_t)n;
+    }
+}
+
+/* Complete the environment's current invocation with an error, then forget it. */
+static void fail_current_locked(struct lmr_svc_env *env, const char *error_type, const char *detail)
+{
+    struct lmr_svc_inv *inv = env->inv;
+    if (!inv)
+        return;
+    char msg[768];
+    snprintf(msg, sizeof msg, "RequestId: %s Error: %s", inv->request_id, detail);
+    char line[900];
+    int n = snprintf(line, sizeof line, "%s\n", msg);
+    lmr_svc_log_write_locked(env->fn, inv->delivered ? inv : NULL, line, (size_t)n);
+    lmr_svc_inv_fail(inv, error_type, msg);
+    lmr_svc_inv_finish_locked(env->svc, inv);
+}
+
+void lmr_svc_env_kill_locked(struct lmr_svc_env *env, const char *error_type, const char *fmt, ...)
+{
+    if (env->state == ENV_DEAD)
+        return;
+    kill(-env->pid, SIGKILL);
+    kill(env->pid, SIGKILL);
+    env->state = ENV_DEAD;
+    env->fn->n_alive--;
+    char detail[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof detail, fmt, ap);
+    va_end(ap);
+    fail_current_locked(env, error_type, detail);
+    pthread_cond_broadcast(&env->cond);
+}
+
+static void *reaper_main(void *arg)
+{
+    struct lmr_svc_env *env = arg;
+    struct lmr_lambda_service *svc = env->svc;
+    struct lmr_svc_fn *fn = env->fn;
+    int status = 0;
+    while (waitpid(env->pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    LMR_DEBUG("lambda service: environment %u of %s (pid %d) ended with status 0x%x", env->id, fn->name, (int)env->pid,
+              (unsigned)status);
+    pthread_mutex_lock(&svc->mu);
+    if (env->state != ENV_DEAD) {
+        env->state = ENV_DEAD;
+        fn->n_alive--;
+        lmr_svc_env_drain_locked(env);
+        char detail[256];
+        if (WIFSIGNALED(status))
+            snprintf(detail, sizeof detail, "Runtime exited with error: signal: %s", strsignal(WTERMSIG(status)));
+        else if (WIFEXITED(status) && WEXITSTATUS(status))
+            snprintf(detail, sizeof detail, "Runtime exited with error: exit status %d", WEXITSTATUS(status));
+        else
+            snprintf(detail, sizeof detail, "Runtime exited without providing a reason");
+        fail_current_locked(env, "Runtime.ExitError", detail);
+        pthread_cond_broadcast(&env->cond);
+    }
+    lmr_svc_env_drain_locked(env);
+    for (struct lmr_svc_env **pp = &fn->envs; *pp; pp = &(*pp)->next) {
+        if (*pp == env) {
+            *pp = env->next;
+            break;
+        }
+    }
+    lmr_svc_fn_pump_locked(fn);
+    pthread_mutex_unlock(&svc->mu);
+
+    MHD_stop_daemon(env->daemon);
+    close(env->out_fd);
+    pthread_cond_destroy(&env->cond);
+    free(env);
+
+    pthread_mutex_lock(&svc->mu);
+    svc->n_envs--;
+    pthread_cond_broadcast(&svc->envs_cond);
+    pthread_mutex_unlock(&svc->mu);
+    return NULL;
+}
+
+/* ---- Runtime API -------------------------------------------------------------------------- */
+
+struct rt_req {
+    struct lmr_buf body;
+    bool too_big;
+};
+
+static enum MHD_Result rt_reply(struct MHD_Connection *c, unsigned status, const char *body)
+{
+    struct MHD_Response *r = MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_MUST_COPY);
+    if (!r)
+        return MHD_NO;
+    MHD_add_response_header(r, "Content-Type", "application/json");
+    enum MHD_Result ret = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static enum MHD_Result rt_error(struct MHD_Connection *c, unsigned status, const char *type, const char *msg)
+{
+    json_t *j = json_pack("{s:s, s:s}", "errorMessage", msg, "errorType", type);
+    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    enum MHD_Result ret = rt_reply(c, status, s ? s : "{}");
+    free(s);
+    json_decref(j);
+    return ret;
+}
+
+static enum MHD_Result rt_next(struct lmr_svc_env *env, struct MHD_Connection *c)
+{
+    struct lmr_lambda_service *svc = env->svc;
+    struct lmr_svc_fn *fn = env->fn;
+    pthread_mutex_lock(&svc->mu);
+    if (!env->ready && env->state != ENV_DEAD) {
+        env->ready = true;
+        env->init_ms = lmr_svc_now_ms() - env->spawn_ms;
+        if (!env->inv)
+            lmr_svc_fn_pump_locked(fn);
+    }
+    while (env->state != ENV_DEAD && !(env->inv && !env->inv->delivered))
+        pthread_cond_wait(&env->cond, &svc->mu);
+    if (env->state == ENV_DEAD) {
+        pthread_mutex_unlock(&svc->mu);
+        return MHD_NO;
+    }
+    struct lmr_svc_inv *inv = env->inv;
+    inv->delivered = true;
+    inv->start_ms = lmr_svc_now_ms();
+    inv->deadline_ms = inv->start_ms + fn->timeout_s * 1000.0;
+    uint64_t deadline_wall = lmr_wall_ms() + (uint64_t)(fn->timeout_s * 1000.0);
+    char line[128];
+    int n = snprintf(line, sizeof line, "START RequestId: %s Version: $LATEST\n", inv->request_id);
+    lmr_svc_log_write_locked(fn, inv, line, (size_t)n);
+    struct MHD_Response *r = MHD_create_response_from_buffer(inv->payload_len, inv->payload, MHD_RESPMEM_MUST_COPY);
+    char request_id[40], arn[256], deadline[32], trace[128], hex[33];
+    memcpy(request_id, inv->request_id, sizeof request_id);
+    snprintf(arn, sizeof arn, "arn:aws:lambda:%s:000000000000:function:%s", svc->region, fn->name);
+    pthread_mutex_unlock(&svc->mu);
+    if (!r)
+        return MHD_NO;
+    snprintf(deadline, sizeof deadline, "%llu", (unsigned long long)deadline_wall);
+    lmr_random_hex(hex, 16);
+    snprintf(trace, sizeof trace, "Root=1-%08llx-%.24s;Parent=%.16s;Sampled=0",
+             (unsigned long long)(lmr_wall_ms() / 1000), hex, hex + 8);
+    MHD_add_response_header(r, "Content-Type", "application/json");
+    MHD_add_response_header(r, "Lambda-Runtime-Aws-Request-Id", request_id);
+    MHD_add_response_header(r, "Lambda-Runtime-Deadline-Ms", deadline);
+    MHD_add_response_header(r, "Lambda-Runtime-Invoked-Function-Arn", arn);
+    MHD_add_response_header(r, "Lambda-Runtime-Trace-Id", trace);
+    enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_OK, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+/* POST /invocation/{id}/response or /error. */
+static enum MHD_Result rt_result(struct lmr_svc_env *env, struct MHD_Connection *c, const char *id, bool is_error,
+                                 struct rt_req *req)
+{
+    struct lmr_lambda_service *svc = env->svc;
+    pthread_mutex_lock(&svc->mu);
+    struct lmr_svc_inv *inv = env->inv;
+    if (env->state == ENV_DEAD || !inv || !inv->delivered || strcmp(inv->request_id, id)) {
+        pthread_mutex_unlock(&svc->mu);
+        return rt_error(c, 400, "InvalidRequestID", "No invocation with this request ID is waiting for a result.");
+    }
+    unsigned status = 202;
+    if (!is_error && req->too_big) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "Response payload size exceeded maximum allowed payload size (%u bytes).",
+                 LMR_LAMBDA_SYNC_PAYLOAD_MAX_BYTES);
+        lmr_svc_inv_fail(inv, "Function.ResponseSizeTooLarge", msg);
+        status = 413;
+    } else if (is_error) {
+        const char *type = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Lambda-Runtime-Function-Error-Type");
+        inv->function_error = true;
+        snprintf(inv->error_type, sizeof inv->error_type, "%s", type && *type ? type : "Unhandled");
+        lmr_buf_reset(&inv->response);
+        if (req->body.len && !req->too_big) {
+            struct lmr_buf tmp = inv->response;
+            inv->response = req->body;
+            req->body = tmp;
+        } else {
+            lmr_svc_inv_fail(inv, inv->error_type, "The runtime reported an error without a description.");
+        }
+    } else {
+        struct lmr_buf tmp = inv->response;
+        inv->response = req->body;
+        req->body = tmp;
+    }
+    lmr_svc_inv_finish_locked(svc, inv);
+    if (env->state != ENV_DEAD)
+        env->state = ENV_IDLE;
+    lmr_svc_fn_pump_locked(env->fn);
+    pthread_mutex_unlock(&svc->mu);
+    if (status == 413)
+        return rt_error(c, 413, "RequestEntityTooLarge", "The response is larger than 6 MB.");
+    return rt_reply(c, 202, "{\"status\":\"OK\"}");
+}
+
+static enum MHD_Result rt_init_error(struct lmr_svc_env *env, struct MHD_Connection *c, struct rt_req *req)
+{
+    struct lmr_lambda_service *svc = env->svc;
+    const char *type = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Lambda-Runtime-Function-Error-Type");
+    pthread_mutex_lock(&svc->mu);
+    struct lmr_svc_inv *inv = env->inv;
+    if (env->state != ENV_DEAD) {
+        if (inv) {
+            inv->function_error = true;
+            snprintf(inv->error_type, sizeof inv->error_type, "%s", type && *type ? type : "Runtime.Unknown");
+            lmr_buf_reset(&inv->response);
+            if (req->body.len && !req->too_big) {
+                struct lmr_buf tmp = inv->response;
+                inv->response = req->body;
+                req->body = tmp;
+            } else {
+                lmr_svc_inv_fail(inv, inv->error_type, "The runtime failed to initialise.");
+            }
+            lmr_svc_inv_finish_locked(svc, inv);
+        }
+        /* The environment is not reused after a failed init. */
+        kill(-env->pid, SIGKILL);
+        kill(env->pid, SIGKILL);
+        env->state = ENV_DEAD;
+        env->fn->n_alive--;
+        pthread_cond_broadcast(&env->cond);
+        lmr_svc_fn_pump_locked(env->fn);
+    }
+    pthread_mutex_unlock(&svc->mu);
+    return rt_reply(c, 202, "{\"status\":\"OK\"}");
+}
+
+static enum MHD_Result rt_handler(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                                  const char *version, const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls)
+{
+    struct lmr_svc_env *env = cls;
+    bool is_get = !strcmp(method, "GET");
+    if (!*con_cls) {
+        if (is_get) {
+            if (!strcmp(url, RT_PREFIX "invocation/next"))
+                return rt_next(env, c);
+            return rt_error(c, 404, "InvalidRequest", "Unknown Runtime API path.");
+        }
+        struct rt_req *req = calloc(1, sizeof *req);
+        if (!req)
+            return MHD_NO;
+        lmr_buf_init(&req->body, LMR_LAMBDA_SYNC_PAYLOAD_MAX_BYTES);
+        *con_cls = req;
+        return MHD_YES;
+    }
+    struct rt_req *req = *con_cls;
+    if (*upload_data_size) {
+        if (!req->too_big && lmr_buf_append(&req->body, upload_data, *upload_data_size) != LMR_OK) {
+            req->too_big = true;
+            lmr_buf_clean_up(&req->body);
+        }
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (strcmp(method, "POST"))
+        return rt_error(c, 405, "InvalidRequest", "Use POST for this Runtime API path.");
+    if (!strcmp(url, RT_PREFIX "init/error"))
+        return rt_init_error(env, c, req);
+    const char *inv_prefix = RT_PREFIX "invocation/";
+    if (!strncmp(url, inv_prefix, strlen(inv_prefix))) {
+        const char *id = url + strlen(inv_prefix);
+        const char *slash = strchr(id, '/');
+        if (slash && (size_t)(slash - id) < 64) {
+            char rid[64];
+            memcpy(rid, id, (size_t)(slash - id));
+            rid[slash - id] = '\0';
+            if (!strcmp(slash, "/response"))
+                return rt_result(env, c, rid, false, req);
+            if (!strcmp(slash, "/error"))
+                return rt_result(env, c, rid, true, req);
+        }
+    }
+    return rt_error(c, 404, "InvalidRequest", "Unknown Runtime API path.");
+}
+
+static void rt_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe)
+{
+    struct rt_req *req = *con_cls;
+    if (req) {
+        lmr_buf_clean_up(&req->body);
+        free(req);
+        *con_cls = NULL;
+    }
+}
+
+/* ---- spawning ----------------------------------------------------------------------------- */
+
+enum lmr_result lmr_svc_env_spawn_locked(struct lmr_svc_fn *fn, struct lmr_svc_env **out, char *why, size_t why_cap)
+{
+    struct lmr_lambda_service *svc = fn->svc;
+    struct lmr_svc_env *env = calloc(1, sizeof *env);
+    char **envp = calloc(fn->envp_len + 3, sizeof *envp);
+    char api[64], stream[160];
+    if (!env || !envp) {
+        free(env);
+        free(envp);
+        snprintf(why, why_cap, "out of memory");
+        return LMR_ERR_NOMEM;
+    }
+    env->svc = svc;
+    env->fn = fn;
+    env->id = fn->next_env_id++;
+    env->out_fd = -1;
+    pthread_cond_init(&env->cond, NULL);
+    char hex[33];
+    lmr_random_hex(hex, 16);
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    snprintf(env->stream_name, sizeof env->stream_name, "%04d/%02d/%02d/[$LATEST]%s", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, hex);
+
+    struct sockaddr_in sin;
+    memset(&sin, 0, sizeof sin);
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    env->daemon =
+        MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL, rt_handler,
+                         env, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)0,
+                         MHD_OPTION_NOTIFY_COMPLETED, rt_completed, env, MHD_OPTION_END);
+    const union MHD_DaemonInfo *info = env->daemon ? MHD_get_daemon_info(env->daemon, MHD_DAEMON_INFO_BIND_PORT) : NULL;
+    int pipefd[2] = {-1, -1};
+    if (!info || pipe2(pipefd, O_CLOEXEC) != 0) {
+        snprintf(why, why_cap, "cannot open its Runtime API endpoint or log pipe: %s", strerror(errno));
+        goto fail;
+    }
+    env->port = info->port;
+    env->out_fd = pipefd[0];
+    fcntl(pipefd[0], F_SETFL, O_NONBLOCK);
+    fcntl(pipefd[0], F_SETPIPE_SZ, 1 << 20);
+
+    snprintf(api, sizeof api, "AWS_LAMBDA_RUNTIME_API=127.0.0.1:%u", env->port);
+    snprintf(stream, sizeof stream, "AWS_LAMBDA_LOG_STREAM_NAME=%s", env->stream_name);
+    envp[0] = api;
+    envp[1] = stream;
+    memcpy(envp + 2, fn->envp, fn->envp_len * sizeof *envp);
+
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
+    posix_spawn_file_actions_adddup2(&fa, pipefd[1], 2);
+    posix_spawn_file_actions_addchdir_np(&fa, fn->task_root);
+    posix_spawnattr_init(&attr);
+    sigset_t none, all;
+    sigemptyset(&none);
+    sigfillset(&all);
+    sigdelset(&all, SIGKILL);
+    sigdelset(&all, SIGSTOP);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setsigdefault(&attr, &all);
+    posix_spawnattr_setpgroup(&attr, 0);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    char *argv[] = {fn->path, NULL};
+    int rc = posix_spawn(&env->pid, fn->path, &fa, &attr, argv, envp);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    close(pipefd[1]);
+    if (rc != 0) {
+        snprintf(why, why_cap, "%s", strerror(rc));
+        goto fail;
+    }
+    free(envp);
+    env->spawn_ms = lmr_svc_now_ms();
+    env->state = ENV_IDLE;
+    pthread_t reaper;
+    pthread_attr_t ta;
+    pthread_attr_init(&ta);
+    pthread_attr_setdetachstate(&ta, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&ta, 512 * 1024);
+    if (pthread_create(&reaper, &ta, reaper_main, env) != 0) {
+        pthread_attr_destroy(&ta);
+        kill(-env->pid, SIGKILL);
+        kill(env->pid, SIGKILL);
+        waitpid(env->pid, NULL, 0);
+        snprintf(why, why_cap, "cannot create a thread to watch it");
+        envp = NULL;
+        goto fail;
+    }
+    pthread_attr_destroy(&ta);
+    env->next = fn->envs;
+    fn->envs = env;
+    fn->n_alive++;
+    svc->n_envs++;
+    *out = env;
+    return LMR_OK;
+fail:
+    free(envp);
+    if (env->daemon)
+        MHD_stop_daemon(env->daemon);
+    if (env->out_fd >= 0)
+        close(env->out_fd);
+    pthread_cond_destroy(&env->cond);
+    free(env);
+    return LMR_ERR_IO;
+}

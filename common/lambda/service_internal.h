@@ -1,0 +1,150 @@
+/*
+ * Private to the embedded Lambda service (service*.c, local_invoker.c). One mutex (svc->mu)
+ * guards every function, environment and invocation; the threads that wait (a sync caller, a
+ * runtime's blocked GET /next) wait on condition variables tied to that mutex.
+ */
+#ifndef LMR_LAMBDA_SERVICE_INTERNAL_H
+#define LMR_LAMBDA_SERVICE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "lambda/service.h"
+#include "util/buf.h"
+
+struct lmr_svc_fn;
+struct lmr_svc_env;
+
+enum lmr_svc_inv_state { INV_QUEUED, INV_RUNNING, INV_DONE };
+
+/* One invocation attempt chain (an Event may be attempted up to 3 times). */
+struct lmr_svc_inv {
+    char request_id[40];
+    struct lmr_svc_fn *fn;
+    enum lmr_invoke_type type;
+    unsigned flags;
+    char *payload;
+    size_t payload_len;
+    enum lmr_svc_inv_state state;
+    unsigned attempt;        /* 0 for the first attempt */
+    double not_before_ms;    /* queued retries wait until this monotonic time */
+    struct lmr_svc_env *env; /* while running */
+    bool delivered;          /* handed to the runtime by GET /next */
+    double start_ms;         /* monotonic time of delivery */
+    double deadline_ms;      /* monotonic deadline (start + timeout) */
+    /* Outcome. */
+    struct lmr_buf response; /* payload, or the error JSON when function_error */
+    bool function_error;
+    char error_type[128];
+    char tail[LMR_LAMBDA_LOG_TAIL_BYTES];
+    size_t tail_len;
+    double duration_ms, billed_ms, init_ms;
+    uint32_t max_memory_mb;
+    bool done;
+    pthread_cond_t done_cond; /* sync callers wait here */
+    struct lmr_svc_inv *next; /* queue link */
+};
+
+enum lmr_svc_env_state { ENV_IDLE, ENV_BUSY, ENV_DEAD };
+
+/* One execution environment: a process plus its Runtime API endpoint. */
+struct lmr_svc_env {
+    struct lmr_lambda_service *svc;
+    struct lmr_svc_fn *fn;
+    unsigned id;
+    pid_t pid;
+    int out_fd; /* read end of the process's stdout/stderr pipe (non-blocking) */
+    struct MHD_Daemon *daemon;
+    uint16_t port;
+    enum lmr_svc_env_state state;
+    bool ready;         /* has called GET /next at least once */
+    bool init_reported; /* Init Duration already went into a REPORT */
+    double spawn_ms;
+    double init_ms;
+    struct lmr_svc_inv *inv; /* assigned invocation, if any */
+    pthread_cond_t cond;     /* GET /next waits here for work */
+    uint32_t peak_rss_mb;
+    char stream_name[96];
+    struct lmr_svc_env *next;
+};
+
+struct lmr_svc_fn {
+    struct lmr_lambda_service *svc;
+    char *name;
+    char *path;
+    char *handler;
+    char *task_root;
+    uint32_t memory_mb;
+    double timeout_s;
+    uint32_t concurrency;
+    char **envp; /* base environment, NULL-terminated (per-env variables are added at spawn) */
+    size_t envp_len;
+    int log_fd;
+    struct lmr_svc_env *envs;
+    unsigned n_alive; /* environments not DEAD */
+    unsigned next_env_id;
+    struct lmr_svc_inv *q_head, *q_tail;
+    size_t q_len;
+    struct lmr_svc_fn *next;
+};
+
+struct lmr_lambda_service {
+    pthread_mutex_t mu;
+    struct lmr_svc_fn *fns;
+    char *log_dir;
+    uint16_t port_wanted, port;
+    struct MHD_Daemon *http;
+    uint32_t event_retry_delay_ms;
+    char region[64];
+    bool stopping;
+    unsigned n_envs;          /* environments not yet reaped */
+    pthread_cond_t envs_cond; /* n_envs changed */
+    pthread_t monitor;
+    bool monitor_running;
+    pthread_cond_t monitor_cond;
+};
+
+/* What an Invoke call produced, for the HTTP front end and the local invoker. */
+struct lmr_svc_outcome {
+    int status;             /* 200, 202, 204 or the error status */
+    const char *error_code; /* x-amzn-ErrorType when status is an error, else NULL */
+    char message[768];      /* the error message */
+    char request_id[40];
+    bool function_error;
+    char error_type[128];
+    struct lmr_buf payload; /* owned; cleaned up by lmr_svc_outcome_clean_up */
+    char tail[LMR_LAMBDA_LOG_TAIL_BYTES];
+    size_t tail_len;
+    double duration_ms, billed_ms, init_ms;
+    uint32_t memory_mb, max_memory_mb;
+};
+
+void lmr_svc_outcome_init(struct lmr_svc_outcome *o);
+void lmr_svc_outcome_clean_up(struct lmr_svc_outcome *o);
+
+/**
+ * Invoke `function` (name, ARN or name:qualifier; `qualifier` may be NULL). Sync calls block
+ * until the function answers. Errors of the service itself come back in o->status/error_code.
+ */
+void lmr_svc_invoke(struct lmr_lambda_service *svc, const char *function, const char *qualifier, const void *payload,
+                    size_t len, enum lmr_invoke_type type, unsigned flags, struct lmr_svc_outcome *o);
+
+/* Environment side (service_env.c); all *_locked functions need svc->mu held. */
+enum lmr_result lmr_svc_env_spawn_locked(struct lmr_svc_fn *fn, struct lmr_svc_env **out, char *why, size_t why_cap);
+void lmr_svc_env_kill_locked(struct lmr_svc_env *env, const char *error_type, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void lmr_svc_env_drain_locked(struct lmr_svc_env *env);
+uint32_t lmr_svc_read_rss_mb(pid_t pid, bool peak);
+
+/* Core (service.c). */
+void lmr_svc_inv_finish_locked(struct lmr_lambda_service *svc, struct lmr_svc_inv *inv);
+void lmr_svc_fn_pump_locked(struct lmr_svc_fn *fn);
+void lmr_svc_inv_fail(struct lmr_svc_inv *inv, const char *error_type, const char *message);
+void lmr_svc_log_write_locked(struct lmr_svc_fn *fn, struct lmr_svc_inv *inv, const char *data, size_t len);
+double lmr_svc_now_ms(void);
+
+/* HTTP front end (service_http.c). */
+enum lmr_result lmr_svc_http_start(struct lmr_lambda_service *svc, struct lmr_err *err);
+
+#endif

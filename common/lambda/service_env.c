@@ -438,7 +438,7 @@ enum lmr_result lmr_svc_env_spawn_locked(struct lmr_svc_fn *fn, struct lmr_svc_e
     pthread_attr_t ta;
     pthread_attr_init(&ta);
     pthread_attr_setdetachstate(&ta, PTHREAD_CREATE_DETACHED);
-    pthread_attr_setstacksize(&ta, 256 * 1024); /* lmr_svc_env_drain_locked keeps a 64 KiB chunk on the stack */
+    pthread_attr_setstacksize(&ta, 64 * 1024);
     if (pthread_create(&reaper, &ta, reaper_main, env) != 0) {
         pthread_attr_destroy(&ta);
         kill(-env->pid, SIGKILL);

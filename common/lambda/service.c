@@ -274,6 +274,16 @@ uint16_t lmr_lambda_service_port(const struct lmr_lambda_service *svc)
     return svc ? svc->port : 0;
 }
 
+void lmr_lambda_service_get_stats(struct lmr_lambda_service *svc, struct lmr_lambda_service_stats *out)
+{
+    pthread_mutex_lock(&svc->mu);
+    *out = svc->stats;
+    out->events_queued = 0;
+    for (struct lmr_svc_fn *fn = svc->fns; fn; fn = fn->next)
+        out->events_queued += fn->q_len;
+    pthread_mutex_unlock(&svc->mu);
+}
+
 const char *lmr_lambda_service_log_dir(const struct lmr_lambda_service *svc)
 {
     return svc ? svc->log_dir : NULL;
@@ -378,8 +388,18 @@ void lmr_lambda_service_destroy(struct lmr_lambda_service *svc)
 
 /* ---- invocations -------------------------------------------------------------------------- */
 
+static void log_start_locked(struct lmr_svc_fn *fn, struct lmr_svc_inv *inv)
+{
+    char line[128];
+    inv->start_logged = true;
+    int n = snprintf(line, sizeof line, "START RequestId: %s Version: $LATEST\n", inv->request_id);
+    lmr_svc_log_write_locked(fn, inv, line, (size_t)n);
+}
+
 void lmr_svc_log_write_locked(struct lmr_svc_fn *fn, struct lmr_svc_inv *inv, const char *data, size_t len)
 {
+    if (inv && !inv->start_logged)
+        log_start_locked(fn, inv);
     if (fn->log_fd >= 0) {
         size_t off = 0;
         while (off < len) {
@@ -532,7 +552,10 @@ void lmr_svc_inv_finish_locked(struct lmr_lambda_service *svc, struct lmr_svc_in
         } else if (!env->ready) {
             inv->init_ms = now - env->spawn_ms;
         }
-        if (env->state != ENV_DEAD) {
+        /* VmHWM costs a /proc read: skip it for back-to-back short invocations (the monitor samples
+         * VmRSS of busy environments every few ms anyway). */
+        if (env->state != ENV_DEAD && (inv->duration_ms >= 5 || now - env->hwm_read_ms >= 50)) {
+            env->hwm_read_ms = now;
             uint32_t hwm = lmr_svc_read_rss_mb(env->pid, true);
             if (hwm > env->peak_rss_mb)
                 env->peak_rss_mb = hwm;
@@ -541,21 +564,29 @@ void lmr_svc_inv_finish_locked(struct lmr_lambda_service *svc, struct lmr_svc_in
         if (env->inv == inv)
             env->inv = NULL;
     }
-    if (!inv->delivered)
-        log_printf_locked(fn, inv, "START RequestId: %s Version: $LATEST\n", inv->request_id);
-    log_printf_locked(fn, inv, "END RequestId: %s\n", inv->request_id);
-    char init[64] = "", status[192] = "";
+    /* START (unless output already brought it), END and REPORT in one write. */
+    char init[64] = "", status[192] = "", start[128] = "", lines[1024];
+    if (!inv->start_logged)
+        snprintf(start, sizeof start, "START RequestId: %s Version: $LATEST\n", inv->request_id);
+    inv->start_logged = true;
     if (inv->init_ms > 0)
         snprintf(init, sizeof init, "\tInit Duration: %.2f ms", inv->init_ms);
     if (inv->function_error)
         snprintf(status, sizeof status, "\tStatus: %s\tError Type: %s",
                  strcmp(inv->error_type, "Sandbox.Timedout") ? "error" : "timeout", inv->error_type);
-    log_printf_locked(fn, inv,
-                      "REPORT RequestId: %s\tDuration: %.2f ms\tBilled Duration: %.0f ms\tMemory Size: %u MB\tMax "
-                      "Memory Used: %u MB%s%s\t\n",
-                      inv->request_id, inv->duration_ms, inv->billed_ms, fn->memory_mb, inv->max_memory_mb, init,
-                      status);
+    int n = snprintf(lines, sizeof lines,
+                     "%sEND RequestId: %s\nREPORT RequestId: %s\tDuration: %.2f ms\tBilled Duration: %.0f ms\tMemory "
+                     "Size: %u MB\tMax Memory Used: %u MB%s%s\t\n",
+                     start, inv->request_id, inv->request_id, inv->duration_ms, inv->billed_ms, fn->memory_mb,
+                     inv->max_memory_mb, init, status);
+    if (n > 0)
+        lmr_svc_log_write_locked(fn, inv, lines, (size_t)n < sizeof lines ? (size_t)n : sizeof lines - 1);
     inv->env = NULL;
+    bool final = inv->type == LMR_INVOKE_SYNC || !inv->function_error || inv->attempt >= 2 || svc->stopping;
+    if (final) {
+        svc->stats.invocations_completed++;
+        svc->stats.function_errors += inv->function_error;
+    }
     if (inv->type == LMR_INVOKE_SYNC) {
         inv->state = INV_DONE;
         inv->done = true;
@@ -568,6 +599,7 @@ void lmr_svc_inv_finish_locked(struct lmr_lambda_service *svc, struct lmr_svc_in
         inv->function_error = false;
         inv->error_type[0] = '\0';
         inv->tail_len = 0;
+        inv->start_logged = false;
         lmr_buf_reset(&inv->response);
         inv->not_before_ms = now + svc->event_retry_delay_ms;
         enqueue_locked(fn, inv);
@@ -715,6 +747,7 @@ void lmr_svc_invoke(struct lmr_lambda_service *svc, const char *function, const 
     pthread_cond_init(&inv.done_cond, NULL);
     if (!place_locked(fn, &inv)) {
         unsigned n = fn->n_alive;
+        svc->stats.throttles++;
         pthread_mutex_unlock(&svc->mu);
         pthread_cond_destroy(&inv.done_cond);
         set_error(o, 429, "TooManyRequestsException",

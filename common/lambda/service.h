@@ -52,6 +52,18 @@ enum lmr_result lmr_lambda_service_start(struct lmr_lambda_service *svc, struct 
 uint16_t lmr_lambda_service_port(const struct lmr_lambda_service *svc);
 /** Directory holding the per-function logs. */
 const char *lmr_lambda_service_log_dir(const struct lmr_lambda_service *svc);
+/* Counters since the service was created. */
+struct lmr_lambda_service_stats {
+    uint64_t invocations_completed; /* sync and Event invocations that finished (Event: after retries) */
+    uint64_t function_errors;       /* of those, how many ended in a function error */
+    uint64_t cold_starts;           /* environments started */
+    uint64_t throttles;             /* sync invocations answered 429 */
+    uint64_t events_queued;         /* Event invocations waiting right now */
+};
+
+/** Snapshot of the counters. */
+void lmr_lambda_service_get_stats(struct lmr_lambda_service *svc, struct lmr_lambda_service_stats *out);
+
 /** Stop the Invoke API, kill and reap every environment, free everything. NULL-safe. */
 void lmr_lambda_service_destroy(struct lmr_lambda_service *svc);
 

@@ -51,7 +51,7 @@ void lmr_svc_env_drain_locked(struct lmr_svc_env *env)
 {
     if (env->out_fd < 0)
         return;
-    char chunk[65536];
+    char chunk[16384];
     size_t total = 0;
     while (total < (4u << 20)) {
         ssize_t n = read(env->out_fd, chunk, sizeof chunk);
@@ -193,9 +193,7 @@ static enum MHD_Result rt_next(struct lmr_svc_env *env, struct MHD_Connection *c
     inv->start_ms = lmr_svc_now_ms();
     inv->deadline_ms = inv->start_ms + fn->timeout_s * 1000.0;
     uint64_t deadline_wall = lmr_wall_ms() + (uint64_t)(fn->timeout_s * 1000.0);
-    char line[128];
-    int n = snprintf(line, sizeof line, "START RequestId: %s Version: $LATEST\n", inv->request_id);
-    lmr_svc_log_write_locked(fn, inv, line, (size_t)n);
+    inv->start_logged = false; /* written with its first output line, or with END/REPORT */
     struct MHD_Response *r = MHD_create_response_from_buffer(inv->payload_len, inv->payload, MHD_RESPMEM_MUST_COPY);
     char request_id[40], arn[256], deadline[32], trace[128], hex[33];
     memcpy(request_id, inv->request_id, sizeof request_id);
@@ -301,11 +299,7 @@ static enum MHD_Result rt_handler(void *cls, struct MHD_Connection *c, const cha
     struct lmr_svc_env *env = cls;
     bool is_get = !strcmp(method, "GET");
     if (!*con_cls) {
-        if (is_get) {
-            if (!strcmp(url, RT_PREFIX "invocation/next"))
-                return rt_next(env, c);
-            return rt_error(c, 404, "InvalidRequest", "Unknown Runtime API path.");
-        }
+        /* Answering in this first call would make MHD close the connection; wait for the next. */
         struct rt_req *req = calloc(1, sizeof *req);
         if (!req)
             return MHD_NO;
@@ -321,6 +315,11 @@ static enum MHD_Result rt_handler(void *cls, struct MHD_Connection *c, const cha
         }
         *upload_data_size = 0;
         return MHD_YES;
+    }
+    if (is_get) {
+        if (!strcmp(url, RT_PREFIX "invocation/next"))
+            return rt_next(env, c);
+        return rt_error(c, 404, "InvalidRequest", "Unknown Runtime API path.");
     }
     if (strcmp(method, "POST"))
         return rt_error(c, 405, "InvalidRequest", "Use POST for this Runtime API path.");
@@ -438,7 +437,7 @@ enum lmr_result lmr_svc_env_spawn_locked(struct lmr_svc_fn *fn, struct lmr_svc_e
     pthread_attr_t ta;
     pthread_attr_init(&ta);
     pthread_attr_setdetachstate(&ta, PTHREAD_CREATE_DETACHED);
-    pthread_attr_setstacksize(&ta, 64 * 1024);
+    pthread_attr_setstacksize(&ta, 512 * 1024);
     if (pthread_create(&reaper, &ta, reaper_main, env) != 0) {
         pthread_attr_destroy(&ta);
         kill(-env->pid, SIGKILL);
@@ -453,6 +452,7 @@ enum lmr_result lmr_svc_env_spawn_locked(struct lmr_svc_fn *fn, struct lmr_svc_e
     fn->envs = env;
     fn->n_alive++;
     svc->n_envs++;
+    svc->stats.cold_starts++;
     *out = env;
     return LMR_OK;
 fail:

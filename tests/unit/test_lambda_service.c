@@ -1,0 +1,545 @@
+/*
+ * The embedded Lambda service through the local invoker: real function processes (fn_test,
+ * tests/tools) with real Runtime API endpoints; only the Invoke side is in-process.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lambda/invoker.h"
+#include "lambda/service.h"
+#include "util/misc.h"
+
+static char fn_path[4096];
+
+struct fixture {
+    struct lmr_lambda_service *svc;
+    struct lmr_invoker *inv;
+};
+
+static void add(struct fixture *f, const char *name, const char *handler, uint32_t memory_mb, double timeout_s,
+                uint32_t concurrency)
+{
+    struct lmr_function_config cfg = {
+        .name = name,
+        .path = fn_path,
+        .handler = handler,
+        .memory_mb = memory_mb,
+        .timeout_s = timeout_s,
+        .concurrency = concurrency,
+    };
+    struct lmr_err err = {0};
+    assert_int_equal(lmr_lambda_service_add_function(f->svc, &cfg, &err), LMR_OK);
+}
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof *f);
+    struct lmr_lambda_service_options opts = {.event_retry_delay_ms = 20};
+    struct lmr_err err = {0};
+    assert_int_equal(lmr_lambda_service_new(&opts, &f->svc, &err), LMR_OK);
+    assert_int_equal(lmr_local_invoker_new(f->svc, &f->inv, &err), LMR_OK);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    lmr_invoker_destroy(f->inv);
+    lmr_lambda_service_destroy(f->svc);
+    free(f);
+    return 0;
+}
+
+static enum lmr_result call(struct fixture *f, const char *fn, const char *payload, enum lmr_invoke_type type,
+                            unsigned flags, struct lmr_invoke_result *res)
+{
+    struct lmr_err err = {0};
+    lmr_invoke_result_init(res, 8u << 20);
+    return lmr_invoke(f->inv, fn, payload, strlen(payload), type, flags, res, &err);
+}
+
+static char *read_log(struct fixture *f, const char *fn)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s.log", lmr_lambda_service_log_dir(f->svc), fn);
+    char *data = NULL;
+    size_t len = 0;
+    if (lmr_read_file(path, 64u << 20, &data, &len, NULL) != LMR_OK)
+        return strdup("");
+    return data;
+}
+
+static int count_occurrences(const char *text, const char *needle)
+{
+    int n = 0;
+    for (const char *p = strstr(text, needle); p; p = strstr(p + 1, needle))
+        n++;
+    return n;
+}
+
+static void test_cold_then_warm(void **state)
+{
+    struct fixture *f = *state;
+    add(f, "count", "count", 256, 10, 2);
+    struct lmr_invoke_result a, b;
+    assert_int_equal(call(f, "count", "{}", LMR_INVOKE_SYNC, 0, &a), LMR_OK);
+    assert_int_equal(a.status_code, 200);
+    assert_string_equal(a.function_error, "");
+    assert_true(a.init_duration_ms > 0);
+    assert_true(a.duration_ms > 0);
+    assert_true(a.billed_duration_ms >= a.duration_ms && a.billed_duration_ms < a.duration_ms + 1.0001);
+    assert_int_equal(a.memory_size_mb, 256);
+    assert_true(a.max_memory_used_mb > 0);
+    assert_true(strlen(a.request_id) == 36);
+    assert_int_equal(call(f, "count", "{}", LMR_INVOKE_SYNC, 0, &b), LMR_OK);
+    assert_true(b.init_duration_ms == 0);
+    /* Same process (pid), second invocation in it. */
+    char pid_a[32];
+    snprintf(pid_a, sizeof pid_a, "%.*s", (int)(strchr(a.payload.data, ':') - a.payload.data), a.payload.data);
+    char expect[64];
+    snprintf(expect, sizeof expect, "%s:2", pid_a);
+    assert_string_equal(b.payload.data, expect);
+    assert_string_not_equal(a.request_id, b.request_id);
+    /* The REPORT lines in the log carry the same figures. */
+    char *log = read_log(f, "count");
+    assert_int_equal(count_occurrences(log, "REPORT RequestId: "), 2);
+    assert_int_equal(count_occurrences(log, "Init Duration: "), 1);
+    struct lmr_invoke_result parsed;
+    lmr_invoke_result_init(&parsed, 0);
+    assert_true(lmr_invoke_result_parse_report(&parsed, strstr(log, "REPORT RequestId: ")));
+    assert_string_equal(parsed.request_id, a.request_id);
+    assert_int_equal(parsed.memory_size_mb, 256);
+    assert_true(parsed.init_duration_ms > 0);
+    assert_true(parsed.duration_ms > 0 && parsed.billed_duration_ms == a.billed_duration_ms);
+    free(log);
+    lmr_invoke_result_clean_up(&parsed);
+    lmr_invoke_result_clean_up(&a);
+    lmr_invoke_result_clean_up(&b);
+}
+
+static void test_function_error(void **state)
+{
+    struct fixture *f = *state;
+    add(f, "fail", "fail", 0, 0, 0);
+    struct lmr_invoke_result r;
+    assert_int_equal(call(f, "fail", "x", LMR_INVOKE_SYNC, 0, &r), LMR_OK);
+    assert_int_equal(r.status_code, 200);
+    assert_string_equal(r.function_error, "Unhandled");
+    assert_non_null(strstr(r.payload.data, "\"errorType\":\"lambdamr.Invalid\""));
+    assert_non_null(strstr(r.payload.data, "failing on purpose"));
+    assert_non_null(strstr(r.payload.data, "\"stackTrace\":[]"));
+    lmr_invoke_result_clean_up(&r);
+}
+
+static void test_timeout_replaces_environment(void **state)
+{
+    struct fixture *f = *state;
+    add(f, "sleep", "sleep", 0, 0.5, 1);
+    struct lmr_invoke_result r;
+    double t0 = lmr_mono_ms();
+    assert_int_equal(call(f, "sleep", "5000", LMR_INVOKE_SYNC, 0, &r), LMR_OK);
+    double took = lmr_mono_ms() - t0;
+    assert_string_equal(r.function_error, "Unhandled");
+    assert_non_null(strstr(r.payload.data, "Task timed out after 0.50 seconds"));
+    assert_non_null(strstr(r.payload.data, "Sandbox.Timedout"));
+    assert_true(took < 3000);
+    assert_true(r.duration_ms >= 500);
+    lmr_invoke_result_clean_up(&r);
+    /* A new environment answers the next invocation. */
+    assert_int_equal(call(f, "sleep", "1", LMR_INVOKE_SYNC, 0, &r), LMR_OK);
+    assert_string_equal(r.function_error, "");
+    assert_string_equal(r.payload.data, "slept");
+    assert_true(r.init_duration_ms > 0);
+    lmr_invoke_result_clean_up(&r);
+}
+
+static void test_memory_limit(void **state)
+{
+    struct fixture *f = *state;
+    add(f, "alloc", "alloc", 128, 30, 1);
+    struct lmr_invoke_result r;
+    assert_int_equal(call(f, "alloc", "1024", LMR_INVOKE_SYNC, 0, &r), LMR_OK);
+    assert_string_equal(r.function_error, "Unhandled");
+    assert_non_null(strstr(r.payload.data, "Runtime.OutOfMemory"));
+    assert_non_null(strstr(r.payload.data, "out of memory"));
+    assert_true(r.max_memory_used_mb > 128);
+    lmr_invoke_result_clean_up(&r);
+    /* Under the limit it works, and Max Memory Used covers what was touched. */
+    assert_int_equal(call(f, "alloc", "48", LMR_INVOKE_SYNC, 0, &r), LMR_OK);
+    assert_string_equal(r.function_error, "");
+    assert_true(r.max_memory_used_mb >= 48);
+    lmr_invoke_result_clean_up(&r);
+}
+
+static void test_crash_and_exit(void **state)
+{
+    struct fixture *f = *state;
+    add(f, "crash", "crash", 0, 10, 1);
+    add(f, "exit", "exit", 0, 10, 1);
+    struct lmr_invoke_result r;
+    assert_int_equal(call(f, "crash", "x", LMR_INVOKE_SYNC, 0, &r), LMR_OK);
+    assert_string_equal(r.function_error, "Unhandled");
+    assert_non_null(strstr(r.payload.data, "Runtime.ExitError"));
+    assert_non_null(strstr(r.payload.data, "signal"));
+    lmr_invoke_result_clean_up(&r);
+    assert_int_equal(call(f, "exit", "x", LMR_INVOKE_SYNC, 0, &r), LMR_OK);
+    assert_non_null(strstr(r.payload.data, "Runtime.ExitError"));
+    assert_non_null(strstr(r.payload.data, "exit status 7"));
+    lmr_invoke_result_clean_up(&r);
+    /* Replaced: the crashed environment was not reused. */
+    assert_int_equal(call(f, "crash", "x", LMR_INVOKE_SYNC, 0, &r), LMR_OK);
+    assert_true(r.init_duration_ms > 0);
+    lmr_invoke_result_clean_up(&r);
+}
+
+static void test_bad_executables(void **state)
+{
+    struct fixture *f = *state;
+    struct lmr_function_config missing = {.name = "missing", .path = "/nonexistent/bootstrap"};
+    assert_int_equal(lmr_lambda_service_add_function(f->svc, &missing, NULL), LMR_OK);
+    add(f, "init_exit", "init_exit", 0, 5, 1);
+    add(f, "init_error", "init_error", 0, 5, 1);
+    struct lmr_invoke_result r;
+    assert_int_equal(call(f, "missing", "x", LMR_INVOKE_SYNC, 0, &r), LMR_OK);
+    assert_string_equal(r.function_error, "Unhandled");
+    assert_non_null(strstr(r.payload.data, "Runtime.InvalidEntrypoint"));
+    assert_non_null(strstr(r.payload.data, "No such file"));
+    lmr_invoke_result_clean_up(&r);
+    assert_int_equal(call(f, "init_exit", "x", LMR_INVOKE_SYNC, 0, &r), LMR_OK);
+    assert_non_null(strstr(r.payload.data, "Runtime.ExitError"));
+    assert_non_null(strstr(r.payload.data, "exit status 2"));
+    lmr_invoke_result_clean_up(&r);
+    assert_int_equal(call(f, "init_error", "x", LMR_INVOKE_SYNC, 0, &r), LMR_OK);
+    assert_string_equal(r.function_error, "Unhandled");
+    assert_non_null(strstr(r.payload.data, "Runtime.TestInitError"));
+    lmr_invoke_result_clean_up(&r);
+    /* And again: each attempt gets an answer, never a hang. */
+    assert_int_equal(call(f, "init_error", "x", LMR_INVOKE_SYNC, 0, &r), LMR_OK);
+    assert_non_null(strstr(r.payload.data, "Runtime.TestInitError"));
+    lmr_invoke_result_clean_up(&r);
+}
+
+struct bg_call {
+    struct fixture *f;
+    const char *fn, *payload;
+    struct lmr_invoke_result res;
+    enum lmr_result rc;
+};
+
+static void *bg_main(void *arg)
+{
+    struct bg_call *c = arg;
+    c->rc = call(c->f, c->fn, c->payload, LMR_INVOKE_SYNC, 0, &c->res);
+    return NULL;
+}
+
+static void test_throttle_retried(void **state)
+{
+    struct fixture *f = *state;
+    add(f, "sleep", "sleep", 0, 10, 1);
+    /* Warm the single environment so the background call starts at once. */
+    struct lmr_invoke_result r;
+    assert_int_equal(call(f, "sleep", "1", LMR_INVOKE_SYNC, 0, &r), LMR_OK);
+    lmr_invoke_result_clean_up(&r);
+    struct bg_call bg = {.f = f, .fn = "sleep", .payload = "400"};
+    pthread_t t;
+    pthread_create(&t, NULL, bg_main, &bg);
+    lmr_sleep_ms(100);
+    assert_int_equal(call(f, "sleep", "1", LMR_INVOKE_SYNC, 0, &r), LMR_OK);
+    assert_string_equal(r.payload.data, "slept");
+    assert_true(r.throttle_retries > 0);
+    pthread_join(t, NULL);
+    assert_int_equal(bg.rc, LMR_OK);
+    assert_int_equal(bg.res.throttle_retries, 0);
+    lmr_invoke_result_clean_up(&bg.res);
+    lmr_invoke_result_clean_up(&r);
+}
+
+static bool wait_for_log(struct fixture *f, const char *fn, const char *needle, int count, int timeout_ms)
+{
+    for (int waited = 0; waited < timeout_ms; waited += 20) {
+        char *log = read_log(f, fn);
+        int n = count_occurrences(log, needle);
+        free(log);
+        if (n >= count)
+            return true;
+        lmr_sleep_ms(20);
+    }
+    return false;
+}
+
+static void test_event_and_dry_run(void **state)
+{
+    struct fixture *f = *state;
+    add(f, "log", "log", 0, 10, 2);
+    add(f, "fail", "fail", 0, 10, 2);
+    struct lmr_invoke_result r;
+    assert_int_equal(call(f, "log", "event-marker-1", LMR_INVOKE_EVENT, 0, &r), LMR_OK);
+    assert_int_equal(r.status_code, 202);
+    assert_int_equal(r.payload.len, 0);
+    char needle[128];
+    snprintf(needle, sizeof needle, "REPORT RequestId: %s", r.request_id);
+    assert_true(wait_for_log(f, "log", needle, 1, 10000));
+    assert_true(wait_for_log(f, "log", "event-marker-1 (stdout)", 1, 100));
+    assert_true(wait_for_log(f, "log", "event-marker-1 (stderr)", 1, 100));
+    lmr_invoke_result_clean_up(&r);
+    /* Event retries: a failing event is attempted three times in all (same request id). */
+    assert_int_equal(call(f, "fail", "x", LMR_INVOKE_EVENT, 0, &r), LMR_OK);
+    snprintf(needle, sizeof needle, "fail attempt %s", r.request_id);
+    assert_true(wait_for_log(f, "fail", needle, 3, 15000));
+    lmr_sleep_ms(300);
+    char *log = read_log(f, "fail");
+    assert_int_equal(count_occurrences(log, needle), 3);
+    free(log);
+    lmr_invoke_result_clean_up(&r);
+    /* DryRun validates only. */
+    assert_int_equal(call(f, "log", "dry", LMR_INVOKE_DRY_RUN, 0, &r), LMR_OK);
+    assert_int_equal(r.status_code, 204);
+    lmr_invoke_result_clean_up(&r);
+    assert_int_equal(call(f, "nope", "dry", LMR_INVOKE_DRY_RUN, 0, &r), LMR_ERR_NOT_FOUND);
+    lmr_invoke_result_clean_up(&r);
+}
+
+static void test_many_events_queue(void **state)
+{
+    struct fixture *f = *state;
+    add(f, "echo", "echo", 0, 10, 2);
+    struct lmr_invoke_result r;
+    for (int i = 0; i < 200; i++) {
+        assert_int_equal(call(f, "echo", "e", LMR_INVOKE_EVENT, 0, &r), LMR_OK);
+        assert_int_equal(r.status_code, 202);
+        assert_int_equal(r.throttle_retries, 0);
+        lmr_invoke_result_clean_up(&r);
+    }
+    assert_true(wait_for_log(f, "echo", "REPORT RequestId:", 200, 20000));
+}
+
+static void test_payload_limits_and_names(void **state)
+{
+    struct fixture *f = *state;
+    add(f, "echo", "echo", 0, 10, 2);
+    struct lmr_err err = {0};
+    struct lmr_invoke_result r;
+    size_t big = LMR_LAMBDA_SYNC_PAYLOAD_MAX_BYTES;
+    char *p = malloc(big + 2);
+    memset(p, 'a', big + 1);
+    p[big + 1] = '\0';
+    lmr_invoke_result_init(&r, 8u << 20);
+    assert_int_equal(lmr_invoke(f->inv, "echo", p, big + 1, LMR_INVOKE_SYNC, 0, &r, &err), LMR_ERR_TOO_LARGE);
+    assert_int_equal(r.status_code, 413);
+    assert_non_null(strstr(err.msg, "RequestTooLargeException"));
+    /* Exactly the limit goes through, both ways. */
+    assert_int_equal(lmr_invoke(f->inv, "echo", p, big, LMR_INVOKE_SYNC, 0, &r, &err), LMR_OK);
+    assert_int_equal(r.payload.len, big);
+    assert_string_equal(r.function_error, "");
+    assert_int_equal(
+        lmr_invoke(f->inv, "echo", p, LMR_LAMBDA_EVENT_PAYLOAD_MAX_BYTES + 1, LMR_INVOKE_EVENT, 0, &r, &err),
+        LMR_ERR_TOO_LARGE);
+    assert_int_equal(r.status_code, 413);
+    assert_int_equal(lmr_invoke(f->inv, "echo", p, LMR_LAMBDA_EVENT_PAYLOAD_MAX_BYTES, LMR_INVOKE_EVENT, 0, &r, &err),
+                     LMR_OK);
+    assert_int_equal(r.status_code, 202);
+    lmr_invoke_result_clean_up(&r);
+    free(p);
+    /* Names: ARN, partial ARN, $LATEST qualifier; unknown name and unknown version are 404. */
+    const char *ok[] = {"echo", "echo:$LATEST", "arn:aws:lambda:us-east-1:000000000000:function:echo",
+                        "000000000000:function:echo:$LATEST"};
+    for (size_t i = 0; i < 4; i++) {
+        assert_int_equal(call(f, ok[i], "n", LMR_INVOKE_SYNC, 0, &r), LMR_OK);
+        assert_string_equal(r.payload.data, "n");
+        lmr_invoke_result_clean_up(&r);
+    }
+    assert_int_equal(call(f, "nope", "n", LMR_INVOKE_SYNC, 0, &r), LMR_ERR_NOT_FOUND);
+    assert_int_equal(r.status_code, 404);
+    lmr_invoke_result_clean_up(&r);
+    assert_int_equal(call(f, "echo:v7", "n", LMR_INVOKE_SYNC, 0, &r), LMR_ERR_NOT_FOUND);
+    lmr_invoke_result_clean_up(&r);
+    assert_int_equal(call(f, "bad name!", "n", LMR_INVOKE_SYNC, 0, &r), LMR_ERR_INVALID);
+    lmr_invoke_result_clean_up(&r);
+}
+
+static void test_environment_variables_and_context(void **state)
+{
+    struct fixture *f = *state;
+    setenv("AWS_ACCESS_KEY_ID", "AKIDTESTPASSTHROUGH", 1);
+    setenv("LMR_TEST_MARKER", "marker-42", 1);
+    const char *extra[] = {"EXTRA_SETTING=on", "AWS_LAMBDA_FUNCTION_NAME=spoofed", NULL};
+    struct lmr_function_config cfg = {.name = "env", .path = fn_path, .handler = "env", .memory_mb = 512, .env = extra};
+    assert_int_equal(lmr_lambda_service_add_function(f->svc, &cfg, NULL), LMR_OK);
+    add(f, "context", "context", 256, 7, 1);
+    struct lmr_invoke_result r;
+    assert_int_equal(
+        call(f, "env",
+             "AWS_LAMBDA_FUNCTION_NAME,AWS_LAMBDA_FUNCTION_MEMORY_SIZE,AWS_LAMBDA_FUNCTION_VERSION,_HANDLER,"
+             "AWS_ACCESS_KEY_ID,LMR_TEST_MARKER,EXTRA_SETTING,AWS_REGION",
+             LMR_INVOKE_SYNC, 0, &r),
+        LMR_OK);
+    const char *want[] = {"AWS_LAMBDA_FUNCTION_NAME=env\n",
+                          "AWS_LAMBDA_FUNCTION_MEMORY_SIZE=512\n",
+                          "AWS_LAMBDA_FUNCTION_VERSION=$LATEST\n",
+                          "_HANDLER=env\n",
+                          "AWS_ACCESS_KEY_ID=AKIDTESTPASSTHROUGH\n",
+                          "LMR_TEST_MARKER=marker-42\n",
+                          "EXTRA_SETTING=on\n",
+                          "AWS_REGION="};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        if (!strstr(r.payload.data, want[i]))
+            fail_msg("missing %s in %s", want[i], r.payload.data);
+    lmr_invoke_result_clean_up(&r);
+    assert_int_equal(
+        call(f, "env", "AWS_LAMBDA_RUNTIME_API,LAMBDA_TASK_ROOT,AWS_LAMBDA_LOG_STREAM_NAME", LMR_INVOKE_SYNC, 0, &r),
+        LMR_OK);
+    assert_non_null(strstr(r.payload.data, "AWS_LAMBDA_RUNTIME_API=127.0.0.1:"));
+    assert_non_null(strstr(r.payload.data, "[$LATEST]"));
+    char root[4096];
+    snprintf(root, sizeof root, "LAMBDA_TASK_ROOT=%s\n", getenv("LMR_BIN_DIR"));
+    char *abs = lmr_abspath(getenv("LMR_BIN_DIR"));
+    snprintf(root, sizeof root, "LAMBDA_TASK_ROOT=%s\n", abs);
+    free(abs);
+    assert_non_null(strstr(r.payload.data, root));
+    lmr_invoke_result_clean_up(&r);
+    assert_int_equal(call(f, "context", "", LMR_INVOKE_SYNC, 0, &r), LMR_OK);
+    char id[64], arn[256], name[64];
+    long long remaining = 0;
+    unsigned mem = 0;
+    assert_int_equal(sscanf(r.payload.data, "%63[^|]|%255[^|]|%lld|%63[^|]|%u", id, arn, &remaining, name, &mem), 5);
+    assert_string_equal(id, r.request_id);
+    assert_non_null(strstr(arn, ":function:context"));
+    assert_true(remaining > 5000 && remaining <= 7000);
+    assert_string_equal(name, "context");
+    assert_int_equal(mem, 256);
+    lmr_invoke_result_clean_up(&r);
+}
+
+static void test_log_tail(void **state)
+{
+    struct fixture *f = *state;
+    add(f, "log", "log", 0, 10, 1);
+    struct lmr_invoke_result r;
+    assert_int_equal(call(f, "log", "tail-marker", LMR_INVOKE_SYNC, LMR_INVOKE_LOG_TAIL, &r), LMR_OK);
+    assert_string_equal(r.payload.data, "logged");
+    assert_non_null(strstr(r.log_tail, "tail-marker (stdout)"));
+    assert_non_null(strstr(r.log_tail, "tail-marker (stderr)"));
+    assert_non_null(strstr(r.log_tail, "START RequestId: "));
+    struct lmr_invoke_result parsed;
+    lmr_invoke_result_init(&parsed, 0);
+    assert_true(lmr_invoke_result_parse_report(&parsed, r.log_tail));
+    assert_string_equal(parsed.request_id, r.request_id);
+    assert_true(parsed.init_duration_ms > 0);
+    lmr_invoke_result_clean_up(&r);
+    /* Only this invocation's lines: the first one's marker is not in the second tail. */
+    assert_int_equal(call(f, "log", "second", LMR_INVOKE_SYNC, LMR_INVOKE_LOG_TAIL, &r), LMR_OK);
+    assert_null(strstr(r.log_tail, "tail-marker"));
+    assert_non_null(strstr(r.log_tail, "second (stdout)"));
+    assert_true(lmr_invoke_result_parse_report(&parsed, r.log_tail));
+    assert_true(parsed.init_duration_ms == 0);
+    lmr_invoke_result_clean_up(&r);
+}
+
+#define THREADS 12
+#define CALLS_PER_THREAD 40
+
+static void *hammer(void *arg)
+{
+    struct fixture *f = arg;
+    long bad = 0;
+    for (int i = 0; i < CALLS_PER_THREAD; i++) {
+        char payload[64];
+        snprintf(payload, sizeof payload, "{\"thread\":%lu,\"i\":%d}", (unsigned long)pthread_self() % 100000, i);
+        struct lmr_invoke_result r;
+        if (call(f, "echo", payload, LMR_INVOKE_SYNC, 0, &r) != LMR_OK || strcmp(r.payload.data, payload))
+            bad++;
+        lmr_invoke_result_clean_up(&r);
+    }
+    return (void *)bad;
+}
+
+static void test_concurrent_threads(void **state)
+{
+    struct fixture *f = *state;
+    add(f, "echo", "echo", 0, 30, 4);
+    pthread_t t[THREADS];
+    for (int i = 0; i < THREADS; i++)
+        pthread_create(&t[i], NULL, hammer, f);
+    long bad = 0;
+    for (int i = 0; i < THREADS; i++) {
+        void *rv;
+        pthread_join(t[i], &rv);
+        bad += (long)rv;
+    }
+    assert_int_equal(bad, 0);
+    char *log = read_log(f, "echo");
+    assert_int_equal(count_occurrences(log, "REPORT RequestId:"), THREADS * CALLS_PER_THREAD);
+    assert_true(count_occurrences(log, "Init Duration:") <= 4);
+    free(log);
+}
+
+static void test_config_validation(void **state)
+{
+    struct fixture *f = *state;
+    struct lmr_err err = {0};
+    struct lmr_function_config bad_name = {.name = "has space", .path = fn_path};
+    assert_int_equal(lmr_lambda_service_add_function(f->svc, &bad_name, &err), LMR_ERR_INVALID);
+    struct lmr_function_config bad_mem = {.name = "m", .path = fn_path, .memory_mb = 64};
+    assert_int_equal(lmr_lambda_service_add_function(f->svc, &bad_mem, &err), LMR_ERR_INVALID);
+    struct lmr_function_config bad_timeout = {.name = "t", .path = fn_path, .timeout_s = 901};
+    assert_int_equal(lmr_lambda_service_add_function(f->svc, &bad_timeout, &err), LMR_ERR_INVALID);
+    add(f, "dup", "echo", 0, 0, 0);
+    struct lmr_function_config dup = {.name = "dup", .path = fn_path};
+    assert_int_equal(lmr_lambda_service_add_function(f->svc, &dup, &err), LMR_ERR_EXISTS);
+}
+
+static void test_parse_report(void **state)
+{
+    struct lmr_invoke_result r;
+    lmr_invoke_result_init(&r, 0);
+    assert_false(lmr_invoke_result_parse_report(&r, "START RequestId: x\nEND RequestId: x\n"));
+    assert_true(lmr_invoke_result_parse_report(
+        &r, "junk\nREPORT RequestId: 6f5c1a2b-0000-4c4c-9d9d-abcdefabcdef\tDuration: 12.34 ms\tBilled Duration: 13 "
+            "ms\tMemory Size: 512 MB\tMax Memory Used: 77 MB\tInit Duration: 150.02 ms\t\nmore"));
+    assert_string_equal(r.request_id, "6f5c1a2b-0000-4c4c-9d9d-abcdefabcdef");
+    assert_true(r.duration_ms > 12.33 && r.duration_ms < 12.35);
+    assert_true(r.billed_duration_ms == 13);
+    assert_int_equal(r.memory_size_mb, 512);
+    assert_int_equal(r.max_memory_used_mb, 77);
+    assert_true(r.init_duration_ms > 150.01 && r.init_duration_ms < 150.03);
+    assert_true(lmr_invoke_result_parse_report(
+        &r, "REPORT RequestId: abc Duration: 1.00 ms Billed Duration: 1 ms Memory Size: 128 MB Max Memory Used: 9 MB"));
+    assert_true(r.init_duration_ms == 0);
+    assert_int_equal(r.max_memory_used_mb, 9);
+    lmr_invoke_result_clean_up(&r);
+}
+
+int main(void)
+{
+    const char *bin = getenv("LMR_BIN_DIR");
+    snprintf(fn_path, sizeof fn_path, "%s/fn_test", bin ? bin : "build/bin");
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parse_report),
+        cmocka_unit_test_setup_teardown(test_config_validation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cold_then_warm, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_function_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_timeout_replaces_environment, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_memory_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_crash_and_exit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_executables, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_throttle_retried, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_event_and_dry_run, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_many_events_queue, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_payload_limits_and_names, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_environment_variables_and_context, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_log_tail, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_threads, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,12 +1,354 @@
-/* Placeholder: 'lambdamr stream' is not built yet. */
+/*
+ * lambdamr stream: a stream job in tumbling windows. The poller (common/stream/poller.c) reads
+ * the source, invokes the stream function (the bootstrap binary, role "stream") through the
+ * embedded Lambda service's local invoker, and commits one output per closed window.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "commands.h"
+#include "job/args.h"
+#include "job/registry.h"
+#include "lambda/service.h"
+#include "store/store.h"
+#include "stream/handler.h"
+#include "stream/inproc_invoker.h"
+#include "stream/poller.h"
+#include "util/misc.h"
+
+#define FUNCTION_NAME "lambdamr-stream"
+
+static volatile sig_atomic_t stop_flag;
+
+static void on_signal(int sig)
+{
+    stop_flag = 1;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: lambdamr stream JOB --source SOURCE --window SECONDS --output URI [OPTIONS] [JOB ARGS]\n\n"
+               "Process a stream in tumbling windows: every record (one line) goes through the job's map and\n"
+               "combiner in the stream function; when a window has closed on every shard its states are reduced\n"
+               "and written once to OUTPUT/window=<start ISO-8601>/part-00000 (key<TAB>value lines).\n\n"
+               "  JOB                        a built-in job or a plugin (.so) with a combiner; built-ins:\n");
+    lmr_job_list(f);
+    fprintf(f, "\nsource and output:\n"
+               "  --source SOURCE            kinesis://STREAM, - (standard input, one record per line) or\n"
+               "                             file://PATH (follows a growing file like tail -F, survives rotation)\n"
+               "  --window SECONDS           tumbling window length, 1-900 (TumblingWindowInSeconds)\n"
+               "  --output URI               directory, file:///dir or s3://bucket/prefix\n"
+               "  --checkpoint URI           where per-shard checkpoints live (default OUTPUT/_checkpoint)\n"
+               "event source mapping (Lambda's names and ranges):\n"
+               "  --batch-size N             records per invocation, 1-10000 (default 100)\n"
+               "  --batch-window SECONDS     wait up to this long to fill a batch, 0-300 (default 0)\n"
+               "  --parallelization N        concurrent batches per shard, 1-10 (default 1); order per key kept\n"
+               "  --starting-position P      trim-horizon | latest | at-timestamp=ISO-8601 (TRIM_HORIZON… too);\n"
+               "                             only for shards without a checkpoint (default trim-horizon)\n"
+               "  --bisect-on-error          split a failing batch in two and retry each half\n"
+               "  --max-retries N            -1 (until the record expires, default) or 0-10000\n"
+               "  --max-record-age SECONDS   -1 (no limit, default) or 60-604800\n"
+               "  --on-failure               write failed batch descriptors to CHECKPOINT/failures/\n"
+               "running:\n"
+               "  --invoker local|inproc     local: the bootstrap function in the embedded Lambda service\n"
+               "                             (default); inproc: the handler in this process (fastest)\n"
+               "  --function-timeout SECONDS timeout of the stream function (default 60)\n"
+               "  --close-grace-ms MS        wait for late records after a window ends (default 0; Kinesis 2000)\n"
+               "  --exit-when-drained        stop once every shard has ended and every window is committed\n"
+               "                             (the default for standard input)\n"
+               "  --quiet                    no live figures\n"
+               "job arguments: any other --NAME VALUE pair (for example --delimiter , --key 3 --op count)\n");
+}
+
+struct ui {
+    bool tty;
+    bool quiet;
+    uint64_t last_records;
+    double last_s;
+};
+
+static void on_progress(void *user, const struct lmr_stream_stats *s)
+{
+    struct ui *ui = user;
+    if (ui->quiet || !ui->tty)
+        return;
+    double dt = s->elapsed_s - ui->last_s;
+    double rate = dt > 0 ? (double)(s->records_read - ui->last_records) / dt : 0;
+    ui->last_records = s->records_read;
+    ui->last_s = s->elapsed_s;
+    fprintf(stderr, "\r\033[K%.0f records/s  %" PRIu64 " read  %" PRIu64 " windows closed  %" PRIu64 " failed", rate,
+            s->records_read, s->windows_committed + s->windows_already_committed, s->records_failed);
+    for (size_t i = 0; i < s->n_shards && i < 8; i++) {
+        const char *id = s->shards[i].id;
+        size_t n = strlen(id);
+        fprintf(stderr, "  %s:%s", n > 4 ? id + n - 4 : id, s->shards[i].ended ? "ended" : "");
+        if (!s->shards[i].ended)
+            fprintf(stderr, "%" PRIu64 "ms", s->shards[i].millis_behind);
+    }
+    if (s->n_shards > 8)
+        fprintf(stderr, "  (+%zu shards)", s->n_shards - 8);
+}
+
+static void on_window(void *user, uint64_t start_ms, uint64_t records, bool already, const char *key)
+{
+    struct ui *ui = user;
+    if (ui->quiet)
+        return;
+    if (ui->tty)
+        fprintf(stderr, "\r\033[K");
+    fprintf(stderr, "lambdamr stream: window %s: %" PRIu64 " records%s\n", key, records,
+            already ? " (already committed by an earlier run)" : "");
+}
+
+static int bad(const char *fmt, const char *a)
+{
+    fprintf(stderr, "lambdamr stream: ");
+    fprintf(stderr, fmt, a);
+    fprintf(stderr, "\n");
+    return 2;
+}
+
+static bool parse_i64(const char *s, int64_t min, int64_t max, int64_t *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < min || v > max)
+        return false;
+    *out = v;
+    return true;
+}
 
 int lmr_cmd_stream(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "lambdamr stream: not available yet in this build\n");
-    return 1;
+    const char *job_name = NULL, *source_uri = NULL, *output_uri = NULL, *ckpt_uri = NULL;
+    const char *invoker_name = "local";
+    struct lmr_stream_poller_options o = {.function_name = FUNCTION_NAME, .max_retries = -1, .max_record_age_ms = -1};
+    int64_t window_s = 0, v;
+    int64_t timeout_s = 60;
+    int64_t grace_ms = -1;
+    bool exit_when_drained = false;
+    struct ui ui = {.tty = isatty(2)};
+    struct lmr_job_args *args = lmr_job_args_new();
+    lmr_stream_position_parse("trim-horizon", &o.starting_position, NULL);
+    if (!args)
+        return 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            lmr_job_args_destroy(args);
+            return 0;
+        }
+        if (a[0] != '-' || a[1] != '-') {
+            if (job_name)
+                return bad("unexpected argument '%s'; run 'lambdamr stream --help'", a);
+            job_name = a;
+            continue;
+        }
+        if (!strcmp(a, "--bisect-on-error")) {
+            o.bisect_on_error = true;
+            continue;
+        }
+        if (!strcmp(a, "--on-failure")) {
+            o.on_failure_destination = true;
+            continue;
+        }
+        if (!strcmp(a, "--exit-when-drained")) {
+            exit_when_drained = true;
+            continue;
+        }
+        if (!strcmp(a, "--quiet")) {
+            ui.quiet = true;
+            continue;
+        }
+        if (!val)
+            return bad("%s needs a value; run 'lambdamr stream --help'", a);
+        i++;
+        if (!strcmp(a, "--source")) {
+            source_uri = val;
+        } else if (!strcmp(a, "--output")) {
+            output_uri = val;
+        } else if (!strcmp(a, "--checkpoint")) {
+            ckpt_uri = val;
+        } else if (!strcmp(a, "--window")) {
+            if (!parse_i64(val, 1, LMR_STREAM_WINDOW_MAX_S, &window_s))
+                return bad("--window must be a whole number of seconds from 1 to 900, not '%s'", val);
+        } else if (!strcmp(a, "--batch-size")) {
+            if (!parse_i64(val, 1, LMR_STREAM_BATCH_SIZE_MAX, &v))
+                return bad("--batch-size must be from 1 to 10000, not '%s'", val);
+            o.batch_size = (uint32_t)v;
+        } else if (!strcmp(a, "--batch-window")) {
+            if (!parse_i64(val, 0, LMR_STREAM_BATCH_WINDOW_MAX_S, &v))
+                return bad("--batch-window must be from 0 to 300 seconds, not '%s'", val);
+            o.batch_window_ms = (uint64_t)v * 1000;
+        } else if (!strcmp(a, "--parallelization")) {
+            if (!parse_i64(val, 1, LMR_STREAM_PARALLELIZATION_MAX, &v))
+                return bad("--parallelization must be from 1 to 10, not '%s'", val);
+            o.parallelization = (uint32_t)v;
+        } else if (!strcmp(a, "--starting-position")) {
+            struct lmr_err err;
+            if (lmr_stream_position_parse(val, &o.starting_position, &err))
+                return bad("%s", err.msg);
+        } else if (!strcmp(a, "--max-retries")) {
+            if (!parse_i64(val, -1, LMR_STREAM_MAX_RETRIES_MAX, &v))
+                return bad("--max-retries must be -1 or from 0 to 10000, not '%s'", val);
+            o.max_retries = v;
+        } else if (!strcmp(a, "--max-record-age")) {
+            if (!parse_i64(val, -1, LMR_STREAM_MAX_RECORD_AGE_MAX_S, &v) ||
+                (v != -1 && v < LMR_STREAM_MAX_RECORD_AGE_MIN_S))
+                return bad("--max-record-age must be -1 or from 60 to 604800 seconds, not '%s'", val);
+            o.max_record_age_ms = v < 0 ? -1 : v * 1000;
+        } else if (!strcmp(a, "--invoker")) {
+            if (strcmp(val, "local") && strcmp(val, "inproc"))
+                return bad("--invoker must be local or inproc, not '%s'", val);
+            invoker_name = val;
+        } else if (!strcmp(a, "--function-timeout")) {
+            if (!parse_i64(val, 1, 900, &timeout_s))
+                return bad("--function-timeout must be from 1 to 900 seconds, not '%s'", val);
+        } else if (!strcmp(a, "--close-grace-ms")) {
+            if (!parse_i64(val, 0, 600000, &grace_ms))
+                return bad("--close-grace-ms must be from 0 to 600000, not '%s'", val);
+        } else if (!strcmp(a, "--region")) {
+            o.region = val;
+        } else {
+            /* A job argument. */
+            if (lmr_job_args_set(args, a + 2, val))
+                return 1;
+        }
+    }
+    if (!job_name)
+        return bad("%s", "which job? for example: lambdamr stream wordcount --source - --window 10 --output ./out");
+    if (!source_uri)
+        return bad("%s", "--source is required: kinesis://STREAM, - or file://PATH");
+    if (!window_s)
+        return bad("%s", "--window SECONDS is required (1-900)");
+    if (!output_uri)
+        return bad("%s", "--output URI is required (a directory, file:///dir or s3://bucket/prefix)");
+
+    int rc = 1;
+    struct lmr_err err = {0};
+    struct lmr_store *out = NULL, *ckpt = NULL;
+    char *out_prefix = NULL, *ckpt_prefix = NULL;
+    struct lmr_stream_source *src = NULL;
+    struct lmr_stream_handler_config cfg = {0};
+    struct lmr_lambda_service *svc = NULL;
+    struct lmr_invoker *inv = NULL;
+    char *args_json = NULL;
+    const struct lmr_job_ops *job;
+    if (lmr_job_find(job_name, &job, &err) || lmr_stream_handler_config_init(&cfg, job, args, &err))
+        goto fail;
+    if (lmr_store_open(output_uri, &out, &out_prefix, &err))
+        goto fail;
+    if (ckpt_uri && lmr_store_open(ckpt_uri, &ckpt, &ckpt_prefix, &err))
+        goto fail;
+    if (lmr_stream_source_open(source_uri, &src, &err))
+        goto fail;
+    json_t *aj = lmr_job_args_to_json(args);
+    args_json = aj ? json_dumps(aj, JSON_COMPACT) : NULL;
+    json_decref(aj);
+    if (!strcmp(invoker_name, "inproc")) {
+        const char *fm = getenv("LMR_STREAM_FAIL_MATCH");
+        if (fm && *fm)
+            cfg.fail_match = strdup(fm);
+        if (lmr_stream_inproc_invoker_new(&cfg, &inv, &err))
+            goto fail;
+    } else {
+        char *dir = lmr_self_dir();
+        char *path = NULL, *e_job = NULL, *e_args = NULL, *e_fail = NULL, *e_max = NULL, *e_log = NULL;
+        if (!dir || asprintf(&path, "%s/bootstrap", dir) < 0 || asprintf(&e_job, "LMR_STREAM_JOB=%s", job_name) < 0 ||
+            asprintf(&e_args, "LMR_STREAM_ARGS=%s", args_json ? args_json : "{}") < 0) {
+            free(dir);
+            goto fail;
+        }
+        free(dir);
+        const char *envv[8] = {e_job, e_args};
+        size_t ne = 2;
+        if (getenv("LMR_STREAM_FAIL_MATCH") &&
+            asprintf(&e_fail, "LMR_STREAM_FAIL_MATCH=%s", getenv("LMR_STREAM_FAIL_MATCH")) >= 0)
+            envv[ne++] = e_fail;
+        if (getenv("LMR_STREAM_STATE_MAX") &&
+            asprintf(&e_max, "LMR_STREAM_STATE_MAX=%s", getenv("LMR_STREAM_STATE_MAX")) >= 0)
+            envv[ne++] = e_max;
+        if (getenv("LMR_LOG") && asprintf(&e_log, "LMR_LOG=%s", getenv("LMR_LOG")) >= 0)
+            envv[ne++] = e_log;
+        envv[ne] = NULL;
+        struct lmr_function_config fc = {.name = FUNCTION_NAME,
+                                         .path = path,
+                                         .handler = "stream",
+                                         .memory_mb = 1024,
+                                         .timeout_s = (double)timeout_s,
+                                         .concurrency = 10 * LMR_STREAM_PARALLELIZATION_MAX,
+                                         .env = envv};
+        struct lmr_lambda_service_options so = {0};
+        enum lmr_result r = lmr_lambda_service_new(&so, &svc, &err);
+        if (!r)
+            r = lmr_lambda_service_add_function(svc, &fc, &err);
+        if (!r)
+            r = lmr_local_invoker_new(svc, &inv, &err);
+        free(path);
+        free(e_job);
+        free(e_args);
+        free(e_fail);
+        free(e_max);
+        free(e_log);
+        if (r)
+            goto fail;
+    }
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    o.source = src;
+    o.invoker = inv;
+    o.job = job;
+    o.job_state = cfg.job_state;
+    o.output = out;
+    o.output_prefix = out_prefix;
+    o.checkpoint = ckpt;
+    o.checkpoint_prefix = ckpt ? ckpt_prefix : NULL;
+    o.window_ms = (uint64_t)window_s * 1000;
+    o.close_grace_ms = grace_ms >= 0 ? (uint64_t)grace_ms : (!strcmp(src->vtable->name, "kinesis") ? 2000 : 0);
+    o.stop = &stop_flag;
+    o.exit_when_drained = exit_when_drained || !strcmp(src->vtable->name, "stdin");
+    o.on_progress = on_progress;
+    o.on_window = on_window;
+    o.user = &ui;
+    struct lmr_stream_stats stats = {0};
+    enum lmr_result r = lmr_stream_poll(&o, &stats, &err);
+    if (ui.tty && !ui.quiet)
+        fprintf(stderr, "\r\033[K");
+    if (!ui.quiet)
+        fprintf(stderr,
+                "lambdamr stream: %" PRIu64 " records read, %" PRIu64 " processed, %" PRIu64 " failed, %" PRIu64
+                " windows committed (%" PRIu64 " already), %" PRIu64 " invocations in %.1f s\n",
+                stats.records_read, stats.records_processed, stats.records_failed, stats.windows_committed,
+                stats.windows_already_committed, stats.invocations, stats.elapsed_s);
+    lmr_stream_stats_clean_up(&stats);
+    if (r)
+        goto fail;
+    rc = 0;
+    goto done;
+fail:
+    fprintf(stderr, "lambdamr stream: %s\n", err.msg[0] ? err.msg : "out of memory");
+done:
+    lmr_invoker_destroy(inv);
+    lmr_lambda_service_destroy(svc);
+    lmr_stream_source_destroy(src);
+    lmr_store_destroy(out);
+    lmr_store_destroy(ckpt);
+    free(out_prefix);
+    free(ckpt_prefix);
+    free(args_json);
+    lmr_stream_handler_config_clean_up(&cfg);
+    lmr_job_args_destroy(args);
+    return rc;
 }

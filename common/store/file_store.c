@@ -141,7 +141,7 @@ static enum lmr_result file_list(struct lmr_store *s, const char *prefix, lmr_st
     struct list_state ls = {.prefix = prefix};
     atomic_fetch_add(&s->stats.list_requests, 1);
     enum lmr_result r = walk(&ls, impl_of(s)->root, "", err);
-    if (!r)
+    if (!r && ls.n > 1)
         qsort(ls.objs, ls.n, sizeof *ls.objs, cmp_obj);
     for (size_t i = 0; i < ls.n; i++) {
         if (!r)

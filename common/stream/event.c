@@ -1,0 +1,709 @@
+#include "stream/event.h"
+#include "stream/json_scan.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* --- Base64 ---------------------------------------------------------------------------------- */
+
+static const char b64_chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+enum lmr_result lmr_base64_append(struct lmr_buf *out, const void *data, size_t n)
+{
+    enum lmr_result r = lmr_buf_reserve(out, lmr_base64_len(n));
+    if (r)
+        return r;
+    const uint8_t *p = data;
+    char *o = out->data + out->len;
+    size_t i = 0;
+    for (; i + 3 <= n; i += 3) {
+        uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
+        o[0] = b64_chars[v >> 18];
+        o[1] = b64_chars[(v >> 12) & 63];
+        o[2] = b64_chars[(v >> 6) & 63];
+        o[3] = b64_chars[v & 63];
+        o += 4;
+    }
+    if (i < n) {
+        uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0);
+        o[0] = b64_chars[v >> 18];
+        o[1] = b64_chars[(v >> 12) & 63];
+        o[2] = i + 1 < n ? b64_chars[(v >> 6) & 63] : '=';
+        o[3] = '=';
+        o += 4;
+    }
+    out->len = (size_t)(o - out->data);
+    out->data[out->len] = '\0';
+    return LMR_OK;
+}
+
+static int8_t b64_value[256];
+static void b64_init(void)
+{
+    memset(b64_value, -1, sizeof b64_value);
+    for (int i = 0; i < 64; i++)
+        b64_value[(uint8_t)b64_chars[i]] = (int8_t)i;
+}
+
+enum lmr_result lmr_base64_decode(const char *in, size_t n, uint8_t *out, size_t *out_len)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, b64_init);
+    if (n % 4)
+        return LMR_ERR_FORMAT;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 4) {
+        int a = b64_value[(uint8_t)in[i]], b = b64_value[(uint8_t)in[i + 1]];
+        int c = in[i + 2] == '=' ? 0 : b64_value[(uint8_t)in[i + 2]];
+        int d = in[i + 3] == '=' ? 0 : b64_value[(uint8_t)in[i + 3]];
+        if (a < 0 || b < 0 || c < 0 || d < 0)
+            return LMR_ERR_FORMAT;
+        bool last = i + 4 == n;
+        if (!last && (in[i + 2] == '=' || in[i + 3] == '='))
+            return LMR_ERR_FORMAT;
+        if (in[i + 2] == '=' && in[i + 3] != '=')
+            return LMR_ERR_FORMAT;
+        uint32_t v = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6 | (uint32_t)d;
+        out[o++] = (uint8_t)(v >> 16);
+        if (in[i + 2] != '=')
+            out[o++] = (uint8_t)(v >> 8);
+        if (in[i + 3] != '=')
+            out[o++] = (uint8_t)v;
+    }
+    *out_len = o;
+    return LMR_OK;
+}
+
+/* --- Time ------------------------------------------------------------------------------------ */
+
+const char *lmr_stream_iso8601(uint64_t epoch_ms, char *out, size_t cap)
+{
+    time_t s = (time_t)(epoch_ms / 1000);
+    struct tm tm;
+    gmtime_r(&s, &tm);
+    unsigned ms = (unsigned)(epoch_ms % 1000);
+    if (ms)
+        snprintf(out, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                 tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
+    else
+        snprintf(out, cap, "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                 tm.tm_min, tm.tm_sec);
+    return out;
+}
+
+enum lmr_result lmr_stream_parse_time(const char *s, uint64_t *epoch_ms)
+{
+    if (!s || !*s)
+        return LMR_ERR_INVALID;
+    char *end;
+    if (strspn(s, "0123456789") == strlen(s)) {
+        unsigned long long v = strtoull(s, &end, 10);
+        *epoch_ms = (uint64_t)v * 1000;
+        return LMR_OK;
+    }
+    int Y, M, D, h, m, sec, n = 0;
+    if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &Y, &M, &D, &h, &m, &sec, &n) != 6 || n != 19)
+        return LMR_ERR_INVALID;
+    if (M < 1 || M > 12 || D < 1 || D > 31 || h > 23 || m > 59 || sec > 60)
+        return LMR_ERR_INVALID;
+    const char *p = s + n;
+    unsigned ms = 0;
+    if (*p == '.') {
+        p++;
+        unsigned scale = 100;
+        if (*p < '0' || *p > '9')
+            return LMR_ERR_INVALID;
+        while (*p >= '0' && *p <= '9') {
+            ms += (unsigned)(*p - '0') * scale;
+            scale /= 10;
+            p++;
+        }
+    }
+    long offset_s = 0;
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        int oh, om, k = 0;
+        if (sscanf(p + 1, "%2d:%2d%n", &oh, &om, &k) != 2 || k != 5)
+            return LMR_ERR_INVALID;
+        offset_s = (oh * 3600L + om * 60L) * (*p == '-' ? -1 : 1);
+        p += 1 + k;
+    } else {
+        return LMR_ERR_INVALID;
+    }
+    if (*p)
+        return LMR_ERR_INVALID;
+    struct tm tm = {.tm_year = Y - 1900, .tm_mon = M - 1, .tm_mday = D, .tm_hour = h, .tm_min = m, .tm_sec = sec};
+    time_t t = timegm(&tm);
+    if (t < 0 || (long)t - offset_s < 0)
+        return LMR_ERR_INVALID;
+    *epoch_ms = (uint64_t)((long)t - offset_s) * 1000 + ms;
+    return LMR_OK;
+}
+
+/* --- Event building -------------------------------------------------------------------------- */
+
+/* Bytes a JSON string literal of s takes, quotes included. */
+static size_t json_str_bytes(const char *s)
+{
+    size_t n = 2;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        n += (*p == '"' || *p == '\\') ? 2 : *p < 0x20 ? 6 : 1;
+    return n;
+}
+
+static enum lmr_result json_str_append(struct lmr_buf *out, const char *s)
+{
+    size_t plain = strcspn(s, "\"\\\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f\x10\x11\x12"
+                              "\x13\x14\x15\x16\x17\x18\x19\x1a\x1b\x1c\x1d\x1e\x1f");
+    if (!s[plain]) {
+        enum lmr_result r = lmr_buf_reserve(out, plain + 2);
+        if (r)
+            return r;
+        char *o = out->data + out->len;
+        o[0] = '"';
+        memcpy(o + 1, s, plain);
+        o[plain + 1] = '"';
+        out->len += plain + 2;
+        out->data[out->len] = '\0';
+        return LMR_OK;
+    }
+    enum lmr_result r = lmr_buf_reserve(out, json_str_bytes(s));
+    if (r)
+        return r;
+    char *o = out->data + out->len;
+    *o++ = '"';
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\') {
+            *o++ = '\\';
+            *o++ = (char)*p;
+        } else if (*p < 0x20) {
+            o += sprintf(o, "\\u%04x", *p);
+        } else {
+            *o++ = (char)*p;
+        }
+    }
+    *o++ = '"';
+    out->len = (size_t)(o - out->data);
+    out->data[out->len] = '\0';
+    return LMR_OK;
+}
+
+static const char *or_default(const char *s, const char *dflt)
+{
+    return s && *s ? s : dflt;
+}
+
+#define DEFAULT_ARN "arn:aws:kinesis:us-east-1:000000000000:stream/lambdamr"
+#define DEFAULT_REGION "us-east-1"
+#define DEFAULT_IDENTITY "arn:aws:iam::000000000000:role/lambdamr-stream"
+#define DEFAULT_SHARD "shardId-000000000000"
+
+/* The fixed pieces of one record's JSON, split around the variable parts. */
+#define REC_A "{\"kinesis\":{\"kinesisSchemaVersion\":\"1.0\",\"partitionKey\":"
+#define REC_B ",\"sequenceNumber\":\""
+#define REC_C "\",\"data\":\""
+#define REC_D "\",\"approximateArrivalTimestamp\":"
+#define REC_E "},\"eventSource\":\"aws:kinesis\",\"eventVersion\":\"1.0\",\"eventID\":\""
+#define REC_F "\",\"eventName\":\"aws:kinesis:record\",\"invokeIdentityArn\":"
+#define REC_G ",\"awsRegion\":"
+#define REC_H ",\"eventSourceARN\":"
+#define REC_I "}"
+
+/* "1607497475.123" without printf (this runs once per record). */
+static int format_ts(char *out, uint64_t ms)
+{
+    char tmp[24];
+    int n = 0;
+    uint64_t sec = ms / 1000;
+    do {
+        tmp[n++] = (char)('0' + sec % 10);
+        sec /= 10;
+    } while (sec);
+    for (int i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    unsigned frac = (unsigned)(ms % 1000);
+    out[n] = '.';
+    out[n + 1] = (char)('0' + frac / 100);
+    out[n + 2] = (char)('0' + frac / 10 % 10);
+    out[n + 3] = (char)('0' + frac % 10);
+    out[n + 4] = '\0';
+    return n + 4;
+}
+
+size_t lmr_stream_event_record_bytes(const struct lmr_stream_event_info *info, const struct lmr_stream_record *r)
+{
+    char ts[32];
+    const char *shard = or_default(info->shard_id, DEFAULT_SHARD);
+    size_t seq = strlen(r->sequence_number);
+    return sizeof REC_A - 1 + json_str_bytes(r->partition_key ? r->partition_key : "") + sizeof REC_B - 1 + seq +
+           sizeof REC_C - 1 + lmr_base64_len(r->len) + sizeof REC_D - 1 + (size_t)format_ts(ts, r->arrival_ms) +
+           sizeof REC_E - 1 + strlen(shard) + 1 + seq + sizeof REC_F - 1 +
+           json_str_bytes(or_default(info->invoke_identity_arn, DEFAULT_IDENTITY)) + sizeof REC_G - 1 +
+           json_str_bytes(or_default(info->region, DEFAULT_REGION)) + sizeof REC_H - 1 +
+           json_str_bytes(or_default(info->event_source_arn, DEFAULT_ARN)) + sizeof REC_I - 1 + 1 /* comma */;
+}
+
+enum lmr_result lmr_stream_event_build(struct lmr_buf *out, const struct lmr_stream_event_info *info,
+                                       const struct lmr_stream_record *records, size_t n, struct lmr_err *err)
+{
+    const char *shard = or_default(info->shard_id, DEFAULT_SHARD);
+    const char *arn = or_default(info->event_source_arn, DEFAULT_ARN);
+    const char *region = or_default(info->region, DEFAULT_REGION);
+    const char *identity = or_default(info->invoke_identity_arn, DEFAULT_IDENTITY);
+    enum lmr_result r = lmr_buf_append_str(out, "{\"Records\":[");
+    char ts[32];
+    /* The part of every record after its eventID's sequence number is the same: build it once. */
+    struct lmr_buf tail;
+    lmr_buf_init(&tail, 64 * 1024);
+    if (!r)
+        r = lmr_buf_append(&tail, REC_F, sizeof REC_F - 1);
+    if (!r)
+        r = json_str_append(&tail, identity);
+    if (!r)
+        r = lmr_buf_append(&tail, REC_G, sizeof REC_G - 1);
+    if (!r)
+        r = json_str_append(&tail, region);
+    if (!r)
+        r = lmr_buf_append(&tail, REC_H, sizeof REC_H - 1);
+    if (!r)
+        r = json_str_append(&tail, arn);
+    if (!r)
+        r = lmr_buf_append(&tail, REC_I, sizeof REC_I - 1);
+    for (size_t i = 0; i < n && !r; i++) {
+        const struct lmr_stream_record *rec = &records[i];
+        if (i)
+            r = lmr_buf_append(out, ",", 1);
+        if (!r)
+            r = lmr_buf_append(out, REC_A, sizeof REC_A - 1);
+        if (!r)
+            r = json_str_append(out, rec->partition_key ? rec->partition_key : "");
+        if (!r)
+            r = lmr_buf_append(out, REC_B, sizeof REC_B - 1);
+        if (!r)
+            r = lmr_buf_append_str(out, rec->sequence_number);
+        if (!r)
+            r = lmr_buf_append(out, REC_C, sizeof REC_C - 1);
+        if (!r)
+            r = lmr_base64_append(out, rec->data, rec->len);
+        if (!r)
+            r = lmr_buf_append(out, REC_D, sizeof REC_D - 1);
+        if (!r)
+            r = lmr_buf_append(out, ts, (size_t)format_ts(ts, rec->arrival_ms));
+        if (!r)
+            r = lmr_buf_append(out, REC_E, sizeof REC_E - 1);
+        if (!r)
+            r = lmr_buf_append_str(out, shard);
+        if (!r)
+            r = lmr_buf_append(out, ":", 1);
+        if (!r)
+            r = lmr_buf_append_str(out, rec->sequence_number);
+        if (!r)
+            r = lmr_buf_append(out, tail.data, tail.len);
+    }
+    lmr_buf_clean_up(&tail);
+    char start[40], end[40];
+    if (!r)
+        r = lmr_buf_printf(out, "],\"window\":{\"start\":\"%s\",\"end\":\"%s\"},\"state\":",
+                           lmr_stream_iso8601(info->window_start_ms, start, sizeof start),
+                           lmr_stream_iso8601(info->window_end_ms, end, sizeof end));
+    if (!r)
+        r = lmr_buf_append_str(out, info->state_json && *info->state_json ? info->state_json : "{}");
+    if (!r)
+        r = lmr_buf_append_str(out, ",\"shardId\":");
+    if (!r)
+        r = json_str_append(out, shard);
+    if (!r)
+        r = lmr_buf_append_str(out, ",\"eventSourceARN\":");
+    if (!r)
+        r = json_str_append(out, arn);
+    if (!r)
+        r = lmr_buf_printf(out, ",\"isFinalInvokeForWindow\":%s,\"isWindowTerminatedEarly\":%s}",
+                           info->is_final_invoke ? "true" : "false", info->is_terminated_early ? "true" : "false");
+    if (r == LMR_ERR_TOO_LARGE)
+        return lmr_fail(err, r, "the event for %zu records of %s is larger than its %zu-byte limit; lower --batch-size",
+                        n, shard, out->max_bytes);
+    if (r)
+        return lmr_fail(err, r, "out of memory building the event for %s", shard);
+    return LMR_OK;
+}
+
+/* --- Event parsing --------------------------------------------------------------------------- */
+
+void lmr_stream_event_clean_up(struct lmr_stream_event *ev)
+{
+    if (!ev)
+        return;
+    free(ev->records);
+    free(ev->arena);
+    memset(ev, 0, sizeof *ev);
+}
+
+/* A string value into the arena, NUL-terminated. */
+static bool take_string(struct lmr_json_scan *s, char **arena_pos, const char **out)
+{
+    const char *raw;
+    size_t len;
+    bool esc;
+    if (!lmr_json_scan_string(s, &raw, &len, &esc))
+        return false;
+    char *o = *arena_pos;
+    if (esc) {
+        len = lmr_json_unescape(raw, len, o);
+        if (len == (size_t)-1)
+            return false;
+    } else {
+        memcpy(o, raw, len);
+    }
+    o[len] = '\0';
+    *out = o;
+    *arena_pos = o + len + 1;
+    return true;
+}
+
+static bool take_bool(struct lmr_json_scan *s, bool *v)
+{
+    char c = lmr_json_scan_peek(s);
+    *v = c == 't';
+    return lmr_json_scan_skip(s);
+}
+
+static bool parse_time_string(struct lmr_json_scan *s, uint64_t *ms)
+{
+    const char *raw;
+    size_t len;
+    bool esc;
+    char buf[64];
+    if (!lmr_json_scan_string(s, &raw, &len, &esc) || esc || len >= sizeof buf)
+        return false;
+    memcpy(buf, raw, len);
+    buf[len] = '\0';
+    return lmr_stream_parse_time(buf, ms) == LMR_OK;
+}
+
+/* approximateArrivalTimestamp: epoch seconds with a fraction, as milliseconds. */
+static bool scan_epoch_ms(struct lmr_json_scan *s, uint64_t *ms)
+{
+    const char *p = s->p;
+    while (p < s->end && (*p == ' ' || *p == '\n' || *p == '\t' || *p == '\r'))
+        p++;
+    uint64_t sec = 0, frac = 0;
+    const char *q = p;
+    while (q < s->end && *q >= '0' && *q <= '9' && q - p < 15)
+        sec = sec * 10 + (uint64_t)(*q++ - '0');
+    unsigned digits = 0;
+    if (q > p && q < s->end && *q == '.') {
+        const char *f = ++q;
+        while (q < s->end && *q >= '0' && *q <= '9') {
+            if (digits < 3) {
+                frac = frac * 10 + (uint64_t)(*q - '0');
+                digits++;
+            }
+            q++;
+        }
+        if (q == f)
+            q = p; /* "12." is not JSON: take the slow path to fail */
+    }
+    if (q > p && q < s->end && (*q == ',' || *q == '}' || *q == ' ' || *q == '\n' || *q == '\r' || *q == '\t')) {
+        while (digits < 3) {
+            frac *= 10;
+            digits++;
+        }
+        *ms = sec * 1000 + frac;
+        s->p = q;
+        return true;
+    }
+    double ts;
+    if (!lmr_json_scan_number(s, &ts))
+        return false;
+    *ms = ts > 0 ? (uint64_t)(ts * 1000.0 + 0.5) : 0;
+    return true;
+}
+
+static bool parse_record(struct lmr_json_scan *s, struct lmr_stream_parsed_record *pr, char **arena)
+{
+    bool first = true, k_first;
+    const char *key, *raw;
+    size_t klen, len;
+    bool esc, have_data = false;
+    if (!lmr_json_scan_expect(s, '{'))
+        return false;
+    memset(pr, 0, sizeof *pr);
+    pr->partition_key = "";
+    while (lmr_json_scan_member(s, &first, &key, &klen)) {
+        if (!LMR_JSON_KEY_IS(key, klen, "kinesis")) {
+            if (!lmr_json_scan_skip(s))
+                return false;
+            continue;
+        }
+        if (!lmr_json_scan_expect(s, '{'))
+            return false;
+        k_first = true;
+        while (lmr_json_scan_member(s, &k_first, &key, &klen)) {
+            bool ok;
+            if (LMR_JSON_KEY_IS(key, klen, "data")) {
+                ok = lmr_json_scan_string(s, &raw, &len, &esc);
+                if (ok && esc) {
+                    /* Base64 never needs escapes, but "\/" is legal JSON for '/'. */
+                    char *tmp = *arena;
+                    len = lmr_json_unescape(raw, len, tmp);
+                    raw = tmp;
+                    ok = len != (size_t)-1;
+                }
+                size_t got;
+                ok = ok && lmr_base64_decode(raw, len, (uint8_t *)*arena, &got) == LMR_OK;
+                if (ok) {
+                    pr->data = (const uint8_t *)*arena;
+                    pr->len = got;
+                    *arena += got + 1;
+                    have_data = true;
+                }
+            } else if (LMR_JSON_KEY_IS(key, klen, "sequenceNumber")) {
+                ok = take_string(s, arena, &pr->sequence_number);
+            } else if (LMR_JSON_KEY_IS(key, klen, "partitionKey")) {
+                ok = take_string(s, arena, &pr->partition_key);
+            } else if (LMR_JSON_KEY_IS(key, klen, "approximateArrivalTimestamp")) {
+                ok = scan_epoch_ms(s, &pr->arrival_ms);
+            } else {
+                ok = lmr_json_scan_skip(s);
+            }
+            if (!ok)
+                return false;
+        }
+        if (s->failed)
+            return false;
+    }
+    return !s->failed && have_data && pr->sequence_number;
+}
+
+enum lmr_result lmr_stream_event_parse(const char *json, size_t len, struct lmr_stream_event *ev, struct lmr_err *err)
+{
+    memset(ev, 0, sizeof *ev);
+    /* Every decoded string and data block is shorter than its JSON form: len bytes suffice. */
+    ev->arena = malloc(len + 1);
+    size_t cap = 64;
+    ev->records = malloc(cap * sizeof *ev->records);
+    if (!ev->arena || !ev->records)
+        return lmr_fail(err, LMR_ERR_NOMEM, "out of memory parsing a stream event of %zu bytes", len);
+    char *arena = ev->arena;
+    struct lmr_json_scan s;
+    lmr_json_scan_init(&s, json, len);
+    bool first = true;
+    const char *key;
+    size_t klen;
+    if (!lmr_json_scan_expect(&s, '{'))
+        return lmr_fail(err, LMR_ERR_FORMAT, "the stream event must be a JSON object");
+    while (lmr_json_scan_member(&s, &first, &key, &klen)) {
+        bool ok = true;
+        if (LMR_JSON_KEY_IS(key, klen, "Records")) {
+            bool el_first = true;
+            ok = lmr_json_scan_expect(&s, '[');
+            while (ok && lmr_json_scan_element(&s, &el_first)) {
+                if (ev->n_records == cap) {
+                    cap *= 2;
+                    struct lmr_stream_parsed_record *r = realloc(ev->records, cap * sizeof *r);
+                    if (!r)
+                        return lmr_fail(err, LMR_ERR_NOMEM, "out of memory parsing a stream event");
+                    ev->records = r;
+                }
+                if (!parse_record(&s, &ev->records[ev->n_records], &arena))
+                    return lmr_fail(err, LMR_ERR_FORMAT,
+                                    "record %zu of the stream event is malformed: it needs kinesis.data (base64) and "
+                                    "kinesis.sequenceNumber",
+                                    ev->n_records);
+                ev->n_records++;
+            }
+            ok = ok && !s.failed;
+        } else if (LMR_JSON_KEY_IS(key, klen, "window")) {
+            bool w_first = true;
+            ok = lmr_json_scan_expect(&s, '{');
+            int got = 0;
+            while (ok && lmr_json_scan_member(&s, &w_first, &key, &klen)) {
+                if (LMR_JSON_KEY_IS(key, klen, "start")) {
+                    ok = parse_time_string(&s, &ev->window_start_ms);
+                    got |= 1;
+                } else if (LMR_JSON_KEY_IS(key, klen, "end")) {
+                    ok = parse_time_string(&s, &ev->window_end_ms);
+                    got |= 2;
+                } else {
+                    ok = lmr_json_scan_skip(&s);
+                }
+            }
+            if (!ok || s.failed || got != 3)
+                return lmr_fail(err, LMR_ERR_FORMAT, "the stream event's window needs ISO-8601 \"start\" and \"end\"");
+            ev->has_window = true;
+        } else if (LMR_JSON_KEY_IS(key, klen, "state")) {
+            char c = lmr_json_scan_peek(&s);
+            const char *start = s.p;
+            ok = lmr_json_scan_skip(&s);
+            if (ok && c == '{') {
+                ev->state_text = start;
+                ev->state_len = (size_t)(s.p - start);
+            } else if (ok && c != 'n') {
+                return lmr_fail(err, LMR_ERR_FORMAT, "the stream event's \"state\" must be an object");
+            }
+        } else if (LMR_JSON_KEY_IS(key, klen, "shardId") && lmr_json_scan_peek(&s) == '"') {
+            ok = take_string(&s, &arena, &ev->shard_id);
+        } else if (LMR_JSON_KEY_IS(key, klen, "eventSourceARN") && lmr_json_scan_peek(&s) == '"') {
+            ok = take_string(&s, &arena, &ev->event_source_arn);
+        } else if (LMR_JSON_KEY_IS(key, klen, "isFinalInvokeForWindow")) {
+            ok = take_bool(&s, &ev->is_final_invoke);
+        } else if (LMR_JSON_KEY_IS(key, klen, "isWindowTerminatedEarly")) {
+            ok = take_bool(&s, &ev->is_terminated_early);
+        } else {
+            ok = lmr_json_scan_skip(&s);
+        }
+        if (!ok)
+            break;
+    }
+    if (s.failed || lmr_json_scan_peek(&s) != '\0')
+        return lmr_fail(err, LMR_ERR_FORMAT, "the stream event is not valid JSON (near byte %zu)",
+                        (size_t)(s.p - json));
+    return LMR_OK;
+}
+
+/* --- Responses ------------------------------------------------------------------------------- */
+
+enum lmr_result lmr_stream_response_build(struct lmr_buf *out, const char *state_json, const char *const *failed_ids,
+                                          size_t n_failed, struct lmr_err *err)
+{
+    enum lmr_result r = lmr_buf_append_str(out, "{\"state\":");
+    if (!r)
+        r = lmr_buf_append_str(out, state_json && *state_json ? state_json : "{}");
+    if (!r)
+        r = lmr_buf_append_str(out, ",\"batchItemFailures\":[");
+    for (size_t i = 0; i < n_failed && !r; i++) {
+        r = lmr_buf_append_str(out, i ? ",{\"itemIdentifier\":" : "{\"itemIdentifier\":");
+        if (!r)
+            r = json_str_append(out, failed_ids[i]);
+        if (!r)
+            r = lmr_buf_append(out, "}", 1);
+    }
+    if (!r)
+        r = lmr_buf_append_str(out, "]}");
+    if (r)
+        return lmr_fail(err, r, "cannot build the stream response: %s", lmr_result_str(r));
+    return LMR_OK;
+}
+
+void lmr_stream_response_clean_up(struct lmr_stream_response *resp)
+{
+    if (!resp)
+        return;
+    free(resp->state_json);
+    for (size_t i = 0; i < resp->n_failed; i++)
+        free(resp->failed_ids[i]);
+    free(resp->failed_ids);
+    memset(resp, 0, sizeof *resp);
+}
+
+/* Does the state object (JSON text) carry the "full" marker? */
+static bool state_has_full(const char *text, size_t len, bool *full)
+{
+    struct lmr_json_scan s;
+    lmr_json_scan_init(&s, text, len);
+    bool first = true;
+    const char *key;
+    size_t klen;
+    *full = false;
+    if (!lmr_json_scan_expect(&s, '{'))
+        return false;
+    while (lmr_json_scan_member(&s, &first, &key, &klen)) {
+        if (LMR_JSON_KEY_IS(key, klen, "full"))
+            *full = true;
+        if (!lmr_json_scan_skip(&s))
+            return false;
+    }
+    return !s.failed;
+}
+
+enum lmr_result lmr_stream_response_parse(const char *json, size_t len, struct lmr_stream_response *resp,
+                                          struct lmr_err *err)
+{
+    memset(resp, 0, sizeof *resp);
+    struct lmr_json_scan s;
+    lmr_json_scan_init(&s, json, len);
+    bool first = true, have_state = false;
+    const char *key;
+    size_t klen;
+    enum lmr_result r = LMR_OK;
+    if (!lmr_json_scan_expect(&s, '{'))
+        return lmr_fail(err, LMR_ERR_FORMAT, "the stream function's response is not a JSON object");
+    while (!r && lmr_json_scan_member(&s, &first, &key, &klen)) {
+        if (LMR_JSON_KEY_IS(key, klen, "state") && lmr_json_scan_peek(&s) == '{') {
+            const char *start = s.p;
+            if (!lmr_json_scan_skip(&s))
+                break;
+            size_t n = (size_t)(s.p - start);
+            free(resp->state_json);
+            if (!(resp->state_json = strndup(start, n)))
+                r = lmr_fail(err, LMR_ERR_NOMEM, "out of memory reading the stream function's response");
+            else if (!state_has_full(start, n, &resp->state_full))
+                s.failed = true;
+            have_state = true;
+        } else if (LMR_JSON_KEY_IS(key, klen, "batchItemFailures") && lmr_json_scan_peek(&s) == '[') {
+            bool el_first = true;
+            s.p++;
+            size_t i = 0;
+            while (!r && lmr_json_scan_element(&s, &el_first)) {
+                const char *id = NULL, *raw;
+                size_t id_len = 0, rlen;
+                bool m_first = true, esc;
+                char *ids_arena = NULL;
+                if (!lmr_json_scan_expect(&s, '{'))
+                    break;
+                while (lmr_json_scan_member(&s, &m_first, &key, &klen)) {
+                    if (LMR_JSON_KEY_IS(key, klen, "itemIdentifier") && lmr_json_scan_peek(&s) == '"') {
+                        if (!lmr_json_scan_string(&s, &raw, &rlen, &esc))
+                            break;
+                        free(ids_arena);
+                        ids_arena = malloc(rlen + 1);
+                        if (!ids_arena)
+                            break;
+                        id_len = esc ? lmr_json_unescape(raw, rlen, ids_arena) : rlen;
+                        if (!esc)
+                            memcpy(ids_arena, raw, rlen);
+                        if (id_len == (size_t)-1)
+                            id_len = 0;
+                        ids_arena[id_len] = '\0';
+                        id = ids_arena;
+                    } else if (!lmr_json_scan_skip(&s)) {
+                        break;
+                    }
+                }
+                /* As on AWS, a failure without a usable itemIdentifier fails the whole batch. */
+                if (!s.failed && (!id || !id_len)) {
+                    free(ids_arena);
+                    r = lmr_fail(err, LMR_ERR_FORMAT,
+                                 "batchItemFailures[%zu] has no itemIdentifier: the whole batch counts as failed", i);
+                    break;
+                }
+                char **ids = realloc(resp->failed_ids, (resp->n_failed + 1) * sizeof *ids);
+                if (!ids) {
+                    free(ids_arena);
+                    r = lmr_fail(err, LMR_ERR_NOMEM, "out of memory reading the stream function's response");
+                    break;
+                }
+                resp->failed_ids = ids;
+                resp->failed_ids[resp->n_failed++] = ids_arena;
+                i++;
+            }
+        } else if (!lmr_json_scan_skip(&s)) {
+            break;
+        }
+    }
+    if (!r && (s.failed || lmr_json_scan_peek(&s) != '\0'))
+        r = lmr_fail(err, LMR_ERR_FORMAT, "the stream function's response is not valid JSON (near byte %zu)",
+                     (size_t)(s.p - json));
+    if (!r && !have_state)
+        r = lmr_fail(err, LMR_ERR_FORMAT,
+                     "the stream function's response has no \"state\" object; with tumbling windows Lambda treats "
+                     "that as a failed invocation");
+    if (r)
+        lmr_stream_response_clean_up(resp);
+    return r;
+}

@@ -1,0 +1,109 @@
+#include "stream/source.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+struct lmr_stream_item *lmr_stream_item_new(const void *data, size_t len, const char *sequence_number,
+                                            const char *partition_key, uint64_t arrival_ms)
+{
+    size_t seq_len = strlen(sequence_number), pk_len = strlen(partition_key);
+    struct lmr_stream_item *it = malloc(sizeof *it + len + seq_len + pk_len + 3);
+    if (!it)
+        return NULL;
+    char *p = it->mem;
+    memcpy(p, data, len);
+    p[len] = '\0';
+    char *seq = p + len + 1;
+    memcpy(seq, sequence_number, seq_len + 1);
+    char *pk = seq + seq_len + 1;
+    memcpy(pk, partition_key, pk_len + 1);
+    it->next = NULL;
+    it->rec = (struct lmr_stream_record){p, len, pk, seq, arrival_ms};
+    it->window_start_ms = 0;
+    it->lane = 0;
+    return it;
+}
+
+void lmr_stream_item_free(struct lmr_stream_item *items)
+{
+    while (items) {
+        struct lmr_stream_item *next = items->next;
+        free(items);
+        items = next;
+    }
+}
+
+const char *lmr_stream_position_type_name(enum lmr_stream_position_type t)
+{
+    switch (t) {
+    case LMR_STREAM_TRIM_HORIZON:
+        return "TRIM_HORIZON";
+    case LMR_STREAM_LATEST:
+        return "LATEST";
+    case LMR_STREAM_AT_TIMESTAMP:
+        return "AT_TIMESTAMP";
+    case LMR_STREAM_AT_SEQUENCE_NUMBER:
+        return "AT_SEQUENCE_NUMBER";
+    case LMR_STREAM_AFTER_SEQUENCE_NUMBER:
+        return "AFTER_SEQUENCE_NUMBER";
+    }
+    return "?";
+}
+
+/* Compare ignoring case and treating '-' and '_' alike. */
+static bool same_word(const char *a, const char *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char x = a[i] == '_' ? '-' : a[i], y = b[i] == '_' ? '-' : b[i];
+        if (!x || !y || (x | 0x20) != (y | 0x20))
+            return false;
+    }
+    return true;
+}
+
+enum lmr_result lmr_stream_position_parse(const char *s, struct lmr_stream_position *out, struct lmr_err *err)
+{
+    memset(out, 0, sizeof *out);
+    size_t n = strlen(s);
+    if (n == 12 && same_word(s, "trim-horizon", 12)) {
+        out->type = LMR_STREAM_TRIM_HORIZON;
+        return LMR_OK;
+    }
+    if (n == 6 && same_word(s, "latest", 6)) {
+        out->type = LMR_STREAM_LATEST;
+        return LMR_OK;
+    }
+    if (n > 13 && same_word(s, "at-timestamp=", 13)) {
+        out->type = LMR_STREAM_AT_TIMESTAMP;
+        if (lmr_stream_parse_time(s + 13, &out->timestamp_ms) == LMR_OK)
+            return LMR_OK;
+    }
+    return lmr_fail(err, LMR_ERR_INVALID,
+                    "invalid starting position '%s': use trim-horizon, latest or at-timestamp=ISO-8601 (for example "
+                    "at-timestamp=2026-11-30T12:00:00Z)",
+                    s);
+}
+
+enum lmr_result lmr_stream_source_open(const char *uri, struct lmr_stream_source **out, struct lmr_err *err)
+{
+    if (!strcmp(uri, "-"))
+        return lmr_stream_stdin_source_new(0, out, err);
+    if (!strncmp(uri, "file://", 7))
+        return lmr_stream_file_source_new(uri + 7, out, err);
+    if (!strncmp(uri, "kinesis://", 10))
+        return lmr_stream_kinesis_source_new(uri + 10, out, err);
+    if (!strncmp(uri, "arn:aws:kinesis:", 16)) {
+        const char *slash = strstr(uri, ":stream/");
+        if (slash)
+            return lmr_stream_kinesis_source_new(slash + 8, out, err);
+    }
+    return lmr_fail(err, LMR_ERR_INVALID,
+                    "unknown stream source '%s': use kinesis://STREAM, - (standard input) or file://PATH", uri);
+}
+
+void lmr_stream_source_destroy(struct lmr_stream_source *src)
+{
+    if (src)
+        src->vtable->destroy(src);
+}

@@ -1,0 +1,78 @@
+/*
+ * A tumbling window's state: key -> accumulator (the job's combiner values, value_size bytes
+ * each), combined at emit time in an open-addressing hash table (Phoenix++'s idea).
+ *
+ * Between invocations the state travels inside the Lambda event and response as a JSON object
+ * of strings (AWS recommends Map<String,String> for tumbling-window state):
+ *   {"lmr":"1","kv":"<base64 of the packed entries>"[,"full":"1"]}
+ * packed entries: varint(key length) key accumulator, repeated. Keys may hold any bytes.
+ * "full" marks a state that could not take the next record without passing the 1 MB limit:
+ * the poller then terminates the window early on that shard and continues with a fresh state.
+ *
+ * Changes can be grouped in a transaction (begin/commit/rollback) so that one record whose
+ * emits would push the encoded state over its limit is taken back as a whole.
+ */
+#ifndef LMR_STREAM_STATE_H
+#define LMR_STREAM_STATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lambdamr/job.h"
+#include "util/buf.h"
+#include "util/result.h"
+
+struct lmr_stream_state;
+
+/** A state whose accumulators are value_size bytes (> 0). @return NULL on allocation failure. */
+struct lmr_stream_state *lmr_stream_state_new(size_t value_size);
+void lmr_stream_state_destroy(struct lmr_stream_state *st);
+/** Forget every key (keeps memory). */
+void lmr_stream_state_clear(struct lmr_stream_state *st);
+
+size_t lmr_stream_state_count(const struct lmr_stream_state *st);
+
+/**
+ * Combine value into key's accumulator (or insert key with value as its accumulator).
+ * @return LMR_ERR_INVALID when value.len != value_size, LMR_ERR_NOMEM, LMR_ERR_TOO_LARGE (key > 64 KiB).
+ */
+enum lmr_result lmr_stream_state_add(struct lmr_stream_state *st, const struct lmr_job_ops *job, void *job_state,
+                                     struct lmr_slice key, struct lmr_slice value);
+
+/** Start recording changes so that rollback can undo them. Transactions do not nest. */
+void lmr_stream_state_begin(struct lmr_stream_state *st);
+/** Keep the changes since begin. */
+void lmr_stream_state_commit(struct lmr_stream_state *st);
+/** Undo every change since begin. */
+void lmr_stream_state_rollback(struct lmr_stream_state *st);
+
+/** Exact size of the JSON text lmr_stream_state_encode would produce (with full = false). */
+size_t lmr_stream_state_encoded_bytes(const struct lmr_stream_state *st);
+
+/** Append the state's JSON object to out; full adds the "full":"1" marker. */
+enum lmr_result lmr_stream_state_encode(const struct lmr_stream_state *st, bool full, struct lmr_buf *out);
+
+/**
+ * Merge a state object given as JSON text (len bytes; NULL, "" or {} for empty) into st with the
+ * job's combiner. *full (optional) receives the "full" marker.
+ */
+enum lmr_result lmr_stream_state_merge(struct lmr_stream_state *st, const struct lmr_job_ops *job, void *job_state,
+                                       const char *json_text, size_t len, bool *full, struct lmr_err *err);
+/** Same, NUL-terminated. */
+enum lmr_result lmr_stream_state_merge_text(struct lmr_stream_state *st, const struct lmr_job_ops *job, void *job_state,
+                                            const char *json_text, bool *full, struct lmr_err *err);
+
+/** Call fn for every entry in key order (job->compare, or bytewise). */
+enum lmr_result lmr_stream_state_foreach_sorted(const struct lmr_stream_state *st, const struct lmr_job_ops *job,
+                                                void (*fn)(void *user, struct lmr_slice key, struct lmr_slice acc),
+                                                void *user);
+
+/**
+ * Reduce every key of st with job->reduce (each group holds the one combined accumulator),
+ * in key order, appending "key<TAB>value\n" lines to out.
+ */
+enum lmr_result lmr_stream_state_reduce_lines(const struct lmr_stream_state *st, const struct lmr_job_ops *job,
+                                              void *job_state, struct lmr_buf *out, struct lmr_err *err);
+
+#endif

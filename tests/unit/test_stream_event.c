@@ -1,0 +1,360 @@
+/* Stream handler contract: event/response encoding, window math, state size limit. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "job/registry.h"
+#include "stream/event.h"
+#include "stream/handler.h"
+#include "stream/state.h"
+
+static void test_base64_vectors(void **unused)
+{
+    /* RFC 4648 section 10 test vectors. */
+    static const char *const plain[] = {"", "f", "fo", "foo", "foob", "fooba", "foobar"};
+    static const char *const enc[] = {"", "Zg==", "Zm8=", "Zm9v", "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"};
+    for (size_t i = 0; i < 7; i++) {
+        struct lmr_buf b;
+        lmr_buf_init(&b, 100);
+        assert_int_equal(lmr_base64_append(&b, plain[i], strlen(plain[i])), LMR_OK);
+        assert_string_equal(b.len ? b.data : "", enc[i]);
+        uint8_t out[16];
+        size_t n;
+        assert_int_equal(lmr_base64_decode(enc[i], strlen(enc[i]), out, &n), LMR_OK);
+        assert_int_equal(n, strlen(plain[i]));
+        assert_memory_equal(out, plain[i], n);
+        lmr_buf_clean_up(&b);
+    }
+    uint8_t out[16];
+    size_t n;
+    assert_int_equal(lmr_base64_decode("Zm9", 3, out, &n), LMR_ERR_FORMAT);
+    assert_int_equal(lmr_base64_decode("Zm=v", 4, out, &n), LMR_ERR_FORMAT);
+    assert_int_equal(lmr_base64_decode("Z!9v", 4, out, &n), LMR_ERR_FORMAT);
+}
+
+static void test_time(void **unused)
+{
+    char buf[40];
+    uint64_t ms;
+    /* The AWS documentation's example event window. */
+    assert_int_equal(lmr_stream_parse_time("2020-12-09T07:04:00Z", &ms), LMR_OK);
+    assert_int_equal(ms, 1607497440000ull);
+    assert_string_equal(lmr_stream_iso8601(ms, buf, sizeof buf), "2020-12-09T07:04:00Z");
+    assert_string_equal(lmr_stream_iso8601(ms + 5, buf, sizeof buf), "2020-12-09T07:04:00.005Z");
+    assert_int_equal(lmr_stream_parse_time("2020-12-09T08:04:00.250+01:00", &ms), LMR_OK);
+    assert_int_equal(ms, 1607497440250ull);
+    assert_int_equal(lmr_stream_parse_time("1607497440", &ms), LMR_OK);
+    assert_int_equal(ms, 1607497440000ull);
+    assert_int_equal(lmr_stream_parse_time("2020-13-09T07:04:00Z", &ms), LMR_ERR_INVALID);
+    assert_int_equal(lmr_stream_parse_time("2020-12-09 07:04:00", &ms), LMR_ERR_INVALID);
+    assert_int_equal(lmr_stream_parse_time("2020-12-09T07:04:00Zjunk", &ms), LMR_ERR_INVALID);
+    /* Windows align to multiples of their length since the epoch. */
+    assert_int_equal(lmr_stream_window_start(1607497475000ull, 120000), 1607497440000ull);
+    assert_int_equal(lmr_stream_window_start(1607497440000ull, 120000), 1607497440000ull);
+    assert_int_equal(lmr_stream_window_start(1607497439999ull, 120000), 1607497320000ull);
+}
+
+static void test_event_roundtrip(void **unused)
+{
+    const char bin[] = {'a', '\0', '"', '\n', (char)0xff};
+    struct lmr_stream_record recs[2] = {
+        {"Hello, this is a test.", 22, "1", "49590338271490256608559692538361571095921575989136588898", 1607497475000},
+        {bin, sizeof bin, "k\"ey", "49590338271490256608559692538361571095921575989136588899", 1607497475123},
+    };
+    struct lmr_stream_event_info info = {.shard_id = "shardId-000000000006",
+                                         .event_source_arn = "arn:aws:kinesis:us-east-1:123456789012:stream/s",
+                                         .window_start_ms = 1607497440000,
+                                         .window_end_ms = 1607497560000,
+                                         .state_json = "{\"1\":\"282\"}",
+                                         .is_final_invoke = true};
+    struct lmr_buf b;
+    lmr_buf_init(&b, 1 << 20);
+    assert_int_equal(lmr_stream_event_build(&b, &info, recs, 2, NULL), LMR_OK);
+    size_t predicted = 0;
+    for (int i = 0; i < 2; i++)
+        predicted += lmr_stream_event_record_bytes(&info, &recs[i]);
+    /* Exact per-record size (the comma is counted for every record, one too many). */
+    size_t empty_len;
+    {
+        struct lmr_buf e;
+        lmr_buf_init(&e, 1 << 20);
+        assert_int_equal(lmr_stream_event_build(&e, &info, NULL, 0, NULL), LMR_OK);
+        empty_len = e.len;
+        lmr_buf_clean_up(&e);
+    }
+    assert_int_equal(b.len, empty_len + predicted - 1);
+
+    /* Independent check of the shape with jansson. */
+    json_t *root = json_loads(b.data, 0, NULL);
+    assert_non_null(root);
+    json_t *r0 = json_array_get(json_object_get(root, "Records"), 0);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(r0, "kinesis"), "data")),
+                        "SGVsbG8sIHRoaXMgaXMgYSB0ZXN0Lg==");
+    assert_string_equal(json_string_value(json_object_get(r0, "eventID")),
+                        "shardId-000000000006:49590338271490256608559692538361571095921575989136588898");
+    assert_string_equal(json_string_value(json_object_get(r0, "eventName")), "aws:kinesis:record");
+    assert_string_equal(json_string_value(json_object_get(r0, "eventSource")), "aws:kinesis");
+    assert_true(json_number_value(json_object_get(json_object_get(r0, "kinesis"), "approximateArrivalTimestamp")) ==
+                1607497475.0);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(root, "window"), "end")),
+                        "2020-12-09T07:06:00Z");
+    assert_true(json_is_true(json_object_get(root, "isFinalInvokeForWindow")));
+    assert_true(json_is_false(json_object_get(root, "isWindowTerminatedEarly")));
+    json_decref(root);
+
+    struct lmr_stream_event ev;
+    assert_int_equal(lmr_stream_event_parse(b.data, b.len, &ev, NULL), LMR_OK);
+    assert_int_equal(ev.n_records, 2);
+    assert_int_equal(ev.records[1].len, sizeof bin);
+    assert_memory_equal(ev.records[1].data, bin, sizeof bin);
+    assert_string_equal(ev.records[1].partition_key, "k\"ey");
+    assert_int_equal(ev.records[1].arrival_ms, 1607497475123ull);
+    assert_int_equal(ev.window_start_ms, 1607497440000ull);
+    assert_string_equal(ev.shard_id, "shardId-000000000006");
+    assert_true(ev.is_final_invoke);
+    assert_false(ev.is_terminated_early);
+    lmr_stream_event_clean_up(&ev);
+
+    /* A buffer cap makes building fail cleanly. */
+    struct lmr_buf small;
+    lmr_buf_init(&small, 100);
+    struct lmr_err err;
+    assert_int_equal(lmr_stream_event_build(&small, &info, recs, 2, &err), LMR_ERR_TOO_LARGE);
+    assert_non_null(strstr(err.msg, "--batch-size"));
+    lmr_buf_clean_up(&small);
+    lmr_buf_clean_up(&b);
+}
+
+static void test_response(void **unused)
+{
+    struct lmr_buf b;
+    lmr_buf_init(&b, 4096);
+    const char *ids[] = {"123", "456"};
+    assert_int_equal(lmr_stream_response_build(&b, "{\"a\":\"1\"}", ids, 2, NULL), LMR_OK);
+    assert_string_equal(b.data, "{\"state\":{\"a\":\"1\"},\"batchItemFailures\":[{\"itemIdentifier\":\"123\"},"
+                                "{\"itemIdentifier\":\"456\"}]}");
+    struct lmr_stream_response resp;
+    assert_int_equal(lmr_stream_response_parse(b.data, b.len, &resp, NULL), LMR_OK);
+    assert_int_equal(resp.n_failed, 2);
+    assert_string_equal(resp.failed_ids[1], "456");
+    assert_string_equal(resp.state_json, "{\"a\":\"1\"}");
+    lmr_stream_response_clean_up(&resp);
+    /* No state: a failed invocation, as on AWS. */
+    assert_int_equal(lmr_stream_response_parse("{\"batchItemFailures\":[]}", 24, &resp, NULL), LMR_ERR_FORMAT);
+    /* An empty itemIdentifier fails the whole batch. */
+    const char *bad = "{\"state\":{},\"batchItemFailures\":[{\"itemIdentifier\":\"\"}]}";
+    assert_int_equal(lmr_stream_response_parse(bad, strlen(bad), &resp, NULL), LMR_ERR_FORMAT);
+    lmr_buf_clean_up(&b);
+}
+
+static uint64_t get_count(struct lmr_stream_state *st, const char *key);
+
+struct find_ctx {
+    const char *key;
+    uint64_t value;
+    int found;
+};
+static void find_fn(void *user, struct lmr_slice key, struct lmr_slice acc)
+{
+    struct find_ctx *c = user;
+    if (key.len == strlen(c->key) && !memcmp(key.ptr, c->key, key.len)) {
+        memcpy(&c->value, acc.ptr, 8);
+        c->found++;
+    }
+}
+static uint64_t get_count(struct lmr_stream_state *st, const char *key)
+{
+    struct find_ctx c = {key, 0, 0};
+    lmr_stream_state_foreach_sorted(st, &lmr_job_wordcount, find_fn, &c);
+    assert_true(c.found <= 1);
+    return c.value;
+}
+
+static void test_state_rollback_and_encoding(void **unused)
+{
+    struct lmr_stream_state *st = lmr_stream_state_new(8);
+    uint64_t one = 1;
+    struct lmr_slice v = lmr_slice_make(&one, 8);
+    char key[32];
+    /* Many keys (forces table growth), then a transaction that adds and changes keys, rolled back. */
+    for (int i = 0; i < 5000; i++) {
+        int n = snprintf(key, sizeof key, "k%d", i);
+        assert_int_equal(lmr_stream_state_add(st, &lmr_job_wordcount, NULL, lmr_slice_make(key, (size_t)n), v), 0);
+    }
+    size_t bytes = lmr_stream_state_encoded_bytes(st);
+    lmr_stream_state_begin(st);
+    for (int i = 4000; i < 9000; i++) {
+        int n = snprintf(key, sizeof key, "k%d", i);
+        assert_int_equal(lmr_stream_state_add(st, &lmr_job_wordcount, NULL, lmr_slice_make(key, (size_t)n), v), 0);
+    }
+    assert_int_equal(get_count(st, "k4500"), 2);
+    lmr_stream_state_rollback(st);
+    assert_int_equal(lmr_stream_state_count(st), 5000);
+    assert_int_equal(lmr_stream_state_encoded_bytes(st), bytes);
+    for (int i = 0; i < 9000; i += 7) {
+        snprintf(key, sizeof key, "k%d", i);
+        assert_int_equal(get_count(st, key), i < 5000 ? 1 : 0);
+    }
+    /* Every key is still findable after the backward-shift deletions. */
+    for (int i = 0; i < 5000; i++) {
+        int n = snprintf(key, sizeof key, "k%d", i);
+        assert_int_equal(lmr_stream_state_add(st, &lmr_job_wordcount, NULL, lmr_slice_make(key, (size_t)n), v), 0);
+    }
+    assert_int_equal(lmr_stream_state_count(st), 5000);
+    assert_int_equal(get_count(st, "k4999"), 2);
+
+    /* Encode, exact size, merge back doubles every count. */
+    struct lmr_buf b;
+    lmr_buf_init(&b, 1 << 20);
+    assert_int_equal(lmr_stream_state_encode(st, false, &b), LMR_OK);
+    assert_int_equal(b.len, lmr_stream_state_encoded_bytes(st));
+    bool full = true;
+    assert_int_equal(lmr_stream_state_merge_text(st, &lmr_job_wordcount, NULL, b.data, &full, NULL), LMR_OK);
+    assert_false(full);
+    assert_int_equal(get_count(st, "k17"), 4);
+    /* Keys with any bytes survive. */
+    struct lmr_stream_state *st2 = lmr_stream_state_new(8);
+    const char odd[] = {'\0', '\t', '"', (char)0x80};
+    lmr_stream_state_add(st2, &lmr_job_wordcount, NULL, lmr_slice_make(odd, sizeof odd), v);
+    lmr_buf_reset(&b);
+    assert_int_equal(lmr_stream_state_encode(st2, true, &b), LMR_OK);
+    lmr_stream_state_clear(st2);
+    assert_int_equal(lmr_stream_state_merge_text(st2, &lmr_job_wordcount, NULL, b.data, &full, NULL), LMR_OK);
+    assert_true(full);
+    struct lmr_buf lines;
+    lmr_buf_init(&lines, 1 << 20);
+    assert_int_equal(lmr_stream_state_reduce_lines(st2, &lmr_job_wordcount, NULL, &lines, NULL), LMR_OK);
+    assert_int_equal(lines.len, sizeof odd + 3);
+    assert_memory_equal(lines.data, odd, sizeof odd);
+    assert_memory_equal(lines.data + sizeof odd, "\t1\n", 3);
+    /* Corrupt states are refused. */
+    assert_int_equal(
+        lmr_stream_state_merge_text(st2, &lmr_job_wordcount, NULL, "{\"lmr\":\"1\",\"kv\":\"AQ==\"}", NULL, NULL),
+        LMR_ERR_FORMAT);
+    assert_int_equal(lmr_stream_state_merge_text(st2, &lmr_job_wordcount, NULL, "{\"x\":\"1\"}", NULL, NULL),
+                     LMR_ERR_FORMAT);
+    lmr_buf_clean_up(&lines);
+    lmr_buf_clean_up(&b);
+    lmr_stream_state_destroy(st2);
+    lmr_stream_state_destroy(st);
+}
+
+/* Run the handler on records, returning the parsed response. */
+static enum lmr_result run_handler(struct lmr_stream_handler_config *cfg, const char *state, const char *const *lines,
+                                   size_t n, bool final, struct lmr_stream_response *resp)
+{
+    struct lmr_stream_record recs[64];
+    char seqs[64][32];
+    for (size_t i = 0; i < n; i++) {
+        snprintf(seqs[i], sizeof seqs[i], "%020zu", i + 1);
+        recs[i] = (struct lmr_stream_record){lines[i], strlen(lines[i]), "pk", seqs[i], 1000};
+    }
+    struct lmr_stream_event_info info = {
+        .window_start_ms = 0, .window_end_ms = 10000, .state_json = state, .is_final_invoke = final};
+    struct lmr_buf ev, out;
+    lmr_buf_init(&ev, 1 << 22);
+    lmr_buf_init(&out, 1 << 22);
+    assert_int_equal(lmr_stream_event_build(&ev, &info, recs, n, NULL), LMR_OK);
+    struct lmr_err err;
+    enum lmr_result r = lmr_stream_handler(cfg, NULL, ev.data, ev.len, &out, &err);
+    if (!r)
+        assert_int_equal(lmr_stream_response_parse(out.data, out.len, resp, NULL), LMR_OK);
+    lmr_buf_clean_up(&ev);
+    lmr_buf_clean_up(&out);
+    return r;
+}
+
+static void test_handler_wordcount(void **unused)
+{
+    struct lmr_stream_handler_config cfg;
+    assert_int_equal(lmr_stream_handler_config_init(&cfg, &lmr_job_wordcount, NULL, NULL), LMR_OK);
+    const char *lines1[] = {"a b a", "c\nb a\n"};
+    struct lmr_stream_response r1, r2;
+    assert_int_equal(run_handler(&cfg, NULL, lines1, 2, false, &r1), LMR_OK);
+    assert_int_equal(r1.n_failed, 0);
+    const char *lines2[] = {"a d"};
+    assert_int_equal(run_handler(&cfg, r1.state_json, lines2, 1, false, &r2), LMR_OK);
+    struct lmr_stream_state *st = lmr_stream_state_new(8);
+    assert_int_equal(lmr_stream_state_merge_text(st, &lmr_job_wordcount, NULL, r2.state_json, NULL, NULL), LMR_OK);
+    assert_int_equal(get_count(st, "a"), 4);
+    assert_int_equal(get_count(st, "b"), 2);
+    assert_int_equal(get_count(st, "c"), 1);
+    assert_int_equal(get_count(st, "d"), 1);
+    /* The final invoke returns the state unchanged. */
+    struct lmr_stream_response r3;
+    assert_int_equal(run_handler(&cfg, r2.state_json, lines2, 1, true, &r3), LMR_OK);
+    assert_string_equal(r3.state_json, r2.state_json);
+    lmr_stream_response_clean_up(&r1);
+    lmr_stream_response_clean_up(&r2);
+    lmr_stream_response_clean_up(&r3);
+
+    /* A poison record: reported with its sequence number, records before it are kept. */
+    cfg.fail_match = strdup("POISON");
+    const char *lines3[] = {"x", "y POISON", "z"};
+    assert_int_equal(run_handler(&cfg, NULL, lines3, 3, false, &r1), LMR_OK);
+    assert_int_equal(r1.n_failed, 1);
+    assert_string_equal(r1.failed_ids[0], "00000000000000000002");
+    lmr_stream_state_clear(st);
+    lmr_stream_state_merge_text(st, &lmr_job_wordcount, NULL, r1.state_json, NULL, NULL);
+    assert_int_equal(lmr_stream_state_count(st), 1);
+    assert_int_equal(get_count(st, "x"), 1);
+    lmr_stream_response_clean_up(&r1);
+    lmr_stream_state_destroy(st);
+    lmr_stream_handler_config_clean_up(&cfg);
+}
+
+static void test_handler_state_limit(void **unused)
+{
+    struct lmr_stream_handler_config cfg;
+    assert_int_equal(lmr_stream_handler_config_init(&cfg, &lmr_job_wordcount, NULL, NULL), LMR_OK);
+    cfg.state_max_bytes = 200;
+    /* Each record brings new keys; the state fills up and the window is terminated early. */
+    static char bufs[40][64];
+    const char *lines[40];
+    for (int i = 0; i < 40; i++) {
+        snprintf(bufs[i], sizeof bufs[i], "w%da w%db", i, i);
+        lines[i] = bufs[i];
+    }
+    struct lmr_stream_response r;
+    assert_int_equal(run_handler(&cfg, NULL, lines, 40, false, &r), LMR_OK);
+    assert_int_equal(r.n_failed, 1);
+    assert_true(strlen(r.state_json) <= 200 + strlen(",\"full\":\"1\""));
+    assert_non_null(strstr(r.state_json, "\"full\":\"1\""));
+    struct lmr_stream_state *st = lmr_stream_state_new(8);
+    bool full;
+    lmr_stream_state_merge_text(st, &lmr_job_wordcount, NULL, r.state_json, &full, NULL);
+    assert_true(full);
+    /* Every record before the failed one is in the state entirely, none after it. */
+    size_t first_failed = (size_t)strtoull(r.failed_ids[0], NULL, 10) - 1;
+    assert_true(first_failed > 0 && first_failed < 40);
+    assert_int_equal(lmr_stream_state_count(st), 2 * first_failed);
+    lmr_stream_response_clean_up(&r);
+    /* One record larger than the limit on an empty state is a function error. */
+    static char big[400];
+    memset(big, 'q', sizeof big - 1);
+    const char *one[] = {big};
+    assert_int_equal(run_handler(&cfg, NULL, one, 1, false, &r), LMR_ERR_TOO_LARGE);
+    lmr_stream_state_destroy(st);
+    lmr_stream_handler_config_clean_up(&cfg);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_base64_vectors),
+        cmocka_unit_test(test_time),
+        cmocka_unit_test(test_event_roundtrip),
+        cmocka_unit_test(test_response),
+        cmocka_unit_test(test_state_rollback_and_encoding),
+        cmocka_unit_test(test_handler_wordcount),
+        cmocka_unit_test(test_handler_state_limit),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

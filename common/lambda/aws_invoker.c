@@ -14,7 +14,8 @@ struct aws_invoker {
     struct lmr_aws_invoker_options opts;
 };
 
-long lmr_base64_decode(const char *in, unsigned char *out, size_t cap)
+/* Base64 (standard alphabet, padding optional) into out. @return bytes written, -1 if invalid or over cap. */
+static long b64_decode(const char *in, unsigned char *out, size_t cap)
 {
     static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     unsigned acc = 0;
@@ -106,7 +107,7 @@ static enum lmr_result aws_invoke(struct lmr_invoker *inv, const char *function,
             snprintf(res->request_id, sizeof res->request_id, "%s", v);
         res->log_tail[0] = '\0';
         if (tail && lmr_aws_response_header(&resp, "X-Amz-Log-Result", v, sizeof v)) {
-            long n = lmr_base64_decode(v, (unsigned char *)res->log_tail, sizeof res->log_tail - 1);
+            long n = b64_decode(v, (unsigned char *)res->log_tail, sizeof res->log_tail - 1);
             if (n < 0)
                 n = 0;
             res->log_tail[n] = '\0';

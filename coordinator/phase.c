@@ -90,7 +90,7 @@ static void *worker(void *arg)
         lmr_invoke_result_init(&ir, RESPONSE_MAX_BYTES);
         struct lmr_err ierr = {0};
         enum lmr_result r = event ? lmr_invoke(pr->opts->invoker, ph->function, event, strlen(event),
-                                               LMR_INVOKE_SYNC, 0, &ir, &ierr)
+                                               LMR_INVOKE_SYNC, LMR_INVOKE_LOG_TAIL, &ir, &ierr)
                                   : lmr_fail(&ierr, LMR_ERR_NOMEM, "out of memory building the event");
         free(event);
         char why[LMR_ERR_MSG_BYTES + 256] = "";
@@ -127,7 +127,9 @@ static void *worker(void *arg)
         } else {
             pr->res->failed_attempts++;
             LMR_INFO("%s task %zu attempt %u did not commit: %s", ph->name, i, attempt, why);
-            if (attempt >= pr->opts->max_attempts) {
+            /* Errors of the request itself (no such function, access denied) do not heal on retry. */
+            bool permanent = r == LMR_ERR_NOT_FOUND || r == LMR_ERR_AUTH || r == LMR_ERR_INVALID;
+            if (attempt >= pr->opts->max_attempts || permanent) {
                 if (!pr->failed)
                     lmr_fail(&pr->err, r ? r : LMR_ERR_FUNCTION,
                              "%s task %zu failed after %u attempts; last error: %s", ph->name, i, attempt,

@@ -17,6 +17,7 @@
 #include "commands.h"
 #include "job/args.h"
 #include "job/registry.h"
+#include "lambda/aws_invoker.h"
 #include "lambda/service.h"
 #include "plan.h"
 #include "report_print.h"
@@ -502,11 +503,13 @@ static int run_job(struct run_options *o)
 
     /* Functions. */
     if (!strcmp(o->backend, "aws")) {
-        r = lmr_fail(&err, LMR_ERR_UNSUPPORTED, "--backend aws is not available in this build yet");
+        /* The deployed functions (NAME-mapper, NAME-reducer) through the Lambda Invoke API. */
+        struct lmr_aws_invoker_options ao = {0};
+        if ((r = lmr_aws_invoker_new(&ao, &inv, &err)))
+            goto out;
+    } else if ((r = start_local(o, &svc, &inv, &err))) {
         goto out;
     }
-    if ((r = start_local(o, &svc, &inv, &err)))
-        goto out;
 
     struct progress_state ps = {.tty = !o->json && isatty(STDERR_FILENO), .t0 = t0};
     char map_fn[128], reduce_fn[128];

@@ -29,7 +29,5 @@ struct lmr_aws_invoker_options {
 enum lmr_result lmr_aws_invoker_new(const struct lmr_aws_invoker_options *opts, struct lmr_invoker **out,
                                     struct lmr_err *err);
 
-/** Decode base64 (standard alphabet, padding optional) into out (cap bytes). @return bytes written, -1 if invalid. */
-long lmr_base64_decode(const char *in, unsigned char *out, size_t cap);
 
 #endif

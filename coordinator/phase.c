@@ -132,7 +132,7 @@ static void *worker(void *arg)
             if (attempt >= pr->opts->max_attempts || permanent) {
                 if (!pr->failed)
                     lmr_fail(&pr->err, r ? r : LMR_ERR_FUNCTION,
-                             "%s task %zu failed after %u attempts; last error: %s", ph->name, i, attempt,
+                             "%s task %zu failed after %u attempt%s; last error: %s", ph->name, i, attempt, attempt == 1 ? "" : "s",
                              why[0] ? why : "the task returned without committing its output");
                 pr->failed = true;
             } else {

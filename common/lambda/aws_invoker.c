@@ -9,32 +9,34 @@
 #include "util/log.h"
 #include "util/misc.h"
 
+#include <openssl/evp.h>
+
 struct aws_invoker {
     struct lmr_aws_client *client;
     struct lmr_aws_invoker_options opts;
 };
 
-/* Base64 (standard alphabet, padding optional) into out. @return bytes written, -1 if invalid or over cap. */
-static long b64_decode(const char *in, unsigned char *out, size_t cap)
+/* Decode the base64 log tail (X-Amz-Log-Result) with OpenSSL. @return bytes, or -1 if invalid or too long. */
+static long decode_log_tail(const char *in, unsigned char *out, size_t cap)
 {
-    static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    unsigned acc = 0;
-    int bits = 0;
-    size_t n = 0;
-    for (const char *p = in; *p && *p != '='; p++) {
-        const char *pos = strchr(alphabet, *p);
-        if (!pos || !*p)
-            return -1;
-        acc = (acc << 6) | (unsigned)(pos - alphabet);
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            if (n == cap)
-                return -1;
-            out[n++] = (unsigned char)((acc >> bits) & 0xff);
-        }
+    size_t n = strlen(in);
+    if (n % 4 || n / 4 * 3 > cap + 2)
+        return -1;
+    unsigned char *tmp = malloc(n / 4 * 3 + 1);
+    if (!tmp)
+        return -1;
+    int got = EVP_DecodeBlock(tmp, (const unsigned char *)in, (int)n);
+    if (got >= 0) { /* EVP_DecodeBlock counts the padding as zero bytes */
+        if (n >= 1 && in[n - 1] == '=')
+            got--;
+        if (n >= 2 && in[n - 2] == '=')
+            got--;
     }
-    return (long)n;
+    long r = got < 0 || (size_t)got > cap ? -1 : got;
+    if (r > 0)
+        memcpy(out, tmp, (size_t)r);
+    free(tmp);
+    return r;
 }
 
 static const char *type_header(enum lmr_invoke_type t)
@@ -107,7 +109,7 @@ static enum lmr_result aws_invoke(struct lmr_invoker *inv, const char *function,
             snprintf(res->request_id, sizeof res->request_id, "%s", v);
         res->log_tail[0] = '\0';
         if (tail && lmr_aws_response_header(&resp, "X-Amz-Log-Result", v, sizeof v)) {
-            long n = b64_decode(v, (unsigned char *)res->log_tail, sizeof res->log_tail - 1);
+            long n = decode_log_tail(v, (unsigned char *)res->log_tail, sizeof res->log_tail - 1);
             if (n < 0)
                 n = 0;
             res->log_tail[n] = '\0';

@@ -76,6 +76,11 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         return n == 1 ? reply(c, 400, "{\"message\":\"Rate exceeded\"}", "x-amzn-ErrorType",
                               "ThrottlingException:http://internal.amazon.com/coral/")
                       : reply(c, 200, "{}", NULL, NULL);
+    if (strstr(url, "/redirect"))
+        return reply(c, 301,
+                     XML_ERR("PermanentRedirect",
+                             "The bucket you are attempting to access must be addressed using the specified endpoint."),
+                     "x-amz-bucket-region", "eu-west-1");
     if (strstr(url, "/400-bad"))
         return reply(c, 400, XML_ERR("InvalidArgument", "Bad argument."), NULL, NULL);
     if (strstr(url, "/expired"))
@@ -211,6 +216,11 @@ static void test_no_retry_on_4xx(void **state)
 
     assert_int_equal(run(&cfg, LMR_AWS_S3, "/nosuchbucket", 0, &resp, &err), LMR_ERR_NOT_FOUND);
     assert_non_null(strstr(err.msg, "'bkt' does not exist"));
+    lmr_aws_response_clean_up(&resp);
+
+    assert_int_equal(run(&cfg, LMR_AWS_S3, "/redirect", 0, &resp, &err), LMR_ERR_INVALID);
+    assert_int_equal(resp.attempts, 1);
+    assert_non_null(strstr(err.msg, "set AWS_REGION=eu-west-1"));
     lmr_aws_response_clean_up(&resp);
 
     assert_int_equal(run(&cfg, LMR_AWS_S3, "/precondition", 0, &resp, &err), LMR_ERR_EXISTS);

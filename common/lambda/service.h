@@ -21,6 +21,7 @@
 #define LMR_LAMBDA_SYNC_PAYLOAD_MAX_BYTES (6u * 1024 * 1024)  /* RequestResponse request and response */
 #define LMR_LAMBDA_EVENT_PAYLOAD_MAX_BYTES (1u * 1024 * 1024) /* Event request */
 #define LMR_LAMBDA_LOG_TAIL_BYTES 4096                        /* X-Amz-Log-Result */
+#define LMR_LAMBDA_EVENT_QUEUE_MAX 100000                     /* queued Event invocations per function; beyond: 429 */
 
 struct lmr_function_config {
     const char *name;       /* Required. [A-Za-z0-9_-]{1,64} */

@@ -209,6 +209,14 @@ static json_t *phase_json(const struct lmr_phase_result *pr, size_t ntasks, cons
                           (json_int_t)pr->attempts, "failed_attempts", (json_int_t)pr->failed_attempts);
     for (size_t f = 0; f < nfields; f++)
         sum_field(o, fields[f], pr->responses);
+    uint64_t req[5] = {0};
+    size_t i;
+    json_t *r;
+    json_array_foreach(pr->responses, i, r) add_store_stats(req, json_object_get(r, "store"));
+    json_object_set_new(o, "store_requests",
+                        json_pack("{s:I, s:I, s:I, s:I, s:I}", "get", (json_int_t)req[0], "put", (json_int_t)req[1],
+                                  "list", (json_int_t)req[2], "head", (json_int_t)req[3], "delete",
+                                  (json_int_t)req[4]));
     return o;
 }
 
@@ -216,10 +224,11 @@ static json_t *build_report(struct job_run *jr, const struct lmr_phase_result *m
                             double commit_ms, double wall_ms, uint64_t *driver_store)
 {
     const struct lmr_job_plan *plan = jr->plan;
-    static const char *const map_fields[] = {"records_in", "bytes_in", "records_out", "intermediate_raw_bytes",
-                                             "intermediate_bytes", "output_bytes", "spills", "malformed_records"};
-    static const char *const reduce_fields[] = {"frames", "records_in", "bytes_in", "groups", "records_out",
-                                                "bytes_out"};
+    static const char *const map_fields[] = {
+        "records_in",         "bytes_in",     "records_out", "intermediate_raw_bytes",
+        "intermediate_bytes", "output_bytes", "spills",      "malformed_records"};
+    static const char *const reduce_fields[] = {"frames", "records_in",  "bytes_in",
+                                                "groups", "records_out", "bytes_out"};
     json_t *phases = json_object();
     json_object_set_new(phases, "plan", json_pack("{s:f}", "wall_ms", plan->plan_ms));
     json_object_set_new(phases, "map", phase_json(map, plan->ntasks, map_fields, 8));
@@ -261,9 +270,9 @@ static json_t *build_report(struct job_run *jr, const struct lmr_phase_result *m
     json_object_set_new(report, "job", json_string(plan->job.job_name));
     json_object_set_new(report, "args", lmr_job_args_to_json(plan->job.args));
     json_object_set_new(report, "status", json_string("succeeded"));
-    json_object_set_new(report, "input", json_pack("{s:O, s:I, s:I}", "uris", plan->input_uris ? plan->input_uris : json_null(),
-                                                   "objects", (json_int_t)plan->input_objects, "bytes",
-                                                   (json_int_t)plan->input_bytes));
+    json_object_set_new(report, "input",
+                        json_pack("{s:O, s:I, s:I}", "uris", plan->input_uris ? plan->input_uris : json_null(),
+                                  "objects", (json_int_t)plan->input_objects, "bytes", (json_int_t)plan->input_bytes));
     json_object_set_new(report, "output", json_string(plan->output_uri ? plan->output_uri : ""));
     json_object_set_new(report, "mappers", json_integer((json_int_t)plan->ntasks));
     json_object_set_new(report, "reducers", json_integer((json_int_t)plan->job.reducers));
@@ -280,8 +289,9 @@ static json_t *build_report(struct job_run *jr, const struct lmr_phase_result *m
         json_pack("{s:I, s:f, s:f, s:f, s:f, s:f, s:{s:f, s:f, s:f, s:f, s:s}}", "invocations", (json_int_t)ninv,
                   "billed_duration_ms", billed_ms, "gb_seconds", gb_s, "lambda_usd", lambda_usd, "s3_usd", s3_usd,
                   "total_usd", lambda_usd + s3_usd, "prices", "lambda_gb_second", LMR_PRICE_LAMBDA_GB_SECOND,
-                  "lambda_per_million_requests", LMR_PRICE_LAMBDA_PER_MILLION_REQUESTS, "s3_per_1000_put_copy_post_list",
-                  LMR_PRICE_S3_PER_1000_PUT_LIST, "s3_per_1000_get_head", LMR_PRICE_S3_PER_1000_GET, "note",
+                  "lambda_per_million_requests", LMR_PRICE_LAMBDA_PER_MILLION_REQUESTS,
+                  "s3_per_1000_put_copy_post_list", LMR_PRICE_S3_PER_1000_PUT_LIST, "s3_per_1000_get_head",
+                  LMR_PRICE_S3_PER_1000_GET, "note",
                   "AWS us-east-1 list prices for Lambda (x86) and S3 Standard requests; S3 requests are counted on "
                   "every back-end, as if the store were S3"));
     json_object_set_new(report, "invocations", invocations);

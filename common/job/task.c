@@ -154,13 +154,12 @@ json_t *lmr_reduce_task_to_json(const struct lmr_reduce_task *t)
     for (size_t i = 0; i < t->nframes; i++)
         json_array_append_new(frames, json_pack("[s, I, I]", t->frames[i].key, (json_int_t)t->frames[i].offset,
                                                 (json_int_t)t->frames[i].size_bytes));
-    return json_pack("{s:s, s:o, s:I, s:I, s:s, s:o}", "kind", "reduce", "job", lmr_job_common_to_json(&t->job),
-                     "task", (json_int_t)t->task, "attempt", (json_int_t)t->attempt, "attempt_id", t->attempt_id,
-                     "frames", frames);
+    return json_pack("{s:s, s:o, s:I, s:I, s:s, s:o}", "kind", "reduce", "job", lmr_job_common_to_json(&t->job), "task",
+                     (json_int_t)t->task, "attempt", (json_int_t)t->attempt, "attempt_id", t->attempt_id, "frames",
+                     frames);
 }
 
-static enum lmr_result parse_event(const char *event, size_t len, const char *kind, json_t **out,
-                                   struct lmr_err *err)
+static enum lmr_result parse_event(const char *event, size_t len, const char *kind, json_t **out, struct lmr_err *err)
 {
     json_error_t je;
     json_t *j = json_loadb(event, len, 0, &je);
@@ -210,8 +209,7 @@ enum lmr_result lmr_map_task_from_json(const char *event, size_t len, struct lmr
     return r;
 }
 
-enum lmr_result lmr_reduce_task_from_json(const char *event, size_t len, struct lmr_reduce_task *t,
-                                          struct lmr_err *err)
+enum lmr_result lmr_reduce_task_from_json(const char *event, size_t len, struct lmr_reduce_task *t, struct lmr_err *err)
 {
     json_t *j;
     memset(t, 0, sizeof *t);

@@ -419,7 +419,11 @@ static uint64_t oldest_window(struct poller *p, bool *any)
 static enum lmr_result set_mark(struct shard *s, uint64_t window, const char *seq)
 {
     if (s->n_marks && s->marks[s->n_marks - 1].window == window) {
-        snprintf(s->marks[s->n_marks - 1].seq, SEQ_BYTES, "%s", seq);
+        size_t n = strlen(seq);
+        if (n >= SEQ_BYTES)
+            n = SEQ_BYTES - 1;
+        memcpy(s->marks[s->n_marks - 1].seq, seq, n);
+        s->marks[s->n_marks - 1].seq[n] = '\0';
         return LMR_OK;
     }
     struct mark *m = realloc(s->marks, (s->n_marks + 1) * sizeof *m);

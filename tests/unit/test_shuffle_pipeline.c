@@ -349,6 +349,9 @@ static void map_case(void **state, const struct lmr_job_ops *ops, size_t n, uint
         assert_true(index.spills >= 2);
     else
         assert_int_equal(index.spills, 0);
+    /* The minimum budget merges two runs at a time: three or more runs need intermediate passes. */
+    if (budget == lmr_map_output_min_memory_bytes() && index.spills >= 3)
+        assert_true(index.merge_passes >= 1);
     check_object(c, ops, "inter/m-00000", R, p, n, &index);
     lmr_map_output_index_clean_up(&index);
     free_pairs(p, n);
@@ -357,6 +360,12 @@ static void map_case(void **state, const struct lmr_job_ops *ops, size_t n, uint
 static void test_wordcount_in_memory(void **state)
 {
     map_case(state, wc(), 20000, 3000, 4, 64u << 20, false);
+}
+
+/* A table beyond the caches: emits go through the prefetching batch. */
+static void test_wordcount_large_table(void **state)
+{
+    map_case(state, wc(), 150000, 400000, 4, 64u << 20, false);
 }
 
 static void test_wordcount_spills(void **state)
@@ -660,6 +669,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_wordcount_in_memory, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wordcount_large_table, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wordcount_spills, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pairs_in_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pairs_spills, setup, teardown),

@@ -24,7 +24,7 @@
 
 #define MIN_TABLE_BYTES ((size_t)256 * 1024)
 #define HUGE_BYTES ((size_t)2 << 20) /* allocations of this size or more get 2 MiB-aligned (THP) pages */
-#define MAX_CHUNK_BYTES (HUGE_BYTES - 64)
+#define MAX_CHUNK_BYTES (HUGE_BYTES - sizeof(struct chunk)) /* a chunk and its header: exactly one huge page */
 #define INITIAL_SLOTS 1024
 
 struct item {

@@ -543,7 +543,8 @@ static void emit_combine(struct lmr_emitter *self, struct lmr_slice key, struct 
     struct pending *p = &mo->batch[mo->nbatch++];
     p->h = h;
     p->klen = (uint32_t)key.len;
-    memcpy(p->key, key.ptr, key.len);
+    if (key.len)
+        memcpy(p->key, key.ptr, key.len);
     memcpy(p->value, value.ptr, mo->vs);
     __builtin_prefetch(&mo->items[h & (mo->items_cap - 1)]);
     if (mo->nbatch == BATCH)

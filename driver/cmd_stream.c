@@ -61,7 +61,7 @@ static void usage(FILE *f)
                "                             (default); inproc: the handler in this process (fastest)\n"
                "  --function-timeout SECONDS timeout of the stream function (default 60)\n"
                "  --shard-refresh SECONDS    how often to look for new shards after a reshard (default 10)\n"
-            "  --close-grace-ms MS        wait for late records after a window ends (default 0; Kinesis 2000)\n"
+               "  --close-grace-ms MS        wait for late records after a window ends (default 0; Kinesis 2000)\n"
                "  --exit-when-drained        stop once every shard has ended and every window is committed\n"
                "                             (the default for standard input)\n"
                "  --quiet                    no live figures\n"

@@ -1,12 +1,607 @@
-/* Placeholder: 'lambdamr run' is not built yet. */
+/*
+ * lambdamr run: a batch job from the command line.
+ *   plan (list + split) -> manifest -> coordinator (map tasks, shuffle plan, reduce tasks,
+ *   commit) -> summary and report.
+ * Tasks always run as Lambda invocations: by default on the embedded Lambda-compatible
+ * service started in this process, with the bootstrap binary found next to lambdamr.
+ */
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "commands.h"
+#include "job/args.h"
+#include "job/registry.h"
+#include "lambda/aws_invoker.h"
+#include "lambda/service.h"
+#include "plan.h"
+#include "report_print.h"
+#include "util/misc.h"
+
+#define MiB (1024ull * 1024ull)
+
+struct run_options {
+    const char *job;
+    char **inputs;
+    size_t ninputs;
+    const char *output;
+    const char *work;
+    uint64_t split_size;
+    bool split_given;
+    uint32_t mappers;
+    uint32_t reducers;
+    uint32_t memory_mb;
+    uint32_t timeout_s;
+    uint32_t concurrency;
+    uint32_t max_attempts;
+    bool overwrite;
+    bool json;
+    const char *backend;
+    const char *function_prefix;
+    struct lmr_job_args *args;
+};
+
+static void run_usage(FILE *f)
+{
+    fprintf(f, "usage: lambdamr run JOB --input URI [--input URI ...] --output URI [options] [job options]\n"
+               "\n"
+               "Run a MapReduce job. Inputs are files, directories (recursive) or prefixes: paths,\n"
+               "file:// or s3://bucket/prefix. Names starting with '_' or '.' are skipped. .gz and .zst\n"
+               "inputs are decompressed. Output: part-r-NNNNN files of key<TAB>value lines (part-m-NNNNN\n"
+               "for map-only jobs), then _SUCCESS, and the job report in _lambdamr/report.json.\n"
+               "\n"
+               "jobs:\n");
+    lmr_job_list(f);
+    fprintf(f, "  PATH.so    a plugin exporting lmr_job_plugin() (see include/lambdamr/job.h)\n"
+               "\n"
+               "options:\n"
+               "  -i, --input URI        input location (repeatable; at least one)\n"
+               "  -o, --output URI       output location (must not hold a finished job unless --overwrite)\n"
+               "      --work URI         where intermediate data goes (default: OUTPUT/_lambdamr/work)\n"
+               "      --split-size SIZE  bytes per shard, e.g. 64M (default 64M; smaller when the input\n"
+               "                         would not give every concurrent invocation a shard)\n"
+               "      --mappers N        at most N map tasks (shards are packed into tasks)\n"
+               "      --reducers N       reduce tasks (default: one per GiB of input, at least 1)\n"
+               "      --memory MB        each function's memory size and budget (default 1024)\n"
+               "      --timeout SECONDS  each invocation's timeout (default 900)\n"
+               "      --concurrency N    invocations in flight (default: CPUs here, 100 on AWS)\n"
+               "      --max-attempts N   attempts per task before the job fails (default 3)\n"
+               "      --overwrite        replace the output of an earlier job\n"
+               "      --json             print the job report as JSON on stdout (no summary)\n"
+               "      --backend B        local (default: embedded runtime) or aws (deployed functions)\n"
+               "      --function-prefix NAME  with --backend aws: invoke NAME-mapper and NAME-reducer\n"
+               "  -h, --help             this help\n"
+               "\n"
+               "job options (passed to the job):\n"
+               "      --delimiter C --fields LIST --where EXPR --key SPEC --value N --op OP --strict\n"
+               "      --arg NAME=VALUE   any other argument, for plugins\n"
+               "\n"
+               "example:\n"
+               "  lambdamr run wordcount --input ./datasets/text/ --output ./out/wc\n");
+}
+
+static int usage_error(const char *fmt, const char *what)
+{
+    fprintf(stderr, "lambdamr run: ");
+    fprintf(stderr, fmt, what);
+    fprintf(stderr, "\nrun 'lambdamr run --help' for the options\n");
+    return 2;
+}
+
+static int parse_u32(const char *name, const char *s, uint32_t min, uint32_t max, uint32_t *out)
+{
+    uint64_t v;
+    if (lmr_parse_u64(s, min, max, &v)) {
+        fprintf(stderr, "lambdamr run: --%s '%s' is not a whole number from %u to %u\n", name, s, min, max);
+        return -1;
+    }
+    *out = (uint32_t)v;
+    return 0;
+}
+
+enum {
+    OPT_WORK = 256,
+    OPT_SPLIT,
+    OPT_MAPPERS,
+    OPT_REDUCERS,
+    OPT_MEMORY,
+    OPT_TIMEOUT,
+    OPT_CONCURRENCY,
+    OPT_ATTEMPTS,
+    OPT_OVERWRITE,
+    OPT_JSON,
+    OPT_BACKEND,
+    OPT_PREFIX,
+    OPT_ARG,
+    OPT_DELIM,
+    OPT_FIELDS,
+    OPT_WHERE,
+    OPT_KEY,
+    OPT_VALUE,
+    OPT_OP,
+    OPT_STRICT,
+};
+
+static int parse_args(int argc, char **argv, struct run_options *o)
+{
+    static const struct option longopts[] = {
+        {"input", required_argument, 0, 'i'},
+        {"output", required_argument, 0, 'o'},
+        {"work", required_argument, 0, OPT_WORK},
+        {"split-size", required_argument, 0, OPT_SPLIT},
+        {"mappers", required_argument, 0, OPT_MAPPERS},
+        {"reducers", required_argument, 0, OPT_REDUCERS},
+        {"memory", required_argument, 0, OPT_MEMORY},
+        {"timeout", required_argument, 0, OPT_TIMEOUT},
+        {"concurrency", required_argument, 0, OPT_CONCURRENCY},
+        {"max-attempts", required_argument, 0, OPT_ATTEMPTS},
+        {"overwrite", no_argument, 0, OPT_OVERWRITE},
+        {"json", no_argument, 0, OPT_JSON},
+        {"backend", required_argument, 0, OPT_BACKEND},
+        {"function-prefix", required_argument, 0, OPT_PREFIX},
+        {"arg", required_argument, 0, OPT_ARG},
+        {"delimiter", required_argument, 0, OPT_DELIM},
+        {"fields", required_argument, 0, OPT_FIELDS},
+        {"where", required_argument, 0, OPT_WHERE},
+        {"key", required_argument, 0, OPT_KEY},
+        {"value", required_argument, 0, OPT_VALUE},
+        {"op", required_argument, 0, OPT_OP},
+        {"strict", no_argument, 0, OPT_STRICT},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    static const char *const job_arg_names[] = {
+        [OPT_DELIM - OPT_DELIM] = "delimiter", [OPT_FIELDS - OPT_DELIM] = "fields", [OPT_WHERE - OPT_DELIM] = "where",
+        [OPT_KEY - OPT_DELIM] = "key",         [OPT_VALUE - OPT_DELIM] = "value",   [OPT_OP - OPT_DELIM] = "op",
+    };
+    int c;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":i:o:h", longopts, NULL)) != -1) {
+        uint64_t v;
+        switch (c) {
+        case 'i': {
+            char **in = realloc(o->inputs, (o->ninputs + 1) * sizeof *in);
+            if (!in)
+                return -1;
+            o->inputs = in;
+            o->inputs[o->ninputs++] = optarg;
+            break;
+        }
+        case 'o':
+            o->output = optarg;
+            break;
+        case OPT_WORK:
+            o->work = optarg;
+            break;
+        case OPT_SPLIT:
+            if (lmr_parse_size(optarg, &v))
+                return usage_error("--split-size '%s' is not a size in bytes (e.g. 64M, 512K, 1G)", optarg);
+            o->split_size = v;
+            o->split_given = true;
+            break;
+        case OPT_MAPPERS:
+            if (parse_u32("mappers", optarg, 1, 100000, &o->mappers))
+                return 2;
+            break;
+        case OPT_REDUCERS:
+            if (parse_u32("reducers", optarg, 1, 10000, &o->reducers))
+                return 2;
+            break;
+        case OPT_MEMORY:
+            if (parse_u32("memory", optarg, 128, 10240, &o->memory_mb))
+                return 2;
+            break;
+        case OPT_TIMEOUT:
+            if (parse_u32("timeout", optarg, 1, 900, &o->timeout_s))
+                return 2;
+            break;
+        case OPT_CONCURRENCY:
+            if (parse_u32("concurrency", optarg, 1, 10000, &o->concurrency))
+                return 2;
+            break;
+        case OPT_ATTEMPTS:
+            if (parse_u32("max-attempts", optarg, 1, 100, &o->max_attempts))
+                return 2;
+            break;
+        case OPT_OVERWRITE:
+            o->overwrite = true;
+            break;
+        case OPT_JSON:
+            o->json = true;
+            break;
+        case OPT_BACKEND:
+            if (strcmp(optarg, "local") && strcmp(optarg, "aws"))
+                return usage_error("--backend '%s' is not one of: local, aws", optarg);
+            o->backend = optarg;
+            break;
+        case OPT_PREFIX:
+            o->function_prefix = optarg;
+            break;
+        case OPT_ARG: {
+            char *eq = strchr(optarg, '=');
+            if (!eq || eq == optarg)
+                return usage_error("--arg '%s' must be NAME=VALUE", optarg);
+            *eq = '\0';
+            lmr_job_args_set(o->args, optarg, eq + 1);
+            *eq = '=';
+            break;
+        }
+        case OPT_STRICT:
+            lmr_job_args_set(o->args, "strict", "1");
+            break;
+        case OPT_DELIM:
+        case OPT_FIELDS:
+        case OPT_WHERE:
+        case OPT_KEY:
+        case OPT_VALUE:
+        case OPT_OP:
+            lmr_job_args_set(o->args, job_arg_names[c - OPT_DELIM], optarg);
+            break;
+        case 'h':
+            run_usage(stdout);
+            return 1;
+        case ':':
+            return usage_error("%s needs a value", argv[optind - 1]);
+        default:
+            return usage_error("unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        o->job = argv[optind++];
+    if (optind < argc)
+        return usage_error("unexpected argument '%s'", argv[optind]);
+    if (!o->job)
+        return usage_error("%s", "no JOB given (e.g. 'lambdamr run wordcount --input DIR --output DIR')");
+    if (!o->ninputs)
+        return usage_error("%s", "no --input given");
+    if (!o->output)
+        return usage_error("%s", "no --output given");
+    if (!strcmp(o->backend, "aws") && !o->function_prefix)
+        return usage_error("%s", "--backend aws needs --function-prefix NAME (the deployed NAME-mapper, NAME-reducer)");
+    return 0;
+}
+
+/* ---- output checks ---------------------------------------------------------------------------------------- */
+
+struct existing {
+    bool success;
+    char **parts;
+    size_t nparts;
+    const char *prefix;
+};
+
+static enum lmr_result on_existing(void *user_data, const struct lmr_store_object *obj)
+{
+    struct existing *ex = user_data;
+    const char *name = obj->key + strlen(ex->prefix);
+    if (!strcmp(name, "_SUCCESS"))
+        ex->success = true;
+    if (!strncmp(name, "part-", 5) || !strcmp(name, "_SUCCESS") || !strcmp(name, "_lambdamr/report.json")) {
+        char **p = realloc(ex->parts, (ex->nparts + 1) * sizeof *p);
+        if (!p)
+            return LMR_ERR_NOMEM;
+        ex->parts = p;
+        if (!(ex->parts[ex->nparts] = strdup(obj->key)))
+            return LMR_ERR_NOMEM;
+        ex->nparts++;
+    }
+    return LMR_OK;
+}
+
+/* Refuse to mix with an earlier job's output; with --overwrite remove it. */
+static enum lmr_result prepare_output(struct lmr_store *out, const char *prefix, const char *uri, bool overwrite,
+                                      struct lmr_err *err)
+{
+    struct existing ex = {.prefix = prefix};
+    enum lmr_result r = lmr_store_list(out, prefix, on_existing, &ex, err);
+    if (!r && ex.nparts && !overwrite)
+        r = lmr_fail(err, LMR_ERR_EXISTS,
+                     "output '%s' already holds %s; choose another --output or add --overwrite to replace it", uri,
+                     ex.success ? "a finished job (_SUCCESS)" : "part files of an earlier job");
+    if (!r && ex.nparts)
+        r = lmr_store_delete(out, (const char *const *)ex.parts, ex.nparts, err);
+    for (size_t i = 0; i < ex.nparts; i++)
+        free(ex.parts[i]);
+    free(ex.parts);
+    return r;
+}
+
+/* ---- progress --------------------------------------------------------------------------------------------- */
+
+struct progress_state {
+    bool tty;
+    double t0;
+};
+
+static void draw_progress(void *user_data, const struct lmr_progress *p)
+{
+    struct progress_state *ps = user_data;
+    if (!ps->tty)
+        return;
+    fprintf(stderr, "\r\033[K  %-7s %5u/%-5u tasks done, %u running%s%.0u  %6.1f s", p->phase, p->done, p->total,
+            p->running, p->failed_attempts ? ", failed attempts: " : "", p->failed_attempts,
+            (lmr_mono_ms() - ps->t0) / 1000.0);
+    if (p->done == p->total && p->running == 0)
+        fprintf(stderr, "\n");
+    fflush(stderr);
+}
+
+/* ---- the command ------------------------------------------------------------------------------------------ */
+
+static char *make_job_id(void)
+{
+    char rnd[9], *id = malloc(40);
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    lmr_random_hex(rnd, 4);
+    if (id) {
+        size_t n = strftime(id, 40, "%Y%m%dT%H%M%SZ-", &tm);
+        snprintf(id + n, 40 - n, "%s", rnd);
+    }
+    return id;
+}
+
+static char *with_slash(const char *prefix)
+{
+    size_t n = strlen(prefix);
+    char *s = malloc(n + 2);
+    if (s)
+        snprintf(s, n + 2, "%s%s", prefix, n && prefix[n - 1] != '/' ? "/" : "");
+    return s;
+}
+
+static char *join(const char *a, const char *b)
+{
+    char *s = malloc(strlen(a) + strlen(b) + 1);
+    if (s)
+        sprintf(s, "%s%s", a, b);
+    return s;
+}
+
+static int fail(struct lmr_err *err, enum lmr_result r)
+{
+    fprintf(stderr, "lambdamr run: %s\n", err->msg[0] ? err->msg : lmr_result_str(r));
+    return 1;
+}
+
+/* Start the embedded service with the mapper and reducer functions. */
+static enum lmr_result start_local(const struct run_options *o, struct lmr_lambda_service **svc,
+                                   struct lmr_invoker **inv, struct lmr_err *err)
+{
+    char *dir = lmr_self_dir();
+    const char *env_bootstrap = getenv("LMR_BOOTSTRAP");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/bootstrap", dir ? dir : ".");
+    free(dir);
+    if (env_bootstrap && *env_bootstrap)
+        snprintf(path, sizeof path, "%s", env_bootstrap);
+    if (access(path, X_OK))
+        return lmr_fail(err, LMR_ERR_NOT_FOUND,
+                        "the function binary '%s' is missing; build the project (cmake --build build) or set "
+                        "LMR_BOOTSTRAP",
+                        path);
+    struct lmr_lambda_service_options so = {0};
+    enum lmr_result r = lmr_lambda_service_new(&so, svc, err);
+    static const char *const roles[] = {"mapper", "reducer"};
+    for (int i = 0; i < 2 && !r; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "lambdamr-%s", roles[i]);
+        struct lmr_function_config fc = {.name = name,
+                                         .path = path,
+                                         .handler = roles[i],
+                                         .memory_mb = o->memory_mb,
+                                         .timeout_s = o->timeout_s,
+                                         .concurrency = o->concurrency};
+        r = lmr_lambda_service_add_function(*svc, &fc, err);
+    }
+    if (!r)
+        r = lmr_lambda_service_start(*svc, err);
+    if (!r)
+        r = lmr_local_invoker_new(*svc, inv, err);
+    return r;
+}
+
+static int run_job(struct run_options *o)
+{
+    struct lmr_err err = {0};
+    enum lmr_result r;
+    double t0 = lmr_mono_ms();
+    const struct lmr_job_ops *ops;
+    struct lmr_job_plan plan = {0};
+    struct lmr_store_set stores = {0};
+    struct lmr_store *out_store = NULL, *work_store = NULL;
+    char *out_prefix = NULL, *work_prefix = NULL;
+    struct lmr_lambda_service *svc = NULL;
+    struct lmr_invoker *inv = NULL;
+    json_t *report = NULL, *uris = json_array();
+    int status = 1;
+
+    /* The job and its arguments, validated here before anything is written. */
+    if ((r = lmr_job_find(o->job, &ops, &err)))
+        return fail(&err, r);
+    if (ops->setup) {
+        void *state = NULL;
+        char msg[512] = "";
+        if (ops->setup(&state, o->args, msg, sizeof msg)) {
+            fprintf(stderr, "lambdamr run: job '%s': %s\n", ops->name, msg);
+            return 2;
+        }
+        if (ops->teardown && state)
+            ops->teardown(state);
+    }
+    plan.job.job_id = make_job_id();
+    plan.job.job_name = strdup(o->job);
+    plan.job.args = o->args;
+    plan.job.memory_mb = o->memory_mb;
+    plan.output_uri = o->output;
+    for (size_t i = 0; i < o->ninputs; i++)
+        json_array_append_new(uris, json_string(o->inputs[i]));
+    plan.input_uris = uris;
+
+    /* Plan. */
+    struct lmr_plan_options po = {.inputs = o->inputs,
+                                  .ninputs = o->ninputs,
+                                  .split_size_bytes = o->split_size,
+                                  .split_size_given = o->split_given,
+                                  .max_mappers = o->mappers,
+                                  .concurrency = o->concurrency};
+    if ((r = lmr_plan_inputs(&po, &stores, &plan, &err)))
+        goto out;
+    if (ops->map_only)
+        plan.job.reducers = 0;
+    else if (o->reducers)
+        plan.job.reducers = o->reducers;
+    else
+        plan.job.reducers = (uint32_t)(plan.input_bytes / (1024 * MiB)) + 1;
+
+    /* Output and work locations. */
+    char *raw_prefix = NULL;
+    if ((r = lmr_store_open(o->output, &out_store, &raw_prefix, &err))) {
+        lmr_err_prefix(&err, "output '%s'", o->output);
+        goto out;
+    }
+    out_prefix = with_slash(raw_prefix);
+    free(raw_prefix);
+    if ((r = lmr_store_set_add(&stores, out_store, &err))) {
+        lmr_store_destroy(out_store);
+        goto out;
+    }
+    if ((r = prepare_output(out_store, out_prefix, o->output, o->overwrite, &err)))
+        goto out;
+    if (o->work) {
+        char *wp = NULL;
+        if ((r = lmr_store_open(o->work, &work_store, &wp, &err))) {
+            lmr_err_prefix(&err, "--work '%s'", o->work);
+            goto out;
+        }
+        if ((r = lmr_store_set_add(&stores, work_store, &err))) {
+            lmr_store_destroy(work_store);
+            free(wp);
+            goto out;
+        }
+        char *base = with_slash(wp);
+        free(wp);
+        work_prefix = base ? join(base, plan.job.job_id) : NULL;
+        free(base);
+    } else {
+        work_store = out_store;
+        char *base = join(out_prefix, "_lambdamr/work/");
+        work_prefix = base ? join(base, plan.job.job_id) : NULL;
+        free(base);
+    }
+    plan.job.work.root = strdup(work_store->root_uri);
+    plan.job.work.key = work_prefix ? with_slash(work_prefix) : NULL;
+    plan.job.output.root = strdup(out_store->root_uri);
+    plan.job.output.key = strdup(out_prefix);
+    if (!plan.job.work.root || !plan.job.work.key || !plan.job.output.root || !plan.job.output.key) {
+        r = LMR_ERR_NOMEM;
+        goto out;
+    }
+
+    /* The manifest: the whole plan, readable by any task. */
+    {
+        json_t *tasks = json_array();
+        for (size_t i = 0; i < plan.ntasks; i++) {
+            json_t *sh = json_array();
+            for (size_t s = 0; s < plan.tasks[i].nshards; s++)
+                json_array_append_new(sh, lmr_shard_to_json(&plan.tasks[i].shards[s]));
+            json_array_append_new(tasks, sh);
+        }
+        json_t *m = json_pack("{s:i, s:o, s:O, s:I, s:o}", "version", 1, "job", lmr_job_common_to_json(&plan.job),
+                              "inputs", uris, "input_bytes", (json_int_t)plan.input_bytes, "map_tasks", tasks);
+        char *text = m ? json_dumps(m, JSON_COMPACT) : NULL;
+        char *key = lmr_work_key(&plan.job, "manifest.json");
+        r = text && key ? lmr_store_put(work_store, key, text, strlen(text), 0, &err) : LMR_ERR_NOMEM;
+        json_decref(m);
+        free(text);
+        free(key);
+        if (r)
+            goto out;
+    }
+    plan.plan_ms = lmr_mono_ms() - t0;
+
+    /* Functions. */
+    if (!strcmp(o->backend, "aws")) {
+        /* The deployed functions (NAME-mapper, NAME-reducer) through the Lambda Invoke API. */
+        struct lmr_aws_invoker_options ao = {0};
+        if ((r = lmr_aws_invoker_new(&ao, &inv, &err)))
+            goto out;
+    } else if ((r = start_local(o, &svc, &inv, &err))) {
+        goto out;
+    }
+
+    struct progress_state ps = {.tty = !o->json && isatty(STDERR_FILENO), .t0 = t0};
+    char map_fn[128], reduce_fn[128];
+    snprintf(map_fn, sizeof map_fn, "%s-mapper", o->function_prefix ? o->function_prefix : "lambdamr");
+    snprintf(reduce_fn, sizeof reduce_fn, "%s-reducer", o->function_prefix ? o->function_prefix : "lambdamr");
+    struct lmr_coordinator_options co = {.invoker = inv,
+                                         .map_function = map_fn,
+                                         .reduce_function = reduce_fn,
+                                         .work_store = work_store,
+                                         .output_store = out_store,
+                                         .concurrency = o->concurrency,
+                                         .max_attempts = o->max_attempts,
+                                         .progress = draw_progress,
+                                         .progress_user_data = &ps};
+    if ((r = lmr_coordinator_run(&co, &plan, &report, &err)))
+        goto out;
+    if (o->json) {
+        char *text = json_dumps(report, JSON_INDENT(2));
+        if (text)
+            printf("%s\n", text);
+        free(text);
+    } else {
+        lmr_report_print(stdout, report);
+    }
+    status = 0;
+out:
+    if (status && r)
+        fail(&err, r);
+    json_decref(report);
+    lmr_invoker_destroy(inv);
+    lmr_lambda_service_destroy(svc);
+    lmr_plan_tasks_free(&plan);
+    plan.job.args = NULL; /* owned by the options */
+    lmr_job_common_clean_up(&plan.job);
+    json_decref(uris);
+    lmr_store_set_clean_up(&stores);
+    free(out_prefix);
+    free(work_prefix);
+    return status;
+}
 
 int lmr_cmd_run(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "lambdamr run: not available yet in this build\n");
-    return 1;
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    struct run_options o = {
+        .split_size = 64 * MiB,
+        .memory_mb = 1024,
+        .timeout_s = 900,
+        .concurrency = 0,
+        .max_attempts = 3,
+        .backend = "local",
+        .args = lmr_job_args_new(),
+    };
+    if (!o.args)
+        return 1;
+    int rc = parse_args(argc, argv, &o);
+    if (rc) {
+        free(o.inputs);
+        lmr_job_args_destroy(o.args);
+        return rc == 1 ? 0 : rc;
+    }
+    if (!o.concurrency)
+        o.concurrency = !strcmp(o.backend, "aws") ? 100 : (uint32_t)(ncpu > 0 ? ncpu : 1);
+    signal(SIGPIPE, SIG_IGN);
+    rc = run_job(&o);
+    free(o.inputs);
+    lmr_job_args_destroy(o.args);
+    return rc;
 }

@@ -2,6 +2,8 @@
 #include <string.h>
 
 #include "handlers.h"
+#include "mapper.h"
+#include "reducer.h"
 #include "stream/handler.h"
 
 /* Echo handler: returns the event unchanged. For tests and invoke benchmarks. */
@@ -12,6 +14,8 @@ static enum lmr_result echo_handler(void *user_data, const struct lmr_runtime_co
 }
 
 static const struct lmr_function_role roles[] = {
+    {"mapper", lmr_mapper_handle},
+    {"reducer", lmr_reducer_handle},
     {"echo", echo_handler},
     {"stream", lmr_stream_handler},
 };

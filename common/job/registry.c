@@ -6,6 +6,8 @@
 
 static const struct lmr_job_ops *const builtins[] = {
     &lmr_job_wordcount,
+    &lmr_job_scan,
+    &lmr_job_aggregate,
 };
 
 enum lmr_result lmr_job_find(const char *name, const struct lmr_job_ops **out, struct lmr_err *err)

@@ -14,5 +14,6 @@ void lmr_job_list(FILE *f);
 
 /* The built-ins (common/job/<name>.c). */
 extern const struct lmr_job_ops lmr_job_wordcount;
+extern const struct lmr_job_ops lmr_job_scan, lmr_job_aggregate;
 
 #endif

@@ -291,16 +291,29 @@ const char *lmr_lambda_service_log_dir(const struct lmr_lambda_service *svc)
 
 /* ---- monitor ------------------------------------------------------------------------------ */
 
+struct rss_sample {
+    struct lmr_svc_fn *fn;
+    struct lmr_svc_env *env;
+    pid_t pid;
+    uint32_t rss_mb;
+};
+
+#define MAX_SAMPLES 1024
+
 static void *monitor_main(void *arg)
 {
     struct lmr_lambda_service *svc = arg;
+    struct rss_sample *samples = calloc(MAX_SAMPLES, sizeof *samples);
+    size_t n_samples = 0;
+    if (!samples)
+        return NULL;
     pthread_mutex_lock(&svc->mu);
     while (!svc->stopping) {
         double now = lmr_svc_now_ms();
         for (struct lmr_svc_fn *fn = svc->fns; fn; fn = fn->next) {
             for (struct lmr_svc_env *env = fn->envs; env; env = env->next) {
-                if (env->state == ENV_DEAD)
-                    continue;
+                if (env->state == ENV_DEAD || (env->state == ENV_IDLE && env->ready))
+                    continue; /* an idle environment is not running; its output is read later */
                 lmr_svc_env_drain_locked(env);
                 struct lmr_svc_inv *inv = env->inv;
                 if (inv && inv->delivered && now > inv->deadline_ms) {
@@ -314,19 +327,38 @@ static void *monitor_main(void *arg)
                                             INIT_LIMIT_MS / 1000);
                     continue;
                 }
-                if (env->state == ENV_BUSY || !env->ready) {
-                    uint32_t rss = lmr_svc_read_rss_mb(env->pid, false);
-                    if (rss > env->peak_rss_mb)
-                        env->peak_rss_mb = rss;
-                    if (rss > fn->memory_mb)
-                        lmr_svc_env_kill_locked(env, "Runtime.OutOfMemory",
-                                                "Runtime ran out of memory: resident memory reached %u MB, over the "
-                                                "function's memory size of %u MB",
-                                                rss, fn->memory_mb);
-                }
+                if ((env->state == ENV_BUSY || !env->ready) && n_samples < MAX_SAMPLES)
+                    samples[n_samples++] = (struct rss_sample){fn, env, env->pid, 0};
             }
             lmr_svc_fn_pump_locked(fn);
         }
+        /* Read /proc without the lock (it costs tens of microseconds per process), then apply. */
+        if (n_samples) {
+            pthread_mutex_unlock(&svc->mu);
+            for (size_t i = 0; i < n_samples; i++)
+                samples[i].rss_mb = lmr_svc_read_rss_mb(samples[i].pid, false);
+            pthread_mutex_lock(&svc->mu);
+        }
+        for (size_t i = 0; i < n_samples; i++) {
+            struct rss_sample *sm = &samples[i];
+            struct lmr_svc_env *env = sm->fn->envs;
+            while (env && env != sm->env)
+                env = env->next;
+            if (!env || env->pid != sm->pid || env->state == ENV_DEAD)
+                continue; /* reaped or killed meanwhile */
+            if (sm->rss_mb > env->peak_rss_mb)
+                env->peak_rss_mb = sm->rss_mb;
+            if (sm->rss_mb > sm->fn->memory_mb) {
+                lmr_svc_env_kill_locked(env, "Runtime.OutOfMemory",
+                                        "Runtime ran out of memory: resident memory reached %u MB, over the "
+                                        "function's memory size of %u MB",
+                                        sm->rss_mb, sm->fn->memory_mb);
+                lmr_svc_fn_pump_locked(sm->fn);
+            }
+        }
+        n_samples = 0;
+        if (svc->stopping)
+            break;
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         ts.tv_nsec += MONITOR_TICK_MS * 1000000L;
@@ -335,6 +367,7 @@ static void *monitor_main(void *arg)
         pthread_cond_timedwait(&svc->monitor_cond, &svc->mu, &ts);
     }
     pthread_mutex_unlock(&svc->mu);
+    free(samples);
     return NULL;
 }
 

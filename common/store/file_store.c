@@ -141,7 +141,7 @@ static enum lmr_result file_list(struct lmr_store *s, const char *prefix, lmr_st
     struct list_state ls = {.prefix = prefix};
     atomic_fetch_add(&s->stats.list_requests, 1);
     enum lmr_result r = walk(&ls, impl_of(s)->root, "", err);
-    if (!r)
+    if (!r && ls.n > 1)
         qsort(ls.objs, ls.n, sizeof *ls.objs, cmp_obj);
     for (size_t i = 0; i < ls.n; i++) {
         if (!r)
@@ -181,8 +181,10 @@ static enum lmr_result file_open_read(struct lmr_store *s, const char *key, uint
     atomic_fetch_add(&s->stats.get_requests, 1);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        enum lmr_result r = lmr_fail(err, errno_result(errno), "cannot open '%s' for reading: %s; check the path "
-                                     "and its permissions", path, strerror(errno));
+        enum lmr_result r = lmr_fail(err, errno_result(errno),
+                                     "cannot open '%s' for reading: %s; check the path "
+                                     "and its permissions",
+                                     path, strerror(errno));
         free(path);
         return r;
     }

@@ -3,9 +3,12 @@
  * retries, error messages); this file speaks S3:
  *
  * - list: ListObjectsV2 pages of up to 1,000 keys, followed by continuation token.
- * - read: ranged GETs of read_part_bytes, up to read_ahead of them in flight at once on a
- *   curl multi handle, handed to the reader in order. The first part tells the object's size
- *   (Content-Range), then the pipeline fills. A failed part is retried with backoff.
+ * - read: ranged GETs of up to read_part_bytes, up to read_ahead of them in flight at once on
+ *   a curl multi handle, handed to the reader in order. The first part tells the object's size
+ *   (Content-Range), then the pipeline fills. Like TCP's slow start, a reader begins with one
+ *   small part (1 MiB) in flight and doubles part size and window as it keeps reading, so the
+ *   many small ranged readers of a reducer's merge stay small while a mapper's sequential scan
+ *   soon has read_ahead x read_part_bytes in flight. A failed part is retried with backoff.
  * - write: bytes are staged in a part buffer; an object that fits in one part is one PUT,
  *   a larger one a multipart upload (parts of part_size_bytes >= 5 MiB). Nothing is visible
  *   before commit; a failed or aborted upload is aborted (AbortMultipartUpload) so no parts
@@ -245,6 +248,8 @@ struct s3_reader {
     bool end_known;
     struct part *q;
     unsigned cap, head, count;
+    unsigned window;          /* parts allowed in flight now (grows to cap) */
+    uint64_t next_part_bytes; /* size of the next part (grows to read_part_bytes) */
     enum lmr_result failed;
     struct lmr_err failed_err;
 };
@@ -284,8 +289,8 @@ static enum lmr_result start_next_part(struct s3_reader *rd, struct lmr_err *err
     struct part *p = &rd->q[(rd->head + rd->count) % rd->cap];
     uint64_t end = rd->end_known ? rd->end : rd->req_end;
     uint64_t len = end - rd->next_off;
-    if (len > st->read_part_bytes)
-        len = st->read_part_bytes;
+    if (len > rd->next_part_bytes)
+        len = rd->next_part_bytes;
     p->off = rd->next_off;
     p->len = len;
     p->attempt = 0;
@@ -295,6 +300,9 @@ static enum lmr_result start_next_part(struct s3_reader *rd, struct lmr_err *err
         return r;
     rd->next_off += len;
     rd->count++;
+    if (rd->next_part_bytes < st->read_part_bytes)
+        rd->next_part_bytes =
+            rd->next_part_bytes * 2 < st->read_part_bytes ? rd->next_part_bytes * 2 : st->read_part_bytes;
     return LMR_OK;
 }
 
@@ -425,7 +433,7 @@ static enum lmr_result s3_read(struct lmr_store_reader *r, void *buf, size_t cap
                 break;
         }
         /* Keep the pipeline full once the size is known. */
-        while (!res && rd->end_known && rd->count < rd->cap && rd->next_off < rd->end)
+        while (!res && rd->end_known && rd->count < rd->window && rd->next_off < rd->end)
             res = start_next_part(rd, err);
         if (res)
             break;
@@ -445,6 +453,7 @@ static enum lmr_result s3_read(struct lmr_store_reader *r, void *buf, size_t cap
             p->state = PART_IDLE;
             rd->head = (rd->head + 1) % rd->cap;
             rd->count--;
+            rd->window = rd->window * 2 < rd->cap ? rd->window * 2 : rd->cap;
             if (rd->end_known && rd->next_off > rd->end)
                 rd->next_off = rd->end;
         }
@@ -497,6 +506,8 @@ static enum lmr_result s3_open_read(struct lmr_store *s, const char *key, uint64
     for (unsigned i = 0; i < rd->cap; i++)
         lmr_aws_response_init(&rd->q[i].resp);
     rd->next_off = offset;
+    rd->window = 1;
+    rd->next_part_bytes = st->read_part_bytes < MIB ? st->read_part_bytes : MIB;
     rd->req_end = (length == LMR_STORE_TO_END || length > UINT64_MAX - offset) ? UINT64_MAX : offset + length;
     if (length == 0) {
         rd->end = offset;

@@ -124,6 +124,9 @@ static int group_setup(void **state)
     add("sleep", "sleep", 1, 10);
     add("log", "log", 1, 10);
     add("big", "big", 1, 10);
+    add("quits", "init_exit", 1, 10);
+    struct lmr_function_config missing = {.name = "missing", .path = "/nonexistent/dir/bootstrap"};
+    assert_int_equal(lmr_lambda_service_add_function(svc, &missing, NULL), LMR_OK);
     assert_int_equal(lmr_lambda_service_start(svc, &err), LMR_OK);
     port = lmr_lambda_service_port(svc);
     assert_true(port > 0);
@@ -297,6 +300,24 @@ static void test_response_too_large(void **state)
     reply_clean_up(&r);
 }
 
+static void test_broken_executables(void **state)
+{
+    const char *names[] = {"missing", "quits"};
+    const char *types[] = {"Runtime.InvalidEntrypoint", "Runtime.ExitError"};
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < 2; i++) {
+            struct reply r;
+            invoke(names[i], NULL, "{}", &r);
+            assert_int_equal(r.status, 200);
+            char v[64];
+            assert_true(header(&r, "X-Amz-Function-Error", v, sizeof v));
+            if (!strstr(r.body.data, types[i]))
+                fail_msg("%s answered %s", names[i], r.body.data);
+            reply_clean_up(&r);
+        }
+    }
+}
+
 static void *slow_call(void *arg)
 {
     struct reply *r = arg;
@@ -376,6 +397,7 @@ int main(void)
         cmocka_unit_test(test_function_error_and_tail),
         cmocka_unit_test(test_errors_are_aws_shaped),
         cmocka_unit_test(test_response_too_large),
+        cmocka_unit_test(test_broken_executables),
         cmocka_unit_test(test_throttled_429),
         cmocka_unit_test(test_concurrent_http),
     };

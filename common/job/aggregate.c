@@ -1,0 +1,180 @@
+/*
+ * aggregate (Big Data Benchmark Query 2): GROUP BY one field (optionally cut to a prefix) over
+ * delimited text.
+ *   --delimiter ,   field separator (one byte; default ',')
+ *   --key 1:8       group key: field 1 cut to its first 8 bytes (SUBSTR(f, 1, 8)); "1" = whole field
+ *   --value 4       the field to aggregate (optional for count: given, rows whose value is not a
+ *                   number are malformed, as for the other ops; absent, every row counts)
+ *   --op sum        sum | count | min | max | avg
+ *   --strict 1      a malformed row fails the task instead of being counted and skipped
+ * Values are 16-byte accumulators {double x (sum, min or max), uint64 count}, combined at emit
+ * time. Numbers are printed as the shortest decimal that parses back to the same double.
+ * A row is malformed when it has too few fields or its value is not a decimal number.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "job/fields.h"
+#include "job/registry.h"
+
+enum agg_op { AGG_SUM, AGG_COUNT, AGG_MIN, AGG_MAX, AGG_AVG };
+
+struct agg_state {
+    uint8_t delim;
+    uint32_t key_field, value_field; /* value_field 0 for count */
+    size_t key_prefix;               /* 0: whole field */
+    enum agg_op op;
+    bool strict;
+    uint32_t max_field;
+};
+
+struct agg_acc {
+    double x;
+    uint64_t count;
+};
+
+static int agg_setup(void **state, const struct lmr_job_args *args, char *errbuf, size_t errbuf_len)
+{
+    static const char *const names[] = {"sum", "count", "min", "max", "avg"};
+    struct agg_state st = {0};
+    if (!lmr_fields_parse_delimiter(lmr_job_arg(args, "delimiter"), &st.delim, errbuf, errbuf_len))
+        return -1;
+    const char *op = lmr_job_arg(args, "op"), *key = lmr_job_arg(args, "key"), *value = lmr_job_arg(args, "value");
+    size_t i = 0;
+    while (op && i < 5 && strcmp(op, names[i]))
+        i++;
+    if (!op || i == 5) {
+        snprintf(errbuf, errbuf_len, "%s%s%s; give --op sum, count, min, max or avg", op ? "unknown --op '" : "",
+                 op ? op : "--op is required", op ? "'" : "");
+        return -1;
+    }
+    st.op = (enum agg_op)i;
+    if (!key) {
+        snprintf(errbuf, errbuf_len,
+                 "--key is required: the field to group by, e.g. --key 1 or --key 1:8 (field 1 "
+                 "cut to its first 8 bytes)");
+        return -1;
+    }
+    const char *colon = strchr(key, ':');
+    bool ok = lmr_fields_parse_index(key, colon ? (size_t)(colon - key) : strlen(key), &st.key_field);
+    if (ok && colon) {
+        char *end;
+        unsigned long long n = strtoull(colon + 1, &end, 10);
+        ok = colon[1] >= '0' && colon[1] <= '9' && !*end && n >= 1 && n <= 1u << 20;
+        st.key_prefix = (size_t)n;
+    }
+    if (!ok) {
+        snprintf(errbuf, errbuf_len,
+                 "--key '%s' is not a field; write FIELD or FIELD:LENGTH with a 1-based field number, e.g. '1' or "
+                 "'1:8'",
+                 key);
+        return -1;
+    }
+    if (value && !lmr_fields_parse_index(value, strlen(value), &st.value_field)) {
+        snprintf(errbuf, errbuf_len, "--value '%s' is not a field number; give a 1-based number such as 4", value);
+        return -1;
+    }
+    if (!value && st.op != AGG_COUNT) {
+        snprintf(errbuf, errbuf_len, "--op %s needs --value: the 1-based number of the field to aggregate", names[i]);
+        return -1;
+    }
+    const char *strict = lmr_job_arg(args, "strict");
+    st.strict = strict && (!strcmp(strict, "1") || !strcmp(strict, "true") || !strcmp(strict, "yes"));
+    st.max_field = st.key_field > st.value_field ? st.key_field : st.value_field;
+    struct agg_state *heap = malloc(sizeof *heap);
+    if (!heap) {
+        snprintf(errbuf, errbuf_len, "out of memory setting up the aggregate job");
+        return -1;
+    }
+    *heap = st;
+    *state = heap;
+    return 0;
+}
+
+static void agg_teardown(void *state)
+{
+    free(state);
+}
+
+static int agg_map(void *state, struct lmr_slice record, struct lmr_emitter *out, struct lmr_job_counters *counters)
+{
+    const struct agg_state *st = state;
+    struct lmr_slice f[LMR_FIELDS_MAX];
+    size_t n = lmr_fields_split(record, st->delim, f, st->max_field);
+    struct agg_acc acc = {0, 1};
+    if (n < st->max_field || (st->value_field && !lmr_parse_number(f[st->value_field - 1], &acc.x))) {
+        counters->malformed_records++;
+        return st->strict ? -1 : 0;
+    }
+    struct lmr_slice key = f[st->key_field - 1];
+    if (st->key_prefix && key.len > st->key_prefix)
+        key.len = st->key_prefix;
+    lmr_emit(out, key, lmr_slice_make(&acc, sizeof acc));
+    return 0;
+}
+
+static void agg_combine(void *state, uint8_t *acc_bytes, struct lmr_slice value)
+{
+    const struct agg_state *st = state;
+    struct agg_acc a, v;
+    memcpy(&a, acc_bytes, sizeof a);
+    memcpy(&v, value.ptr, sizeof v);
+    switch (st->op) {
+    case AGG_SUM:
+    case AGG_AVG:
+        a.x += v.x;
+        break;
+    case AGG_MIN:
+        if (v.x < a.x)
+            a.x = v.x;
+        break;
+    case AGG_MAX:
+        if (v.x > a.x)
+            a.x = v.x;
+        break;
+    case AGG_COUNT:
+        break;
+    }
+    a.count += v.count;
+    memcpy(acc_bytes, &a, sizeof a);
+}
+
+static void agg_reduce(void *state, struct lmr_slice key, struct lmr_values *values, struct lmr_emitter *out)
+{
+    const struct agg_state *st = state;
+    struct lmr_slice v;
+    uint8_t acc[sizeof(struct agg_acc)];
+    bool first = true;
+    while (lmr_values_next(values, &v)) {
+        if (v.len != sizeof acc)
+            continue;
+        if (first)
+            memcpy(acc, v.ptr, sizeof acc);
+        else
+            agg_combine(state, acc, v);
+        first = false;
+    }
+    if (first)
+        return;
+    struct agg_acc a;
+    memcpy(&a, acc, sizeof a);
+    char text[40];
+    size_t n;
+    if (st->op == AGG_COUNT)
+        n = (size_t)snprintf(text, sizeof text, "%llu", (unsigned long long)a.count);
+    else
+        n = lmr_format_double(st->op == AGG_AVG ? a.x / (double)a.count : a.x, text, sizeof text);
+    lmr_emit(out, key, lmr_slice_make(text, n));
+}
+
+const struct lmr_job_ops lmr_job_aggregate = {
+    .name = "aggregate",
+    .summary = "group delimited rows by a field (prefix) and sum|count|min|max|avg another (--key 1:8 --value 4 "
+               "--op sum)",
+    .setup = agg_setup,
+    .teardown = agg_teardown,
+    .map = agg_map,
+    .value_size = sizeof(struct agg_acc),
+    .combine = agg_combine,
+    .reduce = agg_reduce,
+};

@@ -1,0 +1,177 @@
+#include "job/fields.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+size_t lmr_fields_split(struct lmr_slice record, uint8_t delim, struct lmr_slice *out, size_t max)
+{
+    const uint8_t *p = record.ptr, *end = record.ptr + record.len;
+    size_t n = 0;
+    while (n < max) {
+        const uint8_t *d = p < end ? memchr(p, delim, (size_t)(end - p)) : NULL;
+        const uint8_t *stop = d ? d : end;
+        out[n].ptr = p;
+        out[n].len = (size_t)(stop - p);
+        n++;
+        if (!d)
+            break;
+        p = d + 1;
+    }
+    return n;
+}
+
+bool lmr_fields_parse_delimiter(const char *s, uint8_t *out, char *errbuf, size_t errbuf_len)
+{
+    if (!s)
+        s = ",";
+    if (!strcmp(s, "\\t") || !strcmp(s, "tab") || !strcmp(s, "\t"))
+        *out = '\t';
+    else if (!strcmp(s, "space"))
+        *out = ' ';
+    else if (!strcmp(s, "comma"))
+        *out = ',';
+    else if (!strcmp(s, "pipe"))
+        *out = '|';
+    else if (strlen(s) == 1 && s[0] != '\n' && s[0] != '\r')
+        *out = (uint8_t)s[0];
+    else {
+        snprintf(errbuf, errbuf_len,
+                 "the delimiter '%s' is not a single byte; use one character such as ',' or '|', or 'tab'", s);
+        return false;
+    }
+    return true;
+}
+
+bool lmr_fields_parse_index(const char *s, size_t len, uint32_t *out)
+{
+    if (len == 0 || len > 5)
+        return false;
+    uint32_t v = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        v = v * 10 + (uint32_t)(s[i] - '0');
+    }
+    if (v < 1 || v > LMR_FIELDS_MAX)
+        return false;
+    *out = v;
+    return true;
+}
+
+size_t lmr_fields_parse_list(const char *arg_name, const char *s, uint32_t *out, size_t max, char *errbuf,
+                             size_t errbuf_len)
+{
+    size_t n = 0;
+    const char *p = s;
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        if (n == max) {
+            snprintf(errbuf, errbuf_len, "--%s lists more than %zu fields", arg_name, max);
+            return 0;
+        }
+        if (!lmr_fields_parse_index(p, len, &out[n])) {
+            snprintf(errbuf, errbuf_len,
+                     "--%s '%s' is not a list of field numbers; give 1-based numbers from 1 to %d separated by "
+                     "commas, e.g. '1,2'",
+                     arg_name, s, LMR_FIELDS_MAX);
+            return 0;
+        }
+        n++;
+        if (!comma)
+            return n;
+        p = comma + 1;
+    }
+}
+
+static const double pow10_exact[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                     1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+bool lmr_parse_number(struct lmr_slice s, double *out)
+{
+    const uint8_t *p = s.ptr, *end = s.ptr + s.len;
+    if (p == end)
+        return false;
+    bool neg = false;
+    if (*p == '+' || *p == '-')
+        neg = *p++ == '-';
+    uint64_t mant = 0;
+    int digits = 0, frac = 0, seen = 0;
+    while (p < end && *p >= '0' && *p <= '9') {
+        if (digits < 19) {
+            mant = mant * 10 + (uint64_t)(*p - '0');
+            if (mant)
+                digits++;
+        } else {
+            digits = 99; /* too many significant digits for the fast path */
+        }
+        p++, seen++;
+    }
+    if (p < end && *p == '.') {
+        p++;
+        while (p < end && *p >= '0' && *p <= '9') {
+            if (digits < 19) {
+                mant = mant * 10 + (uint64_t)(*p - '0');
+                if (mant)
+                    digits++;
+                frac++;
+            } else {
+                digits = 99;
+            }
+            p++, seen++;
+        }
+    }
+    if (!seen)
+        return false;
+    if (p == end && digits <= 19 && mant <= (1ull << 53) && frac <= 22) {
+        /* Clinger's fast path: both operands exact, so one correctly rounded division. */
+        double v = (double)mant / pow10_exact[frac];
+        *out = neg ? -v : v;
+        return true;
+    }
+    if (p < end) { /* only an exponent may follow */
+        if (*p != 'e' && *p != 'E')
+            return false;
+        p++;
+        if (p < end && (*p == '+' || *p == '-'))
+            p++;
+        if (p == end || *p < '0' || *p > '9')
+            return false;
+        while (p < end && *p >= '0' && *p <= '9')
+            p++;
+        if (p != end)
+            return false;
+    }
+    /* Slow path: the characters are validated above, strtod does the rounding. */
+    char buf[128];
+    char *heap = NULL, *text = buf;
+    if (s.len >= sizeof buf) {
+        if (!(heap = malloc(s.len + 1)))
+            return false;
+        text = heap;
+    }
+    memcpy(text, s.ptr, s.len);
+    text[s.len] = '\0';
+    char *stop;
+    double v = strtod(text, &stop);
+    bool ok = stop == text + s.len && isfinite(v);
+    free(heap);
+    if (ok)
+        *out = v;
+    return ok;
+}
+
+size_t lmr_format_double(double v, char *out, size_t cap)
+{
+    if (v == 0)
+        v = 0; /* print -0 as 0 */
+    int n = 0;
+    for (int prec = 15; prec <= 17; prec++) {
+        n = snprintf(out, cap, "%.*g", prec, v);
+        if (prec == 17 || strtod(out, NULL) == v)
+            break;
+    }
+    return n < 0 ? 0 : (size_t)n;
+}

@@ -1,0 +1,56 @@
+/*
+ * Helpers for jobs over delimited text (scan, aggregate): field splitting, 1-based field
+ * lists, strict decimal number parsing, shortest round-trip formatting of doubles.
+ */
+#ifndef LMR_JOB_FIELDS_H
+#define LMR_JOB_FIELDS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lambdamr/job.h"
+
+/* The highest field number a job accepts (fields are 1-based). */
+#define LMR_FIELDS_MAX 1024
+
+/**
+ * Split record on delim into out[0..max): field i (1-based) is out[i-1]. Scanning stops after
+ * max fields (the last one then ends at the next delimiter, not at the end of the record).
+ * @return the number of fields found, at most max.
+ */
+size_t lmr_fields_split(struct lmr_slice record, uint8_t delim, struct lmr_slice *out, size_t max);
+
+/**
+ * Parse a delimiter argument: one byte (","), or "\t" / "tab", "space", "comma", "pipe".
+ * @return false (with a sentence in errbuf) when it is not one of those.
+ */
+bool lmr_fields_parse_delimiter(const char *s, uint8_t *out, char *errbuf, size_t errbuf_len);
+
+/**
+ * Parse a 1-based field number in [1, LMR_FIELDS_MAX] from s[0..len).
+ * @return false when it is not one.
+ */
+bool lmr_fields_parse_index(const char *s, size_t len, uint32_t *out);
+
+/**
+ * Parse a comma-separated list of 1-based field numbers ("1,2,5") into out[0..max).
+ * @return the count, or 0 with a sentence in errbuf when malformed or longer than max.
+ */
+size_t lmr_fields_parse_list(const char *arg_name, const char *s, uint32_t *out, size_t max, char *errbuf,
+                             size_t errbuf_len);
+
+/**
+ * Parse a decimal number ([+-]digits[.digits][e[+-]digits], or .5, 5.) that fills the whole
+ * slice into a correctly rounded double. Hex, inf, nan, spaces and empty strings are rejected.
+ * @return false when s is not such a number.
+ */
+bool lmr_parse_number(struct lmr_slice s, double *out);
+
+/**
+ * Format v as the shortest of %.15g, %.16g, %.17g that parses back to exactly v.
+ * @return the length written to out (cap >= 32).
+ */
+size_t lmr_format_double(double v, char *out, size_t cap);
+
+#endif

@@ -1,0 +1,99 @@
+/*
+ * What travels between the driver/coordinator and the functions: the job manifest and the
+ * small task descriptors (Lambda events), as JSON. Data never travels in events: shards are
+ * byte ranges of store objects, map output is referenced by (key, offset, size).
+ */
+#ifndef LMR_JOB_TASK_H
+#define LMR_JOB_TASK_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "job/args.h"
+#include "util/result.h"
+
+enum lmr_codec { LMR_CODEC_NONE = 0, LMR_CODEC_GZIP, LMR_CODEC_ZSTD };
+
+/** Codec from a key's extension (".gz", ".zst"); LMR_CODEC_NONE otherwise. */
+enum lmr_codec lmr_codec_from_key(const char *key);
+const char *lmr_codec_name(enum lmr_codec c);
+
+/* A place in a store: root URI ("file:///abs" or "s3://bucket") plus a key or key prefix. */
+struct lmr_location {
+    char *root;
+    char *key;
+};
+
+/* One byte range of one input object. A line belongs to the shard in which it starts. */
+struct lmr_shard {
+    struct lmr_location object;
+    uint64_t offset;
+    uint64_t length;
+    uint64_t object_size;
+    enum lmr_codec codec; /* compressed objects are one whole shard */
+};
+
+/* A map output frame for one reducer. */
+struct lmr_frame {
+    char *key;
+    uint64_t offset, size_bytes, records, raw_bytes;
+};
+
+/* Settings shared by every task of a job. */
+struct lmr_job_common {
+    char *job_id;
+    char *job_name; /* built-in name or plugin path */
+    struct lmr_job_args *args;
+    struct lmr_location work;   /* work prefix (ends in '/') in its store */
+    struct lmr_location output; /* output prefix ("" or ends in '/') in its store */
+    uint32_t reducers;          /* 0 for map-only jobs */
+    uint32_t memory_mb;         /* each function's memory size = its budget */
+};
+
+struct lmr_map_task {
+    struct lmr_job_common job;
+    uint32_t task;
+    uint32_t attempt;
+    char *attempt_id;
+    struct lmr_shard *shards;
+    size_t nshards;
+};
+
+struct lmr_reduce_task {
+    struct lmr_job_common job;
+    uint32_t task;
+    uint32_t attempt;
+    char *attempt_id;
+    struct lmr_frame *frames; /* every committed map object's frame for this partition */
+    size_t nframes;
+};
+
+void lmr_location_clean_up(struct lmr_location *loc);
+void lmr_job_common_clean_up(struct lmr_job_common *c);
+void lmr_map_task_clean_up(struct lmr_map_task *t);
+void lmr_reduce_task_clean_up(struct lmr_reduce_task *t);
+
+json_t *lmr_job_common_to_json(const struct lmr_job_common *c);
+enum lmr_result lmr_job_common_from_json(const json_t *j, struct lmr_job_common *c, struct lmr_err *err);
+json_t *lmr_shard_to_json(const struct lmr_shard *s);
+
+/** Serialise a task as its Lambda event (new reference). */
+json_t *lmr_map_task_to_json(const struct lmr_map_task *t);
+json_t *lmr_reduce_task_to_json(const struct lmr_reduce_task *t);
+/** Parse an event; the task owns everything it points to afterwards. */
+enum lmr_result lmr_map_task_from_json(const char *event, size_t len, struct lmr_map_task *t, struct lmr_err *err);
+enum lmr_result lmr_reduce_task_from_json(const char *event, size_t len, struct lmr_reduce_task *t,
+                                          struct lmr_err *err);
+
+/* Keys inside the work prefix. Callers free the result. */
+char *lmr_work_key(const struct lmr_job_common *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Keys inside the output prefix. */
+char *lmr_output_key(const struct lmr_job_common *c, const char *name);
+
+/* JSON helpers with defaults, tolerant of missing fields. */
+uint64_t lmr_json_u64(const json_t *obj, const char *name, uint64_t dflt);
+double lmr_json_double(const json_t *obj, const char *name, double dflt);
+const char *lmr_json_str(const json_t *obj, const char *name, const char *dflt);
+
+#endif

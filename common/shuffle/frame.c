@@ -1,0 +1,656 @@
+/*
+ * Frame writer and reader: msgpack [bin key, bin value] records inside zstd frames.
+ *
+ * Records are encoded and decoded by hand: the record shape is fixed (a 2-array of two byte
+ * strings), so a general msgpack unpacker would only add copies and allocations on the hot path.
+ * The reader accepts bin8/16/32 and the str types for both fields; anything else is
+ * LMR_ERR_FORMAT. zstd's content checksum catches corrupted frames; truncation shows up as a
+ * frame that never ends or a record cut in half, both LMR_ERR_FORMAT.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+#define ZSTD_STATIC_LINKING_ONLY /* memory estimates */
+#include <zstd.h>
+
+#include "shuffle/frame.h"
+
+#define STAGE_BYTES ((size_t)64 * 1024)     /* writer: records gathered before each compress call */
+#define READ_IN_BYTES ((size_t)64 * 1024)   /* reader: compressed bytes per store read */
+#define READ_OUT_BYTES ((size_t)128 * 1024) /* reader: initial decoded buffer (grows for huge records) */
+
+/* ---- little helpers ----------------------------------------------------------------------------------------- */
+
+static void put_u32le(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put_u64le(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get_u32le(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t get_u64le(const uint8_t *p)
+{
+    return (uint64_t)get_u32le(p) | (uint64_t)get_u32le(p + 4) << 32;
+}
+
+/* msgpack bin header for len bytes into p; @return its size (2, 3 or 5). */
+static size_t put_bin_header(uint8_t *p, size_t len)
+{
+    if (len <= 0xff) {
+        p[0] = 0xc4;
+        p[1] = (uint8_t)len;
+        return 2;
+    }
+    if (len <= 0xffff) {
+        p[0] = 0xc5;
+        p[1] = (uint8_t)(len >> 8);
+        p[2] = (uint8_t)len;
+        return 3;
+    }
+    p[0] = 0xc6;
+    p[1] = (uint8_t)(len >> 24);
+    p[2] = (uint8_t)(len >> 16);
+    p[3] = (uint8_t)(len >> 8);
+    p[4] = (uint8_t)len;
+    return 5;
+}
+
+/* ---- frame writer ------------------------------------------------------------------------------------------- */
+
+struct lmr_frame_writer {
+    ZSTD_CCtx *cctx;
+    uint8_t *stage;
+    size_t stage_len;
+    uint8_t *out;
+    size_t out_cap, out_len;
+    struct lmr_store_writer *sw;
+    uint64_t *offset;
+    uint64_t start_offset, records, raw_bytes;
+    bool started;
+};
+
+static int clamp_level(int level)
+{
+    if (level <= 0)
+        return 1;
+    return level > ZSTD_maxCLevel() ? ZSTD_maxCLevel() : level;
+}
+
+size_t lmr_frame_writer_memory_bytes(int zstd_level)
+{
+    ZSTD_compressionParameters cp = ZSTD_getCParams(clamp_level(zstd_level), 0, 0);
+    cp.windowLog = LMR_SHUFFLE_WINDOW_LOG;
+    return ZSTD_estimateCStreamSize_usingCParams(cp) + STAGE_BYTES + ZSTD_CStreamOutSize() +
+           sizeof(struct lmr_frame_writer);
+}
+
+enum lmr_result lmr_frame_writer_new(int zstd_level, struct lmr_frame_writer **out, struct lmr_err *err)
+{
+    struct lmr_frame_writer *fw = calloc(1, sizeof *fw);
+    if (!fw)
+        return lmr_fail(err, LMR_ERR_NOMEM, "Out of memory creating a shuffle frame writer.");
+    fw->cctx = ZSTD_createCCtx();
+    fw->stage = malloc(STAGE_BYTES);
+    fw->out_cap = ZSTD_CStreamOutSize();
+    fw->out = malloc(fw->out_cap);
+    if (!fw->cctx || !fw->stage || !fw->out) {
+        lmr_frame_writer_destroy(fw);
+        return lmr_fail(err, LMR_ERR_NOMEM, "Out of memory creating a shuffle frame writer.");
+    }
+    int level = clamp_level(zstd_level);
+    if (ZSTD_isError(ZSTD_CCtx_setParameter(fw->cctx, ZSTD_c_compressionLevel, level)) ||
+        ZSTD_isError(ZSTD_CCtx_setParameter(fw->cctx, ZSTD_c_windowLog, LMR_SHUFFLE_WINDOW_LOG)) ||
+        ZSTD_isError(ZSTD_CCtx_setParameter(fw->cctx, ZSTD_c_checksumFlag, 1))) {
+        lmr_frame_writer_destroy(fw);
+        return lmr_fail(err, LMR_ERR_INTERNAL, "Could not configure the zstd compressor (level %d).", level);
+    }
+    *out = fw;
+    return LMR_OK;
+}
+
+void lmr_frame_writer_destroy(struct lmr_frame_writer *fw)
+{
+    if (!fw)
+        return;
+    ZSTD_freeCCtx(fw->cctx);
+    free(fw->stage);
+    free(fw->out);
+    free(fw);
+}
+
+void lmr_frame_writer_begin(struct lmr_frame_writer *fw, struct lmr_store_writer *sw, uint64_t *offset)
+{
+    fw->sw = sw;
+    fw->offset = offset;
+    fw->start_offset = *offset;
+    fw->records = fw->raw_bytes = 0;
+    fw->stage_len = fw->out_len = 0;
+    fw->started = false;
+}
+
+static enum lmr_result flush_out(struct lmr_frame_writer *fw, struct lmr_err *err)
+{
+    if (!fw->out_len)
+        return LMR_OK;
+    enum lmr_result rc = lmr_store_write(fw->sw, fw->out, fw->out_len, err);
+    if (rc != LMR_OK)
+        return rc;
+    *fw->offset += fw->out_len;
+    fw->out_len = 0;
+    return LMR_OK;
+}
+
+static enum lmr_result compress(struct lmr_frame_writer *fw, const void *src, size_t len, ZSTD_EndDirective mode,
+                                struct lmr_err *err)
+{
+    ZSTD_inBuffer in = {src, len, 0};
+    for (;;) {
+        ZSTD_outBuffer o = {fw->out, fw->out_cap, fw->out_len};
+        size_t rem = ZSTD_compressStream2(fw->cctx, &o, &in, mode);
+        if (ZSTD_isError(rem))
+            return lmr_fail(err, LMR_ERR_INTERNAL, "zstd compression failed: %s.", ZSTD_getErrorName(rem));
+        fw->out_len = o.pos;
+        if (fw->out_len == fw->out_cap || (mode == ZSTD_e_end && rem == 0)) {
+            enum lmr_result rc = flush_out(fw, err);
+            if (rc != LMR_OK)
+                return rc;
+        }
+        if (mode == ZSTD_e_end ? rem == 0 : in.pos == in.size)
+            return LMR_OK;
+    }
+}
+
+static enum lmr_result flush_stage(struct lmr_frame_writer *fw, struct lmr_err *err)
+{
+    if (!fw->stage_len)
+        return LMR_OK;
+    enum lmr_result rc = compress(fw, fw->stage, fw->stage_len, ZSTD_e_continue, err);
+    fw->stage_len = 0;
+    return rc;
+}
+
+static enum lmr_result feed(struct lmr_frame_writer *fw, const void *p, size_t len, struct lmr_err *err)
+{
+    if (len <= STAGE_BYTES - fw->stage_len) {
+        if (len)
+            memcpy(fw->stage + fw->stage_len, p, len);
+        fw->stage_len += len;
+        return LMR_OK;
+    }
+    enum lmr_result rc = flush_stage(fw, err);
+    if (rc != LMR_OK)
+        return rc;
+    if (len >= STAGE_BYTES)
+        return compress(fw, p, len, ZSTD_e_continue, err);
+    memcpy(fw->stage, p, len);
+    fw->stage_len = len;
+    return LMR_OK;
+}
+
+enum lmr_result lmr_frame_writer_add(struct lmr_frame_writer *fw, struct lmr_slice key, struct lmr_slice value,
+                                     struct lmr_err *err)
+{
+    if (key.len > UINT32_MAX || value.len > UINT32_MAX)
+        return lmr_fail(err, LMR_ERR_TOO_LARGE,
+                        "A shuffle record is larger than 4 GiB; keys and values must be smaller.");
+    if (!fw->started) {
+        ZSTD_CCtx_reset(fw->cctx, ZSTD_reset_session_only);
+        fw->started = true;
+    }
+    /* Fast path: the whole record fits in the staging buffer. */
+    size_t need = 11 + key.len + value.len;
+    enum lmr_result rc;
+    if (need > STAGE_BYTES - fw->stage_len) {
+        rc = flush_stage(fw, err);
+        if (rc != LMR_OK)
+            return rc;
+    }
+    size_t before = fw->stage_len;
+    if (need <= STAGE_BYTES - fw->stage_len) {
+        uint8_t *p = fw->stage + fw->stage_len;
+        *p++ = 0x92;
+        p += put_bin_header(p, key.len);
+        if (key.len)
+            memcpy(p, key.ptr, key.len);
+        p += key.len;
+        p += put_bin_header(p, value.len);
+        if (value.len)
+            memcpy(p, value.ptr, value.len);
+        p += value.len;
+        fw->stage_len = (size_t)(p - fw->stage);
+        fw->raw_bytes += fw->stage_len - before;
+    } else {
+        uint8_t hdr[6];
+        hdr[0] = 0x92;
+        size_t h = 1 + put_bin_header(hdr + 1, key.len);
+        if ((rc = feed(fw, hdr, h, err)) != LMR_OK || (rc = feed(fw, key.ptr, key.len, err)) != LMR_OK)
+            return rc;
+        size_t h2 = put_bin_header(hdr, value.len);
+        if ((rc = feed(fw, hdr, h2, err)) != LMR_OK || (rc = feed(fw, value.ptr, value.len, err)) != LMR_OK)
+            return rc;
+        fw->raw_bytes += h + key.len + h2 + value.len;
+    }
+    fw->records++;
+    return LMR_OK;
+}
+
+enum lmr_result lmr_frame_writer_end(struct lmr_frame_writer *fw, struct lmr_partition_frame *frame,
+                                     struct lmr_err *err)
+{
+    frame->offset = fw->start_offset;
+    frame->records = fw->records;
+    frame->raw_bytes = fw->raw_bytes;
+    frame->size_bytes = 0;
+    if (!fw->started)
+        return LMR_OK;
+    enum lmr_result rc = compress(fw, fw->stage, fw->stage_len, ZSTD_e_end, err);
+    fw->stage_len = 0;
+    fw->started = false;
+    if (rc != LMR_OK)
+        return rc;
+    frame->size_bytes = *fw->offset - fw->start_offset;
+    return LMR_OK;
+}
+
+/* ---- index and footer --------------------------------------------------------------------------------------- */
+
+enum lmr_result lmr_shuffle_write_index(struct lmr_store_writer *sw, uint64_t *offset,
+                                        const struct lmr_partition_frame *frames, uint32_t n, struct lmr_err *err)
+{
+    size_t len = 8 + (size_t)n * 32;
+    uint8_t *buf = malloc(len + LMR_SHUFFLE_FOOTER_BYTES);
+    if (!buf)
+        return lmr_fail(err, LMR_ERR_NOMEM, "Out of memory writing a shuffle index of %u partitions.", n);
+    put_u32le(buf, LMR_SHUFFLE_INDEX_VERSION);
+    put_u32le(buf + 4, n);
+    for (uint32_t i = 0; i < n; i++) {
+        uint8_t *p = buf + 8 + (size_t)i * 32;
+        put_u64le(p, frames[i].offset);
+        put_u64le(p + 8, frames[i].size_bytes);
+        put_u64le(p + 16, frames[i].records);
+        put_u64le(p + 24, frames[i].raw_bytes);
+    }
+    uint8_t *f = buf + len;
+    put_u64le(f, *offset);
+    put_u32le(f + 8, (uint32_t)len);
+    put_u32le(f + 12, XXH32(buf, len, 0));
+    memcpy(f + 16, LMR_SHUFFLE_MAGIC, 8);
+    enum lmr_result rc = lmr_store_write(sw, buf, len + LMR_SHUFFLE_FOOTER_BYTES, err);
+    if (rc == LMR_OK)
+        *offset += len + LMR_SHUFFLE_FOOTER_BYTES;
+    free(buf);
+    return rc;
+}
+
+enum lmr_result lmr_shuffle_read_index(struct lmr_store *store, const char *key, struct lmr_partition_frame **frames,
+                                       uint32_t *partitions, struct lmr_err *err)
+{
+    uint64_t size;
+    enum lmr_result rc = lmr_store_head(store, key, &size, err);
+    if (rc != LMR_OK)
+        return rc;
+    if (size < LMR_SHUFFLE_FOOTER_BYTES + 8)
+        return lmr_fail(err, LMR_ERR_FORMAT,
+                        "Shuffle object %s is too short (%llu bytes) to hold a footer; it is truncated or not a "
+                        "lambdamr shuffle object.",
+                        key, (unsigned long long)size);
+    struct lmr_buf b;
+    lmr_buf_init(&b, (size_t)8 + (size_t)LMR_SHUFFLE_MAX_PARTITIONS * 32);
+    rc = lmr_store_get(store, key, size - LMR_SHUFFLE_FOOTER_BYTES, LMR_SHUFFLE_FOOTER_BYTES, &b, err);
+    if (rc != LMR_OK)
+        goto out;
+    if (b.len != LMR_SHUFFLE_FOOTER_BYTES || memcmp(b.data + 16, LMR_SHUFFLE_MAGIC, 8) != 0) {
+        rc = lmr_fail(err, LMR_ERR_FORMAT,
+                      "Shuffle object %s has no valid footer (bad magic); it is truncated or not a lambdamr shuffle "
+                      "object.",
+                      key);
+        goto out;
+    }
+    const uint8_t *f = (const uint8_t *)b.data;
+    uint64_t index_offset = get_u64le(f);
+    uint32_t index_len = get_u32le(f + 8), sum = get_u32le(f + 12);
+    if (index_len < 8 || index_offset > size || index_offset + index_len + LMR_SHUFFLE_FOOTER_BYTES != size) {
+        rc = lmr_fail(err, LMR_ERR_FORMAT, "Shuffle object %s has an inconsistent footer (index at %llu, %u bytes).",
+                      key, (unsigned long long)index_offset, index_len);
+        goto out;
+    }
+    lmr_buf_reset(&b);
+    rc = lmr_store_get(store, key, index_offset, index_len, &b, err);
+    if (rc != LMR_OK)
+        goto out;
+    const uint8_t *p = (const uint8_t *)b.data;
+    uint32_t n = b.len >= 8 ? get_u32le(p + 4) : 0;
+    if (b.len != index_len || XXH32(p, b.len, 0) != sum || get_u32le(p) != LMR_SHUFFLE_INDEX_VERSION ||
+        n > LMR_SHUFFLE_MAX_PARTITIONS || index_len != 8 + (size_t)n * 32) {
+        rc = lmr_fail(err, LMR_ERR_FORMAT,
+                      "Shuffle object %s has a corrupt index (checksum, version or length mismatch).", key);
+        goto out;
+    }
+    struct lmr_partition_frame *fr = calloc(n ? n : 1, sizeof *fr);
+    if (!fr) {
+        rc = lmr_fail(err, LMR_ERR_NOMEM, "Out of memory reading the index of %s.", key);
+        goto out;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        const uint8_t *q = p + 8 + (size_t)i * 32;
+        fr[i] = (struct lmr_partition_frame){get_u64le(q), get_u64le(q + 8), get_u64le(q + 16), get_u64le(q + 24)};
+        if (fr[i].offset > index_offset || fr[i].size_bytes > index_offset - fr[i].offset) {
+            free(fr);
+            rc = lmr_fail(err, LMR_ERR_FORMAT,
+                          "Shuffle object %s: the index entry of partition %u points outside "
+                          "the object's data.",
+                          key, i);
+            goto out;
+        }
+    }
+    *frames = fr;
+    *partitions = n;
+out:
+    lmr_buf_clean_up(&b);
+    return rc;
+}
+
+/* ---- frame reader ------------------------------------------------------------------------------------------- */
+
+struct lmr_frame_reader {
+    ZSTD_DCtx *dctx;
+    struct lmr_store_reader *sr;
+    uint8_t *in;
+    ZSTD_inBuffer zin;
+    uint8_t *buf; /* decoded bytes [start, end) not yet returned */
+    size_t cap, start, end;
+    bool open, src_eof, frame_done, finished;
+    uint64_t fetched;
+    char key[256]; /* for messages (truncated) */
+};
+
+static size_t dctx_estimate(void)
+{
+    static size_t cached;
+    if (!cached)
+        cached = ZSTD_estimateDStreamSize((size_t)1 << LMR_SHUFFLE_WINDOW_LOG);
+    return cached;
+}
+
+size_t lmr_frame_reader_memory_bytes(void)
+{
+    return dctx_estimate() + READ_IN_BYTES + READ_OUT_BYTES + sizeof(struct lmr_frame_reader);
+}
+
+enum lmr_result lmr_frame_reader_new(struct lmr_frame_reader **out, struct lmr_err *err)
+{
+    struct lmr_frame_reader *fr = calloc(1, sizeof *fr);
+    if (!fr)
+        return lmr_fail(err, LMR_ERR_NOMEM, "Out of memory creating a shuffle frame reader.");
+    fr->dctx = ZSTD_createDCtx();
+    fr->in = malloc(READ_IN_BYTES);
+    fr->cap = READ_OUT_BYTES;
+    fr->buf = malloc(fr->cap);
+    if (!fr->dctx || !fr->in || !fr->buf) {
+        lmr_frame_reader_destroy(fr);
+        return lmr_fail(err, LMR_ERR_NOMEM, "Out of memory creating a shuffle frame reader.");
+    }
+    ZSTD_DCtx_setParameter(fr->dctx, ZSTD_d_windowLogMax, LMR_SHUFFLE_WINDOW_LOG);
+    *out = fr;
+    return LMR_OK;
+}
+
+void lmr_frame_reader_close(struct lmr_frame_reader *fr)
+{
+    if (fr->sr)
+        lmr_store_close_read(fr->sr);
+    fr->sr = NULL;
+    fr->open = false;
+}
+
+void lmr_frame_reader_destroy(struct lmr_frame_reader *fr)
+{
+    if (!fr)
+        return;
+    lmr_frame_reader_close(fr);
+    ZSTD_freeDCtx(fr->dctx);
+    free(fr->in);
+    free(fr->buf);
+    free(fr);
+}
+
+uint64_t lmr_frame_reader_bytes_fetched(const struct lmr_frame_reader *fr)
+{
+    return fr->fetched;
+}
+
+enum lmr_result lmr_frame_reader_open(struct lmr_frame_reader *fr, struct lmr_store *store, const char *key,
+                                      uint64_t offset, uint64_t size_bytes, struct lmr_err *err)
+{
+    lmr_frame_reader_close(fr);
+    if (fr->cap > 4 * READ_OUT_BYTES) { /* give back what a huge record of the last frame took */
+        uint8_t *nb = realloc(fr->buf, READ_OUT_BYTES);
+        if (nb) {
+            fr->buf = nb;
+            fr->cap = READ_OUT_BYTES;
+        }
+    }
+    snprintf(fr->key, sizeof fr->key, "%s", key);
+    fr->zin = (ZSTD_inBuffer){fr->in, 0, 0};
+    fr->start = fr->end = 0;
+    fr->src_eof = fr->frame_done = fr->finished = false;
+    if (size_bytes == 0) {
+        fr->src_eof = fr->frame_done = true;
+        fr->open = true;
+        return LMR_OK;
+    }
+    ZSTD_DCtx_reset(fr->dctx, ZSTD_reset_session_only);
+    enum lmr_result rc = lmr_store_open_read(store, key, offset, size_bytes, &fr->sr, err);
+    if (rc != LMR_OK) {
+        fr->sr = NULL;
+        return rc;
+    }
+    fr->open = true;
+    return LMR_OK;
+}
+
+static enum lmr_result format_error(struct lmr_frame_reader *fr, struct lmr_err *err, const char *what)
+{
+    lmr_frame_reader_close(fr);
+    return lmr_fail(err, LMR_ERR_FORMAT,
+                    "Shuffle frame in %s is corrupt (%s); the intermediate object was damaged or truncated: rerun the "
+                    "map task that wrote it.",
+                    fr->key, what);
+}
+
+/* Refill compressed input. */
+static enum lmr_result read_in(struct lmr_frame_reader *fr, struct lmr_err *err)
+{
+    size_t got = 0;
+    enum lmr_result rc = lmr_store_read(fr->sr, fr->in, READ_IN_BYTES, &got, err);
+    if (rc != LMR_OK)
+        return rc;
+    fr->fetched += got;
+    fr->zin = (ZSTD_inBuffer){fr->in, got, 0};
+    if (!got)
+        fr->src_eof = true;
+    return LMR_OK;
+}
+
+/* Decode more bytes into buf[end, cap). On return either some bytes were added or frame_done is set. */
+static enum lmr_result fill(struct lmr_frame_reader *fr, struct lmr_err *err)
+{
+    for (;;) {
+        if (fr->zin.pos == fr->zin.size) {
+            if (!fr->src_eof) {
+                enum lmr_result rc = read_in(fr, err);
+                if (rc != LMR_OK)
+                    return rc;
+            }
+            if (fr->src_eof)
+                return format_error(fr, err, "the zstd frame is truncated");
+        }
+        ZSTD_outBuffer o = {fr->buf, fr->cap, fr->end};
+        size_t ret = ZSTD_decompressStream(fr->dctx, &o, &fr->zin);
+        if (ZSTD_isError(ret))
+            return format_error(fr, err, ZSTD_getErrorName(ret));
+        size_t produced = o.pos - fr->end;
+        fr->end = o.pos;
+        if (ret == 0) {
+            fr->frame_done = true;
+            return LMR_OK;
+        }
+        if (produced)
+            return LMR_OK;
+    }
+}
+
+/* After the frame's end: the range must hold nothing more. */
+static enum lmr_result check_trailing(struct lmr_frame_reader *fr, struct lmr_err *err)
+{
+    if (fr->zin.pos < fr->zin.size)
+        return format_error(fr, err, "bytes follow the end of the zstd frame");
+    while (fr->sr && !fr->src_eof) {
+        enum lmr_result rc = read_in(fr, err);
+        if (rc != LMR_OK)
+            return rc;
+        if (fr->zin.size)
+            return format_error(fr, err, "bytes follow the end of the zstd frame");
+    }
+    return LMR_OK;
+}
+
+/* Parse a msgpack byte-string header at p (avail bytes). @return header size, 0 if incomplete, -1 if invalid. */
+static int parse_str_header(const uint8_t *p, size_t avail, size_t *len)
+{
+    if (!avail)
+        return 0;
+    uint8_t t = p[0];
+    if ((t & 0xe0) == 0xa0) {
+        *len = t & 0x1f;
+        return 1;
+    }
+    int n;
+    switch (t) {
+    case 0xc4:
+    case 0xd9:
+        n = 1;
+        break;
+    case 0xc5:
+    case 0xda:
+        n = 2;
+        break;
+    case 0xc6:
+    case 0xdb:
+        n = 4;
+        break;
+    default:
+        return -1;
+    }
+    if (avail < (size_t)n + 1)
+        return 0;
+    size_t v = 0;
+    for (int i = 1; i <= n; i++)
+        v = v << 8 | p[i];
+    *len = v;
+    return n + 1;
+}
+
+/*
+ * Try to parse one record at buf[start, end). @return 1 parsed, 0 need more (*need = total bytes
+ * needed if known, else 0), -1 invalid.
+ */
+static int parse_record(struct lmr_frame_reader *fr, struct lmr_slice *key, struct lmr_slice *value, size_t *need)
+{
+    const uint8_t *p = fr->buf + fr->start;
+    size_t avail = fr->end - fr->start;
+    *need = 0;
+    if (!avail)
+        return 0;
+    if (p[0] != 0x92)
+        return -1;
+    size_t klen, vlen;
+    int h1 = parse_str_header(p + 1, avail - 1, &klen);
+    if (h1 <= 0)
+        return h1;
+    size_t pos = 1 + (size_t)h1;
+    if (klen > LMR_SHUFFLE_MAX_RECORD_BYTES)
+        return -2;
+    if (avail < pos + klen) {
+        *need = pos + klen + 1;
+        return 0;
+    }
+    int h2 = parse_str_header(p + pos + klen, avail - pos - klen, &vlen);
+    if (h2 <= 0) {
+        *need = h2 == 0 ? pos + klen + 5 : 0;
+        return h2;
+    }
+    if (vlen > LMR_SHUFFLE_MAX_RECORD_BYTES || klen + vlen > LMR_SHUFFLE_MAX_RECORD_BYTES)
+        return -2;
+    size_t total = pos + klen + (size_t)h2 + vlen;
+    if (avail < total) {
+        *need = total;
+        return 0;
+    }
+    *key = (struct lmr_slice){p + pos, klen};
+    *value = (struct lmr_slice){p + pos + klen + h2, vlen};
+    fr->start += total;
+    return 1;
+}
+
+enum lmr_result lmr_frame_reader_next(struct lmr_frame_reader *fr, bool *has_record, struct lmr_slice *key,
+                                      struct lmr_slice *value, struct lmr_err *err)
+{
+    *has_record = false;
+    if (!fr->open)
+        return fr->finished ? LMR_OK
+                            : lmr_fail(err, LMR_ERR_INVALID, "Shuffle frame reader used after an error or close.");
+    for (;;) {
+        size_t need;
+        int r = parse_record(fr, key, value, &need);
+        if (r == 1) {
+            *has_record = true;
+            return LMR_OK;
+        }
+        if (r == -1)
+            return format_error(fr, err, "a record is not a msgpack [bin, bin] array");
+        if (r == -2)
+            return format_error(fr, err, "a record is larger than the 1 GiB limit");
+        if (fr->frame_done) {
+            if (fr->start != fr->end)
+                return format_error(fr, err, "the frame ends inside a record");
+            enum lmr_result rc = check_trailing(fr, err);
+            if (rc != LMR_OK)
+                return rc;
+            lmr_frame_reader_close(fr);
+            fr->finished = true;
+            return LMR_OK;
+        }
+        /* Make room: move the partial record to the front, grow for records larger than the buffer. */
+        if (fr->start > 0) {
+            memmove(fr->buf, fr->buf + fr->start, fr->end - fr->start);
+            fr->end -= fr->start;
+            fr->start = 0;
+        }
+        if (fr->end == fr->cap || need > fr->cap) {
+            size_t ncap = fr->cap * 2;
+            while (ncap < need)
+                ncap *= 2;
+            uint8_t *nb = realloc(fr->buf, ncap);
+            if (!nb)
+                return lmr_fail(err, LMR_ERR_NOMEM, "Out of memory decoding a %zu-byte shuffle record from %s.", need,
+                                fr->key);
+            fr->buf = nb;
+            fr->cap = ncap;
+        }
+        enum lmr_result rc = fill(fr, err);
+        if (rc != LMR_OK)
+            return rc;
+    }
+}

@@ -1,0 +1,130 @@
+/*
+ * Shuffle frames and objects (the format is written down in docs/FORMATS.md).
+ *
+ * A shuffle object (the intermediate object of a map task, a map-side spill run, a reduce-side
+ * merge run) holds one zstd frame per partition, then an index and a fixed footer:
+ *
+ *     frame(0) frame(1) ... frame(R-1) index footer
+ *
+ * Each frame is one zstd frame (content checksum on, window <= 2^LMR_SHUFFLE_WINDOW_LOG) whose
+ * content is a sequence of msgpack records [bin key, bin value], sorted by key. An empty
+ * partition has no frame at all (size 0).
+ *
+ * This file has the streaming pieces everything else builds on: a frame writer (encode +
+ * compress into a store writer, contexts reused across frames) and a frame reader (ranged
+ * read + streaming decompress + decode, zero-copy record slices, contexts reused across
+ * frames), plus reading and writing an object's index and footer.
+ */
+#ifndef LMR_SHUFFLE_FRAME_H
+#define LMR_SHUFFLE_FRAME_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lambdamr/job.h"
+#include "store/store.h"
+#include "util/result.h"
+
+/* zstd window of the frames we write (and the largest we accept when reading): 128 KiB. */
+#define LMR_SHUFFLE_WINDOW_LOG 17
+/* The footer's magic (8 bytes) and size. */
+#define LMR_SHUFFLE_MAGIC "LMRSHUF1"
+#define LMR_SHUFFLE_FOOTER_BYTES 24
+#define LMR_SHUFFLE_INDEX_VERSION 1
+/* Largest single record (key + value) a reader accepts: a bigger one is LMR_ERR_TOO_LARGE. */
+#define LMR_SHUFFLE_MAX_RECORD_BYTES ((size_t)1 << 30)
+/* Largest partition count an index may declare. */
+#define LMR_SHUFFLE_MAX_PARTITIONS 1000000u
+
+/* Where one partition's frame lies in its object. */
+struct lmr_partition_frame {
+    uint64_t offset;     /* byte offset of the frame in the object */
+    uint64_t size_bytes; /* compressed size; 0 = empty partition (no frame) */
+    uint64_t records;    /* number of [key, value] records */
+    uint64_t raw_bytes;  /* uncompressed (msgpack) bytes */
+};
+
+/* ---- frame writer ------------------------------------------------------------------------------------------- */
+
+struct lmr_frame_writer;
+
+/**
+ * Create a frame writer (one zstd compression context, a staging buffer and an output buffer,
+ * reused for every frame it writes). zstd_level <= 0 means 1.
+ */
+enum lmr_result lmr_frame_writer_new(int zstd_level, struct lmr_frame_writer **out, struct lmr_err *err);
+/** Free the writer. NULL-safe. */
+void lmr_frame_writer_destroy(struct lmr_frame_writer *fw);
+/** @return the bytes a writer at zstd_level holds (context and buffers), for memory budgets. */
+size_t lmr_frame_writer_memory_bytes(int zstd_level);
+
+/**
+ * Start a frame on the store writer sw, at object offset *offset (the bytes already written to sw).
+ * The writer advances *offset as it writes; the pointer must stay valid until lmr_frame_writer_end.
+ */
+void lmr_frame_writer_begin(struct lmr_frame_writer *fw, struct lmr_store_writer *sw, uint64_t *offset);
+/** Append one record to the current frame. */
+enum lmr_result lmr_frame_writer_add(struct lmr_frame_writer *fw, struct lmr_slice key, struct lmr_slice value,
+                                     struct lmr_err *err);
+/** Finish the current frame and describe it in *frame. A frame without records writes nothing. */
+enum lmr_result lmr_frame_writer_end(struct lmr_frame_writer *fw, struct lmr_partition_frame *frame,
+                                     struct lmr_err *err);
+
+/**
+ * Write the index and the footer of an object whose frames are described by frames[0..n) to sw,
+ * at object offset *offset (advanced).
+ */
+enum lmr_result lmr_shuffle_write_index(struct lmr_store_writer *sw, uint64_t *offset,
+                                        const struct lmr_partition_frame *frames, uint32_t n, struct lmr_err *err);
+
+/**
+ * Read the index of the shuffle object `key` (footer, then index; both checked).
+ * @param frames  receives a malloc'd array of *partitions entries (caller frees).
+ * @return LMR_ERR_FORMAT for a missing/corrupt footer or index.
+ */
+enum lmr_result lmr_shuffle_read_index(struct lmr_store *store, const char *key, struct lmr_partition_frame **frames,
+                                       uint32_t *partitions, struct lmr_err *err);
+
+/* ---- frame reader ------------------------------------------------------------------------------------------- */
+
+struct lmr_frame_reader;
+
+/** Create a frame reader (one zstd decompression context and small buffers, reused for every frame). */
+enum lmr_result lmr_frame_reader_new(struct lmr_frame_reader **out, struct lmr_err *err);
+/** Close any open frame and free the reader. NULL-safe. */
+void lmr_frame_reader_destroy(struct lmr_frame_reader *fr);
+/** @return the bytes a reader holds while reading a frame of ordinary records, for memory budgets. */
+size_t lmr_frame_reader_memory_bytes(void);
+
+/**
+ * Open the frame at [offset, offset+size_bytes) of object `key` (a ranged read). size_bytes 0 is an
+ * empty frame (nothing is fetched). Any previously open frame is closed first.
+ */
+enum lmr_result lmr_frame_reader_open(struct lmr_frame_reader *fr, struct lmr_store *store, const char *key,
+                                      uint64_t offset, uint64_t size_bytes, struct lmr_err *err);
+/**
+ * Next record of the open frame. *key and *value point into the reader's buffer and stay valid
+ * until the next call on this reader. *has_record is false at the end of the frame.
+ * @return LMR_ERR_FORMAT for corrupt or truncated data (the reader is then unusable until reopened).
+ */
+enum lmr_result lmr_frame_reader_next(struct lmr_frame_reader *fr, bool *has_record, struct lmr_slice *key,
+                                      struct lmr_slice *value, struct lmr_err *err);
+/** Close the open frame (its store reader); the reader can be reopened. */
+void lmr_frame_reader_close(struct lmr_frame_reader *fr);
+/** Compressed bytes fetched from the store by this reader since it was created. */
+uint64_t lmr_frame_reader_bytes_fetched(const struct lmr_frame_reader *fr);
+
+/* ---- key order ---------------------------------------------------------------------------------------------- */
+
+/** The default key order: bytewise (memcmp), then shorter first. */
+static inline int lmr_shuffle_default_compare(struct lmr_slice a, struct lmr_slice b)
+{
+    size_t n = a.len < b.len ? a.len : b.len;
+    int c = n ? __builtin_memcmp(a.ptr, b.ptr, n) : 0;
+    if (c)
+        return c;
+    return (a.len > b.len) - (a.len < b.len);
+}
+
+#endif

@@ -1,0 +1,260 @@
+/* k-way merge over frame readers with a binary heap (see merge.h). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "shuffle/merge.h"
+
+struct lmr_merger {
+    const struct lmr_job_ops *ops;
+    struct lmr_store *store;
+    size_t max, n;
+    struct lmr_frame_reader **readers;
+    struct lmr_slice *keys, *values; /* current record of each source */
+    size_t *heap;
+    size_t heap_len;
+    long pending;          /* source whose record was handed out and must be advanced, or -1 */
+    uint8_t *keybuf, *acc; /* drain: copy of the group key, combined accumulator */
+    size_t keybuf_cap;
+};
+
+static inline bool less(const struct lmr_merger *m, size_t a, size_t b)
+{
+    int c = lmr_shuffle_compare(m->ops, m->keys[a], m->keys[b]);
+    return c < 0 || (c == 0 && a < b);
+}
+
+static void sift_down(struct lmr_merger *m, size_t i)
+{
+    size_t *h = m->heap, n = m->heap_len, x = h[i];
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= n)
+            break;
+        if (c + 1 < n && less(m, h[c + 1], h[c]))
+            c++;
+        if (!less(m, h[c], x))
+            break;
+        h[i] = h[c];
+        i = c;
+    }
+    h[i] = x;
+}
+
+static void sift_up(struct lmr_merger *m, size_t i)
+{
+    size_t *h = m->heap, x = h[i];
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (!less(m, x, h[p]))
+            break;
+        h[i] = h[p];
+        i = p;
+    }
+    h[i] = x;
+}
+
+enum lmr_result lmr_merger_new(const struct lmr_job_ops *ops, size_t max_sources, struct lmr_merger **out,
+                               struct lmr_err *err)
+{
+    struct lmr_merger *m = calloc(1, sizeof *m);
+    if (!m)
+        return lmr_fail(err, LMR_ERR_NOMEM, "Out of memory creating a shuffle merger.");
+    m->ops = ops;
+    m->max = max_sources ? max_sources : 1;
+    m->pending = -1;
+    m->readers = calloc(m->max, sizeof *m->readers);
+    m->keys = calloc(m->max, sizeof *m->keys);
+    m->values = calloc(m->max, sizeof *m->values);
+    m->heap = calloc(m->max, sizeof *m->heap);
+    m->acc = malloc(ops->value_size ? ops->value_size : 1);
+    if (!m->readers || !m->keys || !m->values || !m->heap || !m->acc) {
+        lmr_merger_destroy(m);
+        return lmr_fail(err, LMR_ERR_NOMEM, "Out of memory creating a shuffle merger.");
+    }
+    *out = m;
+    return LMR_OK;
+}
+
+void lmr_merger_close(struct lmr_merger *m)
+{
+    for (size_t i = 0; i < m->n; i++)
+        if (m->readers[i])
+            lmr_frame_reader_close(m->readers[i]);
+    m->n = m->heap_len = 0;
+    m->pending = -1;
+}
+
+void lmr_merger_destroy(struct lmr_merger *m)
+{
+    if (!m)
+        return;
+    if (m->readers)
+        for (size_t i = 0; i < m->max; i++)
+            lmr_frame_reader_destroy(m->readers[i]);
+    free(m->readers);
+    free(m->keys);
+    free(m->values);
+    free(m->heap);
+    free(m->keybuf);
+    free(m->acc);
+    free(m);
+}
+
+uint64_t lmr_merger_bytes_fetched(const struct lmr_merger *m)
+{
+    uint64_t total = 0;
+    for (size_t i = 0; i < m->max; i++)
+        if (m->readers[i])
+            total += lmr_frame_reader_bytes_fetched(m->readers[i]);
+    return total;
+}
+
+enum lmr_result lmr_merger_open(struct lmr_merger *m, struct lmr_store *store, const struct lmr_merge_source *sources,
+                                size_t n, struct lmr_err *err)
+{
+    lmr_merger_close(m);
+    if (n > m->max)
+        return lmr_fail(err, LMR_ERR_INTERNAL, "Shuffle merger asked to merge %zu sources, more than its %zu.", n,
+                        m->max);
+    m->store = store;
+    for (size_t i = 0; i < n; i++) {
+        enum lmr_result rc;
+        if (!m->readers[i] && (rc = lmr_frame_reader_new(&m->readers[i], err)) != LMR_OK)
+            return rc;
+        m->n = i + 1;
+        rc = lmr_frame_reader_open(m->readers[i], store, sources[i].key, sources[i].offset, sources[i].size_bytes, err);
+        if (rc != LMR_OK)
+            return rc;
+        bool has;
+        rc = lmr_frame_reader_next(m->readers[i], &has, &m->keys[i], &m->values[i], err);
+        if (rc != LMR_OK)
+            return rc;
+        if (has) {
+            m->heap[m->heap_len++] = i;
+            sift_up(m, m->heap_len - 1);
+        }
+    }
+    return LMR_OK;
+}
+
+static enum lmr_result advance_pending(struct lmr_merger *m, struct lmr_err *err)
+{
+    if (m->pending < 0)
+        return LMR_OK;
+    size_t s = (size_t)m->pending;
+    m->pending = -1;
+    bool has;
+    enum lmr_result rc = lmr_frame_reader_next(m->readers[s], &has, &m->keys[s], &m->values[s], err);
+    if (rc != LMR_OK)
+        return rc;
+    if (has) {
+        m->heap[m->heap_len++] = s;
+        sift_up(m, m->heap_len - 1);
+    }
+    return LMR_OK;
+}
+
+static void pop_top(struct lmr_merger *m, struct lmr_slice *key, struct lmr_slice *value)
+{
+    size_t s = m->heap[0];
+    *key = m->keys[s];
+    *value = m->values[s];
+    m->pending = (long)s;
+    m->heap[0] = m->heap[--m->heap_len];
+    if (m->heap_len)
+        sift_down(m, 0);
+}
+
+enum lmr_result lmr_merger_next(struct lmr_merger *m, bool *has_record, struct lmr_slice *key, struct lmr_slice *value,
+                                struct lmr_err *err)
+{
+    *has_record = false;
+    enum lmr_result rc = advance_pending(m, err);
+    if (rc != LMR_OK)
+        return rc;
+    if (!m->heap_len)
+        return LMR_OK;
+    pop_top(m, key, value);
+    *has_record = true;
+    return LMR_OK;
+}
+
+enum lmr_result lmr_merger_next_if_equal(struct lmr_merger *m, struct lmr_slice key, bool *has_record,
+                                         struct lmr_slice *value, struct lmr_err *err)
+{
+    *has_record = false;
+    enum lmr_result rc = advance_pending(m, err);
+    if (rc != LMR_OK)
+        return rc;
+    if (!m->heap_len || lmr_shuffle_compare(m->ops, m->keys[m->heap[0]], key) != 0)
+        return LMR_OK;
+    struct lmr_slice k;
+    pop_top(m, &k, value);
+    *has_record = true;
+    return LMR_OK;
+}
+
+static enum lmr_result copy_key(struct lmr_merger *m, struct lmr_slice key, struct lmr_err *err)
+{
+    if (key.len > m->keybuf_cap) {
+        size_t cap = m->keybuf_cap ? m->keybuf_cap : 64;
+        while (cap < key.len)
+            cap *= 2;
+        uint8_t *nb = realloc(m->keybuf, cap);
+        if (!nb)
+            return lmr_fail(err, LMR_ERR_NOMEM, "Out of memory holding a %zu-byte shuffle key.", key.len);
+        m->keybuf = nb;
+        m->keybuf_cap = cap;
+    }
+    if (key.len)
+        memcpy(m->keybuf, key.ptr, key.len);
+    return LMR_OK;
+}
+
+enum lmr_result lmr_merger_drain(struct lmr_merger *m, const struct lmr_job_ops *ops, void *job_state,
+                                 struct lmr_frame_writer *fw, uint64_t *records_in, struct lmr_err *err)
+{
+    uint64_t n = 0;
+    for (;;) {
+        bool has;
+        struct lmr_slice key, value;
+        enum lmr_result rc = lmr_merger_next(m, &has, &key, &value, err);
+        if (rc != LMR_OK)
+            return rc;
+        if (!has)
+            break;
+        n++;
+        if (!ops->combine) {
+            if ((rc = lmr_frame_writer_add(fw, key, value, err)) != LMR_OK)
+                return rc;
+            continue;
+        }
+        if (value.len != ops->value_size)
+            return lmr_fail(err, LMR_ERR_FORMAT,
+                            "A shuffle record of combining job %s has a %zu-byte value, expected %zu bytes; the "
+                            "intermediate data does not belong to this job.",
+                            ops->name ? ops->name : "?", value.len, ops->value_size);
+        if ((rc = copy_key(m, key, err)) != LMR_OK)
+            return rc;
+        struct lmr_slice k = {m->keybuf, key.len};
+        memcpy(m->acc, value.ptr, ops->value_size);
+        for (;;) {
+            if ((rc = lmr_merger_next_if_equal(m, k, &has, &value, err)) != LMR_OK)
+                return rc;
+            if (!has)
+                break;
+            n++;
+            if (value.len != ops->value_size)
+                return lmr_fail(err, LMR_ERR_FORMAT,
+                                "A shuffle record of combining job %s has a %zu-byte value, "
+                                "expected %zu bytes.",
+                                ops->name ? ops->name : "?", value.len, ops->value_size);
+            ops->combine(job_state, m->acc, value);
+        }
+        if ((rc = lmr_frame_writer_add(fw, k, (struct lmr_slice){m->acc, ops->value_size}, err)) != LMR_OK)
+            return rc;
+    }
+    if (records_in)
+        *records_in += n;
+    return LMR_OK;
+}

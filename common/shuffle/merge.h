@@ -1,0 +1,57 @@
+/*
+ * k-way merge of sorted shuffle frames: a binary heap of frame readers ordered by the job's key
+ * order (ties broken by source position, so equal keys come out in source order). Records are
+ * zero-copy: a returned slice stays valid until the next call that advances the merger.
+ */
+#ifndef LMR_SHUFFLE_MERGE_H
+#define LMR_SHUFFLE_MERGE_H
+
+#include "shuffle/frame.h"
+
+/* One sorted input: a frame of a shuffle object. */
+struct lmr_merge_source {
+    const char *key; /* object key in the store */
+    uint64_t offset, size_bytes;
+};
+
+struct lmr_merger;
+
+/** Create a merger that can merge up to max_sources frames at once (one frame reader each). */
+enum lmr_result lmr_merger_new(const struct lmr_job_ops *ops, size_t max_sources, struct lmr_merger **out,
+                               struct lmr_err *err);
+/** Close and free. NULL-safe. */
+void lmr_merger_destroy(struct lmr_merger *m);
+
+/** Open sources[0..n) (n <= max_sources; the array is not kept) and read each one's first record. */
+enum lmr_result lmr_merger_open(struct lmr_merger *m, struct lmr_store *store, const struct lmr_merge_source *sources,
+                                size_t n, struct lmr_err *err);
+/** Close every open source (also done by the next open). */
+void lmr_merger_close(struct lmr_merger *m);
+
+/** The smallest remaining record; *has_record false at the end. Slices valid until the next advancing call. */
+enum lmr_result lmr_merger_next(struct lmr_merger *m, bool *has_record, struct lmr_slice *key, struct lmr_slice *value,
+                                struct lmr_err *err);
+/**
+ * The next record if its key equals `key` (which must not point into the merger's buffers: copy it).
+ * *has_record false when the next key differs or at the end.
+ */
+enum lmr_result lmr_merger_next_if_equal(struct lmr_merger *m, struct lmr_slice key, bool *has_record,
+                                         struct lmr_slice *value, struct lmr_err *err);
+
+/** Compressed bytes fetched by all of the merger's readers so far. */
+uint64_t lmr_merger_bytes_fetched(const struct lmr_merger *m);
+
+/**
+ * Merge everything open in m into the frame writer fw (which has a frame begun), combining equal
+ * keys with ops->combine for combining jobs. *records_in receives the records read.
+ */
+enum lmr_result lmr_merger_drain(struct lmr_merger *m, const struct lmr_job_ops *ops, void *job_state,
+                                 struct lmr_frame_writer *fw, uint64_t *records_in, struct lmr_err *err);
+
+/** Compare two keys with the job's order (ops->compare or the default). */
+static inline int lmr_shuffle_compare(const struct lmr_job_ops *ops, struct lmr_slice a, struct lmr_slice b)
+{
+    return ops->compare ? ops->compare(a, b) : lmr_shuffle_default_compare(a, b);
+}
+
+#endif

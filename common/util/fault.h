@@ -1,0 +1,17 @@
+/*
+ * Fault injection for tests: LMR_FAULT="point:task:attempt[,point:task:attempt…]" makes the
+ * named point fire for that task and attempt ('*' matches any). Points used:
+ *   map-kill        a mapper kills its own process (SIGKILL) in the middle of its input
+ *   reduce-kill     a reducer kills its own process before committing its part
+ *   map-duplicate   the coordinator invokes an already committed map task once more
+ * Unset in normal use; the embedded service passes LMR_* variables to function processes.
+ */
+#ifndef LMR_UTIL_FAULT_H
+#define LMR_UTIL_FAULT_H
+
+#include <stdbool.h>
+
+/** @return true if LMR_FAULT names point for this task and attempt. */
+bool lmr_fault(const char *point, unsigned task, unsigned attempt);
+
+#endif

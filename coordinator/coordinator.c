@@ -1,0 +1,391 @@
+#include "coordinator.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "phase.h"
+#include "util/log.h"
+#include "util/misc.h"
+
+#define COMMIT_RECORD_MAX_BYTES (16u << 20)
+
+struct job_run {
+    const struct lmr_coordinator_options *opts;
+    const struct lmr_job_plan *plan;
+    struct lmr_reduce_task *reduce_tasks;
+    size_t nreduce;
+};
+
+/* ---- events ----------------------------------------------------------------------------------------------- */
+
+static char *attempt_id(const char *kind, size_t i, uint32_t attempt)
+{
+    char rnd[9], *s = malloc(48);
+    lmr_random_hex(rnd, 4);
+    if (s)
+        snprintf(s, 48, "%s%05zu-a%u-%s", kind, i, attempt, rnd);
+    return s;
+}
+
+static char *map_event(void *user_data, size_t i, uint32_t attempt)
+{
+    struct job_run *jr = user_data;
+    struct lmr_map_task t = jr->plan->tasks[i]; /* shallow copy: shards and job are borrowed */
+    t.job = jr->plan->job;
+    t.task = (uint32_t)i;
+    t.attempt = attempt;
+    t.attempt_id = attempt_id("m", i, attempt);
+    json_t *j = t.attempt_id ? lmr_map_task_to_json(&t) : NULL;
+    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    free(t.attempt_id);
+    return s;
+}
+
+static char *reduce_event(void *user_data, size_t i, uint32_t attempt)
+{
+    struct job_run *jr = user_data;
+    struct lmr_reduce_task t = jr->reduce_tasks[i];
+    t.job = jr->plan->job;
+    t.attempt = attempt;
+    t.attempt_id = attempt_id("r", i, attempt);
+    json_t *j = t.attempt_id ? lmr_reduce_task_to_json(&t) : NULL;
+    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    free(t.attempt_id);
+    return s;
+}
+
+static char *map_commit_key(void *user_data, size_t i)
+{
+    struct job_run *jr = user_data;
+    return lmr_work_key(&jr->plan->job, "map/m-%05zu/commit.json", i);
+}
+
+static char *reduce_commit_key(void *user_data, size_t i)
+{
+    struct job_run *jr = user_data;
+    return lmr_work_key(&jr->plan->job, "reduce/r-%05zu/commit.json", i);
+}
+
+/* ---- shuffle planning ------------------------------------------------------------------------------------- */
+
+/* Read every map task's commit record and give each reducer the frames of its partition. */
+static enum lmr_result plan_reducers(struct job_run *jr, struct lmr_err *err)
+{
+    uint32_t R = jr->plan->job.reducers;
+    jr->reduce_tasks = calloc(R, sizeof *jr->reduce_tasks);
+    if (!jr->reduce_tasks)
+        return LMR_ERR_NOMEM;
+    jr->nreduce = R;
+    for (uint32_t r = 0; r < R; r++) {
+        jr->reduce_tasks[r].task = r;
+        jr->reduce_tasks[r].frames = calloc(jr->plan->ntasks + 1, sizeof(struct lmr_frame));
+        if (!jr->reduce_tasks[r].frames)
+            return LMR_ERR_NOMEM;
+    }
+    enum lmr_result res = LMR_OK;
+    for (size_t m = 0; m < jr->plan->ntasks && !res; m++) {
+        char *key = map_commit_key(jr, m);
+        struct lmr_buf b;
+        lmr_buf_init(&b, COMMIT_RECORD_MAX_BYTES);
+        res = key ? lmr_store_get(jr->opts->work_store, key, 0, LMR_STORE_TO_END, &b, err) : LMR_ERR_NOMEM;
+        json_t *rec = res ? NULL : json_loadb(b.data ? b.data : "", b.len, 0, NULL);
+        const char *object = lmr_json_str(rec, "object", NULL);
+        json_t *frames = json_object_get(rec, "frames");
+        if (!res && (!object || json_array_size(frames) != R))
+            res = lmr_fail(err, LMR_ERR_FORMAT, "commit record '%s' of map task %zu is malformed (expected %u frames)",
+                           key, m, R);
+        for (uint32_t r = 0; !res && r < R; r++) {
+            json_t *f = json_array_get(frames, r);
+            uint64_t records = (uint64_t)json_integer_value(json_array_get(f, 2));
+            if (records == 0)
+                continue; /* nothing for this reducer: save the request */
+            struct lmr_reduce_task *t = &jr->reduce_tasks[r];
+            struct lmr_frame *fr = &t->frames[t->nframes++];
+            fr->key = strdup(object);
+            fr->offset = (uint64_t)json_integer_value(json_array_get(f, 0));
+            fr->size_bytes = (uint64_t)json_integer_value(json_array_get(f, 1));
+            fr->records = records;
+            fr->raw_bytes = (uint64_t)json_integer_value(json_array_get(f, 3));
+            if (!fr->key)
+                res = LMR_ERR_NOMEM;
+        }
+        json_decref(rec);
+        lmr_buf_clean_up(&b);
+        free(key);
+    }
+    return res;
+}
+
+static void free_reduce_tasks(struct job_run *jr)
+{
+    for (size_t r = 0; r < jr->nreduce; r++) {
+        for (size_t i = 0; i < jr->reduce_tasks[r].nframes; i++)
+            free(jr->reduce_tasks[r].frames[i].key);
+        free(jr->reduce_tasks[r].frames);
+    }
+    free(jr->reduce_tasks);
+}
+
+/* ---- clean-up --------------------------------------------------------------------------------------------- */
+
+struct key_list {
+    char **keys;
+    size_t n, cap;
+    const char *keep; /* a key not to collect */
+};
+
+static enum lmr_result collect_key(void *user_data, const struct lmr_store_object *obj)
+{
+    struct key_list *kl = user_data;
+    if (kl->keep && !strcmp(obj->key, kl->keep))
+        return LMR_OK;
+    if (kl->n == kl->cap) {
+        size_t cap = kl->cap ? kl->cap * 2 : 64;
+        char **k = realloc(kl->keys, cap * sizeof *k);
+        if (!k)
+            return LMR_ERR_NOMEM;
+        kl->keys = k;
+        kl->cap = cap;
+    }
+    if (!(kl->keys[kl->n] = strdup(obj->key)))
+        return LMR_ERR_NOMEM;
+    kl->n++;
+    return LMR_OK;
+}
+
+static void delete_prefix(struct lmr_store *s, const char *prefix, const char *keep)
+{
+    struct key_list kl = {.keep = keep};
+    struct lmr_err err = {0};
+    if (lmr_store_list(s, prefix, collect_key, &kl, &err) == LMR_OK)
+        lmr_store_delete(s, (const char *const *)kl.keys, kl.n, &err);
+    if (err.code)
+        LMR_WARN("could not clean up %s%s: %s", s->root_uri, prefix, err.msg);
+    for (size_t i = 0; i < kl.n; i++)
+        free(kl.keys[i]);
+    free(kl.keys);
+}
+
+/* Remove the part files this job may have committed, so a failed job leaves no partial output. */
+static void delete_parts(struct job_run *jr)
+{
+    const struct lmr_job_common *job = &jr->plan->job;
+    bool map_only = job->reducers == 0;
+    size_t n = map_only ? jr->plan->ntasks : job->reducers;
+    for (size_t i = 0; i < n; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "part-%c-%05zu", map_only ? 'm' : 'r', i);
+        char *key = lmr_output_key(job, name);
+        if (key)
+            lmr_store_delete(jr->opts->output_store, (const char *const *)&key, 1, NULL);
+        free(key);
+    }
+}
+
+/* ---- report ----------------------------------------------------------------------------------------------- */
+
+static void sum_field(json_t *into, const char *name, json_t *responses)
+{
+    uint64_t total = 0;
+    size_t i;
+    json_t *r;
+    json_array_foreach(responses, i, r) total += lmr_json_u64(r, name, 0);
+    json_object_set_new(into, name, json_integer((json_int_t)total));
+}
+
+static void add_store_stats(uint64_t *acc, json_t *stats)
+{
+    static const char *const names[] = {"get", "put", "list", "head", "delete"};
+    for (int k = 0; k < 5; k++)
+        acc[k] += lmr_json_u64(stats, names[k], 0);
+}
+
+static json_t *phase_json(const struct lmr_phase_result *pr, size_t ntasks, const char *const *fields, size_t nfields)
+{
+    json_t *o = json_pack("{s:f, s:I, s:I, s:I}", "wall_ms", pr->wall_ms, "tasks", (json_int_t)ntasks, "attempts",
+                          (json_int_t)pr->attempts, "failed_attempts", (json_int_t)pr->failed_attempts);
+    for (size_t f = 0; f < nfields; f++)
+        sum_field(o, fields[f], pr->responses);
+    uint64_t req[5] = {0};
+    size_t i;
+    json_t *r;
+    json_array_foreach(pr->responses, i, r) add_store_stats(req, json_object_get(r, "store"));
+    json_object_set_new(o, "store_requests",
+                        json_pack("{s:I, s:I, s:I, s:I, s:I}", "get", (json_int_t)req[0], "put", (json_int_t)req[1],
+                                  "list", (json_int_t)req[2], "head", (json_int_t)req[3], "delete",
+                                  (json_int_t)req[4]));
+    return o;
+}
+
+static json_t *build_report(struct job_run *jr, const struct lmr_phase_result *map, const struct lmr_phase_result *red,
+                            double commit_ms, double wall_ms, uint64_t *driver_store)
+{
+    const struct lmr_job_plan *plan = jr->plan;
+    static const char *const map_fields[] = {
+        "records_in",         "bytes_in",     "records_out", "intermediate_raw_bytes",
+        "intermediate_bytes", "output_bytes", "spills",      "malformed_records"};
+    static const char *const reduce_fields[] = {"frames", "records_in",  "bytes_in",
+                                                "groups", "records_out", "bytes_out"};
+    json_t *phases = json_object();
+    json_object_set_new(phases, "plan", json_pack("{s:f}", "wall_ms", plan->plan_ms));
+    json_object_set_new(phases, "map", phase_json(map, plan->ntasks, map_fields, 8));
+    if (red)
+        json_object_set_new(phases, "reduce", phase_json(red, jr->nreduce, reduce_fields, 6));
+    json_object_set_new(phases, "commit", json_pack("{s:f}", "wall_ms", commit_ms));
+
+    /* Store requests: the tasks' own plus the coordinator's. */
+    uint64_t req[5] = {0};
+    size_t i;
+    json_t *r;
+    json_array_foreach(map->responses, i, r) add_store_stats(req, json_object_get(r, "store"));
+    if (red)
+        json_array_foreach(red->responses, i, r) add_store_stats(req, json_object_get(r, "store"));
+    for (int k = 0; k < 5; k++)
+        req[k] += driver_store[k];
+
+    /* Billing: every invocation, failed attempts included, as Lambda bills them. */
+    json_t *invocations = json_array();
+    json_array_extend(invocations, map->invocations);
+    if (red)
+        json_array_extend(invocations, red->invocations);
+    double gb_s = 0, billed_ms = 0;
+    json_t *inv;
+    json_array_foreach(invocations, i, inv)
+    {
+        double b = lmr_json_double(inv, "billed_duration_ms", 0);
+        billed_ms += b;
+        gb_s += b / 1000.0 * (double)lmr_json_u64(inv, "memory_size_mb", 0) / 1024.0;
+    }
+    size_t ninv = json_array_size(invocations);
+    double lambda_usd = gb_s * LMR_PRICE_LAMBDA_GB_SECOND + (double)ninv * LMR_PRICE_LAMBDA_PER_MILLION_REQUESTS / 1e6;
+    double s3_usd = (double)(req[1] + req[2]) * LMR_PRICE_S3_PER_1000_PUT_LIST / 1000.0 +
+                    (double)(req[0] + req[3]) * LMR_PRICE_S3_PER_1000_GET / 1000.0;
+    double mb = (double)plan->input_bytes / (1024.0 * 1024.0);
+
+    json_t *report = json_object();
+    json_object_set_new(report, "job_id", json_string(plan->job.job_id));
+    json_object_set_new(report, "job", json_string(plan->job.job_name));
+    json_object_set_new(report, "args", lmr_job_args_to_json(plan->job.args));
+    json_object_set_new(report, "status", json_string("succeeded"));
+    json_object_set_new(report, "input",
+                        json_pack("{s:O, s:I, s:I}", "uris", plan->input_uris ? plan->input_uris : json_null(),
+                                  "objects", (json_int_t)plan->input_objects, "bytes", (json_int_t)plan->input_bytes));
+    json_object_set_new(report, "output", json_string(plan->output_uri ? plan->output_uri : ""));
+    json_object_set_new(report, "mappers", json_integer((json_int_t)plan->ntasks));
+    json_object_set_new(report, "reducers", json_integer((json_int_t)plan->job.reducers));
+    json_object_set_new(report, "memory_mb", json_integer((json_int_t)plan->job.memory_mb));
+    json_object_set_new(report, "wall_ms", json_real(wall_ms));
+    json_object_set_new(report, "throughput_mib_s", json_real(wall_ms > 0 ? mb / (wall_ms / 1000.0) : 0));
+    json_object_set_new(report, "phases", phases);
+    json_object_set_new(report, "store_requests",
+                        json_pack("{s:I, s:I, s:I, s:I, s:I}", "get", (json_int_t)req[0], "put", (json_int_t)req[1],
+                                  "list", (json_int_t)req[2], "head", (json_int_t)req[3], "delete",
+                                  (json_int_t)req[4]));
+    json_object_set_new(
+        report, "cost",
+        json_pack("{s:I, s:f, s:f, s:f, s:f, s:f, s:{s:f, s:f, s:f, s:f, s:s}}", "invocations", (json_int_t)ninv,
+                  "billed_duration_ms", billed_ms, "gb_seconds", gb_s, "lambda_usd", lambda_usd, "s3_usd", s3_usd,
+                  "total_usd", lambda_usd + s3_usd, "prices", "lambda_gb_second", LMR_PRICE_LAMBDA_GB_SECOND,
+                  "lambda_per_million_requests", LMR_PRICE_LAMBDA_PER_MILLION_REQUESTS,
+                  "s3_per_1000_put_copy_post_list", LMR_PRICE_S3_PER_1000_PUT_LIST, "s3_per_1000_get_head",
+                  LMR_PRICE_S3_PER_1000_GET, "note",
+                  "AWS us-east-1 list prices for Lambda (x86) and S3 Standard requests; S3 requests are counted on "
+                  "every back-end, as if the store were S3"));
+    json_object_set_new(report, "invocations", invocations);
+    return report;
+}
+
+/* ---- the job ---------------------------------------------------------------------------------------------- */
+
+static void progress(const struct lmr_coordinator_options *opts, const char *phase, uint32_t done, uint32_t total)
+{
+    if (opts->progress) {
+        struct lmr_progress p = {.phase = phase, .done = done, .total = total};
+        opts->progress(opts->progress_user_data, &p);
+    }
+}
+
+static void store_counts(struct lmr_store *s, uint64_t *acc)
+{
+    acc[0] += atomic_load(&s->stats.get_requests);
+    acc[1] += atomic_load(&s->stats.put_requests);
+    acc[2] += atomic_load(&s->stats.list_requests);
+    acc[3] += atomic_load(&s->stats.head_requests);
+    acc[4] += atomic_load(&s->stats.delete_requests);
+}
+
+enum lmr_result lmr_coordinator_run(const struct lmr_coordinator_options *opts, const struct lmr_job_plan *plan,
+                                    json_t **report, struct lmr_err *err)
+{
+    double t0 = lmr_mono_ms();
+    struct lmr_coordinator_options o = *opts;
+    if (!o.concurrency)
+        o.concurrency = 8;
+    if (!o.max_attempts)
+        o.max_attempts = 3;
+    struct job_run jr = {.opts = &o, .plan = plan};
+    struct lmr_phase_result map = {0}, red = {0};
+    bool map_only = plan->job.reducers == 0;
+    *report = NULL;
+
+    struct lmr_phase map_phase = {.name = "map",
+                                  .function = o.map_function,
+                                  .ntasks = plan->ntasks,
+                                  .build_event = map_event,
+                                  .commit_key = map_commit_key,
+                                  .user_data = &jr};
+    enum lmr_result r = lmr_phase_run(&o, &map_phase, &map, err);
+    if (!r && !map_only)
+        r = plan_reducers(&jr, err);
+    if (!r && !map_only) {
+        struct lmr_phase reduce_phase = {.name = "reduce",
+                                         .function = o.reduce_function,
+                                         .ntasks = jr.nreduce,
+                                         .build_event = reduce_event,
+                                         .commit_key = reduce_commit_key,
+                                         .user_data = &jr};
+        r = lmr_phase_run(&o, &reduce_phase, &red, err);
+    }
+
+    double tc = lmr_mono_ms();
+    char *success_key = lmr_output_key(&plan->job, "_SUCCESS");
+    char *report_key = lmr_output_key(&plan->job, "_lambdamr/report.json");
+    char *manifest_key = lmr_work_key(&plan->job, "manifest.json");
+    if (!r && (!success_key || !report_key || !manifest_key))
+        r = LMR_ERR_NOMEM;
+    if (!r) {
+        progress(&o, "commit", 0, 1);
+        /* Intermediate data is no longer needed; the manifest stays as the job's record. */
+        delete_prefix(o.work_store, plan->job.work.key, manifest_key);
+        uint64_t driver_store[5] = {0};
+        store_counts(o.work_store, driver_store);
+        if (o.output_store != o.work_store)
+            store_counts(o.output_store, driver_store);
+        driver_store[1] += 2; /* the report and _SUCCESS, written below */
+        double now = lmr_mono_ms();
+        *report = build_report(&jr, &map, map_only ? NULL : &red, now - tc, now - t0 + plan->plan_ms, driver_store);
+        char *text = *report ? json_dumps(*report, JSON_INDENT(2)) : NULL;
+        r = text ? lmr_store_put(o.output_store, report_key, text, strlen(text), 0, err) : LMR_ERR_NOMEM;
+        free(text);
+        /* _SUCCESS last: its presence means every part above is complete. */
+        if (!r)
+            r = lmr_store_put(o.output_store, success_key, "", 0, 0, err);
+        progress(&o, "commit", 1, 1);
+    }
+    if (r) {
+        delete_parts(&jr);
+        delete_prefix(o.work_store, plan->job.work.key, manifest_key);
+        json_decref(*report);
+        *report = NULL;
+    }
+    free(success_key);
+    free(report_key);
+    free(manifest_key);
+    free_reduce_tasks(&jr);
+    lmr_phase_result_clean_up(&map);
+    lmr_phase_result_clean_up(&red);
+    return r;
+}

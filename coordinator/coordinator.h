@@ -1,0 +1,65 @@
+/*
+ * The coordinator: runs a planned job through its phases. It invokes map tasks with bounded
+ * concurrency, decides completion from the tasks' create-only commit records (not from
+ * invoke responses alone), re-invokes tasks that failed, timed out or never committed, plans
+ * and invokes the reducers, and finally commits the job (_SUCCESS) and writes the report.
+ *
+ * It runs inside the driver by default; the same code serves as the "coordinator" function
+ * role when a job is driven from AWS.
+ */
+#ifndef LMR_COORDINATOR_COORDINATOR_H
+#define LMR_COORDINATOR_COORDINATOR_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "job/task.h"
+#include "lambda/invoker.h"
+#include "store/store.h"
+
+/* A planned job: settings plus the map tasks' shards (task/attempt fields are set per invoke). */
+struct lmr_job_plan {
+    struct lmr_job_common job;
+    struct lmr_map_task *tasks;
+    size_t ntasks;
+    uint64_t input_bytes;
+    uint64_t input_objects;
+    json_t *input_uris; /* for the report (borrowed) */
+    const char *output_uri;
+    double plan_ms;
+};
+
+struct lmr_progress {
+    const char *phase; /* "map", "reduce", "commit" */
+    uint32_t done, total, running;
+    uint32_t failed_attempts;
+};
+
+struct lmr_coordinator_options {
+    struct lmr_invoker *invoker;    /* Required. */
+    const char *map_function;       /* Required: function name for map tasks. */
+    const char *reduce_function;    /* Required: function name for reduce tasks. */
+    struct lmr_store *work_store;   /* Required: holds plan->job.work. */
+    struct lmr_store *output_store; /* Required: holds plan->job.output. */
+    uint32_t concurrency;           /* Optional: invocations in flight, default 8. */
+    uint32_t max_attempts;          /* Optional: per task, default 3. */
+    /* Optional: called (from worker threads, serialised) whenever a task starts or ends. */
+    void (*progress)(void *user_data, const struct lmr_progress *p);
+    void *progress_user_data;
+};
+
+/**
+ * Run the job. On success the output holds part files and _SUCCESS, and *report (new
+ * reference) the job report, also written to <output>/_lambdamr/report.json. On failure the
+ * output is left without any part written by this job, and err says which task failed why.
+ */
+enum lmr_result lmr_coordinator_run(const struct lmr_coordinator_options *opts, const struct lmr_job_plan *plan,
+                                    json_t **report, struct lmr_err *err);
+
+/* Prices the cost estimate uses (USD), written into every report. */
+#define LMR_PRICE_LAMBDA_GB_SECOND 0.0000166667
+#define LMR_PRICE_LAMBDA_PER_MILLION_REQUESTS 0.20
+#define LMR_PRICE_S3_PER_1000_PUT_LIST 0.005
+#define LMR_PRICE_S3_PER_1000_GET 0.0004
+
+#endif

@@ -1,2 +1,0 @@
-/* placeholder */
-int lmr_coordinator_placeholder;

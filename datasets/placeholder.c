@@ -1,2 +1,0 @@
-/* placeholder */
-int lmr_datasets_placeholder;

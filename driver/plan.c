@@ -1,0 +1,213 @@
+#include "plan.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define MiB (1024ull * 1024ull)
+
+struct input_object {
+    struct lmr_store *store;
+    char *key;
+    uint64_t size;
+};
+
+struct expand_state {
+    struct input_object *objs;
+    size_t n, cap;
+    struct lmr_store *store;
+    const char *prefix;
+    size_t matched;
+};
+
+/* Hadoop's rule: names starting with '_' or '.' (below the input location) are not input. */
+static bool hidden(const char *rel)
+{
+    for (const char *p = rel; *p;) {
+        if (*p == '_' || *p == '.')
+            return true;
+        const char *slash = strchr(p, '/');
+        if (!slash)
+            break;
+        p = slash + 1;
+    }
+    return false;
+}
+
+static enum lmr_result on_object(void *user_data, const struct lmr_store_object *obj)
+{
+    struct expand_state *st = user_data;
+    size_t pl = strlen(st->prefix);
+    const char *rel = obj->key + pl;
+    /* "dir/x" as a prefix means the object "dir/x" or everything below "dir/x/", not "dir/xy". */
+    if (pl && st->prefix[pl - 1] != '/' && *rel) {
+        if (*rel != '/')
+            return LMR_OK;
+        rel++;
+    }
+    if (*rel && hidden(rel))
+        return LMR_OK;
+    if (st->n == st->cap) {
+        size_t cap = st->cap ? st->cap * 2 : 256;
+        struct input_object *o = realloc(st->objs, cap * sizeof *o);
+        if (!o)
+            return LMR_ERR_NOMEM;
+        st->objs = o;
+        st->cap = cap;
+    }
+    if (!(st->objs[st->n].key = strdup(obj->key)))
+        return LMR_ERR_NOMEM;
+    st->objs[st->n].store = st->store;
+    st->objs[st->n].size = obj->size_bytes;
+    st->n++;
+    st->matched++;
+    return LMR_OK;
+}
+
+/* Open the store of uri (sharing one per root) and list the objects it names. */
+static enum lmr_result expand(struct expand_state *st, const char *uri, struct lmr_store_set *stores,
+                              struct lmr_err *err)
+{
+    struct lmr_store *s;
+    char *prefix;
+    enum lmr_result r = lmr_store_open(uri, &s, &prefix, err);
+    if (r)
+        return lmr_err_prefix(err, "input '%s'", uri);
+    struct lmr_store *shared = NULL;
+    for (size_t i = 0; i < stores->n; i++)
+        if (!strcmp(stores->stores[i]->root_uri, s->root_uri))
+            shared = stores->stores[i];
+    if (shared) {
+        lmr_store_destroy(s);
+        s = shared;
+    } else if ((r = lmr_store_set_add(stores, s, err))) {
+        lmr_store_destroy(s);
+        free(prefix);
+        return r;
+    }
+    st->store = s;
+    st->prefix = prefix;
+    st->matched = 0;
+    r = lmr_store_list(s, prefix, on_object, st, err);
+    if (r)
+        lmr_err_prefix(err, "listing input '%s'", uri);
+    else if (st->matched == 0)
+        r = lmr_fail(err, LMR_ERR_NOT_FOUND,
+                     "input '%s' does not exist or holds no input files (names starting with '_' or '.' are "
+                     "skipped); check the path",
+                     uri);
+    free(prefix);
+    st->prefix = NULL;
+    return r;
+}
+
+/* Local files can be checked before anything runs; remote objects fail in their map task. */
+static enum lmr_result check_readable(const struct input_object *o, struct lmr_err *err)
+{
+    if (strcmp(o->store->vtable->scheme, "file"))
+        return LMR_OK;
+    struct lmr_store_reader *rd;
+    enum lmr_result r = lmr_store_open_read(o->store, o->key, 0, 0, &rd, err);
+    if (!r)
+        lmr_store_close_read(rd);
+    return r;
+}
+
+static enum lmr_result add_shard(struct lmr_map_task *t, const struct input_object *o, uint64_t off, uint64_t len)
+{
+    struct lmr_shard *sh = realloc(t->shards, (t->nshards + 1) * sizeof *sh);
+    if (!sh)
+        return LMR_ERR_NOMEM;
+    t->shards = sh;
+    struct lmr_shard *s = &sh[t->nshards];
+    memset(s, 0, sizeof *s);
+    s->object.root = strdup(o->store->root_uri);
+    s->object.key = strdup(o->key);
+    s->offset = off;
+    s->length = len;
+    s->object_size = o->size;
+    s->codec = lmr_codec_from_key(o->key);
+    t->nshards++;
+    return s->object.root && s->object.key ? LMR_OK : LMR_ERR_NOMEM;
+}
+
+enum lmr_result lmr_plan_inputs(const struct lmr_plan_options *opts, struct lmr_store_set *stores,
+                                struct lmr_job_plan *plan, struct lmr_err *err)
+{
+    struct expand_state st = {0};
+    enum lmr_result r = LMR_OK;
+    for (size_t i = 0; i < opts->ninputs && !r; i++)
+        r = expand(&st, opts->inputs[i], stores, err);
+    uint64_t total = 0;
+    for (size_t i = 0; i < st.n && !r; i++) {
+        total += st.objs[i].size;
+        r = check_readable(&st.objs[i], err);
+    }
+    if (!r && st.n == 0)
+        r = lmr_fail(err, LMR_ERR_NOT_FOUND, "no input: give at least one --input");
+
+    /* Split size: as asked, or (by default) small enough to give every invocation slot work. */
+    uint64_t split = opts->split_size_bytes;
+    if (!opts->split_size_given && opts->concurrency > 1 && total / split < opts->concurrency) {
+        uint64_t even = (total + opts->concurrency - 1) / opts->concurrency;
+        split = even < MiB ? MiB : even;
+    }
+    /* Shards are packed into tasks of about one split; --mappers caps the count. */
+    uint64_t target = split;
+    if (opts->max_mappers) {
+        uint64_t per = (total + opts->max_mappers - 1) / opts->max_mappers;
+        if (per > target)
+            target = per;
+    }
+    size_t cap = 16;
+    plan->tasks = calloc(cap, sizeof *plan->tasks);
+    plan->ntasks = 0;
+    if (!plan->tasks)
+        r = LMR_ERR_NOMEM;
+    uint64_t in_task = 0;
+    for (size_t i = 0; i < st.n && !r; i++) {
+        const struct input_object *o = &st.objs[i];
+        bool whole = lmr_codec_from_key(o->key) != LMR_CODEC_NONE;
+        for (uint64_t off = 0; off < o->size && !r;) {
+            uint64_t len = whole ? o->size : (o->size - off < split ? o->size - off : split);
+            bool full = in_task >= target || (opts->max_mappers == 0 && in_task + len > target && in_task > 0);
+            if (plan->ntasks == 0 || (full && (!opts->max_mappers || plan->ntasks < opts->max_mappers))) {
+                if (plan->ntasks == cap) {
+                    struct lmr_map_task *t = realloc(plan->tasks, cap * 2 * sizeof *t);
+                    if (!t) {
+                        r = LMR_ERR_NOMEM;
+                        break;
+                    }
+                    memset(t + cap, 0, cap * sizeof *t);
+                    plan->tasks = t;
+                    cap *= 2;
+                }
+                plan->ntasks++;
+                in_task = 0;
+            }
+            r = add_shard(&plan->tasks[plan->ntasks - 1], o, off, len);
+            in_task += len;
+            off += len;
+        }
+    }
+    if (!r && plan->ntasks == 0) { /* only empty files: one task that reads nothing */
+        plan->ntasks = 1;
+    }
+    plan->input_bytes = total;
+    plan->input_objects = st.n;
+    for (size_t i = 0; i < st.n; i++)
+        free(st.objs[i].key);
+    free(st.objs);
+    return r;
+}
+
+void lmr_plan_tasks_free(struct lmr_job_plan *plan)
+{
+    for (size_t i = 0; i < plan->ntasks; i++) {
+        for (size_t s = 0; s < plan->tasks[i].nshards; s++)
+            lmr_location_clean_up(&plan->tasks[i].shards[s].object);
+        free(plan->tasks[i].shards);
+    }
+    free(plan->tasks);
+    plan->tasks = NULL;
+    plan->ntasks = 0;
+}

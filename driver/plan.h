@@ -1,0 +1,28 @@
+/*
+ * Planning: expand the --input locations into objects, split them into shards of
+ * --split-size bytes (compressed objects whole) and pack the shards into map tasks.
+ */
+#ifndef LMR_DRIVER_PLAN_H
+#define LMR_DRIVER_PLAN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "coordinator.h"
+#include "store/store_set.h"
+
+struct lmr_plan_options {
+    char **inputs; /* Required: paths, file:// or s3:// URIs */
+    size_t ninputs;
+    uint64_t split_size_bytes; /* Required */
+    bool split_size_given;     /* false: split smaller so that every invocation slot gets work */
+    uint32_t max_mappers;      /* Optional: 0 = no cap */
+    uint32_t concurrency;      /* invocations that run at once */
+};
+
+/** Fill plan->tasks, ntasks, input_bytes, input_objects. Input stores are added to stores. */
+enum lmr_result lmr_plan_inputs(const struct lmr_plan_options *opts, struct lmr_store_set *stores,
+                                struct lmr_job_plan *plan, struct lmr_err *err);
+void lmr_plan_tasks_free(struct lmr_job_plan *plan);
+
+#endif

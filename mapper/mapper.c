@@ -1,0 +1,219 @@
+/*
+ * A map task: for each shard, stream its lines into the job's map; map emits into the
+ * combining collector (shuffle/map_output), which writes ONE intermediate object with a zstd
+ * frame per reducer. Then the task commits with a create-only record naming that object:
+ * a late or duplicate attempt loses the race and removes its own object, so nothing that a
+ * reducer reads can change after the commit.
+ * Map-only jobs write their output part (part-m-NNNNN) directly, also create-only.
+ */
+#include "mapper.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "job/registry.h"
+#include "job/task.h"
+#include "job/text_output.h"
+#include "shard_reader.h"
+#include "shuffle/map_output.h"
+#include "store/store_set.h"
+#include "util/fault.h"
+#include "util/misc.h"
+
+#define MiB (1024ull * 1024ull)
+
+struct map_run {
+    const struct lmr_job_ops *ops;
+    void *job_state;
+    struct lmr_emitter *out;
+    struct lmr_job_counters counters;
+    const struct lmr_shard *shard;
+    uint64_t row;     /* line number within the shard, 1-based, for error messages */
+    uint64_t lines;   /* lines mapped by this task so far */
+    bool kill_midway; /* fault injection (tests): die after some input */
+};
+
+static enum lmr_result on_line(void *user_data, struct lmr_slice line, uint64_t offset, struct lmr_err *err)
+{
+    struct map_run *m = user_data;
+    m->row++;
+    if (m->kill_midway && ++m->lines == 64)
+        raise(SIGKILL);
+    if (m->ops->map(m->job_state, line, m->out, &m->counters))
+        return lmr_fail(err, LMR_ERR_FORMAT,
+                        "job '%s' rejected row %llu of the shard at byte %llu of %s/%s (line starting at byte %llu); "
+                        "fix the input or run without --strict to skip malformed rows",
+                        m->ops->name, (unsigned long long)m->row, (unsigned long long)m->shard->offset,
+                        m->shard->object.root, m->shard->object.key, (unsigned long long)offset);
+    return LMR_OK;
+}
+
+/* Map the task's shards into `out`. */
+static enum lmr_result map_shards(const struct lmr_map_task *t, struct lmr_store_set *stores, struct map_run *m,
+                                  size_t max_line_bytes, struct lmr_shard_stats *in, struct lmr_err *err)
+{
+    for (size_t i = 0; i < t->nshards; i++) {
+        struct lmr_store *s;
+        enum lmr_result r = lmr_store_set_get(stores, t->shards[i].object.root, &s, err);
+        if (r)
+            return r;
+        m->shard = &t->shards[i];
+        m->row = 0;
+        if ((r = lmr_shard_read_lines(s, &t->shards[i], max_line_bytes, on_line, m, in, err)))
+            return r;
+    }
+    return LMR_OK;
+}
+
+static json_t *frames_json(const struct lmr_map_output_index *idx)
+{
+    json_t *a = json_array();
+    for (uint32_t p = 0; p < idx->partitions; p++) {
+        const struct lmr_partition_frame *f = &idx->frames[p];
+        json_array_append_new(a, json_pack("[I, I, I, I]", (json_int_t)f->offset, (json_int_t)f->size_bytes,
+                                           (json_int_t)f->records, (json_int_t)f->raw_bytes));
+    }
+    return a;
+}
+
+/* Write the create-only commit record; *won is false when another attempt committed first. */
+static enum lmr_result commit_task(const struct lmr_map_task *t, struct lmr_store *work, json_t *record, bool *won,
+                                   struct lmr_err *err)
+{
+    char *key = lmr_work_key(&t->job, "map/m-%05u/commit.json", t->task);
+    char *text = json_dumps(record, JSON_COMPACT);
+    enum lmr_result r = key && text ? LMR_OK : LMR_ERR_NOMEM;
+    if (!r)
+        r = lmr_store_put(work, key, text, strlen(text), LMR_PUT_CREATE_ONLY, err);
+    *won = r == LMR_OK;
+    if (r == LMR_ERR_EXISTS) {
+        lmr_err_clear(err);
+        r = LMR_OK;
+    }
+    free(key);
+    free(text);
+    return r;
+}
+
+enum lmr_result lmr_mapper_handle(void *user_data, const struct lmr_runtime_context *ctx, const char *event,
+                                  size_t event_len, struct lmr_buf *response, struct lmr_err *err)
+{
+    double t0 = lmr_mono_ms();
+    struct lmr_map_task t;
+    enum lmr_result r = lmr_map_task_from_json(event, event_len, &t, err);
+    if (r)
+        return r;
+    struct lmr_store_set stores = {0};
+    struct map_run m = {0};
+    struct lmr_shard_stats in = {0};
+    struct lmr_map_output *mo = NULL;
+    struct lmr_map_output_index idx = {0};
+    struct lmr_text_output text = {0};
+    bool text_open = false, won = false, already = false;
+    char *object_key = NULL, *spill_prefix = NULL;
+    json_t *record = NULL;
+    uint64_t budget = (uint64_t)t.job.memory_mb * MiB;
+    /* Leave room for the process itself, input buffers and codec contexts. */
+    size_t collector_bytes = (size_t)(budget * 55 / 100);
+    size_t max_line_bytes = (size_t)(budget / 5);
+    struct lmr_store *work = NULL;
+
+    m.kill_midway = lmr_fault("map-kill", t.task, t.attempt);
+    if ((r = lmr_job_find(t.job.job_name, &m.ops, err)))
+        goto done;
+    if (m.ops->setup) {
+        char msg[512] = "";
+        if (m.ops->setup(&m.job_state, t.job.args, msg, sizeof msg)) {
+            r = lmr_fail(err, LMR_ERR_INVALID, "job '%s': %s", m.ops->name, msg);
+            goto done;
+        }
+    }
+    if ((r = lmr_store_set_get(&stores, t.job.work.root, &work, err)))
+        goto done;
+
+    if (m.ops->map_only) {
+        struct lmr_store *out_store;
+        char name[32];
+        snprintf(name, sizeof name, "part-m-%05u", t.task);
+        char *key = lmr_output_key(&t.job, name);
+        r = key ? lmr_store_set_get(&stores, t.job.output.root, &out_store, err) : LMR_ERR_NOMEM;
+        if (!r)
+            r = lmr_text_output_init(&text, out_store, key, err);
+        free(key);
+        if (r)
+            goto done;
+        text_open = true;
+        m.out = &text.emitter;
+        if ((r = map_shards(&t, &stores, &m, max_line_bytes, &in, err)))
+            goto done;
+        if ((r = lmr_text_output_commit(&text, &already, err)))
+            goto done;
+        record =
+            json_pack("{s:s, s:s, s:I}", "attempt_id", t.attempt_id, "part", name, "records", (json_int_t)text.records);
+    } else {
+        object_key = lmr_work_key(&t.job, "map/m-%05u/%s.lmr", t.task, t.attempt_id);
+        spill_prefix = lmr_work_key(&t.job, "map/m-%05u/%s-spill-", t.task, t.attempt_id);
+        if (!object_key || !spill_prefix) {
+            r = LMR_ERR_NOMEM;
+            goto done;
+        }
+        struct lmr_map_output_options mo_opts = {
+            .ops = m.ops,
+            .job_state = m.job_state,
+            .partitions = t.job.reducers ? t.job.reducers : 1,
+            .memory_limit_bytes = collector_bytes,
+            .store = work,
+            .spill_prefix = spill_prefix,
+            .object_key = object_key,
+        };
+        if ((r = lmr_map_output_new(&mo_opts, &mo, err)))
+            goto done;
+        m.out = lmr_map_output_emitter(mo);
+        if ((r = map_shards(&t, &stores, &m, max_line_bytes, &in, err)))
+            goto done;
+        if ((r = lmr_map_output_status(mo, err)))
+            goto done;
+        if ((r = lmr_map_output_finish(mo, &idx, err)))
+            goto done;
+        record =
+            json_pack("{s:s, s:s, s:o}", "attempt_id", t.attempt_id, "object", object_key, "frames", frames_json(&idx));
+    }
+    if (!record) {
+        r = LMR_ERR_NOMEM;
+        goto done;
+    }
+    if ((r = commit_task(&t, work, record, &won, err)))
+        goto done;
+    if (!won && object_key) /* another attempt committed first: its object is the one reducers read */
+        lmr_store_delete(work, (const char *const *)&object_key, 1, NULL);
+
+    json_t *resp = json_pack("{s:s, s:I, s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:o}", "kind", "map",
+                             "task", (json_int_t)t.task, "attempt_id", t.attempt_id, "committed", won, "records_in",
+                             (json_int_t)in.records, "bytes_in", (json_int_t)in.bytes_read, "records_out",
+                             (json_int_t)(m.ops->map_only ? text.records : idx.records_out), "intermediate_raw_bytes",
+                             (json_int_t)(m.ops->map_only ? 0 : idx.raw_bytes), "intermediate_bytes",
+                             (json_int_t)(m.ops->map_only ? 0 : idx.object_bytes), "output_bytes",
+                             (json_int_t)(m.ops->map_only ? text.bytes : 0), "spills",
+                             (json_int_t)(m.ops->map_only ? 0 : idx.spills), "malformed_records",
+                             (json_int_t)m.counters.malformed_records, "task_ms", lmr_mono_ms() - t0, "store",
+                             lmr_store_set_stats_json(&stores));
+    char *s = resp ? json_dumps(resp, JSON_COMPACT) : NULL;
+    json_decref(resp);
+    r = s ? lmr_buf_append_str(response, s) : LMR_ERR_NOMEM;
+    free(s);
+done:
+    json_decref(record);
+    if (text_open)
+        lmr_text_output_clean_up(&text);
+    lmr_map_output_index_clean_up(&idx);
+    lmr_map_output_destroy(mo);
+    if (m.ops && m.ops->teardown && m.job_state)
+        m.ops->teardown(m.job_state);
+    lmr_store_set_clean_up(&stores);
+    free(object_key);
+    free(spill_prefix);
+    lmr_map_task_clean_up(&t);
+    return r;
+}

@@ -1,2 +1,0 @@
-/* placeholder */
-int lmr_mapper_placeholder;

@@ -1,0 +1,237 @@
+#include "shard_reader.h"
+
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+#include <zstd.h>
+
+#define READ_CHUNK_BYTES (1u << 20)
+#define TAIL_CHUNK_BYTES (64u << 10)
+
+/* A stream of (possibly decompressed) bytes from one store range. */
+struct byte_source {
+    struct lmr_store *store;
+    const char *key;
+    struct lmr_store_reader *rd;
+    enum lmr_codec codec;
+    z_stream z;
+    bool z_live;
+    ZSTD_DStream *zd;
+    uint8_t *cbuf; /* compressed input */
+    size_t clen, cpos;
+    bool raw_eof;
+    uint64_t *bytes_read;
+};
+
+static enum lmr_result raw_read(struct byte_source *s, void *buf, size_t cap, size_t *got, struct lmr_err *err)
+{
+    enum lmr_result r = lmr_store_read(s->rd, buf, cap, got, err);
+    if (!r)
+        *s->bytes_read += *got;
+    return r;
+}
+
+static enum lmr_result refill_compressed(struct byte_source *s, struct lmr_err *err)
+{
+    if (s->cpos < s->clen || s->raw_eof)
+        return LMR_OK;
+    size_t got;
+    enum lmr_result r = raw_read(s, s->cbuf, READ_CHUNK_BYTES, &got, err);
+    if (r)
+        return r;
+    s->clen = got;
+    s->cpos = 0;
+    if (got == 0)
+        s->raw_eof = true;
+    return LMR_OK;
+}
+
+/* Up to cap decompressed bytes; *got == 0 only at the end of the stream. */
+static enum lmr_result source_read(struct byte_source *s, uint8_t *buf, size_t cap, size_t *got, struct lmr_err *err)
+{
+    *got = 0;
+    if (s->codec == LMR_CODEC_NONE)
+        return raw_read(s, buf, cap, got, err);
+    while (*got == 0) {
+        enum lmr_result r = refill_compressed(s, err);
+        if (r)
+            return r;
+        if (s->raw_eof && s->cpos >= s->clen)
+            return LMR_OK;
+        if (s->codec == LMR_CODEC_ZSTD) {
+            ZSTD_inBuffer in = {s->cbuf, s->clen, s->cpos};
+            ZSTD_outBuffer out = {buf, cap, 0};
+            size_t rc = ZSTD_decompressStream(s->zd, &out, &in);
+            if (ZSTD_isError(rc))
+                return lmr_fail(err, LMR_ERR_FORMAT, "'%s' is not valid zstd data (%s)", s->key, ZSTD_getErrorName(rc));
+            s->cpos = in.pos;
+            *got = out.pos;
+        } else {
+            if (!s->z_live) { /* a new gzip member (files may concatenate several) */
+                memset(&s->z, 0, sizeof s->z);
+                if (inflateInit2(&s->z, 16 + MAX_WBITS) != Z_OK)
+                    return LMR_ERR_NOMEM;
+                s->z_live = true;
+            }
+            s->z.next_in = s->cbuf + s->cpos;
+            s->z.avail_in = (uInt)(s->clen - s->cpos);
+            s->z.next_out = buf;
+            s->z.avail_out = (uInt)cap;
+            int zr = inflate(&s->z, Z_NO_FLUSH);
+            s->cpos = s->clen - s->z.avail_in;
+            *got = cap - s->z.avail_out;
+            if (zr == Z_STREAM_END) {
+                inflateEnd(&s->z);
+                s->z_live = false;
+            } else if (zr != Z_OK && zr != Z_BUF_ERROR) {
+                return lmr_fail(err, LMR_ERR_FORMAT, "'%s' is not valid gzip data (%s)", s->key,
+                                s->z.msg ? s->z.msg : "inflate failed");
+            }
+        }
+    }
+    return LMR_OK;
+}
+
+static void source_close(struct byte_source *s)
+{
+    lmr_store_close_read(s->rd);
+    s->rd = NULL;
+    if (s->z_live)
+        inflateEnd(&s->z);
+    s->z_live = false;
+    ZSTD_freeDStream(s->zd);
+    s->zd = NULL;
+    free(s->cbuf);
+    s->cbuf = NULL;
+}
+
+/* The growable line buffer. */
+struct line_buf {
+    uint8_t *data;
+    size_t len, pos, cap, max_bytes;
+};
+
+static enum lmr_result line_buf_make_room(struct line_buf *b, const char *key, uint64_t line_offset,
+                                          struct lmr_err *err)
+{
+    if (b->pos > 0) {
+        memmove(b->data, b->data + b->pos, b->len - b->pos);
+        b->len -= b->pos;
+        b->pos = 0;
+    }
+    if (b->len < b->cap)
+        return LMR_OK;
+    if (b->cap >= b->max_bytes)
+        return lmr_fail(err, LMR_ERR_TOO_LARGE,
+                        "a line at byte %llu of '%s' is longer than %zu bytes, the most this task's memory allows; "
+                        "give the function more memory (--memory)",
+                        (unsigned long long)line_offset, key, b->max_bytes);
+    size_t cap = b->cap * 2 > b->max_bytes ? b->max_bytes : b->cap * 2;
+    uint8_t *p = realloc(b->data, cap);
+    if (!p)
+        return LMR_ERR_NOMEM;
+    b->data = p;
+    b->cap = cap;
+    return LMR_OK;
+}
+
+static enum lmr_result emit_line(lmr_line_fn fn, void *ud, const uint8_t *p, size_t n, uint64_t offset,
+                                 struct lmr_shard_stats *stats, struct lmr_err *err)
+{
+    if (n > 0 && p[n - 1] == '\r')
+        n--;
+    stats->records++;
+    return fn(ud, (struct lmr_slice){p, n}, offset, err);
+}
+
+enum lmr_result lmr_shard_read_lines(struct lmr_store *store, const struct lmr_shard *shard, size_t max_line_bytes,
+                                     lmr_line_fn fn, void *user_data, struct lmr_shard_stats *stats,
+                                     struct lmr_err *err)
+{
+    const char *key = shard->object.key;
+    bool compressed = shard->codec != LMR_CODEC_NONE;
+    uint64_t start = compressed ? 0 : shard->offset;
+    uint64_t end = compressed ? UINT64_MAX : shard->offset + shard->length;
+    bool skipping = !compressed && start > 0; /* drop the line that began in the previous shard */
+    uint64_t read_from = skipping ? start - 1 : start;
+    struct byte_source src = {.store = store, .key = key, .codec = shard->codec, .bytes_read = &stats->bytes_read};
+    struct line_buf b = {.cap = READ_CHUNK_BYTES,
+                         .max_bytes = max_line_bytes < READ_CHUNK_BYTES ? READ_CHUNK_BYTES : max_line_bytes};
+    enum lmr_result r = LMR_OK;
+    b.data = malloc(b.cap);
+    if (!b.data)
+        return LMR_ERR_NOMEM;
+    if (compressed) {
+        src.cbuf = malloc(READ_CHUNK_BYTES);
+        if (!src.cbuf || (shard->codec == LMR_CODEC_ZSTD && !(src.zd = ZSTD_createDStream()))) {
+            r = LMR_ERR_NOMEM;
+            goto done;
+        }
+    }
+    r = lmr_store_open_read(store, key, read_from, compressed ? LMR_STORE_TO_END : end - read_from, &src.rd, err);
+    if (r)
+        goto done;
+
+    uint64_t base = read_from; /* object offset of b.data[0] (uncompressed) */
+    uint64_t line_no = 0;      /* line index (compressed objects report this as the offset) */
+    bool in_tail = false;      /* reading past `end`, a chunk at a time, to finish the last line */
+    uint64_t tail_pos = end;   /* next object offset to fetch in the tail */
+    uint64_t chunk_bytes = 0;  /* bytes the current tail chunk gave (0: the object ended early) */
+    for (;;) {
+        /* Hand over every complete line in the buffer. */
+        while (b.pos < b.len) {
+            uint8_t *nl = memchr(b.data + b.pos, '\n', b.len - b.pos);
+            if (!nl)
+                break;
+            size_t n = (size_t)(nl - (b.data + b.pos));
+            if (skipping) {
+                skipping = false;
+            } else {
+                if ((r = emit_line(fn, user_data, b.data + b.pos, n, compressed ? line_no : base + b.pos, stats, err)))
+                    goto done;
+                line_no++;
+            }
+            b.pos += n + 1;
+            if (in_tail) /* the line that crossed the end is done */
+                goto done;
+        }
+        uint64_t line_start = base + b.pos;
+        if (!compressed && !in_tail && !skipping && line_start >= end)
+            goto done; /* the next line starts in the next shard */
+        if ((r = line_buf_make_room(&b, key, line_start, err)))
+            goto done;
+        base = line_start;
+        size_t got;
+        if ((r = source_read(&src, b.data + b.len, b.cap - b.len, &got, err)))
+            goto done;
+        if (got > 0) {
+            b.len += got;
+            if (in_tail) {
+                tail_pos += got;
+                chunk_bytes += got;
+            }
+            continue;
+        }
+        /* The current range is exhausted. */
+        if (skipping || b.len == b.pos)
+            goto done; /* no line starts in this shard, or the range ended on a line boundary */
+        bool object_end = compressed || (in_tail ? tail_pos : end) >= shard->object_size || (in_tail && !chunk_bytes);
+        if (object_end) { /* the object's last line has no terminator */
+            r = emit_line(fn, user_data, b.data + b.pos, b.len - b.pos, compressed ? line_no : base + b.pos, stats,
+                          err);
+            goto done;
+        }
+        /* A line started in our range and runs past its end: follow it, a chunk at a time. */
+        lmr_store_close_read(src.rd);
+        src.rd = NULL;
+        if ((r = lmr_store_open_read(store, key, tail_pos, TAIL_CHUNK_BYTES, &src.rd, err)))
+            goto done;
+        in_tail = true;
+        chunk_bytes = 0;
+    }
+done:
+    source_close(&src);
+    free(b.data);
+    return r;
+}

@@ -1,0 +1,34 @@
+/*
+ * Reads the lines of one shard: a byte range of a store object, streamed with bounded memory.
+ * A line belongs to the shard in which it starts: a shard that does not start at 0 skips the
+ * partial line at its start, and the last line is read past the range end until its '\n'.
+ * Compressed objects (gzip, zstd) are one whole shard, decompressed while streaming.
+ * Lines are handed over without their terminator ("\n", or "\r\n").
+ */
+#ifndef LMR_MAPPER_SHARD_READER_H
+#define LMR_MAPPER_SHARD_READER_H
+
+#include <stdint.h>
+
+#include "job/task.h"
+#include "lambdamr/job.h"
+#include "store/store.h"
+
+/* Called per line with its byte offset in the object (uncompressed objects; 0-based line
+ * index otherwise). Return non-OK to stop. */
+typedef enum lmr_result (*lmr_line_fn)(void *user_data, struct lmr_slice line, uint64_t offset, struct lmr_err *err);
+
+struct lmr_shard_stats {
+    uint64_t bytes_read; /* bytes fetched from the store */
+    uint64_t records;    /* lines handed over */
+};
+
+/**
+ * Stream the lines of `shard` (in `store`) to fn. Memory: one buffer that grows up to
+ * max_line_bytes (a longer line is an error that says so).
+ */
+enum lmr_result lmr_shard_read_lines(struct lmr_store *store, const struct lmr_shard *shard, size_t max_line_bytes,
+                                     lmr_line_fn fn, void *user_data, struct lmr_shard_stats *stats,
+                                     struct lmr_err *err);
+
+#endif

@@ -1,0 +1,129 @@
+#include "reducer.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "job/registry.h"
+#include "job/task.h"
+#include "job/text_output.h"
+#include "shuffle/reduce_input.h"
+#include "store/store_set.h"
+#include "util/fault.h"
+#include "util/misc.h"
+
+#define MiB (1024ull * 1024ull)
+
+enum lmr_result lmr_reducer_handle(void *user_data, const struct lmr_runtime_context *ctx, const char *event,
+                                   size_t event_len, struct lmr_buf *response, struct lmr_err *err)
+{
+    double t0 = lmr_mono_ms();
+    struct lmr_reduce_task t;
+    enum lmr_result r = lmr_reduce_task_from_json(event, event_len, &t, err);
+    if (r)
+        return r;
+    const struct lmr_job_ops *ops = NULL;
+    void *job_state = NULL;
+    struct lmr_store_set stores = {0};
+    struct lmr_store *work = NULL, *out_store = NULL;
+    struct lmr_reduce_input *ri = NULL;
+    struct lmr_frame_ref *refs = NULL;
+    struct lmr_text_output text = {0};
+    bool text_open = false, already = false;
+    char *part_key = NULL, *scratch = NULL, *commit_key = NULL;
+    uint64_t groups = 0;
+    char name[32];
+    snprintf(name, sizeof name, "part-r-%05u", t.task);
+
+    if ((r = lmr_job_find(t.job.job_name, &ops, err)))
+        goto done;
+    if (ops->setup) {
+        char msg[512] = "";
+        if (ops->setup(&job_state, t.job.args, msg, sizeof msg)) {
+            r = lmr_fail(err, LMR_ERR_INVALID, "job '%s': %s", ops->name, msg);
+            goto done;
+        }
+    }
+    if ((r = lmr_store_set_get(&stores, t.job.work.root, &work, err)) ||
+        (r = lmr_store_set_get(&stores, t.job.output.root, &out_store, err)))
+        goto done;
+    refs = calloc(t.nframes ? t.nframes : 1, sizeof *refs);
+    part_key = lmr_output_key(&t.job, name);
+    scratch = lmr_work_key(&t.job, "reduce/r-%05u/%s-merge-", t.task, t.attempt_id);
+    commit_key = lmr_work_key(&t.job, "reduce/r-%05u/commit.json", t.task);
+    if (!refs || !part_key || !scratch || !commit_key) {
+        r = LMR_ERR_NOMEM;
+        goto done;
+    }
+    for (size_t i = 0; i < t.nframes; i++)
+        refs[i] = (struct lmr_frame_ref){.store_root = work->root_uri,
+                                         .key = t.frames[i].key,
+                                         .offset = t.frames[i].offset,
+                                         .size_bytes = t.frames[i].size_bytes};
+    struct lmr_reduce_input_options ri_opts = {
+        .ops = ops,
+        .job_state = job_state,
+        .store = work,
+        .frames = refs,
+        .nframes = t.nframes,
+        .memory_limit_bytes = (size_t)((uint64_t)t.job.memory_mb * MiB * 55 / 100),
+        .scratch_prefix = scratch,
+    };
+    if ((r = lmr_reduce_input_new(&ri_opts, &ri, err)))
+        goto done;
+    if ((r = lmr_text_output_init(&text, out_store, part_key, err)))
+        goto done;
+    text_open = true;
+    for (;;) {
+        bool has_group;
+        struct lmr_slice key;
+        struct lmr_values *values;
+        if ((r = lmr_reduce_input_next(ri, &has_group, &key, &values, err)))
+            goto done;
+        if (!has_group)
+            break;
+        ops->reduce(job_state, key, values, &text.emitter);
+        groups++;
+    }
+    if (lmr_fault("reduce-kill", t.task, t.attempt))
+        raise(SIGKILL);
+    if ((r = lmr_text_output_commit(&text, &already, err)))
+        goto done;
+    /* The part is visible; record the task as committed (a repeated attempt finds it there). */
+    char rec[256];
+    snprintf(rec, sizeof rec, "{\"attempt_id\":\"%s\",\"part\":\"%s\"}", t.attempt_id, name);
+    r = lmr_store_put(work, commit_key, rec, strlen(rec), LMR_PUT_CREATE_ONLY, err);
+    bool won = r == LMR_OK && !already;
+    if (r == LMR_ERR_EXISTS) {
+        lmr_err_clear(err);
+        r = LMR_OK;
+    }
+    if (r)
+        goto done;
+    struct lmr_reduce_input_stats st;
+    lmr_reduce_input_stats(ri, &st);
+    json_t *resp =
+        json_pack("{s:s, s:I, s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:o}", "kind", "reduce", "task",
+                  (json_int_t)t.task, "attempt_id", t.attempt_id, "committed", won, "frames", (json_int_t)t.nframes,
+                  "bytes_in", (json_int_t)st.bytes_fetched, "records_in", (json_int_t)st.records, "groups",
+                  (json_int_t)groups, "records_out", (json_int_t)text.records, "bytes_out", (json_int_t)text.bytes,
+                  "task_ms", lmr_mono_ms() - t0, "store", lmr_store_set_stats_json(&stores));
+    char *s = resp ? json_dumps(resp, JSON_COMPACT) : NULL;
+    json_decref(resp);
+    r = s ? lmr_buf_append_str(response, s) : LMR_ERR_NOMEM;
+    free(s);
+done:
+    if (text_open)
+        lmr_text_output_clean_up(&text);
+    lmr_reduce_input_destroy(ri);
+    if (ops && ops->teardown && job_state)
+        ops->teardown(job_state);
+    lmr_store_set_clean_up(&stores);
+    free(refs);
+    free(part_key);
+    free(scratch);
+    free(commit_key);
+    lmr_reduce_task_clean_up(&t);
+    return r;
+}

@@ -1,0 +1,280 @@
+/*
+ * aggregate (Query 2): every op against a direct computation over the same rows, combiner
+ * algebra (split over "mappers" and merged in any order), malformed rows, strict mode,
+ * argument errors; and the number helpers it relies on (parse, shortest round-trip format).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <math.h>
+#include <cmocka.h>
+
+#include "job/fields.h"
+#include "job/registry.h"
+#include "test_jobs_common.h"
+
+#define NROWS 3000
+
+static char *rows[NROWS];
+
+/* Random uservisits-like rows: ip,url,revenue plus ~2% malformed ones. */
+static void make_rows(void)
+{
+    srand(42);
+    for (int i = 0; i < NROWS; i++) {
+        char buf[128];
+        int kind = rand() % 50;
+        if (kind == 0)
+            snprintf(buf, sizeof buf, "10.0.%d.1,only-two-fields", rand() % 4);
+        else if (kind == 1)
+            snprintf(buf, sizeof buf, "10.0.%d.1,u,notanumber,9", rand() % 4);
+        else
+            snprintf(buf, sizeof buf, "1%d.%d.%d.%d,http://x/%d,%d.%05d,%d", rand() % 3, rand() % 20, rand() % 256,
+                     rand() % 256, i, rand() % 1000, rand() % 100000, rand() % 100);
+        rows[i] = strdup(buf);
+    }
+}
+
+/* A tiny combining table standing in for a mapper's hash table. */
+struct table {
+    struct lmr_emitter base;
+    const struct lmr_job_ops *ops;
+    void *state;
+    char keys[4096][16];
+    uint8_t accs[4096][16];
+    size_t n;
+};
+
+static void table_emit(struct lmr_emitter *self, struct lmr_slice key, struct lmr_slice value)
+{
+    struct table *t = (struct table *)self;
+    assert_true(key.len < 16);
+    assert_int_equal(value.len, t->ops->value_size);
+    for (size_t i = 0; i < t->n; i++) {
+        if (strlen(t->keys[i]) == key.len && !memcmp(t->keys[i], key.ptr, key.len)) {
+            t->ops->combine(t->state, t->accs[i], value);
+            return;
+        }
+    }
+    assert_true(t->n < 4096);
+    memcpy(t->keys[t->n], key.ptr, key.len);
+    t->keys[t->n][key.len] = '\0';
+    memcpy(t->accs[t->n], value.ptr, value.len);
+    t->n++;
+}
+
+struct oracle {
+    char key[16];
+    double sum, min, max;
+    uint64_t count;
+};
+
+static void check_op(const char *op, const char *keyspec, size_t prefix)
+{
+    const struct lmr_job_ops *ops = &lmr_job_aggregate;
+    void *state = NULL;
+    char err[256] = "";
+    struct lmr_job_args *args = make_args("delimiter", ",", "key", keyspec, "value", "3", "op", op, NULL);
+    assert_int_equal(ops->setup(&state, args, err, sizeof err), 0);
+    lmr_job_args_destroy(args);
+
+    /* Two mappers with their own tables, rows dealt alternately. */
+    static struct table t[2];
+    struct lmr_job_counters counters = {0};
+    for (int m = 0; m < 2; m++) {
+        memset(&t[m], 0, sizeof t[m]);
+        t[m].base.emit = table_emit;
+        t[m].ops = ops;
+        t[m].state = state;
+    }
+    for (int i = 0; i < NROWS; i++)
+        assert_int_equal(ops->map(state, str_slice(rows[i]), &t[i % 2].base, &counters), 0);
+
+    /* Oracle: direct computation. */
+    static struct oracle want[4096];
+    size_t nwant = 0, malformed = 0;
+    for (int i = 0; i < NROWS; i++) {
+        const char *c1 = strchr(rows[i], ','), *c2 = c1 ? strchr(c1 + 1, ',') : NULL;
+        char *end;
+        double v = c2 ? strtod(c2 + 1, &end) : 0;
+        if (!c2 || (*end != ',' && *end != '\0')) {
+            malformed++;
+            continue;
+        }
+        size_t klen = (size_t)(c1 - rows[i]);
+        if (prefix && klen > prefix)
+            klen = prefix;
+        size_t j = 0;
+        while (j < nwant && !(strlen(want[j].key) == klen && !memcmp(want[j].key, rows[i], klen)))
+            j++;
+        if (j == nwant) {
+            memcpy(want[j].key, rows[i], klen);
+            want[j].key[klen] = '\0';
+            want[j].sum = 0, want[j].min = INFINITY, want[j].max = -INFINITY, want[j].count = 0;
+            nwant++;
+        }
+        want[j].sum += v;
+        want[j].min = fmin(want[j].min, v);
+        want[j].max = fmax(want[j].max, v);
+        want[j].count++;
+    }
+    assert_int_equal(counters.malformed_records, malformed);
+    assert_true(malformed > 0);
+
+    /* Reduce each key over the accumulators of both mappers. */
+    size_t seen = 0;
+    for (size_t j = 0; j < nwant; j++) {
+        struct lmr_slice vals[2];
+        size_t nv = 0;
+        for (int m = 0; m < 2; m++)
+            for (size_t i = 0; i < t[m].n; i++)
+                if (!strcmp(t[m].keys[i], want[j].key))
+                    vals[nv++] = lmr_slice_make(t[m].accs[i], 16);
+        assert_true(nv >= 1);
+        seen += nv;
+        struct slice_values it = {.base.next = slice_values_next, .items = vals, .n = nv};
+        struct recorder rec;
+        recorder_init(&rec);
+        ops->reduce(state, str_slice(want[j].key), &it.base, &rec.base);
+        assert_int_equal(rec.n, 1);
+        assert_string_equal(rec.pairs[0].key, want[j].key);
+        const char *text = (const char *)rec.pairs[0].value;
+        double got = strtod(text, NULL);
+        if (!strcmp(op, "count")) {
+            char w[32];
+            snprintf(w, sizeof w, "%llu", (unsigned long long)want[j].count);
+            assert_string_equal(text, w);
+        } else if (!strcmp(op, "min")) {
+            assert_true(got == want[j].min);
+        } else if (!strcmp(op, "max")) {
+            assert_true(got == want[j].max);
+        } else {
+            double w = !strcmp(op, "sum") ? want[j].sum : want[j].sum / (double)want[j].count;
+            assert_true(fabs(got - w) <= 1e-12 * fabs(w));
+        }
+        recorder_clean_up(&rec);
+    }
+    assert_int_equal(seen, t[0].n + t[1].n);
+    ops->teardown(state);
+}
+
+static void test_ops(void **unused)
+{
+    const char *ops[] = {"sum", "count", "min", "max", "avg"};
+    for (int i = 0; i < 5; i++) {
+        check_op(ops[i], "1:8", 8);
+        check_op(ops[i], "1:4", 4);
+    }
+    check_op("sum", "1", 0);
+}
+
+static void test_count_needs_no_value_and_strict(void **unused)
+{
+    void *state = NULL;
+    char err[256] = "";
+    struct lmr_job_args *args = make_args("key", "2", "op", "count", "strict", "1", NULL);
+    assert_int_equal(lmr_job_aggregate.setup(&state, args, err, sizeof err), 0);
+    lmr_job_args_destroy(args);
+    struct recorder rec;
+    recorder_init(&rec);
+    struct lmr_job_counters c = {0};
+    assert_int_equal(lmr_job_aggregate.map(state, str_slice("a,b"), &rec.base, &c), 0);
+    assert_int_not_equal(lmr_job_aggregate.map(state, str_slice("no-comma"), &rec.base, &c), 0);
+    assert_int_equal(c.malformed_records, 1);
+    assert_int_equal(rec.n, 1);
+    assert_string_equal(rec.pairs[0].key, "b");
+    recorder_clean_up(&rec);
+    lmr_job_aggregate.teardown(state);
+}
+
+static void test_bad_args(void **unused)
+{
+    struct {
+        const char *key, *value, *op, *needle;
+    } cases[] = {
+        {"1:8", "4", NULL, "--op is required"},        {"1:8", "4", "median", "unknown --op 'median'"},
+        {NULL, "4", "sum", "--key is required"},       {"1:x", "4", "sum", "is not a field"},
+        {"0", "4", "sum", "is not a field"},           {"1:8", NULL, "sum", "needs --value"},
+        {"1", "four", "max", "is not a field number"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct lmr_job_args *a = lmr_job_args_new();
+        if (cases[i].key)
+            lmr_job_args_set(a, "key", cases[i].key);
+        if (cases[i].value)
+            lmr_job_args_set(a, "value", cases[i].value);
+        if (cases[i].op)
+            lmr_job_args_set(a, "op", cases[i].op);
+        void *state = NULL;
+        char err[256] = "";
+        assert_int_not_equal(lmr_job_aggregate.setup(&state, a, err, sizeof err), 0);
+        assert_non_null(strstr(err, cases[i].needle));
+        lmr_job_args_destroy(a);
+    }
+}
+
+static void test_parse_number_matches_strtod(void **unused)
+{
+    srand(7);
+    char buf[64];
+    for (int i = 0; i < 200000; i++) {
+        int kind = rand() % 4;
+        if (kind == 0)
+            snprintf(buf, sizeof buf, "%d.%0*d", rand() % 100000, 1 + rand() % 9, rand() % 1000000000);
+        else if (kind == 1)
+            snprintf(buf, sizeof buf, "-%d", rand());
+        else if (kind == 2)
+            snprintf(buf, sizeof buf, "%.17g", (double)rand() / (double)(rand() + 1) * 1e3);
+        else
+            snprintf(buf, sizeof buf, "%d%d%d.%de%d", rand(), rand(), rand(), rand() % 1000, rand() % 40 - 20);
+        double got, want = strtod(buf, NULL);
+        assert_true(lmr_parse_number(str_slice(buf), &got));
+        if (got != want)
+            fail_msg("%s: parsed %.17g, strtod %.17g", buf, got, want);
+    }
+    const char *bad[] = {"", "-", ".", "1e", "1e+", "abc", "0x10", "inf", "nan", " 1", "1 ", "1.2.3", "1,5", "+"};
+    double v;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_false(lmr_parse_number(str_slice(bad[i]), &v));
+    assert_true(lmr_parse_number(str_slice(".5"), &v) && v == 0.5);
+    assert_true(lmr_parse_number(str_slice("5."), &v) && v == 5);
+    /* A field slice inside a longer buffer stops at its length. */
+    assert_true(lmr_parse_number(lmr_slice_make("12,34", 2), &v) && v == 12);
+}
+
+static void test_format_double_shortest(void **unused)
+{
+    struct {
+        double v;
+        const char *want;
+    } cases[] = {{0.1, "0.1"}, {0.1 + 0.2, "0.30000000000000004"}, {1234.5, "1234.5"}, {-0.0, "0"}, {1e21, "1e+21"},
+                 {100, "100"}, {1.0 / 3, "0.3333333333333333"}};
+    char out[40];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        lmr_format_double(cases[i].v, out, sizeof out);
+        assert_string_equal(out, cases[i].want);
+    }
+    srand(3);
+    for (int i = 0; i < 100000; i++) {
+        double v = (double)rand() / 7.0 * (rand() % 2 ? 1e-5 : 1e5);
+        lmr_format_double(v, out, sizeof out);
+        assert_true(strtod(out, NULL) == v);
+    }
+}
+
+int main(void)
+{
+    make_rows();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ops),
+        cmocka_unit_test(test_count_needs_no_value_and_strict),
+        cmocka_unit_test(test_bad_args),
+        cmocka_unit_test(test_parse_number_matches_strtod),
+        cmocka_unit_test(test_format_double_shortest),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    for (int i = 0; i < NROWS; i++)
+        free(rows[i]);
+    return rc;
+}

@@ -1,0 +1,263 @@
+/*
+ * Shard reading: whatever the split points, every line of the object is handed over exactly
+ * once, by the shard in which it starts. The oracle is a plain split of the whole file.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+#include <zstd.h>
+
+#include "shard_reader.h"
+#include "store/store.h"
+#include "util/buf.h"
+
+static char tmpdir[] = "/tmp/lmr-shard-XXXXXX";
+static struct lmr_store *store;
+
+struct collected {
+    struct lmr_buf text; /* lines joined with '\n' */
+    uint64_t lines;
+};
+
+static enum lmr_result collect(void *ud, struct lmr_slice line, uint64_t offset, struct lmr_err *err)
+{
+    struct collected *c = ud;
+    lmr_buf_append(&c->text, line.ptr, line.len);
+    lmr_buf_append(&c->text, "\n", 1);
+    c->lines++;
+    return LMR_OK;
+}
+
+/* The expected lines: split on '\n', drop one trailing '\r' per line, last line may lack '\n'. */
+static void oracle(const char *data, size_t n, struct lmr_buf *out, uint64_t *lines)
+{
+    size_t start = 0;
+    *lines = 0;
+    for (size_t i = 0; i <= n; i++) {
+        if (i == n && start == n)
+            break;
+        if (i == n || data[i] == '\n') {
+            size_t len = i - start;
+            if (len && data[start + len - 1] == '\r')
+                len--;
+            lmr_buf_append(out, data + start, len);
+            lmr_buf_append(out, "\n", 1);
+            (*lines)++;
+            start = i + 1;
+        }
+    }
+}
+
+static void put_object(const char *key, const void *data, size_t n)
+{
+    assert_int_equal(lmr_store_put(store, key, data, n, 0, NULL), LMR_OK);
+}
+
+static void read_split(const char *key, size_t n, uint64_t split, enum lmr_codec codec, size_t max_line,
+                       struct collected *c)
+{
+    lmr_buf_init(&c->text, 1u << 30);
+    c->lines = 0;
+    uint64_t step = codec == LMR_CODEC_NONE ? split : n;
+    for (uint64_t off = 0; off < n || (n == 0 && off == 0); off += step) {
+        struct lmr_shard sh = {.object = {.root = store->root_uri, .key = (char *)key},
+                               .offset = off,
+                               .length = off + step > n ? n - off : step,
+                               .object_size = n,
+                               .codec = codec};
+        struct lmr_shard_stats st = {0};
+        struct lmr_err err = {0};
+        enum lmr_result r = lmr_shard_read_lines(store, &sh, max_line, collect, c, &st, &err);
+        if (r)
+            fail_msg("shard at %llu: %s", (unsigned long long)off, err.msg);
+        if (n == 0)
+            break;
+    }
+}
+
+static void check_all_splits(const char *data, size_t n, const uint64_t *splits, size_t nsplits)
+{
+    struct lmr_buf expect;
+    uint64_t lines;
+    lmr_buf_init(&expect, 1u << 30);
+    oracle(data, n, &expect, &lines);
+    put_object("obj.txt", data, n);
+    for (size_t s = 0; s < nsplits; s++) {
+        struct collected c;
+        read_split("obj.txt", n, splits[s], LMR_CODEC_NONE, 8u << 20, &c);
+        assert_int_equal(c.lines, lines);
+        assert_int_equal(c.text.len, expect.len);
+        assert_memory_equal(c.text.data ? c.text.data : "", expect.data ? expect.data : "", expect.len);
+        lmr_buf_clean_up(&c.text);
+    }
+    lmr_buf_clean_up(&expect);
+}
+
+static void test_every_boundary(void **state)
+{
+    const char *data = "alpha beta\ngamma\n\n\ndelta epsilon zeta\r\nx\nlast line without newline";
+    uint64_t splits[40];
+    for (int i = 0; i < 40; i++)
+        splits[i] = (uint64_t)i + 1;
+    check_all_splits(data, strlen(data), splits, 40);
+}
+
+static void test_trailing_newline_and_crlf(void **state)
+{
+    const char *data = "a\r\nb\r\n\r\nc\r\n";
+    uint64_t splits[] = {1, 2, 3, 4, 5, 100};
+    check_all_splits(data, strlen(data), splits, 6);
+}
+
+static void test_binary_bytes(void **state)
+{
+    char data[3000];
+    srand(7);
+    for (size_t i = 0; i < sizeof data; i++)
+        data[i] = (char)(rand() % 5 == 0 ? '\n' : rand() % 256);
+    uint64_t splits[] = {1, 7, 64, 999, 4096};
+    check_all_splits(data, sizeof data, splits, 5);
+}
+
+static void test_long_line_and_small_splits(void **state)
+{
+    size_t n = 3u << 20; /* one 3 MiB line between short ones, read with 64 KiB splits */
+    char *data = malloc(n);
+    memset(data, 'q', n);
+    memcpy(data, "head\n", 5);
+    memcpy(data + n - 6, "\ntail\n", 6);
+    uint64_t splits[] = {65536, 1u << 20};
+    check_all_splits(data, n, splits, 2);
+    free(data);
+}
+
+static void test_line_too_long_is_an_error(void **state)
+{
+    size_t n = 3u << 20;
+    char *data = malloc(n);
+    memset(data, 'z', n);
+    put_object("long.txt", data, n);
+    struct lmr_shard sh = {.object = {.root = store->root_uri, .key = "long.txt"}, .length = n, .object_size = n};
+    struct lmr_shard_stats st = {0};
+    struct lmr_err err = {0};
+    struct collected c;
+    lmr_buf_init(&c.text, 1u << 30);
+    assert_int_equal(lmr_shard_read_lines(store, &sh, 1u << 20, collect, &c, &st, &err), LMR_ERR_TOO_LARGE);
+    assert_non_null(strstr(err.msg, "long.txt"));
+    lmr_buf_clean_up(&c.text);
+    free(data);
+}
+
+static void test_empty_object(void **state)
+{
+    put_object("empty.txt", "", 0);
+    struct collected c;
+    read_split("empty.txt", 0, 10, LMR_CODEC_NONE, 1u << 20, &c);
+    assert_int_equal(c.lines, 0);
+    lmr_buf_clean_up(&c.text);
+}
+
+static void test_compressed(void **state)
+{
+    const char *text = "one two\nthree\r\nfour five six\nseven";
+    size_t n = strlen(text);
+    struct lmr_buf expect;
+    uint64_t lines;
+    lmr_buf_init(&expect, 1u << 20);
+    oracle(text, n, &expect, &lines);
+
+    /* zstd */
+    size_t zcap = ZSTD_compressBound(n);
+    char *z = malloc(zcap);
+    size_t zn = ZSTD_compress(z, zcap, text, n, 3);
+    put_object("t.zst", z, zn);
+    struct collected c;
+    read_split("t.zst", zn, 4, LMR_CODEC_ZSTD, 1u << 20, &c);
+    assert_int_equal(c.lines, lines);
+    assert_memory_equal(c.text.data, expect.data, expect.len);
+    lmr_buf_clean_up(&c.text);
+
+    /* gzip, two concatenated members (as `cat a.gz b.gz` makes) */
+    char gz[4096];
+    size_t gn = 0;
+    for (int member = 0; member < 2; member++) {
+        z_stream zs = {0};
+        deflateInit2(&zs, 6, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY);
+        zs.next_in = (Bytef *)text;
+        zs.avail_in = (uInt)n;
+        zs.next_out = (Bytef *)gz + gn;
+        zs.avail_out = (uInt)(sizeof gz - gn);
+        deflate(&zs, Z_FINISH);
+        gn = sizeof gz - zs.avail_out;
+        deflateEnd(&zs);
+    }
+    put_object("t.gz", gz, gn);
+    read_split("t.gz", gn, 4, LMR_CODEC_GZIP, 1u << 20, &c);
+    /* the first member's last line has no newline, so it joins the second member's first line */
+    struct lmr_buf twice, expect2;
+    lmr_buf_init(&twice, 1u << 20);
+    lmr_buf_append(&twice, text, n);
+    lmr_buf_append(&twice, text, n);
+    lmr_buf_init(&expect2, 1u << 20);
+    oracle(twice.data, twice.len, &expect2, &lines);
+    assert_int_equal(c.lines, lines);
+    assert_memory_equal(c.text.data, expect2.data, expect2.len);
+    lmr_buf_clean_up(&c.text);
+    lmr_buf_clean_up(&twice);
+    lmr_buf_clean_up(&expect2);
+    lmr_buf_clean_up(&expect);
+    free(z);
+}
+
+static void test_corrupt_compressed(void **state)
+{
+    put_object("bad.zst", "definitely not zstd", 19);
+    struct lmr_shard sh = {.object = {.root = store->root_uri, .key = "bad.zst"},
+                           .length = 19,
+                           .object_size = 19,
+                           .codec = LMR_CODEC_ZSTD};
+    struct lmr_shard_stats st = {0};
+    struct lmr_err err = {0};
+    struct collected c;
+    lmr_buf_init(&c.text, 1u << 20);
+    assert_int_equal(lmr_shard_read_lines(store, &sh, 1u << 20, collect, &c, &st, &err), LMR_ERR_FORMAT);
+    assert_non_null(strstr(err.msg, "bad.zst"));
+    lmr_buf_clean_up(&c.text);
+}
+
+static int setup(void **state)
+{
+    if (!mkdtemp(tmpdir))
+        return -1;
+    return lmr_file_store_new(tmpdir, &store, NULL) == LMR_OK ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    lmr_store_destroy(store);
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+    return system(cmd);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_every_boundary),
+        cmocka_unit_test(test_trailing_newline_and_crlf),
+        cmocka_unit_test(test_binary_bytes),
+        cmocka_unit_test(test_long_line_and_small_splits),
+        cmocka_unit_test(test_line_too_long_is_an_error),
+        cmocka_unit_test(test_empty_object),
+        cmocka_unit_test(test_compressed),
+        cmocka_unit_test(test_corrupt_compressed),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,346 @@
+/*
+ * Shuffle frames: round trip of random records through frame writer + index + frame reader, and
+ * damaged data (flipped bytes, truncation, garbage, bad footers) giving LMR_ERR_FORMAT, never a crash.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <zstd.h>
+
+#include "shuffle/frame.h"
+#include "store/store.h"
+
+struct ctx {
+    char dir[64];
+    struct lmr_store *store;
+};
+
+static int setup(void **state)
+{
+    struct ctx *c = calloc(1, sizeof *c);
+    snprintf(c->dir, sizeof c->dir, "/tmp/lmr-shuffle-frame-XXXXXX");
+    assert_non_null(mkdtemp(c->dir));
+    struct lmr_err err;
+    assert_int_equal(lmr_store_open(c->dir, &c->store, NULL, &err), LMR_OK);
+    *state = c;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct ctx *c = *state;
+    lmr_store_destroy(c->store);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", c->dir);
+    assert_int_equal(system(cmd), 0);
+    free(c);
+    return 0;
+}
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+static uint64_t rnd(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+struct rec {
+    uint8_t *key, *value;
+    size_t klen, vlen;
+};
+
+/* Random bytes biased towards 0x00 and 0xFF. */
+static uint8_t *rand_bytes(size_t n)
+{
+    uint8_t *p = malloc(n ? n : 1);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t r = rnd() % 4;
+        p[i] = r == 0 ? 0x00 : r == 1 ? 0xff : (uint8_t)rnd();
+    }
+    return p;
+}
+
+static size_t rand_len(void)
+{
+    switch (rnd() % 10) {
+    case 0:
+        return 0;
+    case 1:
+        return 200 + rnd() % 70000; /* crosses the 64 KiB staging buffer and bin16 */
+    default:
+        return rnd() % 40;
+    }
+}
+
+/* Write nparts frames of random records into object key; returns the records per frame. */
+static void write_object(struct ctx *c, const char *key, uint32_t nparts, struct rec **recs, size_t *nrecs,
+                         struct lmr_partition_frame *frames, uint64_t *size)
+{
+    struct lmr_frame_writer *fw;
+    struct lmr_err err;
+    assert_int_equal(lmr_frame_writer_new(1, &fw, &err), LMR_OK);
+    struct lmr_store_writer *sw;
+    assert_int_equal(lmr_store_open_write(c->store, key, 0, &sw, &err), LMR_OK);
+    uint64_t off = 0;
+    for (uint32_t p = 0; p < nparts; p++) {
+        size_t n = p == 1 ? 0 : 1 + rnd() % 300; /* partition 1 stays empty */
+        recs[p] = calloc(n ? n : 1, sizeof **recs);
+        nrecs[p] = n;
+        lmr_frame_writer_begin(fw, sw, &off);
+        for (size_t i = 0; i < n; i++) {
+            struct rec *r = &recs[p][i];
+            r->klen = rand_len();
+            r->vlen = rand_len();
+            r->key = rand_bytes(r->klen);
+            r->value = rand_bytes(r->vlen);
+            assert_int_equal(
+                lmr_frame_writer_add(fw, lmr_slice_make(r->key, r->klen), lmr_slice_make(r->value, r->vlen), &err),
+                LMR_OK);
+        }
+        assert_int_equal(lmr_frame_writer_end(fw, &frames[p], &err), LMR_OK);
+        assert_int_equal(frames[p].records, n);
+    }
+    /* A record far larger than every buffer. */
+    assert_int_equal(lmr_shuffle_write_index(sw, &off, frames, nparts, &err), LMR_OK);
+    assert_int_equal(lmr_store_commit(sw, &err), LMR_OK);
+    lmr_frame_writer_destroy(fw);
+    *size = off;
+}
+
+static void free_recs(struct rec **recs, size_t *nrecs, uint32_t nparts)
+{
+    for (uint32_t p = 0; p < nparts; p++) {
+        for (size_t i = 0; i < nrecs[p]; i++) {
+            free(recs[p][i].key);
+            free(recs[p][i].value);
+        }
+        free(recs[p]);
+    }
+}
+
+static void test_round_trip(void **state)
+{
+    struct ctx *c = *state;
+    enum { NP = 5 };
+    struct rec *recs[NP];
+    size_t nrecs[NP];
+    struct lmr_partition_frame frames[NP];
+    uint64_t size;
+    write_object(c, "obj/a", NP, recs, nrecs, frames, &size);
+
+    struct lmr_err err;
+    struct lmr_partition_frame *idx;
+    uint32_t np;
+    assert_int_equal(lmr_shuffle_read_index(c->store, "obj/a", &idx, &np, &err), LMR_OK);
+    assert_int_equal(np, NP);
+    assert_memory_equal(idx, frames, sizeof frames);
+    assert_int_equal(frames[1].size_bytes, 0);
+
+    struct lmr_frame_reader *fr;
+    assert_int_equal(lmr_frame_reader_new(&fr, &err), LMR_OK);
+    for (uint32_t p = 0; p < NP; p++) {
+        assert_int_equal(lmr_frame_reader_open(fr, c->store, "obj/a", idx[p].offset, idx[p].size_bytes, &err), LMR_OK);
+        size_t i = 0;
+        uint64_t raw = 0;
+        for (;;) {
+            bool has;
+            struct lmr_slice k, v;
+            assert_int_equal(lmr_frame_reader_next(fr, &has, &k, &v, &err), LMR_OK);
+            if (!has)
+                break;
+            assert_true(i < nrecs[p]);
+            assert_int_equal(k.len, recs[p][i].klen);
+            assert_int_equal(v.len, recs[p][i].vlen);
+            if (k.len)
+                assert_memory_equal(k.ptr, recs[p][i].key, k.len);
+            if (v.len)
+                assert_memory_equal(v.ptr, recs[p][i].value, v.len);
+            raw += k.len + v.len;
+            i++;
+        }
+        assert_int_equal(i, nrecs[p]);
+        assert_true(idx[p].raw_bytes >= raw + 3 * i);
+        /* Reading past the end stays at the end. */
+        bool has = true;
+        struct lmr_slice k, v;
+        assert_int_equal(lmr_frame_reader_next(fr, &has, &k, &v, &err), LMR_OK);
+        assert_false(has);
+    }
+    lmr_frame_reader_destroy(fr);
+    free(idx);
+    free_recs(recs, nrecs, NP);
+}
+
+static void test_huge_record(void **state)
+{
+    struct ctx *c = *state;
+    struct lmr_err err;
+    struct lmr_frame_writer *fw;
+    assert_int_equal(lmr_frame_writer_new(3, &fw, &err), LMR_OK);
+    struct lmr_store_writer *sw;
+    assert_int_equal(lmr_store_open_write(c->store, "big", 0, &sw, &err), LMR_OK);
+    size_t klen = 3u << 20, vlen = 1u << 20;
+    uint8_t *key = rand_bytes(klen), *val = rand_bytes(vlen);
+    uint64_t off = 0;
+    struct lmr_partition_frame f;
+    lmr_frame_writer_begin(fw, sw, &off);
+    assert_int_equal(lmr_frame_writer_add(fw, lmr_slice_make("a", 1), lmr_slice_make("", 0), &err), LMR_OK);
+    assert_int_equal(lmr_frame_writer_add(fw, lmr_slice_make(key, klen), lmr_slice_make(val, vlen), &err), LMR_OK);
+    assert_int_equal(lmr_frame_writer_add(fw, lmr_slice_make("z", 1), lmr_slice_make("y", 1), &err), LMR_OK);
+    assert_int_equal(lmr_frame_writer_end(fw, &f, &err), LMR_OK);
+    assert_int_equal(lmr_store_commit(sw, &err), LMR_OK);
+    lmr_frame_writer_destroy(fw);
+
+    struct lmr_frame_reader *fr;
+    assert_int_equal(lmr_frame_reader_new(&fr, &err), LMR_OK);
+    assert_int_equal(lmr_frame_reader_open(fr, c->store, "big", f.offset, f.size_bytes, &err), LMR_OK);
+    bool has;
+    struct lmr_slice k, v;
+    assert_int_equal(lmr_frame_reader_next(fr, &has, &k, &v, &err), LMR_OK);
+    assert_true(has && k.len == 1 && v.len == 0);
+    assert_int_equal(lmr_frame_reader_next(fr, &has, &k, &v, &err), LMR_OK);
+    assert_true(has);
+    assert_int_equal(k.len, klen);
+    assert_int_equal(v.len, vlen);
+    assert_memory_equal(k.ptr, key, klen);
+    assert_memory_equal(v.ptr, val, vlen);
+    assert_int_equal(lmr_frame_reader_next(fr, &has, &k, &v, &err), LMR_OK);
+    assert_true(has && k.len == 1 && k.ptr[0] == 'z');
+    assert_int_equal(lmr_frame_reader_next(fr, &has, &k, &v, &err), LMR_OK);
+    assert_false(has);
+    lmr_frame_reader_destroy(fr);
+    free(key);
+    free(val);
+}
+
+/* Read a whole frame; @return the first error (LMR_OK if it read cleanly to the end). */
+static enum lmr_result read_all(struct lmr_store *s, const char *key, uint64_t off, uint64_t size, size_t *n)
+{
+    struct lmr_err err;
+    struct lmr_frame_reader *fr;
+    assert_int_equal(lmr_frame_reader_new(&fr, &err), LMR_OK);
+    enum lmr_result rc = lmr_frame_reader_open(fr, s, key, off, size, &err);
+    *n = 0;
+    while (rc == LMR_OK) {
+        bool has;
+        struct lmr_slice k, v;
+        rc = lmr_frame_reader_next(fr, &has, &k, &v, &err);
+        if (rc != LMR_OK || !has)
+            break;
+        ++*n;
+    }
+    if (rc != LMR_OK)
+        assert_true(strlen(err.msg) > 0);
+    lmr_frame_reader_destroy(fr);
+    return rc;
+}
+
+static void test_corrupt_and_truncated(void **state)
+{
+    struct ctx *c = *state;
+    enum { NP = 3 };
+    struct rec *recs[NP];
+    size_t nrecs[NP];
+    struct lmr_partition_frame frames[NP];
+    uint64_t size;
+    write_object(c, "obj/c", NP, recs, nrecs, frames, &size);
+    struct lmr_err err;
+    struct lmr_buf data;
+    lmr_buf_init(&data, 64u << 20);
+    assert_int_equal(lmr_store_get(c->store, "obj/c", 0, LMR_STORE_TO_END, &data, &err), LMR_OK);
+    assert_int_equal(data.len, size);
+    const struct lmr_partition_frame *f = &frames[0];
+    size_t n;
+
+    /* Every truncation of the frame fails with a format error. */
+    for (uint64_t cut = 1; cut < f->size_bytes; cut += 1 + f->size_bytes / 50)
+        assert_int_equal(read_all(c->store, "obj/c", f->offset, f->size_bytes - cut, &n), LMR_ERR_FORMAT);
+    /* A range running past the frame: trailing bytes after the frame end. */
+    assert_int_equal(read_all(c->store, "obj/c", f->offset, f->size_bytes + 1, &n), LMR_ERR_FORMAT);
+    /* The intact frame reads fine. */
+    assert_int_equal(read_all(c->store, "obj/c", f->offset, f->size_bytes, &n), LMR_OK);
+    assert_int_equal(n, nrecs[0]);
+
+    /* Flip one byte at many positions: checksum or structure errors, never a crash or a clean read. */
+    for (uint64_t pos = 0; pos < f->size_bytes; pos += 1 + f->size_bytes / 64) {
+        char *copy = malloc(data.len);
+        memcpy(copy, data.data, data.len);
+        copy[f->offset + pos] ^= (char)(1 + rnd() % 255);
+        assert_int_equal(lmr_store_put(c->store, "obj/flip", copy, data.len, 0, &err), LMR_OK);
+        free(copy);
+        enum lmr_result rc = read_all(c->store, "obj/flip", f->offset, f->size_bytes, &n);
+        assert_int_equal(rc, LMR_ERR_FORMAT);
+    }
+
+    /* Not zstd at all. */
+    assert_int_equal(lmr_store_put(c->store, "obj/garbage", "hello, world, this is not zstd", 30, 0, &err), LMR_OK);
+    assert_int_equal(read_all(c->store, "obj/garbage", 0, 30, &n), LMR_ERR_FORMAT);
+
+    /* Footer and index damage. */
+    struct lmr_partition_frame *idx;
+    uint32_t np;
+    assert_int_equal(lmr_store_put(c->store, "obj/short", data.data, data.len - 1, 0, &err), LMR_OK);
+    assert_int_equal(lmr_shuffle_read_index(c->store, "obj/short", &idx, &np, &err), LMR_ERR_FORMAT);
+    assert_int_equal(lmr_store_put(c->store, "obj/tiny", "x", 1, 0, &err), LMR_OK);
+    assert_int_equal(lmr_shuffle_read_index(c->store, "obj/tiny", &idx, &np, &err), LMR_ERR_FORMAT);
+    data.data[data.len - LMR_SHUFFLE_FOOTER_BYTES - 3] ^= 0x10; /* inside the index: checksum mismatch */
+    assert_int_equal(lmr_store_put(c->store, "obj/badidx", data.data, data.len, 0, &err), LMR_OK);
+    assert_int_equal(lmr_shuffle_read_index(c->store, "obj/badidx", &idx, &np, &err), LMR_ERR_FORMAT);
+
+    lmr_buf_clean_up(&data);
+    free_recs(recs, nrecs, NP);
+}
+
+/* Valid zstd frames whose content is not a sequence of [bin, bin] records. */
+static void test_bad_msgpack(void **state)
+{
+    struct ctx *c = *state;
+    struct lmr_err err;
+    static const struct {
+        const char *bytes;
+        size_t len;
+    } cases[] = {
+        {"\x81\xc4\x01k\xc4\x01v", 7},     /* a map, not an array */
+        {"\x92\xc0\xc4\x01v", 5},          /* nil key */
+        {"\x93\xc4\x01k\xc4\x01v\xc0", 8}, /* three elements */
+        {"\x92\xc4\x05"
+         "ab",
+         5},                               /* frame ends inside the key */
+        {"\x92\xc4\x01k", 4},              /* frame ends before the value */
+        {"\x92\xc4\x01k\xc4\x01v\x92", 8}, /* a good record, then a cut one */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char z[256];
+        size_t zn = ZSTD_compress(z, sizeof z, cases[i].bytes, cases[i].len, 1);
+        assert_false(ZSTD_isError(zn));
+        assert_int_equal(lmr_store_put(c->store, "obj/bad", z, zn, 0, &err), LMR_OK);
+        size_t n;
+        assert_int_equal(read_all(c->store, "obj/bad", 0, zn, &n), LMR_ERR_FORMAT);
+    }
+    /* str types are accepted in place of bin. */
+    char z[256];
+    size_t zn = ZSTD_compress(z, sizeof z, "\x92\xa1k\xd9\x01v", 6, 1);
+    assert_int_equal(lmr_store_put(c->store, "obj/str", z, zn, 0, &err), LMR_OK);
+    size_t n;
+    assert_int_equal(read_all(c->store, "obj/str", 0, zn, &n), LMR_OK);
+    assert_int_equal(n, 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_huge_record, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_corrupt_and_truncated, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_msgpack, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

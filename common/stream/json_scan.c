@@ -1,6 +1,9 @@
 #include "stream/json_scan.h"
 
 #include <stdint.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,7 +58,24 @@ bool lmr_json_scan_string(struct lmr_json_scan *s, const char **raw, size_t *raw
     const char *start = s->p, *p = s->p, *end = s->end;
     bool esc = false;
     for (;;) {
-        /* Fast path, 8 bytes at a time (SWAR): stop at a word holding '"', '\\' or a control byte. */
+#ifdef __SSE2__
+        /* Fast path, 16 bytes at a time: jump straight to the first '"', '\\' or control byte. */
+        {
+            const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\'), ctl = _mm_set1_epi8(0x1f);
+            while (end - p >= 16) {
+                __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+                __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash)),
+                                           _mm_cmpeq_epi8(_mm_max_epu8(v, ctl), ctl));
+                int mask = _mm_movemask_epi8(hit);
+                if (mask) {
+                    p += __builtin_ctz((unsigned)mask);
+                    break;
+                }
+                p += 16;
+            }
+        }
+#endif
+        /* Then 8 bytes at a time (SWAR): stop at a word holding '"', '\\' or a control byte. */
         while (end - p >= 8) {
             uint64_t v;
             memcpy(&v, p, 8);

@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "stream/kinesis.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,8 +11,17 @@
 #include "util/log.h"
 #include "util/misc.h"
 
+/* A closed shard's last sequence number, from the latest ListShards. */
+struct closed_shard {
+    char id[LMR_STREAM_SHARD_ID_MAX];
+    char ending_seq[LMR_STREAM_SEQ_MAX + 1];
+};
+
 struct lmr_kinesis {
     struct lmr_aws_client *client;
+    pthread_mutex_t mu; /* guards closed[] */
+    struct closed_shard *closed;
+    size_t n_closed;
     char *stream;
     char *arn;
     char region[64];
@@ -76,6 +86,8 @@ void lmr_kinesis_destroy(struct lmr_kinesis *k)
     if (!k)
         return;
     lmr_aws_client_destroy(k->client);
+    free(k->closed);
+    pthread_mutex_destroy(&k->mu);
     free(k->stream);
     free(k->arn);
     free(k);
@@ -90,6 +102,7 @@ enum lmr_result lmr_kinesis_new(const char *stream, struct lmr_kinesis **out, st
         free(k);
         return lmr_fail(err, LMR_ERR_NOMEM, "out of memory");
     }
+    pthread_mutex_init(&k->mu, NULL);
     struct lmr_aws_client_options co = {0};
     enum lmr_result r = lmr_aws_client_new(&co, &k->client, err);
     if (r) {
@@ -137,6 +150,46 @@ static uint64_t mono_ms(void)
     return lmr_mono_ns() / 1000000;
 }
 
+static void remember_closed(struct lmr_kinesis *k, const char *id, const char *ending)
+{
+    pthread_mutex_lock(&k->mu);
+    size_t i = 0;
+    while (i < k->n_closed && strcmp(k->closed[i].id, id))
+        i++;
+    if (i == k->n_closed) {
+        struct closed_shard *c = realloc(k->closed, (k->n_closed + 1) * sizeof *c);
+        if (c) {
+            k->closed = c;
+            k->n_closed++;
+        }
+    }
+    if (i < k->n_closed) {
+        snprintf(k->closed[i].id, sizeof k->closed[i].id, "%s", id);
+        snprintf(k->closed[i].ending_seq, sizeof k->closed[i].ending_seq, "%s", ending);
+    }
+    pthread_mutex_unlock(&k->mu);
+}
+
+/* Sequence numbers are decimal strings of up to 128 digits: compare by length, then digits. */
+static int seq_cmp(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la != lb)
+        return la < lb ? -1 : 1;
+    return strcmp(a, b);
+}
+
+/* The ending sequence number of a closed shard into out ("" if open or unknown). */
+static void closed_ending(struct lmr_kinesis *k, const char *id, char *out, size_t cap)
+{
+    out[0] = '\0';
+    pthread_mutex_lock(&k->mu);
+    for (size_t i = 0; i < k->n_closed; i++)
+        if (!strcmp(k->closed[i].id, id))
+            snprintf(out, cap, "%s", k->closed[i].ending_seq);
+    pthread_mutex_unlock(&k->mu);
+}
+
 static enum lmr_result kin_list_shards(struct lmr_stream_source *src, struct lmr_stream_shard_info **out, size_t *n,
                                        struct lmr_err *err)
 {
@@ -170,7 +223,11 @@ static enum lmr_result kin_list_shards(struct lmr_stream_source *src, struct lmr
             snprintf(info->parent_id, sizeof info->parent_id, "%s", p ? p : "");
             p = json_string_value(json_object_get(s, "AdjacentParentShardId"));
             snprintf(info->adjacent_parent_id, sizeof info->adjacent_parent_id, "%s", p ? p : "");
-            info->closed = json_object_get(json_object_get(s, "SequenceNumberRange"), "EndingSequenceNumber") != NULL;
+            const char *ending =
+                json_string_value(json_object_get(json_object_get(s, "SequenceNumberRange"), "EndingSequenceNumber"));
+            info->closed = ending != NULL;
+            if (ending)
+                remember_closed(k, info->id, ending);
         }
         const char *next = json_string_value(json_object_get(resp, "NextToken"));
         if (!r && next && json_array_size(shards))
@@ -329,6 +386,19 @@ static enum lmr_result kin_read(struct lmr_stream_shard_reader *r, size_t max_re
     rd->iterator = next ? strdup(next) : NULL;
     if (!rd->iterator)
         res->shard_ended = true; /* a closed shard, read to its end */
+    /*
+     * Some emulators keep handing out iterators for a closed shard: it has ended once the
+     * last record read is its EndingSequenceNumber (or nothing is left to read).
+     */
+    char ending[LMR_STREAM_SEQ_MAX + 1];
+    closed_ending(k, rd->shard_id, ending, sizeof ending);
+    if (!res->shard_ended && ending[0] &&
+        ((rd->last_seq[0] && seq_cmp(rd->last_seq, ending) >= 0) ||
+         (!json_array_size(records) && res->millis_behind == 0))) {
+        res->shard_ended = true;
+        free(rd->iterator);
+        rd->iterator = NULL;
+    }
     json_decref(resp);
     return LMR_OK;
 }

@@ -4,8 +4,8 @@
  * invoke responses alone), re-invokes tasks that failed, timed out or never committed, plans
  * and invokes the reducers, and finally commits the job (_SUCCESS) and writes the report.
  *
- * It runs inside the driver by default; the same code serves as the "coordinator" function
- * role when a job is driven from AWS.
+ * It runs inside the driver process. It keeps no process state of its own (everything is in
+ * the store), so it could also run as a function role.
  */
 #ifndef LMR_COORDINATOR_COORDINATOR_H
 #define LMR_COORDINATOR_COORDINATOR_H

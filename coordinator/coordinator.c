@@ -28,6 +28,15 @@ static char *attempt_id(const char *kind, size_t i, uint32_t attempt)
     return s;
 }
 
+/* The event text of a task (NULL when out of memory); takes the JSON and the attempt id. */
+static char *event_text(json_t *j, char *attempt_id)
+{
+    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    free(attempt_id);
+    return s;
+}
+
 static char *map_event(void *user_data, size_t i, uint32_t attempt)
 {
     struct job_run *jr = user_data;
@@ -36,11 +45,7 @@ static char *map_event(void *user_data, size_t i, uint32_t attempt)
     t.task = (uint32_t)i;
     t.attempt = attempt;
     t.attempt_id = attempt_id("m", i, attempt);
-    json_t *j = t.attempt_id ? lmr_map_task_to_json(&t) : NULL;
-    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
-    json_decref(j);
-    free(t.attempt_id);
-    return s;
+    return event_text(t.attempt_id ? lmr_map_task_to_json(&t) : NULL, t.attempt_id);
 }
 
 static char *reduce_event(void *user_data, size_t i, uint32_t attempt)
@@ -50,11 +55,7 @@ static char *reduce_event(void *user_data, size_t i, uint32_t attempt)
     t.job = jr->plan->job;
     t.attempt = attempt;
     t.attempt_id = attempt_id("r", i, attempt);
-    json_t *j = t.attempt_id ? lmr_reduce_task_to_json(&t) : NULL;
-    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
-    json_decref(j);
-    free(t.attempt_id);
-    return s;
+    return event_text(t.attempt_id ? lmr_reduce_task_to_json(&t) : NULL, t.attempt_id);
 }
 
 static char *map_commit_key(void *user_data, size_t i)

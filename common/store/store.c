@@ -197,18 +197,8 @@ enum lmr_result lmr_store_get(struct lmr_store *s, const char *key, uint64_t off
     if (r)
         return r;
     for (;;) {
-        if ((r = lmr_buf_reserve(out, 64 * 1024))) {
-            if (r == LMR_ERR_TOO_LARGE && out->cap > out->len) {
-                /* fall through: the buffer still has some room */
-                r = LMR_OK;
-            } else {
-                r = lmr_fail(err, r, "object '%s' in %s is larger than the %zu bytes allowed here", key, s->root_uri,
-                             out->max_bytes);
-                break;
-            }
-        }
-        size_t room = out->cap - out->len, got = 0;
-        if (room == 0) {
+        size_t room_left = out->max_bytes - out->len, got = 0;
+        if (room_left == 0) { /* full: fine only if the object has no more bytes */
             char probe;
             r = lmr_store_read(rd, &probe, 1, &got, err);
             if (!r && got)
@@ -216,7 +206,9 @@ enum lmr_result lmr_store_get(struct lmr_store *s, const char *key, uint64_t off
                              s->root_uri, out->max_bytes);
             break;
         }
-        r = lmr_store_read(rd, out->data + out->len, room, &got, err);
+        if ((r = lmr_buf_reserve(out, room_left < 65536 ? room_left : 65536)))
+            break;
+        r = lmr_store_read(rd, out->data + out->len, out->cap - out->len, &got, err);
         if (r || got == 0)
             break;
         out->len += got;

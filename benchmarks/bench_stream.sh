@@ -120,9 +120,16 @@ if [ "$MOTO" = 1 ]; then
     C=$!
     sleep 2
     t0=$(date +%s.%N)
-    feeder "$MOTO_RATE" $((WINDOW * 4)) | "$LMR" put --stream bench --quiet
+    feeder "$MOTO_RATE" $((WINDOW * 4)) | tee "$T/fed.txt" | "$LMR" put --stream bench --quiet
     t1=$(date +%s.%N)
-    sleep $((WINDOW + 4))
+    # Wait until every record put is in a committed window (the machine may be loaded).
+    fed=$(wc -l < "$T/fed.txt")
+    for _ in $(seq 1 120); do
+        got=$(cat "$T"/lat-out/window=*/part-00000 2>/dev/null | awk -F'\t' '$1 == "a" {s += $2} END {print s + 0}')
+        [ "$got" -ge "$fed" ] && break
+        sleep 0.5
+    done
     kill -TERM $C; wait $C || true
+    [ "$got" -eq "$fed" ] || { echo "bench_stream: $got of $fed records committed" >&2; exit 1; }
     echo "{\"bench\": \"stream_latency\", \"source\": \"kinesis (moto)\", \"window_s\": $WINDOW, \"rate\": $MOTO_RATE, \"put_s\": $(echo "$t1 - $t0" | bc), \"result\": $(latency)}"
 fi

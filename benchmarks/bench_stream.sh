@@ -6,6 +6,7 @@
 #   benchmarks/bench_stream.sh [--bin DIR] [--records N] [--rate R] [--window S] [--moto | --moto-only]
 #                              [--moto-rate R]
 # (moto accepts about 1,500 records/s here: a faster feed measures the producer's backlog.)
+# MOTO_GRACE_MS sets --close-grace-ms of the Kinesis consumer (default 2000, the CLI default).
 #
 # Throughput: N pre-generated lines (6 words each) through standard input as fast as possible,
 #   with the in-process invoker (the handler's own cost) and with the embedded Lambda service
@@ -116,6 +117,7 @@ if [ "$MOTO" = 1 ]; then
     sleep 0.5
     rm -rf "$T/lat-out"
     "$LMR" stream wordcount --source kinesis://bench --window "$WINDOW" --output "$T/lat-out" --batch-size 1000 \
+        --close-grace-ms "${MOTO_GRACE_MS:-2000}" \
         --starting-position trim-horizon --quiet &
     C=$!
     sleep 2

@@ -148,7 +148,11 @@ int main(int argc, char **argv)
            (unsigned long long)st.cold_starts, (unsigned long long)st.throttles);
     lmr_invoke_result_clean_up(&res);
     lmr_invoker_destroy(inv);
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", lmr_lambda_service_log_dir(svc));
     lmr_lambda_service_destroy(svc);
+    if (system(cmd) != 0)
+        fprintf(stderr, "bench_invoke: could not remove the log directory\n");
     free(lat);
     free(cold_wall);
     free(cold_init);

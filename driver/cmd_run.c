@@ -566,7 +566,14 @@ out:
         fail(&err, r);
     json_decref(report);
     lmr_invoker_destroy(inv);
+    /* The functions' logs (stdout/stderr and REPORT lines) are kept only when the job failed. */
+    char *log_dir = svc ? strdup(lmr_lambda_service_log_dir(svc)) : NULL;
     lmr_lambda_service_destroy(svc);
+    if (log_dir && status == 0)
+        lmr_remove_tree(log_dir, NULL);
+    else if (log_dir)
+        fprintf(stderr, "lambdamr run: the function logs are in %s\n", log_dir);
+    free(log_dir);
     lmr_plan_tasks_free(&plan);
     plan.job.args = NULL; /* owned by the options */
     lmr_job_common_clean_up(&plan.job);

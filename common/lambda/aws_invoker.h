@@ -29,5 +29,4 @@ struct lmr_aws_invoker_options {
 enum lmr_result lmr_aws_invoker_new(const struct lmr_aws_invoker_options *opts, struct lmr_invoker **out,
                                     struct lmr_err *err);
 
-
 #endif

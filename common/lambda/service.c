@@ -740,6 +740,14 @@ void lmr_svc_invoke(struct lmr_lambda_service *svc, const char *function, const 
         o->status = 204;
         return;
     }
+    if (type == LMR_INVOKE_EVENT && fn->q_len >= LMR_LAMBDA_EVENT_QUEUE_MAX) {
+        svc->stats.throttles++;
+        pthread_mutex_unlock(&svc->mu);
+        set_error(o, 429, "TooManyRequestsException",
+                  "Rate Exceeded. Function %s already has %u queued asynchronous invocations.", name,
+                  LMR_LAMBDA_EVENT_QUEUE_MAX);
+        return;
+    }
     if (type == LMR_INVOKE_EVENT) {
         struct lmr_svc_inv *inv = calloc(1, sizeof *inv);
         char *copy = malloc(len + 1);

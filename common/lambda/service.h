@@ -21,6 +21,7 @@
 #define LMR_LAMBDA_SYNC_PAYLOAD_MAX_BYTES (6u * 1024 * 1024)  /* RequestResponse request and response */
 #define LMR_LAMBDA_EVENT_PAYLOAD_MAX_BYTES (1u * 1024 * 1024) /* Event request */
 #define LMR_LAMBDA_LOG_TAIL_BYTES 4096                        /* X-Amz-Log-Result */
+#define LMR_LAMBDA_EVENT_QUEUE_MAX 100000                     /* queued Event invocations per function; beyond: 429 */
 
 struct lmr_function_config {
     const char *name;       /* Required. [A-Za-z0-9_-]{1,64} */
@@ -43,7 +44,13 @@ struct lmr_lambda_service;
 /** Create a service (no listening socket, no process yet). */
 enum lmr_result lmr_lambda_service_new(const struct lmr_lambda_service_options *opts, struct lmr_lambda_service **out,
                                        struct lmr_err *err);
-/** Register a function. Fails on a bad name or limits, or a name already registered. */
+/**
+ * Register a function. Fails on a bad name or limits, or a name already registered. The
+ * environment its processes get is fixed here: Lambda's variables, cfg->env, then the caller's
+ * AWS_*, LMR_*, ASAN/UBSAN/LSAN_OPTIONS, PATH, HOME, TMPDIR as they are at this call. The
+ * executable is not checked here: a missing one fails each invocation with
+ * Runtime.InvalidEntrypoint, the way Lambda reports a bad bootstrap.
+ */
 enum lmr_result lmr_lambda_service_add_function(struct lmr_lambda_service *svc, const struct lmr_function_config *cfg,
                                                 struct lmr_err *err);
 /** Bind the Invoke API on 127.0.0.1 (port from the options). The local invoker works without it. */

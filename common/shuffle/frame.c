@@ -16,9 +16,9 @@
 
 #include "shuffle/frame.h"
 
-#define STAGE_BYTES ((size_t)64 * 1024)     /* writer: records gathered before each compress call */
-#define READ_IN_BYTES ((size_t)64 * 1024)   /* reader: compressed bytes per store read */
-#define READ_OUT_BYTES ((size_t)128 * 1024) /* reader: initial decoded buffer (grows for huge records) */
+#define STAGE_BYTES ((size_t)64 * 1024)    /* writer: records gathered before each compress call */
+#define READ_IN_BYTES ((size_t)64 * 1024)  /* reader: compressed bytes per store read */
+#define READ_OUT_BYTES ((size_t)64 * 1024) /* reader: initial decoded buffer (grows for huge records) */
 
 /* ---- little helpers ----------------------------------------------------------------------------------------- */
 

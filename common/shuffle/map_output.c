@@ -24,7 +24,7 @@
 
 #define MIN_TABLE_BYTES ((size_t)256 * 1024)
 #define HUGE_BYTES ((size_t)2 << 20) /* allocations of this size or more get 2 MiB-aligned (THP) pages */
-#define MAX_CHUNK_BYTES (HUGE_BYTES - 64)
+#define MAX_CHUNK_BYTES (HUGE_BYTES - sizeof(struct chunk)) /* a chunk and its header: exactly one huge page */
 #define INITIAL_SLOTS 1024
 
 struct item {
@@ -543,7 +543,8 @@ static void emit_combine(struct lmr_emitter *self, struct lmr_slice key, struct 
     struct pending *p = &mo->batch[mo->nbatch++];
     p->h = h;
     p->klen = (uint32_t)key.len;
-    memcpy(p->key, key.ptr, key.len);
+    if (key.len)
+        memcpy(p->key, key.ptr, key.len);
     memcpy(p->value, value.ptr, mo->vs);
     __builtin_prefetch(&mo->items[h & (mo->items_cap - 1)]);
     if (mo->nbatch == BATCH)

@@ -83,6 +83,14 @@ rc=0; "$T" put --create-only "s3://$B/out/mid.bin" "$tmp/big.bin" 2>"$tmp/co.err
 uploads=$(aws s3api list-multipart-uploads --bucket "$B" --query 'length(Uploads || `[]`)' --output text)
 [ "$uploads" = 0 ] || die "$uploads multipart uploads left behind"
 
+step "an aborted writer leaves nothing behind (multipart upload aborted)"
+"$T" --stats put --abort "s3://$B/out/aborted.bin" "$tmp/big.bin" 2>"$tmp/ab.err"
+grep -q 'put=3 ' "$tmp/ab.err" || die "expected 2 parts uploaded before the abort: $(cat "$tmp/ab.err")"
+grep -q 'delete=1 ' "$tmp/ab.err" || die "expected an AbortMultipartUpload: $(cat "$tmp/ab.err")"
+[ -z "$("$T" ls "s3://$B/out/aborted")" ] || die "an aborted object is visible"
+uploads=$(aws s3api list-multipart-uploads --bucket "$B" --query 'length(Uploads || `[]`)' --output text)
+[ "$uploads" = 0 ] || die "$uploads multipart uploads left behind after abort"
+
 step "copies between the file and s3 back-ends"
 "$T" cp "s3://$B/dir/r.bin" "$tmp/copy.bin"
 cmp "$tmp/copy.bin" "$tmp/r.bin"
@@ -112,6 +120,24 @@ rc=0; env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY AWS_PROFILE= "$T" ls "s3
 [ "$rc" != 0 ] && grep -q "no AWS credentials" "$tmp/e.txt" || die "no credentials: rc=$rc $(cat "$tmp/e.txt")"
 rc=0; AWS_ENDPOINT_URL=http://127.0.0.1:1 "$T" ls "s3://$B/" 2>"$tmp/e.txt" || rc=$?
 [ "$rc" != 0 ] && grep -q "cannot reach S3 at http://127.0.0.1:1" "$tmp/e.txt" || die "unreachable: $(cat "$tmp/e.txt")"
+
+step "AccessDenied for a user whose policy only allows reading"
+read -r ro_key ro_secret < <(python3 - <<'EOF'
+import json, os, boto3
+iam = boto3.client("iam", endpoint_url=os.environ["MOTO_URL"])
+iam.create_user(UserName="read-only")
+k = iam.create_access_key(UserName="read-only")["AccessKey"]
+iam.put_user_policy(UserName="read-only", PolicyName="read", PolicyDocument=json.dumps(
+    {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["s3:GetObject", "s3:ListBucket"],
+                                             "Resource": "*"}]}))
+print(k["AccessKeyId"], k["SecretAccessKey"])
+EOF
+)
+AWS_ACCESS_KEY_ID=$ro_key AWS_SECRET_ACCESS_KEY=$ro_secret "$T" get "s3://$B/commit/_SUCCESS" | grep -qx first ||
+    die "the read-only user cannot read"
+rc=0; echo x | AWS_ACCESS_KEY_ID=$ro_key AWS_SECRET_ACCESS_KEY=$ro_secret "$T" put "s3://$B/ro/x" 2>"$tmp/e.txt" || rc=$?
+[ "$rc" = 1 ] && grep -q "AccessDenied" "$tmp/e.txt" && grep -q "$ro_key" "$tmp/e.txt" && grep -q "s3://$B/ro/x" "$tmp/e.txt" ||
+    die "access denied: rc=$rc $(cat "$tmp/e.txt")"
 
 step "credentials from a profile in a shared credentials file"
 printf '[research]\naws_access_key_id = %s\naws_secret_access_key = %s\n' "$AWS_ACCESS_KEY_ID" \

@@ -6,6 +6,7 @@
  *   lmr_storetool [--stats] head URI               size of one object
  *   lmr_storetool [--stats] get URI [OFF LEN]      object (or a range) to stdout
  *   lmr_storetool [--stats] put [--create-only] URI [FILE]   stdin (or FILE) to an object
+ *   lmr_storetool [--stats] put --abort URI [FILE]  write everything, then abort (nothing must remain)
  *   lmr_storetool [--stats] cp [--create-only] SRC DST       streamed copy between any stores
  *   lmr_storetool [--stats] rm URI...              delete objects (one store; batched)
  *   lmr_storetool [--stats] rm-prefix URI          delete everything under a prefix
@@ -150,9 +151,12 @@ int main(int argc, char **argv)
     if (i >= argc)
         return usage();
     const char *cmd = argv[i++];
-    bool create_only = false;
+    bool create_only = false, abort_write = false;
     if (i < argc && !strcmp(argv[i], "--create-only")) {
         create_only = true;
+        i++;
+    } else if (i < argc && !strcmp(argv[i], "--abort")) {
+        abort_write = true;
         i++;
     }
     unsigned flags = create_only ? LMR_PUT_CREATE_ONLY : 0;
@@ -203,7 +207,7 @@ int main(int argc, char **argv)
         if (!r && ferror(in))
             r = lmr_fail(&err, LMR_ERR_IO, "cannot read the input: %s", strerror(errno));
         if (w)
-            r = r ? (lmr_store_abort(w), r) : lmr_store_commit(w, &err);
+            r = r || abort_write ? (lmr_store_abort(w), r) : lmr_store_commit(w, &err);
         free(buf);
         if (in && in != stdin)
             fclose(in);

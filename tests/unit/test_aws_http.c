@@ -20,7 +20,8 @@
 static struct MHD_Daemon *daemon_;
 static unsigned port;
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-static unsigned hits; /* requests seen for the current script */
+static unsigned hits;        /* requests seen for the current script */
+static unsigned connections; /* TCP connections accepted */
 static char last_auth[1024], last_sha[128], last_token[128], last_host[256], last_url[512];
 
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const char *body, const char *hname,
@@ -75,6 +76,11 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         return n == 1 ? reply(c, 400, "{\"message\":\"Rate exceeded\"}", "x-amzn-ErrorType",
                               "ThrottlingException:http://internal.amazon.com/coral/")
                       : reply(c, 200, "{}", NULL, NULL);
+    if (strstr(url, "/redirect"))
+        return reply(c, 301,
+                     XML_ERR("PermanentRedirect",
+                             "The bucket you are attempting to access must be addressed using the specified endpoint."),
+                     "x-amz-bucket-region", "eu-west-1");
     if (strstr(url, "/400-bad"))
         return reply(c, 400, XML_ERR("InvalidArgument", "Bad argument."), NULL, NULL);
     if (strstr(url, "/expired"))
@@ -95,13 +101,23 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     return reply(c, 200, "ok", NULL, NULL);
 }
 
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        pthread_mutex_lock(&mu);
+        connections++;
+        pthread_mutex_unlock(&mu);
+    }
+}
+
 static struct lmr_aws_config cfg;
 
 static int setup(void **state)
 {
     (void)state;
     daemon_ = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION, 0, NULL, NULL, handler,
-                               NULL, MHD_OPTION_END);
+                               NULL, MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL, MHD_OPTION_END);
     if (!daemon_)
         return -1;
     port = MHD_get_daemon_info(daemon_, MHD_DAEMON_INFO_BIND_PORT)->port;
@@ -202,6 +218,11 @@ static void test_no_retry_on_4xx(void **state)
     assert_non_null(strstr(err.msg, "'bkt' does not exist"));
     lmr_aws_response_clean_up(&resp);
 
+    assert_int_equal(run(&cfg, LMR_AWS_S3, "/redirect", 0, &resp, &err), LMR_ERR_INVALID);
+    assert_int_equal(resp.attempts, 1);
+    assert_non_null(strstr(err.msg, "set AWS_REGION=eu-west-1"));
+    lmr_aws_response_clean_up(&resp);
+
     assert_int_equal(run(&cfg, LMR_AWS_S3, "/precondition", 0, &resp, &err), LMR_ERR_EXISTS);
     lmr_aws_response_clean_up(&resp);
 }
@@ -253,12 +274,40 @@ static void test_caps_and_signing(void **state)
     lmr_aws_response_clean_up(&resp);
 }
 
+/* Sequential requests of one client (from one or several threads) reuse one connection. */
+static void test_connection_reuse(void **state)
+{
+    struct lmr_aws_client_options o = {.config = &cfg};
+    struct lmr_aws_client *client;
+    struct lmr_err err = {0};
+    assert_int_equal(lmr_aws_client_new(&o, &client, &err), LMR_OK);
+    pthread_mutex_lock(&mu);
+    connections = 0;
+    pthread_mutex_unlock(&mu);
+    for (int i = 0; i < 5; i++) {
+        struct lmr_aws_request req = {.service = LMR_AWS_S3,
+                                      .method = i % 2 ? "PUT" : "GET",
+                                      .bucket = "bkt",
+                                      .path = "/k",
+                                      .body = i % 2 ? "data" : NULL,
+                                      .body_len = i % 2 ? 4 : 0,
+                                      .resource = "reuse"};
+        struct lmr_aws_response resp;
+        lmr_aws_response_init(&resp);
+        assert_int_equal(lmr_aws_request(client, &req, &resp, &err), LMR_OK);
+        lmr_aws_response_clean_up(&resp);
+    }
+    assert_int_equal(connections, 1);
+    lmr_aws_client_destroy(client);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_retries),
         cmocka_unit_test(test_no_retry_on_4xx),
         cmocka_unit_test(test_caps_and_signing),
+        cmocka_unit_test(test_connection_reuse),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

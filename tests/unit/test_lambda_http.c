@@ -23,6 +23,7 @@
 static char fn_path[4096];
 static struct lmr_lambda_service *svc;
 static uint16_t port;
+static char log_dir[64];
 
 struct reply {
     long status;
@@ -116,7 +117,9 @@ static int group_setup(void **state)
     const char *bin = getenv("LMR_BIN_DIR");
     snprintf(fn_path, sizeof fn_path, "%s/fn_test", bin ? bin : "build/bin");
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    struct lmr_lambda_service_options opts = {.event_retry_delay_ms = 20};
+    snprintf(log_dir, sizeof log_dir, "/tmp/lmr-test-lambda-http-XXXXXX");
+    assert_non_null(mkdtemp(log_dir));
+    struct lmr_lambda_service_options opts = {.event_retry_delay_ms = 20, .log_dir = log_dir};
     struct lmr_err err = {0};
     assert_int_equal(lmr_lambda_service_new(&opts, &svc, &err), LMR_OK);
     add("echo", "echo", 4, 10);
@@ -137,6 +140,10 @@ static int group_teardown(void **state)
 {
     lmr_lambda_service_destroy(svc);
     curl_global_cleanup();
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", log_dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", log_dir);
     return 0;
 }
 

@@ -86,12 +86,14 @@ static void on_progress(void *user, const struct lmr_stream_stats *s)
     ui->last_s = s->elapsed_s;
     fprintf(stderr, "\r\033[K%.0f records/s  %" PRIu64 " read  %" PRIu64 " windows closed  %" PRIu64 " failed", rate,
             s->records_read, s->windows_committed + s->windows_already_committed, s->records_failed);
+    fprintf(stderr, "  iterator age:");
     for (size_t i = 0; i < s->n_shards && i < 8; i++) {
         const char *id = s->shards[i].id;
         size_t n = strlen(id);
-        fprintf(stderr, "  %s:%s", n > 4 ? id + n - 4 : id, s->shards[i].ended ? "ended" : "");
-        if (!s->shards[i].ended)
-            fprintf(stderr, "%" PRIu64 "ms", s->shards[i].millis_behind);
+        if (s->shards[i].ended)
+            fprintf(stderr, " %s=ended", n > 4 ? id + n - 4 : id);
+        else
+            fprintf(stderr, " %s=%" PRIu64 "ms", n > 4 ? id + n - 4 : id, s->shards[i].millis_behind);
     }
     if (s->n_shards > 8)
         fprintf(stderr, "  (+%zu shards)", s->n_shards - 8);

@@ -12,30 +12,13 @@
 
 static inline void skip_ws(struct lmr_json_scan *s)
 {
-    while (s->p < s->end && (*s->p == ' ' || *s->p == '\n' || *s->p == '\t' || *s->p == '\r'))
-        s->p++;
+    (void)lmr_json_scan_peek(s);
 }
 
 static bool fail(struct lmr_json_scan *s)
 {
     s->failed = true;
     return false;
-}
-
-char lmr_json_scan_peek(struct lmr_json_scan *s)
-{
-    skip_ws(s);
-    return s->p < s->end ? *s->p : '\0';
-}
-
-bool lmr_json_scan_expect(struct lmr_json_scan *s, char c)
-{
-    skip_ws(s);
-    if (s->p < s->end && *s->p == c) {
-        s->p++;
-        return true;
-    }
-    return fail(s);
 }
 
 /* Bytes that end the fast scan of a string: '"', '\\' and control characters. */

@@ -22,10 +22,24 @@ static inline void lmr_json_scan_init(struct lmr_json_scan *s, const char *text,
     s->failed = false;
 }
 
-/** Next non-blank character without taking it ('\0' at the end). */
-char lmr_json_scan_peek(struct lmr_json_scan *s);
+/** Next non-blank character without taking it ('\0' at the end). Inline: this runs per token. */
+static inline char lmr_json_scan_peek(struct lmr_json_scan *s)
+{
+    while (s->p < s->end && (*s->p == ' ' || *s->p == '\n' || *s->p == '\t' || *s->p == '\r'))
+        s->p++;
+    return s->p < s->end ? *s->p : '\0';
+}
+
 /** Take character c (after blanks). @return false (and failed) if it is not next. */
-bool lmr_json_scan_expect(struct lmr_json_scan *s, char c);
+static inline bool lmr_json_scan_expect(struct lmr_json_scan *s, char c)
+{
+    if (lmr_json_scan_peek(s) == c && s->p < s->end) {
+        s->p++;
+        return true;
+    }
+    s->failed = true;
+    return false;
+}
 /**
  * Take a string. *raw and *raw_len: its content as written (escapes not decoded); *escaped tells
  * whether it holds any backslash.

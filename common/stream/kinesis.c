@@ -142,6 +142,8 @@ struct kin_reader {
     char last_seq[LMR_STREAM_SEQ_MAX + 1];
     uint64_t next_call_ms; /* monotonic: 5 calls/s per shard */
     unsigned throttled;    /* consecutive throttling errors */
+    bool caught_up;        /* what the last GetRecords said */
+    uint64_t millis_behind;
     uint64_t renewals;
 };
 
@@ -310,7 +312,9 @@ static enum lmr_result kin_read(struct lmr_stream_shard_reader *r, size_t max_re
     uint64_t now = mono_ms();
     if (now < rd->next_call_ms) {
         if (rd->next_call_ms - now > wait_ms) {
-            res->caught_up = false;
+            /* Not polled (5 calls/s per shard): what the last call said still holds. */
+            res->caught_up = rd->caught_up;
+            res->millis_behind = rd->millis_behind;
             return LMR_OK;
         }
         lmr_sleep_ms(rd->next_call_ms - now);
@@ -340,6 +344,7 @@ static enum lmr_result kin_read(struct lmr_stream_shard_reader *r, size_t max_re
     if (rr == LMR_ERR_THROTTLED) {
         /* ProvisionedThroughputExceededException after the client's retries: back off this shard. */
         rd->throttled++;
+        rd->caught_up = false;
         rd->next_call_ms = mono_ms() + lmr_backoff_ms(rd->throttled, 200, 10000) + 200;
         LMR_INFO("kinesis: %s is throttled; backing off", rd->shard_id);
         lmr_err_clear(err);
@@ -381,6 +386,8 @@ static enum lmr_result kin_read(struct lmr_stream_shard_reader *r, size_t max_re
     json_t *behind = json_object_get(resp, "MillisBehindLatest");
     res->millis_behind = json_is_integer(behind) ? (uint64_t)json_integer_value(behind) : 0;
     res->caught_up = res->millis_behind == 0 && json_array_size(records) < limit;
+    rd->caught_up = res->caught_up;
+    rd->millis_behind = res->millis_behind;
     const char *next = json_string_value(json_object_get(resp, "NextShardIterator"));
     free(rd->iterator);
     rd->iterator = next ? strdup(next) : NULL;

@@ -151,7 +151,7 @@ for f in glob.glob(sys.argv[1] + "/window=*/part-00000"):
         k, v = line.rstrip(b"\n").rsplit(b"\t", 1); c[k] += int(v)
 for k in sorted(c): sys.stdout.buffer.write(k + b"\t" + str(c[k]).encode() + b"\n")
 ' "$1"; }
-deadline=$((SECONDS + 90))
+deadline=$((SECONDS + 45))
 while :; do
     summed "$T/out" > "$T/got"
     cmp -s "$T/want" "$T/got" && break

@@ -83,6 +83,30 @@ assert d["requestContext"]["condition"] == "RetryAttemptsExhausted", d
 ' "$desc" || fail "poison: the failed batch descriptor is not the one poison record"
 echo "ok: the poison record alone went to the on-failure destination"
 
+echo "== stdin: aggregate (sum by field) and a map-only job refused"
+python3 -c '
+import random
+r = random.Random(5)
+for i in range(5000):
+    print("%d,%s,g%d,%d" % (i, "x" * r.randrange(3), r.randrange(17), r.randrange(1000)))
+' > "$T/in4.csv"
+timeout 60 "$LMR" stream aggregate --source - --delimiter , --key 3 --value 4 --op sum --window 2 \
+    --output "$T/out4" --batch-size 700 --quiet < "$T/in4.csv"
+python3 -c '
+import sys, collections
+c = collections.Counter()
+for line in open(sys.argv[1]):
+    f = line.rstrip("\n").split(","); c[f[2]] += int(f[3])
+for k in sorted(c): print("%s\t%d" % (k, c[k]))
+' "$T/in4.csv" > "$T/want4"
+summed "$T/out4" > "$T/got4"
+cmp -s "$T/want4" "$T/got4" || { diff "$T/want4" "$T/got4" | head || true; fail "aggregate: sums differ"; }
+if "$LMR" stream scan --source - --window 1 --output "$T/out5" --fields 1 < /dev/null 2> "$T/scan.err"; then
+    fail "a map-only job must be refused"
+fi
+grep -q "combiner" "$T/scan.err" || fail "the refusal should say why: $(cat "$T/scan.err")"
+echo "ok: aggregate sums exact; scan refused with a reason"
+
 echo "== file source: SIGKILL and restart while lines keep arriving (with a rotation)"
 LOG=$T/app.log
 : > "$LOG"

@@ -1,13 +1,14 @@
 /*
  * Shuffle micro-benchmark.
  *
- *   bench_shuffle [--words N] [--vocab V] [--maps M] [--records-per-map K] [--memory-mb MB] [--json]
+ *   bench_shuffle [--only-emit] [--words N] [--vocab V] [--maps M] [--records-per-map K] [--memory-mb MB] [--json]
  *
  * 1. emit: N words drawn from a Zipf(1)-like distribution over V distinct words, emitted into a
  *    wordcount map output (combine at emit time); then finish (sort + encode + compress + write).
  * 2. map (text): the same words as text lines through wordcount's own map (tokenizer + emits).
  * 3. merge: M map objects of K distinct-ish records each (non-combining), merged by one reduce
  *    input over all their frames of partition 0..R-1; records/s of the k-way merge incl. decoding.
+ * Times are process CPU time (the machine is shared), so I/O waits are not counted.
  * The store is a file store in a temporary directory (deleted at the end).
  */
 #include <inttypes.h>
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "job/registry.h"
 #include "shuffle/map_output.h"
@@ -29,6 +31,14 @@ static uint64_t rnd(void)
     rng ^= rng >> 7;
     rng ^= rng << 17;
     return rng;
+}
+
+/* CPU time of this process in ms: steadier than wall time on a shared machine. */
+static double cpu_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
 static void die(const char *what, const struct lmr_err *err)
@@ -59,9 +69,11 @@ int main(int argc, char **argv)
     uint64_t per_map = arg_u64(argc, argv, "--records-per-map", 500000);
     size_t memory = (size_t)arg_u64(argc, argv, "--memory-mb", 1024) << 20;
     uint32_t R = (uint32_t)arg_u64(argc, argv, "--reducers", 4);
-    bool json = false;
-    for (int i = 1; i < argc; i++)
+    bool json = false, only_emit = false;
+    for (int i = 1; i < argc; i++) {
         json |= !strcmp(argv[i], "--json");
+        only_emit |= !strcmp(argv[i], "--only-emit");
+    }
 
     char dir[] = "/tmp/lmr-bench-shuffle-XXXXXX";
     if (!mkdtemp(dir))
@@ -100,6 +112,20 @@ int main(int argc, char **argv)
         stream[i] = (uint32_t)lo;
     }
 
+    /* The stream laid out as text (words in stream order), so emits read their keys sequentially
+       as a map function does. */
+    size_t text_len = 0;
+    for (uint64_t i = 0; i < nwords; i++)
+        text_len += wlen[stream[i]] + 1u;
+    char *text = malloc(text_len);
+    size_t pos = 0;
+    uint64_t *offs = malloc(nwords * sizeof *offs);
+    for (uint64_t i = 0; i < nwords; i++) {
+        offs[i] = pos;
+        memcpy(text + pos, words + (size_t)stream[i] * 16, wlen[stream[i]]);
+        pos += wlen[stream[i]];
+        text[pos++] = (i % 12 == 11) ? '\n' : ' ';
+    }
     /* 1. emits into the combine table */
     struct lmr_map_output_options o = {.ops = &lmr_job_wordcount,
                                        .partitions = R,
@@ -112,34 +138,30 @@ int main(int argc, char **argv)
         die("map output", &err);
     struct lmr_emitter *em = lmr_map_output_emitter(mo);
     static const uint64_t one = 1;
-    double t0 = lmr_mono_ms();
+    double t0 = cpu_ms();
     for (uint64_t i = 0; i < nwords; i++)
-        lmr_emit(em, lmr_slice_make(words + (size_t)stream[i] * 16, wlen[stream[i]]), lmr_slice_make(&one, 8));
-    double t1 = lmr_mono_ms();
+        lmr_emit(em, lmr_slice_make(text + offs[i], wlen[stream[i]]), lmr_slice_make(&one, 8));
+    double t1 = cpu_ms();
     struct lmr_map_output_index idx;
     if (lmr_map_output_finish(mo, &idx, &err) != LMR_OK)
         die("finish", &err);
-    double t2 = lmr_mono_ms();
+    double t2 = cpu_ms();
     lmr_map_output_destroy(mo);
     double emit_rate = nwords / ((t1 - t0) / 1000);
-
-    /* 2. the same stream as text through wordcount's map */
-    size_t text_len = 0;
-    for (uint64_t i = 0; i < nwords; i++)
-        text_len += wlen[stream[i]] + 1u;
-    char *text = malloc(text_len);
-    size_t pos = 0;
-    for (uint64_t i = 0; i < nwords; i++) {
-        memcpy(text + pos, words + (size_t)stream[i] * 16, wlen[stream[i]]);
-        pos += wlen[stream[i]];
-        text[pos++] = (i % 12 == 11) ? '\n' : ' ';
+    if (only_emit) {
+        printf("emit (combine table): %" PRIu64 " words, %" PRIu64
+               " keys out: %.1f M emits/s (%.0f ms), finish %.1f ms\n",
+               nwords, idx.records_out, emit_rate / 1e6, t1 - t0, t2 - t1);
+        return 0;
     }
+
+    /* 2. the same text through wordcount's map */
     o.object_key = "inter/wc2";
     if (lmr_map_output_new(&o, &mo, &err) != LMR_OK)
         die("map output", &err);
     em = lmr_map_output_emitter(mo);
     struct lmr_job_counters counters = {0};
-    double t3 = lmr_mono_ms();
+    double t3 = cpu_ms();
     const char *p = text, *end = text + text_len;
     while (p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
@@ -148,7 +170,7 @@ int main(int argc, char **argv)
         lmr_job_wordcount.map(NULL, lmr_slice_make(p, (size_t)(nl - p)), em, &counters);
         p = nl + 1;
     }
-    double t4 = lmr_mono_ms();
+    double t4 = cpu_ms();
     struct lmr_map_output_index idx2;
     if (lmr_map_output_finish(mo, &idx2, &err) != LMR_OK)
         die("finish", &err);
@@ -179,7 +201,7 @@ int main(int argc, char **argv)
         lmr_map_output_destroy(mo);
     }
     uint64_t merged = 0, groups = 0, fetched = 0;
-    double t5 = lmr_mono_ms();
+    double t5 = cpu_ms();
     for (uint32_t r = 0; r < R; r++) {
         struct lmr_frame_ref *refs = calloc(maps, sizeof *refs);
         for (uint64_t m = 0; m < maps; m++)
@@ -211,7 +233,7 @@ int main(int argc, char **argv)
         lmr_reduce_input_destroy(ri);
         free(refs);
     }
-    double t6 = lmr_mono_ms();
+    double t6 = cpu_ms();
     double merge_rate = merged / ((t6 - t5) / 1000);
 
     uint64_t raw = 0, comp = 0;
@@ -243,6 +265,7 @@ int main(int argc, char **argv)
     free(mi);
     free(objs);
     free(text);
+    free(offs);
     free(stream);
     free(cdf);
     free(words);

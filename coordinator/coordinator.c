@@ -28,6 +28,15 @@ static char *attempt_id(const char *kind, size_t i, uint32_t attempt)
     return s;
 }
 
+/* The event text of a task (NULL when out of memory); takes the JSON and the attempt id. */
+static char *event_text(json_t *j, char *attempt_id)
+{
+    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    free(attempt_id);
+    return s;
+}
+
 static char *map_event(void *user_data, size_t i, uint32_t attempt)
 {
     struct job_run *jr = user_data;
@@ -36,11 +45,7 @@ static char *map_event(void *user_data, size_t i, uint32_t attempt)
     t.task = (uint32_t)i;
     t.attempt = attempt;
     t.attempt_id = attempt_id("m", i, attempt);
-    json_t *j = t.attempt_id ? lmr_map_task_to_json(&t) : NULL;
-    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
-    json_decref(j);
-    free(t.attempt_id);
-    return s;
+    return event_text(t.attempt_id ? lmr_map_task_to_json(&t) : NULL, t.attempt_id);
 }
 
 static char *reduce_event(void *user_data, size_t i, uint32_t attempt)
@@ -50,11 +55,7 @@ static char *reduce_event(void *user_data, size_t i, uint32_t attempt)
     t.job = jr->plan->job;
     t.attempt = attempt;
     t.attempt_id = attempt_id("r", i, attempt);
-    json_t *j = t.attempt_id ? lmr_reduce_task_to_json(&t) : NULL;
-    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
-    json_decref(j);
-    free(t.attempt_id);
-    return s;
+    return event_text(t.attempt_id ? lmr_reduce_task_to_json(&t) : NULL, t.attempt_id);
 }
 
 static char *map_commit_key(void *user_data, size_t i)
@@ -196,7 +197,6 @@ static void sum_field(json_t *into, const char *name, json_t *responses)
     json_object_set_new(into, name, json_integer((json_int_t)total));
 }
 
-
 static void add_store_stats(uint64_t *acc, json_t *stats)
 {
     static const char *const names[] = {"get", "put", "list", "head", "delete"};
@@ -225,10 +225,11 @@ static json_t *build_report(struct job_run *jr, const struct lmr_phase_result *m
                             double commit_ms, double wall_ms, uint64_t *driver_store)
 {
     const struct lmr_job_plan *plan = jr->plan;
-    static const char *const map_fields[] = {"records_in", "bytes_in", "records_out", "intermediate_raw_bytes",
-                                             "intermediate_bytes", "output_bytes", "spills", "malformed_records"};
-    static const char *const reduce_fields[] = {"frames", "records_in", "bytes_in", "groups", "records_out",
-                                                "bytes_out"};
+    static const char *const map_fields[] = {
+        "records_in",         "bytes_in",     "records_out", "intermediate_raw_bytes",
+        "intermediate_bytes", "output_bytes", "spills",      "malformed_records"};
+    static const char *const reduce_fields[] = {"frames", "records_in",  "bytes_in",
+                                                "groups", "records_out", "bytes_out"};
     json_t *phases = json_object();
     json_object_set_new(phases, "plan", json_pack("{s:f}", "wall_ms", plan->plan_ms));
     json_object_set_new(phases, "map", phase_json(map, plan->ntasks, map_fields, 8));
@@ -270,9 +271,9 @@ static json_t *build_report(struct job_run *jr, const struct lmr_phase_result *m
     json_object_set_new(report, "job", json_string(plan->job.job_name));
     json_object_set_new(report, "args", lmr_job_args_to_json(plan->job.args));
     json_object_set_new(report, "status", json_string("succeeded"));
-    json_object_set_new(report, "input", json_pack("{s:O, s:I, s:I}", "uris", plan->input_uris ? plan->input_uris : json_null(),
-                                                   "objects", (json_int_t)plan->input_objects, "bytes",
-                                                   (json_int_t)plan->input_bytes));
+    json_object_set_new(report, "input",
+                        json_pack("{s:O, s:I, s:I}", "uris", plan->input_uris ? plan->input_uris : json_null(),
+                                  "objects", (json_int_t)plan->input_objects, "bytes", (json_int_t)plan->input_bytes));
     json_object_set_new(report, "output", json_string(plan->output_uri ? plan->output_uri : ""));
     json_object_set_new(report, "mappers", json_integer((json_int_t)plan->ntasks));
     json_object_set_new(report, "reducers", json_integer((json_int_t)plan->job.reducers));
@@ -289,8 +290,9 @@ static json_t *build_report(struct job_run *jr, const struct lmr_phase_result *m
         json_pack("{s:I, s:f, s:f, s:f, s:f, s:f, s:{s:f, s:f, s:f, s:f, s:s}}", "invocations", (json_int_t)ninv,
                   "billed_duration_ms", billed_ms, "gb_seconds", gb_s, "lambda_usd", lambda_usd, "s3_usd", s3_usd,
                   "total_usd", lambda_usd + s3_usd, "prices", "lambda_gb_second", LMR_PRICE_LAMBDA_GB_SECOND,
-                  "lambda_per_million_requests", LMR_PRICE_LAMBDA_PER_MILLION_REQUESTS, "s3_per_1000_put_copy_post_list",
-                  LMR_PRICE_S3_PER_1000_PUT_LIST, "s3_per_1000_get_head", LMR_PRICE_S3_PER_1000_GET, "note",
+                  "lambda_per_million_requests", LMR_PRICE_LAMBDA_PER_MILLION_REQUESTS,
+                  "s3_per_1000_put_copy_post_list", LMR_PRICE_S3_PER_1000_PUT_LIST, "s3_per_1000_get_head",
+                  LMR_PRICE_S3_PER_1000_GET, "note",
                   "AWS us-east-1 list prices for Lambda (x86) and S3 Standard requests; S3 requests are counted on "
                   "every back-end, as if the store were S3"));
     json_object_set_new(report, "invocations", invocations);

@@ -4,8 +4,8 @@
  * invoke responses alone), re-invokes tasks that failed, timed out or never committed, plans
  * and invokes the reducers, and finally commits the job (_SUCCESS) and writes the report.
  *
- * It runs inside the driver by default; the same code serves as the "coordinator" function
- * role when a job is driven from AWS.
+ * It runs inside the driver process. It keeps no process state of its own (everything is in
+ * the store), so it could also run as a function role.
  */
 #ifndef LMR_COORDINATOR_COORDINATOR_H
 #define LMR_COORDINATOR_COORDINATOR_H
@@ -36,13 +36,13 @@ struct lmr_progress {
 };
 
 struct lmr_coordinator_options {
-    struct lmr_invoker *invoker;  /* Required. */
-    const char *map_function;     /* Required: function name for map tasks. */
-    const char *reduce_function;  /* Required: function name for reduce tasks. */
-    struct lmr_store *work_store; /* Required: holds plan->job.work. */
+    struct lmr_invoker *invoker;    /* Required. */
+    const char *map_function;       /* Required: function name for map tasks. */
+    const char *reduce_function;    /* Required: function name for reduce tasks. */
+    struct lmr_store *work_store;   /* Required: holds plan->job.work. */
     struct lmr_store *output_store; /* Required: holds plan->job.output. */
-    uint32_t concurrency;         /* Optional: invocations in flight, default 8. */
-    uint32_t max_attempts;        /* Optional: per task, default 3. */
+    uint32_t concurrency;           /* Optional: invocations in flight, default 8. */
+    uint32_t max_attempts;          /* Optional: per task, default 3. */
     /* Optional: called (from worker threads, serialised) whenever a task starts or ends. */
     void (*progress)(void *user_data, const struct lmr_progress *p);
     void *progress_user_data;

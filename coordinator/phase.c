@@ -16,7 +16,7 @@ struct phase_run {
     const struct lmr_phase *phase;
     pthread_mutex_t lock;
     pthread_cond_t changed; /* a task ended: the queue may have grown, or the phase may be over */
-    size_t *queue; /* task ids waiting to be invoked */
+    size_t *queue;          /* task ids waiting to be invoked */
     size_t qhead, qtail, qcap;
     uint32_t *attempts;
     bool *done;
@@ -42,11 +42,10 @@ static json_t *invocation_json(const struct lmr_phase *ph, size_t task, uint32_t
                                const struct lmr_invoke_result *ir, const char *error)
 {
     json_t *o = json_pack("{s:s, s:I, s:I, s:s, s:f, s:f, s:f, s:I, s:I, s:I}", "phase", ph->name, "task",
-                          (json_int_t)task, "attempt", (json_int_t)attempt, "request_id", ir->request_id,
-                          "duration_ms", ir->duration_ms, "billed_duration_ms", ir->billed_duration_ms,
-                          "init_duration_ms", ir->init_duration_ms, "memory_size_mb", (json_int_t)ir->memory_size_mb,
-                          "max_memory_used_mb", (json_int_t)ir->max_memory_used_mb, "throttle_retries",
-                          (json_int_t)ir->throttle_retries);
+                          (json_int_t)task, "attempt", (json_int_t)attempt, "request_id", ir->request_id, "duration_ms",
+                          ir->duration_ms, "billed_duration_ms", ir->billed_duration_ms, "init_duration_ms",
+                          ir->init_duration_ms, "memory_size_mb", (json_int_t)ir->memory_size_mb, "max_memory_used_mb",
+                          (json_int_t)ir->max_memory_used_mb, "throttle_retries", (json_int_t)ir->throttle_retries);
     if (o && error)
         json_object_set_new(o, "error", json_string(error));
     return o;
@@ -89,8 +88,8 @@ static void *worker(void *arg)
         struct lmr_invoke_result ir;
         lmr_invoke_result_init(&ir, RESPONSE_MAX_BYTES);
         struct lmr_err ierr = {0};
-        enum lmr_result r = event ? lmr_invoke(pr->opts->invoker, ph->function, event, strlen(event),
-                                               LMR_INVOKE_SYNC, 0, &ir, &ierr)
+        enum lmr_result r = event ? lmr_invoke(pr->opts->invoker, ph->function, event, strlen(event), LMR_INVOKE_SYNC,
+                                               LMR_INVOKE_LOG_TAIL, &ir, &ierr)
                                   : lmr_fail(&ierr, LMR_ERR_NOMEM, "out of memory building the event");
         free(event);
         char why[LMR_ERR_MSG_BYTES + 256] = "";
@@ -127,11 +126,13 @@ static void *worker(void *arg)
         } else {
             pr->res->failed_attempts++;
             LMR_INFO("%s task %zu attempt %u did not commit: %s", ph->name, i, attempt, why);
-            if (attempt >= pr->opts->max_attempts) {
+            /* Errors of the request itself (no such function, access denied) do not heal on retry. */
+            bool permanent = r == LMR_ERR_NOT_FOUND || r == LMR_ERR_AUTH || r == LMR_ERR_INVALID;
+            if (attempt >= pr->opts->max_attempts || permanent) {
                 if (!pr->failed)
                     lmr_fail(&pr->err, r ? r : LMR_ERR_FUNCTION,
-                             "%s task %zu failed after %u attempts; last error: %s", ph->name, i, attempt,
-                             why[0] ? why : "the task returned without committing its output");
+                             "%s task %zu failed after %u attempt%s; last error: %s", ph->name, i, attempt,
+                             attempt == 1 ? "" : "s", why[0] ? why : "the task returned without committing its output");
                 pr->failed = true;
             } else {
                 pr->queue[pr->qtail++ % pr->qcap] = i;

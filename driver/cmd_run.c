@@ -17,6 +17,7 @@
 #include "commands.h"
 #include "job/args.h"
 #include "job/registry.h"
+#include "lambda/aws_invoker.h"
 #include "lambda/service.h"
 #include "plan.h"
 #include "report_print.h"
@@ -47,43 +48,41 @@ struct run_options {
 
 static void run_usage(FILE *f)
 {
-    fprintf(f,
-            "usage: lambdamr run JOB --input URI [--input URI ...] --output URI [options] [job options]\n"
-            "\n"
-            "Run a MapReduce job. Inputs are files, directories (recursive) or prefixes: paths,\n"
-            "file:// or s3://bucket/prefix. Names starting with '_' or '.' are skipped. .gz and .zst\n"
-            "inputs are decompressed. Output: part-r-NNNNN files of key<TAB>value lines (part-m-NNNNN\n"
-            "for map-only jobs), then _SUCCESS, and the job report in _lambdamr/report.json.\n"
-            "\n"
-            "jobs:\n");
+    fprintf(f, "usage: lambdamr run JOB --input URI [--input URI ...] --output URI [options] [job options]\n"
+               "\n"
+               "Run a MapReduce job. Inputs are files, directories (recursive) or prefixes: paths,\n"
+               "file:// or s3://bucket/prefix. Names starting with '_' or '.' are skipped. .gz and .zst\n"
+               "inputs are decompressed. Output: part-r-NNNNN files of key<TAB>value lines (part-m-NNNNN\n"
+               "for map-only jobs), then _SUCCESS, and the job report in _lambdamr/report.json.\n"
+               "\n"
+               "jobs:\n");
     lmr_job_list(f);
-    fprintf(f,
-            "  PATH.so    a plugin exporting lmr_job_plugin() (see include/lambdamr/job.h)\n"
-            "\n"
-            "options:\n"
-            "  -i, --input URI        input location (repeatable; at least one)\n"
-            "  -o, --output URI       output location (must not hold a finished job unless --overwrite)\n"
-            "      --work URI         where intermediate data goes (default: OUTPUT/_lambdamr/work)\n"
-            "      --split-size SIZE  bytes per shard, e.g. 64M (default 64M; smaller when the input\n"
-            "                         would not give every concurrent invocation a shard)\n"
-            "      --mappers N        at most N map tasks (shards are packed into tasks)\n"
-            "      --reducers N       reduce tasks (default: one per GiB of input, at least 1)\n"
-            "      --memory MB        each function's memory size and budget (default 1024)\n"
-            "      --timeout SECONDS  each invocation's timeout (default 900)\n"
-            "      --concurrency N    invocations in flight (default: CPUs here, 100 on AWS)\n"
-            "      --max-attempts N   attempts per task before the job fails (default 3)\n"
-            "      --overwrite        replace the output of an earlier job\n"
-            "      --json             print the job report as JSON on stdout (no summary)\n"
-            "      --backend B        local (default: embedded runtime) or aws (deployed functions)\n"
-            "      --function-prefix NAME  with --backend aws: invoke NAME-mapper and NAME-reducer\n"
-            "  -h, --help             this help\n"
-            "\n"
-            "job options (passed to the job):\n"
-            "      --delimiter C --fields LIST --where EXPR --key SPEC --value N --op OP --strict\n"
-            "      --arg NAME=VALUE   any other argument, for plugins\n"
-            "\n"
-            "example:\n"
-            "  lambdamr run wordcount --input ./datasets/text/ --output ./out/wc\n");
+    fprintf(f, "  PATH.so    a plugin exporting lmr_job_plugin() (see include/lambdamr/job.h)\n"
+               "\n"
+               "options:\n"
+               "  -i, --input URI        input location (repeatable; at least one)\n"
+               "  -o, --output URI       output location (must not hold a finished job unless --overwrite)\n"
+               "      --work URI         where intermediate data goes (default: OUTPUT/_lambdamr/work)\n"
+               "      --split-size SIZE  bytes per shard, e.g. 64M (default 64M; smaller when the input\n"
+               "                         would not give every concurrent invocation a shard)\n"
+               "      --mappers N        at most N map tasks (shards are packed into tasks)\n"
+               "      --reducers N       reduce tasks (default: one per GiB of input, at least 1)\n"
+               "      --memory MB        each function's memory size and budget (default 1024)\n"
+               "      --timeout SECONDS  each invocation's timeout (default 900)\n"
+               "      --concurrency N    invocations in flight (default: CPUs here, 100 on AWS)\n"
+               "      --max-attempts N   attempts per task before the job fails (default 3)\n"
+               "      --overwrite        replace the output of an earlier job\n"
+               "      --json             print the job report as JSON on stdout (no summary)\n"
+               "      --backend B        local (default: embedded runtime) or aws (deployed functions)\n"
+               "      --function-prefix NAME  with --backend aws: invoke NAME-mapper and NAME-reducer\n"
+               "  -h, --help             this help\n"
+               "\n"
+               "job options (passed to the job):\n"
+               "      --delimiter C --fields LIST --where EXPR --key SPEC --value N --op OP --strict\n"
+               "      --arg NAME=VALUE   any other argument, for plugins\n"
+               "\n"
+               "example:\n"
+               "  lambdamr run wordcount --input ./datasets/text/ --output ./out/wc\n");
 }
 
 static int usage_error(const char *fmt, const char *what)
@@ -106,26 +105,54 @@ static int parse_u32(const char *name, const char *s, uint32_t min, uint32_t max
 }
 
 enum {
-    OPT_WORK = 256, OPT_SPLIT, OPT_MAPPERS, OPT_REDUCERS, OPT_MEMORY, OPT_TIMEOUT, OPT_CONCURRENCY, OPT_ATTEMPTS,
-    OPT_OVERWRITE, OPT_JSON, OPT_BACKEND, OPT_PREFIX, OPT_ARG,
-    OPT_DELIM, OPT_FIELDS, OPT_WHERE, OPT_KEY, OPT_VALUE, OPT_OP, OPT_STRICT,
+    OPT_WORK = 256,
+    OPT_SPLIT,
+    OPT_MAPPERS,
+    OPT_REDUCERS,
+    OPT_MEMORY,
+    OPT_TIMEOUT,
+    OPT_CONCURRENCY,
+    OPT_ATTEMPTS,
+    OPT_OVERWRITE,
+    OPT_JSON,
+    OPT_BACKEND,
+    OPT_PREFIX,
+    OPT_ARG,
+    OPT_DELIM,
+    OPT_FIELDS,
+    OPT_WHERE,
+    OPT_KEY,
+    OPT_VALUE,
+    OPT_OP,
+    OPT_STRICT,
 };
 
 static int parse_args(int argc, char **argv, struct run_options *o)
 {
     static const struct option longopts[] = {
-        {"input", required_argument, 0, 'i'},        {"output", required_argument, 0, 'o'},
-        {"work", required_argument, 0, OPT_WORK},    {"split-size", required_argument, 0, OPT_SPLIT},
-        {"mappers", required_argument, 0, OPT_MAPPERS}, {"reducers", required_argument, 0, OPT_REDUCERS},
-        {"memory", required_argument, 0, OPT_MEMORY}, {"timeout", required_argument, 0, OPT_TIMEOUT},
+        {"input", required_argument, 0, 'i'},
+        {"output", required_argument, 0, 'o'},
+        {"work", required_argument, 0, OPT_WORK},
+        {"split-size", required_argument, 0, OPT_SPLIT},
+        {"mappers", required_argument, 0, OPT_MAPPERS},
+        {"reducers", required_argument, 0, OPT_REDUCERS},
+        {"memory", required_argument, 0, OPT_MEMORY},
+        {"timeout", required_argument, 0, OPT_TIMEOUT},
         {"concurrency", required_argument, 0, OPT_CONCURRENCY},
-        {"max-attempts", required_argument, 0, OPT_ATTEMPTS}, {"overwrite", no_argument, 0, OPT_OVERWRITE},
-        {"json", no_argument, 0, OPT_JSON},          {"backend", required_argument, 0, OPT_BACKEND},
-        {"function-prefix", required_argument, 0, OPT_PREFIX}, {"arg", required_argument, 0, OPT_ARG},
-        {"delimiter", required_argument, 0, OPT_DELIM}, {"fields", required_argument, 0, OPT_FIELDS},
-        {"where", required_argument, 0, OPT_WHERE},  {"key", required_argument, 0, OPT_KEY},
-        {"value", required_argument, 0, OPT_VALUE},  {"op", required_argument, 0, OPT_OP},
-        {"strict", no_argument, 0, OPT_STRICT},      {"help", no_argument, 0, 'h'},
+        {"max-attempts", required_argument, 0, OPT_ATTEMPTS},
+        {"overwrite", no_argument, 0, OPT_OVERWRITE},
+        {"json", no_argument, 0, OPT_JSON},
+        {"backend", required_argument, 0, OPT_BACKEND},
+        {"function-prefix", required_argument, 0, OPT_PREFIX},
+        {"arg", required_argument, 0, OPT_ARG},
+        {"delimiter", required_argument, 0, OPT_DELIM},
+        {"fields", required_argument, 0, OPT_FIELDS},
+        {"where", required_argument, 0, OPT_WHERE},
+        {"key", required_argument, 0, OPT_KEY},
+        {"value", required_argument, 0, OPT_VALUE},
+        {"op", required_argument, 0, OPT_OP},
+        {"strict", no_argument, 0, OPT_STRICT},
+        {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
     static const char *const job_arg_names[] = {
@@ -502,11 +529,13 @@ static int run_job(struct run_options *o)
 
     /* Functions. */
     if (!strcmp(o->backend, "aws")) {
-        r = lmr_fail(&err, LMR_ERR_UNSUPPORTED, "--backend aws is not available in this build yet");
+        /* The deployed functions (NAME-mapper, NAME-reducer) through the Lambda Invoke API. */
+        struct lmr_aws_invoker_options ao = {0};
+        if ((r = lmr_aws_invoker_new(&ao, &inv, &err)))
+            goto out;
+    } else if ((r = start_local(o, &svc, &inv, &err))) {
         goto out;
     }
-    if ((r = start_local(o, &svc, &inv, &err)))
-        goto out;
 
     struct progress_state ps = {.tty = !o->json && isatty(STDERR_FILENO), .t0 = t0};
     char map_fn[128], reduce_fn[128];
@@ -537,7 +566,14 @@ out:
         fail(&err, r);
     json_decref(report);
     lmr_invoker_destroy(inv);
+    /* The functions' logs (stdout/stderr and REPORT lines) are kept only when the job failed. */
+    char *log_dir = svc ? strdup(lmr_lambda_service_log_dir(svc)) : NULL;
     lmr_lambda_service_destroy(svc);
+    if (log_dir && status == 0)
+        lmr_remove_tree(log_dir, NULL);
+    else if (log_dir)
+        fprintf(stderr, "lambdamr run: the function logs are in %s\n", log_dir);
+    free(log_dir);
     lmr_plan_tasks_free(&plan);
     plan.job.args = NULL; /* owned by the options */
     lmr_job_common_clean_up(&plan.job);

@@ -60,6 +60,7 @@ static void usage(FILE *f)
                "  --invoker local|inproc     local: the bootstrap function in the embedded Lambda service\n"
                "                             (default); inproc: the handler in this process (fastest)\n"
                "  --function-timeout SECONDS timeout of the stream function (default 60)\n"
+               "  --shard-refresh SECONDS    how often to look for new shards after a reshard (default 10)\n"
                "  --close-grace-ms MS        wait for late records after a window ends (default 0; Kinesis 2000)\n"
                "  --exit-when-drained        stop once every shard has ended and every window is committed\n"
                "                             (the default for standard input)\n"
@@ -85,12 +86,14 @@ static void on_progress(void *user, const struct lmr_stream_stats *s)
     ui->last_s = s->elapsed_s;
     fprintf(stderr, "\r\033[K%.0f records/s  %" PRIu64 " read  %" PRIu64 " windows closed  %" PRIu64 " failed", rate,
             s->records_read, s->windows_committed + s->windows_already_committed, s->records_failed);
+    fprintf(stderr, "  iterator age:");
     for (size_t i = 0; i < s->n_shards && i < 8; i++) {
         const char *id = s->shards[i].id;
         size_t n = strlen(id);
-        fprintf(stderr, "  %s:%s", n > 4 ? id + n - 4 : id, s->shards[i].ended ? "ended" : "");
-        if (!s->shards[i].ended)
-            fprintf(stderr, "%" PRIu64 "ms", s->shards[i].millis_behind);
+        if (s->shards[i].ended)
+            fprintf(stderr, " %s=ended", n > 4 ? id + n - 4 : id);
+        else
+            fprintf(stderr, " %s=%" PRIu64 "ms", n > 4 ? id + n - 4 : id, s->shards[i].millis_behind);
     }
     if (s->n_shards > 8)
         fprintf(stderr, "  (+%zu shards)", s->n_shards - 8);
@@ -217,6 +220,10 @@ int lmr_cmd_stream(int argc, char **argv)
         } else if (!strcmp(a, "--close-grace-ms")) {
             if (!parse_i64(val, 0, 600000, &grace_ms))
                 return bad("--close-grace-ms must be from 0 to 600000, not '%s'", val);
+        } else if (!strcmp(a, "--shard-refresh")) {
+            if (!parse_i64(val, 1, 3600, &v))
+                return bad("--shard-refresh must be from 1 to 3600 seconds, not '%s'", val);
+            o.relist_interval_ms = (uint64_t)v * 1000;
         } else if (!strcmp(a, "--region")) {
             o.region = val;
         } else {
@@ -316,6 +323,8 @@ int lmr_cmd_stream(int argc, char **argv)
     o.checkpoint = ckpt;
     o.checkpoint_prefix = ckpt ? ckpt_prefix : NULL;
     o.window_ms = (uint64_t)window_s * 1000;
+    if (!o.region)
+        o.region = getenv("AWS_REGION") ? getenv("AWS_REGION") : getenv("AWS_DEFAULT_REGION");
     o.close_grace_ms = grace_ms >= 0 ? (uint64_t)grace_ms : (!strcmp(src->vtable->name, "kinesis") ? 2000 : 0);
     o.stop = &stop_flag;
     o.exit_when_drained = exit_when_drained || !strcmp(src->vtable->name, "stdin");

@@ -45,15 +45,17 @@ void lmr_report_print(FILE *f, const json_t *report)
 
     fprintf(f, "\nlambdamr %s: %s in %.2f s, %.1f MiB/s\n", lmr_json_str(report, "job", "?"),
             lmr_json_str(report, "status", "?"), wall_s, lmr_json_double(report, "throughput_mib_s", 0));
-    fprintf(f, "  input    %" PRIu64 " object%s, %s -> %" PRIu64 " map tasks, %" PRIu64 " reducers, %" PRIu64
-               " MB per function\n",
+    fprintf(f,
+            "  input    %" PRIu64 " object%s, %s -> %" PRIu64 " map tasks, %" PRIu64 " reducers, %" PRIu64
+            " MB per function\n",
             lmr_json_u64(input, "objects", 0), lmr_json_u64(input, "objects", 0) == 1 ? "" : "s",
             bytes(lmr_json_u64(input, "bytes", 0), a, sizeof a), lmr_json_u64(report, "mappers", 0),
             lmr_json_u64(report, "reducers", 0), lmr_json_u64(report, "memory_mb", 0));
     phase_line(f, "plan", json_object_get(phases, "plan"));
     phase_line(f, "map", map);
     fprintf(f, "           records %s in -> %s out; intermediate %s -> %s compressed; %" PRIu64 " spill%s\n",
-            count(lmr_json_u64(map, "records_in", 0), a, sizeof a), count(lmr_json_u64(map, "records_out", 0), b, sizeof b),
+            count(lmr_json_u64(map, "records_in", 0), a, sizeof a),
+            count(lmr_json_u64(map, "records_out", 0), b, sizeof b),
             bytes(lmr_json_u64(map, "intermediate_raw_bytes", 0), c, sizeof c),
             bytes(lmr_json_u64(map, "intermediate_bytes", 0), d, sizeof d), lmr_json_u64(map, "spills", 0),
             lmr_json_u64(map, "spills", 0) == 1 ? "" : "s");
@@ -62,14 +64,17 @@ void lmr_report_print(FILE *f, const json_t *report)
     if (red) {
         phase_line(f, "reduce", red);
         fprintf(f, "           records %s in -> %s key groups -> %s out (%s)\n",
-                count(lmr_json_u64(red, "records_in", 0), a, sizeof a), count(lmr_json_u64(red, "groups", 0), b, sizeof b),
-                count(lmr_json_u64(red, "records_out", 0), c, sizeof c), bytes(lmr_json_u64(red, "bytes_out", 0), d, sizeof d));
+                count(lmr_json_u64(red, "records_in", 0), a, sizeof a),
+                count(lmr_json_u64(red, "groups", 0), b, sizeof b),
+                count(lmr_json_u64(red, "records_out", 0), c, sizeof c),
+                bytes(lmr_json_u64(red, "bytes_out", 0), d, sizeof d));
     }
     phase_line(f, "commit", json_object_get(phases, "commit"));
     fprintf(f, "  requests GET %" PRIu64 ", PUT %" PRIu64 ", LIST %" PRIu64 ", HEAD %" PRIu64 ", DELETE %" PRIu64 "\n",
             lmr_json_u64(req, "get", 0), lmr_json_u64(req, "put", 0), lmr_json_u64(req, "list", 0),
             lmr_json_u64(req, "head", 0), lmr_json_u64(req, "delete", 0));
-    fprintf(f, "  billing  %" PRIu64 " invocations, %.3f GB-s billed -> est. $%.7f (Lambda $%.7f + S3 requests $%.7f)\n",
+    fprintf(f,
+            "  billing  %" PRIu64 " invocations, %.3f GB-s billed -> est. $%.7f (Lambda $%.7f + S3 requests $%.7f)\n",
             lmr_json_u64(cost, "invocations", 0), lmr_json_double(cost, "gb_seconds", 0),
             lmr_json_double(cost, "total_usd", 0), lmr_json_double(cost, "lambda_usd", 0),
             lmr_json_double(cost, "s3_usd", 0));

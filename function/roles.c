@@ -30,5 +30,5 @@ const struct lmr_function_role *lmr_function_role_find(const char *name)
 
 const char *lmr_function_role_names(void)
 {
-    return "mapper, reducer, coordinator, stream, echo";
+    return "mapper, reducer, stream, echo";
 }

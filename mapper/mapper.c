@@ -30,8 +30,8 @@ struct map_run {
     struct lmr_emitter *out;
     struct lmr_job_counters counters;
     const struct lmr_shard *shard;
-    uint64_t row; /* line number within the shard, 1-based, for error messages */
-    uint64_t lines; /* lines mapped by this task so far */
+    uint64_t row;     /* line number within the shard, 1-based, for error messages */
+    uint64_t lines;   /* lines mapped by this task so far */
     bool kill_midway; /* fault injection (tests): die after some input */
 };
 
@@ -150,8 +150,8 @@ enum lmr_result lmr_mapper_handle(void *user_data, const struct lmr_runtime_cont
             goto done;
         if ((r = lmr_text_output_commit(&text, &already, err)))
             goto done;
-        record = json_pack("{s:s, s:s, s:I}", "attempt_id", t.attempt_id, "part", name, "records",
-                           (json_int_t)text.records);
+        record =
+            json_pack("{s:s, s:s, s:I}", "attempt_id", t.attempt_id, "part", name, "records", (json_int_t)text.records);
     } else {
         object_key = lmr_work_key(&t.job, "map/m-%05u/%s.lmr", t.task, t.attempt_id);
         spill_prefix = lmr_work_key(&t.job, "map/m-%05u/%s-spill-", t.task, t.attempt_id);
@@ -177,8 +177,8 @@ enum lmr_result lmr_mapper_handle(void *user_data, const struct lmr_runtime_cont
             goto done;
         if ((r = lmr_map_output_finish(mo, &idx, err)))
             goto done;
-        record = json_pack("{s:s, s:s, s:o}", "attempt_id", t.attempt_id, "object", object_key, "frames",
-                           frames_json(&idx));
+        record =
+            json_pack("{s:s, s:s, s:o}", "attempt_id", t.attempt_id, "object", object_key, "frames", frames_json(&idx));
     }
     if (!record) {
         r = LMR_ERR_NOMEM;
@@ -189,16 +189,16 @@ enum lmr_result lmr_mapper_handle(void *user_data, const struct lmr_runtime_cont
     if (!won && object_key) /* another attempt committed first: its object is the one reducers read */
         lmr_store_delete(work, (const char *const *)&object_key, 1, NULL);
 
-    json_t *resp = json_pack(
-        "{s:s, s:I, s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:o}", "kind", "map", "task",
-        (json_int_t)t.task, "attempt_id", t.attempt_id, "committed", won, "records_in", (json_int_t)in.records,
-        "bytes_in", (json_int_t)in.bytes_read, "records_out",
-        (json_int_t)(m.ops->map_only ? text.records : idx.records_out), "intermediate_raw_bytes",
-        (json_int_t)(m.ops->map_only ? 0 : idx.raw_bytes), "intermediate_bytes",
-        (json_int_t)(m.ops->map_only ? 0 : idx.object_bytes), "output_bytes",
-        (json_int_t)(m.ops->map_only ? text.bytes : 0), "spills", (json_int_t)(m.ops->map_only ? 0 : idx.spills),
-        "malformed_records", (json_int_t)m.counters.malformed_records, "task_ms", lmr_mono_ms() - t0, "store",
-        lmr_store_set_stats_json(&stores));
+    json_t *resp = json_pack("{s:s, s:I, s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:o}", "kind", "map",
+                             "task", (json_int_t)t.task, "attempt_id", t.attempt_id, "committed", won, "records_in",
+                             (json_int_t)in.records, "bytes_in", (json_int_t)in.bytes_read, "records_out",
+                             (json_int_t)(m.ops->map_only ? text.records : idx.records_out), "intermediate_raw_bytes",
+                             (json_int_t)(m.ops->map_only ? 0 : idx.raw_bytes), "intermediate_bytes",
+                             (json_int_t)(m.ops->map_only ? 0 : idx.object_bytes), "output_bytes",
+                             (json_int_t)(m.ops->map_only ? text.bytes : 0), "spills",
+                             (json_int_t)(m.ops->map_only ? 0 : idx.spills), "malformed_records",
+                             (json_int_t)m.counters.malformed_records, "task_ms", lmr_mono_ms() - t0, "store",
+                             lmr_store_set_stats_json(&stores));
     char *s = resp ? json_dumps(resp, JSON_COMPACT) : NULL;
     json_decref(resp);
     r = s ? lmr_buf_append_str(response, s) : LMR_ERR_NOMEM;

@@ -64,8 +64,7 @@ static enum lmr_result source_read(struct byte_source *s, uint8_t *buf, size_t c
             ZSTD_outBuffer out = {buf, cap, 0};
             size_t rc = ZSTD_decompressStream(s->zd, &out, &in);
             if (ZSTD_isError(rc))
-                return lmr_fail(err, LMR_ERR_FORMAT, "'%s' is not valid zstd data (%s)", s->key,
-                                ZSTD_getErrorName(rc));
+                return lmr_fail(err, LMR_ERR_FORMAT, "'%s' is not valid zstd data (%s)", s->key, ZSTD_getErrorName(rc));
             s->cpos = in.pos;
             *got = out.pos;
         } else {
@@ -157,8 +156,8 @@ enum lmr_result lmr_shard_read_lines(struct lmr_store *store, const struct lmr_s
     bool skipping = !compressed && start > 0; /* drop the line that began in the previous shard */
     uint64_t read_from = skipping ? start - 1 : start;
     struct byte_source src = {.store = store, .key = key, .codec = shard->codec, .bytes_read = &stats->bytes_read};
-    struct line_buf b = {.cap = READ_CHUNK_BYTES, .max_bytes = max_line_bytes < READ_CHUNK_BYTES ? READ_CHUNK_BYTES
-                                                                                                   : max_line_bytes};
+    struct line_buf b = {.cap = READ_CHUNK_BYTES,
+                         .max_bytes = max_line_bytes < READ_CHUNK_BYTES ? READ_CHUNK_BYTES : max_line_bytes};
     enum lmr_result r = LMR_OK;
     b.data = malloc(b.cap);
     if (!b.data)
@@ -219,7 +218,8 @@ enum lmr_result lmr_shard_read_lines(struct lmr_store *store, const struct lmr_s
             goto done; /* no line starts in this shard, or the range ended on a line boundary */
         bool object_end = compressed || (in_tail ? tail_pos : end) >= shard->object_size || (in_tail && !chunk_bytes);
         if (object_end) { /* the object's last line has no terminator */
-            r = emit_line(fn, user_data, b.data + b.pos, b.len - b.pos, compressed ? line_no : base + b.pos, stats, err);
+            r = emit_line(fn, user_data, b.data + b.pos, b.len - b.pos, compressed ? line_no : base + b.pos, stats,
+                          err);
             goto done;
         }
         /* A line started in our range and runs past its end: follow it, a chunk at a time. */

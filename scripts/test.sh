@@ -15,6 +15,6 @@ echo "== Release build =="
 run_suite build -DCMAKE_BUILD_TYPE=Release
 if [ "${1:-}" != "--fast" ]; then
     echo "== ASan+UBSan build =="
-    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:quarantine_size_mb=32 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
         run_suite build-sanitize -DCMAKE_BUILD_TYPE=Debug -DLMR_SANITIZE=ON
 fi

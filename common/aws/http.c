@@ -568,6 +568,14 @@ enum lmr_result lmr_aws_call_finish(struct lmr_aws_client *c, struct lmr_aws_cal
                         "%s: access denied by %s (HTTP %ld %s: %s); the identity of access key id %s needs "
                         "permission for this in its IAM policy (or the bucket/function policy)",
                         req->resource, svc, st, code, msg, akid);
+    char bucket_region[64];
+    if (req->service == LMR_AWS_S3 &&
+        (!strcmp(code, "PermanentRedirect") || !strcmp(code, "AuthorizationHeaderMalformed") ||
+         !strcmp(code, "IllegalLocationConstraintException")) &&
+        lmr_aws_response_header(resp, "x-amz-bucket-region", bucket_region, sizeof bucket_region))
+        return lmr_fail(err, LMR_ERR_INVALID,
+                        "%s: the bucket is in region %s, not %s (HTTP %ld %s: %s); set AWS_REGION=%s", req->resource,
+                        bucket_region, cfg->region, st, code, msg, bucket_region);
     if (!strcmp(code, "NoSuchBucket"))
         return lmr_fail(err, LMR_ERR_NOT_FOUND,
                         "%s: the bucket '%s' does not exist (HTTP %ld %s: %s); check the bucket name, the region "

@@ -1,5 +1,6 @@
 #include "job/task.h"
 
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -154,13 +155,12 @@ json_t *lmr_reduce_task_to_json(const struct lmr_reduce_task *t)
     for (size_t i = 0; i < t->nframes; i++)
         json_array_append_new(frames, json_pack("[s, I, I]", t->frames[i].key, (json_int_t)t->frames[i].offset,
                                                 (json_int_t)t->frames[i].size_bytes));
-    return json_pack("{s:s, s:o, s:I, s:I, s:s, s:o}", "kind", "reduce", "job", lmr_job_common_to_json(&t->job),
-                     "task", (json_int_t)t->task, "attempt", (json_int_t)t->attempt, "attempt_id", t->attempt_id,
-                     "frames", frames);
+    return json_pack("{s:s, s:o, s:I, s:I, s:s, s:o}", "kind", "reduce", "job", lmr_job_common_to_json(&t->job), "task",
+                     (json_int_t)t->task, "attempt", (json_int_t)t->attempt, "attempt_id", t->attempt_id, "frames",
+                     frames);
 }
 
-static enum lmr_result parse_event(const char *event, size_t len, const char *kind, json_t **out,
-                                   struct lmr_err *err)
+static enum lmr_result parse_event(const char *event, size_t len, const char *kind, json_t **out, struct lmr_err *err)
 {
     json_error_t je;
     json_t *j = json_loadb(event, len, 0, &je);
@@ -175,20 +175,50 @@ static enum lmr_result parse_event(const char *event, size_t len, const char *ki
     return LMR_OK;
 }
 
-enum lmr_result lmr_map_task_from_json(const char *event, size_t len, struct lmr_map_task *t, struct lmr_err *err)
+/* Attempt ids become part of store keys: letters, digits, '-' and '_' only. */
+static bool attempt_id_ok(const char *id)
 {
-    json_t *j;
-    memset(t, 0, sizeof *t);
-    enum lmr_result r = parse_event(event, len, "map", &j, err);
+    size_t n = strlen(id);
+    if (n == 0 || n > 64)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)id[i]) && id[i] != '-' && id[i] != '_')
+            return false;
+    return true;
+}
+
+/*
+ * What map and reduce events share: kind, job, task, attempt, attempt id, and one array
+ * (list_name) of the task's inputs. *j holds the parsed event (the array points into it).
+ */
+static enum lmr_result parse_task(const char *event, size_t len, const char *kind, const char *list_name, json_t **j,
+                                  struct lmr_job_common *job, uint32_t *task, uint32_t *attempt, char **attempt_id,
+                                  json_t **list, struct lmr_err *err)
+{
+    enum lmr_result r = parse_event(event, len, kind, j, err);
     if (r)
         return r;
-    r = lmr_job_common_from_json(json_object_get(j, "job"), &t->job, err);
-    t->task = (uint32_t)lmr_json_u64(j, "task", 0);
-    t->attempt = (uint32_t)lmr_json_u64(j, "attempt", 1);
-    t->attempt_id = strdup(lmr_json_str(j, "attempt_id", "a"));
-    json_t *shards = json_object_get(j, "shards");
-    if (!r && !json_is_array(shards))
-        r = lmr_fail(err, LMR_ERR_FORMAT, "map task event: 'shards' must be an array");
+    r = lmr_job_common_from_json(json_object_get(*j, "job"), job, err);
+    *task = (uint32_t)lmr_json_u64(*j, "task", 0);
+    *attempt = (uint32_t)lmr_json_u64(*j, "attempt", 1);
+    const char *id = lmr_json_str(*j, "attempt_id", "a");
+    if (!r && !attempt_id_ok(id))
+        r = lmr_fail(err, LMR_ERR_FORMAT,
+                     "%s task event: attempt_id '%.80s' must be 1 to 64 letters, digits, '-' or '_'", kind, id);
+    if (!r && !(*attempt_id = strdup(id)))
+        r = LMR_ERR_NOMEM;
+    *list = json_object_get(*j, list_name);
+    if (!r && !json_is_array(*list))
+        r = lmr_fail(err, LMR_ERR_FORMAT, "%s task event: '%s' must be an array", kind, list_name);
+    return r;
+}
+
+enum lmr_result lmr_map_task_from_json(const char *event, size_t len, struct lmr_map_task *t, struct lmr_err *err)
+{
+    json_t *j = NULL, *shards;
+    memset(t, 0, sizeof *t);
+    enum lmr_result r =
+        parse_task(event, len, "map", "shards", &j, &t->job, &t->task, &t->attempt, &t->attempt_id, &shards, err);
     if (!r) {
         t->nshards = json_array_size(shards);
         t->shards = calloc(t->nshards ? t->nshards : 1, sizeof *t->shards);
@@ -210,21 +240,12 @@ enum lmr_result lmr_map_task_from_json(const char *event, size_t len, struct lmr
     return r;
 }
 
-enum lmr_result lmr_reduce_task_from_json(const char *event, size_t len, struct lmr_reduce_task *t,
-                                          struct lmr_err *err)
+enum lmr_result lmr_reduce_task_from_json(const char *event, size_t len, struct lmr_reduce_task *t, struct lmr_err *err)
 {
-    json_t *j;
+    json_t *j = NULL, *frames;
     memset(t, 0, sizeof *t);
-    enum lmr_result r = parse_event(event, len, "reduce", &j, err);
-    if (r)
-        return r;
-    r = lmr_job_common_from_json(json_object_get(j, "job"), &t->job, err);
-    t->task = (uint32_t)lmr_json_u64(j, "task", 0);
-    t->attempt = (uint32_t)lmr_json_u64(j, "attempt", 1);
-    t->attempt_id = strdup(lmr_json_str(j, "attempt_id", "a"));
-    json_t *frames = json_object_get(j, "frames");
-    if (!r && !json_is_array(frames))
-        r = lmr_fail(err, LMR_ERR_FORMAT, "reduce task event: 'frames' must be an array");
+    enum lmr_result r =
+        parse_task(event, len, "reduce", "frames", &j, &t->job, &t->task, &t->attempt, &t->attempt_id, &frames, err);
     if (!r) {
         t->nframes = json_array_size(frames);
         t->frames = calloc(t->nframes ? t->nframes : 1, sizeof *t->frames);
@@ -238,7 +259,8 @@ enum lmr_result lmr_reduce_task_from_json(const char *event, size_t len, struct 
             r = lmr_fail(err, LMR_ERR_FORMAT, "reduce task event: frame %zu must be [key, offset, size]", i);
             break;
         }
-        t->frames[i].key = strdup(key);
+        if (!(t->frames[i].key = strdup(key)))
+            r = LMR_ERR_NOMEM;
         t->frames[i].offset = (uint64_t)json_integer_value(json_array_get(f, 1));
         t->frames[i].size_bytes = (uint64_t)json_integer_value(json_array_get(f, 2));
     }

@@ -43,7 +43,7 @@ struct lmr_frame {
 /* Settings shared by every task of a job. */
 struct lmr_job_common {
     char *job_id;
-    char *job_name;             /* built-in name or plugin path */
+    char *job_name; /* built-in name or plugin path */
     struct lmr_job_args *args;
     struct lmr_location work;   /* work prefix (ends in '/') in its store */
     struct lmr_location output; /* output prefix ("" or ends in '/') in its store */

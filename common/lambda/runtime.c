@@ -154,6 +154,8 @@ static int rt_open(struct rt *rt)
     if (!rt->curl)
         return 1;
     curl_easy_setopt(rt->curl, CURLOPT_NOSIGNAL, 1L);
+    if (getenv("LMR_RUNTIME_CURL_VERBOSE"))
+        curl_easy_setopt(rt->curl, CURLOPT_VERBOSE, 1L);
     curl_easy_setopt(rt->curl, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(rt->curl, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(rt->curl, CURLOPT_WRITEDATA, &rt->body);

@@ -274,6 +274,16 @@ uint16_t lmr_lambda_service_port(const struct lmr_lambda_service *svc)
     return svc ? svc->port : 0;
 }
 
+void lmr_lambda_service_get_stats(struct lmr_lambda_service *svc, struct lmr_lambda_service_stats *out)
+{
+    pthread_mutex_lock(&svc->mu);
+    *out = svc->stats;
+    out->events_queued = 0;
+    for (struct lmr_svc_fn *fn = svc->fns; fn; fn = fn->next)
+        out->events_queued += fn->q_len;
+    pthread_mutex_unlock(&svc->mu);
+}
+
 const char *lmr_lambda_service_log_dir(const struct lmr_lambda_service *svc)
 {
     return svc ? svc->log_dir : NULL;
@@ -281,16 +291,29 @@ const char *lmr_lambda_service_log_dir(const struct lmr_lambda_service *svc)
 
 /* ---- monitor ------------------------------------------------------------------------------ */
 
+struct rss_sample {
+    struct lmr_svc_fn *fn;
+    struct lmr_svc_env *env;
+    pid_t pid;
+    uint32_t rss_mb;
+};
+
+#define MAX_SAMPLES 1024
+
 static void *monitor_main(void *arg)
 {
     struct lmr_lambda_service *svc = arg;
+    struct rss_sample *samples = calloc(MAX_SAMPLES, sizeof *samples);
+    size_t n_samples = 0;
+    if (!samples)
+        return NULL;
     pthread_mutex_lock(&svc->mu);
     while (!svc->stopping) {
         double now = lmr_svc_now_ms();
         for (struct lmr_svc_fn *fn = svc->fns; fn; fn = fn->next) {
             for (struct lmr_svc_env *env = fn->envs; env; env = env->next) {
-                if (env->state == ENV_DEAD)
-                    continue;
+                if (env->state == ENV_DEAD || (env->state == ENV_IDLE && env->ready))
+                    continue; /* an idle environment is not running; its output is read later */
                 lmr_svc_env_drain_locked(env);
                 struct lmr_svc_inv *inv = env->inv;
                 if (inv && inv->delivered && now > inv->deadline_ms) {
@@ -304,19 +327,38 @@ static void *monitor_main(void *arg)
                                             INIT_LIMIT_MS / 1000);
                     continue;
                 }
-                if (env->state == ENV_BUSY || !env->ready) {
-                    uint32_t rss = lmr_svc_read_rss_mb(env->pid, false);
-                    if (rss > env->peak_rss_mb)
-                        env->peak_rss_mb = rss;
-                    if (rss > fn->memory_mb)
-                        lmr_svc_env_kill_locked(env, "Runtime.OutOfMemory",
-                                                "Runtime ran out of memory: resident memory reached %u MB, over the "
-                                                "function's memory size of %u MB",
-                                                rss, fn->memory_mb);
-                }
+                if ((env->state == ENV_BUSY || !env->ready) && n_samples < MAX_SAMPLES)
+                    samples[n_samples++] = (struct rss_sample){fn, env, env->pid, 0};
             }
             lmr_svc_fn_pump_locked(fn);
         }
+        /* Read /proc without the lock (it costs tens of microseconds per process), then apply. */
+        if (n_samples) {
+            pthread_mutex_unlock(&svc->mu);
+            for (size_t i = 0; i < n_samples; i++)
+                samples[i].rss_mb = lmr_svc_read_rss_mb(samples[i].pid, false);
+            pthread_mutex_lock(&svc->mu);
+        }
+        for (size_t i = 0; i < n_samples; i++) {
+            struct rss_sample *sm = &samples[i];
+            struct lmr_svc_env *env = sm->fn->envs;
+            while (env && env != sm->env)
+                env = env->next;
+            if (!env || env->pid != sm->pid || env->state == ENV_DEAD)
+                continue; /* reaped or killed meanwhile */
+            if (sm->rss_mb > env->peak_rss_mb)
+                env->peak_rss_mb = sm->rss_mb;
+            if (sm->rss_mb > sm->fn->memory_mb) {
+                lmr_svc_env_kill_locked(env, "Runtime.OutOfMemory",
+                                        "Runtime ran out of memory: resident memory reached %u MB, over the "
+                                        "function's memory size of %u MB",
+                                        sm->rss_mb, sm->fn->memory_mb);
+                lmr_svc_fn_pump_locked(sm->fn);
+            }
+        }
+        n_samples = 0;
+        if (svc->stopping)
+            break;
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         ts.tv_nsec += MONITOR_TICK_MS * 1000000L;
@@ -325,6 +367,7 @@ static void *monitor_main(void *arg)
         pthread_cond_timedwait(&svc->monitor_cond, &svc->mu, &ts);
     }
     pthread_mutex_unlock(&svc->mu);
+    free(samples);
     return NULL;
 }
 
@@ -378,8 +421,18 @@ void lmr_lambda_service_destroy(struct lmr_lambda_service *svc)
 
 /* ---- invocations -------------------------------------------------------------------------- */
 
+static void log_start_locked(struct lmr_svc_fn *fn, struct lmr_svc_inv *inv)
+{
+    char line[128];
+    inv->start_logged = true;
+    int n = snprintf(line, sizeof line, "START RequestId: %s Version: $LATEST\n", inv->request_id);
+    lmr_svc_log_write_locked(fn, inv, line, (size_t)n);
+}
+
 void lmr_svc_log_write_locked(struct lmr_svc_fn *fn, struct lmr_svc_inv *inv, const char *data, size_t len)
 {
+    if (inv && !inv->start_logged)
+        log_start_locked(fn, inv);
     if (fn->log_fd >= 0) {
         size_t off = 0;
         while (off < len) {
@@ -532,7 +585,10 @@ void lmr_svc_inv_finish_locked(struct lmr_lambda_service *svc, struct lmr_svc_in
         } else if (!env->ready) {
             inv->init_ms = now - env->spawn_ms;
         }
-        if (env->state != ENV_DEAD) {
+        /* VmHWM costs a /proc read: skip it for back-to-back short invocations (the monitor samples
+         * VmRSS of busy environments every few ms anyway). */
+        if (env->state != ENV_DEAD && (inv->duration_ms >= 5 || now - env->hwm_read_ms >= 50)) {
+            env->hwm_read_ms = now;
             uint32_t hwm = lmr_svc_read_rss_mb(env->pid, true);
             if (hwm > env->peak_rss_mb)
                 env->peak_rss_mb = hwm;
@@ -541,21 +597,29 @@ void lmr_svc_inv_finish_locked(struct lmr_lambda_service *svc, struct lmr_svc_in
         if (env->inv == inv)
             env->inv = NULL;
     }
-    if (!inv->delivered)
-        log_printf_locked(fn, inv, "START RequestId: %s Version: $LATEST\n", inv->request_id);
-    log_printf_locked(fn, inv, "END RequestId: %s\n", inv->request_id);
-    char init[64] = "", status[192] = "";
+    /* START (unless output already brought it), END and REPORT in one write. */
+    char init[64] = "", status[192] = "", start[128] = "", lines[1024];
+    if (!inv->start_logged)
+        snprintf(start, sizeof start, "START RequestId: %s Version: $LATEST\n", inv->request_id);
+    inv->start_logged = true;
     if (inv->init_ms > 0)
         snprintf(init, sizeof init, "\tInit Duration: %.2f ms", inv->init_ms);
     if (inv->function_error)
         snprintf(status, sizeof status, "\tStatus: %s\tError Type: %s",
                  strcmp(inv->error_type, "Sandbox.Timedout") ? "error" : "timeout", inv->error_type);
-    log_printf_locked(fn, inv,
-                      "REPORT RequestId: %s\tDuration: %.2f ms\tBilled Duration: %.0f ms\tMemory Size: %u MB\tMax "
-                      "Memory Used: %u MB%s%s\t\n",
-                      inv->request_id, inv->duration_ms, inv->billed_ms, fn->memory_mb, inv->max_memory_mb, init,
-                      status);
+    int n = snprintf(lines, sizeof lines,
+                     "%sEND RequestId: %s\nREPORT RequestId: %s\tDuration: %.2f ms\tBilled Duration: %.0f ms\tMemory "
+                     "Size: %u MB\tMax Memory Used: %u MB%s%s\t\n",
+                     start, inv->request_id, inv->request_id, inv->duration_ms, inv->billed_ms, fn->memory_mb,
+                     inv->max_memory_mb, init, status);
+    if (n > 0)
+        lmr_svc_log_write_locked(fn, inv, lines, (size_t)n < sizeof lines ? (size_t)n : sizeof lines - 1);
     inv->env = NULL;
+    bool final = inv->type == LMR_INVOKE_SYNC || !inv->function_error || inv->attempt >= 2 || svc->stopping;
+    if (final) {
+        svc->stats.invocations_completed++;
+        svc->stats.function_errors += inv->function_error;
+    }
     if (inv->type == LMR_INVOKE_SYNC) {
         inv->state = INV_DONE;
         inv->done = true;
@@ -568,6 +632,7 @@ void lmr_svc_inv_finish_locked(struct lmr_lambda_service *svc, struct lmr_svc_in
         inv->function_error = false;
         inv->error_type[0] = '\0';
         inv->tail_len = 0;
+        inv->start_logged = false;
         lmr_buf_reset(&inv->response);
         inv->not_before_ms = now + svc->event_retry_delay_ms;
         enqueue_locked(fn, inv);
@@ -675,6 +740,14 @@ void lmr_svc_invoke(struct lmr_lambda_service *svc, const char *function, const 
         o->status = 204;
         return;
     }
+    if (type == LMR_INVOKE_EVENT && fn->q_len >= LMR_LAMBDA_EVENT_QUEUE_MAX) {
+        svc->stats.throttles++;
+        pthread_mutex_unlock(&svc->mu);
+        set_error(o, 429, "TooManyRequestsException",
+                  "Rate Exceeded. Function %s already has %u queued asynchronous invocations.", name,
+                  LMR_LAMBDA_EVENT_QUEUE_MAX);
+        return;
+    }
     if (type == LMR_INVOKE_EVENT) {
         struct lmr_svc_inv *inv = calloc(1, sizeof *inv);
         char *copy = malloc(len + 1);
@@ -715,6 +788,7 @@ void lmr_svc_invoke(struct lmr_lambda_service *svc, const char *function, const 
     pthread_cond_init(&inv.done_cond, NULL);
     if (!place_locked(fn, &inv)) {
         unsigned n = fn->n_alive;
+        svc->stats.throttles++;
         pthread_mutex_unlock(&svc->mu);
         pthread_cond_destroy(&inv.done_cond);
         set_error(o, 429, "TooManyRequestsException",

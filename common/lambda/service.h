@@ -21,6 +21,7 @@
 #define LMR_LAMBDA_SYNC_PAYLOAD_MAX_BYTES (6u * 1024 * 1024)  /* RequestResponse request and response */
 #define LMR_LAMBDA_EVENT_PAYLOAD_MAX_BYTES (1u * 1024 * 1024) /* Event request */
 #define LMR_LAMBDA_LOG_TAIL_BYTES 4096                        /* X-Amz-Log-Result */
+#define LMR_LAMBDA_EVENT_QUEUE_MAX 100000                     /* queued Event invocations per function; beyond: 429 */
 
 struct lmr_function_config {
     const char *name;       /* Required. [A-Za-z0-9_-]{1,64} */
@@ -43,7 +44,13 @@ struct lmr_lambda_service;
 /** Create a service (no listening socket, no process yet). */
 enum lmr_result lmr_lambda_service_new(const struct lmr_lambda_service_options *opts, struct lmr_lambda_service **out,
                                        struct lmr_err *err);
-/** Register a function. Fails on a bad name or limits, or a name already registered. */
+/**
+ * Register a function. Fails on a bad name or limits, or a name already registered. The
+ * environment its processes get is fixed here: Lambda's variables, cfg->env, then the caller's
+ * AWS_*, LMR_*, ASAN/UBSAN/LSAN_OPTIONS, PATH, HOME, TMPDIR as they are at this call. The
+ * executable is not checked here: a missing one fails each invocation with
+ * Runtime.InvalidEntrypoint, the way Lambda reports a bad bootstrap.
+ */
 enum lmr_result lmr_lambda_service_add_function(struct lmr_lambda_service *svc, const struct lmr_function_config *cfg,
                                                 struct lmr_err *err);
 /** Bind the Invoke API on 127.0.0.1 (port from the options). The local invoker works without it. */
@@ -52,6 +59,18 @@ enum lmr_result lmr_lambda_service_start(struct lmr_lambda_service *svc, struct 
 uint16_t lmr_lambda_service_port(const struct lmr_lambda_service *svc);
 /** Directory holding the per-function logs. */
 const char *lmr_lambda_service_log_dir(const struct lmr_lambda_service *svc);
+/* Counters since the service was created. */
+struct lmr_lambda_service_stats {
+    uint64_t invocations_completed; /* sync and Event invocations that finished (Event: after retries) */
+    uint64_t function_errors;       /* of those, how many ended in a function error */
+    uint64_t cold_starts;           /* environments started */
+    uint64_t throttles;             /* sync invocations answered 429 */
+    uint64_t events_queued;         /* Event invocations waiting right now */
+};
+
+/** Snapshot of the counters. */
+void lmr_lambda_service_get_stats(struct lmr_lambda_service *svc, struct lmr_lambda_service_stats *out);
+
 /** Stop the Invoke API, kill and reap every environment, free everything. NULL-safe. */
 void lmr_lambda_service_destroy(struct lmr_lambda_service *svc);
 

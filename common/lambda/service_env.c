@@ -30,6 +30,23 @@
 uint32_t lmr_svc_read_rss_mb(pid_t pid, bool peak)
 {
     char path[64], text[4096];
+    if (!peak) {
+        /* statm is much cheaper to produce than status: "size resident shared ..." in pages. */
+        snprintf(path, sizeof path, "/proc/%d/statm", (int)pid);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            return 0;
+        ssize_t n = read(fd, text, sizeof text - 1);
+        close(fd);
+        if (n <= 0)
+            return 0;
+        text[n] = '\0';
+        unsigned long size = 0, resident = 0;
+        if (sscanf(text, "%lu %lu", &size, &resident) != 2)
+            return 0;
+        uint64_t bytes = (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
+        return (uint32_t)((bytes + (1u << 20) - 1) >> 20);
+    }
     snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -193,9 +210,7 @@ static enum MHD_Result rt_next(struct lmr_svc_env *env, struct MHD_Connection *c
     inv->start_ms = lmr_svc_now_ms();
     inv->deadline_ms = inv->start_ms + fn->timeout_s * 1000.0;
     uint64_t deadline_wall = lmr_wall_ms() + (uint64_t)(fn->timeout_s * 1000.0);
-    char line[128];
-    int n = snprintf(line, sizeof line, "START RequestId: %s Version: $LATEST\n", inv->request_id);
-    lmr_svc_log_write_locked(fn, inv, line, (size_t)n);
+    inv->start_logged = false; /* written with its first output line, or with END/REPORT */
     struct MHD_Response *r = MHD_create_response_from_buffer(inv->payload_len, inv->payload, MHD_RESPMEM_MUST_COPY);
     char request_id[40], arn[256], deadline[32], trace[128], hex[33];
     memcpy(request_id, inv->request_id, sizeof request_id);
@@ -301,11 +316,7 @@ static enum MHD_Result rt_handler(void *cls, struct MHD_Connection *c, const cha
     struct lmr_svc_env *env = cls;
     bool is_get = !strcmp(method, "GET");
     if (!*con_cls) {
-        if (is_get) {
-            if (!strcmp(url, RT_PREFIX "invocation/next"))
-                return rt_next(env, c);
-            return rt_error(c, 404, "InvalidRequest", "Unknown Runtime API path.");
-        }
+        /* Answering in this first call would make MHD close the connection; wait for the next. */
         struct rt_req *req = calloc(1, sizeof *req);
         if (!req)
             return MHD_NO;
@@ -321,6 +332,11 @@ static enum MHD_Result rt_handler(void *cls, struct MHD_Connection *c, const cha
         }
         *upload_data_size = 0;
         return MHD_YES;
+    }
+    if (is_get) {
+        if (!strcmp(url, RT_PREFIX "invocation/next"))
+            return rt_next(env, c);
+        return rt_error(c, 404, "InvalidRequest", "Unknown Runtime API path.");
     }
     if (strcmp(method, "POST"))
         return rt_error(c, 405, "InvalidRequest", "Use POST for this Runtime API path.");
@@ -385,9 +401,9 @@ enum lmr_result lmr_svc_env_spawn_locked(struct lmr_svc_fn *fn, struct lmr_svc_e
     sin.sin_family = AF_INET;
     sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     env->daemon =
-        MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL, rt_handler,
-                         env, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)0,
-                         MHD_OPTION_NOTIFY_COMPLETED, rt_completed, env, MHD_OPTION_END);
+        MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL, 0, NULL, NULL,
+                         rt_handler, env, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin, MHD_OPTION_CONNECTION_TIMEOUT,
+                         (unsigned)0, MHD_OPTION_NOTIFY_COMPLETED, rt_completed, env, MHD_OPTION_END);
     const union MHD_DaemonInfo *info = env->daemon ? MHD_get_daemon_info(env->daemon, MHD_DAEMON_INFO_BIND_PORT) : NULL;
     int pipefd[2] = {-1, -1};
     if (!info || pipe2(pipefd, O_CLOEXEC) != 0) {
@@ -453,6 +469,7 @@ enum lmr_result lmr_svc_env_spawn_locked(struct lmr_svc_fn *fn, struct lmr_svc_e
     fn->envs = env;
     fn->n_alive++;
     svc->n_envs++;
+    svc->stats.cold_starts++;
     *out = env;
     return LMR_OK;
 fail:

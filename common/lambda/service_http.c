@@ -187,10 +187,10 @@ enum lmr_result lmr_svc_http_start(struct lmr_lambda_service *svc, struct lmr_er
     sin.sin_family = AF_INET;
     sin.sin_port = htons(svc->port_wanted);
     sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    svc->http = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD, svc->port_wanted,
-                                 NULL, NULL, http_handler, svc, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin,
-                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_CONNECTION_LIMIT,
-                                 (unsigned)512, MHD_OPTION_NOTIFY_COMPLETED, http_completed, svc, MHD_OPTION_END);
+    svc->http = MHD_start_daemon(
+        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL, svc->port_wanted, NULL, NULL,
+        http_handler, svc, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)512, MHD_OPTION_NOTIFY_COMPLETED, http_completed, svc, MHD_OPTION_END);
     if (!svc->http)
         return lmr_fail(err, LMR_ERR_NETWORK,
                         "cannot listen on 127.0.0.1:%u for the Lambda Invoke API; the port may be in use, pick "

@@ -31,6 +31,7 @@ struct lmr_svc_inv {
     double not_before_ms;    /* queued retries wait until this monotonic time */
     struct lmr_svc_env *env; /* while running */
     bool delivered;          /* handed to the runtime by GET /next */
+    bool start_logged;       /* the START line is in the log */
     double start_ms;         /* monotonic time of delivery */
     double deadline_ms;      /* monotonic deadline (start + timeout) */
     /* Outcome. */
@@ -65,6 +66,7 @@ struct lmr_svc_env {
     struct lmr_svc_inv *inv; /* assigned invocation, if any */
     pthread_cond_t cond;     /* GET /next waits here for work */
     uint32_t peak_rss_mb;
+    double hwm_read_ms; /* when VmHWM was last read */
     char stream_name[96];
     struct lmr_svc_env *next;
 };
@@ -103,6 +105,7 @@ struct lmr_lambda_service {
     pthread_t monitor;
     bool monitor_running;
     pthread_cond_t monitor_cond;
+    struct lmr_lambda_service_stats stats; /* events_queued is computed on demand */
 };
 
 /* What an Invoke call produced, for the HTTP front end and the local invoker. */

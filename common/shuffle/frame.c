@@ -16,9 +16,9 @@
 
 #include "shuffle/frame.h"
 
-#define STAGE_BYTES ((size_t)64 * 1024)     /* writer: records gathered before each compress call */
-#define READ_IN_BYTES ((size_t)64 * 1024)   /* reader: compressed bytes per store read */
-#define READ_OUT_BYTES ((size_t)128 * 1024) /* reader: initial decoded buffer (grows for huge records) */
+#define STAGE_BYTES ((size_t)64 * 1024)    /* writer: records gathered before each compress call */
+#define READ_IN_BYTES ((size_t)64 * 1024)  /* reader: compressed bytes per store read */
+#define READ_OUT_BYTES ((size_t)64 * 1024) /* reader: initial decoded buffer (grows for huge records) */
 
 /* ---- little helpers ----------------------------------------------------------------------------------------- */
 
@@ -434,6 +434,13 @@ enum lmr_result lmr_frame_reader_open(struct lmr_frame_reader *fr, struct lmr_st
                                       uint64_t offset, uint64_t size_bytes, struct lmr_err *err)
 {
     lmr_frame_reader_close(fr);
+    if (fr->cap > 4 * READ_OUT_BYTES) { /* give back what a huge record of the last frame took */
+        uint8_t *nb = realloc(fr->buf, READ_OUT_BYTES);
+        if (nb) {
+            fr->buf = nb;
+            fr->cap = READ_OUT_BYTES;
+        }
+    }
     snprintf(fr->key, sizeof fr->key, "%s", key);
     fr->zin = (ZSTD_inBuffer){fr->in, 0, 0};
     fr->start = fr->end = 0;

@@ -26,8 +26,8 @@
 #include "store/store.h"
 #include "util/result.h"
 
-/* zstd window of the frames we write (and the largest we accept when reading): 128 KiB. */
-#define LMR_SHUFFLE_WINDOW_LOG 17
+/* zstd window of the frames we write (and the largest we accept when reading): 64 KiB, ~0.5 MiB per reader. */
+#define LMR_SHUFFLE_WINDOW_LOG 16
 /* The footer's magic (8 bytes) and size. */
 #define LMR_SHUFFLE_MAGIC "LMRSHUF1"
 #define LMR_SHUFFLE_FOOTER_BYTES 24

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -22,7 +23,8 @@
 #include "shuffle/merge.h"
 
 #define MIN_TABLE_BYTES ((size_t)256 * 1024)
-#define MAX_CHUNK_BYTES ((size_t)1 << 20)
+#define HUGE_BYTES ((size_t)2 << 20) /* allocations of this size or more get 2 MiB-aligned (THP) pages */
+#define MAX_CHUNK_BYTES (HUGE_BYTES - sizeof(struct chunk)) /* a chunk and its header: exactly one huge page */
 #define INITIAL_SLOTS 1024
 
 struct item {
@@ -39,6 +41,18 @@ struct chunk {
 struct run {
     char *key;
     struct lmr_partition_frame *frames;
+};
+
+#define BATCH 16
+#define BATCH_KEY_MAX 56
+#define BATCH_VALUE_MAX 16
+#define BATCH_MIN_SLOTS ((size_t)1 << 15) /* smaller tables stay in cache: no batching */
+
+struct pending {
+    uint64_t h;
+    uint32_t klen;
+    uint8_t key[BATCH_KEY_MAX];
+    uint8_t value[BATCH_VALUE_MAX];
 };
 
 struct lmr_map_output {
@@ -66,13 +80,51 @@ struct lmr_map_output {
     struct run *runs;
     size_t nruns, runs_cap, spill_seq;
 
+    struct pending batch[BATCH];
+    size_t nbatch;
+
     enum lmr_result status;
     struct lmr_err err;
     bool finished;
     uint64_t records_in, spills, spill_bytes, merge_passes, peak;
 };
 
-/* ---- memory ------------------------------------------------------------------------------------------------- */
+/* ---- memory ------------------------------------------------------------------------------------------------ */
+
+/*
+ * Large zeroed blocks (the slot array, arena chunks) come from mmap, 2 MiB-aligned and marked
+ * MADV_HUGEPAGE: a table of a few hundred thousand keys spans thousands of 4 KiB pages, and the
+ * TLB misses of random probes would otherwise cost as much as the cache misses.
+ */
+static void *big_alloc(size_t n)
+{
+    if (n < HUGE_BYTES)
+        return calloc(1, n);
+    size_t len = (n + HUGE_BYTES - 1) & ~(HUGE_BYTES - 1);
+    uint8_t *raw = mmap(NULL, len + HUGE_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED)
+        return NULL;
+    uintptr_t start = ((uintptr_t)raw + HUGE_BYTES - 1) & ~(uintptr_t)(HUGE_BYTES - 1);
+    size_t head = start - (uintptr_t)raw, tail = HUGE_BYTES - head;
+    if (head)
+        munmap(raw, head);
+    if (tail)
+        munmap((uint8_t *)start + len, tail);
+    madvise((void *)start, len, MADV_HUGEPAGE);
+    return (void *)start;
+}
+
+static void big_free(void *p, size_t n)
+{
+    if (!p)
+        return;
+    if (n < HUGE_BYTES)
+        free(p);
+    else
+        munmap(p, (n + HUGE_BYTES - 1) & ~(HUGE_BYTES - 1));
+}
+
+/* ---- accounting ------------------------------------------------------------------------------------------------- */
 
 static size_t table_bytes(const struct lmr_map_output *mo)
 {
@@ -86,6 +138,15 @@ static void note_peak(struct lmr_map_output *mo, size_t extra)
         mo->peak = m;
 }
 
+static void free_items(struct lmr_map_output *mo)
+{
+    if (mo->combining)
+        big_free(mo->items, mo->items_cap * sizeof(struct item));
+    else
+        free(mo->items);
+    mo->items = NULL;
+}
+
 static void arena_reset(struct lmr_map_output *mo)
 {
     if (!mo->chunks)
@@ -94,7 +155,7 @@ static void arena_reset(struct lmr_map_output *mo)
     while (c) {
         struct chunk *n = c->next;
         mo->arena_bytes -= c->cap + sizeof *c;
-        free(c);
+        big_free(c, c->cap + sizeof *c);
         c = n;
     }
     mo->chunks->next = NULL;
@@ -107,7 +168,7 @@ static void arena_free(struct lmr_map_output *mo)
     arena_reset(mo);
     if (mo->chunks) {
         mo->arena_bytes -= mo->chunks->cap + sizeof *mo->chunks;
-        free(mo->chunks);
+        big_free(mo->chunks, mo->chunks->cap + sizeof *mo->chunks);
     }
     mo->chunks = mo->cur = NULL;
     mo->cur_used = 0;
@@ -125,7 +186,7 @@ static uint8_t *arena_alloc(struct lmr_map_output *mo, size_t n)
     /* A record larger than the whole budget still goes through (alone): the task cannot do better. */
     if (table_bytes(mo) + cap + sizeof(struct chunk) > mo->table_limit && mo->count > 0)
         return NULL;
-    struct chunk *c = malloc(sizeof *c + cap);
+    struct chunk *c = big_alloc(sizeof *c + cap);
     if (!c)
         return NULL;
     c->next = NULL;
@@ -279,7 +340,10 @@ static enum lmr_result write_sorted(struct lmr_map_output *mo, const char *key, 
     size_t idx = 0;
     for (uint32_t r = 0; r < mo->R && rc == LMR_OK; r++) {
         lmr_frame_writer_begin(mo->fw, sw, &off);
-        while (idx < mo->count && e_part(mo, mo->items[idx].entry) == r && rc == LMR_OK) {
+        /* The partition is in the sort key's top bits; entries are prefetched a few items ahead. */
+        while (idx < mo->count && (mo->pbits ? mo->items[idx].sortkey >> (64 - mo->pbits) : 0) == r && rc == LMR_OK) {
+            if (idx + 8 < mo->count)
+                __builtin_prefetch(mo->items[idx + 8].entry);
             const uint8_t *e = mo->items[idx++].entry;
             rc = lmr_frame_writer_add(mo->fw, e_key(mo, e), e_value(mo, e), err);
         }
@@ -365,6 +429,34 @@ static void fail_sticky(struct lmr_map_output *mo, enum lmr_result rc)
         mo->status = rc;
 }
 
+/* Equal bytes? Short keys (the common case) with overlapping word loads, never past either end. */
+static inline bool keys_equal(const uint8_t *a, const uint8_t *b, size_t n)
+{
+    uint64_t x, y, u, v;
+    uint32_t x4, y4, u4, v4;
+    if (n >= 8 && n <= 16) {
+        memcpy(&x, a, 8);
+        memcpy(&y, b, 8);
+        memcpy(&u, a + n - 8, 8);
+        memcpy(&v, b + n - 8, 8);
+        return ((x ^ y) | (u ^ v)) == 0;
+    }
+    if (n >= 4 && n < 8) {
+        memcpy(&x4, a, 4);
+        memcpy(&y4, b, 4);
+        memcpy(&u4, a + n - 4, 4);
+        memcpy(&v4, b + n - 4, 4);
+        return ((x4 ^ y4) | (u4 ^ v4)) == 0;
+    }
+    if (n < 4) {
+        for (size_t i = 0; i < n; i++)
+            if (a[i] != b[i])
+                return false;
+        return true;
+    }
+    return memcmp(a, b, n) == 0;
+}
+
 /* ---- emit --------------------------------------------------------------------------------------------------- */
 
 static inline uint32_t partition_of(struct lmr_map_output *mo, struct lmr_slice key, uint64_t h)
@@ -380,7 +472,7 @@ static bool grow_table(struct lmr_map_output *mo)
     size_t ncap = mo->items_cap * 2;
     if (table_bytes(mo) + ncap * sizeof(struct item) > mo->table_limit)
         return false;
-    struct item *n = calloc(ncap, sizeof *n);
+    struct item *n = big_alloc(ncap * sizeof *n);
     if (!n)
         return false;
     note_peak(mo, ncap * sizeof(struct item));
@@ -393,10 +485,36 @@ static bool grow_table(struct lmr_map_output *mo)
             j = (j + 1) & mask;
         n[j] = mo->items[i];
     }
-    free(mo->items);
+    big_free(mo->items, mo->items_cap * sizeof *n);
     mo->items = n;
     mo->items_cap = ncap;
     return true;
+}
+
+static void combine_one(struct lmr_map_output *mo, struct lmr_slice key, struct lmr_slice value, uint64_t h);
+
+/*
+ * Emits are batched: hash, copy the (short) key and value into the batch and prefetch the key's
+ * slot; when the batch is full, prefetch each slot's entry, then combine them all. The cache and
+ * TLB misses of up to BATCH keys then overlap instead of queueing one after the other, which is
+ * what a table larger than the CPU caches spends its time on. Combining is commutative and
+ * associative, so the delay changes nothing that can be observed; finish and status flush first.
+ * Tables that fit in the caches (below BATCH_MIN_SLOTS slots) skip batching: there the copies
+ * cost more than they save.
+ */
+static void flush_batch(struct lmr_map_output *mo)
+{
+    size_t n = mo->nbatch, mask = mo->items_cap - 1;
+    mo->nbatch = 0;
+    for (size_t j = 0; j < n; j++) {
+        const uint8_t *e = mo->items[mo->batch[j].h & mask].entry;
+        if (e)
+            __builtin_prefetch(e);
+    }
+    for (size_t j = 0; j < n; j++) {
+        struct pending *p = &mo->batch[j];
+        combine_one(mo, (struct lmr_slice){p->key, p->klen}, (struct lmr_slice){p->value, mo->vs}, p->h);
+    }
 }
 
 static void emit_combine(struct lmr_emitter *self, struct lmr_slice key, struct lmr_slice value)
@@ -418,13 +536,35 @@ static void emit_combine(struct lmr_emitter *self, struct lmr_slice key, struct 
     }
     mo->records_in++;
     uint64_t h = XXH3_64bits(key.ptr, key.len);
+    if (mo->items_cap < BATCH_MIN_SLOTS || key.len > BATCH_KEY_MAX || mo->vs > BATCH_VALUE_MAX) {
+        combine_one(mo, key, value, h);
+        return;
+    }
+    struct pending *p = &mo->batch[mo->nbatch++];
+    p->h = h;
+    p->klen = (uint32_t)key.len;
+    if (key.len)
+        memcpy(p->key, key.ptr, key.len);
+    memcpy(p->value, value.ptr, mo->vs);
+    __builtin_prefetch(&mo->items[h & (mo->items_cap - 1)]);
+    if (mo->nbatch == BATCH)
+        flush_batch(mo);
+}
+
+/*
+ * Combine one pair into the table (h = XXH3_64bits(key)).
+ */
+static void combine_one(struct lmr_map_output *mo, struct lmr_slice key, struct lmr_slice value, uint64_t h)
+{
+    if (mo->status != LMR_OK)
+        return;
     size_t mask = mo->items_cap - 1, i = h & mask;
     for (;;) {
         struct item *s = &mo->items[i];
         if (!s->entry)
             break;
         if (s->sortkey == h && e_klen(s->entry) == key.len &&
-            (key.len == 0 || memcmp(s->entry + 8 + mo->acc_bytes, key.ptr, key.len) == 0)) {
+            keys_equal(s->entry + 8 + mo->acc_bytes, key.ptr, key.len)) {
             mo->ops->combine(mo->state, s->entry + 8, value);
             return;
         }
@@ -593,7 +733,7 @@ enum lmr_result lmr_map_output_new(const struct lmr_map_output_options *o, struc
     mo->chunk_bytes &= ~(size_t)7;
     mo->items_cap = INITIAL_SLOTS;
     mo->items =
-        mo->combining ? calloc(mo->items_cap, sizeof(struct item)) : malloc(mo->items_cap * sizeof(struct item));
+        mo->combining ? big_alloc(mo->items_cap * sizeof(struct item)) : malloc(mo->items_cap * sizeof(struct item));
     mo->emitter.emit = mo->combining ? emit_combine : emit_buffer;
     enum lmr_result rc = LMR_OK;
     if (!mo->spill_prefix || !mo->object_key || !mo->items)
@@ -615,6 +755,8 @@ struct lmr_emitter *lmr_map_output_emitter(struct lmr_map_output *mo)
 
 enum lmr_result lmr_map_output_status(struct lmr_map_output *mo, struct lmr_err *err)
 {
+    if (mo->nbatch)
+        flush_batch(mo);
     if (mo->status != LMR_OK && err)
         *err = mo->err;
     return mo->status;
@@ -685,7 +827,7 @@ static enum lmr_result finish_from_runs(struct lmr_map_output *mo, struct lmr_ma
     if (rc != LMR_OK)
         return rc;
     /* The table is no longer needed: its memory goes to the readers. */
-    free(mo->items);
+    free_items(mo);
     mo->items = NULL;
     mo->items_cap = 0;
     arena_free(mo);
@@ -729,6 +871,8 @@ enum lmr_result lmr_map_output_finish(struct lmr_map_output *mo, struct lmr_map_
                                       struct lmr_err *err)
 {
     memset(index, 0, sizeof *index);
+    if (mo->nbatch)
+        flush_batch(mo);
     if (mo->status != LMR_OK) {
         if (err)
             *err = mo->err;
@@ -779,7 +923,7 @@ void lmr_map_output_destroy(struct lmr_map_output *mo)
     if (mo->runs)
         delete_runs(mo, 0, mo->nruns);
     free(mo->runs);
-    free(mo->items);
+    free_items(mo);
     arena_free(mo);
     lmr_frame_writer_destroy(mo->fw);
     free(mo->spill_prefix);

@@ -4,8 +4,8 @@
  * reduce handler one key group at a time.
  *
  * Memory stays within memory_limit_bytes whatever the partition size: each merged frame costs
- * one frame reader (lmr_frame_reader_memory_bytes: a zstd window of 128 KiB plus small
- * buffers). When nframes readers do not fit, frames are first merged in groups into temporary
+ * one frame reader (lmr_frame_reader_memory_bytes: a zstd window of 64 KiB plus small
+ * buffers, ~0.5 MiB). When nframes readers do not fit, frames are first merged in groups into temporary
  * runs under scratch_prefix (as many passes as needed); the runs are deleted by destroy.
  */
 #ifndef LMR_SHUFFLE_REDUCE_INPUT_H

@@ -181,8 +181,10 @@ static enum lmr_result file_open_read(struct lmr_store *s, const char *key, uint
     atomic_fetch_add(&s->stats.get_requests, 1);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        enum lmr_result r = lmr_fail(err, errno_result(errno), "cannot open '%s' for reading: %s; check the path "
-                                     "and its permissions", path, strerror(errno));
+        enum lmr_result r = lmr_fail(err, errno_result(errno),
+                                     "cannot open '%s' for reading: %s; check the path "
+                                     "and its permissions",
+                                     path, strerror(errno));
         free(path);
         return r;
     }

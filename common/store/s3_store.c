@@ -3,11 +3,15 @@
  * retries, error messages); this file speaks S3:
  *
  * - list: ListObjectsV2 pages of up to 1,000 keys, followed by continuation token.
- * - read: ranged GETs of read_part_bytes, up to read_ahead of them in flight at once on a
- *   curl multi handle, handed to the reader in order. The first part tells the object's size
- *   (Content-Range), then the pipeline fills. A failed part is retried with backoff.
+ * - read: ranged GETs of up to read_part_bytes, up to read_ahead of them in flight at once on
+ *   a curl multi handle, handed to the reader in order. The first part tells the object's size
+ *   (Content-Range), then the pipeline fills. Like TCP's slow start, a reader begins with one
+ *   small part (1 MiB) in flight and doubles part size and window as it keeps reading, so the
+ *   many small ranged readers of a reducer's merge stay small while a mapper's sequential scan
+ *   soon has read_ahead x read_part_bytes in flight. A failed part is retried with backoff.
  * - write: bytes are staged in a part buffer; an object that fits in one part is one PUT,
- *   a larger one a multipart upload (parts of part_size_bytes >= 5 MiB). Nothing is visible
+ *   a larger one a multipart upload (parts of part_size_bytes >= 5 MiB, two uploading in the
+ *   background on a curl multi handle while the caller fills the next). Nothing is visible
  *   before commit; a failed or aborted upload is aborted (AbortMultipartUpload) so no parts
  *   stay behind. Create-only commits send If-None-Match: * on the PUT or on
  *   CompleteMultipartUpload: 412 PreconditionFailed means another writer won (LMR_ERR_EXISTS).
@@ -245,6 +249,8 @@ struct s3_reader {
     bool end_known;
     struct part *q;
     unsigned cap, head, count;
+    unsigned window;          /* parts allowed in flight now (grows to cap) */
+    uint64_t next_part_bytes; /* size of the next part (grows to read_part_bytes) */
     enum lmr_result failed;
     struct lmr_err failed_err;
 };
@@ -284,8 +290,8 @@ static enum lmr_result start_next_part(struct s3_reader *rd, struct lmr_err *err
     struct part *p = &rd->q[(rd->head + rd->count) % rd->cap];
     uint64_t end = rd->end_known ? rd->end : rd->req_end;
     uint64_t len = end - rd->next_off;
-    if (len > st->read_part_bytes)
-        len = st->read_part_bytes;
+    if (len > rd->next_part_bytes)
+        len = rd->next_part_bytes;
     p->off = rd->next_off;
     p->len = len;
     p->attempt = 0;
@@ -295,6 +301,9 @@ static enum lmr_result start_next_part(struct s3_reader *rd, struct lmr_err *err
         return r;
     rd->next_off += len;
     rd->count++;
+    if (rd->next_part_bytes < st->read_part_bytes)
+        rd->next_part_bytes =
+            rd->next_part_bytes * 2 < st->read_part_bytes ? rd->next_part_bytes * 2 : st->read_part_bytes;
     return LMR_OK;
 }
 
@@ -425,7 +434,7 @@ static enum lmr_result s3_read(struct lmr_store_reader *r, void *buf, size_t cap
                 break;
         }
         /* Keep the pipeline full once the size is known. */
-        while (!res && rd->end_known && rd->count < rd->cap && rd->next_off < rd->end)
+        while (!res && rd->end_known && rd->count < rd->window && rd->next_off < rd->end)
             res = start_next_part(rd, err);
         if (res)
             break;
@@ -445,6 +454,7 @@ static enum lmr_result s3_read(struct lmr_store_reader *r, void *buf, size_t cap
             p->state = PART_IDLE;
             rd->head = (rd->head + 1) % rd->cap;
             rd->count--;
+            rd->window = rd->window * 2 < rd->cap ? rd->window * 2 : rd->cap;
             if (rd->end_known && rd->next_off > rd->end)
                 rd->next_off = rd->end;
         }
@@ -497,6 +507,8 @@ static enum lmr_result s3_open_read(struct lmr_store *s, const char *key, uint64
     for (unsigned i = 0; i < rd->cap; i++)
         lmr_aws_response_init(&rd->q[i].resp);
     rd->next_off = offset;
+    rd->window = 1;
+    rd->next_part_bytes = st->read_part_bytes < MIB ? st->read_part_bytes : MIB;
     rd->req_end = (length == LMR_STORE_TO_END || length > UINT64_MAX - offset) ? UINT64_MAX : offset + length;
     if (length == 0) {
         rd->end = offset;
@@ -519,6 +531,20 @@ static enum lmr_result s3_open_read(struct lmr_store *s, const char *key, uint64
 
 /* ---- writing: one PUT or a multipart upload ---------------------------------------------------------------- */
 
+/* A part upload on the writer's multi handle; up to UPLOADS_IN_FLIGHT go while the caller keeps writing. */
+#define UPLOADS_IN_FLIGHT 2
+
+struct upload_slot {
+    bool busy, done;
+    size_t part_number;
+    struct lmr_buf body, query;
+    struct lmr_aws_request req;
+    struct lmr_aws_response resp;
+    struct lmr_aws_call call;
+    CURLcode cc;
+    unsigned attempt;
+};
+
 struct s3_writer {
     struct lmr_store_writer base;
     unsigned flags;
@@ -526,7 +552,9 @@ struct s3_writer {
     struct lmr_buf part;
     char *upload_id;
     char (*etags)[128];
-    size_t n_parts;
+    size_t n_parts; /* parts handed to uploads so far */
+    CURLM *multi;
+    struct upload_slot slots[UPLOADS_IN_FLIGHT];
 };
 
 static enum lmr_result initiate_xml(void *ud, const char *path, const char *text, size_t len)
@@ -550,21 +578,136 @@ static enum lmr_result upload_query(struct s3_writer *w, size_t part_number, str
     return r;
 }
 
-static enum lmr_result flush_part(struct s3_writer *w, struct lmr_err *err)
+static enum lmr_result start_upload(struct s3_writer *w, struct lmr_err *err)
 {
+    if (w->upload_id)
+        return LMR_OK;
     struct lmr_store *s = w->base.store;
     struct lmr_aws_response resp;
     lmr_aws_response_init(&resp);
-    enum lmr_result r = LMR_OK;
-    if (!w->upload_id) {
-        r = s3_send(s, "POST", w->path, "uploads", w->resource, NULL, 0, NULL, 0, &resp, 0, err);
-        count(s, &s->stats.put_requests, resp.attempts);
-        if (!r)
-            r = lmr_aws_xml_parse(resp.body.data ? resp.body.data : "", resp.body.len, initiate_xml, &w->upload_id,
-                                  err);
-        if (!r && !w->upload_id)
-            r = lmr_fail(err, LMR_ERR_FORMAT, "%s: S3 started a multipart upload without an UploadId", w->resource);
+    enum lmr_result r = s3_send(s, "POST", w->path, "uploads", w->resource, NULL, 0, NULL, 0, &resp, 0, err);
+    count(s, &s->stats.put_requests, resp.attempts);
+    if (!r)
+        r = lmr_aws_xml_parse(resp.body.data ? resp.body.data : "", resp.body.len, initiate_xml, &w->upload_id, err);
+    if (!r && !w->upload_id)
+        r = lmr_fail(err, LMR_ERR_FORMAT, "%s: S3 started a multipart upload without an UploadId", w->resource);
+    if (!r && !w->multi && !(w->multi = curl_multi_init()))
+        r = LMR_ERR_NOMEM;
+    lmr_aws_response_clean_up(&resp);
+    return r;
+}
+
+static enum lmr_result slot_submit(struct s3_writer *w, struct upload_slot *u, struct lmr_err *err)
+{
+    struct s3_store *st = impl_of(w->base.store);
+    u->req = (struct lmr_aws_request){
+        .service = LMR_AWS_S3,
+        .method = "PUT",
+        .bucket = st->bucket,
+        .path = w->path,
+        .query = u->query.data,
+        .body = u->body.data ? u->body.data : "",
+        .body_len = u->body.len,
+        .resource = w->resource,
+        .max_response_bytes = ERROR_SLACK_BYTES,
+    };
+    enum lmr_result r = lmr_aws_call_prepare(st->client, &u->req, &u->resp, &u->call, err);
+    if (r)
+        return r;
+    if (curl_multi_add_handle(w->multi, u->call.easy) != CURLM_OK) {
+        lmr_aws_call_release(st->client, &u->call);
+        return lmr_fail(err, LMR_ERR_INTERNAL, "%s: cannot start a part upload", w->resource);
     }
+    u->busy = true;
+    u->done = false;
+    u->attempt++;
+    atomic_fetch_add(&w->base.store->stats.put_requests, 1);
+    return LMR_OK;
+}
+
+/* Move the transfers along; with wait, block until at least one of them finishes. */
+static void uploads_pump(struct s3_writer *w, bool wait)
+{
+    if (!w->multi)
+        return;
+    for (;;) {
+        int running = 0, left = 0;
+        bool finished = false;
+        curl_multi_perform(w->multi, &running);
+        CURLMsg *m;
+        while ((m = curl_multi_info_read(w->multi, &left))) {
+            for (int i = 0; m->msg == CURLMSG_DONE && i < UPLOADS_IN_FLIGHT; i++) {
+                struct upload_slot *u = &w->slots[i];
+                if (u->busy && !u->done && u->call.easy == m->easy_handle) {
+                    u->done = true;
+                    u->cc = m->data.result;
+                    finished = true;
+                }
+            }
+        }
+        if (!wait || finished || !running)
+            return;
+        curl_multi_poll(w->multi, NULL, 0, 1000, NULL);
+    }
+}
+
+static void slot_stop(struct s3_writer *w, struct upload_slot *u)
+{
+    if (!u->busy)
+        return;
+    struct s3_store *st = impl_of(w->base.store);
+    curl_multi_remove_handle(w->multi, u->call.easy);
+    lmr_aws_call_release(st->client, &u->call);
+    u->busy = false;
+}
+
+/* Wait for slot u's upload, retrying it as the HTTP client would; record its ETag. */
+static enum lmr_result slot_finish(struct s3_writer *w, struct upload_slot *u, struct lmr_err *err)
+{
+    struct s3_store *st = impl_of(w->base.store);
+    while (u->busy) {
+        while (!u->done)
+            uploads_pump(w, true);
+        bool retry = false;
+        enum lmr_result r = lmr_aws_call_finish(st->client, &u->call, u->cc, &retry, err);
+        slot_stop(w, u);
+        if (r && retry && u->attempt < lmr_aws_client_max_attempts(st->client)) {
+            atomic_fetch_add(&w->base.store->stats.retries, 1);
+            lmr_sleep_ms(lmr_aws_client_backoff_ms(st->client, u->attempt));
+            lmr_err_clear(err);
+            if ((r = slot_submit(w, u, err)))
+                return r;
+            continue;
+        }
+        if (r)
+            return r;
+        if (!lmr_aws_response_header(&u->resp, "ETag", w->etags[u->part_number - 1], sizeof w->etags[0]))
+            return lmr_fail(err, LMR_ERR_FORMAT, "%s: S3 accepted part %zu without an ETag", w->resource,
+                            u->part_number);
+    }
+    return LMR_OK;
+}
+
+/* Wait for every part upload. */
+static enum lmr_result uploads_drain(struct s3_writer *w, struct lmr_err *err)
+{
+    for (;;) {
+        struct upload_slot *oldest = NULL;
+        for (int i = 0; i < UPLOADS_IN_FLIGHT; i++)
+            if (w->slots[i].busy && (!oldest || w->slots[i].part_number < oldest->part_number))
+                oldest = &w->slots[i];
+        if (!oldest)
+            return LMR_OK;
+        enum lmr_result r = slot_finish(w, oldest, err);
+        if (r)
+            return r;
+    }
+}
+
+/* Hand the staged part to an upload slot (waiting for one to free up) and start it. */
+static enum lmr_result flush_part(struct s3_writer *w, struct lmr_err *err)
+{
+    enum lmr_result r = start_upload(w, err);
     if (!r && w->n_parts == MAX_PARTS)
         r = lmr_fail(err, LMR_ERR_TOO_LARGE, "%s: more than %d parts; raise LMR_S3_PART_BYTES", w->resource, MAX_PARTS);
     if (!r && !(w->n_parts % 64)) {
@@ -574,24 +717,29 @@ static enum lmr_result flush_part(struct s3_writer *w, struct lmr_err *err)
         else
             w->etags = e;
     }
-    struct lmr_buf q;
-    lmr_buf_init(&q, 4096);
-    if (!r)
-        r = upload_query(w, w->n_parts + 1, &q);
-    if (!r) {
-        r = s3_send(s, "PUT", w->path, q.data, w->resource, NULL, 0, w->part.data ? w->part.data : "", w->part.len,
-                    &resp, 0, err);
-        count(s, &s->stats.put_requests, resp.attempts);
+    if (r)
+        return r;
+    struct upload_slot *u = NULL;
+    while (!u) {
+        struct upload_slot *oldest = NULL;
+        for (int i = 0; i < UPLOADS_IN_FLIGHT && !u; i++) {
+            if (!w->slots[i].busy)
+                u = &w->slots[i];
+            else if (!oldest || w->slots[i].part_number < oldest->part_number)
+                oldest = &w->slots[i];
+        }
+        if (!u && (r = slot_finish(w, oldest, err)))
+            return r;
     }
-    if (!r && !lmr_aws_response_header(&resp, "ETag", w->etags[w->n_parts], sizeof w->etags[0]))
-        r = lmr_fail(err, LMR_ERR_FORMAT, "%s: S3 accepted part %zu without an ETag", w->resource, w->n_parts + 1);
-    if (!r) {
-        w->n_parts++;
-        lmr_buf_reset(&w->part);
-    }
-    lmr_buf_clean_up(&q);
-    lmr_aws_response_clean_up(&resp);
-    return r;
+    struct lmr_buf tmp = u->body; /* swap buffers: the staged part goes out, an empty one comes back */
+    u->body = w->part;
+    w->part = tmp;
+    lmr_buf_reset(&w->part);
+    u->part_number = ++w->n_parts;
+    u->attempt = 0;
+    lmr_buf_reset(&u->query);
+    r = upload_query(w, u->part_number, &u->query);
+    return r ? r : slot_submit(w, u, err);
 }
 
 static enum lmr_result s3_open_write(struct lmr_store *s, const char *key, unsigned flags,
@@ -606,6 +754,11 @@ static enum lmr_result s3_open_write(struct lmr_store *s, const char *key, unsig
     w->path = key_path(key);
     w->resource = resource_of(st->bucket, key);
     lmr_buf_init(&w->part, st->part_size_bytes);
+    for (int i = 0; i < UPLOADS_IN_FLIGHT; i++) {
+        lmr_buf_init(&w->slots[i].body, st->part_size_bytes);
+        lmr_buf_init(&w->slots[i].query, 4096);
+        lmr_aws_response_init(&w->slots[i].resp);
+    }
     if (!w->path || !w->resource) {
         free(w->path);
         free(w->resource);
@@ -635,11 +788,14 @@ static enum lmr_result s3_write(struct lmr_store_writer *wb, const void *data, s
                 return r;
         }
     }
+    uploads_pump(w, false);
     return LMR_OK;
 }
 
 static void abort_upload(struct s3_writer *w)
 {
+    for (int i = 0; i < UPLOADS_IN_FLIGHT; i++)
+        slot_stop(w, &w->slots[i]);
     if (!w->upload_id)
         return;
     struct lmr_store *s = w->base.store;
@@ -663,6 +819,13 @@ static void abort_upload(struct s3_writer *w)
 
 static void writer_free(struct s3_writer *w)
 {
+    for (int i = 0; i < UPLOADS_IN_FLIGHT; i++) {
+        slot_stop(w, &w->slots[i]);
+        lmr_buf_clean_up(&w->slots[i].body);
+        lmr_buf_clean_up(&w->slots[i].query);
+        lmr_aws_response_clean_up(&w->slots[i].resp);
+    }
+    curl_multi_cleanup(w->multi);
     lmr_buf_clean_up(&w->part);
     free(w->upload_id);
     free(w->etags);
@@ -702,6 +865,8 @@ static enum lmr_result s3_commit(struct lmr_store_writer *wb, struct lmr_err *er
     } else {
         if (w->part.len)
             r = flush_part(w, err);
+        if (!r)
+            r = uploads_drain(w, err);
         struct lmr_buf body, q;
         lmr_buf_init(&body, 1 << 20);
         lmr_buf_init(&q, 4096);

@@ -21,8 +21,8 @@ enum lmr_result lmr_store_check_key(const char *key, struct lmr_err *err)
             p++;
         size_t len = (size_t)(p - seg);
         if ((len == 2 && seg[0] == '.' && seg[1] == '.') || (len == 1 && seg[0] == '.'))
-            return lmr_fail(err, LMR_ERR_INVALID, "object key '%s' has a '.' or '..' segment; keys cannot leave the store root",
-                            key);
+            return lmr_fail(err, LMR_ERR_INVALID,
+                            "object key '%s' has a '.' or '..' segment; keys cannot leave the store root", key);
         if (*p == '/')
             p++;
     }
@@ -197,26 +197,18 @@ enum lmr_result lmr_store_get(struct lmr_store *s, const char *key, uint64_t off
     if (r)
         return r;
     for (;;) {
-        if ((r = lmr_buf_reserve(out, 64 * 1024))) {
-            if (r == LMR_ERR_TOO_LARGE && out->cap > out->len) {
-                /* fall through: the buffer still has some room */
-                r = LMR_OK;
-            } else {
-                r = lmr_fail(err, r, "object '%s' in %s is larger than the %zu bytes allowed here", key, s->root_uri,
-                             out->max_bytes);
-                break;
-            }
-        }
-        size_t room = out->cap - out->len, got = 0;
-        if (room == 0) {
+        size_t room_left = out->max_bytes - out->len, got = 0;
+        if (room_left == 0) { /* full: fine only if the object has no more bytes */
             char probe;
             r = lmr_store_read(rd, &probe, 1, &got, err);
             if (!r && got)
-                r = lmr_fail(err, LMR_ERR_TOO_LARGE, "object '%s' in %s is larger than the %zu bytes allowed here",
-                             key, s->root_uri, out->max_bytes);
+                r = lmr_fail(err, LMR_ERR_TOO_LARGE, "object '%s' in %s is larger than the %zu bytes allowed here", key,
+                             s->root_uri, out->max_bytes);
             break;
         }
-        r = lmr_store_read(rd, out->data + out->len, room, &got, err);
+        if ((r = lmr_buf_reserve(out, room_left < 65536 ? room_left : 65536)))
+            break;
+        r = lmr_store_read(rd, out->data + out->len, out->cap - out->len, &got, err);
         if (r || got == 0)
             break;
         out->len += got;

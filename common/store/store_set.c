@@ -26,8 +26,10 @@ enum lmr_result lmr_store_set_get(struct lmr_store_set *set, const char *root_ur
 enum lmr_result lmr_store_set_add(struct lmr_store_set *set, struct lmr_store *s, struct lmr_err *err)
 {
     if (set->n == LMR_STORE_SET_MAX)
-        return lmr_fail(err, LMR_ERR_TOO_LARGE, "a job may use at most %d distinct store roots (buckets or "
-                        "directories); %s is one too many", LMR_STORE_SET_MAX, s->root_uri);
+        return lmr_fail(err, LMR_ERR_TOO_LARGE,
+                        "a job may use at most %d distinct store roots (buckets or "
+                        "directories); %s is one too many",
+                        LMR_STORE_SET_MAX, s->root_uri);
     set->stores[set->n++] = s;
     return LMR_OK;
 }
@@ -46,8 +48,8 @@ json_t *lmr_store_set_stats_json(const struct lmr_store_set *set)
         bw += atomic_load(&st->bytes_written);
         retries += atomic_load(&st->retries);
     }
-    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "get", (json_int_t)get, "put", (json_int_t)put,
-                     "list", (json_int_t)list, "head", (json_int_t)head, "delete", (json_int_t)del, "bytes_read",
+    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "get", (json_int_t)get, "put", (json_int_t)put, "list",
+                     (json_int_t)list, "head", (json_int_t)head, "delete", (json_int_t)del, "bytes_read",
                      (json_int_t)br, "bytes_written", (json_int_t)bw, "retries", (json_int_t)retries);
 }
 

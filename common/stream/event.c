@@ -1,8 +1,8 @@
 #include "stream/event.h"
+#include "stream/json_scan.h"
 
 #include <inttypes.h>
 #include <pthread.h>
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -158,6 +158,20 @@ static size_t json_str_bytes(const char *s)
 
 static enum lmr_result json_str_append(struct lmr_buf *out, const char *s)
 {
+    size_t plain = strcspn(s, "\"\\\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f\x10\x11\x12"
+                              "\x13\x14\x15\x16\x17\x18\x19\x1a\x1b\x1c\x1d\x1e\x1f");
+    if (!s[plain]) {
+        enum lmr_result r = lmr_buf_reserve(out, plain + 2);
+        if (r)
+            return r;
+        char *o = out->data + out->len;
+        o[0] = '"';
+        memcpy(o + 1, s, plain);
+        o[plain + 1] = '"';
+        out->len += plain + 2;
+        out->data[out->len] = '\0';
+        return LMR_OK;
+    }
     enum lmr_result r = lmr_buf_reserve(out, json_str_bytes(s));
     if (r)
         return r;
@@ -200,9 +214,25 @@ static const char *or_default(const char *s, const char *dflt)
 #define REC_H ",\"eventSourceARN\":"
 #define REC_I "}"
 
+/* "1607497475.123" without printf (this runs once per record). */
 static int format_ts(char *out, uint64_t ms)
 {
-    return sprintf(out, "%" PRIu64 ".%03u", ms / 1000, (unsigned)(ms % 1000));
+    char tmp[24];
+    int n = 0;
+    uint64_t sec = ms / 1000;
+    do {
+        tmp[n++] = (char)('0' + sec % 10);
+        sec /= 10;
+    } while (sec);
+    for (int i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    unsigned frac = (unsigned)(ms % 1000);
+    out[n] = '.';
+    out[n + 1] = (char)('0' + frac / 100);
+    out[n + 2] = (char)('0' + frac / 10 % 10);
+    out[n + 3] = (char)('0' + frac % 10);
+    out[n + 4] = '\0';
+    return n + 4;
 }
 
 size_t lmr_stream_event_record_bytes(const struct lmr_stream_event_info *info, const struct lmr_stream_record *r)
@@ -227,6 +257,23 @@ enum lmr_result lmr_stream_event_build(struct lmr_buf *out, const struct lmr_str
     const char *identity = or_default(info->invoke_identity_arn, DEFAULT_IDENTITY);
     enum lmr_result r = lmr_buf_append_str(out, "{\"Records\":[");
     char ts[32];
+    /* The part of every record after its eventID's sequence number is the same: build it once. */
+    struct lmr_buf tail;
+    lmr_buf_init(&tail, 64 * 1024);
+    if (!r)
+        r = lmr_buf_append(&tail, REC_F, sizeof REC_F - 1);
+    if (!r)
+        r = json_str_append(&tail, identity);
+    if (!r)
+        r = lmr_buf_append(&tail, REC_G, sizeof REC_G - 1);
+    if (!r)
+        r = json_str_append(&tail, region);
+    if (!r)
+        r = lmr_buf_append(&tail, REC_H, sizeof REC_H - 1);
+    if (!r)
+        r = json_str_append(&tail, arn);
+    if (!r)
+        r = lmr_buf_append(&tail, REC_I, sizeof REC_I - 1);
     for (size_t i = 0; i < n && !r; i++) {
         const struct lmr_stream_record *rec = &records[i];
         if (i)
@@ -256,20 +303,9 @@ enum lmr_result lmr_stream_event_build(struct lmr_buf *out, const struct lmr_str
         if (!r)
             r = lmr_buf_append_str(out, rec->sequence_number);
         if (!r)
-            r = lmr_buf_append(out, REC_F, sizeof REC_F - 1);
-        if (!r)
-            r = json_str_append(out, identity);
-        if (!r)
-            r = lmr_buf_append(out, REC_G, sizeof REC_G - 1);
-        if (!r)
-            r = json_str_append(out, region);
-        if (!r)
-            r = lmr_buf_append(out, REC_H, sizeof REC_H - 1);
-        if (!r)
-            r = json_str_append(out, arn);
-        if (!r)
-            r = lmr_buf_append(out, REC_I, sizeof REC_I - 1);
+            r = lmr_buf_append(out, tail.data, tail.len);
     }
+    lmr_buf_clean_up(&tail);
     char start[40], end[40];
     if (!r)
         r = lmr_buf_printf(out, "],\"window\":{\"start\":\"%s\",\"end\":\"%s\"},\"state\":",
@@ -298,90 +334,235 @@ enum lmr_result lmr_stream_event_build(struct lmr_buf *out, const struct lmr_str
 
 /* --- Event parsing --------------------------------------------------------------------------- */
 
-static enum lmr_result parse_window_time(json_t *v, uint64_t *ms)
-{
-    if (!json_is_string(v))
-        return LMR_ERR_FORMAT;
-    return lmr_stream_parse_time(json_string_value(v), ms) ? LMR_ERR_FORMAT : LMR_OK;
-}
-
 void lmr_stream_event_clean_up(struct lmr_stream_event *ev)
 {
     if (!ev)
         return;
     free(ev->records);
-    free(ev->data_arena);
-    if (ev->root)
-        json_decref((json_t *)ev->root);
+    free(ev->arena);
     memset(ev, 0, sizeof *ev);
+}
+
+/* A string value into the arena, NUL-terminated. */
+static bool take_string(struct lmr_json_scan *s, char **arena_pos, const char **out)
+{
+    const char *raw;
+    size_t len;
+    bool esc;
+    if (!lmr_json_scan_string(s, &raw, &len, &esc))
+        return false;
+    char *o = *arena_pos;
+    if (esc) {
+        len = lmr_json_unescape(raw, len, o);
+        if (len == (size_t)-1)
+            return false;
+    } else {
+        memcpy(o, raw, len);
+    }
+    o[len] = '\0';
+    *out = o;
+    *arena_pos = o + len + 1;
+    return true;
+}
+
+static bool take_bool(struct lmr_json_scan *s, bool *v)
+{
+    char c = lmr_json_scan_peek(s);
+    *v = c == 't';
+    return lmr_json_scan_skip(s);
+}
+
+static bool parse_time_string(struct lmr_json_scan *s, uint64_t *ms)
+{
+    const char *raw;
+    size_t len;
+    bool esc;
+    char buf[64];
+    if (!lmr_json_scan_string(s, &raw, &len, &esc) || esc || len >= sizeof buf)
+        return false;
+    memcpy(buf, raw, len);
+    buf[len] = '\0';
+    return lmr_stream_parse_time(buf, ms) == LMR_OK;
+}
+
+/* approximateArrivalTimestamp: epoch seconds with a fraction, as milliseconds. */
+static bool scan_epoch_ms(struct lmr_json_scan *s, uint64_t *ms)
+{
+    const char *p = s->p;
+    while (p < s->end && (*p == ' ' || *p == '\n' || *p == '\t' || *p == '\r'))
+        p++;
+    uint64_t sec = 0, frac = 0;
+    const char *q = p;
+    while (q < s->end && *q >= '0' && *q <= '9' && q - p < 15)
+        sec = sec * 10 + (uint64_t)(*q++ - '0');
+    unsigned digits = 0;
+    if (q > p && q < s->end && *q == '.') {
+        const char *f = ++q;
+        while (q < s->end && *q >= '0' && *q <= '9') {
+            if (digits < 3) {
+                frac = frac * 10 + (uint64_t)(*q - '0');
+                digits++;
+            }
+            q++;
+        }
+        if (q == f)
+            q = p; /* "12." is not JSON: take the slow path to fail */
+    }
+    if (q > p && q < s->end && (*q == ',' || *q == '}' || *q == ' ' || *q == '\n' || *q == '\r' || *q == '\t')) {
+        while (digits < 3) {
+            frac *= 10;
+            digits++;
+        }
+        *ms = sec * 1000 + frac;
+        s->p = q;
+        return true;
+    }
+    double ts;
+    if (!lmr_json_scan_number(s, &ts))
+        return false;
+    *ms = ts > 0 ? (uint64_t)(ts * 1000.0 + 0.5) : 0;
+    return true;
+}
+
+static bool parse_record(struct lmr_json_scan *s, struct lmr_stream_parsed_record *pr, char **arena)
+{
+    bool first = true, k_first;
+    const char *key, *raw;
+    size_t klen, len;
+    bool esc, have_data = false;
+    if (!lmr_json_scan_expect(s, '{'))
+        return false;
+    memset(pr, 0, sizeof *pr);
+    pr->partition_key = "";
+    while (lmr_json_scan_member(s, &first, &key, &klen)) {
+        if (!LMR_JSON_KEY_IS(key, klen, "kinesis")) {
+            if (!lmr_json_scan_skip(s))
+                return false;
+            continue;
+        }
+        if (!lmr_json_scan_expect(s, '{'))
+            return false;
+        k_first = true;
+        while (lmr_json_scan_member(s, &k_first, &key, &klen)) {
+            bool ok;
+            if (LMR_JSON_KEY_IS(key, klen, "data")) {
+                ok = lmr_json_scan_string(s, &raw, &len, &esc);
+                if (ok && esc) {
+                    /* Base64 never needs escapes, but "\/" is legal JSON for '/'. */
+                    char *tmp = *arena;
+                    len = lmr_json_unescape(raw, len, tmp);
+                    raw = tmp;
+                    ok = len != (size_t)-1;
+                }
+                size_t got;
+                ok = ok && lmr_base64_decode(raw, len, (uint8_t *)*arena, &got) == LMR_OK;
+                if (ok) {
+                    pr->data = (const uint8_t *)*arena;
+                    pr->len = got;
+                    *arena += got + 1;
+                    have_data = true;
+                }
+            } else if (LMR_JSON_KEY_IS(key, klen, "sequenceNumber")) {
+                ok = take_string(s, arena, &pr->sequence_number);
+            } else if (LMR_JSON_KEY_IS(key, klen, "partitionKey")) {
+                ok = take_string(s, arena, &pr->partition_key);
+            } else if (LMR_JSON_KEY_IS(key, klen, "approximateArrivalTimestamp")) {
+                ok = scan_epoch_ms(s, &pr->arrival_ms);
+            } else {
+                ok = lmr_json_scan_skip(s);
+            }
+            if (!ok)
+                return false;
+        }
+        if (s->failed)
+            return false;
+    }
+    return !s->failed && have_data && pr->sequence_number;
 }
 
 enum lmr_result lmr_stream_event_parse(const char *json, size_t len, struct lmr_stream_event *ev, struct lmr_err *err)
 {
     memset(ev, 0, sizeof *ev);
-    json_error_t jerr;
-    json_t *root = json_loadb(json, len, 0, &jerr);
-    if (!root)
-        return lmr_fail(err, LMR_ERR_FORMAT, "the stream event is not valid JSON (%s at line %d, column %d)", jerr.text,
-                        jerr.line, jerr.column);
-    ev->root = root;
-    if (!json_is_object(root))
+    /* Every decoded string and data block is shorter than its JSON form: len bytes suffice. */
+    ev->arena = malloc(len + 1);
+    size_t cap = 64;
+    ev->records = malloc(cap * sizeof *ev->records);
+    if (!ev->arena || !ev->records)
+        return lmr_fail(err, LMR_ERR_NOMEM, "out of memory parsing a stream event of %zu bytes", len);
+    char *arena = ev->arena;
+    struct lmr_json_scan s;
+    lmr_json_scan_init(&s, json, len);
+    bool first = true;
+    const char *key;
+    size_t klen;
+    if (!lmr_json_scan_expect(&s, '{'))
         return lmr_fail(err, LMR_ERR_FORMAT, "the stream event must be a JSON object");
-    json_t *records = json_object_get(root, "Records");
-    if (records && !json_is_array(records))
-        return lmr_fail(err, LMR_ERR_FORMAT, "the stream event's \"Records\" must be an array");
-    size_t n = records ? json_array_size(records) : 0;
-    size_t total = 0;
-    for (size_t i = 0; i < n; i++) {
-        json_t *data = json_object_get(json_object_get(json_array_get(records, i), "kinesis"), "data");
-        if (!json_is_string(data))
-            return lmr_fail(err, LMR_ERR_FORMAT, "record %zu of the stream event has no kinesis.data string", i);
-        total += json_string_length(data) / 4 * 3;
+    while (lmr_json_scan_member(&s, &first, &key, &klen)) {
+        bool ok = true;
+        if (LMR_JSON_KEY_IS(key, klen, "Records")) {
+            bool el_first = true;
+            ok = lmr_json_scan_expect(&s, '[');
+            while (ok && lmr_json_scan_element(&s, &el_first)) {
+                if (ev->n_records == cap) {
+                    cap *= 2;
+                    struct lmr_stream_parsed_record *r = realloc(ev->records, cap * sizeof *r);
+                    if (!r)
+                        return lmr_fail(err, LMR_ERR_NOMEM, "out of memory parsing a stream event");
+                    ev->records = r;
+                }
+                if (!parse_record(&s, &ev->records[ev->n_records], &arena))
+                    return lmr_fail(err, LMR_ERR_FORMAT,
+                                    "record %zu of the stream event is malformed: it needs kinesis.data (base64) and "
+                                    "kinesis.sequenceNumber",
+                                    ev->n_records);
+                ev->n_records++;
+            }
+            ok = ok && !s.failed;
+        } else if (LMR_JSON_KEY_IS(key, klen, "window")) {
+            bool w_first = true;
+            ok = lmr_json_scan_expect(&s, '{');
+            int got = 0;
+            while (ok && lmr_json_scan_member(&s, &w_first, &key, &klen)) {
+                if (LMR_JSON_KEY_IS(key, klen, "start")) {
+                    ok = parse_time_string(&s, &ev->window_start_ms);
+                    got |= 1;
+                } else if (LMR_JSON_KEY_IS(key, klen, "end")) {
+                    ok = parse_time_string(&s, &ev->window_end_ms);
+                    got |= 2;
+                } else {
+                    ok = lmr_json_scan_skip(&s);
+                }
+            }
+            if (!ok || s.failed || got != 3)
+                return lmr_fail(err, LMR_ERR_FORMAT, "the stream event's window needs ISO-8601 \"start\" and \"end\"");
+            ev->has_window = true;
+        } else if (LMR_JSON_KEY_IS(key, klen, "state")) {
+            char c = lmr_json_scan_peek(&s);
+            const char *start = s.p;
+            ok = lmr_json_scan_skip(&s);
+            if (ok && c == '{') {
+                ev->state_text = start;
+                ev->state_len = (size_t)(s.p - start);
+            } else if (ok && c != 'n') {
+                return lmr_fail(err, LMR_ERR_FORMAT, "the stream event's \"state\" must be an object");
+            }
+        } else if (LMR_JSON_KEY_IS(key, klen, "shardId") && lmr_json_scan_peek(&s) == '"') {
+            ok = take_string(&s, &arena, &ev->shard_id);
+        } else if (LMR_JSON_KEY_IS(key, klen, "eventSourceARN") && lmr_json_scan_peek(&s) == '"') {
+            ok = take_string(&s, &arena, &ev->event_source_arn);
+        } else if (LMR_JSON_KEY_IS(key, klen, "isFinalInvokeForWindow")) {
+            ok = take_bool(&s, &ev->is_final_invoke);
+        } else if (LMR_JSON_KEY_IS(key, klen, "isWindowTerminatedEarly")) {
+            ok = take_bool(&s, &ev->is_terminated_early);
+        } else {
+            ok = lmr_json_scan_skip(&s);
+        }
+        if (!ok)
+            break;
     }
-    ev->records = calloc(n ? n : 1, sizeof *ev->records);
-    ev->data_arena = malloc(total ? total : 1);
-    if (!ev->records || !ev->data_arena)
-        return lmr_fail(err, LMR_ERR_NOMEM, "out of memory parsing a stream event of %zu records", n);
-    size_t off = 0;
-    for (size_t i = 0; i < n; i++) {
-        json_t *rec = json_array_get(records, i);
-        json_t *k = json_object_get(rec, "kinesis");
-        json_t *data = json_object_get(k, "data");
-        json_t *seq = json_object_get(k, "sequenceNumber");
-        json_t *pk = json_object_get(k, "partitionKey");
-        json_t *ts = json_object_get(k, "approximateArrivalTimestamp");
-        if (!json_is_string(seq))
-            return lmr_fail(err, LMR_ERR_FORMAT, "record %zu of the stream event has no kinesis.sequenceNumber", i);
-        struct lmr_stream_parsed_record *pr = &ev->records[i];
-        size_t got;
-        if (lmr_base64_decode(json_string_value(data), json_string_length(data), ev->data_arena + off, &got))
-            return lmr_fail(err, LMR_ERR_FORMAT, "record %s of the stream event has invalid base64 data",
-                            json_string_value(seq));
-        pr->data = ev->data_arena + off;
-        pr->len = got;
-        off += got;
-        pr->sequence_number = json_string_value(seq);
-        pr->partition_key = json_is_string(pk) ? json_string_value(pk) : "";
-        pr->arrival_ms = json_is_number(ts) ? (uint64_t)(json_number_value(ts) * 1000.0 + 0.5) : 0;
-    }
-    ev->n_records = n;
-    json_t *window = json_object_get(root, "window");
-    if (window) {
-        if (parse_window_time(json_object_get(window, "start"), &ev->window_start_ms) ||
-            parse_window_time(json_object_get(window, "end"), &ev->window_end_ms))
-            return lmr_fail(err, LMR_ERR_FORMAT, "the stream event's window needs ISO-8601 \"start\" and \"end\"");
-        ev->has_window = true;
-    }
-    json_t *state = json_object_get(root, "state");
-    if (state && !json_is_object(state) && !json_is_null(state))
-        return lmr_fail(err, LMR_ERR_FORMAT, "the stream event's \"state\" must be an object");
-    ev->state = json_is_object(state) ? state : NULL;
-    json_t *v = json_object_get(root, "shardId");
-    ev->shard_id = json_is_string(v) ? (char *)json_string_value(v) : NULL;
-    v = json_object_get(root, "eventSourceARN");
-    ev->event_source_arn = json_is_string(v) ? (char *)json_string_value(v) : NULL;
-    ev->is_final_invoke = json_is_true(json_object_get(root, "isFinalInvokeForWindow"));
-    ev->is_terminated_early = json_is_true(json_object_get(root, "isWindowTerminatedEarly"));
+    if (s.failed || lmr_json_scan_peek(&s) != '\0')
+        return lmr_fail(err, LMR_ERR_FORMAT, "the stream event is not valid JSON (near byte %zu)",
+                        (size_t)(s.p - json));
     return LMR_OK;
 }
 
@@ -420,61 +601,109 @@ void lmr_stream_response_clean_up(struct lmr_stream_response *resp)
     memset(resp, 0, sizeof *resp);
 }
 
+/* Does the state object (JSON text) carry the "full" marker? */
+static bool state_has_full(const char *text, size_t len, bool *full)
+{
+    struct lmr_json_scan s;
+    lmr_json_scan_init(&s, text, len);
+    bool first = true;
+    const char *key;
+    size_t klen;
+    *full = false;
+    if (!lmr_json_scan_expect(&s, '{'))
+        return false;
+    while (lmr_json_scan_member(&s, &first, &key, &klen)) {
+        if (LMR_JSON_KEY_IS(key, klen, "full"))
+            *full = true;
+        if (!lmr_json_scan_skip(&s))
+            return false;
+    }
+    return !s.failed;
+}
+
 enum lmr_result lmr_stream_response_parse(const char *json, size_t len, struct lmr_stream_response *resp,
                                           struct lmr_err *err)
 {
     memset(resp, 0, sizeof *resp);
-    json_error_t jerr;
-    json_t *root = json_loadb(json, len, 0, &jerr);
-    if (!root)
-        return lmr_fail(err, LMR_ERR_FORMAT, "the stream function's response is not valid JSON (%s)", jerr.text);
+    struct lmr_json_scan s;
+    lmr_json_scan_init(&s, json, len);
+    bool first = true, have_state = false;
+    const char *key;
+    size_t klen;
     enum lmr_result r = LMR_OK;
-    json_t *state = json_object_get(root, "state");
-    json_t *failures = json_object_get(root, "batchItemFailures");
-    if (!json_is_object(state)) {
+    if (!lmr_json_scan_expect(&s, '{'))
+        return lmr_fail(err, LMR_ERR_FORMAT, "the stream function's response is not a JSON object");
+    while (!r && lmr_json_scan_member(&s, &first, &key, &klen)) {
+        if (LMR_JSON_KEY_IS(key, klen, "state") && lmr_json_scan_peek(&s) == '{') {
+            const char *start = s.p;
+            if (!lmr_json_scan_skip(&s))
+                break;
+            size_t n = (size_t)(s.p - start);
+            free(resp->state_json);
+            if (!(resp->state_json = strndup(start, n)))
+                r = lmr_fail(err, LMR_ERR_NOMEM, "out of memory reading the stream function's response");
+            else if (!state_has_full(start, n, &resp->state_full))
+                s.failed = true;
+            have_state = true;
+        } else if (LMR_JSON_KEY_IS(key, klen, "batchItemFailures") && lmr_json_scan_peek(&s) == '[') {
+            bool el_first = true;
+            s.p++;
+            size_t i = 0;
+            while (!r && lmr_json_scan_element(&s, &el_first)) {
+                const char *id = NULL, *raw;
+                size_t id_len = 0, rlen;
+                bool m_first = true, esc;
+                char *ids_arena = NULL;
+                if (!lmr_json_scan_expect(&s, '{'))
+                    break;
+                while (lmr_json_scan_member(&s, &m_first, &key, &klen)) {
+                    if (LMR_JSON_KEY_IS(key, klen, "itemIdentifier") && lmr_json_scan_peek(&s) == '"') {
+                        if (!lmr_json_scan_string(&s, &raw, &rlen, &esc))
+                            break;
+                        free(ids_arena);
+                        ids_arena = malloc(rlen + 1);
+                        if (!ids_arena)
+                            break;
+                        id_len = esc ? lmr_json_unescape(raw, rlen, ids_arena) : rlen;
+                        if (!esc)
+                            memcpy(ids_arena, raw, rlen);
+                        if (id_len == (size_t)-1)
+                            id_len = 0;
+                        ids_arena[id_len] = '\0';
+                        id = ids_arena;
+                    } else if (!lmr_json_scan_skip(&s)) {
+                        break;
+                    }
+                }
+                /* As on AWS, a failure without a usable itemIdentifier fails the whole batch. */
+                if (!s.failed && (!id || !id_len)) {
+                    free(ids_arena);
+                    r = lmr_fail(err, LMR_ERR_FORMAT,
+                                 "batchItemFailures[%zu] has no itemIdentifier: the whole batch counts as failed", i);
+                    break;
+                }
+                char **ids = realloc(resp->failed_ids, (resp->n_failed + 1) * sizeof *ids);
+                if (!ids) {
+                    free(ids_arena);
+                    r = lmr_fail(err, LMR_ERR_NOMEM, "out of memory reading the stream function's response");
+                    break;
+                }
+                resp->failed_ids = ids;
+                resp->failed_ids[resp->n_failed++] = ids_arena;
+                i++;
+            }
+        } else if (!lmr_json_scan_skip(&s)) {
+            break;
+        }
+    }
+    if (!r && (s.failed || lmr_json_scan_peek(&s) != '\0'))
+        r = lmr_fail(err, LMR_ERR_FORMAT, "the stream function's response is not valid JSON (near byte %zu)",
+                     (size_t)(s.p - json));
+    if (!r && !have_state)
         r = lmr_fail(err, LMR_ERR_FORMAT,
                      "the stream function's response has no \"state\" object; with tumbling windows Lambda treats "
                      "that as a failed invocation");
-        goto done;
-    }
-    resp->state_json = json_dumps(state, JSON_COMPACT);
-    resp->state_full = json_object_get(state, "full") != NULL;
-    if (!resp->state_json) {
-        r = lmr_fail(err, LMR_ERR_NOMEM, "out of memory reading the stream function's response");
-        goto done;
-    }
-    if (failures && !json_is_null(failures)) {
-        if (!json_is_array(failures)) {
-            r = lmr_fail(err, LMR_ERR_FORMAT, "the response's \"batchItemFailures\" must be an array");
-            goto done;
-        }
-        size_t n = json_array_size(failures);
-        resp->failed_ids = calloc(n ? n : 1, sizeof *resp->failed_ids);
-        if (!resp->failed_ids) {
-            r = LMR_ERR_NOMEM;
-            goto done;
-        }
-        for (size_t i = 0; i < n; i++) {
-            json_t *id = json_object_get(json_array_get(failures, i), "itemIdentifier");
-            /* As on AWS, a failure without a usable itemIdentifier fails the whole batch. */
-            if (!json_is_string(id) || !json_string_length(id)) {
-                r = lmr_fail(err, LMR_ERR_FORMAT,
-                             "batchItemFailures[%zu] has no itemIdentifier: the whole batch counts as failed", i);
-                goto done;
-            }
-            if (!(resp->failed_ids[resp->n_failed] = strdup(json_string_value(id)))) {
-                r = LMR_ERR_NOMEM;
-                goto done;
-            }
-            resp->n_failed++;
-        }
-    }
-done:
-    json_decref(root);
-    if (r) {
-        enum lmr_result keep = r;
+    if (r)
         lmr_stream_response_clean_up(resp);
-        return keep;
-    }
-    return LMR_OK;
+    return r;
 }

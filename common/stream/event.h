@@ -73,19 +73,22 @@ struct lmr_stream_parsed_record {
 struct lmr_stream_event {
     struct lmr_stream_parsed_record *records;
     size_t n_records;
-    char *shard_id;
-    char *event_source_arn;
+    const char *shard_id;         /* NULL if absent */
+    const char *event_source_arn; /* NULL if absent */
     uint64_t window_start_ms;
     uint64_t window_end_ms;
     bool has_window;
     bool is_final_invoke;
     bool is_terminated_early;
-    void *state; /* json_t * object (borrowed from the parsed document) */
-    void *root;  /* json_t * of the whole event */
-    uint8_t *data_arena;
+    const char *state_text; /* the "state" object's JSON text, inside the parsed input (NULL if absent) */
+    size_t state_len;
+    char *arena; /* decoded data and strings */
 };
 
-/** Parse an event. Free with lmr_stream_event_clean_up (also after a failure). */
+/**
+ * Parse an event. The input must outlive ev (state_text points into it). Free with
+ * lmr_stream_event_clean_up (also after a failure).
+ */
 enum lmr_result lmr_stream_event_parse(const char *json, size_t len, struct lmr_stream_event *ev, struct lmr_err *err);
 void lmr_stream_event_clean_up(struct lmr_stream_event *ev);
 

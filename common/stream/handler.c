@@ -164,7 +164,7 @@ enum lmr_result lmr_stream_handler(void *user_data, const struct lmr_runtime_con
         r = lmr_fail(err, LMR_ERR_NOMEM, "out of memory for the window state");
         goto done;
     }
-    if ((r = lmr_stream_state_merge_json(st, cfg->job, cfg->job_state, ev.state, NULL, err)))
+    if ((r = lmr_stream_state_merge(st, cfg->job, cfg->job_state, ev.state_text, ev.state_len, NULL, err)))
         goto done;
     struct state_emitter em = {{state_emit}, st, cfg->job, cfg->job_state, LMR_OK};
     struct lmr_job_counters counters = {0};

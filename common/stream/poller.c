@@ -86,6 +86,7 @@ struct poller {
     struct lmr_stream_stats stats;
     uint64_t start_mono_ms;
     uint64_t last_list_mono_ms;
+    json_t *saved_positions; /* checkpointed positions by shard id, applied when shards are added */
 };
 
 static uint64_t mono_ms(void)
@@ -176,9 +177,6 @@ static struct shard *find_shard(struct poller *p, const char *id)
     return NULL;
 }
 
-/* Saved positions, by shard id, applied when shards are added. */
-static json_t *saved_positions;
-
 static enum lmr_result load_checkpoint(struct poller *p, struct lmr_err *err)
 {
     json_t *ckpt, *pending;
@@ -214,7 +212,7 @@ static enum lmr_result load_checkpoint(struct poller *p, struct lmr_err *err)
             p->min_window = (uint64_t)json_integer_value(w) + p->window_ms;
             p->have_min_window = true;
         }
-        saved_positions = json_incref(json_object_get(use, "shards"));
+        p->saved_positions = json_incref(json_object_get(use, "shards"));
     }
     json_decref(ckpt);
     json_decref(pending);
@@ -317,7 +315,7 @@ static enum lmr_result add_shard(struct poller *p, const struct lmr_stream_shard
         lmr_buf_init(&s->lanes[i].event, LMR_STREAM_SYNC_PAYLOAD_MAX_BYTES);
         lmr_buf_init(&s->lanes[i].res.payload, LMR_STREAM_SYNC_PAYLOAD_MAX_BYTES);
     }
-    json_t *saved = json_object_get(saved_positions, info->id);
+    json_t *saved = json_object_get(p->saved_positions, info->id);
     if (saved) {
         const char *seq = json_string_value(json_object_get(saved, "sequenceNumber"));
         snprintf(s->ckpt_seq, sizeof s->ckpt_seq, "%s", seq ? seq : "");
@@ -419,7 +417,11 @@ static uint64_t oldest_window(struct poller *p, bool *any)
 static enum lmr_result set_mark(struct shard *s, uint64_t window, const char *seq)
 {
     if (s->n_marks && s->marks[s->n_marks - 1].window == window) {
-        snprintf(s->marks[s->n_marks - 1].seq, SEQ_BYTES, "%s", seq);
+        size_t n = strlen(seq);
+        if (n >= SEQ_BYTES)
+            n = SEQ_BYTES - 1;
+        memcpy(s->marks[s->n_marks - 1].seq, seq, n);
+        s->marks[s->n_marks - 1].seq[n] = '\0';
         return LMR_OK;
     }
     struct mark *m = realloc(s->marks, (s->n_marks + 1) * sizeof *m);
@@ -984,14 +986,13 @@ enum lmr_result lmr_stream_poll(const struct lmr_stream_poller_options *o, struc
     p.out_prefix = strdup(o->output_prefix ? o->output_prefix : "");
     p.ckpt_store = o->checkpoint ? o->checkpoint : o->output;
     p.ckpt_prefix = o->checkpoint_prefix ? strdup(o->checkpoint_prefix) : join_key(p.out_prefix, "_checkpoint");
-    saved_positions = NULL;
     if (!p.out_prefix || !p.ckpt_prefix) {
         r = lmr_fail(err, LMR_ERR_NOMEM, "out of memory");
         goto done;
     }
     if ((r = load_checkpoint(&p, err)) || (r = list_shards(&p, err)))
         goto done;
-    if (!o->source->replayable && saved_positions && json_object_size(saved_positions))
+    if (!o->source->replayable && p.saved_positions && json_object_size(p.saved_positions))
         LMR_WARN("stream: %s cannot be read again: records after the checkpoint that an earlier run had read are "
                  "not in this run",
                  o->source->name);
@@ -1074,8 +1075,7 @@ done:
     free(p.shards);
     free(p.out_prefix);
     free(p.ckpt_prefix);
-    json_decref(saved_positions);
-    saved_positions = NULL;
+    json_decref(p.saved_positions);
     if (stats)
         *stats = p.stats;
     else

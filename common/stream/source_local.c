@@ -28,6 +28,15 @@
 #define SHARD_ID "shardId-000000000000"
 #define CHUNK_BYTES (256u * 1024u)
 
+/* Zero-padded decimal of v in exactly width digits (no printf: this runs once per record). */
+static void format_digits(char *out, uint64_t v, int width)
+{
+    for (int i = width - 1; i >= 0; i--) {
+        out[i] = (char)('0' + v % 10);
+        v /= 10;
+    }
+}
+
 /* --- Buffered line splitting ------------------------------------------------------------------ */
 
 struct line_buf {
@@ -152,7 +161,8 @@ static enum lmr_result stdin_read(struct lmr_stream_shard_reader *r, size_t max_
         const char *line;
         size_t len, used;
         if (line_buf_next(&s->buf, s->eof, &line, &len, &used)) {
-            snprintf(seq, sizeof seq, "%020" PRIu64, ++s->line_no);
+            format_digits(seq, ++s->line_no, 20);
+            seq[20] = '\0';
             struct lmr_stream_item *it = lmr_stream_item_new(line, len, seq, seq, now);
             if (!it)
                 return lmr_fail(err, LMR_ERR_NOMEM, "out of memory reading standard input");
@@ -362,7 +372,10 @@ static enum lmr_result file_read(struct lmr_stream_shard_reader *r, size_t max_r
         size_t len, used;
         if (f->fd >= 0 && line_buf_next(&f->buf, at_end, &line, &len, &used)) {
             f->off += used;
-            snprintf(seq, sizeof seq, "%06u%020" PRIu64 "%020" PRIu64, f->gen % 1000000, f->ino, f->off);
+            format_digits(seq, f->gen % 1000000, 6);
+            format_digits(seq + 6, f->ino, 20);
+            format_digits(seq + 26, f->off, 20);
+            seq[46] = '\0';
             struct lmr_stream_item *it = lmr_stream_item_new(line, len, seq, seq, now);
             if (!it)
                 return lmr_fail(err, LMR_ERR_NOMEM, "out of memory reading %s", f->path);

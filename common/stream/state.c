@@ -1,11 +1,11 @@
 #include "stream/state.h"
 
-#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
 
 #include "stream/event.h"
+#include "stream/json_scan.h"
 
 #define KEY_MAX_BYTES (64u * 1024u)
 #define STATE_PREFIX "{\"lmr\":\"1\",\"kv\":\""
@@ -305,50 +305,70 @@ static enum lmr_result merge_packed(struct lmr_stream_state *st, const struct lm
     return LMR_OK;
 }
 
-enum lmr_result lmr_stream_state_merge_json(struct lmr_stream_state *st, const struct lmr_job_ops *job, void *job_state,
-                                            const void *json_obj, bool *full, struct lmr_err *err)
+enum lmr_result lmr_stream_state_merge(struct lmr_stream_state *st, const struct lmr_job_ops *job, void *job_state,
+                                       const char *json_text, size_t len, bool *full, struct lmr_err *err)
 {
-    const json_t *obj = json_obj;
     if (full)
         *full = false;
-    if (!obj || !json_object_size(obj))
+    if (!json_text || !len)
         return LMR_OK;
-    json_t *ver = json_object_get(obj, "lmr"), *kv = json_object_get(obj, "kv");
-    if (!json_is_string(ver) || strcmp(json_string_value(ver), "1") || !json_is_string(kv))
+    struct lmr_json_scan s;
+    lmr_json_scan_init(&s, json_text, len);
+    bool first = true, version_ok = false, esc = false;
+    const char *key, *kv = NULL, *raw;
+    size_t klen, kv_len = 0, rlen;
+    if (!lmr_json_scan_expect(&s, '{'))
+        return lmr_fail(err, LMR_ERR_FORMAT, "the window state is not a JSON object");
+    size_t members = 0;
+    while (lmr_json_scan_member(&s, &first, &key, &klen)) {
+        members++;
+        bool ok;
+        if (LMR_JSON_KEY_IS(key, klen, "lmr") && lmr_json_scan_peek(&s) == '"') {
+            ok = lmr_json_scan_string(&s, &raw, &rlen, NULL);
+            version_ok = ok && rlen == 1 && raw[0] == '1';
+        } else if (LMR_JSON_KEY_IS(key, klen, "kv") && lmr_json_scan_peek(&s) == '"') {
+            ok = lmr_json_scan_string(&s, &kv, &kv_len, &esc);
+        } else {
+            if (LMR_JSON_KEY_IS(key, klen, "full") && full)
+                *full = true;
+            ok = lmr_json_scan_skip(&s);
+        }
+        if (!ok)
+            break;
+    }
+    if (s.failed || lmr_json_scan_peek(&s) != '\0')
+        return lmr_fail(err, LMR_ERR_FORMAT, "the window state is not a valid JSON object");
+    if (!members)
+        return LMR_OK;
+    if (!version_ok || !kv)
         return lmr_fail(err, LMR_ERR_FORMAT,
                         "the window state was not written by lambdamr's stream handler (no \"lmr\":\"1\" and \"kv\")");
-    if (full)
-        *full = json_object_get(obj, "full") != NULL;
-    size_t n = json_string_length(kv);
-    uint8_t *packed = malloc(n / 4 * 3 + 1);
-    if (!packed)
+    uint8_t *packed = malloc(kv_len + 1);
+    char *unesc = esc ? malloc(kv_len + 1) : NULL;
+    if (!packed || (esc && !unesc)) {
+        free(packed);
+        free(unesc);
         return lmr_fail(err, LMR_ERR_NOMEM, "out of memory decoding the window state");
-    size_t len;
-    enum lmr_result r = lmr_base64_decode(json_string_value(kv), n, packed, &len);
-    if (r)
+    }
+    if (esc) {
+        kv_len = lmr_json_unescape(kv, kv_len, unesc);
+        kv = unesc;
+    }
+    size_t plen;
+    enum lmr_result r;
+    if (kv_len == (size_t)-1 || lmr_base64_decode(kv, kv_len, packed, &plen))
         r = lmr_fail(err, LMR_ERR_FORMAT, "the window state's \"kv\" is not valid base64");
     else
-        r = merge_packed(st, job, job_state, packed, len, err);
+        r = merge_packed(st, job, job_state, packed, plen, err);
     free(packed);
+    free(unesc);
     return r;
 }
 
 enum lmr_result lmr_stream_state_merge_text(struct lmr_stream_state *st, const struct lmr_job_ops *job, void *job_state,
                                             const char *json_text, bool *full, struct lmr_err *err)
 {
-    if (full)
-        *full = false;
-    if (!json_text || !*json_text)
-        return LMR_OK;
-    json_error_t jerr;
-    json_t *obj = json_loads(json_text, 0, &jerr);
-    if (!obj || !json_is_object(obj)) {
-        json_decref(obj);
-        return lmr_fail(err, LMR_ERR_FORMAT, "the window state is not a JSON object");
-    }
-    enum lmr_result r = lmr_stream_state_merge_json(st, job, job_state, obj, full, err);
-    json_decref(obj);
-    return r;
+    return lmr_stream_state_merge(st, job, job_state, json_text, json_text ? strlen(json_text) : 0, full, err);
 }
 
 struct sort_ctx {

@@ -54,12 +54,12 @@ size_t lmr_stream_state_encoded_bytes(const struct lmr_stream_state *st);
 enum lmr_result lmr_stream_state_encode(const struct lmr_stream_state *st, bool full, struct lmr_buf *out);
 
 /**
- * Merge a state object (a json_t * object as parsed by jansson, or NULL/{} for empty) into st
- * with the job's combiner. *full (optional) receives the "full" marker.
+ * Merge a state object given as JSON text (len bytes; NULL, "" or {} for empty) into st with the
+ * job's combiner. *full (optional) receives the "full" marker.
  */
-enum lmr_result lmr_stream_state_merge_json(struct lmr_stream_state *st, const struct lmr_job_ops *job, void *job_state,
-                                            const void *json_obj, bool *full, struct lmr_err *err);
-/** Same, from JSON text. */
+enum lmr_result lmr_stream_state_merge(struct lmr_stream_state *st, const struct lmr_job_ops *job, void *job_state,
+                                       const char *json_text, size_t len, bool *full, struct lmr_err *err);
+/** Same, NUL-terminated. */
 enum lmr_result lmr_stream_state_merge_text(struct lmr_stream_state *st, const struct lmr_job_ops *job, void *job_state,
                                             const char *json_text, bool *full, struct lmr_err *err);
 

@@ -1,6 +1,8 @@
+#define _GNU_SOURCE /* nftw */
 #include "util/misc.h"
 
 #include <ctype.h>
+#include <ftw.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -277,4 +279,16 @@ uint64_t lmr_backoff_ms(unsigned attempt, uint64_t base_ms, uint64_t cap_ms)
     if (ceiling > cap_ms)
         ceiling = cap_ms;
     return ceiling ? lmr_random_below(ceiling) : 0;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    return remove(path);
+}
+
+enum lmr_result lmr_remove_tree(const char *path, struct lmr_err *err)
+{
+    if (nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS) && errno != ENOENT)
+        return lmr_fail(err, LMR_ERR_IO, "cannot remove '%s': %s", path, strerror(errno));
+    return LMR_OK;
 }

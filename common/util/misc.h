@@ -35,6 +35,8 @@ uint64_t lmr_random_below(uint64_t n);
 enum lmr_result lmr_mkdirs(const char *path, struct lmr_err *err);
 /** Absolute, normalised form of path (need not exist). Caller frees. */
 char *lmr_abspath(const char *path);
+/** rm -rf path (files and directories below it). @return LMR_OK if nothing is left. */
+enum lmr_result lmr_remove_tree(const char *path, struct lmr_err *err);
 /** Read a whole local file, at most max_bytes. Caller frees *data. */
 enum lmr_result lmr_read_file(const char *path, size_t max_bytes, char **data, size_t *len, struct lmr_err *err);
 /** Directory containing the running executable (for finding the bootstrap binary). Caller frees. */

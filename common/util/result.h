@@ -11,22 +11,22 @@
 
 enum lmr_result {
     LMR_OK = 0,
-    LMR_ERR_INVALID,      /* bad argument or malformed input */
-    LMR_ERR_NOMEM,        /* allocation failed or a buffer cap was reached */
-    LMR_ERR_IO,           /* local file system error */
-    LMR_ERR_NOT_FOUND,    /* key, object, bucket, function or file does not exist */
-    LMR_ERR_EXISTS,       /* create-only write lost: the key already exists */
-    LMR_ERR_TOO_LARGE,    /* input exceeds a documented limit */
-    LMR_ERR_FORMAT,       /* corrupt or unexpected data (bad frame, bad JSON) */
-    LMR_ERR_NETWORK,      /* connection refused, reset, DNS, timeout */
-    LMR_ERR_HTTP,         /* HTTP error response not covered by a more specific code */
-    LMR_ERR_AUTH,         /* missing or rejected credentials, access denied */
-    LMR_ERR_THROTTLED,    /* throttling that survived all retries */
-    LMR_ERR_TIMEOUT,      /* a deadline passed */
-    LMR_ERR_FUNCTION,     /* a Lambda function returned a function error */
-    LMR_ERR_UNSUPPORTED,  /* the operation is not available on this back-end */
-    LMR_ERR_CANCELLED,    /* stopped on request (signal, shutdown) */
-    LMR_ERR_INTERNAL,     /* a bug: an invariant did not hold */
+    LMR_ERR_INVALID,     /* bad argument or malformed input */
+    LMR_ERR_NOMEM,       /* allocation failed or a buffer cap was reached */
+    LMR_ERR_IO,          /* local file system error */
+    LMR_ERR_NOT_FOUND,   /* key, object, bucket, function or file does not exist */
+    LMR_ERR_EXISTS,      /* create-only write lost: the key already exists */
+    LMR_ERR_TOO_LARGE,   /* input exceeds a documented limit */
+    LMR_ERR_FORMAT,      /* corrupt or unexpected data (bad frame, bad JSON) */
+    LMR_ERR_NETWORK,     /* connection refused, reset, DNS, timeout */
+    LMR_ERR_HTTP,        /* HTTP error response not covered by a more specific code */
+    LMR_ERR_AUTH,        /* missing or rejected credentials, access denied */
+    LMR_ERR_THROTTLED,   /* throttling that survived all retries */
+    LMR_ERR_TIMEOUT,     /* a deadline passed */
+    LMR_ERR_FUNCTION,    /* a Lambda function returned a function error */
+    LMR_ERR_UNSUPPORTED, /* the operation is not available on this back-end */
+    LMR_ERR_CANCELLED,   /* stopped on request (signal, shutdown) */
+    LMR_ERR_INTERNAL,    /* a bug: an invariant did not hold */
     LMR_RESULT_COUNT
 };
 

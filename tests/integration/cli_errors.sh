@@ -68,6 +68,14 @@ else
     fail "unreadable file: cannot drop privileges (setpriv missing)"
 fi
 
+# Progress is drawn on a terminal only (script(1) gives the run a pseudo-terminal).
+if command -v script > /dev/null; then
+    script -qec "'$LAMBDAMR' run wordcount --input '$D/in' --output '$D/tty-out' --overwrite" /dev/null > "$D/tty.log" 2>&1 || true
+    grep -q "tasks done" "$D/tty.log" && pass "progress drawn on a terminal" || { fail "no progress on a terminal"; cat "$D/tty.log"; }
+    "$LAMBDAMR" run wordcount --input "$D/in" --output "$D/notty-out" > "$D/notty.log" 2>&1
+    grep -q "tasks done" "$D/notty.log" && fail "progress drawn without a terminal" || pass "no progress lines when not on a terminal"
+fi
+
 # --help for every command exits 0 and documents its options.
 for cmd in run serve gen stream put; do
     if "$LAMBDAMR" $cmd --help > "$D/help" 2>&1 && grep -q -- "usage: lambdamr $cmd" "$D/help"; then

@@ -85,12 +85,39 @@ except c.exceptions.ResourceNotFoundException:
     pass
 PY
 
-# Clean stop on SIGTERM: environments are gone with the service.
+# Clean stop on SIGTERM: environments (process groups, with the bash runtime's curl) go too.
+groups=$(pgrep -P "$serve_pid" || true)
+[ -n "$groups" ] || fail "no execution environments before the stop"
 kill -TERM "$serve_pid"
 for _ in $(seq 100); do kill -0 "$serve_pid" 2>/dev/null || break; sleep 0.1; done
 if kill -0 "$serve_pid" 2>/dev/null; then fail "serve did not stop on SIGTERM"; fi
 wait "$serve_pid" || fail "serve exited with an error status"
 serve_pid=
-sleep 0.2
-if pgrep -f "$bash_rt" >/dev/null; then fail "function processes survived the service"; fi
+# SIGKILL went to each environment's process group; orphans (the bash runtime's curl) may take
+# a moment to be reaped by init.
+for g in $groups; do
+    for _ in $(seq 50); do pgrep -g "$g" >/dev/null || break; sleep 0.1; done
+    if pgrep -g "$g" >/dev/null; then ps -o pid,ppid,stat,cmd -g "$g" >&2; fail "processes of environment $g survived the service"; fi
+done
+
+# SIGINT stops it too, also while an environment is running an invocation.
+"$LMR_BIN_DIR/lambdamr" serve --function "slow=$LMR_BIN_DIR/fn_test,handler=sleep,timeout=30" \
+    >"$work/serve2.out" 2>&1 &
+serve_pid=$!
+for _ in $(seq 100); do grep -q "logs in" "$work/serve2.out" 2>/dev/null && break; sleep 0.1; done
+port=$(sed -n 's/.*http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$work/serve2.out")
+curl -s -o "$work/slow.out" -d 20000 "http://127.0.0.1:$port/2015-03-31/functions/slow/invocations" &
+curl_pid=$!
+sleep 0.5
+children=$(pgrep -P "$serve_pid" || true)
+[ -n "$children" ] || fail "no execution environment was running"
+kill -INT "$serve_pid"
+for _ in $(seq 100); do kill -0 "$serve_pid" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$serve_pid" 2>/dev/null; then fail "serve did not stop on SIGINT"; fi
+wait "$serve_pid" || fail "serve exited with an error status after SIGINT"
+serve_pid=
+wait "$curl_pid" || true
+for c in $children; do
+    if kill -0 "$c" 2>/dev/null; then fail "environment process $c survived the service"; fi
+done
 echo "lambda_cli: ok"

@@ -6,10 +6,12 @@
  *   lmr_storetool [--stats] head URI               size of one object
  *   lmr_storetool [--stats] get URI [OFF LEN]      object (or a range) to stdout
  *   lmr_storetool [--stats] put [--create-only] URI [FILE]   stdin (or FILE) to an object
+ *   lmr_storetool [--stats] put --abort URI [FILE]  write everything, then abort (nothing must remain)
  *   lmr_storetool [--stats] cp [--create-only] SRC DST       streamed copy between any stores
  *   lmr_storetool [--stats] rm URI...              delete objects (one store; batched)
  *   lmr_storetool [--stats] rm-prefix URI          delete everything under a prefix
  *   lmr_storetool [--stats] bench URI              read an object, print MB/s (to stdout)
+ *   lmr_storetool [--stats] put-many URI N         N small objects URI00000 ... ("line I\n" each)
  *
  * Exit status: 0 success, 2 create-only commit lost (key exists), 3 not found, 1 other errors.
  * --stats prints the store's request and byte counters to stderr at the end.
@@ -149,9 +151,12 @@ int main(int argc, char **argv)
     if (i >= argc)
         return usage();
     const char *cmd = argv[i++];
-    bool create_only = false;
+    bool create_only = false, abort_write = false;
     if (i < argc && !strcmp(argv[i], "--create-only")) {
         create_only = true;
+        i++;
+    } else if (i < argc && !strcmp(argv[i], "--abort")) {
+        abort_write = true;
         i++;
     }
     unsigned flags = create_only ? LMR_PUT_CREATE_ONLY : 0;
@@ -202,10 +207,22 @@ int main(int argc, char **argv)
         if (!r && ferror(in))
             r = lmr_fail(&err, LMR_ERR_IO, "cannot read the input: %s", strerror(errno));
         if (w)
-            r = r ? (lmr_store_abort(w), r) : lmr_store_commit(w, &err);
+            r = r || abort_write ? (lmr_store_abort(w), r) : lmr_store_commit(w, &err);
         free(buf);
         if (in && in != stdin)
             fclose(in);
+    } else if (!strcmp(cmd, "put-many") && i + 2 == argc) {
+        uint64_t n = 0;
+        if (lmr_parse_u64(argv[i + 1], 1, 1000000, &n))
+            return usage();
+        if (!(r = lmr_store_open(argv[i], &s, &key, &err))) {
+            for (uint64_t k = 0; !r && k < n; k++) {
+                char name[4096], body[64];
+                snprintf(name, sizeof name, "%s%05llu", key, (unsigned long long)k);
+                int len = snprintf(body, sizeof body, "line %llu\n", (unsigned long long)k);
+                r = lmr_store_put(s, name, body, (size_t)len, flags, &err);
+            }
+        }
     } else if (!strcmp(cmd, "cp") && i + 2 == argc) {
         struct lmr_store_writer *w = NULL;
         uint64_t total;

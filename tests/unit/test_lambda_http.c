@@ -23,6 +23,7 @@
 static char fn_path[4096];
 static struct lmr_lambda_service *svc;
 static uint16_t port;
+static char log_dir[64];
 
 struct reply {
     long status;
@@ -116,7 +117,9 @@ static int group_setup(void **state)
     const char *bin = getenv("LMR_BIN_DIR");
     snprintf(fn_path, sizeof fn_path, "%s/fn_test", bin ? bin : "build/bin");
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    struct lmr_lambda_service_options opts = {.event_retry_delay_ms = 20};
+    snprintf(log_dir, sizeof log_dir, "/tmp/lmr-test-lambda-http-XXXXXX");
+    assert_non_null(mkdtemp(log_dir));
+    struct lmr_lambda_service_options opts = {.event_retry_delay_ms = 20, .log_dir = log_dir};
     struct lmr_err err = {0};
     assert_int_equal(lmr_lambda_service_new(&opts, &svc, &err), LMR_OK);
     add("echo", "echo", 4, 10);
@@ -124,6 +127,9 @@ static int group_setup(void **state)
     add("sleep", "sleep", 1, 10);
     add("log", "log", 1, 10);
     add("big", "big", 1, 10);
+    add("quits", "init_exit", 1, 10);
+    struct lmr_function_config missing = {.name = "missing", .path = "/nonexistent/dir/bootstrap"};
+    assert_int_equal(lmr_lambda_service_add_function(svc, &missing, NULL), LMR_OK);
     assert_int_equal(lmr_lambda_service_start(svc, &err), LMR_OK);
     port = lmr_lambda_service_port(svc);
     assert_true(port > 0);
@@ -134,6 +140,10 @@ static int group_teardown(void **state)
 {
     lmr_lambda_service_destroy(svc);
     curl_global_cleanup();
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", log_dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", log_dir);
     return 0;
 }
 
@@ -297,6 +307,24 @@ static void test_response_too_large(void **state)
     reply_clean_up(&r);
 }
 
+static void test_broken_executables(void **state)
+{
+    const char *names[] = {"missing", "quits"};
+    const char *types[] = {"Runtime.InvalidEntrypoint", "Runtime.ExitError"};
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < 2; i++) {
+            struct reply r;
+            invoke(names[i], NULL, "{}", &r);
+            assert_int_equal(r.status, 200);
+            char v[64];
+            assert_true(header(&r, "X-Amz-Function-Error", v, sizeof v));
+            if (!strstr(r.body.data, types[i]))
+                fail_msg("%s answered %s", names[i], r.body.data);
+            reply_clean_up(&r);
+        }
+    }
+}
+
 static void *slow_call(void *arg)
 {
     struct reply *r = arg;
@@ -376,6 +404,7 @@ int main(void)
         cmocka_unit_test(test_function_error_and_tail),
         cmocka_unit_test(test_errors_are_aws_shaped),
         cmocka_unit_test(test_response_too_large),
+        cmocka_unit_test(test_broken_executables),
         cmocka_unit_test(test_throttled_429),
         cmocka_unit_test(test_concurrent_http),
     };

@@ -23,6 +23,7 @@ static char fn_path[4096];
 struct fixture {
     struct lmr_lambda_service *svc;
     struct lmr_invoker *inv;
+    char log_dir[64];
 };
 
 static void add(struct fixture *f, const char *name, const char *handler, uint32_t memory_mb, double timeout_s,
@@ -43,7 +44,9 @@ static void add(struct fixture *f, const char *name, const char *handler, uint32
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof *f);
-    struct lmr_lambda_service_options opts = {.event_retry_delay_ms = 20};
+    snprintf(f->log_dir, sizeof f->log_dir, "/tmp/lmr-test-lambda-XXXXXX");
+    assert_non_null(mkdtemp(f->log_dir));
+    struct lmr_lambda_service_options opts = {.event_retry_delay_ms = 20, .log_dir = f->log_dir};
     struct lmr_err err = {0};
     assert_int_equal(lmr_lambda_service_new(&opts, &f->svc, &err), LMR_OK);
     assert_int_equal(lmr_local_invoker_new(f->svc, &f->inv, &err), LMR_OK);
@@ -56,6 +59,10 @@ static int teardown(void **state)
     struct fixture *f = *state;
     lmr_invoker_destroy(f->inv);
     lmr_lambda_service_destroy(f->svc);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->log_dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", f->log_dir);
     free(f);
     return 0;
 }

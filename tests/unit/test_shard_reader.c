@@ -219,7 +219,9 @@ static void test_compressed(void **state)
 static void test_corrupt_compressed(void **state)
 {
     put_object("bad.zst", "definitely not zstd", 19);
-    struct lmr_shard sh = {.object = {.root = store->root_uri, .key = "bad.zst"}, .length = 19, .object_size = 19,
+    struct lmr_shard sh = {.object = {.root = store->root_uri, .key = "bad.zst"},
+                           .length = 19,
+                           .object_size = 19,
                            .codec = LMR_CODEC_ZSTD};
     struct lmr_shard_stats st = {0};
     struct lmr_err err = {0};

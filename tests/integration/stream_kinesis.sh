@@ -1,0 +1,185 @@
+#!/usr/bin/env bash
+# lambdamr stream against Kinesis emulated by moto_server (SigV4 signature checking on):
+# records put with `lambdamr put` over several shards must come out of the window outputs
+# exactly once per word, through SIGKILL/restart cycles of the consumer while records keep
+# arriving, a shard split while consuming, poison records (bisect, retries, on-failure
+# destination), and a proxy in front of moto that answers some GetRecords calls with
+# ExpiredIteratorException or ProvisionedThroughputExceededException.
+set -euo pipefail
+BIN=${LMR_BIN_DIR:?set LMR_BIN_DIR to the bin directory of a build}
+SRC=${LMR_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+LMR=$BIN/lambdamr
+source "$SRC/tests/integration/lib/moto.sh"
+T=$(mktemp -d /tmp/lmr-stream-kinesis.XXXXXX)
+PIDS=()
+lmr_on_exit 'for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done; [ -n "${LMR_TEST_KEEP:-}" ] || rm -rf "$T"'
+fail() { echo "FAIL: $*" >&2; exit 1; }
+# moto's resharding is not Kinesis's: SplitShard moves the parent's records into the children
+# and PutRecord still routes keys to the closed parent. A sitecustomize (loaded by moto_server's
+# Python) fixes both for this test: records stay in the parent, new ones go to open shards.
+mkdir -p "$T/py"
+cat > "$T/py/sitecustomize.py" <<'SITE'
+from collections import OrderedDict
+from moto.kinesis import models as _m
+def _get_shard_for_key(self, partition_key, explicit_hash_key):
+    import hashlib
+    if explicit_hash_key:
+        key = int(explicit_hash_key)
+    else:
+        key = int(hashlib.md5(partition_key.encode("utf-8")).hexdigest(), 16)
+    for shard in self.shards.values():
+        if shard.is_open and shard.starting_hash <= key <= shard.ending_hash:
+            return shard
+    return None
+_orig_split = _m.Stream.split_shard
+def _split_shard(self, shard_to_split, new_starting_hash_key):
+    before = set(self.shards)
+    parent = self.shards[shard_to_split]
+    kept = OrderedDict(parent.records)
+    parent.records = OrderedDict()
+    _orig_split(self, shard_to_split, new_starting_hash_key)
+    parent.records = kept
+    for sid in set(self.shards) - before:
+        self.shards[sid].records = OrderedDict()
+_m.Stream.get_shard_for_key = _get_shard_for_key
+_m.Stream.split_shard = _split_shard
+SITE
+PYTHONPATH="$T/py${PYTHONPATH:+:$PYTHONPATH}" moto_start || fail "moto_server did not start"
+
+# Fault-injecting proxy: forwards to moto byte for byte (signatures stay valid), except that
+# some GetRecords calls get an AWS error instead.
+PROXY_PORT=$(moto_free_port)
+python3 - "$PROXY_PORT" "$MOTO_PORT" "$T/faults" "${LMR_TEST_FAULTS:-1}" 2>/dev/null <<'PY' &
+import http.server, http.client, sys, threading
+port, upstream, faults = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+faults_on = sys.argv[4] == "1"
+lock = threading.Lock(); n = {"get": 0, "expired": 0, "throttled": 0}
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *a): pass
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        target = self.headers.get("X-Amz-Target", "")
+        fault = None
+        if target.endswith(".GetRecords"):
+            with lock:
+                n["get"] += 1
+                if not faults_on: pass
+                elif n["get"] % 13 == 0: fault = "ExpiredIteratorException"; n["expired"] += 1
+                elif n["get"] % 17 == 0: fault = "ProvisionedThroughputExceededException"; n["throttled"] += 1
+                open(faults, "w").write("%d %d %d\n" % (n["get"], n["expired"], n["throttled"]))
+        if fault:
+            out = ('{"__type":"%s","message":"injected by the test proxy"}' % fault).encode()
+            self.send_response(400)
+            self.send_header("Content-Type", "application/x-amz-json-1.1")
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers(); self.wfile.write(out); return
+        c = http.client.HTTPConnection("127.0.0.1", upstream, timeout=30)
+        c.request("POST", self.path, body=body, headers=dict(self.headers.items()))
+        r = c.getresponse(); data = r.read()
+        self.send_response(r.status)
+        for k, v in r.getheaders():
+            if k.lower() not in ("content-length", "transfer-encoding", "connection", "server", "date"):
+                self.send_header(k, v)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers(); self.wfile.write(data)
+http.server.ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
+PY
+PIDS+=($!)
+for i in $(seq 1 50); do curl -s -o /dev/null "http://127.0.0.1:$PROXY_PORT/" -X POST -d '{}' && break; sleep 0.1; done
+export AWS_ENDPOINT_URL_KINESIS=http://127.0.0.1:$PROXY_PORT
+
+aws kinesis create-stream --stream-name events --shard-count 3
+for i in $(seq 1 50); do
+    [ "$(aws kinesis describe-stream-summary --stream-name events --query StreamDescriptionSummary.StreamStatus --output text)" = ACTIVE ] && break
+    sleep 0.1
+done
+
+# Input: "user<N> w<a> w<b> ..." lines, keyed by the user field; three poison lines.
+python3 -c '
+import random, sys
+r = random.Random(7)
+for i in range(6000):
+    words = " ".join("w%d" % r.randrange(40) for _ in range(r.randrange(1, 5)))
+    print("u%d %s%s" % (r.randrange(300), words, " POISON" if i in (1000, 3500, 5200) else ""))
+' > "$T/input.txt"
+split -l 600 -d "$T/input.txt" "$T/chunk."
+
+producer() {
+    local n=0
+    for f in "$T"/chunk.*; do
+        "$LMR" put --stream events --partition-key-field 1 --quiet < "$f"
+        n=$((n + 1))
+        if [ $n -eq 4 ]; then # reshard while the consumer runs: the parent keeps its records
+            aws kinesis split-shard --stream-name events --shard-to-split shardId-000000000001 \
+                --new-starting-hash-key 170141183460469231731687303715884105727
+        fi
+        sleep 0.4
+    done
+}
+export LMR_STREAM_FAIL_MATCH=POISON
+consumer() {
+    "$LMR" stream wordcount --source kinesis://events --window 1 --output "$T/out" --batch-size 100 \
+        --parallelization 2 --bisect-on-error --max-retries 1 --on-failure --shard-refresh 1 \
+        --close-grace-ms 1000 --quiet 2>>"$T/consumer.log" &
+    CPID=$!
+    PIDS+=("$CPID")
+}
+producer &
+PRODUCER=$!
+PIDS+=("$PRODUCER")
+for cycle in $(seq 1 "${LMR_TEST_KILLS:-4}"); do
+    consumer
+    sleep "$(python3 -c "import random; print(round(random.uniform(0.8, 2.0), 2))")"
+    kill -9 "$CPID" 2>/dev/null || true
+    wait "$CPID" 2>/dev/null || true
+done
+consumer
+wait "$PRODUCER"
+
+grep -v POISON "$T/input.txt" | python3 -c '
+import sys, collections
+c = collections.Counter()
+for line in sys.stdin.buffer: c.update(line.split())
+for k in sorted(c): sys.stdout.buffer.write(k + b"\t" + str(c[k]).encode() + b"\n")
+' > "$T/want"
+summed() { python3 -c '
+import sys, glob, collections
+c = collections.Counter()
+for f in glob.glob(sys.argv[1] + "/window=*/part-00000"):
+    for line in open(f, "rb"):
+        k, v = line.rstrip(b"\n").rsplit(b"\t", 1); c[k] += int(v)
+for k in sorted(c): sys.stdout.buffer.write(k + b"\t" + str(c[k]).encode() + b"\n")
+' "$1"; }
+deadline=$((SECONDS + 45))
+while :; do
+    summed "$T/out" > "$T/got"
+    cmp -s "$T/want" "$T/got" && break
+    if [ $SECONDS -ge $deadline ]; then
+        { diff "$T/want" "$T/got" | head -5 || true; }; tail -5 "$T/consumer.log" || true
+        fail "window outputs did not reach the exact totals (lost or double-counted records)"
+    fi
+    kill -0 "$CPID" 2>/dev/null || { tail -5 "$T/consumer.log" || true; fail "the consumer died"; }
+    sleep 0.5
+done
+sleep 2 # nothing more may arrive
+summed "$T/out" > "$T/got"
+cmp -s "$T/want" "$T/got" || fail "outputs changed after reaching the totals (double counting)"
+kill -TERM "$CPID"
+wait "$CPID" || fail "the consumer did not stop cleanly on SIGTERM"
+
+# The three poison records, each alone, in the on-failure destination.
+python3 -c '
+import json, glob, sys
+seen = set()
+for f in glob.glob(sys.argv[1] + "/_checkpoint/failures/*/*.json"):
+    b = json.load(open(f))["KinesisBatchInfo"]
+    assert b["batchSize"] == 1, b
+    seen.add((b["shardId"], b["startSequenceNumber"]))
+assert len(seen) == 3, seen
+' "$T/out" || fail "the on-failure destination must hold exactly the three poison records"
+shards=$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["shards"]))' "$T/out/_checkpoint/checkpoint.json")
+[ "$shards" -ge 4 ] || fail "the checkpoint should cover the split shard's children too ($shards shards)"
+read -r gets expired throttled < "$T/faults"
+[ "$expired" -ge 1 ] && [ "$throttled" -ge 1 ] || fail "the proxy injected no faults ($gets GetRecords)"
+echo "ok: $(grep -vc POISON "$T/input.txt") records over 3+2 shards, 4 SIGKILLs, a split, $expired expired iterators and $throttled throttles injected: totals exact"

@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# lambdamr stream with the local sources, through the embedded Lambda service (bootstrap, role
+# "stream"): window outputs must add up exactly to what was fed, per word, also when the
+# consumer is killed with SIGKILL at random moments while lines keep arriving (file source,
+# with a log rotation in the middle), and restarted.
+set -euo pipefail
+BIN=${LMR_BIN_DIR:?set LMR_BIN_DIR to the bin directory of a build}
+LMR=$BIN/lambdamr
+T=$(mktemp -d /tmp/lmr-stream-local.XXXXXX)
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$T"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+# Oracle: word counts of the input files (Hadoop WordCount tokenisation: ASCII whitespace).
+oracle() { python3 -c '
+import sys, collections
+c = collections.Counter()
+for f in sys.argv[1:]:
+    with open(f, "rb") as fh:
+        for line in fh:
+            c.update(line.split())
+for k in sorted(c): sys.stdout.buffer.write(k + b"\t" + str(c[k]).encode() + b"\n")
+' "$@"; }
+# Sum of every committed window's output, per key.
+summed() { python3 -c '
+import sys, glob, collections
+c = collections.Counter()
+for f in glob.glob(sys.argv[1] + "/window=*/part-00000"):
+    with open(f, "rb") as fh:
+        for line in fh:
+            k, v = line.rstrip(b"\n").rsplit(b"\t", 1)
+            c[k] += int(v)
+for k in sorted(c): sys.stdout.buffer.write(k + b"\t" + str(c[k]).encode() + b"\n")
+' "$1"; }
+
+# Deterministic lines: a few words from a small vocabulary and one rarer word.
+gen_lines() { python3 -c '
+import sys, random
+r = random.Random(int(sys.argv[2]))
+out = sys.stdout
+for i in range(int(sys.argv[1])):
+    out.write(" ".join("w%d" % r.randrange(60) for _ in range(r.randrange(1, 6))) + " r%d\n" % (i % 997))
+' "$1" "$2"; }
+
+echo "== stdin: lines fed over several windows"
+gen_lines 30000 1 > "$T/in1.txt"
+# Feed in slices so that the input spans several 1 s windows.
+python3 -c '
+import sys, time
+data = open(sys.argv[1], "rb").read().splitlines(keepends=True)
+for i in range(0, len(data), 3000):
+    sys.stdout.buffer.write(b"".join(data[i:i + 3000])); sys.stdout.flush(); time.sleep(0.25)
+' "$T/in1.txt" | timeout 120 "$LMR" stream wordcount --source - --window 1 --output "$T/out1" --batch-size 500 \
+    --parallelization 2 --quiet
+oracle "$T/in1.txt" > "$T/want1"
+summed "$T/out1" > "$T/got1"
+cmp -s "$T/want1" "$T/got1" || { diff "$T/want1" "$T/got1" | head || true; fail "stdin: window outputs differ from the input's word counts"; }
+nwin=$(ls -d "$T"/out1/window=* | wc -l)
+[ "$nwin" -ge 2 ] || fail "stdin: expected the input to span several windows, got $nwin"
+echo "ok: $(wc -l < "$T/in1.txt") lines in $nwin windows, totals exact"
+
+echo "== stdin: a poison record with bisect, retries and the on-failure destination"
+gen_lines 3000 2 > "$T/in2.txt"
+sed -i '1234s/$/ POISON/' "$T/in2.txt"
+LMR_STREAM_FAIL_MATCH=POISON timeout 120 "$LMR" stream wordcount --source - --window 2 --output "$T/out2" \
+    --batch-size 400 --bisect-on-error --max-retries 1 --on-failure --quiet < "$T/in2.txt"
+grep -v POISON "$T/in2.txt" > "$T/in2.clean"
+oracle "$T/in2.clean" > "$T/want2"
+summed "$T/out2" > "$T/got2"
+cmp -s "$T/want2" "$T/got2" || { diff "$T/want2" "$T/got2" | head || true; fail "poison: outputs must hold every record but the poison one"; }
+desc=$(ls "$T"/out2/_checkpoint/failures/shardId-000000000000/*.json)
+python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+b = d["KinesisBatchInfo"]
+assert b["batchSize"] == 1 and b["startSequenceNumber"] == "%020d" % 1234, b
+assert d["requestContext"]["condition"] == "RetryAttemptsExhausted", d
+' "$desc" || fail "poison: the failed batch descriptor is not the one poison record"
+echo "ok: the poison record alone went to the on-failure destination"
+
+echo "== stdin: aggregate (sum by field) and a map-only job refused"
+python3 -c '
+import random
+r = random.Random(5)
+for i in range(5000):
+    print("%d,%s,g%d,%d" % (i, "x" * r.randrange(3), r.randrange(17), r.randrange(1000)))
+' > "$T/in4.csv"
+timeout 60 "$LMR" stream aggregate --source - --delimiter , --key 3 --value 4 --op sum --window 2 \
+    --output "$T/out4" --batch-size 700 --quiet < "$T/in4.csv"
+python3 -c '
+import sys, collections
+c = collections.Counter()
+for line in open(sys.argv[1]):
+    f = line.rstrip("\n").split(","); c[f[2]] += int(f[3])
+for k in sorted(c): print("%s\t%d" % (k, c[k]))
+' "$T/in4.csv" > "$T/want4"
+summed "$T/out4" > "$T/got4"
+cmp -s "$T/want4" "$T/got4" || { diff "$T/want4" "$T/got4" | head || true; fail "aggregate: sums differ"; }
+if "$LMR" stream scan --source - --window 1 --output "$T/out5" --fields 1 < /dev/null 2> "$T/scan.err"; then
+    fail "a map-only job must be refused"
+fi
+grep -q "combiner" "$T/scan.err" || fail "the refusal should say why: $(cat "$T/scan.err")"
+echo "ok: aggregate sums exact; scan refused with a reason"
+
+echo "== file source: SIGKILL and restart while lines keep arriving (with a rotation)"
+LOG=$T/app.log
+: > "$LOG"
+python3 - "$LOG" 24000 <<'PY' &
+import sys, time, os, random
+path, total = sys.argv[1], int(sys.argv[2])
+r = random.Random(3)
+f = open(path, "a")
+for i in range(total):
+    f.write(" ".join("w%d" % r.randrange(60) for _ in range(r.randrange(1, 6))) + " r%d\n" % (i % 997))
+    if i % 400 == 399:
+        f.flush(); time.sleep(0.1)
+    if i == total // 2:        # rotate like logrotate: rename, then a new file
+        f.close(); os.rename(path, path + ".1"); f = open(path, "a")
+f.close()
+open(path + ".done", "w").close()
+PY
+WRITER=$!
+PIDS+=("$WRITER")
+consumer() {
+    "$LMR" stream wordcount --source "file://$LOG" --window 1 --output "$T/out3" --batch-size 300 \
+        --parallelization 3 --quiet 2>>"$T/consumer.log" &
+    CPID=$!
+    PIDS+=("$CPID")
+}
+for cycle in 1 2 3 4 5; do
+    consumer
+    sleep "$(python3 -c "import random; print(round(random.uniform(0.3, 1.6), 2))")"
+    kill -9 "$CPID" 2>/dev/null || true
+    wait "$CPID" 2>/dev/null || true
+done
+consumer
+# Wait for the writer, then for the outputs to catch up with everything written.
+wait "$WRITER"
+oracle "$LOG.1" "$LOG" > "$T/want3"
+deadline=$((SECONDS + 60))
+while :; do
+    summed "$T/out3" > "$T/got3"
+    cmp -s "$T/want3" "$T/got3" && break
+    [ $SECONDS -lt $deadline ] || { diff "$T/want3" "$T/got3" | head || true; cat "$T/consumer.log" | tail -5; fail "file: outputs did not reach the exact totals (lost or double-counted records)"; }
+    kill -0 "$CPID" 2>/dev/null || { tail -5 "$T/consumer.log" || true; fail "file: the consumer died"; }
+    sleep 0.5
+done
+kill -TERM "$CPID"
+wait "$CPID" || fail "file: the consumer did not stop cleanly on SIGTERM"
+summed "$T/out3" > "$T/got3"
+cmp -s "$T/want3" "$T/got3" || fail "file: outputs changed after the final stop"
+echo "ok: $(cat "$LOG.1" "$LOG" | wc -l) lines, $(ls -d "$T"/out3/window=* | wc -l) windows, 5 SIGKILLs, totals exact"

@@ -43,16 +43,20 @@ struct run {
     struct lmr_partition_frame *frames;
 };
 
-#define BATCH 16
-#define BATCH_KEY_MAX 56
+/* The emit pipeline (see emit_combine): RING pending pairs, the entry prefetched ENTRY_LAG emits
+   after the slot, combined COMBINE_LAG emits after the slot. */
+#define RING 32
+#define ENTRY_LAG 8
+#define COMBINE_LAG 16
+#define BATCH_KEY_MAX 48
 #define BATCH_VALUE_MAX 16
-#define BATCH_MIN_SLOTS ((size_t)1 << 15) /* smaller tables stay in cache: no batching */
+#define BATCH_MIN_SLOTS ((size_t)1 << 15) /* smaller tables stay in cache: no pipelining */
 
 struct pending {
     uint64_t h;
     uint32_t klen;
-    uint8_t key[BATCH_KEY_MAX];
     uint8_t value[BATCH_VALUE_MAX];
+    uint8_t key[BATCH_KEY_MAX];
 };
 
 struct lmr_map_output {
@@ -80,8 +84,8 @@ struct lmr_map_output {
     struct run *runs;
     size_t nruns, runs_cap, spill_seq;
 
-    struct pending batch[BATCH];
-    size_t nbatch;
+    struct pending ring[RING];
+    size_t ring_head, ring_tail; /* pending pairs: ring[head % RING] .. ring[(tail - 1) % RING] */
 
     enum lmr_result status;
     struct lmr_err err;
@@ -494,65 +498,126 @@ static bool grow_table(struct lmr_map_output *mo)
 static void combine_one(struct lmr_map_output *mo, struct lmr_slice key, struct lmr_slice value, uint64_t h);
 
 /*
- * Emits are batched: hash, copy the (short) key and value into the batch and prefetch the key's
- * slot; when the batch is full, prefetch each slot's entry, then combine them all. The cache and
- * TLB misses of up to BATCH keys then overlap instead of queueing one after the other, which is
- * what a table larger than the CPU caches spends its time on. Combining is commutative and
- * associative, so the delay changes nothing that can be observed; finish and status flush first.
- * Tables that fit in the caches (below BATCH_MIN_SLOTS slots) skip batching: there the copies
- * cost more than they save.
+ * The table's hash (not the partition hash, which stays XXH3_64bits): short keys, the common case,
+ * mix two overlapping words with one 64x64->128 multiply, inline; longer keys use XXH3.
  */
-static void flush_batch(struct lmr_map_output *mo)
+static inline uint64_t key_hash(const uint8_t *p, size_t n)
 {
-    size_t n = mo->nbatch, mask = mo->items_cap - 1;
-    mo->nbatch = 0;
-    for (size_t j = 0; j < n; j++) {
-        const uint8_t *e = mo->items[mo->batch[j].h & mask].entry;
-        if (e)
-            __builtin_prefetch(e);
+    uint64_t a, b;
+    if (n > 16)
+        return XXH3_64bits(p, n);
+    if (n >= 8) {
+        memcpy(&a, p, 8);
+        memcpy(&b, p + n - 8, 8);
+    } else if (n >= 4) {
+        uint32_t x, y;
+        memcpy(&x, p, 4);
+        memcpy(&y, p + n - 4, 4);
+        a = x;
+        b = y;
+    } else {
+        a = n ? (uint64_t)p[0] | (uint64_t)p[n / 2] << 8 | (uint64_t)p[n - 1] << 16 : 0;
+        b = 0;
     }
-    for (size_t j = 0; j < n; j++) {
-        struct pending *p = &mo->batch[j];
-        combine_one(mo, (struct lmr_slice){p->key, p->klen}, (struct lmr_slice){p->value, mo->vs}, p->h);
+    __uint128_t m = (__uint128_t)(a ^ 0x9e3779b97f4a7c15ull) * (b ^ 0xd6e8feb86659fd93ull ^ n);
+    m = (__uint128_t)((uint64_t)m ^ (uint64_t)(m >> 64) ^ 0xa0761d6478bd642full) * 0xe7037ed1a0b428dbull;
+    return (uint64_t)m ^ (uint64_t)(m >> 64);
+}
+
+/* Copy n <= BATCH_KEY_MAX bytes with word moves (no library call for the usual short key). */
+static inline void copy_short(uint8_t *dst, const uint8_t *src, size_t n)
+{
+    if (n >= 8) {
+        uint64_t w;
+        for (size_t i = 0; i + 8 < n; i += 8) {
+            memcpy(&w, src + i, 8);
+            memcpy(dst + i, &w, 8);
+        }
+        memcpy(&w, src + n - 8, 8);
+        memcpy(dst + n - 8, &w, 8);
+    } else if (n >= 4) {
+        uint32_t x, y;
+        memcpy(&x, src, 4);
+        memcpy(&y, src + n - 4, 4);
+        memcpy(dst, &x, 4);
+        memcpy(dst + n - 4, &y, 4);
+    } else {
+        for (size_t i = 0; i < n; i++)
+            dst[i] = src[i];
     }
 }
 
-static void emit_combine(struct lmr_emitter *self, struct lmr_slice key, struct lmr_slice value)
+/* Combine every pending pair of the emit pipeline (in emit order). */
+static void flush_batch(struct lmr_map_output *mo)
 {
-    struct lmr_map_output *mo = (struct lmr_map_output *)self;
-    if (mo->status != LMR_OK)
-        return;
-    if (value.len != mo->vs) {
-        fail_sticky(mo, lmr_fail(&mo->err, LMR_ERR_INVALID,
-                                 "Job %s emitted a %zu-byte value but declares value_size %zu; a combining job's "
-                                 "values must all have value_size bytes.",
-                                 mo->ops->name ? mo->ops->name : "?", value.len, mo->vs));
-        return;
+    while (mo->ring_head != mo->ring_tail) {
+        struct pending *p = &mo->ring[mo->ring_head++ % RING];
+        combine_one(mo, (struct lmr_slice){p->key, p->klen}, (struct lmr_slice){p->value, mo->vs}, p->h);
     }
-    if (key.len > UINT32_MAX) {
-        fail_sticky(
-            mo, lmr_fail(&mo->err, LMR_ERR_TOO_LARGE, "A key of %zu bytes is larger than the 4 GiB limit.", key.len));
-        return;
-    }
-    mo->records_in++;
-    uint64_t h = XXH3_64bits(key.ptr, key.len);
-    if (mo->items_cap < BATCH_MIN_SLOTS || key.len > BATCH_KEY_MAX || mo->vs > BATCH_VALUE_MAX) {
-        combine_one(mo, key, value, h);
-        return;
-    }
-    struct pending *p = &mo->batch[mo->nbatch++];
-    p->h = h;
-    p->klen = (uint32_t)key.len;
-    if (key.len)
-        memcpy(p->key, key.ptr, key.len);
-    memcpy(p->value, value.ptr, mo->vs);
-    __builtin_prefetch(&mo->items[h & (mo->items_cap - 1)]);
-    if (mo->nbatch == BATCH)
-        flush_batch(mo);
+    mo->ring_head = mo->ring_tail = 0;
 }
 
 /*
- * Combine one pair into the table (h = XXH3_64bits(key)).
+ * Emits go through a software pipeline: hash the key, copy it (short) with the value into a ring
+ * of pending pairs and prefetch its slot; ENTRY_LAG emits later the slot is in cache, and the
+ * entry it points to is prefetched; COMBINE_LAG emits later both are in cache and the pair is
+ * combined. The cache and TLB misses of many keys then overlap, and each has a steady head start
+ * instead of a batch that stalls on its first members. That is what a table larger than the CPU
+ * caches spends its time on. Combining is commutative and associative, so the delay changes
+ * nothing that can be observed; finish and status flush first. Tables that fit in the caches
+ * (below BATCH_MIN_SLOTS slots) skip the pipeline: there the copies cost more than they save.
+ */
+static void emit_combine(struct lmr_emitter *self, struct lmr_slice key, struct lmr_slice value)
+{
+    struct lmr_map_output *mo = (struct lmr_map_output *)self;
+    if (__builtin_expect(mo->status != LMR_OK || value.len != mo->vs || key.len > BATCH_KEY_MAX, 0)) {
+        if (mo->status != LMR_OK)
+            return;
+        if (value.len != mo->vs) {
+            fail_sticky(mo, lmr_fail(&mo->err, LMR_ERR_INVALID,
+                                     "Job %s emitted a %zu-byte value but declares value_size %zu; a combining job's "
+                                     "values must all have value_size bytes.",
+                                     mo->ops->name ? mo->ops->name : "?", value.len, mo->vs));
+            return;
+        }
+        if (key.len > UINT32_MAX) {
+            fail_sticky(mo, lmr_fail(&mo->err, LMR_ERR_TOO_LARGE, "A key of %zu bytes is larger than the 4 GiB limit.",
+                                     key.len));
+            return;
+        }
+        mo->records_in++;
+        combine_one(mo, key, value, key_hash(key.ptr, key.len));
+        return;
+    }
+    mo->records_in++;
+    uint64_t h = key_hash(key.ptr, key.len);
+    if (mo->items_cap < BATCH_MIN_SLOTS || mo->vs > BATCH_VALUE_MAX) {
+        combine_one(mo, key, value, h);
+        return;
+    }
+    size_t mask = mo->items_cap - 1, t = mo->ring_tail++;
+    struct pending *p = &mo->ring[t % RING];
+    p->h = h;
+    p->klen = (uint32_t)key.len;
+    copy_short(p->key, key.ptr, key.len);
+    if (mo->vs == 8)
+        memcpy(p->value, value.ptr, 8);
+    else
+        memcpy(p->value, value.ptr, mo->vs);
+    __builtin_prefetch(&mo->items[h & mask]);
+    if (t >= mo->ring_head + ENTRY_LAG) {
+        const uint8_t *e = mo->items[mo->ring[(t - ENTRY_LAG) % RING].h & mask].entry;
+        if (e)
+            __builtin_prefetch(e);
+    }
+    if (t >= mo->ring_head + COMBINE_LAG) {
+        struct pending *q = &mo->ring[mo->ring_head++ % RING];
+        combine_one(mo, (struct lmr_slice){q->key, q->klen}, (struct lmr_slice){q->value, mo->vs}, q->h);
+    }
+}
+
+/*
+ * Combine one pair into the table (h = key_hash(key)).
  */
 static void combine_one(struct lmr_map_output *mo, struct lmr_slice key, struct lmr_slice value, uint64_t h)
 {
@@ -571,7 +636,7 @@ static void combine_one(struct lmr_map_output *mo, struct lmr_slice key, struct 
         i = (i + 1) & mask;
     }
     /* A new key. */
-    uint32_t part = partition_of(mo, key, h);
+    uint32_t part = partition_of(mo, key, mo->ops->partition ? 0 : XXH3_64bits(key.ptr, key.len));
     if (part >= mo->R) {
         fail_sticky(mo,
                     lmr_fail(&mo->err, LMR_ERR_INVALID, "Job %s's partition function returned %u for %u partitions.",
@@ -755,7 +820,7 @@ struct lmr_emitter *lmr_map_output_emitter(struct lmr_map_output *mo)
 
 enum lmr_result lmr_map_output_status(struct lmr_map_output *mo, struct lmr_err *err)
 {
-    if (mo->nbatch)
+    if (mo->ring_tail != mo->ring_head)
         flush_batch(mo);
     if (mo->status != LMR_OK && err)
         *err = mo->err;
@@ -871,7 +936,7 @@ enum lmr_result lmr_map_output_finish(struct lmr_map_output *mo, struct lmr_map_
                                       struct lmr_err *err)
 {
     memset(index, 0, sizeof *index);
-    if (mo->nbatch)
+    if (mo->ring_tail != mo->ring_head)
         flush_batch(mo);
     if (mo->status != LMR_OK) {
         if (err)

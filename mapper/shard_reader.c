@@ -1,3 +1,4 @@
+#define _GNU_SOURCE /* memrchr */
 #include "shard_reader.h"
 
 #include <stdbool.h>
@@ -5,6 +6,9 @@
 #include <string.h>
 #include <zlib.h>
 #include <zstd.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #define READ_CHUNK_BYTES (1u << 20)
 #define TAIL_CHUNK_BYTES (64u << 10)
@@ -145,9 +149,25 @@ static enum lmr_result emit_line(lmr_line_fn fn, void *ud, const uint8_t *p, siz
     return fn(ud, (struct lmr_slice){p, n}, offset, err);
 }
 
-enum lmr_result lmr_shard_read_lines(struct lmr_store *store, const struct lmr_shard *shard, size_t max_line_bytes,
-                                     lmr_line_fn fn, void *user_data, struct lmr_shard_stats *stats,
-                                     struct lmr_err *err)
+/* The number of '\n' in [p, p + n). */
+static uint64_t count_newlines(const uint8_t *p, size_t n)
+{
+    uint64_t count = 0;
+    size_t i = 0;
+#ifdef __SSE2__
+    const __m128i nl = _mm_set1_epi8('\n');
+    for (; i + 16 <= n; i += 16)
+        count += (uint64_t)__builtin_popcount(
+            (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(p + i)), nl)));
+#endif
+    for (; i < n; i++)
+        count += p[i] == '\n';
+    return count;
+}
+
+static enum lmr_result read_shard(struct lmr_store *store, const struct lmr_shard *shard, size_t max_line_bytes,
+                                  lmr_block_fn block_fn, lmr_line_fn fn, void *user_data, struct lmr_shard_stats *stats,
+                                  struct lmr_err *err)
 {
     const char *key = shard->object.key;
     bool compressed = shard->codec != LMR_CODEC_NONE;
@@ -179,7 +199,27 @@ enum lmr_result lmr_shard_read_lines(struct lmr_store *store, const struct lmr_s
     uint64_t tail_pos = end;   /* next object offset to fetch in the tail */
     uint64_t chunk_bytes = 0;  /* bytes the current tail chunk gave (0: the object ended early) */
     for (;;) {
-        /* Hand over every complete line in the buffer. */
+        /* Hand over every complete line in the buffer: as one block when the job takes blocks. */
+        if (block_fn && skipping && !in_tail) {
+            uint8_t *nl = memchr(b.data + b.pos, '\n', b.len - b.pos);
+            if (nl) {
+                skipping = false;
+                b.pos = (size_t)(nl + 1 - b.data);
+            }
+        }
+        if (block_fn && !skipping && !in_tail && b.pos < b.len) {
+            uint8_t *last = memrchr(b.data + b.pos, '\n', b.len - b.pos);
+            if (last) {
+                size_t n = (size_t)(last + 1 - (b.data + b.pos));
+                uint64_t lines = count_newlines(b.data + b.pos, n);
+                stats->records += lines;
+                if ((r = block_fn(user_data, (struct lmr_slice){b.data + b.pos, n}, lines,
+                                  compressed ? line_no : base + b.pos, err)))
+                    goto done;
+                line_no += lines;
+                b.pos += n;
+            }
+        }
         while (b.pos < b.len) {
             uint8_t *nl = memchr(b.data + b.pos, '\n', b.len - b.pos);
             if (!nl)
@@ -234,4 +274,18 @@ done:
     source_close(&src);
     free(b.data);
     return r;
+}
+
+enum lmr_result lmr_shard_read_lines(struct lmr_store *store, const struct lmr_shard *shard, size_t max_line_bytes,
+                                     lmr_line_fn fn, void *user_data, struct lmr_shard_stats *stats,
+                                     struct lmr_err *err)
+{
+    return read_shard(store, shard, max_line_bytes, NULL, fn, user_data, stats, err);
+}
+
+enum lmr_result lmr_shard_read_blocks(struct lmr_store *store, const struct lmr_shard *shard, size_t max_line_bytes,
+                                      lmr_block_fn block_fn, lmr_line_fn line_fn, void *user_data,
+                                      struct lmr_shard_stats *stats, struct lmr_err *err)
+{
+    return read_shard(store, shard, max_line_bytes, block_fn, line_fn, user_data, stats, err);
 }

@@ -31,4 +31,18 @@ enum lmr_result lmr_shard_read_lines(struct lmr_store *store, const struct lmr_s
                                      lmr_line_fn fn, void *user_data, struct lmr_shard_stats *stats,
                                      struct lmr_err *err);
 
+/* Called with a run of whole lines, each with its terminator: `block` ends with '\n' and holds
+ * `lines` lines, the first at `offset` (as for lmr_line_fn). Return non-OK to stop. */
+typedef enum lmr_result (*lmr_block_fn)(void *user_data, struct lmr_slice block, uint64_t lines, uint64_t offset,
+                                        struct lmr_err *err);
+
+/**
+ * As lmr_shard_read_lines, but hand over the lines that the buffer holds whole as blocks
+ * (block_fn, many lines per call); line_fn still gets the lines that are not handed over in a
+ * block (the shard's last line when it runs past the range or has no terminator).
+ */
+enum lmr_result lmr_shard_read_blocks(struct lmr_store *store, const struct lmr_shard *shard, size_t max_line_bytes,
+                                      lmr_block_fn block_fn, lmr_line_fn line_fn, void *user_data,
+                                      struct lmr_shard_stats *stats, struct lmr_err *err);
+
 #endif

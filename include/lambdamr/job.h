@@ -99,6 +99,17 @@ struct lmr_job_ops {
 
     /* Map-only job (no shuffle, no reducers): map's emits are the output records. */
     bool map_only;
+
+    /*
+     * Optional, a speed-up: map many records at once. `block` holds one or more whole lines,
+     * each with its terminator ("\n" or "\r\n") except perhaps the last (the end of the input).
+     * It must emit exactly the pairs that calling map on each line in turn (line without its
+     * terminator) would emit, in the same order. The framework uses it where it can and calls map
+     * otherwise. Return non-zero to fail the task (the error then names the block's first line,
+     * not the failing row: jobs that reject rows should not provide it). Jobs without it are
+     * mapped line by line.
+     */
+    int (*map_block)(void *state, struct lmr_slice block, struct lmr_emitter *out, struct lmr_job_counters *counters);
 };
 
 #ifdef __cplusplus

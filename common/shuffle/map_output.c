@@ -606,9 +606,12 @@ static void emit_combine(struct lmr_emitter *self, struct lmr_slice key, struct 
         memcpy(p->value, value.ptr, mo->vs);
     __builtin_prefetch(&mo->items[h & mask]);
     if (t >= mo->ring_head + ENTRY_LAG) {
-        const uint8_t *e = mo->items[mo->ring[(t - ENTRY_LAG) % RING].h & mask].entry;
-        if (e)
+        const struct pending *q = &mo->ring[(t - ENTRY_LAG) % RING];
+        const uint8_t *e = mo->items[q->h & mask].entry;
+        if (e) { /* the header and the key's last byte: an entry may straddle two cache lines */
             __builtin_prefetch(e);
+            __builtin_prefetch(e + 7 + mo->acc_bytes + q->klen);
+        }
     }
     if (t >= mo->ring_head + COMBINE_LAG) {
         struct pending *q = &mo->ring[mo->ring_head++ % RING];

@@ -48,15 +48,14 @@ struct run {
 #define RING 32
 #define ENTRY_LAG 8
 #define COMBINE_LAG 16
-#define BATCH_KEY_MAX 48
 #define BATCH_VALUE_MAX 16
 #define BATCH_MIN_SLOTS ((size_t)1 << 15) /* smaller tables stay in cache: no pipelining */
 
 struct pending {
     uint64_t h;
+    uint64_t key[2]; /* the short key, zero-padded (see load_short) */
     uint32_t klen;
     uint8_t value[BATCH_VALUE_MAX];
-    uint8_t key[BATCH_KEY_MAX];
 };
 
 struct lmr_map_output {
@@ -206,7 +205,8 @@ static uint8_t *arena_alloc(struct lmr_map_output *mo, size_t n)
 }
 
 /* ---- entries ------------------------------------------------------------------------------------------------ */
-/* Combining entry:     u32 key_len, u32 partition, accumulator (acc_bytes), key.
+/* Combining entry:     u32 key_len, u32 partition, accumulator (acc_bytes), key (short keys: zero-padded
+                       to SHORT_KEY bytes; longer ones to a multiple of 8).
    Non-combining entry: u32 key_len, u32 value_len, u32 partition, u32 unused, key, value. */
 
 static inline uint32_t e_klen(const uint8_t *e)
@@ -495,56 +495,60 @@ static bool grow_table(struct lmr_map_output *mo)
     return true;
 }
 
-static void combine_one(struct lmr_map_output *mo, struct lmr_slice key, struct lmr_slice value, uint64_t h);
+static void combine_one(struct lmr_map_output *mo, struct lmr_slice key, struct lmr_slice value, uint64_t h,
+                        const uint64_t *w);
 
 /*
- * The table's hash (not the partition hash, which stays XXH3_64bits): short keys, the common case,
- * mix two overlapping words with one 64x64->128 multiply, inline; longer keys use XXH3.
+ * Short keys (at most SHORT_KEY bytes, nearly every word) are handled as two zero-padded 64-bit
+ * words: the hash, the key comparison and the copies are then a few instructions without a branch
+ * on the length (word lengths vary at random: such branches mispredict), and their entries hold
+ * the key zero-padded to SHORT_KEY bytes.
  */
-static inline uint64_t key_hash(const uint8_t *p, size_t n)
+#define SHORT_KEY 16
+
+#if defined(__SANITIZE_ADDRESS__)
+#define OVERREAD_OK 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define OVERREAD_OK 0
+#endif
+#endif
+#ifndef OVERREAD_OK
+#define OVERREAD_OK (__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__)
+#endif
+
+static inline uint64_t low_bytes_mask(size_t n)
 {
-    uint64_t a, b;
-    if (n > 16)
-        return XXH3_64bits(p, n);
-    if (n >= 8) {
-        memcpy(&a, p, 8);
-        memcpy(&b, p + n - 8, 8);
-    } else if (n >= 4) {
-        uint32_t x, y;
-        memcpy(&x, p, 4);
-        memcpy(&y, p + n - 4, 4);
-        a = x;
-        b = y;
-    } else {
-        a = n ? (uint64_t)p[0] | (uint64_t)p[n / 2] << 8 | (uint64_t)p[n - 1] << 16 : 0;
-        b = 0;
-    }
-    __uint128_t m = (__uint128_t)(a ^ 0x9e3779b97f4a7c15ull) * (b ^ 0xd6e8feb86659fd93ull ^ n);
-    m = (__uint128_t)((uint64_t)m ^ (uint64_t)(m >> 64) ^ 0xa0761d6478bd642full) * 0xe7037ed1a0b428dbull;
-    return (uint64_t)m ^ (uint64_t)(m >> 64);
+    return n >= 8 ? ~(uint64_t)0 : ((uint64_t)1 << (8 * n)) - 1;
 }
 
-/* Copy n <= BATCH_KEY_MAX bytes with word moves (no library call for the usual short key). */
-static inline void copy_short(uint8_t *dst, const uint8_t *src, size_t n)
+/* Key p[0, n), n <= SHORT_KEY, zero-padded into w[0..1] (little-endian byte order in memory). */
+static inline void load_short(const uint8_t *p, size_t n, uint64_t w[2])
 {
-    if (n >= 8) {
-        uint64_t w;
-        for (size_t i = 0; i + 8 < n; i += 8) {
-            memcpy(&w, src + i, 8);
-            memcpy(dst + i, &w, 8);
-        }
-        memcpy(&w, src + n - 8, 8);
-        memcpy(dst + n - 8, &w, 8);
-    } else if (n >= 4) {
-        uint32_t x, y;
-        memcpy(&x, src, 4);
-        memcpy(&y, src + n - 4, 4);
-        memcpy(dst, &x, 4);
-        memcpy(dst + n - 4, &y, 4);
-    } else {
-        for (size_t i = 0; i < n; i++)
-            dst[i] = src[i];
+    /* Two whole words when they stay inside p's page (so the read cannot fault); the bytes past
+       the key are masked off. Sanitizer builds always take the exact copy. */
+    if (OVERREAD_OK && ((uintptr_t)p & 4095) <= 4096 - 16) {
+        uint64_t a, b;
+        memcpy(&a, p, 8);
+        memcpy(&b, p + 8, 8);
+        w[0] = a & low_bytes_mask(n);
+        w[1] = n > 8 ? b & low_bytes_mask(n - 8) : 0;
+        return;
     }
+    w[0] = w[1] = 0;
+    if (n)
+        memcpy(w, p, n);
+}
+
+/*
+ * The table's hash (not the partition hash, which stays XXH3_64bits): a short key's two words mixed
+ * with 64x64->128 multiplies; longer keys use XXH3.
+ */
+static inline uint64_t short_hash(const uint64_t w[2], size_t n)
+{
+    __uint128_t m = (__uint128_t)(w[0] ^ 0x9e3779b97f4a7c15ull) * (w[1] ^ 0xd6e8feb86659fd93ull ^ n);
+    m = (__uint128_t)((uint64_t)m ^ (uint64_t)(m >> 64) ^ 0xa0761d6478bd642full) * 0xe7037ed1a0b428dbull;
+    return (uint64_t)m ^ (uint64_t)(m >> 64);
 }
 
 /* Combine every pending pair of the emit pipeline (in emit order). */
@@ -552,7 +556,8 @@ static void flush_batch(struct lmr_map_output *mo)
 {
     while (mo->ring_head != mo->ring_tail) {
         struct pending *p = &mo->ring[mo->ring_head++ % RING];
-        combine_one(mo, (struct lmr_slice){p->key, p->klen}, (struct lmr_slice){p->value, mo->vs}, p->h);
+        combine_one(mo, (struct lmr_slice){(const uint8_t *)p->key, p->klen}, (struct lmr_slice){p->value, mo->vs},
+                    p->h, p->klen <= SHORT_KEY ? p->key : NULL);
     }
     mo->ring_head = mo->ring_tail = 0;
 }
@@ -565,12 +570,12 @@ static void flush_batch(struct lmr_map_output *mo)
  * instead of a batch that stalls on its first members. That is what a table larger than the CPU
  * caches spends its time on. Combining is commutative and associative, so the delay changes
  * nothing that can be observed; finish and status flush first. Tables that fit in the caches
- * (below BATCH_MIN_SLOTS slots) skip the pipeline: there the copies cost more than they save.
+ * (below BATCH_MIN_SLOTS slots) skip the pipeline: there it costs more than it saves.
  */
 static void emit_combine(struct lmr_emitter *self, struct lmr_slice key, struct lmr_slice value)
 {
     struct lmr_map_output *mo = (struct lmr_map_output *)self;
-    if (__builtin_expect(mo->status != LMR_OK || value.len != mo->vs || key.len > BATCH_KEY_MAX, 0)) {
+    if (__builtin_expect(mo->status != LMR_OK || value.len != mo->vs || key.len > SHORT_KEY, 0)) {
         if (mo->status != LMR_OK)
             return;
         if (value.len != mo->vs) {
@@ -585,21 +590,25 @@ static void emit_combine(struct lmr_emitter *self, struct lmr_slice key, struct 
                                      key.len));
             return;
         }
+        /* A long key: straight into the table (pending pairs are combined later: order does not matter). */
         mo->records_in++;
-        combine_one(mo, key, value, key_hash(key.ptr, key.len));
+        combine_one(mo, key, value, XXH3_64bits(key.ptr, key.len), NULL);
         return;
     }
     mo->records_in++;
-    uint64_t h = key_hash(key.ptr, key.len);
+    uint64_t w[2];
+    load_short(key.ptr, key.len, w);
+    uint64_t h = short_hash(w, key.len);
     if (mo->items_cap < BATCH_MIN_SLOTS || mo->vs > BATCH_VALUE_MAX) {
-        combine_one(mo, key, value, h);
+        combine_one(mo, key, value, h, w);
         return;
     }
     size_t mask = mo->items_cap - 1, t = mo->ring_tail++;
     struct pending *p = &mo->ring[t % RING];
     p->h = h;
     p->klen = (uint32_t)key.len;
-    copy_short(p->key, key.ptr, key.len);
+    p->key[0] = w[0];
+    p->key[1] = w[1];
     if (mo->vs == 8)
         memcpy(p->value, value.ptr, 8);
     else
@@ -608,21 +617,24 @@ static void emit_combine(struct lmr_emitter *self, struct lmr_slice key, struct 
     if (t >= mo->ring_head + ENTRY_LAG) {
         const struct pending *q = &mo->ring[(t - ENTRY_LAG) % RING];
         const uint8_t *e = mo->items[q->h & mask].entry;
-        if (e) { /* the header and the key's last byte: an entry may straddle two cache lines */
+        if (e) { /* the header and the key's end: an entry may straddle two cache lines */
             __builtin_prefetch(e);
-            __builtin_prefetch(e + 7 + mo->acc_bytes + q->klen);
+            __builtin_prefetch(e + 7 + mo->acc_bytes + SHORT_KEY);
         }
     }
     if (t >= mo->ring_head + COMBINE_LAG) {
         struct pending *q = &mo->ring[mo->ring_head++ % RING];
-        combine_one(mo, (struct lmr_slice){q->key, q->klen}, (struct lmr_slice){q->value, mo->vs}, q->h);
+        combine_one(mo, (struct lmr_slice){(const uint8_t *)q->key, q->klen}, (struct lmr_slice){q->value, mo->vs},
+                    q->h, q->key);
     }
 }
 
 /*
- * Combine one pair into the table (h = key_hash(key)).
+ * Combine one pair into the table. Short keys (at most SHORT_KEY bytes) come with w, their
+ * zero-padded words, and h = short_hash(w); longer keys with w = NULL and h = XXH3_64bits(key).
  */
-static void combine_one(struct lmr_map_output *mo, struct lmr_slice key, struct lmr_slice value, uint64_t h)
+static void combine_one(struct lmr_map_output *mo, struct lmr_slice key, struct lmr_slice value, uint64_t h,
+                        const uint64_t *w)
 {
     if (mo->status != LMR_OK)
         return;
@@ -631,10 +643,21 @@ static void combine_one(struct lmr_map_output *mo, struct lmr_slice key, struct 
         struct item *s = &mo->items[i];
         if (!s->entry)
             break;
-        if (s->sortkey == h && e_klen(s->entry) == key.len &&
-            keys_equal(s->entry + 8 + mo->acc_bytes, key.ptr, key.len)) {
-            mo->ops->combine(mo->state, s->entry + 8, value);
-            return;
+        if (s->sortkey == h) {
+            const uint8_t *e = s->entry, *ek = e + 8 + mo->acc_bytes;
+            bool same;
+            if (w) {
+                uint64_t a, b;
+                memcpy(&a, ek, 8);
+                memcpy(&b, ek + 8, 8);
+                same = ((a ^ w[0]) | (b ^ w[1]) | (e_klen(e) ^ key.len)) == 0;
+            } else {
+                same = e_klen(e) == key.len && keys_equal(ek, key.ptr, key.len);
+            }
+            if (same) {
+                mo->ops->combine(mo->state, s->entry + 8, value);
+                return;
+            }
         }
         i = (i + 1) & mask;
     }
@@ -646,7 +669,7 @@ static void combine_one(struct lmr_map_output *mo, struct lmr_slice key, struct 
                              mo->ops->name ? mo->ops->name : "?", part, mo->R));
         return;
     }
-    size_t need = (8 + mo->acc_bytes + key.len + 7) & ~(size_t)7;
+    size_t need = 8 + mo->acc_bytes + (w ? SHORT_KEY : (key.len + 7) & ~(size_t)7);
     bool rehash = false;
     if ((mo->count + 1) * 2 > mo->items_cap) {
         if (!grow_table(mo)) {
@@ -677,7 +700,9 @@ static void combine_one(struct lmr_map_output *mo, struct lmr_slice key, struct 
     memcpy(e, &kl, 4);
     memcpy(e + 4, &part, 4);
     memcpy(e + 8, value.ptr, mo->vs);
-    if (key.len)
+    if (w)
+        memcpy(e + 8 + mo->acc_bytes, w, SHORT_KEY);
+    else if (key.len)
         memcpy(e + 8 + mo->acc_bytes, key.ptr, key.len);
     if (rehash) {
         mask = mo->items_cap - 1;

@@ -5,7 +5,8 @@
  *
  * 1. emit: N words drawn from a Zipf(1)-like distribution over V distinct words, emitted into a
  *    wordcount map output (combine at emit time); then finish (sort + encode + compress + write).
- * 2. map (text): the same words as text lines through wordcount's own map (tokenizer + emits).
+ * 2. map (text): the same words as text lines through wordcount's own map_block (1 MiB blocks of
+ *    lines, as the mapper hands them; tokenizer + emits), or map per line without map_block.
  * 3. merge: M map objects of K distinct-ish records each (non-combining), merged by one reduce
  *    input over all their frames of partition 0..R-1; records/s of the k-way merge incl. decoding.
  * Times are process CPU time (the machine is shared), so I/O waits are not counted.
@@ -162,13 +163,24 @@ int main(int argc, char **argv)
     em = lmr_map_output_emitter(mo);
     struct lmr_job_counters counters = {0};
     double t3 = cpu_ms();
-    const char *p = text, *end = text + text_len;
-    while (p < end) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        if (!nl)
-            nl = end;
-        lmr_job_wordcount.map(NULL, lmr_slice_make(p, (size_t)(nl - p)), em, &counters);
-        p = nl + 1;
+    if (lmr_job_wordcount.map_block) { /* as the mapper does: whole blocks of lines (1 MiB) */
+        const char *p = text, *end = text + text_len;
+        while (p < end) {
+            const char *stop = end - p > (1 << 20) ? p + (1 << 20) : end;
+            while (stop < end && stop[-1] != '\n')
+                stop++;
+            lmr_job_wordcount.map_block(NULL, lmr_slice_make(p, (size_t)(stop - p)), em, &counters);
+            p = stop;
+        }
+    } else {
+        const char *p = text, *end = text + text_len;
+        while (p < end) {
+            const char *nl = memchr(p, '\n', (size_t)(end - p));
+            if (!nl)
+                nl = end;
+            lmr_job_wordcount.map(NULL, lmr_slice_make(p, (size_t)(nl - p)), em, &counters);
+            p = nl + 1;
+        }
     }
     double t4 = cpu_ms();
     struct lmr_map_output_index idx2;

@@ -45,9 +45,9 @@ struct run {
 
 /* The emit pipeline (see emit_combine): RING pending pairs, the entry prefetched ENTRY_LAG emits
    after the slot, combined COMBINE_LAG emits after the slot. */
-#define RING 32
-#define ENTRY_LAG 8
-#define COMBINE_LAG 16
+#define RING 64
+#define ENTRY_LAG 16
+#define COMBINE_LAG 32
 #define BATCH_VALUE_MAX 16
 #define BATCH_MIN_SLOTS ((size_t)1 << 15) /* smaller tables stay in cache: no pipelining */
 

@@ -249,14 +249,20 @@ enum lmr_result lmr_gen_bdb(const char *out_dir, const struct lmr_gen_bdb_option
     if (opt->size_bytes < 1024)
         return lmr_fail(err, LMR_ERR_INVALID, "the bdb size must be at least 1 KiB (--size)");
     uint64_t rank_bytes = opt->size_bytes / 10, uv_bytes = opt->size_bytes - rank_bytes;
-    /* Rankings rows: the bytes over the mean length of a fixed sample of rows. */
+    /*
+     * Rankings rows: the bytes over the mean length of a fixed sample of rows. A row's URL holds
+     * its number, so the sample is spread over the row numbers of a first estimate (two rounds).
+     */
     char row[MAX_ROW_BYTES];
-    uint64_t sample = 0;
-    for (uint64_t k = 0; k < 4096; k++)
-        sample += rankings_row(row, opt->seed ^ 0x73616d706c65ull, k);
-    uint64_t rank_rows = rank_bytes * 4096 / sample;
-    if (rank_rows < 1)
-        rank_rows = 1;
+    uint64_t rank_rows = 4096;
+    for (int round = 0; round < 2; round++) {
+        uint64_t sample = 0;
+        for (uint64_t i = 0; i < 4096; i++)
+            sample += rankings_row(row, opt->seed ^ 0x73616d706c65ull, i * rank_rows / 4096);
+        rank_rows = rank_bytes * 4096 / sample;
+        if (rank_rows < 1)
+            rank_rows = 1;
+    }
     uint64_t rf = opt->files, uf = opt->files;
     if (!rf) {
         rf = (rank_bytes + (32u << 20) - 1) / (32u << 20);

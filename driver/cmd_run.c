@@ -66,7 +66,8 @@ static void run_usage(FILE *f)
                "      --split-size SIZE  bytes per shard, e.g. 64M (default 64M; smaller when the input\n"
                "                         would not give every concurrent invocation a shard)\n"
                "      --mappers N        at most N map tasks (shards are packed into tasks)\n"
-               "      --reducers N       reduce tasks (default: one per GiB of input, at least 1)\n"
+               "      --reducers N       reduce tasks (default: one per GiB of input, and at least one per\n"
+            "                         concurrent invocation when the input is over 64 MiB each)\n"
                "      --memory MB        each function's memory size and budget (default 1024)\n"
                "      --timeout SECONDS  each invocation's timeout (default 900)\n"
                "      --concurrency N    invocations in flight (default: CPUs here, 100 on AWS)\n"
@@ -458,8 +459,14 @@ static int run_job(struct run_options *o)
         plan.job.reducers = 0;
     else if (o->reducers)
         plan.job.reducers = o->reducers;
-    else
-        plan.job.reducers = (uint32_t)(plan.input_bytes / (1024 * MiB)) + 1;
+    else {
+        /* One reducer per GiB of input, and at least one per invocation slot (up to one per
+         * 64 MiB of input) so that a large reduce phase uses every core or function slot. */
+        uint64_t per_gib = plan.input_bytes / (1024 * MiB) + 1, per_64m = plan.input_bytes / (64 * MiB) + 1;
+        uint64_t spread = per_64m < o->concurrency ? per_64m : o->concurrency;
+        uint64_t r = per_gib > spread ? per_gib : spread;
+        plan.job.reducers = (uint32_t)(r > 256 ? 256 : r);
+    }
 
     /* Output and work locations. */
     char *raw_prefix = NULL;

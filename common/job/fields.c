@@ -163,10 +163,55 @@ bool lmr_parse_number(struct lmr_slice s, double *out)
     return ok;
 }
 
+/*
+ * Fast path of lmr_format_double for 1e-4 <= |v| < 1e15: the smallest d such that the d-decimal
+ * nearest to v reads back as v, with at most 15 significant digits. Two 15-digit decimals never
+ * read back as the same double, so this is exactly what the %.15g attempt would print (trailing
+ * zeros removed). @return the length, or 0 when the slow path must decide.
+ */
+static size_t format_fixed(double v, char *out, size_t cap)
+{
+    double a = fabs(v);
+    if (!(a >= 1e-4 && a < 1e15) || cap < 32)
+        return 0;
+    for (int d = 0; d <= 19; d++) {
+        double scaled = a * pow10_exact[d];
+        if (scaled >= 1e15)
+            return 0;
+        uint64_t m = (uint64_t)(scaled + 0.5);
+        if ((double)m / pow10_exact[d] != a)
+            continue;
+        while (d > 0 && m % 10 == 0) /* an off-by-one rounding above may have skipped a shorter d */
+            m /= 10, d--;
+        char digits[24];
+        int n = 0;
+        do {
+            digits[n++] = (char)('0' + m % 10);
+            m /= 10;
+        } while (m);
+        while (n <= d) /* at least one digit before the point */
+            digits[n++] = '0';
+        size_t len = 0;
+        if (v < 0)
+            out[len++] = '-';
+        for (int i = n - 1; i >= 0; i--) {
+            out[len++] = digits[i];
+            if (i == d && d > 0)
+                out[len++] = '.';
+        }
+        out[len] = '\0';
+        return len;
+    }
+    return 0;
+}
+
 size_t lmr_format_double(double v, char *out, size_t cap)
 {
     if (v == 0)
         v = 0; /* print -0 as 0 */
+    size_t fast = format_fixed(v, out, cap);
+    if (fast)
+        return fast;
     int n = 0;
     for (int prec = 15; prec <= 17; prec++) {
         n = snprintf(out, cap, "%.*g", prec, v);

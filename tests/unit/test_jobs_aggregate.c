@@ -243,6 +243,18 @@ static void test_parse_number_matches_strtod(void **unused)
     assert_true(lmr_parse_number(lmr_slice_make("12,34", 2), &v) && v == 12);
 }
 
+/* The reference: the shortest of %.15g, %.16g, %.17g that reads back exactly. */
+static void format_reference(double v, char *out, size_t cap)
+{
+    if (v == 0)
+        v = 0;
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(out, cap, "%.*g", prec, v);
+        if (strtod(out, NULL) == v)
+            return;
+    }
+}
+
 static void test_format_double_shortest(void **unused)
 {
     struct {
@@ -256,10 +268,38 @@ static void test_format_double_shortest(void **unused)
         assert_string_equal(out, cases[i].want);
     }
     srand(3);
-    for (int i = 0; i < 100000; i++) {
-        double v = (double)rand() / 7.0 * (rand() % 2 ? 1e-5 : 1e5);
-        lmr_format_double(v, out, sizeof out);
-        assert_true(strtod(out, NULL) == v);
+    char want[40];
+    for (int i = 0; i < 300000; i++) {
+        double v;
+        switch (i % 5) {
+        case 0:
+            v = (double)rand() / 7.0 * (rand() % 2 ? 1e-5 : 1e5);
+            break;
+        case 1: /* sums of 5-decimal revenues, as Query 2 prints */
+            v = 0;
+            for (int k = rand() % 6; k >= 0; k--)
+                v += (double)(rand() % 100000000) / 1e5;
+            break;
+        case 2:
+            v = -(double)(rand() % 1000000) / 1e3;
+            break;
+        case 3:
+            v = ldexp((double)rand(), rand() % 120 - 60);
+            break;
+        default:
+            v = (double)rand() * (double)rand();
+        }
+        size_t n = lmr_format_double(v, out, sizeof out);
+        format_reference(v, want, sizeof want);
+        assert_int_equal(n, strlen(out));
+        if (strcmp(out, want) != 0)
+            fail_msg("%.17g: formatted '%s', reference '%s'", v, out, want);
+    }
+    const double edge[] = {1e-4, 9.99999e-5, 1e15, 999999999999999.0, 0.5, 1, 10, 1e-4 * 3, 123456789012345.0};
+    for (size_t i = 0; i < sizeof edge / sizeof edge[0]; i++) {
+        lmr_format_double(edge[i], out, sizeof out);
+        format_reference(edge[i], want, sizeof want);
+        assert_string_equal(out, want);
     }
 }
 

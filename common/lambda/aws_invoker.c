@@ -6,33 +6,25 @@
 #include <string.h>
 
 #include "aws/http.h"
+#include "util/base64.h"
 #include "util/log.h"
 #include "util/misc.h"
-
-#include <openssl/evp.h>
 
 struct aws_invoker {
     struct lmr_aws_client *client;
     struct lmr_aws_invoker_options opts;
 };
 
-/* Decode the base64 log tail (X-Amz-Log-Result) with OpenSSL. @return bytes, or -1 if invalid or too long. */
+/* Decode the base64 log tail (X-Amz-Log-Result). @return bytes, or -1 if invalid or too long. */
 static long decode_log_tail(const char *in, unsigned char *out, size_t cap)
 {
-    size_t n = strlen(in);
+    size_t n = strlen(in), got = 0;
     if (n % 4 || n / 4 * 3 > cap + 2)
         return -1;
     unsigned char *tmp = malloc(n / 4 * 3 + 1);
     if (!tmp)
         return -1;
-    int got = EVP_DecodeBlock(tmp, (const unsigned char *)in, (int)n);
-    if (got >= 0) { /* EVP_DecodeBlock counts the padding as zero bytes */
-        if (n >= 1 && in[n - 1] == '=')
-            got--;
-        if (n >= 2 && in[n - 2] == '=')
-            got--;
-    }
-    long r = got < 0 || (size_t)got > cap ? -1 : got;
+    long r = lmr_base64_decode(in, n, tmp, &got) || got > cap ? -1 : (long)got;
     if (r > 0)
         memcpy(out, tmp, (size_t)r);
     free(tmp);

@@ -27,35 +27,37 @@
 
 #define RT_PREFIX "/2018-06-01/runtime/"
 
+/* Read (the start of) /proc/<pid>/<name> into text as a string. @return false if unreadable or empty. */
+static bool read_proc_file(pid_t pid, const char *name, char *text, size_t cap)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, name);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    ssize_t n = read(fd, text, cap - 1);
+    close(fd);
+    if (n <= 0)
+        return false;
+    text[n] = '\0';
+    return true;
+}
+
 uint32_t lmr_svc_read_rss_mb(pid_t pid, bool peak)
 {
-    char path[64], text[4096];
+    char text[4096];
     if (!peak) {
         /* statm is much cheaper to produce than status: "size resident shared ..." in pages. */
-        snprintf(path, sizeof path, "/proc/%d/statm", (int)pid);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
+        if (!read_proc_file(pid, "statm", text, sizeof text))
             return 0;
-        ssize_t n = read(fd, text, sizeof text - 1);
-        close(fd);
-        if (n <= 0)
-            return 0;
-        text[n] = '\0';
         unsigned long size = 0, resident = 0;
         if (sscanf(text, "%lu %lu", &size, &resident) != 2)
             return 0;
         uint64_t bytes = (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
         return (uint32_t)((bytes + (1u << 20) - 1) >> 20);
     }
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    if (!read_proc_file(pid, "status", text, sizeof text))
         return 0;
-    ssize_t n = read(fd, text, sizeof text - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    text[n] = '\0';
     const char *key = peak ? "VmHWM:" : "VmRSS:";
     const char *p = strstr(text, key);
     if (!p)
@@ -232,6 +234,29 @@ static enum MHD_Result rt_next(struct lmr_svc_env *env, struct MHD_Connection *c
     return ret;
 }
 
+/* The invocation's response becomes the runtime's request body (buffers swapped, no copy). */
+static void take_body(struct lmr_svc_inv *inv, struct rt_req *req)
+{
+    struct lmr_buf tmp = inv->response;
+    inv->response = req->body;
+    req->body = tmp;
+}
+
+/*
+ * Mark inv as failed with a function error of the given type. The error document is the body the
+ * runtime posted, or, when it posted none or too much, an error saying no_body_msg.
+ */
+static void set_function_error(struct lmr_svc_inv *inv, struct rt_req *req, const char *type, const char *no_body_msg)
+{
+    inv->function_error = true;
+    snprintf(inv->error_type, sizeof inv->error_type, "%s", type);
+    lmr_buf_reset(&inv->response);
+    if (req->body.len && !req->too_big)
+        take_body(inv, req);
+    else
+        lmr_svc_inv_fail(inv, inv->error_type, no_body_msg);
+}
+
 /* POST /invocation/{id}/response or /error. */
 static enum MHD_Result rt_result(struct lmr_svc_env *env, struct MHD_Connection *c, const char *id, bool is_error,
                                  struct rt_req *req)
@@ -252,20 +277,10 @@ static enum MHD_Result rt_result(struct lmr_svc_env *env, struct MHD_Connection 
         status = 413;
     } else if (is_error) {
         const char *type = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Lambda-Runtime-Function-Error-Type");
-        inv->function_error = true;
-        snprintf(inv->error_type, sizeof inv->error_type, "%s", type && *type ? type : "Unhandled");
-        lmr_buf_reset(&inv->response);
-        if (req->body.len && !req->too_big) {
-            struct lmr_buf tmp = inv->response;
-            inv->response = req->body;
-            req->body = tmp;
-        } else {
-            lmr_svc_inv_fail(inv, inv->error_type, "The runtime reported an error without a description.");
-        }
+        set_function_error(inv, req, type && *type ? type : "Unhandled",
+                           "The runtime reported an error without a description.");
     } else {
-        struct lmr_buf tmp = inv->response;
-        inv->response = req->body;
-        req->body = tmp;
+        take_body(inv, req);
     }
     lmr_svc_inv_finish_locked(svc, inv);
     if (env->state != ENV_DEAD)
@@ -285,16 +300,7 @@ static enum MHD_Result rt_init_error(struct lmr_svc_env *env, struct MHD_Connect
     struct lmr_svc_inv *inv = env->inv;
     if (env->state != ENV_DEAD) {
         if (inv) {
-            inv->function_error = true;
-            snprintf(inv->error_type, sizeof inv->error_type, "%s", type && *type ? type : "Runtime.Unknown");
-            lmr_buf_reset(&inv->response);
-            if (req->body.len && !req->too_big) {
-                struct lmr_buf tmp = inv->response;
-                inv->response = req->body;
-                req->body = tmp;
-            } else {
-                lmr_svc_inv_fail(inv, inv->error_type, "The runtime failed to initialise.");
-            }
+            set_function_error(inv, req, type && *type ? type : "Runtime.Unknown", "The runtime failed to initialise.");
             lmr_svc_inv_finish_locked(svc, inv);
         }
         /* The environment is not reused after a failed init. */

@@ -332,6 +332,27 @@ static void clear_buffered(struct lmr_map_output *mo)
 
 /* ---- writing objects ---------------------------------------------------------------------------------------- */
 
+/*
+ * Finish a shuffle object whose R frames end at object offset off: if rc is LMR_OK, write the index
+ * and commit (*object_bytes gets the object's whole size); otherwise, or if that fails, abort sw.
+ * @return rc, or the index/commit failure.
+ */
+static enum lmr_result finish_object(struct lmr_map_output *mo, struct lmr_store_writer *sw, enum lmr_result rc,
+                                     uint64_t off, const struct lmr_partition_frame *frames, uint64_t *object_bytes,
+                                     struct lmr_err *err)
+{
+    if (rc == LMR_OK)
+        rc = lmr_shuffle_write_index(sw, &off, frames, mo->R, err);
+    if (rc != LMR_OK) {
+        lmr_store_abort(sw);
+        return rc;
+    }
+    rc = lmr_store_commit(sw, err);
+    if (rc == LMR_OK && object_bytes)
+        *object_bytes = off;
+    return rc;
+}
+
 /* Write sorted items[0, count) as a shuffle object at key. frames receives R entries. */
 static enum lmr_result write_sorted(struct lmr_map_output *mo, const char *key, struct lmr_partition_frame *frames,
                                     uint64_t *object_bytes, struct lmr_err *err)
@@ -357,16 +378,7 @@ static enum lmr_result write_sorted(struct lmr_map_output *mo, const char *key, 
     if (rc == LMR_OK && idx != mo->count)
         rc = lmr_fail(err, LMR_ERR_INTERNAL, "Map output: %zu entries were not written (partition order broken).",
                       mo->count - idx);
-    if (rc == LMR_OK)
-        rc = lmr_shuffle_write_index(sw, &off, frames, mo->R, err);
-    if (rc != LMR_OK) {
-        lmr_store_abort(sw);
-        return rc;
-    }
-    rc = lmr_store_commit(sw, err);
-    if (rc == LMR_OK && object_bytes)
-        *object_bytes = off;
-    return rc;
+    return finish_object(mo, sw, rc, off, frames, object_bytes, err);
 }
 
 static enum lmr_result add_run(struct lmr_map_output *mo, char **key, struct lmr_partition_frame **frames,
@@ -463,11 +475,18 @@ static inline bool keys_equal(const uint8_t *a, const uint8_t *b, size_t n)
 
 /* ---- emit --------------------------------------------------------------------------------------------------- */
 
-static inline uint32_t partition_of(struct lmr_map_output *mo, struct lmr_slice key, uint64_t h)
+/*
+ * The partition of key into *part (h: the key's hash, unused with the job's partition function).
+ * @return false, with the map output failed, if the job's function returned one out of range.
+ */
+static inline bool partition_of(struct lmr_map_output *mo, struct lmr_slice key, uint64_t h, uint32_t *part)
 {
-    if (!mo->ops->partition)
-        return (uint32_t)(h % mo->R);
-    return mo->ops->partition(mo->state, key, mo->R);
+    *part = mo->ops->partition ? mo->ops->partition(mo->state, key, mo->R) : (uint32_t)(h % mo->R);
+    if (*part < mo->R)
+        return true;
+    fail_sticky(mo, lmr_fail(&mo->err, LMR_ERR_INVALID, "Job %s's partition function returned %u for %u partitions.",
+                             mo->ops->name ? mo->ops->name : "?", *part, mo->R));
+    return false;
 }
 
 /* Double the slot array if the budget allows. @return false when it does not (then spill). */
@@ -662,13 +681,9 @@ static void combine_one(struct lmr_map_output *mo, struct lmr_slice key, struct 
         i = (i + 1) & mask;
     }
     /* A new key. */
-    uint32_t part = partition_of(mo, key, mo->ops->partition ? 0 : XXH3_64bits(key.ptr, key.len));
-    if (part >= mo->R) {
-        fail_sticky(mo,
-                    lmr_fail(&mo->err, LMR_ERR_INVALID, "Job %s's partition function returned %u for %u partitions.",
-                             mo->ops->name ? mo->ops->name : "?", part, mo->R));
+    uint32_t part;
+    if (!partition_of(mo, key, mo->ops->partition ? 0 : XXH3_64bits(key.ptr, key.len), &part))
         return;
-    }
     size_t need = 8 + mo->acc_bytes + (w ? SHORT_KEY : (key.len + 7) & ~(size_t)7);
     bool rehash = false;
     if ((mo->count + 1) * 2 > mo->items_cap) {
@@ -739,13 +754,9 @@ static void emit_buffer(struct lmr_emitter *self, struct lmr_slice key, struct l
     }
     mo->records_in++;
     uint64_t h = mo->ops->partition ? 0 : XXH3_64bits(key.ptr, key.len);
-    uint32_t part = partition_of(mo, key, h);
-    if (part >= mo->R) {
-        fail_sticky(mo,
-                    lmr_fail(&mo->err, LMR_ERR_INVALID, "Job %s's partition function returned %u for %u partitions.",
-                             mo->ops->name ? mo->ops->name : "?", part, mo->R));
+    uint32_t part;
+    if (!partition_of(mo, key, h, &part))
         return;
-    }
     size_t need = (16 + key.len + value.len + 7) & ~(size_t)7;
     enum lmr_result rc;
     if (mo->count == mo->items_cap && !grow_items(mo) && (rc = spill(mo, &mo->err)) != LMR_OK) {
@@ -899,16 +910,7 @@ static enum lmr_result merge_runs(struct lmr_map_output *mo, struct lmr_merger *
             rc = lmr_frame_writer_end(mo->fw, &frames[r], err);
     }
     free(src);
-    if (rc == LMR_OK)
-        rc = lmr_shuffle_write_index(sw, &off, frames, mo->R, err);
-    if (rc != LMR_OK) {
-        lmr_store_abort(sw);
-        return rc;
-    }
-    rc = lmr_store_commit(sw, err);
-    if (rc == LMR_OK && object_bytes)
-        *object_bytes = off;
-    return rc;
+    return finish_object(mo, sw, rc, off, frames, object_bytes, err);
 }
 
 static enum lmr_result finish_from_runs(struct lmr_map_output *mo, struct lmr_map_output_index *index,

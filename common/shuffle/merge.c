@@ -194,20 +194,21 @@ enum lmr_result lmr_merger_next_if_equal(struct lmr_merger *m, struct lmr_slice 
     return LMR_OK;
 }
 
-static enum lmr_result copy_key(struct lmr_merger *m, struct lmr_slice key, struct lmr_err *err)
+enum lmr_result lmr_shuffle_copy_key(uint8_t **buf, size_t *cap, struct lmr_slice key, const char *what,
+                                     struct lmr_err *err)
 {
-    if (key.len > m->keybuf_cap) {
-        size_t cap = m->keybuf_cap ? m->keybuf_cap : 64;
-        while (cap < key.len)
-            cap *= 2;
-        uint8_t *nb = realloc(m->keybuf, cap);
+    if (key.len > *cap) {
+        size_t ncap = *cap ? *cap : 64;
+        while (ncap < key.len)
+            ncap *= 2;
+        uint8_t *nb = realloc(*buf, ncap);
         if (!nb)
-            return lmr_fail(err, LMR_ERR_NOMEM, "Out of memory holding a %zu-byte shuffle key.", key.len);
-        m->keybuf = nb;
-        m->keybuf_cap = cap;
+            return lmr_fail(err, LMR_ERR_NOMEM, "Out of memory holding a %zu-byte %s.", key.len, what);
+        *buf = nb;
+        *cap = ncap;
     }
     if (key.len)
-        memcpy(m->keybuf, key.ptr, key.len);
+        memcpy(*buf, key.ptr, key.len);
     return LMR_OK;
 }
 
@@ -234,7 +235,7 @@ enum lmr_result lmr_merger_drain(struct lmr_merger *m, const struct lmr_job_ops 
                             "A shuffle record of combining job %s has a %zu-byte value, expected %zu bytes; the "
                             "intermediate data does not belong to this job.",
                             ops->name ? ops->name : "?", value.len, ops->value_size);
-        if ((rc = copy_key(m, key, err)) != LMR_OK)
+        if ((rc = lmr_shuffle_copy_key(&m->keybuf, &m->keybuf_cap, key, "shuffle key", err)) != LMR_OK)
             return rc;
         struct lmr_slice k = {m->keybuf, key.len};
         memcpy(m->acc, value.ptr, ops->value_size);

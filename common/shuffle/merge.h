@@ -48,6 +48,13 @@ uint64_t lmr_merger_bytes_fetched(const struct lmr_merger *m);
 enum lmr_result lmr_merger_drain(struct lmr_merger *m, const struct lmr_job_ops *ops, void *job_state,
                                  struct lmr_frame_writer *fw, uint64_t *records_in, struct lmr_err *err);
 
+/**
+ * Copy key into the growable buffer *buf of *cap bytes (doubled from 64 as needed). what names the
+ * key in the out-of-memory message ("a <n>-byte <what>"). @return LMR_ERR_NOMEM (buffer unchanged).
+ */
+enum lmr_result lmr_shuffle_copy_key(uint8_t **buf, size_t *cap, struct lmr_slice key, const char *what,
+                                     struct lmr_err *err);
+
 /** Compare two keys with the job's order (ops->compare or the default). */
 static inline int lmr_shuffle_compare(const struct lmr_job_ops *ops, struct lmr_slice a, struct lmr_slice b)
 {

@@ -255,20 +255,10 @@ enum lmr_result lmr_reduce_input_new(const struct lmr_reduce_input_options *o, s
 
 static enum lmr_result copy_key(struct lmr_reduce_input *ri, struct lmr_slice key, struct lmr_err *err)
 {
-    if (key.len > ri->keybuf_cap) {
-        size_t cap = ri->keybuf_cap ? ri->keybuf_cap : 64;
-        while (cap < key.len)
-            cap *= 2;
-        uint8_t *nb = realloc(ri->keybuf, cap);
-        if (!nb)
-            return lmr_fail(err, LMR_ERR_NOMEM, "Out of memory holding a %zu-byte key.", key.len);
-        ri->keybuf = nb;
-        ri->keybuf_cap = cap;
-    }
-    if (key.len)
-        memcpy(ri->keybuf, key.ptr, key.len);
-    ri->keylen = key.len;
-    return LMR_OK;
+    enum lmr_result rc = lmr_shuffle_copy_key(&ri->keybuf, &ri->keybuf_cap, key, "key", err);
+    if (rc == LMR_OK)
+        ri->keylen = key.len;
+    return rc;
 }
 
 static enum lmr_result wrong_size(struct lmr_reduce_input *ri, size_t len, struct lmr_err *err)

@@ -1,82 +1,12 @@
 #include "stream/event.h"
 #include "stream/json_scan.h"
+#include "util/base64.h"
 
 #include <inttypes.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-/* --- Base64 ---------------------------------------------------------------------------------- */
-
-static const char b64_chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-enum lmr_result lmr_base64_append(struct lmr_buf *out, const void *data, size_t n)
-{
-    enum lmr_result r = lmr_buf_reserve(out, lmr_base64_len(n));
-    if (r)
-        return r;
-    const uint8_t *p = data;
-    char *o = out->data + out->len;
-    size_t i = 0;
-    for (; i + 3 <= n; i += 3) {
-        uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
-        o[0] = b64_chars[v >> 18];
-        o[1] = b64_chars[(v >> 12) & 63];
-        o[2] = b64_chars[(v >> 6) & 63];
-        o[3] = b64_chars[v & 63];
-        o += 4;
-    }
-    if (i < n) {
-        uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0);
-        o[0] = b64_chars[v >> 18];
-        o[1] = b64_chars[(v >> 12) & 63];
-        o[2] = i + 1 < n ? b64_chars[(v >> 6) & 63] : '=';
-        o[3] = '=';
-        o += 4;
-    }
-    out->len = (size_t)(o - out->data);
-    out->data[out->len] = '\0';
-    return LMR_OK;
-}
-
-static int8_t b64_value[256];
-static void b64_init(void)
-{
-    memset(b64_value, -1, sizeof b64_value);
-    for (int i = 0; i < 64; i++)
-        b64_value[(uint8_t)b64_chars[i]] = (int8_t)i;
-}
-
-enum lmr_result lmr_base64_decode(const char *in, size_t n, uint8_t *out, size_t *out_len)
-{
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, b64_init);
-    if (n % 4)
-        return LMR_ERR_FORMAT;
-    size_t o = 0;
-    for (size_t i = 0; i < n; i += 4) {
-        int a = b64_value[(uint8_t)in[i]], b = b64_value[(uint8_t)in[i + 1]];
-        int c = in[i + 2] == '=' ? 0 : b64_value[(uint8_t)in[i + 2]];
-        int d = in[i + 3] == '=' ? 0 : b64_value[(uint8_t)in[i + 3]];
-        if (a < 0 || b < 0 || c < 0 || d < 0)
-            return LMR_ERR_FORMAT;
-        bool last = i + 4 == n;
-        if (!last && (in[i + 2] == '=' || in[i + 3] == '='))
-            return LMR_ERR_FORMAT;
-        if (in[i + 2] == '=' && in[i + 3] != '=')
-            return LMR_ERR_FORMAT;
-        uint32_t v = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6 | (uint32_t)d;
-        out[o++] = (uint8_t)(v >> 16);
-        if (in[i + 2] != '=')
-            out[o++] = (uint8_t)(v >> 8);
-        if (in[i + 3] != '=')
-            out[o++] = (uint8_t)v;
-    }
-    *out_len = o;
-    return LMR_OK;
-}
 
 /* --- Time ------------------------------------------------------------------------------------ */
 

@@ -21,6 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "util/base64.h" /* the record data is base64 in events (and lmr_base64_* used to live here) */
 #include "util/buf.h"
 #include "util/result.h"
 
@@ -123,17 +124,5 @@ static inline uint64_t lmr_stream_window_start(uint64_t t_ms, uint64_t window_ms
 {
     return t_ms - t_ms % window_ms;
 }
-
-/* --- Base64 (standard alphabet, padded) --------------------------------------------------- */
-
-/** Encoded length of n bytes. */
-static inline size_t lmr_base64_len(size_t n)
-{
-    return (n + 2) / 3 * 4;
-}
-/** Append the base64 of data to out. */
-enum lmr_result lmr_base64_append(struct lmr_buf *out, const void *data, size_t n);
-/** Decode n base64 characters into out (capacity >= n/4*3); *out_len gets the length. */
-enum lmr_result lmr_base64_decode(const char *in, size_t n, uint8_t *out, size_t *out_len);
 
 #endif

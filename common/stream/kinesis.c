@@ -8,6 +8,7 @@
 
 #include "aws/http.h"
 #include "stream/source.h"
+#include "util/base64.h"
 #include "util/log.h"
 #include "util/misc.h"
 

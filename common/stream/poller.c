@@ -10,6 +10,7 @@
 #include <xxhash.h>
 
 #include "stream/state.h"
+#include "util/base64.h"
 #include "util/log.h"
 #include "util/misc.h"
 

@@ -6,6 +6,7 @@
 
 #include "stream/event.h"
 #include "stream/json_scan.h"
+#include "util/base64.h"
 
 #define KEY_MAX_BYTES (64u * 1024u)
 #define STATE_PREFIX "{\"lmr\":\"1\",\"kv\":\""

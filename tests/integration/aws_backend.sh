@@ -5,6 +5,7 @@
 # output must equal the embedded default's, and the report must carry the REPORT figures.
 source "$(dirname "$0")/lib/common.sh"
 source "$(dirname "$0")/lib/moto.sh" # for lmr_on_exit
+source "$(dirname "$0")/lib/serve.sh"
 D=$TEST_TMP
 serve_pid= proxy_pid=
 lmr_on_exit '[ -n "$proxy_pid" ] && kill "$proxy_pid" 2>/dev/null; [ -n "$serve_pid" ] && kill "$serve_pid" 2>/dev/null; wait 2>/dev/null; cleanup_tmp'
@@ -14,18 +15,13 @@ lmr_on_exit '[ -n "$proxy_pid" ] && kill "$proxy_pid" 2>/dev/null; [ -n "$serve_
     --function "wc-reducer=$LMR_BIN_DIR/bootstrap,handler=reducer,memory=512,timeout=60,concurrency=4" \
     > "$D/serve.out" 2> "$D/serve.err" &
 serve_pid=$!
-for _ in $(seq 100); do grep -q "logs in" "$D/serve.out" 2>/dev/null && break; sleep 0.1; done
-port=$(sed -n 's/.*http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$D/serve.out" | head -1)
+port=$(serve_port "$D/serve.out")
 [ -n "$port" ] || { cat "$D/serve.err"; fail "lambdamr serve did not start"; finish; }
 
 export AWS_ACCESS_KEY_ID=AKIDBACKENDTEST AWS_SECRET_ACCESS_KEY=backend-test-secret AWS_REGION=us-east-1
 unset AWS_SESSION_TOKEN AWS_PROFILE AWS_ENDPOINT_URL
 export AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
-python3 "$LMR_SOURCE_DIR/tests/integration/lib/sigv4_check_proxy.py" "http://127.0.0.1:$port" \
-    "$AWS_SECRET_ACCESS_KEY" "$D/checks" > "$D/proxy.out" 2> "$D/proxy.err" &
-proxy_pid=$!
-for _ in $(seq 100); do [ -s "$D/proxy.out" ] && break; sleep 0.1; done
-proxy_port=$(head -1 "$D/proxy.out")
+sigv4_proxy_start "http://127.0.0.1:$port" "$AWS_SECRET_ACCESS_KEY" "$D/checks" "$D/proxy"
 [ -n "$proxy_port" ] || { cat "$D/proxy.err"; fail "the signature-checking proxy did not start"; finish; }
 export AWS_ENDPOINT_URL_LAMBDA="http://127.0.0.1:$proxy_port"
 

@@ -8,6 +8,7 @@
 set -euo pipefail
 : "${LMR_BIN_DIR:?}" "${LMR_SOURCE_DIR:?}"
 source "$LMR_SOURCE_DIR/tests/integration/lib/moto.sh" # for lmr_on_exit
+source "$LMR_SOURCE_DIR/tests/integration/lib/serve.sh"
 work=$(mktemp -d)
 serve_pid= proxy_pid=
 lmr_on_exit '[ -n "$proxy_pid" ] && kill "$proxy_pid" 2>/dev/null; [ -n "$serve_pid" ] && kill "$serve_pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"'
@@ -22,18 +23,13 @@ jget() { python3 -c 'import json,sys; v=json.loads(sys.argv[1])[sys.argv[2]]; pr
     --function "single=$LMR_BIN_DIR/fn_test,handler=sleep,timeout=10,concurrency=1" \
     >"$work/serve.out" 2>"$work/serve.err" &
 serve_pid=$!
-for _ in $(seq 100); do grep -q "logs in" "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
-port=$(sed -n 's/.*http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$work/serve.out" | head -1)
+port=$(serve_port "$work/serve.out")
 [ -n "$port" ] || die "lambdamr serve did not start"
 
 export AWS_ACCESS_KEY_ID=AKIDLAMBDATEST AWS_SECRET_ACCESS_KEY=lambda-test-secret AWS_REGION=us-east-1
 unset AWS_SESSION_TOKEN AWS_PROFILE AWS_ENDPOINT_URL
 export AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
-python3 "$LMR_SOURCE_DIR/tests/integration/lib/sigv4_check_proxy.py" "http://127.0.0.1:$port" \
-    "$AWS_SECRET_ACCESS_KEY" "$work/checks" >"$work/proxy.out" 2>"$work/proxy.err" &
-proxy_pid=$!
-for _ in $(seq 100); do [ -s "$work/proxy.out" ] && break; sleep 0.1; done
-proxy_port=$(head -1 "$work/proxy.out")
+sigv4_proxy_start "http://127.0.0.1:$port" "$AWS_SECRET_ACCESS_KEY" "$work/checks" "$work/proxy"
 [ -n "$proxy_port" ] || die "the signature-checking proxy did not start: $(cat "$work/proxy.err")"
 export AWS_ENDPOINT_URL_LAMBDA="http://127.0.0.1:$proxy_port"
 

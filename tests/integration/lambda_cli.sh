@@ -3,6 +3,7 @@
 # the bootstrap binary, sync and async, FunctionError for a failing function, clean stop.
 set -euo pipefail
 : "${LMR_BIN_DIR:?}" "${LMR_SOURCE_DIR:?}"
+source "$LMR_SOURCE_DIR/tests/integration/lib/serve.sh"
 work=$(mktemp -d)
 serve_pid=
 cleanup() {
@@ -11,6 +12,14 @@ cleanup() {
 }
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; [ -f "$work/serve.out" ] && cat "$work/serve.out" "$work/serve.err" >&2; exit 1; }
+# Send signal $1 to serve, wait up to 10 s for it to end, and require exit status 0 ($2 ends that message).
+stop_serve() {
+    kill -"$1" "$serve_pid"
+    for _ in $(seq 100); do kill -0 "$serve_pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$serve_pid" 2>/dev/null; then fail "serve did not stop on SIG$1"; fi
+    wait "$serve_pid" || fail "serve exited with an error status$2"
+    serve_pid=
+}
 
 "$LMR_BIN_DIR/lambdamr" serve --help | grep -q -- "--function" || fail "serve --help"
 if "$LMR_BIN_DIR/lambdamr" serve --function bad 2>/dev/null; then fail "a bad --function spec was accepted"; fi
@@ -23,8 +32,7 @@ bash_rt="$LMR_SOURCE_DIR/tests/integration/fixtures/bash_bootstrap"
     --function "slow=$LMR_BIN_DIR/fn_test,handler=sleep,timeout=1" \
     >"$work/serve.out" 2>"$work/serve.err" &
 serve_pid=$!
-for _ in $(seq 100); do grep -q "logs in" "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
-port=$(sed -n 's/.*http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$work/serve.out")
+port=$(serve_port "$work/serve.out")
 [ -n "$port" ] || fail "serve did not print its port"
 grep -q "logs in $work/logs" "$work/serve.out" || fail "serve did not print the log directory"
 
@@ -88,11 +96,7 @@ PY
 # Clean stop on SIGTERM: environments (process groups, with the bash runtime's curl) go too.
 groups=$(pgrep -P "$serve_pid" || true)
 [ -n "$groups" ] || fail "no execution environments before the stop"
-kill -TERM "$serve_pid"
-for _ in $(seq 100); do kill -0 "$serve_pid" 2>/dev/null || break; sleep 0.1; done
-if kill -0 "$serve_pid" 2>/dev/null; then fail "serve did not stop on SIGTERM"; fi
-wait "$serve_pid" || fail "serve exited with an error status"
-serve_pid=
+stop_serve TERM ""
 # SIGKILL went to each environment's process group; orphans (the bash runtime's curl) may take
 # a moment to be reaped by init.
 for g in $groups; do
@@ -104,18 +108,13 @@ done
 "$LMR_BIN_DIR/lambdamr" serve --function "slow=$LMR_BIN_DIR/fn_test,handler=sleep,timeout=30" \
     >"$work/serve2.out" 2>&1 &
 serve_pid=$!
-for _ in $(seq 100); do grep -q "logs in" "$work/serve2.out" 2>/dev/null && break; sleep 0.1; done
-port=$(sed -n 's/.*http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$work/serve2.out")
+port=$(serve_port "$work/serve2.out")
 curl -s -o "$work/slow.out" -d 20000 "http://127.0.0.1:$port/2015-03-31/functions/slow/invocations" &
 curl_pid=$!
 sleep 0.5
 children=$(pgrep -P "$serve_pid" || true)
 [ -n "$children" ] || fail "no execution environment was running"
-kill -INT "$serve_pid"
-for _ in $(seq 100); do kill -0 "$serve_pid" 2>/dev/null || break; sleep 0.1; done
-if kill -0 "$serve_pid" 2>/dev/null; then fail "serve did not stop on SIGINT"; fi
-wait "$serve_pid" || fail "serve exited with an error status after SIGINT"
-serve_pid=
+stop_serve INT " after SIGINT"
 wait "$curl_pid" || true
 for c in $children; do
     if kill -0 "$c" 2>/dev/null; then fail "environment process $c survived the service"; fi

@@ -10,6 +10,7 @@ BIN=${LMR_BIN_DIR:?set LMR_BIN_DIR to the bin directory of a build}
 SRC=${LMR_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 LMR=$BIN/lambdamr
 source "$SRC/tests/integration/lib/moto.sh"
+source "$SRC/tests/integration/lib/kill_restart.sh"
 T=$(mktemp -d /tmp/lmr-stream-kinesis.XXXXXX)
 PIDS=()
 lmr_on_exit 'for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done; [ -n "${LMR_TEST_KEEP:-}" ] || rm -rf "$T"'
@@ -128,12 +129,7 @@ consumer() {
 producer &
 PRODUCER=$!
 PIDS+=("$PRODUCER")
-for cycle in $(seq 1 "${LMR_TEST_KILLS:-4}"); do
-    consumer
-    sleep "$(python3 -c "import random; print(round(random.uniform(0.8, 2.0), 2))")"
-    kill -9 "$CPID" 2>/dev/null || true
-    wait "$CPID" 2>/dev/null || true
-done
+kill_restart "${LMR_TEST_KILLS:-4}" 0.8 2.0 consumer
 consumer
 wait "$PRODUCER"
 

@@ -4,6 +4,7 @@
 # consumer is killed with SIGKILL at random moments while lines keep arriving (file source,
 # with a log rotation in the middle), and restarted.
 set -euo pipefail
+source "$(dirname "$0")/lib/kill_restart.sh"
 BIN=${LMR_BIN_DIR:?set LMR_BIN_DIR to the bin directory of a build}
 LMR=$BIN/lambdamr
 T=$(mktemp -d /tmp/lmr-stream-local.XXXXXX)
@@ -132,12 +133,7 @@ consumer() {
     CPID=$!
     PIDS+=("$CPID")
 }
-for cycle in 1 2 3 4 5; do
-    consumer
-    sleep "$(python3 -c "import random; print(round(random.uniform(0.3, 1.6), 2))")"
-    kill -9 "$CPID" 2>/dev/null || true
-    wait "$CPID" 2>/dev/null || true
-done
+kill_restart 5 0.3 1.6 consumer
 consumer
 # Wait for the writer, then for the outputs to catch up with everything written.
 wait "$WRITER"

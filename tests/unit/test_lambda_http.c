@@ -20,6 +20,8 @@
 #include "util/buf.h"
 #include "util/misc.h"
 
+#include "test_threads.h"
+
 static char fn_path[4096];
 static struct lmr_lambda_service *svc;
 static uint16_t port;
@@ -387,13 +389,7 @@ static void test_concurrent_http(void **state)
     pthread_t t[THREADS];
     for (uintptr_t i = 0; i < THREADS; i++)
         pthread_create(&t[i], NULL, hammer, (void *)i);
-    long bad = 0;
-    for (int i = 0; i < THREADS; i++) {
-        void *rv;
-        pthread_join(t[i], &rv);
-        bad += (long)rv;
-    }
-    assert_int_equal(bad, 0);
+    assert_int_equal(join_sum(t, THREADS), 0);
 }
 
 int main(void)

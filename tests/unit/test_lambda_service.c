@@ -18,6 +18,8 @@
 #include "lambda/service.h"
 #include "util/misc.h"
 
+#include "test_threads.h"
+
 static char fn_path[4096];
 
 struct fixture {
@@ -478,13 +480,7 @@ static void test_concurrent_threads(void **state)
     pthread_t t[THREADS];
     for (int i = 0; i < THREADS; i++)
         pthread_create(&t[i], NULL, hammer, f);
-    long bad = 0;
-    for (int i = 0; i < THREADS; i++) {
-        void *rv;
-        pthread_join(t[i], &rv);
-        bad += (long)rv;
-    }
-    assert_int_equal(bad, 0);
+    assert_int_equal(join_sum(t, THREADS), 0);
     char *log = read_log(f, "echo");
     assert_int_equal(count_occurrences(log, "REPORT RequestId:"), THREADS * CALLS_PER_THREAD);
     assert_true(count_occurrences(log, "Init Duration:") <= 4);

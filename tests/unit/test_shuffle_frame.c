@@ -15,41 +15,16 @@
 
 #include "shuffle/frame.h"
 #include "store/store.h"
-
-struct ctx {
-    char dir[64];
-    struct lmr_store *store;
-};
+#include "test_store_fixture.h"
 
 static int setup(void **state)
 {
-    struct ctx *c = calloc(1, sizeof *c);
-    snprintf(c->dir, sizeof c->dir, "/tmp/lmr-shuffle-frame-XXXXXX");
-    assert_non_null(mkdtemp(c->dir));
-    struct lmr_err err;
-    assert_int_equal(lmr_store_open(c->dir, &c->store, NULL, &err), LMR_OK);
-    *state = c;
-    return 0;
+    return store_fixture_setup(state, "lmr-shuffle-frame");
 }
 
 static int teardown(void **state)
 {
-    struct ctx *c = *state;
-    lmr_store_destroy(c->store);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", c->dir);
-    assert_int_equal(system(cmd), 0);
-    free(c);
-    return 0;
-}
-
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-static uint64_t rnd(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
+    return store_fixture_teardown(state);
 }
 
 struct rec {
@@ -81,7 +56,7 @@ static size_t rand_len(void)
 }
 
 /* Write nparts frames of random records into object key; returns the records per frame. */
-static void write_object(struct ctx *c, const char *key, uint32_t nparts, struct rec **recs, size_t *nrecs,
+static void write_object(struct store_fixture *c, const char *key, uint32_t nparts, struct rec **recs, size_t *nrecs,
                          struct lmr_partition_frame *frames, uint64_t *size)
 {
     struct lmr_frame_writer *fw;
@@ -128,7 +103,7 @@ static void free_recs(struct rec **recs, size_t *nrecs, uint32_t nparts)
 
 static void test_round_trip(void **state)
 {
-    struct ctx *c = *state;
+    struct store_fixture *c = *state;
     enum { NP = 5 };
     struct rec *recs[NP];
     size_t nrecs[NP];
@@ -181,7 +156,7 @@ static void test_round_trip(void **state)
 
 static void test_huge_record(void **state)
 {
-    struct ctx *c = *state;
+    struct store_fixture *c = *state;
     struct lmr_err err;
     struct lmr_frame_writer *fw;
     assert_int_equal(lmr_frame_writer_new(3, &fw, &err), LMR_OK);
@@ -245,7 +220,7 @@ static enum lmr_result read_all(struct lmr_store *s, const char *key, uint64_t o
 
 static void test_corrupt_and_truncated(void **state)
 {
-    struct ctx *c = *state;
+    struct store_fixture *c = *state;
     enum { NP = 3 };
     struct rec *recs[NP];
     size_t nrecs[NP];
@@ -302,7 +277,7 @@ static void test_corrupt_and_truncated(void **state)
 /* Valid zstd frames whose content is not a sequence of [bin, bin] records. */
 static void test_bad_msgpack(void **state)
 {
-    struct ctx *c = *state;
+    struct store_fixture *c = *state;
     struct lmr_err err;
     static const struct {
         const char *bytes;

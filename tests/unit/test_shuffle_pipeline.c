@@ -18,34 +18,18 @@
 #include "shuffle/map_output.h"
 #include "shuffle/reduce_input.h"
 #include "store/store.h"
+#include "test_store_fixture.h"
 
 /* ---- fixtures ----------------------------------------------------------------------------------------------- */
 
-struct ctx {
-    char dir[64];
-    struct lmr_store *store;
-};
-
 static int setup(void **state)
 {
-    struct ctx *c = calloc(1, sizeof *c);
-    snprintf(c->dir, sizeof c->dir, "/tmp/lmr-shuffle-pipe-XXXXXX");
-    assert_non_null(mkdtemp(c->dir));
-    struct lmr_err err;
-    assert_int_equal(lmr_store_open(c->dir, &c->store, NULL, &err), LMR_OK);
-    *state = c;
-    return 0;
+    return store_fixture_setup(state, "lmr-shuffle-pipe");
 }
 
 static int teardown(void **state)
 {
-    struct ctx *c = *state;
-    lmr_store_destroy(c->store);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", c->dir);
-    assert_int_equal(system(cmd), 0);
-    free(c);
-    return 0;
+    return store_fixture_teardown(state);
 }
 
 static enum lmr_result count_fn(void *user, const struct lmr_store_object *obj)
@@ -54,22 +38,13 @@ static enum lmr_result count_fn(void *user, const struct lmr_store_object *obj)
     return LMR_OK;
 }
 
-static size_t count_keys(struct ctx *c, const char *prefix)
+static size_t count_keys(struct store_fixture *c, const char *prefix)
 {
     size_t n = 0;
     struct lmr_err err;
     enum lmr_result rc = lmr_store_list(c->store, prefix, count_fn, &n, &err);
     assert_true(rc == LMR_OK || rc == LMR_ERR_NOT_FOUND);
     return n;
-}
-
-static uint64_t rng_state;
-static uint64_t rnd(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
 }
 
 /* ---- pairs and the oracle ----------------------------------------------------------------------------------- */
@@ -197,8 +172,8 @@ static uint32_t expected_partition(const struct lmr_job_ops *ops, struct lmr_sli
 }
 
 /* Map pairs[0..n) through ops->map (pairs job) or straight emits of count 1 (wordcount). */
-static void run_map(struct ctx *c, const struct lmr_job_ops *ops, const struct pair *pairs, size_t n, uint32_t R,
-                    size_t budget, const char *obj, struct lmr_map_output_index *index)
+static void run_map(struct store_fixture *c, const struct lmr_job_ops *ops, const struct pair *pairs, size_t n,
+                    uint32_t R, size_t budget, const char *obj, struct lmr_map_output_index *index)
 {
     struct lmr_err err;
     char spill[128];
@@ -260,7 +235,7 @@ static size_t split_words(const struct pair *p, struct pair *out)
 }
 
 /* Read every partition of obj and check it against the oracle (pairs sorted by (key, value)). */
-static void check_object(struct ctx *c, const struct lmr_job_ops *ops, const char *obj, uint32_t R,
+static void check_object(struct store_fixture *c, const struct lmr_job_ops *ops, const char *obj, uint32_t R,
                          const struct pair *pairs, size_t n, const struct lmr_map_output_index *index)
 {
     struct lmr_err err;
@@ -357,7 +332,7 @@ static void check_object(struct ctx *c, const struct lmr_job_ops *ops, const cha
 static void map_case(void **state, const struct lmr_job_ops *ops, size_t n, uint64_t vocab, uint32_t R, size_t budget,
                      bool expect_spills)
 {
-    struct ctx *c = *state;
+    struct store_fixture *c = *state;
     struct pair *p = gen_pairs(n, vocab, n ^ R);
     struct lmr_map_output_index index;
     run_map(c, ops, p, n, R, budget, "inter/m-00000", &index);
@@ -388,7 +363,7 @@ static void test_wordcount_large_table(void **state)
 static void test_sum_binary_keys(void **state)
 {
     map_case(state, &sum_job, 150000, 400000, 4, 64u << 20, false);
-    struct ctx *c = *state;
+    struct store_fixture *c = *state;
     lmr_store_delete(c->store, (const char *const[]){"inter/m-00000"}, 1, NULL);
     map_case(state, &sum_job, 100000, 100000, 3, lmr_map_output_min_memory_bytes(), true);
 }
@@ -422,7 +397,7 @@ static void test_one_partition_many_spills(void **state)
 
 static void test_map_errors(void **state)
 {
-    struct ctx *c = *state;
+    struct store_fixture *c = *state;
     struct lmr_err err;
     struct lmr_map_output *mo;
     struct lmr_map_output_options o = {.ops = wc(),
@@ -471,7 +446,7 @@ struct maps {
     char obj[M][32];
 };
 
-static void make_maps(struct ctx *c, const struct lmr_job_ops *ops, struct maps *mp, size_t per_map)
+static void make_maps(struct store_fixture *c, const struct lmr_job_ops *ops, struct maps *mp, size_t per_map)
 {
     for (int m = 0; m < M; m++) {
         mp->n[m] = per_map + (size_t)m * 1000;
@@ -493,7 +468,7 @@ static void free_maps(struct maps *mp)
 static void reduce_case(void **state, const struct lmr_job_ops *ops, size_t budget, bool expect_passes,
                         bool read_one_value)
 {
-    struct ctx *c = *state;
+    struct store_fixture *c = *state;
     struct maps mp;
     make_maps(c, ops, &mp, 8000);
     oracle_cmp = ops->compare ? ops->compare : bytewise;
@@ -630,7 +605,7 @@ static void test_reduce_custom_order_skipping_values(void **state)
 
 static void test_reduce_corrupt_frame(void **state)
 {
-    struct ctx *c = *state;
+    struct store_fixture *c = *state;
     struct maps mp;
     make_maps(c, &pairs_job, &mp, 3000);
     /* Damage map 2's object in the middle of partition 1's frame. */
@@ -682,7 +657,7 @@ static void test_reduce_corrupt_frame(void **state)
 
 static void test_reduce_empty(void **state)
 {
-    struct ctx *c = *state;
+    struct store_fixture *c = *state;
     struct lmr_frame_ref refs[2] = {{NULL, "nothing/a", 0, 0}, {NULL, "nothing/b", 0, 0}};
     struct lmr_reduce_input_options o = {
         .ops = wc(), .store = c->store, .frames = refs, .nframes = 2, .memory_limit_bytes = 64u << 20};

@@ -15,30 +15,6 @@
 #include "stream/handler.h"
 #include "stream/state.h"
 
-static void test_base64_vectors(void **unused)
-{
-    /* RFC 4648 section 10 test vectors. */
-    static const char *const plain[] = {"", "f", "fo", "foo", "foob", "fooba", "foobar"};
-    static const char *const enc[] = {"", "Zg==", "Zm8=", "Zm9v", "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"};
-    for (size_t i = 0; i < 7; i++) {
-        struct lmr_buf b;
-        lmr_buf_init(&b, 100);
-        assert_int_equal(lmr_base64_append(&b, plain[i], strlen(plain[i])), LMR_OK);
-        assert_string_equal(b.len ? b.data : "", enc[i]);
-        uint8_t out[16];
-        size_t n;
-        assert_int_equal(lmr_base64_decode(enc[i], strlen(enc[i]), out, &n), LMR_OK);
-        assert_int_equal(n, strlen(plain[i]));
-        assert_memory_equal(out, plain[i], n);
-        lmr_buf_clean_up(&b);
-    }
-    uint8_t out[16];
-    size_t n;
-    assert_int_equal(lmr_base64_decode("Zm9", 3, out, &n), LMR_ERR_FORMAT);
-    assert_int_equal(lmr_base64_decode("Zm=v", 4, out, &n), LMR_ERR_FORMAT);
-    assert_int_equal(lmr_base64_decode("Z!9v", 4, out, &n), LMR_ERR_FORMAT);
-}
-
 static void test_time(void **unused)
 {
     char buf[40];
@@ -348,7 +324,6 @@ static void test_handler_state_limit(void **unused)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_base64_vectors),
         cmocka_unit_test(test_time),
         cmocka_unit_test(test_event_roundtrip),
         cmocka_unit_test(test_response),

@@ -51,9 +51,11 @@ struct run {
 #define BATCH_VALUE_MAX 16
 #define BATCH_MIN_SLOTS ((size_t)1 << 15) /* smaller tables stay in cache: no pipelining */
 
+#define BATCH_KEY_MAX 48 /* longer keys bypass the pipeline */
+
 struct pending {
     uint64_t h;
-    uint64_t key[2]; /* the short key, zero-padded (see load_short) */
+    uint64_t key[BATCH_KEY_MAX / 8]; /* a short key zero-padded to two words (see load_short), or the key */
     uint32_t klen;
     uint8_t value[BATCH_VALUE_MAX];
 };
@@ -581,6 +583,27 @@ static void flush_batch(struct lmr_map_output *mo)
     mo->ring_head = mo->ring_tail = 0;
 }
 
+/* ring[t] was just filled: prefetch its slot, prefetch the entry of ring[t - ENTRY_LAG], combine
+   ring[t - COMBINE_LAG]. */
+static inline void pipeline_step(struct lmr_map_output *mo, size_t t)
+{
+    size_t mask = mo->items_cap - 1;
+    __builtin_prefetch(&mo->items[mo->ring[t % RING].h & mask]);
+    if (t >= mo->ring_head + ENTRY_LAG) {
+        const struct pending *q = &mo->ring[(t - ENTRY_LAG) % RING];
+        const uint8_t *e = mo->items[q->h & mask].entry;
+        if (e) { /* the header and the key's end: an entry may straddle two cache lines */
+            __builtin_prefetch(e);
+            __builtin_prefetch(e + 7 + mo->acc_bytes + (q->klen <= SHORT_KEY ? SHORT_KEY : q->klen));
+        }
+    }
+    if (t >= mo->ring_head + COMBINE_LAG) {
+        struct pending *q = &mo->ring[mo->ring_head++ % RING];
+        combine_one(mo, (struct lmr_slice){(const uint8_t *)q->key, q->klen}, (struct lmr_slice){q->value, mo->vs},
+                    q->h, q->klen <= SHORT_KEY ? q->key : NULL);
+    }
+}
+
 /*
  * Emits go through a software pipeline: hash the key, copy it (short) with the value into a ring
  * of pending pairs and prefetch its slot; ENTRY_LAG emits later the slot is in cache, and the
@@ -609,9 +632,19 @@ static void emit_combine(struct lmr_emitter *self, struct lmr_slice key, struct 
                                      key.len));
             return;
         }
-        /* A long key: straight into the table (pending pairs are combined later: order does not matter). */
         mo->records_in++;
-        combine_one(mo, key, value, XXH3_64bits(key.ptr, key.len), NULL);
+        uint64_t h = XXH3_64bits(key.ptr, key.len);
+        if (mo->items_cap < BATCH_MIN_SLOTS || mo->vs > BATCH_VALUE_MAX || key.len > BATCH_KEY_MAX) {
+            combine_one(mo, key, value, h, NULL); /* pending pairs come later: the order does not matter */
+            return;
+        }
+        size_t t = mo->ring_tail++;
+        struct pending *p = &mo->ring[t % RING];
+        p->h = h;
+        p->klen = (uint32_t)key.len;
+        memcpy(p->key, key.ptr, key.len);
+        memcpy(p->value, value.ptr, mo->vs);
+        pipeline_step(mo, t);
         return;
     }
     mo->records_in++;
@@ -622,7 +655,7 @@ static void emit_combine(struct lmr_emitter *self, struct lmr_slice key, struct 
         combine_one(mo, key, value, h, w);
         return;
     }
-    size_t mask = mo->items_cap - 1, t = mo->ring_tail++;
+    size_t t = mo->ring_tail++;
     struct pending *p = &mo->ring[t % RING];
     p->h = h;
     p->klen = (uint32_t)key.len;
@@ -632,20 +665,7 @@ static void emit_combine(struct lmr_emitter *self, struct lmr_slice key, struct 
         memcpy(p->value, value.ptr, 8);
     else
         memcpy(p->value, value.ptr, mo->vs);
-    __builtin_prefetch(&mo->items[h & mask]);
-    if (t >= mo->ring_head + ENTRY_LAG) {
-        const struct pending *q = &mo->ring[(t - ENTRY_LAG) % RING];
-        const uint8_t *e = mo->items[q->h & mask].entry;
-        if (e) { /* the header and the key's end: an entry may straddle two cache lines */
-            __builtin_prefetch(e);
-            __builtin_prefetch(e + 7 + mo->acc_bytes + SHORT_KEY);
-        }
-    }
-    if (t >= mo->ring_head + COMBINE_LAG) {
-        struct pending *q = &mo->ring[mo->ring_head++ % RING];
-        combine_one(mo, (struct lmr_slice){(const uint8_t *)q->key, q->klen}, (struct lmr_slice){q->value, mo->vs},
-                    q->h, q->key);
-    }
+    pipeline_step(mo, t);
 }
 
 /*

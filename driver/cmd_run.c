@@ -67,7 +67,7 @@ static void run_usage(FILE *f)
                "                         would not give every concurrent invocation a shard)\n"
                "      --mappers N        at most N map tasks (shards are packed into tasks)\n"
                "      --reducers N       reduce tasks (default: one per GiB of input, and at least one per\n"
-            "                         concurrent invocation when the input is over 64 MiB each)\n"
+               "                         concurrent invocation when the input is over 64 MiB each)\n"
                "      --memory MB        each function's memory size and budget (default 1024)\n"
                "      --timeout SECONDS  each invocation's timeout (default 900)\n"
                "      --concurrency N    invocations in flight (default: CPUs here, 100 on AWS)\n"

@@ -29,8 +29,7 @@ enum lmr_result lmr_job_find(const char *name, const struct lmr_job_ops **out, s
                             "'%s' is not a lambdamr job plugin: it must export lmr_job_plugin()", name);
         return LMR_OK;
     }
-    return lmr_fail(err, LMR_ERR_NOT_FOUND, "unknown job '%s'; run 'lambdamr run --help' for the built-in jobs",
-                    name);
+    return lmr_fail(err, LMR_ERR_NOT_FOUND, "unknown job '%s'; run 'lambdamr run --help' for the built-in jobs", name);
 }
 
 void lmr_job_list(FILE *f)

@@ -5,10 +5,10 @@
  * Combining jobs (ops->combine) combine at emit time into an open-addressing hash table (key bytes
  * and a value_size accumulator per entry in an arena; the partition, XXH3_64bits(key) % R by
  * default, is computed once per new key), through a software pipeline that prefetches slots and
- * entries some emits ahead (map_output.c, emit_combine). Other jobs buffer every pair in an arena. When the memory budget
- * is reached, the buffered entries are sorted by (partition, key) and written to the store as a
- * sorted spill run; at finish the in-memory entries and all runs are merged per partition
- * (combining again) into the intermediate object, streamed through a store writer.
+ * entries some emits ahead (map_output.c, emit_combine). Other jobs buffer every pair in an arena. When the memory
+ * budget is reached, the buffered entries are sorted by (partition, key) and written to the store as a sorted spill
+ * run; at finish the in-memory entries and all runs are merged per partition (combining again) into the intermediate
+ * object, streamed through a store writer.
  */
 #ifndef LMR_SHUFFLE_MAP_OUTPUT_H
 #define LMR_SHUFFLE_MAP_OUTPUT_H

@@ -309,13 +309,20 @@ static void progress(const struct lmr_coordinator_options *opts, const char *pha
     }
 }
 
-static void store_counts(struct lmr_store *s, uint64_t *acc)
+/* Requests this process made itself, through its stores (counted like the tasks' "store" figures). */
+static void coordinator_requests(const struct lmr_coordinator_options *o, uint64_t *acc)
 {
-    acc[0] += atomic_load(&s->stats.get_requests);
-    acc[1] += atomic_load(&s->stats.put_requests);
-    acc[2] += atomic_load(&s->stats.list_requests);
-    acc[3] += atomic_load(&s->stats.head_requests);
-    acc[4] += atomic_load(&s->stats.delete_requests);
+    struct lmr_store_set own = {.n = 0};
+    const struct lmr_store_set *set = o->driver_stores;
+    if (!set) {
+        own.stores[own.n++] = o->work_store;
+        if (o->output_store != o->work_store)
+            own.stores[own.n++] = o->output_store;
+        set = &own;
+    }
+    json_t *stats = lmr_store_set_stats_json(set);
+    add_store_stats(acc, stats);
+    json_decref(stats);
 }
 
 enum lmr_result lmr_coordinator_run(const struct lmr_coordinator_options *opts, const struct lmr_job_plan *plan,
@@ -362,9 +369,7 @@ enum lmr_result lmr_coordinator_run(const struct lmr_coordinator_options *opts, 
         /* Intermediate data is no longer needed; the manifest stays as the job's record. */
         delete_prefix(o.work_store, plan->job.work.key, manifest_key);
         uint64_t driver_store[5] = {0};
-        store_counts(o.work_store, driver_store);
-        if (o.output_store != o.work_store)
-            store_counts(o.output_store, driver_store);
+        coordinator_requests(&o, driver_store);
         driver_store[1] += 2; /* the report and _SUCCESS, written below */
         double now = lmr_mono_ms();
         *report = build_report(&jr, &map, map_only ? NULL : &red, now - tc, now - t0 + plan->plan_ms, driver_store);

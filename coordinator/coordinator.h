@@ -16,6 +16,7 @@
 #include "job/task.h"
 #include "lambda/invoker.h"
 #include "store/store.h"
+#include "store/store_set.h"
 
 /* A planned job: settings plus the map tasks' shards (task/attempt fields are set per invoke). */
 struct lmr_job_plan {
@@ -41,8 +42,11 @@ struct lmr_coordinator_options {
     const char *reduce_function;    /* Required: function name for reduce tasks. */
     struct lmr_store *work_store;   /* Required: holds plan->job.work. */
     struct lmr_store *output_store; /* Required: holds plan->job.output. */
-    uint32_t concurrency;           /* Optional: invocations in flight, default 8. */
-    uint32_t max_attempts;          /* Optional: per task, default 3. */
+    /* Optional: every store this process used (planning, output checks, work, output), whose
+     * requests the report counts as the coordinator's. Default: work_store and output_store. */
+    const struct lmr_store_set *driver_stores;
+    uint32_t concurrency;  /* Optional: invocations in flight, default 8. */
+    uint32_t max_attempts; /* Optional: per task, default 3. */
     /* Optional: called (from worker threads, serialised) whenever a task starts or ends. */
     void (*progress)(void *user_data, const struct lmr_progress *p);
     void *progress_user_data;

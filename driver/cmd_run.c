@@ -476,10 +476,8 @@ static int run_job(struct run_options *o)
     }
     out_prefix = with_slash(raw_prefix);
     free(raw_prefix);
-    if ((r = lmr_store_set_add(&stores, out_store, &err))) {
-        lmr_store_destroy(out_store);
+    if ((r = lmr_store_set_adopt(&stores, &out_store, &err)))
         goto out;
-    }
     if ((r = prepare_output(out_store, out_prefix, o->output, o->overwrite, &err)))
         goto out;
     if (o->work) {
@@ -488,8 +486,7 @@ static int run_job(struct run_options *o)
             lmr_err_prefix(&err, "--work '%s'", o->work);
             goto out;
         }
-        if ((r = lmr_store_set_add(&stores, work_store, &err))) {
-            lmr_store_destroy(work_store);
+        if ((r = lmr_store_set_adopt(&stores, &work_store, &err))) {
             free(wp);
             goto out;
         }
@@ -553,6 +550,7 @@ static int run_job(struct run_options *o)
                                          .reduce_function = reduce_fn,
                                          .work_store = work_store,
                                          .output_store = out_store,
+                                         .driver_stores = &stores,
                                          .concurrency = o->concurrency,
                                          .max_attempts = o->max_attempts,
                                          .progress = draw_progress,

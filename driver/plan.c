@@ -72,15 +72,7 @@ static enum lmr_result expand(struct expand_state *st, const char *uri, struct l
     enum lmr_result r = lmr_store_open(uri, &s, &prefix, err);
     if (r)
         return lmr_err_prefix(err, "input '%s'", uri);
-    struct lmr_store *shared = NULL;
-    for (size_t i = 0; i < stores->n; i++)
-        if (!strcmp(stores->stores[i]->root_uri, s->root_uri))
-            shared = stores->stores[i];
-    if (shared) {
-        lmr_store_destroy(s);
-        s = shared;
-    } else if ((r = lmr_store_set_add(stores, s, err))) {
-        lmr_store_destroy(s);
+    if ((r = lmr_store_set_adopt(stores, &s, err))) {
         free(prefix);
         return r;
     }

@@ -2,35 +2,46 @@
 
 #include <string.h>
 
+static struct lmr_store *find(const struct lmr_store_set *set, const char *root_uri)
+{
+    for (size_t i = 0; i < set->n; i++)
+        if (!strcmp(set->stores[i]->root_uri, root_uri))
+            return set->stores[i];
+    return NULL;
+}
+
 enum lmr_result lmr_store_set_get(struct lmr_store_set *set, const char *root_uri, struct lmr_store **out,
                                   struct lmr_err *err)
 {
-    for (size_t i = 0; i < set->n; i++) {
-        if (!strcmp(set->stores[i]->root_uri, root_uri)) {
-            *out = set->stores[i];
-            return LMR_OK;
-        }
-    }
+    if ((*out = find(set, root_uri)))
+        return LMR_OK;
     struct lmr_store *s;
     enum lmr_result r = lmr_store_open_root(root_uri, &s, err);
-    if (r)
-        return r;
-    if ((r = lmr_store_set_add(set, s, err))) {
-        lmr_store_destroy(s);
-        return r;
-    }
-    *out = s;
-    return LMR_OK;
+    if (!r)
+        r = lmr_store_set_adopt(set, &s, err);
+    if (!r)
+        *out = s;
+    return r;
 }
 
-enum lmr_result lmr_store_set_add(struct lmr_store_set *set, struct lmr_store *s, struct lmr_err *err)
+enum lmr_result lmr_store_set_adopt(struct lmr_store_set *set, struct lmr_store **s, struct lmr_err *err)
 {
-    if (set->n == LMR_STORE_SET_MAX)
-        return lmr_fail(err, LMR_ERR_TOO_LARGE,
-                        "a job may use at most %d distinct store roots (buckets or "
-                        "directories); %s is one too many",
-                        LMR_STORE_SET_MAX, s->root_uri);
-    set->stores[set->n++] = s;
+    struct lmr_store *shared = find(set, (*s)->root_uri);
+    if (shared) {
+        lmr_store_destroy(*s);
+        *s = shared;
+        return LMR_OK;
+    }
+    if (set->n == LMR_STORE_SET_MAX) {
+        enum lmr_result r = lmr_fail(err, LMR_ERR_TOO_LARGE,
+                                     "a job may use at most %d distinct store roots (buckets or directories); %s is "
+                                     "one too many",
+                                     LMR_STORE_SET_MAX, (*s)->root_uri);
+        lmr_store_destroy(*s);
+        *s = NULL;
+        return r;
+    }
+    set->stores[set->n++] = *s;
     return LMR_OK;
 }
 

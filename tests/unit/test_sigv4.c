@@ -1,6 +1,6 @@
 #define _GNU_SOURCE /* strptime */
 /*
- * SigV4 against the official signing suite (../shared/aws-sigv4-suite beside the source tree):
+ * SigV4 against the official signing suite (a copy in tests/data/aws-sigv4-suite, with its licence notice):
  * every case, header and presigned-query signing, canonical request, string to sign, signature
  * and the signed request compared byte for byte. Plus S3's single encoding and Lambda's
  * double encoding against values computed independently (AWS's documented S3 example and
@@ -330,7 +330,7 @@ int main(void)
         fprintf(stderr, "test_sigv4: LMR_SOURCE_DIR is not set (run through ctest)\n");
         return 1;
     }
-    snprintf(suite_dir, sizeof suite_dir, "%s/../shared/aws-sigv4-suite", src);
+    snprintf(suite_dir, sizeof suite_dir, "%s/tests/data/aws-sigv4-suite", src);
     DIR *d = opendir(suite_dir);
     if (!d) {
         fprintf(stderr, "test_sigv4: the SigV4 test suite is missing at %s: it must be present for this test\n",

@@ -18,7 +18,7 @@
 #include "job/registry.h"
 #include "lambda/aws_invoker.h"
 #include "lambda/service.h"
-#include "planner.h"
+#include "job_plan.h"
 #include "report_print.h"
 #include "util/misc.h"
 

@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "job/args.h"
-#include "planner.h"
+#include "job_plan.h"
 #include "util/misc.h"
 
 #define MiB (1024ull * 1024ull)

@@ -11,6 +11,7 @@
  * like Hadoop's, it must accept its own output as input.
  * The plumbing (pipes, poll, errors that name the command) is in exec_child.c.
  */
+#define _GNU_SOURCE /* qsort_r */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -171,13 +172,12 @@ static enum lmr_result split_line(const struct exec_state *s, struct lmr_slice l
 
 /* ---- combiner batches --------------------------------------------------------------------------------- */
 
-static const uint8_t *g_sort_arena; /* qsort's comparator context (one task at a time per process) */
-
-static int pair_cmp(const void *a, const void *b)
+static int pair_cmp(const void *a, const void *b, void *arena_ptr)
 {
     const struct pair_ref *x = a, *y = b;
+    const uint8_t *arena = arena_ptr;
     size_t n = x->klen < y->klen ? x->klen : y->klen;
-    int c = memcmp(g_sort_arena + x->off, g_sort_arena + y->off, n);
+    int c = memcmp(arena + x->off, arena + y->off, n);
     if (c)
         return c;
     return x->klen < y->klen ? -1 : x->klen > y->klen;
@@ -202,8 +202,7 @@ static enum lmr_result flush_combiner(struct exec_state *s, struct lmr_err *err)
 {
     if (!s->npairs)
         return LMR_OK;
-    g_sort_arena = s->arena;
-    qsort(s->pairs, s->npairs, sizeof *s->pairs, pair_cmp);
+    qsort_r(s->pairs, s->npairs, sizeof *s->pairs, pair_cmp, s->arena);
     struct lmr_exec_child_options o = {.command = s->combiner,
                                        .what = "combiner",
                                        .context = s->context,

@@ -183,10 +183,11 @@ static int parse_args(int argc, char **argv, struct run_options *o)
         {0, 0, 0, 0},
     };
     static const char *const job_arg_names[] = {
-        [OPT_DELIM - OPT_DELIM] = "delimiter", [OPT_FIELDS - OPT_DELIM] = "fields", [OPT_WHERE - OPT_DELIM] = "where",
-        [OPT_KEY - OPT_DELIM] = "key",         [OPT_VALUE - OPT_DELIM] = "value",   [OPT_OP - OPT_DELIM] = "op",
-        [OPT_MAPPER - OPT_DELIM] = "mapper",   [OPT_COMBINER - OPT_DELIM] = "combiner",
-        [OPT_REDUCER - OPT_DELIM] = "reducer", [OPT_SEPARATOR - OPT_DELIM] = "separator",
+        [OPT_DELIM - OPT_DELIM] = "delimiter",       [OPT_FIELDS - OPT_DELIM] = "fields",
+        [OPT_WHERE - OPT_DELIM] = "where",           [OPT_KEY - OPT_DELIM] = "key",
+        [OPT_VALUE - OPT_DELIM] = "value",           [OPT_OP - OPT_DELIM] = "op",
+        [OPT_MAPPER - OPT_DELIM] = "mapper",         [OPT_COMBINER - OPT_DELIM] = "combiner",
+        [OPT_REDUCER - OPT_DELIM] = "reducer",       [OPT_SEPARATOR - OPT_DELIM] = "separator",
         [OPT_KEY_FIELDS - OPT_DELIM] = "key-fields",
     };
     int c;
@@ -590,8 +591,8 @@ static int run_job(struct run_options *o)
     } else {
         /* The job's plugin and --file into a task root laid out as the function package is. */
         if ((lmr_job_is_plugin_name(o->job) || o->nfiles) &&
-            (r = lmr_task_root_make(lmr_job_is_plugin_name(o->job) ? o->job : NULL, o->files, o->nfiles,
-                                    &o->task_root, &err)))
+            (r = lmr_task_root_make(lmr_job_is_plugin_name(o->job) ? o->job : NULL, o->files, o->nfiles, &o->task_root,
+                                    &err)))
             goto out;
         if ((r = start_local(o, &svc, &inv, &err)))
             goto out;

@@ -77,7 +77,7 @@ void lmr_report_print(FILE *f, const json_t *report)
         size_t i = 0;
         fprintf(f, "  counters");
         json_object_foreach((json_t *)counters, k, v)
-        fprintf(f, "%s %s %" PRIu64, i++ ? "," : "", k, (uint64_t)json_integer_value(v));
+            fprintf(f, "%s %s %" PRIu64, i++ ? "," : "", k, (uint64_t)json_integer_value(v));
         fprintf(f, "\n");
     }
     fprintf(f, "  requests GET %" PRIu64 ", PUT %" PRIu64 ", LIST %" PRIu64 ", HEAD %" PRIu64 ", DELETE %" PRIu64 "\n",

@@ -19,8 +19,8 @@ static enum lmr_result copy_file(const char *from, const char *to, struct lmr_er
         int e = in < 0 ? errno : EISDIR;
         if (in >= 0)
             close(in);
-        return lmr_fail(err, LMR_ERR_NOT_FOUND, "cannot ship '%s': %s; --file and plugins must be regular files",
-                        from, strerror(e));
+        return lmr_fail(err, LMR_ERR_NOT_FOUND, "cannot ship '%s': %s; --file and plugins must be regular files", from,
+                        strerror(e));
     }
     int out = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, st.st_mode & 07777);
     if (out < 0) {

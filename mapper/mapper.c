@@ -257,17 +257,17 @@ enum lmr_result lmr_mapper_handle(void *user_data, const struct lmr_runtime_cont
     if (!won && object_key) /* another attempt committed first: its object is the one reducers read */
         lmr_store_delete(work, (const char *const *)&object_key, 1, NULL);
 
-    json_t *resp = json_pack("{s:s, s:I, s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:f, s:o}", "kind", "map",
-                             "task", (json_int_t)t.task, "attempt_id", t.attempt_id, "committed", won, "records_in",
-                             (json_int_t)in.records, "bytes_in", (json_int_t)in.bytes_read, "records_out",
-                             (json_int_t)(m.ops->map_only ? text.records : idx.records_out), "intermediate_raw_bytes",
-                             (json_int_t)(m.ops->map_only ? 0 : idx.raw_bytes), "intermediate_bytes",
-                             (json_int_t)(m.ops->map_only ? 0 : idx.object_bytes), "output_bytes",
-                             (json_int_t)(m.ops->map_only ? text.bytes : 0), "spills",
-                             (json_int_t)(m.ops->map_only ? 0 : idx.spills), "malformed_records",
-                             (json_int_t)m.counters.malformed_records, "counters",
-                             lmr_job_counters_to_json(&m.counters), "task_ms", lmr_mono_ms() - t0, "store",
-                             lmr_store_set_stats_json(&stores));
+    json_t *resp =
+        json_pack("{s:s, s:I, s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:f, s:o}", "kind", "map", "task",
+                  (json_int_t)t.task, "attempt_id", t.attempt_id, "committed", won, "records_in",
+                  (json_int_t)in.records, "bytes_in", (json_int_t)in.bytes_read, "records_out",
+                  (json_int_t)(m.ops->map_only ? text.records : idx.records_out), "intermediate_raw_bytes",
+                  (json_int_t)(m.ops->map_only ? 0 : idx.raw_bytes), "intermediate_bytes",
+                  (json_int_t)(m.ops->map_only ? 0 : idx.object_bytes), "output_bytes",
+                  (json_int_t)(m.ops->map_only ? text.bytes : 0), "spills",
+                  (json_int_t)(m.ops->map_only ? 0 : idx.spills), "malformed_records",
+                  (json_int_t)m.counters.malformed_records, "counters", lmr_job_counters_to_json(&m.counters),
+                  "task_ms", lmr_mono_ms() - t0, "store", lmr_store_set_stats_json(&stores));
     char *s = resp ? json_dumps(resp, JSON_COMPACT) : NULL;
     json_decref(resp);
     r = s ? lmr_buf_append_str(response, s) : LMR_ERR_NOMEM;

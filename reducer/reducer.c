@@ -100,7 +100,8 @@ enum lmr_result lmr_reducer_handle(void *user_data, const struct lmr_runtime_con
     }
     if (ops->finish && ops->finish(job_state, &text.emitter, &counters)) {
         const char *e = lmr_job_counters_error(&counters);
-        r = lmr_fail(err, LMR_ERR_FUNCTION, "job '%s': %s", ops->name, e ? e : "finish failed (the job gave no reason)");
+        r = lmr_fail(err, LMR_ERR_FUNCTION, "job '%s': %s", ops->name,
+                     e ? e : "finish failed (the job gave no reason)");
         goto done;
     }
     if (lmr_fault("reduce-kill", t.task, t.attempt))
@@ -120,13 +121,12 @@ enum lmr_result lmr_reducer_handle(void *user_data, const struct lmr_runtime_con
         goto done;
     struct lmr_reduce_input_stats st;
     lmr_reduce_input_stats(ri, &st);
-    json_t *resp =
-        json_pack("{s:s, s:I, s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:f, s:o}", "kind", "reduce", "task",
-                  (json_int_t)t.task, "attempt_id", t.attempt_id, "committed", won, "frames", (json_int_t)t.nframes,
-                  "bytes_in", (json_int_t)st.bytes_fetched, "records_in", (json_int_t)st.records, "groups",
-                  (json_int_t)groups, "records_out", (json_int_t)text.records, "bytes_out", (json_int_t)text.bytes,
-                  "counters", lmr_job_counters_to_json(&counters),
-                  "task_ms", lmr_mono_ms() - t0, "store", lmr_store_set_stats_json(&stores));
+    json_t *resp = json_pack(
+        "{s:s, s:I, s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:f, s:o}", "kind", "reduce", "task",
+        (json_int_t)t.task, "attempt_id", t.attempt_id, "committed", won, "frames", (json_int_t)t.nframes, "bytes_in",
+        (json_int_t)st.bytes_fetched, "records_in", (json_int_t)st.records, "groups", (json_int_t)groups, "records_out",
+        (json_int_t)text.records, "bytes_out", (json_int_t)text.bytes, "counters", lmr_job_counters_to_json(&counters),
+        "task_ms", lmr_mono_ms() - t0, "store", lmr_store_set_stats_json(&stores));
     char *s = resp ? json_dumps(resp, JSON_COMPACT) : NULL;
     json_decref(resp);
     r = s ? lmr_buf_append_str(response, s) : LMR_ERR_NOMEM;

@@ -9,9 +9,9 @@
 
 #include "lambdamr/job.h"
 
-#define LMR_JOB_COUNTERS_MAX 64        /* named counters per job */
-#define LMR_JOB_COUNTER_NAME_MAX 64    /* bytes per name */
-#define LMR_JOB_ERROR_MAX_BYTES 1024   /* lmr_job_error's sentence */
+#define LMR_JOB_COUNTERS_MAX 64      /* named counters per job */
+#define LMR_JOB_COUNTER_NAME_MAX 64  /* bytes per name */
+#define LMR_JOB_ERROR_MAX_BYTES 1024 /* lmr_job_error's sentence */
 
 /** The named counters as a JSON object {name: count} (new reference; empty when none). */
 json_t *lmr_job_counters_to_json(const struct lmr_job_counters *c);

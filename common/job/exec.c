@@ -193,8 +193,8 @@ static enum lmr_result on_combiner_line(void *user, struct lmr_slice line, struc
     return r;
 }
 
-static enum lmr_result child_write_buffered(struct exec_state *s, struct lmr_exec_child *c, uint8_t *buf,
-                                            size_t *len, const void *a, size_t alen, const void *b, size_t blen,
+static enum lmr_result child_write_buffered(struct exec_state *s, struct lmr_exec_child *c, uint8_t *buf, size_t *len,
+                                            const void *a, size_t alen, const void *b, size_t blen,
                                             struct lmr_err *err);
 
 /* Sort the batch, pipe it through the combiner, emit its output to the collector. */
@@ -287,9 +287,8 @@ static enum lmr_result on_child_line(void *user, struct lmr_slice line, struct l
 }
 
 /* Append a then b to buf, writing buf to the child whenever it is full. */
-static enum lmr_result child_write_buffered(struct exec_state *s, struct lmr_exec_child *c, uint8_t *buf,
-                                            size_t *len, const void *a, size_t alen, const void *b, size_t blen,
-                                            struct lmr_err *err)
+static enum lmr_result child_write_buffered(struct exec_state *s, struct lmr_exec_child *c, uint8_t *buf, size_t *len,
+                                            const void *a, size_t alen, const void *b, size_t blen, struct lmr_err *err)
 {
     enum lmr_result r;
     if (*len + alen + blen > EXEC_INPUT_BUF_BYTES) {

@@ -244,8 +244,7 @@ enum lmr_result lmr_exec_child_start(const struct lmr_exec_child_options *o, str
         goto done;
     }
     if (pipe2(pin, O_CLOEXEC) || pipe2(pout, O_CLOEXEC) || pipe2(perr, O_CLOEXEC)) {
-        r = lmr_fail(err, LMR_ERR_IO, "cannot create pipes for exec %s '%s': %s", o->what, o->command,
-                     strerror(errno));
+        r = lmr_fail(err, LMR_ERR_IO, "cannot create pipes for exec %s '%s': %s", o->what, o->command, strerror(errno));
         goto done;
     }
     /* Large pipes: fewer wake-ups. The system maximum (fs/pipe-max-size) may be lower: keep the default. */

@@ -16,22 +16,22 @@
 #include "lambdamr/job.h"
 #include "util/result.h"
 
-#define LMR_EXEC_PIPE_BYTES (1024 * 1024)  /* asked of F_SETPIPE_SZ for stdin and stdout */
-#define LMR_EXEC_READ_BYTES (256 * 1024)   /* one read of the child's stdout */
-#define LMR_EXEC_STDERR_HEAD_BYTES 2048    /* kept from the child's stderr for errors */
+#define LMR_EXEC_PIPE_BYTES (1024 * 1024) /* asked of F_SETPIPE_SZ for stdin and stdout */
+#define LMR_EXEC_READ_BYTES (256 * 1024)  /* one read of the child's stdout */
+#define LMR_EXEC_STDERR_HEAD_BYTES 2048   /* kept from the child's stderr for errors */
 
 /* Receives each output line (without "\n"); return non-zero with err set to stop the child. */
 typedef enum lmr_result (*lmr_exec_line_fn)(void *user, struct lmr_slice line, struct lmr_err *err);
 
 struct lmr_exec_child_options {
-    const char *command;         /* Required: run as /bin/sh -c COMMAND */
-    const char *what;            /* Required: "mapper", "combiner" or "reducer", for messages */
-    const char *context;         /* Optional: " (task m-00001, input …)" appended to messages */
-    const char *const *env;      /* Optional: extra "NAME=VALUE", NULL-terminated, after environ */
-    const char *cwd;             /* Optional: the child's working directory */
-    const char *path_prefix;     /* Optional: a folder put first in the child's PATH */
-    size_t max_line_bytes;       /* Required: the longest output line accepted */
-    lmr_exec_line_fn on_line;    /* Required */
+    const char *command;      /* Required: run as /bin/sh -c COMMAND */
+    const char *what;         /* Required: "mapper", "combiner" or "reducer", for messages */
+    const char *context;      /* Optional: " (task m-00001, input …)" appended to messages */
+    const char *const *env;   /* Optional: extra "NAME=VALUE", NULL-terminated, after environ */
+    const char *cwd;          /* Optional: the child's working directory */
+    const char *path_prefix;  /* Optional: a folder put first in the child's PATH */
+    size_t max_line_bytes;    /* Required: the longest output line accepted */
+    lmr_exec_line_fn on_line; /* Required */
     void *user;
 };
 

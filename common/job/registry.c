@@ -110,8 +110,7 @@ static enum lmr_result load_plugin(const char *name, const char *path, const str
     }
     if (!ops->name || !ops->map || (!ops->map_only && !ops->reduce)) {
         dlclose(h);
-        return lmr_fail(err, LMR_ERR_INVALID, "job plugin '%s' must set name, map and (unless map_only) reduce",
-                        name);
+        return lmr_fail(err, LMR_ERR_INVALID, "job plugin '%s' must set name, map and (unless map_only) reduce", name);
     }
     *out = ops;
     return LMR_OK;

@@ -19,8 +19,8 @@
 #define TOPK_MAX 16
 
 struct topk_acc {
-    uint64_t n;             /* values held, <= k */
-    int64_t v[TOPK_MAX];    /* largest first */
+    uint64_t n;          /* values held, <= k */
+    int64_t v[TOPK_MAX]; /* largest first */
 };
 
 struct state {

@@ -108,7 +108,7 @@ struct lmr_task_info {
 struct lmr_job_ops {
     uint32_t abi_version; /* Required for plugins: LMR_JOB_ABI_VERSION. Keep it the first field. */
     const char *name;     /* "wordcount" */
-    const char *summary; /* one line for --help */
+    const char *summary;  /* one line for --help */
 
     /*
      * Optional. Parse arguments and allocate job state (*state). Called once per task and in

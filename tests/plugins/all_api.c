@@ -76,8 +76,7 @@ static int aa_map(void *state, struct lmr_slice rec, struct lmr_emitter *out, st
     return 0;
 }
 
-static int aa_map_block(void *state, struct lmr_slice block, struct lmr_emitter *out,
-                        struct lmr_job_counters *counters)
+static int aa_map_block(void *state, struct lmr_slice block, struct lmr_emitter *out, struct lmr_job_counters *counters)
 {
     const uint8_t *p = block.ptr, *end = block.ptr + block.len;
     while (p < end) {

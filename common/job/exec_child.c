@@ -81,7 +81,7 @@ static enum lmr_result deliver_lines(struct lmr_exec_child *c, struct lmr_err *e
             break;
         enum lmr_result r = c->on_line(c->user, lmr_slice_make(p, (size_t)(nl - p)), err);
         if (r) {
-            kill(-c->pid, SIGKILL);
+            kill(c->pid, SIGKILL);
             if (err && !strncmp(err->msg, "exec ", 5))
                 return r; /* another child's complete message (a combiner fed by this mapper) */
             char cause[LMR_ERR_MSG_BYTES];
@@ -97,7 +97,7 @@ static enum lmr_result deliver_lines(struct lmr_exec_child *c, struct lmr_err *e
         char cause[160];
         snprintf(cause, sizeof cause, "wrote an output line longer than %zu bytes (the limit at this memory size)",
                  c->max_line_bytes);
-        kill(-c->pid, SIGKILL);
+        kill(c->pid, SIGKILL);
         return child_fail(c, err, LMR_ERR_TOO_LARGE, cause, NULL);
     }
     return LMR_OK;
@@ -265,8 +265,9 @@ enum lmr_result lmr_exec_child_start(const struct lmr_exec_child_options *o, str
     sigemptyset(&none);
     posix_spawnattr_setsigdefault(&attr, &def);
     posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setpgroup(&attr, 0);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP);
+    /* The child stays in the function's process group: when the execution environment is ended
+       (timeout, memory limit), its children end with it, as in a Lambda sandbox. */
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
     char *argv[] = {"/bin/sh", "-c", c->command, NULL};
     int e = posix_spawn(&c->pid, "/bin/sh", &fa, &attr, argv, envp);
     posix_spawn_file_actions_destroy(&fa);
@@ -377,7 +378,7 @@ void lmr_exec_child_destroy(struct lmr_exec_child *c)
     close_fd(&c->out_fd);
     close_fd(&c->err_fd);
     if (c->pid > 0 && !c->reaped) {
-        kill(-c->pid, SIGKILL);
+        kill(c->pid, SIGKILL);
         while (waitpid(c->pid, &c->status, 0) < 0 && errno == EINTR)
             ;
     }

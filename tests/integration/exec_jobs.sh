@@ -171,6 +171,12 @@ if expect_error rfail out-rfail exec --mapper ./wc_map --reducer 'head -n 3; exi
     has rfail "exec reducer 'head -n 3; exit 4' (task r-00000" && has rfail "exited with status 4" \
         && pass "a failing reducer: error names the reducer, its task and status"
 fi
+# A child that never ends is ended with its execution environment by the function's timeout.
+if expect_error tmo out-tmo exec --mapper 'sleep 371' --reducer cat --input text.txt --output out-tmo --max-attempts 1 \
+    --timeout 2; then
+    has tmo "Task timed out after" && sleep 0.5 && ! pgrep -f 'sleep 371' > /dev/null \
+        && pass "a child that never ends: the task times out and the child is gone" || fail "timed-out child left running"
+fi
 [ -z "$(ls out-exit3 out-sig out-notab out-rfail 2> /dev/null | grep part-)" ] && pass "failed jobs leave no part files" \
     || fail "part files left by failed jobs"
 

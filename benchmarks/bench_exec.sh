@@ -57,7 +57,7 @@ run_one() { # run_one NAME REPEAT -> wall seconds on stdout
         "$LMR" run ${CMD[$name]} --input "$W/text" --output "$out" --overwrite --json > "$W/$name.json"
     fi
     t1=$(date +%s.%N)
-    echo "scale=3; ($t1 - $t0) / 1" | bc | sed 's/^\./0./'
+    awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f\n", b - a }'
 }
 
 declare -A MEDIAN
@@ -74,5 +74,5 @@ for name in $ORDER; do
 done
 for name in $ORDER; do
     [ "$name" = builtin ] && continue
-    printf '{"ratio": "%s / builtin", "wall": %s}\n' "$name" "$(echo "scale=2; ${MEDIAN[$name]} / ${MEDIAN[builtin]}" | bc | sed 's/^\./0./')"
+    printf '{"ratio": "%s / builtin", "wall": %s}\n' "$name" "$(awk -v a="${MEDIAN[$name]}" -v b="${MEDIAN[builtin]}" 'BEGIN { printf "%.2f", a / b }')"
 done

@@ -16,6 +16,7 @@ static const struct command commands[] = {
     {"put", lmr_cmd_put, "put records into a Kinesis stream (PutRecords in batches)"},
     {"gen", lmr_cmd_gen, "generate a deterministic data set (text, bdb)"},
     {"serve", lmr_cmd_serve, "run the embedded Lambda-compatible service standalone"},
+    {"package", lmr_cmd_package, "write the function package (a zip for Lambda's provided.al2023)"},
 };
 
 static void usage(FILE *f)

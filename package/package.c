@@ -18,7 +18,7 @@
 /* 1980-01-01 00:00:00, the first date a zip (DOS) timestamp can hold: date = (year-1980)<<9 | month<<5 | day. */
 #define FIXED_DOS_DATE ((0u << 9) | (1u << 5) | 1u)
 #define FIXED_DOS_TIME 0u
-#define DEFLATE_LEVEL 9
+#define DEFLATE_LEVEL 6
 #define MAX_LIBC_BYTES (64u << 20)
 #define SCRIPT_MAX_BYTES 2048
 

@@ -97,9 +97,9 @@ LMR_BOOTSTRAP=$D/run.sh expect_error "a script as function binary" "not an ELF f
     || { [ ! -e "$D/no" ] && grep -q "cannot write the package" "$D/e.err" && pass "missing output directory: $(head -c 140 "$D/e.err")" || fail "missing dir: $(cat "$D/e.err")"; }
 ls "$D"/keep.zip.* "$D"/*.zip.* > /dev/null 2>&1 && fail "temporary files left beside the zip" || pass "no temporary files left"
 
-# Over the 50 MiB direct-upload limit (44 MiB of random bytes and the 8 MiB function): written,
+# Over the 50 MiB direct-upload limit (50 MiB of random bytes and the function): written,
 # since a deploy from S3 takes it, with a clear warning.
-head -c 44M /dev/urandom > "$D/random.bin"
+head -c 50M /dev/urandom > "$D/random.bin"
 "$LAMBDAMR" package --out "$D/big.zip" --file "$D/random.bin" > "$D/big.out" 2>&1 || fail "big package failed"
 grep -q "OVER LAMBDA'S LIMIT.*S3" "$D/big.out" && pass "over 50 MiB zipped: $(grep -o "OVER.*directly" "$D/big.out")" \
     || fail "no warning: $(tail -2 "$D/big.out")"

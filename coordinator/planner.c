@@ -1,9 +1,12 @@
-#include "plan.h"
+#include "planner.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-#define MiB (1024ull * 1024ull)
+#include "lambda/memory.h"
+#include "util/misc.h"
 
 struct input_object {
     struct lmr_store *store;
@@ -141,7 +144,7 @@ enum lmr_result lmr_plan_inputs(const struct lmr_plan_options *opts, struct lmr_
     uint64_t split = opts->split_size_bytes;
     if (!opts->split_size_given && opts->concurrency > 1 && total / split < opts->concurrency) {
         uint64_t even = (total + opts->concurrency - 1) / opts->concurrency;
-        split = even < MiB ? MiB : even;
+        split = even < LMR_PLAN_MIN_AUTO_SPLIT_BYTES ? LMR_PLAN_MIN_AUTO_SPLIT_BYTES : even;
     }
     /* Shards are packed into tasks of about one split; --mappers caps the count. */
     uint64_t target = split;

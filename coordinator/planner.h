@@ -1,15 +1,20 @@
 /*
  * Planning: expand the --input locations into objects, split them into shards of
  * --split-size bytes (compressed objects whole) and pack the shards into map tasks.
+ * Part of the planner library with job_plan.h (the whole job, the manifest).
  */
-#ifndef LMR_DRIVER_PLAN_H
-#define LMR_DRIVER_PLAN_H
+#ifndef LMR_COORDINATOR_PLANNER_H
+#define LMR_COORDINATOR_PLANNER_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "coordinator.h"
 #include "store/store_set.h"
+
+/* The default split size, and the smallest split the automatic narrowing goes down to. */
+#define LMR_PLAN_DEFAULT_SPLIT_BYTES (64ull * 1024 * 1024)
+#define LMR_PLAN_MIN_AUTO_SPLIT_BYTES (1ull * 1024 * 1024)
 
 struct lmr_plan_options {
     char **inputs; /* Required: paths, file:// or s3:// URIs */

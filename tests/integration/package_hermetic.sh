@@ -75,6 +75,13 @@ if grep -qx done "$D/look.out" && ! grep -q "^has " "$D/look.out"; then
 else
     fail "inside the chroot: $(cat "$D/look.out")"
 fi
+in_root /bin/sh -c 'echo x > /tmp/probe && ! (echo x > /var/task/probe) 2>/dev/null && echo dropped' > "$D/uid.out" 2>&1 || true
+if grep -qx dropped "$D/uid.out" && [ ! -e "$R/var/task/probe" ] && [ "$(stat -c %u "$R/tmp/probe")" = 65534 ]; then
+    pass "the chroot runs as uid 65534: /tmp is writable, /var/task is not"
+else
+    fail "uid in the chroot: $(cat "$D/uid.out")"
+fi
+rm -f "$R/tmp/probe" "$R/var/task/probe"
 
 # 4. Data on moto, and the serve with the packaged (pk-*) and unpackaged (un-*) functions.
 moto_start

@@ -68,6 +68,18 @@ assert m['files/run.sh'] == 0o755 and m['files/table.txt'] == 0o644 and m['plugi
 assert z.read('files/table.txt') == b'data\n'
 PY
 
+# A dynamically linked executable given with --file brings its libraries into lib/ as well.
+printf '#include <bzlib.h>\n#include <stdio.h>\nint main(void) { puts(BZ2_bzlibVersion()); return 0; }\n' > "$D/tool.c"
+cc -o "$D/tool" "$D/tool.c" -l:libbz2.so.1.0 || fail "cannot build the test executable"
+"$LAMBDAMR" package --out "$D/t.zip" --file "$D/tool" > "$D/t.out" 2>&1 || { cat "$D/t.out"; fail "package with an executable failed"; }
+python3 - "$D/t.zip" "$D/a.zip" <<'PY' && pass "--file of an ELF executable: files/tool 0755 and lib/libbz2.so.1.0" || fail "ELF --file"
+import sys, zipfile
+z, base = zipfile.ZipFile(sys.argv[1]), zipfile.ZipFile(sys.argv[2])
+extra = sorted(set(z.namelist()) - set(base.namelist()))
+assert extra == ['files/tool', 'lib/libbz2.so.1.0'], extra
+assert (z.getinfo('files/tool').external_attr >> 16) & 0o777 == 0o755
+PY
+
 # Bad input: a clear error, a non-zero exit, nothing written (an existing zip stays as it was).
 cp "$D/a.zip" "$D/keep.zip"
 expect_error() { # NAME PATTERN ARGS...: lambdamr package ARGS fails with PATTERN and keep.zip is unchanged

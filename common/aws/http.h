@@ -71,6 +71,12 @@ void lmr_aws_response_clean_up(struct lmr_aws_response *resp);
 /** Copy the value of header `name` (case-insensitive) into out. @return out, or NULL if absent. */
 const char *lmr_aws_response_header(const struct lmr_aws_response *resp, const char *name, char *out, size_t cap);
 
+/**
+ * Fill resp->aws_code and aws_message from resp->body (an XML or JSON AWS error document),
+ * the x-amzn-ErrorType header or the status, as the client does for a failed request.
+ */
+void lmr_aws_response_parse_error(struct lmr_aws_response *resp);
+
 /** Create a client. @return LMR_ERR_* from the configuration (see lmr_aws_config_load). */
 enum lmr_result lmr_aws_client_new(const struct lmr_aws_client_options *opts, struct lmr_aws_client **out,
                                    struct lmr_err *err);

@@ -337,6 +337,8 @@ static bool scan_epoch_ms(struct lmr_json_scan *s, uint64_t *ms)
     const char *q = p;
     while (q < s->end && *q >= '0' && *q <= '9' && q - p < 15)
         sec = sec * 10 + (uint64_t)(*q++ - '0');
+    if (q - p > 1 && *p == '0')
+        q = p; /* a leading zero ("0123") is not JSON: take the slow path to fail */
     unsigned digits = 0;
     if (q > p && q < s->end && *q == '.') {
         const char *f = ++q;

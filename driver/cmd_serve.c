@@ -27,6 +27,8 @@ static void usage(FILE *f)
                "options:\n"
                "  --port N              port of the Invoke API (default 0: any free port)\n"
                "  --log-dir DIR         where the per-function logs go (default: a new temp dir)\n"
+               "  --request-timeout S   an Invoke API request must arrive whole within S seconds of the\n"
+               "                        connection's start or of the previous answer on it (default 10)\n"
                "  --function SPEC       a function; SPEC is NAME=PATH followed by any of\n"
                "                          ,memory=MB        memory size, 128..10240 (default 1024)\n"
                "                          ,timeout=SECONDS  timeout, up to 900 (default 3)\n"
@@ -123,6 +125,14 @@ int lmr_cmd_serve(int argc, char **argv)
                 return 2;
             }
             opts.port = (uint16_t)port;
+        } else if (!strcmp(a, "--request-timeout")) {
+            uint64_t secs;
+            if (lmr_parse_u64(argv[++i], 1, 3600, &secs) != LMR_OK) {
+                fprintf(stderr, "lambdamr serve: --request-timeout takes whole seconds from 1 to 3600, not '%s'\n",
+                        argv[i]);
+                return 2;
+            }
+            opts.request_timeout_ms = (uint32_t)secs * 1000;
         } else if (!strcmp(a, "--log-dir")) {
             opts.log_dir = argv[++i];
         } else if (!strcmp(a, "--function")) {

@@ -3,7 +3,8 @@
 # and run each for a bounded time, starting from its committed seed corpus fuzz/corpus/<target>/
 # (new inputs go to build-fuzz/corpus/<target>/, never into the source tree). A crash, leak,
 # timeout or out-of-memory fails the run: the reproducer is kept as build-fuzz/crashes/<target>-*
-# and printed with the fuzzer's report. The executions per target are printed at the end.
+# and printed with the fuzzer's report. A single allocation over 256 MB counts as a failure too (an
+# allocation sized by what an input claims). The executions per target are printed at the end.
 #
 # Usage: scripts/fuzz.sh [TARGET...]        (default: every target)
 #   LMR_FUZZ_SECONDS  seconds per target (default 20)
@@ -37,7 +38,7 @@ run_one() {
     rm -f "$out/crashes/$t"-*
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:quarantine_size_mb=32:allocator_may_return_null=1 \
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-        "$out/bin/$t" -max_total_time="$secs" -timeout=20 -rss_limit_mb=2048 -malloc_limit_mb=2048 \
+        "$out/bin/$t" -max_total_time="$secs" -timeout=20 -rss_limit_mb=2048 -malloc_limit_mb=256 \
         -print_final_stats=1 -artifact_prefix="$out/crashes/$t-" "${dict[@]}" \
         "$out/corpus/$t" "fuzz/corpus/$t" >"$out/logs/$t.log" 2>&1
 }

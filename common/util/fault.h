@@ -4,6 +4,7 @@
  *   map-kill        a mapper kills its own process (SIGKILL) in the middle of its input
  *   reduce-kill     a reducer kills its own process before committing its part
  *   map-duplicate   the coordinator invokes an already committed map task once more
+ *   peer-proc-net-tcp  the Runtime API peer check skips sock_diag and reads /proc/net/tcp
  * Unset in normal use; the embedded service passes LMR_* variables to function processes.
  */
 #ifndef LMR_UTIL_FAULT_H

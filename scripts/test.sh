@@ -4,7 +4,7 @@
 # LMR_FUZZ_SECONDS each). Usage: scripts/test.sh [--fast] (--fast: Release build only, no fuzzing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/deps.sh
+scripts/deps.sh --test
 jobs=$(nproc)
 run_suite() {
     local dir=$1; shift

@@ -148,6 +148,8 @@ enum lmr_result lmr_lambda_service_new(const struct lmr_lambda_service_options *
     pthread_condattr_destroy(&ca);
     svc->port_wanted = opts ? opts->port : 0;
     svc->event_retry_delay_ms = opts && opts->event_retry_delay_ms ? opts->event_retry_delay_ms : 200;
+    svc->request_timeout_ms =
+        opts && opts->request_timeout_ms ? opts->request_timeout_ms : LMR_LAMBDA_REQUEST_TIMEOUT_DEFAULT_MS;
     const char *region = getenv("AWS_REGION");
     if (!region || !*region)
         region = getenv("AWS_DEFAULT_REGION");
@@ -411,6 +413,7 @@ void lmr_lambda_service_destroy(struct lmr_lambda_service *svc)
         pthread_join(svc->monitor, NULL);
     if (svc->http)
         MHD_stop_daemon(svc->http);
+    lmr_svc_guard_destroy(svc->guard);
     while (svc->fns) {
         struct lmr_svc_fn *fn = svc->fns;
         svc->fns = fn->next;

@@ -23,6 +23,7 @@
 #define LMR_LAMBDA_EVENT_PAYLOAD_MAX_BYTES (1u * 1024 * 1024) /* Event request */
 #define LMR_LAMBDA_LOG_TAIL_BYTES 4096                        /* X-Amz-Log-Result */
 #define LMR_LAMBDA_EVENT_QUEUE_MAX 100000                     /* queued Event invocations per function; beyond: 429 */
+#define LMR_LAMBDA_REQUEST_TIMEOUT_DEFAULT_MS 10000           /* an Invoke API request must arrive whole in this time */
 
 struct lmr_function_config {
     const char *name;     /* Required. [A-Za-z0-9_-]{1,64} */
@@ -39,6 +40,9 @@ struct lmr_lambda_service_options {
     uint16_t port;                 /* Optional: Invoke API port; 0 = ephemeral. */
     const char *log_dir;           /* Optional: NULL = a new temp dir (kept after destroy). */
     uint32_t event_retry_delay_ms; /* Optional: wait before retrying a failed Event; default 200. */
+    uint32_t request_timeout_ms;   /* Optional: an Invoke API request (headers and body) must arrive whole
+                                      within this time of the connection's start or of the previous
+                                      response on the connection; default LMR_LAMBDA_REQUEST_TIMEOUT_DEFAULT_MS. */
 };
 
 struct lmr_lambda_service;

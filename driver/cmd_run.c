@@ -313,6 +313,23 @@ static enum lmr_result prepare_output(struct lmr_store *out, const char *prefix,
     return r;
 }
 
+/* An output inside one of its inputs would be read back as input by the next run: refuse it now. */
+static enum lmr_result check_output_outside_inputs(const struct run_options *o, struct lmr_err *err)
+{
+    for (size_t i = 0; i < o->ninputs; i++) {
+        bool within = false;
+        enum lmr_result r = lmr_store_uri_within(o->output, o->inputs[i], &within, err);
+        if (r)
+            return r == LMR_ERR_NOMEM ? r : LMR_OK; /* a location that does not open fails later, with its own error */
+        if (within)
+            return lmr_fail(err, LMR_ERR_INVALID,
+                            "--output '%s' is inside --input '%s': the job's output would become its own input; "
+                            "choose an --output outside every input",
+                            o->output, o->inputs[i]);
+    }
+    return LMR_OK;
+}
+
 /* ---- progress --------------------------------------------------------------------------------------------- */
 
 struct progress_state {
@@ -425,13 +442,16 @@ static int run_job(struct run_options *o)
     int status = 1;
 
     /* The job and its arguments, validated here before anything is written. */
-    if ((r = lmr_job_find(o->job, &ops, &err)))
+    if ((r = check_output_outside_inputs(o, &err)) || (r = lmr_job_find(o->job, &ops, &err))) {
+        json_decref(uris);
         return fail(&err, r);
+    }
     if (ops->setup) {
         void *state = NULL;
         char msg[512] = "";
         if (ops->setup(&state, o->args, msg, sizeof msg)) {
             fprintf(stderr, "lambdamr run: job '%s': %s\n", ops->name, msg);
+            json_decref(uris);
             return 2;
         }
         if (ops->teardown && state)

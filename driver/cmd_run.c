@@ -229,8 +229,12 @@ static int parse_args(int argc, char **argv, struct run_options *o)
             if (!eq || eq == optarg)
                 return usage_error("--arg '%s' must be NAME=VALUE", optarg);
             *eq = '\0';
-            lmr_job_args_set(o->args, optarg, eq + 1);
+            enum lmr_result set = lmr_job_args_set(o->args, optarg, eq + 1);
             *eq = '=';
+            if (set)
+                return usage_error(set == LMR_ERR_TOO_LARGE ? "--arg '%s': the value is longer than 64 KiB"
+                                                            : "--arg '%s': NAME must be UTF-8 text",
+                                   optarg);
             break;
         }
         case OPT_STRICT:
@@ -242,7 +246,8 @@ static int parse_args(int argc, char **argv, struct run_options *o)
         case OPT_KEY:
         case OPT_VALUE:
         case OPT_OP:
-            lmr_job_args_set(o->args, job_arg_names[c - OPT_DELIM], optarg);
+            if (lmr_job_args_set(o->args, job_arg_names[c - OPT_DELIM], optarg))
+                return usage_error("the value of --%s is longer than 64 KiB", job_arg_names[c - OPT_DELIM]);
             break;
         case 'h':
             run_usage(stdout);

@@ -447,7 +447,12 @@ static int run_job(struct run_options *o)
     int status = 1;
 
     /* The job and its arguments, validated here before anything is written. */
-    if ((r = check_output_outside_inputs(o, &err)) || (r = lmr_job_find(o->job, &ops, &err))) {
+    if ((r = lmr_job_find(o->job, &ops, &err))) { /* an argument error: exit 2, as for the options */
+        json_decref(uris);
+        fail(&err, r);
+        return 2;
+    }
+    if ((r = check_output_outside_inputs(o, &err))) {
         json_decref(uris);
         return fail(&err, r);
     }

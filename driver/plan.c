@@ -137,9 +137,29 @@ static enum lmr_result add_shard(struct lmr_map_task *t, const struct input_obje
 /* ---- an input reached twice (two --input locations that overlap) is planned once --------------------------- */
 
 struct named_object {
-    char *uri; /* root_uri + "/" + key: one name whichever --input reached it */
+    char *uri; /* one name whichever --input reached it (object_name) */
     size_t index;
 };
+
+/* The object's one name: its URI, and for a local file the path with every link resolved (so a
+ * file reached through a symbolic link under one --input and by its own name under another is
+ * one object). Caller frees. */
+static char *object_name(const struct input_object *o)
+{
+    const char *root = o->store->root_uri;
+    size_t len = strlen(root) + strlen(o->key) + 2;
+    char *uri = malloc(len);
+    if (!uri)
+        return NULL;
+    snprintf(uri, len, "%s/%s", root, o->key);
+    if (strncmp(uri, "file://", 7))
+        return uri;
+    char *real = realpath(uri + 7, NULL);
+    if (!real)
+        return uri; /* vanished: its map task will say so */
+    free(uri);
+    return real;
+}
 
 static int cmp_named(const void *a, const void *b)
 {
@@ -159,12 +179,9 @@ static enum lmr_result drop_duplicate_objects(struct expand_state *st)
     bool *drop = calloc(st->n, sizeof *drop);
     enum lmr_result r = names && drop ? LMR_OK : LMR_ERR_NOMEM;
     for (size_t i = 0; i < st->n && !r; i++) {
-        size_t len = strlen(st->objs[i].store->root_uri) + strlen(st->objs[i].key) + 2;
         names[i].index = i;
-        if (!(names[i].uri = malloc(len)))
+        if (!(names[i].uri = object_name(&st->objs[i])))
             r = LMR_ERR_NOMEM;
-        else
-            snprintf(names[i].uri, len, "%s/%s", st->objs[i].store->root_uri, st->objs[i].key);
     }
     if (!r) {
         qsort(names, st->n, sizeof *names, cmp_named);

@@ -925,6 +925,77 @@ static enum lmr_result complete_xml(void *ud, const char *path, const char *text
     return LMR_OK;
 }
 
+/*
+ * A create-only commit that had to be retried can meet its own first attempt: the PUT (or
+ * CompleteMultipartUpload) reached S3 and was applied, but the answer was lost (a reset
+ * connection, a 5xx from a proxy after the fact), so the retry finds the key taken (412) or the
+ * upload gone (NoSuchUpload). Treating that as "another writer won" would make the caller drop
+ * an object that is in fact its own. So after a retried commit fails that way, the object's
+ * ETag is compared with the one this upload gives (the MD5 of the body for a single PUT; the
+ * MD5 of the parts' MD5s with "-N" for a multipart upload): equal means the commit is ours.
+ * (Objects encrypted with SSE-KMS have other ETags: for them the old answer stands.)
+ */
+static void hex_of(const unsigned char *d, unsigned n, char *out)
+{
+    for (unsigned i = 0; i < n; i++)
+        sprintf(out + 2 * i, "%02x", d[i]);
+}
+
+/* The ETag this writer's upload gives its object, without quotes, into out (>= 48 bytes). */
+static bool expected_etag(const struct s3_writer *w, char *out)
+{
+    unsigned char md5[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    if (!w->upload_id) {
+        EVP_Digest(w->part.data ? w->part.data : "", w->part.len, md5, &n, EVP_md5(), NULL);
+        hex_of(md5, n, out);
+        return true;
+    }
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    bool ok = ctx && EVP_DigestInit_ex(ctx, EVP_md5(), NULL);
+    for (size_t i = 0; ok && i < w->n_parts; i++) {
+        const char *e = w->etags[i];
+        unsigned char part[16];
+        e += *e == '"';
+        for (int b = 0; ok && b < 16; b++) {
+            unsigned v;
+            ok = sscanf(e + 2 * b, "%2x", &v) == 1;
+            part[b] = (unsigned char)v;
+        }
+        ok = ok && EVP_DigestUpdate(ctx, part, sizeof part);
+    }
+    ok = ok && EVP_DigestFinal_ex(ctx, md5, &n);
+    EVP_MD_CTX_free(ctx);
+    if (ok) {
+        hex_of(md5, n, out);
+        sprintf(out + 2 * n, "-%zu", w->n_parts);
+    }
+    return ok;
+}
+
+/* After a retried create-only commit failed with r: is the object there the one we wrote? */
+static bool commit_was_ours(struct lmr_store *s, const struct s3_writer *w, enum lmr_result r, unsigned attempts)
+{
+    char want[64], got[128];
+    if (attempts < 2 || (r != LMR_ERR_EXISTS && r != LMR_ERR_NOT_FOUND) || !expected_etag(w, want))
+        return false;
+    struct lmr_aws_response resp;
+    lmr_aws_response_init(&resp);
+    struct lmr_err ignored = {0};
+    bool ours = false;
+    if (!s3_send(s, "HEAD", w->path, NULL, w->resource, NULL, 0, NULL, 0, &resp, 0, &ignored) &&
+        lmr_aws_response_header(&resp, "ETag", got, sizeof got)) {
+        const char *g = got + (*got == '"');
+        size_t gl = strlen(g) - (strlen(g) && g[strlen(g) - 1] == '"');
+        ours = gl == strlen(want) && !strncmp(g, want, gl);
+    }
+    count(s, &s->stats.head_requests, resp.attempts);
+    if (ours)
+        LMR_INFO("%s: the commit's first attempt was applied but its answer lost; the object is ours", w->resource);
+    lmr_aws_response_clean_up(&resp);
+    return ours;
+}
+
 static enum lmr_result s3_commit(struct lmr_store_writer *wb, struct lmr_err *err)
 {
     struct s3_writer *w = (struct s3_writer *)wb;
@@ -938,6 +1009,8 @@ static enum lmr_result s3_commit(struct lmr_store_writer *wb, struct lmr_err *er
         r = s3_send(s, "PUT", w->path, NULL, w->resource, &cond, create_only ? 1 : 0, w->part.data ? w->part.data : "",
                     w->part.len, &resp, 0, err);
         count(s, &s->stats.put_requests, resp.attempts);
+        if (r && create_only && commit_was_ours(s, w, r, resp.attempts))
+            r = LMR_OK;
     } else {
         if (w->part.len)
             r = flush_part(w, err);
@@ -965,8 +1038,13 @@ static enum lmr_result s3_commit(struct lmr_store_writer *wb, struct lmr_err *er
             r = s3_send(s, "POST", w->path, q.data, w->resource, hs, create_only ? 2 : 1, body.data, body.len, &resp, 0,
                         err);
             count(s, &s->stats.put_requests, resp.attempts);
+            if (r && commit_was_ours(s, w, r, resp.attempts)) {
+                r = LMR_OK;
+                free(w->upload_id); /* completed by the first attempt: nothing to abort */
+                w->upload_id = NULL;
+            }
         }
-        if (!r) {
+        if (!r && w->upload_id) {
             struct complete_state cs = {0};
             lmr_aws_xml_parse(resp.body.data ? resp.body.data : "", resp.body.len, complete_xml, &cs, NULL);
             if (cs.code[0])

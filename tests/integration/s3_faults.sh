@@ -91,10 +91,12 @@ for seed in $SEEDS; do
     else
         if aws s3 ls "s3://fault-out/seed-$seed/_SUCCESS" > /dev/null 2>&1; then
             fail "seed $seed: exit $rc but _SUCCESS was written"
-        elif grep -Eq "(failed with HTTP|cannot reach|kept throttling|did not answer).*after [0-9]+ attempts" "$D/err-$seed.txt"; then
-            pass "seed $seed: a clear error after the retry budget (exit $rc); $counts: $(grep -m1 -o 'last error: .*' "$D/err-$seed.txt" | cut -c 1-160)"
+        elif grep -Eq "^lambdamr run: .*(failed with HTTP|cannot reach|kept throttling|did not answer).*after [0-9]+ attempts" "$D/err-$seed.txt"; then
+            pass "seed $seed: a clear error after the retry budget (exit $rc); $counts: $(grep -m1 -Eo "(failed with HTTP|cannot reach|kept throttling|did not answer).*after [0-9]+ attempts" "$D/err-$seed.txt" | cut -c 1-200)"
         else
             fail "seed $seed: exit $rc without a clear error; $counts"; head -c 800 "$D/err-$seed.txt"
+        fi
+        if [ -n "${LMR_FAULT_DEBUG:-}" ]; then cat "$D/err-$seed.txt"
         fi
     fi
 done

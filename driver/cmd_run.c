@@ -48,14 +48,18 @@ struct run_options {
 
 static void run_usage(FILE *f)
 {
-    fprintf(f, "usage: lambdamr run JOB --input URI [--input URI ...] --output URI [options] [job options]\n"
-               "\n"
-               "Run a MapReduce job. Inputs are files, directories (recursive) or prefixes: paths,\n"
-               "file:// or s3://bucket/prefix. Names starting with '_' or '.' are skipped. .gz and .zst\n"
-               "inputs are decompressed. Output: part-r-NNNNN files of key<TAB>value lines (part-m-NNNNN\n"
-               "for map-only jobs), then _SUCCESS, and the job report in _lambdamr/report.json.\n"
-               "\n"
-               "jobs:\n");
+    fprintf(f,
+            "usage: lambdamr run JOB --input URI [--input URI ...] --output URI [options] [job options]\n"
+            "\n"
+            "Run a MapReduce job. Inputs are files, directories (recursive) or prefixes: paths,\n"
+            "file:// or s3://bucket/prefix. Names starting with '_' or '.' are skipped. Symbolic links\n"
+            "are followed, each real directory and file at most once (link loops are not followed\n"
+            "again), and an object named by several --input locations is read once. File names must\n"
+            "be UTF-8. .gz and .zst inputs are decompressed; a damaged or truncated one fails the job.\n"
+            "The output must not lie inside an input. Output: part-r-NNNNN files of key<TAB>value lines (part-m-NNNNN\n"
+            "for map-only jobs), then _SUCCESS, and the job report in _lambdamr/report.json.\n"
+            "\n"
+            "jobs:\n");
     lmr_job_list(f);
     fprintf(f, "  PATH.so    a plugin exporting lmr_job_plugin() (see include/lambdamr/job.h)\n"
                "\n"
@@ -63,8 +67,9 @@ static void run_usage(FILE *f)
                "  -i, --input URI        input location (repeatable; at least one)\n"
                "  -o, --output URI       output location (must not hold a finished job unless --overwrite)\n"
                "      --work URI         where intermediate data goes (default: OUTPUT/_lambdamr/work)\n"
-               "      --split-size SIZE  bytes per shard, e.g. 64M (default 64M; smaller when the input\n"
-               "                         would not give every concurrent invocation a shard)\n"
+               "      --split-size SIZE  bytes per shard: a whole number with an optional K, M, G or T\n"
+               "                         (binary), e.g. 64M (default 64M; smaller when the input would not\n"
+               "                         give every concurrent invocation a shard); at most 100,000 shards\n"
                "      --mappers N        at most N map tasks (shards are packed into tasks)\n"
                "      --reducers N       reduce tasks (default: one per GiB of input, and at least one per\n"
                "                         concurrent invocation when the input is over 64 MiB each)\n"

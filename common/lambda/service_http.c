@@ -1,8 +1,9 @@
 /*
  * The Invoke API of the embedded Lambda service over HTTP on 127.0.0.1:
- * POST /2015-03-31/functions/{FunctionName}/invocations[?Qualifier=Q]. Errors are answered the
- * way AWS does: JSON {"Type":"User","message":...} with the x-amzn-ErrorType header. SigV4
- * signatures are accepted and not checked.
+ * POST /2015-03-31/functions/{FunctionName}/invocations[?Qualifier=Q]. Every other Lambda path
+ * goes to the control plane (service_control.c). Errors are answered the way AWS does: JSON
+ * {"Type":"User","message":...} with the x-amzn-ErrorType header. SigV4 signatures are accepted
+ * and not checked.
  */
 #include <jansson.h>
 #include <microhttpd.h>
@@ -14,6 +15,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "lambda/service_control.h"
 #include "lambda/service_internal.h"
 
 #define INVOKE_PREFIX "/2015-03-31/functions/"
@@ -23,10 +25,12 @@ struct http_req {
     struct lmr_buf body;
     size_t total_bytes;
     bool too_big;
+    size_t reserved_bytes; /* of the service's budget for code uploads (service_control.c) */
+    bool refused;          /* an upload over that budget: the body is not kept, the answer is 429 */
 };
 
-static enum MHD_Result reply_error(struct MHD_Connection *c, unsigned status, const char *code, const char *message,
-                                   const char *request_id)
+enum MHD_Result lmr_svc_http_reply_error(struct MHD_Connection *c, unsigned status, const char *code,
+                                         const char *message, const char *request_id)
 {
     /* The model spells the message member "Message" for some exceptions and "message" for others. */
     bool capital = !strcmp(code, "ResourceNotFoundException") || !strcmp(code, "ServiceException");
@@ -55,7 +59,7 @@ static enum MHD_Result reply_error(struct MHD_Connection *c, unsigned status, co
 static enum MHD_Result reply_outcome(struct MHD_Connection *c, struct lmr_svc_outcome *o, bool tail)
 {
     if (o->error_code)
-        return reply_error(c, (unsigned)o->status, o->error_code, o->message, o->request_id);
+        return lmr_svc_http_reply_error(c, (unsigned)o->status, o->error_code, o->message, o->request_id);
     struct MHD_Response *r =
         MHD_create_response_from_buffer(o->payload.len, o->payload.data ? o->payload.data : "", MHD_RESPMEM_MUST_COPY);
     if (!r)
@@ -82,12 +86,15 @@ static enum MHD_Result handle_invoke(struct lmr_lambda_service *svc, struct MHD_
 {
     size_t plen = strlen(INVOKE_PREFIX), slen = strlen(INVOKE_SUFFIX), ulen = strlen(url);
     if (ulen <= plen + slen || strcmp(url + ulen - slen, INVOKE_SUFFIX))
-        return reply_error(c, 404, "UnknownOperationException", "Unknown operation: only Invoke is served here.", NULL);
+        return lmr_svc_http_reply_error(c, 404, "UnknownOperationException",
+                                        "Unknown operation: lambdamr serve answers Invoke and the function control "
+                                        "plane (see lambdamr serve --help).",
+                                        NULL);
     char name[256];
     size_t nlen = ulen - plen - slen;
     if (nlen >= sizeof name || memchr(url + plen, '/', nlen))
-        return reply_error(c, 400, "InvalidParameterValueException", "The function name in the path is not valid.",
-                           NULL);
+        return lmr_svc_http_reply_error(c, 400, "InvalidParameterValueException",
+                                        "The function name in the path is not valid.", NULL);
     memcpy(name, url + plen, nlen);
     name[nlen] = '\0';
 
@@ -103,7 +110,7 @@ static enum MHD_Result handle_invoke(struct lmr_lambda_service *svc, struct MHD_
                  "1 validation error detected: Value '%.200s' at 'invocationType' failed to satisfy constraint: "
                  "Member must satisfy enum value set: [Event, RequestResponse, DryRun]",
                  t);
-        return reply_error(c, 400, "InvalidParameterValueException", msg, NULL);
+        return lmr_svc_http_reply_error(c, 400, "InvalidParameterValueException", msg, NULL);
     }
     bool tail = false;
     const char *lt = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Amz-Log-Type");
@@ -115,17 +122,18 @@ static enum MHD_Result handle_invoke(struct lmr_lambda_service *svc, struct MHD_
                  "1 validation error detected: Value '%.200s' at 'logType' failed to satisfy constraint: Member must "
                  "satisfy enum value set: [None, Tail]",
                  lt);
-        return reply_error(c, 400, "InvalidParameterValueException", msg, NULL);
+        return lmr_svc_http_reply_error(c, 400, "InvalidParameterValueException", msg, NULL);
     }
     const char *cc = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Amz-Client-Context");
     if (cc && strlen(cc) > 3583)
-        return reply_error(c, 400, "InvalidRequestContentException",
-                           "Client context must be a valid Base64-encoded JSON object of at most 3583 bytes.", NULL);
+        return lmr_svc_http_reply_error(
+            c, 400, "InvalidRequestContentException",
+            "Client context must be a valid Base64-encoded JSON object of at most 3583 bytes.", NULL);
     size_t limit = type == LMR_INVOKE_EVENT ? LMR_LAMBDA_EVENT_PAYLOAD_MAX_BYTES : LMR_LAMBDA_SYNC_PAYLOAD_MAX_BYTES;
     if (req->too_big || req->total_bytes > limit) {
         char msg[256];
         snprintf(msg, sizeof msg, "Request must be smaller than %zu bytes for the InvokeFunction operation", limit);
-        return reply_error(c, 413, "RequestTooLargeException", msg, NULL);
+        return lmr_svc_http_reply_error(c, 413, "RequestTooLargeException", msg, NULL);
     }
     const char *qualifier = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "Qualifier");
     struct lmr_svc_outcome o;
@@ -146,7 +154,15 @@ static enum MHD_Result http_handler(void *cls, struct MHD_Connection *c, const c
         struct http_req *req = calloc(1, sizeof *req);
         if (!req)
             return MHD_NO;
-        lmr_buf_init(&req->body, LMR_LAMBDA_SYNC_PAYLOAD_MAX_BYTES);
+        /* Code uploads may be larger than an Invoke payload; they draw on a budget of their own. */
+        size_t cap = lmr_svc_control_body_cap(method, url);
+        if (cap > LMR_LAMBDA_SYNC_PAYLOAD_MAX_BYTES) {
+            if (lmr_svc_control_reserve(svc, cap))
+                req->reserved_bytes = cap;
+            else
+                req->refused = true, cap = 0;
+        }
+        lmr_buf_init(&req->body, cap ? cap : LMR_LAMBDA_SYNC_PAYLOAD_MAX_BYTES);
         *con_cls = req;
         return MHD_YES;
     }
@@ -161,10 +177,17 @@ static enum MHD_Result http_handler(void *cls, struct MHD_Connection *c, const c
         *upload_data_size = 0;
         return MHD_YES;
     }
+    enum MHD_Result ret;
+    struct lmr_svc_control_request creq = {method, url, &req->body, req->total_bytes, req->too_big, req->refused};
+    if (lmr_svc_control_route(svc, c, &creq, &ret))
+        return ret;
     if (strncmp(url, INVOKE_PREFIX, strlen(INVOKE_PREFIX)))
-        return reply_error(c, 404, "UnknownOperationException", "Unknown operation: only Invoke is served here.", NULL);
+        return lmr_svc_http_reply_error(c, 404, "UnknownOperationException",
+                                        "Unknown operation: lambdamr serve answers Invoke and the function control "
+                                        "plane (see lambdamr serve --help).",
+                                        NULL);
     if (strcmp(method, "POST"))
-        return reply_error(c, 405, "UnknownOperationException", "Invoke needs the POST method.", NULL);
+        return lmr_svc_http_reply_error(c, 405, "UnknownOperationException", "Invoke needs the POST method.", NULL);
     return handle_invoke(svc, c, url, req);
 }
 
@@ -172,6 +195,7 @@ static void http_completed(void *cls, struct MHD_Connection *c, void **con_cls, 
 {
     struct http_req *req = *con_cls;
     if (req) {
+        lmr_svc_control_release(cls, req->reserved_bytes);
         lmr_buf_clean_up(&req->body);
         free(req);
         *con_cls = NULL;

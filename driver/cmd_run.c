@@ -19,7 +19,9 @@
 #include "job/registry.h"
 #include "lambda/aws_invoker.h"
 #include "lambda/service.h"
+#include "aws/config.h"
 #include "plan.h"
+#include "report/html.h"
 #include "report_print.h"
 #include "util/misc.h"
 
@@ -43,6 +45,9 @@ struct run_options {
     bool json;
     const char *backend;
     const char *function_prefix;
+    const char *price_file;
+    bool html;
+    char *command; /* the command line, shell-quoted, for the report */
     struct lmr_job_args *args;
 };
 
@@ -74,6 +79,9 @@ static void run_usage(FILE *f)
                "      --max-attempts N   attempts per task before the job fails (default 3)\n"
                "      --overwrite        replace the output of an earlier job\n"
                "      --json             print the job report as JSON on stdout (no summary)\n"
+               "      --html             also write the report as an HTML page, OUTPUT/_lambdamr/report.html\n"
+               "      --price-file FILE  prices for the cost estimate (default: the built-in table, for the\n"
+               "                         region of AWS_REGION / the profile; see docs/FORMATS.md)\n"
                "      --backend B        local (default: embedded runtime) or aws (deployed functions)\n"
                "      --function-prefix NAME  with --backend aws: invoke NAME-mapper and NAME-reducer\n"
                "  -h, --help             this help\n"
@@ -126,6 +134,8 @@ enum {
     OPT_VALUE,
     OPT_OP,
     OPT_STRICT,
+    OPT_HTML,
+    OPT_PRICE_FILE,
 };
 
 static int parse_args(int argc, char **argv, struct run_options *o)
@@ -153,6 +163,8 @@ static int parse_args(int argc, char **argv, struct run_options *o)
         {"value", required_argument, 0, OPT_VALUE},
         {"op", required_argument, 0, OPT_OP},
         {"strict", no_argument, 0, OPT_STRICT},
+        {"html", no_argument, 0, OPT_HTML},
+        {"price-file", required_argument, 0, OPT_PRICE_FILE},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -235,6 +247,12 @@ static int parse_args(int argc, char **argv, struct run_options *o)
         }
         case OPT_STRICT:
             lmr_job_args_set(o->args, "strict", "1");
+            break;
+        case OPT_HTML:
+            o->html = true;
+            break;
+        case OPT_PRICE_FILE:
+            o->price_file = optarg;
             break;
         case OPT_DELIM:
         case OPT_FIELDS:
@@ -409,6 +427,33 @@ static enum lmr_result start_local(const struct run_options *o, struct lmr_lambd
     return r;
 }
 
+/* Prices for the job's region (AWS_REGION, AWS_DEFAULT_REGION, the profile) and this build's architecture. */
+static enum lmr_result load_prices(const struct run_options *o, struct lmr_prices *p, struct lmr_err *err)
+{
+    struct lmr_aws_config cfg;
+    const char *region = lmr_aws_config_load(&cfg, NULL) == LMR_OK ? cfg.region : NULL;
+    enum lmr_result r = lmr_prices_load(o->price_file, region, NULL, p, err);
+    if (r && o->price_file)
+        lmr_err_prefix(err, "--price-file '%s'", o->price_file);
+    return r;
+}
+
+/* OUTPUT/_lambdamr/report.html, beside report.json. */
+static enum lmr_result write_html(struct lmr_store *out, const char *prefix, const json_t *report, struct lmr_err *err)
+{
+    char *text = NULL, *key = join(prefix, "_lambdamr/report.html");
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    enum lmr_result r = f && key ? lmr_report_html_write(f, report, err) : LMR_ERR_NOMEM;
+    if (f && fclose(f) && !r)
+        r = lmr_fail(err, LMR_ERR_NOMEM, "out of memory writing the HTML report");
+    if (!r)
+        r = lmr_store_put(out, key, text, len, 0, err);
+    free(text);
+    free(key);
+    return r;
+}
+
 static int run_job(struct run_options *o)
 {
     struct lmr_err err = {0};
@@ -541,6 +586,10 @@ static int run_job(struct run_options *o)
         goto out;
     }
 
+    struct lmr_prices prices;
+    if ((r = load_prices(o, &prices, &err)))
+        goto out;
+    plan.command = o->command;
     struct progress_state ps = {.tty = !o->json && isatty(STDERR_FILENO), .t0 = t0};
     char map_fn[128], reduce_fn[128];
     snprintf(map_fn, sizeof map_fn, "%s-mapper", o->function_prefix ? o->function_prefix : "lambdamr");
@@ -553,9 +602,12 @@ static int run_job(struct run_options *o)
                                          .driver_stores = &stores,
                                          .concurrency = o->concurrency,
                                          .max_attempts = o->max_attempts,
+                                         .prices = &prices,
                                          .progress = draw_progress,
                                          .progress_user_data = &ps};
     if ((r = lmr_coordinator_run(&co, &plan, &report, &err)))
+        goto out;
+    if (o->html && (r = write_html(out_store, out_prefix, report, &err)))
         goto out;
     if (o->json) {
         char *text = json_dumps(report, JSON_INDENT(2));
@@ -603,8 +655,10 @@ int lmr_cmd_run(int argc, char **argv)
     };
     if (!o.args)
         return 1;
+    o.command = lmr_shell_join("lambdamr", argc, argv);
     int rc = parse_args(argc, argv, &o);
     if (rc) {
+        free(o.command);
         free(o.inputs);
         lmr_job_args_destroy(o.args);
         return rc == 1 ? 0 : rc;
@@ -613,6 +667,7 @@ int lmr_cmd_run(int argc, char **argv)
         o.concurrency = !strcmp(o.backend, "aws") ? 100 : (uint32_t)(ncpu > 0 ? ncpu : 1);
     signal(SIGPIPE, SIG_IGN);
     rc = run_job(&o);
+    free(o.command);
     free(o.inputs);
     lmr_job_args_destroy(o.args);
     return rc;

@@ -7,5 +7,6 @@ int lmr_cmd_serve(int argc, char **argv);  /* standalone embedded Lambda-compati
 int lmr_cmd_gen(int argc, char **argv);    /* deterministic data sets */
 int lmr_cmd_stream(int argc, char **argv); /* real-time stream job with tumbling windows */
 int lmr_cmd_put(int argc, char **argv);    /* Kinesis producer */
+int lmr_cmd_report(int argc, char **argv); /* a finished job's report: summary, JSON, HTML */
 
 #endif

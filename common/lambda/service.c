@@ -609,7 +609,6 @@ void lmr_svc_inv_finish_locked(struct lmr_lambda_service *svc, struct lmr_svc_in
     if (env)
         lmr_svc_env_drain_locked(env); /* output written before the answer belongs to this invocation */
     inv->duration_ms = inv->delivered ? now - inv->start_ms : 0;
-    inv->billed_ms = ceil(inv->duration_ms);
     inv->init_ms = 0;
     inv->max_memory_mb = 0;
     if (env) {
@@ -631,6 +630,9 @@ void lmr_svc_inv_finish_locked(struct lmr_lambda_service *svc, struct lmr_svc_in
         if (env->inv == inv)
             env->inv = NULL;
     }
+    /* Billed as AWS bills ZIP-packaged functions since 2025-08-01 (and custom runtimes always):
+     * Init + Duration, rounded up to the millisecond. */
+    inv->billed_ms = ceil(inv->duration_ms + inv->init_ms);
     /* START (unless output already brought it), END and REPORT in one write. */
     char init[64] = "", status[192] = "", start[128] = "", lines[1024];
     if (!inv->start_logged)

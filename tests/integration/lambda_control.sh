@@ -159,7 +159,7 @@ fi
 "${L[@]}" wait function-updated --function-name sh-fn && pass "wait function-updated" || fail "wait function-updated"
 "${L[@]}" update-function-configuration --function-name sh-fn --memory-size 512 \
     --environment 'Variables={GREETING=bye}' > /dev/null || fail "update-function-configuration after the wait"
-"${L[@]}" wait function-updated --function-name sh-fn
+"${L[@]}" wait function-updated-v2 --function-name sh-fn
 "${L[@]}" invoke --function-name sh-fn "${binfmt[@]}" --payload '{}' "$D/out3.json" > /dev/null || fail "invoke v2"
 json_check "$D/out3.json" 'j["version"] == "2" and j["memory"] == "512" and j["greeting"] == "bye"' \
     && pass "after the updates: new code, memory and variables in a new environment" || fail "v2: $(cat "$D/out3.json")"

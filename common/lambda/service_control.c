@@ -345,9 +345,9 @@ static void dir_list_add(struct dir_list *l, char *dir)
 {
     if (!dir)
         return;
-    if (l->n < GC_DIRS_MAX)
+    if (l->n < GC_DIRS_MAX) {
         l->dirs[l->n++] = dir;
-    else { /* too many at once: remove this one later is not possible, remove it now */
+    } else { /* the list is full: remove this one at once (rare: a delete with many retired roots) */
         lmr_remove_tree(dir, NULL);
         free(dir);
     }
@@ -403,7 +403,7 @@ static void retire_dir_locked(struct lmr_svc_fn_ctl *ctl, char *dir, unsigned ge
 {
     if (!dir)
         return;
-    if (ctl->n_retired == RETIRED_MAX) { /* should not happen: updates are spaced by the window */
+    if (ctl->n_retired == RETIRED_MAX) { /* 16 updates while an environment of the oldest code still runs */
         lmr_remove_tree(ctl->retired[0].dir, NULL);
         free(ctl->retired[0].dir);
         memmove(ctl->retired, ctl->retired + 1, (RETIRED_MAX - 1) * sizeof ctl->retired[0]);

@@ -789,6 +789,27 @@ static bool parse_conf(struct lmr_svc_control *cp, json_t *body, struct conf_pat
     return true;
 }
 
+/* Tags: at most 50, keys of 1-128 and values of at most 256 characters (Lambda's tag limits). */
+static bool check_tags(json_t *tags, struct api_err *e)
+{
+    if (!tags || json_is_null(tags))
+        return true;
+    if (!json_is_object(tags))
+        return bad_type(e, "Tags", "a map of strings");
+    if (json_object_size(tags) > 50)
+        return INVALID_PARAM(e, "The request has %zu tags; a function can have at most 50", json_object_size(tags));
+    const char *k;
+    json_t *v;
+    json_object_foreach(tags, k, v)
+    {
+        if (!json_is_string(v))
+            return bad_type(e, "Tags", "a map of strings");
+        if (!*k || strlen(k) > 128 || json_string_length(v) > 256)
+            return INVALID_PARAM(e, "Tag '%.40s' is not valid: keys have 1 to 128 characters, values at most 256", k);
+    }
+    return true;
+}
+
 static bool parse_architectures(json_t *body, const char **arch, struct api_err *e)
 {
     json_t *a = json_object_get(body, "Architectures");
@@ -1189,8 +1210,7 @@ static bool op_create(struct lmr_lambda_service *svc, const struct lmr_svc_contr
     if (ok && (!p.runtime || !p.handler))
         ok = INVALID_PARAM(e, "Runtime and Handler are mandatory parameters for functions created with deployment "
                               "packages.");
-    if (ok && tags && !json_is_null(tags) && !json_is_object(tags))
-        ok = bad_type(e, "Tags", "a map of strings");
+    ok = ok && check_tags(tags, e);
     ok = ok && parse_code(cp, code, &src, e);
     if (ok) {
         pthread_mutex_lock(&svc->mu);

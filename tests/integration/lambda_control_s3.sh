@@ -78,4 +78,8 @@ assert len(invs) >= r["mappers"] + r["reducers"] and all(i["memory_size_mb"] == 
 PY
 grep -q "START RequestId" "$D/logs/cp-mapper.log" && grep -q "START RequestId" "$D/logs/cp-reducer.log" \
     && pass "the invocations are in the created functions' logs" || fail "no invocations in the logs"
+kill "$serve_pid"
+wait "$serve_pid" && pass "serve stops cleanly (exit status 0; leak-checked in sanitizer builds)" \
+    || { fail "serve exit status"; cat "$D/serve.err"; }
+serve_pid=
 finish

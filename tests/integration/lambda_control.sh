@@ -66,7 +66,13 @@ fi
 # ---- packages ---------------------------------------------------------------------------------
 $ZIP shell "$D/v1.zip" 1
 $ZIP shell "$D/v2.zip" 2
-$ZIP exec "$D/real.zip" "$LMR_BIN_DIR/bootstrap"
+# The real function: the packaged zip once `lambdamr package` exists, else a sh bootstrap that execs
+# the function binary of this build.
+if "$LAMBDAMR" package --help > /dev/null 2>&1; then
+    "$LAMBDAMR" package --out "$D/real.zip" > "$D/package.log" 2>&1 || { cat "$D/package.log"; fail "lambdamr package"; }
+else
+    python3 "$LMR_SOURCE_DIR/tests/integration/lib/lambda_zip.py" exec "$D/real.zip" "$LMR_BIN_DIR/bootstrap"
+fi
 $ZIP nobootstrap "$D/nobootstrap.zip"
 $ZIP slip "$D/slip.zip"
 $ZIP absolute "$D/absolute.zip" "$D/evil"
@@ -235,31 +241,51 @@ create() { # NAME ZIP [extra args]: create-function with defaults
         --zip-file "fileb://$zip" "$@"
 }
 before=$(ls "$D/state/functions" | sort)
-expect_error "a name that exists" ResourceConflictException create sh-fn "$D/v1.zip"
-grep -q "Function already exist: sh-fn" "$D/err.txt" || fail "exists message: $(cat "$D/err.txt")"
-expect_error "a function that does not exist" ResourceNotFoundException "${L[@]}" get-function --function-name nope
-expect_error "invoking one that does not exist" ResourceNotFoundException \
-    "${L[@]}" invoke --function-name nope "$D/x.json"
-expect_error "a name of 65 characters" ValidationException create "$(printf 'n%.0s' $(seq 65))" "$D/v1.zip"
-expect_error "a name with a bad character" ValidationException create "bad.name" "$D/v1.zip"
-expect_error "memory over 10240 MB" ValidationException create m-fn "$D/v1.zip" --memory-size 10241
-expect_error "timeout over 900 s" ValidationException create t-fn "$D/v1.zip" --timeout 901
-expect_error "a role that is not a role ARN" ValidationException \
+# Refusals are independent of each other: they run at once, then each is checked.
+BG_NAMES=() BG_TYPES=() BG_MSGS=() BG_PIDS=()
+refused() { # NAME TYPE MESSAGE-PART CMD...: like expect_error, in the background
+    local i=${#BG_NAMES[@]}
+    BG_NAMES+=("$1") BG_TYPES+=("$2") BG_MSGS+=("$3")
+    shift 3
+    ( "$@" > /dev/null 2> "$D/bg-$i.err" && echo 0 > "$D/bg-$i.rc" || echo 1 > "$D/bg-$i.rc" ) &
+    BG_PIDS+=($!)
+}
+refused "a name that exists" ResourceConflictException "Function already exist: sh-fn" create sh-fn "$D/v1.zip"
+refused "a function that does not exist" ResourceNotFoundException "function:nope" \
+    "${L[@]}" get-function --function-name nope
+refused "invoking one that does not exist" ResourceNotFoundException "" "${L[@]}" invoke --function-name nope "$D/x.json"
+refused "a name of 65 characters" ValidationException "less than or equal to 64" \
+    create "$(printf 'n%.0s' $(seq 65))" "$D/v1.zip"
+refused "a name with a bad character" ValidationException "regular expression" create "bad.name" "$D/v1.zip"
+refused "memory over 10240 MB" ValidationException "10240" create m-fn "$D/v1.zip" --memory-size 10241
+refused "timeout over 900 s" ValidationException "900" create t-fn "$D/v1.zip" --timeout 901
+refused "a role that is not a role ARN" ValidationException "at 'role'" \
     "${L[@]}" create-function --function-name r-fn --runtime provided.al2023 --handler h --role not-a-role \
     --zip-file "fileb://$D/v1.zip"
-expect_error "a runtime this service cannot run" InvalidParameterValueException create p-fn "$D/v1.zip" --runtime python3.12
-expect_error "a runtime that does not exist" ValidationException create p-fn "$D/v1.zip" --runtime cobol9
-expect_error "no handler" InvalidParameterValueException \
+refused "a runtime this service cannot run" InvalidParameterValueException "python3.12" \
+    create p-fn "$D/v1.zip" --runtime python3.12
+refused "a runtime that does not exist" ValidationException "enum value set" create q-fn "$D/v1.zip" --runtime cobol9
+refused "no handler" InvalidParameterValueException "Runtime and Handler are mandatory" \
     "${L[@]}" create-function --function-name h-fn --runtime provided.al2023 --role "$ROLE" --zip-file "fileb://$D/v1.zip"
-expect_error "a reserved variable" InvalidParameterValueException create e-fn "$D/v1.zip" \
+refused "a reserved variable" InvalidParameterValueException "AWS_REGION" create e-fn "$D/v1.zip" \
     --environment 'Variables={AWS_REGION=eu-west-1}'
-expect_error "a zip-slip entry (../)" InvalidParameterValueException create slip-fn "$D/slip.zip"
-expect_error "an absolute entry" InvalidParameterValueException create abs-fn "$D/absolute.zip"
-expect_error "a symbolic link entry" InvalidParameterValueException create link-fn "$D/symlink.zip"
-expect_error "over 250 MB unzipped" InvalidParameterValueException create big-fn "$D/big.zip"
-grep -q "Unzipped size must be smaller than 262144000 bytes" "$D/err.txt" || fail "unzipped message: $(cat "$D/err.txt")"
-expect_error "an update of a function that does not exist" ResourceNotFoundException \
+refused "a zip-slip entry (../)" InvalidParameterValueException "outside the task root" create slip-fn "$D/slip.zip"
+refused "an absolute entry" InvalidParameterValueException "absolute path" create abs-fn "$D/absolute.zip"
+refused "a symbolic link entry" InvalidParameterValueException "symbolic link" create link-fn "$D/symlink.zip"
+refused "over 250 MB unzipped" InvalidParameterValueException "Unzipped size must be smaller than 262144000 bytes" \
+    create big-fn "$D/big.zip"
+refused "an update of a function that does not exist" ResourceNotFoundException "" \
     "${L[@]}" update-function-configuration --function-name nope --timeout 5
+wait "${BG_PIDS[@]}" || true
+for i in "${!BG_NAMES[@]}"; do
+    if [ "$(cat "$D/bg-$i.rc" 2> /dev/null)" != 1 ]; then
+        fail "${BG_NAMES[$i]}: succeeded, expected ${BG_TYPES[$i]}"
+    elif grep -q "(${BG_TYPES[$i]})" "$D/bg-$i.err" && grep -qF -- "${BG_MSGS[$i]}" "$D/bg-$i.err"; then
+        pass "${BG_NAMES[$i]}: ${BG_TYPES[$i]}"
+    else
+        fail "${BG_NAMES[$i]}: expected ${BG_TYPES[$i]} (${BG_MSGS[$i]}), got: $(head -c 300 "$D/bg-$i.err")"
+    fi
+done
 [ ! -e "$D/evil" ] && pass "nothing was written outside the state dir" || fail "$D/evil exists"
 [ "$(ls "$D/state/functions" | sort)" = "$before" ] && pass "refused creates leave no task root behind" \
     || fail "state dir changed: $(ls "$D/state/functions")"
@@ -272,7 +298,15 @@ json_check "$D/out4.json" 'j["errorType"] == "Runtime.InvalidEntrypoint"' \
     && pass "invoking a function without bootstrap: Runtime.InvalidEntrypoint" || fail "noboot invoke: $(cat "$D/out4.json")"
 
 # ---- delete; --function functions still work --------------------------------------------------
+# Environments of sh-fn: processes of serve whose cwd is one of its task roots.
+sh_envs() { for p in $(pgrep -P "$serve_pid"); do readlink "/proc/$p/cwd" 2> /dev/null | grep -q '/sh-fn-' && echo "$p"; done; true; }
+"${L[@]}" invoke --function-name sh-fn "$D/x.json" > /dev/null # a warm environment to stop
+envs=$(sh_envs)
+[ -n "$envs" ] || fail "no environment of sh-fn before the delete"
 "${L[@]}" delete-function --function-name sh-fn && pass "delete-function" || fail "delete-function"
+for _ in $(seq 50); do [ -z "$(sh_envs)" ] && break; sleep 0.1; done
+[ -n "$envs" ] && [ -z "$(sh_envs)" ] && pass "delete-function stopped the function's environments" \
+    || fail "environments of sh-fn after the delete: $(sh_envs)"
 expect_error "a deleted function" ResourceNotFoundException "${L[@]}" get-function-configuration --function-name sh-fn
 expect_error "invoking a deleted function" ResourceNotFoundException "${L[@]}" invoke --function-name sh-fn "$D/x.json"
 ls -d "$D"/state/functions/sh-fn-* > /dev/null 2>&1 && fail "the deleted function's task root remains" \

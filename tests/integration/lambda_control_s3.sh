@@ -22,7 +22,13 @@ port=$(serve_port "$D/serve.out")
 L=(timeout 120 aws --endpoint-url "http://127.0.0.1:$port" lambda)
 ROLE=arn:aws:iam::123456789012:role/lambdamr-test
 
-python3 "$LMR_SOURCE_DIR/tests/integration/lib/lambda_zip.py" exec "$D/fn.zip" "$LMR_BIN_DIR/bootstrap"
+# The real function: the packaged zip once `lambdamr package` exists, else a sh bootstrap that execs
+# the function binary of this build.
+if "$LAMBDAMR" package --help > /dev/null 2>&1; then
+    "$LAMBDAMR" package --out "$D/fn.zip" > "$D/package.log" 2>&1 || { cat "$D/package.log"; fail "lambdamr package"; }
+else
+    python3 "$LMR_SOURCE_DIR/tests/integration/lib/lambda_zip.py" exec "$D/fn.zip" "$LMR_BIN_DIR/bootstrap"
+fi
 aws s3 cp --quiet "$D/fn.zip" s3://lmr-code/pkg/fn.zip
 for role in mapper reducer; do
     "${L[@]}" create-function --function-name "cp-$role" --runtime provided.al2023 --handler "$role" --role "$ROLE" \

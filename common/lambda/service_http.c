@@ -29,8 +29,8 @@ struct http_req {
     bool refused;          /* an upload over that budget: the body is not kept, the answer is 429 */
 };
 
-enum MHD_Result lmr_svc_http_reply_error(struct MHD_Connection *c, unsigned status, const char *code,
-                                         const char *message, const char *request_id)
+static enum MHD_Result reply_error(struct MHD_Connection *c, unsigned status, const char *code, const char *message,
+                                   const char *request_id)
 {
     /* The model spells the message member "Message" for some exceptions and "message" for others. */
     bool capital = !strcmp(code, "ResourceNotFoundException") || !strcmp(code, "ServiceException");
@@ -56,10 +56,16 @@ enum MHD_Result lmr_svc_http_reply_error(struct MHD_Connection *c, unsigned stat
     return ret;
 }
 
+enum MHD_Result lmr_svc_http_reply_error(struct MHD_Connection *c, unsigned status, const char *code,
+                                         const char *message, const char *request_id)
+{
+    return reply_error(c, status, code, message, request_id);
+}
+
 static enum MHD_Result reply_outcome(struct MHD_Connection *c, struct lmr_svc_outcome *o, bool tail)
 {
     if (o->error_code)
-        return lmr_svc_http_reply_error(c, (unsigned)o->status, o->error_code, o->message, o->request_id);
+        return reply_error(c, (unsigned)o->status, o->error_code, o->message, o->request_id);
     struct MHD_Response *r =
         MHD_create_response_from_buffer(o->payload.len, o->payload.data ? o->payload.data : "", MHD_RESPMEM_MUST_COPY);
     if (!r)
@@ -86,15 +92,15 @@ static enum MHD_Result handle_invoke(struct lmr_lambda_service *svc, struct MHD_
 {
     size_t plen = strlen(INVOKE_PREFIX), slen = strlen(INVOKE_SUFFIX), ulen = strlen(url);
     if (ulen <= plen + slen || strcmp(url + ulen - slen, INVOKE_SUFFIX))
-        return lmr_svc_http_reply_error(c, 404, "UnknownOperationException",
-                                        "Unknown operation: lambdamr serve answers Invoke and the function control "
-                                        "plane (see lambdamr serve --help).",
-                                        NULL);
+        return reply_error(c, 404, "UnknownOperationException",
+                           "Unknown operation: lambdamr serve answers Invoke and the function control "
+                           "plane (see lambdamr serve --help).",
+                           NULL);
     char name[256];
     size_t nlen = ulen - plen - slen;
     if (nlen >= sizeof name || memchr(url + plen, '/', nlen))
-        return lmr_svc_http_reply_error(c, 400, "InvalidParameterValueException",
-                                        "The function name in the path is not valid.", NULL);
+        return reply_error(c, 400, "InvalidParameterValueException", "The function name in the path is not valid.",
+                           NULL);
     memcpy(name, url + plen, nlen);
     name[nlen] = '\0';
 
@@ -110,7 +116,7 @@ static enum MHD_Result handle_invoke(struct lmr_lambda_service *svc, struct MHD_
                  "1 validation error detected: Value '%.200s' at 'invocationType' failed to satisfy constraint: "
                  "Member must satisfy enum value set: [Event, RequestResponse, DryRun]",
                  t);
-        return lmr_svc_http_reply_error(c, 400, "InvalidParameterValueException", msg, NULL);
+        return reply_error(c, 400, "InvalidParameterValueException", msg, NULL);
     }
     bool tail = false;
     const char *lt = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Amz-Log-Type");
@@ -122,18 +128,17 @@ static enum MHD_Result handle_invoke(struct lmr_lambda_service *svc, struct MHD_
                  "1 validation error detected: Value '%.200s' at 'logType' failed to satisfy constraint: Member must "
                  "satisfy enum value set: [None, Tail]",
                  lt);
-        return lmr_svc_http_reply_error(c, 400, "InvalidParameterValueException", msg, NULL);
+        return reply_error(c, 400, "InvalidParameterValueException", msg, NULL);
     }
     const char *cc = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Amz-Client-Context");
     if (cc && strlen(cc) > 3583)
-        return lmr_svc_http_reply_error(
-            c, 400, "InvalidRequestContentException",
-            "Client context must be a valid Base64-encoded JSON object of at most 3583 bytes.", NULL);
+        return reply_error(c, 400, "InvalidRequestContentException",
+                           "Client context must be a valid Base64-encoded JSON object of at most 3583 bytes.", NULL);
     size_t limit = type == LMR_INVOKE_EVENT ? LMR_LAMBDA_EVENT_PAYLOAD_MAX_BYTES : LMR_LAMBDA_SYNC_PAYLOAD_MAX_BYTES;
     if (req->too_big || req->total_bytes > limit) {
         char msg[256];
         snprintf(msg, sizeof msg, "Request must be smaller than %zu bytes for the InvokeFunction operation", limit);
-        return lmr_svc_http_reply_error(c, 413, "RequestTooLargeException", msg, NULL);
+        return reply_error(c, 413, "RequestTooLargeException", msg, NULL);
     }
     const char *qualifier = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "Qualifier");
     struct lmr_svc_outcome o;
@@ -182,12 +187,12 @@ static enum MHD_Result http_handler(void *cls, struct MHD_Connection *c, const c
     if (lmr_svc_control_route(svc, c, &creq, &ret))
         return ret;
     if (strncmp(url, INVOKE_PREFIX, strlen(INVOKE_PREFIX)))
-        return lmr_svc_http_reply_error(c, 404, "UnknownOperationException",
-                                        "Unknown operation: lambdamr serve answers Invoke and the function control "
-                                        "plane (see lambdamr serve --help).",
-                                        NULL);
+        return reply_error(c, 404, "UnknownOperationException",
+                           "Unknown operation: lambdamr serve answers Invoke and the function control "
+                           "plane (see lambdamr serve --help).",
+                           NULL);
     if (strcmp(method, "POST"))
-        return lmr_svc_http_reply_error(c, 405, "UnknownOperationException", "Invoke needs the POST method.", NULL);
+        return reply_error(c, 405, "UnknownOperationException", "Invoke needs the POST method.", NULL);
     return handle_invoke(svc, c, url, req);
 }
 

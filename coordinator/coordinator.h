@@ -26,8 +26,8 @@ struct lmr_job_plan {
     size_t ntasks;
     uint64_t input_bytes;
     uint64_t input_objects;
-    json_t *input_uris; /* for the report (borrowed) */
-    const char *output_uri;
+    json_t *input_uris;  /* the --input URIs as given, for the report and the manifest */
+    char *output_uri;    /* the --output URI as given */
     const char *command; /* Optional: the command line that reproduces the job, for the report */
     double plan_ms;
 };

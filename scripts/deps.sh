@@ -3,7 +3,8 @@
 # Usage: scripts/deps.sh [--test]   (--test: also what only the test suite uses, e.g. Chromium)
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config libcurl4-openssl-dev libssl-dev libzstd-dev zstd libmsgpack-dev
-      libjansson-dev libexpat1-dev libmicrohttpd-dev libxxhash-dev libzip-dev libcmocka-dev zlib1g-dev curl)
+      libjansson-dev libexpat1-dev libmicrohttpd-dev libxxhash-dev libzip-dev libcmocka-dev zlib1g-dev curl
+      g++ libdouble-conversion-dev)
 # Test-only: headless Chromium for the HTML report test.
 TEST_PKGS=(chromium)
 if [ "${1:-}" = "--test" ]; then

@@ -195,10 +195,12 @@ enum lmr_result lmr_svc_fn_build(struct lmr_lambda_service *svc, const struct lm
                         cfg && cfg->name ? cfg->name : "");
     if (!cfg->path || !*cfg->path)
         return lmr_fail(err, LMR_ERR_INVALID, "function %s has no executable path", cfg->name);
-    uint32_t memory_mb = cfg->memory_mb ? cfg->memory_mb : 1024;
-    if (memory_mb < 128 || memory_mb > 10240)
-        return lmr_fail(err, LMR_ERR_INVALID, "function %s: memory %u MB is out of range; use 128 to 10240 MB",
-                        cfg->name, memory_mb);
+    uint32_t memory_mb = cfg->memory_mb ? cfg->memory_mb : LMR_MEMORY_DEFAULT_MB;
+    char what[96];
+    snprintf(what, sizeof what, "function %s", cfg->name);
+    enum lmr_result mr = lmr_memory_check_mb(memory_mb, what, err);
+    if (mr)
+        return mr;
     double timeout_s = cfg->timeout_s > 0 ? cfg->timeout_s : 3.0;
     if (timeout_s > 900)
         return lmr_fail(err, LMR_ERR_INVALID, "function %s: timeout %.2f s is too long; use at most 900 seconds",

@@ -1,6 +1,8 @@
 /*
  * Private to the embedded Lambda service: Lambda's function control plane, so that the AWS CLI
  * and SDKs (and `lambdamr deploy`) can manage functions of `lambdamr serve` as they do on AWS.
+ * Code: service_control.c (state, operations, routing), service_control_request.c (request
+ * checks), service_control_code.c (fetching and unpacking code); service_control_internal.h.
  *
  * Operations, with AWS's REST paths, JSON shapes (botocore's lambda 2015-03-31 model), status
  * codes and error types (x-amzn-ErrorType and a JSON body):
@@ -52,6 +54,8 @@
 #define LMR_LAMBDA_FUNCTIONS_MAX 1024
 #define LMR_LAMBDA_UPLOADS_MAX_BYTES (4ull * LMR_LAMBDA_CODE_REQUEST_MAX_BYTES)
 #define LMR_LAMBDA_UPDATE_DELAY_DEFAULT_MS 300
+#define LMR_LAMBDA_API_DEFAULT_MEMORY_MB 128 /* CreateFunction without MemorySize, as on AWS */
+#define LMR_LAMBDA_API_DEFAULT_TIMEOUT_S 3
 #define LMR_LAMBDA_ACCOUNT_ID "000000000000"
 
 struct lmr_svc_control;

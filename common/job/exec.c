@@ -273,7 +273,7 @@ static enum lmr_result on_child_line(void *user, struct lmr_slice line, struct l
     struct exec_state *s = user;
     s->lines_out++;
     if (s->in_reduce || !s->reducer) { /* the job's output: lines as written */
-        lmr_emit(s->out, line, lmr_slice_make(NULL, 0));
+        lmr_emit(s->out, line, lmr_slice_make("", 0));
         return LMR_OK;
     }
     struct lmr_slice k, v;

@@ -61,8 +61,9 @@ static json_t *invocation_json(const struct lmr_phase *ph, size_t task, uint32_t
 
 /* What to do about a failed attempt, appended to its error: the flag to change and to what. */
 static void add_hint(char *why, size_t cap, const char *error_type, enum lmr_result r,
-                     const struct lmr_invoke_result *ir, const struct lmr_coordinator_options *opts)
+                     const struct lmr_invoke_result *ir, struct phase_run *pr)
 {
+    const struct lmr_coordinator_options *opts = pr->opts;
     size_t n = strlen(why);
     if (n >= cap)
         return;
@@ -79,9 +80,13 @@ static void add_hint(char *why, size_t cap, const char *error_type, enum lmr_res
             snprintf(why + n, cap - n, " (the function ran out of its %u MB: raise --memory, e.g. --memory %u)", mb,
                      next);
     } else if (error_type && !strcmp(error_type, "Sandbox.Timedout")) {
+        pthread_mutex_lock(&pr->lock);
+        size_t done = pr->ndone, total = pr->phase->ntasks;
+        pthread_mutex_unlock(&pr->lock);
         snprintf(why + n, cap - n,
-                 " (raise --timeout, at most 900 seconds, or give each task less input with a "
-                 "smaller --split-size or more --reducers)");
+                 " (%zu of %zu %s tasks had finished; raise --timeout, at most 900 seconds, or give each task less "
+                 "input with a smaller --split-size or more --reducers)",
+                 done, total, pr->phase->name);
     } else if (r == LMR_ERR_THROTTLED) {
         snprintf(why + n, cap - n,
                  " (Lambda throttled the invocations: lower --concurrency (now %u), or ask AWS for "
@@ -143,13 +148,13 @@ static void *worker(void *arg)
         json_t *payload = NULL;
         if (r) {
             snprintf(why, sizeof why, "%s", ierr.msg[0] ? ierr.msg : lmr_result_str(r));
-            add_hint(why, sizeof why, NULL, r, &ir, pr->opts);
+            add_hint(why, sizeof why, NULL, r, &ir, pr);
         } else if (ir.function_error[0]) {
             json_t *ej = json_loadb(ir.payload.data ? ir.payload.data : "", ir.payload.len, 0, NULL);
             const char *type = lmr_json_str(ej, "errorType", ir.function_error);
             snprintf(why, sizeof why, "%s: %s", type,
                      lmr_json_str(ej, "errorMessage", ir.payload.data ? ir.payload.data : ""));
-            add_hint(why, sizeof why, type, r, &ir, pr->opts);
+            add_hint(why, sizeof why, type, r, &ir, pr);
             json_decref(ej);
         } else {
             payload = json_loadb(ir.payload.data ? ir.payload.data : "", ir.payload.len, 0, NULL);

@@ -19,6 +19,7 @@
 #include "lambda/aws_invoker.h"
 #include "lambda/service.h"
 #include "aws/config.h"
+#include "estimate.h"
 #include "job_plan.h"
 #include "report/html.h"
 #include "report_print.h"
@@ -45,6 +46,9 @@ struct run_options {
     const char *function_prefix;
     const char *price_file;
     bool html;
+    bool dry_run, model_given;
+    uint64_t assume_bytes, assume_objects;
+    struct lmr_estimate_model model;
     char *command; /* the command line, shell-quoted, for the report */
     struct lmr_job_args *args;
     char **files; /* --file: shipped into the functions' task root (files/NAME) */
@@ -81,6 +85,12 @@ static void run_usage(FILE *f)
                "      --overwrite        replace the output of an earlier job\n"
                "      --json             print the job report as JSON on stdout (no summary)\n"
                "      --html             also write the report as an HTML page, OUTPUT/_lambdamr/report.html\n"
+               "      --dry-run          plan the job and print the plan and an estimate of its time and cost on\n"
+               "                         AWS, from a stated model; nothing is invoked or written\n"
+               "      --assume-input SIZE[,OBJECTS]  with --dry-run: plan for an input that is not at hand\n"
+               "                         (e.g. 126.8G,2000) instead of listing --input\n"
+               "      --model NAME=VALUE[,...]  with --dry-run: change the model's parameters (printed with\n"
+               "                         the estimate; see docs/ARCHITECTURE.md)\n"
                "      --price-file FILE  prices for the cost estimate (default: the built-in table, for the\n"
                "                         region of AWS_REGION / the profile; see docs/FORMATS.md)\n"
                "      --backend B        local (default: embedded runtime) or aws (deployed functions)\n"
@@ -147,6 +157,9 @@ enum {
     OPT_STRICT,
     OPT_HTML,
     OPT_PRICE_FILE,
+    OPT_DRY_RUN,
+    OPT_ASSUME,
+    OPT_MODEL,
     OPT_MAPPER,
     OPT_COMBINER,
     OPT_REDUCER,
@@ -182,6 +195,9 @@ static int parse_args(int argc, char **argv, struct run_options *o)
         {"strict", no_argument, 0, OPT_STRICT},
         {"html", no_argument, 0, OPT_HTML},
         {"price-file", required_argument, 0, OPT_PRICE_FILE},
+        {"dry-run", no_argument, 0, OPT_DRY_RUN},
+        {"assume-input", required_argument, 0, OPT_ASSUME},
+        {"model", required_argument, 0, OPT_MODEL},
         {"mapper", required_argument, 0, OPT_MAPPER},
         {"combiner", required_argument, 0, OPT_COMBINER},
         {"reducer", required_argument, 0, OPT_REDUCER},
@@ -281,6 +297,30 @@ static int parse_args(int argc, char **argv, struct run_options *o)
         case OPT_PRICE_FILE:
             o->price_file = optarg;
             break;
+        case OPT_DRY_RUN:
+            o->dry_run = true;
+            break;
+        case OPT_ASSUME: {
+            char *comma = strchr(optarg, ',');
+            if (comma)
+                *comma = '\0';
+            bool bad = lmr_parse_size(optarg, &o->assume_bytes) || !o->assume_bytes;
+            o->assume_objects = 1;
+            if (comma) {
+                *comma = ',';
+                bad = bad || lmr_parse_u64(comma + 1, 1, LMR_PLAN_MAX_ASSUMED_OBJECTS, &o->assume_objects);
+            }
+            if (bad)
+                return usage_error("--assume-input '%s' is not SIZE[,OBJECTS] (e.g. 126.8G,2000)", optarg);
+            break;
+        }
+        case OPT_MODEL: {
+            struct lmr_err merr = {0};
+            if (lmr_estimate_model_parse(&o->model, optarg, &merr))
+                return usage_error("%s", merr.msg);
+            o->model_given = true;
+            break;
+        }
         case OPT_DELIM:
         case OPT_FIELDS:
         case OPT_WHERE:
@@ -321,7 +361,9 @@ static int parse_args(int argc, char **argv, struct run_options *o)
         return usage_error("%s", "no --input given");
     if (!o->output)
         return usage_error("%s", "no --output given");
-    if (!strcmp(o->backend, "aws") && !o->function_prefix)
+    if ((o->assume_bytes || o->model_given) && !o->dry_run)
+        return usage_error("%s", "--assume-input and --model go with --dry-run");
+    if (!strcmp(o->backend, "aws") && !o->function_prefix && !o->dry_run)
         return usage_error("%s", "--backend aws needs --function-prefix NAME (the deployed NAME-mapper, NAME-reducer)");
     if (!strcmp(o->backend, "aws") && o->nfiles)
         return usage_error("--file %s: deployed functions run what their package holds; ship it with 'lambdamr "
@@ -472,6 +514,30 @@ static enum lmr_result write_html(struct lmr_store *out, const struct lmr_job_co
     return r;
 }
 
+/* --dry-run: the plan and the estimate; nothing is invoked or written. */
+static int dry_run(const struct run_options *o, const struct lmr_job_plan *plan, struct lmr_store_set *stores,
+                   struct lmr_err *err)
+{
+    struct lmr_prices prices;
+    if (load_prices(o, &prices, err))
+        return 1;
+    struct lmr_estimate_options eo = {
+        .plan = plan, .model = &o->model, .prices = &prices, .concurrency = o->concurrency, .stores = stores};
+    json_t *e = lmr_estimate(&eo);
+    if (!e)
+        return lmr_fail(err, LMR_ERR_NOMEM, "out of memory estimating the job"), 1;
+    if (o->json) {
+        char *text = json_dumps(e, JSON_INDENT(2));
+        if (text)
+            printf("%s\n", text);
+        free(text);
+    } else {
+        lmr_estimate_print(stdout, e);
+    }
+    json_decref(e);
+    return 0;
+}
+
 static int run_job(struct run_options *o)
 {
     struct lmr_err err = {0};
@@ -513,9 +579,16 @@ static int run_job(struct run_options *o)
                                    .max_mappers = o->mappers,
                                    .reducers = o->reducers,
                                    .memory_mb = o->memory_mb,
-                                   .concurrency = o->concurrency};
+                                   .concurrency = o->concurrency,
+                                   .assume_bytes = o->assume_bytes,
+                                   .assume_objects = o->assume_objects};
     if ((r = lmr_plan_job(&req, &stores, &plan, &out_store, &work_store, &err)))
         goto out;
+    if (o->dry_run) {
+        status = dry_run(o, &plan, &stores, &err);
+        r = status ? LMR_ERR_INVALID : LMR_OK;
+        goto out;
+    }
     if ((r = prepare_output(out_store, plan.job.output.key, o->output, o->overwrite, &err)))
         goto out;
     if ((r = lmr_plan_write_manifest(&plan, work_store, &err)))
@@ -606,6 +679,7 @@ int lmr_cmd_run(int argc, char **argv)
     };
     if (!o.args)
         return 1;
+    lmr_estimate_model_defaults(&o.model);
     o.command = lmr_shell_join("lambdamr", argc, argv);
     int rc = parse_args(argc, argv, &o);
     if (rc) {

@@ -188,6 +188,7 @@ enum lmr_result lmr_mapper_handle(void *user_data, const struct lmr_runtime_cont
     struct lmr_store *work = NULL;
 
     m.kill_midway = lmr_fault("map-kill", t.task, t.attempt);
+    lmr_fault_misbehave("map", t.task, t.attempt);
     if ((r = lmr_job_find(t.job.job_name, &m.ops, err)))
         goto done;
     if (m.ops->setup) {

@@ -177,6 +177,12 @@ if expect_error tmo out-tmo exec --mapper 'sleep 371' --reducer cat --input text
     has tmo "Task timed out after" && sleep 0.5 && ! pgrep -f 'sleep 371' > /dev/null \
         && pass "a child that never ends: the task times out and the child is gone" || fail "timed-out child left running"
 fi
+# The child's memory counts against the function's, as on Lambda: a child holding ~300 MB in a
+# 256 MB function ends the environment (Runtime.OutOfMemory).
+if expect_error oom out-oom exec --mapper 'python3 -c "import sys, time; b = bytearray(300 << 20); b[::4096] = b\"x\" * len(b[::4096]); sys.stdin.read(); time.sleep(2)"' \
+    --reducer cat --input text.txt --output out-oom --max-attempts 1 --memory 256; then
+    has oom "ran out of memory" && pass "a child's memory counts against the function's memory size"
+fi
 [ -z "$(ls out-exit3 out-sig out-notab out-rfail 2> /dev/null | grep part-)" ] && pass "failed jobs leave no part files" \
     || fail "part files left by failed jobs"
 

@@ -225,6 +225,11 @@ run combonly exec --mapper cat --combiner cat --input text.txt --output out-co &
     || { grep -q -- "--reducer CMD is required" combonly.log && pass "--combiner without --reducer refused" || { cat combonly.log; fail "combiner message"; }; }
 run nofile exec --mapper cat --file ./missing.py --input text.txt --output out-nf && fail "missing --file ran" \
     || { grep -q "cannot ship './missing.py'" nofile.log && pass "a missing --file is refused before anything runs" || { cat nofile.log; fail "missing file message"; }; }
+run unshipped exec --mapper 'python3 wc_map.py' --reducer 'python3 wc_reduce.py' --file wc_reduce.py --input text.txt \
+    --output out-unshipped --max-attempts 1 || true
+grep -q "the mapper command names 'wc_map.py', a file here that is not shipped" unshipped.log \
+    && ! grep -q "names 'wc_reduce.py'" unshipped.log && pass "a script named but not shipped gets a warning" \
+    || { cat unshipped.log; fail "unshipped warning"; }
 run awsfile exec --mapper ./wc_map --file wc_map --backend aws --function-prefix p --input text.txt --output out-af \
     && fail "--file with --backend aws ran" || { grep -q "ship it with 'lambdamr package --file PATH'" awsfile.log \
     && pass "--file with --backend aws points to lambdamr package --file" || { cat awsfile.log; fail "aws --file message"; }; }

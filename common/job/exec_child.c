@@ -68,7 +68,11 @@ static enum lmr_result child_fail(struct lmr_exec_child *c, struct lmr_err *err,
 {
     char se[LMR_EXEC_STDERR_HEAD_BYTES + 64];
     stderr_summary(c, se, sizeof se);
-    return lmr_fail(err, code, "exec %s '%s'%s %s%s%s", c->what, c->command, c->context, cause, se, hint ? hint : "");
+    /* A long command is shortened so that the stderr lines still fit the message. */
+    size_t n = strlen(c->command);
+    int shown = n > 160 ? 157 : (int)n;
+    return lmr_fail(err, code, "exec %s '%.*s%s'%s %s%s%s", c->what, shown, c->command, n > 160 ? "..." : "",
+                    c->context, cause, se, hint ? hint : "");
 }
 
 /* Deliver the whole lines in obuf; keep the unfinished tail at the front. */

@@ -633,6 +633,9 @@ static int run_job(struct run_options *o)
         if ((r = lmr_aws_invoker_new(&ao, &inv, &err)))
             goto out;
     } else {
+        static const char *const cmds[] = {"mapper", "combiner", "reducer"};
+        for (int i = 0; i < 3; i++) /* a script left behind is the usual first mistake */
+            lmr_task_root_warn_unshipped(stderr, cmds[i], lmr_job_arg(o->args, cmds[i]), o->files, o->nfiles);
         /* The job's plugin and --file into a task root laid out as the function package is. */
         if ((lmr_job_is_plugin_name(o->job) || o->nfiles) &&
             (r = lmr_task_root_make(lmr_job_is_plugin_name(o->job) ? o->job : NULL, o->files, o->nfiles, &o->task_root,

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdbool.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -107,4 +108,43 @@ enum lmr_result lmr_task_root_make(const char *plugin, char *const *files, size_
         return LMR_ERR_NOMEM;
     }
     return LMR_OK;
+}
+
+size_t lmr_task_root_warn_unshipped(FILE *f, const char *what, const char *command, char *const *files, size_t nfiles)
+{
+    size_t found = 0;
+    const char *p = command;
+    while (p && *p) {
+        while (*p == ' ' || *p == '\t')
+            p++;
+        const char *b = p;
+        while (*p && *p != ' ' && *p != '\t')
+            p++;
+        size_t n = (size_t)(p - b);
+        if (n > 2 && !strncmp(b, "./", 2)) {
+            b += 2;
+            n -= 2;
+        }
+        char word[256];
+        if (!n || n >= sizeof word || memchr(b, '/', n) || memchr(b, '\'', n) || memchr(b, '"', n) || memchr(b, '$', n))
+            continue;
+        memcpy(word, b, n);
+        word[n] = '\0';
+        struct stat st;
+        if (stat(word, &st) || !S_ISREG(st.st_mode))
+            continue;
+        bool shipped = false;
+        for (size_t i = 0; i < nfiles && !shipped; i++) {
+            const char *slash = strrchr(files[i], '/');
+            shipped = !strcmp(slash ? slash + 1 : files[i], word);
+        }
+        if (!shipped) {
+            fprintf(f,
+                    "lambdamr run: warning: the %s command names '%s', a file here that is not shipped; the "
+                    "functions will not find it unless you add --file %s\n",
+                    what, word, word);
+            found++;
+        }
+    }
+    return found;
 }

@@ -8,6 +8,7 @@
 #define LMR_DRIVER_TASK_ROOT_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "util/result.h"
 
@@ -21,5 +22,12 @@
  */
 enum lmr_result lmr_task_root_make(const char *plugin, char *const *files, size_t nfiles, char **dir_out,
                                    struct lmr_err *err);
+
+/**
+ * Words of an exec command (`python3 map.py`, `./wc_map`) that name a file in the current folder
+ * which is not among files (--file): the functions will not see it. Writes one warning per such
+ * word to f. @return how many were found.
+ */
+size_t lmr_task_root_warn_unshipped(FILE *f, const char *what, const char *command, char *const *files, size_t nfiles);
 
 #endif

@@ -7,7 +7,8 @@
  *
  * One child per input shard in a mapper (its environment names the shard, as Hadoop's
  * mapreduce_map_input_file does) and one per reduce task. A --combiner runs on the mapper's
- * pairs in sorted batches of at most a sixteenth of the memory, as often as the batch fills:
+ * pairs in sorted batches of at most a sixteenth of the memory (and as much again for the batch's
+ * index), as often as the batch fills:
  * like Hadoop's, it must accept its own output as input.
  * The plumbing (pipes, poll, errors that name the command) is in exec_child.c.
  */
@@ -246,7 +247,9 @@ static enum lmr_result add_to_batch(struct exec_state *s, struct lmr_slice k, st
         return LMR_OK;
     }
     enum lmr_result r;
-    if (s->arena_used + need > s->arena_cap && (r = flush_combiner(s, err)))
+    /* The batch's bytes and its index each stay within arena_cap (short pairs make a big index). */
+    if ((s->arena_used + need > s->arena_cap || (s->npairs + 1) * sizeof *s->pairs > s->arena_cap) &&
+        (r = flush_combiner(s, err)))
         return r;
     if (!s->arena && !(s->arena = malloc(s->arena_cap)))
         return lmr_fail(err, LMR_ERR_NOMEM, "out of memory for the combiner batch of exec combiner '%s'", s->combiner);
@@ -273,7 +276,7 @@ static enum lmr_result on_child_line(void *user, struct lmr_slice line, struct l
     struct exec_state *s = user;
     s->lines_out++;
     if (s->in_reduce || !s->reducer) { /* the job's output: lines as written */
-        lmr_emit(s->out, line, lmr_slice_make(NULL, 0));
+        lmr_emit(s->out, line, lmr_slice_make("", 0));
         return LMR_OK;
     }
     struct lmr_slice k, v;

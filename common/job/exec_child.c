@@ -47,7 +47,7 @@ static void stderr_summary(const struct lmr_exec_child *c, char *out, size_t n)
     }
     char head[LMR_EXEC_STDERR_HEAD_BYTES + 1];
     size_t j = 0, lines = 0;
-    for (size_t i = 0; i < c->elen && j < sizeof head - 4 && lines < 5; i++) {
+    for (size_t i = 0; i < c->elen && j < 600 && lines < 5; i++) { /* room in a 1 KiB message */
         unsigned char ch = (unsigned char)c->ehead[i];
         if (ch == '\n') {
             lines++;
@@ -60,7 +60,7 @@ static void stderr_summary(const struct lmr_exec_child *c, char *out, size_t n)
         }
     }
     head[j] = '\0';
-    snprintf(out, n, "; its stderr began: %s%s", head, c->etrunc || lines >= 5 ? " …" : "");
+    snprintf(out, n, "; its stderr began: %s%s", head, c->etrunc || lines >= 5 || j >= 600 ? " …" : "");
 }
 
 static enum lmr_result child_fail(struct lmr_exec_child *c, struct lmr_err *err, enum lmr_result code,
@@ -68,7 +68,11 @@ static enum lmr_result child_fail(struct lmr_exec_child *c, struct lmr_err *err,
 {
     char se[LMR_EXEC_STDERR_HEAD_BYTES + 64];
     stderr_summary(c, se, sizeof se);
-    return lmr_fail(err, code, "exec %s '%s'%s %s%s%s", c->what, c->command, c->context, cause, se, hint ? hint : "");
+    /* A long command is shortened so that the stderr lines still fit the message. */
+    size_t n = strlen(c->command);
+    int shown = n > 160 ? 157 : (int)n;
+    return lmr_fail(err, code, "exec %s '%.*s%s'%s %s%s%s", c->what, shown, c->command, n > 160 ? "..." : "",
+                    c->context, cause, se, hint ? hint : "");
 }
 
 /* Deliver the whole lines in obuf; keep the unfinished tail at the front. */

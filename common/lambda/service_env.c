@@ -45,17 +45,36 @@ static bool read_proc_file(pid_t pid, const char *name, char *text, size_t cap)
     return true;
 }
 
+/* Resident bytes of pid and of its descendants (the processes an exec job starts: on Lambda they
+   share the function's memory), at most `budget` processes deep and wide. */
+static uint64_t tree_rss_bytes(pid_t pid, int depth, int *budget)
+{
+    char text[4096], name[64];
+    if (!read_proc_file(pid, "statm", text, sizeof text)) /* statm is much cheaper than status */
+        return 0;
+    unsigned long size = 0, resident = 0;
+    if (sscanf(text, "%lu %lu", &size, &resident) != 2)
+        return 0;
+    uint64_t bytes = (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
+    snprintf(name, sizeof name, "task/%d/children", (int)pid);
+    if (depth >= 4 || !read_proc_file(pid, name, text, sizeof text))
+        return bytes;
+    for (char *p = text, *end; *p && *budget > 0; p = end) {
+        long child = strtol(p, &end, 10);
+        if (end == p)
+            break;
+        (*budget)--;
+        bytes += tree_rss_bytes((pid_t)child, depth + 1, budget);
+    }
+    return bytes;
+}
+
 uint32_t lmr_svc_read_rss_mb(pid_t pid, bool peak)
 {
     char text[4096];
     if (!peak) {
-        /* statm is much cheaper to produce than status: "size resident shared ..." in pages. */
-        if (!read_proc_file(pid, "statm", text, sizeof text))
-            return 0;
-        unsigned long size = 0, resident = 0;
-        if (sscanf(text, "%lu %lu", &size, &resident) != 2)
-            return 0;
-        uint64_t bytes = (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
+        int budget = 64;
+        uint64_t bytes = tree_rss_bytes(pid, 0, &budget);
         return (uint32_t)((bytes + (1u << 20) - 1) >> 20);
     }
     if (!read_proc_file(pid, "status", text, sizeof text))

@@ -151,6 +151,7 @@ enum lmr_result lmr_svc_env_spawn_locked(struct lmr_svc_fn *fn, struct lmr_svc_e
 void lmr_svc_env_kill_locked(struct lmr_svc_env *env, const char *error_type, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void lmr_svc_env_drain_locked(struct lmr_svc_env *env);
+/* Resident MB of an environment: the process and its descendants (peak: the process's VmHWM only). */
 uint32_t lmr_svc_read_rss_mb(pid_t pid, bool peak);
 
 /* Core (service.c). */

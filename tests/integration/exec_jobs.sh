@@ -174,14 +174,21 @@ fi
 # A child that never ends is ended with its execution environment by the function's timeout.
 if expect_error tmo out-tmo exec --mapper 'sleep 371' --reducer cat --input text.txt --output out-tmo --max-attempts 1 \
     --timeout 2; then
-    has tmo "Task timed out after" && sleep 0.5 && ! pgrep -f 'sleep 371' > /dev/null \
+    for _ in 1 2 3 4 5 6 7 8 9 10; do pgrep -f 'sleep 371' > /dev/null || break; sleep 0.5; done
+    has tmo "Task timed out after" && ! pgrep -f 'sleep 371' > /dev/null \
         && pass "a child that never ends: the task times out and the child is gone" || fail "timed-out child left running"
+fi
+# The child's memory counts against the function's, as on Lambda: a child holding ~300 MB in a
+# 256 MB function ends the environment (Runtime.OutOfMemory).
+if expect_error oom out-oom exec --mapper 'python3 -c "import sys, time; b = bytearray(300 << 20); b[::4096] = b\"x\" * len(b[::4096]); sys.stdin.read(); time.sleep(2)"' \
+    --reducer cat --input text.txt --output out-oom --max-attempts 1 --memory 256; then
+    has oom "ran out of memory" && pass "a child's memory counts against the function's memory size"
 fi
 [ -z "$(ls out-exit3 out-sig out-notab out-rfail 2> /dev/null | grep part-)" ] && pass "failed jobs leave no part files" \
     || fail "part files left by failed jobs"
 
 # ---- children that never read, or write much more than they read --------------------------------------------
-cat text.txt text.txt text.txt | head -c 1048576 > one_mb.txt
+python3 -c "import sys; d = open('text.txt', 'rb').read() * 3; sys.stdout.buffer.write(d[:1 << 20])" > one_mb.txt
 # Each shard's child prints its byte range without reading: the ranges must cover the input.
 if run noread exec --mapper 'printf "%s\t%s\n" "$mapreduce_map_input_start" "$mapreduce_map_input_length"' \
     --reducer cat --input one_mb.txt --output out-noread --split-size 256K --reducers 1; then
@@ -218,4 +225,12 @@ run combonly exec --mapper cat --combiner cat --input text.txt --output out-co &
     || { grep -q -- "--reducer CMD is required" combonly.log && pass "--combiner without --reducer refused" || { cat combonly.log; fail "combiner message"; }; }
 run nofile exec --mapper cat --file ./missing.py --input text.txt --output out-nf && fail "missing --file ran" \
     || { grep -q "cannot ship './missing.py'" nofile.log && pass "a missing --file is refused before anything runs" || { cat nofile.log; fail "missing file message"; }; }
+run unshipped exec --mapper 'python3 wc_map.py' --reducer 'python3 wc_reduce.py' --file wc_reduce.py --input text.txt \
+    --output out-unshipped --max-attempts 1 || true
+grep -q "the mapper command names 'wc_map.py', a file here that is not shipped" unshipped.log \
+    && ! grep -q "names 'wc_reduce.py'" unshipped.log && pass "a script named but not shipped gets a warning" \
+    || { cat unshipped.log; fail "unshipped warning"; }
+run awsfile exec --mapper ./wc_map --file wc_map --backend aws --function-prefix p --input text.txt --output out-af \
+    && fail "--file with --backend aws ran" || { grep -q "ship it with 'lambdamr package --file PATH'" awsfile.log \
+    && pass "--file with --backend aws points to lambdamr package --file" || { cat awsfile.log; fail "aws --file message"; }; }
 finish

@@ -29,7 +29,7 @@ build() { # build NAME SRC
         || { cat "$D/cc-$1.log"; fail "building $1"; return 1; }
 }
 for ex in inverted_index topk http_status; do
-    mkdir -p "$D/src-$ex" && cp "$LMR_SOURCE_DIR/examples/$ex/$ex.c" "$D/src-$ex/"
+    mkdir -p "$D/src-$ex" && cp "$P/share/doc/lambdamr/examples/$ex/$ex.c" "$D/src-$ex/"
     build "$ex" "$D/src-$ex/$ex.c" && pass "example $ex builds against the installed SDK with pkg-config"
 done
 build all_api "$LMR_SOURCE_DIR/tests/plugins/all_api.c"

@@ -9,6 +9,8 @@
 #include "lambda/memory.h"
 #include "util/misc.h"
 
+#define MiB (1024ull * 1024ull)
+
 struct input_object {
     struct lmr_store *store; /* NULL for an assumed object (estimates) */
     const char *root;        /* the store's root URI */
@@ -274,8 +276,8 @@ enum lmr_result lmr_plan_inputs(const struct lmr_plan_options *opts, struct lmr_
         r = assume(&st, opts, err);
     for (size_t i = 0; i < opts->ninputs && !r && !opts->assume_bytes; i++)
         r = expand(&st, opts->inputs[i], stores, err);
-    if (!r && !opts->assume_bytes)
-        r = drop_duplicate_objects(&st);
+    if (!r)
+        r = drop_duplicate_objects(&st); /* assumed objects have distinct names */
     uint64_t total = 0;
     for (size_t i = 0; i < st.n && !r; i++) {
         total += st.objs[i].size;

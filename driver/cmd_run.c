@@ -93,7 +93,7 @@ static void run_usage(FILE *f)
                "      --dry-run          plan the job and print the plan and an estimate of its time and cost on\n"
                "                         AWS, from a stated model; nothing is invoked or written\n"
                "      --assume-input SIZE[,OBJECTS]  with --dry-run: plan for an input that is not at hand\n"
-               "                         (e.g. 127G,2000) instead of listing --input\n"
+               "                         (e.g. 126.8G,2000) instead of listing --input\n"
                "      --model NAME=VALUE[,...]  with --dry-run: change the model's parameters (printed with\n"
                "                         the estimate; see docs/ARCHITECTURE.md)\n"
                "      --price-file FILE  prices for the cost estimate (default: the built-in table, for the\n"
@@ -320,7 +320,7 @@ static int parse_args(int argc, char **argv, struct run_options *o)
                 bad = bad || lmr_parse_u64(comma + 1, 1, LMR_PLAN_MAX_ASSUMED_OBJECTS, &o->assume_objects);
             }
             if (bad)
-                return usage_error("--assume-input '%s' is not SIZE[,OBJECTS] (e.g. 127G,2000)", optarg);
+                return usage_error("--assume-input '%s' is not SIZE[,OBJECTS] (e.g. 126.8G,2000)", optarg);
             break;
         }
         case OPT_MODEL: {
@@ -584,9 +584,8 @@ static int run_job(struct run_options *o)
         fail(&err, r);
         return 2;
     }
-    if ((r = check_output_outside_inputs(o, &err))) {
+    if ((r = check_output_outside_inputs(o, &err)))
         return fail(&err, r);
-    }
     if (ops->setup) {
         void *state = NULL;
         char msg[512] = "";

@@ -1308,3 +1308,46 @@ enum lmr_result lmr_s3_store_new(const char *bucket, struct lmr_store **out, str
     };
     return lmr_s3_store_new_with(bucket, &o, out, err);
 }
+
+/* ---- response parsers without a request (fuzzing) ----------------------------------------------------------- */
+
+static enum lmr_result ignore_object(void *user_data, const struct lmr_store_object *obj)
+{
+    (void)user_data;
+    (void)obj;
+    return LMR_OK;
+}
+
+enum lmr_result lmr_s3_parse_response(enum lmr_s3_response kind, const char *xml, size_t len, lmr_store_list_fn fn,
+                                      void *user_data, struct lmr_err *err)
+{
+    enum lmr_result r = LMR_ERR_INVALID;
+    switch (kind) {
+    case LMR_S3_LIST_PAGE: {
+        struct list_page lp = {.fn = fn ? fn : ignore_object, .user_data = user_data};
+        lmr_buf_init(&lp.key, 4096);
+        lmr_buf_init(&lp.token, 4096);
+        r = lmr_aws_xml_parse(xml, len, list_xml, &lp, err);
+        lmr_buf_clean_up(&lp.key);
+        lmr_buf_clean_up(&lp.token);
+        break;
+    }
+    case LMR_S3_INITIATE_UPLOAD: {
+        char *id = NULL;
+        r = lmr_aws_xml_parse(xml, len, initiate_xml, &id, err);
+        free(id);
+        break;
+    }
+    case LMR_S3_COMPLETE_UPLOAD: {
+        struct complete_state cs = {0};
+        r = lmr_aws_xml_parse(xml, len, complete_xml, &cs, err);
+        break;
+    }
+    case LMR_S3_DELETE_RESULT: {
+        struct delete_state ds = {0};
+        r = lmr_aws_xml_parse(xml, len, delete_xml, &ds, err);
+        break;
+    }
+    }
+    return r;
+}

@@ -28,10 +28,10 @@
 #include "util/result.h"
 
 #define LMR_STORE_TO_END UINT64_MAX
-/* No object is larger: S3's limit (10,000 parts of 5 GiB, 48.8 TiB). Listings that say more are malformed. */
-#define LMR_STORE_MAX_OBJECT_BYTES (10000ull * 5ull * 1024ull * 1024ull * 1024ull)
 /* Room for an ETag (S3's are a quoted MD5 or "<md5>-<parts>"; the file store's are shorter). */
 #define LMR_STORE_ETAG_BYTES 128
+/* No object is larger: S3's limit (10,000 parts of 5 GiB, 48.8 TiB). Listings that say more are malformed. */
+#define LMR_STORE_MAX_OBJECT_BYTES (10000ull * 5ull * 1024ull * 1024ull * 1024ull)
 
 struct lmr_store;
 

@@ -22,7 +22,7 @@ static void gen_usage(FILE *f)
                "         10%% rankings, 90%% uservisits): DIR/rankings/part-NNNNN, DIR/uservisits/part-NNNNN\n"
                "\n"
                "options:\n"
-               "  --size SIZE    bytes to write: 65536, 64K, 64M, 1G, 1.5G (binary units)\n"
+               "  --size SIZE    bytes to write: 65536, 64K, 64M, 1G (whole numbers, binary units)\n"
                "  --out DIR      output directory (created if missing)\n"
                "  --seed N       random seed (default 1)\n"
                "  --vocab N      text: distinct words (default 100000)\n"

@@ -11,11 +11,14 @@ lmr_on_exit cleanup_tmp
 moto_start
 D=$TEST_TMP
 PROXY="$LMR_SOURCE_DIR/tests/tools/s3_fault_proxy.py"
-SEEDS=${LMR_FAULT_SEEDS:-"1 2 3 4"}
+SEEDS=${LMR_FAULT_SEEDS:-"1 2 3 4 9"}
 SHARE=${LMR_FAULT_SHARE:-0.04} # of each kind: 5 kinds, so 20% of all requests are faulted
 # Seed 4 loses only answers, a quarter of them: create-only commits whose first attempt was
 # applied must still be recognised as the writer's own (they were not before).
 LOST_ANSWERS_SEED=4
+# Seed 9 throttles every request: the job must stop with a clear error once the client's retry
+# budget is spent, write no _SUCCESS, and not hang.
+ALWAYS_THROTTLED_SEED=9
 
 aws s3 mb s3://fault-in > /dev/null
 aws s3 mb s3://fault-out > /dev/null
@@ -37,6 +40,7 @@ aws s3 cp --recursive --quiet "$D/in" s3://fault-in/in/
 fault_args() { # the proxy's fault options for a share of each kind (LMR_FAULT_ARGS overrides, for experiments)
     if [ "$1" = 0 ]; then return; fi
     if [ "$2" = "$LOST_ANSWERS_SEED" ] && [ -z "${LMR_FAULT_ARGS:-}" ]; then echo "--reset-after 0.25"; return; fi
+    if [ "$2" = "$ALWAYS_THROTTLED_SEED" ] && [ -z "${LMR_FAULT_ARGS:-}" ]; then echo "--slowdown 1"; return; fi
     echo "${LMR_FAULT_ARGS:---slowdown $1 --internal-error $1 --reset $1 --reset-after $1 --truncate $1}"
 }
 start_proxy() { # start_proxy SEED SHARE: exports PROXY_URL, PROXY_PID
@@ -80,6 +84,8 @@ for seed in $SEEDS; do
     counts=$(python3 -c "import json,sys; c=json.load(open(sys.argv[1])); print('requests %(requests)d, faulted %(faulted)d (slowdown %(slowdown)d, 500 %(internal_error)d, reset %(reset)d, reset-after %(reset_after)d, truncated %(truncate)d)' % c)" "$D/counts-$seed.json")
     if [ "$rc" = 124 ]; then
         fail "seed $seed: the job hung ($counts)"
+    elif [ "$seed" = "$ALWAYS_THROTTLED_SEED" ] && [ -z "${LMR_FAULT_ARGS:-}" ] && [ "$rc" = 0 ]; then
+        fail "seed $seed: every request was throttled, yet the job succeeded"
     elif [ "$rc" = 0 ]; then
         fetch_output "seed-$seed" "$D/got-$seed"
         if diff -r "$D/clean" "$D/got-$seed" > /dev/null; then

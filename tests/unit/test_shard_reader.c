@@ -347,7 +347,7 @@ static void expect_damaged(const char *key, const void *data, size_t n, enum lmr
 static void test_truncated_compressed(void **state)
 {
     size_t n = 400000;
-    char *text = malloc(n);
+    char *text = malloc(n + 1); /* + the last snprintf's NUL */
     for (size_t i = 0; i < n; i += 8)
         snprintf(text + i, 9, "w%06zu\n", (i / 8) % 1000000);
     size_t cap = n + 1024;

@@ -16,9 +16,11 @@ secs=${LMR_FUZZ_SECONDS:-20}
 jobs=${LMR_FUZZ_JOBS:-$(nproc)}
 out=build-fuzz
 cc=${LMR_FUZZ_CC:-clang-14}
+cxx=${LMR_FUZZ_CXX:-clang++-14}
 command -v "$cc" >/dev/null || cc=clang
+command -v "$cxx" >/dev/null || cxx=clang++
 mkdir -p "$out"
-if ! { CC=$cc cmake -S . -B "$out" -DCMAKE_BUILD_TYPE=Debug -DLMR_FUZZ=ON &&
+if ! { CC=$cc CXX=$cxx cmake -S . -B "$out" -DCMAKE_BUILD_TYPE=Debug -DLMR_FUZZ=ON &&
        cmake --build "$out" -j"$(nproc)" --target fuzz; } >"$out/build.log" 2>&1; then
     tail -40 "$out/build.log"
     echo "fuzz: the build failed (whole log: $out/build.log)" >&2

@@ -23,6 +23,7 @@
 #include "job_plan.h"
 #include "report/html.h"
 #include "report_print.h"
+#include "task_root.h"
 #include "util/misc.h"
 
 struct run_options {
@@ -50,27 +51,35 @@ struct run_options {
     struct lmr_estimate_model model;
     char *command; /* the command line, shell-quoted, for the report */
     struct lmr_job_args *args;
+    char **files; /* --file: shipped into the functions' task root (files/NAME) */
+    size_t nfiles;
+    char *task_root; /* local: the functions' LAMBDA_TASK_ROOT when the job ships anything */
 };
 
 static void run_usage(FILE *f)
 {
-    fprintf(f, "usage: lambdamr run JOB --input URI [--input URI ...] --output URI [options] [job options]\n"
-               "\n"
-               "Run a MapReduce job. Inputs are files, directories (recursive) or prefixes: paths,\n"
-               "file:// or s3://bucket/prefix. Names starting with '_' or '.' are skipped. .gz and .zst\n"
-               "inputs are decompressed. Output: part-r-NNNNN files of key<TAB>value lines (part-m-NNNNN\n"
-               "for map-only jobs), then _SUCCESS, and the job report in _lambdamr/report.json.\n"
-               "\n"
-               "jobs:\n");
+    fprintf(f,
+            "usage: lambdamr run JOB --input URI [--input URI ...] --output URI [options] [job options]\n"
+            "\n"
+            "Run a MapReduce job. Inputs are files, directories (recursive) or prefixes: paths,\n"
+            "file:// or s3://bucket/prefix. Names starting with '_' or '.' are skipped. Symbolic links\n"
+            "are followed, each real directory and file at most once (link loops are not followed\n"
+            "again), and an object named by several --input locations is read once. File names must\n"
+            "be UTF-8. .gz and .zst inputs are decompressed; a damaged or truncated one fails the job.\n"
+            "The output must not lie inside an input. Output: part-r-NNNNN files of key<TAB>value lines (part-m-NNNNN\n"
+            "for map-only jobs), then _SUCCESS, and the job report in _lambdamr/report.json.\n"
+            "\n"
+            "jobs:\n");
     lmr_job_list(f);
-    fprintf(f, "  PATH.so    a plugin exporting lmr_job_plugin() (see include/lambdamr/job.h)\n"
+    fprintf(f, "  PATH.so    a plugin exporting lmr_job_plugin() (see docs/JOBS.md)\n"
                "\n"
                "options:\n"
                "  -i, --input URI        input location (repeatable; at least one)\n"
                "  -o, --output URI       output location (must not hold a finished job unless --overwrite)\n"
                "      --work URI         where intermediate data goes (default: OUTPUT/_lambdamr/work)\n"
-               "      --split-size SIZE  bytes per shard, e.g. 64M (default 64M; smaller when the input\n"
-               "                         would not give every concurrent invocation a shard)\n"
+               "      --split-size SIZE  bytes per shard: a whole number with an optional K, M, G or T\n"
+               "                         (binary), e.g. 64M (default 64M; smaller when the input would not\n"
+               "                         give every concurrent invocation a shard); at most 100,000 shards\n"
                "      --mappers N        at most N map tasks (shards are packed into tasks)\n"
                "      --reducers N       reduce tasks (default: one per GiB of input, and at least one per\n"
                "                         concurrent invocation when the input is over 64 MiB each)\n"
@@ -96,6 +105,16 @@ static void run_usage(FILE *f)
                "job options (passed to the job):\n"
                "      --delimiter C --fields LIST --where EXPR --key SPEC --value N --op OP --strict\n"
                "      --arg NAME=VALUE   any other argument, for plugins\n"
+               "\n"
+               "exec jobs (lambdamr run exec; see docs/JOBS.md):\n"
+               "      --mapper CMD       reads records on stdin, writes key<TAB>value lines (run by /bin/sh -c)\n"
+               "      --combiner CMD     optional; runs on sorted batches of the mapper's lines\n"
+               "      --reducer CMD      reads key<TAB>value lines in key order; none: a map-only job\n"
+               "      --separator C      key/value separator instead of TAB\n"
+               "      --key-fields N     the key is the first N fields (default 1)\n"
+               "      --file PATH        ship a script or binary with the job (repeatable); commands find\n"
+               "                         it as files/NAME, also on PATH and in the working directory. On\n"
+               "                         AWS package it with 'lambdamr package --file' instead\n"
                "\n"
                "example:\n"
                "  lambdamr run wordcount --input ./datasets/text/ --output ./out/wc\n");
@@ -146,6 +165,12 @@ enum {
     OPT_DRY_RUN,
     OPT_ASSUME,
     OPT_MODEL,
+    OPT_MAPPER,
+    OPT_COMBINER,
+    OPT_REDUCER,
+    OPT_SEPARATOR,
+    OPT_KEY_FIELDS,
+    OPT_FILE,
 };
 
 static int parse_args(int argc, char **argv, struct run_options *o)
@@ -178,12 +203,22 @@ static int parse_args(int argc, char **argv, struct run_options *o)
         {"dry-run", no_argument, 0, OPT_DRY_RUN},
         {"assume-input", required_argument, 0, OPT_ASSUME},
         {"model", required_argument, 0, OPT_MODEL},
+        {"mapper", required_argument, 0, OPT_MAPPER},
+        {"combiner", required_argument, 0, OPT_COMBINER},
+        {"reducer", required_argument, 0, OPT_REDUCER},
+        {"separator", required_argument, 0, OPT_SEPARATOR},
+        {"key-fields", required_argument, 0, OPT_KEY_FIELDS},
+        {"file", required_argument, 0, OPT_FILE},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
     static const char *const job_arg_names[] = {
-        [OPT_DELIM - OPT_DELIM] = "delimiter", [OPT_FIELDS - OPT_DELIM] = "fields", [OPT_WHERE - OPT_DELIM] = "where",
-        [OPT_KEY - OPT_DELIM] = "key",         [OPT_VALUE - OPT_DELIM] = "value",   [OPT_OP - OPT_DELIM] = "op",
+        [OPT_DELIM - OPT_DELIM] = "delimiter",       [OPT_FIELDS - OPT_DELIM] = "fields",
+        [OPT_WHERE - OPT_DELIM] = "where",           [OPT_KEY - OPT_DELIM] = "key",
+        [OPT_VALUE - OPT_DELIM] = "value",           [OPT_OP - OPT_DELIM] = "op",
+        [OPT_MAPPER - OPT_DELIM] = "mapper",         [OPT_COMBINER - OPT_DELIM] = "combiner",
+        [OPT_REDUCER - OPT_DELIM] = "reducer",       [OPT_SEPARATOR - OPT_DELIM] = "separator",
+        [OPT_KEY_FIELDS - OPT_DELIM] = "key-fields",
     };
     int c;
     optind = 1;
@@ -254,8 +289,12 @@ static int parse_args(int argc, char **argv, struct run_options *o)
             if (!eq || eq == optarg)
                 return usage_error("--arg '%s' must be NAME=VALUE", optarg);
             *eq = '\0';
-            lmr_job_args_set(o->args, optarg, eq + 1);
+            enum lmr_result set = lmr_job_args_set(o->args, optarg, eq + 1);
             *eq = '=';
+            if (set)
+                return usage_error(set == LMR_ERR_TOO_LARGE ? "--arg '%s': the value is longer than 64 KiB"
+                                                            : "--arg '%s': NAME must be UTF-8 text",
+                                   optarg);
             break;
         }
         case OPT_STRICT:
@@ -297,8 +336,22 @@ static int parse_args(int argc, char **argv, struct run_options *o)
         case OPT_KEY:
         case OPT_VALUE:
         case OPT_OP:
-            lmr_job_args_set(o->args, job_arg_names[c - OPT_DELIM], optarg);
+        case OPT_MAPPER:
+        case OPT_COMBINER:
+        case OPT_REDUCER:
+        case OPT_SEPARATOR:
+        case OPT_KEY_FIELDS:
+            if (lmr_job_args_set(o->args, job_arg_names[c - OPT_DELIM], optarg))
+                return usage_error("the value of --%s is longer than 64 KiB", job_arg_names[c - OPT_DELIM]);
             break;
+        case OPT_FILE: {
+            char **f = realloc(o->files, (o->nfiles + 1) * sizeof *f);
+            if (!f)
+                return -1;
+            o->files = f;
+            o->files[o->nfiles++] = optarg;
+            break;
+        }
         case 'h':
             run_usage(stdout);
             return 1;
@@ -322,6 +375,13 @@ static int parse_args(int argc, char **argv, struct run_options *o)
         return usage_error("%s", "--assume-input and --model go with --dry-run");
     if (!strcmp(o->backend, "aws") && !o->function_prefix && !o->dry_run)
         return usage_error("%s", "--backend aws needs --function-prefix NAME (the deployed NAME-mapper, NAME-reducer)");
+    if (!strcmp(o->backend, "aws") && o->nfiles)
+        return usage_error("--file %s: deployed functions run what their package holds; ship it with 'lambdamr "
+                           "package --file PATH' and deploy, then run without --file",
+                           o->files[0]);
+    /* An exec job without a reducer is map-only (Hadoop Streaming's -numReduceTasks 0). */
+    if (!strcmp(o->job, "exec") && !lmr_job_arg(o->args, "reducer") && !lmr_job_arg(o->args, "combiner"))
+        o->job = "exec-map";
     return 0;
 }
 
@@ -368,6 +428,23 @@ static enum lmr_result prepare_output(struct lmr_store *out, const char *prefix,
         free(ex.parts[i]);
     free(ex.parts);
     return r;
+}
+
+/* An output inside one of its inputs would be read back as input by the next run: refuse it now. */
+static enum lmr_result check_output_outside_inputs(const struct run_options *o, struct lmr_err *err)
+{
+    for (size_t i = 0; i < o->ninputs; i++) {
+        bool within = false;
+        enum lmr_result r = lmr_store_uri_within(o->output, o->inputs[i], &within, err);
+        if (r)
+            return r == LMR_ERR_NOMEM ? r : LMR_OK; /* a location that does not open fails later, with its own error */
+        if (within)
+            return lmr_fail(err, LMR_ERR_INVALID,
+                            "--output '%s' is inside --input '%s': the job's output would become its own input; "
+                            "choose an --output outside every input",
+                            o->output, o->inputs[i]);
+    }
+    return LMR_OK;
 }
 
 /* ---- progress --------------------------------------------------------------------------------------------- */
@@ -425,7 +502,8 @@ static enum lmr_result start_local(const struct run_options *o, struct lmr_lambd
                                          .handler = roles[i],
                                          .memory_mb = o->memory_mb,
                                          .timeout_s = o->timeout_s,
-                                         .concurrency = o->concurrency};
+                                         .concurrency = o->concurrency,
+                                         .task_root = o->task_root};
         r = lmr_lambda_service_add_function(*svc, &fc, err);
     }
     if (!r)
@@ -502,7 +580,11 @@ static int run_job(struct run_options *o)
     int status = 1;
 
     /* The job and its arguments, validated here before anything is written. */
-    if ((r = lmr_job_find(o->job, &ops, &err)))
+    if ((r = lmr_job_find(o->job, &ops, &err))) { /* an argument error: exit 2, as for the options */
+        fail(&err, r);
+        return 2;
+    }
+    if ((r = check_output_outside_inputs(o, &err)))
         return fail(&err, r);
     if (ops->setup) {
         void *state = NULL;
@@ -550,8 +632,14 @@ static int run_job(struct run_options *o)
         struct lmr_aws_invoker_options ao = {0};
         if ((r = lmr_aws_invoker_new(&ao, &inv, &err)))
             goto out;
-    } else if ((r = start_local(o, &svc, &inv, &err))) {
-        goto out;
+    } else {
+        /* The job's plugin and --file into a task root laid out as the function package is. */
+        if ((lmr_job_is_plugin_name(o->job) || o->nfiles) &&
+            (r = lmr_task_root_make(lmr_job_is_plugin_name(o->job) ? o->job : NULL, o->files, o->nfiles, &o->task_root,
+                                    &err)))
+            goto out;
+        if ((r = start_local(o, &svc, &inv, &err)))
+            goto out;
     }
 
     struct lmr_prices prices;
@@ -599,6 +687,10 @@ out:
     else if (log_dir)
         fprintf(stderr, "lambdamr run: the function logs are in %s\n", log_dir);
     free(log_dir);
+    if (o->task_root)
+        lmr_remove_tree(o->task_root, NULL);
+    free(o->task_root);
+    o->task_root = NULL;
     lmr_plan_clean_up(&plan);
     lmr_store_set_clean_up(&stores);
     return status;
@@ -624,6 +716,7 @@ int lmr_cmd_run(int argc, char **argv)
     if (rc) {
         free(o.command);
         free(o.inputs);
+        free(o.files);
         lmr_job_args_destroy(o.args);
         return rc == 1 ? 0 : rc;
     }
@@ -633,6 +726,7 @@ int lmr_cmd_run(int argc, char **argv)
     rc = run_job(&o);
     free(o.command);
     free(o.inputs);
+    free(o.files);
     lmr_job_args_destroy(o.args);
     return rc;
 }

@@ -4,10 +4,13 @@
  * through Lambda's control plane (CreateFunction with a zip); the Invoke API and the control plane
  * listen on 127.0.0.1 only, until SIGINT or SIGTERM.
  */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "commands.h"
 #include "lambda/service.h"
@@ -36,6 +39,8 @@ static void usage(FILE *f)
                "options:\n"
                "  --port N              port of the Invoke API and control plane (default 0: any free port)\n"
                "  --log-dir DIR         where the per-function logs go (default: a new temp dir)\n"
+               "  --request-timeout S   an Invoke API request must arrive whole within S seconds of the\n"
+               "                        connection's start or of the previous answer on it (default 10)\n"
                "  --state-dir DIR       where created functions' zips and task roots go, kept at exit\n"
                "                        (default: a temp dir made on the first CreateFunction, removed at exit)\n"
                "  --update-delay-ms MS  the Pending / InProgress window, 1..60000 (default 300)\n"
@@ -47,6 +52,25 @@ static void usage(FILE *f)
                "                        (these appear in ListFunctions and can be updated or deleted too)\n"
                "  --help                this text\n\n"
                "The port and the log directory are printed at start; stop with Ctrl-C (SIGINT) or SIGTERM.\n");
+}
+
+/* A function's executable must exist and be runnable, or serve refuses to start. */
+static int check_executable(const struct lmr_function_config *cfg)
+{
+    struct stat st;
+    if (stat(cfg->path, &st) != 0) {
+        fprintf(stderr,
+                "lambdamr serve: the executable %s of function %s cannot be used: %s; give the path of the "
+                "function's bootstrap\n",
+                cfg->path, cfg->name, strerror(errno));
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode) || access(cfg->path, X_OK) != 0) {
+        fprintf(stderr, "lambdamr serve: the executable %s of function %s %s; give an executable file (chmod +x)\n",
+                cfg->path, cfg->name, S_ISDIR(st.st_mode) ? "is a directory" : "is not an executable file");
+        return -1;
+    }
+    return 0;
 }
 
 /* Parse NAME=PATH[,k=v...] into cfg. Modifies spec. */
@@ -117,6 +141,14 @@ int lmr_cmd_serve(int argc, char **argv)
                 return 2;
             }
             opts.port = (uint16_t)port;
+        } else if (!strcmp(a, "--request-timeout")) {
+            uint64_t secs;
+            if (lmr_parse_u64(argv[++i], 1, 3600, &secs) != LMR_OK) {
+                fprintf(stderr, "lambdamr serve: --request-timeout takes whole seconds from 1 to 3600, not '%s'\n",
+                        argv[i]);
+                return 2;
+            }
+            opts.request_timeout_ms = (uint32_t)secs * 1000;
         } else if (!strcmp(a, "--log-dir")) {
             opts.log_dir = argv[++i];
         } else if (!strcmp(a, "--state-dir")) {
@@ -134,7 +166,7 @@ int lmr_cmd_serve(int argc, char **argv)
                 fprintf(stderr, "lambdamr serve: at most %d functions\n", MAX_FUNCTIONS);
                 return 2;
             }
-            if (parse_function(argv[++i], &fns[n_fns]) != 0)
+            if (parse_function(argv[++i], &fns[n_fns]) != 0 || check_executable(&fns[n_fns]) != 0)
                 return 2;
             n_fns++;
         } else {

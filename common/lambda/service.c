@@ -155,6 +155,8 @@ enum lmr_result lmr_lambda_service_new(const struct lmr_lambda_service_options *
         return cr;
     }
     svc->event_retry_delay_ms = opts && opts->event_retry_delay_ms ? opts->event_retry_delay_ms : 200;
+    svc->request_timeout_ms =
+        opts && opts->request_timeout_ms ? opts->request_timeout_ms : LMR_LAMBDA_REQUEST_TIMEOUT_DEFAULT_MS;
     const char *region = getenv("AWS_REGION");
     if (!region || !*region)
         region = getenv("AWS_DEFAULT_REGION");
@@ -221,7 +223,9 @@ enum lmr_result lmr_svc_fn_build(struct lmr_lambda_service *svc, const struct lm
     fn->memory_mb = memory_mb;
     fn->timeout_s = timeout_s;
     fn->concurrency = concurrency;
-    if (fn->path) {
+    if (cfg->task_root) {
+        fn->task_root = lmr_abspath(cfg->task_root);
+    } else if (fn->path) {
         fn->task_root = strdup(fn->path);
         char *slash = fn->task_root ? strrchr(fn->task_root, '/') : NULL;
         if (slash)
@@ -435,6 +439,7 @@ void lmr_lambda_service_destroy(struct lmr_lambda_service *svc)
         pthread_join(svc->monitor, NULL);
     if (svc->http)
         MHD_stop_daemon(svc->http);
+    lmr_svc_guard_destroy(svc->guard);
     while (svc->fns) {
         struct lmr_svc_fn *fn = svc->fns;
         svc->fns = fn->next;

@@ -24,6 +24,7 @@
 #define LMR_LAMBDA_EVENT_PAYLOAD_MAX_BYTES (1u * 1024 * 1024) /* Event request */
 #define LMR_LAMBDA_LOG_TAIL_BYTES 4096                        /* X-Amz-Log-Result */
 #define LMR_LAMBDA_EVENT_QUEUE_MAX 100000                     /* queued Event invocations per function; beyond: 429 */
+#define LMR_LAMBDA_REQUEST_TIMEOUT_DEFAULT_MS 10000           /* an Invoke API request must arrive whole in this time */
 
 struct lmr_function_config {
     const char *name;     /* Required. [A-Za-z0-9_-]{1,64} */
@@ -33,6 +34,7 @@ struct lmr_function_config {
     double timeout_s;     /* Optional, default 3 (like Lambda); up to 900. */
     uint32_t concurrency; /* Optional, default 10: max environments at once. */
     const char *const *env; /* Optional: extra "NAME=VALUE" strings, NULL-terminated. */
+    const char *task_root;  /* Optional: LAMBDA_TASK_ROOT (default: the folder of path). */
 };
 
 struct lmr_lambda_service_options {
@@ -43,6 +45,9 @@ struct lmr_lambda_service_options {
                                       temp dir made on the first CreateFunction, removed by destroy. */
     uint32_t update_delay_ms;      /* Optional, default 300: how long a created function stays Pending and
                                       an update InProgress (further updates get ResourceConflictException). */
+    uint32_t request_timeout_ms;   /* Optional: an Invoke API request (headers and body) must arrive whole
+                                      within this time of the connection's start or of the previous
+                                      response on the connection; default LMR_LAMBDA_REQUEST_TIMEOUT_DEFAULT_MS. */
 };
 
 struct lmr_lambda_service;

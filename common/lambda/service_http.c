@@ -3,7 +3,8 @@
  * POST /2015-03-31/functions/{FunctionName}/invocations[?Qualifier=Q]. Every other Lambda path
  * goes to the control plane (service_control.c). Errors are answered the way AWS does: JSON
  * {"Type":"User","message":...} with the x-amzn-ErrorType header. SigV4 signatures are accepted
- * and not checked.
+ * and not checked. Every request must arrive whole within the request timeout, and a full
+ * connection table evicts the oldest unfinished request (service_guard.c).
  */
 #include <jansson.h>
 #include <microhttpd.h>
@@ -20,6 +21,7 @@
 
 #define INVOKE_PREFIX "/2015-03-31/functions/"
 #define INVOKE_SUFFIX "/invocations"
+#define HTTP_CONNECTIONS_SOFT_LIMIT 512 /* beyond it a new connection evicts the oldest unfinished request */
 
 struct http_req {
     struct lmr_buf body;
@@ -182,6 +184,7 @@ static enum MHD_Result http_handler(void *cls, struct MHD_Connection *c, const c
         *upload_data_size = 0;
         return MHD_YES;
     }
+    lmr_svc_guard_request_received(svc->guard, c);
     enum MHD_Result ret;
     struct lmr_svc_control_request creq = {method, url, &req->body, req->total_bytes, req->too_big, req->refused};
     if (lmr_svc_control_route(svc, c, &creq, &ret))
@@ -198,6 +201,8 @@ static enum MHD_Result http_handler(void *cls, struct MHD_Connection *c, const c
 
 static void http_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe)
 {
+    struct lmr_lambda_service *svc = cls;
+    lmr_svc_guard_request_done(svc->guard, c);
     struct http_req *req = *con_cls;
     if (req) {
         lmr_svc_control_release(cls, req->reserved_bytes);
@@ -216,10 +221,15 @@ enum lmr_result lmr_svc_http_start(struct lmr_lambda_service *svc, struct lmr_er
     sin.sin_family = AF_INET;
     sin.sin_port = htons(svc->port_wanted);
     sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (!svc->guard && lmr_svc_guard_new(svc->request_timeout_ms, HTTP_CONNECTIONS_SOFT_LIMIT, &svc->guard) != LMR_OK)
+        return lmr_fail(err, LMR_ERR_NOMEM, "out of memory starting the Lambda Invoke API");
+    /* libmicrohttpd's own limit is the hard one; the guard evicts slow requests before it is reached. */
     svc->http = MHD_start_daemon(
-        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL, svc->port_wanted, NULL, NULL,
-        http_handler, svc, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)512, MHD_OPTION_NOTIFY_COMPLETED, http_completed, svc, MHD_OPTION_END);
+        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL, svc->port_wanted,
+        lmr_svc_guard_accept, svc->guard, http_handler, svc, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)(2 * HTTP_CONNECTIONS_SOFT_LIMIT), MHD_OPTION_NOTIFY_CONNECTION, lmr_svc_guard_notify, svc->guard,
+        MHD_OPTION_NOTIFY_COMPLETED, http_completed, svc, MHD_OPTION_END);
     if (!svc->http)
         return lmr_fail(err, LMR_ERR_NETWORK,
                         "cannot listen on 127.0.0.1:%u for the Lambda Invoke API; the port may be in use, pick "

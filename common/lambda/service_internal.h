@@ -8,7 +8,9 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <sys/socket.h>
 #include <sys/types.h>
+#include <microhttpd.h>
 
 #include "lambda/service.h"
 #include "util/buf.h"
@@ -69,6 +71,7 @@ struct lmr_svc_env {
     double hwm_read_ms; /* when VmHWM was last read */
     char stream_name[96];
     unsigned code_gen; /* the function's code_gen when this environment started */
+    unsigned refused;  /* Runtime API connections refused by the peer check */
     struct lmr_svc_env *next;
 };
 
@@ -96,12 +99,16 @@ struct lmr_svc_fn {
     struct lmr_svc_fn *next;
 };
 
+struct lmr_svc_guard;
+
 struct lmr_lambda_service {
     pthread_mutex_t mu;
     struct lmr_svc_fn *fns;
     char *log_dir;
     uint16_t port_wanted, port;
     struct MHD_Daemon *http;
+    struct lmr_svc_guard *guard; /* request deadlines of the Invoke API (service_guard.c) */
+    uint32_t request_timeout_ms;
     uint32_t event_retry_delay_ms;
     char region[64];
     bool stopping;
@@ -166,5 +173,33 @@ void lmr_svc_fn_free(struct lmr_svc_fn *fn);
 
 /* HTTP front end (service_http.c). */
 enum lmr_result lmr_svc_http_start(struct lmr_lambda_service *svc, struct lmr_err *err);
+
+/* Connection guards (service_guard.c). */
+struct sockaddr;
+struct MHD_Connection;
+/**
+ * Is the TCP connection from peer (an IPv4 address) to 127.0.0.1:port made by process env_pid
+ * or one of its descendants? Looks the client socket's inode up (sock_diag, else
+ * /proc/net/tcp) and searches the processes' open files for it. Needs no privileges.
+ */
+bool lmr_svc_peer_in_env(pid_t env_pid, uint16_t port, const struct sockaddr *peer, socklen_t peer_len);
+/**
+ * Request deadlines for an HTTP daemon: every request must arrive whole within deadline_ms of
+ * the connection's start (or of the previous response's end); a watchdog thread shuts down
+ * connections that are late. At soft_limit connections a new one evicts the oldest connection
+ * still sending its request, or is refused when there is none. Wire the hooks into the daemon:
+ * lmr_svc_guard_accept (accept policy), lmr_svc_guard_notify (MHD_OPTION_NOTIFY_CONNECTION),
+ * and call request_received when a request is complete, request_done when it was answered.
+ */
+enum lmr_result lmr_svc_guard_new(uint32_t deadline_ms, unsigned soft_limit, struct lmr_svc_guard **out);
+/** Stop the watchdog and free the guard (after the daemon has stopped). NULL-safe. */
+void lmr_svc_guard_destroy(struct lmr_svc_guard *g);
+enum MHD_Result lmr_svc_guard_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen);
+void lmr_svc_guard_notify(void *cls, struct MHD_Connection *connection, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code);
+void lmr_svc_guard_request_received(struct lmr_svc_guard *g, struct MHD_Connection *connection);
+void lmr_svc_guard_request_done(struct lmr_svc_guard *g, struct MHD_Connection *connection);
+/** Connections cut for missing their deadline, and evicted to make room. */
+void lmr_svc_guard_counts(struct lmr_svc_guard *g, uint64_t *expired, uint64_t *evicted);
 
 #endif

@@ -41,13 +41,13 @@ struct lmr_lambda_service_options {
     uint16_t port;                 /* Optional: Invoke API port; 0 = ephemeral. */
     const char *log_dir;           /* Optional: NULL = a new temp dir (kept after destroy). */
     uint32_t event_retry_delay_ms; /* Optional: wait before retrying a failed Event; default 200. */
+    uint32_t request_timeout_ms;   /* Optional: an Invoke API request (headers and body) must arrive whole
+                                      within this time of the connection's start or of the previous
+                                      response on the connection; default LMR_LAMBDA_REQUEST_TIMEOUT_DEFAULT_MS. */
     const char *state_dir;         /* Optional: where created functions' code and task roots go; NULL = a
                                       temp dir made on the first CreateFunction, removed by destroy. */
     uint32_t update_delay_ms;      /* Optional, default 300: how long a created function stays Pending and
                                       an update InProgress (further updates get ResourceConflictException). */
-    uint32_t request_timeout_ms;   /* Optional: an Invoke API request (headers and body) must arrive whole
-                                      within this time of the connection's start or of the previous
-                                      response on the connection; default LMR_LAMBDA_REQUEST_TIMEOUT_DEFAULT_MS. */
 };
 
 struct lmr_lambda_service;

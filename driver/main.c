@@ -16,6 +16,8 @@ static const struct command commands[] = {
     {"put", lmr_cmd_put, "put records into a Kinesis stream (PutRecords in batches)"},
     {"gen", lmr_cmd_gen, "generate a deterministic data set (text, bdb)"},
     {"serve", lmr_cmd_serve, "run the embedded Lambda-compatible service standalone"},
+    {"deploy", lmr_cmd_deploy, "create or update the functions, role and log groups on AWS Lambda"},
+    {"undeploy", lmr_cmd_undeploy, "remove what deploy created"},
 };
 
 static void usage(FILE *f)

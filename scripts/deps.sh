@@ -2,7 +2,7 @@
 # Install the Debian packages lambdamr needs to build and test, if any are missing.
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config libcurl4-openssl-dev libssl-dev libzstd-dev zstd libmsgpack-dev
-      libjansson-dev libexpat1-dev libmicrohttpd-dev libxxhash-dev libcmocka-dev zlib1g-dev curl)
+      libjansson-dev libexpat1-dev libmicrohttpd-dev libxxhash-dev libcmocka-dev zlib1g-dev curl libzip-dev)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

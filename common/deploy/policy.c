@@ -195,7 +195,7 @@ json_t *lmr_deploy_template(const struct lmr_deploy_options *o)
         json_object_set_new(outputs, out_id, json_pack("{s:{s:[s,s]}}", "Value", "Fn::GetAtt", id, "Arn"));
     }
     return json_pack(
-        "{s:s, s:s, s:{s:{s:s, s:s}, s:{s:s, s:s}, s:{s:s, s:s, s:s}}, s:{s:{s:[{s:[{s:s}, s:s]}]}}, s:o, s:o}",
+        "{s:s, s:s, s:{s:{s:s, s:s}, s:{s:s, s:s}, s:{s:s, s:s, s:s}}, s:{s:{s:[{s:[{s:s}, s]}]}}, s:o, s:o}",
         "AWSTemplateFormatVersion", "2010-09-09", "Description", desc, "Parameters", "CodeBucket", "Type", "String",
         "Description", "the S3 bucket holding the function package (lambdamr package)", "CodeKey", "Type", "String",
         "Description", "the key of the function package zip in CodeBucket", "BucketName", "Type", "String", "Default",

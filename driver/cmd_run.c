@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "backend_aws.h"
@@ -20,11 +19,12 @@
 #include "job/registry.h"
 #include "lambda/aws_invoker.h"
 #include "lambda/service.h"
-#include "plan.h"
+#include "aws/config.h"
+#include "estimate.h"
+#include "job_plan.h"
+#include "report/html.h"
 #include "report_print.h"
 #include "util/misc.h"
-
-#define MiB (1024ull * 1024ull)
 
 struct run_options {
     const char *job;
@@ -45,6 +45,12 @@ struct run_options {
     bool json;
     const char *backend;
     const char *function_prefix;
+    const char *price_file;
+    bool html;
+    bool dry_run, model_given;
+    uint64_t assume_bytes, assume_objects;
+    struct lmr_estimate_model model;
+    char *command; /* the command line, shell-quoted, for the report */
     struct lmr_job_args *args;
 };
 
@@ -77,6 +83,15 @@ static void run_usage(FILE *f)
                "      --max-attempts N   attempts per task before the job fails (default 3)\n"
                "      --overwrite        replace the output of an earlier job\n"
                "      --json             print the job report as JSON on stdout (no summary)\n"
+               "      --html             also write the report as an HTML page, OUTPUT/_lambdamr/report.html\n"
+               "      --dry-run          plan the job and print the plan and an estimate of its time and cost on\n"
+               "                         AWS, from a stated model; nothing is invoked or written\n"
+               "      --assume-input SIZE[,OBJECTS]  with --dry-run: plan for an input that is not at hand\n"
+               "                         (e.g. 126.8G,2000) instead of listing --input\n"
+               "      --model NAME=VALUE[,...]  with --dry-run: change the model's parameters (printed with\n"
+               "                         the estimate; see docs/ARCHITECTURE.md)\n"
+               "      --price-file FILE  prices for the cost estimate (default: the built-in table, for the\n"
+               "                         region of AWS_REGION / the profile; see docs/FORMATS.md)\n"
                "      --backend B        local (default: embedded runtime) or aws (deployed functions)\n"
                "      --function-prefix NAME  with --backend aws: invoke NAME-mapper and NAME-reducer\n"
                "  -h, --help             this help\n"
@@ -129,6 +144,11 @@ enum {
     OPT_VALUE,
     OPT_OP,
     OPT_STRICT,
+    OPT_HTML,
+    OPT_PRICE_FILE,
+    OPT_DRY_RUN,
+    OPT_ASSUME,
+    OPT_MODEL,
 };
 
 static int parse_args(int argc, char **argv, struct run_options *o)
@@ -156,6 +176,11 @@ static int parse_args(int argc, char **argv, struct run_options *o)
         {"value", required_argument, 0, OPT_VALUE},
         {"op", required_argument, 0, OPT_OP},
         {"strict", no_argument, 0, OPT_STRICT},
+        {"html", no_argument, 0, OPT_HTML},
+        {"price-file", required_argument, 0, OPT_PRICE_FILE},
+        {"dry-run", no_argument, 0, OPT_DRY_RUN},
+        {"assume-input", required_argument, 0, OPT_ASSUME},
+        {"model", required_argument, 0, OPT_MODEL},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -198,7 +223,7 @@ static int parse_args(int argc, char **argv, struct run_options *o)
                 return 2;
             break;
         case OPT_MEMORY:
-            if (parse_u32("memory", optarg, 128, 10240, &o->memory_mb))
+            if (parse_u32("memory", optarg, LMR_MEMORY_MIN_MB, LMR_MEMORY_MAX_MB, &o->memory_mb))
                 return 2;
             o->memory_given = true;
             break;
@@ -240,6 +265,36 @@ static int parse_args(int argc, char **argv, struct run_options *o)
         case OPT_STRICT:
             lmr_job_args_set(o->args, "strict", "1");
             break;
+        case OPT_HTML:
+            o->html = true;
+            break;
+        case OPT_PRICE_FILE:
+            o->price_file = optarg;
+            break;
+        case OPT_DRY_RUN:
+            o->dry_run = true;
+            break;
+        case OPT_ASSUME: {
+            char *comma = strchr(optarg, ',');
+            if (comma)
+                *comma = '\0';
+            bool bad = lmr_parse_size(optarg, &o->assume_bytes) || !o->assume_bytes;
+            o->assume_objects = 1;
+            if (comma) {
+                *comma = ',';
+                bad = bad || lmr_parse_u64(comma + 1, 1, LMR_PLAN_MAX_ASSUMED_OBJECTS, &o->assume_objects);
+            }
+            if (bad)
+                return usage_error("--assume-input '%s' is not SIZE[,OBJECTS] (e.g. 126.8G,2000)", optarg);
+            break;
+        }
+        case OPT_MODEL: {
+            struct lmr_err merr = {0};
+            if (lmr_estimate_model_parse(&o->model, optarg, &merr))
+                return usage_error("%s", merr.msg);
+            o->model_given = true;
+            break;
+        }
         case OPT_DELIM:
         case OPT_FIELDS:
         case OPT_WHERE:
@@ -267,7 +322,9 @@ static int parse_args(int argc, char **argv, struct run_options *o)
         return usage_error("%s", "no --input given");
     if (!o->output)
         return usage_error("%s", "no --output given");
-    if (!strcmp(o->backend, "aws") && !o->function_prefix)
+    if ((o->assume_bytes || o->model_given) && !o->dry_run)
+        return usage_error("%s", "--assume-input and --model go with --dry-run");
+    if (!strcmp(o->backend, "aws") && !o->function_prefix && !o->dry_run)
         return usage_error("%s", "--backend aws needs --function-prefix NAME (the deployed NAME-mapper, NAME-reducer)");
     return 0;
 }
@@ -339,37 +396,6 @@ static void draw_progress(void *user_data, const struct lmr_progress *p)
 
 /* ---- the command ------------------------------------------------------------------------------------------ */
 
-static char *make_job_id(void)
-{
-    char rnd[9], *id = malloc(40);
-    time_t now = time(NULL);
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    lmr_random_hex(rnd, 4);
-    if (id) {
-        size_t n = strftime(id, 40, "%Y%m%dT%H%M%SZ-", &tm);
-        snprintf(id + n, 40 - n, "%s", rnd);
-    }
-    return id;
-}
-
-static char *with_slash(const char *prefix)
-{
-    size_t n = strlen(prefix);
-    char *s = malloc(n + 2);
-    if (s)
-        snprintf(s, n + 2, "%s%s", prefix, n && prefix[n - 1] != '/' ? "/" : "");
-    return s;
-}
-
-static char *join(const char *a, const char *b)
-{
-    char *s = malloc(strlen(a) + strlen(b) + 1);
-    if (s)
-        sprintf(s, "%s%s", a, b);
-    return s;
-}
-
 static int fail(struct lmr_err *err, enum lmr_result r)
 {
     fprintf(stderr, "lambdamr run: %s\n", err->msg[0] ? err->msg : lmr_result_str(r));
@@ -413,6 +439,58 @@ static enum lmr_result start_local(const struct run_options *o, struct lmr_lambd
     return r;
 }
 
+/* Prices for the job's region (AWS_REGION, AWS_DEFAULT_REGION, the profile) and this build's architecture. */
+static enum lmr_result load_prices(const struct run_options *o, struct lmr_prices *p, struct lmr_err *err)
+{
+    struct lmr_aws_config cfg;
+    const char *region = lmr_aws_config_load(&cfg, NULL) == LMR_OK ? cfg.region : NULL;
+    enum lmr_result r = lmr_prices_load(o->price_file, region, NULL, p, err);
+    if (r && o->price_file)
+        lmr_err_prefix(err, "--price-file '%s'", o->price_file);
+    return r;
+}
+
+/* OUTPUT/_lambdamr/report.html, beside report.json. */
+static enum lmr_result write_html(struct lmr_store *out, const struct lmr_job_common *job, const json_t *report,
+                                  struct lmr_err *err)
+{
+    char *text = NULL, *key = lmr_output_key(job, "_lambdamr/report.html");
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    enum lmr_result r = f && key ? lmr_report_html_write(f, report, err) : LMR_ERR_NOMEM;
+    if (f && fclose(f) && !r)
+        r = lmr_fail(err, LMR_ERR_NOMEM, "out of memory writing the HTML report");
+    if (!r)
+        r = lmr_store_put(out, key, text, len, 0, err);
+    free(text);
+    free(key);
+    return r;
+}
+
+/* --dry-run: the plan and the estimate; nothing is invoked or written. */
+static int dry_run(const struct run_options *o, const struct lmr_job_plan *plan, struct lmr_store_set *stores,
+                   struct lmr_err *err)
+{
+    struct lmr_prices prices;
+    if (load_prices(o, &prices, err))
+        return 1;
+    struct lmr_estimate_options eo = {
+        .plan = plan, .model = &o->model, .prices = &prices, .concurrency = o->concurrency, .stores = stores};
+    json_t *e = lmr_estimate(&eo);
+    if (!e)
+        return lmr_fail(err, LMR_ERR_NOMEM, "out of memory estimating the job"), 1;
+    if (o->json) {
+        char *text = json_dumps(e, JSON_INDENT(2));
+        if (text)
+            printf("%s\n", text);
+        free(text);
+    } else {
+        lmr_estimate_print(stdout, e);
+    }
+    json_decref(e);
+    return 0;
+}
+
 static int run_job(struct run_options *o)
 {
     struct lmr_err err = {0};
@@ -422,10 +500,9 @@ static int run_job(struct run_options *o)
     struct lmr_job_plan plan = {0};
     struct lmr_store_set stores = {0};
     struct lmr_store *out_store = NULL, *work_store = NULL;
-    char *out_prefix = NULL, *work_prefix = NULL;
     struct lmr_lambda_service *svc = NULL;
     struct lmr_invoker *inv = NULL;
-    json_t *report = NULL, *uris = json_array();
+    json_t *report = NULL;
     int status = 1;
 
     /* The job and its arguments, validated here before anything is written. */
@@ -441,98 +518,34 @@ static int run_job(struct run_options *o)
         if (ops->teardown && state)
             ops->teardown(state);
     }
-    plan.job.job_id = make_job_id();
-    plan.job.job_name = strdup(o->job);
-    plan.job.args = o->args;
-    plan.job.memory_mb = o->memory_mb;
-    plan.output_uri = o->output;
-    for (size_t i = 0; i < o->ninputs; i++)
-        json_array_append_new(uris, json_string(o->inputs[i]));
-    plan.input_uris = uris;
 
-    /* Plan. */
-    struct lmr_plan_options po = {.inputs = o->inputs,
-                                  .ninputs = o->ninputs,
-                                  .split_size_bytes = o->split_size,
-                                  .split_size_given = o->split_given,
-                                  .max_mappers = o->mappers,
-                                  .concurrency = o->concurrency};
-    if ((r = lmr_plan_inputs(&po, &stores, &plan, &err)))
+    /* Plan (the planner lists, splits, packs and places the job), check the output, write the manifest. */
+    struct lmr_plan_request req = {.job_name = o->job,
+                                   .args = o->args,
+                                   .map_only = ops->map_only,
+                                   .inputs = o->inputs,
+                                   .ninputs = o->ninputs,
+                                   .output_uri = o->output,
+                                   .work_uri = o->work,
+                                   .split_size_bytes = o->split_size,
+                                   .split_size_given = o->split_given,
+                                   .max_mappers = o->mappers,
+                                   .reducers = o->reducers,
+                                   .memory_mb = o->memory_mb,
+                                   .concurrency = o->concurrency,
+                                   .assume_bytes = o->assume_bytes,
+                                   .assume_objects = o->assume_objects};
+    if ((r = lmr_plan_job(&req, &stores, &plan, &out_store, &work_store, &err)))
         goto out;
-    if (ops->map_only)
-        plan.job.reducers = 0;
-    else if (o->reducers)
-        plan.job.reducers = o->reducers;
-    else {
-        /* One reducer per GiB of input, and at least one per invocation slot (up to one per
-         * 64 MiB of input) so that a large reduce phase uses every core or function slot. */
-        uint64_t per_gib = plan.input_bytes / (1024 * MiB) + 1, per_64m = plan.input_bytes / (64 * MiB) + 1;
-        uint64_t spread = per_64m < o->concurrency ? per_64m : o->concurrency;
-        uint64_t r = per_gib > spread ? per_gib : spread;
-        plan.job.reducers = (uint32_t)(r > 256 ? 256 : r);
-    }
-
-    /* Output and work locations. */
-    char *raw_prefix = NULL;
-    if ((r = lmr_store_open(o->output, &out_store, &raw_prefix, &err))) {
-        lmr_err_prefix(&err, "output '%s'", o->output);
+    if (o->dry_run) {
+        status = dry_run(o, &plan, &stores, &err);
+        r = status ? LMR_ERR_INVALID : LMR_OK;
         goto out;
     }
-    out_prefix = with_slash(raw_prefix);
-    free(raw_prefix);
-    if ((r = lmr_store_set_adopt(&stores, &out_store, &err)))
+    if ((r = prepare_output(out_store, plan.job.output.key, o->output, o->overwrite, &err)))
         goto out;
-    if ((r = prepare_output(out_store, out_prefix, o->output, o->overwrite, &err)))
+    if ((r = lmr_plan_write_manifest(&plan, work_store, &err)))
         goto out;
-    if (o->work) {
-        char *wp = NULL;
-        if ((r = lmr_store_open(o->work, &work_store, &wp, &err))) {
-            lmr_err_prefix(&err, "--work '%s'", o->work);
-            goto out;
-        }
-        if ((r = lmr_store_set_adopt(&stores, &work_store, &err))) {
-            free(wp);
-            goto out;
-        }
-        char *base = with_slash(wp);
-        free(wp);
-        work_prefix = base ? join(base, plan.job.job_id) : NULL;
-        free(base);
-    } else {
-        work_store = out_store;
-        char *base = join(out_prefix, "_lambdamr/work/");
-        work_prefix = base ? join(base, plan.job.job_id) : NULL;
-        free(base);
-    }
-    plan.job.work.root = strdup(work_store->root_uri);
-    plan.job.work.key = work_prefix ? with_slash(work_prefix) : NULL;
-    plan.job.output.root = strdup(out_store->root_uri);
-    plan.job.output.key = strdup(out_prefix);
-    if (!plan.job.work.root || !plan.job.work.key || !plan.job.output.root || !plan.job.output.key) {
-        r = LMR_ERR_NOMEM;
-        goto out;
-    }
-
-    /* The manifest: the whole plan, readable by any task. */
-    {
-        json_t *tasks = json_array();
-        for (size_t i = 0; i < plan.ntasks; i++) {
-            json_t *sh = json_array();
-            for (size_t s = 0; s < plan.tasks[i].nshards; s++)
-                json_array_append_new(sh, lmr_shard_to_json(&plan.tasks[i].shards[s]));
-            json_array_append_new(tasks, sh);
-        }
-        json_t *m = json_pack("{s:i, s:o, s:O, s:I, s:o}", "version", 1, "job", lmr_job_common_to_json(&plan.job),
-                              "inputs", uris, "input_bytes", (json_int_t)plan.input_bytes, "map_tasks", tasks);
-        char *text = m ? json_dumps(m, JSON_COMPACT) : NULL;
-        char *key = lmr_work_key(&plan.job, "manifest.json");
-        r = text && key ? lmr_store_put(work_store, key, text, strlen(text), 0, &err) : LMR_ERR_NOMEM;
-        json_decref(m);
-        free(text);
-        free(key);
-        if (r)
-            goto out;
-    }
     plan.plan_ms = lmr_mono_ms() - t0;
 
     /* Functions. */
@@ -545,6 +558,10 @@ static int run_job(struct run_options *o)
         goto out;
     }
 
+    struct lmr_prices prices;
+    if ((r = load_prices(o, &prices, &err)))
+        goto out;
+    plan.command = o->command;
     struct progress_state ps = {.tty = !o->json && isatty(STDERR_FILENO), .t0 = t0};
     char map_fn[128], reduce_fn[128];
     snprintf(map_fn, sizeof map_fn, "%s-mapper", o->function_prefix ? o->function_prefix : "lambdamr");
@@ -557,9 +574,12 @@ static int run_job(struct run_options *o)
                                          .driver_stores = &stores,
                                          .concurrency = o->concurrency,
                                          .max_attempts = o->max_attempts,
+                                         .prices = &prices,
                                          .progress = draw_progress,
                                          .progress_user_data = &ps};
     if ((r = lmr_coordinator_run(&co, &plan, &report, &err)))
+        goto out;
+    if (o->html && (r = write_html(out_store, &plan.job, report, &err)))
         goto out;
     if (o->json) {
         char *text = json_dumps(report, JSON_INDENT(2));
@@ -583,13 +603,8 @@ out:
     else if (log_dir)
         fprintf(stderr, "lambdamr run: the function logs are in %s\n", log_dir);
     free(log_dir);
-    lmr_plan_tasks_free(&plan);
-    plan.job.args = NULL; /* owned by the options */
-    lmr_job_common_clean_up(&plan.job);
-    json_decref(uris);
+    lmr_plan_clean_up(&plan);
     lmr_store_set_clean_up(&stores);
-    free(out_prefix);
-    free(work_prefix);
     return status;
 }
 
@@ -597,8 +612,8 @@ int lmr_cmd_run(int argc, char **argv)
 {
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     struct run_options o = {
-        .split_size = 64 * MiB,
-        .memory_mb = 1024,
+        .split_size = LMR_PLAN_DEFAULT_SPLIT_BYTES,
+        .memory_mb = LMR_MEMORY_DEFAULT_MB,
         .timeout_s = 900,
         .concurrency = 0,
         .max_attempts = 3,
@@ -607,8 +622,11 @@ int lmr_cmd_run(int argc, char **argv)
     };
     if (!o.args)
         return 1;
+    lmr_estimate_model_defaults(&o.model);
+    o.command = lmr_shell_join("lambdamr", argc, argv);
     int rc = parse_args(argc, argv, &o);
     if (rc) {
+        free(o.command);
         free(o.inputs);
         lmr_job_args_destroy(o.args);
         return rc == 1 ? 0 : rc;
@@ -618,12 +636,13 @@ int lmr_cmd_run(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     struct lmr_err err = {0};
     struct lmr_backend_aws_options bo = {o.function_prefix, o.inputs, o.ninputs, o.output, o.work, o.memory_given};
-    if (!strcmp(o.backend, "aws") && lmr_backend_aws_prepare(&bo, &o.memory_mb, &err)) {
+    if (!strcmp(o.backend, "aws") && !o.dry_run && lmr_backend_aws_prepare(&bo, &o.memory_mb, &err)) {
         fprintf(stderr, "lambdamr run: %s\n", err.msg);
         rc = err.code == LMR_ERR_INVALID ? 2 : 1;
     } else {
         rc = run_job(&o);
     }
+    free(o.command);
     free(o.inputs);
     lmr_job_args_destroy(o.args);
     return rc;

@@ -60,7 +60,7 @@ static int parse_function(char *spec, struct lmr_function_config *cfg)
         *v++ = '\0';
         uint64_t n = 0;
         char *end = NULL;
-        if (!strcmp(opt, "memory") && lmr_parse_u64(v, 128, 10240, &n) == LMR_OK) {
+        if (!strcmp(opt, "memory") && lmr_parse_u64(v, LMR_MEMORY_MIN_MB, LMR_MEMORY_MAX_MB, &n) == LMR_OK) {
             cfg->memory_mb = (uint32_t)n;
         } else if (!strcmp(opt, "concurrency") && lmr_parse_u64(v, 1, 1000, &n) == LMR_OK) {
             cfg->concurrency = (uint32_t)n;

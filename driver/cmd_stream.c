@@ -291,7 +291,7 @@ int lmr_cmd_stream(int argc, char **argv)
         struct lmr_function_config fc = {.name = FUNCTION_NAME,
                                          .path = path,
                                          .handler = "stream",
-                                         .memory_mb = 1024,
+                                         .memory_mb = LMR_MEMORY_DEFAULT_MB,
                                          .timeout_s = (double)timeout_s,
                                          .concurrency = 10 * LMR_STREAM_PARALLELIZATION_MAX,
                                          .env = envv};

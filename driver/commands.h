@@ -9,5 +9,6 @@ int lmr_cmd_stream(int argc, char **argv);   /* real-time stream job with tumbli
 int lmr_cmd_put(int argc, char **argv);      /* Kinesis producer */
 int lmr_cmd_deploy(int argc, char **argv);   /* create or update the functions on AWS */
 int lmr_cmd_undeploy(int argc, char **argv); /* remove what deploy created */
+int lmr_cmd_report(int argc, char **argv);   /* a finished job's report: summary, JSON, HTML */
 
 #endif

@@ -78,6 +78,11 @@ void lmr_report_print(FILE *f, const json_t *report)
             lmr_json_u64(cost, "invocations", 0), lmr_json_double(cost, "gb_seconds", 0),
             lmr_json_double(cost, "total_usd", 0), lmr_json_double(cost, "lambda_usd", 0),
             lmr_json_double(cost, "s3_usd", 0));
+    const json_t *prices = json_object_get(cost, "prices");
+    if (prices)
+        fprintf(f, "           Init included; %s %s prices of %s (%s)\n", lmr_json_str(prices, "region", "?"),
+                lmr_json_str(prices, "architecture", "?"), lmr_json_str(prices, "date", "?"),
+                lmr_json_str(prices, "source", "?"));
     fprintf(f, "  output   %s (part files, _SUCCESS; report in _lambdamr/report.json)\n",
             lmr_json_str(report, "output", "?"));
 }

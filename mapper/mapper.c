@@ -16,13 +16,12 @@
 #include "job/registry.h"
 #include "job/task.h"
 #include "job/text_output.h"
+#include "lambda/memory.h"
 #include "shard_reader.h"
 #include "shuffle/map_output.h"
 #include "store/store_set.h"
 #include "util/fault.h"
 #include "util/misc.h"
-
-#define MiB (1024ull * 1024ull)
 
 struct map_run {
     const struct lmr_job_ops *ops;
@@ -135,13 +134,14 @@ enum lmr_result lmr_mapper_handle(void *user_data, const struct lmr_runtime_cont
     bool text_open = false, won = false, already = false;
     char *object_key = NULL, *spill_prefix = NULL;
     json_t *record = NULL;
-    uint64_t budget = (uint64_t)t.job.memory_mb * MiB;
-    /* Leave room for the process itself, input buffers and codec contexts. */
-    size_t collector_bytes = (size_t)(budget * 55 / 100);
-    size_t max_line_bytes = (size_t)(budget / 5);
+    /* The function's own memory size (the Runtime API's), else what the job was planned with. */
+    struct lmr_task_budget budget = lmr_task_budget(ctx ? ctx->memory_size_mb : 0, t.job.memory_mb);
+    size_t collector_bytes = (size_t)budget.shuffle_bytes;
+    size_t max_line_bytes = (size_t)budget.max_line_bytes;
     struct lmr_store *work = NULL;
 
     m.kill_midway = lmr_fault("map-kill", t.task, t.attempt);
+    lmr_fault_misbehave("map", t.task, t.attempt);
     if ((r = lmr_job_find(t.job.job_name, &m.ops, err)))
         goto done;
     if (m.ops->setup) {

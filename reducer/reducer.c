@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lambda/memory.h"
 #include "job/registry.h"
 #include "job/task.h"
 #include "job/text_output.h"
@@ -12,8 +13,6 @@
 #include "store/store_set.h"
 #include "util/fault.h"
 #include "util/misc.h"
-
-#define MiB (1024ull * 1024ull)
 
 enum lmr_result lmr_reducer_handle(void *user_data, const struct lmr_runtime_context *ctx, const char *event,
                                    size_t event_len, struct lmr_buf *response, struct lmr_err *err)
@@ -67,7 +66,7 @@ enum lmr_result lmr_reducer_handle(void *user_data, const struct lmr_runtime_con
         .store = work,
         .frames = refs,
         .nframes = t.nframes,
-        .memory_limit_bytes = (size_t)((uint64_t)t.job.memory_mb * MiB * 55 / 100),
+        .memory_limit_bytes = (size_t)lmr_task_budget(ctx ? ctx->memory_size_mb : 0, t.job.memory_mb).shuffle_bytes,
         .scratch_prefix = scratch,
     };
     if ((r = lmr_reduce_input_new(&ri_opts, &ri, err)))

@@ -3,7 +3,7 @@
 # (unit, integration, emulated-aws). Usage: scripts/test.sh [--fast] (--fast: Release build only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/deps.sh
+scripts/deps.sh --test
 jobs=$(nproc)
 run_suite() {
     local dir=$1; shift

@@ -30,16 +30,12 @@
 #define LMR_DEPLOY_DEFAULT_TIMEOUT_S 900u
 #define LMR_DEPLOY_DEFAULT_RETENTION_DAYS 7u
 #define LMR_DEPLOY_ROLE_WAIT_MS 120000u /* how long CreateFunction waits for a new role to be assumable */
-/* Until common/lambda/memory.h lands: Lambda's memory range and lambdamr's default (MB). */
-#define LMR_DEPLOY_MEMORY_MIN_MB 128u
-#define LMR_DEPLOY_MEMORY_MAX_MB 10240u
-#define LMR_DEPLOY_MEMORY_DEFAULT_MB 1024u
 #define LMR_DEPLOY_MAX_BUCKETS 64
 
 struct lmr_deploy_options {
     const char *function_prefix; /* Required: functions are PREFIX-mapper, PREFIX-reducer, ... */
     const char *zip_path;        /* Required to deploy; Optional (checked if given) with a template */
-    uint32_t memory_mb;          /* Optional: default LMR_DEPLOY_MEMORY_DEFAULT_MB */
+    uint32_t memory_mb;          /* Optional: default LMR_MEMORY_DEFAULT_MB (lambda/memory.h) */
     uint32_t timeout_s;          /* Optional: default 900 */
     const char *role_arn;        /* Optional: an existing execution role; default: create PREFIX-role */
     const char *const *buckets;  /* Optional: S3 buckets the functions may use (input, output, work) */

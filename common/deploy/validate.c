@@ -13,6 +13,7 @@
 #include "aws/lambda_api.h"
 #include "aws/logs_api.h"
 #include "deploy/deploy.h"
+#include "lambda/memory.h"
 #include "lambda/roles.h"
 
 const char *lmr_deploy_build_architecture(void)
@@ -125,7 +126,7 @@ static bool arn_of(const char *arn, const char *service)
 enum lmr_result lmr_deploy_validate(struct lmr_deploy_options *o, struct lmr_err *err)
 {
     if (!o->memory_mb)
-        o->memory_mb = LMR_DEPLOY_MEMORY_DEFAULT_MB;
+        o->memory_mb = LMR_MEMORY_DEFAULT_MB;
     if (!o->timeout_s)
         o->timeout_s = LMR_DEPLOY_DEFAULT_TIMEOUT_S;
     if (!o->log_retention_days)
@@ -166,11 +167,11 @@ enum lmr_result lmr_deploy_validate(struct lmr_deploy_options *o, struct lmr_err
                         "characters, over Lambda's %d; use a prefix of at most %zu characters",
                         p, p, longest_role, strlen(p) + 1 + longest, LMR_LAMBDA_FUNCTION_NAME_MAX,
                         LMR_LAMBDA_FUNCTION_NAME_MAX - 1 - longest);
-    if (o->memory_mb < LMR_DEPLOY_MEMORY_MIN_MB || o->memory_mb > LMR_DEPLOY_MEMORY_MAX_MB)
+    if (o->memory_mb < LMR_MEMORY_MIN_MB || o->memory_mb > LMR_MEMORY_MAX_MB)
         return lmr_fail(err, LMR_ERR_INVALID,
                         "ValidationException: --memory %u is outside Lambda's %u-%u MB; give a memory size in that "
                         "range",
-                        o->memory_mb, LMR_DEPLOY_MEMORY_MIN_MB, LMR_DEPLOY_MEMORY_MAX_MB);
+                        o->memory_mb, LMR_MEMORY_MIN_MB, LMR_MEMORY_MAX_MB);
     if (o->timeout_s > LMR_LAMBDA_TIMEOUT_MAX_S)
         return lmr_fail(err, LMR_ERR_INVALID,
                         "ValidationException: --timeout %u is over Lambda's %u seconds; give 1-%u", o->timeout_s,

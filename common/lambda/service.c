@@ -188,10 +188,12 @@ enum lmr_result lmr_lambda_service_add_function(struct lmr_lambda_service *svc, 
                         cfg && cfg->name ? cfg->name : "");
     if (!cfg->path || !*cfg->path)
         return lmr_fail(err, LMR_ERR_INVALID, "function %s has no executable path", cfg->name);
-    uint32_t memory_mb = cfg->memory_mb ? cfg->memory_mb : 1024;
-    if (memory_mb < 128 || memory_mb > 10240)
-        return lmr_fail(err, LMR_ERR_INVALID, "function %s: memory %u MB is out of range; use 128 to 10240 MB",
-                        cfg->name, memory_mb);
+    uint32_t memory_mb = cfg->memory_mb ? cfg->memory_mb : LMR_MEMORY_DEFAULT_MB;
+    char what[96];
+    snprintf(what, sizeof what, "function %s", cfg->name);
+    enum lmr_result mr = lmr_memory_check_mb(memory_mb, what, err);
+    if (mr)
+        return mr;
     double timeout_s = cfg->timeout_s > 0 ? cfg->timeout_s : 3.0;
     if (timeout_s > 900)
         return lmr_fail(err, LMR_ERR_INVALID, "function %s: timeout %.2f s is too long; use at most 900 seconds",
@@ -575,7 +577,6 @@ void lmr_svc_inv_finish_locked(struct lmr_lambda_service *svc, struct lmr_svc_in
     if (env)
         lmr_svc_env_drain_locked(env); /* output written before the answer belongs to this invocation */
     inv->duration_ms = inv->delivered ? now - inv->start_ms : 0;
-    inv->billed_ms = ceil(inv->duration_ms);
     inv->init_ms = 0;
     inv->max_memory_mb = 0;
     if (env) {
@@ -597,6 +598,9 @@ void lmr_svc_inv_finish_locked(struct lmr_lambda_service *svc, struct lmr_svc_in
         if (env->inv == inv)
             env->inv = NULL;
     }
+    /* Billed as AWS bills ZIP-packaged functions since 2025-08-01 (and custom runtimes always):
+     * Init + Duration, rounded up to the millisecond. */
+    inv->billed_ms = ceil(inv->duration_ms + inv->init_ms);
     /* START (unless output already brought it), END and REPORT in one write. */
     char init[64] = "", status[192] = "", start[128] = "", lines[1024];
     if (!inv->start_logged)

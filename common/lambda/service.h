@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "lambda/invoker.h"
+#include "lambda/memory.h"
 #include "util/result.h"
 
 /* Sizes and limits the service applies, as Lambda does. */
@@ -24,12 +25,12 @@
 #define LMR_LAMBDA_EVENT_QUEUE_MAX 100000                     /* queued Event invocations per function; beyond: 429 */
 
 struct lmr_function_config {
-    const char *name;       /* Required. [A-Za-z0-9_-]{1,64} */
-    const char *path;       /* Required. executable to run as the execution environment */
-    const char *handler;    /* Optional: _HANDLER value. */
-    uint32_t memory_mb;     /* Optional, default 1024 (128..10240). Enforced on resident memory. */
-    double timeout_s;       /* Optional, default 3 (like Lambda); up to 900. */
-    uint32_t concurrency;   /* Optional, default 10: max environments at once. */
+    const char *name;     /* Required. [A-Za-z0-9_-]{1,64} */
+    const char *path;     /* Required. executable to run as the execution environment */
+    const char *handler;  /* Optional: _HANDLER value. */
+    uint32_t memory_mb;   /* Optional, default LMR_MEMORY_DEFAULT_MB (lambda/memory.h). Enforced on resident memory. */
+    double timeout_s;     /* Optional, default 3 (like Lambda); up to 900. */
+    uint32_t concurrency; /* Optional, default 10: max environments at once. */
     const char *const *env; /* Optional: extra "NAME=VALUE" strings, NULL-terminated. */
 };
 

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -377,6 +378,94 @@ static void file_destroy(struct lmr_store *s)
     free(s);
 }
 
+/* ---- versions: ETags and If-Match --------------------------------------------------------------------- */
+
+/* A file's ETag: inode, modification time (ns) and size. rename(2) gives every write a new inode. */
+static void file_etag(const struct stat *st, char etag[LMR_STORE_ETAG_BYTES])
+{
+    snprintf(etag, LMR_STORE_ETAG_BYTES, "%llx-%llx.%lx-%llx", (unsigned long long)st->st_ino,
+             (unsigned long long)st->st_mtim.tv_sec, (long)st->st_mtim.tv_nsec, (unsigned long long)st->st_size);
+}
+
+static enum lmr_result file_get_versioned(struct lmr_store *s, const char *key, struct lmr_buf *out,
+                                          char etag[LMR_STORE_ETAG_BYTES], struct lmr_err *err)
+{
+    char *path = key_path(s, key);
+    if (!path)
+        return LMR_ERR_NOMEM;
+    atomic_fetch_add(&s->stats.get_requests, 1);
+    enum lmr_result r = LMR_OK;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st))
+        r = lmr_fail(err, errno_result(errno), "cannot read '%s': %s", path, strerror(errno));
+    else if (!S_ISREG(st.st_mode))
+        r = lmr_fail(err, LMR_ERR_NOT_FOUND, "'%s' is not a regular file", path);
+    else if ((uint64_t)st.st_size > out->max_bytes - out->len)
+        r = lmr_fail(err, LMR_ERR_TOO_LARGE, "'%s' is larger than the %zu bytes allowed here", path, out->max_bytes);
+    else
+        r = lmr_buf_reserve(out, (size_t)st.st_size + 1);
+    for (size_t got = 0; !r && got < (size_t)st.st_size;) {
+        ssize_t n = pread(fd, out->data + out->len, (size_t)st.st_size - got, (off_t)got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            r = lmr_fail(err, LMR_ERR_IO, "cannot read '%s': %s", path, n ? strerror(errno) : "it shrank while read");
+            break;
+        }
+        got += (size_t)n;
+        out->len += (size_t)n;
+        atomic_fetch_add(&s->stats.bytes_read, (uint64_t)n);
+    }
+    if (!r) {
+        out->data[out->len] = '\0';
+        file_etag(&st, etag);
+    }
+    if (fd >= 0)
+        close(fd);
+    free(path);
+    return r;
+}
+
+/*
+ * If-Match for files: under an exclusive flock(2) of the object's directory (which every
+ * conditional writer of that directory takes), compare the current ETag, then rename(2) the
+ * new contents into place. Create-only commits (link(2)) need no lock: they only succeed when
+ * the key is absent, and put_if_match only replaces an existing key.
+ */
+static enum lmr_result file_put_if_match(struct lmr_store *s, const char *key, const void *data, size_t len,
+                                         const char *etag, struct lmr_err *err)
+{
+    char *path = key_path(s, key);
+    if (!path)
+        return LMR_ERR_NOMEM;
+    char *slash = strrchr(path, '/');
+    *slash = '\0';
+    int dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    *slash = '/';
+    enum lmr_result r = LMR_OK;
+    if (dfd < 0) {
+        r = lmr_fail(err, errno_result(errno), "cannot open the directory of '%s': %s", path, strerror(errno));
+        free(path);
+        return r;
+    }
+    while (flock(dfd, LOCK_EX) && errno == EINTR)
+        ;
+    struct stat st;
+    char now[LMR_STORE_ETAG_BYTES];
+    if (stat(path, &st))
+        r = lmr_fail(err, errno_result(errno), "cannot replace '%s': %s", path, strerror(errno));
+    else if (file_etag(&st, now), strcmp(now, etag))
+        r = lmr_fail(err, LMR_ERR_EXISTS, "'%s' changed since it was read (ETag %s, now %s): another writer came first",
+                     path, etag, now);
+    else
+        r = lmr_store_put(s, key, data, len, 0, err); /* temp file + rename */
+    flock(dfd, LOCK_UN);
+    close(dfd);
+    free(path);
+    return r;
+}
+
 static const struct lmr_store_vtable file_vtable = {
     .scheme = "file",
     .list = file_list,
@@ -390,6 +479,8 @@ static const struct lmr_store_vtable file_vtable = {
     .abort = file_abort,
     .delete_keys = file_delete,
     .destroy = file_destroy,
+    .get_versioned = file_get_versioned,
+    .put_if_match = file_put_if_match,
 };
 
 enum lmr_result lmr_file_store_new(const char *abs_dir, struct lmr_store **out, struct lmr_err *err)

@@ -1003,6 +1003,60 @@ static void s3_destroy(struct lmr_store *s)
     free(s);
 }
 
+/* ---- versions: ETags and If-Match --------------------------------------------------------------------- */
+
+static enum lmr_result s3_get_versioned(struct lmr_store *s, const char *key, struct lmr_buf *out,
+                                        char etag[LMR_STORE_ETAG_BYTES], struct lmr_err *err)
+{
+    struct s3_store *st = impl_of(s);
+    char *path = key_path(key), *resource = resource_of(st->bucket, key);
+    struct lmr_aws_response resp;
+    lmr_aws_response_init(&resp);
+    enum lmr_result r = path && resource ? LMR_OK : LMR_ERR_NOMEM;
+    size_t room = out->max_bytes - out->len;
+    if (!r) {
+        r = s3_send(s, "GET", path, NULL, resource, NULL, 0, NULL, 0, &resp, room ? room : 1, err);
+        count(s, &s->stats.get_requests, resp.attempts);
+    }
+    if (!r && !lmr_aws_response_header(&resp, "ETag", etag, LMR_STORE_ETAG_BYTES))
+        r = lmr_fail(err, LMR_ERR_FORMAT, "%s: S3 answered GET without an ETag", resource);
+    if (!r && resp.body.len > room)
+        r = lmr_fail(err, LMR_ERR_TOO_LARGE, "%s is larger than the %zu bytes allowed here", resource, out->max_bytes);
+    if (!r && resp.body.len) {
+        r = lmr_buf_append(out, resp.body.data, resp.body.len);
+        atomic_fetch_add(&s->stats.bytes_read, resp.body.len);
+    }
+    lmr_aws_response_clean_up(&resp);
+    free(path);
+    free(resource);
+    return r;
+}
+
+static enum lmr_result s3_put_if_match(struct lmr_store *s, const char *key, const void *data, size_t len,
+                                       const char *etag, struct lmr_err *err)
+{
+    struct s3_store *st = impl_of(s);
+    char *path = key_path(key), *resource = resource_of(st->bucket, key);
+    struct lmr_aws_response resp;
+    lmr_aws_response_init(&resp);
+    struct lmr_aws_header cond = {"If-Match", etag};
+    enum lmr_result r = path && resource ? LMR_OK : LMR_ERR_NOMEM;
+    if (!r) {
+        r = s3_send(s, "PUT", path, NULL, resource, &cond, 1, len ? data : "", len, &resp, 0, err);
+        count(s, &s->stats.put_requests, resp.attempts);
+        if (!r)
+            atomic_fetch_add(&s->stats.bytes_written, len);
+    }
+    /* 412 PreconditionFailed: the ETag changed; 409 ConditionalRequestConflict: a concurrent conditional write. */
+    if (r == LMR_ERR_EXISTS || (r && resp.status == 409))
+        r = lmr_fail(err, LMR_ERR_EXISTS,
+                     "%s changed since it was read (If-Match %s failed): another writer came first", resource, etag);
+    lmr_aws_response_clean_up(&resp);
+    free(path);
+    free(resource);
+    return r;
+}
+
 static const struct lmr_store_vtable s3_vtable = {
     .scheme = "s3",
     .list = s3_list,
@@ -1016,6 +1070,8 @@ static const struct lmr_store_vtable s3_vtable = {
     .abort = s3_abort,
     .delete_keys = s3_delete,
     .destroy = s3_destroy,
+    .get_versioned = s3_get_versioned,
+    .put_if_match = s3_put_if_match,
 };
 
 static enum lmr_result check_bucket(const char *b, struct lmr_err *err)

@@ -231,3 +231,21 @@ enum lmr_result lmr_store_put(struct lmr_store *s, const char *key, const void *
     }
     return lmr_store_commit(w, err);
 }
+
+enum lmr_result lmr_store_get_versioned(struct lmr_store *s, const char *key, struct lmr_buf *out,
+                                        char etag[LMR_STORE_ETAG_BYTES], struct lmr_err *err)
+{
+    enum lmr_result r = lmr_store_check_key(key, err);
+    if (!r && !s->vtable->get_versioned)
+        r = lmr_fail(err, LMR_ERR_UNSUPPORTED, "the %s store cannot read versions (ETags)", s->vtable->scheme);
+    return r ? r : s->vtable->get_versioned(s, key, out, etag, err);
+}
+
+enum lmr_result lmr_store_put_if_match(struct lmr_store *s, const char *key, const void *data, size_t len,
+                                       const char *etag, struct lmr_err *err)
+{
+    enum lmr_result r = lmr_store_check_key(key, err);
+    if (!r && !s->vtable->put_if_match)
+        r = lmr_fail(err, LMR_ERR_UNSUPPORTED, "the %s store has no conditional writes (If-Match)", s->vtable->scheme);
+    return r ? r : s->vtable->put_if_match(s, key, data, len, etag, err);
+}

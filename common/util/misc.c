@@ -292,3 +292,52 @@ enum lmr_result lmr_remove_tree(const char *path, struct lmr_err *err)
         return lmr_fail(err, LMR_ERR_IO, "cannot remove '%s': %s", path, strerror(errno));
     return LMR_OK;
 }
+
+/* Single-quote s for a POSIX shell when it holds anything but safe characters. */
+static size_t shell_quote(char *out, const char *s)
+{
+    size_t n = 0;
+    bool safe = *s != '\0';
+    for (const char *p = s; *p; p++)
+        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-+=./:,@%", *p))
+            safe = false;
+    if (safe) {
+        if (out)
+            memcpy(out, s, strlen(s));
+        return strlen(s);
+    }
+    if (out)
+        out[n] = '\'';
+    n++;
+    for (const char *p = s; *p; p++) {
+        if (*p == '\'') {
+            if (out)
+                memcpy(out + n, "'\\''", 4);
+            n += 4;
+        } else {
+            if (out)
+                out[n] = *p;
+            n++;
+        }
+    }
+    if (out)
+        out[n] = '\'';
+    return n + 1;
+}
+
+char *lmr_shell_join(const char *first, int argc, char **argv)
+{
+    size_t len = shell_quote(NULL, first) + 1;
+    for (int i = 0; i < argc; i++)
+        len += shell_quote(NULL, argv[i]) + 1;
+    char *s = malloc(len + 1);
+    if (!s)
+        return NULL;
+    size_t n = shell_quote(s, first);
+    for (int i = 0; i < argc; i++) {
+        s[n++] = ' ';
+        n += shell_quote(s + n, argv[i]);
+    }
+    s[n] = '\0';
+    return s;
+}

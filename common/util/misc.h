@@ -45,4 +45,7 @@ char *lmr_self_dir(void);
 /** Exponential backoff with full jitter: random in [0, min(cap_ms, base_ms * 2^attempt)). */
 uint64_t lmr_backoff_ms(unsigned attempt, uint64_t base_ms, uint64_t cap_ms);
 
+/** "first argv[0] argv[1] …" with each word single-quoted for a POSIX shell when needed (malloc'd; NULL on OOM). */
+char *lmr_shell_join(const char *first, int argc, char **argv);
+
 #endif

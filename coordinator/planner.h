@@ -1,15 +1,22 @@
 /*
  * Planning: expand the --input locations into objects, split them into shards of
  * --split-size bytes (compressed objects whole) and pack the shards into map tasks.
+ * Part of the planner library with job_plan.h (the whole job, the manifest).
  */
-#ifndef LMR_DRIVER_PLAN_H
-#define LMR_DRIVER_PLAN_H
+#ifndef LMR_COORDINATOR_PLANNER_H
+#define LMR_COORDINATOR_PLANNER_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "coordinator.h"
 #include "store/store_set.h"
+
+/* The default split size, and the smallest split the automatic narrowing goes down to. */
+#define LMR_PLAN_DEFAULT_SPLIT_BYTES (64ull * 1024 * 1024)
+#define LMR_PLAN_MIN_AUTO_SPLIT_BYTES (1ull * 1024 * 1024)
+/* The most objects --assume-input may describe. */
+#define LMR_PLAN_MAX_ASSUMED_OBJECTS 1000000u
 
 struct lmr_plan_options {
     char **inputs; /* Required: paths, file:// or s3:// URIs */
@@ -18,6 +25,10 @@ struct lmr_plan_options {
     bool split_size_given;     /* false: split smaller so that every invocation slot gets work */
     uint32_t max_mappers;      /* Optional: 0 = no cap */
     uint32_t concurrency;      /* invocations that run at once */
+    /* Optional (estimates, `run --dry-run --assume-input`): plan for assume_objects objects of
+     * assume_bytes in all, spread evenly, instead of listing the inputs. Nothing is read. */
+    uint64_t assume_bytes;
+    uint64_t assume_objects; /* default 1 */
 };
 
 /** Fill plan->tasks, ntasks, input_bytes, input_objects. Input stores are added to stores. */

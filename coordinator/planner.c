@@ -1,12 +1,17 @@
-#include "plan.h"
+#include "planner.h"
 
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-#define MiB (1024ull * 1024ull)
+#include "lambda/memory.h"
+#include "util/misc.h"
 
 struct input_object {
-    struct lmr_store *store;
+    struct lmr_store *store; /* NULL for an assumed object (estimates) */
+    const char *root;        /* the store's root URI */
     char *key;
     uint64_t size;
 };
@@ -57,6 +62,7 @@ static enum lmr_result on_object(void *user_data, const struct lmr_store_object 
     if (!(st->objs[st->n].key = strdup(obj->key)))
         return LMR_ERR_NOMEM;
     st->objs[st->n].store = st->store;
+    st->objs[st->n].root = st->store->root_uri;
     st->objs[st->n].size = obj->size_bytes;
     st->n++;
     st->matched++;
@@ -92,10 +98,34 @@ static enum lmr_result expand(struct expand_state *st, const char *uri, struct l
     return r;
 }
 
+/* An input described, not listed: assume_objects objects sharing assume_bytes evenly. */
+static enum lmr_result assume(struct expand_state *st, const struct lmr_plan_options *opts, struct lmr_err *err)
+{
+    uint64_t n = opts->assume_objects ? opts->assume_objects : 1;
+    if (n > opts->assume_bytes)
+        return lmr_fail(err, LMR_ERR_INVALID, "--assume-input: %" PRIu64 " objects cannot share %" PRIu64 " bytes", n,
+                        opts->assume_bytes);
+    if (n > LMR_PLAN_MAX_ASSUMED_OBJECTS)
+        return lmr_fail(err, LMR_ERR_TOO_LARGE, "--assume-input: at most %u objects", LMR_PLAN_MAX_ASSUMED_OBJECTS);
+    if (!(st->objs = calloc(n, sizeof *st->objs)))
+        return LMR_ERR_NOMEM;
+    st->cap = n;
+    for (uint64_t i = 0; i < n; i++) {
+        char key[40];
+        snprintf(key, sizeof key, "assumed/part-%05" PRIu64, i);
+        st->objs[i].root = opts->ninputs && !strncmp(opts->inputs[0], "s3://", 5) ? "s3://assumed" : "file:///assumed";
+        st->objs[i].size = opts->assume_bytes / n + (i < opts->assume_bytes % n);
+        if (!(st->objs[i].key = strdup(key)))
+            return LMR_ERR_NOMEM;
+        st->n++;
+    }
+    return LMR_OK;
+}
+
 /* Local files can be checked before anything runs; remote objects fail in their map task. */
 static enum lmr_result check_readable(const struct input_object *o, struct lmr_err *err)
 {
-    if (strcmp(o->store->vtable->scheme, "file"))
+    if (!o->store || strcmp(o->store->vtable->scheme, "file"))
         return LMR_OK;
     struct lmr_store_reader *rd;
     enum lmr_result r = lmr_store_open_read(o->store, o->key, 0, 0, &rd, err);
@@ -112,7 +142,7 @@ static enum lmr_result add_shard(struct lmr_map_task *t, const struct input_obje
     t->shards = sh;
     struct lmr_shard *s = &sh[t->nshards];
     memset(s, 0, sizeof *s);
-    s->object.root = strdup(o->store->root_uri);
+    s->object.root = strdup(o->root);
     s->object.key = strdup(o->key);
     s->offset = off;
     s->length = len;
@@ -127,7 +157,9 @@ enum lmr_result lmr_plan_inputs(const struct lmr_plan_options *opts, struct lmr_
 {
     struct expand_state st = {0};
     enum lmr_result r = LMR_OK;
-    for (size_t i = 0; i < opts->ninputs && !r; i++)
+    if (opts->assume_bytes)
+        r = assume(&st, opts, err);
+    for (size_t i = 0; i < opts->ninputs && !r && !opts->assume_bytes; i++)
         r = expand(&st, opts->inputs[i], stores, err);
     uint64_t total = 0;
     for (size_t i = 0; i < st.n && !r; i++) {
@@ -141,7 +173,7 @@ enum lmr_result lmr_plan_inputs(const struct lmr_plan_options *opts, struct lmr_
     uint64_t split = opts->split_size_bytes;
     if (!opts->split_size_given && opts->concurrency > 1 && total / split < opts->concurrency) {
         uint64_t even = (total + opts->concurrency - 1) / opts->concurrency;
-        split = even < MiB ? MiB : even;
+        split = even < LMR_PLAN_MIN_AUTO_SPLIT_BYTES ? LMR_PLAN_MIN_AUTO_SPLIT_BYTES : even;
     }
     /* Shards are packed into tasks of about one split; --mappers caps the count. */
     uint64_t target = split;

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "job/counters.h"
 #include "phase.h"
 #include "util/log.h"
 #include "util/misc.h"
@@ -217,6 +218,9 @@ static json_t *phase_json(const struct lmr_phase_result *pr, size_t ntasks, cons
     size_t i;
     json_t *r;
     json_array_foreach(pr->responses, i, r) add_store_stats(req, json_object_get(r, "store"));
+    json_t *counters = json_object(); /* the jobs' named counters (lmr_job_count), summed */
+    json_array_foreach(pr->responses, i, r) lmr_job_counters_sum_json(counters, json_object_get(r, "counters"));
+    json_object_set_new(o, "counters", counters);
     json_object_set_new(o, "store_requests",
                         json_pack("{s:I, s:I, s:I, s:I, s:I}", "get", (json_int_t)req[0], "put", (json_int_t)req[1],
                                   "list", (json_int_t)req[2], "head", (json_int_t)req[3], "delete",
@@ -282,6 +286,10 @@ static json_t *build_report(struct job_run *jr, const struct lmr_phase_result *m
     json_object_set_new(report, "memory_mb", json_integer((json_int_t)plan->job.memory_mb));
     json_object_set_new(report, "wall_ms", json_real(wall_ms));
     json_object_set_new(report, "throughput_mib_s", json_real(wall_ms > 0 ? mb / (wall_ms / 1000.0) : 0));
+    json_t *counters = json_object();
+    lmr_job_counters_sum_json(counters, json_object_get(json_object_get(phases, "map"), "counters"));
+    lmr_job_counters_sum_json(counters, json_object_get(json_object_get(phases, "reduce"), "counters"));
+    json_object_set_new(report, "counters", counters);
     json_object_set_new(report, "phases", phases);
     json_object_set_new(report, "store_requests",
                         json_pack("{s:I, s:I, s:I, s:I, s:I}", "get", (json_int_t)req[0], "put", (json_int_t)req[1],

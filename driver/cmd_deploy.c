@@ -1,6 +1,6 @@
 /*
  * lambdamr deploy / undeploy: flag parsing and printing only; the deployment logic is in
- * common/deploy/ (deploy.h).
+ * deploy/ (deploy.h).
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "commands.h"
-#include "deploy/deploy.h"
+#include "deploy.h"
 #include "util/misc.h"
 
 static void deploy_usage(FILE *f)

@@ -24,6 +24,7 @@
 #include "job_plan.h"
 #include "report/html.h"
 #include "report_print.h"
+#include "task_root.h"
 #include "util/misc.h"
 
 struct run_options {
@@ -52,6 +53,9 @@ struct run_options {
     struct lmr_estimate_model model;
     char *command; /* the command line, shell-quoted, for the report */
     struct lmr_job_args *args;
+    char **files; /* --file: shipped into the functions' task root (files/NAME) */
+    size_t nfiles;
+    char *task_root; /* local: the functions' LAMBDA_TASK_ROOT when the job ships anything */
 };
 
 static void run_usage(FILE *f)
@@ -65,7 +69,7 @@ static void run_usage(FILE *f)
                "\n"
                "jobs:\n");
     lmr_job_list(f);
-    fprintf(f, "  PATH.so    a plugin exporting lmr_job_plugin() (see include/lambdamr/job.h)\n"
+    fprintf(f, "  PATH.so    a plugin exporting lmr_job_plugin() (see docs/JOBS.md)\n"
                "\n"
                "options:\n"
                "  -i, --input URI        input location (repeatable; at least one)\n"
@@ -99,6 +103,16 @@ static void run_usage(FILE *f)
                "job options (passed to the job):\n"
                "      --delimiter C --fields LIST --where EXPR --key SPEC --value N --op OP --strict\n"
                "      --arg NAME=VALUE   any other argument, for plugins\n"
+               "\n"
+               "exec jobs (lambdamr run exec; see docs/JOBS.md):\n"
+               "      --mapper CMD       reads records on stdin, writes key<TAB>value lines (run by /bin/sh -c)\n"
+               "      --combiner CMD     optional; runs on sorted batches of the mapper's lines\n"
+               "      --reducer CMD      reads key<TAB>value lines in key order; none: a map-only job\n"
+               "      --separator C      key/value separator instead of TAB\n"
+               "      --key-fields N     the key is the first N fields (default 1)\n"
+               "      --file PATH        ship a script or binary with the job (repeatable); commands find\n"
+               "                         it as files/NAME, also on PATH and in the working directory. On\n"
+               "                         AWS package it with 'lambdamr package --file' instead\n"
                "\n"
                "example:\n"
                "  lambdamr run wordcount --input ./datasets/text/ --output ./out/wc\n");
@@ -149,6 +163,12 @@ enum {
     OPT_DRY_RUN,
     OPT_ASSUME,
     OPT_MODEL,
+    OPT_MAPPER,
+    OPT_COMBINER,
+    OPT_REDUCER,
+    OPT_SEPARATOR,
+    OPT_KEY_FIELDS,
+    OPT_FILE,
 };
 
 static int parse_args(int argc, char **argv, struct run_options *o)
@@ -181,12 +201,22 @@ static int parse_args(int argc, char **argv, struct run_options *o)
         {"dry-run", no_argument, 0, OPT_DRY_RUN},
         {"assume-input", required_argument, 0, OPT_ASSUME},
         {"model", required_argument, 0, OPT_MODEL},
+        {"mapper", required_argument, 0, OPT_MAPPER},
+        {"combiner", required_argument, 0, OPT_COMBINER},
+        {"reducer", required_argument, 0, OPT_REDUCER},
+        {"separator", required_argument, 0, OPT_SEPARATOR},
+        {"key-fields", required_argument, 0, OPT_KEY_FIELDS},
+        {"file", required_argument, 0, OPT_FILE},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
     static const char *const job_arg_names[] = {
-        [OPT_DELIM - OPT_DELIM] = "delimiter", [OPT_FIELDS - OPT_DELIM] = "fields", [OPT_WHERE - OPT_DELIM] = "where",
-        [OPT_KEY - OPT_DELIM] = "key",         [OPT_VALUE - OPT_DELIM] = "value",   [OPT_OP - OPT_DELIM] = "op",
+        [OPT_DELIM - OPT_DELIM] = "delimiter",       [OPT_FIELDS - OPT_DELIM] = "fields",
+        [OPT_WHERE - OPT_DELIM] = "where",           [OPT_KEY - OPT_DELIM] = "key",
+        [OPT_VALUE - OPT_DELIM] = "value",           [OPT_OP - OPT_DELIM] = "op",
+        [OPT_MAPPER - OPT_DELIM] = "mapper",         [OPT_COMBINER - OPT_DELIM] = "combiner",
+        [OPT_REDUCER - OPT_DELIM] = "reducer",       [OPT_SEPARATOR - OPT_DELIM] = "separator",
+        [OPT_KEY_FIELDS - OPT_DELIM] = "key-fields",
     };
     int c;
     optind = 1;
@@ -301,8 +331,21 @@ static int parse_args(int argc, char **argv, struct run_options *o)
         case OPT_KEY:
         case OPT_VALUE:
         case OPT_OP:
+        case OPT_MAPPER:
+        case OPT_COMBINER:
+        case OPT_REDUCER:
+        case OPT_SEPARATOR:
+        case OPT_KEY_FIELDS:
             lmr_job_args_set(o->args, job_arg_names[c - OPT_DELIM], optarg);
             break;
+        case OPT_FILE: {
+            char **f = realloc(o->files, (o->nfiles + 1) * sizeof *f);
+            if (!f)
+                return -1;
+            o->files = f;
+            o->files[o->nfiles++] = optarg;
+            break;
+        }
         case 'h':
             run_usage(stdout);
             return 1;
@@ -326,6 +369,13 @@ static int parse_args(int argc, char **argv, struct run_options *o)
         return usage_error("%s", "--assume-input and --model go with --dry-run");
     if (!strcmp(o->backend, "aws") && !o->function_prefix && !o->dry_run)
         return usage_error("%s", "--backend aws needs --function-prefix NAME (the deployed NAME-mapper, NAME-reducer)");
+    if (!strcmp(o->backend, "aws") && o->nfiles)
+        return usage_error("--file %s: deployed functions run what their package holds; ship it with 'lambdamr "
+                           "package --file PATH' and deploy, then run without --file",
+                           o->files[0]);
+    /* An exec job without a reducer is map-only (Hadoop Streaming's -numReduceTasks 0). */
+    if (!strcmp(o->job, "exec") && !lmr_job_arg(o->args, "reducer") && !lmr_job_arg(o->args, "combiner"))
+        o->job = "exec-map";
     return 0;
 }
 
@@ -429,7 +479,8 @@ static enum lmr_result start_local(const struct run_options *o, struct lmr_lambd
                                          .handler = roles[i],
                                          .memory_mb = o->memory_mb,
                                          .timeout_s = o->timeout_s,
-                                         .concurrency = o->concurrency};
+                                         .concurrency = o->concurrency,
+                                         .task_root = o->task_root};
         r = lmr_lambda_service_add_function(*svc, &fc, err);
     }
     if (!r)
@@ -554,8 +605,14 @@ static int run_job(struct run_options *o)
         struct lmr_aws_invoker_options ao = {0};
         if ((r = lmr_aws_invoker_new(&ao, &inv, &err)))
             goto out;
-    } else if ((r = start_local(o, &svc, &inv, &err))) {
-        goto out;
+    } else {
+        /* The job's plugin and --file into a task root laid out as the function package is. */
+        if ((lmr_job_is_plugin_name(o->job) || o->nfiles) &&
+            (r = lmr_task_root_make(lmr_job_is_plugin_name(o->job) ? o->job : NULL, o->files, o->nfiles, &o->task_root,
+                                    &err)))
+            goto out;
+        if ((r = start_local(o, &svc, &inv, &err)))
+            goto out;
     }
 
     struct lmr_prices prices;
@@ -603,6 +660,10 @@ out:
     else if (log_dir)
         fprintf(stderr, "lambdamr run: the function logs are in %s\n", log_dir);
     free(log_dir);
+    if (o->task_root)
+        lmr_remove_tree(o->task_root, NULL);
+    free(o->task_root);
+    o->task_root = NULL;
     lmr_plan_clean_up(&plan);
     lmr_store_set_clean_up(&stores);
     return status;
@@ -628,6 +689,7 @@ int lmr_cmd_run(int argc, char **argv)
     if (rc) {
         free(o.command);
         free(o.inputs);
+        free(o.files);
         lmr_job_args_destroy(o.args);
         return rc == 1 ? 0 : rc;
     }
@@ -644,6 +706,7 @@ int lmr_cmd_run(int argc, char **argv)
     }
     free(o.command);
     free(o.inputs);
+    free(o.files);
     lmr_job_args_destroy(o.args);
     return rc;
 }

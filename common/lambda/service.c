@@ -214,7 +214,9 @@ enum lmr_result lmr_lambda_service_add_function(struct lmr_lambda_service *svc, 
     fn->memory_mb = memory_mb;
     fn->timeout_s = timeout_s;
     fn->concurrency = concurrency;
-    if (fn->path) {
+    if (cfg->task_root) {
+        fn->task_root = lmr_abspath(cfg->task_root);
+    } else if (fn->path) {
         fn->task_root = strdup(fn->path);
         char *slash = fn->task_root ? strrchr(fn->task_root, '/') : NULL;
         if (slash)

@@ -32,6 +32,7 @@ struct lmr_function_config {
     double timeout_s;     /* Optional, default 3 (like Lambda); up to 900. */
     uint32_t concurrency; /* Optional, default 10: max environments at once. */
     const char *const *env; /* Optional: extra "NAME=VALUE" strings, NULL-terminated. */
+    const char *task_root;  /* Optional: LAMBDA_TASK_ROOT (default: the folder of path). */
 };
 
 struct lmr_lambda_service_options {

@@ -39,7 +39,12 @@ char *lmr_abspath(const char *path);
 enum lmr_result lmr_remove_tree(const char *path, struct lmr_err *err);
 /** Read a whole local file, at most max_bytes. Caller frees *data. */
 enum lmr_result lmr_read_file(const char *path, size_t max_bytes, char **data, size_t *len, struct lmr_err *err);
-/** Directory containing the running executable (for finding the bootstrap binary). Caller frees. */
+/**
+ * Directory containing the running executable (for the driver finding the bootstrap binary),
+ * from /proc/self/exe. Caller frees; NULL without /proc. Not for function code: in the function
+ * package the binary runs under an explicitly started loader (/proc/self/exe is the loader) and
+ * there may be no /proc; a function finds its files through LAMBDA_TASK_ROOT.
+ */
 char *lmr_self_dir(void);
 
 /** Exponential backoff with full jitter: random in [0, min(cap_ms, base_ms * 2^attempt)). */

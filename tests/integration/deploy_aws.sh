@@ -13,13 +13,16 @@ lmr_on_exit cleanup_tmp
 moto_start
 D=$TEST_TMP
 MKZIP="python3 $LMR_SOURCE_DIR/tests/integration/lib/make_test_zip.py"
-$MKZIP "$D/a.zip" good a
-$MKZIP "$D/b.zip" good b
+# The real function package (lambdamr package), and a second one that differs by one shipped file.
+"$LAMBDAMR" package --out "$D/a.zip" > /dev/null || { fail "lambdamr package failed"; finish; }
+echo 'echo hello' > "$D/hello.sh"
+"$LAMBDAMR" package --out "$D/b.zip" --file "$D/hello.sh" > /dev/null || { fail "lambdamr package --file failed"; finish; }
+$MKZIP "$D/small.zip" good
 ACCOUNT=123456789012
 
 # Resources that are not the deployment's, which nothing below may touch (boto3: the AWS CLI's SDK,
 # one process for several calls; each CLI start costs a second on a loaded machine).
-python3 - "$D/a.zip" "$ACCOUNT" > "$D/arns" <<'PY'
+python3 - "$D/small.zip" "$ACCOUNT" > "$D/arns" <<'PY'
 import boto3, json, sys
 trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
                                                  "Action": "sts:AssumeRole"}]}
@@ -32,7 +35,7 @@ boto3.client('logs').create_log_group(logGroupName='/aws/lambda/other-fn')
 s3 = boto3.client('s3')
 for b in ('lmr-data', 'lmr-code'):
     s3.create_bucket(Bucket=b)
-s3.upload_file(sys.argv[1], 'lmr-code', 'pkg/lambdamr-function.zip')
+s3.upload_file(sys.argv[1].replace('small.zip', 'a.zip'), 'lmr-code', 'pkg/lambdamr-function.zip')
 kin = boto3.client('kinesis')
 kin.create_stream(StreamName='events', ShardCount=2)
 sqs = boto3.client('sqs')
@@ -102,7 +105,7 @@ refuse "bad log retention" "InvalidParameterException: --log-retention-days 8" -
 refuse "stream settings without --stream" "give --stream ARN" --function-prefix bad --zip "$D/a.zip" --window 30
 # A step that fails after others succeeded: the event source mapping of a stream that does not exist.
 CHECK_STATE=1 refuse "failure at the event source mapping (rolled back)" "ResourceNotFoundException" --function-prefix bad \
-    --zip "$D/a.zip" --stream "arn:aws:kinesis:us-east-1:$ACCOUNT:stream/no-such-stream"
+    --zip "$D/small.zip" --stream "arn:aws:kinesis:us-east-1:$ACCOUNT:stream/no-such-stream"
 grep -q "rolled back: IAM role bad-role" "$D/out" && grep -q "rolled back: function bad-mapper" "$D/out" \
     && pass "the failed deploy said what it rolled back" || fail "no rollback report: $(cat "$D/out")"
 

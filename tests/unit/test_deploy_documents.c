@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "deploy/deploy.h"
+#include "deploy.h"
 
 static json_t *find_statement(json_t *policy, const char *sid)
 {

@@ -13,7 +13,7 @@
 #include "aws/iam_api.h"
 #include "aws/lambda_api.h"
 #include "aws/logs_api.h"
-#include "deploy/deploy.h"
+#include "deploy.h"
 #include "lambda/roles.h"
 #include "util/misc.h"
 

@@ -13,8 +13,8 @@
  * The same settings also give the IAM policy on its own (--print-policy) and a CloudFormation
  * template (--template) that creates the same resources with the code taken from S3.
  */
-#ifndef LMR_DEPLOY_DEPLOY_H
-#define LMR_DEPLOY_DEPLOY_H
+#ifndef LMR_DEPLOY_H
+#define LMR_DEPLOY_H
 
 #include <stdbool.h>
 #include <stddef.h>

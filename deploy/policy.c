@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "aws/lambda_api.h"
-#include "deploy/deploy.h"
+#include "deploy.h"
 #include "lambda/roles.h"
 
 /* aws, aws-cn or aws-us-gov, from the region. */

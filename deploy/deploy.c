@@ -95,7 +95,8 @@ static enum lmr_result step_role(struct run *d, struct lmr_err *err)
         char *text = json_dumps(trust, JSON_COMPACT);
         char desc[256];
         snprintf(desc, sizeof desc, "execution role of the lambdamr deployment %s", o->function_prefix);
-        r = text ? lmr_iam_create_role(d->c, d->role_name, text, desc, d->tags, &role, err) : LMR_ERR_NOMEM;
+        r = text ? lmr_iam_create_role(d->c, d->role_name, text, desc, d->tags, &role, err)
+                 : lmr_fail(err, LMR_ERR_NOMEM, "IAM role '%s': out of memory", d->role_name);
         free(text);
         json_decref(trust);
         if (r)
@@ -122,7 +123,8 @@ static enum lmr_result step_role(struct run *d, struct lmr_err *err)
         r = LMR_OK;
     if (!r && !(have && json_equal(have, want))) {
         char *text = json_dumps(want, JSON_COMPACT);
-        r = text ? lmr_iam_put_role_policy(d->c, d->role_name, LMR_DEPLOY_POLICY_NAME, text, err) : LMR_ERR_NOMEM;
+        r = text ? lmr_iam_put_role_policy(d->c, d->role_name, LMR_DEPLOY_POLICY_NAME, text, err)
+                 : lmr_fail(err, LMR_ERR_NOMEM, "IAM role '%s': out of memory", d->role_name);
         free(text);
         if (!r) {
             d->made.role_policy = !existed;

@@ -148,7 +148,8 @@ enum lmr_result lmr_lambda_create_function(struct lmr_aws_client *c, const struc
     struct lmr_buf zip64;
     lmr_buf_init(&zip64, lmr_base64_len(zip_len) + 16);
     json_t *body = config_body(spec);
-    enum lmr_result r = body ? lmr_base64_append(&zip64, zip, zip_len) : LMR_ERR_NOMEM;
+    enum lmr_result r = body ? lmr_base64_append(&zip64, zip, zip_len)
+                             : lmr_fail(err, LMR_ERR_NOMEM, "%s: out of memory building the request", resource);
     if (!r) {
         json_object_set_new(body, "Code", json_pack("{s:s}", "ZipFile", zip64.data));
         json_object_set_new(body, "PackageType", json_string("Zip"));
@@ -232,7 +233,8 @@ enum lmr_result lmr_lambda_update_function_code(struct lmr_aws_client *c, const 
     }
     json_t *body = json_pack("{s:s, s:[s]}", "ZipFile", zip64.data, "Architectures", architecture);
     lmr_buf_clean_up(&zip64);
-    enum lmr_result r = body ? call_simple(c, "PUT", path, NULL, body, resource, NULL, err) : LMR_ERR_NOMEM;
+    enum lmr_result r = body ? call_simple(c, "PUT", path, NULL, body, resource, NULL, err)
+                             : lmr_fail(err, LMR_ERR_NOMEM, "%s: out of memory building the request", resource);
     json_decref(body);
     return r;
 }
@@ -247,7 +249,8 @@ enum lmr_result lmr_lambda_update_function_configuration(struct lmr_aws_client *
     json_t *body = config_body(spec);
     if (body)
         json_object_del(body, "FunctionName");
-    enum lmr_result r = body ? call_simple(c, "PUT", path, NULL, body, resource, NULL, err) : LMR_ERR_NOMEM;
+    enum lmr_result r = body ? call_simple(c, "PUT", path, NULL, body, resource, NULL, err)
+                             : lmr_fail(err, LMR_ERR_NOMEM, "%s: out of memory building the request", resource);
     json_decref(body);
     return r;
 }
@@ -328,7 +331,8 @@ enum lmr_result lmr_lambda_create_event_source_mapping(struct lmr_aws_client *c,
     snprintf(resource, sizeof resource, "event source mapping of '%s' to %s", spec->function_name,
              spec->event_source_arn);
     json_t *body = esm_body(spec, true), *answer = NULL;
-    enum lmr_result r = body ? call_simple(c, "POST", ESM_PATH, NULL, body, resource, &answer, err) : LMR_ERR_NOMEM;
+    enum lmr_result r = body ? call_simple(c, "POST", ESM_PATH, NULL, body, resource, &answer, err)
+                             : lmr_fail(err, LMR_ERR_NOMEM, "%s: out of memory building the request", resource);
     if (!r && uuid)
         copy_str(uuid, uuid_cap, answer, "UUID");
     json_decref(body);
@@ -343,7 +347,8 @@ enum lmr_result lmr_lambda_update_event_source_mapping(struct lmr_aws_client *c,
     snprintf(path, sizeof path, ESM_PATH "%s", uuid);
     snprintf(resource, sizeof resource, "event source mapping %s of '%s'", uuid, spec->function_name);
     json_t *body = esm_body(spec, false);
-    enum lmr_result r = body ? call_simple(c, "PUT", path, NULL, body, resource, NULL, err) : LMR_ERR_NOMEM;
+    enum lmr_result r = body ? call_simple(c, "PUT", path, NULL, body, resource, NULL, err)
+                             : lmr_fail(err, LMR_ERR_NOMEM, "%s: out of memory building the request", resource);
     json_decref(body);
     return r;
 }
@@ -358,7 +363,7 @@ enum lmr_result lmr_lambda_list_event_source_mappings(struct lmr_aws_client *c, 
     lmr_buf_init(&enc, 4096);
     json_t *all = json_array();
     char marker[1024] = "";
-    enum lmr_result r = all ? LMR_OK : LMR_ERR_NOMEM;
+    enum lmr_result r = all ? LMR_OK : lmr_fail(err, LMR_ERR_NOMEM, "%s: out of memory building the request", resource);
     for (int page = 0; !r && page < 1000; page++) {
         lmr_buf_reset(&q);
         lmr_buf_reset(&enc);

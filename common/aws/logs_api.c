@@ -59,7 +59,8 @@ static enum lmr_result call_simple(struct lmr_aws_client *c, const char *action,
     snprintf(resource, sizeof resource, "log group '%s'", name);
     struct lmr_aws_response resp;
     lmr_aws_response_init(&resp);
-    enum lmr_result r = body ? call(c, action, body, resource, answer, &resp, err) : LMR_ERR_NOMEM;
+    enum lmr_result r = body ? call(c, action, body, resource, answer, &resp, err)
+                             : lmr_fail(err, LMR_ERR_NOMEM, "%s: out of memory building the request", resource);
     if (r && !strcmp(resp.aws_code, "ResourceAlreadyExistsException"))
         r = lmr_fail(err, LMR_ERR_EXISTS, "%s already exists (ResourceAlreadyExistsException)", resource);
     lmr_aws_response_clean_up(&resp);

@@ -212,8 +212,12 @@ stream_flags=(--stream "$stream_arn" --window 30 --batch-size 500 --parallelizat
     --on-failure "$dlq_arn")
 "$LAMBDAMR" deploy --function-prefix dt --zip "$D/b.zip" --bucket lmr-data --bucket lmr-out --memory 1024 --timeout 120 \
     --log-retention-days 30 "${stream_flags[@]}" > "$D/deploy4.out" 2>&1 || fail "deploy --stream failed: $(cat "$D/deploy4.out")"
-aws lambda list-event-source-mappings --function-name dt-stream > "$D/esm.json"
-aws iam get-role-policy --role-name dt-role --policy-name lambdamr > "$D/policy2.json"
+python3 - "$D" <<'PY'
+import boto3, json, sys
+d = sys.argv[1]
+json.dump(boto3.client('lambda').list_event_source_mappings(FunctionName='dt-stream'), open(f'{d}/esm.json', 'w'), default=str)
+json.dump(boto3.client('iam').get_role_policy(RoleName='dt-role', PolicyName='lambdamr'), open(f'{d}/policy2.json', 'w'), default=str)
+PY
 python3 - "$D/esm.json" "$stream_arn" "$dlq_arn" "$D/policy2.json" <<'PY' && pass "--stream: mapping with window 30, batch 500, parallelization 2, retries 3, bisect, ReportBatchItemFailures, on-failure SQS; policy reads the stream and sends to the queue" || fail "event source mapping"
 import json, sys
 m = json.load(open(sys.argv[1]))['EventSourceMappings']
@@ -234,8 +238,8 @@ assert by['OnFailureDestination'] == {'Sid': 'OnFailureDestination', 'Effect': '
 PY
 "$LAMBDAMR" deploy --function-prefix dt --zip "$D/b.zip" --bucket lmr-data --bucket lmr-out --memory 1024 --timeout 120 \
     --log-retention-days 30 "${stream_flags[@]}" > "$D/deploy5.out" 2>&1
-grep -q "nothing changed" "$D/deploy5.out" && [ "$(aws lambda list-event-source-mappings --function-name dt-stream \
-    --query 'length(EventSourceMappings)')" = 1 ] && pass "deploy --stream again: no-op, still one mapping" \
+grep -q "nothing changed" "$D/deploy5.out" && [ "$(python3 -c 'import boto3
+print(len(boto3.client("lambda").list_event_source_mappings(FunctionName="dt-stream")["EventSourceMappings"]))')" = 1 ] && pass "deploy --stream again: no-op, still one mapping" \
     || fail "deploy --stream again: $(cat "$D/deploy5.out")"
 
 # ---- undeploy: nothing of dt left, everything else untouched --------------------------------------------------------
@@ -253,7 +257,7 @@ rc=0; "$LAMBDAMR" deploy --function-prefix dx --zip "$D/a.zip" --role "arn:aws:i
 [ "$rc" != 0 ] && grep -q "ResourceConflictException: Lambda function 'dx-mapper' exists and is not one lambdamr deploy created" "$D/err" \
     && pass "a foreign dx-mapper: deploy refuses to take it over" || fail "foreign function: rc=$rc $(cat "$D/err")"
 "$LAMBDAMR" undeploy --function-prefix dx > "$D/out" 2>&1
-aws lambda get-function --function-name dx-mapper > /dev/null && aws iam get-role --role-name other-role > /dev/null \
+python3 -c 'import boto3; boto3.client("lambda").get_function(FunctionName="dx-mapper"); boto3.client("iam").get_role(RoleName="other-role")' \
     && grep -q "left as it is" "$D/out" && pass "undeploy dx leaves the foreign dx-mapper and the given role" \
     || fail "undeploy dx: $(cat "$D/out")"
 
@@ -262,18 +266,28 @@ aws lambda get-function --function-name dx-mapper > /dev/null && aws iam get-rol
     --stream "$stream_arn" --window 20 --batch-size 200 > "$D/tpl.out" 2>&1 || fail "--template failed: $(cat "$D/tpl.out")"
 python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$D/template.json" && pass "--template wrote valid JSON" \
     || fail "template is not JSON"
-aws cloudformation create-stack --stack-name cf --template-body "file://$D/template.json" --capabilities CAPABILITY_NAMED_IAM \
-    --parameters ParameterKey=CodeBucket,ParameterValue=lmr-code ParameterKey=CodeKey,ParameterValue=pkg/lambdamr-function.zip \
-    ParameterKey=BucketName,ParameterValue=cf-data > /dev/null || fail "create-stack refused the template"
-for _ in $(seq 50); do
-    st=$(aws cloudformation describe-stacks --stack-name cf --query 'Stacks[0].StackStatus' --output text)
-    [ "$st" != CREATE_IN_PROGRESS ] && break
-    sleep 0.2
-done
-aws cloudformation list-stack-resources --stack-name cf > "$D/resources.json"
-aws lambda get-function-configuration --function-name cf-reducer > "$D/cf-reducer.json" || true
-aws lambda list-event-source-mappings --function-name cf-stream > "$D/cf-esm.json" || true
-aws iam get-role-policy --role-name cf-role --policy-name lambdamr > "$D/cf-policy.json" || true
+python3 - "$D" <<'PY' || fail "create-stack refused the template"
+import boto3, json, sys, time
+d = sys.argv[1]
+cf = boto3.client('cloudformation')
+cf.create_stack(StackName='cf', TemplateBody=open(f'{d}/template.json').read(), Capabilities=['CAPABILITY_NAMED_IAM'],
+                Parameters=[{'ParameterKey': 'CodeBucket', 'ParameterValue': 'lmr-code'},
+                            {'ParameterKey': 'CodeKey', 'ParameterValue': 'pkg/lambdamr-function.zip'},
+                            {'ParameterKey': 'BucketName', 'ParameterValue': 'cf-data'}])
+for _ in range(50):
+    st = cf.describe_stacks(StackName='cf')['Stacks'][0]['StackStatus']
+    if st != 'CREATE_IN_PROGRESS':
+        break
+    time.sleep(0.2)
+open(f'{d}/stack-status', 'w').write(st)
+json.dump(cf.list_stack_resources(StackName='cf'), open(f'{d}/resources.json', 'w'), default=str)
+lam = boto3.client('lambda')
+json.dump(lam.get_function_configuration(FunctionName='cf-reducer'), open(f'{d}/cf-reducer.json', 'w'), default=str)
+json.dump(lam.list_event_source_mappings(FunctionName='cf-stream'), open(f'{d}/cf-esm.json', 'w'), default=str)
+json.dump(boto3.client('iam').get_role_policy(RoleName='cf-role', PolicyName='lambdamr'), open(f'{d}/cf-policy.json', 'w'),
+          default=str)
+PY
+st=$(cat "$D/stack-status" 2>/dev/null || true)
 python3 - "$D/resources.json" "$D/cf-reducer.json" "$st" "$D/cf-esm.json" "$D/cf-policy.json" <<'PY' && pass "CloudFormation stack: the four functions, the role, the four log groups, the bucket and the mapping; cf-reducer has 768 MB, 60 s; the policy covers both buckets" || fail "stack resources"
 import json, sys
 assert sys.argv[3] == 'CREATE_COMPLETE', sys.argv[3]

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "backend_aws.h"
 #include "commands.h"
 #include "job/args.h"
 #include "job/registry.h"
@@ -37,6 +38,7 @@ struct run_options {
     uint32_t mappers;
     uint32_t reducers;
     uint32_t memory_mb;
+    bool memory_given;
     uint32_t timeout_s;
     uint32_t concurrency;
     uint32_t max_attempts;
@@ -83,7 +85,8 @@ static void run_usage(FILE *f)
                "      --mappers N        at most N map tasks (shards are packed into tasks)\n"
                "      --reducers N       reduce tasks (default: one per GiB of input, and at least one per\n"
                "                         concurrent invocation when the input is over 64 MiB each)\n"
-               "      --memory MB        each function's memory size and budget (default 1024)\n"
+               "      --memory MB        each function's memory size and budget (default 1024; with --backend aws\n"
+               "                         the deployed functions' memory, which --memory must match)\n"
                "      --timeout SECONDS  each invocation's timeout (default 900)\n"
                "      --concurrency N    invocations in flight (default: CPUs here, 100 on AWS)\n"
                "      --max-attempts N   attempts per task before the job fails (default 3)\n"
@@ -257,6 +260,7 @@ static int parse_args(int argc, char **argv, struct run_options *o)
         case OPT_MEMORY:
             if (parse_u32("memory", optarg, LMR_MEMORY_MIN_MB, LMR_MEMORY_MAX_MB, &o->memory_mb))
                 return 2;
+            o->memory_given = true;
             break;
         case OPT_TIMEOUT:
             if (parse_u32("timeout", optarg, 1, 900, &o->timeout_s))
@@ -726,7 +730,14 @@ int lmr_cmd_run(int argc, char **argv)
     if (!o.concurrency)
         o.concurrency = !strcmp(o.backend, "aws") ? 100 : (uint32_t)(ncpu > 0 ? ncpu : 1);
     signal(SIGPIPE, SIG_IGN);
-    rc = run_job(&o);
+    struct lmr_err err = {0};
+    struct lmr_backend_aws_options bo = {o.function_prefix, o.inputs, o.ninputs, o.output, o.work, o.memory_given};
+    if (!strcmp(o.backend, "aws") && !o.dry_run && lmr_backend_aws_prepare(&bo, &o.memory_mb, &err)) {
+        fprintf(stderr, "lambdamr run: %s\n", err.msg);
+        rc = err.code == LMR_ERR_INVALID ? 2 : 1;
+    } else {
+        rc = run_job(&o);
+    }
     free(o.command);
     free(o.inputs);
     free(o.files);

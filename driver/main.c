@@ -18,6 +18,8 @@ static const struct command commands[] = {
     {"gen", lmr_cmd_gen, "generate a deterministic data set (text, bdb)"},
     {"serve", lmr_cmd_serve, "run the embedded Lambda-compatible service standalone"},
     {"package", lmr_cmd_package, "write the function package (a zip for Lambda's provided.al2023)"},
+    {"deploy", lmr_cmd_deploy, "create or update the functions, role and log groups on AWS Lambda"},
+    {"undeploy", lmr_cmd_undeploy, "remove what deploy created"},
 };
 
 static void usage(FILE *f)

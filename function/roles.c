@@ -1,7 +1,9 @@
-/* The table of roles: each is a handler from its own folder (mapper/, reducer/, …). */
+/* The table of roles: each is a handler from its own folder (mapper/, reducer/, …). The names, and which
+ * roles a deployment has a function for, are in common/lambda/roles.h. */
 #include <string.h>
 
 #include "handlers.h"
+#include "lambda/roles.h"
 #include "mapper.h"
 #include "reducer.h"
 #include "stream/handler.h"
@@ -14,10 +16,10 @@ static enum lmr_result echo_handler(void *user_data, const struct lmr_runtime_co
 }
 
 static const struct lmr_function_role roles[] = {
-    {"mapper", lmr_mapper_handle},
-    {"reducer", lmr_reducer_handle},
-    {"echo", echo_handler},
-    {"stream", lmr_stream_handler},
+    {LMR_ROLE_MAPPER, lmr_mapper_handle},
+    {LMR_ROLE_REDUCER, lmr_reducer_handle},
+    {LMR_ROLE_ECHO, echo_handler},
+    {LMR_ROLE_STREAM, lmr_stream_handler},
 };
 
 const struct lmr_function_role *lmr_function_role_find(const char *name)

@@ -25,9 +25,35 @@ const char *lmr_aws_service_name(enum lmr_aws_service svc)
         return "lambda";
     case LMR_AWS_KINESIS:
         return "kinesis";
+    case LMR_AWS_IAM:
+        return "iam";
+    case LMR_AWS_LOGS:
+        return "logs";
+    case LMR_AWS_CLOUDFORMATION:
+        return "cloudformation";
     default:
         return "unknown";
     }
+}
+
+const char *lmr_aws_service_title(enum lmr_aws_service svc)
+{
+    static const char *const titles[LMR_AWS_SERVICE_COUNT] = {"S3",  "Lambda",          "Kinesis",
+                                                              "IAM", "CloudWatch Logs", "CloudFormation"};
+    return (unsigned)svc < LMR_AWS_SERVICE_COUNT ? titles[svc] : "AWS";
+}
+
+const char *lmr_aws_service_endpoint_var(enum lmr_aws_service svc)
+{
+    static const char *const vars[LMR_AWS_SERVICE_COUNT] = {
+        "AWS_ENDPOINT_URL_S3",  "AWS_ENDPOINT_URL_LAMBDA", "AWS_ENDPOINT_URL_KINESIS",
+        "AWS_ENDPOINT_URL_IAM", "AWS_ENDPOINT_URL_LOGS",   "AWS_ENDPOINT_URL_CLOUDFORMATION"};
+    return (unsigned)svc < LMR_AWS_SERVICE_COUNT ? vars[svc] : "AWS_ENDPOINT_URL";
+}
+
+const char *lmr_aws_signing_region(const struct lmr_aws_config *cfg, enum lmr_aws_service svc)
+{
+    return svc == LMR_AWS_IAM ? "us-east-1" : cfg->region; /* IAM is global, signed for us-east-1 */
 }
 
 static void copy(char *dst, size_t cap, const char *src)
@@ -206,11 +232,9 @@ enum lmr_result lmr_aws_config_load(struct lmr_aws_config *cfg, struct lmr_err *
         region = cv.region;
     copy(cfg->region, sizeof cfg->region, region ? region : "us-east-1");
 
-    static const char *const per_service[LMR_AWS_SERVICE_COUNT] = {"AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_LAMBDA",
-                                                                   "AWS_ENDPOINT_URL_KINESIS"};
     const char *global = env("AWS_ENDPOINT_URL");
     for (int s = 0; s < LMR_AWS_SERVICE_COUNT; s++) {
-        const char *e = env(per_service[s]);
+        const char *e = env(lmr_aws_service_endpoint_var(s));
         copy(cfg->endpoint[s], sizeof cfg->endpoint[s], e ? e : global);
         size_t n = strlen(cfg->endpoint[s]);
         while (n && cfg->endpoint[s][n - 1] == '/')
@@ -218,7 +242,7 @@ enum lmr_result lmr_aws_config_load(struct lmr_aws_config *cfg, struct lmr_err *
         if (n && !strstr(cfg->endpoint[s], "://"))
             return lmr_fail(err, LMR_ERR_INVALID,
                             "endpoint '%s' (from %s) is not a URL; use http://HOST:PORT or https://HOST",
-                            cfg->endpoint[s], e ? per_service[s] : "AWS_ENDPOINT_URL");
+                            cfg->endpoint[s], e ? lmr_aws_service_endpoint_var(s) : "AWS_ENDPOINT_URL");
     }
     return LMR_OK;
 }
@@ -229,6 +253,8 @@ void lmr_aws_config_endpoint(const struct lmr_aws_config *cfg, enum lmr_aws_serv
     bool c = cfg->endpoint[svc][0] != '\0';
     if (c)
         copy(out, cap, cfg->endpoint[svc]);
+    else if (svc == LMR_AWS_IAM)
+        copy(out, cap, "https://iam.amazonaws.com");
     else
         snprintf(out, cap, "https://%s.%s.amazonaws.com", lmr_aws_service_name(svc), cfg->region);
     if (custom)

@@ -7,8 +7,9 @@
  *              default ~/.aws/credentials), then in the config file (AWS_CONFIG_FILE, default
  *              ~/.aws/config, sections "[profile NAME]" or "[default]").
  * region       AWS_REGION, AWS_DEFAULT_REGION, the profile's "region", else us-east-1.
- * endpoints    AWS_ENDPOINT_URL_S3 / _LAMBDA / _KINESIS, then AWS_ENDPOINT_URL, else the
- *              public endpoint of the region. S3 uses path-style addressing on a custom
+ * endpoints    AWS_ENDPOINT_URL_S3 / _LAMBDA / _KINESIS / _IAM / _LOGS / _CLOUDFORMATION, then
+ *              AWS_ENDPOINT_URL, else the public endpoint of the region (IAM: the global
+ *              https://iam.amazonaws.com). S3 uses path-style addressing on a custom
  *              endpoint and virtual-hosted addressing on AWS.
  *
  * The secret key and session token are never put into an error message or a log line.
@@ -22,7 +23,15 @@
 #include "aws/sigv4.h"
 #include "util/result.h"
 
-enum lmr_aws_service { LMR_AWS_S3, LMR_AWS_LAMBDA, LMR_AWS_KINESIS, LMR_AWS_SERVICE_COUNT };
+enum lmr_aws_service {
+    LMR_AWS_S3,
+    LMR_AWS_LAMBDA,
+    LMR_AWS_KINESIS,
+    LMR_AWS_IAM,            /* global: https://iam.amazonaws.com, signed for us-east-1 */
+    LMR_AWS_LOGS,           /* CloudWatch Logs */
+    LMR_AWS_CLOUDFORMATION, /* only its endpoint is resolved (deploy's templates are used by the AWS CLI) */
+    LMR_AWS_SERVICE_COUNT
+};
 
 struct lmr_aws_config {
     struct lmr_aws_credentials creds;
@@ -41,9 +50,17 @@ struct lmr_aws_config {
  */
 enum lmr_result lmr_aws_config_load(struct lmr_aws_config *cfg, struct lmr_err *err);
 
-/** @return the service's signing name: "s3", "lambda", "kinesis". */
+/** @return the service's signing name: "s3", "lambda", "kinesis", "iam", "logs", "cloudformation". */
 const char *lmr_aws_service_name(enum lmr_aws_service svc);
 
+/** @return the service's name for messages: "S3", "Lambda", "IAM", "CloudWatch Logs", ... */
+const char *lmr_aws_service_title(enum lmr_aws_service svc);
+
+/** @return the region requests to svc are signed for: the configured one, us-east-1 for IAM. */
+const char *lmr_aws_signing_region(const struct lmr_aws_config *cfg, enum lmr_aws_service svc);
+
+/** @return the variable that sets svc's endpoint: "AWS_ENDPOINT_URL_S3", ... */
+const char *lmr_aws_service_endpoint_var(enum lmr_aws_service svc);
 /**
  * The base URL for svc without a trailing '/': the custom endpoint if set, else
  * "https://SERVICE.REGION.amazonaws.com". *custom tells which (S3: path-style addressing).

@@ -285,7 +285,7 @@ enum lmr_result lmr_aws_call_prepare(struct lmr_aws_client *c, const struct lmr_
         lmr_sha256_hex(req->body ? req->body : "", req->body_len, payload);
     struct lmr_sigv4_params sp = {
         .creds = &c->cfg.creds,
-        .region = c->cfg.region,
+        .region = lmr_aws_signing_region(&c->cfg, req->service),
         .service = lmr_aws_service_name(req->service),
         .signing_time = time(NULL),
         .flags = req->service == LMR_AWS_S3 ? LMR_SIGV4_S3 | LMR_SIGV4_CONTENT_SHA256_HEADER : 0,
@@ -398,7 +398,8 @@ void lmr_aws_call_release(struct lmr_aws_client *c, struct lmr_aws_call *call)
 
 struct xml_err {
     int depth;
-    int field; /* 1 = Code, 2 = Message */
+    int field;       /* 1 = Code, 2 = Message */
+    int error_depth; /* depth of the <Error> element, 0 = none seen */
     struct lmr_aws_response *resp;
 };
 
@@ -408,9 +409,13 @@ static void XMLCALL xml_start(void *ud, const XML_Char *name, const XML_Char **a
     (void)attrs;
     x->depth++;
     x->field = 0;
-    if (x->depth == 2 && !strcmp(name, "Code"))
+    /* S3: <Error><Code>; query protocol (IAM, CloudFormation): <ErrorResponse><Error><Code>, or
+     * <ErrorResponse><Errors><Error><Code> (moto): Code and Message are children of an Error. */
+    if (!strcmp(name, "Error") && x->depth <= 3)
+        x->error_depth = x->depth;
+    if (x->error_depth && x->depth == x->error_depth + 1 && !strcmp(name, "Code"))
         x->field = 1;
-    else if (x->depth == 2 && !strcmp(name, "Message"))
+    else if (x->error_depth && x->depth == x->error_depth + 1 && !strcmp(name, "Message"))
         x->field = 2;
 }
 
@@ -524,7 +529,7 @@ static const char *const transient_codes[] = {"RequestTimeout",     "RequestTime
 
 static const char *service_title(enum lmr_aws_service s)
 {
-    return s == LMR_AWS_S3 ? "S3" : s == LMR_AWS_LAMBDA ? "Lambda" : s == LMR_AWS_KINESIS ? "Kinesis" : "AWS";
+    return lmr_aws_service_title(s);
 }
 
 enum lmr_result lmr_aws_call_finish(struct lmr_aws_client *c, struct lmr_aws_call *call, CURLcode cc, bool *retry,
@@ -564,11 +569,9 @@ enum lmr_result lmr_aws_call_finish(struct lmr_aws_client *c, struct lmr_aws_cal
         default:
             return lmr_fail(err, LMR_ERR_NETWORK,
                             "%s: cannot reach %s at %s (%s) after %u attempts; check the endpoint "
-                            "(AWS_ENDPOINT_URL_%s / AWS_ENDPOINT_URL, AWS_REGION) and the network",
+                            "(%s / AWS_ENDPOINT_URL, AWS_REGION) and the network",
                             req->resource, service_title(req->service), endpoint, detail, resp->attempts,
-                            req->service == LMR_AWS_S3       ? "S3"
-                            : req->service == LMR_AWS_LAMBDA ? "LAMBDA"
-                                                             : "KINESIS");
+                            lmr_aws_service_endpoint_var(req->service));
         }
     }
     curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &resp->status);

@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# lambdamr run --backend aws: the driver invokes deployed functions (NAME-mapper, NAME-reducer)
-# through the Lambda Invoke API, signed with SigV4. Here the "deployment" is `lambdamr serve`
-# behind a proxy that checks every signature with botocore, as AWS_ENDPOINT_URL_LAMBDA. The
-# output must equal the embedded default's, and the report must carry the REPORT figures.
+# lambdamr run --backend aws: the driver reads the deployed functions' memory from
+# GetFunctionConfiguration and invokes them through the Lambda Invoke API, signed with SigV4,
+# over s3:// data. The deployment: `lambdamr deploy` on moto (IAM, Logs and the Lambda control
+# plane, signatures checked), with the invocations answered by `lambdamr serve` behind a proxy
+# that checks every signature with botocore (moto cannot run the functions). The output must
+# equal the embedded default's byte for byte; the job uses the deployed memory; a --memory that
+# disagrees and local paths are refused before anything is written.
 source "$(dirname "$0")/lib/common.sh"
-source "$(dirname "$0")/lib/moto.sh" # for lmr_on_exit
+source "$(dirname "$0")/lib/moto.sh"
 source "$(dirname "$0")/lib/serve.sh"
 D=$TEST_TMP
 serve_pid= proxy_pid=
-lmr_on_exit '[ -n "$proxy_pid" ] && kill "$proxy_pid" 2>/dev/null; [ -n "$serve_pid" ] && kill "$serve_pid" 2>/dev/null; wait 2>/dev/null; cleanup_tmp'
+moto_start
+lmr_on_exit 'for p in $proxy_pid $serve_pid; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done; cleanup_tmp'
 
 "$LAMBDAMR" serve --port 0 --log-dir "$D/logs" \
     --function "wc-mapper=$LMR_BIN_DIR/bootstrap,handler=mapper,memory=512,timeout=60,concurrency=4" \
@@ -17,12 +21,14 @@ lmr_on_exit '[ -n "$proxy_pid" ] && kill "$proxy_pid" 2>/dev/null; [ -n "$serve_
 serve_pid=$!
 port=$(serve_port "$D/serve.out")
 [ -n "$port" ] || { cat "$D/serve.err"; fail "lambdamr serve did not start"; finish; }
-
-export AWS_ACCESS_KEY_ID=AKIDBACKENDTEST AWS_SECRET_ACCESS_KEY=backend-test-secret AWS_REGION=us-east-1
-unset AWS_SESSION_TOKEN AWS_PROFILE AWS_ENDPOINT_URL
-export AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
-sigv4_proxy_start "http://127.0.0.1:$port" "$AWS_SECRET_ACCESS_KEY" "$D/checks" "$D/proxy"
+sigv4_proxy_start "http://127.0.0.1:$port" "$AWS_SECRET_ACCESS_KEY" "$D/checks" "$D/proxy" "$MOTO_URL"
 [ -n "$proxy_port" ] || { cat "$D/proxy.err"; fail "the signature-checking proxy did not start"; finish; }
+
+# The deployment of the control plane: wc-* with 512 MB on moto.
+python3 "$LMR_SOURCE_DIR/tests/integration/lib/make_test_zip.py" "$D/fn.zip" good
+aws s3 mb s3://lmr-data > /dev/null
+"$LAMBDAMR" deploy --function-prefix wc --zip "$D/fn.zip" --memory 512 --timeout 60 --bucket lmr-data \
+    > "$D/deploy.out" 2>&1 || { cat "$D/deploy.out"; fail "deploy on moto failed"; finish; }
 export AWS_ENDPOINT_URL_LAMBDA="http://127.0.0.1:$proxy_port"
 
 python3 - "$D/in" <<'PY'
@@ -35,35 +41,72 @@ for i in range(5):
         for _ in range(3000):
             f.write(' '.join(r.choice(words) for _ in range(r.randint(1, 8))) + '\n')
 PY
-"$LAMBDAMR" run wordcount --input "$D/in" --output "$D/aws-out" --backend aws --function-prefix wc --reducers 2 \
-    --split-size 32K --json > "$D/report.json" 2> "$D/run.log" || { cat "$D/run.log"; fail "--backend aws run failed"; }
+aws s3 cp --recursive --quiet "$D/in" s3://lmr-data/in/
+"$LAMBDAMR" run wordcount --input s3://lmr-data/in/ --output s3://lmr-data/aws-out/ --backend aws --function-prefix wc \
+    --reducers 2 --split-size 32K --json > "$D/report.json" 2> "$D/run.log" || { cat "$D/run.log"; fail "--backend aws run failed"; }
 "$LAMBDAMR" run wordcount --input "$D/in" --output "$D/local-out" --reducers 2 --split-size 32K > /dev/null 2>&1 \
     || fail "local run failed"
+mkdir -p "$D/aws-out"
+aws s3 cp --recursive --quiet s3://lmr-data/aws-out/ "$D/aws-out/"
 if [ -f "$D/aws-out/_SUCCESS" ] && diff -q <(cat "$D/aws-out"/part-r-*) <(cat "$D/local-out"/part-r-*) > /dev/null; then
-    pass "--backend aws output equals the embedded default's"
+    pass "--backend aws output over s3:// equals the embedded default's"
 else
     fail "--backend aws output differs"
 fi
 check_wordcount "--backend aws vs the oracle" "$D/aws-out" "$D/in"
-python3 - "$D/report.json" <<'PY' && pass "report carries the REPORT figures from the log tails" || fail "report figures"
+python3 - "$D/report.json" <<'PY' && pass "the job ran with the deployed 512 MB (not the 1024 MB default); REPORT figures present" || fail "report figures"
 import json, sys
 r = json.load(open(sys.argv[1]))
+assert r['memory_mb'] == 512, r['memory_mb']
 invs = r['invocations']
 assert len(invs) == r['mappers'] + r['reducers'], len(invs)
 for i in invs:
     assert i['memory_size_mb'] == 512 and i['billed_duration_ms'] >= 1 and i['max_memory_used_mb'] > 0, i
 assert r['cost']['gb_seconds'] > 0
 PY
-signed=$(cat "$D/checks" 2>/dev/null | grep -c . || true)
-[ "$signed" -ge 8 ] && pass "$signed Invoke requests passed botocore's signature check" || fail "only $signed checked requests"
+signed=$(grep -c ok "$D/checks" 2>/dev/null || true)
+bad=$(grep -c bad "$D/checks" 2>/dev/null || true)
+[ "$signed" -ge 10 ] && [ "$bad" = 0 ] && pass "$signed Lambda requests passed botocore's signature check" \
+    || fail "$signed checked requests, $bad bad"
+
+# A --memory that disagrees with the deployment: refused, says which to change, writes nothing.
+rc=0
+"$LAMBDAMR" run wordcount --input s3://lmr-data/in/ --output s3://lmr-data/mem-out/ --backend aws --function-prefix wc \
+    --memory 1024 > /dev/null 2> "$D/err" || rc=$?
+if [ "$rc" = 2 ] && grep -q -- "--memory 1024 disagrees with the deployed wc-mapper, which has 512 MB" "$D/err" &&
+    grep -q "drop --memory" "$D/err" && grep -q "lambdamr deploy --function-prefix wc --memory 1024" "$D/err"; then
+    pass "disagreeing --memory: $(head -c 160 "$D/err")"
+else
+    fail "disagreeing --memory (rc=$rc): $(cat "$D/err")"
+fi
+[ -z "$(aws s3 ls s3://lmr-data/mem-out/ 2>/dev/null)" ] && pass "disagreeing --memory: nothing written" \
+    || fail "disagreeing --memory wrote output"
+"$LAMBDAMR" run wordcount --input s3://lmr-data/in/ --output s3://lmr-data/mem-ok/ --backend aws --function-prefix wc \
+    --memory 512 --split-size 64K > /dev/null 2> "$D/err" && pass "--memory equal to the deployed memory is accepted" \
+    || fail "--memory 512 refused: $(cat "$D/err")"
+
+# Local paths with --backend aws: refused with a pointer to s3://, nothing written.
+for args in "--input $D/in --output s3://lmr-data/x1/" "--input s3://lmr-data/in/ --output $D/x2" \
+    "--input s3://lmr-data/in/ --output s3://lmr-data/x3/ --work $D/work"; do
+    rc=0
+    # shellcheck disable=SC2086
+    "$LAMBDAMR" run wordcount $args --backend aws --function-prefix wc > /dev/null 2> "$D/err" || rc=$?
+    if [ "$rc" = 2 ] && grep -q "is not in S3" "$D/err" && grep -q "s3://BUCKET/PREFIX" "$D/err"; then
+        pass "local path refused: $(head -c 120 "$D/err")"
+    else
+        fail "local path (rc=$rc) for '$args': $(cat "$D/err")"
+    fi
+done
+[ ! -e "$D/x2" ] && [ ! -e "$D/work" ] && [ -z "$(aws s3 ls s3://lmr-data/x1/ 2>/dev/null)$(aws s3 ls s3://lmr-data/x3/ 2>/dev/null)" ] \
+    && pass "local paths: nothing written" || fail "a refused run wrote something"
 
 # A function prefix that is not deployed: the Lambda error is named, nothing is written.
-if "$LAMBDAMR" run wordcount --input "$D/in" --output "$D/missing" --backend aws --function-prefix nope \
+if "$LAMBDAMR" run wordcount --input s3://lmr-data/in/ --output s3://lmr-data/missing/ --backend aws --function-prefix nope \
     > /dev/null 2> "$D/err"; then
     fail "an undeployed function succeeded"
 else
-    grep -q "ResourceNotFoundException\|nope-mapper" "$D/err" && pass "undeployed function: $(head -c 150 "$D/err")" \
+    grep -q "nope-mapper" "$D/err" && grep -q "lambdamr deploy" "$D/err" && pass "undeployed function: $(head -c 150 "$D/err")" \
         || { fail "undeployed function error"; cat "$D/err"; }
-    ls "$D/missing"/part-* > /dev/null 2>&1 && fail "parts written" || pass "undeployed function: no part files"
+    [ -z "$(aws s3 ls s3://lmr-data/missing/ 2>/dev/null)" ] && pass "undeployed function: nothing written" || fail "parts written"
 fi
 finish

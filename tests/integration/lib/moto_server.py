@@ -5,7 +5,10 @@ werkzeug's request.url, which decodes and re-quotes the query string: "prefix=a%
 "prefix=a/". A correctly signed request whose query holds a reserved character (any S3
 ListObjectsV2 with a prefix such as "input/") then fails with SignatureDoesNotMatch, for the
 aws CLI as much as for lambdamr (moto issue #5948). This wrapper hands moto's signature check
-the raw request URI (werkzeug's RAW_URI) instead; everything else, including the check
+the raw request URI (werkzeug's RAW_URI) instead. A second fix of the same kind: for a
+request without a body (Lambda's GetFunction, ListEventSourceMappings ...), moto's Lambda
+responses hand the check a dict of request fields as the "data" it hashes, so every signed GET
+failed; the check gets the empty payload that was signed. Everything else, including the check
 itself, is moto's own. Usage: python3 moto_server.py -H 127.0.0.1 -p PORT
 """
 import sys
@@ -28,12 +31,14 @@ def _authorize(self, iam_request_cls, resource="*"):
     raw = getattr(self, "_lmr_raw_uri", None)
     if not raw:
         return _orig_authorize(self, iam_request_cls, resource)
-    saved = self.uri
+    saved = self.uri, self.data
     self.uri = raw
+    if not int(self.headers.get("Content-Length") or 0) and not isinstance(self.data, (str, bytes)):
+        self.data = {}  # the signed payload of a request without a body is empty (see the docstring)
     try:
         return _orig_authorize(self, iam_request_cls, resource)
     finally:
-        self.uri = saved
+        self.uri, self.data = saved
 
 
 _responses.BaseResponse.setup_class = _setup_class

@@ -11,6 +11,7 @@
 #define LMR_COORDINATOR_COORDINATOR_H
 
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "job/task.h"
@@ -47,15 +48,22 @@ struct lmr_coordinator_options {
     const struct lmr_store_set *driver_stores;
     uint32_t concurrency;  /* Optional: invocations in flight, default 8. */
     uint32_t max_attempts; /* Optional: per task, default 3. */
+    /* Optional: the output lease this job holds (lease.h). The coordinator renews it while the job
+     * runs, stops the job if it is lost, checks it once more before _SUCCESS and releases it at the end. */
+    struct lmr_lease *lease;
+    /* Optional: set to stop the job (cancel); phases stop invoking, the job fails as cancelled. */
+    atomic_bool *stop;
     /* Optional: called (from worker threads, serialised) whenever a task starts or ends. */
     void (*progress)(void *user_data, const struct lmr_progress *p);
     void *progress_user_data;
 };
 
 /**
- * Run the job. On success the output holds part files and _SUCCESS, and *report (new
- * reference) the job report, also written to <output>/_lambdamr/report.json. On failure the
- * output is left without any part written by this job, and err says which task failed why.
+ * Run the job. The job record WORK/job.json follows its status and phase. On success the
+ * output holds the part files and _SUCCESS (the job id and the parts), and *report (new
+ * reference) the job report ("succeeded", written only after _SUCCESS), also in
+ * <output>/_lambdamr/report.json. On failure every part this job wrote is removed (and no other
+ * part), the job record says "failed" (or "cancelled") and why, and err says which task failed.
  */
 enum lmr_result lmr_coordinator_run(const struct lmr_coordinator_options *opts, const struct lmr_job_plan *plan,
                                     json_t **report, struct lmr_err *err);

@@ -69,6 +69,11 @@ static void *worker(void *arg)
     const struct lmr_phase *ph = pr->phase;
     for (;;) {
         pthread_mutex_lock(&pr->lock);
+        if (pr->opts->stop && atomic_load(pr->opts->stop) && !pr->failed) {
+            lmr_fail(&pr->err, LMR_ERR_CANCELLED, "the %s phase was stopped (the job was cancelled or lost its lease)",
+                     ph->name);
+            pr->failed = true;
+        }
         /* Wait while nothing is queued but a running task may still fail and come back. */
         while (!pr->failed && pr->qhead == pr->qtail && pr->running > 0)
             pthread_cond_wait(&pr->changed, &pr->lock);

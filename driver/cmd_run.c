@@ -19,6 +19,8 @@
 #include "lambda/aws_invoker.h"
 #include "lambda/service.h"
 #include "job_plan.h"
+#include "lease.h"
+#include "output.h"
 #include "report_print.h"
 #include "util/misc.h"
 
@@ -265,51 +267,6 @@ static int parse_args(int argc, char **argv, struct run_options *o)
     return 0;
 }
 
-/* ---- output checks ---------------------------------------------------------------------------------------- */
-
-struct existing {
-    bool success;
-    char **parts;
-    size_t nparts;
-    const char *prefix;
-};
-
-static enum lmr_result on_existing(void *user_data, const struct lmr_store_object *obj)
-{
-    struct existing *ex = user_data;
-    const char *name = obj->key + strlen(ex->prefix);
-    if (!strcmp(name, "_SUCCESS"))
-        ex->success = true;
-    if (!strncmp(name, "part-", 5) || !strcmp(name, "_SUCCESS") || !strcmp(name, "_lambdamr/report.json")) {
-        char **p = realloc(ex->parts, (ex->nparts + 1) * sizeof *p);
-        if (!p)
-            return LMR_ERR_NOMEM;
-        ex->parts = p;
-        if (!(ex->parts[ex->nparts] = strdup(obj->key)))
-            return LMR_ERR_NOMEM;
-        ex->nparts++;
-    }
-    return LMR_OK;
-}
-
-/* Refuse to mix with an earlier job's output; with --overwrite remove it. */
-static enum lmr_result prepare_output(struct lmr_store *out, const char *prefix, const char *uri, bool overwrite,
-                                      struct lmr_err *err)
-{
-    struct existing ex = {.prefix = prefix};
-    enum lmr_result r = lmr_store_list(out, prefix, on_existing, &ex, err);
-    if (!r && ex.nparts && !overwrite)
-        r = lmr_fail(err, LMR_ERR_EXISTS,
-                     "output '%s' already holds %s; choose another --output or add --overwrite to replace it", uri,
-                     ex.success ? "a finished job (_SUCCESS)" : "part files of an earlier job");
-    if (!r && ex.nparts)
-        r = lmr_store_delete(out, (const char *const *)ex.parts, ex.nparts, err);
-    for (size_t i = 0; i < ex.nparts; i++)
-        free(ex.parts[i]);
-    free(ex.parts);
-    return r;
-}
-
 /* ---- progress --------------------------------------------------------------------------------------------- */
 
 struct progress_state {
@@ -375,6 +332,14 @@ static enum lmr_result start_local(const struct run_options *o, struct lmr_lambd
     return r;
 }
 
+/* How long an output lease runs; LMR_LEASE_DURATION_MS shortens it (tests of lease expiry). */
+static uint64_t lease_duration_ms(void)
+{
+    const char *s = getenv("LMR_LEASE_DURATION_MS");
+    uint64_t v;
+    return s && lmr_parse_u64(s, 100, 3600000, &v) == LMR_OK ? v : LMR_LEASE_DEFAULT_DURATION_MS;
+}
+
 static int run_job(struct run_options *o)
 {
     struct lmr_err err = {0};
@@ -386,7 +351,9 @@ static int run_job(struct run_options *o)
     struct lmr_store *out_store = NULL, *work_store = NULL;
     struct lmr_lambda_service *svc = NULL;
     struct lmr_invoker *inv = NULL;
-    json_t *report = NULL;
+    json_t *report = NULL, *previous = NULL;
+    struct lmr_lease *lease = NULL;
+    char *lease_key = NULL;
     int status = 1;
 
     /* The job and its arguments, validated here before anything is written. */
@@ -419,8 +386,51 @@ static int run_job(struct run_options *o)
                                    .concurrency = o->concurrency};
     if ((r = lmr_plan_job(&req, &stores, &plan, &out_store, &work_store, &err)))
         goto out;
-    if ((r = prepare_output(out_store, plan.job.output.key, o->output, o->overwrite, &err)))
+    /* The output's lease: one job at a time; then what an earlier job left there. */
+    char fingerprint[17];
+    lmr_plan_fingerprint(&req, fingerprint);
+    lease_key = lmr_output_key(&plan.job, "_lambdamr/lease.json");
+    struct lmr_lease_options lo = {.store = out_store,
+                                   .key = lease_key,
+                                   .output_uri = o->output,
+                                   .job_id = plan.job.job_id,
+                                   .fingerprint = fingerprint,
+                                   .work_root = plan.job.work.root,
+                                   .work_key = plan.job.work.key,
+                                   .duration_ms = lease_duration_ms()};
+    if (!lease_key) {
+        r = LMR_ERR_NOMEM;
         goto out;
+    }
+    struct lmr_output_check oc = {.store = out_store,
+                                  .prefix = plan.job.output.key,
+                                  .uri = o->output,
+                                  .overwrite = o->overwrite,
+                                  .previous = previous,
+                                  .job_id = plan.job.job_id,
+                                  .stores = &stores};
+    struct lmr_output_state ost;
+    /* A refused job writes nothing: without --overwrite, check before taking the lease. */
+    if (!o->overwrite) {
+        if ((r = lmr_lease_peek(out_store, lease_key, &previous, &err)))
+            goto out;
+        oc.previous = previous;
+        if ((r = lmr_output_prepare(&oc, &ost, &err)))
+            goto out;
+        json_decref(previous);
+        previous = NULL;
+    }
+    if ((r = lmr_lease_acquire(&lo, &lease, &previous, &err)))
+        goto out;
+    oc.previous = previous;
+    if ((r = lmr_output_prepare(&oc, &ost, &err))) {
+        struct lmr_err lerr = {0};
+        if (lmr_lease_restore(lease, previous, &lerr))
+            fprintf(stderr, "lambdamr run: %s\n", lerr.msg);
+        lmr_lease_destroy(lease);
+        lease = NULL;
+        goto out;
+    }
     if ((r = lmr_plan_write_manifest(&plan, work_store, &err)))
         goto out;
     plan.plan_ms = lmr_mono_ms() - t0;
@@ -447,9 +457,13 @@ static int run_job(struct run_options *o)
                                          .driver_stores = &stores,
                                          .concurrency = o->concurrency,
                                          .max_attempts = o->max_attempts,
+                                         .lease = lease,
                                          .progress = draw_progress,
                                          .progress_user_data = &ps};
-    if ((r = lmr_coordinator_run(&co, &plan, &report, &err)))
+    r = lmr_coordinator_run(&co, &plan, &report, &err);
+    lmr_lease_destroy(lease); /* released by the coordinator */
+    lease = NULL;
+    if (r)
         goto out;
     if (o->json) {
         char *text = json_dumps(report, JSON_INDENT(2));
@@ -473,6 +487,11 @@ out:
     else if (log_dir)
         fprintf(stderr, "lambdamr run: the function logs are in %s\n", log_dir);
     free(log_dir);
+    if (lease) /* failed before the coordinator ran (it releases the lease itself) */
+        lmr_lease_release(lease, "failed", NULL);
+    lmr_lease_destroy(lease);
+    json_decref(previous);
+    free(lease_key);
     lmr_plan_clean_up(&plan);
     lmr_store_set_clean_up(&stores);
     return status;

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "job/part_owner.h"
 #include "job/registry.h"
 #include "job/task.h"
 #include "job/text_output.h"
@@ -141,6 +142,10 @@ enum lmr_result lmr_mapper_handle(void *user_data, const struct lmr_runtime_cont
     struct lmr_store *work = NULL;
 
     m.kill_midway = lmr_fault("map-kill", t.task, t.attempt);
+    if (lmr_fault("map-slow", t.task, t.attempt)) {
+        const char *ms = getenv("LMR_FAULT_SLOW_MS");
+        lmr_sleep_ms(ms ? strtoull(ms, NULL, 10) : 1000);
+    }
     if ((r = lmr_job_find(t.job.job_name, &m.ops, err)))
         goto done;
     if (m.ops->setup) {
@@ -168,7 +173,15 @@ enum lmr_result lmr_mapper_handle(void *user_data, const struct lmr_runtime_cont
         m.out = &text.emitter;
         if ((r = map_shards(&t, &stores, &m, max_line_bytes, &in, err)))
             goto done;
-        if ((r = lmr_text_output_commit(&text, &already, err)))
+        char *task_prefix = lmr_work_key(&t.job, "map/m-%05u/", t.task);
+        r = task_prefix ? lmr_part_claim(work, task_prefix, t.attempt_id, text.key, err) : LMR_ERR_NOMEM;
+        if (!r)
+            r = lmr_text_output_commit(&text, &already, err);
+        /* A part that was there already counts only if this job wrote it (never adopt another's). */
+        if (!r && already)
+            r = lmr_part_check_owned(work, task_prefix, t.attempt_id, text.key, t.job.job_id, err);
+        free(task_prefix);
+        if (r)
             goto done;
         record =
             json_pack("{s:s, s:s, s:I}", "attempt_id", t.attempt_id, "part", name, "records", (json_int_t)text.records);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "lambda/memory.h"
+#include "job/part_owner.h"
 #include "job/registry.h"
 #include "job/task.h"
 #include "job/text_output.h"
@@ -30,7 +31,7 @@ enum lmr_result lmr_reducer_handle(void *user_data, const struct lmr_runtime_con
     struct lmr_frame_ref *refs = NULL;
     struct lmr_text_output text = {0};
     bool text_open = false, already = false;
-    char *part_key = NULL, *scratch = NULL, *commit_key = NULL;
+    char *part_key = NULL, *scratch = NULL, *commit_key = NULL, *task_prefix = NULL;
     uint64_t groups = 0;
     char name[32];
     snprintf(name, sizeof name, "part-r-%05u", t.task);
@@ -51,7 +52,8 @@ enum lmr_result lmr_reducer_handle(void *user_data, const struct lmr_runtime_con
     part_key = lmr_output_key(&t.job, name);
     scratch = lmr_work_key(&t.job, "reduce/r-%05u/%s-merge-", t.task, t.attempt_id);
     commit_key = lmr_work_key(&t.job, "reduce/r-%05u/commit.json", t.task);
-    if (!refs || !part_key || !scratch || !commit_key) {
+    task_prefix = lmr_work_key(&t.job, "reduce/r-%05u/", t.task);
+    if (!refs || !part_key || !scratch || !commit_key || !task_prefix) {
         r = LMR_ERR_NOMEM;
         goto done;
     }
@@ -87,7 +89,12 @@ enum lmr_result lmr_reducer_handle(void *user_data, const struct lmr_runtime_con
     }
     if (lmr_fault("reduce-kill", t.task, t.attempt))
         raise(SIGKILL);
+    if ((r = lmr_part_claim(work, task_prefix, t.attempt_id, part_key, err)))
+        goto done;
     if ((r = lmr_text_output_commit(&text, &already, err)))
+        goto done;
+    /* A part that was there already counts only if this job wrote it (never adopt another's). */
+    if (already && (r = lmr_part_check_owned(work, task_prefix, t.attempt_id, part_key, t.job.job_id, err)))
         goto done;
     /* The part is visible; record the task as committed (a repeated attempt finds it there). */
     char rec[256];
@@ -123,6 +130,7 @@ done:
     free(part_key);
     free(scratch);
     free(commit_key);
+    free(task_prefix);
     lmr_reduce_task_clean_up(&t);
     return r;
 }

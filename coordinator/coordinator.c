@@ -27,8 +27,15 @@ struct job_run {
     bool renewing, quit;
     atomic_bool stop; /* the phases' stop flag: cancel, or the lease was lost */
     bool lease_lost;
+    bool deadline_hit; /* opts->stop_at_ms passed: hand over to a continuation */
     struct lmr_err lease_err;
+    /* Progress in the job record, at most every PROGRESS_EVERY_MS. */
+    pthread_mutex_t progress_lock;
+    double progress_written_ms;
+    struct lmr_progress last;
 };
+
+#define PROGRESS_EVERY_MS 300.0
 
 /* ---- events ----------------------------------------------------------------------------------------------- */
 
@@ -217,6 +224,24 @@ static void delete_parts(struct job_run *jr)
 /* ---- the job record and the lease ------------------------------------------------------------------------- */
 
 /* WORK/job.json: the job's status and phase, for status commands and a coordinator that takes over. */
+static void write_job_record(struct job_run *jr, const char *status, const char *phase, const char *error);
+
+/* The phases' progress callback: the caller's, and the job record (throttled) for status readers. */
+static void record_progress(void *user_data, const struct lmr_progress *p)
+{
+    struct job_run *jr = user_data;
+    if (jr->opts->progress)
+        jr->opts->progress(jr->opts->progress_user_data, p);
+    pthread_mutex_lock(&jr->progress_lock);
+    jr->last = *p;
+    bool now = lmr_mono_ms() - jr->progress_written_ms >= PROGRESS_EVERY_MS || (p->done == p->total && !p->running);
+    if (now) {
+        jr->progress_written_ms = lmr_mono_ms();
+        write_job_record(jr, "running", p->phase, NULL);
+    }
+    pthread_mutex_unlock(&jr->progress_lock);
+}
+
 static void write_job_record(struct job_run *jr, const char *status, const char *phase, const char *error)
 {
     const struct lmr_job_plan *plan = jr->plan;
@@ -233,6 +258,12 @@ static void write_job_record(struct job_run *jr, const char *status, const char 
                   (json_int_t)jr->started_ms, "updated_ms", (json_int_t)lmr_wall_ms(), "parts", parts);
     if (rec && error)
         json_object_set_new(rec, "error", json_string(error));
+    if (rec && jr->last.phase)
+        json_object_set_new(rec, "progress",
+                            json_pack("{s:s, s:I, s:I, s:I, s:I}", "phase", jr->last.phase, "done",
+                                      (json_int_t)jr->last.done, "total", (json_int_t)jr->last.total, "running",
+                                      (json_int_t)jr->last.running, "failed_attempts",
+                                      (json_int_t)jr->last.failed_attempts));
     char *text = rec ? json_dumps(rec, JSON_INDENT(1)) : NULL;
     char *key = lmr_work_key(&plan->job, "job.json");
     struct lmr_err err = {0};
@@ -267,6 +298,10 @@ static void *watch_loop(void *arg)
             break;
         if (jr->opts->stop && atomic_load(jr->opts->stop))
             atomic_store(&jr->stop, true);
+        if (jr->opts->stop_at_ms && lmr_wall_ms() >= jr->opts->stop_at_ms && !jr->deadline_hit) {
+            jr->deadline_hit = true;
+            atomic_store(&jr->stop, true);
+        }
         if (!jr->opts->lease || lmr_wall_ms() < next_renew)
             continue;
         next_renew = lmr_wall_ms() + every_ms;
@@ -306,8 +341,9 @@ static void add_store_stats(uint64_t *acc, json_t *stats)
 
 static json_t *phase_json(const struct lmr_phase_result *pr, size_t ntasks, const char *const *fields, size_t nfields)
 {
-    json_t *o = json_pack("{s:f, s:I, s:I, s:I}", "wall_ms", pr->wall_ms, "tasks", (json_int_t)ntasks, "attempts",
-                          (json_int_t)pr->attempts, "failed_attempts", (json_int_t)pr->failed_attempts);
+    json_t *o = json_pack("{s:f, s:I, s:I, s:I, s:I}", "wall_ms", pr->wall_ms, "tasks", (json_int_t)ntasks, "attempts",
+                          (json_int_t)pr->attempts, "failed_attempts", (json_int_t)pr->failed_attempts, "reused",
+                          (json_int_t)pr->reused);
     for (size_t f = 0; f < nfields; f++)
         sum_field(o, fields[f], pr->responses);
     uint64_t req[5] = {0};
@@ -465,6 +501,8 @@ static enum lmr_result commit_job(struct job_run *jr, const struct lmr_phase_res
         delete_prefix(o->work_store, plan->job.work.key, manifest_key); /* the job record is rewritten after */
         uint64_t driver_store[5] = {0};
         coordinator_requests(o, driver_store);
+        for (int k = 0; k < 5; k++)
+            driver_store[k] += o->earlier_requests[k];
         driver_store[1] += 2; /* the report and the job record, written below */
         double now = lmr_mono_ms();
         *report = build_report(jr, map, red, now - tc, now - t0 + plan->plan_ms, driver_store);
@@ -501,8 +539,13 @@ enum lmr_result lmr_coordinator_run(const struct lmr_coordinator_options *opts, 
     atomic_init(&jr.stop, false);
     pthread_mutex_init(&jr.lock, NULL);
     pthread_cond_init(&jr.wake, NULL);
+    pthread_mutex_init(&jr.progress_lock, NULL);
     struct lmr_coordinator_options phase_opts = o;
-    phase_opts.stop = &jr.stop; /* the watcher sets it on cancel or a lost lease */
+    phase_opts.stop = &jr.stop; /* the watcher sets it on cancel, a lost lease or the deadline */
+    phase_opts.progress = record_progress;
+    phase_opts.progress_user_data = &jr;
+    if (o.continued)
+        *o.continued = false;
     pthread_t watcher;
     bool watching = pthread_create(&watcher, NULL, watch_loop, &jr) == 0;
 
@@ -512,7 +555,8 @@ enum lmr_result lmr_coordinator_run(const struct lmr_coordinator_options *opts, 
                                   .ntasks = plan->ntasks,
                                   .build_event = map_event,
                                   .commit_key = map_commit_key,
-                                  .user_data = &jr};
+                                  .user_data = &jr,
+                                  .check_committed_first = o.resume};
     enum lmr_result r = lmr_phase_run(&phase_opts, &map_phase, &map, err);
     if (!r && !map_only) {
         write_job_record(&jr, "running", "reduce", NULL);
@@ -524,12 +568,18 @@ enum lmr_result lmr_coordinator_run(const struct lmr_coordinator_options *opts, 
                                          .ntasks = jr.nreduce,
                                          .build_event = reduce_event,
                                          .commit_key = reduce_commit_key,
-                                         .user_data = &jr};
+                                         .user_data = &jr,
+                                         .check_committed_first = o.resume};
         r = lmr_phase_run(&phase_opts, &reduce_phase, &red, err);
     }
     /* A lost lease explains a stopped phase better than the phase does. */
     if (r && jr.lease_lost)
         r = lmr_fail(err, jr.lease_err.code, "%s", jr.lease_err.msg);
+    /* The deadline: leave everything (lease, work data, job record) to a continuation. */
+    bool continued = r && jr.deadline_hit && !jr.lease_lost;
+    if (continued)
+        r = lmr_fail(err, LMR_ERR_TIMEOUT, "job %s paused before its deadline; a continuation takes it over",
+                     plan->job.job_id);
 
     double tc = lmr_mono_ms();
     if (!r) {
@@ -546,6 +596,11 @@ enum lmr_result lmr_coordinator_run(const struct lmr_coordinator_options *opts, 
         pthread_join(watcher, NULL);
     }
     const char *status = !r ? "succeeded" : r == LMR_ERR_CANCELLED ? "cancelled" : "failed";
+    if (continued) {
+        if (o.continued)
+            *o.continued = true;
+        goto done;
+    }
     if (r && !jr.lease_lost) {
         /* Only the lease holder cleans up: a job that lost its output removes nothing there. */
         char *manifest_key = lmr_work_key(&plan->job, "manifest.json");
@@ -560,6 +615,7 @@ enum lmr_result lmr_coordinator_run(const struct lmr_coordinator_options *opts, 
         if (lmr_lease_release(o.lease, status, &lerr))
             LMR_WARN("could not release the lease of job %s: %s", plan->job.job_id, lerr.msg);
     }
+done:
     if (r) {
         json_decref(*report);
         *report = NULL;
@@ -569,5 +625,6 @@ enum lmr_result lmr_coordinator_run(const struct lmr_coordinator_options *opts, 
     lmr_phase_result_clean_up(&red);
     pthread_mutex_destroy(&jr.lock);
     pthread_cond_destroy(&jr.wake);
+    pthread_mutex_destroy(&jr.progress_lock);
     return r;
 }

@@ -53,6 +53,17 @@ struct lmr_coordinator_options {
     struct lmr_lease *lease;
     /* Optional: set to stop the job (cancel); phases stop invoking, the job fails as cancelled. */
     atomic_bool *stop;
+    /* Optional: epoch ms after which no new task is started; running ones finish, then the run
+     * returns LMR_ERR_TIMEOUT with *continued set, leaving everything (lease included) for a
+     * continuation. 0 = none. */
+    uint64_t stop_at_ms;
+    bool *continued;
+    /* Optional: the job ran before (a resume or a continuation): tasks with a commit record are
+     * not run again (the report counts them as reused). */
+    bool resume;
+    /* Optional: requests made before the coordinator ran (planning, output checks), counted in the
+     * report as the coordinator's own: get, put, list, head, delete. */
+    uint64_t earlier_requests[5];
     /* Optional: called (from worker threads, serialised) whenever a task starts or ends. */
     void (*progress)(void *user_data, const struct lmr_progress *p);
     void *progress_user_data;

@@ -62,6 +62,13 @@ bool lmr_lease_record_held(const json_t *rec, uint64_t now_ms)
     return !strcmp(lmr_json_str(rec, "state", ""), "held") && lmr_json_u64(rec, "expires_ms", 0) > now_ms;
 }
 
+/* A handover: the record's holder is the one that passed this job on to us. */
+static bool handed_over(const struct lmr_lease *l, const json_t *rec)
+{
+    return l->o.takeover_holder && !strcmp(lmr_json_str(rec, "holder", ""), l->o.takeover_holder) &&
+           !strcmp(lmr_json_str(rec, "job_id", ""), l->job_id);
+}
+
 /* A holder on this host whose process is gone cannot renew: its lease is as good as expired. */
 static bool holder_gone(const struct lmr_lease *l, const json_t *rec)
 {
@@ -132,7 +139,7 @@ enum lmr_result lmr_lease_acquire(const struct lmr_lease_options *opts, struct l
                 r = lmr_fail(err, LMR_ERR_FORMAT,
                              "the lease of output '%s' (%s) is not valid JSON (%s); remove it if no job runs there",
                              l->output_uri, l->key, je.text);
-            } else if (lmr_lease_record_held(*previous, lmr_wall_ms()) &&
+            } else if (lmr_lease_record_held(*previous, lmr_wall_ms()) && !handed_over(l, *previous) &&
                        !(holder_gone(l, *previous) &&
                          !strcmp(lmr_json_str(*previous, "fingerprint", ""), l->fingerprint))) {
                 char until[64];
@@ -213,6 +220,11 @@ enum lmr_result lmr_lease_restore(struct lmr_lease *l, const json_t *previous, s
         text ? lmr_store_put_if_match(l->o.store, l->key, text, strlen(text), l->etag, err) : LMR_ERR_NOMEM;
     free(text);
     return r;
+}
+
+const char *lmr_lease_holder(const struct lmr_lease *l)
+{
+    return l->holder;
 }
 
 uint64_t lmr_lease_duration_ms(const struct lmr_lease *l)

@@ -31,6 +31,9 @@ struct lmr_lease_options {
     const char *work_root;   /* Required: the job's work location */
     const char *work_key;    /* Required */
     uint64_t duration_ms;    /* Optional: default LMR_LEASE_DEFAULT_DURATION_MS */
+    /* Optional: a holder of this same job that hands the lease over (the driver to the coordinator
+     * function, a coordinator to its continuation): its unexpired lease may be taken. */
+    const char *takeover_holder;
 };
 
 struct lmr_lease;
@@ -59,6 +62,9 @@ enum lmr_result lmr_lease_release(struct lmr_lease *l, const char *status, struc
  * account of its last job stays. With previous NULL, release ours as "refused".
  */
 enum lmr_result lmr_lease_restore(struct lmr_lease *l, const json_t *previous, struct lmr_err *err);
+
+/** This holder's id (a continuation takes the lease over from it). */
+const char *lmr_lease_holder(const struct lmr_lease *l);
 
 /** Milliseconds the lease runs for (the renew interval is a third of this). */
 uint64_t lmr_lease_duration_ms(const struct lmr_lease *l);

@@ -173,20 +173,26 @@ enum lmr_result lmr_phase_run(const struct lmr_coordinator_options *opts, const 
         return LMR_ERR_NOMEM;
     }
     for (size_t i = 0; i < n; i++) {
-        pr.queue[pr.qtail++] = i;
         json_array_append_new(res->responses, json_null());
+        if (phase->check_committed_first && committed(&pr, i)) {
+            pr.done[i] = true;
+            pr.ndone++;
+            res->reused++;
+            continue;
+        }
+        pr.queue[pr.qtail++] = i;
     }
     pthread_mutex_init(&pr.lock, NULL);
     pthread_cond_init(&pr.changed, NULL);
     uint32_t nthreads = opts->concurrency ? opts->concurrency : 8;
-    if (nthreads > n)
-        nthreads = (uint32_t)n;
+    if (nthreads > pr.qtail)
+        nthreads = (uint32_t)pr.qtail;
     pthread_t *threads = calloc(nthreads ? nthreads : 1, sizeof *threads);
     uint32_t started = 0;
     for (; threads && started < nthreads; started++)
         if (pthread_create(&threads[started], NULL, worker, &pr))
             break;
-    if (started == 0 && n > 0)
+    if (started == 0 && pr.qtail > 0)
         worker(&pr); /* no threads: run inline */
     for (uint32_t t = 0; t < started; t++)
         pthread_join(threads[t], NULL);

@@ -20,6 +20,7 @@
 #include "lambda/service.h"
 #include "job_plan.h"
 #include "lease.h"
+#include "follow.h"
 #include "output.h"
 #include "report_print.h"
 #include "util/misc.h"
@@ -327,6 +328,25 @@ static enum lmr_result start_local(const struct run_options *o, struct lmr_lambd
     }
     if (!r)
         r = lmr_lambda_service_start(*svc, err);
+    /* The coordinator runs as a function too and invokes the tasks through the service's own
+     * HTTP Invoke API, as it would invoke Lambda's: one code path, local or on AWS. The embedded
+     * service does not check signatures, so any credentials do when none are set. */
+    if (!r) {
+        char endpoint[96];
+        snprintf(endpoint, sizeof endpoint, "AWS_ENDPOINT_URL_LAMBDA=http://127.0.0.1:%u",
+                 (unsigned)lmr_lambda_service_port(*svc));
+        bool creds = getenv("AWS_ACCESS_KEY_ID") || getenv("AWS_PROFILE");
+        const char *env[] = {endpoint, creds ? NULL : "AWS_ACCESS_KEY_ID=lambdamr-local",
+                             "AWS_SECRET_ACCESS_KEY=lambdamr-local", NULL};
+        struct lmr_function_config fc = {.name = "lambdamr-coordinator",
+                                         .path = path,
+                                         .handler = "coordinator",
+                                         .memory_mb = o->memory_mb,
+                                         .timeout_s = o->timeout_s,
+                                         .concurrency = 2,
+                                         .env = env};
+        r = lmr_lambda_service_add_function(*svc, &fc, err);
+    }
     if (!r)
         r = lmr_local_invoker_new(*svc, inv, err);
     return r;
@@ -338,6 +358,40 @@ static uint64_t lease_duration_ms(void)
     const char *s = getenv("LMR_LEASE_DURATION_MS");
     uint64_t v;
     return s && lmr_parse_u64(s, 100, 3600000, &v) == LMR_OK ? v : LMR_LEASE_DEFAULT_DURATION_MS;
+}
+
+/* The coordinator function's event: the manifest, the lease to take over, the functions. */
+static enum lmr_result invoke_coordinator(const struct run_options *o, const struct lmr_job_plan *plan,
+                                          struct lmr_store *work_store, const char *fingerprint, const char *holder,
+                                          const struct lmr_store_set *stores, struct lmr_invoker *inv,
+                                          struct lmr_err *err)
+{
+    const char *prefix = o->function_prefix ? o->function_prefix : "lambdamr";
+    char map_fn[128], reduce_fn[128], coord_fn[128];
+    snprintf(map_fn, sizeof map_fn, "%s-mapper", prefix);
+    snprintf(reduce_fn, sizeof reduce_fn, "%s-reducer", prefix);
+    snprintf(coord_fn, sizeof coord_fn, "%s-coordinator", prefix);
+    char *manifest_key = lmr_work_key(&plan->job, "manifest.json");
+    json_t *stats = lmr_store_set_stats_json(stores);
+    json_t *ev = json_pack("{s:s, s:{s:s, s:s?}, s:s, s:s, s:I, s:{s:s, s:s, s:s}, s:I, s:I, s:i, s:b, s:O}", "kind",
+                           "coordinate", "manifest", "root", work_store->root_uri, "key", manifest_key, "fingerprint",
+                           fingerprint, "holder", holder, "lease_duration_ms", (json_int_t)lease_duration_ms(),
+                           "functions", "map", map_fn, "reduce", reduce_fn, "coordinator", coord_fn, "concurrency",
+                           (json_int_t)o->concurrency, "max_attempts", (json_int_t)o->max_attempts, "round", 1,
+                           "resume", false, "earlier_requests", stats);
+    json_decref(stats);
+    char *text = ev ? json_dumps(ev, JSON_COMPACT) : NULL;
+    json_decref(ev);
+    free(manifest_key);
+    struct lmr_invoke_result ir;
+    lmr_invoke_result_init(&ir, 64 * 1024);
+    enum lmr_result r = text ? lmr_invoke(inv, coord_fn, text, strlen(text), LMR_INVOKE_EVENT, 0, &ir, err)
+                             : lmr_fail(err, LMR_ERR_NOMEM, "out of memory building the coordinator's event");
+    if (r)
+        lmr_err_prefix(err, "starting the coordinator of job %s (function %s)", plan->job.job_id, coord_fn);
+    lmr_invoke_result_clean_up(&ir);
+    free(text);
+    return r;
 }
 
 static int run_job(struct run_options *o)
@@ -445,24 +499,30 @@ static int run_job(struct run_options *o)
         goto out;
     }
 
+    /* Hand the job to the coordinator function, then follow it from its records. */
     struct progress_state ps = {.tty = !o->json && isatty(STDERR_FILENO), .t0 = t0};
-    char map_fn[128], reduce_fn[128];
-    snprintf(map_fn, sizeof map_fn, "%s-mapper", o->function_prefix ? o->function_prefix : "lambdamr");
-    snprintf(reduce_fn, sizeof reduce_fn, "%s-reducer", o->function_prefix ? o->function_prefix : "lambdamr");
-    struct lmr_coordinator_options co = {.invoker = inv,
-                                         .map_function = map_fn,
-                                         .reduce_function = reduce_fn,
-                                         .work_store = work_store,
-                                         .output_store = out_store,
-                                         .driver_stores = &stores,
-                                         .concurrency = o->concurrency,
-                                         .max_attempts = o->max_attempts,
-                                         .lease = lease,
-                                         .progress = draw_progress,
-                                         .progress_user_data = &ps};
-    r = lmr_coordinator_run(&co, &plan, &report, &err);
-    lmr_lease_destroy(lease); /* released by the coordinator */
+    if ((r = invoke_coordinator(o, &plan, work_store, fingerprint, lmr_lease_holder(lease), &stores, inv, &err))) {
+        char *mk = lmr_work_key(&plan.job, "manifest.json"); /* nothing ran: leave nothing behind */
+        if (mk)
+            lmr_store_delete(work_store, (const char *const *)&mk, 1, NULL);
+        free(mk);
+        goto out;
+    }
+    lmr_lease_destroy(lease); /* handed over: the coordinator holds and releases it */
     lease = NULL;
+    char *record_key = lmr_work_key(&plan.job, "job.json"),
+         *report_key = lmr_output_key(&plan.job, "_lambdamr/report.json");
+    struct lmr_follow_options fo = {.work_store = work_store,
+                                    .record_key = record_key,
+                                    .output_store = out_store,
+                                    .lease_key = lease_key,
+                                    .report_key = report_key,
+                                    .job_id = plan.job.job_id,
+                                    .progress = draw_progress,
+                                    .progress_user_data = &ps};
+    r = record_key && report_key ? lmr_follow_job(&fo, &report, &err) : LMR_ERR_NOMEM;
+    free(record_key);
+    free(report_key);
     if (r)
         goto out;
     if (o->json) {

@@ -43,8 +43,9 @@ void lmr_report_print(FILE *f, const json_t *report)
     const json_t *req = json_object_get(report, "store_requests");
     double wall_s = lmr_json_double(report, "wall_ms", 0) / 1000.0;
 
-    fprintf(f, "\nlambdamr %s: %s in %.2f s, %.1f MiB/s\n", lmr_json_str(report, "job", "?"),
-            lmr_json_str(report, "status", "?"), wall_s, lmr_json_double(report, "throughput_mib_s", 0));
+    fprintf(f, "\nlambdamr %s (job %s): %s in %.2f s, %.1f MiB/s\n", lmr_json_str(report, "job", "?"),
+            lmr_json_str(report, "job_id", "?"), lmr_json_str(report, "status", "?"), wall_s,
+            lmr_json_double(report, "throughput_mib_s", 0));
     fprintf(f,
             "  input    %" PRIu64 " object%s, %s -> %" PRIu64 " map tasks, %" PRIu64 " reducers, %" PRIu64
             " MB per function\n",

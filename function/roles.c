@@ -4,6 +4,7 @@
 #include "handlers.h"
 #include "mapper.h"
 #include "reducer.h"
+#include "role.h"
 #include "stream/handler.h"
 
 /* Echo handler: returns the event unchanged. For tests and invoke benchmarks. */
@@ -14,10 +15,8 @@ static enum lmr_result echo_handler(void *user_data, const struct lmr_runtime_co
 }
 
 static const struct lmr_function_role roles[] = {
-    {"mapper", lmr_mapper_handle},
-    {"reducer", lmr_reducer_handle},
-    {"echo", echo_handler},
-    {"stream", lmr_stream_handler},
+    {"mapper", lmr_mapper_handle},  {"reducer", lmr_reducer_handle},         {"echo", echo_handler},
+    {"stream", lmr_stream_handler}, {"coordinator", lmr_coordinator_handle},
 };
 
 const struct lmr_function_role *lmr_function_role_find(const char *name)
@@ -30,5 +29,5 @@ const struct lmr_function_role *lmr_function_role_find(const char *name)
 
 const char *lmr_function_role_names(void)
 {
-    return "mapper, reducer, stream, echo";
+    return "mapper, reducer, stream, coordinator, echo";
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# lambdamr run --backend aws: the driver invokes deployed functions (NAME-mapper, NAME-reducer)
-# through the Lambda Invoke API, signed with SigV4. Here the "deployment" is `lambdamr serve`
+# lambdamr run --backend aws: the driver invokes the deployed NAME-coordinator, which invokes
+# NAME-mapper and NAME-reducer, through the Lambda Invoke API, signed with SigV4. Here the "deployment" is `lambdamr serve`
 # behind a proxy that checks every signature with botocore, as AWS_ENDPOINT_URL_LAMBDA. The
 # output must equal the embedded default's, and the report must carry the REPORT figures.
 source "$(dirname "$0")/lib/common.sh"
@@ -10,20 +10,22 @@ D=$TEST_TMP
 serve_pid= proxy_pid=
 lmr_on_exit '[ -n "$proxy_pid" ] && kill "$proxy_pid" 2>/dev/null; [ -n "$serve_pid" ] && kill "$serve_pid" 2>/dev/null; wait 2>/dev/null; cleanup_tmp'
 
-"$LAMBDAMR" serve --port 0 --log-dir "$D/logs" \
-    --function "wc-mapper=$LMR_BIN_DIR/bootstrap,handler=mapper,memory=512,timeout=60,concurrency=4" \
-    --function "wc-reducer=$LMR_BIN_DIR/bootstrap,handler=reducer,memory=512,timeout=60,concurrency=4" \
-    > "$D/serve.out" 2> "$D/serve.err" &
-serve_pid=$!
-port=$(serve_port "$D/serve.out")
-[ -n "$port" ] || { cat "$D/serve.err"; fail "lambdamr serve did not start"; finish; }
-
 export AWS_ACCESS_KEY_ID=AKIDBACKENDTEST AWS_SECRET_ACCESS_KEY=backend-test-secret AWS_REGION=us-east-1
 unset AWS_SESSION_TOKEN AWS_PROFILE AWS_ENDPOINT_URL
 export AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
+# The proxy first (on the port serve will take), so that the coordinator function, which invokes
+# the tasks through AWS_ENDPOINT_URL_LAMBDA as it would on AWS, is signature-checked too.
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
 sigv4_proxy_start "http://127.0.0.1:$port" "$AWS_SECRET_ACCESS_KEY" "$D/checks" "$D/proxy"
 [ -n "$proxy_port" ] || { cat "$D/proxy.err"; fail "the signature-checking proxy did not start"; finish; }
 export AWS_ENDPOINT_URL_LAMBDA="http://127.0.0.1:$proxy_port"
+"$LAMBDAMR" serve --port "$port" --log-dir "$D/logs" \
+    --function "wc-mapper=$LMR_BIN_DIR/bootstrap,handler=mapper,memory=512,timeout=60,concurrency=4" \
+    --function "wc-reducer=$LMR_BIN_DIR/bootstrap,handler=reducer,memory=512,timeout=60,concurrency=4" \
+    --function "wc-coordinator=$LMR_BIN_DIR/bootstrap,handler=coordinator,memory=512,timeout=60,concurrency=2" \
+    > "$D/serve.out" 2> "$D/serve.err" &
+serve_pid=$!
+[ "$(serve_port "$D/serve.out")" = "$port" ] || { cat "$D/serve.err"; fail "lambdamr serve did not start"; finish; }
 
 python3 - "$D/in" <<'PY'
 import os, random, sys
@@ -55,7 +57,7 @@ for i in invs:
 assert r['cost']['gb_seconds'] > 0
 PY
 signed=$(cat "$D/checks" 2>/dev/null | grep -c . || true)
-[ "$signed" -ge 8 ] && pass "$signed Invoke requests passed botocore's signature check" || fail "only $signed checked requests"
+[ "$signed" -ge 9 ] && pass "$signed Invoke requests passed botocore's signature check" || fail "only $signed checked requests"
 
 # A function prefix that is not deployed: the Lambda error is named, nothing is written.
 if "$LAMBDAMR" run wordcount --input "$D/in" --output "$D/missing" --backend aws --function-prefix nope \

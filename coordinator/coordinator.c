@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include <pthread.h>
+#include <unistd.h>
 
 #include "job/part_owner.h"
 #include "lease.h"
@@ -28,6 +29,7 @@ struct job_run {
     atomic_bool stop; /* the phases' stop flag: cancel, or the lease was lost */
     bool lease_lost;
     bool deadline_hit; /* opts->stop_at_ms passed: hand over to a continuation */
+    bool abandoned;    /* the service is gone: stop, leave everything for a resume */
     struct lmr_err lease_err;
     /* Progress in the job record, at most every PROGRESS_EVERY_MS. */
     pthread_mutex_t progress_lock;
@@ -256,6 +258,8 @@ static void write_job_record(struct job_run *jr, const char *status, const char 
                   "status", status, "phase", phase, "output", plan->output_uri ? plan->output_uri : "", "map_tasks",
                   (json_int_t)plan->ntasks, "reduce_tasks", (json_int_t)plan->job.reducers, "started_ms",
                   (json_int_t)jr->started_ms, "updated_ms", (json_int_t)lmr_wall_ms(), "parts", parts);
+    if (rec)
+        json_object_set_new(rec, "round", json_integer(jr->opts->round ? jr->opts->round : 1));
     if (rec && error)
         json_object_set_new(rec, "error", json_string(error));
     if (rec && jr->last.phase)
@@ -298,6 +302,11 @@ static void *watch_loop(void *arg)
             break;
         if (jr->opts->stop && atomic_load(jr->opts->stop))
             atomic_store(&jr->stop, true);
+        if (jr->opts->parent_pid && getppid() != jr->opts->parent_pid && !jr->deadline_hit) {
+            LMR_WARN("job %s: the Lambda service that ran this coordinator is gone; stopping", jr->plan->job.job_id);
+            jr->deadline_hit = jr->abandoned = true;
+            atomic_store(&jr->stop, true);
+        }
         if (jr->opts->stop_at_ms && lmr_wall_ms() >= jr->opts->stop_at_ms && !jr->deadline_hit) {
             jr->deadline_hit = true;
             atomic_store(&jr->stop, true);
@@ -598,7 +607,7 @@ enum lmr_result lmr_coordinator_run(const struct lmr_coordinator_options *opts, 
     const char *status = !r ? "succeeded" : r == LMR_ERR_CANCELLED ? "cancelled" : "failed";
     if (continued) {
         if (o.continued)
-            *o.continued = true;
+            *o.continued = !jr.abandoned;
         goto done;
     }
     if (r && !jr.lease_lost) {

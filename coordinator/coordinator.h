@@ -61,6 +61,12 @@ struct lmr_coordinator_options {
     /* Optional: the job ran before (a resume or a continuation): tasks with a commit record are
      * not run again (the report counts them as reused). */
     bool resume;
+    /* Optional: the process that started this one (the Lambda service); when it is gone (the
+     * embedded service died with its driver) the run stops at once and leaves everything for a
+     * resume, as at the deadline but without a continuation. 0 = do not watch. */
+    int parent_pid;
+    /* Optional: which coordinator round this is (1 = first), recorded in the job record. */
+    uint32_t round;
     /* Optional: requests made before the coordinator ran (planning, output checks), counted in the
      * report as the coordinator's own: get, put, list, head, delete. */
     uint64_t earlier_requests[5];

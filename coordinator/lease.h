@@ -5,7 +5,8 @@
  *   - created with a create-only put (S3 If-None-Match: *), when the output has none;
  *   - renewed, released and taken over with lmr_store_put_if_match on the ETag last read;
  *   - taken over only when it was released or has expired (or, on this host, when the
- *     process that held it is gone and the job is the same: a resume).
+ *     process that held it is gone and the job is the same: a resume; LMR_LEASE_IGNORE_PID
+ *     turns that shortcut off, for tests of expiry).
  * After a job ends the record stays, released, as the output's account of its last job (the
  * previous job an --overwrite or a resume reads). Format: docs/FORMATS.md.
  */

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "coordinator.h"
 #include "job/args.h"
@@ -110,6 +111,7 @@ enum lmr_result lmr_coordinator_handle(void *user_data, const struct lmr_runtime
         r = lmr_store_set_get(&stores, plan.job.output.root, &out, err);
     if (r)
         goto done;
+    int parent = (int)getppid(); /* see lmr_coordinator_options.parent_pid */
     /* A repeated delivery of a job that has finished: nothing to do. */
     job_status(work, &plan, status, sizeof status);
     if (status[0] && strcmp(status, "running")) {
@@ -130,7 +132,23 @@ enum lmr_result lmr_coordinator_handle(void *user_data, const struct lmr_runtime
         r = LMR_ERR_NOMEM;
         goto done;
     }
-    r = lmr_lease_acquire(&lo, &lease, &previous, err);
+    /* A lease of this same job that was not handed to us: an earlier coordinator died (a retried
+     * Event) or still runs (a duplicate delivery). Wait for it to expire (it is not renewed when
+     * its holder is dead), for at most two lease durations and not past our deadline. */
+    uint64_t dur = lo.duration_ms ? lo.duration_ms : LMR_LEASE_DEFAULT_DURATION_MS;
+    uint64_t give_up = lmr_wall_ms() + 2 * dur + 1000;
+    if (ctx && ctx->deadline_ms && give_up > ctx->deadline_ms - 1000)
+        give_up = ctx->deadline_ms - 1000;
+    while ((r = lmr_lease_acquire(&lo, &lease, &previous, err)) == LMR_ERR_EXISTS && lmr_wall_ms() < give_up) {
+        json_t *cur = NULL;
+        bool same_job = lmr_lease_peek(out, lease_key, &cur, NULL) == LMR_OK &&
+                        !strcmp(lmr_json_str(cur, "job_id", ""), plan.job.job_id);
+        json_decref(cur);
+        if (!same_job)
+            break;
+        lmr_err_clear(err);
+        lmr_sleep_ms(dur / 4 ? dur / 4 : 1);
+    }
     if (r == LMR_ERR_EXISTS) { /* another coordinator drives the job: this delivery is a duplicate */
         LMR_INFO("job %s: %s", plan.job.job_id, err->msg);
         lmr_err_clear(err);
@@ -169,7 +187,11 @@ enum lmr_result lmr_coordinator_handle(void *user_data, const struct lmr_runtime
         .lease = lease,
         .stop_at_ms = stop_at,
         .continued = &continued,
-        .resume = json_is_true(json_object_get(ev, "resume")) || lmr_json_u64(ev, "round", 1) > 1,
+        /* A job record that says running: an earlier coordinator died or paused (a retried Event). */
+        .resume = json_is_true(json_object_get(ev, "resume")) || lmr_json_u64(ev, "round", 1) > 1 ||
+                  !strcmp(status, "running"),
+        .parent_pid = parent,
+        .round = (uint32_t)lmr_json_u64(ev, "round", 1),
         .earlier_requests = {lmr_json_u64(er, "get", 0), lmr_json_u64(er, "put", 0), lmr_json_u64(er, "list", 0),
                              lmr_json_u64(er, "head", 0), lmr_json_u64(er, "delete", 0)},
     };

@@ -360,10 +360,56 @@ static uint64_t lease_duration_ms(void)
     return s && lmr_parse_u64(s, 100, 3600000, &v) == LMR_OK ? v : LMR_LEASE_DEFAULT_DURATION_MS;
 }
 
+/*
+ * Resume: read the unfinished job's own plan back from its manifest (its id, its work location,
+ * its tasks), in place of the new plan. *resumed stays false when the job died before its
+ * manifest was written (then it starts afresh).
+ */
+static enum lmr_result resume_plan(const json_t *previous, struct lmr_store_set *stores, struct lmr_job_plan *plan,
+                                   struct lmr_store **work_store, bool *resumed, struct lmr_err *err)
+{
+    json_t *w = json_object_get(previous, "work");
+    const char *root = lmr_json_str(w, "root", NULL), *key = lmr_json_str(w, "key", NULL);
+    struct lmr_store *ws;
+    *resumed = false;
+    if (!root || !key)
+        return LMR_OK;
+    enum lmr_result r = lmr_store_set_get(stores, root, &ws, err);
+    if (r)
+        return r;
+    char *mk = malloc(strlen(key) + 16);
+    if (!mk)
+        return LMR_ERR_NOMEM;
+    sprintf(mk, "%smanifest.json", key);
+    struct lmr_buf b;
+    lmr_buf_init(&b, LMR_MANIFEST_MAX_BYTES);
+    r = lmr_store_get(ws, mk, 0, LMR_STORE_TO_END, &b, err);
+    free(mk);
+    if (r == LMR_ERR_NOT_FOUND) {
+        lmr_err_clear(err);
+        lmr_buf_clean_up(&b);
+        return LMR_OK;
+    }
+    json_t *m = r ? NULL : json_loadb(b.data ? b.data : "", b.len, 0, NULL);
+    lmr_buf_clean_up(&b);
+    struct lmr_job_plan back;
+    if (!r && !m)
+        r = lmr_fail(err, LMR_ERR_FORMAT, "the manifest of the unfinished job %s is not JSON; use --overwrite",
+                     lmr_json_str(previous, "job_id", "?"));
+    if (!r && !(r = lmr_plan_from_manifest(m, &back, err))) {
+        lmr_plan_clean_up(plan);
+        *plan = back;
+        *work_store = ws;
+        *resumed = true;
+    }
+    json_decref(m);
+    return r;
+}
+
 /* The coordinator function's event: the manifest, the lease to take over, the functions. */
 static enum lmr_result invoke_coordinator(const struct run_options *o, const struct lmr_job_plan *plan,
                                           struct lmr_store *work_store, const char *fingerprint, const char *holder,
-                                          const struct lmr_store_set *stores, struct lmr_invoker *inv,
+                                          bool resume, const struct lmr_store_set *stores, struct lmr_invoker *inv,
                                           struct lmr_err *err)
 {
     const char *prefix = o->function_prefix ? o->function_prefix : "lambdamr";
@@ -378,7 +424,7 @@ static enum lmr_result invoke_coordinator(const struct run_options *o, const str
                            fingerprint, "holder", holder, "lease_duration_ms", (json_int_t)lease_duration_ms(),
                            "functions", "map", map_fn, "reduce", reduce_fn, "coordinator", coord_fn, "concurrency",
                            (json_int_t)o->concurrency, "max_attempts", (json_int_t)o->max_attempts, "round", 1,
-                           "resume", false, "earlier_requests", stats);
+                           "resume", resume, "earlier_requests", stats);
     json_decref(stats);
     char *text = ev ? json_dumps(ev, JSON_COMPACT) : NULL;
     json_decref(ev);
@@ -444,6 +490,27 @@ static int run_job(struct run_options *o)
     char fingerprint[17];
     lmr_plan_fingerprint(&req, fingerprint);
     lease_key = lmr_output_key(&plan.job, "_lambdamr/lease.json");
+    if (!lease_key) {
+        r = LMR_ERR_NOMEM;
+        goto out;
+    }
+    if ((r = lmr_lease_peek(out_store, lease_key, &previous, &err)))
+        goto out;
+    /* An unfinished job on this output: the same command resumes it, another is refused. */
+    bool resumed = false;
+    if (previous && !strcmp(lmr_json_str(previous, "status", ""), "running")) {
+        if (!strcmp(lmr_json_str(previous, "fingerprint", ""), fingerprint)) {
+            if ((r = resume_plan(previous, &stores, &plan, &work_store, &resumed, &err)))
+                goto out;
+        } else if (!o->overwrite && !lmr_lease_record_held(previous, lmr_wall_ms())) {
+            /* (a job that still holds its lease is refused below, as running) */
+            r = lmr_fail(&err, LMR_ERR_EXISTS,
+                         "output '%s' holds the unfinished job %s, started by a different command; run that command "
+                         "again to resume it, or add --overwrite to replace it",
+                         o->output, lmr_json_str(previous, "job_id", "?"));
+            goto out;
+        }
+    }
     struct lmr_lease_options lo = {.store = out_store,
                                    .key = lease_key,
                                    .output_uri = o->output,
@@ -452,10 +519,6 @@ static int run_job(struct run_options *o)
                                    .work_root = plan.job.work.root,
                                    .work_key = plan.job.work.key,
                                    .duration_ms = lease_duration_ms()};
-    if (!lease_key) {
-        r = LMR_ERR_NOMEM;
-        goto out;
-    }
     struct lmr_output_check oc = {.store = out_store,
                                   .prefix = plan.job.output.key,
                                   .uri = o->output,
@@ -465,19 +528,18 @@ static int run_job(struct run_options *o)
                                   .stores = &stores};
     struct lmr_output_state ost;
     /* A refused job writes nothing: without --overwrite, check before taking the lease. */
-    if (!o->overwrite) {
-        if ((r = lmr_lease_peek(out_store, lease_key, &previous, &err)))
-            goto out;
-        oc.previous = previous;
-        if ((r = lmr_output_prepare(&oc, &ost, &err)))
-            goto out;
-        json_decref(previous);
-        previous = NULL;
-    }
-    if ((r = lmr_lease_acquire(&lo, &lease, &previous, &err)))
+    if (!resumed && !o->overwrite && (r = lmr_output_prepare(&oc, &ost, &err)))
+        goto out;
+    json_decref(previous);
+    previous = NULL;
+    /* A resumed job's last coordinator may still be on its way out (it stops when its service is gone). */
+    for (int wait = 0; (r = lmr_lease_acquire(&lo, &lease, &previous, &err)) == LMR_ERR_EXISTS && resumed && wait < 50;
+         wait++)
+        lmr_sleep_ms(100);
+    if (r)
         goto out;
     oc.previous = previous;
-    if ((r = lmr_output_prepare(&oc, &ost, &err))) {
+    if (!resumed && (r = lmr_output_prepare(&oc, &ost, &err))) {
         struct lmr_err lerr = {0};
         if (lmr_lease_restore(lease, previous, &lerr))
             fprintf(stderr, "lambdamr run: %s\n", lerr.msg);
@@ -485,8 +547,10 @@ static int run_job(struct run_options *o)
         lease = NULL;
         goto out;
     }
-    if ((r = lmr_plan_write_manifest(&plan, work_store, &err)))
+    if (!resumed && (r = lmr_plan_write_manifest(&plan, work_store, &err)))
         goto out;
+    if (resumed && !o->json)
+        fprintf(stderr, "lambdamr run: resuming job %s (the same command on the same output)\n", plan.job.job_id);
     plan.plan_ms = lmr_mono_ms() - t0;
 
     /* Functions. */
@@ -501,8 +565,9 @@ static int run_job(struct run_options *o)
 
     /* Hand the job to the coordinator function, then follow it from its records. */
     struct progress_state ps = {.tty = !o->json && isatty(STDERR_FILENO), .t0 = t0};
-    if ((r = invoke_coordinator(o, &plan, work_store, fingerprint, lmr_lease_holder(lease), &stores, inv, &err))) {
-        char *mk = lmr_work_key(&plan.job, "manifest.json"); /* nothing ran: leave nothing behind */
+    if ((r = invoke_coordinator(o, &plan, work_store, fingerprint, lmr_lease_holder(lease), resumed, &stores, inv,
+                                &err))) {
+        char *mk = resumed ? NULL : lmr_work_key(&plan.job, "manifest.json"); /* nothing ran: leave nothing */
         if (mk)
             lmr_store_delete(work_store, (const char *const *)&mk, 1, NULL);
         free(mk);

@@ -31,6 +31,8 @@ static void phase_line(FILE *f, const char *name, const json_t *ph)
         fprintf(f, "  %" PRIu64 " task%s, %" PRIu64 " attempt%s (%" PRIu64 " failed)", tasks, tasks == 1 ? "" : "s",
                 lmr_json_u64(ph, "attempts", 0), lmr_json_u64(ph, "attempts", 0) == 1 ? "" : "s",
                 lmr_json_u64(ph, "failed_attempts", 0));
+    if (lmr_json_u64(ph, "reused", 0))
+        fprintf(f, ", %" PRIu64 " reused (committed before a resume)", lmr_json_u64(ph, "reused", 0));
     fprintf(f, "\n");
 }
 

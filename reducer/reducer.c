@@ -71,6 +71,10 @@ enum lmr_result lmr_reducer_handle(void *user_data, const struct lmr_runtime_con
         .memory_limit_bytes = (size_t)lmr_task_budget(ctx ? ctx->memory_size_mb : 0, t.job.memory_mb).shuffle_bytes,
         .scratch_prefix = scratch,
     };
+    if (lmr_fault("reduce-slow", t.task, t.attempt)) {
+        const char *ms = getenv("LMR_FAULT_SLOW_MS");
+        lmr_sleep_ms(ms ? strtoull(ms, NULL, 10) : 1000);
+    }
     if ((r = lmr_reduce_input_new(&ri_opts, &ri, err)))
         goto done;
     if ((r = lmr_text_output_init(&text, out_store, part_key, err)))

@@ -5,6 +5,7 @@
  *   reduce-kill     a reducer kills its own process before committing its part
  *   map-duplicate   the coordinator invokes an already committed map task once more
  *   map-slow        a mapper sleeps LMR_FAULT_SLOW_MS (default 1000) before reading its input
+ *   reduce-slow     a reducer sleeps LMR_FAULT_SLOW_MS (default 1000) before reading its frames
  * Unset in normal use; the embedded service passes LMR_* variables to function processes.
  */
 #ifndef LMR_UTIL_FAULT_H

@@ -30,6 +30,7 @@ struct job_run {
     bool lease_lost;
     bool deadline_hit; /* opts->stop_at_ms passed: hand over to a continuation */
     bool abandoned;    /* the service is gone: stop, leave everything for a resume */
+    bool cancelled;    /* WORK/cancel appeared */
     struct lmr_err lease_err;
     /* Progress in the job record, at most every PROGRESS_EVERY_MS. */
     pthread_mutex_t progress_lock;
@@ -290,6 +291,8 @@ static void *watch_loop(void *arg)
     struct job_run *jr = arg;
     uint64_t every_ms = jr->opts->lease ? lmr_lease_duration_ms(jr->opts->lease) / 3 : UINT64_MAX;
     uint64_t next_renew = lmr_wall_ms() + every_ms;
+    unsigned polls = 0;
+    char *cancel_key = lmr_work_key(&jr->plan->job, "cancel");
     pthread_mutex_lock(&jr->lock);
     while (!jr->quit && !jr->lease_lost) {
         struct timespec ts;
@@ -302,6 +305,16 @@ static void *watch_loop(void *arg)
             break;
         if (jr->opts->stop && atomic_load(jr->opts->stop))
             atomic_store(&jr->stop, true);
+        /* `lambdamr cancel` writes WORK/cancel: look for it about once a second. */
+        if (++polls % (1000 / WATCH_MS) == 0 && cancel_key) {
+            pthread_mutex_unlock(&jr->lock);
+            bool cancel = lmr_store_head(jr->opts->work_store, cancel_key, NULL, NULL) == LMR_OK;
+            pthread_mutex_lock(&jr->lock);
+            if (cancel) {
+                jr->cancelled = true;
+                atomic_store(&jr->stop, true);
+            }
+        }
         if (jr->opts->parent_pid && getppid() != jr->opts->parent_pid && !jr->deadline_hit) {
             LMR_WARN("job %s: the Lambda service that ran this coordinator is gone; stopping", jr->plan->job.job_id);
             jr->deadline_hit = jr->abandoned = true;
@@ -327,6 +340,7 @@ static void *watch_loop(void *arg)
         }
     }
     pthread_mutex_unlock(&jr->lock);
+    free(cancel_key);
     return NULL;
 }
 
@@ -584,8 +598,10 @@ enum lmr_result lmr_coordinator_run(const struct lmr_coordinator_options *opts, 
     /* A lost lease explains a stopped phase better than the phase does. */
     if (r && jr.lease_lost)
         r = lmr_fail(err, jr.lease_err.code, "%s", jr.lease_err.msg);
+    if (r && jr.cancelled)
+        r = lmr_fail(err, LMR_ERR_CANCELLED, "job %s was cancelled (lambdamr cancel)", plan->job.job_id);
     /* The deadline: leave everything (lease, work data, job record) to a continuation. */
-    bool continued = r && jr.deadline_hit && !jr.lease_lost;
+    bool continued = r && jr.deadline_hit && !jr.lease_lost && !jr.cancelled;
     if (continued)
         r = lmr_fail(err, LMR_ERR_TIMEOUT, "job %s paused before its deadline; a continuation takes it over",
                      plan->job.job_id);

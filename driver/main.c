@@ -15,6 +15,10 @@ static const struct command commands[] = {
     {"stream", lmr_cmd_stream, "process a Kinesis stream, stdin or a growing file in tumbling windows"},
     {"put", lmr_cmd_put, "put records into a Kinesis stream (PutRecords in batches)"},
     {"gen", lmr_cmd_gen, "generate a deterministic data set (text, bdb)"},
+    {"status", lmr_cmd_status, "the job an output holds: status, phase, tasks, elapsed (--json, --watch)"},
+    {"wait", lmr_cmd_wait, "wait for the job an output holds; the exit status is the job's"},
+    {"cancel", lmr_cmd_cancel, "cancel the job an output holds (it removes its own parts)"},
+    {"cleanup", lmr_cmd_cleanup, "remove the work data of failed or abandoned jobs on an output"},
     {"serve", lmr_cmd_serve, "run the embedded Lambda-compatible service standalone"},
 };
 

@@ -305,8 +305,8 @@ static void *watch_loop(void *arg)
             break;
         if (jr->opts->stop && atomic_load(jr->opts->stop))
             atomic_store(&jr->stop, true);
-        /* `lambdamr cancel` writes WORK/cancel: look for it about once a second. */
-        if (++polls % (1000 / WATCH_MS) == 0 && cancel_key) {
+        /* `lambdamr cancel` writes WORK/cancel: look for it twice a second. */
+        if (++polls % (500 / WATCH_MS) == 0 && cancel_key) {
             pthread_mutex_unlock(&jr->lock);
             bool cancel = lmr_store_head(jr->opts->work_store, cancel_key, NULL, NULL) == LMR_OK;
             pthread_mutex_lock(&jr->lock);

@@ -18,7 +18,7 @@ for i in range(4):
         for _ in range(2000):
             f.write(" ".join("w%d" % r.randint(0, 500) for _ in range(6)) + "\n")
 PY
-export LMR_FAULT='map-slow:*:*' LMR_FAULT_SLOW_MS=400
+export LMR_FAULT='map-slow:*:*' LMR_FAULT_SLOW_MS=700
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
 export AWS_ACCESS_KEY_ID=AKIDLIFECYCLE AWS_SECRET_ACCESS_KEY=lifecycle AWS_REGION=us-east-1
 export AWS_ENDPOINT_URL_LAMBDA="http://127.0.0.1:$port" AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null

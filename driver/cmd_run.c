@@ -41,6 +41,7 @@ struct run_options {
     uint32_t max_attempts;
     bool overwrite;
     bool json;
+    bool detach;
     const char *backend;
     const char *function_prefix;
     struct lmr_job_args *args;
@@ -74,6 +75,8 @@ static void run_usage(FILE *f)
                "      --max-attempts N   attempts per task before the job fails (default 3)\n"
                "      --overwrite        replace the output of an earlier job\n"
                "      --json             print the job report as JSON on stdout (no summary)\n"
+               "      --detach           return once the coordinator has the job (with --backend aws);\n"
+               "                         follow it with 'lambdamr status|wait|cancel OUTPUT'\n"
                "      --backend B        local (default: embedded runtime) or aws (deployed functions)\n"
                "      --function-prefix NAME  with --backend aws: invoke NAME-mapper and NAME-reducer\n"
                "  -h, --help             this help\n"
@@ -116,6 +119,7 @@ enum {
     OPT_ATTEMPTS,
     OPT_OVERWRITE,
     OPT_JSON,
+    OPT_DETACH,
     OPT_BACKEND,
     OPT_PREFIX,
     OPT_ARG,
@@ -143,6 +147,7 @@ static int parse_args(int argc, char **argv, struct run_options *o)
         {"max-attempts", required_argument, 0, OPT_ATTEMPTS},
         {"overwrite", no_argument, 0, OPT_OVERWRITE},
         {"json", no_argument, 0, OPT_JSON},
+        {"detach", no_argument, 0, OPT_DETACH},
         {"backend", required_argument, 0, OPT_BACKEND},
         {"function-prefix", required_argument, 0, OPT_PREFIX},
         {"arg", required_argument, 0, OPT_ARG},
@@ -213,6 +218,9 @@ static int parse_args(int argc, char **argv, struct run_options *o)
         case OPT_OVERWRITE:
             o->overwrite = true;
             break;
+        case OPT_DETACH:
+            o->detach = true;
+            break;
         case OPT_JSON:
             o->json = true;
             break;
@@ -263,6 +271,10 @@ static int parse_args(int argc, char **argv, struct run_options *o)
         return usage_error("%s", "no --input given");
     if (!o->output)
         return usage_error("%s", "no --output given");
+    if (o->detach && strcmp(o->backend, "aws"))
+        return usage_error("%s",
+                           "--detach needs --backend aws for now: on the embedded default the functions "
+                           "run inside this process (run it under nohup, or use lambdamr serve with --backend aws)");
     if (!strcmp(o->backend, "aws") && !o->function_prefix)
         return usage_error("%s", "--backend aws needs --function-prefix NAME (the deployed NAME-mapper, NAME-reducer)");
     return 0;
@@ -404,6 +416,26 @@ static enum lmr_result resume_plan(const json_t *previous, struct lmr_store_set 
     }
     json_decref(m);
     return r;
+}
+
+/* --detach: wait (up to 60 s) until a coordinator holds the lease instead of this driver. */
+static enum lmr_result wait_for_handover(struct lmr_store *out, const char *lease_key, const char *holder,
+                                         const char *job_id, struct lmr_err *err)
+{
+    for (int i = 0; i < 600; i++) {
+        json_t *rec = NULL;
+        enum lmr_result r = lmr_lease_peek(out, lease_key, &rec, err);
+        if (r)
+            return r;
+        bool taken = rec && strcmp(lmr_json_str(rec, "holder", ""), holder);
+        json_decref(rec);
+        if (taken)
+            return LMR_OK;
+        lmr_sleep_ms(100);
+    }
+    return lmr_fail(err, LMR_ERR_TIMEOUT,
+                    "the coordinator did not take job %s over within 60 s; check the coordinator function's log",
+                    job_id);
 }
 
 /* The coordinator function's event: the manifest, the lease to take over, the functions. */
@@ -571,6 +603,19 @@ static int run_job(struct run_options *o)
         if (mk)
             lmr_store_delete(work_store, (const char *const *)&mk, 1, NULL);
         free(mk);
+        goto out;
+    }
+    if (o->detach) {
+        /* Return once the coordinator has taken the lease over from us. */
+        r = wait_for_handover(out_store, lease_key, lmr_lease_holder(lease), plan.job.job_id, &err);
+        lmr_lease_destroy(lease);
+        lease = NULL;
+        if (r)
+            goto out;
+        printf("job %s started on %s\nfollow it:  lambdamr status %s --watch\nwait for it: lambdamr wait %s\n"
+               "cancel it:  lambdamr cancel %s\n",
+               plan.job.job_id, o->output, o->output, o->output, o->output);
+        status = 0;
         goto out;
     }
     lmr_lease_destroy(lease); /* handed over: the coordinator holds and releases it */

@@ -70,6 +70,19 @@ for backend in local aws; do
         pass "$backend: cleanup removes a cancelled job's work data" || fail "$backend: cleanup after cancel"
 done
 
+# --detach (with --backend aws): returns once the coordinator has the job; wait follows it.
+out="$D/detached"
+t0=$SECONDS
+"$LAMBDAMR" run wordcount --input "$D/in" --split-size 32K --reducers 2 --backend aws --function-prefix lc \
+    --output "$out" --detach > "$D/detach.txt" 2>&1 || fail "--detach: $(cat "$D/detach.txt")"
+grep -q "lambdamr wait $out" "$D/detach.txt" && "$LAMBDAMR" status "$out" | grep -q ": running" &&
+    pass "--detach returned with the job running: $(head -1 "$D/detach.txt")" || fail "--detach: $(cat "$D/detach.txt")"
+"$LAMBDAMR" wait "$out" > /dev/null && check_wordcount "--detach: the detached job's output" "$out" "$D/in" ||
+    fail "--detach: wait"
+rc=0; "$LAMBDAMR" run wordcount --input "$D/in" --output "$D/x" --detach > /dev/null 2> "$D/d.err" || rc=$?
+[ "$rc" = 2 ] && grep -q "detach needs --backend aws" "$D/d.err" && pass "--detach on the embedded default: a clear refusal" ||
+    fail "--detach locally (rc $rc): $(cat "$D/d.err")"
+
 # An abandoned job (driver killed, lease expired): status says so, cleanup removes its parts and data.
 export LMR_LEASE_DURATION_MS=1000
 out="$D/abandoned"

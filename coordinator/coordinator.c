@@ -158,13 +158,16 @@ static void free_reduce_tasks(struct job_run *jr)
 struct key_list {
     char **keys;
     size_t n, cap;
-    const char *keep; /* a key not to collect */
+    const char *keep;        /* a key not to collect */
+    const char *keep_prefix; /* nor keys below this prefix */
 };
 
 static enum lmr_result collect_key(void *user_data, const struct lmr_store_object *obj)
 {
     struct key_list *kl = user_data;
     if (kl->keep && !strcmp(obj->key, kl->keep))
+        return LMR_OK;
+    if (kl->keep_prefix && !strncmp(obj->key, kl->keep_prefix, strlen(kl->keep_prefix)))
         return LMR_OK;
     if (kl->n == kl->cap) {
         size_t cap = kl->cap ? kl->cap * 2 : 64;
@@ -180,9 +183,12 @@ static enum lmr_result collect_key(void *user_data, const struct lmr_store_objec
     return LMR_OK;
 }
 
+/* Delete the job's work data below prefix, except keep (the manifest) and the task logs (logs/). */
 static void delete_prefix(struct lmr_store *s, const char *prefix, const char *keep)
 {
-    struct key_list kl = {.keep = keep};
+    char logs[1024];
+    snprintf(logs, sizeof logs, "%slogs/", prefix);
+    struct key_list kl = {.keep = keep, .keep_prefix = logs};
     struct lmr_err err = {0};
     if (lmr_store_list(s, prefix, collect_key, &kl, &err) == LMR_OK)
         lmr_store_delete(s, (const char *const *)kl.keys, kl.n, &err);
@@ -598,6 +604,9 @@ enum lmr_result lmr_coordinator_run(const struct lmr_coordinator_options *opts, 
     /* A lost lease explains a stopped phase better than the phase does. */
     if (r && jr.lease_lost)
         r = lmr_fail(err, jr.lease_err.code, "%s", jr.lease_err.msg);
+    /* Tasks fail fast once the service is gone: look again now, before calling the job failed. */
+    if (r && o.parent_pid && getppid() != o.parent_pid)
+        jr.deadline_hit = jr.abandoned = true;
     if (r && jr.cancelled)
         r = lmr_fail(err, LMR_ERR_CANCELLED, "job %s was cancelled (lambdamr cancel)", plan->job.job_id);
     /* The deadline: leave everything (lease, work data, job record) to a continuation. */

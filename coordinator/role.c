@@ -8,6 +8,7 @@
 #include "coordinator.h"
 #include "job/args.h"
 #include "job/task.h"
+#include "job/task_log.h"
 #include "job_plan.h"
 #include "lambda/aws_invoker.h"
 #include "lease.h"
@@ -99,6 +100,10 @@ enum lmr_result lmr_coordinator_handle(void *user_data, const struct lmr_runtime
     }
     struct lmr_store_set stores = {0};
     struct lmr_store *work = NULL, *out = NULL;
+    double t0 = lmr_mono_ms();
+    struct lmr_buf log;
+    lmr_buf_init(&log, LMR_TASK_LOG_MAX_BYTES);
+    lmr_task_log_begin(&log);
     struct lmr_job_plan plan = {0};
     struct lmr_lease *lease = NULL;
     struct lmr_invoker *inv = NULL;
@@ -112,6 +117,9 @@ enum lmr_result lmr_coordinator_handle(void *user_data, const struct lmr_runtime
     if (r)
         goto done;
     int parent = (int)getppid(); /* see lmr_coordinator_options.parent_pid */
+    LMR_INFO("coordinator round %llu of job %s: %zu map tasks, %u reducers, output %s",
+             (unsigned long long)lmr_json_u64(ev, "round", 1), plan.job.job_id, plan.ntasks, plan.job.reducers,
+             plan.output_uri);
     /* A repeated delivery of a job that has finished: nothing to do. */
     job_status(work, &plan, status, sizeof status);
     if (status[0] && strcmp(status, "running")) {
@@ -209,7 +217,10 @@ enum lmr_result lmr_coordinator_handle(void *user_data, const struct lmr_runtime
         lmr_err_clear(err);
         r = respond(response, plan.job.job_id, st, msg[0] ? msg : NULL);
     }
-done:
+done:;
+    char round_name[32];
+    snprintf(round_name, sizeof round_name, "round-%llu", (unsigned long long)lmr_json_u64(ev, "round", 1));
+    lmr_task_log_end(&log, work, plan.job.work.key ? &plan.job : NULL, "coordinator", round_name, t0, r, err);
     json_decref(report);
     json_decref(previous);
     lmr_invoker_destroy(inv);

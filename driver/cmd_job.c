@@ -6,6 +6,7 @@
  *   lambdamr wait OUTPUT                        until it ends; exit 0 succeeded, 1 failed, 3 cancelled, 4 abandoned
  *   lambdamr cancel OUTPUT                      ask the coordinator to stop (WORK/cancel)
  *   lambdamr cleanup OUTPUT                     remove work data of failed or abandoned jobs
+ *   lambdamr logs OUTPUT [--task m-00003]       the log lines the job's functions stored (WORK/logs/)
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 #include "follow.h"
 #include "job/part_owner.h"
 #include "job/task.h"
+#include "job/task_log.h"
 #include "lease.h"
 #include "store/store_set.h"
 #include "util/misc.h"
@@ -354,4 +356,56 @@ int lmr_cmd_cleanup(int argc, char **argv)
     keys_free(&ids);
     job_ref_clean_up(&j);
     return r ? die("cleanup", r, &err) : 0;
+}
+
+/* ---- logs ------------------------------------------------------------------------------------------------- */
+
+int lmr_cmd_logs(int argc, char **argv)
+{
+    const char *out = NULL, *task = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--task") && i + 1 < argc)
+            task = argv[++i];
+        else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            printf("usage: lambdamr logs OUTPUT [--task m-00003|r-00001|coordinator]\n\nThe log lines every "
+                   "function of the job an output holds wrote into its work location (WORK/logs/), each attempt "
+                   "under a header.\n");
+            return 0;
+        } else if (argv[i][0] == '-' || out)
+            return usage("logs", " [--task m-00003|r-00001|coordinator]");
+        else
+            out = argv[i];
+    }
+    if (!out)
+        return usage("logs", " [--task m-00003|r-00001|coordinator]");
+    if (task && (!*task || strchr(task, '/') || strstr(task, "..")))
+        return usage("logs", " [--task NAME]: NAME is a task such as m-00003, r-00001 or coordinator");
+    struct job_ref j;
+    struct lmr_err err = {0};
+    enum lmr_result r = find_job(out, &j, &err);
+    struct keys k = {0};
+    char *prefix = NULL;
+    if (!r) {
+        char tail[160];
+        snprintf(tail, sizeof tail, "logs/%s%s", task ? task : "", task ? "/" : "");
+        prefix = cat(j.work_key, tail);
+        r = prefix ? lmr_store_list(j.work, prefix, add_key, &k, &err) : LMR_ERR_NOMEM;
+    }
+    if (!r && k.n == 0)
+        r = lmr_fail(&err, LMR_ERR_NOT_FOUND, "job %s has no logs%s%s in %s/%s (tasks write them when they end)",
+                     j.job_id, task ? " for task " : "", task ? task : "", j.work->root_uri, prefix);
+    for (size_t i = 0; !r && i < k.n; i++) {
+        struct lmr_buf b;
+        lmr_buf_init(&b, LMR_TASK_LOG_MAX_BYTES);
+        const char *rel = k.v[i] + strlen(j.work_key) + strlen("logs/");
+        printf("== %s\n", rel);
+        if (lmr_store_get(j.work, k.v[i], 0, LMR_STORE_TO_END, &b, &err) == LMR_OK && b.data)
+            fwrite(b.data, 1, b.len, stdout);
+        lmr_err_clear(&err);
+        lmr_buf_clean_up(&b);
+    }
+    free(prefix);
+    keys_free(&k);
+    job_ref_clean_up(&j);
+    return r ? die("logs", r, &err) : 0;
 }

@@ -11,5 +11,6 @@ int lmr_cmd_status(int argc, char **argv);  /* the job an output holds: status, 
 int lmr_cmd_wait(int argc, char **argv);    /* wait for it; exit status = the job's */
 int lmr_cmd_cancel(int argc, char **argv);  /* ask its coordinator to stop it */
 int lmr_cmd_cleanup(int argc, char **argv); /* remove work data of failed or abandoned jobs */
+int lmr_cmd_logs(int argc, char **argv);    /* the log lines the job's functions stored */
 
 #endif

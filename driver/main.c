@@ -19,6 +19,7 @@ static const struct command commands[] = {
     {"wait", lmr_cmd_wait, "wait for the job an output holds; the exit status is the job's"},
     {"cancel", lmr_cmd_cancel, "cancel the job an output holds (it removes its own parts)"},
     {"cleanup", lmr_cmd_cleanup, "remove the work data of failed or abandoned jobs on an output"},
+    {"logs", lmr_cmd_logs, "the log lines of the job an output holds (--task m-00003 for one task)"},
     {"serve", lmr_cmd_serve, "run the embedded Lambda-compatible service standalone"},
 };
 

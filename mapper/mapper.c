@@ -16,6 +16,8 @@
 #include "job/part_owner.h"
 #include "job/registry.h"
 #include "job/task.h"
+#include "job/task_log.h"
+#include "util/log.h"
 #include "job/text_output.h"
 #include "lambda/memory.h"
 #include "shard_reader.h"
@@ -141,6 +143,11 @@ enum lmr_result lmr_mapper_handle(void *user_data, const struct lmr_runtime_cont
     size_t max_line_bytes = (size_t)budget.max_line_bytes;
     struct lmr_store *work = NULL;
 
+    struct lmr_buf log;
+    lmr_buf_init(&log, LMR_TASK_LOG_MAX_BYTES);
+    lmr_task_log_begin(&log);
+    LMR_INFO("map task %u attempt %u (%s) of job %s: %zu shard%s", t.task, t.attempt, t.attempt_id, t.job.job_id,
+             t.nshards, t.nshards == 1 ? "" : "s");
     m.kill_midway = lmr_fault("map-kill", t.task, t.attempt);
     if (lmr_fault("map-slow", t.task, t.attempt)) {
         const char *ms = getenv("LMR_FAULT_SLOW_MS");
@@ -244,6 +251,9 @@ done:
     lmr_map_output_destroy(mo);
     if (m.ops && m.ops->teardown && m.job_state)
         m.ops->teardown(m.job_state);
+    char task_name[16];
+    snprintf(task_name, sizeof task_name, "m-%05u", t.task);
+    lmr_task_log_end(&log, work, &t.job, task_name, t.attempt_id, t0, r, err);
     lmr_store_set_clean_up(&stores);
     free(object_key);
     free(spill_prefix);

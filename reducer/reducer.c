@@ -9,6 +9,8 @@
 #include "job/part_owner.h"
 #include "job/registry.h"
 #include "job/task.h"
+#include "job/task_log.h"
+#include "util/log.h"
 #include "job/text_output.h"
 #include "shuffle/reduce_input.h"
 #include "store/store_set.h"
@@ -36,6 +38,11 @@ enum lmr_result lmr_reducer_handle(void *user_data, const struct lmr_runtime_con
     char name[32];
     snprintf(name, sizeof name, "part-r-%05u", t.task);
 
+    struct lmr_buf log;
+    lmr_buf_init(&log, LMR_TASK_LOG_MAX_BYTES);
+    lmr_task_log_begin(&log);
+    LMR_INFO("reduce task %u attempt %u (%s) of job %s: %zu frame%s", t.task, t.attempt, t.attempt_id, t.job.job_id,
+             t.nframes, t.nframes == 1 ? "" : "s");
     if ((r = lmr_job_find(t.job.job_name, &ops, err)))
         goto done;
     if (ops->setup) {
@@ -129,6 +136,9 @@ done:
     lmr_reduce_input_destroy(ri);
     if (ops && ops->teardown && job_state)
         ops->teardown(job_state);
+    char task_name[16];
+    snprintf(task_name, sizeof task_name, "r-%05u", t.task);
+    lmr_task_log_end(&log, work, &t.job, task_name, t.attempt_id, t0, r, err);
     lmr_store_set_clean_up(&stores);
     free(refs);
     free(part_key);

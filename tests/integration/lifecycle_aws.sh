@@ -49,6 +49,14 @@ for backend in local aws; do
     [ "$rc" = 0 ] && grep -q "succeeded" "$D/wait.txt" && pass "$backend: wait exits 0 for a succeeded job" || fail "$backend: wait rc=$rc"
     check_wordcount "$backend: the waited-for job's output" "$out" "$D/in"
     "$LAMBDAMR" status "$out" | grep -q ": succeeded" && pass "$backend: status after the end" || fail "$backend: status after the end"
+    "$LAMBDAMR" logs "$out" --task m-00001 > "$D/logs.txt" 2>&1 && grep -q "^== m-00001/m00001-a1-" "$D/logs.txt" &&
+        grep -q "map task 1 attempt 1" "$D/logs.txt" && grep -q "end: task m-00001 attempt .* ended" "$D/logs.txt" &&
+        pass "$backend: logs --task m-00001 (stored by the function in the work location)" || fail "$backend: logs: $(cat "$D/logs.txt")"
+    "$LAMBDAMR" logs "$out" | grep -c "^== " | python3 -c 'import sys; n=int(sys.stdin.read()); assert n >= 8 + 2 + 1, n' &&
+        pass "$backend: logs of every task and the coordinator" || fail "$backend: logs of the whole job"
+    rc=0; "$LAMBDAMR" logs "$out" --task r-00042 2> "$D/nolog.txt" || rc=$?
+    [ "$rc" = 1 ] && grep -q "has no logs for task r-00042" "$D/nolog.txt" && pass "$backend: logs of a task that never ran: a clear error" ||
+        fail "$backend: logs of a missing task (rc $rc)"
     rc=0; "$LAMBDAMR" cleanup "$out" > "$D/cl.txt" 2>&1 || rc=$?
     [ "$rc" = 0 ] && [ -f "$out/_SUCCESS" ] && check_wordcount "$backend: cleanup keeps a succeeded job's output" "$out" "$D/in" ||
         fail "$backend: cleanup of a succeeded output (rc $rc): $(cat "$D/cl.txt")"

@@ -185,7 +185,8 @@ enum lmr_result lmr_lease_peek(struct lmr_store *store, const char *key, json_t 
     if (r == LMR_ERR_NOT_FOUND) {
         lmr_err_clear(err);
         r = LMR_OK;
-    } else if (!r && !json_is_object(*record = json_loadb(b.data ? b.data : "", b.len, 0, NULL))) {
+    } else if (!r && (*record = json_loadb(b.data ? b.data : "", b.len, 0, NULL), !json_is_object(*record))) {
+        /* (json_is_object evaluates its argument twice: load first) */
         json_decref(*record);
         *record = NULL;
         r = lmr_fail(err, LMR_ERR_FORMAT, "the output lease %s in %s is not valid JSON; remove it if no job runs there",

@@ -5,6 +5,12 @@
 #include <string.h>
 
 #include "job/counters.h"
+#include <pthread.h>
+#include <unistd.h>
+
+#include "job/part_owner.h"
+#include "lease.h"
+#include "output.h"
 #include "phase.h"
 #include "util/log.h"
 #include "util/misc.h"
@@ -18,7 +24,24 @@ struct job_run {
     const struct lmr_job_plan *plan;
     struct lmr_reduce_task *reduce_tasks;
     size_t nreduce;
+    uint64_t started_ms;
+    /* Lease renewal (when opts->lease): a thread renews every third of the duration. */
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    bool renewing, quit;
+    atomic_bool stop; /* the phases' stop flag: cancel, or the lease was lost */
+    bool lease_lost;
+    bool deadline_hit; /* opts->stop_at_ms passed: hand over to a continuation */
+    bool abandoned;    /* the service is gone: stop, leave everything for a resume */
+    bool cancelled;    /* WORK/cancel appeared */
+    struct lmr_err lease_err;
+    /* Progress in the job record, at most every PROGRESS_EVERY_MS. */
+    pthread_mutex_t progress_lock;
+    double progress_written_ms;
+    struct lmr_progress last;
 };
+
+#define PROGRESS_EVERY_MS 300.0
 
 /* ---- events ----------------------------------------------------------------------------------------------- */
 
@@ -138,13 +161,16 @@ static void free_reduce_tasks(struct job_run *jr)
 struct key_list {
     char **keys;
     size_t n, cap;
-    const char *keep; /* a key not to collect */
+    const char *keep;        /* a key not to collect */
+    const char *keep_prefix; /* nor keys below this prefix */
 };
 
 static enum lmr_result collect_key(void *user_data, const struct lmr_store_object *obj)
 {
     struct key_list *kl = user_data;
     if (kl->keep && !strcmp(obj->key, kl->keep))
+        return LMR_OK;
+    if (kl->keep_prefix && !strncmp(obj->key, kl->keep_prefix, strlen(kl->keep_prefix)))
         return LMR_OK;
     if (kl->n == kl->cap) {
         size_t cap = kl->cap ? kl->cap * 2 : 64;
@@ -160,9 +186,12 @@ static enum lmr_result collect_key(void *user_data, const struct lmr_store_objec
     return LMR_OK;
 }
 
+/* Delete the job's work data below prefix, except keep (the manifest) and the task logs (logs/). */
 static void delete_prefix(struct lmr_store *s, const char *prefix, const char *keep)
 {
-    struct key_list kl = {.keep = keep};
+    char logs[1024];
+    snprintf(logs, sizeof logs, "%slogs/", prefix);
+    struct key_list kl = {.keep = keep, .keep_prefix = logs};
     struct lmr_err err = {0};
     if (lmr_store_list(s, prefix, collect_key, &kl, &err) == LMR_OK)
         lmr_store_delete(s, (const char *const *)kl.keys, kl.n, &err);
@@ -173,20 +202,155 @@ static void delete_prefix(struct lmr_store *s, const char *prefix, const char *k
     free(kl.keys);
 }
 
-/* Remove the part files this job may have committed, so a failed job leaves no partial output. */
+/* The job's part names, in task order (part-r-NNNNN, or part-m-NNNNN for map-only jobs). */
+static void part_name(const struct lmr_job_common *job, size_t i, char name[32])
+{
+    snprintf(name, 32, "part-%c-%05zu", job->reducers == 0 ? 'm' : 'r', i);
+}
+
+static size_t part_count(const struct job_run *jr)
+{
+    return jr->plan->job.reducers == 0 ? jr->plan->ntasks : jr->plan->job.reducers;
+}
+
+/*
+ * Remove the part files this job committed, so a failed job leaves no partial output: exactly
+ * the parts whose task has a commit record or a claim in this job's work location
+ * (job/part_owner.h), never a part of the same name that another job or a user wrote.
+ */
 static void delete_parts(struct job_run *jr)
 {
     const struct lmr_job_common *job = &jr->plan->job;
-    bool map_only = job->reducers == 0;
-    size_t n = map_only ? jr->plan->ntasks : job->reducers;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < part_count(jr); i++) {
         char name[32];
-        snprintf(name, sizeof name, "part-%c-%05zu", map_only ? 'm' : 'r', i);
+        part_name(job, i, name);
+        char *task_prefix = lmr_work_key(job, job->reducers == 0 ? "map/m-%05zu/" : "reduce/r-%05zu/", i);
         char *key = lmr_output_key(job, name);
-        if (key)
+        if (key && task_prefix && lmr_part_task_touched(jr->opts->work_store, task_prefix))
             lmr_store_delete(jr->opts->output_store, (const char *const *)&key, 1, NULL);
         free(key);
+        free(task_prefix);
     }
+}
+
+/* ---- the job record and the lease ------------------------------------------------------------------------- */
+
+/* WORK/job.json: the job's status and phase, for status commands and a coordinator that takes over. */
+static void write_job_record(struct job_run *jr, const char *status, const char *phase, const char *error);
+
+/* The phases' progress callback: the caller's, and the job record (throttled) for status readers. */
+static void record_progress(void *user_data, const struct lmr_progress *p)
+{
+    struct job_run *jr = user_data;
+    if (jr->opts->progress)
+        jr->opts->progress(jr->opts->progress_user_data, p);
+    pthread_mutex_lock(&jr->progress_lock);
+    jr->last = *p;
+    bool now = lmr_mono_ms() - jr->progress_written_ms >= PROGRESS_EVERY_MS || (p->done == p->total && !p->running);
+    if (now) {
+        jr->progress_written_ms = lmr_mono_ms();
+        write_job_record(jr, "running", p->phase, NULL);
+    }
+    pthread_mutex_unlock(&jr->progress_lock);
+}
+
+static void write_job_record(struct job_run *jr, const char *status, const char *phase, const char *error)
+{
+    const struct lmr_job_plan *plan = jr->plan;
+    json_t *parts = json_array();
+    for (size_t i = 0; parts && i < part_count(jr); i++) {
+        char name[32];
+        part_name(&plan->job, i, name);
+        json_array_append_new(parts, json_string(name));
+    }
+    json_t *rec =
+        json_pack("{s:i, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:o}", "version", 1, "job_id", plan->job.job_id,
+                  "status", status, "phase", phase, "output", plan->output_uri ? plan->output_uri : "", "map_tasks",
+                  (json_int_t)plan->ntasks, "reduce_tasks", (json_int_t)plan->job.reducers, "started_ms",
+                  (json_int_t)jr->started_ms, "updated_ms", (json_int_t)lmr_wall_ms(), "parts", parts);
+    if (rec)
+        json_object_set_new(rec, "round", json_integer(jr->opts->round ? jr->opts->round : 1));
+    if (rec && error)
+        json_object_set_new(rec, "error", json_string(error));
+    if (rec && jr->last.phase)
+        json_object_set_new(rec, "progress",
+                            json_pack("{s:s, s:I, s:I, s:I, s:I}", "phase", jr->last.phase, "done",
+                                      (json_int_t)jr->last.done, "total", (json_int_t)jr->last.total, "running",
+                                      (json_int_t)jr->last.running, "failed_attempts",
+                                      (json_int_t)jr->last.failed_attempts));
+    char *text = rec ? json_dumps(rec, JSON_INDENT(1)) : NULL;
+    char *key = lmr_work_key(&plan->job, "job.json");
+    struct lmr_err err = {0};
+    if (!text || !key || lmr_store_put(jr->opts->work_store, key, text, strlen(text), 0, &err))
+        LMR_WARN("could not write the job record of job %s: %s", plan->job.job_id,
+                 err.msg[0] ? err.msg : "out of memory");
+    json_decref(rec);
+    free(text);
+    free(key);
+}
+
+/*
+ * The watcher thread: renews the lease every third of its duration and passes the caller's
+ * stop flag (cancel) on to the phases, looking every WATCH_MS.
+ */
+#define WATCH_MS 100u
+
+static void *watch_loop(void *arg)
+{
+    struct job_run *jr = arg;
+    uint64_t every_ms = jr->opts->lease ? lmr_lease_duration_ms(jr->opts->lease) / 3 : UINT64_MAX;
+    uint64_t next_renew = lmr_wall_ms() + every_ms;
+    unsigned polls = 0;
+    char *cancel_key = lmr_work_key(&jr->plan->job, "cancel");
+    pthread_mutex_lock(&jr->lock);
+    while (!jr->quit && !jr->lease_lost) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        uint64_t ns = (uint64_t)ts.tv_nsec + WATCH_MS * 1000000ull;
+        ts.tv_sec += (time_t)(ns / 1000000000ull);
+        ts.tv_nsec = (long)(ns % 1000000000ull);
+        pthread_cond_timedwait(&jr->wake, &jr->lock, &ts);
+        if (jr->quit)
+            break;
+        if (jr->opts->stop && atomic_load(jr->opts->stop))
+            atomic_store(&jr->stop, true);
+        /* `lambdamr cancel` writes WORK/cancel: look for it twice a second. */
+        if (++polls % (500 / WATCH_MS) == 0 && cancel_key) {
+            pthread_mutex_unlock(&jr->lock);
+            bool cancel = lmr_store_head(jr->opts->work_store, cancel_key, NULL, NULL) == LMR_OK;
+            pthread_mutex_lock(&jr->lock);
+            if (cancel) {
+                jr->cancelled = true;
+                atomic_store(&jr->stop, true);
+            }
+        }
+        if (jr->opts->parent_pid && getppid() != jr->opts->parent_pid && !jr->deadline_hit) {
+            LMR_WARN("job %s: the Lambda service that ran this coordinator is gone; stopping", jr->plan->job.job_id);
+            jr->deadline_hit = jr->abandoned = true;
+            atomic_store(&jr->stop, true);
+        }
+        if (jr->opts->stop_at_ms && lmr_wall_ms() >= jr->opts->stop_at_ms && !jr->deadline_hit) {
+            jr->deadline_hit = true;
+            atomic_store(&jr->stop, true);
+        }
+        if (!jr->opts->lease || lmr_wall_ms() < next_renew)
+            continue;
+        next_renew = lmr_wall_ms() + every_ms;
+        pthread_mutex_unlock(&jr->lock);
+        struct lmr_err err = {0};
+        enum lmr_result r = lmr_lease_renew(jr->opts->lease, &err);
+        pthread_mutex_lock(&jr->lock);
+        if (r == LMR_ERR_EXISTS) { /* taken over: stop at once */
+            jr->lease_lost = true;
+            jr->lease_err = err;
+            atomic_store(&jr->stop, true);
+        } else if (r) { /* the store hiccupped: the next round tries again, well before expiry */
+            LMR_WARN("could not renew the lease of job %s: %s", jr->plan->job.job_id, err.msg);
+        }
+    }
+    pthread_mutex_unlock(&jr->lock);
+    free(cancel_key);
+    return NULL;
 }
 
 /* ---- report ----------------------------------------------------------------------------------------------- */
@@ -209,9 +373,9 @@ static void add_store_stats(uint64_t *acc, json_t *stats)
 
 static json_t *phase_json(const struct lmr_phase_result *pr, size_t ntasks, const char *const *fields, size_t nfields)
 {
-    json_t *o = json_pack("{s:f, s:f, s:f, s:I, s:I, s:I}", "wall_ms", pr->wall_ms, "start_ms", pr->start_ms, "end_ms",
-                          pr->end_ms, "tasks", (json_int_t)ntasks, "attempts", (json_int_t)pr->attempts,
-                          "failed_attempts", (json_int_t)pr->failed_attempts);
+    json_t *o = json_pack("{s:f, s:f, s:f, s:I, s:I, s:I, s:I}", "wall_ms", pr->wall_ms, "start_ms", pr->start_ms,
+                          "end_ms", pr->end_ms, "tasks", (json_int_t)ntasks, "attempts", (json_int_t)pr->attempts,
+                          "failed_attempts", (json_int_t)pr->failed_attempts, "reused", (json_int_t)pr->reused);
     for (size_t f = 0; f < nfields; f++)
         sum_field(o, fields[f], pr->responses);
     uint64_t req[5] = {0};
@@ -326,6 +490,68 @@ static void coordinator_requests(const struct lmr_coordinator_options *o, uint64
     json_decref(stats);
 }
 
+/* The job commit: _SUCCESS (the job id and its parts) once the lease is confirmed ours, then the report. */
+static enum lmr_result commit_job(struct job_run *jr, const struct lmr_phase_result *map,
+                                  const struct lmr_phase_result *red, double t0, double tc, json_t **report,
+                                  struct lmr_err *err)
+{
+    const struct lmr_coordinator_options *o = jr->opts;
+    const struct lmr_job_plan *plan = jr->plan;
+    char *success_key = lmr_output_key(&plan->job, "_SUCCESS");
+    char *report_key = lmr_output_key(&plan->job, "_lambdamr/report.json");
+    char *manifest_key = lmr_work_key(&plan->job, "manifest.json");
+    char *record_key = lmr_work_key(&plan->job, "job.json");
+    size_t nparts = part_count(jr);
+    char(*names)[32] = calloc(nparts + 1, sizeof *names);
+    const char **parts = calloc(nparts + 1, sizeof *parts);
+    enum lmr_result r = success_key && report_key && manifest_key && record_key && names && parts
+                            ? LMR_OK
+                            : lmr_fail(err, LMR_ERR_NOMEM, "out of memory committing job %s", plan->job.job_id);
+    for (size_t i = 0; !r && i < nparts; i++) {
+        part_name(&plan->job, i, names[i]);
+        parts[i] = names[i];
+    }
+    /* Only the lease holder may commit: renew once more (fails if another job took the output over). */
+    if (!r && o->lease)
+        r = lmr_lease_renew(o->lease, err);
+    if (!r && atomic_load(&jr->stop) && jr->lease_lost)
+        r = lmr_fail(err, jr->lease_err.code, "%s", jr->lease_err.msg);
+    else if (!r && atomic_load(&jr->stop))
+        r = lmr_fail(err, LMR_ERR_CANCELLED, "job %s was cancelled before its commit", plan->job.job_id);
+    char *success = r ? NULL : lmr_output_success_text(plan->job.job_id, parts, nparts);
+    if (!r && !success)
+        r = lmr_fail(err, LMR_ERR_NOMEM, "out of memory writing _SUCCESS of job %s", plan->job.job_id);
+    /* _SUCCESS: its presence means every part it lists is complete. */
+    if (!r && (r = lmr_store_put(o->output_store, success_key, success, strlen(success), 0, err)))
+        lmr_err_prefix(err, "writing _SUCCESS of job %s", plan->job.job_id);
+    free(success);
+    if (!r) {
+        /* Intermediate data is no longer needed; the manifest and the job record stay. */
+        delete_prefix(o->work_store, plan->job.work.key, manifest_key); /* the job record is rewritten after */
+        uint64_t driver_store[5] = {0};
+        coordinator_requests(o, driver_store);
+        for (int k = 0; k < 5; k++)
+            driver_store[k] += o->earlier_requests[k];
+        driver_store[1] += 2; /* the report and the job record, written below */
+        double now = lmr_mono_ms();
+        *report = build_report(jr, map, red, now - tc, now - t0 + plan->plan_ms, driver_store);
+        char *text = *report ? json_dumps(*report, JSON_INDENT(2)) : NULL;
+        /* The job is committed once _SUCCESS is there: a report that cannot be written is a warning. */
+        struct lmr_err rerr = {0};
+        if (!text || lmr_store_put(o->output_store, report_key, text, strlen(text), 0, &rerr))
+            LMR_WARN("job %s succeeded but its report %s could not be written: %s", plan->job.job_id, report_key,
+                     rerr.msg[0] ? rerr.msg : "out of memory");
+        free(text);
+    }
+    free(success_key);
+    free(report_key);
+    free(manifest_key);
+    free(record_key);
+    free(names);
+    free(parts);
+    return r;
+}
+
 enum lmr_result lmr_coordinator_run(const struct lmr_coordinator_options *opts, const struct lmr_job_plan *plan,
                                     json_t **report, struct lmr_err *err)
 {
@@ -342,64 +568,108 @@ enum lmr_result lmr_coordinator_run(const struct lmr_coordinator_options *opts, 
             return r0;
         o.prices = &default_prices;
     }
-    struct job_run jr = {.opts = &o, .plan = plan, .prices = o.prices, .start_ms = (double)lmr_wall_ms() - t_plan};
+    struct job_run jr = {.opts = &o,
+                         .plan = plan,
+                         .prices = o.prices,
+                         .start_ms = (double)lmr_wall_ms() - t_plan,
+                         .started_ms = lmr_wall_ms()};
     struct lmr_phase_result map = {0}, red = {0};
     bool map_only = plan->job.reducers == 0;
     *report = NULL;
+    atomic_init(&jr.stop, false);
+    pthread_mutex_init(&jr.lock, NULL);
+    pthread_cond_init(&jr.wake, NULL);
+    pthread_mutex_init(&jr.progress_lock, NULL);
+    struct lmr_coordinator_options phase_opts = o;
+    phase_opts.stop = &jr.stop; /* the watcher sets it on cancel, a lost lease or the deadline */
+    phase_opts.progress = record_progress;
+    phase_opts.progress_user_data = &jr;
+    if (o.continued)
+        *o.continued = false;
+    pthread_t watcher;
+    bool watching = pthread_create(&watcher, NULL, watch_loop, &jr) == 0;
 
+    write_job_record(&jr, "running", "map", NULL);
     struct lmr_phase map_phase = {.name = "map",
                                   .function = o.map_function,
                                   .ntasks = plan->ntasks,
                                   .build_event = map_event,
                                   .commit_key = map_commit_key,
-                                  .user_data = &jr};
-    enum lmr_result r = lmr_phase_run(&o, &map_phase, &map, err);
-    if (!r && !map_only)
+                                  .user_data = &jr,
+                                  .check_committed_first = o.resume};
+    enum lmr_result r = lmr_phase_run(&phase_opts, &map_phase, &map, err);
+    if (!r && !map_only) {
+        write_job_record(&jr, "running", "reduce", NULL);
         r = plan_reducers(&jr, err);
+    }
     if (!r && !map_only) {
         struct lmr_phase reduce_phase = {.name = "reduce",
                                          .function = o.reduce_function,
                                          .ntasks = jr.nreduce,
                                          .build_event = reduce_event,
                                          .commit_key = reduce_commit_key,
-                                         .user_data = &jr};
-        r = lmr_phase_run(&o, &reduce_phase, &red, err);
+                                         .user_data = &jr,
+                                         .check_committed_first = o.resume};
+        r = lmr_phase_run(&phase_opts, &reduce_phase, &red, err);
     }
+    /* A lost lease explains a stopped phase better than the phase does. */
+    if (r && jr.lease_lost)
+        r = lmr_fail(err, jr.lease_err.code, "%s", jr.lease_err.msg);
+    /* Tasks fail fast once the service is gone: look again now, before calling the job failed. */
+    if (r && o.parent_pid && getppid() != o.parent_pid)
+        jr.deadline_hit = jr.abandoned = true;
+    if (r && jr.cancelled)
+        r = lmr_fail(err, LMR_ERR_CANCELLED, "job %s was cancelled (lambdamr cancel)", plan->job.job_id);
+    /* The deadline: leave everything (lease, work data, job record) to a continuation. */
+    bool continued = r && jr.deadline_hit && !jr.lease_lost && !jr.cancelled;
+    if (continued)
+        r = lmr_fail(err, LMR_ERR_TIMEOUT, "job %s paused before its deadline; a continuation takes it over",
+                     plan->job.job_id);
 
     double tc = lmr_mono_ms();
-    char *success_key = lmr_output_key(&plan->job, "_SUCCESS");
-    char *report_key = lmr_output_key(&plan->job, "_lambdamr/report.json");
-    char *manifest_key = lmr_work_key(&plan->job, "manifest.json");
-    if (!r && (!success_key || !report_key || !manifest_key))
-        r = LMR_ERR_NOMEM;
     if (!r) {
+        write_job_record(&jr, "running", "commit", NULL);
         progress(&o, "commit", 0, 1);
-        /* Intermediate data is no longer needed; the manifest stays as the job's record. */
-        delete_prefix(o.work_store, plan->job.work.key, manifest_key);
-        uint64_t driver_store[5] = {0};
-        coordinator_requests(&o, driver_store);
-        driver_store[1] += 2; /* the report and _SUCCESS, written below */
-        double now = lmr_mono_ms();
-        *report = build_report(&jr, &map, map_only ? NULL : &red, now - tc, now - t0 + plan->plan_ms, driver_store);
-        char *text = *report ? json_dumps(*report, JSON_INDENT(2)) : NULL;
-        r = text ? lmr_store_put(o.output_store, report_key, text, strlen(text), 0, err) : LMR_ERR_NOMEM;
-        free(text);
-        /* _SUCCESS last: its presence means every part above is complete. */
-        if (!r)
-            r = lmr_store_put(o.output_store, success_key, "", 0, 0, err);
+        r = commit_job(&jr, &map, map_only ? NULL : &red, t0, tc, report, err);
         progress(&o, "commit", 1, 1);
     }
-    if (r) {
+    if (watching) {
+        pthread_mutex_lock(&jr.lock);
+        jr.quit = true;
+        pthread_cond_broadcast(&jr.wake);
+        pthread_mutex_unlock(&jr.lock);
+        pthread_join(watcher, NULL);
+    }
+    const char *status = !r ? "succeeded" : r == LMR_ERR_CANCELLED ? "cancelled" : "failed";
+    if (continued) {
+        if (o.continued)
+            *o.continued = !jr.abandoned;
+        goto done;
+    }
+    if (r && !jr.lease_lost) {
+        /* Only the lease holder cleans up: a job that lost its output removes nothing there. */
+        char *manifest_key = lmr_work_key(&plan->job, "manifest.json");
         delete_parts(&jr);
         delete_prefix(o.work_store, plan->job.work.key, manifest_key);
+        free(manifest_key);
+    }
+    if (!jr.lease_lost)
+        write_job_record(&jr, status, "done", r ? (err && err->msg[0] ? err->msg : lmr_result_str(r)) : NULL);
+    if (o.lease && !jr.lease_lost) {
+        struct lmr_err lerr = {0};
+        if (lmr_lease_release(o.lease, status, &lerr))
+            LMR_WARN("could not release the lease of job %s: %s", plan->job.job_id, lerr.msg);
+    }
+done:
+    if (r) {
         json_decref(*report);
         *report = NULL;
     }
-    free(success_key);
-    free(report_key);
-    free(manifest_key);
     free_reduce_tasks(&jr);
     lmr_phase_result_clean_up(&map);
     lmr_phase_result_clean_up(&red);
+    pthread_mutex_destroy(&jr.lock);
+    pthread_cond_destroy(&jr.wake);
+    pthread_mutex_destroy(&jr.progress_lock);
     return r;
 }

@@ -11,6 +11,7 @@
 #define LMR_COORDINATOR_COORDINATOR_H
 
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "job/task.h"
@@ -52,15 +53,39 @@ struct lmr_coordinator_options {
     /* Optional: the prices the cost estimate uses; default the built-in table's default region and this
      * build's architecture. */
     const struct lmr_prices *prices;
+    /* Optional: the output lease this job holds (lease.h). The coordinator renews it while the job
+     * runs, stops the job if it is lost, checks it once more before _SUCCESS and releases it at the end. */
+    struct lmr_lease *lease;
+    /* Optional: set to stop the job (cancel); phases stop invoking, the job fails as cancelled. */
+    atomic_bool *stop;
+    /* Optional: epoch ms after which no new task is started; running ones finish, then the run
+     * returns LMR_ERR_TIMEOUT with *continued set, leaving everything (lease included) for a
+     * continuation. 0 = none. */
+    uint64_t stop_at_ms;
+    bool *continued;
+    /* Optional: the job ran before (a resume or a continuation): tasks with a commit record are
+     * not run again (the report counts them as reused). */
+    bool resume;
+    /* Optional: the process that started this one (the Lambda service); when it is gone (the
+     * embedded service died with its driver) the run stops at once and leaves everything for a
+     * resume, as at the deadline but without a continuation. 0 = do not watch. */
+    int parent_pid;
+    /* Optional: which coordinator round this is (1 = first), recorded in the job record. */
+    uint32_t round;
+    /* Optional: requests made before the coordinator ran (planning, output checks), counted in the
+     * report as the coordinator's own: get, put, list, head, delete. */
+    uint64_t earlier_requests[5];
     /* Optional: called (from worker threads, serialised) whenever a task starts or ends. */
     void (*progress)(void *user_data, const struct lmr_progress *p);
     void *progress_user_data;
 };
 
 /**
- * Run the job. On success the output holds part files and _SUCCESS, and *report (new
- * reference) the job report, also written to <output>/_lambdamr/report.json. On failure the
- * output is left without any part written by this job, and err says which task failed why.
+ * Run the job. The job record WORK/job.json follows its status and phase. On success the
+ * output holds the part files and _SUCCESS (the job id and the parts), and *report (new
+ * reference) the job report ("succeeded", written only after _SUCCESS), also in
+ * <output>/_lambdamr/report.json. On failure every part this job wrote is removed (and no other
+ * part), the job record says "failed" (or "cancelled") and why, and err says which task failed.
  */
 enum lmr_result lmr_coordinator_run(const struct lmr_coordinator_options *opts, const struct lmr_job_plan *plan,
                                     json_t **report, struct lmr_err *err);

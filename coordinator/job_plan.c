@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <xxhash.h>
 
 #include "lambda/memory.h"
 #include "util/misc.h"
@@ -139,6 +140,23 @@ enum lmr_result lmr_plan_job(const struct lmr_plan_request *req, struct lmr_stor
         *out_store = *work_store = NULL;
     }
     return r;
+}
+
+void lmr_plan_fingerprint(const struct lmr_plan_request *req, char out[17])
+{
+    json_t *in = json_array();
+    for (size_t i = 0; in && i < req->ninputs; i++)
+        json_array_append_new(in, json_string(req->inputs[i]));
+    json_t *j =
+        json_pack("{s:s, s:o, s:o, s:s, s:s, s:I, s:b, s:I, s:I, s:I, s:b}", "job", req->job_name, "args",
+                  lmr_job_args_to_json(req->args), "inputs", in, "output", req->output_uri, "work",
+                  req->work_uri ? req->work_uri : "", "split", (json_int_t)req->split_size_bytes, "split_given",
+                  req->split_size_given, "mappers", (json_int_t)req->max_mappers, "reducers", (json_int_t)req->reducers,
+                  "memory_mb", (json_int_t)req->memory_mb, "map_only", req->map_only);
+    char *text = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    snprintf(out, 17, "%016llx", (unsigned long long)(text ? XXH3_64bits(text, strlen(text)) : 0));
+    free(text);
+    json_decref(j);
 }
 
 void lmr_plan_clean_up(struct lmr_job_plan *plan)

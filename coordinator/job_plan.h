@@ -58,6 +58,13 @@ enum lmr_result lmr_plan_job(const struct lmr_plan_request *req, struct lmr_stor
                              struct lmr_job_plan *plan, struct lmr_store **out_store, struct lmr_store **work_store,
                              struct lmr_err *err);
 
+/**
+ * The request's fingerprint into out (16 hex digits): equal for the same command (job, its
+ * arguments, inputs, output, work location, split size, mapper and reducer counts, memory), so a
+ * rerun of a killed job can be told from a different job on the same output.
+ */
+void lmr_plan_fingerprint(const struct lmr_plan_request *req, char out[17]);
+
 /** Free what lmr_plan_job or lmr_plan_from_manifest put into plan (not the borrowed args). */
 void lmr_plan_clean_up(struct lmr_job_plan *plan);
 

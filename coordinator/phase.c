@@ -119,6 +119,11 @@ static void *worker(void *arg)
     const struct lmr_phase *ph = pr->phase;
     for (;;) {
         pthread_mutex_lock(&pr->lock);
+        if (pr->opts->stop && atomic_load(pr->opts->stop) && !pr->failed) {
+            lmr_fail(&pr->err, LMR_ERR_CANCELLED, "the %s phase was stopped (the job was cancelled or lost its lease)",
+                     ph->name);
+            pr->failed = true;
+        }
         /* Wait while nothing is queued but a running task may still fail and come back. */
         while (!pr->failed && pr->qhead == pr->qtail && pr->running > 0)
             pthread_cond_wait(&pr->changed, &pr->lock);
@@ -225,14 +230,20 @@ enum lmr_result lmr_phase_run(const struct lmr_coordinator_options *opts, const 
         return LMR_ERR_NOMEM;
     }
     for (size_t i = 0; i < n; i++) {
-        pr.queue[pr.qtail++] = i;
         json_array_append_new(res->responses, json_null());
+        if (phase->check_committed_first && committed(&pr, i)) {
+            pr.done[i] = true;
+            pr.ndone++;
+            res->reused++;
+            continue;
+        }
+        pr.queue[pr.qtail++] = i;
     }
     pthread_mutex_init(&pr.lock, NULL);
     pthread_cond_init(&pr.changed, NULL);
     uint32_t nthreads = opts->concurrency ? opts->concurrency : 8;
-    if (nthreads > n)
-        nthreads = (uint32_t)n;
+    if (nthreads > pr.qtail)
+        nthreads = (uint32_t)pr.qtail;
     pthread_t *threads = calloc(nthreads ? nthreads : 1, sizeof *threads);
     struct worker_arg *args = calloc(nthreads ? nthreads : 1, sizeof *args);
     uint32_t started = 0;
@@ -241,7 +252,7 @@ enum lmr_result lmr_phase_run(const struct lmr_coordinator_options *opts, const 
         if (pthread_create(&threads[started], NULL, worker, &args[started]))
             break;
     }
-    if (started == 0 && n > 0) {
+    if (started == 0 && pr.qtail > 0) {
         struct worker_arg inline_arg = {.pr = &pr, .slot = 0};
         worker(&inline_arg); /* no threads: run inline */
     }

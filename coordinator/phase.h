@@ -19,6 +19,7 @@ struct lmr_phase {
     /* The key of task i's commit record in the work store. malloc'd. */
     char *(*commit_key)(void *user_data, size_t i);
     void *user_data;
+    bool check_committed_first; /* resume: tasks whose commit record exists are not run again */
 };
 
 struct lmr_phase_result {
@@ -26,6 +27,7 @@ struct lmr_phase_result {
     double start_ms, end_ms;  /* wall clock, milliseconds since the epoch */
     uint32_t attempts;        /* invocations made */
     uint32_t failed_attempts; /* invocations that did not commit */
+    uint32_t reused;          /* tasks committed before this run (resume), not run again */
     json_t *responses;        /* array[ntasks]: the committing attempt's response payload (or null) */
     json_t *invocations;      /* array: one object per invocation with its REPORT figures */
 };

@@ -18,11 +18,15 @@
 #include "job/args.h"
 #include "job/registry.h"
 #include "lambda/aws_invoker.h"
+#include "lambda/limits.h"
 #include "lambda/service.h"
 #include "aws/config.h"
 #include "estimate.h"
 #include "job_plan.h"
 #include "report/html.h"
+#include "lease.h"
+#include "follow.h"
+#include "output.h"
 #include "report_print.h"
 #include "task_root.h"
 #include "util/misc.h"
@@ -44,6 +48,7 @@ struct run_options {
     uint32_t max_attempts;
     bool overwrite;
     bool json;
+    bool detach;
     const char *backend;
     const char *function_prefix;
     const char *price_file;
@@ -101,6 +106,8 @@ static void run_usage(FILE *f)
                "                         the estimate; see docs/ARCHITECTURE.md)\n"
                "      --price-file FILE  prices for the cost estimate (default: the built-in table, for the\n"
                "                         region of AWS_REGION / the profile; see docs/FORMATS.md)\n"
+               "      --detach           return once the coordinator has the job (with --backend aws);\n"
+               "                         follow it with 'lambdamr status|wait|cancel OUTPUT'\n"
                "      --backend B        local (default: embedded runtime) or aws (deployed functions)\n"
                "      --function-prefix NAME  with --backend aws: invoke NAME-mapper and NAME-reducer\n"
                "  -h, --help             this help\n"
@@ -153,6 +160,7 @@ enum {
     OPT_ATTEMPTS,
     OPT_OVERWRITE,
     OPT_JSON,
+    OPT_DETACH,
     OPT_BACKEND,
     OPT_PREFIX,
     OPT_ARG,
@@ -191,6 +199,7 @@ static int parse_args(int argc, char **argv, struct run_options *o)
         {"max-attempts", required_argument, 0, OPT_ATTEMPTS},
         {"overwrite", no_argument, 0, OPT_OVERWRITE},
         {"json", no_argument, 0, OPT_JSON},
+        {"detach", no_argument, 0, OPT_DETACH},
         {"backend", required_argument, 0, OPT_BACKEND},
         {"function-prefix", required_argument, 0, OPT_PREFIX},
         {"arg", required_argument, 0, OPT_ARG},
@@ -276,6 +285,9 @@ static int parse_args(int argc, char **argv, struct run_options *o)
             break;
         case OPT_OVERWRITE:
             o->overwrite = true;
+            break;
+        case OPT_DETACH:
+            o->detach = true;
             break;
         case OPT_JSON:
             o->json = true;
@@ -377,6 +389,10 @@ static int parse_args(int argc, char **argv, struct run_options *o)
         return usage_error("%s", "no --output given");
     if ((o->assume_bytes || o->model_given) && !o->dry_run)
         return usage_error("%s", "--assume-input and --model go with --dry-run");
+    if (o->detach && strcmp(o->backend, "aws"))
+        return usage_error("%s",
+                           "--detach needs --backend aws for now: on the embedded default the functions "
+                           "run inside this process (run it under nohup, or use lambdamr serve with --backend aws)");
     if (!strcmp(o->backend, "aws") && !o->function_prefix && !o->dry_run)
         return usage_error("%s", "--backend aws needs --function-prefix NAME (the deployed NAME-mapper, NAME-reducer)");
     if (!strcmp(o->backend, "aws") && o->nfiles)
@@ -387,51 +403,6 @@ static int parse_args(int argc, char **argv, struct run_options *o)
     if (!strcmp(o->job, "exec") && !lmr_job_arg(o->args, "reducer") && !lmr_job_arg(o->args, "combiner"))
         o->job = "exec-map";
     return 0;
-}
-
-/* ---- output checks ---------------------------------------------------------------------------------------- */
-
-struct existing {
-    bool success;
-    char **parts;
-    size_t nparts;
-    const char *prefix;
-};
-
-static enum lmr_result on_existing(void *user_data, const struct lmr_store_object *obj)
-{
-    struct existing *ex = user_data;
-    const char *name = obj->key + strlen(ex->prefix);
-    if (!strcmp(name, "_SUCCESS"))
-        ex->success = true;
-    if (!strncmp(name, "part-", 5) || !strcmp(name, "_SUCCESS") || !strcmp(name, "_lambdamr/report.json")) {
-        char **p = realloc(ex->parts, (ex->nparts + 1) * sizeof *p);
-        if (!p)
-            return LMR_ERR_NOMEM;
-        ex->parts = p;
-        if (!(ex->parts[ex->nparts] = strdup(obj->key)))
-            return LMR_ERR_NOMEM;
-        ex->nparts++;
-    }
-    return LMR_OK;
-}
-
-/* Refuse to mix with an earlier job's output; with --overwrite remove it. */
-static enum lmr_result prepare_output(struct lmr_store *out, const char *prefix, const char *uri, bool overwrite,
-                                      struct lmr_err *err)
-{
-    struct existing ex = {.prefix = prefix};
-    enum lmr_result r = lmr_store_list(out, prefix, on_existing, &ex, err);
-    if (!r && ex.nparts && !overwrite)
-        r = lmr_fail(err, LMR_ERR_EXISTS,
-                     "output '%s' already holds %s; choose another --output or add --overwrite to replace it", uri,
-                     ex.success ? "a finished job (_SUCCESS)" : "part files of an earlier job");
-    if (!r && ex.nparts)
-        r = lmr_store_delete(out, (const char *const *)ex.parts, ex.nparts, err);
-    for (size_t i = 0; i < ex.nparts; i++)
-        free(ex.parts[i]);
-    free(ex.parts);
-    return r;
 }
 
 /* An output inside one of its inputs would be read back as input by the next run: refuse it now. */
@@ -512,6 +483,28 @@ static enum lmr_result start_local(const struct run_options *o, struct lmr_lambd
     }
     if (!r)
         r = lmr_lambda_service_start(*svc, err);
+    /* The coordinator runs as a function too and invokes the tasks through the service's own
+     * HTTP Invoke API, as it would invoke Lambda's: one code path, local or on AWS. The embedded
+     * service does not check signatures, so any credentials do when none are set. */
+    if (!r) {
+        char endpoint[96];
+        snprintf(endpoint, sizeof endpoint, "AWS_ENDPOINT_URL_LAMBDA=http://127.0.0.1:%u",
+                 (unsigned)lmr_lambda_service_port(*svc));
+        bool creds = getenv("AWS_ACCESS_KEY_ID") || getenv("AWS_PROFILE");
+        const char *env[] = {endpoint, creds ? NULL : "AWS_ACCESS_KEY_ID=lambdamr-local",
+                             "AWS_SECRET_ACCESS_KEY=lambdamr-local", NULL};
+        struct lmr_function_config fc = {.name = "lambdamr-coordinator",
+                                         .path = path,
+                                         .handler = "coordinator",
+                                         .memory_mb = o->memory_mb,
+                                         /* --timeout is the tasks'; the coordinator gets Lambda's
+                                          * longest, as deploy gives P-coordinator, and continues
+                                          * itself near that deadline. */
+                                         .timeout_s = LMR_COORDINATOR_TIMEOUT_S,
+                                         .concurrency = 2,
+                                         .env = env};
+        r = lmr_lambda_service_add_function(*svc, &fc, err);
+    }
     if (!r)
         r = lmr_local_invoker_new(*svc, inv, err);
     return r;
@@ -569,6 +562,119 @@ static int dry_run(const struct run_options *o, const struct lmr_job_plan *plan,
     return 0;
 }
 
+/* How long an output lease runs; LMR_LEASE_DURATION_MS shortens it (tests of lease expiry). */
+static uint64_t lease_duration_ms(void)
+{
+    const char *s = getenv("LMR_LEASE_DURATION_MS");
+    uint64_t v;
+    return s && lmr_parse_u64(s, 100, 3600000, &v) == LMR_OK ? v : LMR_LEASE_DEFAULT_DURATION_MS;
+}
+
+/*
+ * Resume: read the unfinished job's own plan back from its manifest (its id, its work location,
+ * its tasks), in place of the new plan. *resumed stays false when the job died before its
+ * manifest was written (then it starts afresh).
+ */
+static enum lmr_result resume_plan(const json_t *previous, struct lmr_store_set *stores, struct lmr_job_plan *plan,
+                                   struct lmr_store **work_store, bool *resumed, struct lmr_err *err)
+{
+    json_t *w = json_object_get(previous, "work");
+    const char *root = lmr_json_str(w, "root", NULL), *key = lmr_json_str(w, "key", NULL);
+    struct lmr_store *ws;
+    *resumed = false;
+    if (!root || !key)
+        return LMR_OK;
+    enum lmr_result r = lmr_store_set_get(stores, root, &ws, err);
+    if (r)
+        return r;
+    char *mk = malloc(strlen(key) + 16);
+    if (!mk)
+        return LMR_ERR_NOMEM;
+    sprintf(mk, "%smanifest.json", key);
+    struct lmr_buf b;
+    lmr_buf_init(&b, LMR_MANIFEST_MAX_BYTES);
+    r = lmr_store_get(ws, mk, 0, LMR_STORE_TO_END, &b, err);
+    free(mk);
+    if (r == LMR_ERR_NOT_FOUND) {
+        lmr_err_clear(err);
+        lmr_buf_clean_up(&b);
+        return LMR_OK;
+    }
+    json_t *m = r ? NULL : json_loadb(b.data ? b.data : "", b.len, 0, NULL);
+    lmr_buf_clean_up(&b);
+    struct lmr_job_plan back;
+    if (!r && !m)
+        r = lmr_fail(err, LMR_ERR_FORMAT, "the manifest of the unfinished job %s is not JSON; use --overwrite",
+                     lmr_json_str(previous, "job_id", "?"));
+    if (!r && !(r = lmr_plan_from_manifest(m, &back, err))) {
+        lmr_plan_clean_up(plan);
+        *plan = back;
+        *work_store = ws;
+        *resumed = true;
+    }
+    json_decref(m);
+    return r;
+}
+
+/* --detach: wait (up to 60 s) until a coordinator holds the lease instead of this driver. */
+static enum lmr_result wait_for_handover(struct lmr_store *out, const char *lease_key, const char *holder,
+                                         const char *job_id, struct lmr_err *err)
+{
+    for (int i = 0; i < 600; i++) {
+        json_t *rec = NULL;
+        enum lmr_result r = lmr_lease_peek(out, lease_key, &rec, err);
+        if (r)
+            return r;
+        bool taken = rec && strcmp(lmr_json_str(rec, "holder", ""), holder);
+        json_decref(rec);
+        if (taken)
+            return LMR_OK;
+        lmr_sleep_ms(100);
+    }
+    return lmr_fail(err, LMR_ERR_TIMEOUT,
+                    "the coordinator did not take job %s over within 60 s; check the coordinator function's log",
+                    job_id);
+}
+
+/* The coordinator function's event: the manifest, the lease to take over, the functions. */
+static enum lmr_result invoke_coordinator(const struct run_options *o, const struct lmr_job_plan *plan,
+                                          struct lmr_store *work_store, const char *fingerprint, const char *holder,
+                                          bool resume, const struct lmr_store_set *stores,
+                                          const struct lmr_prices *prices, struct lmr_invoker *inv, struct lmr_err *err)
+{
+    const char *prefix = o->function_prefix ? o->function_prefix : "lambdamr";
+    char map_fn[128], reduce_fn[128], coord_fn[128];
+    snprintf(map_fn, sizeof map_fn, "%s-mapper", prefix);
+    snprintf(reduce_fn, sizeof reduce_fn, "%s-reducer", prefix);
+    snprintf(coord_fn, sizeof coord_fn, "%s-coordinator", prefix);
+    char *manifest_key = lmr_work_key(&plan->job, "manifest.json");
+    json_t *stats = lmr_store_set_stats_json(stores);
+    json_t *ev = json_pack("{s:s, s:{s:s, s:s?}, s:s, s:s, s:I, s:{s:s, s:s, s:s}, s:I, s:I, s:i, s:b, s:O}", "kind",
+                           "coordinate", "manifest", "root", work_store->root_uri, "key", manifest_key, "fingerprint",
+                           fingerprint, "holder", holder, "lease_duration_ms", (json_int_t)lease_duration_ms(),
+                           "functions", "map", map_fn, "reduce", reduce_fn, "coordinator", coord_fn, "concurrency",
+                           (json_int_t)o->concurrency, "max_attempts", (json_int_t)o->max_attempts, "round", 1,
+                           "resume", resume, "earlier_requests", stats);
+    json_decref(stats);
+    if (ev) {
+        json_object_set_new(ev, "prices", lmr_prices_json(prices));
+        if (o->command)
+            json_object_set_new(ev, "command", json_string(o->command));
+    }
+    char *text = ev ? json_dumps(ev, JSON_COMPACT) : NULL;
+    json_decref(ev);
+    free(manifest_key);
+    struct lmr_invoke_result ir;
+    lmr_invoke_result_init(&ir, 64 * 1024);
+    enum lmr_result r = text ? lmr_invoke(inv, coord_fn, text, strlen(text), LMR_INVOKE_EVENT, 0, &ir, err)
+                             : lmr_fail(err, LMR_ERR_NOMEM, "out of memory building the coordinator's event");
+    if (r)
+        lmr_err_prefix(err, "starting the coordinator of job %s (function %s)", plan->job.job_id, coord_fn);
+    lmr_invoke_result_clean_up(&ir);
+    free(text);
+    return r;
+}
+
 static int run_job(struct run_options *o)
 {
     struct lmr_err err = {0};
@@ -580,7 +686,9 @@ static int run_job(struct run_options *o)
     struct lmr_store *out_store = NULL, *work_store = NULL;
     struct lmr_lambda_service *svc = NULL;
     struct lmr_invoker *inv = NULL;
-    json_t *report = NULL;
+    json_t *report = NULL, *previous = NULL;
+    struct lmr_lease *lease = NULL;
+    char *lease_key = NULL;
     int status = 1;
 
     /* The job and its arguments, validated here before anything is written. */
@@ -624,10 +732,71 @@ static int run_job(struct run_options *o)
         r = status ? LMR_ERR_INVALID : LMR_OK;
         goto out;
     }
-    if ((r = prepare_output(out_store, plan.job.output.key, o->output, o->overwrite, &err)))
+    /* The output's lease: one job at a time; then what an earlier job left there. */
+    char fingerprint[17];
+    lmr_plan_fingerprint(&req, fingerprint);
+    lease_key = lmr_output_key(&plan.job, "_lambdamr/lease.json");
+    if (!lease_key) {
+        r = LMR_ERR_NOMEM;
         goto out;
-    if ((r = lmr_plan_write_manifest(&plan, work_store, &err)))
+    }
+    if ((r = lmr_lease_peek(out_store, lease_key, &previous, &err)))
         goto out;
+    /* An unfinished job on this output: the same command resumes it, another is refused. */
+    bool resumed = false;
+    if (previous && !strcmp(lmr_json_str(previous, "status", ""), "running")) {
+        if (!strcmp(lmr_json_str(previous, "fingerprint", ""), fingerprint)) {
+            if ((r = resume_plan(previous, &stores, &plan, &work_store, &resumed, &err)))
+                goto out;
+        } else if (!o->overwrite && !lmr_lease_record_held(previous, lmr_wall_ms())) {
+            /* (a job that still holds its lease is refused below, as running) */
+            r = lmr_fail(&err, LMR_ERR_EXISTS,
+                         "output '%s' holds the unfinished job %s, started by a different command; run that command "
+                         "again to resume it, or add --overwrite to replace it",
+                         o->output, lmr_json_str(previous, "job_id", "?"));
+            goto out;
+        }
+    }
+    struct lmr_lease_options lo = {.store = out_store,
+                                   .key = lease_key,
+                                   .output_uri = o->output,
+                                   .job_id = plan.job.job_id,
+                                   .fingerprint = fingerprint,
+                                   .work_root = plan.job.work.root,
+                                   .work_key = plan.job.work.key,
+                                   .duration_ms = lease_duration_ms()};
+    struct lmr_output_check oc = {.store = out_store,
+                                  .prefix = plan.job.output.key,
+                                  .uri = o->output,
+                                  .overwrite = o->overwrite,
+                                  .previous = previous,
+                                  .job_id = plan.job.job_id,
+                                  .stores = &stores};
+    struct lmr_output_state ost;
+    /* A refused job writes nothing: without --overwrite, check before taking the lease. */
+    if (!resumed && !o->overwrite && (r = lmr_output_prepare(&oc, &ost, &err)))
+        goto out;
+    json_decref(previous);
+    previous = NULL;
+    /* A resumed job's last coordinator may still be on its way out (it stops when its service is gone). */
+    for (int wait = 0; (r = lmr_lease_acquire(&lo, &lease, &previous, &err)) == LMR_ERR_EXISTS && resumed && wait < 50;
+         wait++)
+        lmr_sleep_ms(100);
+    if (r)
+        goto out;
+    oc.previous = previous;
+    if (!resumed && (r = lmr_output_prepare(&oc, &ost, &err))) {
+        struct lmr_err lerr = {0};
+        if (lmr_lease_restore(lease, previous, &lerr))
+            fprintf(stderr, "lambdamr run: %s\n", lerr.msg);
+        lmr_lease_destroy(lease);
+        lease = NULL;
+        goto out;
+    }
+    if (!resumed && (r = lmr_plan_write_manifest(&plan, work_store, &err)))
+        goto out;
+    if (resumed && !o->json)
+        fprintf(stderr, "lambdamr run: resuming job %s (the same command on the same output)\n", plan.job.job_id);
     plan.plan_ms = lmr_mono_ms() - t0;
 
     /* Functions. */
@@ -649,26 +818,48 @@ static int run_job(struct run_options *o)
             goto out;
     }
 
+    /* Hand the job to the coordinator function, then follow it from its records. */
     struct lmr_prices prices;
     if ((r = load_prices(o, &prices, &err)))
         goto out;
-    plan.command = o->command;
     struct progress_state ps = {.tty = !o->json && isatty(STDERR_FILENO), .t0 = t0};
-    char map_fn[128], reduce_fn[128];
-    snprintf(map_fn, sizeof map_fn, "%s-mapper", o->function_prefix ? o->function_prefix : "lambdamr");
-    snprintf(reduce_fn, sizeof reduce_fn, "%s-reducer", o->function_prefix ? o->function_prefix : "lambdamr");
-    struct lmr_coordinator_options co = {.invoker = inv,
-                                         .map_function = map_fn,
-                                         .reduce_function = reduce_fn,
-                                         .work_store = work_store,
-                                         .output_store = out_store,
-                                         .driver_stores = &stores,
-                                         .concurrency = o->concurrency,
-                                         .max_attempts = o->max_attempts,
-                                         .prices = &prices,
-                                         .progress = draw_progress,
-                                         .progress_user_data = &ps};
-    if ((r = lmr_coordinator_run(&co, &plan, &report, &err)))
+    if ((r = invoke_coordinator(o, &plan, work_store, fingerprint, lmr_lease_holder(lease), resumed, &stores, &prices,
+                                inv, &err))) {
+        char *mk = resumed ? NULL : lmr_work_key(&plan.job, "manifest.json"); /* nothing ran: leave nothing */
+        if (mk)
+            lmr_store_delete(work_store, (const char *const *)&mk, 1, NULL);
+        free(mk);
+        goto out;
+    }
+    if (o->detach) {
+        /* Return once the coordinator has taken the lease over from us. */
+        r = wait_for_handover(out_store, lease_key, lmr_lease_holder(lease), plan.job.job_id, &err);
+        lmr_lease_destroy(lease);
+        lease = NULL;
+        if (r)
+            goto out;
+        printf("job %s started on %s\nfollow it:  lambdamr status %s --watch\nwait for it: lambdamr wait %s\n"
+               "cancel it:  lambdamr cancel %s\n",
+               plan.job.job_id, o->output, o->output, o->output, o->output);
+        status = 0;
+        goto out;
+    }
+    lmr_lease_destroy(lease); /* handed over: the coordinator holds and releases it */
+    lease = NULL;
+    char *record_key = lmr_work_key(&plan.job, "job.json"),
+         *report_key = lmr_output_key(&plan.job, "_lambdamr/report.json");
+    struct lmr_follow_options fo = {.work_store = work_store,
+                                    .record_key = record_key,
+                                    .output_store = out_store,
+                                    .lease_key = lease_key,
+                                    .report_key = report_key,
+                                    .job_id = plan.job.job_id,
+                                    .progress = draw_progress,
+                                    .progress_user_data = &ps};
+    r = record_key && report_key ? lmr_follow_job(&fo, &report, &err) : LMR_ERR_NOMEM;
+    free(record_key);
+    free(report_key);
+    if (r)
         goto out;
     if (o->html && (r = write_html(out_store, &plan.job, report, &err)))
         goto out;
@@ -698,6 +889,11 @@ out:
         lmr_remove_tree(o->task_root, NULL);
     free(o->task_root);
     o->task_root = NULL;
+    if (lease) /* failed before the coordinator ran (it releases the lease itself) */
+        lmr_lease_release(lease, "failed", NULL);
+    lmr_lease_destroy(lease);
+    json_decref(previous);
+    free(lease_key);
     lmr_plan_clean_up(&plan);
     lmr_store_set_clean_up(&stores);
     return status;

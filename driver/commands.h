@@ -11,5 +11,10 @@ int lmr_cmd_report(int argc, char **argv);   /* a finished job's report: summary
 int lmr_cmd_package(int argc, char **argv);  /* the function package: a zip for Lambda's provided.al2023 */
 int lmr_cmd_deploy(int argc, char **argv);   /* create or update the functions on AWS */
 int lmr_cmd_undeploy(int argc, char **argv); /* remove what deploy created */
+int lmr_cmd_status(int argc, char **argv);   /* the job an output holds: status, phase, progress */
+int lmr_cmd_wait(int argc, char **argv);     /* wait for it; exit status = the job's */
+int lmr_cmd_cancel(int argc, char **argv);   /* ask its coordinator to stop it */
+int lmr_cmd_cleanup(int argc, char **argv);  /* remove work data of failed or abandoned jobs */
+int lmr_cmd_logs(int argc, char **argv);     /* the log lines the job's functions stored */
 
 #endif

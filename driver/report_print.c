@@ -31,6 +31,8 @@ static void phase_line(FILE *f, const char *name, const json_t *ph)
         fprintf(f, "  %" PRIu64 " task%s, %" PRIu64 " attempt%s (%" PRIu64 " failed)", tasks, tasks == 1 ? "" : "s",
                 lmr_json_u64(ph, "attempts", 0), lmr_json_u64(ph, "attempts", 0) == 1 ? "" : "s",
                 lmr_json_u64(ph, "failed_attempts", 0));
+    if (lmr_json_u64(ph, "reused", 0))
+        fprintf(f, ", %" PRIu64 " reused (committed before a resume)", lmr_json_u64(ph, "reused", 0));
     fprintf(f, "\n");
 }
 
@@ -43,8 +45,9 @@ void lmr_report_print(FILE *f, const json_t *report)
     const json_t *req = json_object_get(report, "store_requests");
     double wall_s = lmr_json_double(report, "wall_ms", 0) / 1000.0;
 
-    fprintf(f, "\nlambdamr %s: %s in %.2f s, %.1f MiB/s\n", lmr_json_str(report, "job", "?"),
-            lmr_json_str(report, "status", "?"), wall_s, lmr_json_double(report, "throughput_mib_s", 0));
+    fprintf(f, "\nlambdamr %s (job %s): %s in %.2f s, %.1f MiB/s\n", lmr_json_str(report, "job", "?"),
+            lmr_json_str(report, "job_id", "?"), lmr_json_str(report, "status", "?"), wall_s,
+            lmr_json_double(report, "throughput_mib_s", 0));
     fprintf(f,
             "  input    %" PRIu64 " object%s, %s -> %" PRIu64 " map tasks, %" PRIu64 " reducers, %" PRIu64
             " MB per function\n",

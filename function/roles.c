@@ -6,6 +6,7 @@
 #include "lambda/roles.h"
 #include "mapper.h"
 #include "reducer.h"
+#include "role.h"
 #include "stream/handler.h"
 
 /* Echo handler: returns the event unchanged. For tests and invoke benchmarks. */
@@ -20,6 +21,7 @@ static const struct lmr_function_role roles[] = {
     {LMR_ROLE_REDUCER, lmr_reducer_handle},
     {LMR_ROLE_ECHO, echo_handler},
     {LMR_ROLE_STREAM, lmr_stream_handler},
+    {LMR_ROLE_COORDINATOR, lmr_coordinator_handle},
 };
 
 const struct lmr_function_role *lmr_function_role_find(const char *name)
@@ -32,5 +34,5 @@ const struct lmr_function_role *lmr_function_role_find(const char *name)
 
 const char *lmr_function_role_names(void)
 {
-    return "mapper, reducer, stream, echo";
+    return "mapper, reducer, stream, coordinator, echo";
 }

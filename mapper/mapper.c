@@ -14,8 +14,11 @@
 #include <string.h>
 
 #include "job/counters.h"
+#include "job/part_owner.h"
 #include "job/registry.h"
 #include "job/task.h"
+#include "job/task_log.h"
+#include "util/log.h"
 #include "job/text_output.h"
 #include "lambda/memory.h"
 #include "shard_reader.h"
@@ -187,8 +190,17 @@ enum lmr_result lmr_mapper_handle(void *user_data, const struct lmr_runtime_cont
     size_t max_line_bytes = (size_t)budget.max_line_bytes;
     struct lmr_store *work = NULL;
 
+    struct lmr_buf log;
+    lmr_buf_init(&log, LMR_TASK_LOG_MAX_BYTES);
+    lmr_task_log_begin(&log);
+    LMR_INFO("map task %u attempt %u (%s) of job %s: %zu shard%s", t.task, t.attempt, t.attempt_id, t.job.job_id,
+             t.nshards, t.nshards == 1 ? "" : "s");
     m.kill_midway = lmr_fault("map-kill", t.task, t.attempt);
     lmr_fault_misbehave("map", t.task, t.attempt);
+    if (lmr_fault("map-slow", t.task, t.attempt)) {
+        const char *ms = getenv("LMR_FAULT_SLOW_MS");
+        lmr_sleep_ms(ms ? strtoull(ms, NULL, 10) : 1000);
+    }
     if ((r = lmr_job_find(t.job.job_name, &m.ops, err)))
         goto done;
     if (m.ops->setup) {
@@ -216,7 +228,15 @@ enum lmr_result lmr_mapper_handle(void *user_data, const struct lmr_runtime_cont
         m.out = &text.emitter;
         if ((r = map_shards(&t, &stores, &m, max_line_bytes, &in, err)))
             goto done;
-        if ((r = lmr_text_output_commit(&text, &already, err)))
+        char *task_prefix = lmr_work_key(&t.job, "map/m-%05u/", t.task);
+        r = task_prefix ? lmr_part_claim(work, task_prefix, t.attempt_id, text.key, err) : LMR_ERR_NOMEM;
+        if (!r)
+            r = lmr_text_output_commit(&text, &already, err);
+        /* A part that was there already counts only if this job wrote it (never adopt another's). */
+        if (!r && already)
+            r = lmr_part_check_owned(work, task_prefix, t.attempt_id, text.key, t.job.job_id, err);
+        free(task_prefix);
+        if (r)
             goto done;
         record =
             json_pack("{s:s, s:s, s:I}", "attempt_id", t.attempt_id, "part", name, "records", (json_int_t)text.records);
@@ -281,6 +301,9 @@ done:
     if (m.ops && m.ops->teardown && m.job_state)
         m.ops->teardown(m.job_state);
     lmr_job_counters_clean_up(&m.counters);
+    char task_name[16];
+    snprintf(task_name, sizeof task_name, "m-%05u", t.task);
+    lmr_task_log_end(&log, work, &t.job, task_name, t.attempt_id, t0, r, err);
     lmr_store_set_clean_up(&stores);
     free(object_key);
     free(spill_prefix);

@@ -7,8 +7,11 @@
 
 #include "job/counters.h"
 #include "lambda/memory.h"
+#include "job/part_owner.h"
 #include "job/registry.h"
 #include "job/task.h"
+#include "job/task_log.h"
+#include "util/log.h"
 #include "job/text_output.h"
 #include "shuffle/reduce_input.h"
 #include "store/store_set.h"
@@ -31,12 +34,17 @@ enum lmr_result lmr_reducer_handle(void *user_data, const struct lmr_runtime_con
     struct lmr_frame_ref *refs = NULL;
     struct lmr_text_output text = {0};
     bool text_open = false, already = false;
-    char *part_key = NULL, *scratch = NULL, *commit_key = NULL;
+    char *part_key = NULL, *scratch = NULL, *commit_key = NULL, *task_prefix = NULL;
     uint64_t groups = 0;
     struct lmr_job_counters counters = {0};
     char name[32];
     snprintf(name, sizeof name, "part-r-%05u", t.task);
 
+    struct lmr_buf log;
+    lmr_buf_init(&log, LMR_TASK_LOG_MAX_BYTES);
+    lmr_task_log_begin(&log);
+    LMR_INFO("reduce task %u attempt %u (%s) of job %s: %zu frame%s", t.task, t.attempt, t.attempt_id, t.job.job_id,
+             t.nframes, t.nframes == 1 ? "" : "s");
     if ((r = lmr_job_find(t.job.job_name, &ops, err)))
         goto done;
     if (ops->setup) {
@@ -53,7 +61,8 @@ enum lmr_result lmr_reducer_handle(void *user_data, const struct lmr_runtime_con
     part_key = lmr_output_key(&t.job, name);
     scratch = lmr_work_key(&t.job, "reduce/r-%05u/%s-merge-", t.task, t.attempt_id);
     commit_key = lmr_work_key(&t.job, "reduce/r-%05u/commit.json", t.task);
-    if (!refs || !part_key || !scratch || !commit_key) {
+    task_prefix = lmr_work_key(&t.job, "reduce/r-%05u/", t.task);
+    if (!refs || !part_key || !scratch || !commit_key || !task_prefix) {
         r = LMR_ERR_NOMEM;
         goto done;
     }
@@ -71,6 +80,10 @@ enum lmr_result lmr_reducer_handle(void *user_data, const struct lmr_runtime_con
         .memory_limit_bytes = (size_t)lmr_task_budget(ctx ? ctx->memory_size_mb : 0, t.job.memory_mb).shuffle_bytes,
         .scratch_prefix = scratch,
     };
+    if (lmr_fault("reduce-slow", t.task, t.attempt)) {
+        const char *ms = getenv("LMR_FAULT_SLOW_MS");
+        lmr_sleep_ms(ms ? strtoull(ms, NULL, 10) : 1000);
+    }
     if ((r = lmr_reduce_input_new(&ri_opts, &ri, err)))
         goto done;
     if ((r = lmr_text_output_init(&text, out_store, part_key, err)))
@@ -105,7 +118,12 @@ enum lmr_result lmr_reducer_handle(void *user_data, const struct lmr_runtime_con
     }
     if (lmr_fault("reduce-kill", t.task, t.attempt))
         raise(SIGKILL);
+    if ((r = lmr_part_claim(work, task_prefix, t.attempt_id, part_key, err)))
+        goto done;
     if ((r = lmr_text_output_commit(&text, &already, err)))
+        goto done;
+    /* A part that was there already counts only if this job wrote it (never adopt another's). */
+    if (already && (r = lmr_part_check_owned(work, task_prefix, t.attempt_id, part_key, t.job.job_id, err)))
         goto done;
     /* The part is visible; record the task as committed (a repeated attempt finds it there). */
     char rec[256];
@@ -137,11 +155,15 @@ done:
     if (ops && ops->teardown && job_state)
         ops->teardown(job_state);
     lmr_job_counters_clean_up(&counters);
+    char task_name[16];
+    snprintf(task_name, sizeof task_name, "r-%05u", t.task);
+    lmr_task_log_end(&log, work, &t.job, task_name, t.attempt_id, t0, r, err);
     lmr_store_set_clean_up(&stores);
     free(refs);
     free(part_key);
     free(scratch);
     free(commit_key);
+    free(task_prefix);
     lmr_reduce_task_clean_up(&t);
     return r;
 }

@@ -10,4 +10,9 @@
 #define LMR_LAMBDA_ZIP_DIRECT_MAX_BYTES 52428800ull /* 50 MiB */
 #define LMR_LAMBDA_UNZIPPED_MAX_BYTES 262144000ull  /* 250 MiB */
 
+/* The longest an invocation may run (seconds). The coordinator function gets it: --timeout is
+ * the tasks', and the coordinator continues itself in a new invocation near its deadline. */
+#define LMR_LAMBDA_TIMEOUT_MAX_S 900u
+#define LMR_COORDINATOR_TIMEOUT_S LMR_LAMBDA_TIMEOUT_MAX_S
+
 #endif

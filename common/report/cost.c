@@ -1,6 +1,7 @@
 #include "cost.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -195,4 +196,32 @@ json_t *lmr_cost_stream(const struct lmr_prices *p, const json_t *invocations, c
                         json_string("Lambda compute includes Init; Kinesis shard-hours while the stream "
                                     "was read; S3 requests as if the store were S3 Standard"));
     return o;
+}
+
+enum lmr_result lmr_prices_from_json(const json_t *j, struct lmr_prices *out, struct lmr_err *err)
+{
+    static const struct {
+        const char *name;
+        size_t offset;
+    } rates[] = {
+        {"lambda_gb_second", offsetof(struct lmr_prices, lambda_gb_second)},
+        {"lambda_per_million_requests", offsetof(struct lmr_prices, lambda_per_million_requests)},
+        {"lambda_ephemeral_gb_second", offsetof(struct lmr_prices, lambda_ephemeral_gb_second)},
+        {"s3_per_1000_put_copy_post_list", offsetof(struct lmr_prices, s3_per_1000_put)},
+        {"s3_per_1000_get_and_other", offsetof(struct lmr_prices, s3_per_1000_get)},
+        {"kinesis_shard_hour", offsetof(struct lmr_prices, kinesis_shard_hour)},
+        {"kinesis_per_million_put_payload_units", offsetof(struct lmr_prices, kinesis_per_million_put_units)},
+    };
+    memset(out, 0, sizeof *out);
+    for (size_t i = 0; i < sizeof rates / sizeof rates[0]; i++) {
+        const json_t *v = json_object_get(j, rates[i].name);
+        if (!json_is_number(v))
+            return lmr_fail(err, LMR_ERR_FORMAT, "the prices have no number for %s", rates[i].name);
+        *(double *)((char *)out + rates[i].offset) = json_number_value(v);
+    }
+    snprintf(out->region, sizeof out->region, "%s", lmr_json_str(j, "region", ""));
+    snprintf(out->architecture, sizeof out->architecture, "%s", lmr_json_str(j, "architecture", ""));
+    snprintf(out->date, sizeof out->date, "%s", lmr_json_str(j, "date", ""));
+    snprintf(out->source, sizeof out->source, "%s", lmr_json_str(j, "source", ""));
+    return LMR_OK;
 }

@@ -70,7 +70,10 @@ json_t *lmr_cost_batch(const struct lmr_prices *p, const json_t *invocations, co
 json_t *lmr_cost_stream(const struct lmr_prices *p, const json_t *invocations, const struct lmr_request_counts *req,
                         double shard_hours, uint64_t put_payload_units);
 
-/** The prices as a JSON object, for reports. */
+/** The prices as a JSON object, for reports (and for handing them to the coordinator function). */
 json_t *lmr_prices_json(const struct lmr_prices *p);
+
+/** Read prices back from lmr_prices_json's shape. @return LMR_ERR_FORMAT naming a missing figure. */
+enum lmr_result lmr_prices_from_json(const json_t *j, struct lmr_prices *out, struct lmr_err *err);
 
 #endif

@@ -7,6 +7,8 @@
  *   map-oom         a mapper allocates and touches memory until its environment is killed
  *   map-hang        a mapper sleeps until its invocation times out
  *   peer-proc-net-tcp  the Runtime API peer check skips sock_diag and reads /proc/net/tcp
+ *   map-slow        a mapper sleeps LMR_FAULT_SLOW_MS (default 1000) before reading its input
+ *   reduce-slow     a reducer sleeps LMR_FAULT_SLOW_MS (default 1000) before reading its frames
  * Unset in normal use; the embedded service passes LMR_* variables to function processes.
  */
 #ifndef LMR_UTIL_FAULT_H

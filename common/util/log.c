@@ -3,7 +3,12 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <string.h>
+
+#include "util/buf.h"
+#include "util/misc.h"
 
 static int current_level = -1;
 
@@ -25,15 +30,36 @@ int lmr_log_enabled(enum lmr_log_level level)
     return (int)level <= current_level;
 }
 
+static pthread_mutex_t capture_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct lmr_buf *capture;
+
+void lmr_log_capture_begin(struct lmr_buf *buf)
+{
+    pthread_mutex_lock(&capture_lock);
+    capture = buf;
+    pthread_mutex_unlock(&capture_lock);
+}
+
+void lmr_log_capture_end(void)
+{
+    lmr_log_capture_begin(NULL);
+}
+
 void lmr_log(enum lmr_log_level level, const char *fmt, ...)
 {
     static const char *const names[] = {"error", "warn", "info", "debug"};
-    if (!lmr_log_enabled(level))
+    bool print = lmr_log_enabled(level), keep = capture && level <= LMR_LOG_INFO;
+    if (!print && !keep)
         return;
     char line[2048];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "lambdamr %s: %s\n", names[level], line);
+    if (print)
+        fprintf(stderr, "lambdamr %s: %s\n", names[level], line);
+    pthread_mutex_lock(&capture_lock);
+    if (capture && capture->len + strlen(line) + 64 < capture->max_bytes)
+        lmr_buf_printf(capture, "%llu %s: %s\n", (unsigned long long)lmr_wall_ms(), names[level], line);
+    pthread_mutex_unlock(&capture_lock);
 }

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # lambdamr run --backend aws: the driver reads the deployed functions' memory from
-# GetFunctionConfiguration and invokes them through the Lambda Invoke API, signed with SigV4,
-# over s3:// data. The deployment: `lambdamr deploy` on moto (IAM, Logs and the Lambda control
-# plane, signatures checked), with the invocations answered by `lambdamr serve` behind a proxy
-# that checks every signature with botocore (moto cannot run the functions). The output must
-# equal the embedded default's byte for byte; the job uses the deployed memory; a --memory that
-# disagrees and local paths are refused before anything is written.
+# GetFunctionConfiguration and invokes the deployed NAME-coordinator, which invokes NAME-mapper
+# and NAME-reducer, through the Lambda Invoke API, signed with SigV4, over s3:// data. The
+# deployment: `lambdamr deploy` on moto (IAM, Logs and the Lambda control plane, signatures
+# checked), with the invocations answered by `lambdamr serve` behind a proxy that checks every
+# signature with botocore (moto cannot run the functions); the coordinator function's own
+# invocations go through the same proxy. The output must equal the embedded default's byte for
+# byte; the job uses the deployed memory; a --memory that disagrees and local paths are refused
+# before anything is written.
 source "$(dirname "$0")/lib/common.sh"
 source "$(dirname "$0")/lib/moto.sh"
 source "$(dirname "$0")/lib/serve.sh"
@@ -14,13 +16,9 @@ serve_pid= proxy_pid=
 moto_start
 lmr_on_exit 'for p in $proxy_pid $serve_pid; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done; cleanup_tmp'
 
-"$LAMBDAMR" serve --port 0 --log-dir "$D/logs" \
-    --function "wc-mapper=$LMR_BIN_DIR/bootstrap,handler=mapper,memory=512,timeout=60,concurrency=4" \
-    --function "wc-reducer=$LMR_BIN_DIR/bootstrap,handler=reducer,memory=512,timeout=60,concurrency=4" \
-    > "$D/serve.out" 2> "$D/serve.err" &
-serve_pid=$!
-port=$(serve_port "$D/serve.out")
-[ -n "$port" ] || { cat "$D/serve.err"; fail "lambdamr serve did not start"; finish; }
+# The proxy first (on the port serve will take), so that the coordinator function, which invokes
+# the tasks through AWS_ENDPOINT_URL_LAMBDA as it would on AWS, is signature-checked too.
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
 sigv4_proxy_start "http://127.0.0.1:$port" "$AWS_SECRET_ACCESS_KEY" "$D/checks" "$D/proxy" "$MOTO_URL"
 [ -n "$proxy_port" ] || { cat "$D/proxy.err"; fail "the signature-checking proxy did not start"; finish; }
 
@@ -30,6 +28,13 @@ aws s3 mb s3://lmr-data > /dev/null
 "$LAMBDAMR" deploy --function-prefix wc --zip "$D/fn.zip" --memory 512 --timeout 60 --bucket lmr-data \
     > "$D/deploy.out" 2>&1 || { cat "$D/deploy.out"; fail "deploy on moto failed"; finish; }
 export AWS_ENDPOINT_URL_LAMBDA="http://127.0.0.1:$proxy_port"
+"$LAMBDAMR" serve --port "$port" --log-dir "$D/logs" \
+    --function "wc-mapper=$LMR_BIN_DIR/bootstrap,handler=mapper,memory=512,timeout=60,concurrency=4" \
+    --function "wc-reducer=$LMR_BIN_DIR/bootstrap,handler=reducer,memory=512,timeout=60,concurrency=4" \
+    --function "wc-coordinator=$LMR_BIN_DIR/bootstrap,handler=coordinator,memory=512,timeout=60,concurrency=2" \
+    > "$D/serve.out" 2> "$D/serve.err" &
+serve_pid=$!
+[ "$(serve_port "$D/serve.out")" = "$port" ] || { cat "$D/serve.err"; fail "lambdamr serve did not start"; finish; }
 
 python3 - "$D/in" <<'PY'
 import os, random, sys

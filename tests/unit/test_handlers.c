@@ -2,7 +2,8 @@
  * The mapper and reducer handlers called in-process (as the runtime would call them), so the
  * sanitizer build also checks them for leaks: a map task commits its object, a second attempt
  * of the same task loses the commit race and removes its own object, and the reduce task
- * writes the part from the committed frames.
+ * writes the part from the committed frames. A reducer never adopts a part its job did not
+ * write: another job's reducer finding the part fails and leaves it as it is.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -111,10 +112,47 @@ static void test_map_then_reduce(void **state)
     json_t *rj = lmr_reduce_task_to_json(&rt);
     char *rev = json_dumps(rj, JSON_COMPACT);
     json_decref(rj);
-    lmr_reduce_task_clean_up(&rt);
     resp = call(lmr_reducer_handle, rev);
     assert_int_equal(lmr_json_u64(resp, "records_out", 0), 3);
     json_decref(resp);
+    free(rev);
+
+    /* The same task of another job (K) finds part-r-00000 there: it fails, the part stays J's. */
+    free(rt.job.job_id);
+    free(rt.job.work.key);
+    rt.job.job_id = strdup("K");
+    rt.job.work.key = strdup("_lambdamr/work/K/");
+    rj = lmr_reduce_task_to_json(&rt);
+    rev = json_dumps(rj, JSON_COMPACT);
+    json_decref(rj);
+    struct lmr_buf out;
+    struct lmr_err err = {0};
+    lmr_buf_init(&out, 1 << 20);
+    assert_int_equal(lmr_reducer_handle(NULL, NULL, rev, strlen(rev), &out, &err), LMR_ERR_EXISTS);
+    assert_non_null(strstr(err.msg, "out/part-r-00000' already exists and job K did not write it"));
+    assert_int_equal(lmr_store_head(s, "_lambdamr/work/K/reduce/r-00000/commit.json", &size, NULL), LMR_ERR_NOT_FOUND);
+    lmr_buf_clean_up(&out);
+    free(rev);
+
+    /* A retry of J's task whose first attempt committed the part but died before its commit record
+     * adopts the part (the first attempt's claim says J wrote it). */
+    const char *ck = "_lambdamr/work/J/reduce/r-00000/commit.json";
+    assert_int_equal(lmr_store_delete(s, &ck, 1, NULL), LMR_OK);
+    free(rt.job.job_id);
+    free(rt.job.work.key);
+    free(rt.attempt_id);
+    rt.job.job_id = strdup("J");
+    rt.job.work.key = strdup("_lambdamr/work/J/");
+    rt.attempt_id = strdup("r2");
+    rt.attempt = 2;
+    rj = lmr_reduce_task_to_json(&rt);
+    rev = json_dumps(rj, JSON_COMPACT);
+    json_decref(rj);
+    lmr_reduce_task_clean_up(&rt);
+    resp = call(lmr_reducer_handle, rev);
+    assert_false(json_is_true(json_object_get(resp, "committed")));
+    json_decref(resp);
+    assert_int_equal(lmr_store_head(s, ck, &size, NULL), LMR_OK);
     free(rev);
 
     struct lmr_buf part;

@@ -1,0 +1,86 @@
+#include "follow.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "job/task.h"
+#include "lease.h"
+#include "util/misc.h"
+
+#define RECORD_MAX_BYTES (4u << 20)
+#define REPORT_MAX_BYTES (64u << 20)
+/* A job whose record says running while its lease has been free this long is driven by nobody. */
+#define ORPHAN_GRACE_MS 2000u
+
+static enum lmr_result read_json(struct lmr_store *s, const char *key, size_t max, json_t **out, struct lmr_err *err)
+{
+    struct lmr_buf b;
+    lmr_buf_init(&b, max);
+    *out = NULL;
+    enum lmr_result r = lmr_store_get(s, key, 0, LMR_STORE_TO_END, &b, err);
+    json_error_t je;
+    if (!r && !(*out = json_loadb(b.data ? b.data : "", b.len, 0, &je)))
+        r = lmr_fail(err, LMR_ERR_FORMAT, "%s in %s is not JSON: %s", key, s->root_uri, je.text);
+    lmr_buf_clean_up(&b);
+    return r;
+}
+
+enum lmr_result lmr_job_record_read(struct lmr_store *work, const char *key, json_t **record, struct lmr_err *err)
+{
+    return read_json(work, key, RECORD_MAX_BYTES, record, err);
+}
+
+enum lmr_result lmr_follow_job(const struct lmr_follow_options *o, json_t **report, struct lmr_err *err)
+{
+    *report = NULL;
+    uint32_t poll = o->poll_ms ? o->poll_ms : 200;
+    uint64_t free_since = 0;
+    for (unsigned n = 0;; n++) {
+        json_t *rec = NULL;
+        enum lmr_result r = lmr_job_record_read(o->work_store, o->record_key, &rec, NULL);
+        const char *status = r ? "" : lmr_json_str(rec, "status", "");
+        json_t *p = json_object_get(rec, "progress");
+        if (p && o->progress) {
+            struct lmr_progress pr = {.phase = lmr_json_str(p, "phase", "?"),
+                                      .done = (uint32_t)lmr_json_u64(p, "done", 0),
+                                      .total = (uint32_t)lmr_json_u64(p, "total", 0),
+                                      .running = (uint32_t)lmr_json_u64(p, "running", 0),
+                                      .failed_attempts = (uint32_t)lmr_json_u64(p, "failed_attempts", 0)};
+            o->progress(o->progress_user_data, &pr);
+        }
+        if (!strcmp(status, "succeeded")) {
+            json_decref(rec);
+            r = read_json(o->output_store, o->report_key, REPORT_MAX_BYTES, report, err);
+            return r ? lmr_err_prefix(err, "job %s succeeded, but its report", o->job_id) : LMR_OK;
+        }
+        if (*status && strcmp(status, "running")) {
+            enum lmr_result code = !strcmp(status, "cancelled") ? LMR_ERR_CANCELLED : LMR_ERR_FUNCTION;
+            r = lmr_fail(err, code, "%s", lmr_json_str(rec, "error", status));
+            json_decref(rec);
+            return r;
+        }
+        json_decref(rec);
+        /* Every few polls: is anyone still driving the job? */
+        if (n % 5 == 4) {
+            json_t *lease = NULL;
+            if (lmr_lease_peek(o->output_store, o->lease_key, &lease, NULL) == LMR_OK) {
+                bool ours = lease && !strcmp(lmr_json_str(lease, "job_id", ""), o->job_id);
+                bool held = ours && lmr_lease_record_held(lease, lmr_wall_ms());
+                if (held)
+                    free_since = 0;
+                else if (!free_since)
+                    free_since = lmr_wall_ms();
+                else if (lmr_wall_ms() - free_since > ORPHAN_GRACE_MS) {
+                    json_decref(lease);
+                    return lmr_fail(err, LMR_ERR_TIMEOUT,
+                                    "nobody drives job %s any more (its lease %s; the coordinator died or was "
+                                    "killed); run the same command again to resume it",
+                                    o->job_id, ours ? "expired" : "belongs to another job now");
+                }
+            }
+            json_decref(lease);
+        }
+        lmr_sleep_ms(poll);
+    }
+}

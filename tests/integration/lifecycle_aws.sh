@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Lifecycle commands on a job, read from the store: status (text and --json), wait (exit status =
+# the job's), cancel (the job stops, removes its own parts, ends "cancelled"), cleanup (work data
+# of ended or abandoned jobs, never a running one's). On the embedded default, and with
+# --backend aws against `lambdamr serve` (the deployed P-coordinator, P-mapper, P-reducer).
+source "$(dirname "$0")/lib/common.sh"
+source "$(dirname "$0")/lib/moto.sh" # for lmr_on_exit
+source "$(dirname "$0")/lib/serve.sh"
+D=$TEST_TMP
+serve_pid=
+lmr_on_exit '[ -n "$serve_pid" ] && kill "$serve_pid" 2>/dev/null; wait 2>/dev/null; cleanup_tmp'
+python3 - "$D/in" <<'PY'
+import os, random, sys
+os.makedirs(sys.argv[1])
+r = random.Random(13)
+for i in range(4):
+    with open(os.path.join(sys.argv[1], "p%d.txt" % i), "w") as f:
+        for _ in range(2000):
+            f.write(" ".join("w%d" % r.randint(0, 500) for _ in range(6)) + "\n")
+PY
+export LMR_FAULT='map-slow:*:*' LMR_FAULT_SLOW_MS=700
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
+export AWS_ACCESS_KEY_ID=AKIDLIFECYCLE AWS_SECRET_ACCESS_KEY=lifecycle AWS_REGION=us-east-1
+export AWS_ENDPOINT_URL_LAMBDA="http://127.0.0.1:$port" AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
+unset AWS_SESSION_TOKEN AWS_PROFILE AWS_ENDPOINT_URL
+"$LAMBDAMR" serve --port "$port" --log-dir "$D/logs" \
+    --function "lc-mapper=$LMR_BIN_DIR/bootstrap,handler=mapper,memory=256,timeout=60,concurrency=2" \
+    --function "lc-reducer=$LMR_BIN_DIR/bootstrap,handler=reducer,memory=256,timeout=60,concurrency=2" \
+    --function "lc-coordinator=$LMR_BIN_DIR/bootstrap,handler=coordinator,memory=256,timeout=60,concurrency=2" \
+    > "$D/serve.out" 2> "$D/serve.err" &
+serve_pid=$!
+[ "$(serve_port "$D/serve.out")" = "$port" ] || { cat "$D/serve.err"; fail "lambdamr serve did not start"; finish; }
+
+for backend in local aws; do
+    extra=(); [ "$backend" = aws ] && extra=(--backend aws --function-prefix lc)
+    start() { "$LAMBDAMR" run wordcount --input "$D/in" --split-size 32K --reducers 2 --concurrency 2 "${extra[@]}" "$@" > "$D/run.log" 2>&1 & pid=$!; }
+    waitlease() { for _ in $(seq 100); do [ -f "$1/_lambdamr/lease.json" ] && break; sleep 0.05; done; sleep 0.5; }
+
+    # status while running, wait for success
+    out="$D/$backend-ok"
+    start --output "$out"; waitlease "$out"
+    "$LAMBDAMR" status "$out" > "$D/st.txt" 2>&1 || true
+    grep -qE "^job [0-9A-Za-z-]+: running, (map|reduce) phase" "$D/st.txt" && grep -q "tasks .* map, 2 reduce" "$D/st.txt" &&
+        pass "$backend: status of a running job: $(head -1 "$D/st.txt")" || fail "$backend: status: $(cat "$D/st.txt")"
+    "$LAMBDAMR" status "$out" --json | python3 -c 'import json,sys; s=json.load(sys.stdin); assert s["status"]=="running" and s["progress"]["total"]>0, s' &&
+        pass "$backend: status --json" || fail "$backend: status --json"
+    rc=0; "$LAMBDAMR" wait "$out" > "$D/wait.txt" 2>&1 || rc=$?
+    wait "$pid" || fail "$backend: the job failed: $(cat "$D/run.log")"
+    [ "$rc" = 0 ] && grep -q "succeeded" "$D/wait.txt" && pass "$backend: wait exits 0 for a succeeded job" || fail "$backend: wait rc=$rc"
+    check_wordcount "$backend: the waited-for job's output" "$out" "$D/in"
+    "$LAMBDAMR" status "$out" | grep -q ": succeeded" && pass "$backend: status after the end" || fail "$backend: status after the end"
+    "$LAMBDAMR" logs "$out" --task m-00001 > "$D/logs.txt" 2>&1 && grep -q "^== m-00001/m00001-a1-" "$D/logs.txt" &&
+        grep -q "map task 1 attempt 1" "$D/logs.txt" && grep -q "end: task m-00001 attempt .* ended" "$D/logs.txt" &&
+        pass "$backend: logs --task m-00001 (stored by the function in the work location)" || fail "$backend: logs: $(cat "$D/logs.txt")"
+    "$LAMBDAMR" logs "$out" | grep -c "^== " | python3 -c 'import sys; n=int(sys.stdin.read()); assert n >= 8 + 2 + 1, n' &&
+        pass "$backend: logs of every task and the coordinator" || fail "$backend: logs of the whole job"
+    rc=0; "$LAMBDAMR" logs "$out" --task r-00042 2> "$D/nolog.txt" || rc=$?
+    [ "$rc" = 1 ] && grep -q "has no logs for task r-00042" "$D/nolog.txt" && pass "$backend: logs of a task that never ran: a clear error" ||
+        fail "$backend: logs of a missing task (rc $rc)"
+    rc=0; "$LAMBDAMR" cleanup "$out" > "$D/cl.txt" 2>&1 || rc=$?
+    [ "$rc" = 0 ] && [ -f "$out/_SUCCESS" ] && check_wordcount "$backend: cleanup keeps a succeeded job's output" "$out" "$D/in" ||
+        fail "$backend: cleanup of a succeeded output (rc $rc): $(cat "$D/cl.txt")"
+
+    # cancel: the job stops, removes its own parts, wait says so (exit 3); cleanup is refused while it runs
+    out="$D/$backend-cancel"
+    start --output "$out"; waitlease "$out"
+    rc=0; "$LAMBDAMR" cleanup "$out" > "$D/cl.txt" 2>&1 || rc=$?
+    [ "$rc" != 0 ] && grep -q "is running; cleanup never touches a running job" "$D/cl.txt" &&
+        pass "$backend: cleanup refuses a running job" || fail "$backend: cleanup of a running job (rc $rc): $(cat "$D/cl.txt")"
+    "$LAMBDAMR" cancel "$out" > /dev/null || fail "$backend: cancel"
+    rc=0; "$LAMBDAMR" wait "$out" 2> "$D/wait.txt" || rc=$?
+    rrc=0; wait "$pid" || rrc=$?
+    [ "$rc" = 3 ] && [ "$rrc" != 0 ] && grep -q "cancelled" "$D/run.log" && pass "$backend: cancel: wait exits 3, run fails naming it" ||
+        fail "$backend: cancel (wait rc $rc, run rc $rrc): $(cat "$D/wait.txt" "$D/run.log")"
+    ls "$out"/part-* > /dev/null 2>&1 && fail "$backend: parts left after cancel" || pass "$backend: a cancelled job leaves no parts"
+    "$LAMBDAMR" status "$out" | grep -q ": cancelled" && pass "$backend: status says cancelled" || fail "$backend: status after cancel"
+    "$LAMBDAMR" cleanup "$out" > /dev/null && [ -z "$(find "$out/_lambdamr/work" -type f 2>/dev/null)" ] &&
+        pass "$backend: cleanup removes a cancelled job's work data" || fail "$backend: cleanup after cancel"
+done
+
+# --detach (with --backend aws): returns once the coordinator has the job; wait follows it.
+out="$D/detached"
+t0=$SECONDS
+"$LAMBDAMR" run wordcount --input "$D/in" --split-size 32K --reducers 2 --backend aws --function-prefix lc \
+    --output "$out" --detach > "$D/detach.txt" 2>&1 || fail "--detach: $(cat "$D/detach.txt")"
+grep -q "lambdamr wait $out" "$D/detach.txt" && "$LAMBDAMR" status "$out" | grep -q ": running" &&
+    pass "--detach returned with the job running: $(head -1 "$D/detach.txt")" || fail "--detach: $(cat "$D/detach.txt")"
+"$LAMBDAMR" wait "$out" > /dev/null && check_wordcount "--detach: the detached job's output" "$out" "$D/in" ||
+    fail "--detach: wait"
+rc=0; "$LAMBDAMR" run wordcount --input "$D/in" --output "$D/x" --detach > /dev/null 2> "$D/d.err" || rc=$?
+[ "$rc" = 2 ] && grep -q "detach needs --backend aws" "$D/d.err" && pass "--detach on the embedded default: a clear refusal" ||
+    fail "--detach locally (rc $rc): $(cat "$D/d.err")"
+
+# An abandoned job (driver killed, lease expired): status says so, cleanup removes its parts and data.
+export LMR_LEASE_DURATION_MS=1000
+out="$D/abandoned"
+export LMR_FAULT='reduce-slow:1:*' LMR_FAULT_SLOW_MS=4000
+"$LAMBDAMR" run wordcount --input "$D/in" --split-size 256K --reducers 2 --output "$out" > /dev/null 2>&1 & pid=$!
+for _ in $(seq 200); do [ -f "$out/part-r-00000" ] && break; sleep 0.05; done
+kill -9 "$pid"; wait "$pid" 2>/dev/null || true
+sleep 1.3
+"$LAMBDAMR" status "$out" | grep -q ": abandoned" && pass "status of an abandoned job" || fail "abandoned status: $("$LAMBDAMR" status "$out")"
+"$LAMBDAMR" cleanup "$out" > "$D/cl.txt" && [ -z "$(ls "$out" | grep part-)" ] && [ -z "$(find "$out/_lambdamr/work" -type f 2>/dev/null)" ] &&
+    pass "cleanup of an abandoned job: $(cat "$D/cl.txt")" || fail "cleanup of an abandoned job: $(cat "$D/cl.txt"); $(ls -R "$out")"
+finish

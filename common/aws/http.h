@@ -71,12 +71,6 @@ void lmr_aws_response_clean_up(struct lmr_aws_response *resp);
 /** Copy the value of header `name` (case-insensitive) into out. @return out, or NULL if absent. */
 const char *lmr_aws_response_header(const struct lmr_aws_response *resp, const char *name, char *out, size_t cap);
 
-/**
- * Fill resp->aws_code and aws_message from resp->body (an XML or JSON AWS error document),
- * the x-amzn-ErrorType header or the status, as the client does for a failed request.
- */
-void lmr_aws_response_parse_error(struct lmr_aws_response *resp);
-
 /*
  * CA certificates. The AWS CLI and SDKs read AWS_CA_BUNDLE; without it libcurl uses the file it
  * was built with (Debian's /etc/ssl/certs/ca-certificates.crt). In the function package on
@@ -96,6 +90,12 @@ void lmr_aws_response_parse_error(struct lmr_aws_response *resp);
  * then TLS fails with libcurl's own message).
  */
 const char *lmr_aws_ca_file_pick(const char *aws_ca_bundle, const char *builtin, const char *const *candidates);
+
+/**
+ * Fill resp->aws_code and aws_message from resp->body (an XML or JSON AWS error document),
+ * the x-amzn-ErrorType header or the status, as the client does for a failed request.
+ */
+void lmr_aws_response_parse_error(struct lmr_aws_response *resp);
 
 /**
  * Create a client. @return LMR_ERR_* from the configuration (see lmr_aws_config_load), or

@@ -1,6 +1,7 @@
 /*
  * The embedded Lambda-compatible service: the Invoke API (POST /2015-03-31/functions/{name}/
- * invocations) on 127.0.0.1, and execution environments (processes of the function's
+ * invocations) and Lambda's function control plane (CreateFunction, GetFunction, ... see
+ * service_control.h) on 127.0.0.1 only, and execution environments (processes of the function's
  * executable, each with its own Runtime API endpoint) started on demand, reused warm up to the
  * function's concurrency, and held to its timeout and memory size. `lambdamr serve` runs it
  * standalone; the driver embeds it and calls it through the local invoker (no HTTP on the
@@ -43,6 +44,10 @@ struct lmr_lambda_service_options {
     uint32_t request_timeout_ms;   /* Optional: an Invoke API request (headers and body) must arrive whole
                                       within this time of the connection's start or of the previous
                                       response on the connection; default LMR_LAMBDA_REQUEST_TIMEOUT_DEFAULT_MS. */
+    const char *state_dir;         /* Optional: where created functions' code and task roots go; NULL = a
+                                      temp dir made on the first CreateFunction, removed by destroy. */
+    uint32_t update_delay_ms;      /* Optional, default 300: how long a created function stays Pending and
+                                      an update InProgress (further updates get ResourceConflictException). */
 };
 
 struct lmr_lambda_service;

@@ -1,9 +1,10 @@
 /*
  * The Invoke API of the embedded Lambda service over HTTP on 127.0.0.1:
- * POST /2015-03-31/functions/{FunctionName}/invocations[?Qualifier=Q]. Errors are answered the
- * way AWS does: JSON {"Type":"User","message":...} with the x-amzn-ErrorType header. SigV4
- * signatures are accepted and not checked. Every request must arrive whole within the request
- * timeout, and a full connection table evicts the oldest unfinished request (service_guard.c).
+ * POST /2015-03-31/functions/{FunctionName}/invocations[?Qualifier=Q]. Every other Lambda path
+ * goes to the control plane (service_control.c). Errors are answered the way AWS does: JSON
+ * {"Type":"User","message":...} with the x-amzn-ErrorType header. SigV4 signatures are accepted
+ * and not checked. Every request must arrive whole within the request timeout, and a full
+ * connection table evicts the oldest unfinished request (service_guard.c).
  */
 #include <jansson.h>
 #include <microhttpd.h>
@@ -15,6 +16,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "lambda/service_control.h"
 #include "lambda/service_internal.h"
 
 #define INVOKE_PREFIX "/2015-03-31/functions/"
@@ -25,6 +27,8 @@ struct http_req {
     struct lmr_buf body;
     size_t total_bytes;
     bool too_big;
+    size_t reserved_bytes; /* of the service's budget for code uploads (service_control.c) */
+    bool refused;          /* an upload over that budget: the body is not kept, the answer is 429 */
 };
 
 static enum MHD_Result reply_error(struct MHD_Connection *c, unsigned status, const char *code, const char *message,
@@ -52,6 +56,12 @@ static enum MHD_Result reply_error(struct MHD_Connection *c, unsigned status, co
     enum MHD_Result ret = MHD_queue_response(c, status, r);
     MHD_destroy_response(r);
     return ret;
+}
+
+enum MHD_Result lmr_svc_http_reply_error(struct MHD_Connection *c, unsigned status, const char *code,
+                                         const char *message, const char *request_id)
+{
+    return reply_error(c, status, code, message, request_id);
 }
 
 static enum MHD_Result reply_outcome(struct MHD_Connection *c, struct lmr_svc_outcome *o, bool tail)
@@ -84,7 +94,10 @@ static enum MHD_Result handle_invoke(struct lmr_lambda_service *svc, struct MHD_
 {
     size_t plen = strlen(INVOKE_PREFIX), slen = strlen(INVOKE_SUFFIX), ulen = strlen(url);
     if (ulen <= plen + slen || strcmp(url + ulen - slen, INVOKE_SUFFIX))
-        return reply_error(c, 404, "UnknownOperationException", "Unknown operation: only Invoke is served here.", NULL);
+        return reply_error(c, 404, "UnknownOperationException",
+                           "Unknown operation: lambdamr serve answers Invoke and the function control "
+                           "plane (see lambdamr serve --help).",
+                           NULL);
     char name[256];
     size_t nlen = ulen - plen - slen;
     if (nlen >= sizeof name || memchr(url + plen, '/', nlen))
@@ -148,7 +161,15 @@ static enum MHD_Result http_handler(void *cls, struct MHD_Connection *c, const c
         struct http_req *req = calloc(1, sizeof *req);
         if (!req)
             return MHD_NO;
-        lmr_buf_init(&req->body, LMR_LAMBDA_SYNC_PAYLOAD_MAX_BYTES);
+        /* Code uploads may be larger than an Invoke payload; they draw on a budget of their own. */
+        size_t cap = lmr_svc_control_body_cap(method, url);
+        if (cap > LMR_LAMBDA_SYNC_PAYLOAD_MAX_BYTES) {
+            if (lmr_svc_control_reserve(svc, cap))
+                req->reserved_bytes = cap;
+            else
+                req->refused = true, cap = 0;
+        }
+        lmr_buf_init(&req->body, cap ? cap : LMR_LAMBDA_SYNC_PAYLOAD_MAX_BYTES);
         *con_cls = req;
         return MHD_YES;
     }
@@ -164,8 +185,15 @@ static enum MHD_Result http_handler(void *cls, struct MHD_Connection *c, const c
         return MHD_YES;
     }
     lmr_svc_guard_request_received(svc->guard, c);
+    enum MHD_Result ret;
+    struct lmr_svc_control_request creq = {method, url, &req->body, req->total_bytes, req->too_big, req->refused};
+    if (lmr_svc_control_route(svc, c, &creq, &ret))
+        return ret;
     if (strncmp(url, INVOKE_PREFIX, strlen(INVOKE_PREFIX)))
-        return reply_error(c, 404, "UnknownOperationException", "Unknown operation: only Invoke is served here.", NULL);
+        return reply_error(c, 404, "UnknownOperationException",
+                           "Unknown operation: lambdamr serve answers Invoke and the function control "
+                           "plane (see lambdamr serve --help).",
+                           NULL);
     if (strcmp(method, "POST"))
         return reply_error(c, 405, "UnknownOperationException", "Invoke needs the POST method.", NULL);
     return handle_invoke(svc, c, url, req);
@@ -177,6 +205,7 @@ static void http_completed(void *cls, struct MHD_Connection *c, void **con_cls, 
     lmr_svc_guard_request_done(svc->guard, c);
     struct http_req *req = *con_cls;
     if (req) {
+        lmr_svc_control_release(cls, req->reserved_bytes);
         lmr_buf_clean_up(&req->body);
         free(req);
         *con_cls = NULL;

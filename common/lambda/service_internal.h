@@ -71,6 +71,7 @@ struct lmr_svc_env {
     double hwm_read_ms; /* when VmHWM was last read */
     char stream_name[96];
     unsigned refused; /* Runtime API connections refused by the peer check */
+    unsigned code_gen; /* the function's code_gen when this environment started */
     struct lmr_svc_env *next;
 };
 
@@ -91,6 +92,10 @@ struct lmr_svc_fn {
     unsigned next_env_id;
     struct lmr_svc_inv *q_head, *q_tail;
     size_t q_len;
+    /* Control plane (service_control.c). */
+    struct lmr_svc_fn_ctl *ctl; /* configuration as the Lambda API reports it; NULL until first asked */
+    unsigned code_gen;          /* bumped when an update takes effect: older environments are retired */
+    bool deleted;               /* DeleteFunction: no new environments, no Event retries */
     struct lmr_svc_fn *next;
 };
 
@@ -113,6 +118,7 @@ struct lmr_lambda_service {
     bool monitor_running;
     pthread_cond_t monitor_cond;
     struct lmr_lambda_service_stats stats; /* events_queued is computed on demand */
+    struct lmr_svc_control *control;       /* the control plane's own state (service_control.c) */
 };
 
 /* What an Invoke call produced, for the HTTP front end and the local invoker. */
@@ -153,6 +159,17 @@ void lmr_svc_fn_pump_locked(struct lmr_svc_fn *fn);
 void lmr_svc_inv_fail(struct lmr_svc_inv *inv, const char *error_type, const char *message);
 void lmr_svc_log_write_locked(struct lmr_svc_fn *fn, struct lmr_svc_inv *inv, const char *data, size_t len);
 double lmr_svc_now_ms(void);
+
+/* Functions (service.c). */
+bool lmr_svc_valid_name(const char *s);
+/* Split "name", "name:qualifier", a full or partial ARN into name and qualifier (pointing into buf). */
+bool lmr_svc_split_function(char *buf, const char **name, const char **qualifier);
+/* A function built from cfg (validated, environment fixed) but not registered: no log yet. */
+enum lmr_result lmr_svc_fn_build(struct lmr_lambda_service *svc, const struct lmr_function_config *cfg,
+                                 struct lmr_svc_fn **out, struct lmr_err *err);
+/* Register fn (opens its log). On failure fn is freed; LMR_ERR_EXISTS when the name is taken. */
+enum lmr_result lmr_svc_fn_insert(struct lmr_lambda_service *svc, struct lmr_svc_fn *fn, struct lmr_err *err);
+void lmr_svc_fn_free(struct lmr_svc_fn *fn);
 
 /* HTTP front end (service_http.c). */
 enum lmr_result lmr_svc_http_start(struct lmr_lambda_service *svc, struct lmr_err *err);

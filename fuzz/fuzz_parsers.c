@@ -150,15 +150,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     double d;
     char errbuf[512];
     switch (mode) {
-    case 0:
-        /* Up to 15 digits (exact in a double, so this holds for the strtod-based parser too). */
-        if (lmr_parse_size(a0, &u) == LMR_OK && strspn(a0, "0123456789") == strlen(a0) && strlen(a0) <= 15) {
+    case 0: {
+        /* Whole numbers with an optional K/M/G/T suffix only, exactly, up to LMR_SIZE_MAX_BYTES. */
+        enum lmr_result r = lmr_parse_size(a0, &u);
+        if (r == LMR_OK && (u == 0 || u > LMR_SIZE_MAX_BYTES || strpbrk(a0, ".eE+- \t")))
+            abort();
+        if (r == LMR_OK && strspn(a0, "0123456789") == strlen(a0)) {
             errno = 0;
             unsigned long long want = strtoull(a0, NULL, 10);
-            if (errno == 0 && want != u)
+            if (errno || want != u)
                 abort(); /* a plain byte count is taken as it is */
         }
         break;
+    }
     case 1:
         if (lmr_parse_number(lmr_slice_make(a0, l.len[0]), &d)) {
             /* Correctly rounded: the same double strtod makes of the same text. */

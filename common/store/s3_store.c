@@ -1324,12 +1324,22 @@ enum lmr_result lmr_s3_parse_response(enum lmr_s3_response kind, const char *xml
     enum lmr_result r = LMR_ERR_INVALID;
     switch (kind) {
     case LMR_S3_LIST_PAGE: {
-        struct list_page lp = {.fn = fn ? fn : ignore_object, .user_data = user_data};
-        lmr_buf_init(&lp.key, 4096);
+        /* Set up as s3_list does (keep the two in step when list_page changes). */
+        struct lmr_err own = {0};
+        struct list_page lp = {.fn = fn ? fn : ignore_object,
+                               .user_data = user_data,
+                               .err = err ? err : &own,
+                               .resource = "s3://fuzz/",
+                               .check_order = true};
+        lmr_buf_init(&lp.key, 1024);
+        lmr_buf_init(&lp.last_key, 1024);
         lmr_buf_init(&lp.token, 4096);
+        lmr_buf_init(&lp.sent_token, 4096);
         r = lmr_aws_xml_parse(xml, len, list_xml, &lp, err);
         lmr_buf_clean_up(&lp.key);
+        lmr_buf_clean_up(&lp.last_key);
         lmr_buf_clean_up(&lp.token);
+        lmr_buf_clean_up(&lp.sent_token);
         break;
     }
     case LMR_S3_INITIATE_UPLOAD: {

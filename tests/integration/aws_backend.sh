@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # lambdamr run --backend aws: the driver reads the deployed functions' memory from
 # GetFunctionConfiguration and invokes them through the Lambda Invoke API, signed with SigV4,
-# over s3:// data. The deployment: `lambdamr deploy` on moto (IAM, Logs and the Lambda control
-# plane, signatures checked), with the invocations answered by `lambdamr serve` behind a proxy
-# that checks every signature with botocore (moto cannot run the functions). The output must
-# equal the embedded default's byte for byte; the job uses the deployed memory; a --memory that
-# disagrees and local paths are refused before anything is written.
+# over s3:// data on moto. The "deployment" is `lambdamr serve` with two functions of 512 MB
+# (its control plane answers GetFunctionConfiguration) behind a proxy that checks every
+# signature with botocore. The output must equal the embedded default's byte for byte; the job
+# uses the deployed memory; a --memory that disagrees and local paths are refused before
+# anything is written. (deploy_serve_aws.sh deploys with `lambdamr deploy` instead.)
 source "$(dirname "$0")/lib/common.sh"
 source "$(dirname "$0")/lib/moto.sh"
 source "$(dirname "$0")/lib/serve.sh"
@@ -21,14 +21,10 @@ lmr_on_exit 'for p in $proxy_pid $serve_pid; do kill "$p" 2>/dev/null; wait "$p"
 serve_pid=$!
 port=$(serve_port "$D/serve.out")
 [ -n "$port" ] || { cat "$D/serve.err"; fail "lambdamr serve did not start"; finish; }
-sigv4_proxy_start "http://127.0.0.1:$port" "$AWS_SECRET_ACCESS_KEY" "$D/checks" "$D/proxy" "$MOTO_URL"
+sigv4_proxy_start "http://127.0.0.1:$port" "$AWS_SECRET_ACCESS_KEY" "$D/checks" "$D/proxy"
 [ -n "$proxy_port" ] || { cat "$D/proxy.err"; fail "the signature-checking proxy did not start"; finish; }
 
-# The deployment of the control plane: wc-* with 512 MB on moto.
-python3 "$LMR_SOURCE_DIR/tests/integration/lib/make_test_zip.py" "$D/fn.zip" good
 aws s3 mb s3://lmr-data > /dev/null
-"$LAMBDAMR" deploy --function-prefix wc --zip "$D/fn.zip" --memory 512 --timeout 60 --bucket lmr-data \
-    > "$D/deploy.out" 2>&1 || { cat "$D/deploy.out"; fail "deploy on moto failed"; finish; }
 export AWS_ENDPOINT_URL_LAMBDA="http://127.0.0.1:$proxy_port"
 
 python3 - "$D/in" <<'PY'

@@ -2,7 +2,8 @@
 # lambdamr deploy against lambdamr serve's Lambda control plane (AWS_ENDPOINT_URL_LAMBDA; IAM,
 # CloudWatch Logs and S3 on moto with SigV4 checking on), then a whole job with run --backend
 # aws on the deployed functions over s3:// data: the output is byte-identical to the embedded
-# default's, the job runs with the deployed memory, and undeploy removes the functions.
+# default's, the job runs with the deployed memory, an update waits between code and
+# configuration, and undeploy removes the functions.
 source "$(dirname "$0")/lib/common.sh"
 source "$(dirname "$0")/lib/moto.sh"
 source "$(dirname "$0")/lib/serve.sh"
@@ -56,6 +57,15 @@ python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); assert r["memory_mb
     && pass "the job used the deployed 512 MB" || fail "memory of the job"
 [ "$(grep -c bad "$D/checks" || true)" = 0 ] && pass "$(grep -c ok "$D/checks") Lambda requests passed botocore's signature check" \
     || fail "requests failed the signature check"
+# An update: a changed package and timeout. serve answers LastUpdateStatus InProgress for a moment
+# after UpdateFunctionCode and refuses UpdateFunctionConfiguration meanwhile, so this passes only if
+# deploy waits between the two.
+echo 'echo hi' > "$D/hi.sh"
+"$LAMBDAMR" package --out "$D/fn2.zip" --file "$D/hi.sh" > /dev/null || fail "package --file failed"
+"$LAMBDAMR" deploy --function-prefix sv --zip "$D/fn2.zip" --memory 512 --timeout 61 --bucket lmr-data > "$D/deploy3.out" 2>&1 \
+    && [ "$(grep -c 'code updated' "$D/deploy3.out")" = 4 ] && [ "$(grep -c 'configuration updated' "$D/deploy3.out")" = 4 ] \
+    && [ "$(aws lambda get-function-configuration --function-name sv-reducer --query '[Timeout,LastUpdateStatus]' --output text)" = "61	Successful" ] \
+    && pass "update on serve: code, then (after waiting) configuration" || fail "update on serve: $(cat "$D/deploy3.out")"
 "$LAMBDAMR" undeploy --function-prefix sv > "$D/undeploy.out" 2>&1 || fail "undeploy failed: $(cat "$D/undeploy.out")"
 [ "$(aws lambda list-functions --query 'length(Functions)')" = 0 ] && ! aws iam get-role --role-name sv-role > /dev/null 2>&1 \
     && pass "undeploy: no function on serve, no role on moto" || fail "undeploy left: $(aws lambda list-functions --query 'Functions[].FunctionName')"

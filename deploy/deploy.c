@@ -407,6 +407,8 @@ enum lmr_result lmr_undeploy(const char *prefix, FILE *f, unsigned *removed, str
         json_t *list = NULL, *m;
         size_t k;
         r = lmr_lambda_list_event_source_mappings(c, name, &list, err);
+        if (r == LMR_ERR_UNSUPPORTED) /* an endpoint without mappings (lambdamr serve) has none to delete */
+            r = LMR_OK;
         json_array_foreach(list, k, m)
         {
             const char *uuid = json_string_value(json_object_get(m, "UUID"));

@@ -9,6 +9,7 @@
 
 #include "commands.h"
 #include "deploy.h"
+#include "lambda/memory.h"
 #include "util/misc.h"
 
 static void deploy_usage(FILE *f)
@@ -165,9 +166,14 @@ int lmr_cmd_deploy(int argc, char **argv)
         case OPT_MEMORY:
             if (number("memory", optarg, 0, UINT32_MAX, &v))
                 return 2;
+            if (!v) { /* 0 means "the default" in the options: refuse it here */
+                fprintf(stderr,
+                        "lambdamr deploy: ValidationException: --memory 0 is outside Lambda's %u-%u MB; give a "
+                        "memory size in that range\n",
+                        LMR_MEMORY_MIN_MB, LMR_MEMORY_MAX_MB);
+                return 2;
+            }
             o.memory_mb = (uint32_t)v;
-            if (!v)
-                o.memory_mb = 1; /* 0 is "default" in the options: keep it out of range */
             break;
         case OPT_TIMEOUT:
             if (number("timeout", optarg, 1, UINT32_MAX, &v))

@@ -377,8 +377,14 @@ enum lmr_result lmr_lambda_list_event_source_mappings(struct lmr_aws_client *c, 
                 r = lmr_buf_printf(&q, "&Marker=%s", enc.data);
         }
         json_t *answer = NULL;
+        struct lmr_aws_response resp;
+        lmr_aws_response_init(&resp);
         if (!r)
-            r = call_simple(c, "GET", ESM_PATH, q.data, NULL, resource, &answer, err);
+            r = call(c, "GET", ESM_PATH, q.data, NULL, resource, &answer, &resp, err);
+        if (r && !strcmp(resp.aws_code, "UnknownOperationException"))
+            r = lmr_fail(err, LMR_ERR_UNSUPPORTED, "%s: the endpoint has no event source mappings (%s)", resource,
+                         resp.aws_message);
+        lmr_aws_response_clean_up(&resp);
         if (r)
             break;
         json_t *list = json_object_get(answer, "EventSourceMappings"), *m;

@@ -134,7 +134,8 @@ enum lmr_result lmr_lambda_update_event_source_mapping(struct lmr_aws_client *c,
 
 /**
  * ListEventSourceMappings of a function (all pages). *out gets a JSON array of the mappings as
- * AWS returns them (caller owns it).
+ * AWS returns them (caller owns it). @return LMR_ERR_UNSUPPORTED when the endpoint does not
+ * serve event source mappings at all (UnknownOperationException: lambdamr serve).
  */
 enum lmr_result lmr_lambda_list_event_source_mappings(struct lmr_aws_client *c, const char *function_name, json_t **out,
                                                       struct lmr_err *err);

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # lambdamr run --backend aws: the driver reads the deployed functions' memory from
 # GetFunctionConfiguration and invokes the deployed NAME-coordinator, which invokes NAME-mapper
-# and NAME-reducer, through the Lambda Invoke API, signed with SigV4, over s3:// data. The
-# deployment: `lambdamr deploy` on moto (IAM, Logs and the Lambda control plane, signatures
-# checked), with the invocations answered by `lambdamr serve` behind a proxy that checks every
-# signature with botocore (moto cannot run the functions); the coordinator function's own
-# invocations go through the same proxy. The output must equal the embedded default's byte for
-# byte; the job uses the deployed memory; a --memory that disagrees and local paths are refused
-# before anything is written.
+# and NAME-reducer, through the Lambda Invoke API, signed with SigV4, over s3:// data on moto.
+# The "deployment" is `lambdamr serve` with three functions of 512 MB (its control plane answers
+# GetFunctionConfiguration) behind a proxy that checks every signature with botocore; the
+# coordinator function's own invocations go through the same proxy. The output must equal the
+# embedded default's byte for byte; the job uses the deployed memory; a --memory that disagrees
+# and local paths are refused before anything is written. (deploy_serve_aws.sh deploys with
+# `lambdamr deploy` instead.)
 source "$(dirname "$0")/lib/common.sh"
 source "$(dirname "$0")/lib/moto.sh"
 source "$(dirname "$0")/lib/serve.sh"
@@ -19,14 +19,10 @@ lmr_on_exit 'for p in $proxy_pid $serve_pid; do kill "$p" 2>/dev/null; wait "$p"
 # The proxy first (on the port serve will take), so that the coordinator function, which invokes
 # the tasks through AWS_ENDPOINT_URL_LAMBDA as it would on AWS, is signature-checked too.
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
-sigv4_proxy_start "http://127.0.0.1:$port" "$AWS_SECRET_ACCESS_KEY" "$D/checks" "$D/proxy" "$MOTO_URL"
+sigv4_proxy_start "http://127.0.0.1:$port" "$AWS_SECRET_ACCESS_KEY" "$D/checks" "$D/proxy"
 [ -n "$proxy_port" ] || { cat "$D/proxy.err"; fail "the signature-checking proxy did not start"; finish; }
 
-# The deployment of the control plane: wc-* with 512 MB on moto.
-python3 "$LMR_SOURCE_DIR/tests/integration/lib/make_test_zip.py" "$D/fn.zip" good
 aws s3 mb s3://lmr-data > /dev/null
-"$LAMBDAMR" deploy --function-prefix wc --zip "$D/fn.zip" --memory 512 --timeout 60 --bucket lmr-data \
-    > "$D/deploy.out" 2>&1 || { cat "$D/deploy.out"; fail "deploy on moto failed"; finish; }
 export AWS_ENDPOINT_URL_LAMBDA="http://127.0.0.1:$proxy_port"
 "$LAMBDAMR" serve --port "$port" --log-dir "$D/logs" \
     --function "wc-mapper=$LMR_BIN_DIR/bootstrap,handler=mapper,memory=512,timeout=60,concurrency=4" \

@@ -18,14 +18,12 @@ serve_port() {
     sed -n 's/.*http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$out" | head -1
 }
 
-# sigv4_proxy_start UPSTREAM SECRET COUNT_FILE LOG [CONTROL]: start sigv4_check_proxy.py in front of
-# UPSTREAM (requests must be signed with SECRET; COUNT_FILE gets a line per request), output in LOG.out
-# and LOG.err; with CONTROL, requests other than Invoke go to CONTROL. Sets proxy_pid, and proxy_port
-# once it printed its port (empty after 10 s without).
+# sigv4_proxy_start UPSTREAM SECRET COUNT_FILE LOG: start sigv4_check_proxy.py in front of UPSTREAM
+# (requests must be signed with SECRET; COUNT_FILE gets a line per request), output in LOG.out and
+# LOG.err. Sets proxy_pid, and proxy_port once it printed its port (empty after 10 s without).
 sigv4_proxy_start() {
-    local upstream=$1 secret=$2 count_file=$3 log=$4 control=${5:-} _
-    python3 "$SERVE_LIB_DIR/sigv4_check_proxy.py" "$upstream" "$secret" "$count_file" ${control:+"$control"} \
-        >"$log.out" 2>"$log.err" &
+    local upstream=$1 secret=$2 count_file=$3 log=$4 _
+    python3 "$SERVE_LIB_DIR/sigv4_check_proxy.py" "$upstream" "$secret" "$count_file" >"$log.out" 2>"$log.err" &
     proxy_pid=$!
     for _ in $(seq 100); do [ -s "$log.out" ] && break; sleep 0.1; done
     proxy_port=$(head -1 "$log.out")

@@ -1,6 +1,6 @@
 """A reverse proxy that lets through only requests correctly signed with SigV4.
 
-    python3 sigv4_check_proxy.py UPSTREAM_URL SECRET_ACCESS_KEY COUNT_FILE [CONTROL_URL]
+    python3 sigv4_check_proxy.py UPSTREAM_URL SECRET_ACCESS_KEY COUNT_FILE
 
 Prints its port on the first line of stdout. Each request's signature is recomputed with
 botocore (the AWS SDK for Python) from the request exactly as received (raw path and query,
@@ -8,10 +8,6 @@ the headers listed in SignedHeaders, the body) and the given secret; a mismatch 
 403 InvalidSignatureException, as AWS does, and is not forwarded. COUNT_FILE receives one
 line per request: "ok" or "bad". Used to prove that the Lambda invoker signs as AWS expects
 when the server behind it (lambdamr serve) does not check signatures itself.
-
-With CONTROL_URL, requests other than Invoke (.../invocations) go there instead: the Lambda
-control plane of another server (moto, where `lambdamr deploy` created the functions), while
-the invocations run on lambdamr serve. Only until serve answers the control plane itself.
 """
 import http.client
 import http.server
@@ -25,7 +21,6 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 upstream = urllib.parse.urlsplit(sys.argv[1])
-control = urllib.parse.urlsplit(sys.argv[4]) if len(sys.argv) > 4 else upstream
 secret = sys.argv[2]
 count_file = sys.argv[3]
 lock = threading.Lock()
@@ -74,12 +69,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(out)
             return
-        target = upstream if self.path.split("?")[0].endswith("/invocations") else control
-        conn = http.client.HTTPConnection(target.hostname, target.port, timeout=120)
-        if target is control and control is not upstream:
-            fwd = {k: v for k, v in headers.items() if k.lower() != "connection"}  # keep the signed Host
-        else:
-            fwd = {k: v for k, v in headers.items() if k.lower() not in ("host", "connection")}
+        conn = http.client.HTTPConnection(upstream.hostname, upstream.port, timeout=120)
+        fwd = {k: v for k, v in headers.items() if k.lower() not in ("host", "connection")}
         conn.request(self.command, self.path, body=body, headers=fwd)
         resp = conn.getresponse()
         data = resp.read()

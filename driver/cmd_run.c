@@ -581,7 +581,8 @@ static int run_job(struct run_options *o)
                                    .memory_mb = o->memory_mb,
                                    .concurrency = o->concurrency,
                                    .assume_bytes = o->assume_bytes,
-                                   .assume_objects = o->assume_objects};
+                                   .assume_objects = o->assume_objects,
+                                   .range_ops = lmr_job_wants_ranges(ops) ? ops : NULL};
     if ((r = lmr_plan_job(&req, &stores, &plan, &out_store, &work_store, &err)))
         goto out;
     if (o->dry_run) {

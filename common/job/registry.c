@@ -14,7 +14,7 @@
 #include "job/registry.h"
 
 static const struct lmr_job_ops *const builtins[] = {
-    &lmr_job_wordcount, &lmr_job_scan, &lmr_job_aggregate, &lmr_job_exec, &lmr_job_exec_map,
+    &lmr_job_wordcount, &lmr_job_scan, &lmr_job_aggregate, &lmr_job_exec, &lmr_job_exec_map, &lmr_job_sort,
 };
 
 #define PLUGIN_CACHE_MAX 16

@@ -733,6 +733,12 @@ static int run_job(struct run_options *o)
     int status = 0;
     for (size_t i = 0; i < list.n && !status; i++) {
         struct lmr_stage *s = &list.stages[i];
+        if (o->dry_run && i > 0 && list.stages[i - 1].temporary) {
+            if (!o->json)
+                printf("stage %zu/%zu: %s reads stage %zu's output, which a dry run does not write: not estimated\n",
+                       i + 1, list.n, s->job, i);
+            break;
+        }
         if (list.n > 1 && !o->json)
             printf("stage %zu/%zu: %s%s%s\n", i + 1, list.n, s->job, list.strategy ? ", join strategy " : "",
                    list.strategy ? list.strategy : "");

@@ -97,3 +97,11 @@ if "$LMR" run bdb-q3 --input "$work/nowhere" --output "$work/bad" --date-from $f
 fi
 ! ls "$work/bad"/part-* > /dev/null 2>&1 || fail "bad input left part files"
 pass "bad dates and a missing data set refused"
+
+# a dry run estimates the first stage of the two-stage plan and writes nothing
+"$LMR" run bdb-q3 --input "$work/bdb" --output "$work/dry" --date-from $from --date-to $to --join reduce --dry-run \
+    > "$work/dry.log" 2>&1 || { cat "$work/dry.log"; fail "dry run"; }
+grep -q "stage 1/2: join" "$work/dry.log" && grep -q "stage 2/2: bdb-q3 reads stage 1's output" "$work/dry.log" &&
+    grep -q "lambdamr estimate" "$work/dry.log" || fail "dry run output: $(cat "$work/dry.log")"
+[ ! -e "$work/dry" ] || [ -z "$(find "$work/dry" -type f)" ] || fail "the dry run wrote files"
+pass "dry run of the two-stage plan"

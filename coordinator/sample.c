@@ -80,9 +80,7 @@ enum lmr_result lmr_plan_sample_ranges(struct lmr_job_plan *plan, const struct l
                                        struct lmr_err *err)
 {
     memset(stats, 0, sizeof *stats);
-    uint32_t R = plan->job.reducers;
-    if (R <= 1)
-        return LMR_OK;
+    uint32_t R = plan->job.reducers; /* one reducer needs no ranges, but the line ends are still sampled */
     uint64_t total = 0;
     for (size_t t = 0; t < plan->ntasks; t++)
         for (size_t i = 0; i < plan->tasks[t].nshards; i++)
@@ -142,7 +140,7 @@ enum lmr_result lmr_plan_sample_ranges(struct lmr_job_plan *plan, const struct l
     }
     struct lmr_slice *keys = NULL;
     char *text = NULL;
-    if (!r && s.n) {
+    if (!r && s.n && R > 1) {
         keys = malloc(s.n * sizeof *keys);
         if (!keys)
             r = lmr_fail(err, LMR_ERR_NOMEM, "out of memory sorting %zu sampled keys", s.n);

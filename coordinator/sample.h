@@ -32,10 +32,10 @@ struct lmr_sample_stats {
 };
 
 /**
- * Sample plan's input (its shards' stores come from stores) and set plan->job.args "ranges" for
- * plan->job.reducers partitions; when every sampled line ends in "\r\n" and "line-end" is not
- * given, also "line-end" = "crlf". Compressed shards are not sampled; with no sample at all no
- * ranges are set (everything goes to the first reducer, still in order).
+ * Sample plan's input (its shards' stores come from stores) and, with two or more reducers, set plan->job.args "ranges"
+ * for plan->job.reducers partitions; when every sampled line ends in "\r\n" and "line-end" is not given, also
+ * "line-end" = "crlf". Compressed shards are not sampled; with no sample at all no ranges are set (everything goes to
+ * the first reducer, still in order).
  * @return LMR_OK, or the store's or the job's error naming the object.
  */
 enum lmr_result lmr_plan_sample_ranges(struct lmr_job_plan *plan, const struct lmr_job_ops *ops,

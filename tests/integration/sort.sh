@@ -78,6 +78,8 @@ run() { # NAME ARGS...
 }
 
 run uniform --input "$work/u" --reducers 4 --split-size 2M
+run one --input "$work/u" --reducers 1
+check_total "$work/out-one" "$work/u" "one reducer (\\r\\n kept)"
 check_total "$work/out-uniform" "$work/u" uniform
 check_balance "$work/out-uniform" 4 uniform
 run skew --input "$work/k" --reducers 8 --split-size 2M

@@ -148,7 +148,8 @@ enum lmr_result lmr_plan_sample_ranges(struct lmr_job_plan *plan, const struct l
             keys[k] = lmr_slice_make(s.keys.data + s.off[k], s.len[k]);
         if (keys)
             qsort(keys, s.n, sizeof *keys, cmp_slices);
-        size_t cap = LMR_RANGE_MAX_TEXT_BYTES / 2 / R;
+        /* R - 1 boundaries of 2 hex digits a byte and a comma each fit the text form */
+        size_t cap = (LMR_RANGE_MAX_TEXT_BYTES - R) / 2 / R;
         if (cap > LMR_SAMPLE_MAX_BOUND_BYTES)
             cap = LMR_SAMPLE_MAX_BOUND_BYTES;
         if (!r)

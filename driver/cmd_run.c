@@ -61,14 +61,18 @@ struct run_options {
 
 static void run_usage(FILE *f)
 {
-    fprintf(f, "usage: lambdamr run JOB --input URI [--input URI ...] --output URI [options] [job options]\n"
-               "\n"
-               "Run a MapReduce job. Inputs are files, directories (recursive) or prefixes: paths,\n"
-               "file:// or s3://bucket/prefix. Names starting with '_' or '.' are skipped. .gz and .zst\n"
-               "inputs are decompressed. Output: part-r-NNNNN files of key<TAB>value lines (part-m-NNNNN\n"
-               "for map-only jobs), then _SUCCESS, and the job report in _lambdamr/report.json.\n"
-               "\n"
-               "jobs:\n");
+    fprintf(f,
+            "usage: lambdamr run JOB --input URI [--input URI ...] --output URI [options] [job options]\n"
+            "\n"
+            "Run a MapReduce job. Inputs are files, directories (recursive) or prefixes: paths,\n"
+            "file:// or s3://bucket/prefix. Names starting with '_' or '.' are skipped. Symbolic links\n"
+            "are followed, each real directory and file at most once (link loops are not followed\n"
+            "again), and an object named by several --input locations is read once. File names must\n"
+            "be UTF-8. .gz and .zst inputs are decompressed; a damaged or truncated one fails the job.\n"
+            "The output must not lie inside an input. Output: part-r-NNNNN files of key<TAB>value lines (part-m-NNNNN\n"
+            "for map-only jobs), then _SUCCESS, and the job report in _lambdamr/report.json.\n"
+            "\n"
+            "jobs:\n");
     lmr_job_list(f);
     fprintf(f, "  PATH.so    a plugin exporting lmr_job_plugin() (see docs/JOBS.md)\n"
                "\n"
@@ -76,8 +80,9 @@ static void run_usage(FILE *f)
                "  -i, --input URI        input location (repeatable; at least one)\n"
                "  -o, --output URI       output location (must not hold a finished job unless --overwrite)\n"
                "      --work URI         where intermediate data goes (default: OUTPUT/_lambdamr/work)\n"
-               "      --split-size SIZE  bytes per shard, e.g. 64M (default 64M; smaller when the input\n"
-               "                         would not give every concurrent invocation a shard)\n"
+               "      --split-size SIZE  bytes per shard: a whole number with an optional K, M, G or T\n"
+               "                         (binary), e.g. 64M (default 64M; smaller when the input would not\n"
+               "                         give every concurrent invocation a shard); at most 100,000 shards\n"
                "      --mappers N        at most N map tasks (shards are packed into tasks)\n"
                "      --reducers N       reduce tasks (default: one per GiB of input, and at least one per\n"
                "                         concurrent invocation when the input is over 64 MiB each)\n"
@@ -306,8 +311,12 @@ static int parse_args(int argc, char **argv, struct run_options *o)
             if (!eq || eq == optarg)
                 return usage_error("--arg '%s' must be NAME=VALUE", optarg);
             *eq = '\0';
-            lmr_job_args_set(o->args, optarg, eq + 1);
+            enum lmr_result set = lmr_job_args_set(o->args, optarg, eq + 1);
             *eq = '=';
+            if (set)
+                return usage_error(set == LMR_ERR_TOO_LARGE ? "--arg '%s': the value is longer than 64 KiB"
+                                                            : "--arg '%s': NAME must be UTF-8 text",
+                                   optarg);
             break;
         }
         case OPT_STRICT:
@@ -357,7 +366,8 @@ static int parse_args(int argc, char **argv, struct run_options *o)
         case OPT_DATE_FROM:
         case OPT_DATE_TO:
         case OPT_JOIN:
-            lmr_job_args_set(o->args, job_arg_names[c - OPT_DELIM], optarg);
+            if (lmr_job_args_set(o->args, job_arg_names[c - OPT_DELIM], optarg))
+                return usage_error("the value of --%s is longer than 64 KiB", job_arg_names[c - OPT_DELIM]);
             break;
         case OPT_SIDE: {
             const char *eq = strchr(optarg, '=');
@@ -458,6 +468,23 @@ static enum lmr_result prepare_output(struct lmr_store *out, const char *prefix,
         free(ex.parts[i]);
     free(ex.parts);
     return r;
+}
+
+/* An output inside one of its inputs would be read back as input by the next run: refuse it now. */
+static enum lmr_result check_output_outside_inputs(const struct run_options *o, struct lmr_err *err)
+{
+    for (size_t i = 0; i < o->ninputs; i++) {
+        bool within = false;
+        enum lmr_result r = lmr_store_uri_within(o->output, o->inputs[i], &within, err);
+        if (r)
+            return r == LMR_ERR_NOMEM ? r : LMR_OK; /* a location that does not open fails later, with its own error */
+        if (within)
+            return lmr_fail(err, LMR_ERR_INVALID,
+                            "--output '%s' is inside --input '%s': the job's output would become its own input; "
+                            "choose an --output outside every input",
+                            o->output, o->inputs[i]);
+    }
+    return LMR_OK;
 }
 
 /* ---- progress --------------------------------------------------------------------------------------------- */
@@ -593,7 +620,11 @@ static int run_stage(struct run_options *o)
     int status = 1;
 
     /* The job and its arguments, validated here before anything is written. */
-    if ((r = lmr_job_find(o->job, &ops, &err)))
+    if ((r = lmr_job_find(o->job, &ops, &err))) { /* an argument error: exit 2, as for the options */
+        fail(&err, r);
+        return 2;
+    }
+    if ((r = check_output_outside_inputs(o, &err)))
         return fail(&err, r);
     if (ops->setup) {
         void *state = NULL;

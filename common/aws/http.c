@@ -490,6 +490,12 @@ static void parse_error_body(struct lmr_aws_response *resp)
     }
 }
 
+void lmr_aws_response_parse_error(struct lmr_aws_response *resp)
+{
+    resp->aws_code[0] = resp->aws_message[0] = '\0';
+    parse_error_body(resp);
+}
+
 static bool code_in(const char *code, const char *const *list)
 {
     for (; *list; list++)

@@ -92,6 +92,12 @@ const char *lmr_aws_response_header(const struct lmr_aws_response *resp, const c
 const char *lmr_aws_ca_file_pick(const char *aws_ca_bundle, const char *builtin, const char *const *candidates);
 
 /**
+ * Fill resp->aws_code and aws_message from resp->body (an XML or JSON AWS error document),
+ * the x-amzn-ErrorType header or the status, as the client does for a failed request.
+ */
+void lmr_aws_response_parse_error(struct lmr_aws_response *resp);
+
+/**
  * Create a client. @return LMR_ERR_* from the configuration (see lmr_aws_config_load), or
  * LMR_ERR_NOT_FOUND when AWS_CA_BUNDLE names a file that cannot be read.
  */

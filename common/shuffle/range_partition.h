@@ -15,9 +15,10 @@
 #include "lambdamr/job.h"
 #include "util/result.h"
 
-/* The most boundaries (R - 1) and the most bytes of their text form. */
+/* The most boundaries (R - 1) and the most bytes of their text form (it travels as one job
+ * argument, at most 64 KiB: common/job/args.c). */
 #define LMR_RANGE_MAX_BOUNDS 10000u
-#define LMR_RANGE_MAX_TEXT_BYTES (512u * 1024)
+#define LMR_RANGE_MAX_TEXT_BYTES (60u * 1024)
 
 struct lmr_range_partitioner {
     uint32_t nbounds;

@@ -6,6 +6,7 @@
  *   map-duplicate   the coordinator invokes an already committed map task once more
  *   map-oom         a mapper allocates and touches memory until its environment is killed
  *   map-hang        a mapper sleeps until its invocation times out
+ *   peer-proc-net-tcp  the Runtime API peer check skips sock_diag and reads /proc/net/tcp
  * Unset in normal use; the embedded service passes LMR_* variables to function processes.
  */
 #ifndef LMR_UTIL_FAULT_H

@@ -16,11 +16,20 @@ uint64_t lmr_wall_ms(void);
 /** Sleep for ms milliseconds (restarts on EINTR). */
 void lmr_sleep_ms(uint64_t ms);
 
+/* The largest size lmr_parse_size accepts: 2^53 bytes (8 PiB), beyond any object or setting here. */
+#define LMR_SIZE_MAX_BYTES (1ull << 53)
+
 /**
- * Parse a byte size: "65536", "64K", "64KiB", "64M", "64MB", "1G", "1.5G" (binary units).
- * @return LMR_ERR_INVALID if malformed or zero when !allow_zero.
+ * Parse a byte size: a whole number of bytes with an optional binary unit: "65536", "64K",
+ * "64KiB", "64KB", "64M", "1G", "2T" (K = 1024). Fractions ("1.5G"), exponents ("1e3"), signs
+ * and spaces are refused rather than rounded.
+ * @return LMR_ERR_INVALID if malformed, zero or above LMR_SIZE_MAX_BYTES.
  */
 enum lmr_result lmr_parse_size(const char *s, uint64_t *out);
+/** @return true if s[0..n) is well-formed UTF-8 (no overlong forms, surrogates or code points past U+10FFFF). */
+bool lmr_utf8_valid(const char *s, size_t n);
+/** Copy s into out with bytes outside printable ASCII (and '\\') as \xHH, truncated to cap. @return out. */
+const char *lmr_escape_bytes(const char *s, char *out, size_t cap);
 /** Parse a non-negative decimal integer within [min, max]. */
 enum lmr_result lmr_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 /** Format bytes as "12.3 MiB" into out. */

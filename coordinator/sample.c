@@ -148,12 +148,8 @@ enum lmr_result lmr_plan_sample_ranges(struct lmr_job_plan *plan, const struct l
             keys[k] = lmr_slice_make(s.keys.data + s.off[k], s.len[k]);
         if (keys)
             qsort(keys, s.n, sizeof *keys, cmp_slices);
-        /* R - 1 boundaries of 2 hex digits a byte and a comma each fit the text form */
-        size_t cap = (LMR_RANGE_MAX_TEXT_BYTES - R) / 2 / R;
-        if (cap > LMR_SAMPLE_MAX_BOUND_BYTES)
-            cap = LMR_SAMPLE_MAX_BOUND_BYTES;
         if (!r)
-            r = lmr_range_bounds_format(keys, s.n, R, cap ? cap : 1, &text, err);
+            r = lmr_range_bounds_format(keys, s.n, R, lmr_range_bound_bytes(R, LMR_SAMPLE_MAX_BOUND_BYTES), &text, err);
         if (!r && lmr_job_args_set(plan->job.args, "ranges", text))
             r = lmr_fail(err, LMR_ERR_NOMEM, "out of memory storing the sort ranges");
     }

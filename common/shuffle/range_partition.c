@@ -99,6 +99,15 @@ uint32_t lmr_range_partition(const struct lmr_range_partitioner *rp, struct lmr_
     return nparts ? (lo < nparts ? lo : nparts - 1) : 0;
 }
 
+size_t lmr_range_bound_bytes(uint32_t nparts, size_t max_bytes)
+{
+    size_t n = nparts > 1 ? nparts - 1 : 1;
+    size_t cap = n < LMR_RANGE_MAX_TEXT_BYTES ? (LMR_RANGE_MAX_TEXT_BYTES - n) / 2 / n : 0;
+    if (cap > max_bytes)
+        cap = max_bytes;
+    return cap ? cap : 1;
+}
+
 enum lmr_result lmr_range_bounds_format(const struct lmr_slice *sorted, size_t nsamples, uint32_t nparts,
                                         size_t max_key_bytes, char **text, struct lmr_err *err)
 {

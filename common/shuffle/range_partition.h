@@ -45,6 +45,12 @@ uint32_t lmr_range_partition(const struct lmr_range_partitioner *rp, struct lmr_
 int lmr_range_key_compare(struct lmr_slice a, struct lmr_slice b);
 
 /**
+ * The most bytes a boundary may keep so that nparts - 1 boundaries (2 hex digits a byte and a
+ * comma each) fit LMR_RANGE_MAX_TEXT_BYTES, capped at max_bytes; at least 1.
+ */
+size_t lmr_range_bound_bytes(uint32_t nparts, size_t max_bytes);
+
+/**
  * Choose nparts - 1 boundaries from sorted (ascending, bytewise) samples: the keys at the
  * quantiles i * nsamples / nparts, each cut to at most max_key_bytes (a prefix of a boundary
  * still splits the order monotonically). Written to *text (malloc'd, the text form).

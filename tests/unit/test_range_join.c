@@ -79,6 +79,31 @@ static void test_range_bounds(void **st)
     free(text);
 }
 
+/* With the most reducers, long keys cut to lmr_range_bound_bytes still fit one job argument. */
+static void test_range_bounds_fit(void **st)
+{
+    (void)st;
+    uint32_t R = LMR_RANGE_MAX_BOUNDS + 1;
+    static char long_key[300];
+    memset(long_key, 'k', sizeof long_key - 1);
+    struct lmr_slice *sorted = calloc(R, sizeof *sorted);
+    for (uint32_t i = 0; i < R; i++)
+        sorted[i] = S(long_key);
+    size_t cap = lmr_range_bound_bytes(R, 256);
+    assert_true(cap >= 1);
+    assert_int_equal(lmr_range_bound_bytes(4, 256), 256);
+    char *text = NULL;
+    struct lmr_err err = {0};
+    assert_int_equal(lmr_range_bounds_format(sorted, R, R, cap, &text, &err), LMR_OK);
+    assert_true(strlen(text) <= LMR_RANGE_MAX_TEXT_BYTES && strlen(text) <= 64 * 1024);
+    struct lmr_range_partitioner rp;
+    assert_int_equal(lmr_range_partitioner_parse(&rp, text, &err), LMR_OK);
+    assert_int_equal(rp.nbounds, R - 1);
+    lmr_range_partitioner_clean_up(&rp);
+    free(text);
+    free(sorted);
+}
+
 static void test_join_table(void **st)
 {
     (void)st;
@@ -214,9 +239,9 @@ static void test_join_keys(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_range_partition), cmocka_unit_test(test_range_bounds),
-        cmocka_unit_test(test_join_table),      cmocka_unit_test(test_join_reducer_spills),
-        cmocka_unit_test(test_join_keys),
+        cmocka_unit_test(test_range_partition),     cmocka_unit_test(test_range_bounds),
+        cmocka_unit_test(test_range_bounds_fit),    cmocka_unit_test(test_join_table),
+        cmocka_unit_test(test_join_reducer_spills), cmocka_unit_test(test_join_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,12 +8,14 @@ source "$(dirname "$0")/lib/moto.sh"
 lmr_on_exit cleanup_tmp
 moto_start
 D=$TEST_TMP
+sort_size=3M bdb_size=6M
+[ "${LMR_SANITIZE:-OFF}" = "ON" ] && sort_size=1M bdb_size=3M
 aws s3 mb s3://lmr-in > /dev/null
 aws s3 mb s3://lmr-out > /dev/null
 
-"$LAMBDAMR" gen sort --size 3M --out "$D/sort" --files 2 --skew --quiet
+"$LAMBDAMR" gen sort --size "$sort_size" --out "$D/sort" --files 2 --skew --quiet
 aws s3 cp --recursive --quiet "$D/sort" s3://lmr-in/sort/
-"$LAMBDAMR" run sort --input s3://lmr-in/sort/ --output s3://lmr-out/sorted/ --reducers 3 --split-size 512K \
+"$LAMBDAMR" run sort --input s3://lmr-in/sort/ --output s3://lmr-out/sorted/ --reducers 3 --split-size 256K \
     > "$D/sort.log" 2>&1 || { cat "$D/sort.log"; fail "sort on S3 failed"; }
 mkdir -p "$D/sorted"
 aws s3 cp --recursive --quiet s3://lmr-out/sorted/ "$D/sorted/"
@@ -22,7 +24,7 @@ cmp <(cat "$D"/sorted/part-r-*) <(LC_ALL=C sort "$D"/sort/part-*) && pass "sort 
 for p in "$D"/sorted/part-r-*; do [ -s "$p" ] || fail "empty partition $p on skewed keys"; done
 pass "every partition has rows"
 
-"$LAMBDAMR" gen bdb --size 6M --out "$D/bdb" --seed 2 --files 2 --quiet
+"$LAMBDAMR" gen bdb --size "$bdb_size" --out "$D/bdb" --seed 2 --files 2 --quiet
 aws s3 cp --recursive --quiet "$D/bdb" s3://lmr-in/bdb/
 "$LAMBDAMR" run bdb-q3 --input "$D/bdb" --output "$D/q3-file" --date-from 1975-01-01 --date-to 1979-12-31 \
     > /dev/null 2>&1 || fail "bdb-q3 on files failed"

@@ -113,6 +113,12 @@ enum lmr_result lmr_plan_job(const struct lmr_plan_request *req, struct lmr_stor
         plan->job.reducers = req->map_only   ? 0
                              : req->reducers ? req->reducers
                                              : lmr_plan_reducer_count(plan->input_bytes, req->concurrency);
+    if (!r && req->range_ops && !req->assume_bytes) {
+        struct lmr_sample_stats st;
+        r = lmr_plan_sample_ranges(plan, req->range_ops, stores, &st, err);
+        if (req->sample_stats)
+            *req->sample_stats = st;
+    }
 
     /* Output and work locations: WORK/<job id>/, by default OUTPUT/_lambdamr/work/<job id>/. */
     if (!r)

@@ -8,6 +8,7 @@
 #define LMR_COORDINATOR_JOB_PLAN_H
 
 #include "planner.h"
+#include "sample.h"
 
 /* Automatic reducer count: one per GiB of input, at least one per invocation slot up to one
  * per 64 MiB of input, at most LMR_PLAN_MAX_AUTO_REDUCERS. */
@@ -46,6 +47,10 @@ struct lmr_plan_request {
     const char *job_id;        /* Optional: default a new lmr_plan_job_id() */
     uint64_t assume_bytes;     /* Optional: estimates only; see struct lmr_plan_options */
     uint64_t assume_objects;
+    /* Optional: a range-partitioned job (lmr_job_wants_ranges): the planner samples the input
+     * for its ranges (coordinator/sample.h); not with assume_bytes. */
+    const struct lmr_job_ops *range_ops;
+    struct lmr_sample_stats *sample_stats; /* Optional: what the sample read */
 };
 
 /**

@@ -36,6 +36,20 @@ struct lmr_gen_bdb_options {
     bool force;          /* Optional: replace part files already in the output directories. */
 };
 
+/* Options of lmr_gen_sort(). All-zero fields take the defaults noted. */
+struct lmr_gen_sort_options {
+    uint64_t size_bytes; /* Required: total bytes, rounded down to whole 100-byte records. */
+    uint64_t seed;       /* Optional: random seed. */
+    bool skew;           /* Optional: heavily skewed keys (see datasets/sort.c) instead of uniform ones. */
+    uint32_t files;      /* Optional: part files, default one per 64 MiB (at least 1). */
+    unsigned threads;    /* Optional: worker threads, default the online CPUs. */
+    bool force;          /* Optional: replace part files already in the output directory. */
+};
+
+/* gensort's ASCII record: the size and the key length. */
+#define LMR_GEN_SORT_RECORD_BYTES 100
+#define LMR_GEN_SORT_KEY_BYTES 10
+
 /* What a generator wrote. */
 struct lmr_gen_stats {
     uint64_t bytes;           /* total bytes written */
@@ -60,6 +74,16 @@ enum lmr_result lmr_gen_text(const char *out_dir, const struct lmr_gen_text_opti
  */
 enum lmr_result lmr_gen_bdb(const char *out_dir, const struct lmr_gen_bdb_options *opt, struct lmr_gen_stats *stats,
                             struct lmr_err *err);
+
+/**
+ * Write TeraSort records (gensort's ASCII format, 100-byte lines ending in \r\n, a 10-byte
+ * printable key) to out_dir/part-NNNNN. Same results as lmr_gen_text().
+ */
+enum lmr_result lmr_gen_sort(const char *out_dir, const struct lmr_gen_sort_options *opt, struct lmr_gen_stats *stats,
+                             struct lmr_err *err);
+
+/** Record i (0-based) of the sort data set for seed into out[0, 100). Exposed for tests. */
+void lmr_gen_sort_record(uint64_t seed, uint64_t i, bool skew, char *out);
 
 /**
  * The pageURL of rankings row `row` (0-based) for `seed`, as the bdb generator writes it, into

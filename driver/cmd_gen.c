@@ -11,6 +11,7 @@ static void gen_usage(FILE *f)
 {
     fprintf(f, "usage: lambdamr gen text --size SIZE --out DIR [--seed N] [--vocab N] [--zipf S] [--files N]\n"
                "       lambdamr gen bdb  --size SIZE --out DIR [--seed N] [--files N]\n"
+               "       lambdamr gen sort --size SIZE --out DIR [--seed N] [--files N] [--skew]\n"
                "\n"
                "Write a deterministic data set: the same options give the same bytes on any machine and with\n"
                "any number of threads. Parts are written to hidden temporary files and renamed when complete.\n"
@@ -20,6 +21,8 @@ static void gen_usage(FILE *f)
                "         DIR/part-00000 ... (exactly SIZE bytes in total)\n"
                "  bdb    the AMPLab Big Data Benchmark tables, comma separated, no header (about SIZE bytes:\n"
                "         10%% rankings, 90%% uservisits): DIR/rankings/part-NNNNN, DIR/uservisits/part-NNNNN\n"
+               "  sort   TeraSort records as gensort's ASCII mode writes them: 100-byte lines ending in \\r\\n,\n"
+               "         the first 10 bytes a printable key (SIZE rounded down to whole records)\n"
                "\n"
                "options:\n"
                "  --size SIZE    bytes to write: 65536, 64K, 64M, 1G (whole numbers, binary units)\n"
@@ -27,7 +30,9 @@ static void gen_usage(FILE *f)
                "  --seed N       random seed (default 1)\n"
                "  --vocab N      text: distinct words (default 100000)\n"
                "  --zipf S       text: Zipf exponent of word ranks (default 1.0)\n"
-               "  --files N      part files (text: default one per 16 MiB; bdb: per table, one per 32 MiB)\n"
+               "  --files N      part files (text: default one per 16 MiB; bdb: per table, one per 32 MiB;\n"
+               "                 sort: one per 64 MiB)\n"
+               "  --skew         sort: heavily skewed keys (each key byte a blank with probability 0.8)\n"
                "  --threads N    worker threads (default: online CPUs); does not change the output\n"
                "  --force        replace part files already in DIR\n"
                "  --quiet        print nothing on success\n"
@@ -40,7 +45,7 @@ int lmr_cmd_gen(int argc, char **argv)
     const char *kind = NULL, *out = NULL, *size = NULL;
     uint64_t seed = 1, vocab = 0, files = 0, threads = 0;
     double zipf = 0;
-    int force = 0, quiet = 0;
+    int force = 0, quiet = 0, skew = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -49,6 +54,10 @@ int lmr_cmd_gen(int argc, char **argv)
         }
         if (!strcmp(a, "--force")) {
             force = 1;
+            continue;
+        }
+        if (!strcmp(a, "--skew")) {
+            skew = 1;
             continue;
         }
         if (!strcmp(a, "--quiet")) {
@@ -114,11 +123,11 @@ int lmr_cmd_gen(int argc, char **argv)
         }
     }
     if (!kind) {
-        fprintf(stderr, "lambdamr gen: which data set? 'text' or 'bdb'; run 'lambdamr gen --help'\n");
+        fprintf(stderr, "lambdamr gen: which data set? 'text', 'bdb' or 'sort'; run 'lambdamr gen --help'\n");
         return 2;
     }
-    if (strcmp(kind, "text") && strcmp(kind, "bdb")) {
-        fprintf(stderr, "lambdamr gen: unknown data set '%s'; the data sets are 'text' and 'bdb'\n", kind);
+    if (strcmp(kind, "text") && strcmp(kind, "bdb") && strcmp(kind, "sort")) {
+        fprintf(stderr, "lambdamr gen: unknown data set '%s'; the data sets are 'text', 'bdb' and 'sort'\n", kind);
         return 2;
     }
     uint64_t size_bytes = 0;
@@ -131,11 +140,15 @@ int lmr_cmd_gen(int argc, char **argv)
         fprintf(stderr, "lambdamr gen: --out DIR is required (the directory to write the parts to)\n");
         return 2;
     }
-    if (!strcmp(kind, "bdb") && zipf > 0) {
+    if (strcmp(kind, "text") && zipf > 0) {
         fprintf(stderr, "lambdamr gen: --zipf applies to 'text' only\n");
         return 2;
     }
-    if (!strcmp(kind, "bdb") && vocab) {
+    if (strcmp(kind, "sort") && skew) {
+        fprintf(stderr, "lambdamr gen: --skew applies to 'sort' only\n");
+        return 2;
+    }
+    if (strcmp(kind, "text") && vocab) {
         fprintf(stderr, "lambdamr gen: --vocab applies to 'text' only\n");
         return 2;
     }
@@ -152,6 +165,14 @@ int lmr_cmd_gen(int argc, char **argv)
                                          .threads = (unsigned)threads,
                                          .force = force};
         r = lmr_gen_text(out, &o, &st, &err);
+    } else if (!strcmp(kind, "sort")) {
+        struct lmr_gen_sort_options o = {.size_bytes = size_bytes,
+                                         .seed = seed,
+                                         .skew = skew,
+                                         .files = (uint32_t)files,
+                                         .threads = (unsigned)threads,
+                                         .force = force};
+        r = lmr_gen_sort(out, &o, &st, &err);
     } else {
         struct lmr_gen_bdb_options o = {.size_bytes = size_bytes,
                                         .seed = seed,
@@ -170,6 +191,10 @@ int lmr_cmd_gen(int argc, char **argv)
         if (!strcmp(kind, "text"))
             printf("wrote %s of text (%llu lines) in %u part files to %s in %.2f s\n",
                    lmr_format_bytes((double)st.bytes, b, sizeof b), (unsigned long long)st.rows, st.files, out, secs);
+        else if (!strcmp(kind, "sort"))
+            printf("wrote %s of sort records (%llu%s) in %u part files to %s in %.2f s\n",
+                   lmr_format_bytes((double)st.bytes, b, sizeof b), (unsigned long long)st.rows,
+                   skew ? ", skewed keys" : "", st.files, out, secs);
         else
             printf("wrote %s: %llu rankings rows and %llu uservisits rows in %u part files under %s in %.2f s\n",
                    lmr_format_bytes((double)st.bytes, b, sizeof b), (unsigned long long)st.rankings_rows,

@@ -28,6 +28,7 @@
 #include "follow.h"
 #include "output.h"
 #include "report_print.h"
+#include "stages.h"
 #include "task_root.h"
 #include "util/misc.h"
 
@@ -61,6 +62,8 @@ struct run_options {
     char **files; /* --file: shipped into the functions' task root (files/NAME) */
     size_t nfiles;
     char *task_root; /* local: the functions' LAMBDA_TASK_ROOT when the job ships anything */
+    char **sides;    /* --side TAG=URI (joins) */
+    size_t nsides;
 };
 
 static void run_usage(FILE *f)
@@ -115,6 +118,16 @@ static void run_usage(FILE *f)
                "job options (passed to the job):\n"
                "      --delimiter C --fields LIST --where EXPR --key SPEC --value N --op OP --strict\n"
                "      --arg NAME=VALUE   any other argument, for plugins\n"
+               "\n"
+               "joins and Query 3 (lambdamr run join | bdb-q3; see docs/JOBS.md):\n"
+               "      --side TAG=URI     a join input and its tag (two or more; instead of --input); the\n"
+               "                         key and value fields per side: --arg key.TAG=N --arg value.TAG=LIST\n"
+               "      --join STRATEGY    auto (default: broadcast when the small sides fit a task), broadcast\n"
+               "                         (map-side) or reduce (reduce-side with a secondary sort)\n"
+               "      --date-from D --date-to D  bdb-q3: the visitDate range, YYYY-MM-DD, inclusive\n"
+               "\n"
+               "sort (lambdamr run sort): --key N (field, with --delimiter) or --key bytes:A-B; the whole\n"
+               "      line by default; ranges sampled from the input, part files in total order\n"
                "\n"
                "exec jobs (lambdamr run exec; see docs/JOBS.md):\n"
                "      --mapper CMD       reads records on stdin, writes key<TAB>value lines (run by /bin/sh -c)\n"
@@ -181,7 +194,11 @@ enum {
     OPT_REDUCER,
     OPT_SEPARATOR,
     OPT_KEY_FIELDS,
+    OPT_DATE_FROM,
+    OPT_DATE_TO,
+    OPT_JOIN,
     OPT_FILE,
+    OPT_SIDE,
 };
 
 static int parse_args(int argc, char **argv, struct run_options *o)
@@ -221,6 +238,10 @@ static int parse_args(int argc, char **argv, struct run_options *o)
         {"separator", required_argument, 0, OPT_SEPARATOR},
         {"key-fields", required_argument, 0, OPT_KEY_FIELDS},
         {"file", required_argument, 0, OPT_FILE},
+        {"side", required_argument, 0, OPT_SIDE},
+        {"date-from", required_argument, 0, OPT_DATE_FROM},
+        {"date-to", required_argument, 0, OPT_DATE_TO},
+        {"join", required_argument, 0, OPT_JOIN},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -230,7 +251,8 @@ static int parse_args(int argc, char **argv, struct run_options *o)
         [OPT_VALUE - OPT_DELIM] = "value",           [OPT_OP - OPT_DELIM] = "op",
         [OPT_MAPPER - OPT_DELIM] = "mapper",         [OPT_COMBINER - OPT_DELIM] = "combiner",
         [OPT_REDUCER - OPT_DELIM] = "reducer",       [OPT_SEPARATOR - OPT_DELIM] = "separator",
-        [OPT_KEY_FIELDS - OPT_DELIM] = "key-fields",
+        [OPT_KEY_FIELDS - OPT_DELIM] = "key-fields", [OPT_DATE_FROM - OPT_DELIM] = "date-from",
+        [OPT_DATE_TO - OPT_DELIM] = "date-to",       [OPT_JOIN - OPT_DELIM] = "join",
     };
     int c;
     optind = 1;
@@ -357,9 +379,27 @@ static int parse_args(int argc, char **argv, struct run_options *o)
         case OPT_REDUCER:
         case OPT_SEPARATOR:
         case OPT_KEY_FIELDS:
+        case OPT_DATE_FROM:
+        case OPT_DATE_TO:
+        case OPT_JOIN:
             if (lmr_job_args_set(o->args, job_arg_names[c - OPT_DELIM], optarg))
                 return usage_error("the value of --%s is longer than 64 KiB", job_arg_names[c - OPT_DELIM]);
             break;
+        case OPT_SIDE: {
+            const char *eq = strchr(optarg, '=');
+            size_t tl = eq ? (size_t)(eq - optarg) : 0;
+            if (!eq || !tl || tl > 63 ||
+                strspn(optarg, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-") != tl || !eq[1])
+                return usage_error("--side '%s' must be TAG=URI with a tag of letters, digits, '_' or '-' (e.g. "
+                                   "--side rankings=data/rankings)",
+                                   optarg);
+            char **sd = realloc(o->sides, (o->nsides + 1) * sizeof *sd);
+            if (!sd)
+                return -1;
+            o->sides = sd;
+            o->sides[o->nsides++] = optarg;
+            break;
+        }
         case OPT_FILE: {
             char **f = realloc(o->files, (o->nfiles + 1) * sizeof *f);
             if (!f)
@@ -383,7 +423,7 @@ static int parse_args(int argc, char **argv, struct run_options *o)
         return usage_error("unexpected argument '%s'", argv[optind]);
     if (!o->job)
         return usage_error("%s", "no JOB given (e.g. 'lambdamr run wordcount --input DIR --output DIR')");
-    if (!o->ninputs)
+    if (!o->ninputs && !o->nsides)
         return usage_error("%s", "no --input given");
     if (!o->output)
         return usage_error("%s", "no --output given");
@@ -675,7 +715,7 @@ static enum lmr_result invoke_coordinator(const struct run_options *o, const str
     return r;
 }
 
-static int run_job(struct run_options *o)
+static int run_stage(struct run_options *o)
 {
     struct lmr_err err = {0};
     enum lmr_result r;
@@ -724,7 +764,8 @@ static int run_job(struct run_options *o)
                                    .memory_mb = o->memory_mb,
                                    .concurrency = o->concurrency,
                                    .assume_bytes = o->assume_bytes,
-                                   .assume_objects = o->assume_objects};
+                                   .assume_objects = o->assume_objects,
+                                   .range_ops = lmr_job_wants_ranges(ops) ? ops : NULL};
     if ((r = lmr_plan_job(&req, &stores, &plan, &out_store, &work_store, &err)))
         goto out;
     if (o->dry_run) {
@@ -899,6 +940,68 @@ out:
     return status;
 }
 
+/*
+ * The job as stages (driver/stages.h): most jobs are one; a join picks broadcast or reduce-side,
+ * bdb-q3 may run the reduce-side join and then its aggregation. Each stage is planned, run and
+ * committed as a job of its own; a temporary stage's output is deleted after the last stage.
+ */
+static int run_job(struct run_options *o)
+{
+    struct lmr_err err = {0};
+    struct lmr_stage_list list;
+    struct lmr_stage_request sr = {.job = o->job,
+                                   .args = o->args,
+                                   .inputs = o->inputs,
+                                   .ninputs = o->ninputs,
+                                   .sides = o->sides,
+                                   .nsides = o->nsides,
+                                   .output = o->output,
+                                   .memory_mb = o->memory_mb,
+                                   .estimate_only = o->assume_bytes != 0};
+    enum lmr_result r = lmr_stages_plan(&sr, &list, &err);
+    if (r) {
+        fprintf(stderr, "lambdamr run: %s\n", err.msg[0] ? err.msg : lmr_result_str(r));
+        return 2;
+    }
+    struct run_options base = *o;
+    int status = 0;
+    for (size_t i = 0; i < list.n && !status; i++) {
+        struct lmr_stage *s = &list.stages[i];
+        if (o->dry_run && i > 0 && list.stages[i - 1].temporary) {
+            if (!o->json)
+                printf("stage %zu/%zu: %s reads stage %zu's output, which a dry run does not write: not estimated\n",
+                       i + 1, list.n, s->job, i);
+            break;
+        }
+        if (list.n > 1 && !o->json)
+            printf("stage %zu/%zu: %s%s%s\n", i + 1, list.n, s->job, list.strategy ? ", join strategy " : "",
+                   list.strategy ? list.strategy : "");
+        else if (list.strategy && !o->json)
+            printf("join strategy: %s\n", list.strategy);
+        o->job = s->job;
+        o->args = s->args;
+        o->inputs = s->inputs;
+        o->ninputs = s->ninputs;
+        o->output = s->output;
+        o->overwrite = base.overwrite || s->temporary;
+        status = run_stage(o);
+    }
+    for (size_t i = 0; i < list.n && !o->dry_run; i++)
+        if (list.stages[i].temporary && lmr_stages_remove_output(list.stages[i].output, &err))
+            fprintf(stderr, "lambdamr run: could not delete the intermediate stage output '%s': %s\n",
+                    list.stages[i].output, err.msg);
+    if (!status && !o->dry_run && !o->json && !strcmp(base.job, "bdb-q3") &&
+        (r = lmr_stages_print_q3_top(stdout, base.output, &err)))
+        fprintf(stderr, "lambdamr run: reading the top row of '%s': %s\n", base.output, err.msg);
+    o->job = base.job;
+    o->args = base.args;
+    o->inputs = base.inputs;
+    o->ninputs = base.ninputs;
+    o->output = base.output;
+    lmr_stages_clean_up(&list);
+    return status;
+}
+
 int lmr_cmd_run(int argc, char **argv)
 {
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -919,6 +1022,7 @@ int lmr_cmd_run(int argc, char **argv)
     if (rc) {
         free(o.command);
         free(o.inputs);
+        free(o.sides);
         free(o.files);
         lmr_job_args_destroy(o.args);
         return rc == 1 ? 0 : rc;
@@ -935,6 +1039,7 @@ int lmr_cmd_run(int argc, char **argv)
         rc = run_job(&o);
     }
     free(o.command);
+    free(o.sides);
     free(o.inputs);
     free(o.files);
     lmr_job_args_destroy(o.args);

@@ -4,6 +4,9 @@
 //   node duckdb_query.mjs wordcount TEXT_DIR OUT            word<TAB>count
 //   node duckdb_query.mjs q1 RANKINGS_DIR OUT [MIN_RANK]     pageURL,pageRank   (pageRank > MIN_RANK)
 //   node duckdb_query.mjs q2 USERVISITS_DIR OUT [PREFIX]     SUBSTR(sourceIP,1,PREFIX)<TAB>SUM(adRevenue)
+//   node duckdb_query.mjs q3 BDB_DIR OUT FROM,TO             sourceIP<TAB>SUM(adRevenue)<TAB>AVG(pageRank)
+//                                                            (BDB Query 3: rankings ⋈ uservisits, visitDate in [FROM, TO])
+//   node duckdb_query.mjs sort SORT_DIR OUT                  the lines in bytewise order (ORDER BY, binary collation)
 //   node duckdb_query.mjs version                            prints DuckDB's version
 //
 // Options (environment): DUCKDB_THREADS (default 2), DUCKDB_WC_METHOD (split | regex, default split:
@@ -60,8 +63,30 @@ if (workload === 'wordcount') {
                                         'languageCode': 'VARCHAR', 'searchWord': 'VARCHAR', 'duration': 'BIGINT'})
                  GROUP BY k)
            TO ${q(out)} (FORMAT csv, DELIMITER '\t', HEADER false, QUOTE '')`;
+} else if (workload === 'q3') {
+    const [from, to] = String(param ?? '1980-01-01,1980-04-01').split(',');
+    const dir = input.replace(/\/+$/, '');
+    sql = `COPY (SELECT UV.sourceIP, sum(UV.adRevenue) AS totalRevenue, avg(R.pageRank) AS avgPageRank
+                 FROM read_csv(${q(dir + '/rankings/part-*')}, header=false, delim=',', quote='', escape='',
+                               auto_detect=false,
+                               columns={'pageURL': 'VARCHAR', 'pageRank': 'BIGINT', 'avgDuration': 'BIGINT'}) R
+                 JOIN read_csv(${q(dir + '/uservisits/part-*')}, header=false, delim=',', quote='', escape='',
+                               auto_detect=false,
+                               columns={'sourceIP': 'VARCHAR', 'destURL': 'VARCHAR', 'visitDate': 'DATE',
+                                        'adRevenue': 'DOUBLE', 'userAgent': 'VARCHAR', 'countryCode': 'VARCHAR',
+                                        'languageCode': 'VARCHAR', 'searchWord': 'VARCHAR', 'duration': 'BIGINT'}) UV
+                   ON R.pageURL = UV.destURL
+                 WHERE UV.visitDate BETWEEN DATE ${q(from)} AND DATE ${q(to)}
+                 GROUP BY UV.sourceIP)
+           TO ${q(out)} (FORMAT csv, DELIMITER '\t', HEADER false, QUOTE '')`;
+} else if (workload === 'sort') {
+    // Each line as one VARCHAR (a delimiter byte that never occurs), sorted with the binary collation.
+    sql = `COPY (SELECT line FROM read_csv(${files}, columns={'line': 'VARCHAR'}, delim='\x01', quote='',
+                                           escape='', header=false, auto_detect=false, strict_mode=false)
+                 ORDER BY line)
+           TO ${q(out)} (FORMAT csv, DELIMITER '\x01', HEADER false, QUOTE '')`;
 } else {
-    console.error(`unknown workload '${workload}': expected wordcount, q1 or q2`);
+    console.error(`unknown workload '${workload}': expected wordcount, q1, q2, q3 or sort`);
     process.exit(2);
 }
 

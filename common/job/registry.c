@@ -14,7 +14,8 @@
 #include "job/registry.h"
 
 static const struct lmr_job_ops *const builtins[] = {
-    &lmr_job_wordcount, &lmr_job_scan, &lmr_job_aggregate, &lmr_job_exec, &lmr_job_exec_map,
+    &lmr_job_wordcount, &lmr_job_scan, &lmr_job_aggregate, &lmr_job_exec,   &lmr_job_exec_map,
+    &lmr_job_sort,      &lmr_job_join, &lmr_job_join_map,  &lmr_job_bdb_q3,
 };
 
 #define PLUGIN_CACHE_MAX 16

@@ -26,5 +26,11 @@ void lmr_job_list(FILE *f);
 extern const struct lmr_job_ops lmr_job_wordcount;
 extern const struct lmr_job_ops lmr_job_scan, lmr_job_aggregate;
 extern const struct lmr_job_ops lmr_job_exec, lmr_job_exec_map; /* common/job/exec.c */
+extern const struct lmr_job_ops lmr_job_sort;                   /* common/job/sort.c */
+extern const struct lmr_job_ops lmr_job_join, lmr_job_join_map; /* common/job/join.c */
+extern const struct lmr_job_ops lmr_job_bdb_q3;                 /* common/job/bdb_q3.c */
+
+/** Whether the job partitions by ranges that the planner samples from the input (sort). */
+bool lmr_job_wants_ranges(const struct lmr_job_ops *ops);
 
 #endif

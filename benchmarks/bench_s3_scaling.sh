@@ -2,13 +2,17 @@
 # Scaling under S3-like latency (issue 16 item 4): word count and BDB Query 2 with s3:// input
 # and output through tests/tools/s3_fault_proxy.py's shaping (first-byte latency per request,
 # bandwidth per connection, S3's per-prefix request rates), at concurrency 1, 2, 4 ... 64 and at
-# several latency settings. The per-connection bandwidth is scaled down (default 4 MB/s) so the
-# function processes mostly wait on the network and this machine's cores are not the limit:
-# what matters is the shape of the curves, not AWS's absolute numbers.
+# several latency settings, and at read-ahead 1, 2, 4, 8 with one function in flight (each
+# reader's ranged GETs of --read-part bytes, LMR_S3_READ_PART_BYTES, default 256K here so that a
+# 1 MiB shard is several GETs that read-ahead can overlap). The per-connection bandwidth is
+# scaled down (default 4 MB/s) so the function processes mostly wait on the network and this
+# machine's cores are not the limit: what matters is the shape of the curves, not AWS's
+# absolute numbers.
 #
 #   benchmarks/bench_s3_scaling.sh [--size 64M] [--concurrency "1 2 4 8 16 32 64"]
 #       [--latency "0 10 25 50 100"] [--latency-concurrency 16] [--bandwidth-mbs 4]
-#       [--base-latency 20:50] [--read-ahead N] [--upstream URL] [--repeats 1]
+#       [--base-latency 20:50] [--read-ahead N] [--read-ahead-curve "1 2 4 8"]
+#       [--read-part 256K] [--upstream URL] [--repeats 1]
 #       [--only wordcount,q2] [--out DIR] [--lambdamr PATH] [--no-check]
 #
 # Upstream: --upstream URL is any S3-compatible server you started (path-style, SigV4; export
@@ -31,13 +35,15 @@ LAT_CONC=16
 BW=4
 BASE_LAT=20:50
 READ_AHEAD=
+RA_CURVE="1 2 4 8"
+READ_PART=256K
 UPSTREAM=
 REPEATS=1
 ONLY=wordcount,q2
 OUT="$HERE/results-s3"
 LMR="$ROOT/build/bin/lambdamr"
 CHECK=1
-usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --size) SIZE=$2; shift 2 ;;
@@ -47,6 +53,8 @@ while [ $# -gt 0 ]; do
         --bandwidth-mbs) BW=$2; shift 2 ;;
         --base-latency) BASE_LAT=$2; shift 2 ;;
         --read-ahead) READ_AHEAD=$2; shift 2 ;;
+        --read-ahead-curve) RA_CURVE=$2; shift 2 ;;
+        --read-part) READ_PART=$2; shift 2 ;;
         --upstream) UPSTREAM=$2; shift 2 ;;
         --repeats) REPEATS=$2; shift 2 ;;
         --only) ONLY=$2; shift 2 ;;
@@ -87,7 +95,7 @@ aws s3 cp --recursive --quiet "$WORK/text" s3://scale-in/text/
 aws s3 cp --recursive --quiet "$WORK/bdb/uservisits" s3://scale-in/uservisits/
 
 export BENCH_WORK=$WORK BENCH_OUT=$OUT BENCH_LMR=$LMR BENCH_CONC=$CONC BENCH_LATS=$LATS BENCH_LAT_CONC=$LAT_CONC \
-    BENCH_BW=$BW BENCH_BASE_LAT=$BASE_LAT BENCH_READ_AHEAD=$READ_AHEAD BENCH_UPSTREAM=$UPSTREAM \
+    BENCH_BW=$BW BENCH_BASE_LAT=$BASE_LAT BENCH_READ_AHEAD=$READ_AHEAD BENCH_RA_CURVE=$RA_CURVE BENCH_READ_PART=$READ_PART BENCH_UPSTREAM=$UPSTREAM \
     BENCH_UPSTREAM_KIND=$UPSTREAM_KIND BENCH_REPEATS=$REPEATS BENCH_ONLY=$ONLY BENCH_CHECK=$CHECK \
     BENCH_PROXY="$ROOT/tests/tools/s3_fault_proxy.py"
 python3 "$HERE/s3_scaling.py"

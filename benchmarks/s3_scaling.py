@@ -2,8 +2,8 @@
 """The measuring loop of benchmarks/bench_s3_scaling.sh (which sets up the upstream, the data
 and the BENCH_* environment this reads; run that script, not this file).
 
-Points: throughput against concurrency at the base latency, and against the latency setting at
-one concurrency, for word count and BDB Query 2, round-robin over the points each repeat. Each
+Points: throughput against concurrency at the base latency, against the latency setting at
+one concurrency, and against LMR_S3_READ_AHEAD at concurrency 1 (one function's overlap), for word count and BDB Query 2, round-robin over the points each repeat. Each
 point starts its own shaping proxy (tests/tools/s3_fault_proxy.py) in front of the upstream,
 runs the job with s3:// input and output through it, records the wall time and the proxy's
 counts, and (unless BENCH_CHECK=0) compares the output with a local run of the same job.
@@ -25,6 +25,8 @@ LATS = E["BENCH_LATS"].split()
 LAT_CONC = int(E["BENCH_LAT_CONC"])
 BW, BASE_LAT = E["BENCH_BW"], E["BENCH_BASE_LAT"]
 READ_AHEAD, UPSTREAM = E.get("BENCH_READ_AHEAD", ""), E["BENCH_UPSTREAM"]
+READ_PART = E.get("BENCH_READ_PART", "")
+RA_CURVE = E.get("BENCH_RA_CURVE", "").split()
 REPEATS, CHECK = int(E["BENCH_REPEATS"]), E["BENCH_CHECK"] == "1"
 ONLY = E["BENCH_ONLY"].split(",")
 MIB = 1 << 20
@@ -108,6 +110,8 @@ def main():
     env0 = dict(os.environ)
     if READ_AHEAD:
         env0["LMR_S3_READ_AHEAD"] = READ_AHEAD
+    if READ_PART:
+        env0["LMR_S3_READ_PART_BYTES"] = READ_PART
     jobs = [j for j in JOBS if j in ONLY]
     refs = {}
     for job in jobs:  # the reference: the same job on the local files, no proxy
@@ -115,19 +119,21 @@ def main():
         run_job(job, JOBS[job]["local"], out, 2, env0)
         refs[job] = read_kv(out, JOBS[job]["conv"])
         log("reference %s: %d keys" % (job, len(refs[job])))
-    points = [(job, "concurrency", c, BASE_LAT) for job in jobs for c in CONC]
-    points += [(job, "latency", LAT_CONC, lat) for job in jobs for lat in LATS]
+    ra = READ_AHEAD or "4"
+    points = [(job, "concurrency", c, BASE_LAT, ra) for job in jobs for c in CONC]
+    points += [(job, "latency", LAT_CONC, lat, ra) for job in jobs for lat in LATS]
+    points += [(job, "read_ahead", 1, BASE_LAT, v) for job in jobs for v in RA_CURVE]
     times = {pt: [] for pt in points}
     counts = {}
     n = 0
     for rnd in range(REPEATS):
         for pt in points:
-            job, curve, conc, lat = pt
+            job, curve, conc, lat, ra = pt
             n += 1
             tag = "%d" % n
-            prefix = "s3://scale-out/%s-%s-c%d-l%s-%d/" % (job, curve, conc, lat.replace(":", "_"), rnd)
+            prefix = "s3://scale-out/%s-%s-c%d-l%s-ra%s-%d/" % (job, curve, conc, lat.replace(":", "_"), ra, rnd)
             p, url, cfile = start_proxy(lat, tag)
-            env = dict(env0, AWS_ENDPOINT_URL=url)
+            env = dict(env0, AWS_ENDPOINT_URL=url, LMR_S3_READ_AHEAD=ra)
             try:
                 dt = run_job(job, "s3://scale-in/%s/" % JOBS[job]["input"], prefix, conc, env)
             finally:
@@ -144,16 +150,16 @@ def main():
             subprocess.run(["aws", "s3", "rm", "--recursive", "--quiet", prefix], check=True)
             times[pt].append(dt)
             counts[pt] = c
-            log("  %-9s %-11s concurrency %-3d latency %-6s %.2f s, %d requests (%d throttled)%s"
-                % (job, curve, conc, lat, dt, c["requests"], c.get("throttled", 0), ", output checked" if CHECK else ""))
+            log("  %-9s %-11s concurrency %-3d latency %-6s read-ahead %-3s %.2f s, %d requests (%d throttled)%s"
+                % (job, curve, conc, lat, ra, dt, c["requests"], c.get("throttled", 0), ", output checked" if CHECK else ""))
     rows = []
     for pt in points:
-        job, curve, conc, lat = pt
+        job, curve, conc, lat, ra = pt
         med = statistics.median(times[pt])
         size = input_bytes(JOBS[job]["local"])
         c = counts[pt]
         rows.append(dict(workload=job, curve=curve, concurrency=conc, latency_ms=lat, bandwidth_mbs_per_conn=BW,
-                         read_ahead=READ_AHEAD or "default", input_bytes=size, repeats=len(times[pt]),
+                         read_ahead=ra, input_bytes=size, repeats=len(times[pt]),
                          median_s=round(med, 3), throughput_mib_s=round(size / MIB / med, 2),
                          requests=c["requests"], requests_per_s=round(c["requests"] / med, 1),
                          throttled=c.get("throttled", 0)))
@@ -163,12 +169,13 @@ def main():
         w.writeheader()
         w.writerows(rows)
     lines = ["Upstream %s; proxy bandwidth %s MB/s per connection, 5,500 GET/s and 3,500 PUT/s per prefix; "
-             "%d map tasks, %d reducers; LMR_S3_READ_AHEAD %s." % (E.get("BENCH_UPSTREAM_KIND", UPSTREAM), BW,
-                                                                   MAP_TASKS, REDUCERS, READ_AHEAD or "default"),
-             "", "| workload | curve | concurrency | latency ms | median s | MiB/s | requests | requests/s | throttled |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "%d map tasks, %d reducers; LMR_S3_READ_PART_BYTES %s." % (E.get("BENCH_UPSTREAM_KIND", UPSTREAM), BW,
+                                                                        MAP_TASKS, REDUCERS, READ_PART or "default"),
+             "", "| workload | curve | concurrency | latency ms | read-ahead | median s | MiB/s | requests | requests/s "
+                 "| throttled |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
-        lines.append("| %(workload)s | %(curve)s | %(concurrency)d | %(latency_ms)s | %(median_s).3f | "
+        lines.append("| %(workload)s | %(curve)s | %(concurrency)d | %(latency_ms)s | %(read_ahead)s | %(median_s).3f | "
                      "%(throughput_mib_s).2f | %(requests)d | %(requests_per_s).1f | %(throttled)d |" % r)
     table = "\n".join(lines) + "\n"
     open(os.path.join(OUT, "scaling-s3.md"), "w").write(table)
@@ -184,7 +191,11 @@ def plot(rows, jobs):
         return
     for curve, xcol, xlabel, extra in (
             ("concurrency", "concurrency", "concurrency (invocations in flight, log scale)", "set logscale x 2\n"),
-            ("latency", "latency_ms", "first-byte latency setting (ms; MIN:MAX plotted at its midpoint)", "")):
+            ("latency", "latency_ms", "first-byte latency setting (ms; MIN:MAX plotted at its midpoint)", ""),
+            ("read_ahead", "read_ahead", "LMR_S3_READ_AHEAD (ranged GETs in flight per reader, log scale)",
+             "set logscale x 2\n")):
+        if not any(r["curve"] == curve for r in rows):
+            continue
         plots = []
         for job in jobs:
             dat = os.path.join(OUT, "scaling-s3-%s-%s.dat" % (curve, job))
@@ -197,10 +208,12 @@ def plot(rows, jobs):
                             x = (float(lo) + float(hi or lo)) / 2
                         f.write("%s %s\n" % (x, r["throughput_mib_s"]))
             plots.append("'%s' using 1:2 with linespoints lw 2 pt 7 title '%s'" % (dat, job))
-        title = ("throughput vs concurrency (latency %s ms, %s MB/s per connection)" % (BASE_LAT, BW)
-                 if curve == "concurrency" else
-                 "throughput vs first-byte latency (concurrency %d, %s MB/s per connection)" % (LAT_CONC, BW))
-        body = ("set title '%s'\nset xlabel '%s'\nset ylabel 'MiB/s of input'\nset grid\nset yrange [0:*]\n%s"
+        title = {"concurrency": "throughput vs concurrency (latency %s ms, %s MB/s per connection)" % (BASE_LAT, BW),
+                 "latency": "throughput vs first-byte latency (concurrency %d, %s MB/s per connection)" % (LAT_CONC, BW),
+                 "read_ahead": "one function: throughput vs read-ahead (concurrency 1, latency %s ms, %s MB/s per "
+                               "connection)" % (BASE_LAT, BW)}[curve]
+        body = ("set title '%s'\nset xlabel '%s'\nset ylabel 'MiB/s of input'\nset grid\nset yrange [0:*]\n"
+                "set key top left\n%s"
                 "plot %s\n" % (title, xlabel, extra, ", ".join(plots)))
         for term, ext in (("pngcairo size 900,500", "png"), ("svg size 900,500", "svg")):
             out = os.path.join(OUT, "scaling-s3-%s.%s" % (curve, ext))

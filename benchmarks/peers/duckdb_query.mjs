@@ -9,9 +9,12 @@
 //   node duckdb_query.mjs sort SORT_DIR OUT                  the lines in bytewise order (ORDER BY, binary collation)
 //   node duckdb_query.mjs version                            prints DuckDB's version
 //
-// Options (environment): DUCKDB_THREADS (default 2), DUCKDB_WC_METHOD (split | regex, default split:
-// the faster of the two on this machine; both give the same counts).
-// Prints one JSON line: {"workload", "rows", "query_ms"}.
+// Options (environment): DUCKDB_THREADS (default 2), DUCKDB_WC_METHOD, the word count's formulation
+// (all give the same counts; benchmarks/run times each once and uses the fastest):
+//   split         translate \t \v \f \r to spaces, string_split on ' ', drop empty strings (default)
+//   split_regex   unnest(string_split_regex(line, '[ \t\n\v\f\r]+')), drop empty strings
+//   regexp_table  regexp_split_to_table(line, '[ \t\n\v\f\r]+'), drop empty strings
+// Prints one JSON line: {"workload", "rows", "query_ms", "threads", "method", "sql"}.
 import { DuckDBInstance } from '@duckdb/node-api';
 
 const [workload, input, out, param] = process.argv.slice(2);
@@ -39,10 +42,17 @@ if (workload === 'wordcount') {
     const lines = `SELECT line FROM read_csv(${files}, columns={'line': 'VARCHAR'}, delim='\\x01', quote='',
                                              escape='', header=false, auto_detect=false, strict_mode=false,
                                              new_line='\\n')`;
-    // split: map \t \v \f \r to spaces, split on single spaces, drop the empty strings; regex: split on runs.
-    const words = process.env.DUCKDB_WC_METHOD === 'regex'
-        ? `unnest(regexp_split_to_array(line, ${WS}))`
-        : `unnest(string_split(translate(line, chr(9) || chr(11) || chr(12) || chr(13), '    '), ' '))`;
+    const method = process.env.DUCKDB_WC_METHOD || 'split';
+    const formulations = {
+        split: `unnest(string_split(translate(line, chr(9) || chr(11) || chr(12) || chr(13), '    '), ' '))`,
+        split_regex: `unnest(string_split_regex(line, ${WS}))`,
+        regexp_table: `regexp_split_to_table(line, ${WS})`,
+    };
+    const words = formulations[method];
+    if (!words) {
+        console.error(`DUCKDB_WC_METHOD=${method}: expected one of ${Object.keys(formulations).join(', ')}`);
+        process.exit(2);
+    }
     sql = `COPY (SELECT word, count(*) AS n
                  FROM (SELECT ${words} AS word FROM (${lines}))
                  WHERE word <> '' GROUP BY word)
@@ -99,4 +109,6 @@ let rows = null;
 try {
     rows = Number((await res.getRows())[0]?.[0] ?? null);
 } catch {}
-console.log(JSON.stringify({ workload, rows, query_ms: Math.round(ms * 10) / 10, threads: Number(threads) }));
+console.log(JSON.stringify({ workload, rows, query_ms: Math.round(ms * 10) / 10, threads: Number(threads),
+                             method: workload === 'wordcount' ? (process.env.DUCKDB_WC_METHOD || 'split') : null,
+                             sql: sql.replace(/\s+/g, ' ').trim() }));

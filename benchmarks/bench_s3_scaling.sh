@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Scaling under S3-like latency (issue 16 item 4): word count and BDB Query 2 with s3:// input
+# and output through tests/tools/s3_fault_proxy.py's shaping (first-byte latency per request,
+# bandwidth per connection, S3's per-prefix request rates), at concurrency 1, 2, 4 ... 64 and at
+# several latency settings, and at read-ahead 1, 2, 4, 8 with one function in flight (each
+# reader's ranged GETs of --read-part bytes, LMR_S3_READ_PART_BYTES, default 256K here so that a
+# 1 MiB shard is several GETs that read-ahead can overlap). The per-connection bandwidth is
+# scaled down (default 4 MB/s) so the function processes mostly wait on the network and this
+# machine's cores are not the limit: what matters is the shape of the curves, not AWS's
+# absolute numbers.
+#
+#   benchmarks/bench_s3_scaling.sh [--size 64M] [--concurrency "1 2 4 8 16 32 64"]
+#       [--latency "0 10 25 50 100"] [--latency-concurrency 16] [--bandwidth-mbs 4]
+#       [--base-latency 20:50] [--read-ahead N] [--read-ahead-curve "1 2 4 8"]
+#       [--read-part 256K] [--upstream URL] [--repeats 1]
+#       [--only wordcount,q2] [--out DIR] [--lambdamr PATH] [--no-check]
+#
+# Upstream: --upstream URL is any S3-compatible server you started (path-style, SigV4; export
+# AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/AWS_REGION for it); without it the script starts
+# moto_server (tests/integration/lib/moto.sh). Debian has no S3-compatible server package, and
+# moto is slow per request (Python, in memory): at high concurrency it can become the limit,
+# which the table shows as requests/s flattening while the proxy's shaped waits shrink.
+#
+# Every run's output is fetched and compared with a local run of the same job (counts exactly,
+# sums to 1e-9 relative) unless --no-check. Writes OUT/scaling-s3.csv, OUT/scaling-s3.md,
+# OUT/scaling-s3-concurrency.{png,svg}, OUT/scaling-s3-latency.{png,svg} (gnuplot) and prints
+# the table. Do not time it on a loaded machine.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(dirname "$HERE")
+SIZE=64M
+CONC="1 2 4 8 16 32 64"
+LATS="0 10 25 50 100"
+LAT_CONC=16
+BW=4
+BASE_LAT=20:50
+READ_AHEAD=
+RA_CURVE="1 2 4 8"
+READ_PART=256K
+UPSTREAM=
+REPEATS=1
+ONLY=wordcount,q2
+OUT="$HERE/results-s3"
+LMR="$ROOT/build/bin/lambdamr"
+CHECK=1
+usage() { sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; }
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --size) SIZE=$2; shift 2 ;;
+        --concurrency) CONC=$2; shift 2 ;;
+        --latency) LATS=$2; shift 2 ;;
+        --latency-concurrency) LAT_CONC=$2; shift 2 ;;
+        --bandwidth-mbs) BW=$2; shift 2 ;;
+        --base-latency) BASE_LAT=$2; shift 2 ;;
+        --read-ahead) READ_AHEAD=$2; shift 2 ;;
+        --read-ahead-curve) RA_CURVE=$2; shift 2 ;;
+        --read-part) READ_PART=$2; shift 2 ;;
+        --upstream) UPSTREAM=$2; shift 2 ;;
+        --repeats) REPEATS=$2; shift 2 ;;
+        --only) ONLY=$2; shift 2 ;;
+        --out) OUT=$2; shift 2 ;;
+        --lambdamr) LMR=$2; shift 2 ;;
+        --no-check) CHECK=0; shift ;;
+        -h | --help) usage; exit 0 ;;
+        *) echo "bench_s3_scaling.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
+    esac
+done
+[ -x "$LMR" ] || { echo "bench_s3_scaling.sh: $LMR not found; build first (cmake -S . -B build && cmake --build build -j2)" >&2; exit 1; }
+command -v aws > /dev/null || { echo "bench_s3_scaling.sh: the AWS CLI (aws) is needed to load the data" >&2; exit 1; }
+mkdir -p "$OUT"
+WORK=$(mktemp -d /tmp/lmr-s3scale-XXXXXX)
+# Chain clean-ups with moto.sh's lmr_on_exit (it defines it), or a trap of our own.
+source "$ROOT/tests/integration/lib/moto.sh"
+lmr_on_exit 'rm -rf "$WORK"'
+if [ -z "$UPSTREAM" ]; then
+    echo "starting moto_server as the upstream (no S3-compatible server in Debian; see the header)" >&2
+    moto_start
+    UPSTREAM=$MOTO_URL
+    UPSTREAM_KIND="moto_server $(python3 -c 'import moto; print(moto.__version__)')"
+else
+    UPSTREAM_KIND="$UPSTREAM"
+fi
+export AWS_ENDPOINT_URL=$UPSTREAM
+
+echo "generating $SIZE of text and of uservisits (lambdamr gen --seed 1)" >&2
+"$LMR" gen text --size "$SIZE" --out "$WORK/text" --seed 1 --quiet
+# bdb --size is the total; uservisits gets about 90% of it.
+bytes=$(python3 -c "
+import sys; s=sys.argv[1]; m={'K':1<<10,'M':1<<20,'G':1<<30}
+print(int(float(s[:-1])*m[s[-1].upper()]) if s[-1].upper() in m else int(s))" "$SIZE")
+"$LMR" gen bdb --size $(((bytes * 10 + 8) / 9)) --out "$WORK/bdb" --seed 1 --quiet
+aws s3 mb s3://scale-in > /dev/null
+aws s3 mb s3://scale-out > /dev/null
+aws s3 cp --recursive --quiet "$WORK/text" s3://scale-in/text/
+aws s3 cp --recursive --quiet "$WORK/bdb/uservisits" s3://scale-in/uservisits/
+
+export BENCH_WORK=$WORK BENCH_OUT=$OUT BENCH_LMR=$LMR BENCH_CONC=$CONC BENCH_LATS=$LATS BENCH_LAT_CONC=$LAT_CONC \
+    BENCH_BW=$BW BENCH_BASE_LAT=$BASE_LAT BENCH_READ_AHEAD=$READ_AHEAD BENCH_RA_CURVE=$RA_CURVE BENCH_READ_PART=$READ_PART BENCH_UPSTREAM=$UPSTREAM \
+    BENCH_UPSTREAM_KIND=$UPSTREAM_KIND BENCH_REPEATS=$REPEATS BENCH_ONLY=$ONLY BENCH_CHECK=$CHECK \
+    BENCH_PROXY="$ROOT/tests/tools/s3_fault_proxy.py"
+python3 "$HERE/s3_scaling.py"

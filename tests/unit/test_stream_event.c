@@ -12,7 +12,7 @@
 
 #include "job/registry.h"
 #include "stream/event.h"
-#include "stream/handler.h"
+#include "stream_function.h"
 #include "stream/state.h"
 
 static void test_time(void **unused)

@@ -17,8 +17,8 @@
 
 #include "job/registry.h"
 #include "store/store.h"
-#include "stream/handler.h"
-#include "stream/inproc_invoker.h"
+#include "stream_function.h"
+#include "stream_inproc.h"
 #include "stream/poller.h"
 
 #define N_SHARDS 2

@@ -13,8 +13,8 @@
  *   LMR_STREAM_FAIL_MATCH test hook: records whose data contains this string are reported in
  *                         batchItemFailures (a "poison" record)
  */
-#ifndef LMR_STREAM_HANDLER_H
-#define LMR_STREAM_HANDLER_H
+#ifndef LMR_STREAM_FUNCTION_H
+#define LMR_STREAM_FUNCTION_H
 
 #include <stddef.h>
 

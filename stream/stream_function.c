@@ -1,5 +1,5 @@
 #define _GNU_SOURCE
-#include "stream/handler.h"
+#include "stream_function.h"
 
 #include <jansson.h>
 #include <pthread.h>

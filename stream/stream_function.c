@@ -1,16 +1,31 @@
 #define _GNU_SOURCE
 #include "stream_function.h"
 
+#include <inttypes.h>
 #include <jansson.h>
+#include <stdio.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "aws/kinesis.h"
 #include "job/args.h"
 #include "job/registry.h"
+#include "store/store.h"
 #include "stream/event.h"
 #include "stream/state.h"
+#include "stream/window_output.h"
+#include "util/log.h"
 #include "util/misc.h"
+
+_Static_assert(LMR_STREAM_FN_SHARD_ID_MAX == LMR_KINESIS_SHARD_ID_MAX, "one shard id size");
+
+/* What a warm environment keeps between invocations. */
+struct lmr_stream_fn_cache {
+    pthread_mutex_t mu;
+    struct lmr_kinesis *kinesis; /* for the stream named below */
+    char *kinesis_stream;
+};
 
 enum lmr_result lmr_stream_check_job(const struct lmr_job_ops *job, struct lmr_err *err)
 {
@@ -30,10 +45,21 @@ enum lmr_result lmr_stream_handler_config_init(struct lmr_stream_handler_config 
     if (r)
         return r;
     cfg->job = job;
+    cfg->cache = calloc(1, sizeof *cfg->cache);
+    cfg->job_name = strdup(job->name);
+    json_t *aj = args ? lmr_job_args_to_json(args) : json_object();
+    cfg->args_json = aj ? json_dumps(aj, JSON_COMPACT) : NULL;
+    json_decref(aj);
+    if (!cfg->cache || !cfg->job_name || !cfg->args_json) {
+        lmr_stream_handler_config_clean_up(cfg);
+        return lmr_fail(err, LMR_ERR_NOMEM, "out of memory setting up the stream function");
+    }
+    pthread_mutex_init(&cfg->cache->mu, NULL);
     if (job->setup) {
         char msg[512] = "";
         if (job->setup(&cfg->job_state, args, msg, sizeof msg)) {
             cfg->job = NULL;
+            lmr_stream_handler_config_clean_up(cfg);
             return lmr_fail(err, LMR_ERR_INVALID, "job '%s': %s", job->name, msg[0] ? msg : "invalid arguments");
         }
     }
@@ -81,7 +107,22 @@ enum lmr_result lmr_stream_handler_config_from_env(struct lmr_stream_handler_con
     const char *fm = getenv("LMR_STREAM_FAIL_MATCH");
     if (fm && *fm)
         cfg->fail_match = strdup(fm);
+    const char *out = getenv("LMR_STREAM_OUTPUT");
+    if (out && *out && (r = lmr_stream_handler_config_set_output(cfg, out, err))) {
+        lmr_stream_handler_config_clean_up(cfg);
+        return lmr_err_prefix(err, "LMR_STREAM_OUTPUT: ");
+    }
     return LMR_OK;
+}
+
+enum lmr_result lmr_stream_handler_config_set_output(struct lmr_stream_handler_config *cfg, const char *uri,
+                                                     struct lmr_err *err)
+{
+    lmr_store_destroy(cfg->output);
+    free(cfg->output_prefix);
+    cfg->output = NULL;
+    cfg->output_prefix = NULL;
+    return lmr_store_open(uri, &cfg->output, &cfg->output_prefix, err);
 }
 
 void lmr_stream_handler_config_clean_up(struct lmr_stream_handler_config *cfg)
@@ -91,6 +132,16 @@ void lmr_stream_handler_config_clean_up(struct lmr_stream_handler_config *cfg)
     if (cfg->job && cfg->job->teardown)
         cfg->job->teardown(cfg->job_state);
     free(cfg->fail_match);
+    free(cfg->job_name);
+    free(cfg->args_json);
+    lmr_store_destroy(cfg->output);
+    free(cfg->output_prefix);
+    if (cfg->cache) {
+        lmr_kinesis_destroy(cfg->cache->kinesis);
+        free(cfg->cache->kinesis_stream);
+        pthread_mutex_destroy(&cfg->cache->mu);
+        free(cfg->cache);
+    }
     memset(cfg, 0, sizeof *cfg);
 }
 
@@ -139,6 +190,131 @@ static int map_record(const struct lmr_stream_handler_config *cfg, struct state_
     return 0;
 }
 
+/* The shards window [start, end) has, into ids (each LMR_KINESIS_SHARD_ID_MAX bytes); see the header. */
+static enum lmr_result window_shards(const struct lmr_stream_handler_config *cfg, const struct lmr_stream_event *ev,
+                                     char (**ids)[LMR_KINESIS_SHARD_ID_MAX], size_t *n, struct lmr_err *err)
+{
+    *ids = NULL;
+    *n = 0;
+    if (cfg->window_shards)
+        return cfg->window_shards(cfg->window_shards_user, ev->event_source_arn, ev->shard_id, ev->window_start_ms,
+                                  ev->window_end_ms, ids, n, err);
+    const char *arn = ev->event_source_arn ? ev->event_source_arn : "";
+    /* arn:aws:kinesis:REGION:ACCOUNT:stream/NAME */
+    char region[64] = "", name[256] = "";
+    if (sscanf(arn, "arn:%*[^:]:kinesis:%63[^:]:%*[^:]:stream/%255s", region, name) != 2 || !strcmp(region, "local")) {
+        *ids = calloc(1, sizeof **ids);
+        if (!*ids)
+            return lmr_fail(err, LMR_ERR_NOMEM, "out of memory");
+        snprintf((*ids)[0], sizeof(*ids)[0], "%s", ev->shard_id);
+        *n = 1;
+        return LMR_OK;
+    }
+    struct lmr_stream_fn_cache *c = cfg->cache;
+    pthread_mutex_lock(&c->mu);
+    enum lmr_result r = LMR_OK;
+    if (!c->kinesis || strcmp(c->kinesis_stream, name)) {
+        lmr_kinesis_destroy(c->kinesis);
+        free(c->kinesis_stream);
+        c->kinesis = NULL;
+        c->kinesis_stream = strdup(name);
+        if (!c->kinesis_stream)
+            r = lmr_fail(err, LMR_ERR_NOMEM, "out of memory");
+        else
+            r = lmr_kinesis_new(name, &c->kinesis, err);
+    }
+    /* Shards open at the window's start or at its end: a reshard inside the window brings both. */
+    uint64_t at[2] = {ev->window_start_ms ? ev->window_start_ms : 1,
+                      ev->window_end_ms > ev->window_start_ms ? ev->window_end_ms - 1 : ev->window_start_ms + 1};
+    for (int t = 0; t < 2 && !r; t++) {
+        struct lmr_kinesis_shard *sh;
+        size_t count;
+        if ((r = lmr_kinesis_list_shards(c->kinesis, at[t], &sh, &count, err)))
+            break;
+        for (size_t i = 0; i < count && !r; i++) {
+            bool seen = false;
+            for (size_t j = 0; j < *n && !seen; j++)
+                seen = !strcmp((*ids)[j], sh[i].id);
+            if (seen)
+                continue;
+            char(*nv)[LMR_KINESIS_SHARD_ID_MAX] = realloc(*ids, (*n + 1) * sizeof **ids);
+            if (!nv) {
+                r = lmr_fail(err, LMR_ERR_NOMEM, "out of memory");
+                break;
+            }
+            *ids = nv;
+            snprintf((*ids)[(*n)++], sizeof **ids, "%s", sh[i].id);
+        }
+        free(sh);
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (r) {
+        free(*ids);
+        *ids = NULL;
+        *n = 0;
+    }
+    return r;
+}
+
+/* The final invoke: write this shard's part; the last part of the last shard merges the window. */
+static enum lmr_result commit_final(const struct lmr_stream_handler_config *cfg, const struct lmr_stream_event *ev,
+                                    struct lmr_stream_state *st, struct lmr_err *err)
+{
+    if (!cfg->output)
+        return lmr_fail(err, LMR_ERR_INVALID,
+                        "the stream function has no output for its windows: set LMR_STREAM_OUTPUT in its environment "
+                        "(the --output URI, for example s3://bucket/prefix)");
+    if (!ev->has_window || !ev->shard_id)
+        return lmr_fail(err, LMR_ERR_FORMAT, "a final invoke needs \"window\" and \"shardId\"");
+    /* A final invoke retried after its window was merged writes nothing. */
+    char *out_key = lmr_stream_window_output_key(cfg->output_prefix, ev->window_start_ms);
+    uint64_t size;
+    bool merged = out_key && lmr_store_head(cfg->output, out_key, &size, NULL) == LMR_OK;
+    free(out_key);
+    if (merged)
+        return LMR_OK;
+    struct lmr_stream_state_meta *m = lmr_stream_state_meta(st);
+    struct lmr_stream_part_id id = {.window_start_ms = ev->window_start_ms,
+                                    .shard_id = ev->shard_id,
+                                    .lane = m->lane,
+                                    .run = m->run,
+                                    .early = ev->is_terminated_early,
+                                    .first_seq = m->first};
+    bool already;
+    enum lmr_result r = lmr_stream_window_write_part(cfg->output, cfg->output_prefix, &id, st, cfg->job_name,
+                                                     cfg->args_json, m->records, &already, err);
+    if (r || ev->is_terminated_early)
+        return r;
+    char(*ids)[LMR_KINESIS_SHARD_ID_MAX];
+    size_t n;
+    if ((r = window_shards(cfg, ev, &ids, &n, err))) {
+        /* The part is safe; the window is merged by whoever sees it complete, the poller, or
+           `lambdamr stream merge`. A final invoke that failed here would be retried without end. */
+        LMR_WARN("stream: cannot list the shards of window %" PRIu64 " to see whether it is complete (%s); its "
+                 "parts stay for 'lambdamr stream merge'",
+                 ev->window_start_ms, err ? err->msg : "");
+        lmr_err_clear(err);
+        return LMR_OK;
+    }
+    const char **names = calloc(n ? n : 1, sizeof *names);
+    if (!names) {
+        free(ids);
+        return lmr_fail(err, LMR_ERR_NOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < n; i++)
+        names[i] = ids[i];
+    bool complete = false;
+    r = lmr_stream_window_complete(cfg->output, cfg->output_prefix, ev->window_start_ms, names, n, m->run,
+                                   m->lanes ? m->lanes : 1, &complete, err);
+    free(names);
+    free(ids);
+    if (r || !complete)
+        return r;
+    struct lmr_stream_merge_result mr;
+    return lmr_stream_window_merge(cfg->output, cfg->output_prefix, ev->window_start_ms, cfg->job, cfg->job_state, &mr,
+                                   err);
+}
+
 enum lmr_result lmr_stream_handler(void *user_data, const struct lmr_runtime_context *ctx, const char *event,
                                    size_t event_len, struct lmr_buf *response, struct lmr_err *err)
 {
@@ -168,7 +344,8 @@ enum lmr_result lmr_stream_handler(void *user_data, const struct lmr_runtime_con
         goto done;
     struct state_emitter em = {{state_emit}, st, cfg->job, cfg->job_state, LMR_OK};
     struct lmr_job_counters counters = {0};
-    for (size_t i = 0; i < ev.n_records && !ev.is_final_invoke; i++) {
+    struct lmr_stream_state_meta *meta = lmr_stream_state_meta(st);
+    for (size_t i = 0; i < ev.n_records; i++) {
         const struct lmr_stream_parsed_record *rec = &ev.records[i];
         if (cfg->fail_match && memmem(rec->data, rec->len, cfg->fail_match, strlen(cfg->fail_match))) {
             failed = rec->sequence_number;
@@ -205,6 +382,15 @@ enum lmr_result lmr_stream_handler(void *user_data, const struct lmr_runtime_con
             break;
         }
         lmr_stream_state_commit(st);
+        if (!meta->first[0])
+            snprintf(meta->first, sizeof meta->first, "%s", rec->sequence_number);
+        meta->records++;
+    }
+    if (ev.is_final_invoke && !failed) {
+        /* The window's state is done: it becomes this shard's part of the window output. */
+        if ((r = commit_final(cfg, &ev, st, err)))
+            goto done;
+        lmr_stream_state_clear(st);
     }
     struct lmr_buf state_json;
     lmr_buf_init(&state_json, max_state + 64);

@@ -118,8 +118,8 @@ enum lmr_result lmr_kinesis_new(const char *stream, struct lmr_kinesis **out, st
     return LMR_OK;
 }
 
-enum lmr_result lmr_kinesis_list_shards(struct lmr_kinesis *k, struct lmr_kinesis_shard **out, size_t *n,
-                                        struct lmr_err *err)
+enum lmr_result lmr_kinesis_list_shards(struct lmr_kinesis *k, uint64_t at_timestamp_ms, struct lmr_kinesis_shard **out,
+                                        size_t *n, struct lmr_err *err)
 {
     *out = NULL;
     *n = 0;
@@ -129,6 +129,10 @@ enum lmr_result lmr_kinesis_list_shards(struct lmr_kinesis *k, struct lmr_kinesi
     enum lmr_result r = LMR_OK;
     do {
         json_t *body = token ? json_pack("{s:s}", "NextToken", token) : json_pack("{s:s}", "StreamName", k->stream);
+        if (!token && at_timestamp_ms)
+            json_object_set_new(
+                body, "ShardFilter",
+                json_pack("{s:s,s:f}", "Type", "AT_TIMESTAMP", "Timestamp", (double)at_timestamp_ms / 1000.0));
         json_t *resp;
         free(token);
         token = NULL;

@@ -8,6 +8,7 @@
 #define LMR_AWS_KINESIS_H
 
 #include <jansson.h>
+#include <stdint.h>
 
 #include "util/result.h"
 
@@ -48,11 +49,12 @@ enum lmr_result lmr_kinesis_call(struct lmr_kinesis *k, const char *action, json
                                  struct lmr_err *err);
 
 /**
- * Every shard of the stream, open and closed (ListShards with pagination), parents before
- * children as Kinesis lists them. *out is malloc'd (free it); LMR_ERR_TOO_LARGE past
- * LMR_KINESIS_SHARDS_MAX.
+ * The shards of the stream (ListShards with pagination), parents before children as Kinesis
+ * lists them: every shard, open and closed, when at_timestamp_ms is 0, else those open at that
+ * time (ShardFilter AT_TIMESTAMP; a service that ignores the filter returns every shard).
+ * *out is malloc'd (free it); LMR_ERR_TOO_LARGE past LMR_KINESIS_SHARDS_MAX.
  */
-enum lmr_result lmr_kinesis_list_shards(struct lmr_kinesis *k, struct lmr_kinesis_shard **out, size_t *n,
-                                        struct lmr_err *err);
+enum lmr_result lmr_kinesis_list_shards(struct lmr_kinesis *k, uint64_t at_timestamp_ms, struct lmr_kinesis_shard **out,
+                                        size_t *n, struct lmr_err *err);
 
 #endif

@@ -99,6 +99,8 @@ enum lmr_result lmr_stream_poll(const struct lmr_stream_poller_options *o, struc
         r = lmr_fail(err, LMR_ERR_NOMEM, "out of memory");
         goto done;
     }
+    if (!o->source->replayable)
+        lmr_random_hex(p.run, 8); /* standard input read again is new data: its parts get names of their own */
     if ((r = lmr_poller_load_checkpoint(&p, err)) || (r = lmr_poller_list_shards(&p, err)))
         goto done;
     if (!o->source->replayable && p.saved_positions && json_object_size(p.saved_positions))

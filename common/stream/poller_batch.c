@@ -149,21 +149,20 @@ static void log_failure(struct lane *l)
 
 /* Make the final invoke for a lane's window state (also used for an early termination). */
 enum lmr_result lmr_poller_final_invoke(struct poller *p, struct lane *l, uint64_t window, const char *state,
-                                        bool terminated_early, char **state_out, struct lmr_err *err)
+                                        bool terminated_early, struct lmr_err *err)
 {
     for (unsigned attempt = 0;; attempt++) {
         l->batch_n = 0;
         l->batch_window = window;
         l->final = true;
         l->terminated_early = terminated_early;
-        l->state_in = state;
+        l->state_in = state ? state : l->seed;
         struct lane *one = l;
         lmr_poller_run_invocations(p, &one, 1);
         struct lmr_stream_response resp;
         if (!invocation_failed(l) && !lmr_stream_response_parse(l->res.payload.data ? l->res.payload.data : "",
                                                                 l->res.payload.len, &resp, &l->inv_err)) {
-            *state_out = resp.state_json;
-            resp.state_json = NULL;
+            /* The function has written this lane's part of the window (or found it written). */
             lmr_stream_response_clean_up(&resp);
             return LMR_OK;
         }
@@ -215,7 +214,7 @@ bool lmr_poller_prepare_batch(struct poller *p, struct lane *l, uint64_t now_wal
     l->final = false;
     l->terminated_early = false;
     struct lane_win *lw = lmr_poller_lane_win(l, w, false);
-    l->state_in = lw ? lw->state : NULL;
+    l->state_in = lw && lw->state ? lw->state : l->seed;
     /* Full batch, batching window passed, a retry, or nothing more can join this batch. */
     if (n == limit || bytes + 4096 > EVENT_BUDGET_BYTES || l->retries || l->bisect_limit)
         return true;
@@ -286,26 +285,17 @@ enum lmr_result lmr_poller_process_result(struct poller *p, struct lane *l, stru
         p->stats.records_processed += k;
         lane_pop(l, k);
         if (resp.state_full) {
-            /* The state reached its limit: end this part of the window early, go on with a fresh state. */
-            char *final_state = NULL;
-            enum lmr_result r = lmr_poller_final_invoke(p, l, lw->window, lw->state, true, &final_state, err);
+            /* The state reached its limit: this part of the window ends early (the function writes it as
+               a part of its own) and the lane goes on in the same window with a fresh state. */
+            enum lmr_result r = lmr_poller_final_invoke(p, l, lw->window, lw->state, true, err);
             lw = lmr_poller_lane_win(l, l->batch_window, false);
-            if (r) {
-                lmr_stream_response_clean_up(&resp);
+            lmr_stream_response_clean_up(&resp);
+            if (r)
                 return r;
-            }
-            char **parts = realloc(lw->partials, (lw->n_partials + 1) * sizeof *parts);
-            if (!parts) {
-                free(final_state);
-                lmr_stream_response_clean_up(&resp);
-                return lmr_fail(err, LMR_ERR_NOMEM, "out of memory");
-            }
-            lw->partials = parts;
-            lw->partials[lw->n_partials++] = final_state;
             free(lw->state);
             lw->state = NULL;
+            lw->parts_ended_early++;
             p->stats.windows_terminated_early++;
-            lmr_stream_response_clean_up(&resp);
             return LMR_OK;
         }
     }

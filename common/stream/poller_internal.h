@@ -12,6 +12,7 @@
 #include <jansson.h>
 
 #include "stream/poller.h"
+#include "stream/state.h"
 #include "util/misc.h"
 
 #define SEQ_BYTES (LMR_STREAM_SEQ_MAX + 1)
@@ -22,9 +23,8 @@
 /* A lane's state for one window. */
 struct lane_win {
     uint64_t window;
-    char *state;     /* JSON text of the state object, NULL = empty */
-    char **partials; /* final states of early-terminated parts of this window */
-    size_t n_partials;
+    char *state;                /* JSON text of the state object, NULL = empty */
+    uint64_t parts_ended_early; /* parts of this window that the state limit ended */
     uint64_t records;
 };
 
@@ -47,6 +47,7 @@ struct lane {
     uint64_t batch_window;
     bool final, terminated_early;
     const char *state_in;
+    char seed[160]; /* the state a fresh window starts from: this lane's meta (lane, lanes, run) */
     struct lmr_buf event;
     struct lmr_invoke_result res;
     enum lmr_result inv_r;
@@ -87,7 +88,8 @@ struct poller {
     struct lmr_stream_stats stats;
     uint64_t start_mono_ms;
     uint64_t last_list_mono_ms;
-    json_t *saved_positions; /* checkpointed positions by shard id, applied when shards are added */
+    json_t *saved_positions;          /* checkpointed positions by shard id, applied when shards are added */
+    char run[LMR_STREAM_RUN_MAX + 1]; /* names this run's window parts ("" for replayable sources) */
 };
 
 static inline uint64_t lmr_poller_mono_ms(void)
@@ -113,7 +115,7 @@ bool lmr_poller_shard_done_with(struct poller *p, const struct shard *s, uint64_
 /* poller_batch.c: batches, invocations, retries */
 void lmr_poller_run_invocations(struct poller *p, struct lane **lanes, size_t n);
 enum lmr_result lmr_poller_final_invoke(struct poller *p, struct lane *l, uint64_t window, const char *state,
-                                        bool terminated_early, char **state_out, struct lmr_err *err);
+                                        bool terminated_early, struct lmr_err *err);
 bool lmr_poller_prepare_batch(struct poller *p, struct lane *l, uint64_t now_wall, uint64_t now_mono);
 enum lmr_result lmr_poller_process_result(struct poller *p, struct lane *l, struct lmr_err *err);
 

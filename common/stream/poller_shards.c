@@ -30,9 +30,6 @@ void lmr_poller_lane_free_wins(struct lane *l)
 {
     for (size_t i = 0; i < l->n_wins; i++) {
         free(l->wins[i].state);
-        for (size_t j = 0; j < l->wins[i].n_partials; j++)
-            free(l->wins[i].partials[j]);
-        free(l->wins[i].partials);
     }
     free(l->wins);
     l->wins = NULL;
@@ -62,9 +59,6 @@ void lmr_poller_lane_drop_win(struct lane *l, uint64_t window)
         if (l->wins[i].window != window)
             continue;
         free(l->wins[i].state);
-        for (size_t j = 0; j < l->wins[i].n_partials; j++)
-            free(l->wins[i].partials[j]);
-        free(l->wins[i].partials);
         l->wins[i] = l->wins[--l->n_wins];
         return;
     }
@@ -82,6 +76,15 @@ static enum lmr_result add_shard(struct poller *p, const struct lmr_stream_shard
     s->n_lanes = p->o->parallelization ? p->o->parallelization : 1;
     for (uint32_t i = 0; i < s->n_lanes; i++) {
         s->lanes[i].idx = i;
+        /* A fresh state names its lane and run, so that its final part has a name of its own. */
+        int n = 0;
+        n += snprintf(s->lanes[i].seed, sizeof s->lanes[i].seed, "{\"lmr\":\"1\"");
+        if (s->n_lanes > 1)
+            n += snprintf(s->lanes[i].seed + n, sizeof s->lanes[i].seed - (size_t)n,
+                          ",\"lane\":\"%u\",\"lanes\":\"%u\"", i, s->n_lanes);
+        if (p->run[0])
+            n += snprintf(s->lanes[i].seed + n, sizeof s->lanes[i].seed - (size_t)n, ",\"run\":\"%s\"", p->run);
+        snprintf(s->lanes[i].seed + n, sizeof s->lanes[i].seed - (size_t)n, "}");
         lmr_buf_init(&s->lanes[i].event, LMR_STREAM_SYNC_PAYLOAD_MAX_BYTES);
         lmr_buf_init(&s->lanes[i].res.payload, LMR_STREAM_SYNC_PAYLOAD_MAX_BYTES);
     }
@@ -89,7 +92,8 @@ static enum lmr_result add_shard(struct poller *p, const struct lmr_stream_shard
     if (saved) {
         const char *seq = json_string_value(json_object_get(saved, "sequenceNumber"));
         snprintf(s->ckpt_seq, sizeof s->ckpt_seq, "%s", seq ? seq : "");
-        s->ckpt_ended = json_is_true(json_object_get(saved, "ended"));
+        /* New standard input is new data: a shard that cannot be read again is never finished. */
+        s->ckpt_ended = p->o->source->replayable && json_is_true(json_object_get(saved, "ended"));
     }
     /* Lane back-pointers are fixed up after every realloc. */
     for (size_t i = 0; i < p->n_shards; i++)

@@ -13,70 +13,75 @@
 
 #include "stream/poller_internal.h"
 #include "stream/state.h"
+#include "stream/window_output.h"
 #include "util/base64.h"
 #include "util/log.h"
 #include "util/misc.h"
 
 char *lmr_poller_window_key(struct poller *p, uint64_t window)
 {
-    char iso[40], rest[80];
-    snprintf(rest, sizeof rest, "window=%s/part-00000", lmr_stream_iso8601(window, iso, sizeof iso));
-    return lmr_poller_join_key(p->out_prefix, rest);
+    return lmr_stream_window_output_key(p->out_prefix, window);
+}
+
+/* Is shard s part of window w (must its lanes make a final invoke)? */
+static bool shard_in_window(struct poller *p, struct shard *s, uint64_t w)
+{
+    for (uint32_t li = 0; li < s->n_lanes; li++)
+        if (lmr_poller_lane_win(&s->lanes[li], w, false))
+            return true;
+    /* A started shard that is still going (or still has windows to commit) is in every window, as the
+       function's ListShards sees it: its lanes write empty parts. */
+    return s->started && !lmr_poller_shard_finished(s);
 }
 
 static enum lmr_result close_window(struct poller *p, uint64_t w, struct lmr_err *err)
 {
     uint64_t records = 0;
     bool any_state = false;
-    struct lmr_stream_state *st = lmr_stream_state_new(p->o->job->value_size);
-    if (!st)
-        return lmr_fail(err, LMR_ERR_NOMEM, "out of memory");
-    enum lmr_result r = LMR_OK;
-    /* Final invoke per lane holding state for w, then merge everything. */
-    for (size_t i = 0; i < p->n_shards && !r; i++) {
-        struct shard *s = &p->shards[i];
-        for (uint32_t li = 0; li < s->n_lanes && !r; li++) {
-            struct lane *l = &s->lanes[li];
-            struct lane_win *lw = lmr_poller_lane_win(l, w, false);
-            if (!lw)
-                continue;
-            any_state = true;
-            records += lw->records;
-            if (lw->state || !lw->n_partials) {
-                char *final_state = NULL;
-                r = lmr_poller_final_invoke(p, l, w, lw->state, false, &final_state, err);
-                lw = lmr_poller_lane_win(l, w, false);
-                if (!r)
-                    r = lmr_stream_state_merge_text(st, p->o->job, p->o->job_state, final_state, NULL, err);
-                free(final_state);
+    for (size_t i = 0; i < p->n_shards; i++)
+        for (uint32_t li = 0; li < p->shards[i].n_lanes; li++) {
+            struct lane_win *lw = lmr_poller_lane_win(&p->shards[i].lanes[li], w, false);
+            if (lw) {
+                any_state = true;
+                records += lw->records;
             }
-            for (size_t k = 0; k < lw->n_partials && !r; k++)
-                r = lmr_stream_state_merge_text(st, p->o->job, p->o->job_state, lw->partials[k], NULL, err);
         }
-    }
     char *key = lmr_poller_window_key(p, w);
+    if (!key)
+        return lmr_fail(err, LMR_ERR_NOMEM, "out of memory");
     bool already = false;
-    if (!r && any_state) {
-        struct lmr_buf lines;
-        lmr_buf_init(&lines, OUTPUT_MAX_BYTES);
-        r = lmr_stream_state_reduce_lines(st, p->o->job, p->o->job_state, &lines, err);
-        if (!r)
-            r = lmr_poller_write_positions(p, "pending.json", w, err);
-        if (!r) {
-            r = lmr_store_put(p->o->output, key, lines.data ? lines.data : "", lines.len, LMR_PUT_CREATE_ONLY, err);
-            if (r == LMR_ERR_EXISTS) {
-                /* Committed by an earlier run: never write a window twice. */
-                lmr_err_clear(err);
-                r = LMR_OK;
-                already = true;
-                LMR_WARN("stream: window %s was already committed; leaving it as it is", key);
-            } else if (r) {
-                lmr_err_prefix(err, "committing window output %s: ", key);
+    enum lmr_result r = LMR_OK;
+    if (any_state) {
+        uint64_t size;
+        already = lmr_store_head(p->o->output, key, &size, NULL) == LMR_OK;
+        /* pending.json first: a restart that finds this window's output adopts these positions. */
+        r = lmr_poller_write_positions(p, "pending.json", w, err);
+        /* The final invoke of every lane of every shard in the window: each writes its part, and the
+           one that completes the window merges the parts into the output (stream/stream_function.c). */
+        for (size_t i = 0; i < p->n_shards && !r && !already; i++) {
+            struct shard *s = &p->shards[i];
+            if (!shard_in_window(p, s, w))
+                continue;
+            for (uint32_t li = 0; li < s->n_lanes && !r; li++) {
+                struct lane *l = &s->lanes[li];
+                struct lane_win *lw = lmr_poller_lane_win(l, w, false);
+                r = lmr_poller_final_invoke(p, l, w, lw ? lw->state : NULL, false, err);
             }
         }
-        lmr_buf_clean_up(&lines);
+        if (!r && !already && lmr_store_head(p->o->output, key, &size, NULL) != LMR_OK) {
+            /* The function could not see the window complete (a shard the listing names that this poller
+               has not started, such as a child after a reshard): every lane here has written its part, so
+               the poller merges them, through the same create-only merge. */
+            struct lmr_stream_merge_result mr;
+            r = lmr_stream_window_merge(p->o->output, p->out_prefix, w, p->o->job, p->o->job_state, &mr, err);
+            if (!r && mr.already)
+                already = true;
+            else if (!r && !mr.no_parts)
+                p->stats.windows_merged_by_poller++;
+        }
+        if (already)
+            LMR_WARN("stream: window %s was already committed; leaving it as it is", key);
     }
-    lmr_stream_state_destroy(st);
     if (r) {
         free(key);
         return r;

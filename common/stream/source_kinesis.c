@@ -93,7 +93,7 @@ static enum lmr_result kin_list_shards(struct lmr_stream_source *src, struct lmr
     struct kin_source *k = src->impl;
     struct lmr_kinesis_shard *shards;
     size_t count;
-    enum lmr_result r = lmr_kinesis_list_shards(k->api, &shards, &count, err);
+    enum lmr_result r = lmr_kinesis_list_shards(k->api, 0, &shards, &count, err);
     if (r)
         return r;
     struct lmr_stream_shard_info *v = calloc(count ? count : 1, sizeof *v);

@@ -159,12 +159,26 @@ static const char *win_key(int w)
     return k[w];
 }
 
+/* The window's shards, as the stream function would list them: the fake source's shards. */
+static enum lmr_result fake_window_shards(void *user, const char *arn, const char *shard_id, uint64_t start,
+                                          uint64_t end, char (**ids)[LMR_STREAM_FN_SHARD_ID_MAX], size_t *n,
+                                          struct lmr_err *err)
+{
+    *ids = calloc(N_SHARDS, sizeof **ids);
+    for (int s = 0; s < N_SHARDS; s++)
+        snprintf((*ids)[s], sizeof **ids, "shardId-%012d", s);
+    *n = N_SHARDS;
+    return LMR_OK;
+}
+
 static int setup(void **unused)
 {
     snprintf(dir, sizeof dir, "/tmp/lmr-test-poller-XXXXXX");
     assert_non_null(mkdtemp(dir));
     assert_int_equal(lmr_store_open(dir, &store, NULL, NULL), LMR_OK);
     assert_int_equal(lmr_stream_handler_config_init(&cfg, &lmr_job_wordcount, NULL, NULL), LMR_OK);
+    assert_int_equal(lmr_stream_handler_config_set_output(&cfg, dir, NULL), LMR_OK);
+    cfg.window_shards = fake_window_shards;
     assert_int_equal(lmr_stream_inproc_invoker_new(&cfg, &inv, NULL), LMR_OK);
     /* Records spread over three windows; word "s<shard>w<window>" and a shared word. */
     for (int s = 0; s < N_SHARDS; s++)
@@ -203,6 +217,7 @@ static void test_windows_and_restarts(void **unused)
     struct lmr_stream_stats st = run();
     assert_int_equal(st.records_processed, N_SHARDS * N_RECORDS);
     assert_int_equal(st.windows_committed, 3);
+    assert_int_equal(st.windows_merged_by_poller, 0); /* the stream function merged every window itself */
     lmr_stream_stats_clean_up(&st);
     char *orig[3];
     for (int w = 0; w < 3; w++) {
@@ -231,6 +246,7 @@ static void test_windows_and_restarts(void **unused)
     assert_int_equal(st.records_read, N_SHARDS * N_RECORDS / 3);
     assert_int_equal(st.windows_committed, 1);
     assert_int_equal(st.windows_already_committed, 0);
+    assert_int_equal(st.windows_merged_by_poller, 0);
     lmr_stream_stats_clean_up(&st);
     char *again = read_key(win_key(2));
     assert_string_equal(again, orig[2]);

@@ -171,8 +171,13 @@ static int cmd_merge(int argc, char **argv)
         if (!r)
             r = lmr_stream_handler_config_init(&cfg, job, args, &err);
         if (!r)
-            r = lmr_stream_window_merge(out, prefix, windows[i], job, cfg.job_state, &mr, &err);
+            r = lmr_stream_window_merge(out, prefix, windows[i], "", job, cfg.job_state, &mr, &err);
         char iso[40];
+        if (!r && mr.no_parts && mr.other_runs)
+            fprintf(stderr,
+                    "lambdamr stream merge: window %s: %" PRIu64 " part(s) of an interrupted local run, not merged "
+                    "(its records were read again by the next run)\n",
+                    lmr_stream_iso8601(windows[i], iso, sizeof iso), mr.other_runs);
         if (!r && !mr.no_parts)
             fprintf(stderr, "lambdamr stream merge: window %s: %s (%" PRIu64 " parts, %" PRIu64 " keys)\n",
                     lmr_stream_iso8601(windows[i], iso, sizeof iso), mr.already ? "already merged" : "merged", mr.parts,
@@ -437,9 +442,10 @@ int lmr_cmd_stream(int argc, char **argv)
     if (!ui.quiet)
         fprintf(stderr,
                 "lambdamr stream: %" PRIu64 " records read, %" PRIu64 " processed, %" PRIu64 " failed, %" PRIu64
-                " windows committed (%" PRIu64 " already), %" PRIu64 " invocations in %.1f s\n",
+                " windows committed (%" PRIu64 " already), %" PRIu64 " window parts ended early, %" PRIu64
+                " invocations in %.1f s\n",
                 stats.records_read, stats.records_processed, stats.records_failed, stats.windows_committed,
-                stats.windows_already_committed, stats.invocations, stats.elapsed_s);
+                stats.windows_already_committed, stats.windows_terminated_early, stats.invocations, stats.elapsed_s);
     lmr_stream_stats_clean_up(&stats);
     if (r)
         goto fail;

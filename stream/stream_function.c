@@ -311,8 +311,8 @@ static enum lmr_result commit_final(const struct lmr_stream_handler_config *cfg,
     if (r || !complete)
         return r;
     struct lmr_stream_merge_result mr;
-    return lmr_stream_window_merge(cfg->output, cfg->output_prefix, ev->window_start_ms, cfg->job, cfg->job_state, &mr,
-                                   err);
+    return lmr_stream_window_merge(cfg->output, cfg->output_prefix, ev->window_start_ms, m->run, cfg->job,
+                                   cfg->job_state, &mr, err);
 }
 
 enum lmr_result lmr_stream_handler(void *user_data, const struct lmr_runtime_context *ctx, const char *event,

@@ -99,8 +99,10 @@ enum lmr_result lmr_stream_poll(const struct lmr_stream_poller_options *o, struc
         r = lmr_fail(err, LMR_ERR_NOMEM, "out of memory");
         goto done;
     }
-    if (!o->source->replayable)
-        lmr_random_hex(p.run, 8); /* standard input read again is new data: its parts get names of their own */
+    /* Records whose window is the time they are read (standard input, a followed file) land in other
+       windows when read again: this run's window parts get names of their own (window_output.h). */
+    if (!o->source->replayable || o->source->arrival_is_read_time)
+        lmr_random_hex(p.run, 8);
     if ((r = lmr_poller_load_checkpoint(&p, err)) || (r = lmr_poller_list_shards(&p, err)))
         goto done;
     if (!o->source->replayable && p.saved_positions && json_object_size(p.saved_positions))

@@ -201,10 +201,18 @@ bool lmr_poller_prepare_batch(struct poller *p, struct lane *l, uint64_t now_wal
     if (l->bisect_limit && l->bisect_limit < limit)
         limit = l->bisect_limit;
     uint64_t w = l->head->window_start_ms;
+    struct lane_win *lw = lmr_poller_lane_win(l, w, false);
+    l->state_in = lw && lw->state ? lw->state : l->seed;
+    /* As Lambda's event source mapping does, cut the batch so that the whole event (records, the
+       state it carries and the rest) fits the 6 MB synchronous payload. */
+    struct lmr_stream_event_info info = {
+        .shard_id = l->shard->info.id, .event_source_arn = p->o->source->arn, .region = p->o->region};
+    size_t budget = LMR_STREAM_SYNC_PAYLOAD_MAX_BYTES - EVENT_ENVELOPE_BYTES - strlen(l->state_in) -
+                    2 * strlen(p->o->source->arn) - strlen(l->shard->info.id);
     size_t n = 0, bytes = 0;
     for (struct lmr_stream_item *it = l->head; it && n < limit && it->window_start_ms == w; it = it->next) {
-        size_t rb = lmr_base64_len(it->rec.len) + 400;
-        if (n && bytes + rb > EVENT_BUDGET_BYTES)
+        size_t rb = lmr_stream_event_record_bytes(&info, &it->rec);
+        if (n && bytes + rb > budget)
             break;
         bytes += rb;
         l->batch[n++] = it;
@@ -213,10 +221,8 @@ bool lmr_poller_prepare_batch(struct poller *p, struct lane *l, uint64_t now_wal
     l->batch_window = w;
     l->final = false;
     l->terminated_early = false;
-    struct lane_win *lw = lmr_poller_lane_win(l, w, false);
-    l->state_in = lw && lw->state ? lw->state : l->seed;
     /* Full batch, batching window passed, a retry, or nothing more can join this batch. */
-    if (n == limit || bytes + 4096 > EVENT_BUDGET_BYTES || l->retries || l->bisect_limit)
+    if (n == limit || bytes + 4096 > budget || l->retries || l->bisect_limit)
         return true;
     if (n < l->count && l->batch[n - 1]->next && l->batch[n - 1]->next->window_start_ms != w)
         return true;
@@ -296,6 +302,9 @@ enum lmr_result lmr_poller_process_result(struct poller *p, struct lane *l, stru
             lw->state = NULL;
             lw->parts_ended_early++;
             p->stats.windows_terminated_early++;
+            LMR_INFO("stream: a window of %s lane %u ended early (the state reached its limit); the lane goes on "
+                     "in the same window with a fresh state",
+                     l->shard->info.id, l->idx);
             return LMR_OK;
         }
     }

@@ -16,7 +16,7 @@
 #include "util/misc.h"
 
 #define SEQ_BYTES (LMR_STREAM_SEQ_MAX + 1)
-#define EVENT_BUDGET_BYTES (5u * 1024u * 1024u) /* records part of one event, under the 6 MB sync limit */
+#define EVENT_ENVELOPE_BYTES 4096 /* an event besides its records, state, ARNs and shard id (window, flags, keys) */
 #define CHECKPOINT_MAX_BYTES (16u * 1024u * 1024u)
 #define OUTPUT_MAX_BYTES ((size_t)1 << 32)
 

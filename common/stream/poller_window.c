@@ -73,7 +73,7 @@ static enum lmr_result close_window(struct poller *p, uint64_t w, struct lmr_err
                has not started, such as a child after a reshard): every lane here has written its part, so
                the poller merges them, through the same create-only merge. */
             struct lmr_stream_merge_result mr;
-            r = lmr_stream_window_merge(p->o->output, p->out_prefix, w, p->o->job, p->o->job_state, &mr, err);
+            r = lmr_stream_window_merge(p->o->output, p->out_prefix, w, p->run, p->o->job, p->o->job_state, &mr, err);
             if (!r && mr.already)
                 already = true;
             else if (!r && !mr.no_parts)

@@ -175,6 +175,19 @@ static bool is_part(const char *key)
     return n > 3 && !strcmp(key + n - 3, ".kv");
 }
 
+/* Is key a part of run `run` (NULL: of any run)? Names: .../(final|early)-<run>L<lane>... */
+static bool part_of_run(const char *key, const char *run)
+{
+    if (!run)
+        return true;
+    const char *base = strrchr(key, '/');
+    base = base ? base + 1 : key;
+    if (strncmp(base, "final-", 6) && strncmp(base, "early-", 6))
+        return false;
+    const char *r = base + 6, *l = strchr(r, 'L');
+    return l && (size_t)(l - r) == strlen(run) && !strncmp(r, run, (size_t)(l - r));
+}
+
 /* Read a part: check its header, merge its entries into st. */
 static enum lmr_result merge_part(struct lmr_store *store, const char *key, struct lmr_stream_state *st,
                                   const struct lmr_job_ops *job, void *job_state, uint64_t *records,
@@ -220,7 +233,7 @@ static void delete_keys(struct lmr_store *store, struct keys *k)
 }
 
 enum lmr_result lmr_stream_window_merge(struct lmr_store *store, const char *prefix, uint64_t window_start_ms,
-                                        const struct lmr_job_ops *job, void *job_state,
+                                        const char *run, const struct lmr_job_ops *job, void *job_state,
                                         struct lmr_stream_merge_result *res, struct lmr_err *err)
 {
     memset(res, 0, sizeof *res);
@@ -246,6 +259,10 @@ enum lmr_result lmr_stream_window_merge(struct lmr_store *store, const char *pre
     for (size_t i = 0; i < k.n && !r; i++) {
         if (!is_part(k.v[i]))
             continue;
+        if (!part_of_run(k.v[i], run)) {
+            res->other_runs++;
+            continue;
+        }
         r = merge_part(store, k.v[i], st, job, job_state, &res->records, err);
         if (r == LMR_ERR_NOT_FOUND) {
             /* Deleted under us: another merger committed the output (checked below). */
@@ -266,6 +283,7 @@ enum lmr_result lmr_stream_window_merge(struct lmr_store *store, const char *pre
         res->no_parts = true;
         goto done;
     }
+    /* The parts of other runs go too: they are an interrupted run's, whose records were read again. */
     res->keys = lmr_stream_state_count(st);
     if ((r = lmr_stream_state_reduce_lines(st, job, job_state, &lines, err)))
         goto done;

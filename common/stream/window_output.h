@@ -67,19 +67,27 @@ enum lmr_result lmr_stream_window_complete(struct lmr_store *store, const char *
 
 /* What a merge did. */
 struct lmr_stream_merge_result {
-    bool already;     /* the window output existed: nothing written */
-    bool no_parts;    /* nothing to merge (and no output written) */
-    uint64_t parts;   /* parts merged */
-    uint64_t keys;    /* keys in the output */
-    uint64_t records; /* records the parts say they hold */
+    bool already;        /* the window output existed: nothing written */
+    bool no_parts;       /* nothing to merge (and no output written) */
+    uint64_t parts;      /* parts merged */
+    uint64_t keys;       /* keys in the output */
+    uint64_t records;    /* records the parts say they hold */
+    uint64_t other_runs; /* parts of other runs, not merged (an interrupted run's: deleted with the rest) */
 };
 
 /**
- * Merge every part of window w with the job's combiner, reduce in key order and commit the
- * window output create-only; then delete the parts. A window without parts gets no output.
+ * Merge the parts of run `run` of window w with the job's combiner, reduce in key order and
+ * commit the window output create-only; then delete every part of the window. A window without
+ * parts of that run gets no output (res->no_parts).
+ *
+ * Why runs: a source whose records get their window when they are read (standard input, a
+ * followed file) puts the records a crashed run had read into other windows when they are read
+ * again, so a new run must not merge the crashed run's parts; the poller gives such runs a
+ * random token. Kinesis records keep their windows (server arrival times), so Kinesis parts
+ * have no run ("") and a replayed part finds itself already written.
  */
 enum lmr_result lmr_stream_window_merge(struct lmr_store *store, const char *prefix, uint64_t window_start_ms,
-                                        const struct lmr_job_ops *job, void *job_state,
+                                        const char *run, const struct lmr_job_ops *job, void *job_state,
                                         struct lmr_stream_merge_result *res, struct lmr_err *err);
 
 /**

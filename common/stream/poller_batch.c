@@ -148,31 +148,57 @@ static void log_failure(struct lane *l)
 }
 
 /* Make the final invoke for a lane's window state (also used for an early termination). */
+enum lmr_result lmr_poller_final_invokes(struct poller *p, struct lane **lanes, const char *const *states, size_t n,
+                                         uint64_t window, bool terminated_early, struct lmr_err *err)
+{
+    struct lane *todo[FINALS_AT_ONCE];
+    const char *todo_state[FINALS_AT_ONCE];
+    for (size_t off = 0; off < n; off += FINALS_AT_ONCE) {
+        size_t m = n - off < FINALS_AT_ONCE ? n - off : FINALS_AT_ONCE;
+        memcpy(todo, lanes + off, m * sizeof *todo);
+        memcpy(todo_state, states + off, m * sizeof *todo_state);
+        for (unsigned attempt = 0; m; attempt++) {
+            for (size_t i = 0; i < m; i++) {
+                struct lane *l = todo[i];
+                l->batch_n = 0;
+                l->batch_window = window;
+                l->final = true;
+                l->terminated_early = terminated_early;
+                l->state_in = todo_state[i] ? todo_state[i] : l->seed;
+            }
+            /* Every lane's final invoke at once: each writes its part of the window (stream_function.c). */
+            lmr_poller_run_invocations(p, todo, m);
+            size_t left = 0;
+            for (size_t i = 0; i < m; i++) {
+                struct lane *l = todo[i];
+                struct lmr_stream_response resp;
+                if (!invocation_failed(l) && !lmr_stream_response_parse(l->res.payload.data ? l->res.payload.data : "",
+                                                                        l->res.payload.len, &resp, &l->inv_err)) {
+                    lmr_stream_response_clean_up(&resp);
+                    continue;
+                }
+                /* As on AWS, processing of the shard waits until its final invoke succeeds. */
+                p->stats.invoke_failures++;
+                log_failure(l);
+                todo_state[left] = todo_state[i];
+                todo[left++] = l;
+            }
+            m = left;
+            if (!m)
+                break;
+            if (p->o->stop && *p->o->stop)
+                return lmr_fail(err, LMR_ERR_CANCELLED, "stopped while retrying the final invoke of %s",
+                                todo[0]->shard->info.id);
+            lmr_sleep_ms(lmr_backoff_ms(attempt, 100, 5000));
+        }
+    }
+    return LMR_OK;
+}
+
 enum lmr_result lmr_poller_final_invoke(struct poller *p, struct lane *l, uint64_t window, const char *state,
                                         bool terminated_early, struct lmr_err *err)
 {
-    for (unsigned attempt = 0;; attempt++) {
-        l->batch_n = 0;
-        l->batch_window = window;
-        l->final = true;
-        l->terminated_early = terminated_early;
-        l->state_in = state ? state : l->seed;
-        struct lane *one = l;
-        lmr_poller_run_invocations(p, &one, 1);
-        struct lmr_stream_response resp;
-        if (!invocation_failed(l) && !lmr_stream_response_parse(l->res.payload.data ? l->res.payload.data : "",
-                                                                l->res.payload.len, &resp, &l->inv_err)) {
-            /* The function has written this lane's part of the window (or found it written). */
-            lmr_stream_response_clean_up(&resp);
-            return LMR_OK;
-        }
-        /* As on AWS, processing of the shard waits until the final invoke succeeds. */
-        p->stats.invoke_failures++;
-        log_failure(l);
-        if (p->o->stop && *p->o->stop)
-            return lmr_fail(err, LMR_ERR_CANCELLED, "stopped while retrying the final invoke of %s", l->shard->info.id);
-        lmr_sleep_ms(lmr_backoff_ms(attempt, 100, 5000));
-    }
+    return lmr_poller_final_invokes(p, &l, &state, 1, window, terminated_early, err);
 }
 
 /* Choose the next batch of a lane. @return true if it should be invoked now. */

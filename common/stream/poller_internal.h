@@ -16,6 +16,7 @@
 #include "util/misc.h"
 
 #define SEQ_BYTES (LMR_STREAM_SEQ_MAX + 1)
+#define FINALS_AT_ONCE 64         /* final invokes of one window run concurrently, this many at a time */
 #define EVENT_ENVELOPE_BYTES 4096 /* an event besides its records, state, ARNs and shard id (window, flags, keys) */
 #define CHECKPOINT_MAX_BYTES (16u * 1024u * 1024u)
 #define OUTPUT_MAX_BYTES ((size_t)1 << 32)
@@ -116,6 +117,10 @@ bool lmr_poller_shard_done_with(struct poller *p, const struct shard *s, uint64_
 void lmr_poller_run_invocations(struct poller *p, struct lane **lanes, size_t n);
 enum lmr_result lmr_poller_final_invoke(struct poller *p, struct lane *l, uint64_t window, const char *state,
                                         bool terminated_early, struct lmr_err *err);
+/* The final invokes of lanes[0..n) (states[i]: the lane's state, NULL = fresh) at once, each retried until it succeeds.
+ */
+enum lmr_result lmr_poller_final_invokes(struct poller *p, struct lane **lanes, const char *const *states, size_t n,
+                                         uint64_t window, bool terminated_early, struct lmr_err *err);
 bool lmr_poller_prepare_batch(struct poller *p, struct lane *l, uint64_t now_wall, uint64_t now_mono);
 enum lmr_result lmr_poller_process_result(struct poller *p, struct lane *l, struct lmr_err *err);
 

@@ -58,16 +58,28 @@ static enum lmr_result close_window(struct poller *p, uint64_t w, struct lmr_err
         r = lmr_poller_write_positions(p, "pending.json", w, err);
         /* The final invoke of every lane of every shard in the window: each writes its part, and the
            one that completes the window merges the parts into the output (stream/stream_function.c). */
+        size_t n_lanes = 0;
+        for (size_t i = 0; i < p->n_shards; i++)
+            n_lanes += p->shards[i].n_lanes;
+        struct lane **lanes = calloc(n_lanes ? n_lanes : 1, sizeof *lanes);
+        const char **states = calloc(n_lanes ? n_lanes : 1, sizeof *states);
+        size_t n = 0;
+        if (!r && (!lanes || !states))
+            r = lmr_fail(err, LMR_ERR_NOMEM, "out of memory closing window %s", key);
         for (size_t i = 0; i < p->n_shards && !r && !already; i++) {
             struct shard *s = &p->shards[i];
             if (!shard_in_window(p, s, w))
                 continue;
-            for (uint32_t li = 0; li < s->n_lanes && !r; li++) {
-                struct lane *l = &s->lanes[li];
-                struct lane_win *lw = lmr_poller_lane_win(l, w, false);
-                r = lmr_poller_final_invoke(p, l, w, lw ? lw->state : NULL, false, err);
+            for (uint32_t li = 0; li < s->n_lanes; li++) {
+                struct lane_win *lw = lmr_poller_lane_win(&s->lanes[li], w, false);
+                states[n] = lw ? lw->state : NULL;
+                lanes[n++] = &s->lanes[li];
             }
         }
+        if (!r && n)
+            r = lmr_poller_final_invokes(p, lanes, states, n, w, false, err);
+        free(lanes);
+        free(states);
         if (!r && !already && lmr_store_head(p->o->output, key, &size, NULL) != LMR_OK) {
             /* The function could not see the window complete (a shard the listing names that this poller
                has not started, such as a child after a reshard): every lane here has written its part, so

@@ -341,6 +341,75 @@ static enum lmr_result commit_final(const struct lmr_stream_handler_config *cfg,
                                    cfg->job_state, &mr, err);
 }
 
+/*
+ * States kept by this environment, by reference. Every response's state carries "ref" (this
+ * environment's token and a version); when the next event's state carries the same ref, this
+ * environment still holds exactly that state and uses it as it is, instead of decoding the
+ * copy that came with the event (the event still carries it: the contract stays Lambda's, and a
+ * cold or different environment decodes it). A ref that does not match (a retry with an older
+ * state, another environment's state) is simply decoded.
+ */
+#define KEPT_STATES 16
+static struct {
+    pthread_mutex_t mu;
+    char token[24];
+    uint64_t version;
+    struct {
+        char ref[LMR_STREAM_REF_MAX + 1];
+        struct lmr_stream_state *st;
+        size_t value_size;
+    } kept[KEPT_STATES];
+} keep = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static struct lmr_stream_state *kept_take(const char *ref, size_t value_size)
+{
+    struct lmr_stream_state *st = NULL;
+    pthread_mutex_lock(&keep.mu);
+    for (int i = 0; i < KEPT_STATES && !st; i++)
+        if (keep.kept[i].st && keep.kept[i].value_size == value_size && !strcmp(keep.kept[i].ref, ref)) {
+            st = keep.kept[i].st;
+            keep.kept[i].st = NULL;
+        }
+    pthread_mutex_unlock(&keep.mu);
+    return st;
+}
+
+/* A new reference for st (into its meta). */
+static void kept_new_ref(struct lmr_stream_state *st)
+{
+    pthread_mutex_lock(&keep.mu);
+    if (!keep.token[0])
+        lmr_random_hex(keep.token, 8);
+    snprintf(lmr_stream_state_meta(st)->ref, LMR_STREAM_REF_MAX + 1, "%s-%" PRIu64, keep.token, ++keep.version);
+    pthread_mutex_unlock(&keep.mu);
+}
+
+static void kept_put(struct lmr_stream_state *st, size_t value_size)
+{
+    struct lmr_stream_state *evict = NULL;
+    pthread_mutex_lock(&keep.mu);
+    int slot = -1;
+    for (int i = 0; i < KEPT_STATES && slot < 0; i++)
+        if (!keep.kept[i].st)
+            slot = i;
+    if (slot < 0) {
+        /* The oldest reference goes (versions grow). */
+        slot = 0;
+        evict = keep.kept[0].st;
+        for (int i = 1; i < KEPT_STATES; i++)
+            if (strtoull(strchr(keep.kept[i].ref, '-') + 1, NULL, 10) <
+                strtoull(strchr(keep.kept[slot].ref, '-') + 1, NULL, 10)) {
+                slot = i;
+                evict = keep.kept[i].st;
+            }
+    }
+    snprintf(keep.kept[slot].ref, sizeof keep.kept[slot].ref, "%s", lmr_stream_state_meta(st)->ref);
+    keep.kept[slot].st = st;
+    keep.kept[slot].value_size = value_size;
+    pthread_mutex_unlock(&keep.mu);
+    lmr_stream_state_destroy(evict);
+}
+
 enum lmr_result lmr_stream_handler(void *user_data, const struct lmr_runtime_context *ctx, const char *event,
                                    size_t event_len, struct lmr_buf *response, struct lmr_err *err)
 {
@@ -362,12 +431,22 @@ enum lmr_result lmr_stream_handler(void *user_data, const struct lmr_runtime_con
     enum lmr_result r = lmr_stream_event_parse(event, event_len, &ev, err);
     if (r)
         goto done;
-    if (!(st = lmr_stream_state_new(cfg->job->value_size))) {
-        r = lmr_fail(err, LMR_ERR_NOMEM, "out of memory for the window state");
-        goto done;
+    char ref[LMR_STREAM_REF_MAX + 1];
+    lmr_stream_state_peek_ref(ev.state_text, ev.state_len, ref, sizeof ref);
+    if (!ref[0] || !(st = kept_take(ref, cfg->job->value_size))) {
+        if (!(st = lmr_stream_state_new(cfg->job->value_size))) {
+            r = lmr_fail(err, LMR_ERR_NOMEM, "out of memory for the window state");
+            goto done;
+        }
+        if ((r = lmr_stream_state_merge(st, cfg->job, cfg->job_state, ev.state_text, ev.state_len, NULL, err)))
+            goto done;
     }
-    if ((r = lmr_stream_state_merge(st, cfg->job, cfg->job_state, ev.state_text, ev.state_len, NULL, err)))
-        goto done;
+    /* The state this invocation returns gets its reference now, so that the limit below counts it. */
+    bool keep_it = !ev.is_final_invoke;
+    if (keep_it)
+        kept_new_ref(st);
+    else
+        lmr_stream_state_meta(st)->ref[0] = '\0';
     struct state_emitter em = {{state_emit}, st, cfg->job, cfg->job_state, LMR_OK};
     struct lmr_job_counters counters = {0};
     struct lmr_stream_state_meta *meta = lmr_stream_state_meta(st);
@@ -419,13 +498,17 @@ enum lmr_result lmr_stream_handler(void *user_data, const struct lmr_runtime_con
         lmr_stream_state_clear(st);
     }
     struct lmr_buf state_json;
-    lmr_buf_init(&state_json, max_state + 64);
+    lmr_buf_init(&state_json, max_state + 64 + LMR_STREAM_REF_MAX + 16);
     r = lmr_stream_state_encode(st, full, &state_json);
     if (!r)
         r = lmr_stream_response_build(response, state_json.data, failed ? &failed : NULL, failed ? 1 : 0, err);
     else
         r = lmr_fail(err, r, "cannot encode the window state: %s", lmr_result_str(r));
     lmr_buf_clean_up(&state_json);
+    if (!r && keep_it) {
+        kept_put(st, cfg->job->value_size);
+        st = NULL;
+    }
 done:
     lmr_stream_state_destroy(st);
     lmr_stream_event_clean_up(&ev);

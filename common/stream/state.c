@@ -122,6 +122,8 @@ static size_t meta_bytes(const struct lmr_stream_state_meta *m, char *out, size_
         n += snprintf(tmp + n, sizeof tmp - (size_t)n, ",\"first\":\"%s\"", m->first);
     if (m->records)
         n += snprintf(tmp + n, sizeof tmp - (size_t)n, ",\"n\":\"%" PRIu64 "\"", m->records);
+    if (m->ref[0])
+        n += snprintf(tmp + n, sizeof tmp - (size_t)n, ",\"ref\":\"%s\"", m->ref);
     if (out)
         snprintf(out, cap, "%s", tmp);
     return (size_t)n;
@@ -395,7 +397,7 @@ enum lmr_result lmr_stream_state_merge(struct lmr_stream_state *st, const struct
             ok = lmr_json_scan_string(&s, &kv, &kv_len, &esc);
         } else if ((LMR_JSON_KEY_IS(key, klen, "lane") || LMR_JSON_KEY_IS(key, klen, "lanes") ||
                     LMR_JSON_KEY_IS(key, klen, "run") || LMR_JSON_KEY_IS(key, klen, "first") ||
-                    LMR_JSON_KEY_IS(key, klen, "n")) &&
+                    LMR_JSON_KEY_IS(key, klen, "n") || LMR_JSON_KEY_IS(key, klen, "ref")) &&
                    lmr_json_scan_peek(&s) == '"') {
             bool mesc = false;
             ok = lmr_json_scan_string(&s, &raw, &rlen, &mesc);
@@ -408,6 +410,8 @@ enum lmr_result lmr_stream_state_merge(struct lmr_stream_state *st, const struct
                 st->meta.records = strtoull(num, NULL, 10);
             } else if (ok && key[0] == 'f')
                 snprintf(st->meta.first, sizeof st->meta.first, "%.*s", (int)rlen, raw);
+            else if (ok && klen == 3 && key[1] == 'e')
+                snprintf(st->meta.ref, sizeof st->meta.ref, "%.*s", (int)(rlen < sizeof st->meta.ref ? rlen : 0), raw);
             else if (ok && key[0] == 'r')
                 snprintf(st->meta.run, sizeof st->meta.run, "%.*s", (int)(rlen < sizeof st->meta.run ? rlen : 0), raw);
             else if (ok) {
@@ -458,6 +462,31 @@ enum lmr_result lmr_stream_state_merge(struct lmr_stream_state *st, const struct
     free(packed);
     free(unesc);
     return r;
+}
+
+void lmr_stream_state_peek_ref(const char *json_text, size_t len, char *out, size_t cap)
+{
+    out[0] = '\0';
+    if (!json_text || !len)
+        return;
+    struct lmr_json_scan s;
+    lmr_json_scan_init(&s, json_text, len);
+    if (!lmr_json_scan_expect(&s, '{'))
+        return;
+    bool first = true;
+    const char *key, *raw;
+    size_t klen, rlen;
+    while (lmr_json_scan_member(&s, &first, &key, &klen)) {
+        if (LMR_JSON_KEY_IS(key, klen, "ref") && lmr_json_scan_peek(&s) == '"') {
+            bool esc = false;
+            if (lmr_json_scan_string(&s, &raw, &rlen, &esc) && !esc && rlen < cap && rlen <= LMR_STREAM_REF_MAX &&
+                meta_token_ok(raw, rlen))
+                snprintf(out, cap, "%.*s", (int)rlen, raw);
+            return;
+        }
+        if (!lmr_json_scan_skip(&s))
+            return;
+    }
 }
 
 enum lmr_result lmr_stream_state_merge_text(struct lmr_stream_state *st, const struct lmr_job_ops *job, void *job_state,

@@ -32,13 +32,15 @@ struct lmr_stream_state;
 
 #define LMR_STREAM_LANES_MAX 10 /* ParallelizationFactor */
 #define LMR_STREAM_RUN_MAX 32   /* a run token: hex digits */
+#define LMR_STREAM_REF_MAX 48   /* a state reference: "<environment token>-<version>" */
 
 /* The strings a state carries besides its entries (see above). */
 struct lmr_stream_state_meta {
     uint32_t lane, lanes; /* lanes 0 or 1: one lane */
     char run[LMR_STREAM_RUN_MAX + 1];
     char first[LMR_STREAM_SEQ_MAX + 1];
-    uint64_t records; /* records taken into this state ("n") */
+    uint64_t records;                 /* records taken into this state ("n") */
+    char ref[LMR_STREAM_REF_MAX + 1]; /* "ref": which environment holds this state, at which version */
 };
 
 /** The state's meta strings (mutable; cleared by lmr_stream_state_clear, set by merge). */
@@ -68,6 +70,13 @@ void lmr_stream_state_rollback(struct lmr_stream_state *st);
 
 /** Exact size of the JSON text lmr_stream_state_encode would produce (with full = false). */
 size_t lmr_stream_state_encoded_bytes(const struct lmr_stream_state *st);
+
+/**
+ * The "ref" member of a state object given as JSON text into out ("" when absent or not a
+ * short token), without decoding the entries. For the warm environment that still holds that
+ * state (stream/stream_function.c).
+ */
+void lmr_stream_state_peek_ref(const char *json_text, size_t len, char *out, size_t cap);
 
 /** Bytes of the packed entries (what lmr_stream_state_pack appends). */
 size_t lmr_stream_state_packed_bytes(const struct lmr_stream_state *st);

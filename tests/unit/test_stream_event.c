@@ -267,6 +267,29 @@ static void test_handler_wordcount(void **unused)
     assert_int_equal(get_count(st, "b"), 2);
     assert_int_equal(get_count(st, "c"), 1);
     assert_int_equal(get_count(st, "d"), 1);
+    /* The same event again (a retry): this environment's kept state has moved on, so the state the event
+       carries is decoded instead; the result is the same. */
+    struct lmr_stream_response r2b;
+    assert_int_equal(run_handler(&cfg, r1.state_json, lines2, 1, false, &r2b), LMR_OK);
+    assert_non_null(strstr(r2b.state_json, "\"ref\":\""));
+    assert_string_not_equal(r2b.state_json, r2.state_json); /* a new reference */
+    lmr_stream_state_clear(st);
+    assert_int_equal(lmr_stream_state_merge_text(st, &lmr_job_wordcount, NULL, r2b.state_json, NULL, NULL), LMR_OK);
+    assert_int_equal(get_count(st, "a"), 4);
+    assert_int_equal(get_count(st, "d"), 1);
+    /* A reference this environment never gave (a cold or different environment): decoded as well. */
+    char *forged = strdup(r1.state_json);
+    char *at = strstr(forged, "\"ref\":\"");
+    assert_non_null(at);
+    at[7] = at[7] == 'f' ? 'e' : 'f';
+    struct lmr_stream_response r2c;
+    assert_int_equal(run_handler(&cfg, forged, lines2, 1, false, &r2c), LMR_OK);
+    lmr_stream_state_clear(st);
+    assert_int_equal(lmr_stream_state_merge_text(st, &lmr_job_wordcount, NULL, r2c.state_json, NULL, NULL), LMR_OK);
+    assert_int_equal(get_count(st, "a"), 4);
+    free(forged);
+    lmr_stream_response_clean_up(&r2b);
+    lmr_stream_response_clean_up(&r2c);
     /* The final invoke needs an output; with one, it takes its records, writes the shard's part and (one
        shard: the window is complete) merges the window output. */
     struct lmr_stream_response r3;

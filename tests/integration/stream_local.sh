@@ -94,6 +94,32 @@ cmp -s "$T/want6" "$T/got6" || { diff "$T/want6" "$T/got6" | head || true; fail 
 grep -qE " [1-9][0-9]* window parts ended early" "$T/out6.log" || { tail -3 "$T/out6.log"; fail "large state: expected windows ended early by the 1 MB state limit"; }
 echo "ok: $(wc -l < "$T/want6") keys exact; $(grep -o '[0-9]* window parts ended early' "$T/out6.log")"
 
+echo "== stream merge: a window whose shards wrote their parts but nobody merged them (as an idle shard on AWS leaves it)"
+python3 - "$T/out8" <<'PY'
+import json, os, struct, sys
+def part(path, counts):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    body = b""
+    for k, v in counts.items():
+        kb = k.encode()
+        body += bytes([len(kb)]) + kb + struct.pack("<Q", v)
+    hdr = json.dumps({"job": "wordcount", "args": {}, "records": sum(counts.values())}).encode()
+    open(path, "wb").write(b"LMRW1\n" + hdr + b"\n" + body)
+d = sys.argv[1] + "/_lambdamr/windows/window=2023-11-14T22:13:20Z/"
+part(d + "shardId-000000000000/early-L0-1.kv", {"a": 2, "b": 1})
+part(d + "shardId-000000000000/final-L0.kv", {"a": 1})
+part(d + "shardId-000000000001/final-L0.kv", {"b": 5, "c": 1})
+PY
+"$LMR" stream merge "$T/out8" > "$T/merge.out" 2> "$T/merge.err" || { cat "$T/merge.err"; fail "stream merge failed"; }
+printf 'a\t3\nb\t6\nc\t1\n' | cmp -s - "$T/out8/window=2023-11-14T22:13:20Z/part-00000" || fail "stream merge: wrong window output: $(cat "$T/out8/window=2023-11-14T22:13:20Z/part-00000")"
+grep -q "^1 window(s) merged" "$T/merge.out" || fail "stream merge: $(cat "$T/merge.out")"
+[ -z "$(find "$T/out8/_lambdamr" -name '*.kv')" ] || fail "stream merge left parts behind"
+"$LMR" stream merge "$T/out8" > "$T/merge2.out" 2>&1 || fail "a second stream merge failed"
+grep -q "^0 window(s) merged" "$T/merge2.out" || fail "a second stream merge must write nothing: $(cat "$T/merge2.out")"
+printf 'a\t3\nb\t6\nc\t1\n' | cmp -s - "$T/out8/window=2023-11-14T22:13:20Z/part-00000" || fail "stream merge changed a merged window"
+if "$LMR" stream merge 2> "$T/merge3.err"; then fail "stream merge without OUTPUT must fail"; fi
+echo "ok: stream merge merged 3 parts of 2 shards once"
+
 echo "== stdin: a poison record with bisect, retries and the on-failure destination"
 gen_lines 3000 2 > "$T/in2.txt"
 sed -i '1234s/$/ POISON/' "$T/in2.txt"

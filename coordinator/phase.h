@@ -23,6 +23,7 @@ struct lmr_phase {
 
 struct lmr_phase_result {
     double wall_ms;
+    double start_ms, end_ms;  /* wall clock, milliseconds since the epoch */
     uint32_t attempts;        /* invocations made */
     uint32_t failed_attempts; /* invocations that did not commit */
     json_t *responses;        /* array[ntasks]: the committing attempt's response payload (or null) */

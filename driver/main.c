@@ -14,8 +14,10 @@ static const struct command commands[] = {
     {"run", lmr_cmd_run, "run a batch MapReduce job (wordcount, scan, aggregate, or a plugin)"},
     {"stream", lmr_cmd_stream, "process a Kinesis stream, stdin or a growing file in tumbling windows"},
     {"put", lmr_cmd_put, "put records into a Kinesis stream (PutRecords in batches)"},
+    {"report", lmr_cmd_report, "show a job's report: summary, JSON, or an HTML page with a timeline and cost"},
     {"gen", lmr_cmd_gen, "generate a deterministic data set (text, bdb)"},
     {"serve", lmr_cmd_serve, "run the embedded Lambda-compatible service standalone"},
+    {"package", lmr_cmd_package, "write the function package (a zip for Lambda's provided.al2023)"},
 };
 
 static void usage(FILE *f)

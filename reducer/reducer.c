@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "job/counters.h"
+#include "lambda/memory.h"
 #include "job/registry.h"
 #include "job/task.h"
 #include "job/text_output.h"
@@ -12,8 +14,6 @@
 #include "store/store_set.h"
 #include "util/fault.h"
 #include "util/misc.h"
-
-#define MiB (1024ull * 1024ull)
 
 enum lmr_result lmr_reducer_handle(void *user_data, const struct lmr_runtime_context *ctx, const char *event,
                                    size_t event_len, struct lmr_buf *response, struct lmr_err *err)
@@ -33,6 +33,7 @@ enum lmr_result lmr_reducer_handle(void *user_data, const struct lmr_runtime_con
     bool text_open = false, already = false;
     char *part_key = NULL, *scratch = NULL, *commit_key = NULL;
     uint64_t groups = 0;
+    struct lmr_job_counters counters = {0};
     char name[32];
     snprintf(name, sizeof name, "part-r-%05u", t.task);
 
@@ -67,7 +68,7 @@ enum lmr_result lmr_reducer_handle(void *user_data, const struct lmr_runtime_con
         .store = work,
         .frames = refs,
         .nframes = t.nframes,
-        .memory_limit_bytes = (size_t)((uint64_t)t.job.memory_mb * MiB * 55 / 100),
+        .memory_limit_bytes = (size_t)lmr_task_budget(ctx ? ctx->memory_size_mb : 0, t.job.memory_mb).shuffle_bytes,
         .scratch_prefix = scratch,
     };
     if ((r = lmr_reduce_input_new(&ri_opts, &ri, err)))
@@ -75,6 +76,16 @@ enum lmr_result lmr_reducer_handle(void *user_data, const struct lmr_runtime_con
     if ((r = lmr_text_output_init(&text, out_store, part_key, err)))
         goto done;
     text_open = true;
+    if (ops->start) {
+        char task_id[16], msg[LMR_ERR_MSG_BYTES] = "";
+        snprintf(task_id, sizeof task_id, "r-%05u", t.task);
+        struct lmr_task_info info = {
+            .role = "reduce", .task_id = task_id, .attempt = t.attempt, .memory_mb = t.job.memory_mb};
+        if (ops->start(job_state, &info, msg, sizeof msg)) {
+            r = lmr_fail(err, LMR_ERR_FUNCTION, "job '%s': %s", ops->name, msg[0] ? msg : "start failed");
+            goto done;
+        }
+    }
     for (;;) {
         bool has_group;
         struct lmr_slice key;
@@ -85,6 +96,12 @@ enum lmr_result lmr_reducer_handle(void *user_data, const struct lmr_runtime_con
             break;
         ops->reduce(job_state, key, values, &text.emitter);
         groups++;
+    }
+    if (ops->finish && ops->finish(job_state, &text.emitter, &counters)) {
+        const char *e = lmr_job_counters_error(&counters);
+        r = lmr_fail(err, LMR_ERR_FUNCTION, "job '%s': %s", ops->name,
+                     e ? e : "finish failed (the job gave no reason)");
+        goto done;
     }
     if (lmr_fault("reduce-kill", t.task, t.attempt))
         raise(SIGKILL);
@@ -103,12 +120,12 @@ enum lmr_result lmr_reducer_handle(void *user_data, const struct lmr_runtime_con
         goto done;
     struct lmr_reduce_input_stats st;
     lmr_reduce_input_stats(ri, &st);
-    json_t *resp =
-        json_pack("{s:s, s:I, s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:o}", "kind", "reduce", "task",
-                  (json_int_t)t.task, "attempt_id", t.attempt_id, "committed", won, "frames", (json_int_t)t.nframes,
-                  "bytes_in", (json_int_t)st.bytes_fetched, "records_in", (json_int_t)st.records, "groups",
-                  (json_int_t)groups, "records_out", (json_int_t)text.records, "bytes_out", (json_int_t)text.bytes,
-                  "task_ms", lmr_mono_ms() - t0, "store", lmr_store_set_stats_json(&stores));
+    json_t *resp = json_pack(
+        "{s:s, s:I, s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:f, s:o}", "kind", "reduce", "task",
+        (json_int_t)t.task, "attempt_id", t.attempt_id, "committed", won, "frames", (json_int_t)t.nframes, "bytes_in",
+        (json_int_t)st.bytes_fetched, "records_in", (json_int_t)st.records, "groups", (json_int_t)groups, "records_out",
+        (json_int_t)text.records, "bytes_out", (json_int_t)text.bytes, "counters", lmr_job_counters_to_json(&counters),
+        "task_ms", lmr_mono_ms() - t0, "store", lmr_store_set_stats_json(&stores));
     char *s = resp ? json_dumps(resp, JSON_COMPACT) : NULL;
     json_decref(resp);
     r = s ? lmr_buf_append_str(response, s) : LMR_ERR_NOMEM;
@@ -119,6 +136,7 @@ done:
     lmr_reduce_input_destroy(ri);
     if (ops && ops->teardown && job_state)
         ops->teardown(job_state);
+    lmr_job_counters_clean_up(&counters);
     lmr_store_set_clean_up(&stores);
     free(refs);
     free(part_key);

@@ -10,6 +10,7 @@
 
 #include "aws/kinesis.h"
 #include "job/args.h"
+#include "job/counters.h"
 #include "job/registry.h"
 #include "store/store.h"
 #include "stream/event.h"
@@ -435,6 +436,7 @@ enum lmr_result lmr_stream_handler(void *user_data, const struct lmr_runtime_con
     struct lmr_stream_state *st = NULL;
     const char *failed = NULL;
     bool full = false;
+    struct lmr_job_counters counters = {0};
     enum lmr_result r = lmr_stream_event_parse(event, event_len, &ev, err);
     if (r)
         goto done;
@@ -455,7 +457,6 @@ enum lmr_result lmr_stream_handler(void *user_data, const struct lmr_runtime_con
     else
         lmr_stream_state_meta(st)->ref[0] = '\0';
     struct state_emitter em = {{state_emit}, st, cfg->job, cfg->job_state, LMR_OK};
-    struct lmr_job_counters counters = {0};
     struct lmr_stream_state_meta *meta = lmr_stream_state_meta(st);
     for (size_t i = 0; i < ev.n_records; i++) {
         const struct lmr_stream_parsed_record *rec = &ev.records[i];
@@ -517,6 +518,7 @@ enum lmr_result lmr_stream_handler(void *user_data, const struct lmr_runtime_con
         st = NULL;
     }
 done:
+    lmr_job_counters_clean_up(&counters); /* named counters are not reported by stream tasks (yet) */
     lmr_stream_state_destroy(st);
     lmr_stream_event_clean_up(&ev);
     return r;

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lambda/memory.h"
+
 enum lmr_codec lmr_codec_from_key(const char *key)
 {
     size_t n = strlen(key);
@@ -72,7 +74,8 @@ uint64_t lmr_json_u64(const json_t *obj, const char *name, uint64_t dflt)
     json_t *v = json_object_get(obj, name);
     if (json_is_integer(v) && json_integer_value(v) >= 0)
         return (uint64_t)json_integer_value(v);
-    if (json_is_real(v) && json_real_value(v) >= 0)
+    /* A real out of range would be an undefined cast (UBSan in fuzz_task_event): the default then. */
+    if (json_is_real(v) && json_real_value(v) >= 0 && json_real_value(v) < 18446744073709551616.0)
         return (uint64_t)json_real_value(v);
     return dflt;
 }
@@ -128,7 +131,7 @@ enum lmr_result lmr_job_common_from_json(const json_t *j, struct lmr_job_common 
     if (!r)
         r = location_from_json(json_object_get(j, "output"), &c->output, "output", err);
     c->reducers = (uint32_t)lmr_json_u64(j, "reducers", 0);
-    c->memory_mb = (uint32_t)lmr_json_u64(j, "memory_mb", 1024);
+    c->memory_mb = (uint32_t)lmr_json_u64(j, "memory_mb", LMR_MEMORY_DEFAULT_MB);
     return r;
 }
 
@@ -213,6 +216,16 @@ static enum lmr_result parse_task(const char *event, size_t len, const char *kin
     return r;
 }
 
+enum lmr_result lmr_shard_from_json(const json_t *s, struct lmr_shard *sh, struct lmr_err *err)
+{
+    enum lmr_result r = location_from_json(s, &sh->object, "shard", err);
+    sh->offset = lmr_json_u64(s, "offset", 0);
+    sh->length = lmr_json_u64(s, "length", 0);
+    sh->object_size = lmr_json_u64(s, "size", 0);
+    sh->codec = codec_parse(lmr_json_str(s, "codec", "none"));
+    return r;
+}
+
 enum lmr_result lmr_map_task_from_json(const char *event, size_t len, struct lmr_map_task *t, struct lmr_err *err)
 {
     json_t *j = NULL, *shards;
@@ -226,13 +239,7 @@ enum lmr_result lmr_map_task_from_json(const char *event, size_t len, struct lmr
             r = LMR_ERR_NOMEM;
     }
     for (size_t i = 0; !r && i < t->nshards; i++) {
-        json_t *s = json_array_get(shards, i);
-        struct lmr_shard *sh = &t->shards[i];
-        r = location_from_json(s, &sh->object, "shard", err);
-        sh->offset = lmr_json_u64(s, "offset", 0);
-        sh->length = lmr_json_u64(s, "length", 0);
-        sh->object_size = lmr_json_u64(s, "size", 0);
-        sh->codec = codec_parse(lmr_json_str(s, "codec", "none"));
+        r = lmr_shard_from_json(json_array_get(shards, i), &t->shards[i], err);
     }
     json_decref(j);
     if (r)

@@ -77,6 +77,8 @@ void lmr_reduce_task_clean_up(struct lmr_reduce_task *t);
 json_t *lmr_job_common_to_json(const struct lmr_job_common *c);
 enum lmr_result lmr_job_common_from_json(const json_t *j, struct lmr_job_common *c, struct lmr_err *err);
 json_t *lmr_shard_to_json(const struct lmr_shard *s);
+/** Parse a shard written by lmr_shard_to_json into sh (which then owns its strings). */
+enum lmr_result lmr_shard_from_json(const json_t *j, struct lmr_shard *sh, struct lmr_err *err);
 
 /** Serialise a task as its Lambda event (new reference). */
 json_t *lmr_map_task_to_json(const struct lmr_map_task *t);

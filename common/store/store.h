@@ -9,6 +9,13 @@
  * Reads are streamed and ranged; writes are staged and become visible only on commit
  * (atomically: a reader sees the whole object or nothing). A create-only commit
  * (LMR_PUT_CREATE_ONLY) fails with LMR_ERR_EXISTS when the key exists: first commit wins.
+ *
+ * Small records that several writers update (a job's lease) use ETags: get_versioned reads an
+ * object with its ETag (an opaque tag that changes with every write) and put_if_match replaces
+ * it only while the ETag is unchanged, failing with LMR_ERR_EXISTS when another write came
+ * first (S3: If-Match on PUT, 412; file: the check and a rename(2) under an flock(2) of the
+ * object's directory). Together with a create-only put (If-None-Match: *) this is a
+ * compare-and-swap on one key.
  */
 #ifndef LMR_STORE_STORE_H
 #define LMR_STORE_STORE_H
@@ -21,6 +28,10 @@
 #include "util/result.h"
 
 #define LMR_STORE_TO_END UINT64_MAX
+/* Room for an ETag (S3's are a quoted MD5 or "<md5>-<parts>"; the file store's are shorter). */
+#define LMR_STORE_ETAG_BYTES 128
+/* No object is larger: S3's limit (10,000 parts of 5 GiB, 48.8 TiB). Listings that say more are malformed. */
+#define LMR_STORE_MAX_OBJECT_BYTES (10000ull * 5ull * 1024ull * 1024ull * 1024ull)
 
 struct lmr_store;
 
@@ -78,6 +89,12 @@ struct lmr_store_vtable {
     /* Delete keys; missing keys are not an error. */
     enum lmr_result (*delete_keys)(struct lmr_store *s, const char *const *keys, size_t n, struct lmr_err *err);
     void (*destroy)(struct lmr_store *s);
+    /* The whole object appended to out (out->max_bytes caps it) and its ETag into etag. */
+    enum lmr_result (*get_versioned)(struct lmr_store *s, const char *key, struct lmr_buf *out,
+                                     char etag[LMR_STORE_ETAG_BYTES], struct lmr_err *err);
+    /* Replace the object only if its ETag is still etag (LMR_ERR_EXISTS otherwise; LMR_ERR_NOT_FOUND if gone). */
+    enum lmr_result (*put_if_match)(struct lmr_store *s, const char *key, const void *data, size_t len,
+                                    const char *etag, struct lmr_err *err);
 };
 
 struct lmr_store {
@@ -102,10 +119,24 @@ enum lmr_result lmr_store_open_root(const char *root_uri, struct lmr_store **out
 /** Free the store. NULL-safe. */
 void lmr_store_destroy(struct lmr_store *s);
 
-/** @return LMR_OK if key is a valid relative key (non-empty, no "..", no "." segments, no leading '/', no NUL). */
+/**
+ * @return LMR_OK if key is a valid relative key: non-empty, valid UTF-8 (S3 keys are UTF-8, so a
+ * name that is not cannot be carried anywhere), no "..", no "." segments, no leading '/'.
+ */
 enum lmr_result lmr_store_check_key(const char *key, struct lmr_err *err);
 
-/* Dispatch wrappers: validate keys, then call the back-end. */
+/**
+ * Decide whether the location `inner` is `outer` or lies below it (both URIs or paths as
+ * lmr_store_open takes them; the same store root and a prefix that covers the other).
+ */
+enum lmr_result lmr_store_uri_within(const char *inner, const char *outer, bool *within, struct lmr_err *err);
+
+/*
+ * Dispatch wrappers: validate keys, then call the back-end. lmr_store_list also checks every
+ * object the back-end lists before fn sees it: its key starts with the prefix and passes
+ * lmr_store_check_key, its size is at most LMR_STORE_MAX_OBJECT_BYTES; otherwise listing stops
+ * with LMR_ERR_FORMAT (or LMR_ERR_INVALID for a key) and a message naming the object.
+ */
 enum lmr_result lmr_store_list(struct lmr_store *s, const char *prefix, lmr_store_list_fn fn, void *user_data,
                                struct lmr_err *err);
 enum lmr_result lmr_store_head(struct lmr_store *s, const char *key, uint64_t *size_bytes, struct lmr_err *err);
@@ -123,6 +154,19 @@ enum lmr_result lmr_store_delete(struct lmr_store *s, const char *const *keys, s
 /** Read a whole range into out (appending; out's max_bytes caps it). */
 enum lmr_result lmr_store_get(struct lmr_store *s, const char *key, uint64_t offset, uint64_t length,
                               struct lmr_buf *out, struct lmr_err *err);
+/**
+ * Read a whole object (appended to out, capped by out->max_bytes) and its ETag.
+ * @return LMR_ERR_NOT_FOUND when the object does not exist.
+ */
+enum lmr_result lmr_store_get_versioned(struct lmr_store *s, const char *key, struct lmr_buf *out,
+                                        char etag[LMR_STORE_ETAG_BYTES], struct lmr_err *err);
+/**
+ * Replace an object only while its ETag is etag (from lmr_store_get_versioned): a
+ * compare-and-swap. @return LMR_ERR_EXISTS when the object changed since (another writer came
+ * first), LMR_ERR_NOT_FOUND when it was deleted.
+ */
+enum lmr_result lmr_store_put_if_match(struct lmr_store *s, const char *key, const void *data, size_t len,
+                                       const char *etag, struct lmr_err *err);
 /** Write a whole object in one call (open_write + write + commit). */
 enum lmr_result lmr_store_put(struct lmr_store *s, const char *key, const void *data, size_t len, unsigned flags,
                               struct lmr_err *err);

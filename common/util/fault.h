@@ -4,6 +4,9 @@
  *   map-kill        a mapper kills its own process (SIGKILL) in the middle of its input
  *   reduce-kill     a reducer kills its own process before committing its part
  *   map-duplicate   the coordinator invokes an already committed map task once more
+ *   map-oom         a mapper allocates and touches memory until its environment is killed
+ *   map-hang        a mapper sleeps until its invocation times out
+ *   peer-proc-net-tcp  the Runtime API peer check skips sock_diag and reads /proc/net/tcp
  * Unset in normal use; the embedded service passes LMR_* variables to function processes.
  */
 #ifndef LMR_UTIL_FAULT_H
@@ -13,5 +16,8 @@
 
 /** @return true if LMR_FAULT names point for this task and attempt. */
 bool lmr_fault(const char *point, unsigned task, unsigned attempt);
+
+/** The "ROLE-oom" and "ROLE-hang" points: exhaust memory or hang when they fire (never return then). */
+void lmr_fault_misbehave(const char *role, unsigned task, unsigned attempt);
 
 #endif

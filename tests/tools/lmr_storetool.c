@@ -12,8 +12,10 @@
  *   lmr_storetool [--stats] rm-prefix URI          delete everything under a prefix
  *   lmr_storetool [--stats] bench URI              read an object, print MB/s (to stdout)
  *   lmr_storetool [--stats] put-many URI N         N small objects URI00000 ... ("line I\n" each)
+ *   lmr_storetool [--stats] get-etag URI           the object's ETag (first line), then its contents
+ *   lmr_storetool [--stats] put-if-match URI ETAG  stdin to the object if its ETag is still ETAG
  *
- * Exit status: 0 success, 2 create-only commit lost (key exists), 3 not found, 1 other errors.
+ * Exit status: 0 success, 2 create-only commit lost (key exists) or If-Match failed, 3 not found, 1 other.
  * --stats prints the store's request and byte counters to stderr at the end.
  */
 #include <errno.h>
@@ -211,6 +213,25 @@ int main(int argc, char **argv)
         free(buf);
         if (in && in != stdin)
             fclose(in);
+    } else if (!strcmp(cmd, "get-etag") && i + 1 == argc) {
+        struct lmr_buf b;
+        char etag[LMR_STORE_ETAG_BYTES];
+        lmr_buf_init(&b, 64u << 20);
+        if (!(r = open_object(argv[i], &s, &key, &err)) && !(r = lmr_store_get_versioned(s, key, &b, etag, &err))) {
+            printf("%s\n", etag);
+            fwrite(b.data ? b.data : "", 1, b.len, stdout);
+        }
+        lmr_buf_clean_up(&b);
+    } else if (!strcmp(cmd, "put-if-match") && i + 2 == argc) {
+        struct lmr_buf b;
+        lmr_buf_init(&b, 64u << 20);
+        char chunk[65536];
+        size_t n;
+        while (!r && (n = fread(chunk, 1, sizeof chunk, stdin)) > 0)
+            r = lmr_buf_append(&b, chunk, n);
+        if (!r && !(r = open_object(argv[i], &s, &key, &err)))
+            r = lmr_store_put_if_match(s, key, b.data ? b.data : "", b.len, argv[i + 1], &err);
+        lmr_buf_clean_up(&b);
     } else if (!strcmp(cmd, "put-many") && i + 2 == argc) {
         uint64_t n = 0;
         if (lmr_parse_u64(argv[i + 1], 1, 1000000, &n))

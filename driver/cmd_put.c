@@ -13,7 +13,7 @@
 
 #include "commands.h"
 #include "stream/event.h"
-#include "stream/kinesis.h"
+#include "aws/kinesis.h"
 #include "util/buf.h"
 #include "util/misc.h"
 

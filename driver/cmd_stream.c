@@ -18,9 +18,10 @@
 #include "job/registry.h"
 #include "lambda/service.h"
 #include "store/store.h"
-#include "stream/handler.h"
-#include "stream/inproc_invoker.h"
+#include "stream_function.h"
+#include "stream_inproc.h"
 #include "stream/poller.h"
+#include "stream/window_output.h"
 #include "util/misc.h"
 
 #define FUNCTION_NAME "lambdamr-stream"
@@ -34,7 +35,8 @@ static void on_signal(int sig)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: lambdamr stream JOB --source SOURCE --window SECONDS --output URI [OPTIONS] [JOB ARGS]\n\n"
+    fprintf(f, "usage: lambdamr stream JOB --source SOURCE --window SECONDS --output URI [OPTIONS] [JOB ARGS]\n"
+               "       lambdamr stream merge OUTPUT   (finish windows whose parts were not merged)\n\n"
                "Process a stream in tumbling windows: every record (one line) goes through the job's map and\n"
                "combiner in the stream function; when a window has closed on every shard its states are reduced\n"
                "and written once to OUTPUT/window=<start ISO-8601>/part-00000 (key<TAB>value lines).\n\n"
@@ -127,6 +129,79 @@ static bool parse_i64(const char *s, int64_t min, int64_t max, int64_t *out)
         return false;
     *out = v;
     return true;
+}
+
+/* lambdamr stream merge OUTPUT: finish every window whose parts were written but not merged. */
+static int cmd_merge(int argc, char **argv)
+{
+    if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        printf("usage: lambdamr stream merge OUTPUT\n\n"
+               "Merge the per-shard parts of every window under OUTPUT that has no output yet into\n"
+               "OUTPUT/window=<start>/part-00000 (create-only), and delete the parts of windows already\n"
+               "merged. For windows whose shards have all made their final invoke (a shard that had no\n"
+               "final invoke, for example one idle for the whole window, leaves its window unmerged).\n");
+        return 0;
+    }
+    if (argc != 2)
+        return bad("%s", "usage: lambdamr stream merge OUTPUT (a directory, file:///dir or s3://bucket/prefix)");
+    struct lmr_err err = {0};
+    struct lmr_store *out = NULL;
+    char *prefix = NULL;
+    uint64_t *windows = NULL;
+    size_t n = 0, merged = 0, already = 0;
+    int rc = 1;
+    if (lmr_store_open(argv[1], &out, &prefix, &err) || lmr_stream_window_list(out, prefix, &windows, &n, &err))
+        goto done;
+    for (size_t i = 0; i < n; i++) {
+        char *job_name = NULL;
+        json_t *aj = NULL;
+        struct lmr_job_args *args = NULL;
+        struct lmr_stream_handler_config cfg = {0};
+        const struct lmr_job_ops *job;
+        struct lmr_stream_merge_result mr = {0};
+        enum lmr_result r = lmr_stream_window_job(out, prefix, windows[i], &job_name, &aj, &err);
+        if (r == LMR_ERR_NOT_FOUND) {
+            lmr_err_clear(&err);
+            continue; /* merged meanwhile */
+        }
+        if (!r)
+            r = lmr_job_find(job_name, &job, &err);
+        if (!r)
+            r = lmr_job_args_from_json(aj, &args, &err);
+        if (!r)
+            r = lmr_stream_handler_config_init(&cfg, job, args, &err);
+        if (!r)
+            r = lmr_stream_window_merge(out, prefix, windows[i], "", job, cfg.job_state, &mr, &err);
+        char iso[40];
+        if (!r && mr.no_parts && mr.other_runs)
+            fprintf(stderr,
+                    "lambdamr stream merge: window %s: %" PRIu64 " part(s) of an interrupted local run, not merged "
+                    "(its records were read again by the next run)\n",
+                    lmr_stream_iso8601(windows[i], iso, sizeof iso), mr.other_runs);
+        if (!r && !mr.no_parts)
+            fprintf(stderr, "lambdamr stream merge: window %s: %s (%" PRIu64 " parts, %" PRIu64 " keys)\n",
+                    lmr_stream_iso8601(windows[i], iso, sizeof iso), mr.already ? "already merged" : "merged", mr.parts,
+                    mr.keys);
+        if (!r && !mr.no_parts)
+            *(mr.already ? &already : &merged) += 1;
+        lmr_stream_handler_config_clean_up(&cfg);
+        lmr_job_args_destroy(args);
+        json_decref(aj);
+        free(job_name);
+        if (r) {
+            lmr_err_prefix(&err, "window %s: ", lmr_stream_iso8601(windows[i], iso, sizeof iso));
+            goto done;
+        }
+    }
+    printf("%zu window(s) merged, %zu already merged\n", merged, already);
+    rc = 0;
+done:
+    if (rc)
+        fprintf(stderr, "lambdamr stream merge: %s\n", err.msg[0] ? err.msg : "out of memory");
+    free(windows);
+    free(prefix);
+    lmr_store_destroy(out);
+    return rc;
 }
 
 /* The command, with its job arguments owned by the caller (so every early return frees them). */
@@ -246,7 +321,8 @@ static int stream_main(int argc, char **argv, struct lmr_job_args *args)
     struct lmr_stream_handler_config cfg = {0};
     struct lmr_lambda_service *svc = NULL;
     struct lmr_invoker *inv = NULL;
-    char *args_json = NULL;
+    char *args_json = NULL, *out_uri_full = NULL, *log_dir = NULL;
+    bool remove_logs = false;
     const struct lmr_job_ops *job;
     if (lmr_job_find(job_name, &job, &err) || lmr_stream_handler_config_init(&cfg, job, args, &err))
         goto fail;
@@ -256,6 +332,11 @@ static int stream_main(int argc, char **argv, struct lmr_job_args *args)
         goto fail;
     if (lmr_stream_source_open(source_uri, &src, &err))
         goto fail;
+    /* The stream function commits windows itself: it gets the output as a canonical URI. */
+    if (asprintf(&out_uri_full, "%s%s%s", out->root_uri, *out_prefix ? "/" : "", out_prefix) < 0) {
+        out_uri_full = NULL;
+        goto fail;
+    }
     json_t *aj = lmr_job_args_to_json(args);
     args_json = aj ? json_dumps(aj, JSON_COMPACT) : NULL;
     json_decref(aj);
@@ -263,19 +344,24 @@ static int stream_main(int argc, char **argv, struct lmr_job_args *args)
         const char *fm = getenv("LMR_STREAM_FAIL_MATCH");
         if (fm && *fm)
             cfg.fail_match = strdup(fm);
-        if (lmr_stream_inproc_invoker_new(&cfg, &inv, &err))
+        if (lmr_stream_handler_config_set_output(&cfg, out_uri_full, &err) ||
+            lmr_stream_inproc_invoker_new(&cfg, &inv, &err))
             goto fail;
     } else {
         char *dir = lmr_self_dir();
-        char *path = NULL, *e_job = NULL, *e_args = NULL, *e_fail = NULL, *e_max = NULL, *e_log = NULL;
+        char *path = NULL, *e_job = NULL, *e_args = NULL, *e_fail = NULL, *e_max = NULL, *e_log = NULL, *e_out = NULL;
         if (!dir || asprintf(&path, "%s/bootstrap", dir) < 0 || asprintf(&e_job, "LMR_STREAM_JOB=%s", job_name) < 0 ||
-            asprintf(&e_args, "LMR_STREAM_ARGS=%s", args_json ? args_json : "{}") < 0) {
+            asprintf(&e_args, "LMR_STREAM_ARGS=%s", args_json ? args_json : "{}") < 0 ||
+            asprintf(&e_out, "LMR_STREAM_OUTPUT=%s", out_uri_full) < 0) {
             free(dir);
+            free(path);
+            free(e_job);
+            free(e_args);
             goto fail;
         }
         free(dir);
-        const char *envv[8] = {e_job, e_args};
-        size_t ne = 2;
+        const char *envv[8] = {e_job, e_args, e_out};
+        size_t ne = 3;
         if (getenv("LMR_STREAM_FAIL_MATCH") &&
             asprintf(&e_fail, "LMR_STREAM_FAIL_MATCH=%s", getenv("LMR_STREAM_FAIL_MATCH")) >= 0)
             envv[ne++] = e_fail;
@@ -292,7 +378,22 @@ static int stream_main(int argc, char **argv, struct lmr_job_args *args)
                                          .timeout_s = (double)timeout_s,
                                          .concurrency = 10 * LMR_STREAM_PARALLELIZATION_MAX,
                                          .env = envv};
-        struct lmr_lambda_service_options so = {0};
+        /* The function logs live with the run's checkpoints when those are a local directory (one
+           folder, reused by every run), else in a temporary folder; removed when the run ends well. */
+        struct lmr_store *cs = ckpt ? ckpt : out;
+        const char *cp = ckpt ? ckpt_prefix : out_prefix;
+        if (!strncmp(cs->root_uri, "file://", 7)) {
+            if (asprintf(&log_dir, "%s/%s%s%slogs", cs->root_uri + 7, cp, *cp ? "/" : "", ckpt ? "" : "_checkpoint/") <
+                0)
+                log_dir = NULL;
+        } else {
+            const char *tmp = getenv("TMPDIR");
+            char tmpl[4096];
+            snprintf(tmpl, sizeof tmpl, "%s/lambdamr-stream-logs-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+            log_dir = mkdtemp(tmpl) ? strdup(tmpl) : NULL;
+        }
+        remove_logs = log_dir != NULL;
+        struct lmr_lambda_service_options so = {.log_dir = log_dir};
         enum lmr_result r = lmr_lambda_service_new(&so, &svc, &err);
         if (!r)
             r = lmr_lambda_service_add_function(svc, &fc, &err);
@@ -304,6 +405,7 @@ static int stream_main(int argc, char **argv, struct lmr_job_args *args)
         free(e_fail);
         free(e_max);
         free(e_log);
+        free(e_out);
         if (r)
             goto fail;
     }
@@ -335,9 +437,10 @@ static int stream_main(int argc, char **argv, struct lmr_job_args *args)
     if (!ui.quiet)
         fprintf(stderr,
                 "lambdamr stream: %" PRIu64 " records read, %" PRIu64 " processed, %" PRIu64 " failed, %" PRIu64
-                " windows committed (%" PRIu64 " already), %" PRIu64 " invocations in %.1f s\n",
+                " windows committed (%" PRIu64 " already), %" PRIu64 " window parts ended early, %" PRIu64
+                " invocations in %.1f s\n",
                 stats.records_read, stats.records_processed, stats.records_failed, stats.windows_committed,
-                stats.windows_already_committed, stats.invocations, stats.elapsed_s);
+                stats.windows_already_committed, stats.windows_terminated_early, stats.invocations, stats.elapsed_s);
     lmr_stream_stats_clean_up(&stats);
     if (r)
         goto fail;
@@ -345,9 +448,17 @@ static int stream_main(int argc, char **argv, struct lmr_job_args *args)
     goto done;
 fail:
     fprintf(stderr, "lambdamr stream: %s\n", err.msg[0] ? err.msg : "out of memory");
+    if (svc && log_dir) {
+        fprintf(stderr, "lambdamr stream: the function logs are in %s\n", log_dir);
+        remove_logs = false;
+    }
 done:
     lmr_invoker_destroy(inv);
     lmr_lambda_service_destroy(svc);
+    if (remove_logs)
+        lmr_remove_tree(log_dir, NULL);
+    free(log_dir);
+    free(out_uri_full);
     lmr_stream_source_destroy(src);
     lmr_store_destroy(out);
     lmr_store_destroy(ckpt);
@@ -360,6 +471,8 @@ done:
 
 int lmr_cmd_stream(int argc, char **argv)
 {
+    if (argc >= 2 && !strcmp(argv[1], "merge"))
+        return cmd_merge(argc - 1, argv + 1);
     struct lmr_job_args *args = lmr_job_args_new();
     if (!args) {
         fprintf(stderr, "lambdamr stream: out of memory\n");

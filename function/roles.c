@@ -7,7 +7,7 @@
 #include "mapper.h"
 #include "reducer.h"
 #include "role.h"
-#include "stream/handler.h"
+#include "stream_function.h"
 
 /* Echo handler: returns the event unchanged. For tests and invoke benchmarks. */
 static enum lmr_result echo_handler(void *user_data, const struct lmr_runtime_context *ctx, const char *event,

@@ -60,6 +60,7 @@ struct lmr_stream_stats {
     uint64_t windows_committed;
     uint64_t windows_already_committed; /* re-closed after a restart; output left as it was */
     uint64_t windows_terminated_early;
+    uint64_t windows_merged_by_poller; /* the function did not see the window complete; the poller merged it */
     uint64_t last_window_start_ms;
     uint64_t last_commit_delay_ms; /* commit time minus the window's end */
     double elapsed_s;

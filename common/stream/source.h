@@ -1,8 +1,8 @@
 /*
  * Stream sources behind one small interface (aws-c-common's { vtable, impl } shape): list the
  * shards, read a shard from a position, and say where a record is so that the poller can
- * checkpoint it. Back-ends: "kinesis" (kinesis.c), "stdin" and "file" (source_stdin.c,
- * source_file.c).
+ * checkpoint it. Back-ends: "kinesis" (source_kinesis.c, on aws/kinesis.h), "stdin" and "file"
+ * (source_local.c).
  *
  * Records come out as heap items (struct lmr_stream_item) chained in read order; the poller
  * owns them afterwards and frees them with lmr_stream_item_free.

@@ -1,5 +1,7 @@
 #include "stream/state.h"
 
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
@@ -11,7 +13,6 @@
 #define KEY_MAX_BYTES (64u * 1024u)
 #define STATE_PREFIX "{\"lmr\":\"1\",\"kv\":\""
 #define STATE_SUFFIX "\"}"
-#define STATE_FULL "\",\"full\":\"1\"}"
 
 struct entry {
     uint64_t hash;
@@ -38,6 +39,7 @@ struct lmr_stream_state {
     struct undo *undo;
     size_t n_undo, undo_cap;
     uint8_t *undo_accs; /* old accumulators, one per undo entry (unused for inserts) */
+    struct lmr_stream_state_meta meta;
 };
 
 static size_t varint_len(size_t v)
@@ -88,6 +90,43 @@ void lmr_stream_state_clear(struct lmr_stream_state *st)
     st->packed_bytes = 0;
     st->n_undo = 0;
     st->in_tx = false;
+    memset(&st->meta, 0, sizeof st->meta);
+}
+
+struct lmr_stream_state_meta *lmr_stream_state_meta(struct lmr_stream_state *st)
+{
+    return &st->meta;
+}
+
+/* Meta values are short tokens (digits, letters, '-', '_', '.'), so they need no JSON escaping. */
+static bool meta_token_ok(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-' || c == '_' ||
+              c == '.'))
+            return false;
+    }
+    return true;
+}
+
+static size_t meta_bytes(const struct lmr_stream_state_meta *m, char *out, size_t cap)
+{
+    char tmp[400] = "";
+    int n = 0;
+    if (m->lanes > 1)
+        n += snprintf(tmp + n, sizeof tmp - (size_t)n, ",\"lane\":\"%u\",\"lanes\":\"%u\"", m->lane, m->lanes);
+    if (m->run[0])
+        n += snprintf(tmp + n, sizeof tmp - (size_t)n, ",\"run\":\"%s\"", m->run);
+    if (m->first[0])
+        n += snprintf(tmp + n, sizeof tmp - (size_t)n, ",\"first\":\"%s\"", m->first);
+    if (m->records)
+        n += snprintf(tmp + n, sizeof tmp - (size_t)n, ",\"n\":\"%" PRIu64 "\"", m->records);
+    if (m->ref[0])
+        n += snprintf(tmp + n, sizeof tmp - (size_t)n, ",\"ref\":\"%s\"", m->ref);
+    if (out)
+        snprintf(out, cap, "%s", tmp);
+    return (size_t)n;
 }
 
 size_t lmr_stream_state_count(const struct lmr_stream_state *st)
@@ -248,14 +287,17 @@ void lmr_stream_state_rollback(struct lmr_stream_state *st)
 
 size_t lmr_stream_state_encoded_bytes(const struct lmr_stream_state *st)
 {
-    return sizeof STATE_PREFIX - 1 + lmr_base64_len(st->packed_bytes) + sizeof STATE_SUFFIX - 1;
+    return sizeof STATE_PREFIX - 1 + lmr_base64_len(st->packed_bytes) + sizeof STATE_SUFFIX - 1 +
+           meta_bytes(&st->meta, NULL, 0);
 }
 
-enum lmr_result lmr_stream_state_encode(const struct lmr_stream_state *st, bool full, struct lmr_buf *out)
+size_t lmr_stream_state_packed_bytes(const struct lmr_stream_state *st)
 {
-    uint8_t *packed = malloc(st->packed_bytes ? st->packed_bytes : 1);
-    if (!packed)
-        return LMR_ERR_NOMEM;
+    return st->packed_bytes;
+}
+
+static void pack_into(const struct lmr_stream_state *st, uint8_t *packed)
+{
     size_t p = 0;
     for (size_t i = 0; i < st->n; i++) {
         const struct entry *e = &st->entries[i];
@@ -270,17 +312,41 @@ enum lmr_result lmr_stream_state_encode(const struct lmr_stream_state *st, bool 
         memcpy(packed + p, st->accs + i * st->value_size, st->value_size);
         p += st->value_size;
     }
+}
+
+enum lmr_result lmr_stream_state_pack(const struct lmr_stream_state *st, struct lmr_buf *out)
+{
+    enum lmr_result r = lmr_buf_reserve(out, st->packed_bytes);
+    if (r)
+        return r;
+    pack_into(st, (uint8_t *)out->data + out->len);
+    out->len += st->packed_bytes;
+    return LMR_OK;
+}
+
+enum lmr_result lmr_stream_state_encode(const struct lmr_stream_state *st, bool full, struct lmr_buf *out)
+{
+    uint8_t *packed = malloc(st->packed_bytes ? st->packed_bytes : 1);
+    if (!packed)
+        return LMR_ERR_NOMEM;
+    pack_into(st, packed);
+    char meta[400];
+    meta_bytes(&st->meta, meta, sizeof meta);
     enum lmr_result r = lmr_buf_append_str(out, STATE_PREFIX);
     if (!r)
-        r = lmr_base64_append(out, packed, p);
+        r = lmr_base64_append(out, packed, st->packed_bytes);
     if (!r)
-        r = lmr_buf_append_str(out, full ? STATE_FULL : STATE_SUFFIX);
+        r = lmr_buf_append_str(out, "\"");
+    if (!r)
+        r = lmr_buf_append_str(out, meta);
+    if (!r)
+        r = lmr_buf_append_str(out, full ? ",\"full\":\"1\"}" : "}");
     free(packed);
     return r;
 }
 
-static enum lmr_result merge_packed(struct lmr_stream_state *st, const struct lmr_job_ops *job, void *job_state,
-                                    const uint8_t *p, size_t n, struct lmr_err *err)
+enum lmr_result lmr_stream_state_merge_packed(struct lmr_stream_state *st, const struct lmr_job_ops *job,
+                                              void *job_state, const uint8_t *p, size_t n, struct lmr_err *err)
 {
     size_t i = 0;
     while (i < n) {
@@ -329,6 +395,36 @@ enum lmr_result lmr_stream_state_merge(struct lmr_stream_state *st, const struct
             version_ok = ok && rlen == 1 && raw[0] == '1';
         } else if (LMR_JSON_KEY_IS(key, klen, "kv") && lmr_json_scan_peek(&s) == '"') {
             ok = lmr_json_scan_string(&s, &kv, &kv_len, &esc);
+        } else if ((LMR_JSON_KEY_IS(key, klen, "lane") || LMR_JSON_KEY_IS(key, klen, "lanes") ||
+                    LMR_JSON_KEY_IS(key, klen, "run") || LMR_JSON_KEY_IS(key, klen, "first") ||
+                    LMR_JSON_KEY_IS(key, klen, "n") || LMR_JSON_KEY_IS(key, klen, "ref")) &&
+                   lmr_json_scan_peek(&s) == '"') {
+            bool mesc = false;
+            ok = lmr_json_scan_string(&s, &raw, &rlen, &mesc);
+            if (ok && (mesc || rlen > LMR_STREAM_SEQ_MAX || !meta_token_ok(raw, rlen)))
+                return lmr_fail(err, LMR_ERR_FORMAT, "the window state's \"%.*s\" is not a short token", (int)klen,
+                                key);
+            if (ok && klen == 1) {
+                char num[24];
+                snprintf(num, sizeof num, "%.*s", (int)(rlen < 23 ? rlen : 23), raw);
+                st->meta.records = strtoull(num, NULL, 10);
+            } else if (ok && key[0] == 'f')
+                snprintf(st->meta.first, sizeof st->meta.first, "%.*s", (int)rlen, raw);
+            else if (ok && klen == 3 && key[1] == 'e')
+                snprintf(st->meta.ref, sizeof st->meta.ref, "%.*s", (int)(rlen < sizeof st->meta.ref ? rlen : 0), raw);
+            else if (ok && key[0] == 'r')
+                snprintf(st->meta.run, sizeof st->meta.run, "%.*s", (int)(rlen < sizeof st->meta.run ? rlen : 0), raw);
+            else if (ok) {
+                char num[16];
+                snprintf(num, sizeof num, "%.*s", (int)(rlen < 15 ? rlen : 15), raw);
+                unsigned long v = strtoul(num, NULL, 10);
+                if (v > LMR_STREAM_LANES_MAX)
+                    return lmr_fail(err, LMR_ERR_FORMAT, "the window state's lane numbers are out of range");
+                if (klen == 4)
+                    st->meta.lane = (uint32_t)v;
+                else
+                    st->meta.lanes = (uint32_t)v;
+            }
         } else {
             if (LMR_JSON_KEY_IS(key, klen, "full") && full)
                 *full = true;
@@ -341,6 +437,8 @@ enum lmr_result lmr_stream_state_merge(struct lmr_stream_state *st, const struct
         return lmr_fail(err, LMR_ERR_FORMAT, "the window state is not a valid JSON object");
     if (!members)
         return LMR_OK;
+    if (version_ok && !kv)
+        return LMR_OK; /* a seed state: meta only */
     if (!version_ok || !kv)
         return lmr_fail(err, LMR_ERR_FORMAT,
                         "the window state was not written by lambdamr's stream handler (no \"lmr\":\"1\" and \"kv\")");
@@ -360,10 +458,35 @@ enum lmr_result lmr_stream_state_merge(struct lmr_stream_state *st, const struct
     if (kv_len == (size_t)-1 || lmr_base64_decode(kv, kv_len, packed, &plen))
         r = lmr_fail(err, LMR_ERR_FORMAT, "the window state's \"kv\" is not valid base64");
     else
-        r = merge_packed(st, job, job_state, packed, plen, err);
+        r = lmr_stream_state_merge_packed(st, job, job_state, packed, plen, err);
     free(packed);
     free(unesc);
     return r;
+}
+
+void lmr_stream_state_peek_ref(const char *json_text, size_t len, char *out, size_t cap)
+{
+    out[0] = '\0';
+    if (!json_text || !len)
+        return;
+    struct lmr_json_scan s;
+    lmr_json_scan_init(&s, json_text, len);
+    if (!lmr_json_scan_expect(&s, '{'))
+        return;
+    bool first = true;
+    const char *key, *raw;
+    size_t klen, rlen;
+    while (lmr_json_scan_member(&s, &first, &key, &klen)) {
+        if (LMR_JSON_KEY_IS(key, klen, "ref") && lmr_json_scan_peek(&s) == '"') {
+            bool esc = false;
+            if (lmr_json_scan_string(&s, &raw, &rlen, &esc) && !esc && rlen < cap && rlen <= LMR_STREAM_REF_MAX &&
+                meta_token_ok(raw, rlen))
+                snprintf(out, cap, "%.*s", (int)rlen, raw);
+            return;
+        }
+        if (!lmr_json_scan_skip(&s))
+            return;
+    }
 }
 
 enum lmr_result lmr_stream_state_merge_text(struct lmr_stream_state *st, const struct lmr_job_ops *job, void *job_state,

@@ -4,8 +4,12 @@
  *
  * Between invocations the state travels inside the Lambda event and response as a JSON object
  * of strings (AWS recommends Map<String,String> for tumbling-window state):
- *   {"lmr":"1","kv":"<base64 of the packed entries>"[,"full":"1"]}
+ *   {"lmr":"1","kv":"<base64 of the packed entries>"[,"lane":"L","lanes":"N"][,"run":"R"]
+ *    [,"first":"<sequence number>","n":"<records>"][,"full":"1"]}
  * packed entries: varint(key length) key accumulator, repeated. Keys may hold any bytes.
+ * lane/lanes/run name the part this state becomes at its final invoke (the poller seeds them
+ * into a fresh state; a state from AWS has none: lane 0 of 1, no run); first is the sequence
+ * number of the first record the state took (it names an early-terminated part).
  * "full" marks a state that could not take the next record without passing the 1 MB limit:
  * the poller then terminates the window early on that shard and continues with a fresh state.
  *
@@ -20,10 +24,27 @@
 #include <stdint.h>
 
 #include "lambdamr/job.h"
+#include "stream/event.h"
 #include "util/buf.h"
 #include "util/result.h"
 
 struct lmr_stream_state;
+
+#define LMR_STREAM_LANES_MAX 10 /* ParallelizationFactor */
+#define LMR_STREAM_RUN_MAX 32   /* a run token: hex digits */
+#define LMR_STREAM_REF_MAX 48   /* a state reference: "<environment token>-<version>" */
+
+/* The strings a state carries besides its entries (see above). */
+struct lmr_stream_state_meta {
+    uint32_t lane, lanes; /* lanes 0 or 1: one lane */
+    char run[LMR_STREAM_RUN_MAX + 1];
+    char first[LMR_STREAM_SEQ_MAX + 1];
+    uint64_t records;                 /* records taken into this state ("n") */
+    char ref[LMR_STREAM_REF_MAX + 1]; /* "ref": which environment holds this state, at which version */
+};
+
+/** The state's meta strings (mutable; cleared by lmr_stream_state_clear, set by merge). */
+struct lmr_stream_state_meta *lmr_stream_state_meta(struct lmr_stream_state *st);
 
 /** A state whose accumulators are value_size bytes (> 0). @return NULL on allocation failure. */
 struct lmr_stream_state *lmr_stream_state_new(size_t value_size);
@@ -49,6 +70,21 @@ void lmr_stream_state_rollback(struct lmr_stream_state *st);
 
 /** Exact size of the JSON text lmr_stream_state_encode would produce (with full = false). */
 size_t lmr_stream_state_encoded_bytes(const struct lmr_stream_state *st);
+
+/**
+ * The "ref" member of a state object given as JSON text into out ("" when absent or not a
+ * short token), without decoding the entries. For the warm environment that still holds that
+ * state (stream/stream_function.c).
+ */
+void lmr_stream_state_peek_ref(const char *json_text, size_t len, char *out, size_t cap);
+
+/** Bytes of the packed entries (what lmr_stream_state_pack appends). */
+size_t lmr_stream_state_packed_bytes(const struct lmr_stream_state *st);
+/** Append the packed entries (no JSON, no base64) to out. */
+enum lmr_result lmr_stream_state_pack(const struct lmr_stream_state *st, struct lmr_buf *out);
+/** Merge packed entries (as lmr_stream_state_pack wrote them) into st with the job's combiner. */
+enum lmr_result lmr_stream_state_merge_packed(struct lmr_stream_state *st, const struct lmr_job_ops *job,
+                                              void *job_state, const uint8_t *p, size_t n, struct lmr_err *err);
 
 /** Append the state's JSON object to out; full adds the "full":"1" marker. */
 enum lmr_result lmr_stream_state_encode(const struct lmr_stream_state *st, bool full, struct lmr_buf *out);

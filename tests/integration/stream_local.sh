@@ -65,6 +65,61 @@ nwin=$(ls -d "$T"/out1/window=* | wc -l)
 [ "$nwin" -ge 2 ] || fail "stdin: expected the input to span several windows, got $nwin"
 echo "ok: $(wc -l < "$T/in1.txt") lines in $nwin windows, totals exact"
 
+echo "== stdin again into the same output: new standard input is new data (issue 11 item 7)"
+gen_lines 5000 7 > "$T/in1b.txt"
+mkdir "$T/tmp"
+TMPDIR=$T/tmp timeout 120 "$LMR" stream wordcount --source - --window 1 --output "$T/out1" --batch-size 500 --quiet < "$T/in1b.txt"
+oracle "$T/in1.txt" "$T/in1b.txt" > "$T/want1b"
+summed "$T/out1" > "$T/got1b"
+cmp -s "$T/want1b" "$T/got1b" || { diff "$T/want1b" "$T/got1b" | head || true; fail "stdin re-run: the second run's input is not counted exactly once"; }
+# The function logs live under the run's checkpoint folder and are removed after a good run (11.8).
+[ -z "$(ls -A "$T/tmp")" ] || fail "stream left something in its TMPDIR: $(ls "$T/tmp")"
+[ ! -e "$T/out1/_checkpoint/logs" ] || fail "stream left its function logs in $T/out1/_checkpoint/logs"
+[ -z "$(find "$T/out1/_lambdamr" -name '*.kv' 2>/dev/null)" ] || fail "window parts were left behind after their merge"
+echo "ok: the second run's $(wc -l < "$T/in1b.txt") lines counted once; no log folder left behind"
+
+echo "== stdin: --batch-size 10000 with a state over 1 MB (batches cut to 6 MB, windows ended early)"
+python3 -c '
+import random, sys
+r = random.Random(11)
+out = sys.stdout
+for i in range(12000):
+    out.write(" ".join("k%d" % r.randrange(200000) for _ in range(60)) + "\n")
+' > "$T/in6.txt"
+timeout 300 "$LMR" stream wordcount --source - --window 2 --output "$T/out6" --batch-size 10000 \
+    < "$T/in6.txt" 2> "$T/out6.log" || { tail -5 "$T/out6.log"; fail "batch-size 10000 with a large state did not finish"; }
+oracle "$T/in6.txt" > "$T/want6"
+summed "$T/out6" > "$T/got6"
+cmp -s "$T/want6" "$T/got6" || { diff "$T/want6" "$T/got6" | head || true; fail "large state: window totals differ"; }
+grep -qE " [1-9][0-9]* window parts ended early" "$T/out6.log" || { tail -3 "$T/out6.log"; fail "large state: expected windows ended early by the 1 MB state limit"; }
+echo "ok: $(wc -l < "$T/want6") keys exact; $(grep -o '[0-9]* window parts ended early' "$T/out6.log")"
+
+echo "== stream merge: a window whose shards wrote their parts but nobody merged them (as an idle shard on AWS leaves it)"
+python3 - "$T/out8" <<'PY'
+import json, os, struct, sys
+def part(path, counts):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    body = b""
+    for k, v in counts.items():
+        kb = k.encode()
+        body += bytes([len(kb)]) + kb + struct.pack("<Q", v)
+    hdr = json.dumps({"job": "wordcount", "args": {}, "records": sum(counts.values())}).encode()
+    open(path, "wb").write(b"LMRW1\n" + hdr + b"\n" + body)
+d = sys.argv[1] + "/_lambdamr/windows/window=2023-11-14T22:13:20Z/"
+part(d + "shardId-000000000000/early-L0-1.kv", {"a": 2, "b": 1})
+part(d + "shardId-000000000000/final-L0.kv", {"a": 1})
+part(d + "shardId-000000000001/final-L0.kv", {"b": 5, "c": 1})
+PY
+"$LMR" stream merge "$T/out8" > "$T/merge.out" 2> "$T/merge.err" || { cat "$T/merge.err"; fail "stream merge failed"; }
+printf 'a\t3\nb\t6\nc\t1\n' | cmp -s - "$T/out8/window=2023-11-14T22:13:20Z/part-00000" || fail "stream merge: wrong window output: $(cat "$T/out8/window=2023-11-14T22:13:20Z/part-00000")"
+grep -q "^1 window(s) merged" "$T/merge.out" || fail "stream merge: $(cat "$T/merge.out")"
+[ -z "$(find "$T/out8/_lambdamr" -name '*.kv')" ] || fail "stream merge left parts behind"
+"$LMR" stream merge "$T/out8" > "$T/merge2.out" 2>&1 || fail "a second stream merge failed"
+grep -q "^0 window(s) merged" "$T/merge2.out" || fail "a second stream merge must write nothing: $(cat "$T/merge2.out")"
+printf 'a\t3\nb\t6\nc\t1\n' | cmp -s - "$T/out8/window=2023-11-14T22:13:20Z/part-00000" || fail "stream merge changed a merged window"
+if "$LMR" stream merge 2> "$T/merge3.err"; then fail "stream merge without OUTPUT must fail"; fi
+echo "ok: stream merge merged 3 parts of 2 shards once"
+
 echo "== stdin: a poison record with bisect, retries and the on-failure destination"
 gen_lines 3000 2 > "$T/in2.txt"
 sed -i '1234s/$/ POISON/' "$T/in2.txt"
@@ -151,3 +206,42 @@ wait "$CPID" || fail "file: the consumer did not stop cleanly on SIGTERM"
 summed "$T/out3" > "$T/got3"
 cmp -s "$T/want3" "$T/got3" || fail "file: outputs changed after the final stop"
 echo "ok: $(cat "$LOG.1" "$LOG" | wc -l) lines, $(ls -d "$T"/out3/window=* | wc -l) windows, 5 SIGKILLs, totals exact"
+
+echo "== file source: many keys, windows ended early by the state limit, SIGKILL and restart"
+LOG7=$T/keys.log
+: > "$LOG7"
+python3 - "$LOG7" 6000 <<'PY' &
+import sys, time, random
+path, total = sys.argv[1], int(sys.argv[2])
+r = random.Random(9)
+f = open(path, "a")
+for i in range(total):
+    f.write(" ".join("k%d" % r.randrange(50000) for _ in range(20)) + "\n")
+    if i % 300 == 299:
+        f.flush(); time.sleep(0.1)
+f.close()
+PY
+WRITER=$!
+PIDS+=("$WRITER")
+consumer7() {
+    LMR_LOG=info LMR_STREAM_STATE_MAX=65536 "$LMR" stream wordcount --source "file://$LOG7" --window 1 --output "$T/out7" \
+        --batch-size 2000 --parallelization 2 --quiet 2>>"$T/consumer7.log" &
+    CPID=$!
+    PIDS+=("$CPID")
+}
+kill_restart 3 0.5 1.5 consumer7
+consumer7
+wait "$WRITER"
+oracle "$LOG7" > "$T/want7"
+deadline=$((SECONDS + 90))
+while :; do
+    summed "$T/out7" > "$T/got7"
+    cmp -s "$T/want7" "$T/got7" && break
+    [ $SECONDS -lt $deadline ] || { diff "$T/want7" "$T/got7" | head || true; tail -5 "$T/consumer7.log"; fail "many keys: outputs did not reach the exact totals"; }
+    kill -0 "$CPID" 2>/dev/null || { tail -5 "$T/consumer7.log" || true; fail "many keys: the consumer died"; }
+    sleep 0.5
+done
+kill -TERM "$CPID"
+wait "$CPID" || fail "many keys: the consumer did not stop cleanly on SIGTERM"
+grep -q "ended early" "$T/consumer7.log" || fail "many keys: expected windows ended early by the state limit"
+echo "ok: $(wc -l < "$T/want7") keys, 3 SIGKILLs, windows ended early, totals exact"

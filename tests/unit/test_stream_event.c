@@ -12,7 +12,7 @@
 
 #include "job/registry.h"
 #include "stream/event.h"
-#include "stream/handler.h"
+#include "stream_function.h"
 #include "stream/state.h"
 
 static void test_time(void **unused)
@@ -280,8 +280,12 @@ static enum lmr_result run_handler(struct lmr_stream_handler_config *cfg, const 
         snprintf(seqs[i], sizeof seqs[i], "%020zu", i + 1);
         recs[i] = (struct lmr_stream_record){lines[i], strlen(lines[i]), "pk", seqs[i], 1000};
     }
-    struct lmr_stream_event_info info = {
-        .window_start_ms = 0, .window_end_ms = 10000, .state_json = state, .is_final_invoke = final};
+    struct lmr_stream_event_info info = {.shard_id = "shardId-000000000000",
+                                         .event_source_arn = "arn:aws:kinesis:local:000000000000:stream/stdin",
+                                         .window_start_ms = 0,
+                                         .window_end_ms = 10000,
+                                         .state_json = state,
+                                         .is_final_invoke = final};
     struct lmr_buf ev, out;
     lmr_buf_init(&ev, 1 << 22);
     lmr_buf_init(&out, 1 << 22);
@@ -311,13 +315,59 @@ static void test_handler_wordcount(void **unused)
     assert_int_equal(get_count(st, "b"), 2);
     assert_int_equal(get_count(st, "c"), 1);
     assert_int_equal(get_count(st, "d"), 1);
-    /* The final invoke returns the state unchanged. */
+    /* The same event again (a retry): this environment's kept state has moved on, so the state the event
+       carries is decoded instead; the result is the same. */
+    struct lmr_stream_response r2b;
+    assert_int_equal(run_handler(&cfg, r1.state_json, lines2, 1, false, &r2b), LMR_OK);
+    assert_non_null(strstr(r2b.state_json, "\"ref\":\""));
+    assert_string_not_equal(r2b.state_json, r2.state_json); /* a new reference */
+    lmr_stream_state_clear(st);
+    assert_int_equal(lmr_stream_state_merge_text(st, &lmr_job_wordcount, NULL, r2b.state_json, NULL, NULL), LMR_OK);
+    assert_int_equal(get_count(st, "a"), 4);
+    assert_int_equal(get_count(st, "d"), 1);
+    /* A reference this environment never gave (a cold or different environment): decoded as well. */
+    char *forged = strdup(r1.state_json);
+    char *at = strstr(forged, "\"ref\":\"");
+    assert_non_null(at);
+    at[7] = at[7] == 'f' ? 'e' : 'f';
+    struct lmr_stream_response r2c;
+    assert_int_equal(run_handler(&cfg, forged, lines2, 1, false, &r2c), LMR_OK);
+    lmr_stream_state_clear(st);
+    assert_int_equal(lmr_stream_state_merge_text(st, &lmr_job_wordcount, NULL, r2c.state_json, NULL, NULL), LMR_OK);
+    assert_int_equal(get_count(st, "a"), 4);
+    free(forged);
+    lmr_stream_response_clean_up(&r2b);
+    lmr_stream_response_clean_up(&r2c);
+    /* The final invoke needs an output; with one, it takes its records, writes the shard's part and (one
+       shard: the window is complete) merges the window output. */
     struct lmr_stream_response r3;
+    assert_int_equal(run_handler(&cfg, r2.state_json, lines2, 1, true, &r3), LMR_ERR_INVALID);
+    char dir[] = "/tmp/lmr-test-handler-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(lmr_stream_handler_config_set_output(&cfg, dir, NULL), LMR_OK);
     assert_int_equal(run_handler(&cfg, r2.state_json, lines2, 1, true, &r3), LMR_OK);
-    assert_string_equal(r3.state_json, r2.state_json);
+    char path[256], text[256] = "";
+    snprintf(path, sizeof path, "%s/window=1970-01-01T00:00:00Z/part-00000", dir);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    size_t got = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[got] = '\0';
+    assert_string_equal(text, "a\t5\nb\t2\nc\t1\nd\t2\n");
+    lmr_stream_response_clean_up(&r3);
+    /* Retried: nothing written twice, no part left behind. */
+    assert_int_equal(run_handler(&cfg, r2.state_json, lines2, 1, true, &r3), LMR_OK);
+    lmr_stream_response_clean_up(&r3);
+    f = fopen(path, "r");
+    got = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[got] = '\0';
+    assert_string_equal(text, "a\t5\nb\t2\nc\t1\nd\t2\n");
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "test -z \"$(find %s/_lambdamr -name '*.kv')\" && rm -rf %s", dir, dir);
+    assert_int_equal(system(cmd), 0);
     lmr_stream_response_clean_up(&r1);
     lmr_stream_response_clean_up(&r2);
-    lmr_stream_response_clean_up(&r3);
 
     /* A poison record: reported with its sequence number, records before it are kept. */
     cfg.fail_match = strdup("POISON");

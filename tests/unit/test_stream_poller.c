@@ -17,8 +17,8 @@
 
 #include "job/registry.h"
 #include "store/store.h"
-#include "stream/handler.h"
-#include "stream/inproc_invoker.h"
+#include "stream_function.h"
+#include "stream_inproc.h"
 #include "stream/poller.h"
 
 #define N_SHARDS 2
@@ -159,12 +159,26 @@ static const char *win_key(int w)
     return k[w];
 }
 
+/* The window's shards, as the stream function would list them: the fake source's shards. */
+static enum lmr_result fake_window_shards(void *user, const char *arn, const char *shard_id, uint64_t start,
+                                          uint64_t end, char (**ids)[LMR_STREAM_FN_SHARD_ID_MAX], size_t *n,
+                                          struct lmr_err *err)
+{
+    *ids = calloc(N_SHARDS, sizeof **ids);
+    for (int s = 0; s < N_SHARDS; s++)
+        snprintf((*ids)[s], sizeof **ids, "shardId-%012d", s);
+    *n = N_SHARDS;
+    return LMR_OK;
+}
+
 static int setup(void **unused)
 {
     snprintf(dir, sizeof dir, "/tmp/lmr-test-poller-XXXXXX");
     assert_non_null(mkdtemp(dir));
     assert_int_equal(lmr_store_open(dir, &store, NULL, NULL), LMR_OK);
     assert_int_equal(lmr_stream_handler_config_init(&cfg, &lmr_job_wordcount, NULL, NULL), LMR_OK);
+    assert_int_equal(lmr_stream_handler_config_set_output(&cfg, dir, NULL), LMR_OK);
+    cfg.window_shards = fake_window_shards;
     assert_int_equal(lmr_stream_inproc_invoker_new(&cfg, &inv, NULL), LMR_OK);
     /* Records spread over three windows; word "s<shard>w<window>" and a shared word. */
     for (int s = 0; s < N_SHARDS; s++)
@@ -203,6 +217,7 @@ static void test_windows_and_restarts(void **unused)
     struct lmr_stream_stats st = run();
     assert_int_equal(st.records_processed, N_SHARDS * N_RECORDS);
     assert_int_equal(st.windows_committed, 3);
+    assert_int_equal(st.windows_merged_by_poller, 0); /* the stream function merged every window itself */
     lmr_stream_stats_clean_up(&st);
     char *orig[3];
     for (int w = 0; w < 3; w++) {
@@ -231,6 +246,7 @@ static void test_windows_and_restarts(void **unused)
     assert_int_equal(st.records_read, N_SHARDS * N_RECORDS / 3);
     assert_int_equal(st.windows_committed, 1);
     assert_int_equal(st.windows_already_committed, 0);
+    assert_int_equal(st.windows_merged_by_poller, 0);
     lmr_stream_stats_clean_up(&st);
     char *again = read_key(win_key(2));
     assert_string_equal(again, orig[2]);
@@ -250,6 +266,104 @@ static void test_windows_and_restarts(void **unused)
         free(now);
         free(orig[w]);
     }
+}
+
+/* One shard of records with 256-character partition keys (Kinesis's longest), all in one window. */
+#define BIG_RECORDS 12000
+static size_t big_next;
+static enum lmr_result big_list(struct lmr_stream_source *s, struct lmr_stream_shard_info **out, size_t *n,
+                                struct lmr_err *err)
+{
+    *out = calloc(1, sizeof **out);
+    snprintf((*out)[0].id, sizeof(*out)[0].id, "shardId-000000000000");
+    *n = 1;
+    return LMR_OK;
+}
+static struct lmr_stream_shard_reader big_reader;
+static enum lmr_result big_open(struct lmr_stream_source *s, const char *shard_id,
+                                const struct lmr_stream_position *pos, struct lmr_stream_shard_reader **out,
+                                struct lmr_err *err)
+{
+    big_reader.source = s;
+    big_next = 0;
+    *out = &big_reader;
+    return LMR_OK;
+}
+static enum lmr_result big_read(struct lmr_stream_shard_reader *rd, size_t max, uint64_t wait_ms,
+                                struct lmr_stream_read_result *res, struct lmr_err *err)
+{
+    char pk[257], seq[24], data[64];
+    memset(pk, 'p', 256);
+    pk[256] = '\0';
+    for (; max-- && big_next < BIG_RECORDS; big_next++) {
+        snprintf(seq, sizeof seq, "%020zu", big_next + 1);
+        snprintf(data, sizeof data, "w%zu common", big_next % 5000);
+        lmr_stream_read_result_push(res, lmr_stream_item_new(data, strlen(data), seq, pk, T0 + 1000));
+    }
+    res->shard_ended = big_next == BIG_RECORDS;
+    return LMR_OK;
+}
+static const struct lmr_stream_source_vtable big_vtable = {"fake",   big_list,   big_open,
+                                                           big_read, fake_close, fake_destroy};
+
+static enum lmr_result one_shard(void *user, const char *arn, const char *shard_id, uint64_t start, uint64_t end,
+                                 char (**ids)[LMR_STREAM_FN_SHARD_ID_MAX], size_t *n, struct lmr_err *err)
+{
+    *ids = calloc(1, sizeof **ids);
+    snprintf((*ids)[0], sizeof **ids, "shardId-000000000000");
+    *n = 1;
+    return LMR_OK;
+}
+
+/* --batch-size 10000 of records whose events would pass 6 MB: the batch is cut to fit (as Lambda's event
+   source mapping does); nothing is refused, nothing retried, every record counted once. */
+static void test_batches_fit_the_payload(void **unused)
+{
+    char d[] = "/tmp/lmr-test-bigbatch-XXXXXX";
+    assert_non_null(mkdtemp(d));
+    struct lmr_store *out;
+    assert_int_equal(lmr_store_open(d, &out, NULL, NULL), LMR_OK);
+    struct lmr_stream_handler_config c;
+    assert_int_equal(lmr_stream_handler_config_init(&c, &lmr_job_wordcount, NULL, NULL), LMR_OK);
+    assert_int_equal(lmr_stream_handler_config_set_output(&c, d, NULL), LMR_OK);
+    c.window_shards = one_shard;
+    struct lmr_invoker *iv;
+    assert_int_equal(lmr_stream_inproc_invoker_new(&c, &iv, NULL), LMR_OK);
+    struct lmr_stream_source bsrc = {.vtable = &big_vtable,
+                                     .name = "big",
+                                     .arn = "arn:aws:kinesis:us-east-1:000000000000:stream/big",
+                                     .replayable = true};
+    struct lmr_stream_poller_options o = {.source = &bsrc,
+                                          .invoker = iv,
+                                          .function_name = "f",
+                                          .job = &lmr_job_wordcount,
+                                          .output = out,
+                                          .window_ms = WINDOW_MS,
+                                          .batch_size = 10000,
+                                          .max_retries = 0,
+                                          .max_record_age_ms = -1,
+                                          .exit_when_drained = true};
+    struct lmr_stream_stats st = {0};
+    struct lmr_err err = {0};
+    assert_int_equal(lmr_stream_poll(&o, &st, &err), LMR_OK);
+    assert_int_equal(st.records_failed, 0);
+    assert_int_equal(st.invoke_failures, 0);
+    assert_int_equal(st.records_processed, BIG_RECORDS);
+    assert_true(st.invocations >= 3); /* 12,000 records of ~700 event bytes: at least two batches and a final */
+    lmr_stream_stats_clean_up(&st);
+    char iso[40], key[128];
+    snprintf(key, sizeof key, "window=%s/part-00000", lmr_stream_iso8601(T0, iso, sizeof iso));
+    struct lmr_buf b;
+    lmr_buf_init(&b, 1 << 20);
+    assert_int_equal(lmr_store_get(out, key, 0, LMR_STORE_TO_END, &b, NULL), LMR_OK);
+    assert_int_equal(strncmp(b.data, "common\t12000\n", 13), 0);
+    lmr_buf_clean_up(&b);
+    lmr_invoker_destroy(iv);
+    lmr_stream_handler_config_clean_up(&c);
+    lmr_store_destroy(out);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", d);
+    assert_int_equal(system(cmd), 0);
 }
 
 static void test_option_ranges(void **unused)
@@ -295,6 +409,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_windows_and_restarts),
         cmocka_unit_test(test_option_ranges),
+        cmocka_unit_test(test_batches_fit_the_payload),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

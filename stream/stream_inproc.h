@@ -3,11 +3,11 @@
  * event and response bytes as a Lambda invocation, without a function process. For tests, for
  * benchmarks of the handler itself, and as `lambdamr stream --invoker inproc`.
  */
-#ifndef LMR_STREAM_INPROC_INVOKER_H
-#define LMR_STREAM_INPROC_INVOKER_H
+#ifndef LMR_STREAM_INPROC_H
+#define LMR_STREAM_INPROC_H
 
 #include "lambda/invoker.h"
-#include "stream/handler.h"
+#include "stream_function.h"
 
 /**
  * A "inproc" invoker for cfg (borrowed: it must outlive the invoker). Every function name

@@ -1,14 +1,17 @@
+/*
+ * The Kinesis stream source (lmr_stream_kinesis_source_new in source.h), built on the Kinesis
+ * API client (aws/kinesis.h): ListShards, GetShardIterator of all five types, GetRecords at most
+ * 5 calls/s per shard, back-off on ProvisionedThroughputExceededException, expired iterators
+ * renewed after the last record read, closed shards ended at their EndingSequenceNumber.
+ */
 #define _GNU_SOURCE
-#include "stream/kinesis.h"
-
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "aws/http.h"
+#include "aws/kinesis.h"
 #include "stream/source.h"
-#include "util/base64.h"
 #include "util/log.h"
 #include "util/misc.h"
 
@@ -18,122 +21,13 @@ struct closed_shard {
     char ending_seq[LMR_STREAM_SEQ_MAX + 1];
 };
 
-struct lmr_kinesis {
-    struct lmr_aws_client *client;
+struct kin_source {
+    struct lmr_kinesis *api;
+    const char *stream;
     pthread_mutex_t mu; /* guards closed[] */
     struct closed_shard *closed;
     size_t n_closed;
-    char *stream;
-    char *arn;
-    char region[64];
 };
-
-const char *lmr_kinesis_stream_name(const struct lmr_kinesis *k)
-{
-    return k->stream;
-}
-const char *lmr_kinesis_stream_arn(const struct lmr_kinesis *k)
-{
-    return k->arn;
-}
-const char *lmr_kinesis_region(const struct lmr_kinesis *k)
-{
-    return k->region;
-}
-
-enum lmr_result lmr_kinesis_call(struct lmr_kinesis *k, const char *action, json_t *body, json_t **out, char *aws_code,
-                                 struct lmr_err *err)
-{
-    if (out)
-        *out = NULL;
-    if (aws_code)
-        aws_code[0] = '\0';
-    char *text = body ? json_dumps(body, JSON_COMPACT) : strdup("{}");
-    json_decref(body);
-    if (!text)
-        return lmr_fail(err, LMR_ERR_NOMEM, "out of memory calling Kinesis %s", action);
-    char target[96], resource[600];
-    snprintf(target, sizeof target, "Kinesis_20131202.%s", action);
-    snprintf(resource, sizeof resource, "kinesis://%s (%s)", k->stream, action);
-    struct lmr_aws_header headers[] = {{"Content-Type", "application/x-amz-json-1.1"}, {"X-Amz-Target", target}};
-    struct lmr_aws_request req = {.service = LMR_AWS_KINESIS,
-                                  .method = "POST",
-                                  .path = "/",
-                                  .headers = headers,
-                                  .n_headers = 2,
-                                  .body = text,
-                                  .body_len = strlen(text),
-                                  .resource = resource,
-                                  .max_response_bytes = 64u * 1024u * 1024u};
-    struct lmr_aws_response resp;
-    lmr_aws_response_init(&resp);
-    enum lmr_result r = lmr_aws_request(k->client, &req, &resp, err);
-    free(text);
-    if (aws_code)
-        snprintf(aws_code, 128, "%s", resp.aws_code);
-    if (!r && out) {
-        json_error_t jerr;
-        *out = json_loadb(resp.body.data ? resp.body.data : "{}", resp.body.len ? resp.body.len : 2, 0, &jerr);
-        if (!*out)
-            r = lmr_fail(err, LMR_ERR_FORMAT, "Kinesis %s on stream %s returned invalid JSON (%s)", action, k->stream,
-                         jerr.text);
-    }
-    lmr_aws_response_clean_up(&resp);
-    return r;
-}
-
-void lmr_kinesis_destroy(struct lmr_kinesis *k)
-{
-    if (!k)
-        return;
-    lmr_aws_client_destroy(k->client);
-    free(k->closed);
-    pthread_mutex_destroy(&k->mu);
-    free(k->stream);
-    free(k->arn);
-    free(k);
-}
-
-enum lmr_result lmr_kinesis_new(const char *stream, struct lmr_kinesis **out, struct lmr_err *err)
-{
-    if (!*stream)
-        return lmr_fail(err, LMR_ERR_INVALID, "kinesis:// needs a stream name, for example kinesis://clicks");
-    struct lmr_kinesis *k = calloc(1, sizeof *k);
-    if (!k || !(k->stream = strdup(stream))) {
-        free(k);
-        return lmr_fail(err, LMR_ERR_NOMEM, "out of memory");
-    }
-    pthread_mutex_init(&k->mu, NULL);
-    struct lmr_aws_client_options co = {0};
-    enum lmr_result r = lmr_aws_client_new(&co, &k->client, err);
-    if (r) {
-        lmr_kinesis_destroy(k);
-        return r;
-    }
-    snprintf(k->region, sizeof k->region, "%s", lmr_aws_client_config(k->client)->region);
-    json_t *resp;
-    r = lmr_kinesis_call(k, "DescribeStreamSummary", json_pack("{s:s}", "StreamName", stream), &resp, NULL, err);
-    if (r) {
-        lmr_err_prefix(err, "cannot open Kinesis stream '%s': ", stream);
-        lmr_kinesis_destroy(k);
-        return r;
-    }
-    const char *arn =
-        json_string_value(json_object_get(json_object_get(resp, "StreamDescriptionSummary"), "StreamARN"));
-    if (arn)
-        k->arn = strdup(arn);
-    else if (asprintf(&k->arn, "arn:aws:kinesis:%s:000000000000:stream/%s", k->region, stream) < 0)
-        k->arn = NULL;
-    json_decref(resp);
-    if (!k->arn) {
-        lmr_kinesis_destroy(k);
-        return lmr_fail(err, LMR_ERR_NOMEM, "out of memory");
-    }
-    *out = k;
-    return LMR_OK;
-}
-
-/* --- The stream source ------------------------------------------------------------------------ */
 
 struct kin_reader {
     struct lmr_stream_shard_reader base;
@@ -153,7 +47,7 @@ static uint64_t mono_ms(void)
     return lmr_mono_ns() / 1000000;
 }
 
-static void remember_closed(struct lmr_kinesis *k, const char *id, const char *ending)
+static void remember_closed(struct kin_source *k, const char *id, const char *ending)
 {
     pthread_mutex_lock(&k->mu);
     size_t i = 0;
@@ -183,7 +77,7 @@ static int seq_cmp(const char *a, const char *b)
 }
 
 /* The ending sequence number of a closed shard into out ("" if open or unknown). */
-static void closed_ending(struct lmr_kinesis *k, const char *id, char *out, size_t cap)
+static void closed_ending(struct kin_source *k, const char *id, char *out, size_t cap)
 {
     out[0] = '\0';
     pthread_mutex_lock(&k->mu);
@@ -196,58 +90,32 @@ static void closed_ending(struct lmr_kinesis *k, const char *id, char *out, size
 static enum lmr_result kin_list_shards(struct lmr_stream_source *src, struct lmr_stream_shard_info **out, size_t *n,
                                        struct lmr_err *err)
 {
-    struct lmr_kinesis *k = src->impl;
-    struct lmr_stream_shard_info *v = NULL;
-    size_t count = 0;
-    char *token = NULL;
-    enum lmr_result r = LMR_OK;
-    do {
-        json_t *body = token ? json_pack("{s:s}", "NextToken", token) : json_pack("{s:s}", "StreamName", k->stream);
-        json_t *resp;
-        free(token);
-        token = NULL;
-        r = lmr_kinesis_call(k, "ListShards", body, &resp, NULL, err);
-        if (r)
-            break;
-        json_t *shards = json_object_get(resp, "Shards"), *s;
-        size_t i;
-        json_array_foreach(shards, i, s)
-        {
-            struct lmr_stream_shard_info *nv = realloc(v, (count + 1) * sizeof *nv);
-            if (!nv) {
-                r = lmr_fail(err, LMR_ERR_NOMEM, "out of memory");
-                break;
-            }
-            v = nv;
-            struct lmr_stream_shard_info *info = &v[count++];
-            memset(info, 0, sizeof *info);
-            snprintf(info->id, sizeof info->id, "%s", json_string_value(json_object_get(s, "ShardId")) ?: "");
-            const char *p = json_string_value(json_object_get(s, "ParentShardId"));
-            snprintf(info->parent_id, sizeof info->parent_id, "%s", p ? p : "");
-            p = json_string_value(json_object_get(s, "AdjacentParentShardId"));
-            snprintf(info->adjacent_parent_id, sizeof info->adjacent_parent_id, "%s", p ? p : "");
-            const char *ending =
-                json_string_value(json_object_get(json_object_get(s, "SequenceNumberRange"), "EndingSequenceNumber"));
-            info->closed = ending != NULL;
-            if (ending)
-                remember_closed(k, info->id, ending);
-        }
-        const char *next = json_string_value(json_object_get(resp, "NextToken"));
-        if (!r && next && json_array_size(shards))
-            token = strdup(next);
-        json_decref(resp);
-    } while (!r && token);
-    free(token);
-    if (r) {
-        free(v);
+    struct kin_source *k = src->impl;
+    struct lmr_kinesis_shard *shards;
+    size_t count;
+    enum lmr_result r = lmr_kinesis_list_shards(k->api, 0, &shards, &count, err);
+    if (r)
         return r;
+    struct lmr_stream_shard_info *v = calloc(count ? count : 1, sizeof *v);
+    if (!v) {
+        free(shards);
+        return lmr_fail(err, LMR_ERR_NOMEM, "out of memory listing the shards of Kinesis stream '%s'", k->stream);
     }
+    for (size_t i = 0; i < count; i++) {
+        snprintf(v[i].id, sizeof v[i].id, "%s", shards[i].id);
+        snprintf(v[i].parent_id, sizeof v[i].parent_id, "%s", shards[i].parent_id);
+        snprintf(v[i].adjacent_parent_id, sizeof v[i].adjacent_parent_id, "%s", shards[i].adjacent_parent_id);
+        v[i].closed = shards[i].ending_seq[0] != '\0';
+        if (v[i].closed)
+            remember_closed(k, shards[i].id, shards[i].ending_seq);
+    }
+    free(shards);
     *out = v;
     *n = count;
     return LMR_OK;
 }
 
-static enum lmr_result get_iterator(struct lmr_kinesis *k, struct kin_reader *rd, const struct lmr_stream_position *pos,
+static enum lmr_result get_iterator(struct kin_source *k, struct kin_reader *rd, const struct lmr_stream_position *pos,
                                     struct lmr_err *err)
 {
     json_t *body = json_pack("{s:s,s:s,s:s}", "StreamName", k->stream, "ShardId", rd->shard_id, "ShardIteratorType",
@@ -257,7 +125,7 @@ static enum lmr_result get_iterator(struct lmr_kinesis *k, struct kin_reader *rd
     if (pos->type == LMR_STREAM_AT_TIMESTAMP)
         json_object_set_new(body, "Timestamp", json_real((double)pos->timestamp_ms / 1000.0));
     json_t *resp;
-    enum lmr_result r = lmr_kinesis_call(k, "GetShardIterator", body, &resp, NULL, err);
+    enum lmr_result r = lmr_kinesis_call(k->api, "GetShardIterator", body, &resp, NULL, err);
     if (r)
         return lmr_err_prefix(err, "GetShardIterator %s of %s for %s: ", lmr_stream_position_type_name(pos->type),
                               rd->shard_id, k->stream);
@@ -288,7 +156,7 @@ static enum lmr_result kin_open_shard(struct lmr_stream_source *src, const char 
 }
 
 /* A new iterator after the last record read (or at the start position if none was read). */
-static enum lmr_result renew_iterator(struct lmr_kinesis *k, struct kin_reader *rd, struct lmr_err *err)
+static enum lmr_result renew_iterator(struct kin_source *k, struct kin_reader *rd, struct lmr_err *err)
 {
     struct lmr_stream_position pos = rd->start;
     if (rd->last_seq[0]) {
@@ -305,7 +173,7 @@ static enum lmr_result kin_read(struct lmr_stream_shard_reader *r, size_t max_re
                                 struct lmr_stream_read_result *res, struct lmr_err *err)
 {
     struct kin_reader *rd = (struct kin_reader *)r;
-    struct lmr_kinesis *k = r->source->impl;
+    struct kin_source *k = r->source->impl;
     if (!rd->iterator) {
         res->shard_ended = true;
         return LMR_OK;
@@ -328,7 +196,7 @@ static enum lmr_result kin_read(struct lmr_stream_shard_reader *r, size_t max_re
     enum lmr_result rr;
     for (unsigned renew = 0;; renew++) {
         rd->next_call_ms = mono_ms() + LMR_KINESIS_GET_RECORDS_INTERVAL_MS;
-        rr = lmr_kinesis_call(k, "GetRecords",
+        rr = lmr_kinesis_call(k->api, "GetRecords",
                               json_pack("{s:s,s:I}", "ShardIterator", rd->iterator, "Limit", (json_int_t)limit), &resp,
                               code, err);
         if (rr &&
@@ -424,7 +292,13 @@ static void kin_destroy(struct lmr_stream_source *src)
 {
     if (!src)
         return;
-    lmr_kinesis_destroy(src->impl);
+    struct kin_source *k = src->impl;
+    if (k) {
+        lmr_kinesis_destroy(k->api);
+        free(k->closed);
+        pthread_mutex_destroy(&k->mu);
+        free(k);
+    }
     free(src->name);
     free(src->arn);
     free(src);
@@ -441,20 +315,29 @@ static const struct lmr_stream_source_vtable kinesis_vtable = {
 
 enum lmr_result lmr_stream_kinesis_source_new(const char *stream, struct lmr_stream_source **out, struct lmr_err *err)
 {
-    struct lmr_kinesis *k;
-    enum lmr_result r = lmr_kinesis_new(stream, &k, err);
-    if (r)
+    struct kin_source *k = calloc(1, sizeof *k);
+    if (!k)
+        return lmr_fail(err, LMR_ERR_NOMEM, "out of memory opening Kinesis stream '%s'", stream);
+    enum lmr_result r = lmr_kinesis_new(stream, &k->api, err);
+    if (r) {
+        free(k);
         return r;
-    struct lmr_stream_source *src = calloc(1, sizeof *src);
-    if (!src || !(src->name = strdup(stream)) || !(src->arn = strdup(k->arn))) {
-        if (src)
-            free(src->name);
-        free(src);
-        lmr_kinesis_destroy(k);
-        return lmr_fail(err, LMR_ERR_NOMEM, "out of memory");
     }
-    src->vtable = &kinesis_vtable;
-    src->impl = k;
+    pthread_mutex_init(&k->mu, NULL);
+    k->stream = lmr_kinesis_stream_name(k->api);
+    struct lmr_stream_source *src = calloc(1, sizeof *src);
+    if (src) {
+        src->vtable = &kinesis_vtable;
+        src->impl = k;
+    } else {
+        lmr_kinesis_destroy(k->api);
+        pthread_mutex_destroy(&k->mu);
+        free(k);
+    }
+    if (!src || !(src->name = strdup(stream)) || !(src->arn = strdup(lmr_kinesis_stream_arn(k->api)))) {
+        kin_destroy(src);
+        return lmr_fail(err, LMR_ERR_NOMEM, "out of memory opening Kinesis stream '%s'", stream);
+    }
     src->replayable = true;
     src->arrival_is_read_time = false;
     *out = src;

@@ -1,4 +1,4 @@
-#include "stream/inproc_invoker.h"
+#include "stream_inproc.h"
 
 #include <jansson.h>
 #include <stdio.h>

@@ -1,0 +1,350 @@
+/*
+ * The poller's batches: choosing the next batch of a lane (batch size, batching window, payload
+ * budget), invoking the function concurrently per lane, reading partial batch responses, retries
+ * with back-off, bisecting, maximum record age and the on-failure destination.
+ */
+#define _GNU_SOURCE
+#include <inttypes.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+#include "stream/poller_internal.h"
+#include "stream/state.h"
+#include "util/base64.h"
+#include "util/log.h"
+#include "util/misc.h"
+
+/* The invoke result is reused across invocations of a lane (the lambda module owns its init/clean-up). */
+static void result_reset(struct lmr_invoke_result *res)
+{
+    struct lmr_buf payload = res->payload;
+    lmr_buf_reset(&payload);
+    memset(res, 0, sizeof *res);
+    res->payload = payload;
+}
+
+struct job_ctx {
+    struct poller *p;
+    struct lane *lane;
+};
+
+static void *run_one(void *arg)
+{
+    struct job_ctx *c = arg;
+    struct poller *p = c->p;
+    struct lane *l = c->lane;
+    struct shard *s = l->shard;
+    struct lmr_stream_record recs_stack[64];
+    struct lmr_stream_record *recs = l->batch_n <= 64 ? recs_stack : malloc(l->batch_n * sizeof *recs);
+    lmr_buf_reset(&l->event);
+    result_reset(&l->res);
+    lmr_err_clear(&l->inv_err);
+    if (!recs) {
+        l->inv_r = lmr_fail(&l->inv_err, LMR_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    for (size_t i = 0; i < l->batch_n; i++)
+        recs[i] = l->batch[i]->rec;
+    struct lmr_stream_event_info info = {
+        .shard_id = s->info.id,
+        .event_source_arn = p->o->source->arn,
+        .region = p->o->region,
+        .window_start_ms = l->batch_window,
+        .window_end_ms = l->batch_window + p->window_ms,
+        .state_json = l->state_in,
+        .is_final_invoke = l->final,
+        .is_terminated_early = l->terminated_early,
+    };
+    l->inv_r = lmr_stream_event_build(&l->event, &info, recs, l->batch_n, &l->inv_err);
+    if (recs != recs_stack)
+        free(recs);
+    if (!l->inv_r)
+        l->inv_r = lmr_invoke(p->o->invoker, p->o->function_name, l->event.data, l->event.len, LMR_INVOKE_SYNC, 0,
+                              &l->res, &l->inv_err);
+    return NULL;
+}
+
+/* Run the prepared invocations of lanes[0..n) concurrently. */
+void lmr_poller_run_invocations(struct poller *p, struct lane **lanes, size_t n)
+{
+    struct job_ctx ctx[LMR_STREAM_PARALLELIZATION_MAX * 64];
+    pthread_t th[LMR_STREAM_PARALLELIZATION_MAX * 64];
+    bool started[LMR_STREAM_PARALLELIZATION_MAX * 64];
+    for (size_t i = 0; i < n; i++) {
+        ctx[i] = (struct job_ctx){p, lanes[i]};
+        started[i] = n > 1 && !pthread_create(&th[i], NULL, run_one, &ctx[i]);
+        if (!started[i])
+            run_one(&ctx[i]);
+    }
+    for (size_t i = 0; i < n; i++)
+        if (started[i])
+            pthread_join(th[i], NULL);
+    p->stats.invocations += n;
+}
+
+/* Describe a failed batch in the on-failure destination (AWS's shape for Kinesis sources). */
+static void write_failure(struct poller *p, struct lane *l, struct lmr_stream_item *const *items, size_t n,
+                          const char *condition)
+{
+    p->stats.records_failed += n;
+    LMR_WARN("stream: giving up on %zu record(s) of %s (%s), sequence numbers %s to %s", n, l->shard->info.id,
+             condition, items[0]->rec.sequence_number, items[n - 1]->rec.sequence_number);
+    if (!p->o->on_failure_destination)
+        return;
+    char first[40], last[40], now[40];
+    json_t *d = json_pack(
+        "{s:{s:s,s:s,s:s,s:i},s:{s:i,s:s,s:s},s:s,s:s,s:{s:s,s:s,s:s,s:s,s:s,s:i,s:s}}", "requestContext", "requestId",
+        l->res.request_id, "functionArn", p->o->function_name, "condition", condition, "approximateInvokeCount",
+        (json_int_t)l->retries + 1, "responseContext", "statusCode", (json_int_t)l->res.status_code, "executedVersion",
+        "$LATEST", "functionError", l->res.function_error, "version", "1.0", "timestamp",
+        lmr_stream_iso8601(lmr_wall_ms(), now, sizeof now), "KinesisBatchInfo", "shardId", l->shard->info.id,
+        "startSequenceNumber", items[0]->rec.sequence_number, "endSequenceNumber", items[n - 1]->rec.sequence_number,
+        "approximateArrivalOfFirstRecord", lmr_stream_iso8601(items[0]->rec.arrival_ms, first, sizeof first),
+        "approximateArrivalOfLastRecord", lmr_stream_iso8601(items[n - 1]->rec.arrival_ms, last, sizeof last),
+        "batchSize", (json_int_t)n, "streamArn", p->o->source->arn);
+    char *text = d ? json_dumps(d, JSON_INDENT(1)) : NULL;
+    json_decref(d);
+    char rest[400];
+    snprintf(rest, sizeof rest, "failures/%s/%s-%s.json", l->shard->info.id, items[0]->rec.sequence_number,
+             items[n - 1]->rec.sequence_number);
+    char *key = lmr_poller_join_key(p->ckpt_prefix, rest);
+    struct lmr_err err;
+    if (text && key && lmr_store_put(p->ckpt_store, key, text, strlen(text), 0, &err))
+        LMR_WARN("stream: cannot write the failed batch descriptor %s: %s", key, err.msg);
+    free(key);
+    free(text);
+}
+
+/* Remove the first n records of the lane queue (they are in l->batch[0..n)). */
+static void lane_pop(struct lane *l, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct lmr_stream_item *it = l->head;
+        l->head = it->next;
+        if (!l->head)
+            l->tail = NULL;
+        l->count--;
+        free(it);
+    }
+}
+
+static bool invocation_failed(struct lane *l)
+{
+    return l->inv_r || l->res.function_error[0] || l->res.status_code >= 300;
+}
+
+static void log_failure(struct lane *l)
+{
+    if (l->inv_r)
+        LMR_WARN("stream: invoking for %s failed: %s", l->shard->info.id, l->inv_err.msg);
+    else if (l->res.function_error[0])
+        LMR_WARN("stream: the function failed on a batch of %s (%s): %.*s", l->shard->info.id, l->res.function_error,
+                 (int)(l->res.payload.len > 400 ? 400 : l->res.payload.len),
+                 l->res.payload.data ? l->res.payload.data : "");
+}
+
+/* Make the final invoke for a lane's window state (also used for an early termination). */
+enum lmr_result lmr_poller_final_invokes(struct poller *p, struct lane **lanes, const char *const *states, size_t n,
+                                         uint64_t window, bool terminated_early, struct lmr_err *err)
+{
+    struct lane *todo[FINALS_AT_ONCE];
+    const char *todo_state[FINALS_AT_ONCE];
+    for (size_t off = 0; off < n; off += FINALS_AT_ONCE) {
+        size_t m = n - off < FINALS_AT_ONCE ? n - off : FINALS_AT_ONCE;
+        memcpy(todo, lanes + off, m * sizeof *todo);
+        memcpy(todo_state, states + off, m * sizeof *todo_state);
+        for (unsigned attempt = 0; m; attempt++) {
+            for (size_t i = 0; i < m; i++) {
+                struct lane *l = todo[i];
+                l->batch_n = 0;
+                l->batch_window = window;
+                l->final = true;
+                l->terminated_early = terminated_early;
+                l->state_in = todo_state[i] ? todo_state[i] : l->seed;
+            }
+            /* Every lane's final invoke at once: each writes its part of the window (stream_function.c). */
+            lmr_poller_run_invocations(p, todo, m);
+            size_t left = 0;
+            for (size_t i = 0; i < m; i++) {
+                struct lane *l = todo[i];
+                struct lmr_stream_response resp;
+                if (!invocation_failed(l) && !lmr_stream_response_parse(l->res.payload.data ? l->res.payload.data : "",
+                                                                        l->res.payload.len, &resp, &l->inv_err)) {
+                    lmr_stream_response_clean_up(&resp);
+                    continue;
+                }
+                /* As on AWS, processing of the shard waits until its final invoke succeeds. */
+                p->stats.invoke_failures++;
+                log_failure(l);
+                todo_state[left] = todo_state[i];
+                todo[left++] = l;
+            }
+            m = left;
+            if (!m)
+                break;
+            if (p->o->stop && *p->o->stop)
+                return lmr_fail(err, LMR_ERR_CANCELLED, "stopped while retrying the final invoke of %s",
+                                todo[0]->shard->info.id);
+            lmr_sleep_ms(lmr_backoff_ms(attempt, 100, 5000));
+        }
+    }
+    return LMR_OK;
+}
+
+enum lmr_result lmr_poller_final_invoke(struct poller *p, struct lane *l, uint64_t window, const char *state,
+                                        bool terminated_early, struct lmr_err *err)
+{
+    return lmr_poller_final_invokes(p, &l, &state, 1, window, terminated_early, err);
+}
+
+/* Choose the next batch of a lane. @return true if it should be invoked now. */
+bool lmr_poller_prepare_batch(struct poller *p, struct lane *l, uint64_t now_wall, uint64_t now_mono)
+{
+    if (!l->head || now_mono < l->retry_at_mono_ms)
+        return false;
+    /* Records older than --max-record-age are given up on. */
+    if (p->o->max_record_age_ms > 0) {
+        size_t n = 0;
+        for (struct lmr_stream_item *it = l->head; it && n < LMR_STREAM_BATCH_SIZE_MAX; it = it->next) {
+            if (now_wall < it->rec.arrival_ms || now_wall - it->rec.arrival_ms <= (uint64_t)p->o->max_record_age_ms)
+                break;
+            l->batch[n++] = it;
+        }
+        if (n) {
+            write_failure(p, l, l->batch, n, "RecordAgeExceeded");
+            lane_pop(l, n);
+            l->retries = 0;
+            l->bisect_limit = 0;
+            if (!l->head)
+                return false;
+        }
+    }
+    size_t limit = p->o->batch_size ? p->o->batch_size : 100;
+    if (l->bisect_limit && l->bisect_limit < limit)
+        limit = l->bisect_limit;
+    uint64_t w = l->head->window_start_ms;
+    struct lane_win *lw = lmr_poller_lane_win(l, w, false);
+    l->state_in = lw && lw->state ? lw->state : l->seed;
+    /* As Lambda's event source mapping does, cut the batch so that the whole event (records, the
+       state it carries and the rest) fits the 6 MB synchronous payload. */
+    struct lmr_stream_event_info info = {
+        .shard_id = l->shard->info.id, .event_source_arn = p->o->source->arn, .region = p->o->region};
+    size_t budget = LMR_STREAM_SYNC_PAYLOAD_MAX_BYTES - EVENT_ENVELOPE_BYTES - strlen(l->state_in) -
+                    2 * strlen(p->o->source->arn) - strlen(l->shard->info.id);
+    size_t n = 0, bytes = 0;
+    for (struct lmr_stream_item *it = l->head; it && n < limit && it->window_start_ms == w; it = it->next) {
+        size_t rb = lmr_stream_event_record_bytes(&info, &it->rec);
+        if (n && bytes + rb > budget)
+            break;
+        bytes += rb;
+        l->batch[n++] = it;
+    }
+    l->batch_n = n;
+    l->batch_window = w;
+    l->final = false;
+    l->terminated_early = false;
+    /* Full batch, batching window passed, a retry, or nothing more can join this batch. */
+    if (n == limit || bytes + 4096 > budget || l->retries || l->bisect_limit)
+        return true;
+    if (n < l->count && l->batch[n - 1]->next && l->batch[n - 1]->next->window_start_ms != w)
+        return true;
+    if (lmr_poller_has_item_beyond(l, w) || lmr_poller_shard_done_with(p, l->shard, w, now_wall))
+        return true;
+    uint64_t age = now_wall > l->head->rec.arrival_ms ? now_wall - l->head->rec.arrival_ms : 0;
+    return age >= p->o->batch_window_ms;
+}
+
+/* Record a failure of the lane's batch from index k on; schedules the retry or gives up. */
+static void batch_failed(struct poller *p, struct lane *l, size_t k)
+{
+    p->stats.invoke_failures++;
+    size_t remaining = l->batch_n - k;
+    if (p->o->bisect_on_error && remaining > 1) {
+        l->bisect_limit = (remaining + 1) / 2;
+    } else {
+        l->retries++;
+        if (p->o->max_retries >= 0 && l->retries > (uint64_t)p->o->max_retries) {
+            write_failure(p, l, l->batch + k, remaining, "RetryAttemptsExhausted");
+            lane_pop(l, remaining);
+            l->retries = 0;
+            l->bisect_limit = 0;
+            return;
+        }
+    }
+    l->retry_at_mono_ms = lmr_poller_mono_ms() + lmr_backoff_ms(l->retries, 20, 2000);
+}
+
+enum lmr_result lmr_poller_process_result(struct poller *p, struct lane *l, struct lmr_err *err)
+{
+    struct lmr_stream_response resp;
+    if (invocation_failed(l) || lmr_stream_response_parse(l->res.payload.data ? l->res.payload.data : "",
+                                                          l->res.payload.len, &resp, &l->inv_err)) {
+        if (!invocation_failed(l))
+            LMR_WARN("stream: %s", l->inv_err.msg);
+        log_failure(l);
+        batch_failed(p, l, 0);
+        return LMR_OK;
+    }
+    /* The lowest failed record: everything before it is in the returned state. */
+    size_t k = l->batch_n;
+    for (size_t f = 0; f < resp.n_failed; f++) {
+        size_t i = 0;
+        while (i < l->batch_n && strcmp(l->batch[i]->rec.sequence_number, resp.failed_ids[f]))
+            i++;
+        if (i == l->batch_n) {
+            k = 0; /* an identifier not in the batch fails the whole batch, as on AWS */
+            LMR_WARN("stream: itemIdentifier '%s' is not in the batch: retrying the whole batch", resp.failed_ids[f]);
+            break;
+        }
+        if (i < k)
+            k = i;
+    }
+    {
+        /* The returned state holds exactly the records before k. */
+        struct lane_win *lw = lmr_poller_lane_win(l, l->batch_window, true);
+        if (!lw) {
+            lmr_stream_response_clean_up(&resp);
+            return lmr_fail(err, LMR_ERR_NOMEM, "out of memory");
+        }
+        free(lw->state);
+        lw->state = resp.state_json;
+        resp.state_json = NULL;
+        lw->records += k;
+        p->stats.records_processed += k;
+        lane_pop(l, k);
+        if (resp.state_full) {
+            /* The state reached its limit: this part of the window ends early (the function writes it as
+               a part of its own) and the lane goes on in the same window with a fresh state. */
+            enum lmr_result r = lmr_poller_final_invoke(p, l, lw->window, lw->state, true, err);
+            lw = lmr_poller_lane_win(l, l->batch_window, false);
+            lmr_stream_response_clean_up(&resp);
+            if (r)
+                return r;
+            free(lw->state);
+            lw->state = NULL;
+            lw->parts_ended_early++;
+            p->stats.windows_terminated_early++;
+            LMR_INFO("stream: a window of %s lane %u ended early (the state reached its limit); the lane goes on "
+                     "in the same window with a fresh state",
+                     l->shard->info.id, l->idx);
+            return LMR_OK;
+        }
+    }
+    if (k < l->batch_n) {
+        /* batch[k] failed: retry from it. Shift the batch view so that batch_failed sees the failed part at index 0. */
+        size_t remaining = l->batch_n - k;
+        memmove(l->batch, l->batch + k, remaining * sizeof *l->batch);
+        l->batch_n = remaining;
+        batch_failed(p, l, 0);
+    } else {
+        /* The failing part passed: back to full batches. */
+        l->retries = 0;
+        l->bisect_limit = 0;
+    }
+    lmr_stream_response_clean_up(&resp);
+    return LMR_OK;
+}

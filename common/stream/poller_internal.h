@@ -1,0 +1,135 @@
+/*
+ * The poller's insides, shared by its files (not a public interface):
+ *   poller.c             options, the main loop, figures
+ *   poller_shards.c      shards, their lineage (parents before children), lanes, reading records
+ *   poller_batch.c       batching, invocations, partial batch responses, retries, bisecting
+ *   poller_checkpoint.c  checkpoint.json / pending.json
+ *   poller_window.c      closing a window: final invokes, the window commit, checkpoints after it
+ */
+#ifndef LMR_STREAM_POLLER_INTERNAL_H
+#define LMR_STREAM_POLLER_INTERNAL_H
+
+#include <jansson.h>
+
+#include "stream/poller.h"
+#include "stream/state.h"
+#include "util/misc.h"
+
+#define SEQ_BYTES (LMR_STREAM_SEQ_MAX + 1)
+#define FINALS_AT_ONCE 64         /* final invokes of one window run concurrently, this many at a time */
+#define EVENT_ENVELOPE_BYTES 4096 /* an event besides its records, state, ARNs and shard id (window, flags, keys) */
+#define CHECKPOINT_MAX_BYTES (16u * 1024u * 1024u)
+#define OUTPUT_MAX_BYTES ((size_t)1 << 32)
+
+/* A lane's state for one window. */
+struct lane_win {
+    uint64_t window;
+    char *state;                /* JSON text of the state object, NULL = empty */
+    uint64_t parts_ended_early; /* parts of this window that the state limit ended */
+    uint64_t records;
+};
+
+struct shard;
+
+struct lane {
+    struct shard *shard;
+    uint32_t idx;
+    struct lmr_stream_item *head, *tail; /* records not yet processed, in order */
+    size_t count;
+    struct lane_win *wins;
+    size_t n_wins;
+    /* Retries of the record at the head. */
+    uint32_t retries;
+    size_t bisect_limit; /* 0 = none, else the next batch takes at most this many */
+    uint64_t retry_at_mono_ms;
+    /* The invocation in flight (filled by the main thread, run by a worker). */
+    struct lmr_stream_item *batch[LMR_STREAM_BATCH_SIZE_MAX];
+    size_t batch_n;
+    uint64_t batch_window;
+    bool final, terminated_early;
+    const char *state_in;
+    char seed[160]; /* the state a fresh window starts from: this lane's meta (lane, lanes, run) */
+    struct lmr_buf event;
+    struct lmr_invoke_result res;
+    enum lmr_result inv_r;
+    struct lmr_err inv_err;
+};
+
+struct mark {
+    uint64_t window;
+    char seq[SEQ_BYTES]; /* last record of this shard in this window */
+};
+
+struct shard {
+    struct lmr_stream_shard_info info;
+    struct lmr_stream_shard_reader *reader;
+    bool started, ended;
+    bool ckpt_ended;          /* the checkpoint says this shard is finished */
+    char ckpt_seq[SEQ_BYTES]; /* committed position ("" = none) */
+    struct mark *marks;
+    size_t n_marks;
+    uint64_t last_window;
+    bool caught_up;
+    uint64_t millis_behind;
+    uint64_t records;
+    struct lane lanes[LMR_STREAM_PARALLELIZATION_MAX];
+    uint32_t n_lanes;
+};
+
+struct poller {
+    const struct lmr_stream_poller_options *o;
+    struct shard *shards;
+    size_t n_shards;
+    uint64_t window_ms;
+    uint64_t min_window; /* no record goes to a window before this (the last committed window + 1) */
+    bool have_min_window;
+    char *ckpt_prefix;
+    char *out_prefix;
+    struct lmr_store *ckpt_store;
+    struct lmr_stream_stats stats;
+    uint64_t start_mono_ms;
+    uint64_t last_list_mono_ms;
+    json_t *saved_positions;          /* checkpointed positions by shard id, applied when shards are added */
+    char run[LMR_STREAM_RUN_MAX + 1]; /* names this run's window parts ("" for replayable sources) */
+};
+
+static inline uint64_t lmr_poller_mono_ms(void)
+{
+    return lmr_mono_ns() / 1000000;
+}
+
+/* poller.c */
+char *lmr_poller_join_key(const char *prefix, const char *rest);
+
+/* poller_shards.c: shards, lineage, lanes, reading */
+void lmr_poller_lane_free_wins(struct lane *l);
+struct lane_win *lmr_poller_lane_win(struct lane *l, uint64_t window, bool create);
+void lmr_poller_lane_drop_win(struct lane *l, uint64_t window);
+enum lmr_result lmr_poller_list_shards(struct poller *p, struct lmr_err *err);
+bool lmr_poller_shard_finished(const struct shard *s);
+enum lmr_result lmr_poller_start_shards(struct poller *p, struct lmr_err *err);
+uint64_t lmr_poller_oldest_window(struct poller *p, bool *any);
+enum lmr_result lmr_poller_read_shards(struct poller *p, uint64_t wait_ms, size_t *got, struct lmr_err *err);
+bool lmr_poller_has_item_beyond(const struct lane *l, uint64_t window);
+bool lmr_poller_shard_done_with(struct poller *p, const struct shard *s, uint64_t w, uint64_t now_ms);
+
+/* poller_batch.c: batches, invocations, retries */
+void lmr_poller_run_invocations(struct poller *p, struct lane **lanes, size_t n);
+enum lmr_result lmr_poller_final_invoke(struct poller *p, struct lane *l, uint64_t window, const char *state,
+                                        bool terminated_early, struct lmr_err *err);
+/* The final invokes of lanes[0..n) (states[i]: the lane's state, NULL = fresh) at once, each retried until it succeeds.
+ */
+enum lmr_result lmr_poller_final_invokes(struct poller *p, struct lane **lanes, const char *const *states, size_t n,
+                                         uint64_t window, bool terminated_early, struct lmr_err *err);
+bool lmr_poller_prepare_batch(struct poller *p, struct lane *l, uint64_t now_wall, uint64_t now_mono);
+enum lmr_result lmr_poller_process_result(struct poller *p, struct lane *l, struct lmr_err *err);
+
+/* poller_checkpoint.c: checkpoints */
+enum lmr_result lmr_poller_load_checkpoint(struct poller *p, struct lmr_err *err);
+enum lmr_result lmr_poller_write_positions(struct poller *p, const char *name, uint64_t window, struct lmr_err *err);
+
+/* poller_window.c: window close and commit */
+char *lmr_poller_window_key(struct poller *p, uint64_t window);
+enum lmr_result lmr_poller_maybe_close_window(struct poller *p, bool *closed, struct lmr_err *err);
+
+#endif

@@ -10,6 +10,7 @@
 #include "job/part_owner.h"
 #include "lease.h"
 #include "output.h"
+#include "job/counters.h"
 #include "phase.h"
 #include "util/log.h"
 #include "util/misc.h"
@@ -18,6 +19,8 @@
 
 struct job_run {
     const struct lmr_coordinator_options *opts;
+    const struct lmr_prices *prices;
+    double start_ms; /* wall clock when planning started */
     const struct lmr_job_plan *plan;
     struct lmr_reduce_task *reduce_tasks;
     size_t nreduce;
@@ -370,15 +373,18 @@ static void add_store_stats(uint64_t *acc, json_t *stats)
 
 static json_t *phase_json(const struct lmr_phase_result *pr, size_t ntasks, const char *const *fields, size_t nfields)
 {
-    json_t *o = json_pack("{s:f, s:I, s:I, s:I, s:I}", "wall_ms", pr->wall_ms, "tasks", (json_int_t)ntasks, "attempts",
-                          (json_int_t)pr->attempts, "failed_attempts", (json_int_t)pr->failed_attempts, "reused",
-                          (json_int_t)pr->reused);
+    json_t *o = json_pack("{s:f, s:f, s:f, s:I, s:I, s:I, s:I}", "wall_ms", pr->wall_ms, "start_ms", pr->start_ms,
+                          "end_ms", pr->end_ms, "tasks", (json_int_t)ntasks, "attempts", (json_int_t)pr->attempts,
+                          "failed_attempts", (json_int_t)pr->failed_attempts, "reused", (json_int_t)pr->reused);
     for (size_t f = 0; f < nfields; f++)
         sum_field(o, fields[f], pr->responses);
     uint64_t req[5] = {0};
     size_t i;
     json_t *r;
     json_array_foreach(pr->responses, i, r) add_store_stats(req, json_object_get(r, "store"));
+    json_t *counters = json_object(); /* the jobs' named counters (lmr_job_count), summed */
+    json_array_foreach(pr->responses, i, r) lmr_job_counters_sum_json(counters, json_object_get(r, "counters"));
+    json_object_set_new(o, "counters", counters);
     json_object_set_new(o, "store_requests",
                         json_pack("{s:I, s:I, s:I, s:I, s:I}", "get", (json_int_t)req[0], "put", (json_int_t)req[1],
                                   "list", (json_int_t)req[2], "head", (json_int_t)req[3], "delete",
@@ -396,11 +402,15 @@ static json_t *build_report(struct job_run *jr, const struct lmr_phase_result *m
     static const char *const reduce_fields[] = {"frames", "records_in",  "bytes_in",
                                                 "groups", "records_out", "bytes_out"};
     json_t *phases = json_object();
-    json_object_set_new(phases, "plan", json_pack("{s:f}", "wall_ms", plan->plan_ms));
+    json_object_set_new(phases, "plan",
+                        json_pack("{s:f, s:f, s:f}", "wall_ms", plan->plan_ms, "start_ms", jr->start_ms, "end_ms",
+                                  jr->start_ms + plan->plan_ms));
     json_object_set_new(phases, "map", phase_json(map, plan->ntasks, map_fields, 8));
     if (red)
         json_object_set_new(phases, "reduce", phase_json(red, jr->nreduce, reduce_fields, 6));
-    json_object_set_new(phases, "commit", json_pack("{s:f}", "wall_ms", commit_ms));
+    json_object_set_new(phases, "commit",
+                        json_pack("{s:f, s:f, s:f}", "wall_ms", commit_ms, "start_ms",
+                                  (double)lmr_wall_ms() - commit_ms, "end_ms", (double)lmr_wall_ms()));
 
     /* Store requests: the tasks' own plus the coordinator's. */
     uint64_t req[5] = {0};
@@ -412,26 +422,18 @@ static json_t *build_report(struct job_run *jr, const struct lmr_phase_result *m
     for (int k = 0; k < 5; k++)
         req[k] += driver_store[k];
 
-    /* Billing: every invocation, failed attempts included, as Lambda bills them. */
+    /* Billing: every invocation, failed attempts included, as Lambda bills them (Init included). */
     json_t *invocations = json_array();
     json_array_extend(invocations, map->invocations);
     if (red)
         json_array_extend(invocations, red->invocations);
-    double gb_s = 0, billed_ms = 0;
-    json_t *inv;
-    json_array_foreach(invocations, i, inv)
-    {
-        double b = lmr_json_double(inv, "billed_duration_ms", 0);
-        billed_ms += b;
-        gb_s += b / 1000.0 * (double)lmr_json_u64(inv, "memory_size_mb", 0) / 1024.0;
-    }
-    size_t ninv = json_array_size(invocations);
-    double lambda_usd = gb_s * LMR_PRICE_LAMBDA_GB_SECOND + (double)ninv * LMR_PRICE_LAMBDA_PER_MILLION_REQUESTS / 1e6;
-    double s3_usd = (double)(req[1] + req[2]) * LMR_PRICE_S3_PER_1000_PUT_LIST / 1000.0 +
-                    (double)(req[0] + req[3]) * LMR_PRICE_S3_PER_1000_GET / 1000.0;
+    struct lmr_request_counts counts = {.get = req[0], .put = req[1], .list = req[2], .head = req[3], .del = req[4]};
+    json_t *cost = lmr_cost_batch(jr->prices, invocations, &counts);
     double mb = (double)plan->input_bytes / (1024.0 * 1024.0);
 
     json_t *report = json_object();
+    json_object_set_new(report, "schema_version", json_integer(LMR_REPORT_SCHEMA_VERSION));
+    json_object_set_new(report, "kind", json_string("batch"));
     json_object_set_new(report, "job_id", json_string(plan->job.job_id));
     json_object_set_new(report, "job", json_string(plan->job.job_name));
     json_object_set_new(report, "args", lmr_job_args_to_json(plan->job.args));
@@ -440,26 +442,24 @@ static json_t *build_report(struct job_run *jr, const struct lmr_phase_result *m
                         json_pack("{s:O, s:I, s:I}", "uris", plan->input_uris ? plan->input_uris : json_null(),
                                   "objects", (json_int_t)plan->input_objects, "bytes", (json_int_t)plan->input_bytes));
     json_object_set_new(report, "output", json_string(plan->output_uri ? plan->output_uri : ""));
+    if (plan->command)
+        json_object_set_new(report, "command", json_string(plan->command));
+    json_object_set_new(report, "start_ms", json_real(jr->start_ms));
     json_object_set_new(report, "mappers", json_integer((json_int_t)plan->ntasks));
     json_object_set_new(report, "reducers", json_integer((json_int_t)plan->job.reducers));
     json_object_set_new(report, "memory_mb", json_integer((json_int_t)plan->job.memory_mb));
     json_object_set_new(report, "wall_ms", json_real(wall_ms));
     json_object_set_new(report, "throughput_mib_s", json_real(wall_ms > 0 ? mb / (wall_ms / 1000.0) : 0));
+    json_t *counters = json_object();
+    lmr_job_counters_sum_json(counters, json_object_get(json_object_get(phases, "map"), "counters"));
+    lmr_job_counters_sum_json(counters, json_object_get(json_object_get(phases, "reduce"), "counters"));
+    json_object_set_new(report, "counters", counters);
     json_object_set_new(report, "phases", phases);
     json_object_set_new(report, "store_requests",
                         json_pack("{s:I, s:I, s:I, s:I, s:I}", "get", (json_int_t)req[0], "put", (json_int_t)req[1],
                                   "list", (json_int_t)req[2], "head", (json_int_t)req[3], "delete",
                                   (json_int_t)req[4]));
-    json_object_set_new(
-        report, "cost",
-        json_pack("{s:I, s:f, s:f, s:f, s:f, s:f, s:{s:f, s:f, s:f, s:f, s:s}}", "invocations", (json_int_t)ninv,
-                  "billed_duration_ms", billed_ms, "gb_seconds", gb_s, "lambda_usd", lambda_usd, "s3_usd", s3_usd,
-                  "total_usd", lambda_usd + s3_usd, "prices", "lambda_gb_second", LMR_PRICE_LAMBDA_GB_SECOND,
-                  "lambda_per_million_requests", LMR_PRICE_LAMBDA_PER_MILLION_REQUESTS,
-                  "s3_per_1000_put_copy_post_list", LMR_PRICE_S3_PER_1000_PUT_LIST, "s3_per_1000_get_head",
-                  LMR_PRICE_S3_PER_1000_GET, "note",
-                  "AWS us-east-1 list prices for Lambda (x86) and S3 Standard requests; S3 requests are counted on "
-                  "every back-end, as if the store were S3"));
+    json_object_set_new(report, "cost", cost);
     json_object_set_new(report, "invocations", invocations);
     return report;
 }
@@ -555,13 +555,24 @@ static enum lmr_result commit_job(struct job_run *jr, const struct lmr_phase_res
 enum lmr_result lmr_coordinator_run(const struct lmr_coordinator_options *opts, const struct lmr_job_plan *plan,
                                     json_t **report, struct lmr_err *err)
 {
-    double t0 = lmr_mono_ms();
+    double t0 = lmr_mono_ms(), t_plan = plan->plan_ms;
+    enum lmr_result r0;
     struct lmr_coordinator_options o = *opts;
     if (!o.concurrency)
         o.concurrency = 8;
     if (!o.max_attempts)
         o.max_attempts = 3;
-    struct job_run jr = {.opts = &o, .plan = plan, .started_ms = lmr_wall_ms()};
+    struct lmr_prices default_prices;
+    if (!o.prices) {
+        if ((r0 = lmr_prices_load(NULL, NULL, NULL, &default_prices, err)))
+            return r0;
+        o.prices = &default_prices;
+    }
+    struct job_run jr = {.opts = &o,
+                         .plan = plan,
+                         .prices = o.prices,
+                         .start_ms = (double)lmr_wall_ms() - t_plan,
+                         .started_ms = lmr_wall_ms()};
     struct lmr_phase_result map = {0}, red = {0};
     bool map_only = plan->job.reducers == 0;
     *report = NULL;

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "job/task.h"
+#include "report/cost.h"
 #include "lambda/invoker.h"
 #include "store/store.h"
 #include "store/store_set.h"
@@ -26,8 +27,9 @@ struct lmr_job_plan {
     size_t ntasks;
     uint64_t input_bytes;
     uint64_t input_objects;
-    json_t *input_uris; /* the --input URIs as given, for the report and the manifest */
-    char *output_uri;   /* the --output URI as given */
+    json_t *input_uris;  /* the --input URIs as given, for the report and the manifest */
+    char *output_uri;    /* the --output URI as given */
+    const char *command; /* Optional: the command line that reproduces the job, for the report */
     double plan_ms;
 };
 
@@ -70,6 +72,9 @@ struct lmr_coordinator_options {
     /* Optional: requests made before the coordinator ran (planning, output checks), counted in the
      * report as the coordinator's own: get, put, list, head, delete. */
     uint64_t earlier_requests[5];
+    /* Optional: the prices the cost estimate uses; default the built-in table's default region and this
+     * build's architecture. */
+    const struct lmr_prices *prices;
     /* Optional: called (from worker threads, serialised) whenever a task starts or ends. */
     void (*progress)(void *user_data, const struct lmr_progress *p);
     void *progress_user_data;
@@ -85,10 +90,7 @@ struct lmr_coordinator_options {
 enum lmr_result lmr_coordinator_run(const struct lmr_coordinator_options *opts, const struct lmr_job_plan *plan,
                                     json_t **report, struct lmr_err *err);
 
-/* Prices the cost estimate uses (USD), written into every report. */
-#define LMR_PRICE_LAMBDA_GB_SECOND 0.0000166667
-#define LMR_PRICE_LAMBDA_PER_MILLION_REQUESTS 0.20
-#define LMR_PRICE_S3_PER_1000_PUT_LIST 0.005
-#define LMR_PRICE_S3_PER_1000_GET 0.0004
+/* The report's schema version (docs/FORMATS.md): 2 added timestamps, slots, the cost breakdown and prices. */
+#define LMR_REPORT_SCHEMA_VERSION 2
 
 #endif

@@ -104,7 +104,9 @@ enum lmr_result lmr_plan_job(const struct lmr_plan_request *req, struct lmr_stor
                                       req->split_size_bytes ? req->split_size_bytes : LMR_PLAN_DEFAULT_SPLIT_BYTES,
                                   .split_size_given = req->split_size_given,
                                   .max_mappers = req->max_mappers,
-                                  .concurrency = req->concurrency};
+                                  .concurrency = req->concurrency,
+                                  .assume_bytes = req->assume_bytes,
+                                  .assume_objects = req->assume_objects};
     if (!r)
         r = lmr_plan_inputs(&po, stores, plan, err);
     if (!r)

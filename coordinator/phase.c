@@ -38,17 +38,61 @@ static void report_progress(struct phase_run *pr)
     pr->opts->progress(pr->opts->progress_user_data, &p);
 }
 
-static json_t *invocation_json(const struct lmr_phase *ph, size_t task, uint32_t attempt,
-                               const struct lmr_invoke_result *ir, const char *error)
+/* One invocation as the report keeps it: when and where it ran (wall clock, concurrency slot), the
+ * REPORT figures, and the task's own store figures when it answered. */
+static json_t *invocation_json(const struct lmr_phase *ph, size_t task, uint32_t attempt, uint32_t slot,
+                               double start_ms, double end_ms, const struct lmr_invoke_result *ir,
+                               const json_t *payload, const char *error)
 {
-    json_t *o = json_pack("{s:s, s:I, s:I, s:s, s:f, s:f, s:f, s:I, s:I, s:I}", "phase", ph->name, "task",
-                          (json_int_t)task, "attempt", (json_int_t)attempt, "request_id", ir->request_id, "duration_ms",
-                          ir->duration_ms, "billed_duration_ms", ir->billed_duration_ms, "init_duration_ms",
-                          ir->init_duration_ms, "memory_size_mb", (json_int_t)ir->memory_size_mb, "max_memory_used_mb",
-                          (json_int_t)ir->max_memory_used_mb, "throttle_retries", (json_int_t)ir->throttle_retries);
+    json_t *o =
+        json_pack("{s:s, s:I, s:I, s:I, s:f, s:f, s:s, s:f, s:f, s:f, s:b, s:I, s:I, s:I}", "phase", ph->name, "task",
+                  (json_int_t)task, "attempt", (json_int_t)attempt, "slot", (json_int_t)slot, "start_ms", start_ms,
+                  "end_ms", end_ms, "request_id", ir->request_id, "duration_ms", ir->duration_ms, "billed_duration_ms",
+                  ir->billed_duration_ms, "init_duration_ms", ir->init_duration_ms, "cold", ir->init_duration_ms > 0,
+                  "memory_size_mb", (json_int_t)ir->memory_size_mb, "max_memory_used_mb",
+                  (json_int_t)ir->max_memory_used_mb, "throttle_retries", (json_int_t)ir->throttle_retries);
+    json_t *store = json_object_get(payload, "store");
+    if (o && store)
+        json_object_set(o, "store", store);
     if (o && error)
         json_object_set_new(o, "error", json_string(error));
     return o;
+}
+
+/* What to do about a failed attempt, appended to its error: the flag to change and to what. */
+static void add_hint(char *why, size_t cap, const char *error_type, enum lmr_result r,
+                     const struct lmr_invoke_result *ir, struct phase_run *pr)
+{
+    const struct lmr_coordinator_options *opts = pr->opts;
+    size_t n = strlen(why);
+    if (n >= cap)
+        return;
+    if (error_type && !strcmp(error_type, "Runtime.OutOfMemory")) {
+        uint32_t mb = ir->memory_size_mb ? ir->memory_size_mb : 0, next = mb ? mb * 2 : 2048;
+        if (next > 10240)
+            next = 10240;
+        if (mb >= 10240)
+            snprintf(why + n, cap - n,
+                     " (the function used all of its %u MB, Lambda's maximum: give the job more "
+                     "tasks with a smaller --split-size or more --reducers)",
+                     mb);
+        else
+            snprintf(why + n, cap - n, " (the function ran out of its %u MB: raise --memory, e.g. --memory %u)", mb,
+                     next);
+    } else if (error_type && !strcmp(error_type, "Sandbox.Timedout")) {
+        pthread_mutex_lock(&pr->lock);
+        size_t done = pr->ndone, total = pr->phase->ntasks;
+        pthread_mutex_unlock(&pr->lock);
+        snprintf(why + n, cap - n,
+                 " (%zu of %zu %s tasks had finished; raise --timeout, at most 900 seconds, or give each task less "
+                 "input with a smaller --split-size or more --reducers)",
+                 done, total, pr->phase->name);
+    } else if (r == LMR_ERR_THROTTLED) {
+        snprintf(why + n, cap - n,
+                 " (Lambda throttled the invocations: lower --concurrency (now %u), or ask AWS for "
+                 "a higher concurrent-executions quota in Service Quotas)",
+                 opts->concurrency);
+    }
 }
 
 /* Does task i's commit record exist? */
@@ -63,9 +107,15 @@ static bool committed(struct phase_run *pr, size_t i)
     return ok;
 }
 
+struct worker_arg {
+    struct phase_run *pr;
+    uint32_t slot; /* this worker's concurrency slot: the timeline's row */
+};
+
 static void *worker(void *arg)
 {
-    struct phase_run *pr = arg;
+    struct phase_run *pr = ((struct worker_arg *)arg)->pr;
+    uint32_t slot = ((struct worker_arg *)arg)->slot;
     const struct lmr_phase *ph = pr->phase;
     for (;;) {
         pthread_mutex_lock(&pr->lock);
@@ -89,6 +139,7 @@ static void *worker(void *arg)
         report_progress(pr);
         pthread_mutex_unlock(&pr->lock);
 
+        double start_ms = (double)lmr_wall_ms();
         char *event = ph->build_event(ph->user_data, i, attempt);
         struct lmr_invoke_result ir;
         lmr_invoke_result_init(&ir, RESPONSE_MAX_BYTES);
@@ -97,14 +148,18 @@ static void *worker(void *arg)
                                                LMR_INVOKE_LOG_TAIL, &ir, &ierr)
                                   : lmr_fail(&ierr, LMR_ERR_NOMEM, "out of memory building the event");
         free(event);
-        char why[LMR_ERR_MSG_BYTES + 256] = "";
+        double end_ms = (double)lmr_wall_ms();
+        char why[LMR_ERR_MSG_BYTES + 512] = "";
         json_t *payload = NULL;
         if (r) {
             snprintf(why, sizeof why, "%s", ierr.msg[0] ? ierr.msg : lmr_result_str(r));
+            add_hint(why, sizeof why, NULL, r, &ir, pr);
         } else if (ir.function_error[0]) {
             json_t *ej = json_loadb(ir.payload.data ? ir.payload.data : "", ir.payload.len, 0, NULL);
-            snprintf(why, sizeof why, "%s: %s", lmr_json_str(ej, "errorType", ir.function_error),
+            const char *type = lmr_json_str(ej, "errorType", ir.function_error);
+            snprintf(why, sizeof why, "%s: %s", type,
                      lmr_json_str(ej, "errorMessage", ir.payload.data ? ir.payload.data : ""));
+            add_hint(why, sizeof why, type, r, &ir, pr);
             json_decref(ej);
         } else {
             payload = json_loadb(ir.payload.data ? ir.payload.data : "", ir.payload.len, 0, NULL);
@@ -115,7 +170,8 @@ static void *worker(void *arg)
 
         pthread_mutex_lock(&pr->lock);
         pr->running--;
-        json_array_append_new(pr->res->invocations, invocation_json(ph, i, attempt, &ir, why[0] ? why : NULL));
+        json_array_append_new(pr->res->invocations, invocation_json(ph, i, attempt, slot, start_ms, end_ms, &ir,
+                                                                    payload, why[0] ? why : NULL));
         if (ok) {
             if (!pr->done[i]) {
                 pr->done[i] = true;
@@ -158,6 +214,7 @@ enum lmr_result lmr_phase_run(const struct lmr_coordinator_options *opts, const 
 {
     double t0 = lmr_mono_ms();
     memset(res, 0, sizeof *res);
+    res->start_ms = (double)lmr_wall_ms();
     res->responses = json_array();
     res->invocations = json_array();
     struct phase_run pr = {.opts = opts, .phase = phase, .res = res};
@@ -188,15 +245,21 @@ enum lmr_result lmr_phase_run(const struct lmr_coordinator_options *opts, const 
     if (nthreads > pr.qtail)
         nthreads = (uint32_t)pr.qtail;
     pthread_t *threads = calloc(nthreads ? nthreads : 1, sizeof *threads);
+    struct worker_arg *args = calloc(nthreads ? nthreads : 1, sizeof *args);
     uint32_t started = 0;
-    for (; threads && started < nthreads; started++)
-        if (pthread_create(&threads[started], NULL, worker, &pr))
+    for (; threads && args && started < nthreads; started++) {
+        args[started] = (struct worker_arg){.pr = &pr, .slot = started};
+        if (pthread_create(&threads[started], NULL, worker, &args[started]))
             break;
-    if (started == 0 && pr.qtail > 0)
-        worker(&pr); /* no threads: run inline */
+    }
+    if (started == 0 && pr.qtail > 0) {
+        struct worker_arg inline_arg = {.pr = &pr, .slot = 0};
+        worker(&inline_arg); /* no threads: run inline */
+    }
     for (uint32_t t = 0; t < started; t++)
         pthread_join(threads[t], NULL);
     free(threads);
+    free(args);
     pthread_mutex_destroy(&pr.lock);
     pthread_cond_destroy(&pr.changed);
     enum lmr_result r = LMR_OK;
@@ -211,6 +274,7 @@ enum lmr_result lmr_phase_run(const struct lmr_coordinator_options *opts, const 
     free(pr.attempts);
     free(pr.done);
     res->wall_ms = lmr_mono_ms() - t0;
+    res->end_ms = (double)lmr_wall_ms();
     return r;
 }
 

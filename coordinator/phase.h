@@ -24,6 +24,7 @@ struct lmr_phase {
 
 struct lmr_phase_result {
     double wall_ms;
+    double start_ms, end_ms;  /* wall clock, milliseconds since the epoch */
     uint32_t attempts;        /* invocations made */
     uint32_t failed_attempts; /* invocations that did not commit */
     uint32_t reused;          /* tasks committed before this run (resume), not run again */

@@ -15,6 +15,12 @@
 /* The default split size, and the smallest split the automatic narrowing goes down to. */
 #define LMR_PLAN_DEFAULT_SPLIT_BYTES (64ull * 1024 * 1024)
 #define LMR_PLAN_MIN_AUTO_SPLIT_BYTES (1ull * 1024 * 1024)
+/* The most objects --assume-input may describe. */
+#define LMR_PLAN_MAX_ASSUMED_OBJECTS 1000000u
+/* The most shards one job plans (the manifest and the driver's memory grow with them), and the
+ * most one map task reads (its event, about 150 bytes a shard, must stay under Lambda's 1 MB). */
+#define LMR_PLAN_MAX_SHARDS 100000u
+#define LMR_PLAN_MAX_SHARDS_PER_TASK 5000u
 
 struct lmr_plan_options {
     char **inputs; /* Required: paths, file:// or s3:// URIs */
@@ -23,9 +29,18 @@ struct lmr_plan_options {
     bool split_size_given;     /* false: split smaller so that every invocation slot gets work */
     uint32_t max_mappers;      /* Optional: 0 = no cap */
     uint32_t concurrency;      /* invocations that run at once */
+    /* Optional (estimates, `run --dry-run --assume-input`): plan for assume_objects objects of
+     * assume_bytes in all, spread evenly, instead of listing the inputs. Nothing is read. */
+    uint64_t assume_bytes;
+    uint64_t assume_objects; /* default 1 */
 };
 
-/** Fill plan->tasks, ntasks, input_bytes, input_objects. Input stores are added to stores. */
+/**
+ * Fill plan->tasks, ntasks, input_bytes, input_objects. Input stores are added to stores. An
+ * object named by several --input locations is planned once. A plan over LMR_PLAN_MAX_SHARDS
+ * shards, or with a task over LMR_PLAN_MAX_SHARDS_PER_TASK, is refused (LMR_ERR_TOO_LARGE,
+ * naming the flag to change) before it is built.
+ */
 enum lmr_result lmr_plan_inputs(const struct lmr_plan_options *opts, struct lmr_store_set *stores,
                                 struct lmr_job_plan *plan, struct lmr_err *err);
 void lmr_plan_tasks_free(struct lmr_job_plan *plan);

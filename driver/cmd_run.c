@@ -18,11 +18,15 @@
 #include "job/registry.h"
 #include "lambda/aws_invoker.h"
 #include "lambda/service.h"
+#include "aws/config.h"
+#include "estimate.h"
 #include "job_plan.h"
 #include "lease.h"
 #include "follow.h"
 #include "output.h"
+#include "report/html.h"
 #include "report_print.h"
+#include "task_root.h"
 #include "util/misc.h"
 
 struct run_options {
@@ -44,28 +48,42 @@ struct run_options {
     bool detach;
     const char *backend;
     const char *function_prefix;
+    const char *price_file;
+    bool html;
+    bool dry_run, model_given;
+    uint64_t assume_bytes, assume_objects;
+    struct lmr_estimate_model model;
+    char *command; /* the command line, shell-quoted, for the report */
     struct lmr_job_args *args;
+    char **files; /* --file: shipped into the functions' task root (files/NAME) */
+    size_t nfiles;
+    char *task_root; /* local: the functions' LAMBDA_TASK_ROOT when the job ships anything */
 };
 
 static void run_usage(FILE *f)
 {
-    fprintf(f, "usage: lambdamr run JOB --input URI [--input URI ...] --output URI [options] [job options]\n"
-               "\n"
-               "Run a MapReduce job. Inputs are files, directories (recursive) or prefixes: paths,\n"
-               "file:// or s3://bucket/prefix. Names starting with '_' or '.' are skipped. .gz and .zst\n"
-               "inputs are decompressed. Output: part-r-NNNNN files of key<TAB>value lines (part-m-NNNNN\n"
-               "for map-only jobs), then _SUCCESS, and the job report in _lambdamr/report.json.\n"
-               "\n"
-               "jobs:\n");
+    fprintf(f,
+            "usage: lambdamr run JOB --input URI [--input URI ...] --output URI [options] [job options]\n"
+            "\n"
+            "Run a MapReduce job. Inputs are files, directories (recursive) or prefixes: paths,\n"
+            "file:// or s3://bucket/prefix. Names starting with '_' or '.' are skipped. Symbolic links\n"
+            "are followed, each real directory and file at most once (link loops are not followed\n"
+            "again), and an object named by several --input locations is read once. File names must\n"
+            "be UTF-8. .gz and .zst inputs are decompressed; a damaged or truncated one fails the job.\n"
+            "The output must not lie inside an input. Output: part-r-NNNNN files of key<TAB>value lines (part-m-NNNNN\n"
+            "for map-only jobs), then _SUCCESS, and the job report in _lambdamr/report.json.\n"
+            "\n"
+            "jobs:\n");
     lmr_job_list(f);
-    fprintf(f, "  PATH.so    a plugin exporting lmr_job_plugin() (see include/lambdamr/job.h)\n"
+    fprintf(f, "  PATH.so    a plugin exporting lmr_job_plugin() (see docs/JOBS.md)\n"
                "\n"
                "options:\n"
                "  -i, --input URI        input location (repeatable; at least one)\n"
                "  -o, --output URI       output location (must not hold a finished job unless --overwrite)\n"
                "      --work URI         where intermediate data goes (default: OUTPUT/_lambdamr/work)\n"
-               "      --split-size SIZE  bytes per shard, e.g. 64M (default 64M; smaller when the input\n"
-               "                         would not give every concurrent invocation a shard)\n"
+               "      --split-size SIZE  bytes per shard: a whole number with an optional K, M, G or T\n"
+               "                         (binary), e.g. 64M (default 64M; smaller when the input would not\n"
+               "                         give every concurrent invocation a shard); at most 100,000 shards\n"
                "      --mappers N        at most N map tasks (shards are packed into tasks)\n"
                "      --reducers N       reduce tasks (default: one per GiB of input, and at least one per\n"
                "                         concurrent invocation when the input is over 64 MiB each)\n"
@@ -77,6 +95,15 @@ static void run_usage(FILE *f)
                "      --json             print the job report as JSON on stdout (no summary)\n"
                "      --detach           return once the coordinator has the job (with --backend aws);\n"
                "                         follow it with 'lambdamr status|wait|cancel OUTPUT'\n"
+               "      --html             also write the report as an HTML page, OUTPUT/_lambdamr/report.html\n"
+               "      --dry-run          plan the job and print the plan and an estimate of its time and cost on\n"
+               "                         AWS, from a stated model; nothing is invoked or written\n"
+               "      --assume-input SIZE[,OBJECTS]  with --dry-run: plan for an input that is not at hand\n"
+               "                         (e.g. 126.8G,2000) instead of listing --input\n"
+               "      --model NAME=VALUE[,...]  with --dry-run: change the model's parameters (printed with\n"
+               "                         the estimate; see docs/ARCHITECTURE.md)\n"
+               "      --price-file FILE  prices for the cost estimate (default: the built-in table, for the\n"
+               "                         region of AWS_REGION / the profile; see docs/FORMATS.md)\n"
                "      --backend B        local (default: embedded runtime) or aws (deployed functions)\n"
                "      --function-prefix NAME  with --backend aws: invoke NAME-mapper and NAME-reducer\n"
                "  -h, --help             this help\n"
@@ -84,6 +111,16 @@ static void run_usage(FILE *f)
                "job options (passed to the job):\n"
                "      --delimiter C --fields LIST --where EXPR --key SPEC --value N --op OP --strict\n"
                "      --arg NAME=VALUE   any other argument, for plugins\n"
+               "\n"
+               "exec jobs (lambdamr run exec; see docs/JOBS.md):\n"
+               "      --mapper CMD       reads records on stdin, writes key<TAB>value lines (run by /bin/sh -c)\n"
+               "      --combiner CMD     optional; runs on sorted batches of the mapper's lines\n"
+               "      --reducer CMD      reads key<TAB>value lines in key order; none: a map-only job\n"
+               "      --separator C      key/value separator instead of TAB\n"
+               "      --key-fields N     the key is the first N fields (default 1)\n"
+               "      --file PATH        ship a script or binary with the job (repeatable); commands find\n"
+               "                         it as files/NAME, also on PATH and in the working directory. On\n"
+               "                         AWS package it with 'lambdamr package --file' instead\n"
                "\n"
                "example:\n"
                "  lambdamr run wordcount --input ./datasets/text/ --output ./out/wc\n");
@@ -130,6 +167,17 @@ enum {
     OPT_VALUE,
     OPT_OP,
     OPT_STRICT,
+    OPT_HTML,
+    OPT_PRICE_FILE,
+    OPT_DRY_RUN,
+    OPT_ASSUME,
+    OPT_MODEL,
+    OPT_MAPPER,
+    OPT_COMBINER,
+    OPT_REDUCER,
+    OPT_SEPARATOR,
+    OPT_KEY_FIELDS,
+    OPT_FILE,
 };
 
 static int parse_args(int argc, char **argv, struct run_options *o)
@@ -158,12 +206,27 @@ static int parse_args(int argc, char **argv, struct run_options *o)
         {"value", required_argument, 0, OPT_VALUE},
         {"op", required_argument, 0, OPT_OP},
         {"strict", no_argument, 0, OPT_STRICT},
+        {"html", no_argument, 0, OPT_HTML},
+        {"price-file", required_argument, 0, OPT_PRICE_FILE},
+        {"dry-run", no_argument, 0, OPT_DRY_RUN},
+        {"assume-input", required_argument, 0, OPT_ASSUME},
+        {"model", required_argument, 0, OPT_MODEL},
+        {"mapper", required_argument, 0, OPT_MAPPER},
+        {"combiner", required_argument, 0, OPT_COMBINER},
+        {"reducer", required_argument, 0, OPT_REDUCER},
+        {"separator", required_argument, 0, OPT_SEPARATOR},
+        {"key-fields", required_argument, 0, OPT_KEY_FIELDS},
+        {"file", required_argument, 0, OPT_FILE},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
     static const char *const job_arg_names[] = {
-        [OPT_DELIM - OPT_DELIM] = "delimiter", [OPT_FIELDS - OPT_DELIM] = "fields", [OPT_WHERE - OPT_DELIM] = "where",
-        [OPT_KEY - OPT_DELIM] = "key",         [OPT_VALUE - OPT_DELIM] = "value",   [OPT_OP - OPT_DELIM] = "op",
+        [OPT_DELIM - OPT_DELIM] = "delimiter",       [OPT_FIELDS - OPT_DELIM] = "fields",
+        [OPT_WHERE - OPT_DELIM] = "where",           [OPT_KEY - OPT_DELIM] = "key",
+        [OPT_VALUE - OPT_DELIM] = "value",           [OPT_OP - OPT_DELIM] = "op",
+        [OPT_MAPPER - OPT_DELIM] = "mapper",         [OPT_COMBINER - OPT_DELIM] = "combiner",
+        [OPT_REDUCER - OPT_DELIM] = "reducer",       [OPT_SEPARATOR - OPT_DELIM] = "separator",
+        [OPT_KEY_FIELDS - OPT_DELIM] = "key-fields",
     };
     int c;
     optind = 1;
@@ -237,21 +300,69 @@ static int parse_args(int argc, char **argv, struct run_options *o)
             if (!eq || eq == optarg)
                 return usage_error("--arg '%s' must be NAME=VALUE", optarg);
             *eq = '\0';
-            lmr_job_args_set(o->args, optarg, eq + 1);
+            enum lmr_result set = lmr_job_args_set(o->args, optarg, eq + 1);
             *eq = '=';
+            if (set)
+                return usage_error(set == LMR_ERR_TOO_LARGE ? "--arg '%s': the value is longer than 64 KiB"
+                                                            : "--arg '%s': NAME must be UTF-8 text",
+                                   optarg);
             break;
         }
         case OPT_STRICT:
             lmr_job_args_set(o->args, "strict", "1");
             break;
+        case OPT_HTML:
+            o->html = true;
+            break;
+        case OPT_PRICE_FILE:
+            o->price_file = optarg;
+            break;
+        case OPT_DRY_RUN:
+            o->dry_run = true;
+            break;
+        case OPT_ASSUME: {
+            char *comma = strchr(optarg, ',');
+            if (comma)
+                *comma = '\0';
+            bool bad = lmr_parse_size(optarg, &o->assume_bytes) || !o->assume_bytes;
+            o->assume_objects = 1;
+            if (comma) {
+                *comma = ',';
+                bad = bad || lmr_parse_u64(comma + 1, 1, LMR_PLAN_MAX_ASSUMED_OBJECTS, &o->assume_objects);
+            }
+            if (bad)
+                return usage_error("--assume-input '%s' is not SIZE[,OBJECTS] (e.g. 126.8G,2000)", optarg);
+            break;
+        }
+        case OPT_MODEL: {
+            struct lmr_err merr = {0};
+            if (lmr_estimate_model_parse(&o->model, optarg, &merr))
+                return usage_error("%s", merr.msg);
+            o->model_given = true;
+            break;
+        }
         case OPT_DELIM:
         case OPT_FIELDS:
         case OPT_WHERE:
         case OPT_KEY:
         case OPT_VALUE:
         case OPT_OP:
-            lmr_job_args_set(o->args, job_arg_names[c - OPT_DELIM], optarg);
+        case OPT_MAPPER:
+        case OPT_COMBINER:
+        case OPT_REDUCER:
+        case OPT_SEPARATOR:
+        case OPT_KEY_FIELDS:
+            if (lmr_job_args_set(o->args, job_arg_names[c - OPT_DELIM], optarg))
+                return usage_error("the value of --%s is longer than 64 KiB", job_arg_names[c - OPT_DELIM]);
             break;
+        case OPT_FILE: {
+            char **f = realloc(o->files, (o->nfiles + 1) * sizeof *f);
+            if (!f)
+                return -1;
+            o->files = f;
+            o->files[o->nfiles++] = optarg;
+            break;
+        }
         case 'h':
             run_usage(stdout);
             return 1;
@@ -271,13 +382,41 @@ static int parse_args(int argc, char **argv, struct run_options *o)
         return usage_error("%s", "no --input given");
     if (!o->output)
         return usage_error("%s", "no --output given");
+    if ((o->assume_bytes || o->model_given) && !o->dry_run)
+        return usage_error("%s", "--assume-input and --model go with --dry-run");
     if (o->detach && strcmp(o->backend, "aws"))
         return usage_error("%s",
                            "--detach needs --backend aws for now: on the embedded default the functions "
                            "run inside this process (run it under nohup, or use lambdamr serve with --backend aws)");
-    if (!strcmp(o->backend, "aws") && !o->function_prefix)
+    if (!strcmp(o->backend, "aws") && !o->function_prefix && !o->dry_run)
         return usage_error("%s", "--backend aws needs --function-prefix NAME (the deployed NAME-mapper, NAME-reducer)");
+    if (!strcmp(o->backend, "aws") && o->nfiles)
+        return usage_error("--file %s: deployed functions run what their package holds; ship it with 'lambdamr "
+                           "package --file PATH' and deploy, then run without --file",
+                           o->files[0]);
+    /* An exec job without a reducer is map-only (Hadoop Streaming's -numReduceTasks 0). */
+    if (!strcmp(o->job, "exec") && !lmr_job_arg(o->args, "reducer") && !lmr_job_arg(o->args, "combiner"))
+        o->job = "exec-map";
     return 0;
+}
+
+/* ---- output checks ---------------------------------------------------------------------------------------- */
+
+/* An output inside one of its inputs would be read back as input by the next run: refuse it now. */
+static enum lmr_result check_output_outside_inputs(const struct run_options *o, struct lmr_err *err)
+{
+    for (size_t i = 0; i < o->ninputs; i++) {
+        bool within = false;
+        enum lmr_result r = lmr_store_uri_within(o->output, o->inputs[i], &within, err);
+        if (r)
+            return r == LMR_ERR_NOMEM ? r : LMR_OK; /* a location that does not open fails later, with its own error */
+        if (within)
+            return lmr_fail(err, LMR_ERR_INVALID,
+                            "--output '%s' is inside --input '%s': the job's output would become its own input; "
+                            "choose an --output outside every input",
+                            o->output, o->inputs[i]);
+    }
+    return LMR_OK;
 }
 
 /* ---- progress --------------------------------------------------------------------------------------------- */
@@ -335,7 +474,8 @@ static enum lmr_result start_local(const struct run_options *o, struct lmr_lambd
                                          .handler = roles[i],
                                          .memory_mb = o->memory_mb,
                                          .timeout_s = o->timeout_s,
-                                         .concurrency = o->concurrency};
+                                         .concurrency = o->concurrency,
+                                         .task_root = o->task_root};
         r = lmr_lambda_service_add_function(*svc, &fc, err);
     }
     if (!r)
@@ -457,6 +597,8 @@ static enum lmr_result invoke_coordinator(const struct run_options *o, const str
                            "functions", "map", map_fn, "reduce", reduce_fn, "coordinator", coord_fn, "concurrency",
                            (json_int_t)o->concurrency, "max_attempts", (json_int_t)o->max_attempts, "round", 1,
                            "resume", resume, "earlier_requests", stats);
+    if (ev && o->command)
+        json_object_set_new(ev, "command", json_string(o->command));
     json_decref(stats);
     char *text = ev ? json_dumps(ev, JSON_COMPACT) : NULL;
     json_decref(ev);
@@ -470,6 +612,58 @@ static enum lmr_result invoke_coordinator(const struct run_options *o, const str
     lmr_invoke_result_clean_up(&ir);
     free(text);
     return r;
+}
+
+/* Prices for the job's region (AWS_REGION, AWS_DEFAULT_REGION, the profile) and this build's architecture. */
+static enum lmr_result load_prices(const struct run_options *o, struct lmr_prices *p, struct lmr_err *err)
+{
+    struct lmr_aws_config cfg;
+    const char *region = lmr_aws_config_load(&cfg, NULL) == LMR_OK ? cfg.region : NULL;
+    enum lmr_result r = lmr_prices_load(o->price_file, region, NULL, p, err);
+    if (r && o->price_file)
+        lmr_err_prefix(err, "--price-file '%s'", o->price_file);
+    return r;
+}
+
+/* OUTPUT/_lambdamr/report.html, beside report.json. */
+static enum lmr_result write_html(struct lmr_store *out, const struct lmr_job_common *job, const json_t *report,
+                                  struct lmr_err *err)
+{
+    char *text = NULL, *key = lmr_output_key(job, "_lambdamr/report.html");
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    enum lmr_result r = f && key ? lmr_report_html_write(f, report, err) : LMR_ERR_NOMEM;
+    if (f && fclose(f) && !r)
+        r = lmr_fail(err, LMR_ERR_NOMEM, "out of memory writing the HTML report");
+    if (!r)
+        r = lmr_store_put(out, key, text, len, 0, err);
+    free(text);
+    free(key);
+    return r;
+}
+
+/* --dry-run: the plan and the estimate; nothing is invoked or written. */
+static int dry_run(const struct run_options *o, const struct lmr_job_plan *plan, struct lmr_store_set *stores,
+                   struct lmr_err *err)
+{
+    struct lmr_prices prices;
+    if (load_prices(o, &prices, err))
+        return 1;
+    struct lmr_estimate_options eo = {
+        .plan = plan, .model = &o->model, .prices = &prices, .concurrency = o->concurrency, .stores = stores};
+    json_t *e = lmr_estimate(&eo);
+    if (!e)
+        return lmr_fail(err, LMR_ERR_NOMEM, "out of memory estimating the job"), 1;
+    if (o->json) {
+        char *text = json_dumps(e, JSON_INDENT(2));
+        if (text)
+            printf("%s\n", text);
+        free(text);
+    } else {
+        lmr_estimate_print(stdout, e);
+    }
+    json_decref(e);
+    return 0;
 }
 
 static int run_job(struct run_options *o)
@@ -489,7 +683,11 @@ static int run_job(struct run_options *o)
     int status = 1;
 
     /* The job and its arguments, validated here before anything is written. */
-    if ((r = lmr_job_find(o->job, &ops, &err)))
+    if ((r = lmr_job_find(o->job, &ops, &err))) { /* an argument error: exit 2, as for the options */
+        fail(&err, r);
+        return 2;
+    }
+    if ((r = check_output_outside_inputs(o, &err)))
         return fail(&err, r);
     if (ops->setup) {
         void *state = NULL;
@@ -515,9 +713,16 @@ static int run_job(struct run_options *o)
                                    .max_mappers = o->mappers,
                                    .reducers = o->reducers,
                                    .memory_mb = o->memory_mb,
-                                   .concurrency = o->concurrency};
+                                   .concurrency = o->concurrency,
+                                   .assume_bytes = o->assume_bytes,
+                                   .assume_objects = o->assume_objects};
     if ((r = lmr_plan_job(&req, &stores, &plan, &out_store, &work_store, &err)))
         goto out;
+    if (o->dry_run) {
+        status = dry_run(o, &plan, &stores, &err);
+        r = status ? LMR_ERR_INVALID : LMR_OK;
+        goto out;
+    }
     /* The output's lease: one job at a time; then what an earlier job left there. */
     char fingerprint[17];
     lmr_plan_fingerprint(&req, fingerprint);
@@ -591,10 +796,19 @@ static int run_job(struct run_options *o)
         struct lmr_aws_invoker_options ao = {0};
         if ((r = lmr_aws_invoker_new(&ao, &inv, &err)))
             goto out;
-    } else if ((r = start_local(o, &svc, &inv, &err))) {
-        goto out;
+    } else {
+        /* The job's plugin and --file into a task root laid out as the function package is. */
+        if ((lmr_job_is_plugin_name(o->job) || o->nfiles) &&
+            (r = lmr_task_root_make(lmr_job_is_plugin_name(o->job) ? o->job : NULL, o->files, o->nfiles, &o->task_root,
+                                    &err)))
+            goto out;
+        if ((r = start_local(o, &svc, &inv, &err)))
+            goto out;
     }
 
+    struct lmr_prices prices; /* --price-file is checked here; the coordinator function uses the built-in table */
+    if ((r = load_prices(o, &prices, &err)))
+        goto out;
     /* Hand the job to the coordinator function, then follow it from its records. */
     struct progress_state ps = {.tty = !o->json && isatty(STDERR_FILENO), .t0 = t0};
     if ((r = invoke_coordinator(o, &plan, work_store, fingerprint, lmr_lease_holder(lease), resumed, &stores, inv,
@@ -635,6 +849,8 @@ static int run_job(struct run_options *o)
     free(report_key);
     if (r)
         goto out;
+    if (o->html && (r = write_html(out_store, &plan.job, report, &err)))
+        goto out;
     if (o->json) {
         char *text = json_dumps(report, JSON_INDENT(2));
         if (text)
@@ -662,6 +878,10 @@ out:
     lmr_lease_destroy(lease);
     json_decref(previous);
     free(lease_key);
+    if (o->task_root)
+        lmr_remove_tree(o->task_root, NULL);
+    free(o->task_root);
+    o->task_root = NULL;
     lmr_plan_clean_up(&plan);
     lmr_store_set_clean_up(&stores);
     return status;
@@ -681,9 +901,13 @@ int lmr_cmd_run(int argc, char **argv)
     };
     if (!o.args)
         return 1;
+    lmr_estimate_model_defaults(&o.model);
+    o.command = lmr_shell_join("lambdamr", argc, argv);
     int rc = parse_args(argc, argv, &o);
     if (rc) {
+        free(o.command);
         free(o.inputs);
+        free(o.files);
         lmr_job_args_destroy(o.args);
         return rc == 1 ? 0 : rc;
     }
@@ -691,7 +915,9 @@ int lmr_cmd_run(int argc, char **argv)
         o.concurrency = !strcmp(o.backend, "aws") ? 100 : (uint32_t)(ncpu > 0 ? ncpu : 1);
     signal(SIGPIPE, SIG_IGN);
     rc = run_job(&o);
+    free(o.command);
     free(o.inputs);
+    free(o.files);
     lmr_job_args_destroy(o.args);
     return rc;
 }

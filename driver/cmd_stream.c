@@ -129,7 +129,8 @@ static bool parse_i64(const char *s, int64_t min, int64_t max, int64_t *out)
     return true;
 }
 
-int lmr_cmd_stream(int argc, char **argv)
+/* The command, with its job arguments owned by the caller (so every early return frees them). */
+static int stream_main(int argc, char **argv, struct lmr_job_args *args)
 {
     const char *job_name = NULL, *source_uri = NULL, *output_uri = NULL, *ckpt_uri = NULL;
     const char *invoker_name = "local";
@@ -139,16 +140,12 @@ int lmr_cmd_stream(int argc, char **argv)
     int64_t grace_ms = -1;
     bool exit_when_drained = false;
     struct ui ui = {.tty = isatty(2)};
-    struct lmr_job_args *args = lmr_job_args_new();
     lmr_stream_position_parse("trim-horizon", &o.starting_position, NULL);
-    if (!args)
-        return 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
-            lmr_job_args_destroy(args);
             return 0;
         }
         if (a[0] != '-' || a[1] != '-') {
@@ -229,7 +226,7 @@ int lmr_cmd_stream(int argc, char **argv)
         } else {
             /* A job argument. */
             if (lmr_job_args_set(args, a + 2, val))
-                return 1;
+                return bad("job option '%s': its name must be UTF-8 text and its value at most 64 KiB", a);
         }
     }
     if (!job_name)
@@ -358,6 +355,17 @@ done:
     free(ckpt_prefix);
     free(args_json);
     lmr_stream_handler_config_clean_up(&cfg);
+    return rc;
+}
+
+int lmr_cmd_stream(int argc, char **argv)
+{
+    struct lmr_job_args *args = lmr_job_args_new();
+    if (!args) {
+        fprintf(stderr, "lambdamr stream: out of memory\n");
+        return 1;
+    }
+    int rc = stream_main(argc, argv, args);
     lmr_job_args_destroy(args);
     return rc;
 }

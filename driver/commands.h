@@ -12,5 +12,7 @@ int lmr_cmd_wait(int argc, char **argv);    /* wait for it; exit status = the jo
 int lmr_cmd_cancel(int argc, char **argv);  /* ask its coordinator to stop it */
 int lmr_cmd_cleanup(int argc, char **argv); /* remove work data of failed or abandoned jobs */
 int lmr_cmd_logs(int argc, char **argv);    /* the log lines the job's functions stored */
+int lmr_cmd_report(int argc, char **argv);  /* a finished job's report: summary, JSON, HTML */
+int lmr_cmd_package(int argc, char **argv); /* the function package: a zip for Lambda's provided.al2023 */
 
 #endif

@@ -14,6 +14,7 @@ static const struct command commands[] = {
     {"run", lmr_cmd_run, "run a batch MapReduce job (wordcount, scan, aggregate, or a plugin)"},
     {"stream", lmr_cmd_stream, "process a Kinesis stream, stdin or a growing file in tumbling windows"},
     {"put", lmr_cmd_put, "put records into a Kinesis stream (PutRecords in batches)"},
+    {"report", lmr_cmd_report, "show a job's report: summary, JSON, or an HTML page with a timeline and cost"},
     {"gen", lmr_cmd_gen, "generate a deterministic data set (text, bdb)"},
     {"status", lmr_cmd_status, "the job an output holds: status, phase, tasks, elapsed (--json, --watch)"},
     {"wait", lmr_cmd_wait, "wait for the job an output holds; the exit status is the job's"},
@@ -21,6 +22,7 @@ static const struct command commands[] = {
     {"cleanup", lmr_cmd_cleanup, "remove the work data of failed or abandoned jobs on an output"},
     {"logs", lmr_cmd_logs, "the log lines of the job an output holds (--task m-00003 for one task)"},
     {"serve", lmr_cmd_serve, "run the embedded Lambda-compatible service standalone"},
+    {"package", lmr_cmd_package, "write the function package (a zip for Lambda's provided.al2023)"},
 };
 
 static void usage(FILE *f)

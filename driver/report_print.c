@@ -73,6 +73,16 @@ void lmr_report_print(FILE *f, const json_t *report)
                 bytes(lmr_json_u64(red, "bytes_out", 0), d, sizeof d));
     }
     phase_line(f, "commit", json_object_get(phases, "commit"));
+    const json_t *counters = json_object_get(report, "counters");
+    if (json_object_size(counters)) { /* the job's named counters (lmr_job_count) */
+        const char *k;
+        json_t *v;
+        size_t i = 0;
+        fprintf(f, "  counters");
+        json_object_foreach((json_t *)counters, k, v)
+            fprintf(f, "%s %s %" PRIu64, i++ ? "," : "", k, (uint64_t)json_integer_value(v));
+        fprintf(f, "\n");
+    }
     fprintf(f, "  requests GET %" PRIu64 ", PUT %" PRIu64 ", LIST %" PRIu64 ", HEAD %" PRIu64 ", DELETE %" PRIu64 "\n",
             lmr_json_u64(req, "get", 0), lmr_json_u64(req, "put", 0), lmr_json_u64(req, "list", 0),
             lmr_json_u64(req, "head", 0), lmr_json_u64(req, "delete", 0));
@@ -81,6 +91,11 @@ void lmr_report_print(FILE *f, const json_t *report)
             lmr_json_u64(cost, "invocations", 0), lmr_json_double(cost, "gb_seconds", 0),
             lmr_json_double(cost, "total_usd", 0), lmr_json_double(cost, "lambda_usd", 0),
             lmr_json_double(cost, "s3_usd", 0));
+    const json_t *prices = json_object_get(cost, "prices");
+    if (prices)
+        fprintf(f, "           Init included; %s %s prices of %s (%s)\n", lmr_json_str(prices, "region", "?"),
+                lmr_json_str(prices, "architecture", "?"), lmr_json_str(prices, "date", "?"),
+                lmr_json_str(prices, "source", "?"));
     fprintf(f, "  output   %s (part files, _SUCCESS; report in _lambdamr/report.json)\n",
             lmr_json_str(report, "output", "?"));
 }

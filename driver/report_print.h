@@ -7,4 +7,9 @@
 
 void lmr_report_print(FILE *f, const json_t *report);
 
+#include "util/result.h"
+
+/** Read OUTPUT/_lambdamr/report.json (any store) into *out (new reference). */
+enum lmr_result lmr_report_load(const char *output, json_t **out, struct lmr_err *err);
+
 #endif

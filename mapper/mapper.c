@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "job/part_owner.h"
+#include "job/counters.h"
 #include "job/registry.h"
 #include "job/task.h"
 #include "job/task_log.h"
@@ -27,6 +28,7 @@
 #include "util/misc.h"
 
 struct map_run {
+    const struct lmr_map_task *task;
     const struct lmr_job_ops *ops;
     void *job_state;
     struct lmr_emitter *out;
@@ -43,12 +45,15 @@ static enum lmr_result on_line(void *user_data, struct lmr_slice line, uint64_t 
     m->row++;
     if (m->kill_midway && ++m->lines == 64)
         raise(SIGKILL);
-    if (m->ops->map(m->job_state, line, m->out, &m->counters))
+    if (m->ops->map(m->job_state, line, m->out, &m->counters)) {
+        if (lmr_job_counters_error(&m->counters))
+            return lmr_fail(err, LMR_ERR_FUNCTION, "job '%s': %s", m->ops->name, lmr_job_counters_error(&m->counters));
         return lmr_fail(err, LMR_ERR_FORMAT,
                         "job '%s' rejected row %llu of the shard at byte %llu of %s/%s (line starting at byte %llu); "
                         "fix the input or run without --strict to skip malformed rows",
                         m->ops->name, (unsigned long long)m->row, (unsigned long long)m->shard->offset,
                         m->shard->object.root, m->shard->object.key, (unsigned long long)offset);
+    }
     return LMR_OK;
 }
 
@@ -58,13 +63,51 @@ static enum lmr_result on_block(void *user_data, struct lmr_slice block, uint64_
     struct map_run *m = user_data;
     uint64_t first_row = m->row + 1;
     m->row += lines;
-    if (m->ops->map_block(m->job_state, block, m->out, &m->counters))
+    if (m->ops->map_block(m->job_state, block, m->out, &m->counters)) {
+        if (lmr_job_counters_error(&m->counters))
+            return lmr_fail(err, LMR_ERR_FUNCTION, "job '%s': %s", m->ops->name, lmr_job_counters_error(&m->counters));
         return lmr_fail(err, LMR_ERR_FORMAT,
                         "job '%s' rejected a row among rows %llu-%llu of the shard at byte %llu of %s/%s (lines from "
                         "byte %llu); fix the input or run without --strict to skip malformed rows",
                         m->ops->name, (unsigned long long)first_row, (unsigned long long)m->row,
                         (unsigned long long)m->shard->offset, m->shard->object.root, m->shard->object.key,
                         (unsigned long long)offset);
+    }
+    return LMR_OK;
+}
+
+/* The job's optional start hook for shard i (its input object and byte range). */
+static enum lmr_result start_shard(struct map_run *m, size_t i, struct lmr_err *err)
+{
+    if (!m->ops->start)
+        return LMR_OK;
+    const struct lmr_shard *sh = &m->task->shards[i];
+    char task_id[16], uri[2048], msg[LMR_ERR_MSG_BYTES] = "";
+    snprintf(task_id, sizeof task_id, "m-%05u", m->task->task);
+    /* file:// roots are folders: name the file as a path, as a user wrote it */
+    const char *root = sh->object.root;
+    if (!strncmp(root, "file://", 7))
+        root += 7;
+    snprintf(uri, sizeof uri, "%s%s%s", root, root[0] && root[strlen(root) - 1] != '/' ? "/" : "", sh->object.key);
+    struct lmr_task_info info = {.role = "map",
+                                 .task_id = task_id,
+                                 .attempt = m->task->attempt,
+                                 .input_uri = uri,
+                                 .input_offset = sh->offset,
+                                 .input_length = sh->length,
+                                 .memory_mb = m->task->job.memory_mb};
+    if (m->ops->start(m->job_state, &info, msg, sizeof msg))
+        return lmr_fail(err, LMR_ERR_FUNCTION, "job '%s': %s", m->ops->name, msg[0] ? msg : "start failed");
+    return LMR_OK;
+}
+
+static enum lmr_result finish_shard(struct map_run *m, struct lmr_err *err)
+{
+    if (m->ops->finish && m->ops->finish(m->job_state, m->out, &m->counters)) {
+        const char *e = lmr_job_counters_error(&m->counters);
+        return lmr_fail(err, LMR_ERR_FUNCTION, "job '%s': %s", m->ops->name,
+                        e ? e : "finish failed (the job gave no reason)");
+    }
     return LMR_OK;
 }
 
@@ -80,10 +123,14 @@ static enum lmr_result map_shards(const struct lmr_map_task *t, struct lmr_store
             return r;
         m->shard = &t->shards[i];
         m->row = 0;
+        if ((r = start_shard(m, i, err)))
+            return r;
         if (m->ops->map_block && !m->kill_midway)
             r = lmr_shard_read_blocks(s, &t->shards[i], max_line_bytes, on_block, on_line, m, in, err);
         else
             r = lmr_shard_read_lines(s, &t->shards[i], max_line_bytes, on_line, m, in, err);
+        if (!r)
+            r = finish_shard(m, err);
         if (r)
             return r;
     }
@@ -129,7 +176,7 @@ enum lmr_result lmr_mapper_handle(void *user_data, const struct lmr_runtime_cont
     if (r)
         return r;
     struct lmr_store_set stores = {0};
-    struct map_run m = {0};
+    struct map_run m = {.task = &t};
     struct lmr_shard_stats in = {0};
     struct lmr_map_output *mo = NULL;
     struct lmr_map_output_index idx = {0};
@@ -153,6 +200,7 @@ enum lmr_result lmr_mapper_handle(void *user_data, const struct lmr_runtime_cont
         const char *ms = getenv("LMR_FAULT_SLOW_MS");
         lmr_sleep_ms(ms ? strtoull(ms, NULL, 10) : 1000);
     }
+    lmr_fault_misbehave("map", t.task, t.attempt);
     if ((r = lmr_job_find(t.job.job_name, &m.ops, err)))
         goto done;
     if (m.ops->setup) {
@@ -229,16 +277,17 @@ enum lmr_result lmr_mapper_handle(void *user_data, const struct lmr_runtime_cont
     if (!won && object_key) /* another attempt committed first: its object is the one reducers read */
         lmr_store_delete(work, (const char *const *)&object_key, 1, NULL);
 
-    json_t *resp = json_pack("{s:s, s:I, s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:o}", "kind", "map",
-                             "task", (json_int_t)t.task, "attempt_id", t.attempt_id, "committed", won, "records_in",
-                             (json_int_t)in.records, "bytes_in", (json_int_t)in.bytes_read, "records_out",
-                             (json_int_t)(m.ops->map_only ? text.records : idx.records_out), "intermediate_raw_bytes",
-                             (json_int_t)(m.ops->map_only ? 0 : idx.raw_bytes), "intermediate_bytes",
-                             (json_int_t)(m.ops->map_only ? 0 : idx.object_bytes), "output_bytes",
-                             (json_int_t)(m.ops->map_only ? text.bytes : 0), "spills",
-                             (json_int_t)(m.ops->map_only ? 0 : idx.spills), "malformed_records",
-                             (json_int_t)m.counters.malformed_records, "task_ms", lmr_mono_ms() - t0, "store",
-                             lmr_store_set_stats_json(&stores));
+    json_t *resp =
+        json_pack("{s:s, s:I, s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:f, s:o}", "kind", "map", "task",
+                  (json_int_t)t.task, "attempt_id", t.attempt_id, "committed", won, "records_in",
+                  (json_int_t)in.records, "bytes_in", (json_int_t)in.bytes_read, "records_out",
+                  (json_int_t)(m.ops->map_only ? text.records : idx.records_out), "intermediate_raw_bytes",
+                  (json_int_t)(m.ops->map_only ? 0 : idx.raw_bytes), "intermediate_bytes",
+                  (json_int_t)(m.ops->map_only ? 0 : idx.object_bytes), "output_bytes",
+                  (json_int_t)(m.ops->map_only ? text.bytes : 0), "spills",
+                  (json_int_t)(m.ops->map_only ? 0 : idx.spills), "malformed_records",
+                  (json_int_t)m.counters.malformed_records, "counters", lmr_job_counters_to_json(&m.counters),
+                  "task_ms", lmr_mono_ms() - t0, "store", lmr_store_set_stats_json(&stores));
     char *s = resp ? json_dumps(resp, JSON_COMPACT) : NULL;
     json_decref(resp);
     r = s ? lmr_buf_append_str(response, s) : LMR_ERR_NOMEM;
@@ -254,6 +303,7 @@ done:
     char task_name[16];
     snprintf(task_name, sizeof task_name, "m-%05u", t.task);
     lmr_task_log_end(&log, work, &t.job, task_name, t.attempt_id, t0, r, err);
+    lmr_job_counters_clean_up(&m.counters);
     lmr_store_set_clean_up(&stores);
     free(object_key);
     free(spill_prefix);

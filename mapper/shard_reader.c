@@ -13,17 +13,25 @@
 #define READ_CHUNK_BYTES (1u << 20)
 #define TAIL_CHUNK_BYTES (64u << 10)
 
-/* A stream of (possibly decompressed) bytes from one store range. */
+/*
+ * A stream of (possibly decompressed) bytes from one store range. A compressed object must end
+ * on a frame boundary: a gzip member without its trailer, a CRC-32 or ISIZE that does not
+ * match, a zstd frame cut short or failing its checksum fail the read with the object's name
+ * and the byte offset (in the compressed object) where the damage was found.
+ */
 struct byte_source {
     struct lmr_store *store;
     const char *key;
     struct lmr_store_reader *rd;
     enum lmr_codec codec;
     z_stream z;
-    bool z_live;
+    bool z_live; /* inside a gzip member */
     ZSTD_DStream *zd;
-    uint8_t *cbuf; /* compressed input */
+    bool zstd_in_frame; /* inside a zstd frame (the last call did not end it) */
+    uint8_t *cbuf;      /* compressed input */
     size_t clen, cpos;
+    uint64_t cbuf_offset;  /* object offset of cbuf[0] */
+    uint64_t frame_offset; /* object offset where the current gzip member or zstd frame began */
     bool raw_eof;
     uint64_t *bytes_read;
 };
@@ -44,10 +52,76 @@ static enum lmr_result refill_compressed(struct byte_source *s, struct lmr_err *
     enum lmr_result r = raw_read(s, s->cbuf, READ_CHUNK_BYTES, &got, err);
     if (r)
         return r;
+    s->cbuf_offset += s->clen;
     s->clen = got;
     s->cpos = 0;
     if (got == 0)
         s->raw_eof = true;
+    return LMR_OK;
+}
+
+static const char *codec_name(enum lmr_codec c)
+{
+    return c == LMR_CODEC_ZSTD ? "zstd frame" : "gzip member";
+}
+
+/* The object ended inside a gzip member or zstd frame. */
+static enum lmr_result truncated(const struct byte_source *s, struct lmr_err *err)
+{
+    return lmr_fail(err, LMR_ERR_FORMAT,
+                    "'%s' is truncated: it ends at byte %llu inside the %s that starts at byte %llu; "
+                    "the object is incomplete (check how it was written or copied, e.g. with gzip -t or zstd -t)",
+                    s->key, (unsigned long long)(s->cbuf_offset + s->clen), codec_name(s->codec),
+                    (unsigned long long)s->frame_offset);
+}
+
+/* One zstd step over the buffered input (none at the end: that flushes what the frame holds). */
+static enum lmr_result zstd_step(struct byte_source *s, uint8_t *buf, size_t cap, size_t *got, struct lmr_err *err)
+{
+    if (!s->zstd_in_frame)
+        s->frame_offset = s->cbuf_offset + s->cpos;
+    ZSTD_inBuffer in = {s->cbuf, s->clen, s->cpos};
+    ZSTD_outBuffer out = {buf, cap, 0};
+    size_t rc = ZSTD_decompressStream(s->zd, &out, &in);
+    if (ZSTD_isError(rc))
+        return lmr_fail(
+            err, LMR_ERR_FORMAT,
+            "'%s' is not valid zstd data in the frame that starts at byte %llu (found decoding from byte %llu): %s",
+            s->key, (unsigned long long)s->frame_offset, (unsigned long long)(s->cbuf_offset + in.pos),
+            ZSTD_getErrorName(rc));
+    s->cpos = in.pos;
+    *got = out.pos;
+    s->zstd_in_frame = rc != 0; /* 0: a frame ended and all of it was flushed */
+    return LMR_OK;
+}
+
+/* One inflate step over the buffered input; a new gzip member begins where the last ended. */
+static enum lmr_result gzip_step(struct byte_source *s, uint8_t *buf, size_t cap, size_t *got, struct lmr_err *err)
+{
+    if (!s->z_live) { /* a new gzip member (files may concatenate several) */
+        memset(&s->z, 0, sizeof s->z);
+        if (inflateInit2(&s->z, 16 + MAX_WBITS) != Z_OK)
+            return lmr_fail(err, LMR_ERR_NOMEM, "out of memory starting to decompress '%s'", s->key);
+        s->z_live = true;
+        s->frame_offset = s->cbuf_offset + s->cpos;
+    }
+    s->z.next_in = s->cbuf + s->cpos;
+    s->z.avail_in = (uInt)(s->clen - s->cpos);
+    s->z.next_out = buf;
+    s->z.avail_out = (uInt)cap;
+    int zr = inflate(&s->z, Z_NO_FLUSH);
+    s->cpos = s->clen - s->z.avail_in;
+    *got = cap - s->z.avail_out;
+    if (zr == Z_STREAM_END) {
+        inflateEnd(&s->z);
+        s->z_live = false;
+    } else if (zr != Z_OK && zr != Z_BUF_ERROR) {
+        /* a CRC-32 or ISIZE mismatch ("incorrect data check", "incorrect length check") lands here */
+        return lmr_fail(err, LMR_ERR_FORMAT,
+                        "'%s' is not valid gzip data at byte %llu (in the member that starts at byte %llu): %s", s->key,
+                        (unsigned long long)(s->cbuf_offset + s->cpos), (unsigned long long)s->frame_offset,
+                        s->z.msg ? s->z.msg : "inflate failed");
+    }
     return LMR_OK;
 }
 
@@ -61,38 +135,17 @@ static enum lmr_result source_read(struct byte_source *s, uint8_t *buf, size_t c
         enum lmr_result r = refill_compressed(s, err);
         if (r)
             return r;
-        if (s->raw_eof && s->cpos >= s->clen)
+        bool input_done = s->raw_eof && s->cpos >= s->clen;
+        bool in_frame = s->codec == LMR_CODEC_ZSTD ? s->zstd_in_frame : s->z_live;
+        if (input_done && !in_frame)
             return LMR_OK;
-        if (s->codec == LMR_CODEC_ZSTD) {
-            ZSTD_inBuffer in = {s->cbuf, s->clen, s->cpos};
-            ZSTD_outBuffer out = {buf, cap, 0};
-            size_t rc = ZSTD_decompressStream(s->zd, &out, &in);
-            if (ZSTD_isError(rc))
-                return lmr_fail(err, LMR_ERR_FORMAT, "'%s' is not valid zstd data (%s)", s->key, ZSTD_getErrorName(rc));
-            s->cpos = in.pos;
-            *got = out.pos;
-        } else {
-            if (!s->z_live) { /* a new gzip member (files may concatenate several) */
-                memset(&s->z, 0, sizeof s->z);
-                if (inflateInit2(&s->z, 16 + MAX_WBITS) != Z_OK)
-                    return LMR_ERR_NOMEM;
-                s->z_live = true;
-            }
-            s->z.next_in = s->cbuf + s->cpos;
-            s->z.avail_in = (uInt)(s->clen - s->cpos);
-            s->z.next_out = buf;
-            s->z.avail_out = (uInt)cap;
-            int zr = inflate(&s->z, Z_NO_FLUSH);
-            s->cpos = s->clen - s->z.avail_in;
-            *got = cap - s->z.avail_out;
-            if (zr == Z_STREAM_END) {
-                inflateEnd(&s->z);
-                s->z_live = false;
-            } else if (zr != Z_OK && zr != Z_BUF_ERROR) {
-                return lmr_fail(err, LMR_ERR_FORMAT, "'%s' is not valid gzip data (%s)", s->key,
-                                s->z.msg ? s->z.msg : "inflate failed");
-            }
-        }
+        /* At the end of the input an open frame may still hold output: flush it before judging. */
+        r = s->codec == LMR_CODEC_ZSTD ? zstd_step(s, buf, cap, got, err) : gzip_step(s, buf, cap, got, err);
+        if (r)
+            return r;
+        in_frame = s->codec == LMR_CODEC_ZSTD ? s->zstd_in_frame : s->z_live;
+        if (input_done && *got == 0 && in_frame)
+            return truncated(s, err);
     }
     return LMR_OK;
 }
@@ -116,7 +169,8 @@ struct line_buf {
     size_t len, pos, cap, max_bytes;
 };
 
-static enum lmr_result line_buf_make_room(struct line_buf *b, const char *key, uint64_t line_offset,
+/* line_offset: where the line being read starts (in the decompressed data when compressed). */
+static enum lmr_result line_buf_make_room(struct line_buf *b, const char *key, uint64_t line_offset, bool compressed,
                                           struct lmr_err *err)
 {
     if (b->pos > 0) {
@@ -128,9 +182,9 @@ static enum lmr_result line_buf_make_room(struct line_buf *b, const char *key, u
         return LMR_OK;
     if (b->cap >= b->max_bytes)
         return lmr_fail(err, LMR_ERR_TOO_LARGE,
-                        "a line at byte %llu of '%s' is longer than %zu bytes, the most this task's memory allows; "
-                        "give the function more memory (--memory)",
-                        (unsigned long long)line_offset, key, b->max_bytes);
+                        "the line that starts at byte %llu of '%s'%s is longer than %zu bytes, the most this task's "
+                        "memory allows; give the function more memory (--memory)",
+                        (unsigned long long)line_offset, key, compressed ? " (decompressed)" : "", b->max_bytes);
     size_t cap = b->cap * 2 > b->max_bytes ? b->max_bytes : b->cap * 2;
     uint8_t *p = realloc(b->data, cap);
     if (!p)
@@ -241,10 +295,12 @@ static enum lmr_result read_shard(struct lmr_store *store, const struct lmr_shar
             if (in_tail) /* the line that crossed the end is done */
                 goto done;
         }
+        if (skipping)
+            b.pos = b.len; /* the bytes of a line that began in the previous shard are not kept */
         uint64_t line_start = base + b.pos;
         if (!compressed && !in_tail && !skipping && line_start >= end)
             goto done; /* the next line starts in the next shard */
-        if ((r = line_buf_make_room(&b, key, line_start, err)))
+        if ((r = line_buf_make_room(&b, key, line_start, compressed, err)))
             goto done;
         base = line_start;
         size_t got;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "job/counters.h"
 #include "lambda/memory.h"
 #include "job/part_owner.h"
 #include "job/registry.h"
@@ -35,6 +36,7 @@ enum lmr_result lmr_reducer_handle(void *user_data, const struct lmr_runtime_con
     bool text_open = false, already = false;
     char *part_key = NULL, *scratch = NULL, *commit_key = NULL, *task_prefix = NULL;
     uint64_t groups = 0;
+    struct lmr_job_counters counters = {0};
     char name[32];
     snprintf(name, sizeof name, "part-r-%05u", t.task);
 
@@ -87,6 +89,16 @@ enum lmr_result lmr_reducer_handle(void *user_data, const struct lmr_runtime_con
     if ((r = lmr_text_output_init(&text, out_store, part_key, err)))
         goto done;
     text_open = true;
+    if (ops->start) {
+        char task_id[16], msg[LMR_ERR_MSG_BYTES] = "";
+        snprintf(task_id, sizeof task_id, "r-%05u", t.task);
+        struct lmr_task_info info = {
+            .role = "reduce", .task_id = task_id, .attempt = t.attempt, .memory_mb = t.job.memory_mb};
+        if (ops->start(job_state, &info, msg, sizeof msg)) {
+            r = lmr_fail(err, LMR_ERR_FUNCTION, "job '%s': %s", ops->name, msg[0] ? msg : "start failed");
+            goto done;
+        }
+    }
     for (;;) {
         bool has_group;
         struct lmr_slice key;
@@ -97,6 +109,12 @@ enum lmr_result lmr_reducer_handle(void *user_data, const struct lmr_runtime_con
             break;
         ops->reduce(job_state, key, values, &text.emitter);
         groups++;
+    }
+    if (ops->finish && ops->finish(job_state, &text.emitter, &counters)) {
+        const char *e = lmr_job_counters_error(&counters);
+        r = lmr_fail(err, LMR_ERR_FUNCTION, "job '%s': %s", ops->name,
+                     e ? e : "finish failed (the job gave no reason)");
+        goto done;
     }
     if (lmr_fault("reduce-kill", t.task, t.attempt))
         raise(SIGKILL);
@@ -120,12 +138,12 @@ enum lmr_result lmr_reducer_handle(void *user_data, const struct lmr_runtime_con
         goto done;
     struct lmr_reduce_input_stats st;
     lmr_reduce_input_stats(ri, &st);
-    json_t *resp =
-        json_pack("{s:s, s:I, s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:o}", "kind", "reduce", "task",
-                  (json_int_t)t.task, "attempt_id", t.attempt_id, "committed", won, "frames", (json_int_t)t.nframes,
-                  "bytes_in", (json_int_t)st.bytes_fetched, "records_in", (json_int_t)st.records, "groups",
-                  (json_int_t)groups, "records_out", (json_int_t)text.records, "bytes_out", (json_int_t)text.bytes,
-                  "task_ms", lmr_mono_ms() - t0, "store", lmr_store_set_stats_json(&stores));
+    json_t *resp = json_pack(
+        "{s:s, s:I, s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:f, s:o}", "kind", "reduce", "task",
+        (json_int_t)t.task, "attempt_id", t.attempt_id, "committed", won, "frames", (json_int_t)t.nframes, "bytes_in",
+        (json_int_t)st.bytes_fetched, "records_in", (json_int_t)st.records, "groups", (json_int_t)groups, "records_out",
+        (json_int_t)text.records, "bytes_out", (json_int_t)text.bytes, "counters", lmr_job_counters_to_json(&counters),
+        "task_ms", lmr_mono_ms() - t0, "store", lmr_store_set_stats_json(&stores));
     char *s = resp ? json_dumps(resp, JSON_COMPACT) : NULL;
     json_decref(resp);
     r = s ? lmr_buf_append_str(response, s) : LMR_ERR_NOMEM;
@@ -139,6 +157,7 @@ done:
     char task_name[16];
     snprintf(task_name, sizeof task_name, "r-%05u", t.task);
     lmr_task_log_end(&log, work, &t.job, task_name, t.attempt_id, t0, r, err);
+    lmr_job_counters_clean_up(&counters);
     lmr_store_set_clean_up(&stores);
     free(refs);
     free(part_key);

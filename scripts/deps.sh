@@ -1,8 +1,15 @@
 #!/usr/bin/env bash
 # Install the Debian packages lambdamr needs to build and test, if any are missing.
+# Usage: scripts/deps.sh [--test]   (--test: also what only the test suite uses, e.g. Chromium)
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config libcurl4-openssl-dev libssl-dev libzstd-dev zstd libmsgpack-dev
-      libjansson-dev libexpat1-dev libmicrohttpd-dev libxxhash-dev libcmocka-dev zlib1g-dev curl)
+      libjansson-dev libexpat1-dev libmicrohttpd-dev libxxhash-dev libcmocka-dev zlib1g-dev curl
+      g++ libdouble-conversion-dev libzip-dev busybox-static unzip)
+# Test-only: headless Chromium for the HTML report test; clang and its libFuzzer runtime for fuzz/.
+TEST_PKGS=(chromium clang-14 libclang-rt-14-dev)
+if [ "${1:-}" = "--test" ]; then
+    PKGS+=("${TEST_PKGS[@]}")
+fi
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

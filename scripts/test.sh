@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite: a Release build and an ASan+UBSan build, each running every ctest test
-# (unit, integration, emulated-aws). Usage: scripts/test.sh [--fast] (--fast: Release build only).
+# (unit, integration, emulated-aws), then every fuzz target for a bounded time (scripts/fuzz.sh,
+# LMR_FUZZ_SECONDS each). Usage: scripts/test.sh [--fast] (--fast: Release build only, no fuzzing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/deps.sh
+scripts/deps.sh --test
 jobs=$(nproc)
 run_suite() {
     local dir=$1; shift
@@ -17,4 +18,6 @@ if [ "${1:-}" != "--fast" ]; then
     echo "== ASan+UBSan build =="
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:quarantine_size_mb=32 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
         run_suite build-sanitize -DCMAKE_BUILD_TYPE=Debug -DLMR_SANITIZE=ON
+    echo "== Fuzzing (libFuzzer, ${LMR_FUZZ_SECONDS:-20} s per target) =="
+    scripts/fuzz.sh
 fi

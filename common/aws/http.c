@@ -2,12 +2,14 @@
 #include "aws/http.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <expat.h>
 #include <jansson.h>
@@ -23,6 +25,7 @@ struct lmr_aws_client {
     struct lmr_aws_config cfg;
     struct lmr_aws_client_options opts;
     pthread_mutex_t lock;
+    char ca_file[4096]; /* CURLOPT_CAINFO, or "" for libcurl's built-in file */
     CURL *pool[POOL_MAX];
     size_t n_pool;
 };
@@ -74,6 +77,36 @@ const char *lmr_aws_response_header(const struct lmr_aws_response *resp, const c
     return NULL;
 }
 
+const char *lmr_aws_ca_file_pick(const char *aws_ca_bundle, const char *builtin, const char *const *candidates)
+{
+    if (aws_ca_bundle && *aws_ca_bundle)
+        return aws_ca_bundle;
+    if (builtin && access(builtin, R_OK) == 0)
+        return NULL;
+    for (size_t i = 0; candidates && candidates[i]; i++)
+        if (access(candidates[i], R_OK) == 0)
+            return candidates[i];
+    return NULL;
+}
+
+/* The client's CA file (see LMR_AWS_CA_CANDIDATES); a named AWS_CA_BUNDLE must be readable. */
+static enum lmr_result resolve_ca_file(struct lmr_aws_client *c, struct lmr_err *err)
+{
+    static const char *const candidates[] = LMR_AWS_CA_CANDIDATES;
+    const char *env = getenv("AWS_CA_BUNDLE");
+    if (env && *env && access(env, R_OK) != 0)
+        return lmr_fail(err, LMR_ERR_NOT_FOUND,
+                        "AWS_CA_BUNDLE names '%s', which cannot be read (%s); point it at a PEM file of CA "
+                        "certificates or unset it",
+                        env, strerror(errno));
+    const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
+    const char *pick = lmr_aws_ca_file_pick(env, v ? v->cainfo : NULL, candidates);
+    if (pick && strlen(pick) >= sizeof c->ca_file)
+        return lmr_fail(err, LMR_ERR_INVALID, "the CA file path '%.64s...' is too long", pick);
+    snprintf(c->ca_file, sizeof c->ca_file, "%s", pick ? pick : "");
+    return LMR_OK;
+}
+
 enum lmr_result lmr_aws_client_new(const struct lmr_aws_client_options *opts, struct lmr_aws_client **out,
                                    struct lmr_err *err)
 {
@@ -93,6 +126,10 @@ enum lmr_result lmr_aws_client_new(const struct lmr_aws_client_options *opts, st
         return r;
     }
     c->opts.config = NULL;
+    if ((r = resolve_ca_file(c, err))) {
+        free(c);
+        return r;
+    }
     if (!c->opts.connect_timeout_ms)
         c->opts.connect_timeout_ms = 5000;
     if (!c->opts.low_speed_time_s)
@@ -324,6 +361,8 @@ enum lmr_result lmr_aws_call_prepare(struct lmr_aws_client *c, const struct lmr_
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, call->errbuf);
     curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(h, CURLOPT_USERAGENT, "lambdamr/0.1");
+    if (c->ca_file[0])
+        curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_file);
     if (!strcmp(req->method, "HEAD")) {
         curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
     } else if (!strcmp(req->method, "GET") && !req->body_len) {
@@ -449,6 +488,12 @@ static void parse_error_body(struct lmr_aws_response *resp)
                                                  : "BadRequest";
         snprintf(resp->aws_code, sizeof resp->aws_code, "%s", code);
     }
+}
+
+void lmr_aws_response_parse_error(struct lmr_aws_response *resp)
+{
+    resp->aws_code[0] = resp->aws_message[0] = '\0';
+    parse_error_body(resp);
 }
 
 static bool code_in(const char *code, const char *const *list)

@@ -71,7 +71,36 @@ void lmr_aws_response_clean_up(struct lmr_aws_response *resp);
 /** Copy the value of header `name` (case-insensitive) into out. @return out, or NULL if absent. */
 const char *lmr_aws_response_header(const struct lmr_aws_response *resp, const char *name, char *out, size_t cap);
 
-/** Create a client. @return LMR_ERR_* from the configuration (see lmr_aws_config_load). */
+/*
+ * CA certificates. The AWS CLI and SDKs read AWS_CA_BUNDLE; without it libcurl uses the file it
+ * was built with (Debian's /etc/ssl/certs/ca-certificates.crt). In the function package on
+ * Lambda's Amazon Linux that file does not exist: the image keeps its bundle at
+ * /etc/pki/tls/certs/ca-bundle.crt. So the bundle is the first that applies of AWS_CA_BUNDLE,
+ * libcurl's built-in file if it exists, and LMR_AWS_CA_CANDIDATES.
+ */
+#define LMR_AWS_CA_CANDIDATES                                                                                          \
+    {                                                                                                                  \
+        "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/certs/ca-certificates.crt", NULL                                 \
+    }
+
+/**
+ * Pick the CA file: aws_ca_bundle when set and non-empty; else NULL (keep libcurl's default)
+ * when builtin is given and readable; else the first readable entry of the NULL-terminated
+ * candidates. @return the path, or NULL for libcurl's default (also when nothing is readable:
+ * then TLS fails with libcurl's own message).
+ */
+const char *lmr_aws_ca_file_pick(const char *aws_ca_bundle, const char *builtin, const char *const *candidates);
+
+/**
+ * Fill resp->aws_code and aws_message from resp->body (an XML or JSON AWS error document),
+ * the x-amzn-ErrorType header or the status, as the client does for a failed request.
+ */
+void lmr_aws_response_parse_error(struct lmr_aws_response *resp);
+
+/**
+ * Create a client. @return LMR_ERR_* from the configuration (see lmr_aws_config_load), or
+ * LMR_ERR_NOT_FOUND when AWS_CA_BUNDLE names a file that cannot be read.
+ */
 enum lmr_result lmr_aws_client_new(const struct lmr_aws_client_options *opts, struct lmr_aws_client **out,
                                    struct lmr_err *err);
 /** Free the client and its handles. NULL-safe. */

@@ -1,6 +1,7 @@
 /* AWS XML responses through expat (see xml.h). Paths and texts are capped. */
 #include "aws/xml.h"
 
+#include <stdbool.h>
 #include <string.h>
 
 #include <expat.h>
@@ -16,6 +17,7 @@ struct xml_state {
     lmr_aws_xml_fn fn;
     void *user_data;
     enum lmr_result result;
+    bool capped; /* result is ours: a path or a text over its cap */
 };
 
 static void XMLCALL on_start(void *ud, const XML_Char *name, const XML_Char **attrs)
@@ -24,8 +26,11 @@ static void XMLCALL on_start(void *ud, const XML_Char *name, const XML_Char **at
     (void)attrs;
     if (x->result)
         return;
-    if ((x->path.len && lmr_buf_append(&x->path, "/", 1)) || lmr_buf_append_str(&x->path, name))
+    if ((x->path.len && lmr_buf_append(&x->path, "/", 1)) || lmr_buf_append_str(&x->path, name)) {
         x->result = LMR_ERR_TOO_LARGE;
+        x->capped = true;
+        XML_StopParser(x->parser, XML_FALSE);
+    }
     lmr_buf_reset(&x->text);
 }
 
@@ -47,8 +52,11 @@ static void XMLCALL on_end(void *ud, const XML_Char *name)
 static void XMLCALL on_text(void *ud, const XML_Char *s, int len)
 {
     struct xml_state *x = ud;
-    if (!x->result && lmr_buf_append(&x->text, s, (size_t)len))
+    if (!x->result && lmr_buf_append(&x->text, s, (size_t)len)) {
         x->result = LMR_ERR_TOO_LARGE;
+        x->capped = true;
+        XML_StopParser(x->parser, XML_FALSE);
+    }
 }
 
 enum lmr_result lmr_aws_xml_parse(const char *data, size_t len, lmr_aws_xml_fn fn, void *user_data, struct lmr_err *err)
@@ -64,7 +72,12 @@ enum lmr_result lmr_aws_xml_parse(const char *data, size_t len, lmr_aws_xml_fn f
     XML_SetCharacterDataHandler(x.parser, on_text);
     enum XML_Status st = XML_Parse(x.parser, data, (int)len, XML_TRUE);
     enum lmr_result r = x.result;
-    if (!r && st != XML_STATUS_OK)
+    if (x.capped)
+        r = lmr_fail(err, LMR_ERR_TOO_LARGE,
+                     "XML from AWS nests elements deeper than %u bytes of path or holds more than %u bytes of text in "
+                     "one element (at line %lu); it is not a response this client can read",
+                     XML_PATH_MAX_BYTES, XML_TEXT_MAX_BYTES, (unsigned long)XML_GetCurrentLineNumber(x.parser));
+    else if (!r && st != XML_STATUS_OK)
         r = lmr_fail(err, LMR_ERR_FORMAT, "malformed XML from AWS at line %lu: %s",
                      (unsigned long)XML_GetCurrentLineNumber(x.parser), XML_ErrorString(XML_GetErrorCode(x.parser)));
     XML_ParserFree(x.parser);

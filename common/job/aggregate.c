@@ -168,6 +168,7 @@ static void agg_reduce(void *state, struct lmr_slice key, struct lmr_values *val
 }
 
 const struct lmr_job_ops lmr_job_aggregate = {
+    .abi_version = LMR_JOB_ABI_VERSION,
     .name = "aggregate",
     .summary = "group delimited rows by a field (prefix) and sum|count|min|max|avg another (--key 1:8 --value 4 "
                "--op sum)",

@@ -1,4 +1,5 @@
 #include "job/fields.h"
+#include "util/dtoa.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -205,18 +206,65 @@ static size_t format_fixed(double v, char *out, size_t cap)
     return 0;
 }
 
+/* The shortest digits, laid out as printf's %.Pg would, P being 15 for up to 15 digits, else the
+ * digit count (what the shortest of %.15g, %.16g and %.17g that reads back prints). */
+static size_t format_shortest(double v, char *out, size_t cap)
+{
+    char digits[24];
+    int point = 0;
+    size_t n = lmr_dtoa_shortest(v, digits, &point);
+    if (!n || cap < 32)
+        return 0;
+    int prec = n <= 15 ? 15 : (int)n, x = point - 1;
+    size_t len = 0;
+    if (v < 0)
+        out[len++] = '-';
+    if (x < -4 || x >= prec) { /* d.ddde±XX */
+        out[len++] = digits[0];
+        if (n > 1) {
+            out[len++] = '.';
+            memcpy(out + len, digits + 1, n - 1);
+            len += n - 1;
+        }
+        int e = x < 0 ? -x : x;
+        out[len++] = 'e';
+        out[len++] = x < 0 ? '-' : '+';
+        if (e >= 100)
+            out[len++] = (char)('0' + e / 100);
+        out[len++] = (char)('0' + e / 10 % 10);
+        out[len++] = (char)('0' + e % 10);
+    } else if (point <= 0) { /* 0.000ddd */
+        out[len++] = '0';
+        out[len++] = '.';
+        for (int i = 0; i < -point; i++)
+            out[len++] = '0';
+        memcpy(out + len, digits, n);
+        len += n;
+    } else if ((size_t)point >= n) { /* ddd000 */
+        memcpy(out + len, digits, n);
+        len += n;
+        for (size_t i = n; i < (size_t)point; i++)
+            out[len++] = '0';
+    } else { /* ddd.ddd */
+        memcpy(out + len, digits, (size_t)point);
+        len += (size_t)point;
+        out[len++] = '.';
+        memcpy(out + len, digits + point, n - (size_t)point);
+        len += n - (size_t)point;
+    }
+    out[len] = '\0';
+    return len;
+}
+
 size_t lmr_format_double(double v, char *out, size_t cap)
 {
     if (v == 0)
         v = 0; /* print -0 as 0 */
     size_t fast = format_fixed(v, out, cap);
+    if (!fast)
+        fast = format_shortest(v, out, cap);
     if (fast)
         return fast;
-    int n = 0;
-    for (int prec = 15; prec <= 17; prec++) {
-        n = snprintf(out, cap, "%.*g", prec, v);
-        if (prec == 17 || strtod(out, NULL) == v)
-            break;
-    }
+    int n = snprintf(out, cap, "%.17g", v); /* zero, inf, nan; or a buffer too small for the fast paths */
     return n < 0 ? 0 : (size_t)n;
 }

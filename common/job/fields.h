@@ -48,7 +48,8 @@ size_t lmr_fields_parse_list(const char *arg_name, const char *s, uint32_t *out,
 bool lmr_parse_number(struct lmr_slice s, double *out);
 
 /**
- * Format v as the shortest of %.15g, %.16g, %.17g that parses back to exactly v.
+ * Format v as the shortest decimal that parses back to exactly v (double-conversion's shortest digits),
+ * laid out as the shortest of %.15g, %.16g, %.17g that reads back would be (no strtod round trips).
  * @return the length written to out (cap >= 32).
  */
 size_t lmr_format_double(double v, char *out, size_t cap);

@@ -191,6 +191,7 @@ static int scan_map(void *state, struct lmr_slice record, struct lmr_emitter *ou
 }
 
 const struct lmr_job_ops lmr_job_scan = {
+    .abi_version = LMR_JOB_ABI_VERSION,
     .name = "scan",
     .summary = "filter and project delimited rows, map-only (--delimiter , --fields 1,2 --where '2>1000')",
     .setup = scan_setup,

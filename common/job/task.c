@@ -74,7 +74,8 @@ uint64_t lmr_json_u64(const json_t *obj, const char *name, uint64_t dflt)
     json_t *v = json_object_get(obj, name);
     if (json_is_integer(v) && json_integer_value(v) >= 0)
         return (uint64_t)json_integer_value(v);
-    if (json_is_real(v) && json_real_value(v) >= 0)
+    /* A real out of range would be an undefined cast (UBSan in fuzz_task_event): the default then. */
+    if (json_is_real(v) && json_real_value(v) >= 0 && json_real_value(v) < 18446744073709551616.0)
         return (uint64_t)json_real_value(v);
     return dflt;
 }

@@ -128,6 +128,7 @@ static void wc_reduce(void *state, struct lmr_slice key, struct lmr_values *valu
 }
 
 const struct lmr_job_ops lmr_job_wordcount = {
+    .abi_version = LMR_JOB_ABI_VERSION,
     .name = "wordcount",
     .summary = "count words (maximal runs of non-whitespace bytes, as Hadoop's WordCount)",
     .map = wc_map,

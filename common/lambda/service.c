@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lambda/service_control.h"
 #include "lambda/service_internal.h"
 #include "util/log.h"
 #include "util/misc.h"
@@ -56,7 +57,7 @@ static void set_error(struct lmr_svc_outcome *o, int status, const char *code, c
 
 /* ---- functions ---------------------------------------------------------------------------- */
 
-static bool valid_name(const char *s)
+bool lmr_svc_valid_name(const char *s)
 {
     size_t n = strlen(s);
     if (n == 0 || n > 64)
@@ -110,10 +111,11 @@ static bool passes_through(const char *e)
     return false;
 }
 
-static void fn_free(struct lmr_svc_fn *fn)
+void lmr_svc_fn_free(struct lmr_svc_fn *fn)
 {
     if (!fn)
         return;
+    lmr_svc_fn_ctl_free(fn->ctl);
     for (size_t i = 0; i < fn->envp_len; i++)
         free(fn->envp[i]);
     free(fn->envp);
@@ -147,7 +149,14 @@ enum lmr_result lmr_lambda_service_new(const struct lmr_lambda_service_options *
     pthread_cond_init(&svc->monitor_cond, &ca);
     pthread_condattr_destroy(&ca);
     svc->port_wanted = opts ? opts->port : 0;
+    enum lmr_result cr = lmr_svc_control_new(svc, opts, err);
+    if (cr != LMR_OK) {
+        lmr_lambda_service_destroy(svc);
+        return cr;
+    }
     svc->event_retry_delay_ms = opts && opts->event_retry_delay_ms ? opts->event_retry_delay_ms : 200;
+    svc->request_timeout_ms =
+        opts && opts->request_timeout_ms ? opts->request_timeout_ms : LMR_LAMBDA_REQUEST_TIMEOUT_DEFAULT_MS;
     const char *region = getenv("AWS_REGION");
     if (!region || !*region)
         region = getenv("AWS_DEFAULT_REGION");
@@ -179,10 +188,10 @@ enum lmr_result lmr_lambda_service_new(const struct lmr_lambda_service_options *
     return LMR_OK;
 }
 
-enum lmr_result lmr_lambda_service_add_function(struct lmr_lambda_service *svc, const struct lmr_function_config *cfg,
-                                                struct lmr_err *err)
+enum lmr_result lmr_svc_fn_build(struct lmr_lambda_service *svc, const struct lmr_function_config *cfg,
+                                 struct lmr_svc_fn **out, struct lmr_err *err)
 {
-    if (!cfg || !cfg->name || !valid_name(cfg->name))
+    if (!cfg || !cfg->name || !lmr_svc_valid_name(cfg->name))
         return lmr_fail(err, LMR_ERR_INVALID,
                         "function name '%s' is not valid: use 1 to 64 letters, digits, '-' or '_'",
                         cfg && cfg->name ? cfg->name : "");
@@ -214,7 +223,9 @@ enum lmr_result lmr_lambda_service_add_function(struct lmr_lambda_service *svc, 
     fn->memory_mb = memory_mb;
     fn->timeout_s = timeout_s;
     fn->concurrency = concurrency;
-    if (fn->path) {
+    if (cfg->task_root) {
+        fn->task_root = lmr_abspath(cfg->task_root);
+    } else if (fn->path) {
         fn->task_root = strdup(fn->path);
         char *slash = fn->task_root ? strrchr(fn->task_root, '/') : NULL;
         if (slash)
@@ -228,7 +239,7 @@ enum lmr_result lmr_lambda_service_add_function(struct lmr_lambda_service *svc, 
     size_t cap = n_environ + n_extra + 32;
     fn->envp = calloc(cap, sizeof *fn->envp);
     if (!fn->name || !fn->path || !fn->task_root || !fn->envp) {
-        fn_free(fn);
+        lmr_svc_fn_free(fn);
         return lmr_fail(err, LMR_ERR_NOMEM, "out of memory adding function %s", cfg->name);
     }
     /* Variables Lambda reserves come first (and win); then the caller's extras, then pass-through. */
@@ -248,27 +259,42 @@ enum lmr_result lmr_lambda_service_add_function(struct lmr_lambda_service *svc, 
     for (size_t i = 0; i < n_environ; i++)
         if (passes_through(environ[i]))
             env_add(fn, cap, "%s", environ[i]);
+    *out = fn;
+    return LMR_OK;
+}
 
+enum lmr_result lmr_svc_fn_insert(struct lmr_lambda_service *svc, struct lmr_svc_fn *fn, struct lmr_err *err)
+{
     char log_path[4096];
     snprintf(log_path, sizeof log_path, "%s/%s.log", svc->log_dir, fn->name);
     fn->log_fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (fn->log_fd < 0) {
         int e = errno;
-        fn_free(fn);
-        return lmr_fail(err, LMR_ERR_IO, "cannot open the log %s of function %s: %s", log_path, cfg->name, strerror(e));
+        lmr_svc_fn_free(fn);
+        return lmr_fail(err, LMR_ERR_IO, "cannot open the log %s of function %s: %s", log_path, fn->name, strerror(e));
     }
     pthread_mutex_lock(&svc->mu);
     for (struct lmr_svc_fn *f = svc->fns; f; f = f->next) {
         if (!strcmp(f->name, fn->name)) {
             pthread_mutex_unlock(&svc->mu);
-            fn_free(fn);
-            return lmr_fail(err, LMR_ERR_EXISTS, "function %s is already registered; use another name", cfg->name);
+            enum lmr_result r =
+                lmr_fail(err, LMR_ERR_EXISTS, "function %s is already registered; use another name", fn->name);
+            lmr_svc_fn_free(fn);
+            return r;
         }
     }
     fn->next = svc->fns;
     svc->fns = fn;
     pthread_mutex_unlock(&svc->mu);
     return LMR_OK;
+}
+
+enum lmr_result lmr_lambda_service_add_function(struct lmr_lambda_service *svc, const struct lmr_function_config *cfg,
+                                                struct lmr_err *err)
+{
+    struct lmr_svc_fn *fn = NULL;
+    enum lmr_result r = lmr_svc_fn_build(svc, cfg, &fn, err);
+    return r ? r : lmr_svc_fn_insert(svc, fn, err);
 }
 
 uint16_t lmr_lambda_service_port(const struct lmr_lambda_service *svc)
@@ -313,6 +339,7 @@ static void *monitor_main(void *arg)
     while (!svc->stopping) {
         double now = lmr_svc_now_ms();
         for (struct lmr_svc_fn *fn = svc->fns; fn; fn = fn->next) {
+            lmr_svc_control_tick_locked(fn);
             for (struct lmr_svc_env *env = fn->envs; env; env = env->next) {
                 if (env->state == ENV_DEAD || (env->state == ENV_IDLE && env->ready))
                     continue; /* an idle environment is not running; its output is read later */
@@ -343,7 +370,10 @@ static void *monitor_main(void *arg)
         }
         for (size_t i = 0; i < n_samples; i++) {
             struct rss_sample *sm = &samples[i];
-            struct lmr_svc_env *env = sm->fn->envs;
+            struct lmr_svc_fn *f = svc->fns;
+            while (f && f != sm->fn) /* DeleteFunction may have taken it out (and freed it) meanwhile */
+                f = f->next;
+            struct lmr_svc_env *env = f ? f->envs : NULL;
             while (env && env != sm->env)
                 env = env->next;
             if (!env || env->pid != sm->pid || env->state == ENV_DEAD)
@@ -409,11 +439,13 @@ void lmr_lambda_service_destroy(struct lmr_lambda_service *svc)
         pthread_join(svc->monitor, NULL);
     if (svc->http)
         MHD_stop_daemon(svc->http);
+    lmr_svc_guard_destroy(svc->guard);
     while (svc->fns) {
         struct lmr_svc_fn *fn = svc->fns;
         svc->fns = fn->next;
-        fn_free(fn);
+        lmr_svc_fn_free(fn);
     }
+    lmr_svc_control_destroy(svc);
     free(svc->log_dir);
     pthread_cond_destroy(&svc->envs_cond);
     pthread_cond_destroy(&svc->monitor_cond);
@@ -494,9 +526,15 @@ void lmr_svc_inv_fail(struct lmr_svc_inv *inv, const char *error_type, const cha
 
 static struct lmr_svc_env *find_idle_locked(struct lmr_svc_fn *fn)
 {
-    for (struct lmr_svc_env *env = fn->envs; env; env = env->next)
-        if (env->state == ENV_IDLE && !env->inv)
-            return env;
+    for (struct lmr_svc_env *env = fn->envs; env; env = env->next) {
+        if (env->state != ENV_IDLE || env->inv)
+            continue;
+        if (lmr_svc_control_env_stale_locked(fn, env)) { /* older code or over the concurrency: retire it */
+            lmr_svc_env_kill_locked(env, "Runtime.ExitError", "the environment was retired");
+            continue;
+        }
+        return env;
+    }
     return NULL;
 }
 
@@ -531,6 +569,7 @@ static bool place_locked(struct lmr_svc_fn *fn, struct lmr_svc_inv *inv)
         lmr_svc_inv_finish_locked(fn->svc, inv);
         return true;
     }
+    env->code_gen = fn->code_gen;
     assign_locked(env, inv);
     return true;
 }
@@ -550,7 +589,7 @@ static void enqueue_locked(struct lmr_svc_fn *fn, struct lmr_svc_inv *inv)
 void lmr_svc_fn_pump_locked(struct lmr_svc_fn *fn)
 {
     double now = -1;
-    while (fn->q_head && !fn->svc->stopping) {
+    while (fn->q_head && !fn->svc->stopping && !fn->deleted) {
         struct lmr_svc_inv *inv = fn->q_head;
         if (inv->not_before_ms > 0) {
             if (now < 0)
@@ -577,7 +616,6 @@ void lmr_svc_inv_finish_locked(struct lmr_lambda_service *svc, struct lmr_svc_in
     if (env)
         lmr_svc_env_drain_locked(env); /* output written before the answer belongs to this invocation */
     inv->duration_ms = inv->delivered ? now - inv->start_ms : 0;
-    inv->billed_ms = ceil(inv->duration_ms);
     inv->init_ms = 0;
     inv->max_memory_mb = 0;
     if (env) {
@@ -599,6 +637,9 @@ void lmr_svc_inv_finish_locked(struct lmr_lambda_service *svc, struct lmr_svc_in
         if (env->inv == inv)
             env->inv = NULL;
     }
+    /* Billed as AWS bills ZIP-packaged functions since 2025-08-01 (and custom runtimes always):
+     * Init + Duration, rounded up to the millisecond. */
+    inv->billed_ms = ceil(inv->duration_ms + inv->init_ms);
     /* START (unless output already brought it), END and REPORT in one write. */
     char init[64] = "", status[192] = "", start[128] = "", lines[1024];
     if (!inv->start_logged)
@@ -628,7 +669,7 @@ void lmr_svc_inv_finish_locked(struct lmr_lambda_service *svc, struct lmr_svc_in
         pthread_cond_signal(&inv->done_cond);
         return;
     }
-    if (inv->function_error && inv->attempt < 2 && !svc->stopping) {
+    if (inv->function_error && inv->attempt < 2 && !svc->stopping && !fn->deleted) {
         /* Lambda retries a failed asynchronous invocation twice. */
         inv->attempt++;
         inv->function_error = false;
@@ -647,7 +688,7 @@ void lmr_svc_inv_finish_locked(struct lmr_lambda_service *svc, struct lmr_svc_in
 
 /* Split "name", "name:qualifier", "arn:aws:lambda:region:acct:function:name[:qualifier]" or
  * "acct:function:name[:qualifier]" into name and qualifier (both point into buf). */
-static bool split_function(char *buf, const char **name, const char **qualifier)
+bool lmr_svc_split_function(char *buf, const char **name, const char **qualifier)
 {
     char *parts[8];
     int n = 0;
@@ -690,7 +731,7 @@ void lmr_svc_invoke(struct lmr_lambda_service *svc, const char *function, const 
         return;
     }
     snprintf(buf, sizeof buf, "%s", function);
-    if (!split_function(buf, &name, &qual) || !valid_name(name)) {
+    if (!lmr_svc_split_function(buf, &name, &qual) || !lmr_svc_valid_name(name)) {
         set_error(o, 400, "InvalidParameterValueException",
                   "1 validation error detected: Value '%s' at 'functionName' failed to satisfy constraint: Member "
                   "must be a function name (letters, digits, '-', '_'), an ARN or a partial ARN.",
@@ -726,6 +767,16 @@ void lmr_svc_invoke(struct lmr_lambda_service *svc, const char *function, const 
         pthread_mutex_unlock(&svc->mu);
         set_error(o, 404, "ResourceNotFoundException", "Function not found: arn:aws:lambda:%s:000000000000:function:%s",
                   svc->region, name);
+        return;
+    }
+    lmr_svc_control_tick_locked(fn);
+    const char *state = lmr_svc_control_not_invocable_locked(fn);
+    if (state) {
+        pthread_mutex_unlock(&svc->mu);
+        set_error(o, 409, "ResourceConflictException",
+                  "The operation cannot be performed at this time. The function is currently in the following state: "
+                  "%s",
+                  state);
         return;
     }
     o->memory_mb = fn->memory_mb;

@@ -1,6 +1,7 @@
 /*
  * The embedded Lambda-compatible service: the Invoke API (POST /2015-03-31/functions/{name}/
- * invocations) on 127.0.0.1, and execution environments (processes of the function's
+ * invocations) and Lambda's function control plane (CreateFunction, GetFunction, ... see
+ * service_control.h) on 127.0.0.1 only, and execution environments (processes of the function's
  * executable, each with its own Runtime API endpoint) started on demand, reused warm up to the
  * function's concurrency, and held to its timeout and memory size. `lambdamr serve` runs it
  * standalone; the driver embeds it and calls it through the local invoker (no HTTP on the
@@ -23,6 +24,7 @@
 #define LMR_LAMBDA_EVENT_PAYLOAD_MAX_BYTES (1u * 1024 * 1024) /* Event request */
 #define LMR_LAMBDA_LOG_TAIL_BYTES 4096                        /* X-Amz-Log-Result */
 #define LMR_LAMBDA_EVENT_QUEUE_MAX 100000                     /* queued Event invocations per function; beyond: 429 */
+#define LMR_LAMBDA_REQUEST_TIMEOUT_DEFAULT_MS 10000           /* an Invoke API request must arrive whole in this time */
 
 struct lmr_function_config {
     const char *name;     /* Required. [A-Za-z0-9_-]{1,64} */
@@ -32,12 +34,20 @@ struct lmr_function_config {
     double timeout_s;     /* Optional, default 3 (like Lambda); up to 900. */
     uint32_t concurrency; /* Optional, default 10: max environments at once. */
     const char *const *env; /* Optional: extra "NAME=VALUE" strings, NULL-terminated. */
+    const char *task_root;  /* Optional: LAMBDA_TASK_ROOT (default: the folder of path). */
 };
 
 struct lmr_lambda_service_options {
     uint16_t port;                 /* Optional: Invoke API port; 0 = ephemeral. */
     const char *log_dir;           /* Optional: NULL = a new temp dir (kept after destroy). */
     uint32_t event_retry_delay_ms; /* Optional: wait before retrying a failed Event; default 200. */
+    uint32_t request_timeout_ms;   /* Optional: an Invoke API request (headers and body) must arrive whole
+                                      within this time of the connection's start or of the previous
+                                      response on the connection; default LMR_LAMBDA_REQUEST_TIMEOUT_DEFAULT_MS. */
+    const char *state_dir;         /* Optional: where created functions' code and task roots go; NULL = a
+                                      temp dir made on the first CreateFunction, removed by destroy. */
+    uint32_t update_delay_ms;      /* Optional, default 300: how long a created function stays Pending and
+                                      an update InProgress (further updates get ResourceConflictException). */
 };
 
 struct lmr_lambda_service;

@@ -11,12 +11,14 @@
 #include <jansson.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -190,6 +192,24 @@ static enum MHD_Result rt_error(struct MHD_Connection *c, unsigned status, const
     return ret;
 }
 
+/*
+ * Has the client closed its end (or reset it)? A GET /next can wait for a long time; a runtime
+ * that gave up on it (a client timeout, a crashed helper) must not be handed an invocation.
+ */
+static bool client_gone(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *info = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!info)
+        return false;
+    struct pollfd p = {.fd = info->connect_fd, .events = POLLIN | POLLRDHUP};
+    if (poll(&p, 1, 0) != 1)
+        return false;
+    if (p.revents & (POLLRDHUP | POLLHUP | POLLERR))
+        return true;
+    char byte;
+    return recv(info->connect_fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+}
+
 static enum MHD_Result rt_next(struct lmr_svc_env *env, struct MHD_Connection *c)
 {
     struct lmr_lambda_service *svc = env->svc;
@@ -204,6 +224,12 @@ static enum MHD_Result rt_next(struct lmr_svc_env *env, struct MHD_Connection *c
     while (env->state != ENV_DEAD && !(env->inv && !env->inv->delivered))
         pthread_cond_wait(&env->cond, &svc->mu);
     if (env->state == ENV_DEAD) {
+        pthread_mutex_unlock(&svc->mu);
+        return MHD_NO;
+    }
+    if (client_gone(c)) {
+        /* Nobody reads this answer: leave the invocation for the runtime's next GET /next. */
+        pthread_cond_broadcast(&env->cond);
         pthread_mutex_unlock(&svc->mu);
         return MHD_NO;
     }
@@ -375,6 +401,41 @@ static void rt_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
     }
 }
 
+/*
+ * Accept policy of an environment's Runtime API: only the environment's own process (or a
+ * descendant, e.g. a shell runtime's curl) may connect; see service_guard.c. A refusal closes the
+ * connection before any request is read, and is logged (the first few per environment).
+ */
+static enum MHD_Result rt_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+    struct lmr_svc_env *env = cls;
+    struct lmr_lambda_service *svc = env->svc;
+    /* Atomic reads, not svc->mu: a failing spawn stops this daemon while holding svc->mu. */
+    pid_t pid = __atomic_load_n(&env->pid, __ATOMIC_ACQUIRE);
+    uint16_t port = __atomic_load_n(&env->port, __ATOMIC_ACQUIRE);
+    if (pid > 0 && lmr_svc_peer_in_env(pid, port, addr, addrlen))
+        return MHD_YES;
+    char from[INET_ADDRSTRLEN] = "?";
+    unsigned from_port = 0;
+    if (addr && addr->sa_family == AF_INET) {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)addr;
+        inet_ntop(AF_INET, &sin->sin_addr, from, sizeof from);
+        from_port = ntohs(sin->sin_port);
+    }
+    if (pthread_mutex_trylock(&svc->mu) != 0)
+        return MHD_NO; /* busy (or stopping this daemon): refuse without a log line */
+    if (env->refused++ < 5) {
+        char line[320];
+        int n = snprintf(line, sizeof line,
+                         "lambda service: refused a connection to the Runtime API of environment %u (port %u) from "
+                         "%s:%u: the socket belongs to no process of that environment\n",
+                         env->id, (unsigned)port, from, from_port);
+        lmr_svc_log_write_locked(env->fn, NULL, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+    }
+    pthread_mutex_unlock(&svc->mu);
+    return MHD_NO;
+}
+
 /* ---- spawning ----------------------------------------------------------------------------- */
 
 enum lmr_result lmr_svc_env_spawn_locked(struct lmr_svc_fn *fn, struct lmr_svc_env **out, char *why, size_t why_cap)
@@ -406,17 +467,17 @@ enum lmr_result lmr_svc_env_spawn_locked(struct lmr_svc_fn *fn, struct lmr_svc_e
     memset(&sin, 0, sizeof sin);
     sin.sin_family = AF_INET;
     sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    env->daemon =
-        MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL, 0, NULL, NULL,
-                         rt_handler, env, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin, MHD_OPTION_CONNECTION_TIMEOUT,
-                         (unsigned)0, MHD_OPTION_NOTIFY_COMPLETED, rt_completed, env, MHD_OPTION_END);
+    env->daemon = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL, 0,
+                                   rt_accept, env, rt_handler, env, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin,
+                                   MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)0, MHD_OPTION_NOTIFY_COMPLETED,
+                                   rt_completed, env, MHD_OPTION_END);
     const union MHD_DaemonInfo *info = env->daemon ? MHD_get_daemon_info(env->daemon, MHD_DAEMON_INFO_BIND_PORT) : NULL;
     int pipefd[2] = {-1, -1};
     if (!info || pipe2(pipefd, O_CLOEXEC) != 0) {
         snprintf(why, why_cap, "cannot open its Runtime API endpoint or log pipe: %s", strerror(errno));
         goto fail;
     }
-    env->port = info->port;
+    __atomic_store_n(&env->port, info->port, __ATOMIC_RELEASE);
     env->out_fd = pipefd[0];
     fcntl(pipefd[0], F_SETFL, O_NONBLOCK);
     fcntl(pipefd[0], F_SETPIPE_SZ, 1 << 20);
@@ -445,7 +506,9 @@ enum lmr_result lmr_svc_env_spawn_locked(struct lmr_svc_fn *fn, struct lmr_svc_e
     posix_spawnattr_setpgroup(&attr, 0);
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
     char *argv[] = {fn->path, NULL};
-    int rc = posix_spawn(&env->pid, fn->path, &fa, &attr, argv, envp);
+    pid_t pid = 0;
+    int rc = posix_spawn(&pid, fn->path, &fa, &attr, argv, envp);
+    __atomic_store_n(&env->pid, pid, __ATOMIC_RELEASE); /* read by rt_accept without svc->mu */
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
     close(pipefd[1]);

@@ -1,8 +1,10 @@
 /*
  * The Invoke API of the embedded Lambda service over HTTP on 127.0.0.1:
- * POST /2015-03-31/functions/{FunctionName}/invocations[?Qualifier=Q]. Errors are answered the
- * way AWS does: JSON {"Type":"User","message":...} with the x-amzn-ErrorType header. SigV4
- * signatures are accepted and not checked.
+ * POST /2015-03-31/functions/{FunctionName}/invocations[?Qualifier=Q]. Every other Lambda path
+ * goes to the control plane (service_control.c). Errors are answered the way AWS does: JSON
+ * {"Type":"User","message":...} with the x-amzn-ErrorType header. SigV4 signatures are accepted
+ * and not checked. Every request must arrive whole within the request timeout, and a full
+ * connection table evicts the oldest unfinished request (service_guard.c).
  */
 #include <jansson.h>
 #include <microhttpd.h>
@@ -14,15 +16,19 @@
 #include <string.h>
 #include <strings.h>
 
+#include "lambda/service_control.h"
 #include "lambda/service_internal.h"
 
 #define INVOKE_PREFIX "/2015-03-31/functions/"
 #define INVOKE_SUFFIX "/invocations"
+#define HTTP_CONNECTIONS_SOFT_LIMIT 512 /* beyond it a new connection evicts the oldest unfinished request */
 
 struct http_req {
     struct lmr_buf body;
     size_t total_bytes;
     bool too_big;
+    size_t reserved_bytes; /* of the service's budget for code uploads (service_control.c) */
+    bool refused;          /* an upload over that budget: the body is not kept, the answer is 429 */
 };
 
 static enum MHD_Result reply_error(struct MHD_Connection *c, unsigned status, const char *code, const char *message,
@@ -50,6 +56,12 @@ static enum MHD_Result reply_error(struct MHD_Connection *c, unsigned status, co
     enum MHD_Result ret = MHD_queue_response(c, status, r);
     MHD_destroy_response(r);
     return ret;
+}
+
+enum MHD_Result lmr_svc_http_reply_error(struct MHD_Connection *c, unsigned status, const char *code,
+                                         const char *message, const char *request_id)
+{
+    return reply_error(c, status, code, message, request_id);
 }
 
 static enum MHD_Result reply_outcome(struct MHD_Connection *c, struct lmr_svc_outcome *o, bool tail)
@@ -82,7 +94,10 @@ static enum MHD_Result handle_invoke(struct lmr_lambda_service *svc, struct MHD_
 {
     size_t plen = strlen(INVOKE_PREFIX), slen = strlen(INVOKE_SUFFIX), ulen = strlen(url);
     if (ulen <= plen + slen || strcmp(url + ulen - slen, INVOKE_SUFFIX))
-        return reply_error(c, 404, "UnknownOperationException", "Unknown operation: only Invoke is served here.", NULL);
+        return reply_error(c, 404, "UnknownOperationException",
+                           "Unknown operation: lambdamr serve answers Invoke and the function control "
+                           "plane (see lambdamr serve --help).",
+                           NULL);
     char name[256];
     size_t nlen = ulen - plen - slen;
     if (nlen >= sizeof name || memchr(url + plen, '/', nlen))
@@ -146,7 +161,15 @@ static enum MHD_Result http_handler(void *cls, struct MHD_Connection *c, const c
         struct http_req *req = calloc(1, sizeof *req);
         if (!req)
             return MHD_NO;
-        lmr_buf_init(&req->body, LMR_LAMBDA_SYNC_PAYLOAD_MAX_BYTES);
+        /* Code uploads may be larger than an Invoke payload; they draw on a budget of their own. */
+        size_t cap = lmr_svc_control_body_cap(method, url);
+        if (cap > LMR_LAMBDA_SYNC_PAYLOAD_MAX_BYTES) {
+            if (lmr_svc_control_reserve(svc, cap))
+                req->reserved_bytes = cap;
+            else
+                req->refused = true, cap = 0;
+        }
+        lmr_buf_init(&req->body, cap ? cap : LMR_LAMBDA_SYNC_PAYLOAD_MAX_BYTES);
         *con_cls = req;
         return MHD_YES;
     }
@@ -161,8 +184,16 @@ static enum MHD_Result http_handler(void *cls, struct MHD_Connection *c, const c
         *upload_data_size = 0;
         return MHD_YES;
     }
+    lmr_svc_guard_request_received(svc->guard, c);
+    enum MHD_Result ret;
+    struct lmr_svc_control_request creq = {method, url, &req->body, req->total_bytes, req->too_big, req->refused};
+    if (lmr_svc_control_route(svc, c, &creq, &ret))
+        return ret;
     if (strncmp(url, INVOKE_PREFIX, strlen(INVOKE_PREFIX)))
-        return reply_error(c, 404, "UnknownOperationException", "Unknown operation: only Invoke is served here.", NULL);
+        return reply_error(c, 404, "UnknownOperationException",
+                           "Unknown operation: lambdamr serve answers Invoke and the function control "
+                           "plane (see lambdamr serve --help).",
+                           NULL);
     if (strcmp(method, "POST"))
         return reply_error(c, 405, "UnknownOperationException", "Invoke needs the POST method.", NULL);
     return handle_invoke(svc, c, url, req);
@@ -170,8 +201,11 @@ static enum MHD_Result http_handler(void *cls, struct MHD_Connection *c, const c
 
 static void http_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe)
 {
+    struct lmr_lambda_service *svc = cls;
+    lmr_svc_guard_request_done(svc->guard, c);
     struct http_req *req = *con_cls;
     if (req) {
+        lmr_svc_control_release(cls, req->reserved_bytes);
         lmr_buf_clean_up(&req->body);
         free(req);
         *con_cls = NULL;
@@ -187,10 +221,15 @@ enum lmr_result lmr_svc_http_start(struct lmr_lambda_service *svc, struct lmr_er
     sin.sin_family = AF_INET;
     sin.sin_port = htons(svc->port_wanted);
     sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (!svc->guard && lmr_svc_guard_new(svc->request_timeout_ms, HTTP_CONNECTIONS_SOFT_LIMIT, &svc->guard) != LMR_OK)
+        return lmr_fail(err, LMR_ERR_NOMEM, "out of memory starting the Lambda Invoke API");
+    /* libmicrohttpd's own limit is the hard one; the guard evicts slow requests before it is reached. */
     svc->http = MHD_start_daemon(
-        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL, svc->port_wanted, NULL, NULL,
-        http_handler, svc, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)512, MHD_OPTION_NOTIFY_COMPLETED, http_completed, svc, MHD_OPTION_END);
+        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL, svc->port_wanted,
+        lmr_svc_guard_accept, svc->guard, http_handler, svc, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)(2 * HTTP_CONNECTIONS_SOFT_LIMIT), MHD_OPTION_NOTIFY_CONNECTION, lmr_svc_guard_notify, svc->guard,
+        MHD_OPTION_NOTIFY_COMPLETED, http_completed, svc, MHD_OPTION_END);
     if (!svc->http)
         return lmr_fail(err, LMR_ERR_NETWORK,
                         "cannot listen on 127.0.0.1:%u for the Lambda Invoke API; the port may be in use, pick "

@@ -8,7 +8,9 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <sys/socket.h>
 #include <sys/types.h>
+#include <microhttpd.h>
 
 #include "lambda/service.h"
 #include "util/buf.h"
@@ -68,6 +70,8 @@ struct lmr_svc_env {
     uint32_t peak_rss_mb;
     double hwm_read_ms; /* when VmHWM was last read */
     char stream_name[96];
+    unsigned refused; /* Runtime API connections refused by the peer check */
+    unsigned code_gen; /* the function's code_gen when this environment started */
     struct lmr_svc_env *next;
 };
 
@@ -88,8 +92,14 @@ struct lmr_svc_fn {
     unsigned next_env_id;
     struct lmr_svc_inv *q_head, *q_tail;
     size_t q_len;
+    /* Control plane (service_control.c). */
+    struct lmr_svc_fn_ctl *ctl; /* configuration as the Lambda API reports it; NULL until first asked */
+    unsigned code_gen;          /* bumped when an update takes effect: older environments are retired */
+    bool deleted;               /* DeleteFunction: no new environments, no Event retries */
     struct lmr_svc_fn *next;
 };
+
+struct lmr_svc_guard;
 
 struct lmr_lambda_service {
     pthread_mutex_t mu;
@@ -97,6 +107,8 @@ struct lmr_lambda_service {
     char *log_dir;
     uint16_t port_wanted, port;
     struct MHD_Daemon *http;
+    struct lmr_svc_guard *guard; /* request deadlines of the Invoke API (service_guard.c) */
+    uint32_t request_timeout_ms;
     uint32_t event_retry_delay_ms;
     char region[64];
     bool stopping;
@@ -106,6 +118,7 @@ struct lmr_lambda_service {
     bool monitor_running;
     pthread_cond_t monitor_cond;
     struct lmr_lambda_service_stats stats; /* events_queued is computed on demand */
+    struct lmr_svc_control *control;       /* the control plane's own state (service_control.c) */
 };
 
 /* What an Invoke call produced, for the HTTP front end and the local invoker. */
@@ -147,7 +160,46 @@ void lmr_svc_inv_fail(struct lmr_svc_inv *inv, const char *error_type, const cha
 void lmr_svc_log_write_locked(struct lmr_svc_fn *fn, struct lmr_svc_inv *inv, const char *data, size_t len);
 double lmr_svc_now_ms(void);
 
+/* Functions (service.c). */
+bool lmr_svc_valid_name(const char *s);
+/* Split "name", "name:qualifier", a full or partial ARN into name and qualifier (pointing into buf). */
+bool lmr_svc_split_function(char *buf, const char **name, const char **qualifier);
+/* A function built from cfg (validated, environment fixed) but not registered: no log yet. */
+enum lmr_result lmr_svc_fn_build(struct lmr_lambda_service *svc, const struct lmr_function_config *cfg,
+                                 struct lmr_svc_fn **out, struct lmr_err *err);
+/* Register fn (opens its log). On failure fn is freed; LMR_ERR_EXISTS when the name is taken. */
+enum lmr_result lmr_svc_fn_insert(struct lmr_lambda_service *svc, struct lmr_svc_fn *fn, struct lmr_err *err);
+void lmr_svc_fn_free(struct lmr_svc_fn *fn);
+
 /* HTTP front end (service_http.c). */
 enum lmr_result lmr_svc_http_start(struct lmr_lambda_service *svc, struct lmr_err *err);
+
+/* Connection guards (service_guard.c). */
+struct sockaddr;
+struct MHD_Connection;
+/**
+ * Is the TCP connection from peer (an IPv4 address) to 127.0.0.1:port made by process env_pid
+ * or one of its descendants? Looks the client socket's inode up (sock_diag, else
+ * /proc/net/tcp) and searches the processes' open files for it. Needs no privileges.
+ */
+bool lmr_svc_peer_in_env(pid_t env_pid, uint16_t port, const struct sockaddr *peer, socklen_t peer_len);
+/**
+ * Request deadlines for an HTTP daemon: every request must arrive whole within deadline_ms of
+ * the connection's start (or of the previous response's end); a watchdog thread shuts down
+ * connections that are late. At soft_limit connections a new one evicts the oldest connection
+ * still sending its request, or is refused when there is none. Wire the hooks into the daemon:
+ * lmr_svc_guard_accept (accept policy), lmr_svc_guard_notify (MHD_OPTION_NOTIFY_CONNECTION),
+ * and call request_received when a request is complete, request_done when it was answered.
+ */
+enum lmr_result lmr_svc_guard_new(uint32_t deadline_ms, unsigned soft_limit, struct lmr_svc_guard **out);
+/** Stop the watchdog and free the guard (after the daemon has stopped). NULL-safe. */
+void lmr_svc_guard_destroy(struct lmr_svc_guard *g);
+enum MHD_Result lmr_svc_guard_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen);
+void lmr_svc_guard_notify(void *cls, struct MHD_Connection *connection, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code);
+void lmr_svc_guard_request_received(struct lmr_svc_guard *g, struct MHD_Connection *connection);
+void lmr_svc_guard_request_done(struct lmr_svc_guard *g, struct MHD_Connection *connection);
+/** Connections cut for missing their deadline, and evicted to make room. */
+void lmr_svc_guard_counts(struct lmr_svc_guard *g, uint64_t *expired, uint64_t *evicted);
 
 #endif

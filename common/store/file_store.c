@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,10 +72,61 @@ static enum lmr_result errno_result(int e)
 
 /* ---- listing ---------------------------------------------------------------------------------------------- */
 
+/*
+ * Listing walks the tree below the root, following symbolic links, but enters each real
+ * directory at most once (by device and inode), so a link to an ancestor ("ln -s . loop") or
+ * two links to one directory cannot make the walk endless or list a file twice; likewise a
+ * regular file reached by several names (symbolic or hard links) is listed once, under the
+ * first of its names in key order. Entries of a directory are visited in name order, so which
+ * name is kept does not depend on readdir's order.
+ */
+
+/* A set of (device, inode) pairs: open addressing, grows by doubling. */
+struct inode_set {
+    struct {
+        dev_t dev;
+        ino_t ino;
+        bool used;
+    } * slots;
+    size_t n, cap;
+};
+
+/* @return 1 if (dev, ino) was new and is now in the set, 0 if it was there, -1 out of memory. */
+static int inode_set_add(struct inode_set *set, dev_t dev, ino_t ino)
+{
+    if ((set->n + 1) * 2 > set->cap) {
+        size_t cap = set->cap ? set->cap * 2 : 64;
+        __typeof__(set->slots) slots = calloc(cap, sizeof *slots);
+        if (!slots)
+            return -1;
+        for (size_t i = 0; i < set->cap; i++) {
+            if (!set->slots[i].used)
+                continue;
+            size_t h = ((uint64_t)set->slots[i].dev * 0x9E3779B97F4A7C15ull ^ (uint64_t)set->slots[i].ino) & (cap - 1);
+            while (slots[h].used)
+                h = (h + 1) & (cap - 1);
+            slots[h] = set->slots[i];
+        }
+        free(set->slots);
+        set->slots = slots;
+        set->cap = cap;
+    }
+    size_t h = ((uint64_t)dev * 0x9E3779B97F4A7C15ull ^ (uint64_t)ino) & (set->cap - 1);
+    for (; set->slots[h].used; h = (h + 1) & (set->cap - 1))
+        if (set->slots[h].dev == dev && set->slots[h].ino == ino)
+            return 0;
+    set->slots[h].dev = dev;
+    set->slots[h].ino = ino;
+    set->slots[h].used = true;
+    set->n++;
+    return 1;
+}
+
 struct list_state {
     struct lmr_store_object *objs;
     size_t n, cap;
     const char *prefix;
+    struct inode_set dirs, files;
 };
 
 static int cmp_obj(const void *a, const void *b)
@@ -82,25 +134,83 @@ static int cmp_obj(const void *a, const void *b)
     return strcmp(((const struct lmr_store_object *)a)->key, ((const struct lmr_store_object *)b)->key);
 }
 
-static enum lmr_result walk(struct list_state *ls, const char *root, const char *rel, struct lmr_err *err)
+static int cmp_name(const void *a, const void *b)
 {
-    char dirpath[PATH_MAX];
-    snprintf(dirpath, sizeof dirpath, "%s%s%s", root, *rel ? "/" : "", rel);
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The visible names in dirpath, sorted. *names is malloc'd (and each name). */
+static enum lmr_result read_names(const char *dirpath, char ***names, size_t *n, struct lmr_err *err)
+{
+    *names = NULL;
+    *n = 0;
     DIR *d = opendir(dirpath);
     if (!d) {
         if (errno == ENOENT || errno == ENOTDIR)
             return LMR_OK;
         return lmr_fail(err, errno_result(errno), "cannot list directory '%s': %s", dirpath, strerror(errno));
     }
+    size_t cap = 0;
     enum lmr_result r = LMR_OK;
     struct dirent *de;
-    while (!r && (de = readdir(d))) {
+    while ((de = readdir(d))) {
         if (de->d_name[0] == '.' || de->d_name[0] == '\0')
             continue; /* ".", "..", hidden and temporary files */
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 32;
+            char **p = realloc(*names, cap * sizeof *p);
+            if (!p) {
+                r = lmr_fail(err, LMR_ERR_NOMEM, "out of memory listing '%s'", dirpath);
+                break;
+            }
+            *names = p;
+        }
+        if (!((*names)[*n] = strdup(de->d_name))) {
+            r = lmr_fail(err, LMR_ERR_NOMEM, "out of memory listing '%s'", dirpath);
+            break;
+        }
+        (*n)++;
+    }
+    closedir(d);
+    if (*n > 1)
+        qsort(*names, *n, sizeof **names, cmp_name);
+    return r;
+}
+
+static enum lmr_result add_object(struct list_state *ls, const char *relpath, uint64_t size, struct lmr_err *err)
+{
+    if (ls->n == ls->cap) {
+        size_t cap = ls->cap ? ls->cap * 2 : 64;
+        struct lmr_store_object *o = realloc(ls->objs, cap * sizeof *o);
+        if (!o)
+            return lmr_fail(err, LMR_ERR_NOMEM, "out of memory listing '%s'", relpath);
+        ls->objs = o;
+        ls->cap = cap;
+    }
+    char *k = strdup(relpath);
+    if (!k)
+        return lmr_fail(err, LMR_ERR_NOMEM, "out of memory listing '%s'", relpath);
+    ls->objs[ls->n].key = k;
+    ls->objs[ls->n].size_bytes = size;
+    ls->n++;
+    return LMR_OK;
+}
+
+static enum lmr_result walk(struct list_state *ls, const char *root, const char *rel, struct lmr_err *err)
+{
+    char dirpath[PATH_MAX];
+    snprintf(dirpath, sizeof dirpath, "%s%s%s", root, *rel ? "/" : "", rel);
+    char **names;
+    size_t nnames;
+    enum lmr_result r = read_names(dirpath, &names, &nnames, err);
+    for (size_t i = 0; i < nnames && !r; i++) {
         char relpath[PATH_MAX], full[PATH_MAX];
-        if ((size_t)snprintf(relpath, sizeof relpath, "%s%s%s", rel, *rel ? "/" : "", de->d_name) >= sizeof relpath)
-            continue;
-        snprintf(full, sizeof full, "%s/%s", dirpath, de->d_name);
+        if ((size_t)snprintf(relpath, sizeof relpath, "%s%s%s", rel, *rel ? "/" : "", names[i]) >= sizeof relpath ||
+            (size_t)snprintf(full, sizeof full, "%s/%s", dirpath, names[i]) >= sizeof full) {
+            r = lmr_fail(err, LMR_ERR_TOO_LARGE, "the path '%s/%s' is longer than %d bytes", dirpath, names[i],
+                         PATH_MAX);
+            break;
+        }
         /* Prune subtrees that cannot match the prefix. */
         size_t rl = strlen(relpath), pl = strlen(ls->prefix);
         size_t cmp = rl < pl ? rl : pl;
@@ -109,30 +219,19 @@ static enum lmr_result walk(struct list_state *ls, const char *root, const char 
         struct stat st;
         if (stat(full, &st))
             continue; /* vanished or dangling link */
-        if (S_ISDIR(st.st_mode)) {
+        int fresh = 0;
+        if (S_ISDIR(st.st_mode) || (S_ISREG(st.st_mode) && rl >= pl))
+            fresh = inode_set_add(S_ISDIR(st.st_mode) ? &ls->dirs : &ls->files, st.st_dev, st.st_ino);
+        if (fresh < 0)
+            r = lmr_fail(err, LMR_ERR_NOMEM, "out of memory listing '%s'", dirpath);
+        else if (fresh && S_ISDIR(st.st_mode))
             r = walk(ls, root, relpath, err);
-        } else if (S_ISREG(st.st_mode) && rl >= pl) {
-            if (ls->n == ls->cap) {
-                size_t cap = ls->cap ? ls->cap * 2 : 64;
-                struct lmr_store_object *o = realloc(ls->objs, cap * sizeof *o);
-                if (!o) {
-                    r = LMR_ERR_NOMEM;
-                    break;
-                }
-                ls->objs = o;
-                ls->cap = cap;
-            }
-            char *k = strdup(relpath);
-            if (!k) {
-                r = LMR_ERR_NOMEM;
-                break;
-            }
-            ls->objs[ls->n].key = k;
-            ls->objs[ls->n].size_bytes = (uint64_t)st.st_size;
-            ls->n++;
-        }
+        else if (fresh)
+            r = add_object(ls, relpath, (uint64_t)st.st_size, err);
     }
-    closedir(d);
+    for (size_t i = 0; i < nnames; i++)
+        free(names[i]);
+    free(names);
     return r;
 }
 
@@ -141,7 +240,12 @@ static enum lmr_result file_list(struct lmr_store *s, const char *prefix, lmr_st
 {
     struct list_state ls = {.prefix = prefix};
     atomic_fetch_add(&s->stats.list_requests, 1);
-    enum lmr_result r = walk(&ls, impl_of(s)->root, "", err);
+    enum lmr_result r = LMR_OK;
+    struct stat st;
+    if (!stat(impl_of(s)->root, &st) && inode_set_add(&ls.dirs, st.st_dev, st.st_ino) < 0)
+        r = LMR_ERR_NOMEM;
+    if (!r)
+        r = walk(&ls, impl_of(s)->root, "", err);
     if (!r && ls.n > 1)
         qsort(ls.objs, ls.n, sizeof *ls.objs, cmp_obj);
     for (size_t i = 0; i < ls.n; i++) {
@@ -150,6 +254,8 @@ static enum lmr_result file_list(struct lmr_store *s, const char *prefix, lmr_st
         free((char *)ls.objs[i].key);
     }
     free(ls.objs);
+    free(ls.dirs.slots);
+    free(ls.files.slots);
     return r;
 }
 

@@ -104,59 +104,120 @@ static void count(struct lmr_store *s, atomic_uint_fast64_t *counter, unsigned a
 
 /* ---- listing ---------------------------------------------------------------------------------------------- */
 
+/*
+ * A ListObjectsV2 response is checked before its objects are used: every <Contents> has one
+ * <Key> and one <Size> (a whole number no larger than any object can be), keys come in
+ * strictly increasing order over the whole listing (S3 lists general purpose buckets in UTF-8
+ * binary order, so a key at or before the previous one means a page was repeated), and a
+ * truncated page names a continuation token different from the one that asked for it. A
+ * response that breaks any of these stops the listing with LMR_ERR_FORMAT instead of counting
+ * input twice, reading past a key, or looping for ever. (Directory buckets, "--x-s3", do not
+ * list in order; for them only the order check is left out.)
+ */
 struct list_page {
     lmr_store_list_fn fn;
     void *user_data;
-    struct lmr_buf key;
+    struct lmr_err *err;
+    const char *resource;
+    bool check_order;
+    struct lmr_buf key, last_key;
+    bool have_key, have_size, have_last;
     uint64_t size;
     bool truncated;
-    struct lmr_buf token;
+    struct lmr_buf token, sent_token;
     enum lmr_result fn_result;
+    bool malformed; /* bad_page set the message */
     size_t n_keys;
 };
+
+static enum lmr_result bad_page(struct list_page *lp, const char *what, const char *detail)
+{
+    lp->malformed = true;
+    return lmr_fail(lp->err, LMR_ERR_FORMAT,
+                    "S3 returned a malformed listing for %s: %s%s; try again, and report it "
+                    "if it persists",
+                    lp->resource, what, detail ? detail : "");
+}
+
+static enum lmr_result list_contents(struct list_page *lp)
+{
+    char shown[256];
+    if (!lp->have_key)
+        return bad_page(lp, "an object (<Contents>) without a <Key>", NULL);
+    if (!lp->have_size)
+        return bad_page(lp, "no <Size> for the key ", lmr_escape_bytes(lp->key.data, shown, sizeof shown));
+    if (lp->check_order && lp->have_last && strcmp(lp->key.data, lp->last_key.data) <= 0)
+        return bad_page(lp, "keys out of order or repeated, at ", lmr_escape_bytes(lp->key.data, shown, sizeof shown));
+    struct lmr_store_object obj = {.key = lp->key.data, .size_bytes = lp->size};
+    lp->n_keys++;
+    enum lmr_result r = lp->fn(lp->user_data, &obj);
+    if (r)
+        return lp->fn_result = r;
+    lmr_buf_reset(&lp->last_key);
+    if ((r = lmr_buf_append(&lp->last_key, lp->key.data, lp->key.len)))
+        return lmr_fail(lp->err, r, "a key in the listing of %s is longer than %zu bytes", lp->resource,
+                        lp->last_key.max_bytes);
+    lp->have_last = true;
+    lp->have_key = lp->have_size = false;
+    return LMR_OK;
+}
 
 static enum lmr_result list_xml(void *ud, const char *path, const char *text, size_t len)
 {
     struct list_page *lp = ud;
     if (!strcmp(path, "ListBucketResult/Contents/Key")) {
+        if (lp->have_key)
+            return bad_page(lp, "an object with two <Key> elements", NULL);
         lmr_buf_reset(&lp->key);
-        return lmr_buf_append(&lp->key, text, len);
-    }
-    if (!strcmp(path, "ListBucketResult/Contents/Size")) {
-        lp->size = strtoull(text, NULL, 10);
+        if (len == 0 || lmr_buf_append(&lp->key, text, len) || !lp->key.data)
+            return bad_page(lp, len ? "a <Key> longer than 1,024 bytes" : "an empty <Key>", NULL);
+        lp->have_key = true;
         return LMR_OK;
     }
-    if (!strcmp(path, "ListBucketResult/Contents")) {
-        struct lmr_store_object obj = {.key = lp->key.data ? lp->key.data : "", .size_bytes = lp->size};
-        lp->n_keys++;
-        enum lmr_result r = lp->fn(lp->user_data, &obj);
-        if (r)
-            lp->fn_result = r;
-        return r;
+    if (!strcmp(path, "ListBucketResult/Contents/Size")) {
+        if (lp->have_size || lmr_parse_u64(text, 0, LMR_STORE_MAX_OBJECT_BYTES, &lp->size))
+            return bad_page(lp, "an object <Size> that is not a whole number of bytes up to 48.8 TiB: ", text);
+        lp->have_size = true;
+        return LMR_OK;
     }
+    if (!strcmp(path, "ListBucketResult/Contents"))
+        return list_contents(lp);
     if (!strcmp(path, "ListBucketResult/IsTruncated")) {
+        if (strcmp(text, "true") && strcmp(text, "false"))
+            return bad_page(lp, "<IsTruncated> is neither true nor false: ", text);
         lp->truncated = !strcmp(text, "true");
         return LMR_OK;
     }
     if (!strcmp(path, "ListBucketResult/NextContinuationToken")) {
         lmr_buf_reset(&lp->token);
-        return lmr_buf_append(&lp->token, text, len);
+        return lmr_buf_append(&lp->token, text, len) ? bad_page(lp, "a continuation token over 4 KiB", NULL) : LMR_OK;
     }
     return LMR_OK;
+}
+
+static bool is_directory_bucket(const char *bucket)
+{
+    size_t n = strlen(bucket);
+    return n > 6 && !strcmp(bucket + n - 6, "--x-s3");
 }
 
 static enum lmr_result s3_list(struct lmr_store *s, const char *prefix, lmr_store_list_fn fn, void *user_data,
                                struct lmr_err *err)
 {
     struct s3_store *st = impl_of(s);
-    struct list_page lp = {.fn = fn, .user_data = user_data};
-    lmr_buf_init(&lp.key, 4096);
+    struct lmr_err own = {0};
+    struct list_page lp = {
+        .fn = fn, .user_data = user_data, .err = err ? err : &own, .check_order = !is_directory_bucket(st->bucket)};
+    lmr_buf_init(&lp.key, 1024);
+    lmr_buf_init(&lp.last_key, 1024);
     lmr_buf_init(&lp.token, 4096);
+    lmr_buf_init(&lp.sent_token, 4096);
     struct lmr_buf query;
     lmr_buf_init(&query, 64 * 1024);
     struct lmr_aws_response resp;
     lmr_aws_response_init(&resp);
     char *resource = resource_of(st->bucket, prefix);
+    lp.resource = resource;
     enum lmr_result r = resource ? LMR_OK : LMR_ERR_NOMEM;
     bool first = true;
     while (!r && (first || lp.truncated)) {
@@ -168,6 +229,9 @@ static enum lmr_result s3_list(struct lmr_store *s, const char *prefix, lmr_stor
                 r = lmr_aws_uri_encode(&query, lp.token.data, lp.token.len, false);
             if (!r)
                 r = lmr_buf_append(&query, "&", 1);
+            lmr_buf_reset(&lp.sent_token);
+            if (!r)
+                r = lmr_buf_append(&lp.sent_token, lp.token.data, lp.token.len);
         }
         if (!r)
             r = lmr_buf_append_str(&query, "list-type=2&max-keys=1000&prefix=");
@@ -177,6 +241,8 @@ static enum lmr_result s3_list(struct lmr_store *s, const char *prefix, lmr_stor
             break;
         first = false;
         lp.truncated = false;
+        lp.have_key = lp.have_size = false;
+        lmr_buf_reset(&lp.token);
         r = s3_send(s, "GET", "/", query.data, resource, NULL, 0, NULL, 0, &resp, LIST_PAGE_MAX_BYTES, err);
         count(s, &s->stats.list_requests, resp.attempts);
         if (r)
@@ -184,17 +250,27 @@ static enum lmr_result s3_list(struct lmr_store *s, const char *prefix, lmr_stor
         r = lmr_aws_xml_parse(resp.body.data ? resp.body.data : "", resp.body.len, list_xml, &lp, err);
         if (r && r == lp.fn_result)
             break; /* the caller stopped the listing; its result stands */
-        if (r)
+        if (r && !lp.malformed)
             r = lmr_err_prefix(err, "listing %s", resource);
-        if (!r && lp.truncated && !lp.token.len)
+        else if (!r && (lp.have_key || lp.have_size))
+            r = bad_page(&lp, "a <Key> or <Size> outside any <Contents>", NULL);
+        else if (!r && lp.truncated && !lp.token.len)
             r = lmr_fail(err, LMR_ERR_FORMAT,
                          "listing %s: S3 said the list is truncated but gave no continuation token", resource);
+        else if (!r && lp.truncated && lp.sent_token.len == lp.token.len &&
+                 !memcmp(lp.sent_token.data, lp.token.data, lp.token.len))
+            r = bad_page(&lp,
+                         "IsTruncated=true with the same continuation token it was asked with (the listing "
+                         "would never end)",
+                         NULL);
     }
     free(resource);
     lmr_aws_response_clean_up(&resp);
     lmr_buf_clean_up(&query);
     lmr_buf_clean_up(&lp.key);
+    lmr_buf_clean_up(&lp.last_key);
     lmr_buf_clean_up(&lp.token);
+    lmr_buf_clean_up(&lp.sent_token);
     return r;
 }
 
@@ -849,6 +925,77 @@ static enum lmr_result complete_xml(void *ud, const char *path, const char *text
     return LMR_OK;
 }
 
+/*
+ * A create-only commit that had to be retried can meet its own first attempt: the PUT (or
+ * CompleteMultipartUpload) reached S3 and was applied, but the answer was lost (a reset
+ * connection, a 5xx from a proxy after the fact), so the retry finds the key taken (412) or the
+ * upload gone (NoSuchUpload). Treating that as "another writer won" would make the caller drop
+ * an object that is in fact its own. So after a retried commit fails that way, the object's
+ * ETag is compared with the one this upload gives (the MD5 of the body for a single PUT; the
+ * MD5 of the parts' MD5s with "-N" for a multipart upload): equal means the commit is ours.
+ * (Objects encrypted with SSE-KMS have other ETags: for them the old answer stands.)
+ */
+static void hex_of(const unsigned char *d, unsigned n, char *out)
+{
+    for (unsigned i = 0; i < n; i++)
+        sprintf(out + 2 * i, "%02x", d[i]);
+}
+
+/* The ETag this writer's upload gives its object, without quotes, into out (>= 48 bytes). */
+static bool expected_etag(const struct s3_writer *w, char *out)
+{
+    unsigned char md5[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    if (!w->upload_id) {
+        EVP_Digest(w->part.data ? w->part.data : "", w->part.len, md5, &n, EVP_md5(), NULL);
+        hex_of(md5, n, out);
+        return true;
+    }
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    bool ok = ctx && EVP_DigestInit_ex(ctx, EVP_md5(), NULL);
+    for (size_t i = 0; ok && i < w->n_parts; i++) {
+        const char *e = w->etags[i];
+        unsigned char part[16];
+        e += *e == '"';
+        for (int b = 0; ok && b < 16; b++) {
+            unsigned v;
+            ok = sscanf(e + 2 * b, "%2x", &v) == 1;
+            part[b] = (unsigned char)v;
+        }
+        ok = ok && EVP_DigestUpdate(ctx, part, sizeof part);
+    }
+    ok = ok && EVP_DigestFinal_ex(ctx, md5, &n);
+    EVP_MD_CTX_free(ctx);
+    if (ok) {
+        hex_of(md5, n, out);
+        sprintf(out + 2 * n, "-%zu", w->n_parts);
+    }
+    return ok;
+}
+
+/* After a retried create-only commit failed with r: is the object there the one we wrote? */
+static bool commit_was_ours(struct lmr_store *s, const struct s3_writer *w, enum lmr_result r, unsigned attempts)
+{
+    char want[64], got[128];
+    if (attempts < 2 || (r != LMR_ERR_EXISTS && r != LMR_ERR_NOT_FOUND) || !expected_etag(w, want))
+        return false;
+    struct lmr_aws_response resp;
+    lmr_aws_response_init(&resp);
+    struct lmr_err ignored = {0};
+    bool ours = false;
+    if (!s3_send(s, "HEAD", w->path, NULL, w->resource, NULL, 0, NULL, 0, &resp, 0, &ignored) &&
+        lmr_aws_response_header(&resp, "ETag", got, sizeof got)) {
+        const char *g = got + (*got == '"');
+        size_t gl = strlen(g) - (strlen(g) && g[strlen(g) - 1] == '"');
+        ours = gl == strlen(want) && !strncmp(g, want, gl);
+    }
+    count(s, &s->stats.head_requests, resp.attempts);
+    if (ours)
+        LMR_INFO("%s: the commit's first attempt was applied but its answer lost; the object is ours", w->resource);
+    lmr_aws_response_clean_up(&resp);
+    return ours;
+}
+
 static enum lmr_result s3_commit(struct lmr_store_writer *wb, struct lmr_err *err)
 {
     struct s3_writer *w = (struct s3_writer *)wb;
@@ -862,6 +1009,8 @@ static enum lmr_result s3_commit(struct lmr_store_writer *wb, struct lmr_err *er
         r = s3_send(s, "PUT", w->path, NULL, w->resource, &cond, create_only ? 1 : 0, w->part.data ? w->part.data : "",
                     w->part.len, &resp, 0, err);
         count(s, &s->stats.put_requests, resp.attempts);
+        if (r && create_only && commit_was_ours(s, w, r, resp.attempts))
+            r = LMR_OK;
     } else {
         if (w->part.len)
             r = flush_part(w, err);
@@ -889,8 +1038,13 @@ static enum lmr_result s3_commit(struct lmr_store_writer *wb, struct lmr_err *er
             r = s3_send(s, "POST", w->path, q.data, w->resource, hs, create_only ? 2 : 1, body.data, body.len, &resp, 0,
                         err);
             count(s, &s->stats.put_requests, resp.attempts);
+            if (r && commit_was_ours(s, w, r, resp.attempts)) {
+                r = LMR_OK;
+                free(w->upload_id); /* completed by the first attempt: nothing to abort */
+                w->upload_id = NULL;
+            }
         }
-        if (!r) {
+        if (!r && w->upload_id) {
             struct complete_state cs = {0};
             lmr_aws_xml_parse(resp.body.data ? resp.body.data : "", resp.body.len, complete_xml, &cs, NULL);
             if (cs.code[0])
@@ -1153,4 +1307,47 @@ enum lmr_result lmr_s3_store_new(const char *bucket, struct lmr_store **out, str
         .part_size_bytes = env_size("LMR_S3_PART_BYTES", 8 * MIB),
     };
     return lmr_s3_store_new_with(bucket, &o, out, err);
+}
+
+/* ---- response parsers without a request (fuzzing) ----------------------------------------------------------- */
+
+static enum lmr_result ignore_object(void *user_data, const struct lmr_store_object *obj)
+{
+    (void)user_data;
+    (void)obj;
+    return LMR_OK;
+}
+
+enum lmr_result lmr_s3_parse_response(enum lmr_s3_response kind, const char *xml, size_t len, lmr_store_list_fn fn,
+                                      void *user_data, struct lmr_err *err)
+{
+    enum lmr_result r = LMR_ERR_INVALID;
+    switch (kind) {
+    case LMR_S3_LIST_PAGE: {
+        struct list_page lp = {.fn = fn ? fn : ignore_object, .user_data = user_data};
+        lmr_buf_init(&lp.key, 4096);
+        lmr_buf_init(&lp.token, 4096);
+        r = lmr_aws_xml_parse(xml, len, list_xml, &lp, err);
+        lmr_buf_clean_up(&lp.key);
+        lmr_buf_clean_up(&lp.token);
+        break;
+    }
+    case LMR_S3_INITIATE_UPLOAD: {
+        char *id = NULL;
+        r = lmr_aws_xml_parse(xml, len, initiate_xml, &id, err);
+        free(id);
+        break;
+    }
+    case LMR_S3_COMPLETE_UPLOAD: {
+        struct complete_state cs = {0};
+        r = lmr_aws_xml_parse(xml, len, complete_xml, &cs, err);
+        break;
+    }
+    case LMR_S3_DELETE_RESULT: {
+        struct delete_state ds = {0};
+        r = lmr_aws_xml_parse(xml, len, delete_xml, &ds, err);
+        break;
+    }
+    }
+    return r;
 }

@@ -25,4 +25,20 @@ struct lmr_s3_store_options {
 enum lmr_result lmr_s3_store_new_with(const char *bucket, const struct lmr_s3_store_options *opts,
                                       struct lmr_store **out, struct lmr_err *err);
 
+/* The S3 response bodies the store parses, for lmr_s3_parse_response. */
+enum lmr_s3_response {
+    LMR_S3_LIST_PAGE,       /* ListObjectsV2 result: fn is called per <Contents> */
+    LMR_S3_INITIATE_UPLOAD, /* CreateMultipartUpload result */
+    LMR_S3_COMPLETE_UPLOAD, /* CompleteMultipartUpload result (may be an error document with status 200) */
+    LMR_S3_DELETE_RESULT,   /* DeleteObjects result */
+};
+
+/**
+ * Run one response body through the parser the store uses for `kind`, without any request
+ * (fuzz/fuzz_s3_xml.c). fn and user_data are used for LMR_S3_LIST_PAGE only (fn may be NULL).
+ * @return what the store's parser returns: LMR_ERR_FORMAT for malformed XML, else its result.
+ */
+enum lmr_result lmr_s3_parse_response(enum lmr_s3_response kind, const char *xml, size_t len, lmr_store_list_fn fn,
+                                      void *user_data, struct lmr_err *err);
+
 #endif

@@ -1,7 +1,9 @@
+#define _GNU_SOURCE /* asprintf */
 /* URI dispatch and the thin wrappers around the back-end vtable. */
 #include "store/store.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -12,6 +14,13 @@ enum lmr_result lmr_store_check_key(const char *key, struct lmr_err *err)
 {
     if (!key || !*key)
         return lmr_fail(err, LMR_ERR_INVALID, "empty object key");
+    if (!lmr_utf8_valid(key, strlen(key))) {
+        char shown[512];
+        return lmr_fail(err, LMR_ERR_INVALID,
+                        "the name '%s' (bytes shown as \\xHH) is not valid UTF-8; object keys must be UTF-8 (as S3 "
+                        "requires): rename it",
+                        lmr_escape_bytes(key, shown, sizeof shown));
+    }
     if (key[0] == '/')
         return lmr_fail(err, LMR_ERR_INVALID, "object key '%s' must be relative (no leading '/')", key);
     const char *p = key;
@@ -125,11 +134,90 @@ void lmr_store_destroy(struct lmr_store *s)
         s->vtable->destroy(s);
 }
 
+/* Every listed object is checked before the caller sees it (see lmr_store_list). */
+struct checked_list {
+    struct lmr_store *store;
+    const char *prefix;
+    lmr_store_list_fn fn;
+    void *user_data;
+    struct lmr_err *err;
+    enum lmr_result failed; /* our own refusal (its message is in err) */
+};
+
+static enum lmr_result check_listed(void *ud, const struct lmr_store_object *obj)
+{
+    struct checked_list *cl = ud;
+    size_t pl = strlen(cl->prefix);
+    enum lmr_result r = LMR_OK;
+    if (!obj->key || strncmp(obj->key, cl->prefix, pl)) {
+        char shown[512];
+        r = lmr_fail(cl->err, LMR_ERR_FORMAT,
+                     "listing '%s' under the prefix '%s' returned the key '%s', which is outside that prefix; the "
+                     "store's listing is malformed",
+                     cl->store->root_uri, cl->prefix, lmr_escape_bytes(obj->key ? obj->key : "", shown, sizeof shown));
+    } else if ((r = lmr_store_check_key(obj->key, cl->err))) {
+        lmr_err_prefix(cl->err, "listing '%s'", cl->store->root_uri);
+    } else if (obj->size_bytes > LMR_STORE_MAX_OBJECT_BYTES) {
+        r = lmr_fail(cl->err, LMR_ERR_FORMAT,
+                     "listing '%s' gave the object '%s' a size of %llu bytes, more than any object can have (%llu); "
+                     "the store's listing is malformed",
+                     cl->store->root_uri, obj->key, (unsigned long long)obj->size_bytes,
+                     (unsigned long long)LMR_STORE_MAX_OBJECT_BYTES);
+    }
+    if (r) {
+        cl->failed = r;
+        return r;
+    }
+    return cl->fn(cl->user_data, obj);
+}
+
 enum lmr_result lmr_store_list(struct lmr_store *s, const char *prefix, lmr_store_list_fn fn, void *user_data,
                                struct lmr_err *err)
 {
     enum lmr_result r = check_prefix(prefix, err);
-    return r ? r : s->vtable->list(s, prefix ? prefix : "", fn, user_data, err);
+    if (r)
+        return r;
+    struct lmr_err own = {0};
+    struct checked_list cl = {
+        .store = s, .prefix = prefix ? prefix : "", .fn = fn, .user_data = user_data, .err = err ? err : &own};
+    r = s->vtable->list(s, cl.prefix, check_listed, &cl, err);
+    if (r && cl.failed == r && err && err != cl.err)
+        *err = *cl.err;
+    return r;
+}
+
+enum lmr_result lmr_store_uri_within(const char *inner, const char *outer, bool *within, struct lmr_err *err)
+{
+    struct lmr_store *si = NULL, *so = NULL;
+    char *pi = NULL, *po = NULL;
+    *within = false;
+    enum lmr_result r = lmr_store_open(inner, &si, &pi, err);
+    if (!r)
+        r = lmr_store_open(outer, &so, &po, err);
+    if (!r) {
+        /* Compare whole locations (root + "/" + prefix, no trailing '/'): a file store's root is the
+         * directory named, so "in" and "in/out" have different roots but nested locations. */
+        char *li = NULL, *lo = NULL;
+        if (asprintf(&li, "%s/%s", si->root_uri, pi) < 0 || asprintf(&lo, "%s/%s", so->root_uri, po) < 0) {
+            li = lo = NULL;
+            r = LMR_ERR_NOMEM;
+        } else {
+            size_t ni = strlen(li), no = strlen(lo);
+            while (ni && li[ni - 1] == '/')
+                ni--;
+            while (no && lo[no - 1] == '/')
+                no--;
+            /* "a/b" holds "a/b" and "a/b/...", not "a/bc" */
+            *within = ni >= no && !strncmp(li, lo, no) && (ni == no || li[no] == '/');
+        }
+        free(li);
+        free(lo);
+    }
+    lmr_store_destroy(si);
+    lmr_store_destroy(so);
+    free(pi);
+    free(po);
+    return r;
 }
 
 enum lmr_result lmr_store_head(struct lmr_store *s, const char *key, uint64_t *size_bytes, struct lmr_err *err)

@@ -30,6 +30,8 @@
 #define LMR_STORE_TO_END UINT64_MAX
 /* Room for an ETag (S3's are a quoted MD5 or "<md5>-<parts>"; the file store's are shorter). */
 #define LMR_STORE_ETAG_BYTES 128
+/* No object is larger: S3's limit (10,000 parts of 5 GiB, 48.8 TiB). Listings that say more are malformed. */
+#define LMR_STORE_MAX_OBJECT_BYTES (10000ull * 5ull * 1024ull * 1024ull * 1024ull)
 
 struct lmr_store;
 
@@ -117,10 +119,24 @@ enum lmr_result lmr_store_open_root(const char *root_uri, struct lmr_store **out
 /** Free the store. NULL-safe. */
 void lmr_store_destroy(struct lmr_store *s);
 
-/** @return LMR_OK if key is a valid relative key (non-empty, no "..", no "." segments, no leading '/', no NUL). */
+/**
+ * @return LMR_OK if key is a valid relative key: non-empty, valid UTF-8 (S3 keys are UTF-8, so a
+ * name that is not cannot be carried anywhere), no "..", no "." segments, no leading '/'.
+ */
 enum lmr_result lmr_store_check_key(const char *key, struct lmr_err *err);
 
-/* Dispatch wrappers: validate keys, then call the back-end. */
+/**
+ * Decide whether the location `inner` is `outer` or lies below it (both URIs or paths as
+ * lmr_store_open takes them; the same store root and a prefix that covers the other).
+ */
+enum lmr_result lmr_store_uri_within(const char *inner, const char *outer, bool *within, struct lmr_err *err);
+
+/*
+ * Dispatch wrappers: validate keys, then call the back-end. lmr_store_list also checks every
+ * object the back-end lists before fn sees it: its key starts with the prefix and passes
+ * lmr_store_check_key, its size is at most LMR_STORE_MAX_OBJECT_BYTES; otherwise listing stops
+ * with LMR_ERR_FORMAT (or LMR_ERR_INVALID for a key) and a message naming the object.
+ */
 enum lmr_result lmr_store_list(struct lmr_store *s, const char *prefix, lmr_store_list_fn fn, void *user_data,
                                struct lmr_err *err);
 enum lmr_result lmr_store_head(struct lmr_store *s, const char *key, uint64_t *size_bytes, struct lmr_err *err);

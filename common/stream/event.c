@@ -2,6 +2,7 @@
 #include "stream/json_scan.h"
 #include "util/base64.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,7 +32,10 @@ enum lmr_result lmr_stream_parse_time(const char *s, uint64_t *epoch_ms)
         return LMR_ERR_INVALID;
     char *end;
     if (strspn(s, "0123456789") == strlen(s)) {
+        errno = 0;
         unsigned long long v = strtoull(s, &end, 10);
+        if (errno == ERANGE || v > LMR_STREAM_EPOCH_MAX_S)
+            return LMR_ERR_INVALID;
         *epoch_ms = (uint64_t)v * 1000;
         return LMR_OK;
     }
@@ -73,6 +77,14 @@ enum lmr_result lmr_stream_parse_time(const char *s, uint64_t *epoch_ms)
         return LMR_ERR_INVALID;
     *epoch_ms = (uint64_t)((long)t - offset_s) * 1000 + ms;
     return LMR_OK;
+}
+
+bool lmr_stream_epoch_s_to_ms(double s, uint64_t *ms)
+{
+    if (!(s >= 0 && s <= (double)LMR_STREAM_EPOCH_MAX_S + 0.999))
+        return false; /* also NaN */
+    *ms = (uint64_t)(s * 1000.0 + 0.5);
+    return true;
 }
 
 /* --- Event building -------------------------------------------------------------------------- */
@@ -325,6 +337,8 @@ static bool scan_epoch_ms(struct lmr_json_scan *s, uint64_t *ms)
     const char *q = p;
     while (q < s->end && *q >= '0' && *q <= '9' && q - p < 15)
         sec = sec * 10 + (uint64_t)(*q++ - '0');
+    if (q - p > 1 && *p == '0')
+        q = p; /* a leading zero ("0123") is not JSON: take the slow path to fail */
     unsigned digits = 0;
     if (q > p && q < s->end && *q == '.') {
         const char *f = ++q;
@@ -338,7 +352,8 @@ static bool scan_epoch_ms(struct lmr_json_scan *s, uint64_t *ms)
         if (q == f)
             q = p; /* "12." is not JSON: take the slow path to fail */
     }
-    if (q > p && q < s->end && (*q == ',' || *q == '}' || *q == ' ' || *q == '\n' || *q == '\r' || *q == '\t')) {
+    if (q > p && q < s->end && (*q == ',' || *q == '}' || *q == ' ' || *q == '\n' || *q == '\r' || *q == '\t') &&
+        sec <= LMR_STREAM_EPOCH_MAX_S) {
         while (digits < 3) {
             frac *= 10;
             digits++;
@@ -348,10 +363,7 @@ static bool scan_epoch_ms(struct lmr_json_scan *s, uint64_t *ms)
         return true;
     }
     double ts;
-    if (!lmr_json_scan_number(s, &ts))
-        return false;
-    *ms = ts > 0 ? (uint64_t)(ts * 1000.0 + 0.5) : 0;
-    return true;
+    return lmr_json_scan_number(s, &ts) && lmr_stream_epoch_s_to_ms(ts, ms);
 }
 
 static bool parse_record(struct lmr_json_scan *s, struct lmr_stream_parsed_record *pr, char **arena)
@@ -443,8 +455,9 @@ enum lmr_result lmr_stream_event_parse(const char *json, size_t len, struct lmr_
                 if (!parse_record(&s, &ev->records[ev->n_records], &arena))
                     return lmr_fail(err, LMR_ERR_FORMAT,
                                     "record %zu of the stream event is malformed: it needs kinesis.data (base64) and "
-                                    "kinesis.sequenceNumber",
-                                    ev->n_records);
+                                    "kinesis.sequenceNumber, and a kinesis.approximateArrivalTimestamp, if any, "
+                                    "in epoch seconds from 0 to %llu",
+                                    ev->n_records, (unsigned long long)LMR_STREAM_EPOCH_MAX_S);
                 ev->n_records++;
             }
             ok = ok && !s.failed;
@@ -490,7 +503,7 @@ enum lmr_result lmr_stream_event_parse(const char *json, size_t len, struct lmr_
         if (!ok)
             break;
     }
-    if (s.failed || lmr_json_scan_peek(&s) != '\0')
+    if (s.failed || !lmr_json_scan_at_end(&s))
         return lmr_fail(err, LMR_ERR_FORMAT, "the stream event is not valid JSON (near byte %zu)",
                         (size_t)(s.p - json));
     return LMR_OK;
@@ -626,7 +639,7 @@ enum lmr_result lmr_stream_response_parse(const char *json, size_t len, struct l
             break;
         }
     }
-    if (!r && (s.failed || lmr_json_scan_peek(&s) != '\0'))
+    if (!r && (s.failed || !lmr_json_scan_at_end(&s)))
         r = lmr_fail(err, LMR_ERR_FORMAT, "the stream function's response is not valid JSON (near byte %zu)",
                      (size_t)(s.p - json));
     if (!r && !have_state)

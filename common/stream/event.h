@@ -30,6 +30,7 @@
 #define LMR_STREAM_RECORD_MAX_BYTES (1024u * 1024u)            /* one Kinesis record's data */
 #define LMR_STREAM_SYNC_PAYLOAD_MAX_BYTES (6u * 1024u * 1024u) /* RequestResponse payload */
 #define LMR_STREAM_SEQ_MAX 128                                 /* sequence numbers are <= 128 digits */
+#define LMR_STREAM_EPOCH_MAX_S 253402300799ull                 /* 9999-12-31T23:59:59Z: latest time taken */
 
 /* One record as the poller hands it to the event builder (nothing owned). */
 struct lmr_stream_record {
@@ -119,6 +120,11 @@ void lmr_stream_response_clean_up(struct lmr_stream_response *resp);
 const char *lmr_stream_iso8601(uint64_t epoch_ms, char *out, size_t cap);
 /** Parse "YYYY-MM-DDTHH:MM:SS[.fff](Z|±HH:MM)" (or an integer epoch seconds value) into epoch ms. */
 enum lmr_result lmr_stream_parse_time(const char *s, uint64_t *epoch_ms);
+/**
+ * Epoch seconds (a JSON number such as approximateArrivalTimestamp) to milliseconds, rounded.
+ * @return false when s is not in 0..LMR_STREAM_EPOCH_MAX_S (a cast would be undefined).
+ */
+bool lmr_stream_epoch_s_to_ms(double s, uint64_t *ms);
 /** Start of the tumbling window of length window_ms holding t_ms (aligned to the epoch). */
 static inline uint64_t lmr_stream_window_start(uint64_t t_ms, uint64_t window_ms)
 {

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "job/args.h"
+#include "job/counters.h"
 #include "job/registry.h"
 #include "stream/event.h"
 #include "stream/state.h"
@@ -157,6 +158,7 @@ enum lmr_result lmr_stream_handler(void *user_data, const struct lmr_runtime_con
     struct lmr_stream_state *st = NULL;
     const char *failed = NULL;
     bool full = false;
+    struct lmr_job_counters counters = {0};
     enum lmr_result r = lmr_stream_event_parse(event, event_len, &ev, err);
     if (r)
         goto done;
@@ -167,7 +169,6 @@ enum lmr_result lmr_stream_handler(void *user_data, const struct lmr_runtime_con
     if ((r = lmr_stream_state_merge(st, cfg->job, cfg->job_state, ev.state_text, ev.state_len, NULL, err)))
         goto done;
     struct state_emitter em = {{state_emit}, st, cfg->job, cfg->job_state, LMR_OK};
-    struct lmr_job_counters counters = {0};
     for (size_t i = 0; i < ev.n_records && !ev.is_final_invoke; i++) {
         const struct lmr_stream_parsed_record *rec = &ev.records[i];
         if (cfg->fail_match && memmem(rec->data, rec->len, cfg->fail_match, strlen(cfg->fail_match))) {
@@ -215,6 +216,7 @@ enum lmr_result lmr_stream_handler(void *user_data, const struct lmr_runtime_con
         r = lmr_fail(err, r, "cannot encode the window state: %s", lmr_result_str(r));
     lmr_buf_clean_up(&state_json);
 done:
+    lmr_job_counters_clean_up(&counters); /* named counters are not reported by stream tasks (yet) */
     lmr_stream_state_destroy(st);
     lmr_stream_event_clean_up(&ev);
     return r;

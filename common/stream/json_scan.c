@@ -1,5 +1,7 @@
 #include "stream/json_scan.h"
 
+#include <errno.h>
+#include <math.h>
 #include <stdint.h>
 #ifdef __SSE2__
 #include <emmintrin.h>
@@ -21,17 +23,59 @@ static bool fail(struct lmr_json_scan *s)
     return false;
 }
 
-/* Bytes that end the fast scan of a string: '"', '\\' and control characters. */
+/* Bytes that end the fast scan of a string: '"', '\\', control characters and every byte of a
+ * multi-byte UTF-8 sequence (checked by utf8_seq). */
 static const uint8_t string_stop[256] = {
-    [0] = 1,  [1] = 1,  [2] = 1,  [3] = 1,  [4] = 1,  [5] = 1,   [6] = 1,    [7] = 1,  [8] = 1,
-    [9] = 1,  [10] = 1, [11] = 1, [12] = 1, [13] = 1, [14] = 1,  [15] = 1,   [16] = 1, [17] = 1,
-    [18] = 1, [19] = 1, [20] = 1, [21] = 1, [22] = 1, [23] = 1,  [24] = 1,   [25] = 1, [26] = 1,
-    [27] = 1, [28] = 1, [29] = 1, [30] = 1, [31] = 1, ['"'] = 1, ['\\'] = 1,
+    [0x00 ... 0x1f] = 1,
+    ['"'] = 1,
+    ['\\'] = 1,
+    [0x80 ... 0xff] = 1,
 };
+
+/*
+ * Length of the valid UTF-8 sequence at p (at most end - p bytes), 0 if invalid: the rules
+ * jansson applies (RFC 3629: no overlong forms, no surrogates U+D800..U+DFFF, at most U+10FFFF).
+ */
+static size_t utf8_seq(const unsigned char *p, const unsigned char *end)
+{
+    unsigned char c = p[0];
+    size_t n;
+    uint32_t cp;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF)
+        n = 2, cp = c & 0x1F;
+    else if (c >= 0xE0 && c <= 0xEF)
+        n = 3, cp = c & 0x0F;
+    else if (c >= 0xF0 && c <= 0xF4)
+        n = 4, cp = c & 0x07;
+    else
+        return 0;
+    if ((size_t)(end - p) < n)
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xC0) != 0x80)
+            return 0;
+        cp = cp << 6 | (p[i] & 0x3F);
+    }
+    if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF) || (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000))
+        return 0;
+    return n;
+}
 
 static bool is_hex(char c)
 {
     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+static int hex4(const char *p)
+{
+    int v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = p[i];
+        v = v * 16 + (c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c - 'A' + 10);
+    }
+    return v;
 }
 
 bool lmr_json_scan_string(struct lmr_json_scan *s, const char **raw, size_t *raw_len, bool *escaped)
@@ -49,7 +93,7 @@ bool lmr_json_scan_string(struct lmr_json_scan *s, const char **raw, size_t *raw
                 __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
                 __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash)),
                                            _mm_cmpeq_epi8(_mm_max_epu8(v, ctl), ctl));
-                int mask = _mm_movemask_epi8(hit);
+                int mask = _mm_movemask_epi8(hit) | _mm_movemask_epi8(v); /* | bytes >= 0x80 */
                 if (mask) {
                     p += __builtin_ctz((unsigned)mask);
                     break;
@@ -58,13 +102,13 @@ bool lmr_json_scan_string(struct lmr_json_scan *s, const char **raw, size_t *raw
             }
         }
 #endif
-        /* Then 8 bytes at a time (SWAR): stop at a word holding '"', '\\' or a control byte. */
+        /* Then 8 bytes at a time (SWAR): stop at a word holding '"', '\\', a control byte or a byte >= 0x80. */
         while (end - p >= 8) {
             uint64_t v;
             memcpy(&v, p, 8);
             const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
             uint64_t q = v ^ (ones * '"'), b = v ^ (ones * '\\');
-            uint64_t hit = ((q - ones) & ~q) | ((b - ones) & ~b) | ((v - ones * 0x20) & ~v);
+            uint64_t hit = ((q - ones) & ~q) | ((b - ones) & ~b) | ((v - ones * 0x20) & ~v) | v;
             if (hit & high)
                 break;
             p += 8;
@@ -75,13 +119,33 @@ bool lmr_json_scan_string(struct lmr_json_scan *s, const char **raw, size_t *raw
             return fail(s);
         if (*p == '"')
             break;
+        if ((unsigned char)*p >= 0x80) {
+            size_t n = utf8_seq((const unsigned char *)p, (const unsigned char *)end);
+            if (!n)
+                return fail(s); /* not UTF-8: jansson refuses the document */
+            p += n;
+            continue;
+        }
         if (*p != '\\' || p + 1 >= end)
             return fail(s); /* a control character */
         esc = true;
         if (p[1] == 'u') {
             if (end - p < 6 || !is_hex(p[2]) || !is_hex(p[3]) || !is_hex(p[4]) || !is_hex(p[5]))
                 return fail(s);
+            int cp = hex4(p + 2);
             p += 6;
+            if (cp == 0 || (cp >= 0xDC00 && cp <= 0xDFFF))
+                return fail(s); /* U+0000 needs JSON_ALLOW_NUL; a low surrogate needs a high one before it */
+            if (cp >= 0xD800 && cp <= 0xDBFF) {
+                /* A high surrogate must be followed by an escaped low one. */
+                if (end - p < 6 || p[0] != '\\' || p[1] != 'u' || !is_hex(p[2]) || !is_hex(p[3]) || !is_hex(p[4]) ||
+                    !is_hex(p[5]))
+                    return fail(s);
+                int lo = hex4(p + 2);
+                if (lo < 0xDC00 || lo > 0xDFFF)
+                    return fail(s);
+                p += 6;
+            }
         } else if (p[1] && strchr("\"\\/bfnrt", p[1])) {
             p += 2;
         } else {
@@ -109,7 +173,9 @@ bool lmr_json_scan_number(struct lmr_json_scan *s, double *v)
     else
         while (p < s->end && *p >= '0' && *p <= '9')
             p++;
+    bool is_real = false;
     if (p < s->end && *p == '.') {
+        is_real = true;
         p++;
         if (p >= s->end || *p < '0' || *p > '9')
             return fail(s);
@@ -117,6 +183,7 @@ bool lmr_json_scan_number(struct lmr_json_scan *s, double *v)
             p++;
     }
     if (p < s->end && (*p == 'e' || *p == 'E')) {
+        is_real = true;
         p++;
         if (p < s->end && (*p == '+' || *p == '-'))
             p++;
@@ -125,14 +192,31 @@ bool lmr_json_scan_number(struct lmr_json_scan *s, double *v)
         while (p < s->end && *p >= '0' && *p <= '9')
             p++;
     }
-    char buf[64];
+    /* Short plain integers (the common case) cannot be out of range; anything else is converted
+     * and checked the way jansson does: an integer must fit int64_t, a real may not overflow. */
     size_t n = (size_t)(p - s->p);
-    if (v) {
+    if (n >= 19 || is_real || v) {
+        char buf[64];
         if (n >= sizeof buf)
             return fail(s);
         memcpy(buf, s->p, n);
         buf[n] = '\0';
-        *v = strtod(buf, NULL);
+        errno = 0;
+        double d;
+        if (is_real) {
+            d = strtod(buf, NULL);
+            if (errno == ERANGE && (d == HUGE_VAL || d == -HUGE_VAL))
+                return fail(s);
+        } else {
+            long long i = strtoll(buf, NULL, 10);
+            if (errno == ERANGE)
+                return fail(s);
+            d = (double)i;
+            if (d == 0 && buf[0] == '-')
+                d = -0.0;
+        }
+        if (v)
+            *v = d;
     }
     s->p = p;
     return true;
@@ -212,16 +296,6 @@ bool lmr_json_scan_element(struct lmr_json_scan *s, bool *first)
         return false;
     *first = false;
     return true;
-}
-
-static int hex4(const char *p)
-{
-    int v = 0;
-    for (int i = 0; i < 4; i++) {
-        char c = p[i];
-        v = v * 16 + (c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c - 'A' + 10);
-    }
-    return v;
 }
 
 size_t lmr_json_unescape(const char *raw, size_t raw_len, char *out)

@@ -1,8 +1,11 @@
 /*
  * A small JSON scanner for the stream hot path: walks a document in place (no tree, no
  * allocation) so that the handler can read a 10,000-record Kinesis event at memory speed.
- * Strict about structure (it rejects what is not JSON), permissive nowhere that matters: a
- * document it accepts, jansson accepts too. Nesting is limited to 64 levels.
+ * Strict: a document it accepts, jansson (json_loadb with default flags) accepts too and decodes
+ * to the same values. Strings must be valid UTF-8 (no overlong forms, no encoded surrogates),
+ * \u escapes may not name a lone surrogate or U+0000, integers must fit in 64 bits and reals
+ * may not overflow a double (as in jansson); numbers longer than 63 characters are refused.
+ * Nesting is limited to 64 levels (jansson allows 2048). fuzz/json_scan.c checks the promise.
  */
 #ifndef LMR_STREAM_JSON_SCAN_H
 #define LMR_STREAM_JSON_SCAN_H
@@ -30,6 +33,13 @@ static inline char lmr_json_scan_peek(struct lmr_json_scan *s)
     return s->p < s->end ? *s->p : '\0';
 }
 
+/** True when only blanks are left (a NUL byte is not the end: jansson refuses it). */
+static inline bool lmr_json_scan_at_end(struct lmr_json_scan *s)
+{
+    (void)lmr_json_scan_peek(s);
+    return s->p == s->end;
+}
+
 /** Take character c (after blanks). @return false (and failed) if it is not next. */
 static inline bool lmr_json_scan_expect(struct lmr_json_scan *s, char c)
 {
@@ -45,7 +55,7 @@ static inline bool lmr_json_scan_expect(struct lmr_json_scan *s, char c)
  * whether it holds any backslash.
  */
 bool lmr_json_scan_string(struct lmr_json_scan *s, const char **raw, size_t *raw_len, bool *escaped);
-/** Take a number. */
+/** Take a number (v may be NULL). Out of range as jansson sees it (1e999, 2^63) is an error. */
 bool lmr_json_scan_number(struct lmr_json_scan *s, double *v);
 /** Take any value. */
 bool lmr_json_scan_skip(struct lmr_json_scan *s);

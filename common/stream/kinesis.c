@@ -374,7 +374,9 @@ static enum lmr_result kin_read(struct lmr_stream_shard_reader *r, size_t max_re
             json_decref(resp);
             return lmr_fail(err, LMR_ERR_FORMAT, "record %s of %s has invalid base64 data", seq, rd->shard_id);
         }
-        uint64_t arrival = json_is_number(ts) ? (uint64_t)(json_number_value(ts) * 1000.0 + 0.5) : lmr_wall_ms();
+        uint64_t arrival;
+        if (!json_is_number(ts) || !lmr_stream_epoch_s_to_ms(json_number_value(ts), &arrival))
+            arrival = lmr_wall_ms(); /* missing or out of range: stamp it with the time it was read */
         struct lmr_stream_item *it = lmr_stream_item_new(bytes, got, seq, pk ? pk : "", arrival);
         free(bytes);
         if (!it) {

@@ -1,5 +1,7 @@
 #include "util/fault.h"
 
+#include <unistd.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,4 +38,23 @@ bool lmr_fault(const char *point, unsigned task, unsigned attempt)
         p += n + (end ? 1 : 0);
     }
     return false;
+}
+
+void lmr_fault_misbehave(const char *role, unsigned task, unsigned attempt)
+{
+    char point[32];
+    snprintf(point, sizeof point, "%s-oom", role);
+    if (lmr_fault(point, task, attempt)) {
+        for (;;) { /* 64 MiB at a time, touched, never freed: the service's memory limit ends it */
+            char *p = malloc(64u << 20);
+            if (!p)
+                abort();
+            memset(p, 1, 64u << 20);
+            usleep(1000);
+        }
+    }
+    snprintf(point, sizeof point, "%s-hang", role);
+    if (lmr_fault(point, task, attempt))
+        for (;;)
+            sleep(60);
 }

@@ -6,6 +6,9 @@
  *   map-duplicate   the coordinator invokes an already committed map task once more
  *   map-slow        a mapper sleeps LMR_FAULT_SLOW_MS (default 1000) before reading its input
  *   reduce-slow     a reducer sleeps LMR_FAULT_SLOW_MS (default 1000) before reading its frames
+ *   map-oom         a mapper allocates and touches memory until its environment is killed
+ *   map-hang        a mapper sleeps until its invocation times out
+ *   peer-proc-net-tcp  the Runtime API peer check skips sock_diag and reads /proc/net/tcp
  * Unset in normal use; the embedded service passes LMR_* variables to function processes.
  */
 #ifndef LMR_UTIL_FAULT_H
@@ -15,5 +18,8 @@
 
 /** @return true if LMR_FAULT names point for this task and attempt. */
 bool lmr_fault(const char *point, unsigned task, unsigned attempt);
+
+/** The "ROLE-oom" and "ROLE-hang" points: exhaust memory or hang when they fire (never return then). */
+void lmr_fault_misbehave(const char *role, unsigned task, unsigned attempt);
 
 #endif

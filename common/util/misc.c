@@ -43,14 +43,18 @@ void lmr_sleep_ms(uint64_t ms)
 
 enum lmr_result lmr_parse_size(const char *s, uint64_t *out)
 {
-    if (!s || !*s)
+    /* Whole numbers only: "1.5", "1e3", "+1", " 1" and "0x10" are refused, not rounded. */
+    if (!s || !isdigit((unsigned char)*s))
         return LMR_ERR_INVALID;
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || v < 0 || !isfinite(v))
-        return LMR_ERR_INVALID;
-    double mult = 1;
+    uint64_t v = 0;
+    const char *end = s;
+    for (; isdigit((unsigned char)*end); end++) {
+        unsigned d = (unsigned)(*end - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return LMR_ERR_INVALID;
+        v = v * 10 + d;
+    }
+    unsigned shift = 0;
     switch (toupper((unsigned char)*end)) {
     case '\0':
         break;
@@ -58,33 +62,74 @@ enum lmr_result lmr_parse_size(const char *s, uint64_t *out)
         end++;
         break;
     case 'K':
-        mult = 1024.0, end++;
+        shift = 10, end++;
         break;
     case 'M':
-        mult = 1024.0 * 1024, end++;
+        shift = 20, end++;
         break;
     case 'G':
-        mult = 1024.0 * 1024 * 1024, end++;
+        shift = 30, end++;
         break;
     case 'T':
-        mult = 1024.0 * 1024 * 1024 * 1024, end++;
+        shift = 40, end++;
         break;
     default:
         return LMR_ERR_INVALID;
     }
-    if (mult > 1) {
+    if (shift) {
         if (*end == 'i' || *end == 'I')
             end++;
         if (*end == 'B' || *end == 'b')
             end++;
     }
-    if (*end)
+    if (*end || v == 0 || v > (LMR_SIZE_MAX_BYTES >> shift))
         return LMR_ERR_INVALID;
-    double bytes = v * mult;
-    if (bytes < 1 || bytes > 9.0e18)
-        return LMR_ERR_INVALID;
-    *out = (uint64_t)bytes;
+    *out = v << shift;
     return LMR_OK;
+}
+
+bool lmr_utf8_valid(const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s, *e = p + n;
+    while (p < e) {
+        unsigned c = *p++;
+        if (c < 0x80)
+            continue;
+        unsigned need, min;
+        if (c >= 0xC2 && c <= 0xDF)
+            need = 1, min = 0x80, c &= 0x1F;
+        else if (c >= 0xE0 && c <= 0xEF)
+            need = 2, min = 0x800, c &= 0x0F;
+        else if (c >= 0xF0 && c <= 0xF4)
+            need = 3, min = 0x10000, c &= 0x07;
+        else
+            return false;
+        if ((size_t)(e - p) < need)
+            return false;
+        for (unsigned i = 0; i < need; i++, p++) {
+            if ((*p & 0xC0) != 0x80)
+                return false;
+            c = (c << 6) | (*p & 0x3F);
+        }
+        if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF))
+            return false; /* overlong, beyond Unicode, or a surrogate */
+    }
+    return true;
+}
+
+const char *lmr_escape_bytes(const char *s, char *out, size_t cap)
+{
+    size_t o = 0;
+    if (!cap)
+        return out;
+    for (const unsigned char *p = (const unsigned char *)s; *p && o + 5 < cap; p++) {
+        if (*p >= 0x20 && *p < 0x7F && *p != '\\')
+            out[o++] = (char)*p;
+        else
+            o += (size_t)snprintf(out + o, cap - o, "\\x%02x", *p);
+    }
+    out[o < cap ? o : cap - 1] = '\0';
+    return out;
 }
 
 enum lmr_result lmr_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
@@ -291,4 +336,53 @@ enum lmr_result lmr_remove_tree(const char *path, struct lmr_err *err)
     if (nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS) && errno != ENOENT)
         return lmr_fail(err, LMR_ERR_IO, "cannot remove '%s': %s", path, strerror(errno));
     return LMR_OK;
+}
+
+/* Single-quote s for a POSIX shell when it holds anything but safe characters. */
+static size_t shell_quote(char *out, const char *s)
+{
+    size_t n = 0;
+    bool safe = *s != '\0';
+    for (const char *p = s; *p; p++)
+        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-+=./:,@%", *p))
+            safe = false;
+    if (safe) {
+        if (out)
+            memcpy(out, s, strlen(s));
+        return strlen(s);
+    }
+    if (out)
+        out[n] = '\'';
+    n++;
+    for (const char *p = s; *p; p++) {
+        if (*p == '\'') {
+            if (out)
+                memcpy(out + n, "'\\''", 4);
+            n += 4;
+        } else {
+            if (out)
+                out[n] = *p;
+            n++;
+        }
+    }
+    if (out)
+        out[n] = '\'';
+    return n + 1;
+}
+
+char *lmr_shell_join(const char *first, int argc, char **argv)
+{
+    size_t len = shell_quote(NULL, first) + 1;
+    for (int i = 0; i < argc; i++)
+        len += shell_quote(NULL, argv[i]) + 1;
+    char *s = malloc(len + 1);
+    if (!s)
+        return NULL;
+    size_t n = shell_quote(s, first);
+    for (int i = 0; i < argc; i++) {
+        s[n++] = ' ';
+        n += shell_quote(s + n, argv[i]);
+    }
+    s[n] = '\0';
+    return s;
 }

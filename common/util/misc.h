@@ -16,11 +16,20 @@ uint64_t lmr_wall_ms(void);
 /** Sleep for ms milliseconds (restarts on EINTR). */
 void lmr_sleep_ms(uint64_t ms);
 
+/* The largest size lmr_parse_size accepts: 2^53 bytes (8 PiB), beyond any object or setting here. */
+#define LMR_SIZE_MAX_BYTES (1ull << 53)
+
 /**
- * Parse a byte size: "65536", "64K", "64KiB", "64M", "64MB", "1G", "1.5G" (binary units).
- * @return LMR_ERR_INVALID if malformed or zero when !allow_zero.
+ * Parse a byte size: a whole number of bytes with an optional binary unit: "65536", "64K",
+ * "64KiB", "64KB", "64M", "1G", "2T" (K = 1024). Fractions ("1.5G"), exponents ("1e3"), signs
+ * and spaces are refused rather than rounded.
+ * @return LMR_ERR_INVALID if malformed, zero or above LMR_SIZE_MAX_BYTES.
  */
 enum lmr_result lmr_parse_size(const char *s, uint64_t *out);
+/** @return true if s[0..n) is well-formed UTF-8 (no overlong forms, surrogates or code points past U+10FFFF). */
+bool lmr_utf8_valid(const char *s, size_t n);
+/** Copy s into out with bytes outside printable ASCII (and '\\') as \xHH, truncated to cap. @return out. */
+const char *lmr_escape_bytes(const char *s, char *out, size_t cap);
 /** Parse a non-negative decimal integer within [min, max]. */
 enum lmr_result lmr_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 /** Format bytes as "12.3 MiB" into out. */
@@ -39,10 +48,18 @@ char *lmr_abspath(const char *path);
 enum lmr_result lmr_remove_tree(const char *path, struct lmr_err *err);
 /** Read a whole local file, at most max_bytes. Caller frees *data. */
 enum lmr_result lmr_read_file(const char *path, size_t max_bytes, char **data, size_t *len, struct lmr_err *err);
-/** Directory containing the running executable (for finding the bootstrap binary). Caller frees. */
+/**
+ * Directory containing the running executable (for the driver finding the bootstrap binary),
+ * from /proc/self/exe. Caller frees; NULL without /proc. Not for function code: in the function
+ * package the binary runs under an explicitly started loader (/proc/self/exe is the loader) and
+ * there may be no /proc; a function finds its files through LAMBDA_TASK_ROOT.
+ */
 char *lmr_self_dir(void);
 
 /** Exponential backoff with full jitter: random in [0, min(cap_ms, base_ms * 2^attempt)). */
 uint64_t lmr_backoff_ms(unsigned attempt, uint64_t base_ms, uint64_t cap_ms);
+
+/** "first argv[0] argv[1] …" with each word single-quoted for a POSIX shell when needed (malloc'd; NULL on OOM). */
+char *lmr_shell_join(const char *first, int argc, char **argv);
 
 #endif

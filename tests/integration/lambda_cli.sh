@@ -23,6 +23,14 @@ stop_serve() {
 
 "$LMR_BIN_DIR/lambdamr" serve --help | grep -q -- "--function" || fail "serve --help"
 if "$LMR_BIN_DIR/lambdamr" serve --function bad 2>/dev/null; then fail "a bad --function spec was accepted"; fi
+# A function path that does not exist, is a directory or is not executable is refused at start (exit 2).
+touch "$work/not-exec"
+for p in "$work/no-such-bootstrap" "$work" "$work/not-exec"; do
+    rc=0
+    timeout 10 "$LMR_BIN_DIR/lambdamr" serve --port 0 --function "f=$p" >/dev/null 2>"$work/bad.err" || rc=$?
+    [ "$rc" = 2 ] || fail "serve with function path $p exited $rc, not 2"
+    grep -q "executable $p of function f" "$work/bad.err" || fail "unclear error for $p: $(cat "$work/bad.err")"
+done
 
 bash_rt="$LMR_SOURCE_DIR/tests/integration/fixtures/bash_bootstrap"
 "$LMR_BIN_DIR/lambdamr" serve --port 0 --log-dir "$work/logs" \

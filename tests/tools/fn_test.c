@@ -15,10 +15,19 @@
  *   init_exit     exit(2) before reaching the Runtime API
  *   init_error    POST /runtime/init/error (Runtime.TestInitError) and exit
  *   init_slow     sleep 200 ms, then behave like echo
+ *   abandon   event "abandon": send a GET /next of its own on a second connection, close it
+ *             unanswered after 200 ms, return "abandoned"; other events: echo
+ *   spy       connect to the Runtime API at <event> (HOST:PORT, a neighbour's), send GET /next
+ *             and wait up to 1 s: return "refused" (closed unanswered), "answered:<first line>"
+ *             or "timeout"
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "lambda/runtime.h"
@@ -35,6 +44,30 @@ static unsigned long number(const char *event, size_t len)
     memcpy(tmp, event, len);
     tmp[len] = '\0';
     return strtoul(tmp, NULL, 10);
+}
+
+/* A TCP connection to "HOST:PORT" (numeric IPv4) carrying a GET /next; -1 on failure. */
+static int send_next(const char *hostport)
+{
+    char host[64];
+    snprintf(host, sizeof host, "%s", hostport);
+    char *colon = strrchr(host, ':');
+    if (!colon)
+        return -1;
+    *colon = '\0';
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1))};
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || inet_pton(AF_INET, host, &sin.sin_addr) != 1 || connect(fd, (struct sockaddr *)&sin, sizeof sin)) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    static const char req[] = "GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: x\r\n\r\n";
+    if (send(fd, req, sizeof req - 1, MSG_NOSIGNAL) != (ssize_t)(sizeof req - 1)) {
+        close(fd);
+        return -1;
+    }
+    return fd;
 }
 
 static enum lmr_result handle(void *user_data, const struct lmr_runtime_context *ctx, const char *event,
@@ -93,6 +126,34 @@ static enum lmr_result handle(void *user_data, const struct lmr_runtime_context 
         response->len = n;
         response->data[n] = '\0';
         return LMR_OK;
+    }
+    if (!strcmp(mode, "abandon")) {
+        if (event_len != 7 || memcmp(event, "abandon", 7))
+            return lmr_buf_append(response, event, event_len);
+        int fd = send_next(getenv("AWS_LAMBDA_RUNTIME_API"));
+        if (fd < 0)
+            return lmr_fail(err, LMR_ERR_NETWORK, "fn_test abandon: cannot reach the Runtime API");
+        lmr_sleep_ms(200); /* the service is now waiting to answer it */
+        close(fd);
+        return lmr_buf_append_str(response, "abandoned");
+    }
+    if (!strcmp(mode, "spy")) {
+        char target[64];
+        snprintf(target, sizeof target, "%.*s", (int)(event_len < 63 ? event_len : 63), event);
+        int fd = send_next(target);
+        if (fd < 0)
+            return lmr_buf_append_str(response, "refused");
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        char line[128] = "";
+        ssize_t n = poll(&p, 1, 1000) == 1 ? recv(fd, line, sizeof line - 1, 0) : -2;
+        close(fd);
+        if (n == -2)
+            return lmr_buf_append_str(response, "timeout");
+        if (n <= 0)
+            return lmr_buf_append_str(response, "refused");
+        line[n] = '\0';
+        line[strcspn(line, "\r\n")] = '\0';
+        return lmr_buf_printf(response, "answered:%s", line);
     }
     if (!strcmp(mode, "count"))
         return lmr_buf_printf(response, "%d:%lu", (int)getpid(), count);

@@ -7,8 +7,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <arpa/inet.h>
 #include <cmocka.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,7 +110,9 @@ static void test_cold_then_warm(void **state)
     assert_string_equal(a.function_error, "");
     assert_true(a.init_duration_ms > 0);
     assert_true(a.duration_ms > 0);
-    assert_true(a.billed_duration_ms >= a.duration_ms && a.billed_duration_ms < a.duration_ms + 1.0001);
+    /* A cold start bills Init + Duration, rounded up to 1 ms, as AWS does. */
+    double d = a.duration_ms + a.init_duration_ms;
+    assert_true(a.billed_duration_ms >= d && a.billed_duration_ms < d + 1.0001);
     assert_int_equal(a.memory_size_mb, 256);
     assert_true(a.max_memory_used_mb > 0);
     assert_true(strlen(a.request_id) == 36);
@@ -238,6 +244,50 @@ static void test_bad_executables(void **state)
     lmr_invoke_result_clean_up(&r);
 }
 
+/* Issue 11 item 6: a neighbour cannot use an environment's Runtime API. */
+static void test_runtime_api_refuses_neighbours(void **state)
+{
+    struct fixture *f = *state;
+    add(f, "victim", "env", 0, 5, 1);
+    add(f, "spy", "spy", 0, 5, 1);
+    struct lmr_invoke_result r;
+    assert_int_equal(call(f, "victim", "AWS_LAMBDA_RUNTIME_API", LMR_INVOKE_SYNC, 0, &r), LMR_OK);
+    const char *api = strstr(r.payload.data, "=127.0.0.1:");
+    assert_non_null(api);
+    char target[64];
+    snprintf(target, sizeof target, "%.*s", (int)strcspn(api + 1, "\n"), api + 1);
+    lmr_invoke_result_clean_up(&r);
+
+    /* Another function's process, now waiting idle in its own environment. */
+    assert_int_equal(call(f, "spy", target, LMR_INVOKE_SYNC, 0, &r), LMR_OK);
+    assert_string_equal(r.function_error, "");
+    assert_string_equal(r.payload.data, "refused");
+    lmr_invoke_result_clean_up(&r);
+
+    /* A plain client: this test process (the service's own, not the environment's). */
+    int port = atoi(strchr(target, ':') + 1);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof sin), 0);
+    static const char req[] = "GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: x\r\n\r\n";
+    assert_int_equal(send(fd, req, sizeof req - 1, MSG_NOSIGNAL), (ssize_t)(sizeof req - 1));
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    assert_int_equal(poll(&p, 1, 2000), 1); /* closed at once, not left waiting for an invocation */
+    char buf[64];
+    assert_true(recv(fd, buf, sizeof buf, 0) <= 0);
+    close(fd);
+
+    /* The environment itself still gets its next invocation and answers it. */
+    assert_int_equal(call(f, "victim", "AWS_LAMBDA_FUNCTION_NAME", LMR_INVOKE_SYNC, 0, &r), LMR_OK);
+    assert_string_equal(r.function_error, "");
+    assert_string_equal(r.payload.data, "AWS_LAMBDA_FUNCTION_NAME=victim\n");
+    lmr_invoke_result_clean_up(&r);
+    char *log = read_log(f, "victim");
+    assert_int_equal(count_occurrences(log, "refused a connection to the Runtime API"), 2);
+    free(log);
+}
+
 struct bg_call {
     struct fixture *f;
     const char *fn, *payload;
@@ -250,6 +300,42 @@ static void *bg_main(void *arg)
     struct bg_call *c = arg;
     c->rc = call(c->f, c->fn, c->payload, LMR_INVOKE_SYNC, 0, &c->res);
     return NULL;
+}
+
+/*
+ * Issue 11 item 6: a GET /next whose client left does not swallow the next invocation. The
+ * function opens a second GET /next while it runs and closes it unanswered; an Event queued
+ * meanwhile is handed out the moment the first invocation ends, when that abandoned request is
+ * the only one waiting. It must still reach the runtime's real GET /next at once.
+ */
+static void test_abandoned_next_does_not_swallow(void **state)
+{
+    struct fixture *f = *state;
+    add(f, "abandon", "abandon", 0, 3, 1);
+    struct lmr_invoke_result r;
+    assert_int_equal(call(f, "abandon", "warm", LMR_INVOKE_SYNC, 0, &r), LMR_OK);
+    lmr_invoke_result_clean_up(&r);
+    struct bg_call first = {.f = f, .fn = "abandon", .payload = "abandon"};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, bg_main, &first), 0);
+    lmr_sleep_ms(50); /* the first invocation runs (its handler takes 200 ms) */
+    assert_int_equal(call(f, "abandon", "second", LMR_INVOKE_EVENT, 0, &r), LMR_OK);
+    lmr_invoke_result_clean_up(&r);
+    pthread_join(t, NULL);
+    assert_int_equal(first.rc, LMR_OK);
+    assert_string_equal(first.res.payload.data, "abandoned");
+    lmr_invoke_result_clean_up(&first.res);
+    struct lmr_lambda_service_stats st;
+    double t0 = lmr_mono_ms();
+    do {
+        lmr_sleep_ms(10);
+        lmr_lambda_service_get_stats(f->svc, &st);
+    } while (st.invocations_completed < 3 && lmr_mono_ms() - t0 < 2000);
+    assert_int_equal(st.invocations_completed, 3); /* well before the 3 s timeout */
+    assert_int_equal(st.function_errors, 0);
+    char *log = read_log(f, "abandon");
+    assert_null(strstr(log, "Task timed out"));
+    free(log);
 }
 
 static void test_throttle_retried(void **state)
@@ -543,6 +629,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_environment_variables_and_context, setup, teardown),
         cmocka_unit_test_setup_teardown(test_log_tail, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_threads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_runtime_api_refuses_neighbours, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_abandoned_next_does_not_swallow, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -270,6 +270,128 @@ static void test_corrupt_compressed(void **state)
     lmr_buf_clean_up(&c.text);
 }
 
+/* The error names the byte where the long line starts, not where reading stopped. */
+static void test_line_too_long_names_its_start(void **state)
+{
+    size_t head = 2000, n = head + (3u << 20);
+    char *data = malloc(n);
+    for (size_t i = 0; i < head; i += 2)
+        memcpy(data + i, "a\n", 2);
+    memset(data + head, 'z', n - head);
+    put_object("long2.txt", data, n);
+    struct lmr_shard sh = {.object = {.root = store->root_uri, .key = "long2.txt"}, .length = n, .object_size = n};
+    struct lmr_shard_stats st = {0};
+    struct lmr_err err = {0};
+    struct collected c;
+    lmr_buf_init(&c.text, 1u << 30);
+    assert_int_equal(lmr_shard_read_lines(store, &sh, 1u << 20, collect, &c, &st, &err), LMR_ERR_TOO_LARGE);
+    assert_non_null(strstr(err.msg, "starts at byte 2000 of 'long2.txt'"));
+    lmr_buf_clean_up(&c.text);
+
+    /* A shard that starts inside that line holds no line of its own: nothing to read, no error
+     * (the shard where the line starts reports it). */
+    struct lmr_shard mid = {.object = {.root = store->root_uri, .key = "long2.txt"},
+                            .offset = 1u << 20,
+                            .length = 1u << 20,
+                            .object_size = n};
+    lmr_buf_init(&c.text, 1u << 30);
+    c.lines = 0;
+    assert_int_equal(lmr_shard_read_lines(store, &mid, 1u << 20, collect, &c, &st, &err), LMR_OK);
+    assert_int_equal(c.lines, 0);
+    lmr_buf_clean_up(&c.text);
+    free(data);
+}
+
+static size_t gzip_of(const char *text, size_t n, unsigned char *out, size_t cap)
+{
+    z_stream zs = {0};
+    deflateInit2(&zs, 6, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY);
+    zs.next_in = (Bytef *)text;
+    zs.avail_in = (uInt)n;
+    zs.next_out = out;
+    zs.avail_out = (uInt)cap;
+    assert_int_equal(deflate(&zs, Z_FINISH), Z_STREAM_END);
+    size_t len = cap - zs.avail_out;
+    deflateEnd(&zs);
+    return len;
+}
+
+static size_t zstd_of(const char *text, size_t n, unsigned char *out, size_t cap)
+{
+    ZSTD_CCtx *cc = ZSTD_createCCtx();
+    ZSTD_CCtx_setParameter(cc, ZSTD_c_checksumFlag, 1);
+    size_t len = ZSTD_compress2(cc, out, cap, text, n);
+    assert_false(ZSTD_isError(len));
+    ZSTD_freeCCtx(cc);
+    return len;
+}
+
+/* Read a whole compressed object; it must fail with LMR_ERR_FORMAT naming the key and a byte. */
+static void expect_damaged(const char *key, const void *data, size_t n, enum lmr_codec codec, const char *what)
+{
+    put_object(key, data, n);
+    struct lmr_shard sh = {
+        .object = {.root = store->root_uri, .key = (char *)key}, .length = n, .object_size = n, .codec = codec};
+    struct lmr_shard_stats st = {0};
+    struct lmr_err err = {0};
+    struct collected c;
+    lmr_buf_init(&c.text, 1u << 26);
+    c.lines = 0;
+    enum lmr_result r = lmr_shard_read_lines(store, &sh, 1u << 20, collect, &c, &st, &err);
+    if (r != LMR_ERR_FORMAT || !strstr(err.msg, key) || !strstr(err.msg, "byte") || !strstr(err.msg, what))
+        fail_msg("%s: result %d, message '%s' (want LMR_ERR_FORMAT naming the key, a byte and '%s')", key, r, err.msg,
+                 what);
+    lmr_buf_clean_up(&c.text);
+}
+
+static void test_truncated_compressed(void **state)
+{
+    size_t n = 400000;
+    char *text = malloc(n);
+    for (size_t i = 0; i < n; i += 8)
+        snprintf(text + i, 9, "w%06zu\n", (i / 8) % 1000000);
+    size_t cap = n + 1024;
+    unsigned char *gz = malloc(cap), *zs = malloc(cap), *bad = malloc(cap);
+    size_t gn = gzip_of(text, n, gz, cap), zn = zstd_of(text, n, zs, cap);
+
+    expect_damaged("cut.gz", gz, gn / 2, LMR_CODEC_GZIP, "truncated");       /* cut in the deflate data */
+    expect_damaged("notrailer.gz", gz, gn - 8, LMR_CODEC_GZIP, "truncated"); /* no CRC-32/ISIZE */
+    expect_damaged("halftrailer.gz", gz, gn - 3, LMR_CODEC_GZIP, "truncated");
+    memcpy(bad, gz, gn);
+    bad[gn - 8] ^= 1; /* CRC-32 */
+    expect_damaged("crc.gz", bad, gn, LMR_CODEC_GZIP, "incorrect data check");
+    memcpy(bad, gz, gn);
+    bad[gn - 1] ^= 1; /* ISIZE */
+    expect_damaged("isize.gz", bad, gn, LMR_CODEC_GZIP, "incorrect length check");
+    /* a whole member followed by a second one cut short */
+    memcpy(bad, gz, gn);
+    memcpy(bad + gn, gz, 100);
+    expect_damaged("second.gz", bad, gn + 100, LMR_CODEC_GZIP, "truncated");
+
+    expect_damaged("cut.zst", zs, zn / 2, LMR_CODEC_ZSTD, "truncated");
+    expect_damaged("nochecksum.zst", zs, zn - 4, LMR_CODEC_ZSTD, "truncated");
+    memcpy(bad, zs, zn);
+    bad[zn - 1] ^= 0xff; /* the content checksum */
+    expect_damaged("checksum.zst", bad, zn, LMR_CODEC_ZSTD, "checksum");
+
+    /* the undamaged objects still read whole */
+    struct collected c;
+    put_object("whole.gz", gz, gn);
+    read_split("whole.gz", gn, 0, LMR_CODEC_GZIP, 1u << 20, &c);
+    assert_int_equal(c.lines, n / 8);
+    assert_memory_equal(c.text.data, text, n);
+    lmr_buf_clean_up(&c.text);
+    put_object("whole.zst", zs, zn);
+    read_split("whole.zst", zn, 0, LMR_CODEC_ZSTD, 1u << 20, &c);
+    assert_int_equal(c.lines, n / 8);
+    assert_memory_equal(c.text.data, text, n);
+    lmr_buf_clean_up(&c.text);
+    free(text);
+    free(gz);
+    free(zs);
+    free(bad);
+}
+
 static int setup(void **state)
 {
     if (!mkdtemp(tmpdir))
@@ -296,6 +418,8 @@ int main(void)
         cmocka_unit_test(test_empty_object),
         cmocka_unit_test(test_compressed),
         cmocka_unit_test(test_corrupt_compressed),
+        cmocka_unit_test(test_line_too_long_names_its_start),
+        cmocka_unit_test(test_truncated_compressed),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -37,6 +37,54 @@ static void test_time(void **unused)
     assert_int_equal(lmr_stream_window_start(1607497439999ull, 120000), 1607497320000ull);
 }
 
+/* Issue 11 item 8: out-of-range times are refused, not cast (a float-to-integer cast out of range is undefined). */
+static void test_time_range_checked(void **unused)
+{
+    static const char *const bad[] = {
+        "1e300",          "-1", "-1e300", "1e16", "253402300800", "1234567890123456789012",
+        "0803748737.000", "01"}; /* leading zeros (found by fuzz_stream_event) */
+    char doc[512];
+    struct lmr_err err;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(doc, sizeof doc,
+                 "{\"Records\":[{\"kinesis\":{\"data\":\"eA==\",\"sequenceNumber\":\"1\","
+                 "\"approximateArrivalTimestamp\":%s}}]}",
+                 bad[i]);
+        struct lmr_stream_event ev;
+        if (lmr_stream_event_parse(doc, strlen(doc), &ev, &err) == LMR_OK)
+            fail_msg("approximateArrivalTimestamp %s was accepted as %llu ms", bad[i],
+                     (unsigned long long)ev.records[0].arrival_ms);
+        assert_non_null(strstr(err.msg, "approximateArrivalTimestamp"));
+        lmr_stream_event_clean_up(&ev);
+    }
+    /* The largest time taken, in both the fast and the slow path. */
+    static const struct {
+        const char *text;
+        uint64_t ms;
+    } good[] = {{"253402300799", 253402300799000ull},
+                {"253402300799.5", 253402300799500ull},
+                {"2.534023007995e11", 253402300799500ull},
+                {"0", 0},
+                {"1607497475.1234", 1607497475123ull}};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        snprintf(doc, sizeof doc,
+                 "{\"Records\":[{\"kinesis\":{\"data\":\"eA==\",\"sequenceNumber\":\"1\","
+                 "\"approximateArrivalTimestamp\":%s}}]}",
+                 good[i].text);
+        struct lmr_stream_event ev;
+        assert_int_equal(lmr_stream_event_parse(doc, strlen(doc), &ev, &err), LMR_OK);
+        assert_int_equal(ev.records[0].arrival_ms, good[i].ms);
+        lmr_stream_event_clean_up(&ev);
+    }
+    uint64_t ms = 0;
+    assert_int_equal(lmr_stream_parse_time("99999999999999999999", &ms), LMR_ERR_INVALID);
+    assert_int_equal(lmr_stream_parse_time("253402300800", &ms), LMR_ERR_INVALID);
+    assert_false(lmr_stream_epoch_s_to_ms(1e300, &ms));
+    assert_false(lmr_stream_epoch_s_to_ms(-0.5, &ms));
+    assert_true(lmr_stream_epoch_s_to_ms(1.5, &ms));
+    assert_int_equal(ms, 1500);
+}
+
 static void test_event_roundtrip(void **unused)
 {
     const char bin[] = {'a', '\0', '"', '\n', (char)0xff};
@@ -325,6 +373,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_time),
+        cmocka_unit_test(test_time_range_checked),
         cmocka_unit_test(test_event_roundtrip),
         cmocka_unit_test(test_response),
         cmocka_unit_test(test_state_rollback_and_encoding),

@@ -111,6 +111,24 @@ static void test_malformed(void **state)
     assert_non_null(strstr(err.msg, "[key, offset, size]"));
 }
 
+/* A number too large for its field is not cast (undefined behaviour): the field keeps its default. */
+static void test_numbers_out_of_range(void **state)
+{
+    const char *ev = "{\"kind\":\"map\",\"job\":{\"job_id\":\"j\",\"name\":\"wordcount\",\"work\":{\"root\":"
+                     "\"file:///w\",\"key\":\"w/\"},\"output\":{\"root\":\"file:///o\",\"key\":\"\"},"
+                     "\"memory_mb\":1e300},\"task\":2.5,\"attempt\":1e300,\"attempt_id\":\"a\",\"shards\":[{\"root\":"
+                     "\"file:///i\",\"key\":\"k\",\"offset\":1e19,\"length\":1e300}]}";
+    struct lmr_map_task t;
+    struct lmr_err err = {0};
+    assert_int_equal(lmr_map_task_from_json(ev, strlen(ev), &t, &err), LMR_OK);
+    assert_int_equal(t.task, 2);
+    assert_int_equal(t.attempt, 1);
+    assert_int_equal(t.job.memory_mb, 1024);
+    assert_int_equal(t.shards[0].offset, 10000000000000000000ull);
+    assert_int_equal(t.shards[0].length, 0);
+    lmr_map_task_clean_up(&t);
+}
+
 static void test_codec_from_key(void **state)
 {
     assert_int_equal(lmr_codec_from_key("a/b.gz"), LMR_CODEC_GZIP);
@@ -122,9 +140,8 @@ static void test_codec_from_key(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_map_round_trip),
-        cmocka_unit_test(test_reduce_round_trip),
-        cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_map_round_trip), cmocka_unit_test(test_reduce_round_trip),
+        cmocka_unit_test(test_malformed),      cmocka_unit_test(test_numbers_out_of_range),
         cmocka_unit_test(test_codec_from_key),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# Hermetic proof of the function package (issue 9 item 2). `lambdamr package` writes the zip;
+# it is unpacked as /var/task into an otherwise empty root (busybox-static as /bin/sh is the
+# only other file: no /lib, /usr, /etc, /proc, /dev, no mounts). `lambdamr serve` runs the
+# functions pk-mapper and pk-reducer through a wrapper that does what Lambda does: an
+# environment with only Lambda's variables, chroot into that root as uid 65534, cwd /var/task,
+# /var/task/bootstrap. A wordcount over s3:// data on moto (SigV4 checking on) with
+# `run --backend aws --function-prefix pk` must complete and give output byte-identical to the
+# same job on the unpackaged binary (un-mapper, un-reducer). Needs root (chroot); fails without.
+source "$(dirname "$0")/lib/common.sh"
+if [ "$(id -u)" -ne 0 ]; then
+    echo "FAIL - package_hermetic must run as root: it chroots into an empty root and drops to uid 65534" \
+        "(CI runs the suite as root; run it with sudo)"
+    exit 1
+fi
+source "$(dirname "$0")/lib/moto.sh"
+source "$(dirname "$0")/lib/serve.sh"
+D=$TEST_TMP
+R=$D/root
+serve_pid=
+lmr_on_exit '[ -n "$serve_pid" ] && kill "$serve_pid" 2>/dev/null && wait "$serve_pid" 2>/dev/null; cleanup_tmp'
+CHROOT=$(command -v chroot || true)
+BUSYBOX=$(command -v busybox || true)
+[ -n "$CHROOT" ] || { fail "chroot (coreutils) is missing"; finish; exit 1; }
+[ -n "$BUSYBOX" ] && ! LC_ALL=C readelf -l "$BUSYBOX" 2>/dev/null | grep -q INTERP \
+    || { fail "a static busybox is missing: install busybox-static (scripts/deps.sh)"; finish; exit 1; }
+
+# 1. The package, unpacked into the empty root.
+"$LAMBDAMR" package --out "$D/fn.zip" > "$D/package.out" 2> "$D/package.err" \
+    || { cat "$D/package.err"; fail "lambdamr package failed"; finish; exit 1; }
+mkdir -p "$R/var/task" "$R/tmp" "$R/bin"
+unzip -q "$D/fn.zip" -d "$R/var/task" || fail "unzip"
+cp "$BUSYBOX" "$R/bin/sh"
+chmod 755 "$R" "$R/var" "$R/var/task" "$R/bin" "$R/bin/sh"
+chmod 1777 "$R/tmp"
+loader=$(cd "$R/var/task/lib" && ls ld-linux-*)
+
+# 2. The root holds exactly the zip's entries (and their folders), /bin/sh and an empty /tmp.
+( zipinfo -1 "$D/fn.zip" | while read -r e; do
+    echo "./var/task/$e"; d=$(dirname "$e"); while [ "$d" != . ]; do echo "./var/task/$d"; d=$(dirname "$d"); done
+  done; printf '%s\n' ./bin ./bin/sh ./tmp ./var ./var/task ) | LC_ALL=C sort -u > "$D/expect.list"
+(cd "$R" && find . -mindepth 1 | LC_ALL=C sort) > "$D/root.list"
+if cmp -s "$D/expect.list" "$D/root.list"; then
+    pass "the root holds only the zip ($(zipinfo -1 "$D/fn.zip" | wc -l) entries), /bin/sh and an empty /tmp"
+else
+    fail "the root holds other files"; diff "$D/expect.list" "$D/root.list" | head
+fi
+for p in proc lib lib64 usr etc dev sys; do [ -e "$R/$p" ] && fail "/$p exists in the root"; done
+grep -q " $R" /proc/mounts && fail "something is mounted under the root" || pass "nothing is mounted under the root"
+cmp -s "$R/var/task/bin/lambdamr-function" "$LMR_BIN_DIR/bootstrap" \
+    && pass "bin/lambdamr-function is the build's bootstrap, byte for byte" || fail "packaged binary differs"
+
+# 3. Without the package's loader and libraries the binary cannot start in this root.
+# in_root CMD...: CMD inside the root as uid 65534 with an empty environment.
+in_root() { env -i _HANDLER=echo "$CHROOT" --userspec=65534:65534 "$R" "$@"; }
+cp "$LMR_BIN_DIR/bootstrap" "$R/tmp/unpackaged"
+chmod 755 "$R/tmp/unpackaged"
+in_root /tmp/unpackaged > "$D/bare.out" 2>&1 && rc=0 || rc=$?
+if [ "$rc" -eq 127 ] && grep -q "No such file or directory" "$D/bare.out"; then
+    pass "the unpackaged binary does not start in the root (its loader is missing): $(head -c 120 "$D/bare.out")"
+else
+    fail "the unpackaged binary in the root: exit $rc, $(head -c 200 "$D/bare.out")"
+fi
+in_root "/var/task/lib/$loader" --inhibit-cache /tmp/unpackaged > "$D/noload.out" 2>&1 && rc=0 || rc=$?
+if [ "$rc" -ne 0 ] && grep -q "error while loading shared libraries: .*cannot open shared object file" "$D/noload.out"; then
+    pass "through the packaged loader but without --library-path its libraries are missing: $(head -c 140 "$D/noload.out")"
+else
+    fail "without the library path: exit $rc, $(head -c 200 "$D/noload.out")"
+fi
+rm -f "$R/tmp/unpackaged"
+in_root /bin/sh -c 'cd /var/task && for p in /proc /etc /usr /lib /dev; do test -e $p && echo "has $p"; done; echo done' \
+    > "$D/look.out" 2>&1 || true
+if grep -qx done "$D/look.out" && ! grep -q "^has " "$D/look.out"; then
+    pass "inside the chroot /bin/sh runs and sees no /proc, /etc, /usr, /lib or /dev"
+else
+    fail "inside the chroot: $(cat "$D/look.out")"
+fi
+in_root /bin/sh -c 'echo x > /tmp/probe && ! (echo x > /var/task/probe) 2>/dev/null && echo dropped' > "$D/uid.out" 2>&1 || true
+if grep -qx dropped "$D/uid.out" && [ ! -e "$R/var/task/probe" ] && [ "$(stat -c %u "$R/tmp/probe")" = 65534 ]; then
+    pass "the chroot runs as uid 65534: /tmp is writable, /var/task is not"
+else
+    fail "uid in the chroot: $(cat "$D/uid.out")"
+fi
+rm -f "$R/tmp/probe" "$R/var/task/probe"
+
+# 4. Data on moto, and the serve with the packaged (pk-*) and unpackaged (un-*) functions.
+moto_start
+aws s3 mb s3://lmr-hermetic > /dev/null
+python3 - "$D/in" <<'PY'
+import os, random, sys
+os.makedirs(sys.argv[1])
+r = random.Random(9)
+words = ['alpha', 'beta', 'gamma', 'delta', 'é', 'naïve'] + ['w%d' % i for i in range(700)]
+for i in range(4):
+    with open(os.path.join(sys.argv[1], 'p%d.txt' % i), 'w') as f:
+        for _ in range(2500):
+            f.write(' '.join(r.choice(words) for _ in range(r.randint(1, 8))) + '\n')
+PY
+aws s3 cp --recursive --quiet "$D/in" s3://lmr-hermetic/in/
+
+# The wrapper: Lambda's environment only (the serve's own variables do not leak in), then
+# chroot as uid 65534, cwd /var/task as on Lambda, the package's entry point.
+cat > "$D/chroot-function" <<SH
+#!/bin/sh
+exec /usr/bin/env -i \\
+    LAMBDA_TASK_ROOT=/var/task LAMBDA_RUNTIME_DIR=/var/runtime \\
+    _HANDLER="\$_HANDLER" AWS_LAMBDA_RUNTIME_API="\$AWS_LAMBDA_RUNTIME_API" \\
+    AWS_LAMBDA_FUNCTION_NAME="\$AWS_LAMBDA_FUNCTION_NAME" \\
+    AWS_LAMBDA_FUNCTION_MEMORY_SIZE="\$AWS_LAMBDA_FUNCTION_MEMORY_SIZE" \\
+    AWS_LAMBDA_FUNCTION_VERSION="\$AWS_LAMBDA_FUNCTION_VERSION" \\
+    AWS_LAMBDA_LOG_GROUP_NAME="\$AWS_LAMBDA_LOG_GROUP_NAME" AWS_LAMBDA_LOG_STREAM_NAME="\$AWS_LAMBDA_LOG_STREAM_NAME" \\
+    AWS_EXECUTION_ENV=AWS_Lambda_provided.al2023 AWS_REGION="\$AWS_REGION" AWS_DEFAULT_REGION="\$AWS_REGION" \\
+    AWS_ACCESS_KEY_ID="\$AWS_ACCESS_KEY_ID" AWS_SECRET_ACCESS_KEY="\$AWS_SECRET_ACCESS_KEY" \\
+    AWS_ENDPOINT_URL="\$AWS_ENDPOINT_URL" LMR_LOG="\$LMR_LOG" \${ASAN_OPTIONS:+ASAN_OPTIONS="\$ASAN_OPTIONS"} \\
+    PATH=/usr/local/bin:/usr/bin/:/bin:/opt/bin \\
+    LD_LIBRARY_PATH=/lib64:/usr/lib64:/var/runtime:/var/runtime/lib:/var/task:/var/task/lib:/opt/lib \\
+    LANG=en_US.UTF-8 TZ=:UTC \\
+    $CHROOT --userspec=65534:65534 "$R" /bin/sh -c 'cd /var/task && exec /var/task/bootstrap'
+SH
+chmod 755 "$D/chroot-function"
+fn_opts="memory=512,timeout=60,concurrency=2"
+"$LAMBDAMR" serve --port 0 --log-dir "$D/logs" \
+    --function "pk-mapper=$D/chroot-function,handler=mapper,$fn_opts" \
+    --function "pk-reducer=$D/chroot-function,handler=reducer,$fn_opts" \
+    --function "un-mapper=$LMR_BIN_DIR/bootstrap,handler=mapper,$fn_opts" \
+    --function "un-reducer=$LMR_BIN_DIR/bootstrap,handler=reducer,$fn_opts" \
+    > "$D/serve.out" 2> "$D/serve.err" &
+serve_pid=$!
+port=$(serve_port "$D/serve.out")
+[ -n "$port" ] || { cat "$D/serve.err"; fail "lambdamr serve did not start"; finish; exit 1; }
+export AWS_ENDPOINT_URL_LAMBDA="http://127.0.0.1:$port"
+
+# 5. The same job on both deployments.
+for p in pk un; do
+    "$LAMBDAMR" run wordcount --backend aws --function-prefix $p --input s3://lmr-hermetic/in/ \
+        --output s3://lmr-hermetic/out-$p/ --reducers 2 --split-size 24K --json > "$D/$p.json" 2> "$D/$p.log" \
+        || { cat "$D/$p.log"; tail -20 "$D/logs/$p-mapper.log" "$D/logs/$p-reducer.log" 2>/dev/null; fail "$p job failed"; }
+    mkdir -p "$D/out-$p"
+    aws s3 cp --recursive --quiet s3://lmr-hermetic/out-$p/ "$D/out-$p/"
+done
+python3 - "$D/pk.json" <<'PY' && pass "packaged job: every map and reduce task completed in the chroot" || fail "packaged job report"
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r['mappers'] >= 3 and r['reducers'] == 2, (r['mappers'], r['reducers'])
+invs = r['invocations']
+assert len(invs) == r['mappers'] + r['reducers'], len(invs)
+assert all(i['max_memory_used_mb'] > 0 and i['memory_size_mb'] == 512 for i in invs), invs
+PY
+if [ -f "$D/out-pk/_SUCCESS" ] && [ -f "$D/out-un/_SUCCESS" ] &&
+    cmp -s "$D/out-pk/part-r-00000" "$D/out-un/part-r-00000" && cmp -s "$D/out-pk/part-r-00001" "$D/out-un/part-r-00001"; then
+    pass "packaged output is byte-identical to the unpackaged binary's"
+else
+    fail "packaged and unpackaged outputs differ"
+fi
+check_wordcount "packaged job vs the oracle" "$D/out-pk" "$D/in"
+n_pk=$(grep -c "^REPORT" "$D/logs/pk-mapper.log" "$D/logs/pk-reducer.log" | awk -F: '{s+=$2} END {print s+0}')
+[ "$n_pk" -ge 5 ] && pass "$n_pk REPORT lines from the packaged functions" || fail "only $n_pk packaged REPORT lines"
+init_ms() { grep -ho "Init Duration: [0-9.]*" "$@" | awk '{printf "%s ", $3}'; }
+echo "#    cold starts (Init Duration, ms): packaged $(init_ms "$D"/logs/pk-*.log)| unpackaged $(init_ms "$D"/logs/un-*.log)"
+(cd "$R" && find . -mindepth 1 | LC_ALL=C sort) | grep -v '^./tmp/' | cmp -s - "$D/expect.list" \
+    && pass "the functions left the package untouched (only /tmp may change)" || fail "the root changed outside /tmp"
+finish

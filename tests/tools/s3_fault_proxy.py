@@ -1,0 +1,319 @@
+#!/usr/bin/env python3
+"""A fault-injecting HTTP proxy for S3 (moto or any endpoint), for tests.
+
+    s3_fault_proxy.py --upstream http://127.0.0.1:PORT [--port 0] [--port-file F]
+                      [--seed N] [--slowdown P] [--internal-error P] [--reset P]
+                      [--reset-after P] [--truncate P] [--counts-file F]
+
+Clients point AWS_ENDPOINT_URL at the proxy. Every request is forwarded byte for byte (request
+line, headers in their order and spelling, Host as the client sent it, body), so SigV4
+signatures made for the proxy's address verify upstream. On a seeded share of requests it
+answers instead, or breaks the exchange:
+
+  --slowdown P        503 SlowDown (S3's throttling answer), not forwarded
+  --internal-error P  500 InternalError, not forwarded
+  --reset P           the connection is reset (TCP RST) before the request is forwarded
+  --reset-after P     forwarded (upstream applies it), then reset before the response: a lost answer
+  --truncate P        forwarded, the response head and part of its body relayed, then reset
+
+P is a probability in [0, 1]; the shares are exclusive (their sum must be <= 1). --seed makes
+the sequence of decisions reproducible (decision i is the i-th request the proxy reads; with
+concurrent clients which request is i-th can vary). The proxy counts what it did: GET
+/__fault_proxy/counts answers the counts as JSON (never forwarded), and --counts-file gets
+them at exit (SIGTERM/SIGINT); --port-file receives the port once listening.
+
+Structure (so shaping can join later, issue 16): FaultPolicy decides per request and knows
+nothing of sockets; Shaper is the place for latency, per-connection bandwidth and per-prefix
+request rates (today it does nothing); Connection parses and forwards HTTP/1.1 and applies
+whatever FaultPolicy decided.
+"""
+import argparse
+import asyncio
+import json
+import random
+import signal
+import socket
+import struct
+import sys
+import urllib.parse
+
+MAX_HEAD_BYTES = 64 * 1024
+
+# ---- decisions --------------------------------------------------------------------------------
+
+FAULTS = ("slowdown", "internal_error", "reset", "reset_after", "truncate")
+
+
+class FaultPolicy:
+    """Seeded per-request decisions: None (forward untouched) or one of FAULTS."""
+
+    def __init__(self, seed, shares):
+        self.rng = random.Random(seed)
+        self.shares = [(name, float(shares.get(name, 0.0))) for name in FAULTS]
+        total = sum(p for _, p in self.shares)
+        if any(p < 0 or p > 1 for _, p in self.shares) or total > 1:
+            raise ValueError("fault shares must be in [0, 1] and sum to at most 1")
+        self.counts = {"requests": 0, "forwarded": 0, "faulted": 0}
+        self.counts.update({name: 0 for name in FAULTS})
+
+    def decide(self, method, target):
+        self.counts["requests"] += 1
+        x = self.rng.random()
+        for name, p in self.shares:
+            if x < p:
+                self.counts[name] += 1
+                self.counts["faulted"] += 1
+                return name
+            x -= p
+        return None
+
+    def forwarded(self):
+        self.counts["forwarded"] += 1
+
+
+class Shaper:
+    """Traffic shaping hooks (no-ops today; issue 16 adds latency, bandwidth and rate limits)."""
+
+    async def before_request(self, method, target):
+        pass
+
+    async def write(self, writer, data):
+        writer.write(data)
+        await writer.drain()
+
+
+# ---- HTTP/1.1 framing -------------------------------------------------------------------------
+
+
+class Head:
+    """A request or response head: the raw bytes (forwarded unchanged) and parsed fields."""
+
+    def __init__(self, raw):
+        self.raw = raw
+        lines = raw.decode("latin-1").split("\r\n")
+        self.start = lines[0]
+        self.headers = []
+        for line in lines[1:]:
+            if line:
+                name, _, value = line.partition(":")
+                self.headers.append((name.strip().lower(), value.strip()))
+
+    def get(self, name):
+        for k, v in self.headers:
+            if k == name:
+                return v
+        return None
+
+
+async def read_head(reader):
+    """The bytes up to and including the blank line; None at a clean end of the stream."""
+    try:
+        raw = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError as e:
+        if not e.partial:
+            return None
+        raise
+    except asyncio.LimitOverrunError:
+        raise ValueError("an HTTP head over %d bytes" % MAX_HEAD_BYTES)
+    return Head(raw)
+
+
+async def read_chunked(reader):
+    """A chunked body, raw (chunk lines, data and trailers), as one bytes object."""
+    parts = []
+    while True:
+        line = await reader.readuntil(b"\r\n")
+        parts.append(line)
+        size = int(line.split(b";")[0].strip(), 16)
+        if size == 0:
+            while True:  # trailers, then the blank line
+                t = await reader.readuntil(b"\r\n")
+                parts.append(t)
+                if t == b"\r\n":
+                    return b"".join(parts)
+        parts.append(await reader.readexactly(size + 2))
+
+
+async def read_body(reader, head, is_response, request_method=None):
+    """The message body as raw bytes, following RFC 9112 section 6.3."""
+    if is_response:
+        status = int(head.start.split()[1])
+        if request_method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+            return b""
+    te = (head.get("transfer-encoding") or "").lower()
+    if "chunked" in te:
+        return await read_chunked(reader)
+    cl = head.get("content-length")
+    if cl is not None:
+        return await reader.readexactly(int(cl))
+    if is_response:
+        return await reader.read()  # delimited by the close
+    return b""
+
+
+def s3_error(status, reason, code, message):
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>%s</Code><Message>%s</Message>'
+        "<RequestId>FAULTPROXY</RequestId></Error>" % (code, message)
+    ).encode()
+    head = (
+        "HTTP/1.1 %d %s\r\nContent-Type: application/xml\r\nContent-Length: %d\r\n"
+        "x-amz-request-id: FAULTPROXY\r\n\r\n" % (status, reason, len(body))
+    ).encode()
+    return head + body
+
+
+def reset(writer):
+    """Close with a TCP RST (SO_LINGER 0), as a dropped connection looks to the client."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+    writer.transport.abort()
+
+
+# ---- forwarding -------------------------------------------------------------------------------
+
+
+class Connection:
+    """One client connection, with its own upstream connection, request after request."""
+
+    def __init__(self, proxy, reader, writer):
+        self.proxy, self.reader, self.writer = proxy, reader, writer
+        self.up_reader = self.up_writer = None
+
+    async def upstream(self):
+        if self.up_writer is None or self.up_writer.is_closing():
+            self.up_reader, self.up_writer = await asyncio.open_connection(
+                self.proxy.upstream_host, self.proxy.upstream_port, limit=MAX_HEAD_BYTES
+            )
+        return self.up_reader, self.up_writer
+
+    def close_upstream(self):
+        if self.up_writer is not None:
+            self.up_writer.close()
+            self.up_writer = None
+
+    async def serve(self):
+        try:
+            while await self.one_exchange():
+                pass
+        except (ConnectionError, asyncio.IncompleteReadError, ValueError, OSError):
+            pass
+        finally:
+            self.close_upstream()
+            if not self.writer.is_closing():
+                self.writer.close()
+
+    async def one_exchange(self):
+        """Read one request, apply the decision. @return False when the connection is done."""
+        head = await read_head(self.reader)
+        if head is None:
+            return False
+        method, target = head.start.split(" ", 2)[:2]
+        if (head.get("expect") or "").lower() == "100-continue":
+            self.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            await self.writer.drain()
+        body = await read_body(self.reader, head, False)
+        if urllib.parse.urlsplit(target).path == "/__fault_proxy/counts":
+            data = json.dumps(self.proxy.policy.counts).encode()
+            self.writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(data) + data
+            )
+            await self.writer.drain()
+            return True
+        fault = self.proxy.policy.decide(method, target)
+        await self.proxy.shaper.before_request(method, target)
+        if fault == "slowdown":
+            await self.proxy.shaper.write(self.writer, s3_error(503, "Slow Down", "SlowDown", "Please reduce your request rate."))
+            return True
+        if fault == "internal_error":
+            await self.proxy.shaper.write(
+                self.writer,
+                s3_error(500, "Internal Server Error", "InternalError", "We encountered an internal error. Please try again."),
+            )
+            return True
+        if fault == "reset":
+            reset(self.writer)
+            return False
+        # Forward the request exactly as read, and read the whole answer (skipping 1xx).
+        self.proxy.policy.forwarded()
+        up_r, up_w = await self.upstream()
+        up_w.write(head.raw + body)
+        await up_w.drain()
+        while True:
+            rhead = await read_head(up_r)
+            if rhead is None:
+                raise ConnectionError("upstream closed without an answer")
+            rbody = await read_body(up_r, rhead, True, method)
+            if not rhead.start.split()[1].startswith("1"):
+                break
+        if (rhead.get("connection") or "").lower() == "close" or (
+            rhead.get("content-length") is None and "chunked" not in (rhead.get("transfer-encoding") or "").lower()
+            and method != "HEAD"
+        ):
+            self.close_upstream()
+        if fault == "reset_after":
+            reset(self.writer)
+            return False
+        if fault == "truncate" and len(rbody) > 1:
+            await self.proxy.shaper.write(self.writer, rhead.raw + rbody[: len(rbody) // 2])
+            reset(self.writer)
+            return False
+        if fault == "truncate":  # nothing to cut: lose the answer instead
+            reset(self.writer)
+            return False
+        await self.proxy.shaper.write(self.writer, rhead.raw + rbody)
+        return (head.get("connection") or "").lower() != "close"
+
+
+class Proxy:
+    def __init__(self, upstream, policy, shaper):
+        u = urllib.parse.urlsplit(upstream)
+        if u.scheme != "http" or not u.hostname:
+            raise ValueError("--upstream must be http://HOST:PORT")
+        self.upstream_host, self.upstream_port = u.hostname, u.port or 80
+        self.policy, self.shaper = policy, shaper
+
+    async def handle(self, reader, writer):
+        await Connection(self, reader, writer).serve()
+
+
+async def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--upstream", required=True)
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--port-file")
+    ap.add_argument("--counts-file")
+    ap.add_argument("--seed", type=int, default=1)
+    for name in FAULTS:
+        ap.add_argument("--" + name.replace("_", "-"), type=float, default=0.0, metavar="P")
+    a = ap.parse_args()
+    policy = FaultPolicy(a.seed, {name: getattr(a, name) for name in FAULTS})
+    proxy = Proxy(a.upstream, policy, Shaper())
+    server = await asyncio.start_server(proxy.handle, a.host, a.port, limit=MAX_HEAD_BYTES)
+    port = server.sockets[0].getsockname()[1]
+    if a.port_file:
+        with open(a.port_file + ".tmp", "w") as f:
+            f.write(str(port))
+        import os
+
+        os.replace(a.port_file + ".tmp", a.port_file)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with server:
+        await stop.wait()
+    text = json.dumps(policy.counts, sort_keys=True)
+    if a.counts_file:
+        with open(a.counts_file, "w") as f:
+            f.write(text + "\n")
+    print(text, file=sys.stderr)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -231,7 +231,7 @@ json_t *lmr_estimate(const struct lmr_estimate_options *o)
         }
         double share_of_input = plan->input_bytes ? (double)bytes / (double)plan->input_bytes : 0;
         uint64_t puts = R ? write_puts(s3, intermediate * share_of_input) + 1 /* commit record */
-                          : write_puts(s3, output * share_of_input) + 1;
+                          : write_puts(s3, output * share_of_input) + 2 /* claim, commit record */;
         map_get += gets;
         map_put += puts;
         work[i] =
@@ -242,7 +242,7 @@ json_t *lmr_estimate(const struct lmr_estimate_options *o)
         uint64_t gets = 0;
         for (size_t f = 0; f < M; f++)
             gets += read_gets(s3, frame);
-        uint64_t puts = write_puts(s3, output / (double)R) + 1;
+        uint64_t puts = write_puts(s3, output / (double)R) + 2; /* the part's claim, the commit record */
         red_get += gets;
         red_put += puts;
         work[M + r] = intermediate / (double)R / red_rate +

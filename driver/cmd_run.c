@@ -490,13 +490,14 @@ static enum lmr_result start_local(const struct run_options *o, struct lmr_lambd
         bool creds = getenv("AWS_ACCESS_KEY_ID") || getenv("AWS_PROFILE");
         const char *env[] = {endpoint, creds ? NULL : "AWS_ACCESS_KEY_ID=lambdamr-local",
                              "AWS_SECRET_ACCESS_KEY=lambdamr-local", NULL};
-        struct lmr_function_config fc = {.name = "lambdamr-coordinator",
-                                         .path = path,
-                                         .handler = "coordinator",
-                                         .memory_mb = o->memory_mb,
-                                         .timeout_s = o->timeout_s,
-                                         .concurrency = 2,
-                                         .env = env};
+        struct lmr_function_config fc = {
+            .name = "lambdamr-coordinator",
+            .path = path,
+            .handler = "coordinator",
+            .memory_mb = o->memory_mb,
+            .timeout_s = 900, /* longer than any task: it outlives them (and continues itself near 900 s) */
+            .concurrency = 2,
+            .env = env};
         r = lmr_lambda_service_add_function(*svc, &fc, err);
     }
     if (!r)

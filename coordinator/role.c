@@ -181,6 +181,7 @@ enum lmr_result lmr_coordinator_handle(void *user_data, const struct lmr_runtime
             margin = (uint64_t)left / 4;
         stop_at = ctx->deadline_ms > margin ? ctx->deadline_ms - margin : 1;
     }
+    plan.command = lmr_json_str(ev, "command", NULL); /* borrowed from the event, for the report */
     bool continued = false;
     json_t *er = json_object_get(ev, "earlier_requests");
     /* The prices the driver chose (its region, --price-file); without them the built-in default. */

@@ -695,6 +695,8 @@ static enum lmr_result invoke_coordinator(const struct run_options *o, const str
                            "functions", "map", map_fn, "reduce", reduce_fn, "coordinator", coord_fn, "concurrency",
                            (json_int_t)o->concurrency, "max_attempts", (json_int_t)o->max_attempts, "round", 1,
                            "resume", resume, "earlier_requests", stats);
+    if (ev && o->command)
+        json_object_set_new(ev, "command", json_string(o->command));
     json_decref(stats);
     if (ev) {
         json_object_set_new(ev, "prices", lmr_prices_json(prices));

@@ -99,7 +99,7 @@ export LMR_FAULT='reduce-slow:1:*' LMR_FAULT_SLOW_MS=4000
 for _ in $(seq 200); do [ -f "$out/part-r-00000" ] && break; sleep 0.05; done
 kill -9 "$pid"; wait "$pid" 2>/dev/null || true
 sleep 1.3
-"$LAMBDAMR" status "$out" | grep -q ": abandoned" && pass "status of an abandoned job" || fail "abandoned status: $("$LAMBDAMR" status "$out")"
+"$LAMBDAMR" status "$out" > "$D/ab.txt" 2>&1; grep -q ": abandoned" "$D/ab.txt" && pass "status of an abandoned job" || fail "abandoned status: $(cat "$D/ab.txt"); $(ls -R "$out" | head -30)"
 "$LAMBDAMR" cleanup "$out" > "$D/cl.txt" && [ -z "$(ls "$out" | grep part-)" ] && [ -z "$(find "$out/_lambdamr/work" -type f 2>/dev/null)" ] &&
     pass "cleanup of an abandoned job: $(cat "$D/cl.txt")" || fail "cleanup of an abandoned job: $(cat "$D/cl.txt"); $(ls -R "$out")"
 finish

@@ -8,6 +8,7 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 
 #include "commands.h"
 #include "job/args.h"
+#include "job/task.h"
 #include "job/registry.h"
 #include "lambda/service.h"
 #include "store/store.h"
@@ -205,6 +207,43 @@ done:
 }
 
 /* The command, with its job arguments owned by the caller (so every early return frees them). */
+/* What the run cost on AWS: its invocations (Init included), Kinesis shard-hours while it read a
+ * stream, and this process's store requests as if the store were S3. */
+static void print_stream_cost(const struct lmr_stream_poller_options *o, const struct lmr_stream_stats *stats,
+                              struct lmr_store *out, struct lmr_store *ckpt)
+{
+    struct lmr_prices prices;
+    struct lmr_err err = {0};
+    if (lmr_prices_load(NULL, o->region, NULL, &prices, &err)) {
+        fprintf(stderr, "lambdamr stream: no cost estimate: %s\n", err.msg);
+        return;
+    }
+    struct lmr_request_counts q = {0};
+    struct lmr_store *stores[2] = {out, ckpt != out ? ckpt : NULL};
+    for (int i = 0; i < 2; i++) {
+        if (!stores[i])
+            continue;
+        q.get += atomic_load(&stores[i]->stats.get_requests);
+        q.put += atomic_load(&stores[i]->stats.put_requests);
+        q.list += atomic_load(&stores[i]->stats.list_requests);
+        q.head += atomic_load(&stores[i]->stats.head_requests);
+        q.del += atomic_load(&stores[i]->stats.delete_requests);
+    }
+    bool kinesis = !strcmp(o->source->vtable->name, "kinesis");
+    double shard_hours = kinesis ? (double)stats->n_shards * stats->elapsed_s / 3600.0 : 0;
+    json_t *c = lmr_cost_stream_totals(&prices, &stats->billing, &q, shard_hours, 0);
+    if (!c)
+        return;
+    fprintf(stderr,
+            "lambdamr stream: billing %" PRIu64 " invocations, %.3f GB-s (Init included) -> est. $%.7f (Lambda $%.7f"
+            "%s%.7f, S3 requests $%.7f) at %s %s prices of %s\n",
+            stats->billing.invocations, stats->billing.gb_seconds, lmr_json_double(c, "total_usd", 0),
+            lmr_json_double(c, "lambda_usd", 0), kinesis ? " + Kinesis shard-hours $" : " + Kinesis $",
+            lmr_json_double(c, "kinesis_usd", 0), lmr_json_double(c, "s3_usd", 0), prices.region, prices.architecture,
+            prices.date);
+    json_decref(c);
+}
+
 static int stream_main(int argc, char **argv, struct lmr_job_args *args)
 {
     const char *job_name = NULL, *source_uri = NULL, *output_uri = NULL, *ckpt_uri = NULL;
@@ -441,6 +480,8 @@ static int stream_main(int argc, char **argv, struct lmr_job_args *args)
                 " invocations in %.1f s\n",
                 stats.records_read, stats.records_processed, stats.records_failed, stats.windows_committed,
                 stats.windows_already_committed, stats.windows_terminated_early, stats.invocations, stats.elapsed_s);
+    if (!ui.quiet)
+        print_stream_cost(&o, &stats, out, ckpt);
     lmr_stream_stats_clean_up(&stats);
     if (r)
         goto fail;

@@ -119,40 +119,38 @@ static json_t *s3_kind(uint64_t n, double per_1000)
     return json_pack("{s:I, s:f}", "requests", (json_int_t)n, "usd", (double)n * per_1000 / 1000.0);
 }
 
-/* The Lambda and S3 parts, shared by batch and stream costs. */
-static json_t *cost_common(const struct lmr_prices *p, const json_t *invocations, const struct lmr_request_counts *q,
-                           double *total)
+void lmr_billing_add(struct lmr_billing_totals *t, double duration_ms, double init_ms, double reported_billed_ms,
+                     uint32_t memory_mb, uint32_t ephemeral_mb)
 {
-    double billed_ms = 0, init_ms = 0, gb_s = 0, init_gb_s = 0, eph_gb_s = 0;
-    size_t i, n = json_array_size(invocations);
-    json_t *inv;
-    json_array_foreach(invocations, i, inv)
-    {
-        double init = lmr_json_double(inv, "init_duration_ms", 0);
-        double b =
-            lmr_billed_ms(lmr_json_double(inv, "duration_ms", 0), init, lmr_json_double(inv, "billed_duration_ms", 0));
-        double gb = (double)lmr_json_u64(inv, "memory_size_mb", 0) / 1024.0;
-        double eph = (double)lmr_json_u64(inv, "ephemeral_storage_mb", 512);
-        billed_ms += b;
-        init_ms += init > 0 ? init : 0;
-        gb_s += b / 1000.0 * gb;
-        init_gb_s += (init > 0 ? init : 0) / 1000.0 * gb;
-        if (eph > 512)
-            eph_gb_s += b / 1000.0 * (eph - 512) / 1024.0;
-    }
-    double compute = gb_s * p->lambda_gb_second, requests = (double)n * p->lambda_per_million_requests / 1e6;
-    double ephemeral = eph_gb_s * p->lambda_ephemeral_gb_second;
+    double init = init_ms > 0 ? init_ms : 0;
+    double b = lmr_billed_ms(duration_ms, init, reported_billed_ms), gb = (double)memory_mb / 1024.0;
+    t->invocations++;
+    t->billed_ms += b;
+    t->init_ms += init;
+    t->gb_seconds += b / 1000.0 * gb;
+    t->init_gb_seconds += init / 1000.0 * gb;
+    if (ephemeral_mb > 512)
+        t->ephemeral_gb_seconds += b / 1000.0 * (double)(ephemeral_mb - 512) / 1024.0;
+}
+
+/* The Lambda and S3 parts, shared by batch and stream costs. */
+static json_t *cost_from_totals(const struct lmr_prices *p, const struct lmr_billing_totals *t,
+                                const struct lmr_request_counts *q, double *total)
+{
+    double compute = t->gb_seconds * p->lambda_gb_second;
+    double requests = (double)t->invocations * p->lambda_per_million_requests / 1e6;
+    double ephemeral = t->ephemeral_gb_seconds * p->lambda_ephemeral_gb_second;
     double s3 = (double)(q->put + q->list) * p->s3_per_1000_put / 1000.0 +
                 (double)(q->get + q->head) * p->s3_per_1000_get / 1000.0;
     *total = compute + requests + ephemeral + s3;
     json_t *o = json_object();
-    json_object_set_new(o, "invocations", json_integer((json_int_t)n));
-    json_object_set_new(o, "billed_duration_ms", json_real(billed_ms));
-    json_object_set_new(o, "init_duration_ms", json_real(init_ms));
-    json_object_set_new(o, "gb_seconds", json_real(gb_s));
-    json_object_set_new(o, "init_gb_seconds", json_real(init_gb_s));
+    json_object_set_new(o, "invocations", json_integer((json_int_t)t->invocations));
+    json_object_set_new(o, "billed_duration_ms", json_real(t->billed_ms));
+    json_object_set_new(o, "init_duration_ms", json_real(t->init_ms));
+    json_object_set_new(o, "gb_seconds", json_real(t->gb_seconds));
+    json_object_set_new(o, "init_gb_seconds", json_real(t->init_gb_seconds));
     json_object_set_new(o, "lambda_compute_usd", json_real(compute));
-    json_object_set_new(o, "lambda_init_usd", json_real(init_gb_s * p->lambda_gb_second));
+    json_object_set_new(o, "lambda_init_usd", json_real(t->init_gb_seconds * p->lambda_gb_second));
     json_object_set_new(o, "lambda_requests_usd", json_real(requests));
     json_object_set_new(o, "lambda_ephemeral_usd", json_real(ephemeral));
     json_object_set_new(o, "lambda_usd", json_real(compute + requests + ephemeral));
@@ -163,6 +161,19 @@ static json_t *cost_common(const struct lmr_prices *p, const json_t *invocations
     json_object_set_new(o, "s3_usd", json_real(s3));
     json_object_set_new(o, "prices", lmr_prices_json(p));
     return o;
+}
+
+static json_t *cost_common(const struct lmr_prices *p, const json_t *invocations, const struct lmr_request_counts *q,
+                           double *total)
+{
+    struct lmr_billing_totals t = {0};
+    size_t i;
+    json_t *inv;
+    json_array_foreach(invocations, i, inv)
+        lmr_billing_add(&t, lmr_json_double(inv, "duration_ms", 0), lmr_json_double(inv, "init_duration_ms", 0),
+                        lmr_json_double(inv, "billed_duration_ms", 0), (uint32_t)lmr_json_u64(inv, "memory_size_mb", 0),
+                        (uint32_t)lmr_json_u64(inv, "ephemeral_storage_mb", 512));
+    return cost_from_totals(p, &t, q, total);
 }
 
 json_t *lmr_cost_batch(const struct lmr_prices *p, const json_t *invocations, const struct lmr_request_counts *req)
@@ -178,11 +189,9 @@ json_t *lmr_cost_batch(const struct lmr_prices *p, const json_t *invocations, co
     return o;
 }
 
-json_t *lmr_cost_stream(const struct lmr_prices *p, const json_t *invocations, const struct lmr_request_counts *req,
-                        double shard_hours, uint64_t put_payload_units)
+static json_t *add_kinesis(json_t *o, const struct lmr_prices *p, double total, double shard_hours,
+                           uint64_t put_payload_units)
 {
-    double total;
-    json_t *o = cost_common(p, invocations, req, &total);
     if (!o)
         return NULL;
     double shards = shard_hours * p->kinesis_shard_hour;
@@ -196,6 +205,22 @@ json_t *lmr_cost_stream(const struct lmr_prices *p, const json_t *invocations, c
                         json_string("Lambda compute includes Init; Kinesis shard-hours while the stream "
                                     "was read; S3 requests as if the store were S3 Standard"));
     return o;
+}
+
+json_t *lmr_cost_stream(const struct lmr_prices *p, const json_t *invocations, const struct lmr_request_counts *req,
+                        double shard_hours, uint64_t put_payload_units)
+{
+    double total;
+    json_t *o = cost_common(p, invocations, req, &total);
+    return add_kinesis(o, p, total, shard_hours, put_payload_units);
+}
+
+json_t *lmr_cost_stream_totals(const struct lmr_prices *p, const struct lmr_billing_totals *t,
+                               const struct lmr_request_counts *req, double shard_hours, uint64_t put_payload_units)
+{
+    double total;
+    json_t *o = cost_from_totals(p, t, req, &total);
+    return add_kinesis(o, p, total, shard_hours, put_payload_units);
 }
 
 enum lmr_result lmr_prices_from_json(const json_t *j, struct lmr_prices *out, struct lmr_err *err)

@@ -53,6 +53,21 @@ struct lmr_request_counts {
     uint64_t get, put, list, head, del;
 };
 
+/* Billing figures summed over invocations (for runs too long to keep every invocation). */
+struct lmr_billing_totals {
+    uint64_t invocations;
+    double billed_ms, init_ms;
+    double gb_seconds, init_gb_seconds, ephemeral_gb_seconds;
+};
+
+/** Add one invocation: Init + Duration billed (lmr_billed_ms) at memory_mb (and ephemeral_mb, 512 = none). */
+void lmr_billing_add(struct lmr_billing_totals *t, double duration_ms, double init_ms, double reported_billed_ms,
+                     uint32_t memory_mb, uint32_t ephemeral_mb);
+
+/** The cost of a stream run from its summed billing figures, as lmr_cost_stream gives it. */
+json_t *lmr_cost_stream_totals(const struct lmr_prices *p, const struct lmr_billing_totals *t,
+                               const struct lmr_request_counts *req, double shard_hours, uint64_t put_payload_units);
+
 /**
  * The cost of a batch job: invocations (a JSON array of objects with duration_ms,
  * init_duration_ms, billed_duration_ms, memory_size_mb and optionally ephemeral_storage_mb)

@@ -31,6 +31,7 @@
 #include "lambda/invoker.h"
 #include "lambdamr/job.h"
 #include "store/store.h"
+#include "report/cost.h"
 #include "stream/source.h"
 #include "util/result.h"
 
@@ -56,7 +57,8 @@ struct lmr_stream_stats {
     uint64_t records_processed; /* taken into a window state */
     uint64_t records_failed;    /* given up on (retries exhausted, too old): see the on-failure destination */
     uint64_t invocations;
-    uint64_t invoke_failures; /* function errors, transport errors, item failures */
+    struct lmr_billing_totals billing; /* what those invocations bill (Init + Duration, at their memory) */
+    uint64_t invoke_failures;          /* function errors, transport errors, item failures */
     uint64_t windows_committed;
     uint64_t windows_already_committed; /* re-closed after a restart; output left as it was */
     uint64_t windows_terminated_early;

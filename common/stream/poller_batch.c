@@ -84,6 +84,11 @@ void lmr_poller_run_invocations(struct poller *p, struct lane **lanes, size_t n)
         if (started[i])
             pthread_join(th[i], NULL);
     p->stats.invocations += n;
+    for (size_t i = 0; i < n; i++) {
+        const struct lmr_invoke_result *res = &lanes[i]->res;
+        lmr_billing_add(&p->stats.billing, res->duration_ms, res->init_duration_ms, res->billed_duration_ms,
+                        res->memory_size_mb, 512);
+    }
 }
 
 /* Describe a failed batch in the on-failure destination (AWS's shape for Kinesis sources). */

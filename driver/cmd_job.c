@@ -99,11 +99,12 @@ static json_t *status_json(struct job_ref *j)
         rec = json_pack("{s:s, s:s, s:s}", "job_id", j->job_id, "status", lmr_json_str(j->lease, "status", "unknown"),
                         "phase", "plan");
     bool held = lmr_lease_record_held(j->lease, lmr_wall_ms());
-    const char *st = lmr_json_str(rec, "status", "");
-    if (!strcmp(st, "running") && !held)
+    /* Decided before "status" is replaced: the replacement frees the string the record held. */
+    bool running = !strcmp(lmr_json_str(rec, "status", ""), "running");
+    if (running && !held)
         json_object_set_new(rec, "status", json_string("abandoned"));
     uint64_t start = lmr_json_u64(rec, "started_ms", 0),
-             end = strcmp(st, "running") ? lmr_json_u64(rec, "updated_ms", 0) : lmr_wall_ms();
+             end = running ? lmr_wall_ms() : lmr_json_u64(rec, "updated_ms", 0);
     json_object_set_new(rec, "elapsed_ms", json_integer(start && end > start ? (json_int_t)(end - start) : 0));
     json_object_set_new(rec, "lease", json_deep_copy(j->lease));
     return rec;

@@ -172,10 +172,13 @@ if expect_error rfail out-rfail exec --mapper ./wc_map --reducer 'head -n 3; exi
         && pass "a failing reducer: error names the reducer, its task and status"
 fi
 # A child that never ends is ended with its execution environment by the function's timeout.
-if expect_error tmo out-tmo exec --mapper 'sleep 371' --reducer cat --input text.txt --output out-tmo --max-attempts 1 \
+# Its command line is unique to this run (sleep adds its arguments): other runs of this test on
+# the machine (the other build, other worktrees) have their own never-ending child at the same time.
+NEVER="sleep 371 0.$$"
+if expect_error tmo out-tmo exec --mapper "$NEVER" --reducer cat --input text.txt --output out-tmo --max-attempts 1 \
     --timeout 2; then
-    for _ in 1 2 3 4 5 6 7 8 9 10; do pgrep -f 'sleep 371' > /dev/null || break; sleep 0.5; done
-    has tmo "Task timed out after" && ! pgrep -f 'sleep 371' > /dev/null \
+    for _ in $(seq 20); do pgrep -f -x "$NEVER" > /dev/null || break; sleep 0.5; done
+    has tmo "Task timed out after" && ! pgrep -f -x "$NEVER" > /dev/null \
         && pass "a child that never ends: the task times out and the child is gone" || fail "timed-out child left running"
 fi
 # The child's memory counts against the function's, as on Lambda: a child holding ~300 MB in a

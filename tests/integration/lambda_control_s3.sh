@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `lambdamr serve`'s control plane with code on S3 (moto_server, SigV4 checking on): CreateFunction
 # with Code.S3Bucket/S3Key (read through AWS_ENDPOINT_URL), a missing key refused, and a whole
-# `lambdamr run wordcount --backend aws --function-prefix cp` over cp-mapper and cp-reducer made
+# `lambdamr run wordcount --backend aws --function-prefix cp` over cp-coordinator, cp-mapper and cp-reducer made
 # with `aws lambda create-function`, whose output equals the embedded default's byte for byte.
 source "$(dirname "$0")/lib/common.sh"
 source "$(dirname "$0")/lib/moto.sh"
@@ -14,11 +14,13 @@ aws s3 mb s3://lmr-code > /dev/null
 aws s3 mb s3://lmr-data > /dev/null
 
 # serve reads code from S3 with the credentials and endpoint of its environment (moto's), and its
-# functions inherit them for their own S3 reads and writes.
-"$LAMBDAMR" serve --port 0 --log-dir "$D/logs" --state-dir "$D/state" > "$D/serve.out" 2> "$D/serve.err" &
+# functions inherit them for their own S3 reads and writes, and AWS_ENDPOINT_URL_LAMBDA (serve
+# itself, so its port is chosen first) for cp-coordinator's invocations of cp-mapper and cp-reducer.
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
+export AWS_ENDPOINT_URL_LAMBDA="http://127.0.0.1:$port"
+"$LAMBDAMR" serve --port "$port" --log-dir "$D/logs" --state-dir "$D/state" > "$D/serve.out" 2> "$D/serve.err" &
 serve_pid=$!
-port=$(serve_port "$D/serve.out")
-[ -n "$port" ] || { cat "$D/serve.err"; fail "lambdamr serve did not start"; finish; exit 1; }
+[ "$(serve_port "$D/serve.out")" = "$port" ] || { cat "$D/serve.err"; fail "lambdamr serve did not start"; finish; exit 1; }
 L=(timeout 120 aws --endpoint-url "http://127.0.0.1:$port" lambda)
 ROLE=arn:aws:iam::123456789012:role/lambdamr-test
 
@@ -30,9 +32,10 @@ else
     python3 "$LMR_SOURCE_DIR/tests/integration/lib/lambda_zip.py" exec "$D/fn.zip" "$LMR_BIN_DIR/bootstrap"
 fi
 aws s3 cp --quiet "$D/fn.zip" s3://lmr-code/pkg/fn.zip
-for role in mapper reducer; do
+for role in mapper reducer coordinator; do
+    timeout=60; [ "$role" = coordinator ] && timeout=900 # as lambdamr deploy gives it
     "${L[@]}" create-function --function-name "cp-$role" --runtime provided.al2023 --handler "$role" --role "$ROLE" \
-        --code S3Bucket=lmr-code,S3Key=pkg/fn.zip --memory-size 512 --timeout 60 > "$D/create-$role.json" \
+        --code S3Bucket=lmr-code,S3Key=pkg/fn.zip --memory-size 512 --timeout $timeout > "$D/create-$role.json" \
         2> "$D/err.txt" || fail "create-function cp-$role from S3: $(cat "$D/err.txt")"
 done
 python3 - "$D/create-mapper.json" "$D/fn.zip" <<'PY' && pass "create-function from S3: CodeSha256 and CodeSize of the object" || fail "S3 code fields"
@@ -50,6 +53,7 @@ else
 fi
 "${L[@]}" wait function-active-v2 --function-name cp-mapper
 "${L[@]}" wait function-active-v2 --function-name cp-reducer
+"${L[@]}" wait function-active-v2 --function-name cp-coordinator
 
 python3 - "$D/in" <<'PY'
 import os, random, sys
@@ -62,7 +66,7 @@ for i in range(4):
             f.write(' '.join(r.choice(words) for _ in range(r.randint(1, 8))) + '\n')
 PY
 aws s3 cp --quiet --recursive "$D/in" s3://lmr-data/in/
-AWS_ENDPOINT_URL_LAMBDA="http://127.0.0.1:$port" "$LAMBDAMR" run wordcount --backend aws --function-prefix cp \
+"$LAMBDAMR" run wordcount --backend aws --function-prefix cp \
     --input s3://lmr-data/in/ --output s3://lmr-data/out-aws/ --reducers 2 --split-size 32K --json \
     > "$D/report.json" 2> "$D/run.log" || { cat "$D/run.log"; fail "run --backend aws over created functions failed"; }
 "$LAMBDAMR" run wordcount --input s3://lmr-data/in/ --output s3://lmr-data/out-local/ --reducers 2 --split-size 32K \
@@ -83,7 +87,8 @@ invs = r["invocations"]
 assert len(invs) >= r["mappers"] + r["reducers"] and all(i["memory_size_mb"] == 512 for i in invs), invs[:2]
 PY
 grep -q "START RequestId" "$D/logs/cp-mapper.log" && grep -q "START RequestId" "$D/logs/cp-reducer.log" \
-    && pass "the invocations are in the created functions' logs" || fail "no invocations in the logs"
+    && grep -q "START RequestId" "$D/logs/cp-coordinator.log" \
+    && pass "the invocations are in the created functions' logs (coordinator, mapper, reducer)" || fail "no invocations in the logs"
 kill "$serve_pid"
 wait "$serve_pid" && pass "serve stops cleanly (exit status 0; leak-checked in sanitizer builds)" \
     || { fail "serve exit status"; cat "$D/serve.err"; }

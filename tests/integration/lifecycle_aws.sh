@@ -2,12 +2,14 @@
 # Lifecycle commands on a job, read from the store: status (text and --json), wait (exit status =
 # the job's), cancel (the job stops, removes its own parts, ends "cancelled"), cleanup (work data
 # of ended or abandoned jobs, never a running one's). On the embedded default, and with
-# --backend aws against `lambdamr serve` (the deployed P-coordinator, P-mapper, P-reducer).
+# --backend aws against `lambdamr serve` (the deployed P-coordinator, P-mapper, P-reducer) over
+# s3:// data on moto (SigV4 checking on), as --backend aws takes S3 locations only.
 source "$(dirname "$0")/lib/common.sh"
-source "$(dirname "$0")/lib/moto.sh" # for lmr_on_exit
+source "$(dirname "$0")/lib/moto.sh"
 source "$(dirname "$0")/lib/serve.sh"
 D=$TEST_TMP
 serve_pid=
+moto_start
 lmr_on_exit '[ -n "$serve_pid" ] && kill "$serve_pid" 2>/dev/null; wait 2>/dev/null; cleanup_tmp'
 python3 - "$D/in" <<'PY'
 import os, random, sys
@@ -18,11 +20,13 @@ for i in range(4):
         for _ in range(2000):
             f.write(" ".join("w%d" % r.randint(0, 500) for _ in range(6)) + "\n")
 PY
+aws s3 mb s3://lmr-life > /dev/null
+aws s3 cp --recursive --quiet "$D/in" s3://lmr-life/in/
 export LMR_FAULT='map-slow:*:*' LMR_FAULT_SLOW_MS=700
+# serve's functions inherit moto's endpoint and credentials (for S3) and AWS_ENDPOINT_URL_LAMBDA
+# (serve itself, for the coordinator's invocations): the port is chosen before serve starts.
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
-export AWS_ACCESS_KEY_ID=AKIDLIFECYCLE AWS_SECRET_ACCESS_KEY=lifecycle AWS_REGION=us-east-1
-export AWS_ENDPOINT_URL_LAMBDA="http://127.0.0.1:$port" AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
-unset AWS_SESSION_TOKEN AWS_PROFILE AWS_ENDPOINT_URL
+export AWS_ENDPOINT_URL_LAMBDA="http://127.0.0.1:$port"
 "$LAMBDAMR" serve --port "$port" --log-dir "$D/logs" \
     --function "lc-mapper=$LMR_BIN_DIR/bootstrap,handler=mapper,memory=256,timeout=60,concurrency=2" \
     --function "lc-reducer=$LMR_BIN_DIR/bootstrap,handler=reducer,memory=256,timeout=60,concurrency=2" \
@@ -31,13 +35,36 @@ unset AWS_SESSION_TOKEN AWS_PROFILE AWS_ENDPOINT_URL
 serve_pid=$!
 [ "$(serve_port "$D/serve.out")" = "$port" ] || { cat "$D/serve.err"; fail "lambdamr serve did not start"; finish; }
 
+# Output locations: a local folder on the embedded default, s3://lmr-life/NAME/ with --backend aws.
+# local_copy OUT: OUT as a local folder (an S3 output is copied to $D/copy-NAME first).
+local_copy() {
+    case $1 in
+    s3://*) local c="$D/copy-$(basename "$1")"; rm -rf "$c"; mkdir -p "$c"; aws s3 cp --recursive --quiet "$1" "$c/"; echo "$c" ;;
+    *) echo "$1" ;;
+    esac
+}
+# has_parts OUT: OUT holds part files. work_files OUT: the files under OUT's _lambdamr/work.
+has_parts() {
+    case $1 in
+    s3://*) aws s3 ls "$1" 2>/dev/null | grep -q " part-" ;;
+    *) ls "$1"/part-* > /dev/null 2>&1 ;;
+    esac
+}
+work_files() {
+    case $1 in
+    s3://*) aws s3 ls --recursive "${1}_lambdamr/work/" 2>/dev/null || true ;;
+    *) find "$1/_lambdamr/work" -type f 2>/dev/null || true ;;
+    esac
+}
 for backend in local aws; do
-    extra=(); [ "$backend" = aws ] && extra=(--backend aws --function-prefix lc)
-    start() { "$LAMBDAMR" run wordcount --input "$D/in" --split-size 32K --reducers 2 --concurrency 2 "${extra[@]}" "$@" > "$D/run.log" 2>&1 & pid=$!; }
-    waitlease() { for _ in $(seq 100); do [ -f "$1/_lambdamr/lease.json" ] && break; sleep 0.05; done; sleep 0.5; }
+    extra=(--input "$D/in"); [ "$backend" = aws ] && extra=(--input s3://lmr-life/in/ --backend aws --function-prefix lc)
+    start() { "$LAMBDAMR" run wordcount --split-size 32K --reducers 2 --concurrency 2 "${extra[@]}" "$@" > "$D/run.log" 2>&1 & pid=$!; }
+    # waitlease OUT: until a job has taken OUT (its lease is readable: status answers).
+    waitlease() { for _ in $(seq 100); do "$LAMBDAMR" status "$1" > /dev/null 2>&1 && break; sleep 0.05; done; sleep 0.5; }
+    outloc() { [ "$backend" = aws ] && echo "s3://lmr-life/$1/" || echo "$D/$1"; }
 
     # status while running, wait for success
-    out="$D/$backend-ok"
+    out=$(outloc "$backend-ok")
     start --output "$out"; waitlease "$out"
     "$LAMBDAMR" status "$out" > "$D/st.txt" 2>&1 || true
     grep -qE "^job [0-9A-Za-z-]+: running, (map|reduce) phase" "$D/st.txt" && grep -q "tasks .* map, 2 reduce" "$D/st.txt" &&
@@ -47,7 +74,7 @@ for backend in local aws; do
     rc=0; "$LAMBDAMR" wait "$out" > "$D/wait.txt" 2>&1 || rc=$?
     wait "$pid" || fail "$backend: the job failed: $(cat "$D/run.log")"
     [ "$rc" = 0 ] && grep -q "succeeded" "$D/wait.txt" && pass "$backend: wait exits 0 for a succeeded job" || fail "$backend: wait rc=$rc"
-    check_wordcount "$backend: the waited-for job's output" "$out" "$D/in"
+    check_wordcount "$backend: the waited-for job's output" "$(local_copy "$out")" "$D/in"
     "$LAMBDAMR" status "$out" | grep -q ": succeeded" && pass "$backend: status after the end" || fail "$backend: status after the end"
     "$LAMBDAMR" logs "$out" --task m-00001 > "$D/logs.txt" 2>&1 && grep -q "^== m-00001/m00001-a1-" "$D/logs.txt" &&
         grep -q "map task 1 attempt 1" "$D/logs.txt" && grep -q "end: task m-00001 attempt .* ended" "$D/logs.txt" &&
@@ -58,11 +85,12 @@ for backend in local aws; do
     [ "$rc" = 1 ] && grep -q "has no logs for task r-00042" "$D/nolog.txt" && pass "$backend: logs of a task that never ran: a clear error" ||
         fail "$backend: logs of a missing task (rc $rc)"
     rc=0; "$LAMBDAMR" cleanup "$out" > "$D/cl.txt" 2>&1 || rc=$?
-    [ "$rc" = 0 ] && [ -f "$out/_SUCCESS" ] && check_wordcount "$backend: cleanup keeps a succeeded job's output" "$out" "$D/in" ||
+    copy=$(local_copy "$out")
+    [ "$rc" = 0 ] && [ -f "$copy/_SUCCESS" ] && check_wordcount "$backend: cleanup keeps a succeeded job's output" "$copy" "$D/in" ||
         fail "$backend: cleanup of a succeeded output (rc $rc): $(cat "$D/cl.txt")"
 
     # cancel: the job stops, removes its own parts, wait says so (exit 3); cleanup is refused while it runs
-    out="$D/$backend-cancel"
+    out=$(outloc "$backend-cancel")
     start --output "$out"; waitlease "$out"
     rc=0; "$LAMBDAMR" cleanup "$out" > "$D/cl.txt" 2>&1 || rc=$?
     [ "$rc" != 0 ] && grep -q "is running; cleanup never touches a running job" "$D/cl.txt" &&
@@ -72,20 +100,20 @@ for backend in local aws; do
     rrc=0; wait "$pid" || rrc=$?
     [ "$rc" = 3 ] && [ "$rrc" != 0 ] && grep -q "cancelled" "$D/run.log" && pass "$backend: cancel: wait exits 3, run fails naming it" ||
         fail "$backend: cancel (wait rc $rc, run rc $rrc): $(cat "$D/wait.txt" "$D/run.log")"
-    ls "$out"/part-* > /dev/null 2>&1 && fail "$backend: parts left after cancel" || pass "$backend: a cancelled job leaves no parts"
+    has_parts "$out" && fail "$backend: parts left after cancel" || pass "$backend: a cancelled job leaves no parts"
     "$LAMBDAMR" status "$out" | grep -q ": cancelled" && pass "$backend: status says cancelled" || fail "$backend: status after cancel"
-    "$LAMBDAMR" cleanup "$out" > /dev/null && [ -z "$(find "$out/_lambdamr/work" -type f 2>/dev/null)" ] &&
+    "$LAMBDAMR" cleanup "$out" > /dev/null && [ -z "$(work_files "$out")" ] &&
         pass "$backend: cleanup removes a cancelled job's work data" || fail "$backend: cleanup after cancel"
 done
 
 # --detach (with --backend aws): returns once the coordinator has the job; wait follows it.
-out="$D/detached"
+out=s3://lmr-life/detached/
 t0=$SECONDS
-"$LAMBDAMR" run wordcount --input "$D/in" --split-size 32K --reducers 2 --backend aws --function-prefix lc \
+"$LAMBDAMR" run wordcount --input s3://lmr-life/in/ --split-size 32K --reducers 2 --backend aws --function-prefix lc \
     --output "$out" --detach > "$D/detach.txt" 2>&1 || fail "--detach: $(cat "$D/detach.txt")"
 grep -q "lambdamr wait $out" "$D/detach.txt" && "$LAMBDAMR" status "$out" | grep -q ": running" &&
     pass "--detach returned with the job running: $(head -1 "$D/detach.txt")" || fail "--detach: $(cat "$D/detach.txt")"
-"$LAMBDAMR" wait "$out" > /dev/null && check_wordcount "--detach: the detached job's output" "$out" "$D/in" ||
+"$LAMBDAMR" wait "$out" > /dev/null && check_wordcount "--detach: the detached job's output" "$(local_copy "$out")" "$D/in" ||
     fail "--detach: wait"
 rc=0; "$LAMBDAMR" run wordcount --input "$D/in" --output "$D/x" --detach > /dev/null 2> "$D/d.err" || rc=$?
 [ "$rc" = 2 ] && grep -q "detach needs --backend aws" "$D/d.err" && pass "--detach on the embedded default: a clear refusal" ||

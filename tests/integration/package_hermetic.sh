@@ -2,11 +2,11 @@
 # Hermetic proof of the function package (issue 9 item 2). `lambdamr package` writes the zip;
 # it is unpacked as /var/task into an otherwise empty root (busybox-static as /bin/sh is the
 # only other file: no /lib, /usr, /etc, /proc, /dev, no mounts). `lambdamr serve` runs the
-# functions pk-mapper and pk-reducer through a wrapper that does what Lambda does: an
+# functions pk-coordinator, pk-mapper and pk-reducer through a wrapper that does what Lambda does: an
 # environment with only Lambda's variables, chroot into that root as uid 65534, cwd /var/task,
 # /var/task/bootstrap. A wordcount over s3:// data on moto (SigV4 checking on) with
 # `run --backend aws --function-prefix pk` must complete and give output byte-identical to the
-# same job on the unpackaged binary (un-mapper, un-reducer). Needs root (chroot); fails without.
+# same job on the unpackaged binary (un-coordinator, un-mapper, un-reducer). Needs root (chroot); fails without.
 source "$(dirname "$0")/lib/common.sh"
 if [ "$(id -u)" -ne 0 ]; then
     echo "FAIL - package_hermetic must run as root: it chroots into an empty root and drops to uid 65534" \
@@ -111,7 +111,7 @@ exec /usr/bin/env -i \\
     AWS_LAMBDA_LOG_GROUP_NAME="\$AWS_LAMBDA_LOG_GROUP_NAME" AWS_LAMBDA_LOG_STREAM_NAME="\$AWS_LAMBDA_LOG_STREAM_NAME" \\
     AWS_EXECUTION_ENV=AWS_Lambda_provided.al2023 AWS_REGION="\$AWS_REGION" AWS_DEFAULT_REGION="\$AWS_REGION" \\
     AWS_ACCESS_KEY_ID="\$AWS_ACCESS_KEY_ID" AWS_SECRET_ACCESS_KEY="\$AWS_SECRET_ACCESS_KEY" \\
-    AWS_ENDPOINT_URL="\$AWS_ENDPOINT_URL" LMR_LOG="\$LMR_LOG" \${ASAN_OPTIONS:+ASAN_OPTIONS="\$ASAN_OPTIONS"} \\
+    AWS_ENDPOINT_URL="\$AWS_ENDPOINT_URL" AWS_ENDPOINT_URL_LAMBDA="\$AWS_ENDPOINT_URL_LAMBDA" LMR_LOG="\$LMR_LOG" \${ASAN_OPTIONS:+ASAN_OPTIONS="\$ASAN_OPTIONS"} \\
     PATH=/usr/local/bin:/usr/bin/:/bin:/opt/bin \\
     LD_LIBRARY_PATH=/lib64:/usr/lib64:/var/runtime:/var/runtime/lib:/var/task:/var/task/lib:/opt/lib \\
     LANG=en_US.UTF-8 TZ=:UTC \\
@@ -119,22 +119,28 @@ exec /usr/bin/env -i \\
 SH
 chmod 755 "$D/chroot-function"
 fn_opts="memory=512,timeout=60,concurrency=2"
-"$LAMBDAMR" serve --port 0 --log-dir "$D/logs" \
+# `run --backend aws` invokes P-coordinator, which invokes P-mapper and P-reducer through
+# AWS_ENDPOINT_URL_LAMBDA: the port is chosen first so that serve's functions inherit it. The
+# packaged coordinator runs in the chroot like the tasks (its Invoke calls leave the chroot over
+# loopback TCP, nothing else).
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
+export AWS_ENDPOINT_URL_LAMBDA="http://127.0.0.1:$port"
+"$LAMBDAMR" serve --port "$port" --log-dir "$D/logs" \
     --function "pk-mapper=$D/chroot-function,handler=mapper,$fn_opts" \
     --function "pk-reducer=$D/chroot-function,handler=reducer,$fn_opts" \
+    --function "pk-coordinator=$D/chroot-function,handler=coordinator,$fn_opts" \
     --function "un-mapper=$LMR_BIN_DIR/bootstrap,handler=mapper,$fn_opts" \
     --function "un-reducer=$LMR_BIN_DIR/bootstrap,handler=reducer,$fn_opts" \
+    --function "un-coordinator=$LMR_BIN_DIR/bootstrap,handler=coordinator,$fn_opts" \
     > "$D/serve.out" 2> "$D/serve.err" &
 serve_pid=$!
-port=$(serve_port "$D/serve.out")
-[ -n "$port" ] || { cat "$D/serve.err"; fail "lambdamr serve did not start"; finish; exit 1; }
-export AWS_ENDPOINT_URL_LAMBDA="http://127.0.0.1:$port"
+[ "$(serve_port "$D/serve.out")" = "$port" ] || { cat "$D/serve.err"; fail "lambdamr serve did not start"; finish; exit 1; }
 
 # 5. The same job on both deployments.
 for p in pk un; do
     "$LAMBDAMR" run wordcount --backend aws --function-prefix $p --input s3://lmr-hermetic/in/ \
         --output s3://lmr-hermetic/out-$p/ --reducers 2 --split-size 24K --json > "$D/$p.json" 2> "$D/$p.log" \
-        || { cat "$D/$p.log"; tail -20 "$D/logs/$p-mapper.log" "$D/logs/$p-reducer.log" 2>/dev/null; fail "$p job failed"; }
+        || { cat "$D/$p.log"; tail -20 "$D/logs/$p-coordinator.log" "$D/logs/$p-mapper.log" "$D/logs/$p-reducer.log" 2>/dev/null; fail "$p job failed"; }
     mkdir -p "$D/out-$p"
     aws s3 cp --recursive --quiet s3://lmr-hermetic/out-$p/ "$D/out-$p/"
 done
@@ -155,6 +161,8 @@ fi
 check_wordcount "packaged job vs the oracle" "$D/out-pk" "$D/in"
 n_pk=$(grep -c "^REPORT" "$D/logs/pk-mapper.log" "$D/logs/pk-reducer.log" | awk -F: '{s+=$2} END {print s+0}')
 [ "$n_pk" -ge 5 ] && pass "$n_pk REPORT lines from the packaged functions" || fail "only $n_pk packaged REPORT lines"
+grep -q "^REPORT" "$D/logs/pk-coordinator.log" 2>/dev/null && pass "the job was coordinated by the packaged pk-coordinator in the chroot" \
+    || fail "no REPORT line from pk-coordinator: $(tail -5 "$D/logs/pk-coordinator.log" 2>/dev/null)"
 init_ms() { grep -ho "Init Duration: [0-9.]*" "$@" | awk '{printf "%s ", $3}'; }
 echo "#    cold starts (Init Duration, ms): packaged $(init_ms "$D"/logs/pk-*.log)| unpackaged $(init_ms "$D"/logs/un-*.log)"
 (cd "$R" && find . -mindepth 1 | LC_ALL=C sort) | grep -v '^./tmp/' | cmp -s - "$D/expect.list" \

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # User code in the function package, as on AWS: `lambdamr package --plugin topk.so --file wc_map
 # --file wc_reduce` unpacked as /var/task into an otherwise empty root (busybox as /bin/sh, as
-# package_hermetic does), functions served chrooted as uid 65534 with Lambda's environment only,
+# package_hermetic does), functions (coordinator, mapper, reducer) served chrooted as uid 65534 with Lambda's environment only,
 # data on moto. `run --backend aws` then runs the plugin (found as $LAMBDA_TASK_ROOT/plugins/
 # topk.so) and an exec job whose static C mapper and reducer are found as files/NAME; both equal
 # the same jobs on the embedded default. A Python mapper fails there, as on provided.al2023, with
@@ -63,7 +63,7 @@ exec /usr/bin/env -i \\
     AWS_LAMBDA_FUNCTION_VERSION="\$AWS_LAMBDA_FUNCTION_VERSION" \\
     AWS_EXECUTION_ENV=AWS_Lambda_provided.al2023 AWS_REGION="\$AWS_REGION" AWS_DEFAULT_REGION="\$AWS_REGION" \\
     AWS_ACCESS_KEY_ID="\$AWS_ACCESS_KEY_ID" AWS_SECRET_ACCESS_KEY="\$AWS_SECRET_ACCESS_KEY" \\
-    AWS_ENDPOINT_URL="\$AWS_ENDPOINT_URL" LMR_LOG="\$LMR_LOG" \${ASAN_OPTIONS:+ASAN_OPTIONS="\$ASAN_OPTIONS"} \\
+    AWS_ENDPOINT_URL="\$AWS_ENDPOINT_URL" AWS_ENDPOINT_URL_LAMBDA="\$AWS_ENDPOINT_URL_LAMBDA" LMR_LOG="\$LMR_LOG" \${ASAN_OPTIONS:+ASAN_OPTIONS="\$ASAN_OPTIONS"} \\
     PATH=/usr/local/bin:/usr/bin/:/bin:/opt/bin \\
     LD_LIBRARY_PATH=/lib64:/usr/lib64:/var/runtime:/var/runtime/lib:/var/task:/var/task/lib:/opt/lib \\
     LANG=en_US.UTF-8 TZ=:UTC \\
@@ -71,13 +71,16 @@ exec /usr/bin/env -i \\
 SH
 chmod 755 chroot-function
 fn_opts="memory=512,timeout=60,concurrency=2"
-"$LAMBDAMR" serve --port 0 --log-dir "$D/logs" \
-    --function "pk-mapper=$D/chroot-function,handler=mapper,$fn_opts" \
-    --function "pk-reducer=$D/chroot-function,handler=reducer,$fn_opts" > serve.out 2> serve.err &
-serve_pid=$!
-port=$(serve_port serve.out)
-[ -n "$port" ] || { cat serve.err; fail "lambdamr serve did not start"; finish; exit 1; }
+# The packaged coordinator runs in the chroot too and invokes the tasks through
+# AWS_ENDPOINT_URL_LAMBDA, so the port is chosen (and exported) before serve starts.
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
 export AWS_ENDPOINT_URL_LAMBDA="http://127.0.0.1:$port"
+"$LAMBDAMR" serve --port "$port" --log-dir "$D/logs" \
+    --function "pk-mapper=$D/chroot-function,handler=mapper,$fn_opts" \
+    --function "pk-reducer=$D/chroot-function,handler=reducer,$fn_opts" \
+    --function "pk-coordinator=$D/chroot-function,handler=coordinator,$fn_opts" > serve.out 2> serve.err &
+serve_pid=$!
+[ "$(serve_port serve.out)" = "$port" ] || { cat serve.err; fail "lambdamr serve did not start"; finish; exit 1; }
 
 aws_run() { # aws_run NAME ARGS...: run on the packaged functions, output copied to $D/NAME
     local name=$1; shift
@@ -93,7 +96,7 @@ if aws_run aws-topk ./topk.so --arg k=4 --input s3://lmr-usercode/in/scores/ --s
     cmp -s <(LC_ALL=C sort aws-topk/part-r-*) <(LC_ALL=C sort local-topk/part-r-*) \
         && pass "plugin from \$LAMBDA_TASK_ROOT/plugins in the chroot equals the local run" || fail "packaged topk output differs"
 else
-    cat aws-topk.log; tail -5 logs/pk-mapper.log; fail "packaged topk run"
+    cat aws-topk.log; tail -5 logs/pk-coordinator.log logs/pk-mapper.log; fail "packaged topk run"
 fi
 
 # An exec job with the shipped static binaries (files/wc_map, files/wc_reduce) = the built-in.
@@ -103,7 +106,7 @@ if aws_run aws-exec exec --mapper ./wc_map --reducer wc_reduce --input s3://lmr-
         && pass "exec job with shipped static binaries in the chroot equals the built-in word count" \
         || fail "packaged exec output differs"
 else
-    cat aws-exec.log; tail -5 logs/pk-mapper.log; fail "packaged exec run"
+    cat aws-exec.log; tail -5 logs/pk-coordinator.log logs/pk-mapper.log; fail "packaged exec run"
 fi
 
 # No Python in the runtime: the error says what to do.
@@ -113,4 +116,6 @@ else
     grep -q "exited with status 127" aws-py.log && grep -q "provided.al2023 runtime has no Python" aws-py.log \
         && pass "a python3 mapper in the package: status 127 and the provided.al2023 note" || { cat aws-py.log; fail "python error"; }
 fi
+grep -q "^REPORT" logs/pk-coordinator.log 2>/dev/null && pass "the jobs were coordinated by the packaged pk-coordinator in the chroot" \
+    || fail "no REPORT line from pk-coordinator"
 finish

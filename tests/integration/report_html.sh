@@ -29,6 +29,29 @@ fi
 cmp -s "$D/page.html" "$D/out/_lambdamr/report.html" && pass "lambdamr report --html writes the same page" ||
     fail "lambdamr report --html differs from run --html"
 
+# --price-file: the coordinator function prices the job with the given table, and says so.
+python3 - "$LMR_SOURCE_DIR/common/report/prices.json" "$D/prices.json" <<'PY'
+import json, sys
+t = json.load(open(sys.argv[1]))
+t['date'] = '2030-01-02'
+t['regions']['us-east-1']['lambda']['gb_second']['x86_64'] = 1.0
+t['regions']['us-east-1']['lambda']['gb_second']['arm64'] = 1.0
+json.dump(t, open(sys.argv[2], 'w'))
+PY
+if AWS_REGION=us-east-1 "$LAMBDAMR" run wordcount --input "$D/in" --output "$D/priced" --price-file "$D/prices.json" \
+    > /dev/null 2> "$D/priced.err" && python3 - "$D/priced/_lambdamr/report.json" "$D/prices.json" <<'PY'; then
+import json, sys
+r = json.load(open(sys.argv[1]))
+p, c = r['cost']['prices'], r['cost']
+assert p['date'] == '2030-01-02' and p['source'] == sys.argv[2] and p['lambda_gb_second'] == 1.0, p
+assert abs(c['lambda_compute_usd'] - c['gb_seconds'] * 1.0) < 1e-9, c
+PY
+    pass "--price-file prices the job (the coordinator function uses the driver's table)"
+else
+    cat "$D/priced.err"
+    fail "--price-file"
+fi
+
 # Chromium as a user's browser, but unable to reach any host, with its own background traffic off.
 chrome() {
     timeout 120 "$CHROMIUM" --headless=new --no-sandbox --disable-gpu --no-first-run --no-default-browser-check \

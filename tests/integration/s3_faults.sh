@@ -46,7 +46,7 @@ fault_args() { # the proxy's fault options for a share of each kind (LMR_FAULT_A
 start_proxy() { # start_proxy SEED SHARE: exports PROXY_URL, PROXY_PID
     rm -f "$D/port"
     python3 "$PROXY" --upstream "$MOTO_URL" --port-file "$D/port" --counts-file "$D/counts-$1.json" --seed "$1" \
-        $(fault_args "$2" "$1") 2> "$D/proxy.log" &
+        --log $(fault_args "$2" "$1") 2> "$D/proxy-$1.log" &
     PROXY_PID=$!
     for _ in $(seq 1 100); do [ -s "$D/port" ] && break; sleep 0.05; done
     PROXY_URL="http://127.0.0.1:$(cat "$D/port")"
@@ -56,6 +56,15 @@ stop_proxy() {
     wait "$PROXY_PID" 2>/dev/null || true
 }
 lmr_on_exit 'stop_proxy'
+same_success() { # same_success CLEAN GOT REPORT: same parts, and GOT names the job REPORT describes
+    python3 - "$@" <<'PY'
+import json, sys
+clean, got, report = (json.load(open(p)) for p in sys.argv[1:4])
+ok = (got.get("version") == clean.get("version") and got.get("parts") == clean.get("parts")
+      and got.get("job_id") == report.get("job_id") and got.get("job_id") != clean.get("job_id"))
+sys.exit(0 if ok else 1)
+PY
+}
 fetch_output() { # fetch_output PREFIX DIR
     rm -rf "$2"; mkdir -p "$2"
     aws s3 cp --recursive --quiet "s3://fault-out/$1/" "$2/" --exclude '_lambdamr/*'
@@ -88,11 +97,16 @@ for seed in $SEEDS; do
         fail "seed $seed: every request was throttled, yet the job succeeded"
     elif [ "$rc" = 0 ]; then
         fetch_output "seed-$seed" "$D/got-$seed"
-        if diff -r "$D/clean" "$D/got-$seed" > /dev/null; then
-            pass "seed $seed: output byte-identical to the clean run; $counts; $extra requests more than the clean run"
+        # _SUCCESS names the job (its id differs per run): its part list must equal the clean
+        # run's and its job id the one this run reported; every other file is compared bytewise.
+        if ! same_success "$D/clean/_SUCCESS" "$D/got-$seed/_SUCCESS" "$D/report-$seed.json"; then
+            fail "seed $seed: exit 0 with a WRONG _SUCCESS; $counts"
+            cat "$D/got-$seed/_SUCCESS" 2>/dev/null | head -c 400
+        elif diff -r -x _SUCCESS "$D/clean" "$D/got-$seed" > /dev/null; then
+            pass "seed $seed: part files byte-identical to the clean run, _SUCCESS names this job and the same parts; $counts; $extra requests more than the clean run"
         else
             fail "seed $seed: exit 0 with a WRONG result; $counts"
-            diff -r "$D/clean" "$D/got-$seed" | head -5
+            diff -r -x _SUCCESS "$D/clean" "$D/got-$seed" | head -5
         fi
     else
         if aws s3 ls "s3://fault-out/seed-$seed/_SUCCESS" > /dev/null 2>&1; then

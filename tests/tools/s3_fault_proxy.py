@@ -3,7 +3,7 @@
 
     s3_fault_proxy.py --upstream http://127.0.0.1:PORT [--port 0] [--port-file F]
                       [--seed N] [--slowdown P] [--internal-error P] [--reset P]
-                      [--reset-after P] [--truncate P] [--counts-file F]
+                      [--reset-after P] [--truncate P] [--counts-file F] [--log]
 
 Clients point AWS_ENDPOINT_URL at the proxy. Every request is forwarded byte for byte (request
 line, headers in their order and spelling, Host as the client sent it, body), so SigV4
@@ -20,7 +20,9 @@ P is a probability in [0, 1]; the shares are exclusive (their sum must be <= 1).
 the sequence of decisions reproducible (decision i is the i-th request the proxy reads; with
 concurrent clients which request is i-th can vary). The proxy counts what it did: GET
 /__fault_proxy/counts answers the counts as JSON (never forwarded), and --counts-file gets
-them at exit (SIGTERM/SIGINT); --port-file receives the port once listening.
+them at exit (SIGTERM/SIGINT); --port-file receives the port once listening. --log writes one
+line per request to stderr (its number, the fault or "-", method and target), to see which
+request got which fault.
 
 Structure (so shaping can join later, issue 16): FaultPolicy decides per request and knows
 nothing of sockets; Shaper is the place for latency, per-connection bandwidth and per-prefix
@@ -225,6 +227,8 @@ class Connection:
             await self.writer.drain()
             return True
         fault = self.proxy.policy.decide(method, target)
+        if self.proxy.log:
+            print("%d %s %s %s" % (self.proxy.policy.counts["requests"], fault or "-", method, target), file=sys.stderr, flush=True)
         await self.proxy.shaper.before_request(method, target)
         if fault == "slowdown":
             await self.proxy.shaper.write(self.writer, s3_error(503, "Slow Down", "SlowDown", "Please reduce your request rate."))
@@ -276,6 +280,7 @@ class Proxy:
             raise ValueError("--upstream must be http://HOST:PORT")
         self.upstream_host, self.upstream_port = u.hostname, u.port or 80
         self.policy, self.shaper = policy, shaper
+        self.log = False
 
     async def handle(self, reader, writer):
         await Connection(self, reader, writer).serve()
@@ -289,11 +294,13 @@ async def main():
     ap.add_argument("--port-file")
     ap.add_argument("--counts-file")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--log", action="store_true", help="one line per request on stderr: number, fault, method, target")
     for name in FAULTS:
         ap.add_argument("--" + name.replace("_", "-"), type=float, default=0.0, metavar="P")
     a = ap.parse_args()
     policy = FaultPolicy(a.seed, {name: getattr(a, name) for name in FAULTS})
     proxy = Proxy(a.upstream, policy, Shaper())
+    proxy.log = a.log
     server = await asyncio.start_server(proxy.handle, a.host, a.port, limit=MAX_HEAD_BYTES)
     port = server.sockets[0].getsockname()[1]
     if a.port_file:

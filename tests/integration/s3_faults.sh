@@ -120,4 +120,34 @@ for seed in $SEEDS; do
         fi
     fi
 done
+
+# Lost answers of the lease's conditional writes: half of the PUTs of _lambdamr/lease.json (the
+# create-only acquire, the If-Match renewals and the release) are applied upstream and their
+# answers lost, so the retry meets its own first attempt (412). The job must still succeed (it
+# did not: a retried renewal took the 412 for "another writer came first" and gave up the job).
+LEASE_SEED=${LMR_LEASE_FAULT_SEED:-3}
+rm -f "$D/port"
+python3 "$PROXY" --upstream "$MOTO_URL" --port-file "$D/port" --counts-file "$D/counts-lease.json" --seed "$LEASE_SEED" \
+    --log --reset-after 0.5 --only '^PUT [^?]*/_lambdamr/lease\.json$' 2> "$D/proxy-lease.log" &
+PROXY_PID=$!
+for _ in $(seq 1 100); do [ -s "$D/port" ] && break; sleep 0.05; done
+PROXY_URL="http://127.0.0.1:$(cat "$D/port")"
+rc=0
+AWS_ENDPOINT_URL=$PROXY_URL timeout 300 "$LAMBDAMR" run wordcount --input s3://fault-in/in/ --output s3://fault-out/lease/ \
+    --mappers 4 --reducers 2 --json > "$D/report-lease.json" 2> "$D/err-lease.txt" || rc=$?
+stop_proxy
+lost_if_match=$(grep -c '^[0-9]* reset_after PUT .*lease\.json if-match' "$D/proxy-lease.log" || true)
+if [ "$lost_if_match" -lt 1 ]; then
+    fail "lease faults: no If-Match write of the lease lost its answer (seed $LEASE_SEED): the case is not exercised"
+elif [ "$rc" != 0 ]; then
+    fail "lease faults: $lost_if_match lost If-Match answers made the job fail (exit $rc)"; head -c 800 "$D/err-lease.txt"
+else
+    fetch_output lease "$D/got-lease"
+    if same_success "$D/clean/_SUCCESS" "$D/got-lease/_SUCCESS" "$D/report-lease.json" &&
+        diff -r -x _SUCCESS "$D/clean" "$D/got-lease" > /dev/null; then
+        pass "lease faults: $lost_if_match If-Match writes of the lease lost their answers; the job recognised them as its own and its output is identical"
+    else
+        fail "lease faults: exit 0 with a WRONG result"
+    fi
+fi
 finish

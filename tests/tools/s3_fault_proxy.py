@@ -4,6 +4,7 @@
     s3_fault_proxy.py --upstream http://127.0.0.1:PORT [--port 0] [--port-file F]
                       [--seed N] [--slowdown P] [--internal-error P] [--reset P]
                       [--reset-after P] [--truncate P] [--counts-file F] [--log]
+                      [--only REGEX]
 
 Clients point AWS_ENDPOINT_URL at the proxy. Every request is forwarded byte for byte (request
 line, headers in their order and spelling, Host as the client sent it, body), so SigV4
@@ -22,7 +23,9 @@ concurrent clients which request is i-th can vary). The proxy counts what it did
 /__fault_proxy/counts answers the counts as JSON (never forwarded), and --counts-file gets
 them at exit (SIGTERM/SIGINT); --port-file receives the port once listening. --log writes one
 line per request to stderr (its number, the fault or "-", method and target), to see which
-request got which fault.
+request got which fault (and its If-Match / If-None-Match, if any). --only REGEX limits the
+faults to requests whose "METHOD target" matches (the others are forwarded untouched and take
+no decision from the seeded sequence).
 
 Structure (so shaping can join later, issue 16): FaultPolicy decides per request and knows
 nothing of sockets; Shaper is the place for latency, per-connection bandwidth and per-prefix
@@ -33,6 +36,7 @@ import argparse
 import asyncio
 import json
 import random
+import re
 import signal
 import socket
 import struct
@@ -226,9 +230,15 @@ class Connection:
             )
             await self.writer.drain()
             return True
-        fault = self.proxy.policy.decide(method, target)
+        fault = None
+        if self.proxy.only is None or self.proxy.only.search("%s %s" % (method, target)):
+            fault = self.proxy.policy.decide(method, target)
+        else:
+            self.proxy.policy.counts["requests"] += 1
         if self.proxy.log:
-            print("%d %s %s %s" % (self.proxy.policy.counts["requests"], fault or "-", method, target), file=sys.stderr, flush=True)
+            cond = " ".join(h for h in ("if-match", "if-none-match") if head.get(h) is not None)
+            print("%d %s %s %s %s" % (self.proxy.policy.counts["requests"], fault or "-", method, target, cond),
+                  file=sys.stderr, flush=True)
         await self.proxy.shaper.before_request(method, target)
         if fault == "slowdown":
             await self.proxy.shaper.write(self.writer, s3_error(503, "Slow Down", "SlowDown", "Please reduce your request rate."))
@@ -281,6 +291,7 @@ class Proxy:
         self.upstream_host, self.upstream_port = u.hostname, u.port or 80
         self.policy, self.shaper = policy, shaper
         self.log = False
+        self.only = None  # a compiled regex: only requests whose "METHOD target" matches can be faulted
 
     async def handle(self, reader, writer):
         await Connection(self, reader, writer).serve()
@@ -294,6 +305,7 @@ async def main():
     ap.add_argument("--port-file")
     ap.add_argument("--counts-file")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--only", metavar="REGEX", help='fault only requests whose "METHOD target" matches')
     ap.add_argument("--log", action="store_true", help="one line per request on stderr: number, fault, method, target")
     for name in FAULTS:
         ap.add_argument("--" + name.replace("_", "-"), type=float, default=0.0, metavar="P")
@@ -301,6 +313,7 @@ async def main():
     policy = FaultPolicy(a.seed, {name: getattr(a, name) for name in FAULTS})
     proxy = Proxy(a.upstream, policy, Shaper())
     proxy.log = a.log
+    proxy.only = re.compile(a.only) if a.only else None
     server = await asyncio.start_server(proxy.handle, a.host, a.port, limit=MAX_HEAD_BYTES)
     port = server.sockets[0].getsockname()[1]
     if a.port_file:

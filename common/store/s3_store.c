@@ -14,7 +14,9 @@
  *   background on a curl multi handle while the caller fills the next). Nothing is visible
  *   before commit; a failed or aborted upload is aborted (AbortMultipartUpload) so no parts
  *   stay behind. Create-only commits send If-None-Match: * on the PUT or on
- *   CompleteMultipartUpload: 412 PreconditionFailed means another writer won (LMR_ERR_EXISTS).
+ *   CompleteMultipartUpload: 412 PreconditionFailed means another writer won (LMR_ERR_EXISTS),
+ *   unless the commit was retried and the object's ETag is the one our upload gives (our first
+ *   attempt was applied, its answer lost). put_if_match does the same after a retried 412.
  * - delete: DeleteObjects in batches of 1,000 keys with Content-MD5.
  */
 #include "store/s3_store.h"

@@ -14,7 +14,9 @@
  *   background on a curl multi handle while the caller fills the next). Nothing is visible
  *   before commit; a failed or aborted upload is aborted (AbortMultipartUpload) so no parts
  *   stay behind. Create-only commits send If-None-Match: * on the PUT or on
- *   CompleteMultipartUpload: 412 PreconditionFailed means another writer won (LMR_ERR_EXISTS).
+ *   CompleteMultipartUpload: 412 PreconditionFailed means another writer won (LMR_ERR_EXISTS),
+ *   unless the commit was retried and the object's ETag is the one our upload gives (our first
+ *   attempt was applied, its answer lost). put_if_match does the same after a retried 412.
  * - delete: DeleteObjects in batches of 1,000 keys with Content-MD5.
  */
 #include "store/s3_store.h"
@@ -973,26 +975,34 @@ static bool expected_etag(const struct s3_writer *w, char *out)
     return ok;
 }
 
-/* After a retried create-only commit failed with r: is the object there the one we wrote? */
-static bool commit_was_ours(struct lmr_store *s, const struct s3_writer *w, enum lmr_result r, unsigned attempts)
+/* Does the object at path (now) have the ETag want (without quotes)? One HEAD, retried as usual. */
+static bool object_has_etag(struct lmr_store *s, const char *path, const char *resource, const char *want)
 {
-    char want[64], got[128];
-    if (attempts < 2 || (r != LMR_ERR_EXISTS && r != LMR_ERR_NOT_FOUND) || !expected_etag(w, want))
-        return false;
+    char got[128];
     struct lmr_aws_response resp;
     lmr_aws_response_init(&resp);
     struct lmr_err ignored = {0};
-    bool ours = false;
-    if (!s3_send(s, "HEAD", w->path, NULL, w->resource, NULL, 0, NULL, 0, &resp, 0, &ignored) &&
+    bool same = false;
+    if (!s3_send(s, "HEAD", path, NULL, resource, NULL, 0, NULL, 0, &resp, 0, &ignored) &&
         lmr_aws_response_header(&resp, "ETag", got, sizeof got)) {
         const char *g = got + (*got == '"');
         size_t gl = strlen(g) - (strlen(g) && g[strlen(g) - 1] == '"');
-        ours = gl == strlen(want) && !strncmp(g, want, gl);
+        same = gl == strlen(want) && !strncmp(g, want, gl);
     }
     count(s, &s->stats.head_requests, resp.attempts);
+    lmr_aws_response_clean_up(&resp);
+    return same;
+}
+
+/* After a retried create-only commit failed with r: is the object there the one we wrote? */
+static bool commit_was_ours(struct lmr_store *s, const struct s3_writer *w, enum lmr_result r, unsigned attempts)
+{
+    char want[64];
+    if (attempts < 2 || (r != LMR_ERR_EXISTS && r != LMR_ERR_NOT_FOUND) || !expected_etag(w, want))
+        return false;
+    bool ours = object_has_etag(s, w->path, w->resource, want);
     if (ours)
         LMR_INFO("%s: the commit's first attempt was applied but its answer lost; the object is ours", w->resource);
-    lmr_aws_response_clean_up(&resp);
     return ours;
 }
 
@@ -1200,6 +1210,26 @@ static enum lmr_result s3_put_if_match(struct lmr_store *s, const char *key, con
         count(s, &s->stats.put_requests, resp.attempts);
         if (!r)
             atomic_fetch_add(&s->stats.bytes_written, len);
+    }
+    /*
+     * A retried If-Match PUT that fails with 412 may have met its own first attempt: applied, but
+     * the answer lost (a reset, a 5xx after the fact), so the ETag it names is gone because of
+     * this very write. Then the object holds our bytes: its ETag is their MD5 (a single PUT).
+     * Equal means the write is ours and done; anything else stays "another writer came first".
+     */
+    if (r == LMR_ERR_EXISTS && resp.attempts >= 2) {
+        unsigned char md5[EVP_MAX_MD_SIZE];
+        unsigned int n = 0;
+        char want[2 * EVP_MAX_MD_SIZE + 1];
+        EVP_Digest(len ? data : "", len, md5, &n, EVP_md5(), NULL);
+        hex_of(md5, n, want);
+        if (object_has_etag(s, path, resource, want)) {
+            LMR_INFO("%s: the If-Match write's first attempt was applied but its answer lost; the object is ours",
+                     resource);
+            lmr_err_clear(err);
+            r = LMR_OK;
+            atomic_fetch_add(&s->stats.bytes_written, len);
+        }
     }
     /* 412 PreconditionFailed: the ETag changed; 409 ConditionalRequestConflict: a concurrent conditional write. */
     if (r == LMR_ERR_EXISTS || (r && resp.status == 409))

@@ -46,7 +46,7 @@ fault_args() { # the proxy's fault options for a share of each kind (LMR_FAULT_A
 start_proxy() { # start_proxy SEED SHARE: exports PROXY_URL, PROXY_PID
     rm -f "$D/port"
     python3 "$PROXY" --upstream "$MOTO_URL" --port-file "$D/port" --counts-file "$D/counts-$1.json" --seed "$1" \
-        $(fault_args "$2" "$1") 2> "$D/proxy.log" &
+        --log $(fault_args "$2" "$1") 2> "$D/proxy-$1.log" &
     PROXY_PID=$!
     for _ in $(seq 1 100); do [ -s "$D/port" ] && break; sleep 0.05; done
     PROXY_URL="http://127.0.0.1:$(cat "$D/port")"
@@ -56,11 +56,18 @@ stop_proxy() {
     wait "$PROXY_PID" 2>/dev/null || true
 }
 lmr_on_exit 'stop_proxy'
+same_success() { # same_success CLEAN GOT REPORT: same parts, and GOT names the job REPORT describes
+    python3 - "$@" <<'PY'
+import json, sys
+clean, got, report = (json.load(open(p)) for p in sys.argv[1:4])
+ok = (got.get("version") == clean.get("version") and got.get("parts") == clean.get("parts")
+      and got.get("job_id") == report.get("job_id") and got.get("job_id") != clean.get("job_id"))
+sys.exit(0 if ok else 1)
+PY
+}
 fetch_output() { # fetch_output PREFIX DIR
     rm -rf "$2"; mkdir -p "$2"
     aws s3 cp --recursive --quiet "s3://fault-out/$1/" "$2/" --exclude '_lambdamr/*'
-    # _SUCCESS names its job (a different id every run): compare the parts it lists, not the id
-    [ ! -f "$2/_SUCCESS" ] || python3 -c 'import json,sys; p=sys.argv[1]; s=json.load(open(p)); open(p,"w").write("\n".join(s["parts"])+"\n")' "$2/_SUCCESS"
 }
 
 # The clean run, through the proxy with no faults: it forwards signed requests unchanged.
@@ -90,11 +97,16 @@ for seed in $SEEDS; do
         fail "seed $seed: every request was throttled, yet the job succeeded"
     elif [ "$rc" = 0 ]; then
         fetch_output "seed-$seed" "$D/got-$seed"
-        if diff -r "$D/clean" "$D/got-$seed" > /dev/null; then
-            pass "seed $seed: output byte-identical to the clean run; $counts; $extra requests more than the clean run"
+        # _SUCCESS names the job (its id differs per run): its part list must equal the clean
+        # run's and its job id the one this run reported; every other file is compared bytewise.
+        if ! same_success "$D/clean/_SUCCESS" "$D/got-$seed/_SUCCESS" "$D/report-$seed.json"; then
+            fail "seed $seed: exit 0 with a WRONG _SUCCESS; $counts"
+            cat "$D/got-$seed/_SUCCESS" 2>/dev/null | head -c 400
+        elif diff -r -x _SUCCESS "$D/clean" "$D/got-$seed" > /dev/null; then
+            pass "seed $seed: part files byte-identical to the clean run, _SUCCESS names this job and the same parts; $counts; $extra requests more than the clean run"
         else
             fail "seed $seed: exit 0 with a WRONG result; $counts"
-            diff -r "$D/clean" "$D/got-$seed" | head -5
+            diff -r -x _SUCCESS "$D/clean" "$D/got-$seed" | head -5
         fi
     else
         if aws s3 ls "s3://fault-out/seed-$seed/_SUCCESS" > /dev/null 2>&1; then
@@ -108,4 +120,34 @@ for seed in $SEEDS; do
         fi
     fi
 done
+
+# Lost answers of the lease's conditional writes: half of the PUTs of _lambdamr/lease.json (the
+# create-only acquire, the If-Match renewals and the release) are applied upstream and their
+# answers lost, so the retry meets its own first attempt (412). The job must still succeed (it
+# did not: a retried renewal took the 412 for "another writer came first" and gave up the job).
+LEASE_SEED=${LMR_LEASE_FAULT_SEED:-3}
+rm -f "$D/port"
+python3 "$PROXY" --upstream "$MOTO_URL" --port-file "$D/port" --counts-file "$D/counts-lease.json" --seed "$LEASE_SEED" \
+    --log --reset-after 0.5 --only '^PUT [^?]*/_lambdamr/lease\.json$' 2> "$D/proxy-lease.log" &
+PROXY_PID=$!
+for _ in $(seq 1 100); do [ -s "$D/port" ] && break; sleep 0.05; done
+PROXY_URL="http://127.0.0.1:$(cat "$D/port")"
+rc=0
+AWS_ENDPOINT_URL=$PROXY_URL timeout 300 "$LAMBDAMR" run wordcount --input s3://fault-in/in/ --output s3://fault-out/lease/ \
+    --mappers 4 --reducers 2 --json > "$D/report-lease.json" 2> "$D/err-lease.txt" || rc=$?
+stop_proxy
+lost_if_match=$(grep -c '^[0-9]* reset_after PUT .*lease\.json if-match' "$D/proxy-lease.log" || true)
+if [ "$lost_if_match" -lt 1 ]; then
+    fail "lease faults: no If-Match write of the lease lost its answer (seed $LEASE_SEED): the case is not exercised"
+elif [ "$rc" != 0 ]; then
+    fail "lease faults: $lost_if_match lost If-Match answers made the job fail (exit $rc)"; head -c 800 "$D/err-lease.txt"
+else
+    fetch_output lease "$D/got-lease"
+    if same_success "$D/clean/_SUCCESS" "$D/got-lease/_SUCCESS" "$D/report-lease.json" &&
+        diff -r -x _SUCCESS "$D/clean" "$D/got-lease" > /dev/null; then
+        pass "lease faults: $lost_if_match If-Match writes of the lease lost their answers; the job recognised them as its own and its output is identical"
+    else
+        fail "lease faults: exit 0 with a WRONG result"
+    fi
+fi
 finish

@@ -49,7 +49,8 @@ assert r['store_requests']['list'] >= 2, r['store_requests']      # two pages at
 assert r['phases']['map']['store_requests']['get'] >= int(sys.argv[2]), (r['phases']['map']['store_requests'], sys.argv[2])
 assert r['phases']['reduce']['store_requests']['put'] >= 2
 PY
-leftover=$(aws s3 ls --recursive s3://lmr-out/wc/_lambdamr/work/ | grep -vcE 'manifest.json|job.json|/logs/' || true)
+# Kept after the job by design: the manifest, the job record and the functions' logs (WORK/logs/<task>/<attempt>.log).
+leftover=$(aws s3 ls --recursive s3://lmr-out/wc/_lambdamr/work/ | grep -vcE '/(manifest|job)\.json$|/logs/[^/]+/[^/]+\.log$' || true)
 [ "$leftover" -eq 0 ] && pass "no intermediate objects left on S3" || fail "$leftover work objects left on S3"
 
 # An output part larger than one multipart part (5 MiB parts): multipart upload, read back intact.

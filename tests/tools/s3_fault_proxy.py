@@ -3,7 +3,8 @@
 
     s3_fault_proxy.py --upstream http://127.0.0.1:PORT [--port 0] [--port-file F]
                       [--seed N] [--slowdown P] [--internal-error P] [--reset P]
-                      [--reset-after P] [--truncate P] [--counts-file F]
+                      [--reset-after P] [--truncate P] [--counts-file F] [--log]
+                      [--only REGEX]
                       [--shape] [--latency-ms MIN[:MAX]] [--bandwidth-mbs MIN[:MAX]]
                       [--get-rate N] [--put-rate N] [--burst-s S]
 
@@ -22,7 +23,11 @@ P is a probability in [0, 1]; the shares are exclusive (their sum must be <= 1).
 the sequence of decisions reproducible (decision i is the i-th request the proxy reads; with
 concurrent clients which request is i-th can vary). The proxy counts what it did: GET
 /__fault_proxy/counts answers the counts as JSON (never forwarded), and --counts-file gets
-them at exit (SIGTERM/SIGINT); --port-file receives the port once listening.
+them at exit (SIGTERM/SIGINT); --port-file receives the port once listening. --log writes one
+line per request to stderr (its number, the fault or "-", method and target), to see which
+request got which fault (and its If-Match / If-None-Match, if any). --only REGEX limits the
+faults to requests whose "METHOD target" matches (the others are forwarded untouched and take
+no decision from the seeded sequence).
 
 Shaping (issue 16: an S3 that behaves like S3; off unless asked for). --shape turns on all
 three with AWS's published figures as defaults; each option alone turns on just that one, and
@@ -55,6 +60,7 @@ import argparse
 import asyncio
 import json
 import random
+import re
 import signal
 import socket
 import struct
@@ -361,9 +367,17 @@ class Connection:
             )
             await self.writer.drain()
             return True
-        fault = self.proxy.policy.decide(method, target)
+        fault = None
+        if self.proxy.only is None or self.proxy.only.search("%s %s" % (method, target)):
+            fault = self.proxy.policy.decide(method, target)
+        else:
+            self.proxy.policy.counts["requests"] += 1
         if fault is None and self.proxy.ratelimit.over(method, target, head.get("host")):
             fault = "slowdown"  # past the prefix's request rate: S3's throttling answer
+        if self.proxy.log:
+            cond = " ".join(h for h in ("if-match", "if-none-match") if head.get(h) is not None)
+            print("%d %s %s %s %s" % (self.proxy.policy.counts["requests"], fault or "-", method, target, cond),
+                  file=sys.stderr, flush=True)
         self.first_byte_at = arrived + shaper.request_latency()
         await shaper.upload(len(body), arrived, self.bandwidth)
         if fault == "slowdown":
@@ -415,6 +429,8 @@ class Proxy:
             raise ValueError("--upstream must be http://HOST:PORT")
         self.upstream_host, self.upstream_port = u.hostname, u.port or 80
         self.policy, self.shaper, self.ratelimit = policy, shaper, ratelimit
+        self.log = False
+        self.only = None  # a compiled regex: only requests whose "METHOD target" matches can be faulted
 
     def counts(self):
         c = dict(self.policy.counts)
@@ -434,6 +450,8 @@ async def main():
     ap.add_argument("--port-file")
     ap.add_argument("--counts-file")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--only", metavar="REGEX", help='fault only requests whose "METHOD target" matches')
+    ap.add_argument("--log", action="store_true", help="one line per request on stderr: number, fault, method, target")
     for name in FAULTS:
         ap.add_argument("--" + name.replace("_", "-"), type=float, default=0.0, metavar="P")
     ap.add_argument("--shape", action="store_true", help="latency, bandwidth and rate limits at AWS's figures")
@@ -453,6 +471,8 @@ async def main():
                         parse_range(pick["bandwidth_mbs"], "--bandwidth-mbs"))
         ratelimit = RateLimit(pick["get_rate"], pick["put_rate"], a.burst_s)
         proxy = Proxy(a.upstream, policy, shaper, ratelimit)
+        proxy.log = a.log
+        proxy.only = re.compile(a.only) if a.only else None
     except ValueError as e:
         print("s3_fault_proxy.py: %s" % e, file=sys.stderr)
         sys.exit(2)

@@ -49,8 +49,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(port)};
     sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (connect(fd, (struct sockaddr *)&sin, sizeof sin) != 0) {
-        fprintf(stderr, "fuzz_http: connect: %s\n", strerror(errno));
-        abort();
+        /* A signal (the service's child processes) may interrupt connect; the connection then
+         * completes in the background: wait for it and read its outcome instead of failing. */
+        int e = errno, soerr = 0;
+        socklen_t len = sizeof soerr;
+        struct pollfd w = {.fd = fd, .events = POLLOUT};
+        if (e == EINTR) {
+            int rc;
+            while ((rc = poll(&w, 1, 5000)) < 0 && errno == EINTR)
+                ;
+            e = rc == 1 && !getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) ? soerr : ETIMEDOUT;
+        }
+        if (e) {
+            fprintf(stderr, "fuzz_http: connect: %s\n", strerror(e));
+            abort();
+        }
     }
     size_t off = 0;
     while (off < size) {

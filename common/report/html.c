@@ -174,11 +174,13 @@ static double nice_step(double span_ms)
     return 7200000;
 }
 
-static void timeline(FILE *f, const json_t *report)
+static enum lmr_result timeline(FILE *f, const json_t *report, struct lmr_err *err)
 {
     const json_t *invs = json_object_get(report, "invocations");
     size_t n = json_array_size(invs);
     struct bar *bars = calloc(n ? n : 1, sizeof *bars);
+    if (!bars)
+        return lmr_fail(err, LMR_ERR_NOMEM, "out of memory laying out the timeline of %zu invocations", n);
     double t0 = lmr_json_double(report, "start_ms", 0), t1 = 0;
     uint32_t rows = 1;
     size_t i;
@@ -287,6 +289,7 @@ static void timeline(FILE *f, const json_t *report)
         }
     fputs(first ? "none</p>\n</section>\n" : "</p>\n</section>\n", f);
     free(bars);
+    return LMR_OK;
 }
 
 static void phases(FILE *f, const json_t *report)
@@ -454,7 +457,9 @@ enum lmr_result lmr_report_html_write(FILE *out, const json_t *report, struct lm
                         (json_int_t)lmr_json_u64(report, "schema_version", 1));
     header(out, report);
     params(out, report);
-    timeline(out, report);
+    enum lmr_result r = timeline(out, report, err);
+    if (r)
+        return r;
     phases(out, report);
     stragglers(out, report);
     cost(out, report);

@@ -231,8 +231,8 @@ json_t *lmr_estimate(const struct lmr_estimate_options *o)
         }
         double share_of_input = plan->input_bytes ? (double)bytes / (double)plan->input_bytes : 0;
         /* + the commit record; a map-only task also claims its part before committing it */
-        uint64_t puts = R ? write_puts(s3, intermediate * share_of_input) + 1
-                          : write_puts(s3, output * share_of_input) + 2;
+        uint64_t puts =
+            R ? write_puts(s3, intermediate * share_of_input) + 1 : write_puts(s3, output * share_of_input) + 2;
         map_get += gets;
         map_put += puts;
         work[i] =

@@ -70,7 +70,7 @@ struct lmr_svc_env {
     uint32_t peak_rss_mb;
     double hwm_read_ms; /* when VmHWM was last read */
     char stream_name[96];
-    unsigned refused; /* Runtime API connections refused by the peer check */
+    unsigned refused;  /* Runtime API connections refused by the peer check */
     unsigned code_gen; /* the function's code_gen when this environment started */
     struct lmr_svc_env *next;
 };

@@ -1,15 +1,20 @@
 /*
  * Map output: emit-time combining table / pair buffer, sorted spill runs, final merge (see map_output.h).
  *
+ * Combining jobs emit straight into the combining table (shuffle/combine_table: entries inline in
+ * the slots, the prefetch pipeline); its `full` callback is this file's spill. Other jobs buffer
+ * their pairs here, in an arena, with an item array pointing at them.
+ *
  * Memory accounting. The budget covers the frame writer (zstd context + buffers), the table
- * (slot array, or the item array of a non-combining job) and the arena chunks. Buffered entries
- * are spilled as soon as the next allocation would cross the budget. At finish, when runs
- * exist, the table is spilled too and freed, and the runs are merged with as many frame readers
- * as the budget allows (more runs than that: intermediate merge passes).
+ * (or the item array of a non-combining job) and the arena chunks. Buffered entries are spilled
+ * as soon as the next allocation would cross the budget. At finish, when runs exist, the table
+ * is spilled too and freed, and the runs are merged with as many frame readers as the budget
+ * allows (more runs than that: intermediate merge passes).
  *
  * Sorting. Entries are sorted through 16-byte items {sort key, entry pointer}. The sort key has
  * the partition in its top bits and, for the default key order, the key's first bytes
- * (big-endian, zero padded) below it, so most comparisons never touch the entries.
+ * (big-endian, zero padded) below it, so most comparisons never touch the entries. A combining
+ * job's partition is computed here, once per key and spill, not stored in the table.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,18 +24,16 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include "shuffle/combine_table.h"
 #include "shuffle/map_output.h"
 #include "shuffle/merge.h"
 
 #define MIN_TABLE_BYTES ((size_t)256 * 1024)
 #define HUGE_BYTES ((size_t)2 << 20) /* allocations of this size or more get 2 MiB-aligned (THP) pages */
 #define MAX_CHUNK_BYTES (HUGE_BYTES - sizeof(struct chunk)) /* a chunk and its header: exactly one huge page */
-#define INITIAL_SLOTS 1024
+#define INITIAL_ITEMS 1024
 
-struct item {
-    uint64_t sortkey; /* in the hash table: the key's hash */
-    uint8_t *entry;   /* NULL: empty slot */
-};
+/* Items (struct lmr_combine_item, shared with the table's sorted view): {sort key, entry}. */
 
 struct chunk {
     struct chunk *next;
@@ -43,23 +46,6 @@ struct run {
     struct lmr_partition_frame *frames;
 };
 
-/* The emit pipeline (see emit_combine): RING pending pairs, the entry prefetched ENTRY_LAG emits
-   after the slot, combined COMBINE_LAG emits after the slot. */
-#define RING 64
-#define ENTRY_LAG 16
-#define COMBINE_LAG 32
-#define BATCH_VALUE_MAX 16
-#define BATCH_MIN_SLOTS ((size_t)1 << 15) /* smaller tables stay in cache: no pipelining */
-
-#define BATCH_KEY_MAX 48 /* longer keys bypass the pipeline */
-
-struct pending {
-    uint64_t h;
-    uint64_t key[BATCH_KEY_MAX / 8]; /* a short key zero-padded to two words (see load_short), or the key */
-    uint32_t klen;
-    uint8_t value[BATCH_VALUE_MAX];
-};
-
 struct lmr_map_output {
     struct lmr_emitter emitter; /* first: emit callbacks cast back */
     const struct lmr_job_ops *ops;
@@ -67,26 +53,24 @@ struct lmr_map_output {
     uint32_t R;
     unsigned pbits; /* bits of the partition number in a sort key */
     bool combining;
-    size_t vs, acc_bytes; /* value_size, rounded up to 8 */
+    size_t vs; /* value_size */
     struct lmr_store *store;
     char *spill_prefix, *object_key;
     int zstd_level;
 
     size_t limit, table_limit;
-    /* Arena */
+    /* Combining jobs */
+    struct lmr_combine_table *table;
+    /* Non-combining jobs: an arena of entries and an item array pointing at them */
     struct chunk *chunks, *cur;
     size_t cur_used, arena_bytes, chunk_bytes;
-    /* Combining: hash table of items {hash, entry}; non-combining: item array */
-    struct item *items;
-    size_t items_cap; /* slots (power of two) or array capacity */
-    size_t count;     /* entries buffered */
+    struct lmr_combine_item *items;
+    size_t items_cap;
+    size_t count; /* entries buffered */
 
     struct lmr_frame_writer *fw;
     struct run *runs;
     size_t nruns, runs_cap, spill_seq;
-
-    struct pending ring[RING];
-    size_t ring_head, ring_tail; /* pending pairs: ring[head % RING] .. ring[(tail - 1) % RING] */
 
     enum lmr_result status;
     struct lmr_err err;
@@ -133,23 +117,24 @@ static void big_free(void *p, size_t n)
 
 static size_t table_bytes(const struct lmr_map_output *mo)
 {
-    return mo->arena_bytes + mo->items_cap * sizeof(struct item);
+    return mo->arena_bytes + mo->items_cap * sizeof(struct lmr_combine_item) +
+           (mo->table ? lmr_combine_table_memory_bytes(mo->table) : 0);
 }
 
 static void note_peak(struct lmr_map_output *mo, size_t extra)
 {
-    uint64_t m = table_bytes(mo) + lmr_frame_writer_memory_bytes(mo->zstd_level) + extra;
+    uint64_t fw = lmr_frame_writer_memory_bytes(mo->zstd_level), m = table_bytes(mo) + fw + extra;
+    if (mo->table && lmr_combine_table_peak_bytes(mo->table) + fw > m)
+        m = lmr_combine_table_peak_bytes(mo->table) + fw;
     if (m > mo->peak)
         mo->peak = m;
 }
 
 static void free_items(struct lmr_map_output *mo)
 {
-    if (mo->combining)
-        big_free(mo->items, mo->items_cap * sizeof(struct item));
-    else
-        free(mo->items);
+    free(mo->items);
     mo->items = NULL;
+    mo->items_cap = 0;
 }
 
 static void arena_reset(struct lmr_map_output *mo)
@@ -207,9 +192,7 @@ static uint8_t *arena_alloc(struct lmr_map_output *mo, size_t n)
 }
 
 /* ---- entries ------------------------------------------------------------------------------------------------ */
-/* Combining entry:     u32 key_len, u32 partition, accumulator (acc_bytes), key (short keys: zero-padded
-                       to SHORT_KEY bytes; longer ones to a multiple of 8).
-   Non-combining entry: u32 key_len, u32 value_len, u32 partition, u32 unused, key, value. */
+/* Non-combining entry: u32 key_len, u32 value_len, u32 partition, u32 unused, key, value. */
 
 static inline uint32_t e_klen(const uint8_t *e)
 {
@@ -218,22 +201,15 @@ static inline uint32_t e_klen(const uint8_t *e)
     return v;
 }
 
-static inline uint32_t e_part(const struct lmr_map_output *mo, const uint8_t *e)
-{
-    uint32_t v;
-    memcpy(&v, e + (mo->combining ? 4 : 8), 4);
-    return v;
-}
-
 static inline struct lmr_slice e_key(const struct lmr_map_output *mo, const uint8_t *e)
 {
-    return (struct lmr_slice){e + (mo->combining ? 8 + mo->acc_bytes : 16), e_klen(e)};
+    (void)mo;
+    return (struct lmr_slice){e + 16, e_klen(e)};
 }
 
 static inline struct lmr_slice e_value(const struct lmr_map_output *mo, const uint8_t *e)
 {
-    if (mo->combining)
-        return (struct lmr_slice){e + 8, mo->vs};
+    (void)mo;
     uint32_t vlen;
     memcpy(&vlen, e + 4, 4);
     return (struct lmr_slice){e + 16 + e_klen(e), vlen};
@@ -254,24 +230,25 @@ static inline uint64_t sort_key(const struct lmr_map_output *mo, uint32_t part, 
 
 /* ---- sorting ------------------------------------------------------------------------------------------------ */
 
-static inline int item_cmp(const struct lmr_map_output *mo, const struct item *a, const struct item *b)
+static inline int item_cmp(const struct lmr_map_output *mo, const struct lmr_combine_item *a,
+                           const struct lmr_combine_item *b)
 {
     if (a->sortkey != b->sortkey)
         return a->sortkey < b->sortkey ? -1 : 1;
     /* Equal sort keys imply the same partition. */
-    return lmr_shuffle_compare(mo->ops, e_key(mo, a->entry), e_key(mo, b->entry));
+    return lmr_shuffle_compare(mo->ops, e_key(mo, a->slot), e_key(mo, b->slot));
 }
 
-static void sort_items(const struct lmr_map_output *mo, struct item *a, size_t n)
+static void sort_items(const struct lmr_map_output *mo, struct lmr_combine_item *a, size_t n)
 {
     while (n > 16) {
         /* median of three as the pivot value */
-        struct item *x = &a[0], *y = &a[n / 2], *z = &a[n - 1], *m;
+        struct lmr_combine_item *x = &a[0], *y = &a[n / 2], *z = &a[n - 1], *m;
         if (item_cmp(mo, x, y) < 0)
             m = item_cmp(mo, y, z) < 0 ? y : (item_cmp(mo, x, z) < 0 ? z : x);
         else
             m = item_cmp(mo, x, z) < 0 ? x : (item_cmp(mo, y, z) < 0 ? z : y);
-        struct item p = *m;
+        struct lmr_combine_item p = *m;
         size_t i = (size_t)-1, j = n;
         for (;;) {
             do
@@ -282,7 +259,7 @@ static void sort_items(const struct lmr_map_output *mo, struct item *a, size_t n
             while (item_cmp(mo, &a[j], &p) > 0);
             if (i >= j)
                 break;
-            struct item t = a[i];
+            struct lmr_combine_item t = a[i];
             a[i] = a[j];
             a[j] = t;
         }
@@ -298,7 +275,7 @@ static void sort_items(const struct lmr_map_output *mo, struct item *a, size_t n
         }
     }
     for (size_t i = 1; i < n; i++) {
-        struct item t = a[i];
+        struct lmr_combine_item t = a[i];
         size_t k = i;
         while (k > 0 && item_cmp(mo, &t, &a[k - 1]) < 0) {
             a[k] = a[k - 1];
@@ -308,26 +285,47 @@ static void sort_items(const struct lmr_map_output *mo, struct item *a, size_t n
     }
 }
 
-/* Bring the buffered entries to items[0, count) in (partition, key) order. */
-static void sort_buffered(struct lmr_map_output *mo)
+static inline bool partition_of(struct lmr_map_output *mo, struct lmr_slice key, uint64_t h, uint32_t *part);
+
+/* A combining job's key: its sort key, with the partition computed here (0 and the map output failed if the job's
+   partition function returned one out of range). */
+static uint64_t combine_sortkey(void *user, struct lmr_slice key)
 {
-    if (mo->combining) {
-        size_t j = 0;
-        for (size_t i = 0; i < mo->items_cap; i++) {
-            uint8_t *e = mo->items[i].entry;
-            if (e)
-                mo->items[j++] = (struct item){sort_key(mo, e_part(mo, e), e_key(mo, e)), e};
-        }
-        mo->count = j;
-    }
-    sort_items(mo, mo->items, mo->count);
+    struct lmr_map_output *mo = user;
+    uint32_t part;
+    if (!partition_of(mo, key, mo->ops->partition ? 0 : XXH3_64bits(key.ptr, key.len), &part))
+        return 0;
+    return sort_key(mo, part, key);
 }
 
-/* Empty the table after a spill (keeps the slot array and the first arena chunk). */
+/*
+ * The buffered entries in (partition, key) order into *items, *n: for a combining job the
+ * table's sorted view, built in the table's own memory (clear_buffered must follow).
+ */
+static enum lmr_result sort_buffered(struct lmr_map_output *mo, struct lmr_combine_item **items, size_t *n,
+                                     struct lmr_err *err)
+{
+    if (mo->combining) {
+        struct lmr_combine_sort how = {combine_sortkey, mo, mo->ops->compare, true};
+        enum lmr_result rc = lmr_combine_table_sorted(mo->table, &how, items, n, err);
+        if (rc == LMR_OK && mo->status != LMR_OK) {
+            rc = mo->status;
+            if (err)
+                *err = mo->err;
+        }
+        return rc;
+    }
+    sort_items(mo, mo->items, mo->count);
+    *items = mo->items;
+    *n = mo->count;
+    return LMR_OK;
+}
+
+/* Empty the buffer after a spill (keeps the slot or item array and the first arena chunk). */
 static void clear_buffered(struct lmr_map_output *mo)
 {
-    if (mo->combining && mo->items)
-        memset(mo->items, 0, mo->items_cap * sizeof(struct item));
+    if (mo->combining)
+        lmr_combine_table_clear(mo->table);
     mo->count = 0;
     arena_reset(mo);
 }
@@ -355,9 +353,10 @@ static enum lmr_result finish_object(struct lmr_map_output *mo, struct lmr_store
     return rc;
 }
 
-/* Write sorted items[0, count) as a shuffle object at key. frames receives R entries. */
-static enum lmr_result write_sorted(struct lmr_map_output *mo, const char *key, struct lmr_partition_frame *frames,
-                                    uint64_t *object_bytes, struct lmr_err *err)
+/* Write sorted items[0, n) as a shuffle object at key. frames receives R entries. */
+static enum lmr_result write_sorted(struct lmr_map_output *mo, const struct lmr_combine_item *items, size_t n,
+                                    const char *key, struct lmr_partition_frame *frames, uint64_t *object_bytes,
+                                    struct lmr_err *err)
 {
     struct lmr_store_writer *sw;
     enum lmr_result rc = lmr_store_open_write(mo->store, key, 0, &sw, err);
@@ -368,18 +367,22 @@ static enum lmr_result write_sorted(struct lmr_map_output *mo, const char *key, 
     for (uint32_t r = 0; r < mo->R && rc == LMR_OK; r++) {
         lmr_frame_writer_begin(mo->fw, sw, &off);
         /* The partition is in the sort key's top bits; entries are prefetched a few items ahead. */
-        while (idx < mo->count && (mo->pbits ? mo->items[idx].sortkey >> (64 - mo->pbits) : 0) == r && rc == LMR_OK) {
-            if (idx + 8 < mo->count)
-                __builtin_prefetch(mo->items[idx + 8].entry);
-            const uint8_t *e = mo->items[idx++].entry;
-            rc = lmr_frame_writer_add(mo->fw, e_key(mo, e), e_value(mo, e), err);
+        while (idx < n && (mo->pbits ? items[idx].sortkey >> (64 - mo->pbits) : 0) == r && rc == LMR_OK) {
+            if (idx + 8 < n)
+                __builtin_prefetch(items[idx + 8].slot);
+            const struct lmr_combine_item *it = &items[idx++];
+            if (mo->combining)
+                rc = lmr_frame_writer_add(mo->fw, lmr_combine_item_key(mo->table, it),
+                                          (struct lmr_slice){lmr_combine_item_acc(mo->table, it), mo->vs}, err);
+            else
+                rc = lmr_frame_writer_add(mo->fw, e_key(mo, it->slot), e_value(mo, it->slot), err);
         }
         if (rc == LMR_OK)
             rc = lmr_frame_writer_end(mo->fw, &frames[r], err);
     }
-    if (rc == LMR_OK && idx != mo->count)
+    if (rc == LMR_OK && idx != n)
         rc = lmr_fail(err, LMR_ERR_INTERNAL, "Map output: %zu entries were not written (partition order broken).",
-                      mo->count - idx);
+                      n - idx);
     return finish_object(mo, sw, rc, off, frames, object_bytes, err);
 }
 
@@ -418,14 +421,17 @@ static enum lmr_result new_run_key(struct lmr_map_output *mo, char **key, struct
 static enum lmr_result spill(struct lmr_map_output *mo, struct lmr_err *err)
 {
     note_peak(mo, 0);
-    sort_buffered(mo);
+    struct lmr_combine_item *items;
+    size_t n;
+    enum lmr_result rc = sort_buffered(mo, &items, &n, err);
+    if (rc != LMR_OK)
+        return lmr_err_prefix(err, "sorting a map-side spill run");
     char *key;
     struct lmr_partition_frame *frames;
-    enum lmr_result rc = new_run_key(mo, &key, &frames, err);
-    if (rc != LMR_OK)
+    if ((rc = new_run_key(mo, &key, &frames, err)) != LMR_OK)
         return rc;
     uint64_t bytes = 0;
-    rc = write_sorted(mo, key, frames, &bytes, err);
+    rc = write_sorted(mo, items, n, key, frames, &bytes, err);
     if (rc == LMR_OK)
         rc = add_run(mo, &key, &frames, err);
     if (rc != LMR_OK) {
@@ -447,34 +453,6 @@ static void fail_sticky(struct lmr_map_output *mo, enum lmr_result rc)
         mo->status = rc;
 }
 
-/* Equal bytes? Short keys (the common case) with overlapping word loads, never past either end. */
-static inline bool keys_equal(const uint8_t *a, const uint8_t *b, size_t n)
-{
-    uint64_t x, y, u, v;
-    uint32_t x4, y4, u4, v4;
-    if (n >= 8 && n <= 16) {
-        memcpy(&x, a, 8);
-        memcpy(&y, b, 8);
-        memcpy(&u, a + n - 8, 8);
-        memcpy(&v, b + n - 8, 8);
-        return ((x ^ y) | (u ^ v)) == 0;
-    }
-    if (n >= 4 && n < 8) {
-        memcpy(&x4, a, 4);
-        memcpy(&y4, b, 4);
-        memcpy(&u4, a + n - 4, 4);
-        memcpy(&v4, b + n - 4, 4);
-        return ((x4 ^ y4) | (u4 ^ v4)) == 0;
-    }
-    if (n < 4) {
-        for (size_t i = 0; i < n; i++)
-            if (a[i] != b[i])
-                return false;
-        return true;
-    }
-    return memcmp(a, b, n) == 0;
-}
-
 /* ---- emit --------------------------------------------------------------------------------------------------- */
 
 /*
@@ -491,273 +469,15 @@ static inline bool partition_of(struct lmr_map_output *mo, struct lmr_slice key,
     return false;
 }
 
-/* Double the slot array if the budget allows. @return false when it does not (then spill). */
-static bool grow_table(struct lmr_map_output *mo)
-{
-    size_t ncap = mo->items_cap * 2;
-    if (table_bytes(mo) + ncap * sizeof(struct item) > mo->table_limit)
-        return false;
-    struct item *n = big_alloc(ncap * sizeof *n);
-    if (!n)
-        return false;
-    note_peak(mo, ncap * sizeof(struct item));
-    size_t mask = ncap - 1;
-    for (size_t i = 0; i < mo->items_cap; i++) {
-        if (!mo->items[i].entry)
-            continue;
-        size_t j = mo->items[i].sortkey & mask;
-        while (n[j].entry)
-            j = (j + 1) & mask;
-        n[j] = mo->items[i];
-    }
-    big_free(mo->items, mo->items_cap * sizeof *n);
-    mo->items = n;
-    mo->items_cap = ncap;
-    return true;
-}
-
-static void combine_one(struct lmr_map_output *mo, struct lmr_slice key, struct lmr_slice value, uint64_t h,
-                        const uint64_t *w);
-
-/*
- * Short keys (at most SHORT_KEY bytes, nearly every word) are handled as two zero-padded 64-bit
- * words: the hash, the key comparison and the copies are then a few instructions without a branch
- * on the length (word lengths vary at random: such branches mispredict), and their entries hold
- * the key zero-padded to SHORT_KEY bytes.
- */
-#define SHORT_KEY 16
-
-#if defined(__SANITIZE_ADDRESS__)
-#define OVERREAD_OK 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define OVERREAD_OK 0
-#endif
-#endif
-#ifndef OVERREAD_OK
-#define OVERREAD_OK (__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__)
-#endif
-
-static inline uint64_t low_bytes_mask(size_t n)
-{
-    return n >= 8 ? ~(uint64_t)0 : ((uint64_t)1 << (8 * n)) - 1;
-}
-
-/* Key p[0, n), n <= SHORT_KEY, zero-padded into w[0..1] (little-endian byte order in memory). */
-static inline void load_short(const uint8_t *p, size_t n, uint64_t w[2])
-{
-    /* Two whole words when they stay inside p's page (so the read cannot fault); the bytes past
-       the key are masked off. Sanitizer builds always take the exact copy. */
-    if (OVERREAD_OK && ((uintptr_t)p & 4095) <= 4096 - 16) {
-        uint64_t a, b;
-        memcpy(&a, p, 8);
-        memcpy(&b, p + 8, 8);
-        w[0] = a & low_bytes_mask(n);
-        w[1] = n > 8 ? b & low_bytes_mask(n - 8) : 0;
-        return;
-    }
-    w[0] = w[1] = 0;
-    if (n)
-        memcpy(w, p, n);
-}
-
-/*
- * The table's hash (not the partition hash, which stays XXH3_64bits): a short key's two words mixed
- * with 64x64->128 multiplies; longer keys use XXH3.
- */
-static inline uint64_t short_hash(const uint64_t w[2], size_t n)
-{
-    __uint128_t m = (__uint128_t)(w[0] ^ 0x9e3779b97f4a7c15ull) * (w[1] ^ 0xd6e8feb86659fd93ull ^ n);
-    m = (__uint128_t)((uint64_t)m ^ (uint64_t)(m >> 64) ^ 0xa0761d6478bd642full) * 0xe7037ed1a0b428dbull;
-    return (uint64_t)m ^ (uint64_t)(m >> 64);
-}
-
-/* Combine every pending pair of the emit pipeline (in emit order). */
-static void flush_batch(struct lmr_map_output *mo)
-{
-    while (mo->ring_head != mo->ring_tail) {
-        struct pending *p = &mo->ring[mo->ring_head++ % RING];
-        combine_one(mo, (struct lmr_slice){(const uint8_t *)p->key, p->klen}, (struct lmr_slice){p->value, mo->vs},
-                    p->h, p->klen <= SHORT_KEY ? p->key : NULL);
-    }
-    mo->ring_head = mo->ring_tail = 0;
-}
-
-/* ring[t] was just filled: prefetch its slot, prefetch the entry of ring[t - ENTRY_LAG], combine
-   ring[t - COMBINE_LAG]. */
-static inline void pipeline_step(struct lmr_map_output *mo, size_t t)
-{
-    size_t mask = mo->items_cap - 1;
-    __builtin_prefetch(&mo->items[mo->ring[t % RING].h & mask]);
-    if (t >= mo->ring_head + ENTRY_LAG) {
-        const struct pending *q = &mo->ring[(t - ENTRY_LAG) % RING];
-        const uint8_t *e = mo->items[q->h & mask].entry;
-        if (e) { /* the header and the key's end: an entry may straddle two cache lines */
-            __builtin_prefetch(e);
-            __builtin_prefetch(e + 7 + mo->acc_bytes + (q->klen <= SHORT_KEY ? SHORT_KEY : q->klen));
-        }
-    }
-    if (t >= mo->ring_head + COMBINE_LAG) {
-        struct pending *q = &mo->ring[mo->ring_head++ % RING];
-        combine_one(mo, (struct lmr_slice){(const uint8_t *)q->key, q->klen}, (struct lmr_slice){q->value, mo->vs},
-                    q->h, q->klen <= SHORT_KEY ? q->key : NULL);
-    }
-}
-
-/*
- * Emits go through a software pipeline: hash the key, copy it (short) with the value into a ring
- * of pending pairs and prefetch its slot; ENTRY_LAG emits later the slot is in cache, and the
- * entry it points to is prefetched; COMBINE_LAG emits later both are in cache and the pair is
- * combined. The cache and TLB misses of many keys then overlap, and each has a steady head start
- * instead of a batch that stalls on its first members. That is what a table larger than the CPU
- * caches spends its time on. Combining is commutative and associative, so the delay changes
- * nothing that can be observed; finish and status flush first. Tables that fit in the caches
- * (below BATCH_MIN_SLOTS slots) skip the pipeline: there it costs more than it saves.
- */
-static void emit_combine(struct lmr_emitter *self, struct lmr_slice key, struct lmr_slice value)
-{
-    struct lmr_map_output *mo = (struct lmr_map_output *)self;
-    if (__builtin_expect(mo->status != LMR_OK || value.len != mo->vs || key.len > SHORT_KEY, 0)) {
-        if (mo->status != LMR_OK)
-            return;
-        if (value.len != mo->vs) {
-            fail_sticky(mo, lmr_fail(&mo->err, LMR_ERR_INVALID,
-                                     "Job %s emitted a %zu-byte value but declares value_size %zu; a combining job's "
-                                     "values must all have value_size bytes.",
-                                     mo->ops->name ? mo->ops->name : "?", value.len, mo->vs));
-            return;
-        }
-        if (key.len > UINT32_MAX) {
-            fail_sticky(mo, lmr_fail(&mo->err, LMR_ERR_TOO_LARGE, "A key of %zu bytes is larger than the 4 GiB limit.",
-                                     key.len));
-            return;
-        }
-        mo->records_in++;
-        uint64_t h = XXH3_64bits(key.ptr, key.len);
-        if (mo->items_cap < BATCH_MIN_SLOTS || mo->vs > BATCH_VALUE_MAX || key.len > BATCH_KEY_MAX) {
-            combine_one(mo, key, value, h, NULL); /* pending pairs come later: the order does not matter */
-            return;
-        }
-        size_t t = mo->ring_tail++;
-        struct pending *p = &mo->ring[t % RING];
-        p->h = h;
-        p->klen = (uint32_t)key.len;
-        memcpy(p->key, key.ptr, key.len);
-        memcpy(p->value, value.ptr, mo->vs);
-        pipeline_step(mo, t);
-        return;
-    }
-    mo->records_in++;
-    uint64_t w[2];
-    load_short(key.ptr, key.len, w);
-    uint64_t h = short_hash(w, key.len);
-    if (mo->items_cap < BATCH_MIN_SLOTS || mo->vs > BATCH_VALUE_MAX) {
-        combine_one(mo, key, value, h, w);
-        return;
-    }
-    size_t t = mo->ring_tail++;
-    struct pending *p = &mo->ring[t % RING];
-    p->h = h;
-    p->klen = (uint32_t)key.len;
-    p->key[0] = w[0];
-    p->key[1] = w[1];
-    if (mo->vs == 8)
-        memcpy(p->value, value.ptr, 8);
-    else
-        memcpy(p->value, value.ptr, mo->vs);
-    pipeline_step(mo, t);
-}
-
-/*
- * Combine one pair into the table. Short keys (at most SHORT_KEY bytes) come with w, their
- * zero-padded words, and h = short_hash(w); longer keys with w = NULL and h = XXH3_64bits(key).
- */
-static void combine_one(struct lmr_map_output *mo, struct lmr_slice key, struct lmr_slice value, uint64_t h,
-                        const uint64_t *w)
-{
-    if (mo->status != LMR_OK)
-        return;
-    size_t mask = mo->items_cap - 1, i = h & mask;
-    for (;;) {
-        struct item *s = &mo->items[i];
-        if (!s->entry)
-            break;
-        if (s->sortkey == h) {
-            const uint8_t *e = s->entry, *ek = e + 8 + mo->acc_bytes;
-            bool same;
-            if (w) {
-                uint64_t a, b;
-                memcpy(&a, ek, 8);
-                memcpy(&b, ek + 8, 8);
-                same = ((a ^ w[0]) | (b ^ w[1]) | (e_klen(e) ^ key.len)) == 0;
-            } else {
-                same = e_klen(e) == key.len && keys_equal(ek, key.ptr, key.len);
-            }
-            if (same) {
-                mo->ops->combine(mo->state, s->entry + 8, value);
-                return;
-            }
-        }
-        i = (i + 1) & mask;
-    }
-    /* A new key. */
-    uint32_t part;
-    if (!partition_of(mo, key, mo->ops->partition ? 0 : XXH3_64bits(key.ptr, key.len), &part))
-        return;
-    size_t need = 8 + mo->acc_bytes + (w ? SHORT_KEY : (key.len + 7) & ~(size_t)7);
-    bool rehash = false;
-    if ((mo->count + 1) * 2 > mo->items_cap) {
-        if (!grow_table(mo)) {
-            enum lmr_result rc = spill(mo, &mo->err);
-            if (rc != LMR_OK) {
-                fail_sticky(mo, rc);
-                return;
-            }
-        }
-        rehash = true;
-    }
-    uint8_t *e = arena_alloc(mo, need);
-    if (!e) {
-        enum lmr_result rc =
-            mo->count ? spill(mo, &mo->err) : lmr_fail(&mo->err, LMR_ERR_NOMEM, "Out of memory buffering map output.");
-        if (rc != LMR_OK) {
-            fail_sticky(mo, rc);
-            return;
-        }
-        rehash = true;
-        e = arena_alloc(mo, need);
-        if (!e) {
-            fail_sticky(mo, lmr_fail(&mo->err, LMR_ERR_NOMEM, "Out of memory buffering a %zu-byte map key.", key.len));
-            return;
-        }
-    }
-    uint32_t kl = (uint32_t)key.len;
-    memcpy(e, &kl, 4);
-    memcpy(e + 4, &part, 4);
-    memcpy(e + 8, value.ptr, mo->vs);
-    if (w)
-        memcpy(e + 8 + mo->acc_bytes, w, SHORT_KEY);
-    else if (key.len)
-        memcpy(e + 8 + mo->acc_bytes, key.ptr, key.len);
-    if (rehash) {
-        mask = mo->items_cap - 1;
-        i = h & mask;
-        while (mo->items[i].entry)
-            i = (i + 1) & mask;
-    }
-    mo->items[i] = (struct item){h, e};
-    mo->count++;
-}
-
 static bool grow_items(struct lmr_map_output *mo)
 {
     size_t ncap = mo->items_cap * 2;
-    if (table_bytes(mo) + ncap * sizeof(struct item) > mo->table_limit)
+    if (table_bytes(mo) + ncap * sizeof(struct lmr_combine_item) > mo->table_limit)
         return false;
-    struct item *n = realloc(mo->items, ncap * sizeof *n);
+    struct lmr_combine_item *n = realloc(mo->items, ncap * sizeof *n);
     if (!n)
         return false;
-    note_peak(mo, mo->items_cap * sizeof(struct item));
+    note_peak(mo, mo->items_cap * sizeof(struct lmr_combine_item));
     mo->items = n;
     mo->items_cap = ncap;
     return true;
@@ -805,7 +525,14 @@ static void emit_buffer(struct lmr_emitter *self, struct lmr_slice key, struct l
         memcpy(e + 16, key.ptr, key.len);
     if (value.len)
         memcpy(e + 16 + key.len, value.ptr, value.len);
-    mo->items[mo->count++] = (struct item){sort_key(mo, part, key), e};
+    mo->items[mo->count++] = (struct lmr_combine_item){sort_key(mo, part, key), e};
+}
+
+/* The combining table's budget is reached: spill it (the table is empty afterwards). */
+static enum lmr_result table_full(void *user, struct lmr_combine_table *t, struct lmr_err *err)
+{
+    (void)t;
+    return spill(user, err);
 }
 
 /* ---- lifecycle ---------------------------------------------------------------------------------------------- */
@@ -844,7 +571,6 @@ enum lmr_result lmr_map_output_new(const struct lmr_map_output_options *o, struc
     mo->pbits = o->partitions > 1 ? 64 - (unsigned)__builtin_clzll((unsigned long long)(o->partitions - 1)) : 0;
     mo->combining = o->ops->combine != NULL;
     mo->vs = o->ops->value_size;
-    mo->acc_bytes = (mo->vs + 7) & ~(size_t)7;
     mo->store = o->store;
     mo->spill_prefix = strdup(o->spill_prefix);
     mo->object_key = strdup(o->object_key);
@@ -855,12 +581,21 @@ enum lmr_result lmr_map_output_new(const struct lmr_map_output_options *o, struc
     if (mo->chunk_bytes > MAX_CHUNK_BYTES)
         mo->chunk_bytes = MAX_CHUNK_BYTES;
     mo->chunk_bytes &= ~(size_t)7;
-    mo->items_cap = INITIAL_SLOTS;
-    mo->items =
-        mo->combining ? big_alloc(mo->items_cap * sizeof(struct item)) : malloc(mo->items_cap * sizeof(struct item));
-    mo->emitter.emit = mo->combining ? emit_combine : emit_buffer;
+    mo->emitter.emit = emit_buffer;
     enum lmr_result rc = LMR_OK;
-    if (!mo->spill_prefix || !mo->object_key || !mo->items)
+    if (mo->combining) {
+        struct lmr_combine_table_options to = {.value_size = mo->vs,
+                                               .ops = mo->ops,
+                                               .job_state = mo->state,
+                                               .memory_limit_bytes = mo->table_limit,
+                                               .full = table_full,
+                                               .full_user = mo};
+        rc = lmr_combine_table_new(&to, &mo->table, err);
+    } else {
+        mo->items_cap = INITIAL_ITEMS;
+        mo->items = malloc(mo->items_cap * sizeof(struct lmr_combine_item));
+    }
+    if (rc == LMR_OK && (!mo->spill_prefix || !mo->object_key || (!mo->combining && !mo->items)))
         rc = lmr_fail(err, LMR_ERR_NOMEM, "Out of memory creating the map output.");
     if (rc == LMR_OK)
         rc = lmr_frame_writer_new(mo->zstd_level, &mo->fw, err);
@@ -874,13 +609,23 @@ enum lmr_result lmr_map_output_new(const struct lmr_map_output_options *o, struc
 
 struct lmr_emitter *lmr_map_output_emitter(struct lmr_map_output *mo)
 {
-    return &mo->emitter;
+    /* A combining job emits straight into the table's pipeline: no call in between. */
+    return mo->combining ? lmr_combine_table_emitter(mo->table) : &mo->emitter;
+}
+
+/* Combine the table's pending emits; the first error of the table or of the map output into mo->status. */
+static void flush_table(struct lmr_map_output *mo)
+{
+    if (!mo->table || mo->status != LMR_OK)
+        return;
+    enum lmr_result rc = lmr_combine_table_flush(mo->table, &mo->err);
+    if (rc != LMR_OK)
+        mo->status = rc;
 }
 
 enum lmr_result lmr_map_output_status(struct lmr_map_output *mo, struct lmr_err *err)
 {
-    if (mo->ring_tail != mo->ring_head)
-        flush_batch(mo);
+    flush_table(mo);
     if (mo->status != LMR_OK && err)
         *err = mo->err;
     return mo->status;
@@ -937,14 +682,17 @@ static enum lmr_result finish_from_runs(struct lmr_map_output *mo, struct lmr_ma
                                         uint64_t *object_bytes, struct lmr_err *err)
 {
     enum lmr_result rc = LMR_OK;
-    if (mo->count)
+    if (mo->table ? lmr_combine_table_count(mo->table) > 0 : mo->count > 0)
         rc = spill(mo, err);
     if (rc != LMR_OK)
         return rc;
     /* The table is no longer needed: its memory goes to the readers. */
+    note_peak(mo, 0);
+    if (mo->table)
+        mo->records_in = lmr_combine_table_emits(mo->table);
+    lmr_combine_table_destroy(mo->table);
+    mo->table = NULL;
     free_items(mo);
-    mo->items = NULL;
-    mo->items_cap = 0;
     arena_free(mo);
     size_t avail = mo->limit - lmr_frame_writer_memory_bytes(mo->zstd_level);
     size_t fan_in = avail / lmr_frame_reader_memory_bytes();
@@ -986,8 +734,7 @@ enum lmr_result lmr_map_output_finish(struct lmr_map_output *mo, struct lmr_map_
                                       struct lmr_err *err)
 {
     memset(index, 0, sizeof *index);
-    if (mo->ring_tail != mo->ring_head)
-        flush_batch(mo);
+    flush_table(mo);
     if (mo->status != LMR_OK) {
         if (err)
             *err = mo->err;
@@ -1004,8 +751,11 @@ enum lmr_result lmr_map_output_finish(struct lmr_map_output *mo, struct lmr_map_
     enum lmr_result rc;
     if (mo->nruns == 0) {
         note_peak(mo, 0);
-        sort_buffered(mo);
-        rc = write_sorted(mo, mo->object_key, index->frames, &object_bytes, err);
+        struct lmr_combine_item *items;
+        size_t n;
+        rc = sort_buffered(mo, &items, &n, err);
+        if (rc == LMR_OK)
+            rc = write_sorted(mo, items, n, mo->object_key, index->frames, &object_bytes, err);
     } else {
         rc = finish_from_runs(mo, index, &object_bytes, err);
     }
@@ -1018,7 +768,7 @@ enum lmr_result lmr_map_output_finish(struct lmr_map_output *mo, struct lmr_map_
     }
     delete_runs(mo, 0, mo->nruns);
     mo->nruns = 0;
-    index->records_in = mo->records_in;
+    index->records_in = mo->table ? lmr_combine_table_emits(mo->table) : mo->records_in;
     for (uint32_t r = 0; r < mo->R; r++) {
         index->records_out += index->frames[r].records;
         index->raw_bytes += index->frames[r].raw_bytes;
@@ -1038,6 +788,7 @@ void lmr_map_output_destroy(struct lmr_map_output *mo)
     if (mo->runs)
         delete_runs(mo, 0, mo->nruns);
     free(mo->runs);
+    lmr_combine_table_destroy(mo->table);
     free_items(mo);
     arena_free(mo);
     lmr_frame_writer_destroy(mo->fw);

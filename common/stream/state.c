@@ -4,8 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <xxhash.h>
 
+#include "shuffle/combine_table.h"
 #include "stream/event.h"
 #include "stream/json_scan.h"
 #include "util/base64.h"
@@ -14,31 +14,20 @@
 #define STATE_PREFIX "{\"lmr\":\"1\",\"kv\":\""
 #define STATE_SUFFIX "\"}"
 
-struct entry {
-    uint64_t hash;
-    uint32_t key_off;
-    uint32_t key_len;
-};
-
-struct undo {
-    uint32_t idx;
-    uint32_t inserted; /* 1: idx was inserted (undo = remove it); 0: acc changed (old acc saved) */
-};
-
+/*
+ * The entries live in the shared combining table (shuffle/combine_table: the collector's, used
+ * here through upsert/find/remove, so the job is given per call as this interface has it).
+ *
+ * A transaction logs, per change, what undoes it, in one byte array read backwards at rollback:
+ *     key bytes, [the old accumulator, when the key existed], u32 key length, u32 inserted
+ */
 struct lmr_stream_state {
     size_t value_size;
-    uint32_t *slots; /* 0 = empty, else entry index + 1 */
-    size_t n_slots;  /* power of two */
-    struct entry *entries;
-    uint8_t *accs; /* value_size bytes per entry */
-    size_t n, cap;
-    uint8_t *keys; /* key bytes arena */
-    size_t keys_len, keys_cap;
+    struct lmr_combine_table *table;
     size_t packed_bytes; /* bytes of the packed encoding */
     bool in_tx;
-    struct undo *undo;
-    size_t n_undo, undo_cap;
-    uint8_t *undo_accs; /* old accumulators, one per undo entry (unused for inserts) */
+    uint8_t *undo;
+    size_t undo_len, undo_cap;
     struct lmr_stream_state_meta meta;
 };
 
@@ -60,9 +49,8 @@ struct lmr_stream_state *lmr_stream_state_new(size_t value_size)
     if (!st)
         return NULL;
     st->value_size = value_size;
-    st->n_slots = 1024;
-    st->slots = calloc(st->n_slots, sizeof *st->slots);
-    if (!st->slots) {
+    struct lmr_combine_table_options o = {.value_size = value_size}; /* no budget: the 1 MB limit is the caller's */
+    if (lmr_combine_table_new(&o, &st->table, NULL) != LMR_OK) {
         free(st);
         return NULL;
     }
@@ -73,22 +61,16 @@ void lmr_stream_state_destroy(struct lmr_stream_state *st)
 {
     if (!st)
         return;
-    free(st->slots);
-    free(st->entries);
-    free(st->accs);
-    free(st->keys);
+    lmr_combine_table_destroy(st->table);
     free(st->undo);
-    free(st->undo_accs);
     free(st);
 }
 
 void lmr_stream_state_clear(struct lmr_stream_state *st)
 {
-    memset(st->slots, 0, st->n_slots * sizeof *st->slots);
-    st->n = 0;
-    st->keys_len = 0;
+    lmr_combine_table_clear(st->table);
     st->packed_bytes = 0;
-    st->n_undo = 0;
+    st->undo_len = 0;
     st->in_tx = false;
     memset(&st->meta, 0, sizeof st->meta);
 }
@@ -131,50 +113,35 @@ static size_t meta_bytes(const struct lmr_stream_state_meta *m, char *out, size_
 
 size_t lmr_stream_state_count(const struct lmr_stream_state *st)
 {
-    return st->n;
+    return lmr_combine_table_count(st->table);
 }
 
-static const uint8_t *key_ptr(const struct lmr_stream_state *st, const struct entry *e)
+/* Log what undoes a change of key (old: its accumulator before, NULL for an insert). */
+static enum lmr_result log_undo(struct lmr_stream_state *st, struct lmr_slice key, const uint8_t *old)
 {
-    return st->keys + e->key_off;
-}
-
-static enum lmr_result grow_slots(struct lmr_stream_state *st)
-{
-    size_t n = st->n_slots * 2;
-    uint32_t *slots = calloc(n, sizeof *slots);
-    if (!slots)
-        return LMR_ERR_NOMEM;
-    for (size_t i = 0; i < st->n; i++) {
-        size_t s = st->entries[i].hash & (n - 1);
-        while (slots[s])
-            s = (s + 1) & (n - 1);
-        slots[s] = (uint32_t)i + 1;
-    }
-    free(st->slots);
-    st->slots = slots;
-    st->n_slots = n;
-    return LMR_OK;
-}
-
-static enum lmr_result log_undo(struct lmr_stream_state *st, uint32_t idx, bool inserted)
-{
-    if (st->n_undo == st->undo_cap) {
-        size_t cap = st->undo_cap ? st->undo_cap * 2 : 256;
-        struct undo *u = realloc(st->undo, cap * sizeof *u);
+    size_t need = key.len + (old ? st->value_size : 0) + 8;
+    if (st->undo_cap - st->undo_len < need) {
+        size_t cap = st->undo_cap ? st->undo_cap : 4096;
+        while (cap - st->undo_len < need)
+            cap *= 2;
+        uint8_t *u = realloc(st->undo, cap);
         if (!u)
             return LMR_ERR_NOMEM;
         st->undo = u;
-        uint8_t *a = realloc(st->undo_accs, cap * st->value_size);
-        if (!a)
-            return LMR_ERR_NOMEM;
-        st->undo_accs = a;
         st->undo_cap = cap;
     }
-    st->undo[st->n_undo] = (struct undo){idx, inserted};
-    if (!inserted)
-        memcpy(st->undo_accs + st->n_undo * st->value_size, st->accs + (size_t)idx * st->value_size, st->value_size);
-    st->n_undo++;
+    uint8_t *p = st->undo + st->undo_len;
+    if (key.len)
+        memcpy(p, key.ptr, key.len);
+    p += key.len;
+    if (old) {
+        memcpy(p, old, st->value_size);
+        p += st->value_size;
+    }
+    uint32_t kl = (uint32_t)key.len, inserted = old ? 0 : 1;
+    memcpy(p, &kl, 4);
+    memcpy(p + 4, &inserted, 4);
+    st->undo_len += need;
     return LMR_OK;
 }
 
@@ -185,102 +152,56 @@ enum lmr_result lmr_stream_state_add(struct lmr_stream_state *st, const struct l
         return LMR_ERR_INVALID;
     if (key.len > KEY_MAX_BYTES)
         return LMR_ERR_TOO_LARGE;
-    uint64_t h = XXH3_64bits(key.ptr, key.len);
-    size_t mask = st->n_slots - 1, s = h & mask;
-    for (uint32_t v; (v = st->slots[s]); s = (s + 1) & mask) {
-        struct entry *e = &st->entries[v - 1];
-        if (e->hash == h && e->key_len == key.len && !memcmp(key_ptr(st, e), key.ptr, key.len)) {
-            if (st->in_tx && log_undo(st, v - 1, false))
-                return LMR_ERR_NOMEM;
-            job->combine(job_state, st->accs + (size_t)(v - 1) * st->value_size, value);
-            return LMR_OK;
-        }
-    }
-    /* Insert. */
-    if (st->n == st->cap) {
-        size_t cap = st->cap ? st->cap * 2 : 256;
-        struct entry *e = realloc(st->entries, cap * sizeof *e);
-        if (!e)
-            return LMR_ERR_NOMEM;
-        st->entries = e;
-        uint8_t *a = realloc(st->accs, cap * st->value_size);
-        if (!a)
-            return LMR_ERR_NOMEM;
-        st->accs = a;
-        st->cap = cap;
-    }
-    if (st->keys_len + key.len > st->keys_cap) {
-        size_t cap = st->keys_cap ? st->keys_cap : 4096;
-        while (cap < st->keys_len + key.len)
-            cap *= 2;
-        if (cap > UINT32_MAX)
-            return LMR_ERR_TOO_LARGE;
-        uint8_t *k = realloc(st->keys, cap);
-        if (!k)
-            return LMR_ERR_NOMEM;
-        st->keys = k;
-        st->keys_cap = cap;
-    }
-    if (st->in_tx && log_undo(st, (uint32_t)st->n, true))
+    uint8_t *acc;
+    bool inserted;
+    enum lmr_result r = lmr_combine_table_upsert(st->table, key, &acc, &inserted, NULL);
+    if (r)
+        return r;
+    if (st->in_tx && log_undo(st, key, inserted ? NULL : acc)) {
+        if (inserted)
+            lmr_combine_table_remove(st->table, key);
         return LMR_ERR_NOMEM;
-    uint32_t idx = (uint32_t)st->n++;
-    memcpy(st->keys + st->keys_len, key.ptr, key.len);
-    st->entries[idx] = (struct entry){h, (uint32_t)st->keys_len, (uint32_t)key.len};
-    st->keys_len += key.len;
-    memcpy(st->accs + (size_t)idx * st->value_size, value.ptr, st->value_size);
-    st->slots[s] = idx + 1;
-    st->packed_bytes += varint_len(key.len) + key.len + st->value_size;
-    if (st->n * 4 > st->n_slots * 3 && grow_slots(st))
-        return LMR_ERR_NOMEM;
+    }
+    if (inserted) {
+        memcpy(acc, value.ptr, st->value_size);
+        st->packed_bytes += varint_len(key.len) + key.len + st->value_size;
+    } else {
+        job->combine(job_state, acc, value);
+    }
     return LMR_OK;
 }
 
 void lmr_stream_state_begin(struct lmr_stream_state *st)
 {
     st->in_tx = true;
-    st->n_undo = 0;
+    st->undo_len = 0;
 }
 
 void lmr_stream_state_commit(struct lmr_stream_state *st)
 {
     st->in_tx = false;
-    st->n_undo = 0;
-}
-
-/* Remove the slot that points at idx, with backward-shift deletion (linear probing stays valid). */
-static void remove_slot(struct lmr_stream_state *st, uint32_t idx)
-{
-    size_t mask = st->n_slots - 1, s = st->entries[idx].hash & mask;
-    while (st->slots[s] != idx + 1)
-        s = (s + 1) & mask;
-    size_t hole = s;
-    for (size_t j = (hole + 1) & mask; st->slots[j]; j = (j + 1) & mask) {
-        size_t home = st->entries[st->slots[j] - 1].hash & mask;
-        /* Move j into the hole unless its home lies cyclically in (hole, j]. */
-        bool in_between = hole <= j ? (home > hole && home <= j) : (home > hole || home <= j);
-        if (!in_between) {
-            st->slots[hole] = st->slots[j];
-            hole = j;
-        }
-    }
-    st->slots[hole] = 0;
+    st->undo_len = 0;
 }
 
 void lmr_stream_state_rollback(struct lmr_stream_state *st)
 {
-    while (st->n_undo) {
-        struct undo *u = &st->undo[--st->n_undo];
-        if (u->inserted) {
-            /* Inserts are undone newest first, so u->idx is always the last entry. */
-            struct entry *e = &st->entries[u->idx];
-            remove_slot(st, u->idx);
-            st->packed_bytes -= varint_len(e->key_len) + e->key_len + st->value_size;
-            st->keys_len = e->key_off;
-            st->n = u->idx;
+    /* Newest change first, so a key changed twice gets its oldest accumulator back. */
+    while (st->undo_len) {
+        uint32_t kl, inserted;
+        memcpy(&kl, st->undo + st->undo_len - 8, 4);
+        memcpy(&inserted, st->undo + st->undo_len - 4, 4);
+        size_t rec = (size_t)kl + (inserted ? 0 : st->value_size) + 8;
+        const uint8_t *p = st->undo + st->undo_len - rec;
+        struct lmr_slice key = lmr_slice_make(p, kl);
+        if (inserted) {
+            if (lmr_combine_table_remove(st->table, key))
+                st->packed_bytes -= varint_len(kl) + kl + st->value_size;
         } else {
-            memcpy(st->accs + (size_t)u->idx * st->value_size, st->undo_accs + st->n_undo * st->value_size,
-                   st->value_size);
+            uint8_t *acc = lmr_combine_table_find(st->table, key);
+            if (acc)
+                memcpy(acc, p + kl, st->value_size);
         }
+        st->undo_len -= rec;
     }
     st->in_tx = false;
 }
@@ -296,22 +217,32 @@ size_t lmr_stream_state_packed_bytes(const struct lmr_stream_state *st)
     return st->packed_bytes;
 }
 
+struct pack_ctx {
+    uint8_t *out;
+    size_t p, value_size;
+};
+
+static void pack_one(void *user, struct lmr_slice key, uint8_t *acc)
+{
+    struct pack_ctx *c = user;
+    size_t v = key.len;
+    while (v >= 0x80) {
+        c->out[c->p++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    c->out[c->p++] = (uint8_t)v;
+    if (key.len)
+        memcpy(c->out + c->p, key.ptr, key.len);
+    c->p += key.len;
+    memcpy(c->out + c->p, acc, c->value_size);
+    c->p += c->value_size;
+}
+
+/* The packed entries (st->packed_bytes of them) into packed, in the table's order. */
 static void pack_into(const struct lmr_stream_state *st, uint8_t *packed)
 {
-    size_t p = 0;
-    for (size_t i = 0; i < st->n; i++) {
-        const struct entry *e = &st->entries[i];
-        size_t v = e->key_len;
-        while (v >= 0x80) {
-            packed[p++] = (uint8_t)(v | 0x80);
-            v >>= 7;
-        }
-        packed[p++] = (uint8_t)v;
-        memcpy(packed + p, key_ptr(st, e), e->key_len);
-        p += e->key_len;
-        memcpy(packed + p, st->accs + i * st->value_size, st->value_size);
-        p += st->value_size;
-    }
+    struct pack_ctx c = {packed, 0, st->value_size};
+    lmr_combine_table_foreach(st->table, pack_one, &c);
 }
 
 enum lmr_result lmr_stream_state_pack(const struct lmr_stream_state *st, struct lmr_buf *out)
@@ -495,43 +426,28 @@ enum lmr_result lmr_stream_state_merge_text(struct lmr_stream_state *st, const s
     return lmr_stream_state_merge(st, job, job_state, json_text, json_text ? strlen(json_text) : 0, full, err);
 }
 
-struct sort_ctx {
-    const struct lmr_stream_state *st;
-    int (*compare)(struct lmr_slice a, struct lmr_slice b);
-};
-static __thread struct sort_ctx sort_ctx;
-
-static int bytewise(struct lmr_slice a, struct lmr_slice b)
+/* With a job's own order the sorted view needs a constant primary key (the prefix is bytewise). */
+static uint64_t no_sortkey(void *user, struct lmr_slice key)
 {
-    int c = memcmp(a.ptr, b.ptr, a.len < b.len ? a.len : b.len);
-    return c ? c : (a.len > b.len) - (a.len < b.len);
-}
-
-static int cmp_idx(const void *pa, const void *pb)
-{
-    const struct entry *a = &sort_ctx.st->entries[*(const uint32_t *)pa];
-    const struct entry *b = &sort_ctx.st->entries[*(const uint32_t *)pb];
-    return sort_ctx.compare(lmr_slice_make(key_ptr(sort_ctx.st, a), a->key_len),
-                            lmr_slice_make(key_ptr(sort_ctx.st, b), b->key_len));
+    (void)user;
+    (void)key;
+    return 0;
 }
 
 enum lmr_result lmr_stream_state_foreach_sorted(const struct lmr_stream_state *st, const struct lmr_job_ops *job,
                                                 void (*fn)(void *user, struct lmr_slice key, struct lmr_slice acc),
                                                 void *user)
 {
-    uint32_t *order = malloc((st->n ? st->n : 1) * sizeof *order);
-    if (!order)
+    bool custom = job && job->compare;
+    struct lmr_combine_sort how = {custom ? no_sortkey : NULL, NULL, custom ? job->compare : NULL, false};
+    struct lmr_combine_item *items;
+    size_t n;
+    if (lmr_combine_table_sorted(st->table, &how, &items, &n, NULL) != LMR_OK)
         return LMR_ERR_NOMEM;
-    for (size_t i = 0; i < st->n; i++)
-        order[i] = (uint32_t)i;
-    sort_ctx = (struct sort_ctx){st, job && job->compare ? job->compare : bytewise};
-    qsort(order, st->n, sizeof *order, cmp_idx);
-    for (size_t i = 0; i < st->n; i++) {
-        const struct entry *e = &st->entries[order[i]];
-        fn(user, lmr_slice_make(key_ptr(st, e), e->key_len),
-           lmr_slice_make(st->accs + (size_t)order[i] * st->value_size, st->value_size));
-    }
-    free(order);
+    for (size_t i = 0; i < n; i++)
+        fn(user, lmr_combine_item_key(st->table, &items[i]),
+           lmr_slice_make(lmr_combine_item_acc(st->table, &items[i]), st->value_size));
+    free(items);
     return LMR_OK;
 }
 
@@ -590,6 +506,7 @@ enum lmr_result lmr_stream_state_reduce_lines(const struct lmr_stream_state *st,
     if (!r)
         r = c.em.r;
     if (r)
-        return lmr_fail(err, r, "cannot write the window's output (%zu keys): %s", st->n, lmr_result_str(r));
+        return lmr_fail(err, r, "cannot write the window's output (%zu keys): %s", lmr_stream_state_count(st),
+                        lmr_result_str(r));
     return LMR_OK;
 }

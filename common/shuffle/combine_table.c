@@ -1,0 +1,909 @@
+/*
+ * The combining hash table (see combine_table.h).
+ *
+ * Slot (stride bytes, 32 or 64; a slot never straddles a cache line):
+ *     0  u32 key length + 1 (0: empty)
+ *     4  u32 the hash's low 32 bits (the slot index is hash & mask, so a growth re-places slots
+ *        from these bits without rehashing keys; tables stay below 2^32 slots)
+ *     8  key of at most SHORT_KEY bytes, zero-padded to 16 bytes; or a longer key's first 8
+ *        bytes (as loaded, little-endian) and at 16 a pointer to its bytes in the arena
+ *    24  the accumulator (acc_bytes <= INLINE_ACC_MAX), or a pointer to it in the arena
+ *
+ * Short keys are handled as two zero-padded 64-bit words: the hash, the comparison and the copy
+ * are a few instructions without a branch on the length (word lengths vary at random: such
+ * branches mispredict).
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include "shuffle/combine_table.h"
+
+#define HUGE_BYTES ((size_t)2 << 20) /* allocations of this size or more get 2 MiB-aligned (THP) pages */
+#define MAX_CHUNK_BYTES (HUGE_BYTES - sizeof(struct chunk))
+#define UNLIMITED_CHUNK_BYTES ((size_t)64 * 1024)
+#define INITIAL_SLOTS ((size_t)1024)
+#define MAX_SLOTS ((size_t)1 << 32)
+#define SHORT_KEY 16
+#define INLINE_ACC_MAX 40
+
+/* The emit pipeline: RING pending pairs; a pair is combined LAG emits after its slot was
+   prefetched; a long key's arena bytes are prefetched KEY_LAG emits after the slot. */
+#define RING 64
+#define LAG 24
+#define KEY_LAG 12
+#define PIPE_MIN_SLOTS ((size_t)1 << 15) /* smaller tables stay in cache: no pipelining */
+#define PIPE_KEY_MAX 48                  /* longer keys bypass the pipeline */
+#define PIPE_VALUE_MAX INLINE_ACC_MAX
+
+struct chunk {
+    struct chunk *next;
+    size_t cap;
+    uint8_t data[];
+};
+
+struct pending {
+    uint64_t h;
+    uint64_t key[PIPE_KEY_MAX / 8]; /* a short key as its two zero-padded words, or the key */
+    uint32_t klen;
+    uint8_t value[PIPE_VALUE_MAX];
+};
+
+struct lmr_combine_table {
+    struct lmr_emitter emitter; /* first: the emit callback casts back */
+    const struct lmr_job_ops *ops;
+    void *state;
+    size_t vs, acc_bytes, stride;
+    bool acc_inline;
+    size_t limit; /* SIZE_MAX: none */
+    lmr_combine_table_full_fn full;
+    void *full_user;
+    bool in_full; /* inside the full callback: no flushing (the pending pairs go in after it) */
+    bool drained; /* sorted in place: must be cleared before use */
+
+    uint8_t *slots;
+    size_t cap, mask, count;
+
+    struct chunk *chunks, *cur;
+    size_t cur_used, arena_bytes, chunk_bytes;
+    size_t peak;
+
+    struct pending ring[RING];
+    size_t head, tail; /* pending: ring[head % RING] .. ring[(tail - 1) % RING] */
+    uint64_t emits;
+
+    enum lmr_result status;
+    struct lmr_err err;
+};
+
+/* ---- memory ------------------------------------------------------------------------------------------------ */
+
+/*
+ * Large zeroed blocks come from mmap, 2 MiB-aligned and marked MADV_HUGEPAGE: a table of a few
+ * hundred thousand keys spans thousands of 4 KiB pages.
+ */
+static void *big_alloc(size_t n)
+{
+    if (n < HUGE_BYTES) {
+        /* cache-line aligned: a 32-byte slot must not straddle two lines */
+        void *p = aligned_alloc(64, (n + 63) & ~(size_t)63);
+        if (p)
+            memset(p, 0, n);
+        return p;
+    }
+    size_t len = (n + HUGE_BYTES - 1) & ~(HUGE_BYTES - 1);
+    uint8_t *raw = mmap(NULL, len + HUGE_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED)
+        return NULL;
+    uintptr_t start = ((uintptr_t)raw + HUGE_BYTES - 1) & ~(uintptr_t)(HUGE_BYTES - 1);
+    size_t head = start - (uintptr_t)raw, tail = HUGE_BYTES - head;
+    if (head)
+        munmap(raw, head);
+    if (tail)
+        munmap((uint8_t *)start + len, tail);
+    madvise((void *)start, len, MADV_HUGEPAGE);
+    return (void *)start;
+}
+
+static void big_free(void *p, size_t n)
+{
+    if (!p)
+        return;
+    if (n < HUGE_BYTES)
+        free(p);
+    else
+        munmap(p, (n + HUGE_BYTES - 1) & ~(HUGE_BYTES - 1));
+}
+
+static inline size_t mem_bytes(const struct lmr_combine_table *t)
+{
+    return t->arena_bytes + t->cap * t->stride;
+}
+
+static inline void note_peak(struct lmr_combine_table *t, size_t m)
+{
+    if (m > t->peak)
+        t->peak = m;
+}
+
+static void arena_reset(struct lmr_combine_table *t)
+{
+    if (!t->chunks)
+        return;
+    struct chunk *c = t->chunks->next;
+    while (c) {
+        struct chunk *n = c->next;
+        t->arena_bytes -= c->cap + sizeof *c;
+        big_free(c, c->cap + sizeof *c);
+        c = n;
+    }
+    t->chunks->next = NULL;
+    t->cur = t->chunks;
+    t->cur_used = 0;
+}
+
+/* n bytes (a multiple of 8) from the arena; NULL when the budget (unless force) or malloc says no. */
+static uint8_t *arena_alloc(struct lmr_combine_table *t, size_t n, bool force)
+{
+    if (t->cur && n <= t->cur->cap - t->cur_used) {
+        uint8_t *p = t->cur->data + t->cur_used;
+        t->cur_used += n;
+        return p;
+    }
+    size_t cap = n > t->chunk_bytes ? n : t->chunk_bytes;
+    if (!force && mem_bytes(t) + cap + sizeof(struct chunk) > t->limit)
+        return NULL;
+    struct chunk *c = big_alloc(sizeof *c + cap);
+    if (!c)
+        return NULL;
+    c->next = NULL;
+    c->cap = cap;
+    if (t->cur) {
+        c->next = t->cur->next; /* after a reset, later chunks were freed: cur is the last */
+        t->cur->next = c;
+    } else {
+        t->chunks = c;
+    }
+    t->cur = c;
+    t->cur_used = n;
+    t->arena_bytes += cap + sizeof *c;
+    note_peak(t, mem_bytes(t));
+    return c->data;
+}
+
+static inline const char *job_name(const struct lmr_combine_table *t)
+{
+    return t->ops && t->ops->name ? t->ops->name : "?";
+}
+
+/* ---- keys and slots ---------------------------------------------------------------------------------------- */
+
+#if defined(__SANITIZE_ADDRESS__)
+#define OVERREAD_OK 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define OVERREAD_OK 0
+#endif
+#endif
+#ifndef OVERREAD_OK
+#define OVERREAD_OK (__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__)
+#endif
+
+static inline uint64_t load64(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+static inline uint32_t load32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static inline void store64(uint8_t *p, uint64_t v)
+{
+    memcpy(p, &v, 8);
+}
+
+static inline void store32(uint8_t *p, uint32_t v)
+{
+    memcpy(p, &v, 4);
+}
+
+static inline uint64_t low_bytes_mask(size_t n)
+{
+    return n >= 8 ? ~(uint64_t)0 : ((uint64_t)1 << (8 * n)) - 1;
+}
+
+/* Key p[0, n), n <= SHORT_KEY, zero-padded into w[0..1] (little-endian byte order in memory). */
+static inline void load_short(const uint8_t *p, size_t n, uint64_t w[2])
+{
+    /* Two whole words when they stay inside p's page (so the read cannot fault); the bytes past
+       the key are masked off. Sanitizer builds always take the exact copy. */
+    if (OVERREAD_OK && ((uintptr_t)p & 4095) <= 4096 - 16) {
+        uint64_t a = load64(p), b = load64(p + 8);
+        w[0] = a & low_bytes_mask(n);
+        w[1] = n > 8 ? b & low_bytes_mask(n - 8) : 0;
+        return;
+    }
+    w[0] = w[1] = 0;
+    if (n)
+        memcpy(w, p, n);
+}
+
+/* A short key's hash: its two words mixed with 64x64->128 multiplies. Longer keys use XXH3. */
+static inline uint64_t short_hash(const uint64_t w[2], size_t n)
+{
+    __uint128_t m = (__uint128_t)(w[0] ^ 0x9e3779b97f4a7c15ull) * (w[1] ^ 0xd6e8feb86659fd93ull ^ n);
+    m = (__uint128_t)((uint64_t)m ^ (uint64_t)(m >> 64) ^ 0xa0761d6478bd642full) * 0xe7037ed1a0b428dbull;
+    return (uint64_t)m ^ (uint64_t)(m >> 64);
+}
+
+/* The first (up to) 8 bytes of a long key as the slot stores them. */
+static inline uint64_t long_prefix(const uint8_t *p)
+{
+    return load64(p);
+}
+
+static inline uint8_t *slot_at(const struct lmr_combine_table *t, size_t i)
+{
+    return t->slots + i * t->stride;
+}
+
+static inline uint32_t slot_klen(const uint8_t *s)
+{
+    return load32(s) - 1;
+}
+
+static inline struct lmr_slice slot_key(const uint8_t *s)
+{
+    uint32_t n = slot_klen(s);
+    if (n <= SHORT_KEY)
+        return (struct lmr_slice){s + 8, n};
+    return (struct lmr_slice){(const uint8_t *)(uintptr_t)load64(s + 16), n};
+}
+
+static inline uint8_t *slot_acc(const struct lmr_combine_table *t, uint8_t *s)
+{
+    return t->acc_inline ? s + 24 : (uint8_t *)(uintptr_t)load64(s + 24);
+}
+
+static inline bool long_equal(const uint8_t *a, const uint8_t *b, size_t n)
+{
+    return memcmp(a, b, n) == 0;
+}
+
+/* The slot holding short key w (length n), or the empty slot where it would go: *found tells. */
+static inline uint8_t *probe_short(const struct lmr_combine_table *t, uint64_t h, const uint64_t w[2], size_t n,
+                                   bool *found)
+{
+    size_t i = h & t->mask;
+    uint32_t want = (uint32_t)n + 1;
+    for (;;) {
+        uint8_t *s = slot_at(t, i);
+        uint32_t kl1 = load32(s);
+        if (!kl1) {
+            *found = false;
+            return s;
+        }
+        if (((kl1 ^ want) | (load64(s + 8) ^ w[0]) | (load64(s + 16) ^ w[1])) == 0) {
+            *found = true;
+            return s;
+        }
+        i = (i + 1) & t->mask;
+    }
+}
+
+static inline uint8_t *probe_long(const struct lmr_combine_table *t, uint64_t h, const uint8_t *key, size_t n,
+                                  bool *found)
+{
+    size_t i = h & t->mask;
+    uint32_t want = (uint32_t)n + 1, tag = (uint32_t)h;
+    uint64_t prefix = long_prefix(key);
+    for (;;) {
+        uint8_t *s = slot_at(t, i);
+        uint32_t kl1 = load32(s);
+        if (!kl1) {
+            *found = false;
+            return s;
+        }
+        if (kl1 == want && load32(s + 4) == tag && load64(s + 8) == prefix &&
+            long_equal((const uint8_t *)(uintptr_t)load64(s + 16), key, n)) {
+            *found = true;
+            return s;
+        }
+        i = (i + 1) & t->mask;
+    }
+}
+
+/* Hash of any key; short keys also get their words in w. */
+static inline uint64_t key_hash(struct lmr_slice key, uint64_t w[2])
+{
+    if (key.len <= SHORT_KEY) {
+        load_short(key.ptr, key.len, w);
+        return short_hash(w, key.len);
+    }
+    return XXH3_64bits(key.ptr, key.len);
+}
+
+static inline uint8_t *probe(const struct lmr_combine_table *t, uint64_t h, struct lmr_slice key, const uint64_t *w,
+                             bool *found)
+{
+    return key.len <= SHORT_KEY ? probe_short(t, h, w, key.len, found) : probe_long(t, h, key.ptr, key.len, found);
+}
+
+/* Double the slot array if the budget allows. @return false when it does not. */
+static bool grow(struct lmr_combine_table *t)
+{
+    size_t ncap = t->cap * 2;
+    if (ncap > MAX_SLOTS || mem_bytes(t) + ncap * t->stride > t->limit)
+        return false;
+    uint8_t *n = big_alloc(ncap * t->stride);
+    if (!n)
+        return false;
+    note_peak(t, mem_bytes(t) + ncap * t->stride);
+    size_t nmask = ncap - 1;
+    for (size_t i = 0; i < t->cap; i++) {
+        const uint8_t *s = slot_at(t, i);
+        if (!load32(s))
+            continue;
+        size_t j = load32(s + 4) & nmask;
+        while (load32(n + j * t->stride))
+            j = (j + 1) & nmask;
+        memcpy(n + j * t->stride, s, t->stride);
+    }
+    big_free(t->slots, t->cap * t->stride);
+    t->slots = n;
+    t->cap = ncap;
+    t->mask = nmask;
+    return true;
+}
+
+static void fill_slot(struct lmr_combine_table *t, uint8_t *s, uint64_t h, struct lmr_slice key, const uint64_t *w,
+                      uint8_t *mem)
+{
+    store32(s, (uint32_t)key.len + 1);
+    store32(s + 4, (uint32_t)h);
+    if (!t->acc_inline) {
+        store64(s + 24, (uint64_t)(uintptr_t)mem);
+        mem += t->acc_bytes;
+    }
+    if (key.len <= SHORT_KEY) {
+        store64(s + 8, w[0]);
+        store64(s + 16, w[1]);
+    } else {
+        memcpy(mem, key.ptr, key.len);
+        store64(s + 8, long_prefix(key.ptr));
+        store64(s + 16, (uint64_t)(uintptr_t)mem);
+    }
+}
+
+/*
+ * Insert a key known to be absent (s: the empty slot the probe ended on). Grows the table or,
+ * past the budget, calls the full callback (which empties it) first.
+ * @return the new slot, or NULL with err filled in.
+ */
+static uint8_t *insert_new(struct lmr_combine_table *t, uint8_t *s, uint64_t h, struct lmr_slice key, const uint64_t *w,
+                           struct lmr_err *err)
+{
+    size_t need = (t->acc_inline ? 0 : t->acc_bytes) + (key.len > SHORT_KEY ? (key.len + 7) & ~(size_t)7 : 0);
+    for (int attempt = 0;; attempt++) {
+        bool moved = false, ok = true;
+        if ((t->count + 1) * 2 > t->cap) {
+            ok = grow(t);
+            moved = ok;
+        }
+        uint8_t *mem = NULL;
+        if (ok && need && !(mem = arena_alloc(t, need, t->count == 0)))
+            ok = false;
+        if (ok) {
+            if (moved) {
+                bool found;
+                s = probe(t, h, key, w, &found);
+            }
+            fill_slot(t, s, h, key, w, mem);
+            t->count++;
+            return s;
+        }
+        if (t->count == 0 || attempt > 0)
+            break;
+        if (!t->full) {
+            lmr_fail(err, LMR_ERR_NOMEM,
+                     "The combining table of job %s reached its memory budget of %zu bytes with %zu keys; give the "
+                     "task more memory.",
+                     job_name(t), t->limit, t->count);
+            return NULL;
+        }
+        t->in_full = true;
+        enum lmr_result rc = t->full(t->full_user, t, err);
+        t->in_full = false;
+        if (rc != LMR_OK)
+            return NULL;
+        bool found;
+        s = probe(t, h, key, w, &found);
+    }
+    lmr_fail(err, LMR_ERR_NOMEM, "Out of memory in the combining table of job %s (%zu keys, a %zu-byte key).",
+             job_name(t), t->count, key.len);
+    return NULL;
+}
+
+static inline enum lmr_result check_key(const struct lmr_combine_table *t, struct lmr_slice key, struct lmr_err *err)
+{
+    if (key.len > LMR_COMBINE_TABLE_MAX_KEY_BYTES)
+        return lmr_fail(err, LMR_ERR_TOO_LARGE, "A key of %zu bytes is larger than the combining table's limit of %zu.",
+                        key.len, LMR_COMBINE_TABLE_MAX_KEY_BYTES);
+    if (t->drained)
+        return lmr_fail(err, LMR_ERR_INTERNAL, "The combining table was sorted in place and not cleared.");
+    return LMR_OK;
+}
+
+/* ---- public: lifecycle ------------------------------------------------------------------------------------- */
+
+static void emit_cb(struct lmr_emitter *self, struct lmr_slice key, struct lmr_slice value);
+
+static size_t stride_for(size_t acc_bytes)
+{
+    if (acc_bytes > INLINE_ACC_MAX)
+        return 32;
+    return 24 + acc_bytes <= 32 ? 32 : 64;
+}
+
+size_t lmr_combine_table_initial_bytes(size_t value_size)
+{
+    return INITIAL_SLOTS * stride_for((value_size + 7) & ~(size_t)7);
+}
+
+enum lmr_result lmr_combine_table_new(const struct lmr_combine_table_options *o, struct lmr_combine_table **out,
+                                      struct lmr_err *err)
+{
+    if (!o || o->value_size == 0 || (o->ops && !o->ops->combine))
+        return lmr_fail(err, LMR_ERR_INVALID, "A combining table needs a value_size and a job with a combiner.");
+    struct lmr_combine_table *t = calloc(1, sizeof *t);
+    if (!t)
+        return lmr_fail(err, LMR_ERR_NOMEM, "Out of memory creating a combining table.");
+    t->emitter.emit = emit_cb;
+    t->ops = o->ops;
+    t->state = o->job_state;
+    t->vs = o->value_size;
+    t->acc_bytes = (t->vs + 7) & ~(size_t)7;
+    t->acc_inline = t->acc_bytes <= INLINE_ACC_MAX;
+    t->stride = stride_for(t->acc_bytes);
+    t->limit = o->memory_limit_bytes ? o->memory_limit_bytes : SIZE_MAX;
+    t->full = o->full;
+    t->full_user = o->full_user;
+    if (o->memory_limit_bytes) {
+        t->chunk_bytes = o->memory_limit_bytes / 16;
+        if (t->chunk_bytes > MAX_CHUNK_BYTES)
+            t->chunk_bytes = MAX_CHUNK_BYTES;
+        if (t->chunk_bytes < 4096)
+            t->chunk_bytes = 4096;
+    } else {
+        t->chunk_bytes = UNLIMITED_CHUNK_BYTES;
+    }
+    t->chunk_bytes &= ~(size_t)7;
+    t->cap = INITIAL_SLOTS;
+    t->mask = t->cap - 1;
+    t->slots = big_alloc(t->cap * t->stride);
+    if (!t->slots) {
+        free(t);
+        return lmr_fail(err, LMR_ERR_NOMEM, "Out of memory creating a combining table.");
+    }
+    note_peak(t, mem_bytes(t));
+    if (!t->ops) /* upsert/find/remove only */
+        t->status = lmr_fail(&t->err, LMR_ERR_INVALID, "This combining table has no combiner: use upsert.");
+    *out = t;
+    return LMR_OK;
+}
+
+void lmr_combine_table_destroy(struct lmr_combine_table *t)
+{
+    if (!t)
+        return;
+    arena_reset(t);
+    if (t->chunks)
+        big_free(t->chunks, t->chunks->cap + sizeof *t->chunks);
+    big_free(t->slots, t->cap * t->stride);
+    free(t);
+}
+
+void lmr_combine_table_clear(struct lmr_combine_table *t)
+{
+    if (t->count || t->drained)
+        memset(t->slots, 0, t->cap * t->stride);
+    t->count = 0;
+    t->drained = false;
+    arena_reset(t);
+    if (!t->in_full)
+        t->head = t->tail = 0;
+}
+
+size_t lmr_combine_table_count(const struct lmr_combine_table *t)
+{
+    return t->count;
+}
+
+size_t lmr_combine_table_memory_bytes(const struct lmr_combine_table *t)
+{
+    return mem_bytes(t);
+}
+
+size_t lmr_combine_table_peak_bytes(const struct lmr_combine_table *t)
+{
+    return t->peak;
+}
+
+/* ---- public: synchronous ----------------------------------------------------------------------------------- */
+
+enum lmr_result lmr_combine_table_upsert(struct lmr_combine_table *t, struct lmr_slice key, uint8_t **acc,
+                                         bool *inserted, struct lmr_err *err)
+{
+    struct lmr_err local;
+    if (!err)
+        err = &local;
+    enum lmr_result rc = check_key(t, key, err);
+    if (rc != LMR_OK)
+        return rc;
+    uint64_t w[2];
+    uint64_t h = key_hash(key, w);
+    bool found;
+    uint8_t *s = probe(t, h, key, w, &found);
+    if (!found && !(s = insert_new(t, s, h, key, w, err)))
+        return err->code ? err->code : LMR_ERR_NOMEM;
+    *acc = slot_acc(t, s);
+    *inserted = !found;
+    return LMR_OK;
+}
+
+enum lmr_result lmr_combine_table_add(struct lmr_combine_table *t, struct lmr_slice key, struct lmr_slice value,
+                                      struct lmr_err *err)
+{
+    if (!t->ops)
+        return lmr_fail(err, LMR_ERR_INVALID, "This combining table has no combiner: use upsert.");
+    if (value.len != t->vs)
+        return lmr_fail(err, LMR_ERR_INVALID,
+                        "Job %s emitted a %zu-byte value but declares value_size %zu; a combining job's values must "
+                        "all have value_size bytes.",
+                        job_name(t), value.len, t->vs);
+    uint8_t *acc;
+    bool inserted;
+    struct lmr_err local;
+    enum lmr_result rc = lmr_combine_table_upsert(t, key, &acc, &inserted, err ? err : &local);
+    if (rc != LMR_OK)
+        return rc;
+    if (inserted)
+        memcpy(acc, value.ptr, t->vs);
+    else
+        t->ops->combine(t->state, acc, value);
+    return LMR_OK;
+}
+
+uint8_t *lmr_combine_table_find(struct lmr_combine_table *t, struct lmr_slice key)
+{
+    if (key.len > LMR_COMBINE_TABLE_MAX_KEY_BYTES || t->drained)
+        return NULL;
+    uint64_t w[2];
+    uint64_t h = key_hash(key, w);
+    bool found;
+    uint8_t *s = probe(t, h, key, w, &found);
+    return found ? slot_acc(t, s) : NULL;
+}
+
+bool lmr_combine_table_remove(struct lmr_combine_table *t, struct lmr_slice key)
+{
+    if (key.len > LMR_COMBINE_TABLE_MAX_KEY_BYTES || t->drained)
+        return false;
+    uint64_t w[2];
+    uint64_t h = key_hash(key, w);
+    bool found;
+    uint8_t *s = probe(t, h, key, w, &found);
+    if (!found)
+        return false;
+    /* Backward-shift deletion: linear probing stays valid without tombstones. */
+    size_t hole = (size_t)(s - t->slots) / t->stride;
+    for (size_t j = (hole + 1) & t->mask;; j = (j + 1) & t->mask) {
+        uint8_t *sj = slot_at(t, j);
+        if (!load32(sj))
+            break;
+        size_t home = load32(sj + 4) & t->mask;
+        /* Move j into the hole unless its home lies cyclically in (hole, j]. */
+        bool in_between = hole <= j ? (home > hole && home <= j) : (home > hole || home <= j);
+        if (!in_between) {
+            memcpy(slot_at(t, hole), sj, t->stride);
+            hole = j;
+        }
+    }
+    memset(slot_at(t, hole), 0, t->stride);
+    t->count--;
+    return true;
+}
+
+/* ---- public: the pipeline ---------------------------------------------------------------------------------- */
+
+static inline void fail_sticky(struct lmr_combine_table *t, enum lmr_result rc)
+{
+    if (t->status == LMR_OK)
+        t->status = rc;
+}
+
+/* Combine one pair whose hash (and, short, words) are known. */
+static inline void combine_hashed(struct lmr_combine_table *t, uint64_t h, struct lmr_slice key, const uint64_t *w,
+                                  const uint8_t *value)
+{
+    if (t->status != LMR_OK)
+        return;
+    bool found;
+    uint8_t *s = probe(t, h, key, w, &found);
+    if (found) {
+        t->ops->combine(t->state, slot_acc(t, s), (struct lmr_slice){value, t->vs});
+        return;
+    }
+    s = insert_new(t, s, h, key, w, &t->err);
+    if (!s) {
+        fail_sticky(t, t->err.code ? t->err.code : LMR_ERR_NOMEM);
+        return;
+    }
+    memcpy(slot_acc(t, s), value, t->vs);
+}
+
+static inline void combine_pending(struct lmr_combine_table *t, const struct pending *q)
+{
+    combine_hashed(t, q->h, (struct lmr_slice){(const uint8_t *)q->key, q->klen}, q->key, q->value);
+}
+
+static void emit_slow(struct lmr_combine_table *t, struct lmr_slice key, struct lmr_slice value)
+{
+    if (t->status != LMR_OK)
+        return;
+    if (value.len != t->vs) {
+        fail_sticky(t, lmr_fail(&t->err, LMR_ERR_INVALID,
+                                "Job %s emitted a %zu-byte value but declares value_size %zu; a combining job's "
+                                "values must all have value_size bytes.",
+                                job_name(t), value.len, t->vs));
+        return;
+    }
+    if (check_key(t, key, &t->err) != LMR_OK) {
+        fail_sticky(t, t->err.code);
+        return;
+    }
+    t->emits++;
+    uint64_t w[2];
+    uint64_t h = key_hash(key, w);
+    if (t->cap < PIPE_MIN_SLOTS || t->vs > PIPE_VALUE_MAX || key.len > PIPE_KEY_MAX) {
+        combine_hashed(t, h, key, w, value.ptr); /* pending pairs come later: the order does not matter */
+        return;
+    }
+    size_t k = t->tail++;
+    struct pending *p = &t->ring[k % RING];
+    p->h = h;
+    p->klen = (uint32_t)key.len;
+    if (key.len <= SHORT_KEY) {
+        p->key[0] = w[0];
+        p->key[1] = w[1];
+    } else {
+        memcpy(p->key, key.ptr, key.len);
+    }
+    memcpy(p->value, value.ptr, t->vs);
+    __builtin_prefetch(slot_at(t, h & t->mask));
+    if (k >= t->head + LAG)
+        combine_pending(t, &t->ring[t->head++ % RING]);
+}
+
+/*
+ * The fast path (see the header): a short key with an accumulator-sized value, into a table too
+ * large for the caches. Hash, stash in the ring, prefetch the slot; combine the pair stashed LAG
+ * emits ago, whose slot is in cache by now. A long key's arena bytes are prefetched KEY_LAG emits
+ * after its slot.
+ */
+void lmr_combine_table_emit(struct lmr_combine_table *t, struct lmr_slice key, struct lmr_slice value)
+{
+    if (__builtin_expect(t->status != LMR_OK || value.len != t->vs || key.len > SHORT_KEY || t->cap < PIPE_MIN_SLOTS ||
+                             t->vs > PIPE_VALUE_MAX || t->drained,
+                         0)) {
+        emit_slow(t, key, value);
+        return;
+    }
+    t->emits++;
+    uint64_t w[2];
+    load_short(key.ptr, key.len, w);
+    uint64_t h = short_hash(w, key.len);
+    size_t k = t->tail++;
+    struct pending *p = &t->ring[k % RING];
+    p->h = h;
+    p->klen = (uint32_t)key.len;
+    p->key[0] = w[0];
+    p->key[1] = w[1];
+    if (t->vs == 8)
+        memcpy(p->value, value.ptr, 8);
+    else
+        memcpy(p->value, value.ptr, t->vs);
+    __builtin_prefetch(slot_at(t, h & t->mask));
+    if (k >= t->head + KEY_LAG) {
+        const struct pending *q = &t->ring[(k - KEY_LAG) % RING];
+        if (q->klen > SHORT_KEY) {
+            const uint8_t *s = slot_at(t, q->h & t->mask);
+            if (load32(s) > SHORT_KEY + 1)
+                __builtin_prefetch((const void *)(uintptr_t)load64(s + 16));
+        }
+    }
+    if (k >= t->head + LAG)
+        combine_pending(t, &t->ring[t->head++ % RING]);
+}
+
+static void emit_cb(struct lmr_emitter *self, struct lmr_slice key, struct lmr_slice value)
+{
+    lmr_combine_table_emit((struct lmr_combine_table *)self, key, value);
+}
+
+struct lmr_emitter *lmr_combine_table_emitter(struct lmr_combine_table *t)
+{
+    return &t->emitter;
+}
+
+uint64_t lmr_combine_table_emits(const struct lmr_combine_table *t)
+{
+    return t->emits;
+}
+
+enum lmr_result lmr_combine_table_flush(struct lmr_combine_table *t, struct lmr_err *err)
+{
+    if (!t->in_full) {
+        while (t->head != t->tail)
+            combine_pending(t, &t->ring[t->head++ % RING]);
+        t->head = t->tail = 0;
+    }
+    if (t->status != LMR_OK && err)
+        *err = t->err;
+    return t->status;
+}
+
+/* ---- public: iteration ------------------------------------------------------------------------------------- */
+
+void lmr_combine_table_foreach(struct lmr_combine_table *t, void (*fn)(void *user, struct lmr_slice key, uint8_t *acc),
+                               void *user)
+{
+    lmr_combine_table_flush(t, NULL);
+    if (t->drained)
+        return;
+    for (size_t i = 0; i < t->cap; i++) {
+        uint8_t *s = slot_at(t, i);
+        if (load32(s))
+            fn(user, slot_key(s), slot_acc(t, s));
+    }
+}
+
+struct lmr_slice lmr_combine_item_key(const struct lmr_combine_table *t, const struct lmr_combine_item *it)
+{
+    (void)t;
+    return slot_key(it->slot);
+}
+
+uint8_t *lmr_combine_item_acc(const struct lmr_combine_table *t, const struct lmr_combine_item *it)
+{
+    return slot_acc(t, it->slot);
+}
+
+static int bytewise(struct lmr_slice a, struct lmr_slice b)
+{
+    size_t n = a.len < b.len ? a.len : b.len;
+    int c = n ? memcmp(a.ptr, b.ptr, n) : 0;
+    return c ? c : (a.len > b.len) - (a.len < b.len);
+}
+
+static inline int item_cmp(int (*compare)(struct lmr_slice, struct lmr_slice), const struct lmr_combine_item *a,
+                           const struct lmr_combine_item *b)
+{
+    if (a->sortkey != b->sortkey)
+        return a->sortkey < b->sortkey ? -1 : 1;
+    return compare(slot_key(a->slot), slot_key(b->slot));
+}
+
+/* Quicksort (median of three, the smaller part recursed into), insertion sort below 16 items. */
+static void sort_items(int (*compare)(struct lmr_slice, struct lmr_slice), struct lmr_combine_item *a, size_t n)
+{
+    while (n > 16) {
+        struct lmr_combine_item *x = &a[0], *y = &a[n / 2], *z = &a[n - 1], *m;
+        if (item_cmp(compare, x, y) < 0)
+            m = item_cmp(compare, y, z) < 0 ? y : (item_cmp(compare, x, z) < 0 ? z : x);
+        else
+            m = item_cmp(compare, x, z) < 0 ? x : (item_cmp(compare, y, z) < 0 ? z : y);
+        struct lmr_combine_item p = *m;
+        size_t i = (size_t)-1, j = n;
+        for (;;) {
+            do
+                i++;
+            while (item_cmp(compare, &a[i], &p) < 0);
+            do
+                j--;
+            while (item_cmp(compare, &a[j], &p) > 0);
+            if (i >= j)
+                break;
+            struct lmr_combine_item tmp = a[i];
+            a[i] = a[j];
+            a[j] = tmp;
+        }
+        size_t left = j + 1, right = n - left;
+        if (left < right) {
+            sort_items(compare, a, left);
+            a += left;
+            n = right;
+        } else {
+            sort_items(compare, a + left, right);
+            n = left;
+        }
+    }
+    for (size_t i = 1; i < n; i++) {
+        struct lmr_combine_item tmp = a[i];
+        size_t k = i;
+        while (k > 0 && item_cmp(compare, &tmp, &a[k - 1]) < 0) {
+            a[k] = a[k - 1];
+            k--;
+        }
+        a[k] = tmp;
+    }
+}
+
+/* The key's first 8 bytes, big-endian, zero padded. */
+static inline uint64_t prefix_sortkey(const uint8_t *s)
+{
+    uint64_t first = load64(s + 8); /* short: zero-padded; long: the first 8 bytes */
+    return __builtin_bswap64(first);
+}
+
+enum lmr_result lmr_combine_table_sorted(struct lmr_combine_table *t, const struct lmr_combine_sort *how,
+                                         struct lmr_combine_item **items, size_t *n, struct lmr_err *err)
+{
+    *items = NULL;
+    *n = 0;
+    lmr_combine_table_flush(t, NULL);
+    if (t->drained)
+        return lmr_fail(err, LMR_ERR_INTERNAL, "The combining table was sorted in place and not cleared.");
+    size_t count = t->count;
+    struct lmr_combine_item *it;
+    if (how->in_place) {
+        /*
+         * Compact the slots to the front of the slot array, then build the items in its back:
+         * the table is at most half full and a slot is at least 32 bytes, so count slots plus
+         * count 16-byte items fit in cap slots without overlapping.
+         */
+        size_t j = 0;
+        for (size_t i = 0; i < t->cap; i++) {
+            uint8_t *s = slot_at(t, i);
+            if (!load32(s))
+                continue;
+            if (i != j)
+                memcpy(slot_at(t, j), s, t->stride);
+            j++;
+        }
+        it = (struct lmr_combine_item *)(t->slots + t->cap * t->stride) - count;
+        for (size_t i = 0; i < count; i++)
+            it[i].slot = slot_at(t, i);
+        t->drained = true;
+    } else {
+        it = malloc((count ? count : 1) * sizeof *it);
+        if (!it)
+            return lmr_fail(err, LMR_ERR_NOMEM, "Out of memory sorting %zu keys of a combining table.", count);
+        size_t j = 0;
+        for (size_t i = 0; i < t->cap; i++) {
+            uint8_t *s = slot_at(t, i);
+            if (load32(s))
+                it[j++].slot = s;
+        }
+    }
+    for (size_t i = 0; i < count; i++) {
+        const uint8_t *s = it[i].slot;
+        if (how->sortkey)
+            it[i].sortkey = how->sortkey(how->user, slot_key(s));
+        else
+            it[i].sortkey = prefix_sortkey(s);
+    }
+    sort_items(how->compare ? how->compare : bytewise, it, count);
+    *items = it;
+    *n = count;
+    return LMR_OK;
+}

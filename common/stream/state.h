@@ -1,6 +1,7 @@
 /*
  * A tumbling window's state: key -> accumulator (the job's combiner values, value_size bytes
- * each), combined at emit time in an open-addressing hash table (Phoenix++'s idea).
+ * each), combined at emit time in the shared combining table (shuffle/combine_table.h, the
+ * map-side collector's table: entries inline in the slots).
  *
  * Between invocations the state travels inside the Lambda event and response as a JSON object
  * of strings (AWS recommends Map<String,String> for tumbling-window state):

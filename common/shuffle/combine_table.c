@@ -33,8 +33,10 @@
 /* The emit pipeline: RING pending pairs; a pair is combined LAG emits after its slot was
    prefetched; a long key's arena bytes are prefetched KEY_LAG emits after the slot. */
 #define RING 64
+#ifndef LAG
 #define LAG 24
-#define KEY_LAG 12
+#endif
+#define KEY_LAG (LAG / 2)
 #define PIPE_MIN_SLOTS ((size_t)1 << 15) /* smaller tables stay in cache: no pipelining */
 #define PIPE_KEY_MAX 48                  /* longer keys bypass the pipeline */
 #define PIPE_VALUE_MAX INLINE_ACC_MAX
@@ -57,8 +59,14 @@ struct lmr_combine_table {
     const struct lmr_job_ops *ops;
     void *state;
     size_t vs, acc_bytes, stride;
+    unsigned stride_shift; /* stride == 1 << stride_shift */
     bool acc_inline;
-    size_t limit; /* SIZE_MAX: none */
+    void (*combine)(void *state, uint8_t *acc, struct lmr_slice value);
+    /* The fast path's value size: vs while the fast path is open (no error, not drained, an
+       accumulator the ring and the slot hold), else SIZE_MAX; see update_fast. */
+    size_t fast_vs;
+    bool pipelined; /* cap >= PIPE_MIN_SLOTS: emits go through the ring */
+    size_t limit;   /* SIZE_MAX: none */
     lmr_combine_table_full_fn full;
     void *full_user;
     bool in_full; /* inside the full callback: no flushing (the pending pairs go in after it) */
@@ -253,7 +261,14 @@ static inline uint64_t long_prefix(const uint8_t *p)
 
 static inline uint8_t *slot_at(const struct lmr_combine_table *t, size_t i)
 {
-    return t->slots + i * t->stride;
+    return t->slots + (i << t->stride_shift);
+}
+
+static inline void update_fast(struct lmr_combine_table *t)
+{
+    bool open = t->status == LMR_OK && t->combine && !t->drained && t->vs <= PIPE_VALUE_MAX && t->acc_inline;
+    t->fast_vs = open ? t->vs : SIZE_MAX;
+    t->pipelined = t->cap >= PIPE_MIN_SLOTS;
 }
 
 static inline uint32_t slot_klen(const uint8_t *s)
@@ -362,6 +377,7 @@ static bool grow(struct lmr_combine_table *t)
     t->slots = n;
     t->cap = ncap;
     t->mask = nmask;
+    update_fast(t);
     return true;
 }
 
@@ -474,6 +490,8 @@ enum lmr_result lmr_combine_table_new(const struct lmr_combine_table_options *o,
     t->acc_bytes = (t->vs + 7) & ~(size_t)7;
     t->acc_inline = t->acc_bytes <= INLINE_ACC_MAX;
     t->stride = stride_for(t->acc_bytes);
+    t->stride_shift = (unsigned)__builtin_ctzll(t->stride);
+    t->combine = o->ops ? o->ops->combine : NULL;
     t->limit = o->memory_limit_bytes ? o->memory_limit_bytes : SIZE_MAX;
     t->full = o->full;
     t->full_user = o->full_user;
@@ -497,6 +515,7 @@ enum lmr_result lmr_combine_table_new(const struct lmr_combine_table_options *o,
     note_peak(t, mem_bytes(t));
     if (!t->ops) /* upsert/find/remove only */
         t->status = lmr_fail(&t->err, LMR_ERR_INVALID, "This combining table has no combiner: use upsert.");
+    update_fast(t);
     *out = t;
     return LMR_OK;
 }
@@ -518,6 +537,7 @@ void lmr_combine_table_clear(struct lmr_combine_table *t)
         memset(t->slots, 0, t->cap * t->stride);
     t->count = 0;
     t->drained = false;
+    update_fast(t);
     arena_reset(t);
     if (!t->in_full)
         t->head = t->tail = 0;
@@ -579,7 +599,7 @@ enum lmr_result lmr_combine_table_add(struct lmr_combine_table *t, struct lmr_sl
     if (inserted)
         memcpy(acc, value.ptr, t->vs);
     else
-        t->ops->combine(t->state, acc, value);
+        t->combine(t->state, acc, value);
     return LMR_OK;
 }
 
@@ -605,7 +625,7 @@ bool lmr_combine_table_remove(struct lmr_combine_table *t, struct lmr_slice key)
     if (!found)
         return false;
     /* Backward-shift deletion: linear probing stays valid without tombstones. */
-    size_t hole = (size_t)(s - t->slots) / t->stride;
+    size_t hole = (size_t)(s - t->slots) >> t->stride_shift;
     for (size_t j = (hole + 1) & t->mask;; j = (j + 1) & t->mask) {
         uint8_t *sj = slot_at(t, j);
         if (!load32(sj))
@@ -629,20 +649,15 @@ static inline void fail_sticky(struct lmr_combine_table *t, enum lmr_result rc)
 {
     if (t->status == LMR_OK)
         t->status = rc;
+    update_fast(t);
 }
 
-/* Combine one pair whose hash (and, short, words) are known. */
-static inline void combine_hashed(struct lmr_combine_table *t, uint64_t h, struct lmr_slice key, const uint64_t *w,
-                                  const uint8_t *value)
+/* A new key from an emit (s: the empty slot its probe ended on), its accumulator a copy of value. */
+static __attribute__((noinline)) void insert_emitted(struct lmr_combine_table *t, uint8_t *s, uint64_t h,
+                                                     struct lmr_slice key, const uint64_t *w, const uint8_t *value)
 {
     if (t->status != LMR_OK)
         return;
-    bool found;
-    uint8_t *s = probe(t, h, key, w, &found);
-    if (found) {
-        t->ops->combine(t->state, slot_acc(t, s), (struct lmr_slice){value, t->vs});
-        return;
-    }
     s = insert_new(t, s, h, key, w, &t->err);
     if (!s) {
         fail_sticky(t, t->err.code ? t->err.code : LMR_ERR_NOMEM);
@@ -651,12 +666,56 @@ static inline void combine_hashed(struct lmr_combine_table *t, uint64_t h, struc
     memcpy(slot_acc(t, s), value, t->vs);
 }
 
-static inline void combine_pending(struct lmr_combine_table *t, const struct pending *q)
+/* Combine one pair whose hash (and, short, words) are known: any key, any accumulator. */
+static __attribute__((noinline)) void combine_hashed(struct lmr_combine_table *t, uint64_t h, struct lmr_slice key,
+                                                     const uint64_t *w, const uint8_t *value)
 {
-    combine_hashed(t, q->h, (struct lmr_slice){(const uint8_t *)q->key, q->klen}, q->key, q->value);
+    if (t->status != LMR_OK)
+        return;
+    bool found;
+    uint8_t *s = probe(t, h, key, w, &found);
+    if (found)
+        t->combine(t->state, slot_acc(t, s), (struct lmr_slice){value, t->vs});
+    else
+        insert_emitted(t, s, h, key, w, value);
 }
 
-static void emit_slow(struct lmr_combine_table *t, struct lmr_slice key, struct lmr_slice value)
+/*
+ * The fast path's combine: a short key (words w0, w1, length n, hash h) and an inline
+ * accumulator. A hit (the common case, Zipf's hot keys) is checked before the empty slot.
+ */
+static inline __attribute__((always_inline)) void combine_short(struct lmr_combine_table *t, uint64_t h, uint64_t w0,
+                                                                uint64_t w1, uint32_t n, const uint8_t *value)
+{
+    size_t i = h & t->mask;
+    uint32_t want = n + 1;
+    for (;;) {
+        uint8_t *s = slot_at(t, i);
+        uint32_t kl1 = load32(s);
+        if (((kl1 ^ want) | (load64(s + 8) ^ w0) | (load64(s + 16) ^ w1)) == 0) {
+            t->combine(t->state, s + 24, (struct lmr_slice){value, t->vs});
+            return;
+        }
+        if (!kl1) {
+            uint64_t w[2] = {w0, w1};
+            insert_emitted(t, s, h, (struct lmr_slice){(const uint8_t *)w, n}, w, value);
+            return;
+        }
+        i = (i + 1) & t->mask;
+    }
+}
+
+static inline void combine_pending(struct lmr_combine_table *t, const struct pending *q)
+{
+    if (q->klen <= SHORT_KEY && t->fast_vs == t->vs)
+        combine_short(t, q->h, q->key[0], q->key[1], q->klen, q->value);
+    else
+        combine_hashed(t, q->h, (struct lmr_slice){(const uint8_t *)q->key, q->klen}, q->key, q->value);
+}
+
+/* Everything but the fast path: errors, long keys, large accumulators, a drained table. */
+static __attribute__((noinline)) void emit_slow(struct lmr_combine_table *t, struct lmr_slice key,
+                                                struct lmr_slice value)
 {
     if (t->status != LMR_OK)
         return;
@@ -674,7 +733,7 @@ static void emit_slow(struct lmr_combine_table *t, struct lmr_slice key, struct 
     t->emits++;
     uint64_t w[2];
     uint64_t h = key_hash(key, w);
-    if (t->cap < PIPE_MIN_SLOTS || t->vs > PIPE_VALUE_MAX || key.len > PIPE_KEY_MAX) {
+    if (!t->pipelined || t->vs > PIPE_VALUE_MAX || key.len > PIPE_KEY_MAX) {
         combine_hashed(t, h, key, w, value.ptr); /* pending pairs come later: the order does not matter */
         return;
     }
@@ -690,21 +749,28 @@ static void emit_slow(struct lmr_combine_table *t, struct lmr_slice key, struct 
     }
     memcpy(p->value, value.ptr, t->vs);
     __builtin_prefetch(slot_at(t, h & t->mask));
+    if (k >= t->head + KEY_LAG) { /* a long key's bytes in the arena, once its slot is in cache */
+        const struct pending *q = &t->ring[(k - KEY_LAG) % RING];
+        if (q->klen > SHORT_KEY) {
+            const uint8_t *qs = slot_at(t, q->h & t->mask);
+            if (load32(qs) > SHORT_KEY + 1)
+                __builtin_prefetch((const void *)(uintptr_t)load64(qs + 16));
+        }
+    }
     if (k >= t->head + LAG)
         combine_pending(t, &t->ring[t->head++ % RING]);
 }
 
 /*
- * The fast path (see the header): a short key with an accumulator-sized value, into a table too
- * large for the caches. Hash, stash in the ring, prefetch the slot; combine the pair stashed LAG
- * emits ago, whose slot is in cache by now. A long key's arena bytes are prefetched KEY_LAG emits
- * after its slot.
+ * The fast path (see the header): a short key with an accumulator-sized value. Hash; in a table
+ * too large for the caches, stash the pair in the ring and prefetch its slot, then combine the
+ * pair stashed LAG emits ago, whose slot is in cache by now; in a small table, combine at once.
+ * One compare (value.len against fast_vs) stands for every condition of the fast path.
  */
-void lmr_combine_table_emit(struct lmr_combine_table *t, struct lmr_slice key, struct lmr_slice value)
+static void emit_cb(struct lmr_emitter *self, struct lmr_slice key, struct lmr_slice value)
 {
-    if (__builtin_expect(t->status != LMR_OK || value.len != t->vs || key.len > SHORT_KEY || t->cap < PIPE_MIN_SLOTS ||
-                             t->vs > PIPE_VALUE_MAX || t->drained,
-                         0)) {
+    struct lmr_combine_table *t = (struct lmr_combine_table *)self;
+    if (__builtin_expect(value.len != t->fast_vs || key.len > SHORT_KEY, 0)) {
         emit_slow(t, key, value);
         return;
     }
@@ -712,32 +778,33 @@ void lmr_combine_table_emit(struct lmr_combine_table *t, struct lmr_slice key, s
     uint64_t w[2];
     load_short(key.ptr, key.len, w);
     uint64_t h = short_hash(w, key.len);
+    if (!t->pipelined) {
+        combine_short(t, h, w[0], w[1], (uint32_t)key.len, value.ptr);
+        return;
+    }
     size_t k = t->tail++;
     struct pending *p = &t->ring[k % RING];
     p->h = h;
     p->klen = (uint32_t)key.len;
     p->key[0] = w[0];
     p->key[1] = w[1];
-    if (t->vs == 8)
+    if (value.len == 8)
         memcpy(p->value, value.ptr, 8);
     else
-        memcpy(p->value, value.ptr, t->vs);
+        memcpy(p->value, value.ptr, value.len);
     __builtin_prefetch(slot_at(t, h & t->mask));
-    if (k >= t->head + KEY_LAG) {
-        const struct pending *q = &t->ring[(k - KEY_LAG) % RING];
-        if (q->klen > SHORT_KEY) {
-            const uint8_t *s = slot_at(t, q->h & t->mask);
-            if (load32(s) > SHORT_KEY + 1)
-                __builtin_prefetch((const void *)(uintptr_t)load64(s + 16));
-        }
+    if (k >= t->head + LAG) {
+        const struct pending *q = &t->ring[t->head++ % RING];
+        if (__builtin_expect(q->klen <= SHORT_KEY, 1))
+            combine_short(t, q->h, q->key[0], q->key[1], q->klen, q->value);
+        else
+            combine_hashed(t, q->h, (struct lmr_slice){(const uint8_t *)q->key, q->klen}, q->key, q->value);
     }
-    if (k >= t->head + LAG)
-        combine_pending(t, &t->ring[t->head++ % RING]);
 }
 
-static void emit_cb(struct lmr_emitter *self, struct lmr_slice key, struct lmr_slice value)
+void lmr_combine_table_emit(struct lmr_combine_table *t, struct lmr_slice key, struct lmr_slice value)
 {
-    lmr_combine_table_emit((struct lmr_combine_table *)self, key, value);
+    emit_cb(&t->emitter, key, value);
 }
 
 struct lmr_emitter *lmr_combine_table_emitter(struct lmr_combine_table *t)
@@ -884,6 +951,7 @@ enum lmr_result lmr_combine_table_sorted(struct lmr_combine_table *t, const stru
         for (size_t i = 0; i < count; i++)
             it[i].slot = slot_at(t, i);
         t->drained = true;
+        update_fast(t);
     } else {
         it = malloc((count ? count : 1) * sizeof *it);
         if (!it)

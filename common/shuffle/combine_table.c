@@ -224,10 +224,18 @@ static inline void store32(uint8_t *p, uint32_t v)
     memcpy(p, &v, 4);
 }
 
-static inline uint64_t low_bytes_mask(size_t n)
-{
-    return n >= 8 ? ~(uint64_t)0 : ((uint64_t)1 << (8 * n)) - 1;
-}
+/* The masks that keep a key's n bytes of its two words (n = 0..16): a table, not a branch on n
+   (word lengths vary at random, so such a branch mispredicts). */
+#define M(n) ((n) >= 8 ? ~(uint64_t)0 : ((uint64_t)1 << (8 * (n))) - 1)
+#define MASKS(n)                                                                                                       \
+    {                                                                                                                  \
+        M(n), (n) > 8 ? M((n)-8) : 0                                                                                   \
+    }
+static const uint64_t short_masks[SHORT_KEY + 1][2] = {MASKS(0),  MASKS(1),  MASKS(2),  MASKS(3),  MASKS(4),  MASKS(5),
+                                                       MASKS(6),  MASKS(7),  MASKS(8),  MASKS(9),  MASKS(10), MASKS(11),
+                                                       MASKS(12), MASKS(13), MASKS(14), MASKS(15), MASKS(16)};
+#undef MASKS
+#undef M
 
 /* Key p[0, n), n <= SHORT_KEY, zero-padded into w[0..1] (little-endian byte order in memory). */
 static inline void load_short(const uint8_t *p, size_t n, uint64_t w[2])
@@ -235,9 +243,8 @@ static inline void load_short(const uint8_t *p, size_t n, uint64_t w[2])
     /* Two whole words when they stay inside p's page (so the read cannot fault); the bytes past
        the key are masked off. Sanitizer builds always take the exact copy. */
     if (OVERREAD_OK && ((uintptr_t)p & 4095) <= 4096 - 16) {
-        uint64_t a = load64(p), b = load64(p + 8);
-        w[0] = a & low_bytes_mask(n);
-        w[1] = n > 8 ? b & low_bytes_mask(n - 8) : 0;
+        w[0] = load64(p) & short_masks[n][0];
+        w[1] = load64(p + 8) & short_masks[n][1];
         return;
     }
     w[0] = w[1] = 0;

@@ -2,10 +2,10 @@
  * The map side of the shuffle: what a map task's emits go into, and the ONE intermediate object
  * it leaves behind (format in docs/FORMATS.md).
  *
- * Combining jobs (ops->combine) combine at emit time into an open-addressing hash table (key bytes
- * and a value_size accumulator per entry in an arena; the partition, XXH3_64bits(key) % R by
- * default, is computed once per new key), through a software pipeline that prefetches slots and
- * entries some emits ahead (map_output.c, emit_combine). Other jobs buffer every pair in an arena. When the memory
+ * Combining jobs (ops->combine) combine at emit time into the combining table
+ * (shuffle/combine_table.h: open addressing, each slot holding its entry, a software pipeline
+ * that prefetches slots some emits ahead); the partition, XXH3_64bits(key) % R by default, is
+ * computed per key when the table is sorted. Other jobs buffer every pair in an arena. When the memory
  * budget is reached, the buffered entries are sorted by (partition, key) and written to the store as a sorted spill
  * run; at finish the in-memory entries and all runs are merged per partition (combining again) into the intermediate
  * object, streamed through a store writer.

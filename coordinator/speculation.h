@@ -19,7 +19,7 @@
 /* Defaults and limits of the options (lambdamr run --speculation-*). */
 #define LMR_SPECULATION_QUANTILE_DEFAULT 0.75
 #define LMR_SPECULATION_FACTOR_DEFAULT 3.0
-#define LMR_SPECULATION_MIN_MS_DEFAULT 1000u
+#define LMR_SPECULATION_MIN_MS_DEFAULT 3000u
 #define LMR_SPECULATION_FACTOR_MIN 1.0
 #define LMR_SPECULATION_FACTOR_MAX 100.0
 #define LMR_SPECULATION_MIN_MS_MAX 900000u /* Lambda's longest timeout */
@@ -31,7 +31,7 @@ struct lmr_speculation {
     unsigned min_ms; /* and after at least this long, so short phases do not speculate on noise */
 };
 
-/** The defaults: enabled, quantile 0.75, factor 3, min_ms 1000. */
+/** The defaults: enabled, quantile 0.75, factor 3, min_ms 3000. */
 struct lmr_speculation lmr_speculation_defaults(void);
 
 /**

@@ -106,7 +106,7 @@ static void run_usage(FILE *f)
                "                         commit wins, the other attempt's data is removed\n"
                "      --speculation-quantile Q  fraction of tasks finished first, >0 to 1 (default 0.75)\n"
                "      --speculation-factor X    times the median duration, 1 to 100 (default 3)\n"
-               "      --speculation-min-ms MS   and at least this long, 0 to 900000 (default 1000)\n"
+               "      --speculation-min-ms MS   and at least this long, 0 to 900000 (default 3000)\n"
                "      --overwrite        replace the output of an earlier job\n"
                "      --json             print the job report as JSON on stdout (no summary)\n"
                "      --html             also write the report as an HTML page, OUTPUT/_lambdamr/report.html\n"

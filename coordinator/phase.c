@@ -1,5 +1,6 @@
 #include "phase.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <time.h>
 #include <stdio.h>
@@ -51,6 +52,7 @@ struct phase_run {
     double median_ms; /* of finished_ms, recomputed when nfinished changes */
     size_t median_n;
     size_t ndone, running, live;
+    uint32_t memory_mb; /* the functions' memory as the last answer reported it (for unfinished attempts) */
     bool failed;
     bool over;          /* the phase returned: threads still in flight touch nothing but this struct */
     struct lmr_err err; /* the first fatal error */
@@ -332,6 +334,8 @@ static void *worker(void *arg)
         superseded = !me->live && !me->won; /* another attempt may have committed meanwhile */
         pr->running--;
         pr->running_of[i]--;
+        if (ir.memory_size_mb)
+            pr->memory_mb = ir.memory_size_mb;
         if (me->live)
             pr->live--;
         json_array_append_new(pr->res->invocations,
@@ -415,7 +419,8 @@ static void phase_run_free(struct phase_run *pr)
 static json_t *lingering_json(const struct phase_run *pr, const struct slot *s, double end_ms)
 {
     double so_far = end_ms - s->start_ms;
-    struct lmr_invoke_result ir = {.duration_ms = so_far, .billed_duration_ms = so_far};
+    struct lmr_invoke_result ir = {
+        .duration_ms = so_far, .billed_duration_ms = ceil(so_far), .memory_size_mb = pr->memory_mb};
     json_t *o = invocation_json(pr->phase, s->task, s->attempt, s->index, s->start_ms, end_ms, &ir, NULL, NULL,
                                 s->backup, !s->won);
     if (o)

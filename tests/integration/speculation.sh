@@ -38,6 +38,8 @@ run() {
     echo $(((t1 - t0) / 1000000))
 }
 report() { python3 - "$D/$1/_lambdamr/report.json" "${@:2}"; }
+# leftover NAME: work data of job NAME other than the manifest, the job record and the logs.
+leftover() { find "$D/$1/_lambdamr/work" -type f ! -name manifest.json ! -name job.json ! -path '*/logs/*' | head; }
 
 W=$(run clean) || { fail "clean run"; finish; exit 1; }
 check_wordcount "clean run" "$D/clean" "$D/in"
@@ -57,7 +59,7 @@ export LMR_FAULT_SLOW_MS=$S
 # (a) With speculation: one backup, it wins, the job is not held up by the straggler. It must end
 # before the sleep S (>= 2 W: without a backup it cannot); and within 1.5 x a clean run, which on
 # a loaded machine is measured again (a clean run and this one, up to three pairs) before judging.
-spec() { LMR_FAULT="map-slow:$SLOW:1" run "$@" --speculation-min-ms "$FLOOR"; }
+spec() { LMR_FAULT="map-slow:$SLOW:1" run "$@" --speculation-min-ms "$FLOOR" --html; }
 T=$(spec spec) || fail "run with a straggler and speculation"
 for again in 1 2; do
     [ "$T" -le $((3 * W / 2)) ] && break
@@ -92,6 +94,27 @@ if others:
     print('# %d more backup(s) of real stragglers on this loaded machine' % len(others))
 PY
 
+grep -q 'class="bar map backup' "$D/spec/_lambdamr/report.html" && grep -q 'class="bar map superseded' "$D/spec/_lambdamr/report.html" &&
+    grep -q "speculative backup" "$D/spec/_lambdamr/report.html" && pass "the HTML timeline marks the backup and the superseded attempt" ||
+    fail "report.html does not mark the backup"
+
+# The reduce phase too: reducer 1 of 4 straggles; its backup commits part-r-00001 first.
+T_R=$(LMR_FAULT="reduce-slow:1:1" run rspec --reducers 4 --speculation-min-ms "$FLOOR") || fail "run with a straggling reducer"
+cmp -s <(job_output "$D/clean") <(job_output "$D/rspec") && [ "$T_R" -lt "$S" ] &&
+    pass "a straggling reducer: ${T_R} ms (sleep ${S} ms), output identical to the clean run" ||
+    fail "a straggling reducer: ${T_R} ms (sleep ${S} ms) or the output differs"
+report rspec <<'PY' && pass "report: the reduce phase's backup started and won" || fail "the reduce phase's speculation figures"
+import json, sys
+r = json.load(open(sys.argv[1]))
+p = r['phases']['reduce']
+assert p['backups_started'] == 1 and p['backups_won'] == 1 and p['failed_attempts'] == 0, p
+inv = [i for i in r['invocations'] if i['phase'] == 'reduce' and i['task'] == 1]
+assert sorted((i['attempt'], i['backup'], bool(i.get('superseded'))) for i in inv) == [(1, False, True), (2, True, False)], inv
+PY
+[ -z "$(find "$D/rspec" -maxdepth 1 -name '*part*' ! -name 'part-r-0000[0-3]')" ] && [ -z "$(leftover rspec)" ] &&
+    pass "a straggling reducer: four parts, no uncommitted part, no claim or scratch of the loser" ||
+    fail "a straggling reducer left: $(ls -a "$D/rspec") $(leftover rspec)"
+
 # (b) Without speculation the job waits for the straggler: at least the sleep, over the 1.5 W bound.
 T_OFF=$(LMR_FAULT="map-slow:$SLOW:1" run off --speculation off) || fail "run with a straggler, speculation off"
 [ "$T_OFF" -ge "$S" ] && [ "$T_OFF" -gt $((3 * W / 2)) ] &&
@@ -109,7 +132,6 @@ PY
 # (c) The loser's data is gone: after (a) the work location holds only the manifest, the job record
 # and the logs; and when the loser wakes while the job still runs (slow reducers keep it going), it
 # finds its task committed, writes nothing, and nothing of it is left.
-leftover() { find "$D/$1/_lambdamr/work" -type f ! -name manifest.json ! -name job.json ! -path '*/logs/*' | head; }
 [ -z "$(leftover spec)" ] && pass "with speculation: no data of the loser in the work location" ||
     fail "left in the work location: $(leftover spec)"
 LMR_FAULT="map-slow:$SLOW:1,reduce-slow:*:*" LMR_FAULT_SLOW_MS=$S run late --speculation-min-ms "$FLOOR" > /dev/null ||

@@ -62,6 +62,8 @@ inv = [i for i in r['invocations'] if i['phase'] == 'map' and i['task'] == 3]
 assert [i['attempt'] for i in inv if i['backup']] == [2], inv
 orig = [i for i in inv if not i['backup']]
 assert len(orig) == 1 and orig[0].get('unfinished') and orig[0].get('superseded'), orig
+# billed until the phase ended, at the functions' memory: a lower bound of what it costs
+assert orig[0]['memory_size_mb'] == 256 and orig[0]['billed_duration_ms'] > 0, orig
 PY
 
 if [ "$T_LS" -lt $((SLEEP_MS - 500)) ]; then # the loser was still asleep: its task's commit record is kept for it

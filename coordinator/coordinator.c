@@ -161,15 +161,16 @@ static void free_reduce_tasks(struct job_run *jr)
 struct key_list {
     char **keys;
     size_t n, cap;
-    const char *keep;        /* a key not to collect */
+    const char *const *keep; /* keys not to collect (NULL-terminated; NULL entries end it) */
     const char *keep_prefix; /* nor keys below this prefix */
 };
 
 static enum lmr_result collect_key(void *user_data, const struct lmr_store_object *obj)
 {
     struct key_list *kl = user_data;
-    if (kl->keep && !strcmp(obj->key, kl->keep))
-        return LMR_OK;
+    for (size_t k = 0; kl->keep && kl->keep[k]; k++)
+        if (!strcmp(obj->key, kl->keep[k]))
+            return LMR_OK;
     if (kl->keep_prefix && !strncmp(obj->key, kl->keep_prefix, strlen(kl->keep_prefix)))
         return LMR_OK;
     if (kl->n == kl->cap) {
@@ -186,8 +187,9 @@ static enum lmr_result collect_key(void *user_data, const struct lmr_store_objec
     return LMR_OK;
 }
 
-/* Delete the job's work data below prefix, except keep (the manifest) and the task logs (logs/). */
-static void delete_prefix(struct lmr_store *s, const char *prefix, const char *keep)
+/* Delete the job's work data below prefix, except the keys in keep (NULL-terminated: the manifest, ...) and
+ * the task logs (logs/). */
+static void delete_prefix(struct lmr_store *s, const char *prefix, const char *const *keep)
 {
     char logs[1024];
     snprintf(logs, sizeof logs, "%slogs/", prefix);
@@ -230,6 +232,107 @@ static void delete_parts(struct job_run *jr)
             lmr_store_delete(jr->opts->output_store, (const char *const *)&key, 1, NULL);
         free(key);
         free(task_prefix);
+    }
+}
+
+/* ---- superseded attempts (speculation) ------------------------------------------------------------------- */
+
+/* The attempt id that task_prefix's commit record names, or "" (malloc'd; NULL when out of memory). */
+static char *committed_attempt(struct lmr_store *work, const char *task_prefix)
+{
+    size_t n = strlen(task_prefix) + sizeof "commit.json";
+    char *key = malloc(n);
+    if (!key)
+        return NULL;
+    snprintf(key, n, "%scommit.json", task_prefix);
+    struct lmr_buf b;
+    lmr_buf_init(&b, COMMIT_RECORD_MAX_BYTES);
+    json_t *rec = lmr_store_get(work, key, 0, LMR_STORE_TO_END, &b, NULL) == LMR_OK
+                      ? json_loadb(b.data ? b.data : "", b.len, 0, NULL)
+                      : NULL;
+    char *id = strdup(lmr_json_str(rec, "attempt_id", ""));
+    json_decref(rec);
+    lmr_buf_clean_up(&b);
+    free(key);
+    return id;
+}
+
+struct loser_keys {
+    struct key_list kl;
+    const char *prefix, *winner;
+};
+
+/* Collect the keys of task_prefix that are not the commit record and not the winner's (its object
+ * "<id>.lmr", its claim "<id>.claim", its scratch "<id>-..."). */
+static enum lmr_result collect_loser_key(void *user_data, const struct lmr_store_object *obj)
+{
+    struct loser_keys *lk = user_data;
+    const char *name = obj->key + strlen(lk->prefix);
+    size_t wn = strlen(lk->winner);
+    if (!strcmp(name, "commit.json") || strchr(name, '/'))
+        return LMR_OK;
+    if (wn && !strncmp(name, lk->winner, wn) && (name[wn] == '.' || name[wn] == '-'))
+        return LMR_OK;
+    return collect_key(&lk->kl, obj);
+}
+
+/* Remove what the attempts of a committed task other than the committing one left in its work folder. */
+static void discard_losers(struct job_run *jr, const char *task_prefix)
+{
+    struct lmr_store *work = jr->opts->work_store;
+    char *winner = committed_attempt(work, task_prefix);
+    if (!winner || !winner[0]) { /* no (readable) commit record: nothing is known to be a loser's */
+        free(winner);
+        return;
+    }
+    struct loser_keys lk = {.prefix = task_prefix, .winner = winner};
+    struct lmr_err err = {0};
+    if (lmr_store_list(work, task_prefix, collect_loser_key, &lk, &err) == LMR_OK && lk.kl.n)
+        lmr_store_delete(work, (const char *const *)lk.kl.keys, lk.kl.n, &err);
+    if (err.code)
+        LMR_WARN("could not remove a superseded attempt's data in %s%s: %s", work->root_uri, task_prefix, err.msg);
+    else if (lk.kl.n)
+        LMR_INFO("removed %zu object%s of a superseded attempt in %s%s", lk.kl.n, lk.kl.n == 1 ? "" : "s",
+                 work->root_uri, task_prefix);
+    for (size_t i = 0; i < lk.kl.n; i++)
+        free(lk.kl.keys[i]);
+    free(lk.kl.keys);
+    free(winner);
+}
+
+static void map_discard(void *user_data, size_t i)
+{
+    struct job_run *jr = user_data;
+    char *prefix = lmr_work_key(&jr->plan->job, "map/m-%05zu/", i);
+    if (prefix)
+        discard_losers(jr, prefix);
+    free(prefix);
+}
+
+static void reduce_discard(void *user_data, size_t i)
+{
+    struct job_run *jr = user_data;
+    char *prefix = lmr_work_key(&jr->plan->job, "reduce/r-%05zu/", i);
+    if (prefix)
+        discard_losers(jr, prefix);
+    free(prefix);
+}
+
+void lmr_coordinator_remove_superseded(struct lmr_store *work, const struct lmr_job_common *job, const json_t *report)
+{
+    size_t i;
+    json_t *inv;
+    json_array_foreach(json_object_get(report, "invocations"), i, inv)
+    {
+        if (!json_is_true(json_object_get(inv, "unfinished")))
+            continue;
+        bool map = !strcmp(lmr_json_str(inv, "phase", ""), "map");
+        char *prefix = lmr_work_key(job, map ? "map/m-%05llu/" : "reduce/r-%05llu/",
+                                    (unsigned long long)lmr_json_u64(inv, "task", 0));
+        const char *keep[] = {NULL};
+        if (prefix)
+            delete_prefix(work, prefix, keep);
+        free(prefix);
     }
 }
 
@@ -376,6 +479,8 @@ static json_t *phase_json(const struct lmr_phase_result *pr, size_t ntasks, cons
     json_t *o = json_pack("{s:f, s:f, s:f, s:I, s:I, s:I, s:I}", "wall_ms", pr->wall_ms, "start_ms", pr->start_ms,
                           "end_ms", pr->end_ms, "tasks", (json_int_t)ntasks, "attempts", (json_int_t)pr->attempts,
                           "failed_attempts", (json_int_t)pr->failed_attempts, "reused", (json_int_t)pr->reused);
+    json_object_set_new(o, "backups_started", json_integer((json_int_t)pr->backups));
+    json_object_set_new(o, "backups_won", json_integer((json_int_t)pr->backups_won));
     for (size_t f = 0; f < nfields; f++)
         sum_field(o, fields[f], pr->responses);
     uint64_t req[5] = {0};
@@ -490,6 +595,74 @@ static void coordinator_requests(const struct lmr_coordinator_options *o, uint64
     json_decref(stats);
 }
 
+/*
+ * The keys the clean-up at the job's end keeps: the manifest, and the commit records of tasks with
+ * a superseded attempt still in flight (so that it finds its task committed and writes nothing;
+ * they go once it has returned). NULL-terminated, malloc'd; the keys too except the first.
+ */
+static char **keep_keys(struct job_run *jr, const char *manifest_key, const struct lmr_phase_result *map,
+                        const struct lmr_phase_result *red)
+{
+    size_t n = 1 + (map ? map->nlingering : 0) + (red ? red->nlingering : 0), k = 1;
+    char **keep = calloc(n + 1, sizeof *keep);
+    if (!keep)
+        return NULL;
+    keep[0] = (char *)manifest_key;
+    for (size_t i = 0; map && i < map->nlingering; i++)
+        if ((keep[k] = map_commit_key(jr, map->lingering_tasks[i])))
+            k++;
+    for (size_t i = 0; red && i < red->nlingering; i++)
+        if ((keep[k] = reduce_commit_key(jr, red->lingering_tasks[i])))
+            k++;
+    return keep;
+}
+
+static void free_keep_keys(char **keep)
+{
+    for (size_t k = 1; keep && keep[k]; k++)
+        free(keep[k]);
+    free(keep);
+}
+
+/*
+ * At the job's end: wait (until the deadline margin) for superseded attempts still in flight, then
+ * remove what they wrote: all leftover work data when the job ended (ended), else (a continuation
+ * takes over) only their own. @return attempts still in flight after the wait (they use the invoker).
+ */
+static size_t settle_lingering(struct job_run *jr, struct lmr_phase_result *map, struct lmr_phase_result *red,
+                               bool ended)
+{
+    const struct lmr_coordinator_options *o = jr->opts;
+    size_t n = map->nlingering + red->nlingering;
+    if (!n)
+        return 0;
+    uint64_t now = lmr_wall_ms(), until = o->stop_at_ms ? o->stop_at_ms : 0;
+    if (until && until < now + 1000)
+        until = now + 1000;
+    LMR_INFO("job %s: waiting for %zu superseded attempt%s still in flight", jr->plan->job.job_id, n,
+             n == 1 ? "" : "s");
+    size_t still = lmr_phase_wait_lingering(map, until) + lmr_phase_wait_lingering(red, until);
+    if (still)
+        LMR_WARN("job %s: %zu superseded attempt%s still running at the deadline; what %s writes stays in %s%s",
+                 jr->plan->job.job_id, still, still == 1 ? " is" : "s are", still == 1 ? "it" : "they",
+                 o->work_store->root_uri, jr->plan->job.work.key);
+    if (ended) {
+        char *manifest_key = lmr_work_key(&jr->plan->job, "manifest.json");
+        char *record_key = lmr_work_key(&jr->plan->job, "job.json");
+        const char *keep[] = {manifest_key, record_key, NULL};
+        if (manifest_key && record_key)
+            delete_prefix(o->work_store, jr->plan->job.work.key, keep);
+        free(manifest_key);
+        free(record_key);
+    } else {
+        for (size_t i = 0; i < map->nlingering; i++)
+            map_discard(jr, map->lingering_tasks[i]);
+        for (size_t i = 0; i < red->nlingering; i++)
+            reduce_discard(jr, red->lingering_tasks[i]);
+    }
+    return still;
+}
+
 /* The job commit: _SUCCESS (the job id and its parts) once the lease is confirmed ours, then the report. */
 static enum lmr_result commit_job(struct job_run *jr, const struct lmr_phase_result *map,
                                   const struct lmr_phase_result *red, double t0, double tc, json_t **report,
@@ -527,7 +700,11 @@ static enum lmr_result commit_job(struct job_run *jr, const struct lmr_phase_res
     free(success);
     if (!r) {
         /* Intermediate data is no longer needed; the manifest and the job record stay. */
-        delete_prefix(o->work_store, plan->job.work.key, manifest_key); /* the job record is rewritten after */
+        char **keep = keep_keys(jr, manifest_key, map, red);
+        const char *only_manifest[] = {manifest_key, NULL};
+        delete_prefix(o->work_store, plan->job.work.key,
+                      keep ? (const char *const *)keep : only_manifest); /* the job record is rewritten after */
+        free_keep_keys(keep);
         uint64_t driver_store[5] = {0};
         coordinator_requests(o, driver_store);
         for (int k = 0; k < 5; k++)
@@ -595,6 +772,7 @@ enum lmr_result lmr_coordinator_run(const struct lmr_coordinator_options *opts, 
                                   .ntasks = plan->ntasks,
                                   .build_event = map_event,
                                   .commit_key = map_commit_key,
+                                  .discard = map_discard,
                                   .user_data = &jr,
                                   .check_committed_first = o.resume};
     enum lmr_result r = lmr_phase_run(&phase_opts, &map_phase, &map, err);
@@ -608,9 +786,14 @@ enum lmr_result lmr_coordinator_run(const struct lmr_coordinator_options *opts, 
                                          .ntasks = jr.nreduce,
                                          .build_event = reduce_event,
                                          .commit_key = reduce_commit_key,
+                                         .discard = reduce_discard,
                                          .user_data = &jr,
                                          .check_committed_first = o.resume};
-        r = lmr_phase_run(&phase_opts, &reduce_phase, &red, err);
+        /* Superseded map attempts still in flight hold slots of the concurrency limit. */
+        struct lmr_coordinator_options reduce_opts = phase_opts;
+        uint32_t held = (uint32_t)map.nlingering;
+        reduce_opts.concurrency = phase_opts.concurrency > held ? phase_opts.concurrency - held : 1;
+        r = lmr_phase_run(&reduce_opts, &reduce_phase, &red, err);
     }
     /* A lost lease explains a stopped phase better than the phase does. */
     if (r && jr.lease_lost)
@@ -644,13 +827,18 @@ enum lmr_result lmr_coordinator_run(const struct lmr_coordinator_options *opts, 
     if (continued) {
         if (o.continued)
             *o.continued = !jr.abandoned;
+        if (settle_lingering(&jr, &map, &red, false) && o.invoker_in_use)
+            *o.invoker_in_use = true;
         goto done;
     }
     if (r && !jr.lease_lost) {
         /* Only the lease holder cleans up: a job that lost its output removes nothing there. */
         char *manifest_key = lmr_work_key(&plan->job, "manifest.json");
         delete_parts(&jr);
-        delete_prefix(o.work_store, plan->job.work.key, manifest_key);
+        char **keep = keep_keys(&jr, manifest_key, &map, &red);
+        const char *only_manifest[] = {manifest_key, NULL};
+        delete_prefix(o.work_store, plan->job.work.key, keep ? (const char *const *)keep : only_manifest);
+        free_keep_keys(keep);
         free(manifest_key);
     }
     if (!jr.lease_lost)
@@ -660,6 +848,9 @@ enum lmr_result lmr_coordinator_run(const struct lmr_coordinator_options *opts, 
         if (lmr_lease_release(o.lease, status, &lerr))
             LMR_WARN("could not release the lease of job %s: %s", plan->job.job_id, lerr.msg);
     }
+    /* The job has ended (followers see it): now wait for superseded attempts and remove their data. */
+    if (settle_lingering(&jr, &map, &red, !jr.lease_lost) && o.invoker_in_use)
+        *o.invoker_in_use = true;
 done:
     if (r) {
         json_decref(*report);

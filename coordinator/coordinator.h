@@ -16,6 +16,7 @@
 
 #include "job/task.h"
 #include "report/cost.h"
+#include "speculation.h"
 #include "lambda/invoker.h"
 #include "store/store.h"
 #include "store/store_set.h"
@@ -50,6 +51,11 @@ struct lmr_coordinator_options {
     const struct lmr_store_set *driver_stores;
     uint32_t concurrency;  /* Optional: invocations in flight, default 8. */
     uint32_t max_attempts; /* Optional: per task, default 3. */
+    /* Optional: backup attempts for stragglers (speculation.h); NULL = none. */
+    const struct lmr_speculation *speculation;
+    /* Optional: set when a superseded attempt was still in flight when the run returned (past the
+     * deadline): it still uses the invoker, which the caller must then not destroy. */
+    bool *invoker_in_use;
     /* Optional: the prices the cost estimate uses; default the built-in table's default region and this
      * build's architecture. */
     const struct lmr_prices *prices;
@@ -89,6 +95,15 @@ struct lmr_coordinator_options {
  */
 enum lmr_result lmr_coordinator_run(const struct lmr_coordinator_options *opts, const struct lmr_job_plan *plan,
                                     json_t **report, struct lmr_err *err);
+
+/**
+ * For a job run by a Lambda service that is now gone with all its function processes (the
+ * embedded default stops it when the driver ends): remove what the coordinator kept for the
+ * superseded attempts still in flight when their phase ended (the invocations marked
+ * "unfinished" in the report: their tasks' work folders, commit record included), which it
+ * could not remove itself because it was stopped with them. Call only after the job succeeded.
+ */
+void lmr_coordinator_remove_superseded(struct lmr_store *work, const struct lmr_job_common *job, const json_t *report);
 
 /* The report's schema version (docs/FORMATS.md): 2 added timestamps, slots, the cost breakdown and prices. */
 #define LMR_REPORT_SCHEMA_VERSION 2

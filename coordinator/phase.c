@@ -1,29 +1,64 @@
 #include "phase.h"
 
+#include <math.h>
 #include <pthread.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "speculation.h"
 #include "util/fault.h"
 #include "util/log.h"
 #include "util/misc.h"
 
 #define RESPONSE_MAX_BYTES (6u << 20)
+/* While a backup may become due, an idle slot looks for stragglers this often. */
+#define SPECULATION_POLL_MS 50
 
+enum slot_state { SLOT_IDLE, SLOT_INVOKING, SLOT_FINISHING, SLOT_DISCARDING, SLOT_GONE };
+
+/* One concurrency slot: its thread and the attempt it runs. */
+struct slot {
+    struct phase_run *pr;
+    uint32_t index; /* the timeline's row */
+    pthread_t thread;
+    bool started;
+    enum slot_state state;
+    size_t task;
+    uint32_t attempt;
+    bool backup;       /* this attempt is a speculative backup */
+    bool live;         /* its task was not committed by another attempt (yet) */
+    bool won;          /* not live, but its commit is the task's (it returned after another attempt) */
+    double start_ms;   /* wall clock, for the report */
+    double start_mono; /* monotonic, for the straggler rule */
+};
+
+/* The phase's state, on the heap: threads of attempts still in flight when the phase ends keep it. */
 struct phase_run {
     const struct lmr_coordinator_options *opts;
     const struct lmr_phase *phase;
+    struct lmr_speculation spec; /* enabled = false without opts->speculation */
     pthread_mutex_t lock;
     pthread_cond_t changed; /* a task ended: the queue may have grown, or the phase may be over */
     size_t *queue;          /* task ids waiting to be invoked */
     size_t qhead, qtail, qcap;
     uint32_t *attempts;
     bool *done;
-    size_t ndone, running;
+    uint8_t *running_of;  /* attempts of each task in flight */
+    bool *backup_started; /* a backup of the task was started (one per task) */
+    double *finished_ms;  /* durations of the committing attempts, for the median */
+    size_t nfinished;
+    double median_ms; /* of finished_ms, recomputed when nfinished changes */
+    size_t median_n;
+    size_t ndone, running, live;
+    uint32_t memory_mb; /* the functions' memory as the last answer reported it (for unfinished attempts) */
     bool failed;
+    bool over;          /* the phase returned: threads still in flight touch nothing but this struct */
     struct lmr_err err; /* the first fatal error */
     struct lmr_phase_result *res;
+    struct slot *slots;
+    uint32_t nslots;
 };
 
 static void report_progress(struct phase_run *pr)
@@ -42,7 +77,7 @@ static void report_progress(struct phase_run *pr)
  * REPORT figures, and the task's own store figures when it answered. */
 static json_t *invocation_json(const struct lmr_phase *ph, size_t task, uint32_t attempt, uint32_t slot,
                                double start_ms, double end_ms, const struct lmr_invoke_result *ir,
-                               const json_t *payload, const char *error)
+                               const json_t *payload, const char *error, bool backup, bool superseded)
 {
     json_t *o =
         json_pack("{s:s, s:I, s:I, s:I, s:f, s:f, s:s, s:f, s:f, s:f, s:b, s:I, s:I, s:I}", "phase", ph->name, "task",
@@ -56,6 +91,10 @@ static json_t *invocation_json(const struct lmr_phase *ph, size_t task, uint32_t
         json_object_set(o, "store", store);
     if (o && error)
         json_object_set_new(o, "error", json_string(error));
+    if (o)
+        json_object_set_new(o, "backup", json_boolean(backup));
+    if (o && superseded) /* another attempt committed the task first */
+        json_object_set_new(o, "superseded", json_true());
     return o;
 }
 
@@ -107,39 +146,148 @@ static bool committed(struct phase_run *pr, size_t i)
     return ok;
 }
 
-struct worker_arg {
-    struct phase_run *pr;
-    uint32_t slot; /* this worker's concurrency slot: the timeline's row */
-};
+/* ---- speculation ------------------------------------------------------------------------------------------ */
+
+/* A straggler to back up now, or NULL. Called with the lock held and the queue empty. */
+static struct slot *find_straggler(struct phase_run *pr)
+{
+    if (!pr->spec.enabled || pr->nfinished == 0 || pr->failed)
+        return NULL;
+    if (pr->median_n != pr->nfinished) {
+        double *copy = malloc(pr->nfinished * sizeof *copy);
+        if (!copy)
+            return NULL;
+        memcpy(copy, pr->finished_ms, pr->nfinished * sizeof *copy);
+        pr->median_ms = lmr_speculation_median_ms(copy, pr->nfinished);
+        pr->median_n = pr->nfinished;
+        free(copy);
+    }
+    double now = lmr_mono_ms();
+    struct slot *best = NULL;
+    for (uint32_t k = 0; k < pr->nslots; k++) {
+        struct slot *s = &pr->slots[k];
+        if (s->state != SLOT_INVOKING || !s->live || pr->done[s->task] || pr->backup_started[s->task] ||
+            pr->running_of[s->task] != 1)
+            continue;
+        if (!lmr_speculation_due_median(&pr->spec, pr->median_ms, pr->ndone, pr->phase->ntasks, now - s->start_mono))
+            continue;
+        if (!best || s->start_mono < best->start_mono)
+            best = s;
+    }
+    return best;
+}
+
+/* May a backup become due later (so an idle slot should look again)? */
+static bool speculation_possible(const struct phase_run *pr)
+{
+    return pr->spec.enabled && pr->ndone > 0 && pr->ndone < pr->phase->ntasks && pr->live > 0;
+}
+
+static void wait_changed(struct phase_run *pr, uint64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t ns = (uint64_t)ts.tv_nsec + ms * 1000000ull;
+    ts.tv_sec += (time_t)(ns / 1000000000ull);
+    ts.tv_nsec = (long)(ns % 1000000000ull);
+    pthread_cond_timedwait(&pr->changed, &pr->lock, &ts);
+}
+
+/* ---- the slots --------------------------------------------------------------------------------------------- */
+
+/* Did the winning attempt say it committed? A response without the field counts as the winner. */
+static bool says_committed(const json_t *payload)
+{
+    json_t *c = json_object_get(payload, "committed");
+    return !c || json_is_true(c);
+}
+
+/* Task i became committed: record the winner; the other attempts in flight are superseded. */
+static void task_committed(struct phase_run *pr, struct slot *self, const json_t *payload, double duration_ms)
+{
+    size_t i = self->task;
+    pr->done[i] = true;
+    pr->ndone++;
+    struct slot *winner = self;
+    for (uint32_t k = 0; k < pr->nslots; k++) {
+        struct slot *o = &pr->slots[k];
+        if (o == self || o->task != i || !o->live || (o->state != SLOT_INVOKING && o->state != SLOT_FINISHING))
+            continue;
+        o->live = false;
+        pr->live--;
+        if (!says_committed(payload)) { /* this attempt returned first but lost the commit to o */
+            winner = o;
+            o->won = true;
+            duration_ms = lmr_mono_ms() - o->start_mono;
+        }
+    }
+    if (winner->backup)
+        pr->res->backups_won++;
+    pr->finished_ms[pr->nfinished++] = duration_ms;
+}
 
 static void *worker(void *arg)
 {
-    struct phase_run *pr = ((struct worker_arg *)arg)->pr;
-    uint32_t slot = ((struct worker_arg *)arg)->slot;
+    struct slot *me = arg;
+    struct phase_run *pr = me->pr;
     const struct lmr_phase *ph = pr->phase;
     for (;;) {
         pthread_mutex_lock(&pr->lock);
-        if (pr->opts->stop && atomic_load(pr->opts->stop) && !pr->failed) {
-            lmr_fail(&pr->err, LMR_ERR_CANCELLED, "the %s phase was stopped (the job was cancelled or lost its lease)",
-                     ph->name);
-            pr->failed = true;
+        me->state = SLOT_IDLE;
+        struct slot *straggler = NULL;
+        for (;;) {
+            if (pr->opts->stop && atomic_load(pr->opts->stop) && !pr->failed) {
+                lmr_fail(&pr->err, LMR_ERR_CANCELLED,
+                         "the %s phase was stopped (the job was cancelled or lost its lease)", ph->name);
+                pr->failed = true;
+            }
+            if (pr->failed || (pr->ndone == ph->ntasks && pr->qhead == pr->qtail))
+                break;
+            if (pr->qhead != pr->qtail || (straggler = find_straggler(pr)))
+                break;
+            if (pr->running == 0)
+                break;
+            /* Nothing queued, but a running task may still fail and come back, or become a straggler. */
+            if (speculation_possible(pr))
+                wait_changed(pr, SPECULATION_POLL_MS);
+            else
+                pthread_cond_wait(&pr->changed, &pr->lock);
         }
-        /* Wait while nothing is queued but a running task may still fail and come back. */
-        while (!pr->failed && pr->qhead == pr->qtail && pr->running > 0)
-            pthread_cond_wait(&pr->changed, &pr->lock);
-        if (pr->failed || pr->qhead == pr->qtail) {
+        if (!straggler && (pr->failed || pr->qhead == pr->qtail)) {
+            me->state = SLOT_GONE;
             pthread_cond_broadcast(&pr->changed);
             pthread_mutex_unlock(&pr->lock);
             return NULL;
         }
-        size_t i = pr->queue[pr->qhead++ % pr->qcap];
+        size_t i;
+        if (straggler) {
+            i = straggler->task;
+            pr->backup_started[i] = true;
+            pr->res->backups++;
+            LMR_INFO("%s task %zu attempt %u has run %.0f ms (median of %zu finished tasks: %.0f ms): starting a "
+                     "backup attempt",
+                     ph->name, i, straggler->attempt, lmr_mono_ms() - straggler->start_mono, pr->nfinished,
+                     pr->median_ms);
+        } else {
+            i = pr->queue[pr->qhead++ % pr->qcap];
+        }
         uint32_t attempt = ++pr->attempts[i];
+        me->state = SLOT_INVOKING;
+        me->task = i;
+        me->attempt = attempt;
+        me->backup = straggler != NULL;
+        me->live = true;
+        me->won = false;
+        me->start_ms = (double)lmr_wall_ms();
+        me->start_mono = lmr_mono_ms();
         pr->running++;
+        pr->running_of[i]++;
+        pr->live++;
         pr->res->attempts++;
         report_progress(pr);
         pthread_mutex_unlock(&pr->lock);
 
-        double start_ms = (double)lmr_wall_ms();
+        double start_ms = me->start_ms;
         char *event = ph->build_event(ph->user_data, i, attempt);
         struct lmr_invoke_result ir;
         lmr_invoke_result_init(&ir, RESPONSE_MAX_BYTES);
@@ -148,7 +296,20 @@ static void *worker(void *arg)
                                                LMR_INVOKE_LOG_TAIL, &ir, &ierr)
                                   : lmr_fail(&ierr, LMR_ERR_NOMEM, "out of memory building the event");
         free(event);
-        double end_ms = (double)lmr_wall_ms();
+        double end_ms = (double)lmr_wall_ms(), duration_ms = lmr_mono_ms() - me->start_mono;
+
+        pthread_mutex_lock(&pr->lock);
+        if (pr->over) { /* the phase ended without this superseded attempt: touch nothing but pr */
+            me->state = SLOT_GONE;
+            pthread_cond_broadcast(&pr->changed);
+            pthread_mutex_unlock(&pr->lock);
+            lmr_invoke_result_clean_up(&ir);
+            return NULL;
+        }
+        me->state = SLOT_FINISHING;
+        bool superseded = !me->live && !me->won, checked = me->live;
+        pthread_mutex_unlock(&pr->lock);
+
         char why[LMR_ERR_MSG_BYTES + 512] = "";
         json_t *payload = NULL;
         if (r) {
@@ -164,20 +325,31 @@ static void *worker(void *arg)
         } else {
             payload = json_loadb(ir.payload.data ? ir.payload.data : "", ir.payload.len, 0, NULL);
         }
-        bool ok = committed(pr, i);
-        if (ok && !why[0] && !payload)
+        /* A superseded attempt's task is committed already: its own outcome does not matter. */
+        bool ok = !checked || committed(pr, i);
+        if (ok && !superseded && !why[0] && !payload)
             snprintf(why, sizeof why, "the response was not JSON");
 
         pthread_mutex_lock(&pr->lock);
+        superseded = !me->live && !me->won; /* another attempt may have committed meanwhile */
         pr->running--;
-        json_array_append_new(pr->res->invocations, invocation_json(ph, i, attempt, slot, start_ms, end_ms, &ir,
-                                                                    payload, why[0] ? why : NULL));
-        if (ok) {
-            if (!pr->done[i]) {
-                pr->done[i] = true;
-                pr->ndone++;
-            }
-            if (payload && json_is_null(json_array_get(pr->res->responses, i)))
+        pr->running_of[i]--;
+        if (ir.memory_size_mb)
+            pr->memory_mb = ir.memory_size_mb;
+        if (me->live)
+            pr->live--;
+        json_array_append_new(pr->res->invocations,
+                              invocation_json(ph, i, attempt, me->index, start_ms, end_ms, &ir, payload,
+                                              why[0] ? why : NULL, me->backup, superseded));
+        bool discard = superseded;
+        if (ok && superseded) {
+            LMR_INFO("%s task %zu attempt %u ended after another attempt had committed the task", ph->name, i, attempt);
+        } else if (ok) {
+            if (!pr->done[i])
+                task_committed(pr, me, payload, duration_ms);
+            discard = !says_committed(payload);
+            /* The committing attempt's response counts (its figures); otherwise the first one. */
+            if (payload && (says_committed(payload) || json_is_null(json_array_get(pr->res->responses, i))))
                 json_array_set(pr->res->responses, i, payload);
             /* Tests: deliver this task once more, as Lambda's at-least-once delivery may. */
             char point[32];
@@ -189,7 +361,9 @@ static void *worker(void *arg)
             LMR_INFO("%s task %zu attempt %u did not commit: %s", ph->name, i, attempt, why);
             /* Errors of the request itself (no such function, access denied) do not heal on retry. */
             bool permanent = r == LMR_ERR_NOT_FOUND || r == LMR_ERR_AUTH || r == LMR_ERR_INVALID;
-            if (attempt >= pr->opts->max_attempts || permanent) {
+            if (pr->running_of[i] > 0 && !permanent) {
+                /* the task's other attempt (original or backup) is still running: it is the retry */
+            } else if (attempt >= pr->opts->max_attempts || permanent) {
                 if (!pr->failed)
                     lmr_fail(&pr->err, r ? r : LMR_ERR_FUNCTION,
                              "%s task %zu failed after %u attempt%s; last error: %s", ph->name, i, attempt,
@@ -199,14 +373,59 @@ static void *worker(void *arg)
                 pr->queue[pr->qtail++ % pr->qcap] = i;
             }
         }
+        me->state = discard && ph->discard ? SLOT_DISCARDING : SLOT_IDLE;
         report_progress(pr);
         pthread_cond_broadcast(&pr->changed);
         pthread_mutex_unlock(&pr->lock);
         json_decref(payload);
         lmr_invoke_result_clean_up(&ir);
-        if (!ok && !pr->failed) /* back off a little before the retry another worker will pick up */
+        if (discard && ph->discard)
+            ph->discard(ph->user_data, i); /* the phase waits for this (the caller's store is in use) */
+        if (!ok && !pr->failed)            /* back off a little before the retry another worker will pick up */
             lmr_sleep_ms(lmr_backoff_ms(attempt, 50, 2000));
     }
+}
+
+/* Is the phase over? Every task committed (or a failure) and no attempt in flight that matters. */
+static bool settled(const struct phase_run *pr)
+{
+    if (pr->failed ? pr->running > 0 : pr->ndone < pr->phase->ntasks || pr->qhead != pr->qtail || pr->live > 0)
+        return false;
+    for (uint32_t k = 0; k < pr->nslots; k++) {
+        enum slot_state st = pr->slots[k].state;
+        if (pr->slots[k].started && st != SLOT_GONE && st != SLOT_INVOKING && !(st == SLOT_FINISHING))
+            return false; /* idle ones are on their way out; a discard uses the caller's store */
+    }
+    return true;
+}
+
+static void phase_run_free(struct phase_run *pr)
+{
+    if (!pr)
+        return;
+    pthread_mutex_destroy(&pr->lock);
+    pthread_cond_destroy(&pr->changed);
+    free(pr->queue);
+    free(pr->attempts);
+    free(pr->done);
+    free(pr->running_of);
+    free(pr->backup_started);
+    free(pr->finished_ms);
+    free(pr->slots);
+    free(pr);
+}
+
+/* The report's entry for an attempt still in flight when the phase ended: its time so far. */
+static json_t *lingering_json(const struct phase_run *pr, const struct slot *s, double end_ms)
+{
+    double so_far = end_ms - s->start_ms;
+    struct lmr_invoke_result ir = {
+        .duration_ms = so_far, .billed_duration_ms = ceil(so_far), .memory_size_mb = pr->memory_mb};
+    json_t *o = invocation_json(pr->phase, s->task, s->attempt, s->index, s->start_ms, end_ms, &ir, NULL, NULL,
+                                s->backup, !s->won);
+    if (o)
+        json_object_set_new(o, "unfinished", json_true());
+    return o;
 }
 
 enum lmr_result lmr_phase_run(const struct lmr_coordinator_options *opts, const struct lmr_phase *phase,
@@ -217,70 +436,138 @@ enum lmr_result lmr_phase_run(const struct lmr_coordinator_options *opts, const 
     res->start_ms = (double)lmr_wall_ms();
     res->responses = json_array();
     res->invocations = json_array();
-    struct phase_run pr = {.opts = opts, .phase = phase, .res = res};
+    struct phase_run *pr = calloc(1, sizeof *pr);
     size_t n = phase->ntasks;
-    pr.qcap = n + 1;
-    pr.queue = calloc(pr.qcap, sizeof *pr.queue);
-    pr.attempts = calloc(n + 1, sizeof *pr.attempts);
-    pr.done = calloc(n + 1, sizeof *pr.done);
-    if (!pr.queue || !pr.attempts || !pr.done || !res->responses || !res->invocations) {
-        free(pr.queue);
-        free(pr.attempts);
-        free(pr.done);
-        return LMR_ERR_NOMEM;
+    uint32_t nthreads = opts->concurrency ? opts->concurrency : 8;
+    if (pr) {
+        *pr = (struct phase_run){.opts = opts, .phase = phase, .res = res};
+        if (opts->speculation)
+            pr->spec = *opts->speculation;
+        pr->qcap = n + 1;
+        pr->queue = calloc(pr->qcap, sizeof *pr->queue);
+        pr->attempts = calloc(n + 1, sizeof *pr->attempts);
+        pr->done = calloc(n + 1, sizeof *pr->done);
+        pr->running_of = calloc(n + 1, sizeof *pr->running_of);
+        pr->backup_started = calloc(n + 1, sizeof *pr->backup_started);
+        pr->finished_ms = calloc(n + 1, sizeof *pr->finished_ms);
+        pr->slots = calloc(nthreads, sizeof *pr->slots);
+        pthread_mutex_init(&pr->lock, NULL);
+        pthread_cond_init(&pr->changed, NULL);
+    }
+    if (!pr || !pr->queue || !pr->attempts || !pr->done || !pr->running_of || !pr->backup_started || !pr->finished_ms ||
+        !pr->slots || !res->responses || !res->invocations) {
+        phase_run_free(pr);
+        return lmr_fail(err, LMR_ERR_NOMEM, "out of memory starting the %s phase (%zu tasks)", phase->name, n);
     }
     for (size_t i = 0; i < n; i++) {
         json_array_append_new(res->responses, json_null());
-        if (phase->check_committed_first && committed(&pr, i)) {
-            pr.done[i] = true;
-            pr.ndone++;
+        if (phase->check_committed_first && committed(pr, i)) {
+            pr->done[i] = true;
+            pr->ndone++;
             res->reused++;
             continue;
         }
-        pr.queue[pr.qtail++] = i;
+        pr->queue[pr->qtail++] = i;
     }
-    pthread_mutex_init(&pr.lock, NULL);
-    pthread_cond_init(&pr.changed, NULL);
-    uint32_t nthreads = opts->concurrency ? opts->concurrency : 8;
-    if (nthreads > pr.qtail)
-        nthreads = (uint32_t)pr.qtail;
-    pthread_t *threads = calloc(nthreads ? nthreads : 1, sizeof *threads);
-    struct worker_arg *args = calloc(nthreads ? nthreads : 1, sizeof *args);
-    uint32_t started = 0;
-    for (; threads && args && started < nthreads; started++) {
-        args[started] = (struct worker_arg){.pr = &pr, .slot = started};
-        if (pthread_create(&threads[started], NULL, worker, &args[started]))
-            break;
+    if (nthreads > pr->qtail)
+        nthreads = (uint32_t)pr->qtail;
+    pthread_mutex_lock(&pr->lock); /* the workers wait until every slot is set up */
+    pr->nslots = nthreads;
+    uint32_t created = 0;
+    for (uint32_t t = 0; t < nthreads; t++) {
+        struct slot *s = &pr->slots[t];
+        *s = (struct slot){.pr = pr, .index = t, .state = SLOT_IDLE, .started = true};
+        if (created == t && !pthread_create(&s->thread, NULL, worker, s))
+            created++;
+        else
+            *s = (struct slot){.pr = pr, .index = t, .state = SLOT_GONE};
     }
-    if (started == 0 && pr.qtail > 0) {
-        struct worker_arg inline_arg = {.pr = &pr, .slot = 0};
-        worker(&inline_arg); /* no threads: run inline */
+    pthread_mutex_unlock(&pr->lock);
+    if (created == 0 && pr->qtail > 0) {
+        pr->slots[0] = (struct slot){.pr = pr, .index = 0, .state = SLOT_IDLE};
+        worker(&pr->slots[0]); /* no threads: run inline */
     }
-    for (uint32_t t = 0; t < started; t++)
-        pthread_join(threads[t], NULL);
-    free(threads);
-    free(args);
-    pthread_mutex_destroy(&pr.lock);
-    pthread_cond_destroy(&pr.changed);
-    enum lmr_result r = LMR_OK;
-    if (pr.failed) {
-        r = pr.err.code ? pr.err.code : LMR_ERR_FUNCTION;
-        if (err)
-            *err = pr.err;
-    } else if (pr.ndone != n) {
-        r = lmr_fail(err, LMR_ERR_INTERNAL, "%s phase ended with %zu of %zu tasks committed", phase->name, pr.ndone, n);
-    }
-    free(pr.queue);
-    free(pr.attempts);
-    free(pr.done);
+    /* Wait until every task is committed (or the phase failed); superseded attempts may still run. */
+    pthread_mutex_lock(&pr->lock);
+    while (!settled(pr))
+        pthread_cond_wait(&pr->changed, &pr->lock);
+    pr->over = true;
     res->wall_ms = lmr_mono_ms() - t0;
     res->end_ms = (double)lmr_wall_ms();
+    size_t still = 0;
+    for (uint32_t k = 0; k < pr->nslots; k++)
+        if (pr->slots[k].started && pr->slots[k].state != SLOT_GONE)
+            still++;
+    res->lingering_tasks = still ? calloc(still, sizeof *res->lingering_tasks) : NULL;
+    for (uint32_t k = 0; k < pr->nslots; k++) {
+        struct slot *s = &pr->slots[k];
+        if (!s->started || s->state == SLOT_GONE)
+            continue;
+        if (res->lingering_tasks)
+            res->lingering_tasks[res->nlingering++] = s->task;
+        json_array_append_new(res->invocations, lingering_json(pr, s, res->end_ms));
+        LMR_INFO("%s task %zu attempt %u is still running after the task was committed by another attempt; its "
+                 "data is removed when it returns",
+                 phase->name, s->task, s->attempt);
+    }
+    pthread_mutex_unlock(&pr->lock);
+    enum lmr_result r = LMR_OK;
+    if (pr->failed) {
+        r = pr->err.code ? pr->err.code : LMR_ERR_FUNCTION;
+        if (err)
+            *err = pr->err;
+    } else if (pr->ndone != n) {
+        r = lmr_fail(err, LMR_ERR_INTERNAL, "%s phase ended with %zu of %zu tasks committed", phase->name, pr->ndone,
+                     n);
+    }
+    res->lingering = pr;
+    if (!still)
+        lmr_phase_wait_lingering(res, 0); /* joins the threads, frees pr */
     return r;
+}
+
+size_t lmr_phase_wait_lingering(struct lmr_phase_result *res, uint64_t until_ms)
+{
+    struct phase_run *pr = res->lingering;
+    if (!pr)
+        return 0;
+    pthread_mutex_lock(&pr->lock);
+    size_t still;
+    for (;;) {
+        still = 0;
+        for (uint32_t k = 0; k < pr->nslots; k++)
+            if (pr->slots[k].started && pr->slots[k].state != SLOT_GONE)
+                still++;
+        uint64_t now = lmr_wall_ms();
+        if (!still || (until_ms && now >= until_ms))
+            break;
+        if (until_ms)
+            wait_changed(pr, until_ms - now < 1000 ? until_ms - now : 1000);
+        else
+            pthread_cond_wait(&pr->changed, &pr->lock);
+    }
+    pthread_mutex_unlock(&pr->lock);
+    res->lingering = NULL;
+    if (still) { /* leave pr to the threads still in flight */
+        for (uint32_t k = 0; k < pr->nslots; k++)
+            if (pr->slots[k].started)
+                pthread_detach(pr->slots[k].thread);
+        return still;
+    }
+    for (uint32_t k = 0; k < pr->nslots; k++)
+        if (pr->slots[k].started)
+            pthread_join(pr->slots[k].thread, NULL);
+    phase_run_free(pr);
+    return 0;
 }
 
 void lmr_phase_result_clean_up(struct lmr_phase_result *res)
 {
+    lmr_phase_wait_lingering(res, 0);
     json_decref(res->responses);
     json_decref(res->invocations);
     res->responses = res->invocations = NULL;
+    free(res->lingering_tasks);
+    res->lingering_tasks = NULL;
+    res->nlingering = 0;
 }

@@ -1,6 +1,14 @@
 /*
  * One phase (map or reduce): N tasks run as invocations with bounded concurrency. A task is
  * done when its commit record exists; otherwise it is re-invoked up to max_attempts times.
+ *
+ * Speculation (speculation.h, opts->speculation): when the queue is empty and a running attempt
+ * is a straggler, an idle slot starts one backup attempt of its task. The first commit wins
+ * (commit records are create-only). An attempt whose task another attempt committed while it ran
+ * is "superseded": not a failure, no retry; the phase's discard callback removes its data. A
+ * sync invocation cannot be cancelled, so the phase ends as soon as every task is committed,
+ * and a superseded attempt still in flight then is left "lingering": its thread is joined later
+ * (lmr_phase_wait_lingering) and the caller removes what it may have written by then.
  */
 #ifndef LMR_COORDINATOR_PHASE_H
 #define LMR_COORDINATOR_PHASE_H
@@ -18,6 +26,9 @@ struct lmr_phase {
     char *(*build_event)(void *user_data, size_t i, uint32_t attempt);
     /* The key of task i's commit record in the work store. malloc'd. */
     char *(*commit_key)(void *user_data, size_t i);
+    /* Optional: remove the data (intermediate object, claims, scratch) of task i's attempts other
+     * than the one its commit record names; called when a superseded attempt returns. */
+    void (*discard)(void *user_data, size_t i);
     void *user_data;
     bool check_committed_first; /* resume: tasks whose commit record exists are not run again */
 };
@@ -30,10 +41,26 @@ struct lmr_phase_result {
     uint32_t reused;          /* tasks committed before this run (resume), not run again */
     json_t *responses;        /* array[ntasks]: the committing attempt's response payload (or null) */
     json_t *invocations;      /* array: one object per invocation with its REPORT figures */
+    uint32_t backups;         /* backup attempts started (speculation) */
+    uint32_t backups_won;     /* tasks whose committing attempt was a backup */
+    /* Tasks with a superseded attempt still in flight when the phase ended (malloc'd). */
+    size_t *lingering_tasks;
+    size_t nlingering;
+    struct phase_run *lingering; /* their threads; joined by lmr_phase_wait_lingering */
 };
 
 enum lmr_result lmr_phase_run(const struct lmr_coordinator_options *opts, const struct lmr_phase *phase,
                               struct lmr_phase_result *res, struct lmr_err *err);
+
+/**
+ * Wait until the lingering attempts of a finished phase have returned, or until the wall clock
+ * passes until_ms (0 = no limit). Threads still in flight then are detached and keep their state
+ * (a deliberate leak; they touch nothing of the caller's but the invoker, so the caller must not
+ * destroy the invoker). @return the number of attempts still in flight (0 when all returned).
+ */
+size_t lmr_phase_wait_lingering(struct lmr_phase_result *res, uint64_t until_ms);
+
+/** Free the result; waits (without limit) for lingering attempts first. */
 void lmr_phase_result_clean_up(struct lmr_phase_result *res);
 
 #endif

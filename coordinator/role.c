@@ -61,6 +61,33 @@ static void job_status(struct lmr_store *work, const struct lmr_job_plan *plan, 
     free(key);
 }
 
+/* The event's "speculation" object ({"enabled", "quantile", "factor", "min_ms"}, each optional: the
+ * defaults of speculation.h), validated as the driver's options are. */
+static enum lmr_result speculation_from_event(json_t *ev, struct lmr_speculation *spec, struct lmr_err *err)
+{
+    *spec = lmr_speculation_defaults();
+    json_t *s = json_object_get(ev, "speculation");
+    if (!s)
+        return LMR_OK;
+    if (!json_is_object(s))
+        return lmr_fail(err, LMR_ERR_FORMAT, "coordinator event: \"speculation\" must be an object");
+    json_t *v;
+    if ((v = json_object_get(s, "enabled")))
+        spec->enabled = json_is_true(v);
+    if ((v = json_object_get(s, "quantile")))
+        spec->quantile = json_number_value(v);
+    if ((v = json_object_get(s, "factor")))
+        spec->factor = json_number_value(v);
+    if ((v = json_object_get(s, "min_ms"))) {
+        double ms = json_number_value(v);
+        spec->min_ms = ms < 0                            ? UINT32_MAX
+                       : ms > LMR_SPECULATION_MIN_MS_MAX ? LMR_SPECULATION_MIN_MS_MAX + 1u
+                                                         : (unsigned)ms;
+    }
+    enum lmr_result r = lmr_speculation_check(spec, err);
+    return r ? lmr_err_prefix(err, "coordinator event") : LMR_OK;
+}
+
 /* The event for the next round: the same job, the lease handed over from this holder. */
 static enum lmr_result continue_job(struct lmr_invoker *inv, json_t *ev, const char *function, const char *holder,
                                     struct lmr_err *err)
@@ -107,6 +134,7 @@ enum lmr_result lmr_coordinator_handle(void *user_data, const struct lmr_runtime
     struct lmr_job_plan plan = {0};
     struct lmr_lease *lease = NULL;
     struct lmr_invoker *inv = NULL;
+    bool invoker_in_use = false;
     json_t *previous = NULL, *report = NULL;
     char *lease_key = NULL, status[32] = "";
     enum lmr_result r = lmr_store_set_get(&stores, root, &work, err);
@@ -189,6 +217,11 @@ enum lmr_result lmr_coordinator_handle(void *user_data, const struct lmr_runtime
     bool have_prices =
         json_object_get(ev, "prices") && !lmr_prices_from_json(json_object_get(ev, "prices"), &prices, NULL);
     plan.command = lmr_json_str(ev, "command", NULL);
+    struct lmr_speculation spec;
+    if ((r = speculation_from_event(ev, &spec, err))) {
+        lmr_lease_release(lease, "failed", NULL);
+        goto done;
+    }
     struct lmr_coordinator_options co = {
         .invoker = inv,
         .map_function = map_fn,
@@ -198,6 +231,8 @@ enum lmr_result lmr_coordinator_handle(void *user_data, const struct lmr_runtime
         .driver_stores = &stores,
         .concurrency = (uint32_t)lmr_json_u64(ev, "concurrency", 8),
         .max_attempts = (uint32_t)lmr_json_u64(ev, "max_attempts", 3),
+        .speculation = &spec,
+        .invoker_in_use = &invoker_in_use,
         .prices = have_prices ? &prices : NULL,
         .lease = lease,
         .stop_at_ms = stop_at,
@@ -230,7 +265,10 @@ done:;
     lmr_task_log_end(&log, work, plan.job.work.key ? &plan.job : NULL, "coordinator", round_name, t0, r, err);
     json_decref(report);
     json_decref(previous);
-    lmr_invoker_destroy(inv);
+    if (invoker_in_use) /* a superseded attempt's sync invocation is still in flight on it: leave it */
+        LMR_WARN("job %s: a superseded attempt is still in flight; its invoker is left to it", plan.job.job_id);
+    else
+        lmr_invoker_destroy(inv);
     lmr_lease_destroy(lease);
     free(lease_key);
     lmr_plan_clean_up(&plan);

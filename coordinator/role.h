@@ -12,6 +12,7 @@
  *    "fingerprint": "...", "holder": "lease holder handing over", "lease_duration_ms": 60000,
  *    "functions": {"map": "P-mapper", "reduce": "P-reducer", "coordinator": "P-coordinator"},
  *    "concurrency": 8, "max_attempts": 3, "round": 1, "resume": false,
+ *    "speculation": {"enabled": true, "quantile": 0.75, "factor": 3, "min_ms": 3000} (optional; these defaults),
  *    "earlier_requests": {"get": 0, "put": 0, "list": 0, "head": 0, "delete": 0}}
  * Response: {"job_id", "status": "succeeded|failed|cancelled|continued|busy", "error"?}.
  */

@@ -28,6 +28,7 @@
 #include "follow.h"
 #include "output.h"
 #include "report_print.h"
+#include "speculation.h"
 #include "stages.h"
 #include "task_root.h"
 #include "util/misc.h"
@@ -47,6 +48,7 @@ struct run_options {
     uint32_t timeout_s;
     uint32_t concurrency;
     uint32_t max_attempts;
+    struct lmr_speculation speculation; /* backups for stragglers (--speculation*) */
     bool overwrite;
     bool json;
     bool detach;
@@ -98,6 +100,13 @@ static void run_usage(FILE *f)
                "      --timeout SECONDS  each invocation's timeout (default 900)\n"
                "      --concurrency N    invocations in flight (default: CPUs here, 100 on AWS)\n"
                "      --max-attempts N   attempts per task before the job fails (default 3)\n"
+               "      --speculation on|off  start a backup attempt of a straggling task (default on): once\n"
+               "                         a phase's quantile of tasks has finished and an attempt has run\n"
+               "                         factor x their median duration and at least min-ms; the first\n"
+               "                         commit wins, the other attempt's data is removed\n"
+               "      --speculation-quantile Q  fraction of tasks finished first, >0 to 1 (default 0.75)\n"
+               "      --speculation-factor X    times the median duration, 1 to 100 (default 3)\n"
+               "      --speculation-min-ms MS   and at least this long, 0 to 900000 (default 3000)\n"
                "      --overwrite        replace the output of an earlier job\n"
                "      --json             print the job report as JSON on stdout (no summary)\n"
                "      --html             also write the report as an HTML page, OUTPUT/_lambdamr/report.html\n"
@@ -199,7 +208,25 @@ enum {
     OPT_JOIN,
     OPT_FILE,
     OPT_SIDE,
+    OPT_SPECULATION,
+    OPT_SPEC_QUANTILE,
+    OPT_SPEC_FACTOR,
+    OPT_SPEC_MIN_MS,
 };
+
+/* A decimal number (no suffix, finite) for --NAME. @return 0, or 2 after an error message. */
+static int parse_number(const char *name, const char *s, double *out)
+{
+    char *end = NULL;
+    double v = strtod(s, &end);
+    if (!*s || !end || *end || v != v || v > 1e300 || v < -1e300) {
+        fprintf(stderr, "lambdamr run: --%s '%s' is not a decimal number\nrun 'lambdamr run --help' for the options\n",
+                name, s);
+        return 2;
+    }
+    *out = v;
+    return 0;
+}
 
 static int parse_args(int argc, char **argv, struct run_options *o)
 {
@@ -242,6 +269,10 @@ static int parse_args(int argc, char **argv, struct run_options *o)
         {"date-from", required_argument, 0, OPT_DATE_FROM},
         {"date-to", required_argument, 0, OPT_DATE_TO},
         {"join", required_argument, 0, OPT_JOIN},
+        {"speculation", required_argument, 0, OPT_SPECULATION},
+        {"speculation-quantile", required_argument, 0, OPT_SPEC_QUANTILE},
+        {"speculation-factor", required_argument, 0, OPT_SPEC_FACTOR},
+        {"speculation-min-ms", required_argument, 0, OPT_SPEC_MIN_MS},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -408,6 +439,23 @@ static int parse_args(int argc, char **argv, struct run_options *o)
             o->files[o->nfiles++] = optarg;
             break;
         }
+        case OPT_SPECULATION:
+            if (strcmp(optarg, "on") && strcmp(optarg, "off"))
+                return usage_error("--speculation '%s' is not one of: on, off", optarg);
+            o->speculation.enabled = !strcmp(optarg, "on");
+            break;
+        case OPT_SPEC_QUANTILE:
+            if (parse_number("speculation-quantile", optarg, &o->speculation.quantile))
+                return 2;
+            break;
+        case OPT_SPEC_FACTOR:
+            if (parse_number("speculation-factor", optarg, &o->speculation.factor))
+                return 2;
+            break;
+        case OPT_SPEC_MIN_MS:
+            if (parse_u32("speculation-min-ms", optarg, 0, LMR_SPECULATION_MIN_MS_MAX, &o->speculation.min_ms))
+                return 2;
+            break;
         case 'h':
             run_usage(stdout);
             return 1;
@@ -417,6 +465,9 @@ static int parse_args(int argc, char **argv, struct run_options *o)
             return usage_error("unknown option '%s'", argv[optind - 1]);
         }
     }
+    struct lmr_err serr = {0};
+    if (lmr_speculation_check(&o->speculation, &serr))
+        return usage_error("%s", serr.msg);
     if (optind < argc)
         o->job = argv[optind++];
     if (optind < argc)
@@ -699,6 +750,10 @@ static enum lmr_result invoke_coordinator(const struct run_options *o, const str
         json_object_set_new(ev, "command", json_string(o->command));
     json_decref(stats);
     if (ev) {
+        json_object_set_new(ev, "speculation",
+                            json_pack("{s:b, s:f, s:f, s:I}", "enabled", o->speculation.enabled, "quantile",
+                                      o->speculation.quantile, "factor", o->speculation.factor, "min_ms",
+                                      (json_int_t)o->speculation.min_ms));
         json_object_set_new(ev, "prices", lmr_prices_json(prices));
         if (o->command)
             json_object_set_new(ev, "command", json_string(o->command));
@@ -918,16 +973,19 @@ static int run_stage(struct run_options *o)
 out:
     if (status && r)
         fail(&err, r);
-    json_decref(report);
     lmr_invoker_destroy(inv);
     /* The functions' logs (stdout/stderr and REPORT lines) are kept only when the job failed. */
     char *log_dir = svc ? strdup(lmr_lambda_service_log_dir(svc)) : NULL;
+    bool local = svc != NULL;
     lmr_lambda_service_destroy(svc);
+    if (local && status == 0 && report) /* superseded attempts died with the service: their data goes too */
+        lmr_coordinator_remove_superseded(work_store, &plan.job, report);
     if (log_dir && status == 0)
         lmr_remove_tree(log_dir, NULL);
     else if (log_dir)
         fprintf(stderr, "lambdamr run: the function logs are in %s\n", log_dir);
     free(log_dir);
+    json_decref(report);
     if (o->task_root)
         lmr_remove_tree(o->task_root, NULL);
     free(o->task_root);
@@ -1013,6 +1071,7 @@ int lmr_cmd_run(int argc, char **argv)
         .timeout_s = 900,
         .concurrency = 0,
         .max_attempts = 3,
+        .speculation = lmr_speculation_defaults(),
         .backend = "local",
         .args = lmr_job_args_new(),
     };

@@ -148,6 +148,21 @@ static json_t *frames_json(const struct lmr_map_output_index *idx)
     return a;
 }
 
+/* Has another attempt committed this task already? Then this one writes nothing more: its result
+ * would be removed anyway, and after the job's end (a speculative backup won and the coordinator
+ * cleaned up) nothing may reappear in the work location. */
+static bool committed_by_other(const struct lmr_map_task *t, struct lmr_store *work)
+{
+    char *key = lmr_work_key(&t->job, "map/m-%05u/commit.json", t->task);
+    bool yes = key && lmr_store_head(work, key, NULL, NULL) == LMR_OK;
+    free(key);
+    if (yes)
+        LMR_INFO("map task %u attempt %u (%s): another attempt committed the task first; this one stops before "
+                 "its commit and leaves no output",
+                 t->task, t->attempt, t->attempt_id);
+    return yes;
+}
+
 /* Write the create-only commit record; *won is false when another attempt committed first. */
 static enum lmr_result commit_task(const struct lmr_map_task *t, struct lmr_store *work, json_t *record, bool *won,
                                    struct lmr_err *err)
@@ -181,7 +196,7 @@ enum lmr_result lmr_mapper_handle(void *user_data, const struct lmr_runtime_cont
     struct lmr_map_output *mo = NULL;
     struct lmr_map_output_index idx = {0};
     struct lmr_text_output text = {0};
-    bool text_open = false, won = false, already = false;
+    bool text_open = false, won = false, already = false, superseded = false;
     char *object_key = NULL, *spill_prefix = NULL;
     json_t *record = NULL;
     /* The function's own memory size (the Runtime API's), else what the job was planned with. */
@@ -228,6 +243,8 @@ enum lmr_result lmr_mapper_handle(void *user_data, const struct lmr_runtime_cont
         m.out = &text.emitter;
         if ((r = map_shards(&t, &stores, &m, max_line_bytes, &in, err)))
             goto done;
+        if ((superseded = committed_by_other(&t, work)))
+            goto respond; /* the part is not committed: its clean-up aborts it */
         char *task_prefix = lmr_work_key(&t.job, "map/m-%05u/", t.task);
         r = task_prefix ? lmr_part_claim(work, task_prefix, t.attempt_id, text.key, err) : LMR_ERR_NOMEM;
         if (!r)
@@ -263,6 +280,8 @@ enum lmr_result lmr_mapper_handle(void *user_data, const struct lmr_runtime_cont
             goto done;
         if ((r = lmr_map_output_status(mo, err)))
             goto done;
+        if ((superseded = committed_by_other(&t, work)))
+            goto respond; /* no object: the spills go with the collector */
         if ((r = lmr_map_output_finish(mo, &idx, err)))
             goto done;
         record =
@@ -277,6 +296,7 @@ enum lmr_result lmr_mapper_handle(void *user_data, const struct lmr_runtime_cont
     if (!won && object_key) /* another attempt committed first: its object is the one reducers read */
         lmr_store_delete(work, (const char *const *)&object_key, 1, NULL);
 
+respond:;
     json_t *resp =
         json_pack("{s:s, s:I, s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:f, s:o}", "kind", "map", "task",
                   (json_int_t)t.task, "attempt_id", t.attempt_id, "committed", won, "records_in",

@@ -118,24 +118,33 @@ enum lmr_result lmr_reducer_handle(void *user_data, const struct lmr_runtime_con
     }
     if (lmr_fault("reduce-kill", t.task, t.attempt))
         raise(SIGKILL);
-    if ((r = lmr_part_claim(work, task_prefix, t.attempt_id, part_key, err)))
-        goto done;
-    if ((r = lmr_text_output_commit(&text, &already, err)))
-        goto done;
-    /* A part that was there already counts only if this job wrote it (never adopt another's). */
-    if (already && (r = lmr_part_check_owned(work, task_prefix, t.attempt_id, part_key, t.job.job_id, err)))
-        goto done;
-    /* The part is visible; record the task as committed (a repeated attempt finds it there). */
-    char rec[256];
-    snprintf(rec, sizeof rec, "{\"attempt_id\":\"%s\",\"part\":\"%s\"}", t.attempt_id, name);
-    r = lmr_store_put(work, commit_key, rec, strlen(rec), LMR_PUT_CREATE_ONLY, err);
-    bool won = r == LMR_OK && !already;
-    if (r == LMR_ERR_EXISTS) {
-        lmr_err_clear(err);
-        r = LMR_OK;
+    /* Another attempt (a speculative backup, or the attempt it backed up) committed the task first:
+     * write nothing more (no claim; the part, never committed, is aborted by its clean-up). */
+    bool won = false;
+    if (lmr_store_head(work, commit_key, NULL, NULL) == LMR_OK) {
+        LMR_INFO("reduce task %u attempt %u (%s): another attempt committed the task first; this one stops before "
+                 "its commit and leaves no output",
+                 t.task, t.attempt, t.attempt_id);
+    } else {
+        if ((r = lmr_part_claim(work, task_prefix, t.attempt_id, part_key, err)))
+            goto done;
+        if ((r = lmr_text_output_commit(&text, &already, err)))
+            goto done;
+        /* A part that was there already counts only if this job wrote it (never adopt another's). */
+        if (already && (r = lmr_part_check_owned(work, task_prefix, t.attempt_id, part_key, t.job.job_id, err)))
+            goto done;
+        /* The part is visible; record the task as committed (a repeated attempt finds it there). */
+        char rec[256];
+        snprintf(rec, sizeof rec, "{\"attempt_id\":\"%s\",\"part\":\"%s\"}", t.attempt_id, name);
+        r = lmr_store_put(work, commit_key, rec, strlen(rec), LMR_PUT_CREATE_ONLY, err);
+        won = r == LMR_OK && !already;
+        if (r == LMR_ERR_EXISTS) {
+            lmr_err_clear(err);
+            r = LMR_OK;
+        }
+        if (r)
+            goto done;
     }
-    if (r)
-        goto done;
     struct lmr_reduce_input_stats st;
     lmr_reduce_input_stats(ri, &st);
     json_t *resp = json_pack(

@@ -70,6 +70,7 @@ static const char style[] =
     "rect.bar{stroke:#fff;stroke-width:.6}.bar.map{fill:#4e79a7}.bar.reduce{fill:#f28e2b}.bar.merge{fill:#b07aa1}"
     ".bar.coordinator{fill:#59a14f}.bar.stream{fill:#76b7b2}.bar.other{fill:#9c755f}"
     ".bar.failed{fill:#e15759}.bar.retry{stroke:#222;stroke-width:1;stroke-dasharray:3 2}"
+    ".bar.backup{stroke:#2ca02c;stroke-width:2;stroke-dasharray:1 2}.bar.superseded{opacity:.45}"
     ".bar.critical{stroke:#000;stroke-width:2}rect.init{fill:#000;opacity:.35}"
     ".legend span{display:inline-block;margin-right:14px}.sw{display:inline-block;width:12px;height:12px;"
     "vertical-align:middle;margin-right:4px}.hbar{height:12px;display:inline-block;vertical-align:middle}"
@@ -153,11 +154,12 @@ static void mark_critical(struct bar *bars, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         const char *ph = lmr_json_str(bars[i].inv, "phase", "");
-        if (json_object_get(bars[i].inv, "error"))
+        if (json_object_get(bars[i].inv, "error") || json_is_true(json_object_get(bars[i].inv, "superseded")))
             continue;
         bool last = true;
         for (size_t j = 0; j < n && last; j++)
             if (j != i && !json_object_get(bars[j].inv, "error") &&
+                !json_is_true(json_object_get(bars[j].inv, "superseded")) &&
                 !strcmp(lmr_json_str(bars[j].inv, "phase", ""), ph) && bars[j].end > bars[i].end)
                 last = false;
         bars[i].critical = last;
@@ -231,8 +233,11 @@ static enum lmr_result timeline(FILE *f, const json_t *report, struct lmr_err *e
         if (w < 0.5)
             w = 0.5;
         double y = AXIS_HEIGHT + bars[i].slot * (ROW_HEIGHT + ROW_GAP);
-        fprintf(f, "<rect class=\"bar %s%s%s%s%s\" data-phase=\"", phase_class(ph), error ? " failed" : "",
-                attempt > 1 ? " retry" : "", init > 0 ? " cold" : "", bars[i].critical ? " critical" : "");
+        bool backup = json_is_true(json_object_get(v, "backup")),
+             superseded = json_is_true(json_object_get(v, "superseded"));
+        fprintf(f, "<rect class=\"bar %s%s%s%s%s%s%s\" data-phase=\"", phase_class(ph), error ? " failed" : "",
+                attempt > 1 && !backup ? " retry" : "", backup ? " backup" : "", superseded ? " superseded" : "",
+                init > 0 ? " cold" : "", bars[i].critical ? " critical" : "");
         esc(f, ph);
         fprintf(f,
                 "\" data-task=\"%" JSON_INTEGER_FORMAT "\" data-attempt=\"%" JSON_INTEGER_FORMAT
@@ -254,6 +259,12 @@ static enum lmr_result timeline(FILE *f, const json_t *report, struct lmr_err *e
                     bytes_str((double)lmr_json_u64(st, "bytes_written", 0), b, sizeof b),
                     (json_int_t)lmr_json_u64(st, "get", 0), (json_int_t)lmr_json_u64(st, "put", 0));
         }
+        if (backup)
+            fputs("; speculative backup", f);
+        if (superseded)
+            fputs(json_is_true(json_object_get(v, "unfinished")) ? "; superseded, still running when the phase ended"
+                                                                 : "; superseded (another attempt committed first)",
+                  f);
         if (bars[i].critical)
             fputs("; on the critical path", f);
         if (error) {
@@ -272,6 +283,7 @@ static enum lmr_result timeline(FILE *f, const json_t *report, struct lmr_err *e
           "<span><i class=\"sw\" style=\"background:#f28e2b\"></i>reduce</span>"
           "<span><i class=\"sw\" style=\"background:#e15759\"></i>failed attempt</span>"
           "<span><i class=\"sw\" style=\"border:1px dashed #222\"></i>retry (attempt &gt; 1)</span>"
+          "<span><i class=\"sw\" style=\"border:2px dotted #2ca02c\"></i>speculative backup</span>"
           "<span><i class=\"sw\" style=\"background:#000;opacity:.35\"></i>cold start (Init)</span>"
           "<span><i class=\"sw\" style=\"border:2px solid #000\"></i>critical path</span></p>\n",
           f);

@@ -135,10 +135,20 @@ static enum lmr_result json_str_append(struct lmr_buf *out, const char *s)
     return LMR_OK;
 }
 
-/* Does s need no escaping inside a JSON string? */
+/* Does s need no escaping inside a JSON string? (8 bytes at a time: no control byte, '"' or '\\'.) */
 static bool json_plain(const char *s, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
+    size_t i = 0;
+    const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+    for (; n - i >= 8; i += 8) {
+        uint64_t v;
+        memcpy(&v, s + i, 8);
+        uint64_t q = v ^ (ones * '"'), b = v ^ (ones * '\\');
+        /* A zero byte in q or b, or a byte below 0x20 (bytes >= 0x80 are fine). */
+        if ((((q - ones) & ~q) | ((b - ones) & ~b) | ((v - ones * 0x20) & ~v)) & high)
+            break;
+    }
+    for (; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c < 0x20 || c == '"' || c == '\\')
             return false;
@@ -316,6 +326,9 @@ enum lmr_result lmr_stream_event_build(struct lmr_buf *out, const struct lmr_str
         r = lmr_buf_append_str(&mid, shard);
     if (!r)
         r = lmr_buf_append(&mid, ":", 1);
+    char ts[32];
+    size_t ts_len = 0;
+    uint64_t ts_ms = 0;
     /* One reservation per record, then plain copies: this loop runs 10,000 times per event. */
     for (size_t i = 0; i < n && !r; i++) {
         const struct lmr_stream_record *rec = &records[i];
@@ -343,7 +356,11 @@ enum lmr_result lmr_stream_event_build(struct lmr_buf *out, const struct lmr_str
         o = put(o, REC_C, sizeof REC_C - 1);
         o = base64_write(o, rec->data, rec->len);
         o = put(o, REC_D, sizeof REC_D - 1);
-        o += format_ts(o, rec->arrival_ms);
+        if (rec->arrival_ms != ts_ms || !ts_len) { /* records read together share their time */
+            ts_ms = rec->arrival_ms;
+            ts_len = (size_t)format_ts(ts, ts_ms);
+        }
+        o = put(o, ts, ts_len);
         o = put(o, mid.data, mid.len);
         o = put(o, rec->sequence_number, seq_len);
         o = put(o, tail.data, tail.len);
@@ -513,41 +530,78 @@ static bool skip_string(struct lmr_json_scan *s)
 }
 
 /*
+ * What the fast path learnt from the records before: the text of the last timestamp and of the
+ * last record's tail (from "eventName" to its closing brace: the same in every record of an
+ * event). Bytes equal to text that was scanned and accepted in the same place are accepted again
+ * without scanning: they are the same tokens.
+ */
+struct fast_ctx {
+    const char *ts, *tail;
+    size_t ts_len, tail_len;
+    uint64_t ts_ms;
+};
+
+#define REC_TAIL_NAME ",\"eventName\":\"aws:kinesis:record\",\"invokeIdentityArn\":"
+
+/*
  * A record laid out exactly as AWS (and lambdamr's poller) writes it, key for key without blanks:
  * the keys and fixed values are compared as literals and only the values are scanned, which is
- * what makes a 10,000-record event cheap. @return false (the scanner back where it was, unless
- * s->failed) when the record is laid out any other way; the general parser then reads it.
+ * what makes a 10,000-record event cheap. @return false (the scanner back where it was) when the
+ * record is laid out any other way; the general parser then reads it.
  */
-static bool parse_record_fast(struct lmr_json_scan *s, struct lmr_stream_parsed_record *pr, char **arena)
+static bool parse_record_fast(struct lmr_json_scan *s, struct lmr_stream_parsed_record *pr, char **arena,
+                              struct fast_ctx *fc)
 {
     memset(pr, 0, sizeof *pr);
+    const char *start = s->p;
+    char *arena0 = *arena;
     if (!TAKE_LIT(s, REC_A))
         return false;
-    /* From here the record is committed to this layout: a literal that does not match falls back. */
-    const char *start = s->p - (sizeof REC_A - 1);
-    char *arena0 = *arena;
-    bool ok =
-        s->p < s->end && *s->p == '"' && take_string(s, arena, &pr->partition_key) &&
-        TAKE_LIT(s, ",\"sequenceNumber\":") && s->p < s->end && *s->p == '"' &&
-        take_string(s, arena, &pr->sequence_number) && TAKE_LIT(s, ",\"data\":") && s->p < s->end && *s->p == '"' &&
-        take_data(s, pr, arena) && take_lit(s, REC_D + 1, sizeof REC_D - 2) && scan_epoch_ms(s, &pr->arrival_ms) &&
-        TAKE_LIT(s, "},\"eventSource\":\"aws:kinesis\",\"eventVersion\":\"1.0\",\"eventID\":") && s->p < s->end &&
-        *s->p == '"' && skip_string(s) && TAKE_LIT(s, ",\"eventName\":\"aws:kinesis:record\",\"invokeIdentityArn\":") &&
-        s->p < s->end && *s->p == '"' && skip_string(s) && TAKE_LIT(s, ",\"awsRegion\":") && s->p < s->end &&
-        *s->p == '"' && skip_string(s) && TAKE_LIT(s, ",\"eventSourceARN\":") && s->p < s->end && *s->p == '"' &&
-        skip_string(s) && TAKE_LIT(s, "}");
-    if (ok)
+    bool ok = s->p < s->end && *s->p == '"' && take_string(s, arena, &pr->partition_key) &&
+              TAKE_LIT(s, ",\"sequenceNumber\":") && s->p < s->end && *s->p == '"' &&
+              take_string(s, arena, &pr->sequence_number) && TAKE_LIT(s, ",\"data\":") && s->p < s->end &&
+              *s->p == '"' && take_data(s, pr, arena) && take_lit(s, REC_D + 1, sizeof REC_D - 2);
+    if (ok) {
+        if (fc->ts_len && (size_t)(s->end - s->p) > fc->ts_len && s->p[fc->ts_len] == '}' &&
+            !memcmp(s->p, fc->ts, fc->ts_len)) {
+            pr->arrival_ms = fc->ts_ms;
+            s->p += fc->ts_len;
+        } else {
+            const char *t0 = s->p;
+            ok = scan_epoch_ms(s, &pr->arrival_ms) && s->p < s->end && *s->p == '}';
+            if (ok) {
+                fc->ts = t0;
+                fc->ts_len = (size_t)(s->p - t0);
+                fc->ts_ms = pr->arrival_ms;
+            }
+        }
+    }
+    ok = ok && TAKE_LIT(s, "},\"eventSource\":\"aws:kinesis\",\"eventVersion\":\"1.0\",\"eventID\":") &&
+         s->p < s->end && *s->p == '"' && skip_string(s);
+    if (ok && fc->tail_len && (size_t)(s->end - s->p) >= fc->tail_len && !memcmp(s->p, fc->tail, fc->tail_len)) {
+        s->p += fc->tail_len;
         return true;
+    }
+    const char *tail = s->p;
+    ok = ok && TAKE_LIT(s, REC_TAIL_NAME) && s->p < s->end && *s->p == '"' && skip_string(s) &&
+         TAKE_LIT(s, ",\"awsRegion\":") && s->p < s->end && *s->p == '"' && skip_string(s) &&
+         TAKE_LIT(s, ",\"eventSourceARN\":") && s->p < s->end && *s->p == '"' && skip_string(s) && TAKE_LIT(s, "}");
+    if (ok) {
+        fc->tail = tail;
+        fc->tail_len = (size_t)(s->p - tail);
+        return true;
+    }
     s->p = start;
     s->failed = false;
     *arena = arena0;
     return false;
 }
 
-static bool parse_record(struct lmr_json_scan *s, struct lmr_stream_parsed_record *pr, char **arena)
+static bool parse_record(struct lmr_json_scan *s, struct lmr_stream_parsed_record *pr, char **arena,
+                         struct fast_ctx *fc)
 {
     (void)lmr_json_scan_peek(s);
-    if (parse_record_fast(s, pr, arena))
+    if (parse_record_fast(s, pr, arena, fc))
         return true;
     return parse_record_slow(s, pr, arena);
 }
@@ -618,6 +672,7 @@ enum lmr_result lmr_stream_event_parse(const char *json, size_t len, struct lmr_
     if (!ev->arena || !ev->records)
         return lmr_fail(err, LMR_ERR_NOMEM, "out of memory parsing a stream event of %zu bytes", len);
     char *arena = ev->arena;
+    struct fast_ctx fc = {0};
     struct lmr_json_scan s;
     lmr_json_scan_init(&s, json, len);
     bool first = true;
@@ -638,7 +693,7 @@ enum lmr_result lmr_stream_event_parse(const char *json, size_t len, struct lmr_
                         return lmr_fail(err, LMR_ERR_NOMEM, "out of memory parsing a stream event");
                     ev->records = r;
                 }
-                if (!parse_record(&s, &ev->records[ev->n_records], &arena))
+                if (!parse_record(&s, &ev->records[ev->n_records], &arena, &fc))
                     return lmr_fail(err, LMR_ERR_FORMAT,
                                     "record %zu of the stream event is malformed: it needs kinesis.data (base64) and "
                                     "kinesis.sequenceNumber, and a kinesis.approximateArrivalTimestamp, if any, "

@@ -380,7 +380,9 @@ bool lmr_poller_prepare_batch(struct poller *p, struct lane *l, uint64_t now_wal
     size_t budget = payload_budget(p, l, l->state_in);
     size_t n = 0, bytes = 0, overhead = lmr_stream_event_record_overhead(&info);
     for (struct lmr_stream_item *it = l->head; it && n < limit && it->window_start_ms == w; it = it->next) {
-        size_t rb = lmr_stream_event_record_bytes_after(overhead, &it->rec);
+        if (!it->event_bytes) /* a lane's events all have the same shard, ARN and region */
+            it->event_bytes = (uint32_t)lmr_stream_event_record_bytes_after(overhead, &it->rec);
+        size_t rb = it->event_bytes;
         if (n && bytes + rb > budget)
             break;
         bytes += rb;

@@ -6,6 +6,7 @@
  */
 #include "util/base64.h"
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <string.h>
 
@@ -29,17 +30,27 @@ static const uint8_t dec[256] = {
     0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
 };
 
+/* Two characters per 12 bits: enc2[v] holds enc[v >> 6] and enc[v & 63] in memory order. */
+static char enc2[4096][2];
+static pthread_once_t enc2_once = PTHREAD_ONCE_INIT;
+static void enc2_init(void)
+{
+    for (int v = 0; v < 4096; v++) {
+        enc2[v][0] = enc[v >> 6];
+        enc2[v][1] = enc[v & 63];
+    }
+}
+
 size_t lmr_base64_encode_to(char *out, const void *data, size_t n)
 {
+    pthread_once(&enc2_once, enc2_init);
     const uint8_t *p = data;
     char *o = out;
     size_t i = 0;
     for (; n - i >= 3; i += 3) {
         uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
-        o[0] = enc[v >> 18];
-        o[1] = enc[(v >> 12) & 63];
-        o[2] = enc[(v >> 6) & 63];
-        o[3] = enc[v & 63];
+        memcpy(o, enc2[v >> 12], 2);
+        memcpy(o + 2, enc2[v & 4095], 2);
         o += 4;
     }
     if (n - i == 1) {

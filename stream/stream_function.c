@@ -184,6 +184,16 @@ static int map_record(const struct lmr_stream_handler_config *cfg, struct state_
                       struct lmr_job_counters *counters)
 {
     const uint8_t *end = p + n;
+    const uint8_t *nl1 = n ? memchr(p, '\n', n) : NULL;
+    if (cfg->job->map_block && (!nl1 || nl1 == end - 1)) {
+        /* One line (the usual record): the job's block map, which emits what map would for that line. */
+        size_t len = nl1 ? n - 1 : n;
+        if (len && p[len - 1] == '\r')
+            len--;
+        if (!len)
+            return nl1 ? 0 : cfg->job->map(cfg->job_state, lmr_slice_make(p, 0), &em->base, counters);
+        return cfg->job->map_block(cfg->job_state, lmr_slice_make(p, n), &em->base, counters);
+    }
     do {
         const uint8_t *nl = memchr(p, '\n', (size_t)(end - p));
         const uint8_t *stop = nl ? nl : end;

@@ -536,10 +536,41 @@ static bool skip_string(struct lmr_json_scan *s)
  * without scanning: they are the same tokens.
  */
 struct fast_ctx {
-    const char *ts, *tail;
-    size_t ts_len, tail_len;
+    const char *ts, *tail, *eid; /* eid: the eventID before the sequence number ("<shardId>:") */
+    size_t ts_len, tail_len, eid_len;
     uint64_t ts_ms;
 };
+
+/* Printable ASCII without '"' and '\\': any valid string content may follow it in a string. */
+static bool plain_ascii(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < 0x20 || s[i] > 0x7e || s[i] == '"' || s[i] == '\\')
+            return false;
+    return true;
+}
+
+/* The eventID string: "<the prefix learnt before><this record's sequence number, as written>". */
+static bool take_event_id(struct lmr_json_scan *s, struct fast_ctx *fc, const char *seq_raw, size_t seq_len)
+{
+    const char *p = s->p;
+    size_t left = (size_t)(s->end - p);
+    if (fc->eid_len && left >= fc->eid_len + seq_len + 2 && p[0] == '"' && !memcmp(p + 1, fc->eid, fc->eid_len) &&
+        !memcmp(p + 1 + fc->eid_len, seq_raw, seq_len) && p[1 + fc->eid_len + seq_len] == '"') {
+        s->p = p + fc->eid_len + seq_len + 2;
+        return true;
+    }
+    const char *raw;
+    size_t len;
+    if (!lmr_json_scan_string(s, &raw, &len, NULL))
+        return false;
+    if (len > seq_len && !memcmp(raw + len - seq_len, seq_raw, seq_len) && raw[len - seq_len - 1] == ':' &&
+        plain_ascii(raw, len - seq_len)) {
+        fc->eid = raw;
+        fc->eid_len = len - seq_len;
+    }
+    return true;
+}
 
 #define REC_TAIL_NAME ",\"eventName\":\"aws:kinesis:record\",\"invokeIdentityArn\":"
 
@@ -557,10 +588,13 @@ static bool parse_record_fast(struct lmr_json_scan *s, struct lmr_stream_parsed_
     char *arena0 = *arena;
     if (!TAKE_LIT(s, REC_A))
         return false;
+    const char *seq_at = NULL;
     bool ok = s->p < s->end && *s->p == '"' && take_string(s, arena, &pr->partition_key) &&
-              TAKE_LIT(s, ",\"sequenceNumber\":") && s->p < s->end && *s->p == '"' &&
-              take_string(s, arena, &pr->sequence_number) && TAKE_LIT(s, ",\"data\":") && s->p < s->end &&
-              *s->p == '"' && take_data(s, pr, arena) && take_lit(s, REC_D + 1, sizeof REC_D - 2);
+              TAKE_LIT(s, ",\"sequenceNumber\":") && s->p < s->end && *s->p == '"' && (seq_at = s->p) &&
+              take_string(s, arena, &pr->sequence_number);
+    size_t seq_raw_len = ok ? (size_t)(s->p - seq_at) - 2 : 0; /* as written, without its quotes */
+    ok = ok && TAKE_LIT(s, ",\"data\":") && s->p < s->end && *s->p == '"' && take_data(s, pr, arena) &&
+         take_lit(s, REC_D + 1, sizeof REC_D - 2);
     if (ok) {
         if (fc->ts_len && (size_t)(s->end - s->p) > fc->ts_len && s->p[fc->ts_len] == '}' &&
             !memcmp(s->p, fc->ts, fc->ts_len)) {
@@ -577,7 +611,7 @@ static bool parse_record_fast(struct lmr_json_scan *s, struct lmr_stream_parsed_
         }
     }
     ok = ok && TAKE_LIT(s, "},\"eventSource\":\"aws:kinesis\",\"eventVersion\":\"1.0\",\"eventID\":") &&
-         s->p < s->end && *s->p == '"' && skip_string(s);
+         s->p < s->end && *s->p == '"' && take_event_id(s, fc, seq_at + 1, seq_raw_len);
     if (ok && fc->tail_len && (size_t)(s->end - s->p) >= fc->tail_len && !memcmp(s->p, fc->tail, fc->tail_len)) {
         s->p += fc->tail_len;
         return true;

@@ -85,6 +85,86 @@ static void test_time_range_checked(void **unused)
     assert_int_equal(ms, 1500);
 }
 
+/* Parse text with the event parser and with jansson: both accept or both refuse, and the records agree. */
+static void parse_like_jansson(const char *text)
+{
+    struct lmr_stream_event ev;
+    struct lmr_err err;
+    enum lmr_result r = lmr_stream_event_parse(text, strlen(text), &ev, &err);
+    json_t *j = json_loads(text, 0, NULL);
+    json_t *recs = json_object_get(j, "Records");
+    bool want_ok = j != NULL;
+    for (size_t i = 0; want_ok && i < json_array_size(recs); i++) {
+        json_t *ts =
+            json_object_get(json_object_get(json_array_get(recs, i), "kinesis"), "approximateArrivalTimestamp");
+        want_ok = json_real_value(ts) >= 0; /* the parser's own range rule */
+    }
+    if (!want_ok) {
+        assert_int_not_equal(r, LMR_OK);
+    } else {
+        assert_int_equal(r, LMR_OK);
+        assert_int_equal(ev.n_records, json_array_size(recs));
+        for (size_t i = 0; i < ev.n_records; i++) {
+            json_t *k = json_object_get(json_array_get(recs, i), "kinesis");
+            assert_string_equal(ev.records[i].sequence_number, json_string_value(json_object_get(k, "sequenceNumber")));
+            assert_string_equal(ev.records[i].partition_key, json_string_value(json_object_get(k, "partitionKey")));
+            uint64_t ms;
+            assert_true(
+                lmr_stream_epoch_s_to_ms(json_number_value(json_object_get(k, "approximateArrivalTimestamp")), &ms));
+            assert_int_equal(ev.records[i].arrival_ms, ms);
+        }
+    }
+    json_decref(j);
+    lmr_stream_event_clean_up(&ev);
+}
+
+/* Replace the n-th (0-based) occurrence of what in text by with (into a static buffer). */
+static const char *replace_nth(const char *text, const char *what, int nth, const char *with)
+{
+    static char out[1 << 16];
+    const char *at = text;
+    for (int i = 0; at && i <= nth; i++)
+        at = strstr(i ? at + 1 : at, what);
+    assert_non_null(at);
+    snprintf(out, sizeof out, "%.*s%s%s", (int)(at - text), text, with, at + strlen(what));
+    return out;
+}
+
+/* The fast path (records in AWS's layout, pieces equal to earlier records' taken without scanning) agrees
+   with jansson, also when a later record differs from the earlier ones in any of those pieces. */
+static void test_event_fast_path(void **unused)
+{
+    struct lmr_stream_record recs[3] = {{"a b", 3, "00000000000000000001", "00000000000000000001", 1607497475123},
+                                        {"c", 1, "00000000000000000002", "00000000000000000002", 1607497475123},
+                                        {"d e", 3, "00000000000000000003", "00000000000000000003", 1607497475123}};
+    struct lmr_stream_event_info info = {.shard_id = "shardId-000000000000",
+                                         .event_source_arn = "arn:aws:kinesis:local:000000000000:stream/stdin",
+                                         .region = "local",
+                                         .window_start_ms = 1607497474000,
+                                         .window_end_ms = 1607497476000};
+    struct lmr_buf b;
+    lmr_buf_init(&b, 1 << 20);
+    assert_int_equal(lmr_stream_event_build(&b, &info, recs, 3, NULL), LMR_OK);
+    const char *ev = b.data;
+    parse_like_jansson(ev);
+    /* The third record differs from the first two: its own time, region, eventID, sequence number. */
+    parse_like_jansson(replace_nth(ev, "1607497475.123", 2, "1607497475.999"));
+    parse_like_jansson(replace_nth(ev, "1607497475.123", 2, "1607497475.12"));
+    parse_like_jansson(replace_nth(ev, "1607497475.123", 2, "1607497475.123 "));
+    parse_like_jansson(replace_nth(ev, "\"local\"", 2, "\"loc\\u0061l\""));
+    parse_like_jansson(replace_nth(ev, "\"local\"", 2,
+                                   "\"lo\x01"
+                                   "cal\""));                               /* a control byte: refused */
+    parse_like_jansson(replace_nth(ev, "\"local\"", 2, "\"lo\xc3\x28l\"")); /* not UTF-8: refused */
+    parse_like_jansson(replace_nth(ev, "shardId-000000000000:", 2, "shardId-000000000001:"));
+    parse_like_jansson(replace_nth(ev, "shardId-000000000000:", 2, "shardId-\\u0030:"));
+    parse_like_jansson(replace_nth(ev, "00000000000000000003\",\"data", 0, "0000000000000000000\\u0033\",\"data"));
+    parse_like_jansson(replace_nth(ev, "stdin\"}", 2, "stdin\"} "));
+    parse_like_jansson(replace_nth(ev, "stdin\"}", 2, "stdin\",\"x\":1}"));
+    parse_like_jansson(replace_nth(ev, "stdin\"}", 2, "stdin\"")); /* cut: refused */
+    lmr_buf_clean_up(&b);
+}
+
 static void test_event_roundtrip(void **unused)
 {
     const char bin[] = {'a', '\0', '"', '\n', (char)0xff};
@@ -515,6 +595,7 @@ int main(void)
         cmocka_unit_test(test_time),
         cmocka_unit_test(test_time_range_checked),
         cmocka_unit_test(test_event_roundtrip),
+        cmocka_unit_test(test_event_fast_path),
         cmocka_unit_test(test_response),
         cmocka_unit_test(test_state_rollback_and_encoding),
         cmocka_unit_test(test_handler_wordcount),

@@ -5,13 +5,14 @@
 # (CPU-seconds mean something on a loaded machine; wall time does not). One JSON object per run.
 #
 #   benchmarks/bench_stream_zipf.sh [--bin DIR] [--mib N] [--vocab V] [--per-window D]
-#                                   [--batch-sizes "100 10000"] [--invokers "local inproc"]
+#                                   [--batch-sizes "100 default"] [--invokers "local inproc"]
 #                                   [--instructions]
 #
 # Text: lines of 6 words; the input is cut into blocks, and block b draws its words with Zipf
 # weights (s = 1) from a slice of D words (default 10,000) of the V-word vocabulary (default
 # 50,000), the slice moving on every block, so a window sees about D distinct words whatever its
-# length. Defaults: 64 MiB. --instructions adds `perf stat -e instructions` counts (meaningful
+# length. Defaults: 64 MiB; batch sizes 100 and the default (no --batch-size: 10,000 for standard
+# input). --instructions adds `perf stat -e instructions` counts (meaningful
 # on a loaded machine too) when perf is available.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -19,7 +20,7 @@ BIN=${LMR_BIN_DIR:-$HERE/../build/bin}
 MIB=64
 VOCAB=50000
 PER_WINDOW=10000
-BATCHES="100 10000"
+BATCHES="100 default"
 INVOKERS="local inproc"
 INSTR=0
 while [ $# -gt 0 ]; do
@@ -69,8 +70,10 @@ run() { # invoker batch
     fi
     local t0 t1
     t0=$(date +%s.%N)
+    local bs=()
+    [ "$2" = default ] || bs=(--batch-size "$2")
     /usr/bin/time -f "%U %S" -o "$T/time" "${pre[@]}" "$LMR" stream wordcount --source - --window 2 --output "$out" \
-        --batch-size "$2" --invoker "$1" < "$T/in.txt" 2> "$T/log"
+        "${bs[@]}" --invoker "$1" < "$T/in.txt" 2> "$T/log"
     t1=$(date +%s.%N)
     local words
     words=$(cat "$out"/window=*/part-00000 | awk -F'\t' '{s += $2} END {print s}')
@@ -83,7 +86,8 @@ import json, sys
 n, wall = int(sys.argv[1]), float(sys.argv[2])
 user, sys_ = (float(x) for x in sys.argv[3].split())
 cpu = user + sys_
-print(json.dumps({"bench": "stream_zipf", "invoker": sys.argv[4], "batch_size": int(sys.argv[5]),
+print(json.dumps({"bench": "stream_zipf", "invoker": sys.argv[4],
+                  "batch_size": 10000 if sys.argv[5] == "default" else int(sys.argv[5]), "default_batch_size": sys.argv[5] == "default",
                   "vocab": int(sys.argv[6]), "distinct_per_window": int(sys.argv[7]), "input_mib": int(sys.argv[8]),
                   "records": n, "wall_s": round(wall, 3), "records_per_s": round(n / wall),
                   "cpu_s": round(cpu, 3), "records_per_cpu_s": round(n / max(cpu, 1e-9)),

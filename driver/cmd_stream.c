@@ -51,7 +51,7 @@ static void usage(FILE *f)
                "  --output URI               directory, file:///dir or s3://bucket/prefix\n"
                "  --checkpoint URI           where per-shard checkpoints live (default OUTPUT/_checkpoint)\n"
                "event source mapping (Lambda's names and ranges):\n"
-               "  --batch-size N             records per invocation, 1-10000 (default 100)\n"
+               "  --batch-size N             records per invocation, 1-10000 (default 100; 10000 for - and file://)\n"
                "  --batch-window SECONDS     wait up to this long to fill a batch, 0-300 (default 0)\n"
                "  --parallelization N        concurrent batches per shard, 1-10 (default 1); order per key kept\n"
                "  --starting-position P      trim-horizon | latest | at-timestamp=ISO-8601 (TRIM_HORIZON… too);\n"

@@ -14,6 +14,7 @@
 #include "job/registry.h"
 #include "store/store.h"
 #include "stream/event.h"
+#include "stream/json_scan.h"
 #include "stream/state.h"
 #include "stream/window_output.h"
 #include "util/log.h"
@@ -109,6 +110,9 @@ enum lmr_result lmr_stream_handler_config_from_env(struct lmr_stream_handler_con
         }
         cfg->state_max_bytes = (size_t)v;
     }
+    const char *fe = getenv("LMR_STREAM_FORGET_EVERY");
+    if (fe && *fe && !lmr_parse_u64(fe, 1, 1000000, &v))
+        cfg->forget_every = (unsigned)v;
     const char *fm = getenv("LMR_STREAM_FAIL_MATCH");
     if (fm && *fm)
         cfg->fail_match = strdup(fm);
@@ -180,6 +184,16 @@ static int map_record(const struct lmr_stream_handler_config *cfg, struct state_
                       struct lmr_job_counters *counters)
 {
     const uint8_t *end = p + n;
+    const uint8_t *nl1 = n ? memchr(p, '\n', n) : NULL;
+    if (cfg->job->map_block && (!nl1 || nl1 == end - 1)) {
+        /* One line (the usual record): the job's block map, which emits what map would for that line. */
+        size_t len = nl1 ? n - 1 : n;
+        if (len && p[len - 1] == '\r')
+            len--;
+        if (!len)
+            return nl1 ? 0 : cfg->job->map(cfg->job_state, lmr_slice_make(p, 0), &em->base, counters);
+        return cfg->job->map_block(cfg->job_state, lmr_slice_make(p, n), &em->base, counters);
+    }
     do {
         const uint8_t *nl = memchr(p, '\n', (size_t)(end - p));
         const uint8_t *stop = nl ? nl : end;
@@ -369,6 +383,20 @@ static struct {
     } kept[KEPT_STATES];
 } keep = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
+/* Forget every kept state (the forget_every test hook: as if this environment were cold). */
+static void kept_forget_all(void)
+{
+    struct lmr_stream_state *drop[KEPT_STATES];
+    pthread_mutex_lock(&keep.mu);
+    for (int i = 0; i < KEPT_STATES; i++) {
+        drop[i] = keep.kept[i].st;
+        keep.kept[i].st = NULL;
+    }
+    pthread_mutex_unlock(&keep.mu);
+    for (int i = 0; i < KEPT_STATES; i++)
+        lmr_stream_state_destroy(drop[i]);
+}
+
 static struct lmr_stream_state *kept_take(const char *ref, size_t value_size)
 {
     struct lmr_stream_state *st = NULL;
@@ -418,6 +446,86 @@ static void kept_put(struct lmr_stream_state *st, size_t value_size)
     lmr_stream_state_destroy(evict);
 }
 
+/*
+ * What lambdamr's own poller asks of the state (never set by AWS's event source mapping, which
+ * hands back the state the function returned, and the function never writes these):
+ *   "byref":"1"     answer with the state by reference only: its meta strings and "ref", no "kv"
+ *                   (the poller keeps the records since its last full copy, and rebuilds the state
+ *                   from them when this environment no longer holds it: the "lost" answer);
+ *   "byref":"snap"  answer with the whole state (the poller's next full copy).
+ */
+enum state_mode { STATE_BY_VALUE, STATE_BY_REF, STATE_SNAPSHOT };
+
+struct state_controls {
+    char ref[LMR_STREAM_REF_MAX + 1]; /* "" when absent */
+    enum state_mode mode;
+    bool has_kv;
+};
+
+static bool token_ok(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-' || c == '_' ||
+              c == '.'))
+            return false;
+    }
+    return true;
+}
+
+/* Read the state object's control members without decoding its entries. */
+static void state_controls(const char *text, size_t len, struct state_controls *c)
+{
+    memset(c, 0, sizeof *c);
+    if (!text || !len)
+        return;
+    struct lmr_json_scan s;
+    lmr_json_scan_init(&s, text, len);
+    if (!lmr_json_scan_expect(&s, '{'))
+        return;
+    bool first = true;
+    const char *key, *raw;
+    size_t klen, rlen;
+    while (lmr_json_scan_member(&s, &first, &key, &klen)) {
+        bool esc = false;
+        if (LMR_JSON_KEY_IS(key, klen, "kv"))
+            c->has_kv = true;
+        if ((LMR_JSON_KEY_IS(key, klen, "ref") || LMR_JSON_KEY_IS(key, klen, "byref")) &&
+            lmr_json_scan_peek(&s) == '"') {
+            if (!lmr_json_scan_string(&s, &raw, &rlen, &esc))
+                return;
+            if (esc || !token_ok(raw, rlen))
+                continue;
+            if (klen == 3 && rlen <= LMR_STREAM_REF_MAX)
+                snprintf(c->ref, sizeof c->ref, "%.*s", (int)rlen, raw);
+            else if (klen == 5)
+                c->mode = rlen == 4 && !memcmp(raw, "snap", 4) ? STATE_SNAPSHOT : STATE_BY_REF;
+        } else if (!lmr_json_scan_skip(&s)) {
+            return;
+        }
+    }
+}
+
+/* The state by reference: {"lmr":"1", its meta strings (with "ref")[, "full":"1"]}, no entries. */
+static enum lmr_result encode_by_ref(struct lmr_stream_state *st, bool full, struct lmr_buf *out)
+{
+    const struct lmr_stream_state_meta *m = lmr_stream_state_meta(st);
+    enum lmr_result r = lmr_buf_append_str(out, "{\"lmr\":\"1\"");
+    if (!r && m->lanes > 1)
+        r = lmr_buf_printf(out, ",\"lane\":\"%u\",\"lanes\":\"%u\"", m->lane, m->lanes);
+    if (!r && m->run[0])
+        r = lmr_buf_printf(out, ",\"run\":\"%s\"", m->run);
+    if (!r && m->first[0])
+        r = lmr_buf_printf(out, ",\"first\":\"%s\"", m->first);
+    if (!r && m->records)
+        r = lmr_buf_printf(out, ",\"n\":\"%" PRIu64 "\"", m->records);
+    if (!r && m->ref[0])
+        r = lmr_buf_printf(out, ",\"ref\":\"%s\"", m->ref);
+    if (!r)
+        r = lmr_buf_append_str(out, full ? ",\"full\":\"1\"}" : "}");
+    return r;
+}
+
 enum lmr_result lmr_stream_handler(void *user_data, const struct lmr_runtime_context *ctx, const char *event,
                                    size_t event_len, struct lmr_buf *response, struct lmr_err *err)
 {
@@ -440,9 +548,23 @@ enum lmr_result lmr_stream_handler(void *user_data, const struct lmr_runtime_con
     enum lmr_result r = lmr_stream_event_parse(event, event_len, &ev, err);
     if (r)
         goto done;
-    char ref[LMR_STREAM_REF_MAX + 1];
-    lmr_stream_state_peek_ref(ev.state_text, ev.state_len, ref, sizeof ref);
-    if (!ref[0] || !(st = kept_take(ref, cfg->job->value_size))) {
+    if (cfg->forget_every) {
+        static unsigned long calls;
+        if (__atomic_add_fetch(&calls, 1, __ATOMIC_RELAXED) % cfg->forget_every == 0)
+            kept_forget_all();
+    }
+    struct state_controls ctl;
+    state_controls(ev.state_text, ev.state_len, &ctl);
+    if (!ctl.ref[0] || !(st = kept_take(ctl.ref, cfg->job->value_size))) {
+        if (ctl.ref[0] && !ctl.has_kv) {
+            /* A state by reference (a whole state always has "kv") that this environment does not hold
+               (a cold or another environment, or a retry after the state moved on): nothing is taken;
+               lambdamr's poller rebuilds the state from its last whole copy and the records since. */
+            r = lmr_stream_response_build(response, "{\"lmr\":\"1\",\"lost\":\"1\"}",
+                                          ev.n_records ? &ev.records[0].sequence_number : NULL, ev.n_records ? 1 : 0,
+                                          err);
+            goto done;
+        }
         if (!(st = lmr_stream_state_new(cfg->job->value_size))) {
             r = lmr_fail(err, LMR_ERR_NOMEM, "out of memory for the window state");
             goto done;
@@ -458,6 +580,12 @@ enum lmr_result lmr_stream_handler(void *user_data, const struct lmr_runtime_con
         lmr_stream_state_meta(st)->ref[0] = '\0';
     struct state_emitter em = {{state_emit}, st, cfg->job, cfg->job_state, LMR_OK};
     struct lmr_stream_state_meta *meta = lmr_stream_state_meta(st);
+    /* The exact encoded size costs a few formatted numbers: per record, a bound decides whether it is
+       needed. The entries' base64 grows with the packed bytes; the meta strings can grow only by "first"
+       and the digits of "n". */
+    size_t packed0 = lmr_stream_state_packed_bytes(st);
+    size_t bound0 = lmr_stream_state_encoded_bytes(st) - lmr_base64_len(packed0) + sizeof ",\"first\":\"\"" +
+                    LMR_STREAM_SEQ_MAX + sizeof ",\"n\":\"\"" + 20;
     for (size_t i = 0; i < ev.n_records; i++) {
         const struct lmr_stream_parsed_record *rec = &ev.records[i];
         if (cfg->fail_match && memmem(rec->data, rec->len, cfg->fail_match, strlen(cfg->fail_match))) {
@@ -481,7 +609,8 @@ enum lmr_result lmr_stream_handler(void *user_data, const struct lmr_runtime_con
             failed = rec->sequence_number;
             break;
         }
-        if (lmr_stream_state_encoded_bytes(st) > max_state) {
+        if (bound0 + lmr_base64_len(lmr_stream_state_packed_bytes(st)) > max_state &&
+            lmr_stream_state_encoded_bytes(st) > max_state) {
             lmr_stream_state_rollback(st);
             if (!lmr_stream_state_count(st)) {
                 r = lmr_fail(err, LMR_ERR_TOO_LARGE,
@@ -507,7 +636,8 @@ enum lmr_result lmr_stream_handler(void *user_data, const struct lmr_runtime_con
     }
     struct lmr_buf state_json;
     lmr_buf_init(&state_json, max_state + 64 + LMR_STREAM_REF_MAX + 16);
-    r = lmr_stream_state_encode(st, full, &state_json);
+    r = ctl.mode == STATE_BY_REF ? encode_by_ref(st, full, &state_json)
+                                 : lmr_stream_state_encode(st, full, &state_json);
     if (!r)
         r = lmr_stream_response_build(response, state_json.data, failed ? &failed : NULL, failed ? 1 : 0, err);
     else

@@ -20,6 +20,8 @@
  *                         s3://bucket/prefix); required for final invokes
  *   LMR_STREAM_FAIL_MATCH test hook: records whose data contains this string are reported in
  *                         batchItemFailures (a "poison" record)
+ *   LMR_STREAM_FORGET_EVERY test hook: every Nth invocation of this environment forgets the states it
+ *                         keeps by reference (the poller must rebuild them)
  * On AWS the function's role needs s3:PutObject/GetObject/ListBucket/DeleteObject on the output
  * and kinesis:ListShards/DescribeStreamSummary on the stream.
  */
@@ -54,6 +56,8 @@ struct lmr_stream_handler_config {
     void *job_state;                           /* from job->setup; owned by the config */
     size_t state_max_bytes;                    /* 0 = LMR_STREAM_STATE_MAX_BYTES */
     char *fail_match;                          /* optional test hook (see above); owned */
+    unsigned forget_every;                     /* optional test hook: every Nth invocation forgets the states
+                                                  kept by reference, as a cold environment would (0 = never) */
     char *job_name;                            /* for window part headers; owned */
     char *args_json;                           /* the job's arguments as a JSON object; owned */
     struct lmr_store *output;                  /* where windows are committed (NULL: final invokes fail); owned */

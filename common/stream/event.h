@@ -49,7 +49,9 @@ struct lmr_stream_event_info {
     const char *invoke_identity_arn;
     uint64_t window_start_ms;
     uint64_t window_end_ms;
-    const char *state_json; /* the state object as JSON text; NULL or "" = {} */
+    const char *state_json;  /* the state object as JSON text; NULL or "" = {} */
+    const char *state_extra; /* Optional: members written into the state object after state_json's own
+                                (for example "\"byref\":\"1\""), NULL = none */
     bool is_final_invoke;
     bool is_terminated_early;
 };
@@ -62,6 +64,10 @@ enum lmr_result lmr_stream_event_build(struct lmr_buf *out, const struct lmr_str
 
 /** Bytes one record adds to an event (exact): for payload-size budgeting. */
 size_t lmr_stream_event_record_bytes(const struct lmr_stream_event_info *info, const struct lmr_stream_record *r);
+/** The part of lmr_stream_event_record_bytes that is the same for every record of an event. */
+size_t lmr_stream_event_record_overhead(const struct lmr_stream_event_info *info);
+/** lmr_stream_event_record_bytes given lmr_stream_event_record_overhead (a batch's loop computes that once). */
+size_t lmr_stream_event_record_bytes_after(size_t overhead, const struct lmr_stream_record *r);
 
 /* A parsed event. Record data is decoded into one buffer owned by the event. */
 struct lmr_stream_parsed_record {
@@ -102,6 +108,8 @@ enum lmr_result lmr_stream_response_build(struct lmr_buf *out, const char *state
 struct lmr_stream_response {
     char *state_json;  /* compact JSON text of the state object (malloc'd) */
     bool state_full;   /* the state carries the "full" marker: terminate the window early */
+    bool state_has_kv; /* the state carries its entries ("kv"), not only a reference to them */
+    bool state_lost;   /* the "lost" marker: the function does not hold the state the event named by reference */
     char **failed_ids; /* itemIdentifier values */
     size_t n_failed;
 };

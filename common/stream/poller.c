@@ -89,7 +89,12 @@ enum lmr_result lmr_stream_poll(const struct lmr_stream_poller_options *o, struc
     enum lmr_result r = lmr_stream_poller_check(o, err);
     if (r)
         return r;
-    struct poller p = {.o = o, .window_ms = o->window_ms};
+    struct poller p = {.o = o, .window_ms = o->window_ms, .kept_records_max = KEPT_RECORDS_MAX};
+    /* Test hook: snapshots of states held by reference after this many records (tests/unit/test_stream_poller.c). */
+    const char *km = getenv("LMR_STREAM_KEPT_RECORDS_MAX");
+    uint64_t kmv;
+    if (km && *km && !lmr_parse_u64(km, 1, KEPT_RECORDS_MAX, &kmv))
+        p.kept_records_max = (size_t)kmv;
     p.start_mono_ms = lmr_poller_mono_ms();
     p.out_prefix = strdup(o->output_prefix ? o->output_prefix : "");
     p.ckpt_store = o->checkpoint ? o->checkpoint : o->output;

@@ -56,6 +56,9 @@ static void *run_one(void *arg)
         .window_start_ms = l->batch_window,
         .window_end_ms = l->batch_window + p->window_ms,
         .state_json = l->state_in,
+        .state_extra = l->by_value    ? NULL
+                       : l->want_snap ? "\"byref\":\"snap\""
+                                      : "\"byref\":\"1\"",
         .is_final_invoke = l->final,
         .is_terminated_early = l->terminated_early,
     };
@@ -124,8 +127,9 @@ static void write_failure(struct poller *p, struct lane *l, struct lmr_stream_it
     free(text);
 }
 
-/* Remove the first n records of the lane queue (they are in l->batch[0..n)). */
-static void lane_pop(struct lane *l, size_t n)
+/* Remove the first n records of the lane queue (they are in l->batch[0..n)); keep (lw non-NULL)
+   moves them to the window's kept records instead of freeing them. */
+static void lane_pop_keep(struct lane *l, size_t n, struct lane_win *keep)
 {
     for (size_t i = 0; i < n; i++) {
         struct lmr_stream_item *it = l->head;
@@ -133,8 +137,37 @@ static void lane_pop(struct lane *l, size_t n)
         if (!l->head)
             l->tail = NULL;
         l->count--;
-        free(it);
+        if (!keep) {
+            free(it);
+            continue;
+        }
+        it->next = NULL;
+        if (keep->kept_tail)
+            keep->kept_tail->next = it;
+        else
+            keep->kept_head = it;
+        keep->kept_tail = it;
+        keep->kept_n++;
+        keep->kept_bytes += sizeof *it + it->rec.len + 64;
     }
+}
+
+static void lane_pop(struct lane *l, size_t n)
+{
+    lane_pop_keep(l, n, NULL);
+}
+
+/* The batch size: --batch-size, else Lambda's default for Kinesis, or a large one for local sources. */
+static size_t batch_limit(const struct poller *p)
+{
+    return lmr_poller_batch_size(p);
+}
+
+/* Bytes of the 6 MB payload left for records once the state and the rest of the event are in. */
+static size_t payload_budget(const struct poller *p, const struct lane *l, const char *state)
+{
+    size_t fixed = EVENT_ENVELOPE_BYTES + strlen(state) + 2 * strlen(p->o->source->arn) + strlen(l->shard->info.id);
+    return fixed < LMR_STREAM_SYNC_PAYLOAD_MAX_BYTES ? LMR_STREAM_SYNC_PAYLOAD_MAX_BYTES - fixed : 0;
 }
 
 static bool invocation_failed(struct lane *l)
@@ -150,6 +183,96 @@ static void log_failure(struct lane *l)
         LMR_WARN("stream: the function failed on a batch of %s (%s): %.*s", l->shard->info.id, l->res.function_error,
                  (int)(l->res.payload.len > 400 ? 400 : l->res.payload.len),
                  l->res.payload.data ? l->res.payload.data : "");
+}
+
+/* Take a response's state into lw: a full copy replaces the kept records, a reference keeps them. */
+static void take_state(struct lane_win *lw, char *state, bool has_kv)
+{
+    if (has_kv) {
+        lmr_poller_lane_win_forget(lw);
+        free(lw->state);
+    } else if (lw->state_has_kv) {
+        free(lw->snap);
+        lw->snap = lw->state; /* the last full copy */
+    } else {
+        free(lw->state);
+    }
+    lw->state = state;
+    lw->state_has_kv = has_kv;
+}
+
+/*
+ * The environment that held lw's state by reference does not hold it any more (it was replaced,
+ * or another environment took the invocation): rebuild the state in an environment from the last
+ * full copy and the records taken since, with the same batches a first pass would send. The
+ * records are already counted; only invocations are added. A lane that loses its state twice in a
+ * row goes on with whole states (by value), as before references existed (environments that take
+ * its invocations in turn would otherwise rebuild it every time).
+ */
+static enum lmr_result restore_state(struct poller *p, struct lane *l, struct lane_win *lw, struct lmr_err *err)
+{
+    if (++l->n_lost >= 2)
+        l->by_value = true;
+    LMR_INFO("stream: the environment holding the state of %s lane %u is gone; rebuilding it from %zu record(s)%s",
+             l->shard->info.id, l->idx, lw->kept_n, l->by_value ? " (states travel whole from now on)" : "");
+    for (unsigned attempt = 0;; attempt++) {
+        char *cur = NULL;
+        bool cur_kv = lw->snap != NULL, ok = true;
+        struct lmr_stream_item *it = lw->kept_head;
+        while (ok && it) {
+            const char *in = cur ? cur : lw->snap ? lw->snap : l->seed;
+            size_t limit = batch_limit(p), budget = payload_budget(p, l, in), n = 0, bytes = 0;
+            struct lmr_stream_event_info info = {
+                .shard_id = l->shard->info.id, .event_source_arn = p->o->source->arn, .region = p->o->region};
+            size_t overhead = lmr_stream_event_record_overhead(&info);
+            for (; it && n < limit; it = it->next) {
+                size_t rb = lmr_stream_event_record_bytes_after(overhead, &it->rec);
+                if (n && bytes + rb > budget)
+                    break;
+                bytes += rb;
+                l->batch[n++] = it;
+            }
+            l->batch_n = n;
+            l->batch_window = lw->window;
+            l->final = l->terminated_early = l->want_snap = false;
+            l->state_in = in;
+            lmr_poller_run_invocations(p, &l, 1);
+            struct lmr_stream_response resp;
+            if (invocation_failed(l) || lmr_stream_response_parse(l->res.payload.data ? l->res.payload.data : "",
+                                                                  l->res.payload.len, &resp, &l->inv_err)) {
+                log_failure(l);
+                ok = false;
+                break;
+            }
+            if (resp.state_lost || resp.n_failed) {
+                ok = false; /* another environment took a batch in between, or a record failed now: again */
+                if (resp.state_lost && ++l->n_lost >= 2)
+                    l->by_value = true;
+            } else {
+                free(cur);
+                cur = resp.state_json;
+                resp.state_json = NULL;
+                cur_kv = resp.state_has_kv;
+            }
+            lmr_stream_response_clean_up(&resp);
+        }
+        if (ok) {
+            if (cur) {
+                take_state(lw, cur, cur_kv);
+            } else { /* nothing kept: the full copy (or the seed) is the state */
+                free(lw->state);
+                lw->state = lw->snap;
+                lw->state_has_kv = lw->snap != NULL;
+                lw->snap = NULL;
+            }
+            return LMR_OK;
+        }
+        free(cur);
+        p->stats.invoke_failures++;
+        if (p->o->stop && *p->o->stop)
+            return lmr_fail(err, LMR_ERR_CANCELLED, "stopped while rebuilding the state of %s", l->shard->info.id);
+        lmr_sleep_ms(lmr_backoff_ms(attempt, 20, 2000));
+    }
 }
 
 /* Make the final invoke for a lane's window state (also used for an early termination). */
@@ -173,18 +296,32 @@ enum lmr_result lmr_poller_final_invokes(struct poller *p, struct lane **lanes, 
             }
             /* Every lane's final invoke at once: each writes its part of the window (stream_function.c). */
             lmr_poller_run_invocations(p, todo, m);
-            size_t left = 0;
+            size_t left = 0, failed = 0;
             for (size_t i = 0; i < m; i++) {
                 struct lane *l = todo[i];
                 struct lmr_stream_response resp;
                 if (!invocation_failed(l) && !lmr_stream_response_parse(l->res.payload.data ? l->res.payload.data : "",
                                                                         l->res.payload.len, &resp, &l->inv_err)) {
+                    bool lost = resp.state_lost;
                     lmr_stream_response_clean_up(&resp);
-                    continue;
+                    struct lane_win *lw = lost ? lmr_poller_lane_win(l, window, false) : NULL;
+                    if (!lost)
+                        continue;
+                    if (lw && todo_state[i] == lw->state) {
+                        /* Rebuild the state the final invoke names, then make it again. */
+                        enum lmr_result rr = restore_state(p, l, lw, err);
+                        if (rr)
+                            return rr;
+                        todo_state[i] = lw->state;
+                        todo[left] = l;
+                        todo_state[left++] = todo_state[i];
+                        continue;
+                    }
                 }
                 /* As on AWS, processing of the shard waits until its final invoke succeeds. */
                 p->stats.invoke_failures++;
                 log_failure(l);
+                failed++;
                 todo_state[left] = todo_state[i];
                 todo[left++] = l;
             }
@@ -194,7 +331,8 @@ enum lmr_result lmr_poller_final_invokes(struct poller *p, struct lane **lanes, 
             if (p->o->stop && *p->o->stop)
                 return lmr_fail(err, LMR_ERR_CANCELLED, "stopped while retrying the final invoke of %s",
                                 todo[0]->shard->info.id);
-            lmr_sleep_ms(lmr_backoff_ms(attempt, 100, 5000));
+            if (failed) /* a rebuilt state is invoked again at once */
+                lmr_sleep_ms(lmr_backoff_ms(attempt, 100, 5000));
         }
     }
     return LMR_OK;
@@ -228,21 +366,23 @@ bool lmr_poller_prepare_batch(struct poller *p, struct lane *l, uint64_t now_wal
                 return false;
         }
     }
-    size_t limit = p->o->batch_size ? p->o->batch_size : 100;
+    size_t limit = batch_limit(p);
     if (l->bisect_limit && l->bisect_limit < limit)
         limit = l->bisect_limit;
     uint64_t w = l->head->window_start_ms;
     struct lane_win *lw = lmr_poller_lane_win(l, w, false);
     l->state_in = lw && lw->state ? lw->state : l->seed;
+    l->want_snap = lw && !lw->state_has_kv && (lw->kept_n >= p->kept_records_max || lw->kept_bytes >= KEPT_BYTES_MAX);
     /* As Lambda's event source mapping does, cut the batch so that the whole event (records, the
        state it carries and the rest) fits the 6 MB synchronous payload. */
     struct lmr_stream_event_info info = {
         .shard_id = l->shard->info.id, .event_source_arn = p->o->source->arn, .region = p->o->region};
-    size_t budget = LMR_STREAM_SYNC_PAYLOAD_MAX_BYTES - EVENT_ENVELOPE_BYTES - strlen(l->state_in) -
-                    2 * strlen(p->o->source->arn) - strlen(l->shard->info.id);
-    size_t n = 0, bytes = 0;
+    size_t budget = payload_budget(p, l, l->state_in);
+    size_t n = 0, bytes = 0, overhead = lmr_stream_event_record_overhead(&info);
     for (struct lmr_stream_item *it = l->head; it && n < limit && it->window_start_ms == w; it = it->next) {
-        size_t rb = lmr_stream_event_record_bytes(&info, &it->rec);
+        if (!it->event_bytes) /* a lane's events all have the same shard, ARN and region */
+            it->event_bytes = (uint32_t)lmr_stream_event_record_bytes_after(overhead, &it->rec);
+        size_t rb = it->event_bytes;
         if (n && bytes + rb > budget)
             break;
         bytes += rb;
@@ -308,6 +448,18 @@ enum lmr_result lmr_poller_process_result(struct poller *p, struct lane *l, stru
         if (i < k)
             k = i;
     }
+    if (resp.state_lost) {
+        /* The environment did not hold the state this batch named: rebuild it, then send the batch again. */
+        struct lane_win *lw = lmr_poller_lane_win(l, l->batch_window, false);
+        lmr_stream_response_clean_up(&resp);
+        if (!lw || !lw->state || lw->state_has_kv) {
+            LMR_WARN("stream: the function answered 'lost' for a state of %s it was sent whole; retrying",
+                     l->shard->info.id);
+            batch_failed(p, l, 0);
+            return LMR_OK;
+        }
+        return restore_state(p, l, lw, err);
+    }
     {
         /* The returned state holds exactly the records before k. */
         struct lane_win *lw = lmr_poller_lane_win(l, l->batch_window, true);
@@ -315,12 +467,11 @@ enum lmr_result lmr_poller_process_result(struct poller *p, struct lane *l, stru
             lmr_stream_response_clean_up(&resp);
             return lmr_fail(err, LMR_ERR_NOMEM, "out of memory");
         }
-        free(lw->state);
-        lw->state = resp.state_json;
+        take_state(lw, resp.state_json, resp.state_has_kv);
         resp.state_json = NULL;
         lw->records += k;
         p->stats.records_processed += k;
-        lane_pop(l, k);
+        lane_pop_keep(l, k, lw->state_has_kv ? NULL : lw);
         if (resp.state_full) {
             /* The state reached its limit: this part of the window ends early (the function writes it as
                a part of its own) and the lane goes on in the same window with a fresh state. */
@@ -331,6 +482,8 @@ enum lmr_result lmr_poller_process_result(struct poller *p, struct lane *l, stru
                 return r;
             free(lw->state);
             lw->state = NULL;
+            lw->state_has_kv = false;
+            lmr_poller_lane_win_forget(lw); /* the part is written: the next state starts from the seed */
             lw->parts_ended_early++;
             p->stats.windows_terminated_early++;
             LMR_INFO("stream: a window of %s lane %u ended early (the state reached its limit); the lane goes on "
@@ -350,6 +503,7 @@ enum lmr_result lmr_poller_process_result(struct poller *p, struct lane *l, stru
         l->retries = 0;
         l->bisect_limit = 0;
     }
+    l->n_lost = 0;
     lmr_stream_response_clean_up(&resp);
     return LMR_OK;
 }

@@ -21,13 +21,31 @@
 #define CHECKPOINT_MAX_BYTES (16u * 1024u * 1024u)
 #define OUTPUT_MAX_BYTES ((size_t)1 << 32)
 
-/* A lane's state for one window. */
+/* Records kept since the last full copy of a state held by reference (see lane_win). */
+#define KEPT_RECORDS_MAX 65536
+#define KEPT_BYTES_MAX (8u * 1024u * 1024u)
+
+/*
+ * A lane's state for one window. The function holds the state by reference (stream/
+ * stream_function.c: its warm environment keeps it and answers with the reference only), so the
+ * poller keeps the last full copy it has (snap, or state itself when state_has_kv) and the
+ * records taken since (kept_*): when the environment no longer holds the state ("lost"), the
+ * poller rebuilds it from those. Every KEPT_RECORDS_MAX records (or KEPT_BYTES_MAX bytes) it asks
+ * for a full copy again, so that the kept records stay bounded.
+ */
 struct lane_win {
     uint64_t window;
-    char *state;                /* JSON text of the state object, NULL = empty */
+    char *state;       /* JSON text of the state object, NULL = empty */
+    bool state_has_kv; /* state is a full copy (then snap is NULL and nothing is kept) */
+    char *snap;        /* the last full copy when state is a reference (NULL = the lane's seed) */
+    struct lmr_stream_item *kept_head, *kept_tail; /* records taken since snap, in order */
+    size_t kept_n, kept_bytes;
     uint64_t parts_ended_early; /* parts of this window that the state limit ended */
     uint64_t records;
 };
+
+/** Forget a lane window's full copy and kept records (the window is done, or starts afresh). */
+void lmr_poller_lane_win_forget(struct lane_win *lw);
 
 struct shard;
 
@@ -48,7 +66,10 @@ struct lane {
     uint64_t batch_window;
     bool final, terminated_early;
     const char *state_in;
-    char seed[160]; /* the state a fresh window starts from: this lane's meta (lane, lanes, run) */
+    bool want_snap;  /* ask for the whole state back (the kept records reached their bound) */
+    bool by_value;   /* states travel whole (after environments lost this lane's state twice in a row) */
+    uint32_t n_lost; /* times in a row an environment did not hold this lane's state */
+    char seed[160];  /* the state a fresh window starts from: this lane's meta (lane, lanes, run) */
     struct lmr_buf event;
     struct lmr_invoke_result res;
     enum lmr_result inv_r;
@@ -91,11 +112,20 @@ struct poller {
     uint64_t last_list_mono_ms;
     json_t *saved_positions;          /* checkpointed positions by shard id, applied when shards are added */
     char run[LMR_STREAM_RUN_MAX + 1]; /* names this run's window parts ("" for replayable sources) */
+    size_t kept_records_max;          /* KEPT_RECORDS_MAX (a test can lower it) */
 };
 
 static inline uint64_t lmr_poller_mono_ms(void)
 {
     return lmr_mono_ns() / 1000000;
+}
+
+/* --batch-size, else the default for the source (see LMR_STREAM_LOCAL_BATCH_SIZE_DEFAULT). */
+static inline size_t lmr_poller_batch_size(const struct poller *p)
+{
+    if (p->o->batch_size)
+        return p->o->batch_size;
+    return p->o->source->arrival_is_read_time ? LMR_STREAM_LOCAL_BATCH_SIZE_DEFAULT : LMR_STREAM_BATCH_SIZE_DEFAULT;
 }
 
 /* poller.c */

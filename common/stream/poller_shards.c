@@ -26,10 +26,20 @@ static struct shard *find_shard(struct poller *p, const char *id)
     return NULL;
 }
 
+void lmr_poller_lane_win_forget(struct lane_win *lw)
+{
+    free(lw->snap);
+    lw->snap = NULL;
+    lmr_stream_item_free(lw->kept_head);
+    lw->kept_head = lw->kept_tail = NULL;
+    lw->kept_n = lw->kept_bytes = 0;
+}
+
 void lmr_poller_lane_free_wins(struct lane *l)
 {
     for (size_t i = 0; i < l->n_wins; i++) {
         free(l->wins[i].state);
+        lmr_poller_lane_win_forget(&l->wins[i]);
     }
     free(l->wins);
     l->wins = NULL;
@@ -59,6 +69,7 @@ void lmr_poller_lane_drop_win(struct lane *l, uint64_t window)
         if (l->wins[i].window != window)
             continue;
         free(l->wins[i].state);
+        lmr_poller_lane_win_forget(&l->wins[i]);
         l->wins[i] = l->wins[--l->n_wins];
         return;
     }
@@ -222,7 +233,7 @@ enum lmr_result lmr_poller_read_shards(struct poller *p, uint64_t wait_ms, size_
     *got = 0;
     bool any;
     uint64_t oldest = lmr_poller_oldest_window(p, &any);
-    size_t batch = p->o->batch_size ? p->o->batch_size : 100;
+    size_t batch = lmr_poller_batch_size(p);
     for (size_t i = 0; i < p->n_shards; i++) {
         struct shard *s = &p->shards[i];
         if (!s->started || s->ended)

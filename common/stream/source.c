@@ -22,6 +22,7 @@ struct lmr_stream_item *lmr_stream_item_new(const void *data, size_t len, const 
     it->rec = (struct lmr_stream_record){p, len, pk, seq, arrival_ms};
     it->window_start_ms = 0;
     it->lane = 0;
+    it->event_bytes = 0;
     return it;
 }
 

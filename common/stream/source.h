@@ -54,6 +54,7 @@ struct lmr_stream_item {
     struct lmr_stream_record rec; /* points into this allocation */
     uint64_t window_start_ms;     /* set by the poller */
     uint32_t lane;                /* set by the poller */
+    uint32_t event_bytes;         /* the poller's: bytes it adds to an event (0 = not known yet) */
     char mem[];
 };
 

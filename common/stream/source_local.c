@@ -37,6 +37,20 @@ static void format_digits(char *out, uint64_t v, int width)
     }
 }
 
+/* Add one to the width-digit decimal number at out (the next sequence number without dividing).
+   @return false when it would not fit. */
+static bool next_digits(char *out, int width)
+{
+    for (int i = width - 1; i >= 0; i--) {
+        if (out[i] != '9') {
+            out[i]++;
+            return true;
+        }
+        out[i] = '0';
+    }
+    return false;
+}
+
 /* --- Buffered line splitting ------------------------------------------------------------------ */
 
 struct line_buf {
@@ -155,13 +169,15 @@ static enum lmr_result stdin_read(struct lmr_stream_shard_reader *r, size_t max_
 {
     struct stdin_src *s = r->source->impl;
     uint64_t now = lmr_wall_ms();
-    char seq[32];
+    char seq[32] = "";
     bool waited = false;
     while (res->count < max_records) {
         const char *line;
         size_t len, used;
         if (line_buf_next(&s->buf, s->eof, &line, &len, &used)) {
-            format_digits(seq, ++s->line_no, 20);
+            ++s->line_no;
+            if (!seq[0] || !next_digits(seq, 20))
+                format_digits(seq, s->line_no, 20);
             seq[20] = '\0';
             struct lmr_stream_item *it = lmr_stream_item_new(line, len, seq, seq, now);
             if (!it)

@@ -1,35 +1,85 @@
-/* Base64 on OpenSSL (see base64.h): this file only adds the size bookkeeping and the strictness. */
+/*
+ * Base64 (see base64.h) with table codecs: 3 bytes to 4 characters and back through lookup
+ * tables, no per-call setup, so that the stream path (one call per Kinesis record, tens of bytes
+ * each) pays only for the bytes. OpenSSL's EVP_EncodeBlock/EVP_DecodeBlock did the same work
+ * with more per-call overhead and a lenient decoder this file had to wrap in checks.
+ */
 #include "util/base64.h"
 
-#include <limits.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <string.h>
 
-#include <openssl/evp.h>
+static const char enc[64] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-/* EVP_*Block take an int length: larger inputs go through in chunks of whole groups. */
-#define ENCODE_CHUNK_BYTES ((size_t)3 << 28) /* a multiple of 3, < INT_MAX */
-#define DECODE_CHUNK_CHARS ((size_t)1 << 30) /* a multiple of 4, < INT_MAX */
+/* Character to its 6-bit value; 0xff for anything outside the alphabet ('=' included). */
+static const uint8_t dec[256] = {
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xff, 0xff, 0xff, 0xff, 0xff, 0x3e, 0xff, 0xff, 0xff, 0x3f, 0x34, 0x35, 0x36, 0x37, 0x38, 0x39, 0x3a, 0x3b, 0x3c,
+    0x3d, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a,
+    0x0b, 0x0c, 0x0d, 0x0e, 0x0f, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x19, 0xff, 0xff, 0xff, 0xff,
+    0xff, 0xff, 0x1a, 0x1b, 0x1c, 0x1d, 0x1e, 0x1f, 0x20, 0x21, 0x22, 0x23, 0x24, 0x25, 0x26, 0x27, 0x28, 0x29, 0x2a,
+    0x2b, 0x2c, 0x2d, 0x2e, 0x2f, 0x30, 0x31, 0x32, 0x33, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+};
+
+/* Two characters per 12 bits: enc2[v] holds enc[v >> 6] and enc[v & 63] in memory order. */
+static char enc2[4096][2];
+static pthread_once_t enc2_once = PTHREAD_ONCE_INIT;
+static void enc2_init(void)
+{
+    for (int v = 0; v < 4096; v++) {
+        enc2[v][0] = enc[v >> 6];
+        enc2[v][1] = enc[v & 63];
+    }
+}
+
+size_t lmr_base64_encode_to(char *out, const void *data, size_t n)
+{
+    pthread_once(&enc2_once, enc2_init);
+    const uint8_t *p = data;
+    char *o = out;
+    size_t i = 0;
+    for (; n - i >= 3; i += 3) {
+        uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
+        memcpy(o, enc2[v >> 12], 2);
+        memcpy(o + 2, enc2[v & 4095], 2);
+        o += 4;
+    }
+    if (n - i == 1) {
+        uint32_t v = (uint32_t)p[i] << 16;
+        o[0] = enc[v >> 18];
+        o[1] = enc[(v >> 12) & 63];
+        o[2] = '=';
+        o[3] = '=';
+        o += 4;
+    } else if (n - i == 2) {
+        uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8;
+        o[0] = enc[v >> 18];
+        o[1] = enc[(v >> 12) & 63];
+        o[2] = enc[(v >> 6) & 63];
+        o[3] = '=';
+        o += 4;
+    }
+    *o = '\0';
+    return (size_t)(o - out);
+}
 
 enum lmr_result lmr_base64_append(struct lmr_buf *out, const void *data, size_t n)
 {
     enum lmr_result r = lmr_buf_reserve(out, lmr_base64_len(n));
     if (r)
         return r;
-    const unsigned char *p = data;
-    for (size_t done = 0; done < n;) {
-        size_t k = n - done < ENCODE_CHUNK_BYTES ? n - done : ENCODE_CHUNK_BYTES;
-        /* Writes lmr_base64_len(k) characters and a NUL: reserve() keeps room for the terminator. */
-        out->len += (size_t)EVP_EncodeBlock((unsigned char *)out->data + out->len, p + done, (int)k);
-        done += k;
-    }
-    out->data[out->len] = '\0';
+    /* reserve() keeps room for the terminator the encoder writes. */
+    out->len += lmr_base64_encode_to(out->data + out->len, data, n);
     return LMR_OK;
-}
-
-static bool in_alphabet(char c)
-{
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/';
 }
 
 enum lmr_result lmr_base64_decode(const char *in, size_t n, uint8_t *out, size_t *out_len)
@@ -40,24 +90,30 @@ enum lmr_result lmr_base64_decode(const char *in, size_t n, uint8_t *out, size_t
         *out_len = 0;
         return LMR_OK;
     }
-    /*
-     * OpenSSL decodes '=' anywhere as a zero sextet and trims whitespace at both ends; everything
-     * else outside the alphabet it rejects. So: '=' only as the last one or two characters (and
-     * "x=y" is not padding), and the first and last characters must be real ones, so that nothing
-     * gets trimmed.
-     */
+    /* '=' only as the last one or two characters ("x=y=" is not padding: its '=' is inside). */
     size_t pad = in[n - 1] == '=' ? (in[n - 2] == '=' ? 2 : 1) : 0;
-    if (memchr(in, '=', n - pad) || !in_alphabet(in[0]) || (!pad && !in_alphabet(in[n - 1])))
-        return LMR_ERR_FORMAT;
-    size_t o = 0;
-    for (size_t done = 0; done < n;) {
-        size_t k = n - done < DECODE_CHUNK_CHARS ? n - done : DECODE_CHUNK_CHARS;
-        int got = EVP_DecodeBlock(out + o, (const unsigned char *)in + done, (int)k);
-        if (got < 0)
+    const uint8_t *p = (const uint8_t *)in;
+    size_t full = pad ? n - 4 : n, o = 0;
+    for (size_t i = 0; i < full; i += 4) {
+        uint32_t a = dec[p[i]], b = dec[p[i + 1]], c = dec[p[i + 2]], d = dec[p[i + 3]];
+        if ((a | b | c | d) & 0x80)
             return LMR_ERR_FORMAT;
-        o += (size_t)got;
-        done += k;
+        uint32_t v = a << 18 | b << 12 | c << 6 | d;
+        out[o] = (uint8_t)(v >> 16);
+        out[o + 1] = (uint8_t)(v >> 8);
+        out[o + 2] = (uint8_t)v;
+        o += 3;
     }
-    *out_len = o - pad; /* EVP_DecodeBlock counts the padding as zero bytes */
+    if (pad) {
+        const uint8_t *g = p + n - 4;
+        uint32_t a = dec[g[0]], b = dec[g[1]], c = pad == 1 ? dec[g[2]] : 0;
+        if ((a | b | c) & 0x80)
+            return LMR_ERR_FORMAT;
+        uint32_t v = a << 18 | b << 12 | c << 6;
+        out[o++] = (uint8_t)(v >> 16);
+        if (pad == 1)
+            out[o++] = (uint8_t)(v >> 8);
+    }
+    *out_len = o;
     return LMR_OK;
 }

@@ -1,8 +1,8 @@
 /*
- * Base64 (RFC 4648 section 4: standard alphabet, padded), on OpenSSL's EVP_EncodeBlock and
- * EVP_DecodeBlock. The decoder is strict where OpenSSL is lenient: the input is a whole number of
- * 4-character groups, '=' appears only as the last one or two characters, and whitespace or any
- * other character outside the alphabet is an error.
+ * Base64 (RFC 4648 section 4: standard alphabet, padded) with table codecs (base64.c). The
+ * decoder is strict: the input is a whole number of 4-character groups, '=' appears only as the
+ * last one or two characters, and whitespace or any other character outside the alphabet is an
+ * error.
  */
 #ifndef LMR_UTIL_BASE64_H
 #define LMR_UTIL_BASE64_H
@@ -24,6 +24,12 @@ static inline size_t lmr_base64_len(size_t n)
  * @return LMR_ERR_TOO_LARGE past out's max_bytes, LMR_ERR_NOMEM; out is unchanged on failure.
  */
 enum lmr_result lmr_base64_append(struct lmr_buf *out, const void *data, size_t n);
+
+/**
+ * Write the base64 of data (n bytes) at out, which has room for lmr_base64_len(n) + 1 bytes (a NUL
+ * follows). For writers that reserved their room already. @return lmr_base64_len(n).
+ */
+size_t lmr_base64_encode_to(char *out, const void *data, size_t n);
 
 /**
  * Decode n base64 characters into out (capacity >= n / 4 * 3); *out_len gets the decoded length.

@@ -85,6 +85,86 @@ static void test_time_range_checked(void **unused)
     assert_int_equal(ms, 1500);
 }
 
+/* Parse text with the event parser and with jansson: both accept or both refuse, and the records agree. */
+static void parse_like_jansson(const char *text)
+{
+    struct lmr_stream_event ev;
+    struct lmr_err err;
+    enum lmr_result r = lmr_stream_event_parse(text, strlen(text), &ev, &err);
+    json_t *j = json_loads(text, 0, NULL);
+    json_t *recs = json_object_get(j, "Records");
+    bool want_ok = j != NULL;
+    for (size_t i = 0; want_ok && i < json_array_size(recs); i++) {
+        json_t *ts =
+            json_object_get(json_object_get(json_array_get(recs, i), "kinesis"), "approximateArrivalTimestamp");
+        want_ok = json_real_value(ts) >= 0; /* the parser's own range rule */
+    }
+    if (!want_ok) {
+        assert_int_not_equal(r, LMR_OK);
+    } else {
+        assert_int_equal(r, LMR_OK);
+        assert_int_equal(ev.n_records, json_array_size(recs));
+        for (size_t i = 0; i < ev.n_records; i++) {
+            json_t *k = json_object_get(json_array_get(recs, i), "kinesis");
+            assert_string_equal(ev.records[i].sequence_number, json_string_value(json_object_get(k, "sequenceNumber")));
+            assert_string_equal(ev.records[i].partition_key, json_string_value(json_object_get(k, "partitionKey")));
+            uint64_t ms;
+            assert_true(
+                lmr_stream_epoch_s_to_ms(json_number_value(json_object_get(k, "approximateArrivalTimestamp")), &ms));
+            assert_int_equal(ev.records[i].arrival_ms, ms);
+        }
+    }
+    json_decref(j);
+    lmr_stream_event_clean_up(&ev);
+}
+
+/* Replace the n-th (0-based) occurrence of what in text by with (into a static buffer). */
+static const char *replace_nth(const char *text, const char *what, int nth, const char *with)
+{
+    static char out[1 << 16];
+    const char *at = text;
+    for (int i = 0; at && i <= nth; i++)
+        at = strstr(i ? at + 1 : at, what);
+    assert_non_null(at);
+    snprintf(out, sizeof out, "%.*s%s%s", (int)(at - text), text, with, at + strlen(what));
+    return out;
+}
+
+/* The fast path (records in AWS's layout, pieces equal to earlier records' taken without scanning) agrees
+   with jansson, also when a later record differs from the earlier ones in any of those pieces. */
+static void test_event_fast_path(void **unused)
+{
+    struct lmr_stream_record recs[3] = {{"a b", 3, "00000000000000000001", "00000000000000000001", 1607497475123},
+                                        {"c", 1, "00000000000000000002", "00000000000000000002", 1607497475123},
+                                        {"d e", 3, "00000000000000000003", "00000000000000000003", 1607497475123}};
+    struct lmr_stream_event_info info = {.shard_id = "shardId-000000000000",
+                                         .event_source_arn = "arn:aws:kinesis:local:000000000000:stream/stdin",
+                                         .region = "local",
+                                         .window_start_ms = 1607497474000,
+                                         .window_end_ms = 1607497476000};
+    struct lmr_buf b;
+    lmr_buf_init(&b, 1 << 20);
+    assert_int_equal(lmr_stream_event_build(&b, &info, recs, 3, NULL), LMR_OK);
+    const char *ev = b.data;
+    parse_like_jansson(ev);
+    /* The third record differs from the first two: its own time, region, eventID, sequence number. */
+    parse_like_jansson(replace_nth(ev, "1607497475.123", 2, "1607497475.999"));
+    parse_like_jansson(replace_nth(ev, "1607497475.123", 2, "1607497475.12"));
+    parse_like_jansson(replace_nth(ev, "1607497475.123", 2, "1607497475.123 "));
+    parse_like_jansson(replace_nth(ev, "\"local\"", 2, "\"loc\\u0061l\""));
+    parse_like_jansson(replace_nth(ev, "\"local\"", 2,
+                                   "\"lo\x01"
+                                   "cal\""));                               /* a control byte: refused */
+    parse_like_jansson(replace_nth(ev, "\"local\"", 2, "\"lo\xc3\x28l\"")); /* not UTF-8: refused */
+    parse_like_jansson(replace_nth(ev, "shardId-000000000000:", 2, "shardId-000000000001:"));
+    parse_like_jansson(replace_nth(ev, "shardId-000000000000:", 2, "shardId-\\u0030:"));
+    parse_like_jansson(replace_nth(ev, "00000000000000000003\",\"data", 0, "0000000000000000000\\u0033\",\"data"));
+    parse_like_jansson(replace_nth(ev, "stdin\"}", 2, "stdin\"} "));
+    parse_like_jansson(replace_nth(ev, "stdin\"}", 2, "stdin\",\"x\":1}"));
+    parse_like_jansson(replace_nth(ev, "stdin\"}", 2, "stdin\"")); /* cut: refused */
+    lmr_buf_clean_up(&b);
+}
+
 static void test_event_roundtrip(void **unused)
 {
     const char bin[] = {'a', '\0', '"', '\n', (char)0xff};
@@ -270,9 +350,9 @@ static void test_state_rollback_and_encoding(void **unused)
     lmr_stream_state_destroy(st);
 }
 
-/* Run the handler on records, returning the parsed response. */
-static enum lmr_result run_handler(struct lmr_stream_handler_config *cfg, const char *state, const char *const *lines,
-                                   size_t n, bool final, struct lmr_stream_response *resp)
+/* Run the handler on records with extra state members (lambdamr's poller's "byref"), returning the parsed response. */
+static enum lmr_result run_handler_x(struct lmr_stream_handler_config *cfg, const char *state, const char *extra,
+                                     const char *const *lines, size_t n, bool final, struct lmr_stream_response *resp)
 {
     struct lmr_stream_record recs[64];
     char seqs[64][32];
@@ -285,6 +365,7 @@ static enum lmr_result run_handler(struct lmr_stream_handler_config *cfg, const 
                                          .window_start_ms = 0,
                                          .window_end_ms = 10000,
                                          .state_json = state,
+                                         .state_extra = extra,
                                          .is_final_invoke = final};
     struct lmr_buf ev, out;
     lmr_buf_init(&ev, 1 << 22);
@@ -297,6 +378,95 @@ static enum lmr_result run_handler(struct lmr_stream_handler_config *cfg, const 
     lmr_buf_clean_up(&ev);
     lmr_buf_clean_up(&out);
     return r;
+}
+
+static enum lmr_result run_handler(struct lmr_stream_handler_config *cfg, const char *state, const char *const *lines,
+                                   size_t n, bool final, struct lmr_stream_response *resp)
+{
+    return run_handler_x(cfg, state, NULL, lines, n, final, resp);
+}
+
+static char *read_text(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    static char text[1024];
+    size_t got = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[got] = '\0';
+    return text;
+}
+
+/* lambdamr's poller asks for states by reference ("byref":"1"): the answer names the state without its
+   entries and the environment keeps it; an environment that does not hold a named state answers "lost"
+   and takes nothing; "byref":"snap" brings the whole state back. */
+static void test_handler_by_reference(void **unused)
+{
+    struct lmr_stream_handler_config cfg;
+    assert_int_equal(lmr_stream_handler_config_init(&cfg, &lmr_job_wordcount, NULL, NULL), LMR_OK);
+    const char *byref = "\"byref\":\"1\"", *snap = "\"byref\":\"snap\"";
+    const char *l1[] = {"a b a"}, *l2[] = {"b c"}, *l3[] = {"a"};
+    struct lmr_stream_response r1, r2, r2b, r3, r4, r5;
+    /* A seed with byref: taken, answered by reference. */
+    assert_int_equal(run_handler_x(&cfg, "{\"lmr\":\"1\"}", byref, l1, 1, false, &r1), LMR_OK);
+    assert_false(r1.state_has_kv);
+    assert_false(r1.state_lost);
+    assert_null(strstr(r1.state_json, "\"kv\""));
+    assert_non_null(strstr(r1.state_json, "\"ref\":\""));
+    assert_non_null(strstr(r1.state_json, "\"n\":\"1\""));
+    assert_int_equal(run_handler_x(&cfg, r1.state_json, byref, l2, 1, false, &r2), LMR_OK);
+    assert_false(r2.state_lost);
+    assert_int_equal(r2.n_failed, 0);
+    /* r1's state moved on (r2): sent again by reference it is lost; nothing taken, the first record named. */
+    assert_int_equal(run_handler_x(&cfg, r1.state_json, byref, l2, 1, false, &r2b), LMR_OK);
+    assert_true(r2b.state_lost);
+    assert_int_equal(r2b.n_failed, 1);
+    assert_string_equal(r2b.failed_ids[0], "00000000000000000001");
+    lmr_stream_response_clean_up(&r2b);
+    /* Also without the marker (a lane that went on by value while another window's state was a reference):
+       a reference is never taken for an empty state. */
+    assert_int_equal(run_handler_x(&cfg, r1.state_json, NULL, l2, 1, false, &r2b), LMR_OK);
+    assert_true(r2b.state_lost);
+    /* A snapshot: the whole state, with both batches. */
+    assert_int_equal(run_handler_x(&cfg, r2.state_json, snap, l3, 1, false, &r3), LMR_OK);
+    assert_true(r3.state_has_kv);
+    struct lmr_stream_state *st = lmr_stream_state_new(8);
+    assert_int_equal(lmr_stream_state_merge_text(st, &lmr_job_wordcount, NULL, r3.state_json, NULL, NULL), LMR_OK);
+    assert_int_equal(get_count(st, "a"), 3);
+    assert_int_equal(get_count(st, "b"), 2);
+    assert_int_equal(get_count(st, "c"), 1);
+    /* The whole state sent by reference to an environment without it (the poller rebuilding): decoded. */
+    char *forged = strdup(r3.state_json);
+    char *at = strstr(forged, "\"ref\":\"");
+    at[7] = at[7] == 'f' ? 'e' : 'f';
+    assert_int_equal(run_handler_x(&cfg, forged, byref, l3, 1, false, &r4), LMR_OK);
+    assert_false(r4.state_lost);
+    assert_false(r4.state_has_kv);
+    free(forged);
+    /* The final invoke by reference writes the window from the kept state. */
+    char dir[] = "/tmp/lmr-test-byref-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(lmr_stream_handler_config_set_output(&cfg, dir, NULL), LMR_OK);
+    assert_int_equal(run_handler_x(&cfg, r4.state_json, byref, NULL, 0, true, &r5), LMR_OK);
+    assert_false(r5.state_lost);
+    char path[256];
+    snprintf(path, sizeof path, "%s/window=1970-01-01T00:00:00Z/part-00000", dir);
+    assert_non_null(read_text(path));
+    assert_string_equal(read_text(path), "a\t4\nb\t2\nc\t1\n");
+    lmr_stream_response_clean_up(&r5);
+    /* The same final again: the environment let the state go, so it is lost (the poller rebuilds it). */
+    assert_int_equal(run_handler_x(&cfg, r4.state_json, byref, NULL, 0, true, &r5), LMR_OK);
+    assert_true(r5.state_lost);
+    assert_int_equal(r5.n_failed, 0);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+    struct lmr_stream_response *all[] = {&r1, &r2, &r2b, &r3, &r4, &r5};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        lmr_stream_response_clean_up(all[i]);
+    lmr_stream_state_destroy(st);
+    lmr_stream_handler_config_clean_up(&cfg);
 }
 
 static void test_handler_wordcount(void **unused)
@@ -425,10 +595,12 @@ int main(void)
         cmocka_unit_test(test_time),
         cmocka_unit_test(test_time_range_checked),
         cmocka_unit_test(test_event_roundtrip),
+        cmocka_unit_test(test_event_fast_path),
         cmocka_unit_test(test_response),
         cmocka_unit_test(test_state_rollback_and_encoding),
         cmocka_unit_test(test_handler_wordcount),
         cmocka_unit_test(test_handler_state_limit),
+        cmocka_unit_test(test_handler_by_reference),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

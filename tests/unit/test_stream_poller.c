@@ -366,6 +366,71 @@ static void test_batches_fit_the_payload(void **unused)
     assert_int_equal(system(cmd), 0);
 }
 
+/* States held by reference and lost: every Nth invocation of the function forgets the states it keeps (as
+   a cold or another environment would); the poller rebuilds them from its last full copy (a snapshot every
+   10 records here) and the records since, in the middle of a window and at its final invoke. The windows are
+   exactly those of a run that loses nothing. */
+static void lost_run(unsigned forget_every)
+{
+    char d[] = "/tmp/lmr-test-lost-XXXXXX";
+    assert_non_null(mkdtemp(d));
+    struct lmr_store *out;
+    assert_int_equal(lmr_store_open(d, &out, NULL, NULL), LMR_OK);
+    struct lmr_stream_handler_config c;
+    assert_int_equal(lmr_stream_handler_config_init(&c, &lmr_job_wordcount, NULL, NULL), LMR_OK);
+    assert_int_equal(lmr_stream_handler_config_set_output(&c, d, NULL), LMR_OK);
+    c.window_shards = fake_window_shards;
+    c.forget_every = forget_every;
+    struct lmr_invoker *iv;
+    assert_int_equal(lmr_stream_inproc_invoker_new(&c, &iv, NULL), LMR_OK);
+    setenv("LMR_STREAM_KEPT_RECORDS_MAX", "10", 1);
+    struct lmr_stream_poller_options o = {.source = &src,
+                                          .invoker = iv,
+                                          .function_name = "f",
+                                          .job = &lmr_job_wordcount,
+                                          .output = out,
+                                          .window_ms = WINDOW_MS,
+                                          .batch_size = 7,
+                                          .max_retries = -1,
+                                          .max_record_age_ms = -1,
+                                          .exit_when_drained = true};
+    struct lmr_stream_stats st = {0};
+    struct lmr_err err = {0};
+    enum lmr_result r = lmr_stream_poll(&o, &st, &err);
+    unsetenv("LMR_STREAM_KEPT_RECORDS_MAX");
+    if (r)
+        fprintf(stderr, "poll: %s\n", err.msg);
+    assert_int_equal(r, LMR_OK);
+    assert_int_equal(st.records_processed, N_SHARDS * N_RECORDS);
+    assert_int_equal(st.records_failed, 0);
+    assert_int_equal(st.windows_committed, 3);
+    /* Far more invocations than the 2 x 300 / 7 batches and 6 finals: the rebuilds. */
+    assert_true(st.invocations > 2 * (N_RECORDS / 7 + 1) + 6);
+    lmr_stream_stats_clean_up(&st);
+    for (int w = 0; w < 3; w++) {
+        struct lmr_buf b;
+        lmr_buf_init(&b, 1 << 20);
+        assert_int_equal(lmr_store_get(out, win_key(w), 0, LMR_STORE_TO_END, &b, NULL), LMR_OK);
+        char expect[128];
+        snprintf(expect, sizeof expect, "all\t%d\ns0w%d\t100\ns1w%d\t100\n", 200, w, w);
+        assert_string_equal(b.data, expect);
+        lmr_buf_clean_up(&b);
+    }
+    lmr_invoker_destroy(iv);
+    lmr_stream_handler_config_clean_up(&c);
+    lmr_store_destroy(out);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", d);
+    assert_int_equal(system(cmd), 0);
+}
+
+static void test_lost_states_are_rebuilt(void **unused)
+{
+    lost_run(5);
+    /* Every other invocation: lanes lose their state twice in a row and go on with whole states. */
+    lost_run(2);
+}
+
 static void test_option_ranges(void **unused)
 {
     struct lmr_stream_poller_options o = {.source = &src,
@@ -410,6 +475,7 @@ int main(void)
         cmocka_unit_test(test_windows_and_restarts),
         cmocka_unit_test(test_option_ranges),
         cmocka_unit_test(test_batches_fit_the_payload),
+        cmocka_unit_test(test_lost_states_are_rebuilt),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -12,14 +12,15 @@
 #   benchmarks/bench_s3_scaling.sh [--size 64M] [--concurrency "1 2 4 8 16 32 64"]
 #       [--latency "0 10 25 50 100"] [--latency-concurrency 16] [--bandwidth-mbs 4]
 #       [--base-latency 20:50] [--read-ahead N] [--read-ahead-curve "1 2 4 8"]
-#       [--read-part 256K] [--upstream URL] [--repeats 1]
+#       [--read-part 256K] [--upstream URL | --moto] [--repeats 1]
 #       [--only wordcount,q2] [--out DIR] [--lambdamr PATH] [--no-check]
 #
-# Upstream: --upstream URL is any S3-compatible server you started (path-style, SigV4; export
-# AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/AWS_REGION for it); without it the script starts
-# moto_server (tests/integration/lib/moto.sh). Debian has no S3-compatible server package, and
-# moto is slow per request (Python, in memory): at high concurrency it can become the limit,
-# which the table shows as requests/s flattening while the proxy's shaped waits shrink.
+# Upstream: by default build/bin/lmr_s3server (tests/tools/lmr_s3server.c: S3 in memory, in C,
+# SigV4 checked, conditional writes enforced; tests/integration/s3_server.sh), which keeps up
+# with the proxy. --moto uses moto_server instead (tests/integration/lib/moto.sh; slow per
+# request, so at high concurrency it becomes the limit), and --upstream URL any S3-compatible
+# server you started (path-style, SigV4; export AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/
+# AWS_REGION for it).
 #
 # Every run's output is fetched and compared with a local run of the same job (counts exactly,
 # sums to 1e-9 relative) unless --no-check. Writes OUT/scaling-s3.csv, OUT/scaling-s3.md,
@@ -38,12 +39,13 @@ READ_AHEAD=
 RA_CURVE="1 2 4 8"
 READ_PART=256K
 UPSTREAM=
+USE_MOTO=0
 REPEATS=1
 ONLY=wordcount,q2
 OUT="$HERE/results-s3"
 LMR="$ROOT/build/bin/lambdamr"
 CHECK=1
-usage() { sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --size) SIZE=$2; shift 2 ;;
@@ -56,6 +58,7 @@ while [ $# -gt 0 ]; do
         --read-ahead-curve) RA_CURVE=$2; shift 2 ;;
         --read-part) READ_PART=$2; shift 2 ;;
         --upstream) UPSTREAM=$2; shift 2 ;;
+        --moto) USE_MOTO=1; shift ;;
         --repeats) REPEATS=$2; shift 2 ;;
         --only) ONLY=$2; shift 2 ;;
         --out) OUT=$2; shift 2 ;;
@@ -71,16 +74,24 @@ mkdir -p "$OUT"
 WORK=$(mktemp -d /tmp/lmr-s3scale-XXXXXX)
 # Chain clean-ups with moto.sh's lmr_on_exit (it defines it), or a trap of our own.
 source "$ROOT/tests/integration/lib/moto.sh"
+source "$ROOT/tests/integration/lib/s3server.sh"
 lmr_on_exit 'rm -rf "$WORK"'
-if [ -z "$UPSTREAM" ]; then
-    echo "starting moto_server as the upstream (no S3-compatible server in Debian; see the header)" >&2
+if [ -n "$UPSTREAM" ]; then
+    UPSTREAM_KIND="$UPSTREAM"
+elif [ "$USE_MOTO" = 1 ]; then
+    echo "starting moto_server as the upstream" >&2
     moto_start
     UPSTREAM=$MOTO_URL
     UPSTREAM_KIND="moto_server $(python3 -c 'import moto; print(moto.__version__)')"
 else
-    UPSTREAM_KIND="$UPSTREAM"
+    echo "starting lmr_s3server as the upstream" >&2
+    LMR_S3SERVER="$(dirname "$LMR")/lmr_s3server" s3server_start --threads 2 --max-bytes 8G
+    UPSTREAM=$S3SERVER_URL
+    UPSTREAM_KIND="lmr_s3server (in memory, 2 threads)"
 fi
 export AWS_ENDPOINT_URL=$UPSTREAM
+# Checksums only where required: newer CLIs otherwise send aws-chunked bodies.
+export AWS_REQUEST_CHECKSUM_CALCULATION=when_required AWS_RESPONSE_CHECKSUM_VALIDATION=when_required
 
 echo "generating $SIZE of text and of uservisits (lambdamr gen --seed 1)" >&2
 "$LMR" gen text --size "$SIZE" --out "$WORK/text" --seed 1 --quiet

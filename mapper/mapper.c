@@ -114,7 +114,8 @@ static enum lmr_result finish_shard(struct map_run *m, struct lmr_err *err)
 /* Map the task's shards into `out`: a block of lines at a time when the job can (and no fault
    injection counts lines). */
 static enum lmr_result map_shards(const struct lmr_map_task *t, struct lmr_store_set *stores, struct map_run *m,
-                                  size_t max_line_bytes, struct lmr_shard_stats *in, struct lmr_err *err)
+                                  const struct lmr_shard_read_limits *limits, struct lmr_shard_stats *in,
+                                  struct lmr_err *err)
 {
     for (size_t i = 0; i < t->nshards; i++) {
         struct lmr_store *s;
@@ -125,10 +126,8 @@ static enum lmr_result map_shards(const struct lmr_map_task *t, struct lmr_store
         m->row = 0;
         if ((r = start_shard(m, i, err)))
             return r;
-        if (m->ops->map_block && !m->kill_midway)
-            r = lmr_shard_read_blocks(s, &t->shards[i], max_line_bytes, on_block, on_line, m, in, err);
-        else
-            r = lmr_shard_read_lines(s, &t->shards[i], max_line_bytes, on_line, m, in, err);
+        bool blocks = m->ops->map_block && !m->kill_midway;
+        r = lmr_shard_read(s, &t->shards[i], limits, blocks ? on_block : NULL, on_line, m, in, err);
         if (!r)
             r = finish_shard(m, err);
         if (r)
@@ -202,7 +201,9 @@ enum lmr_result lmr_mapper_handle(void *user_data, const struct lmr_runtime_cont
     /* The function's own memory size (the Runtime API's), else what the job was planned with. */
     struct lmr_task_budget budget = lmr_task_budget(ctx ? ctx->memory_size_mb : 0, t.job.memory_mb);
     size_t collector_bytes = (size_t)budget.shuffle_bytes;
-    size_t max_line_bytes = (size_t)budget.max_line_bytes;
+    /* Lines up to the line share; the input's read-ahead (ranged GETs in flight) within its share. */
+    struct lmr_shard_read_limits limits = {.max_line_bytes = (size_t)budget.max_line_bytes,
+                                           .read_ahead_bytes = budget.read_ahead_bytes};
     struct lmr_store *work = NULL;
 
     struct lmr_buf log;
@@ -241,7 +242,7 @@ enum lmr_result lmr_mapper_handle(void *user_data, const struct lmr_runtime_cont
             goto done;
         text_open = true;
         m.out = &text.emitter;
-        if ((r = map_shards(&t, &stores, &m, max_line_bytes, &in, err)))
+        if ((r = map_shards(&t, &stores, &m, &limits, &in, err)))
             goto done;
         if ((superseded = committed_by_other(&t, work)))
             goto respond; /* the part is not committed: its clean-up aborts it */
@@ -276,7 +277,7 @@ enum lmr_result lmr_mapper_handle(void *user_data, const struct lmr_runtime_cont
         if ((r = lmr_map_output_new(&mo_opts, &mo, err)))
             goto done;
         m.out = lmr_map_output_emitter(mo);
-        if ((r = map_shards(&t, &stores, &m, max_line_bytes, &in, err)))
+        if ((r = map_shards(&t, &stores, &m, &limits, &in, err)))
             goto done;
         if ((r = lmr_map_output_status(mo, err)))
             goto done;

@@ -12,6 +12,8 @@
 
 #define READ_CHUNK_BYTES (1u << 20)
 #define TAIL_CHUNK_BYTES (64u << 10)
+/* Bytes past a shard's end that its reader fetches with the shard (usually enough for the last line). */
+#define TAIL_AHEAD_BYTES (16u << 10)
 
 /*
  * A stream of (possibly decompressed) bytes from one store range. A compressed object must end
@@ -34,13 +36,23 @@ struct byte_source {
     uint64_t frame_offset; /* object offset where the current gzip member or zstd frame began */
     bool raw_eof;
     uint64_t *bytes_read;
+    /* Uncompressed: the store reader covers [.., range_end) and hands over bytes only up to
+       visible_end; raw_pos is the object offset of its next byte. A shard's reader asks for a
+       little more than the shard (the tail chunk that usually finishes its last line) in the
+       same read-ahead, so that line rarely needs a request of its own after the range. */
+    uint64_t raw_pos, visible_end, range_end;
 };
 
 static enum lmr_result raw_read(struct byte_source *s, void *buf, size_t cap, size_t *got, struct lmr_err *err)
 {
-    enum lmr_result r = lmr_store_read(s->rd, buf, cap, got, err);
-    if (!r)
+    if (s->codec == LMR_CODEC_NONE && s->visible_end - s->raw_pos < cap)
+        cap = (size_t)(s->visible_end - s->raw_pos);
+    *got = 0;
+    enum lmr_result r = cap ? lmr_store_read(s->rd, buf, cap, got, err) : LMR_OK;
+    if (!r) {
         *s->bytes_read += *got;
+        s->raw_pos += *got;
+    }
     return r;
 }
 
@@ -224,10 +236,11 @@ static uint64_t count_newlines(const uint8_t *p, size_t n)
     return count;
 }
 
-static enum lmr_result read_shard(struct lmr_store *store, const struct lmr_shard *shard, size_t max_line_bytes,
-                                  lmr_block_fn block_fn, lmr_line_fn fn, void *user_data, struct lmr_shard_stats *stats,
-                                  struct lmr_err *err)
+enum lmr_result lmr_shard_read(struct lmr_store *store, const struct lmr_shard *shard,
+                               const struct lmr_shard_read_limits *limits, lmr_block_fn block_fn, lmr_line_fn fn,
+                               void *user_data, struct lmr_shard_stats *stats, struct lmr_err *err)
 {
+    size_t max_line_bytes = limits->max_line_bytes;
     const char *key = shard->object.key;
     bool compressed = shard->codec != LMR_CODEC_NONE;
     uint64_t start = compressed ? 0 : shard->offset;
@@ -248,9 +261,18 @@ static enum lmr_result read_shard(struct lmr_store *store, const struct lmr_shar
             goto done;
         }
     }
-    r = lmr_store_open_read(store, key, read_from, compressed ? LMR_STORE_TO_END : end - read_from, &src.rd, err);
+    /* One sequential reader for the shard and its tail chunk, read ahead within the task's share. */
+    uint64_t range_end = end;
+    if (!compressed && shard->object_size > end)
+        range_end = shard->object_size - end > TAIL_AHEAD_BYTES ? end + TAIL_AHEAD_BYTES : shard->object_size;
+    struct lmr_store_read_options ropts = {.max_in_flight_bytes = limits->read_ahead_bytes, .sequential = true};
+    r = lmr_store_open_read_with(store, key, read_from, compressed ? LMR_STORE_TO_END : range_end - read_from, &ropts,
+                                 &src.rd, err);
     if (r)
         goto done;
+    src.raw_pos = read_from;
+    src.visible_end = compressed ? UINT64_MAX : end;
+    src.range_end = compressed ? UINT64_MAX : range_end;
 
     uint64_t base = read_from; /* object offset of b.data[0] (uncompressed) */
     uint64_t line_no = 0;      /* line index (compressed objects report this as the offset) */
@@ -323,11 +345,18 @@ static enum lmr_result read_shard(struct lmr_store *store, const struct lmr_shar
                           err);
             goto done;
         }
-        /* A line started in our range and runs past its end: follow it, a chunk at a time. */
-        lmr_store_close_read(src.rd);
-        src.rd = NULL;
-        if ((r = lmr_store_open_read(store, key, tail_pos, TAIL_CHUNK_BYTES, &src.rd, err)))
-            goto done;
+        /* A line started in our range and runs past its end: follow it, a chunk at a time (the
+           first chunk, or what of it the object has, is already in the shard's reader). */
+        if (src.visible_end < src.range_end) {
+            src.visible_end = src.range_end - tail_pos > TAIL_CHUNK_BYTES ? tail_pos + TAIL_CHUNK_BYTES : src.range_end;
+        } else {
+            lmr_store_close_read(src.rd);
+            src.rd = NULL;
+            if ((r = lmr_store_open_read(store, key, tail_pos, TAIL_CHUNK_BYTES, &src.rd, err)))
+                goto done;
+            src.raw_pos = tail_pos;
+            src.visible_end = src.range_end = tail_pos + TAIL_CHUNK_BYTES;
+        }
         in_tail = true;
         chunk_bytes = 0;
     }
@@ -341,12 +370,14 @@ enum lmr_result lmr_shard_read_lines(struct lmr_store *store, const struct lmr_s
                                      lmr_line_fn fn, void *user_data, struct lmr_shard_stats *stats,
                                      struct lmr_err *err)
 {
-    return read_shard(store, shard, max_line_bytes, NULL, fn, user_data, stats, err);
+    struct lmr_shard_read_limits limits = {.max_line_bytes = max_line_bytes};
+    return lmr_shard_read(store, shard, &limits, NULL, fn, user_data, stats, err);
 }
 
 enum lmr_result lmr_shard_read_blocks(struct lmr_store *store, const struct lmr_shard *shard, size_t max_line_bytes,
                                       lmr_block_fn block_fn, lmr_line_fn line_fn, void *user_data,
                                       struct lmr_shard_stats *stats, struct lmr_err *err)
 {
-    return read_shard(store, shard, max_line_bytes, block_fn, line_fn, user_data, stats, err);
+    struct lmr_shard_read_limits limits = {.max_line_bytes = max_line_bytes};
+    return lmr_shard_read(store, shard, &limits, block_fn, line_fn, user_data, stats, err);
 }

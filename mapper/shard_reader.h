@@ -45,4 +45,22 @@ enum lmr_result lmr_shard_read_blocks(struct lmr_store *store, const struct lmr_
                                       lmr_block_fn block_fn, lmr_line_fn line_fn, void *user_data,
                                       struct lmr_shard_stats *stats, struct lmr_err *err);
 
+/* What one shard read may use. */
+struct lmr_shard_read_limits {
+    size_t max_line_bytes;     /* Required: the longest line (a longer one is an error that says so) */
+    uint64_t read_ahead_bytes; /* Optional: most bytes the store reader may request ahead of the lines
+                                  handed over (struct lmr_store_read_options); 0 = the store's default */
+};
+
+/**
+ * The shard's lines as blocks (block_fn, when not NULL) and single lines (fn), as
+ * lmr_shard_read_blocks and lmr_shard_read_lines do, with the limits given. The object range
+ * is read by one sequential store reader with read-ahead (several ranged GETs in flight on
+ * S3, at most limits->read_ahead_bytes requested ahead), which also fetches the first chunk
+ * past the shard's end that its last line usually ends in.
+ */
+enum lmr_result lmr_shard_read(struct lmr_store *store, const struct lmr_shard *shard,
+                               const struct lmr_shard_read_limits *limits, lmr_block_fn block_fn, lmr_line_fn fn,
+                               void *user_data, struct lmr_shard_stats *stats, struct lmr_err *err);
+
 #endif

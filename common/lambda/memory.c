@@ -9,7 +9,8 @@ struct lmr_task_budget lmr_task_budget(uint32_t memory_size_mb, uint32_t fallbac
     return (struct lmr_task_budget){.memory_mb = mb,
                                     .memory_bytes = bytes,
                                     .shuffle_bytes = bytes * LMR_TASK_SHUFFLE_PERCENT / 100,
-                                    .max_line_bytes = bytes * LMR_TASK_MAX_LINE_PERCENT / 100};
+                                    .max_line_bytes = bytes * LMR_TASK_MAX_LINE_PERCENT / 100,
+                                    .read_ahead_bytes = bytes * LMR_TASK_READ_AHEAD_PERCENT / 100};
 }
 
 enum lmr_result lmr_memory_check_mb(uint64_t memory_mb, const char *what, struct lmr_err *err)

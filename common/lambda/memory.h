@@ -20,18 +20,23 @@
 
 /*
  * Fractions of a function's memory (percent). The shuffle share is what the map-side
- * combining collector or the reduce-side merge may hold; the rest is left to the process
- * itself, input buffers and codec contexts. One input line may be at most the line share.
+ * combining collector or the reduce-side merge may hold; the read-ahead share caps the input
+ * reader's bytes in flight; the rest is left to the process itself, input buffers and codec
+ * contexts. One input line may be at most the line share.
  */
 #define LMR_TASK_SHUFFLE_PERCENT 55u
 #define LMR_TASK_MAX_LINE_PERCENT 20u
+/* The input's read-ahead: bytes a mapper's store reader may have requested ahead of its lines
+   (ranged GETs in flight and received parts not yet read). */
+#define LMR_TASK_READ_AHEAD_PERCENT 10u
 
 /* What one task may use, all derived from one memory size. */
 struct lmr_task_budget {
-    uint32_t memory_mb;      /* the function's memory size the budget was derived from */
-    uint64_t memory_bytes;   /* memory_mb in bytes */
-    uint64_t shuffle_bytes;  /* LMR_TASK_SHUFFLE_PERCENT of memory_bytes */
-    uint64_t max_line_bytes; /* LMR_TASK_MAX_LINE_PERCENT of memory_bytes */
+    uint32_t memory_mb;        /* the function's memory size the budget was derived from */
+    uint64_t memory_bytes;     /* memory_mb in bytes */
+    uint64_t shuffle_bytes;    /* LMR_TASK_SHUFFLE_PERCENT of memory_bytes */
+    uint64_t max_line_bytes;   /* LMR_TASK_MAX_LINE_PERCENT of memory_bytes */
+    uint64_t read_ahead_bytes; /* LMR_TASK_READ_AHEAD_PERCENT of memory_bytes */
 };
 
 /**

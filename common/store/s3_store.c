@@ -7,8 +7,13 @@
  *   a curl multi handle, handed to the reader in order. The first part tells the object's size
  *   (Content-Range), then the pipeline fills. Like TCP's slow start, a reader begins with one
  *   small part (1 MiB) in flight and doubles part size and window as it keeps reading, so the
- *   many small ranged readers of a reducer's merge stay small while a mapper's sequential scan
- *   soon has read_ahead x read_part_bytes in flight. A failed part is retried with backoff.
+ *   many small readers of a reducer's merge stay small. A sequential reader of a known range
+ *   (a mapper's shard, struct lmr_store_read_options.sequential) skips the slow start: its
+ *   whole window of full-size parts is requested at open. A reader's bytes in flight (parts
+ *   requested or received but not yet read) never pass max_in_flight_bytes when the caller
+ *   gives one (the task's memory share): the parts shrink (to 256 KiB) before the window does.
+ *   Transfers move on at every read, not only while the head part is awaited. A failed part is
+ *   retried with backoff.
  * - write: bytes are staged in a part buffer; an object that fits in one part is one PUT,
  *   a larger one a multipart upload (parts of part_size_bytes >= 5 MiB, two uploading in the
  *   background on a curl multi handle while the caller fills the next). Nothing is visible
@@ -38,6 +43,7 @@
 #define DELETE_BATCH 1000
 #define LIST_PAGE_MAX_BYTES (8 * MIB)
 #define ERROR_SLACK_BYTES (64u << 10)
+#define MIN_READ_PART_BYTES ((uint64_t)256 << 10) /* parts shrink to this before the window does */
 
 struct s3_store {
     struct lmr_aws_client *client;
@@ -328,7 +334,9 @@ struct s3_reader {
     struct part *q;
     unsigned cap, head, count;
     unsigned window;          /* parts allowed in flight now (grows to cap) */
-    uint64_t next_part_bytes; /* size of the next part (grows to read_part_bytes) */
+    uint64_t part_bytes;      /* this reader's largest part (read_part_bytes, or less under a byte cap) */
+    uint64_t next_part_bytes; /* size of the next part (grows to part_bytes) */
+    bool sequential;          /* the whole range is read in order: fill the window before the size is known */
     enum lmr_result failed;
     struct lmr_err failed_err;
 };
@@ -364,12 +372,14 @@ static enum lmr_result part_submit(struct s3_reader *rd, struct part *p, struct 
 
 static enum lmr_result start_next_part(struct s3_reader *rd, struct lmr_err *err)
 {
-    struct s3_store *st = impl_of(rd->base.store);
     struct part *p = &rd->q[(rd->head + rd->count) % rd->cap];
     uint64_t end = rd->end_known ? rd->end : rd->req_end;
     uint64_t len = end - rd->next_off;
     if (len > rd->next_part_bytes)
         len = rd->next_part_bytes;
+    /* No runt at the end (a shard's tail chunk, say): a rest of at most half a part joins this one. */
+    if (end != UINT64_MAX && end - rd->next_off - len <= len / 2)
+        len = end - rd->next_off;
     p->off = rd->next_off;
     p->len = len;
     p->attempt = 0;
@@ -379,10 +389,27 @@ static enum lmr_result start_next_part(struct s3_reader *rd, struct lmr_err *err
         return r;
     rd->next_off += len;
     rd->count++;
-    if (rd->next_part_bytes < st->read_part_bytes)
-        rd->next_part_bytes =
-            rd->next_part_bytes * 2 < st->read_part_bytes ? rd->next_part_bytes * 2 : st->read_part_bytes;
+    if (rd->next_part_bytes < rd->part_bytes)
+        rd->next_part_bytes = rd->next_part_bytes * 2 < rd->part_bytes ? rd->next_part_bytes * 2 : rd->part_bytes;
     return LMR_OK;
+}
+
+/* Where the pipeline may request up to: the object's end once known; before that, a sequential
+   reader's requested end (parts past the object's end answer 416 and end the read). */
+static uint64_t fill_end(const struct s3_reader *rd)
+{
+    if (rd->end_known)
+        return rd->end;
+    return rd->sequential && rd->req_end != UINT64_MAX ? rd->req_end : 0;
+}
+
+/* Request parts until the window is full or the range is. */
+static enum lmr_result fill_window(struct s3_reader *rd, struct lmr_err *err)
+{
+    enum lmr_result r = LMR_OK;
+    while (!r && rd->count < rd->window && rd->next_off < fill_end(rd))
+        r = start_next_part(rd, err);
+    return r;
 }
 
 static void part_stop(struct s3_reader *rd, struct part *p)
@@ -445,7 +472,8 @@ static enum lmr_result ready_head(struct s3_reader *rd, struct lmr_err *err)
         if (r && status == 416) {
             /* The range starts at or past the end of the object: nothing to read. */
             lmr_err_clear(err);
-            rd->end = p->off;
+            if (!rd->end_known || p->off < rd->end)
+                rd->end = p->off;
             rd->end_known = true;
             lmr_buf_reset(&p->resp.body);
             p->state = PART_READY;
@@ -502,6 +530,11 @@ static enum lmr_result s3_read(struct lmr_store_reader *r, void *buf, size_t cap
         return rd->failed;
     }
     enum lmr_result res = LMR_OK;
+    if (rd->count > 1) {
+        /* Let the parts behind the head move on while the caller works on what it has read. */
+        int running = 0;
+        curl_multi_perform(rd->multi, &running);
+    }
     while (!res && cap) {
         if (rd->count == 0) {
             uint64_t end = rd->end_known ? rd->end : rd->req_end;
@@ -511,9 +544,8 @@ static enum lmr_result s3_read(struct lmr_store_reader *r, void *buf, size_t cap
             if (res)
                 break;
         }
-        /* Keep the pipeline full once the size is known. */
-        while (!res && rd->end_known && rd->count < rd->window && rd->next_off < rd->end)
-            res = start_next_part(rd, err);
+        /* Keep the pipeline full (once the size is known, or for a sequential reader). */
+        res = fill_window(rd, err);
         if (res)
             break;
         res = ready_head(rd, err);
@@ -561,15 +593,31 @@ static void s3_close_read(struct lmr_store_reader *r)
     free(rd);
 }
 
-static enum lmr_result s3_open_read(struct lmr_store *s, const char *key, uint64_t offset, uint64_t length,
-                                    struct lmr_store_reader **out, struct lmr_err *err)
+static enum lmr_result s3_open_read_with(struct lmr_store *s, const char *key, uint64_t offset, uint64_t length,
+                                         const struct lmr_store_read_options *opts, struct lmr_store_reader **out,
+                                         struct lmr_err *err)
 {
     struct s3_store *st = impl_of(s);
     struct s3_reader *rd = calloc(1, sizeof *rd);
     if (!rd)
         return LMR_ERR_NOMEM;
     rd->base.store = s;
-    rd->cap = st->read_ahead;
+    /* The window and part size under the byte cap: shrink parts first (parallelism is what hides
+       latency), then the window; at least one part. The last part of a range may be 1.5 parts
+       (no runt), so the cap is met with parts + 1/2 parts. */
+    unsigned parts = st->read_ahead;
+    uint64_t part_bytes = st->read_part_bytes;
+    uint64_t limit = opts ? opts->max_in_flight_bytes : 0;
+    if (limit && (uint64_t)parts * part_bytes + part_bytes / 2 > limit) {
+        part_bytes = limit * 2 / (2 * (uint64_t)parts + 1);
+        if (part_bytes < MIN_READ_PART_BYTES) {
+            part_bytes = MIN_READ_PART_BYTES < limit * 2 / 3 ? MIN_READ_PART_BYTES : limit * 2 / 3;
+            parts = (unsigned)((limit - part_bytes / 2) / part_bytes);
+        }
+    }
+    rd->cap = parts ? parts : 1;
+    rd->part_bytes = part_bytes ? part_bytes : 1;
+    rd->sequential = opts && opts->sequential;
     rd->q = calloc(rd->cap, sizeof *rd->q);
     rd->path = key_path(key);
     rd->resource = resource_of(st->bucket, key);
@@ -585,8 +633,9 @@ static enum lmr_result s3_open_read(struct lmr_store *s, const char *key, uint64
     for (unsigned i = 0; i < rd->cap; i++)
         lmr_aws_response_init(&rd->q[i].resp);
     rd->next_off = offset;
-    rd->window = 1;
-    rd->next_part_bytes = st->read_part_bytes < MIB ? st->read_part_bytes : MIB;
+    /* Slow start, unless the whole range will be read in order anyway. */
+    rd->window = rd->sequential ? rd->cap : 1;
+    rd->next_part_bytes = rd->sequential || rd->part_bytes < MIB ? rd->part_bytes : MIB;
     rd->req_end = (length == LMR_STORE_TO_END || length > UINT64_MAX - offset) ? UINT64_MAX : offset + length;
     if (length == 0) {
         rd->end = offset;
@@ -597,6 +646,8 @@ static enum lmr_result s3_open_read(struct lmr_store *s, const char *key, uint64
     if (length != 0) {
         enum lmr_result r = start_next_part(rd, err);
         if (!r)
+            r = fill_window(rd, err); /* a sequential reader of a known range: all of its window now */
+        if (!r)
             r = ready_head(rd, err);
         if (r) {
             s3_close_read(&rd->base);
@@ -605,6 +656,12 @@ static enum lmr_result s3_open_read(struct lmr_store *s, const char *key, uint64
         }
     }
     return LMR_OK;
+}
+
+static enum lmr_result s3_open_read(struct lmr_store *s, const char *key, uint64_t offset, uint64_t length,
+                                    struct lmr_store_reader **out, struct lmr_err *err)
+{
+    return s3_open_read_with(s, key, offset, length, NULL, out, err);
 }
 
 /* ---- writing: one PUT or a multipart upload ---------------------------------------------------------------- */
@@ -1256,6 +1313,7 @@ static const struct lmr_store_vtable s3_vtable = {
     .destroy = s3_destroy,
     .get_versioned = s3_get_versioned,
     .put_if_match = s3_put_if_match,
+    .open_read_with = s3_open_read_with,
 };
 
 static enum lmr_result check_bucket(const char *b, struct lmr_err *err)

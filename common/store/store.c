@@ -233,6 +233,18 @@ enum lmr_result lmr_store_open_read(struct lmr_store *s, const char *key, uint64
     return r ? r : s->vtable->open_read(s, key, offset, length, out, err);
 }
 
+enum lmr_result lmr_store_open_read_with(struct lmr_store *s, const char *key, uint64_t offset, uint64_t length,
+                                         const struct lmr_store_read_options *opts, struct lmr_store_reader **out,
+                                         struct lmr_err *err)
+{
+    enum lmr_result r = lmr_store_check_key(key, err);
+    if (r)
+        return r;
+    if (opts && s->vtable->open_read_with)
+        return s->vtable->open_read_with(s, key, offset, length, opts, out, err);
+    return s->vtable->open_read(s, key, offset, length, out, err);
+}
+
 enum lmr_result lmr_store_read(struct lmr_store_reader *r, void *buf, size_t cap, size_t *got, struct lmr_err *err)
 {
     return r->store->vtable->read(r, buf, cap, got, err);

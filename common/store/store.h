@@ -67,6 +67,21 @@ enum lmr_store_put_flags {
     LMR_PUT_CREATE_ONLY = 1u << 0, /* commit fails with LMR_ERR_EXISTS if the key exists */
 };
 
+/*
+ * How a reader will be used (lmr_store_open_read_with); all-zero means the back-end's defaults.
+ * Back-ends without read-ahead (file) ignore it.
+ */
+struct lmr_store_read_options {
+    /* Optional: at most this many bytes requested ahead of what the caller has read (the
+       read-ahead's memory: parts in flight and received but not yet read); 0 = the back-end's
+       default (s3: LMR_S3_READ_AHEAD x LMR_S3_READ_PART_BYTES). */
+    uint64_t max_in_flight_bytes;
+    /* Optional: the caller reads the whole range in order (a mapper's shard). The back-end may
+       then request its full read-ahead at once instead of starting small and growing it (which
+       suits the many small readers of a merge). Default false. */
+    bool sequential;
+};
+
 struct lmr_store_vtable {
     const char *scheme; /* "file", "s3" */
     /* All objects whose key starts with prefix ("" = all), recursively, sorted by key. */
@@ -95,6 +110,10 @@ struct lmr_store_vtable {
     /* Replace the object only if its ETag is still etag (LMR_ERR_EXISTS otherwise; LMR_ERR_NOT_FOUND if gone). */
     enum lmr_result (*put_if_match)(struct lmr_store *s, const char *key, const void *data, size_t len,
                                     const char *etag, struct lmr_err *err);
+    /* Optional: open_read with options (opts never NULL); NULL = open_read, the options ignored. */
+    enum lmr_result (*open_read_with)(struct lmr_store *s, const char *key, uint64_t offset, uint64_t length,
+                                      const struct lmr_store_read_options *opts, struct lmr_store_reader **out,
+                                      struct lmr_err *err);
 };
 
 struct lmr_store {
@@ -142,6 +161,14 @@ enum lmr_result lmr_store_list(struct lmr_store *s, const char *prefix, lmr_stor
 enum lmr_result lmr_store_head(struct lmr_store *s, const char *key, uint64_t *size_bytes, struct lmr_err *err);
 enum lmr_result lmr_store_open_read(struct lmr_store *s, const char *key, uint64_t offset, uint64_t length,
                                     struct lmr_store_reader **out, struct lmr_err *err);
+/**
+ * As lmr_store_open_read, with read-ahead options (NULL = the defaults): a cap on the bytes
+ * the reader may have requested ahead of the caller, and whether the range is read whole and
+ * in order (see struct lmr_store_read_options).
+ */
+enum lmr_result lmr_store_open_read_with(struct lmr_store *s, const char *key, uint64_t offset, uint64_t length,
+                                         const struct lmr_store_read_options *opts, struct lmr_store_reader **out,
+                                         struct lmr_err *err);
 enum lmr_result lmr_store_read(struct lmr_store_reader *r, void *buf, size_t cap, size_t *got, struct lmr_err *err);
 void lmr_store_close_read(struct lmr_store_reader *r);
 enum lmr_result lmr_store_open_write(struct lmr_store *s, const char *key, unsigned flags,

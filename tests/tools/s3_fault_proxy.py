@@ -4,7 +4,7 @@
     s3_fault_proxy.py --upstream http://127.0.0.1:PORT [--port 0] [--port-file F]
                       [--seed N] [--slowdown P] [--internal-error P] [--reset P]
                       [--reset-after P] [--truncate P] [--counts-file F] [--log]
-                      [--only REGEX]
+                      [--request-log F] [--only REGEX]
                       [--shape] [--latency-ms MIN[:MAX]] [--bandwidth-mbs MIN[:MAX]]
                       [--get-rate N] [--put-rate N] [--burst-s S]
 
@@ -27,7 +27,11 @@ them at exit (SIGTERM/SIGINT); --port-file receives the port once listening. --l
 line per request to stderr (its number, the fault or "-", method and target), to see which
 request got which fault (and its If-Match / If-None-Match, if any). --only REGEX limits the
 faults to requests whose "METHOD target" matches (the others are forwarded untouched and take
-no decision from the seeded sequence).
+no decision from the seeded sequence). --request-log F writes one line per finished exchange
+to F: "CONN START_MS END_MS STATUS METHOD TARGET RANGE" (CONN numbers client connections,
+times are milliseconds since the proxy started, from the request's arrival to the answer's
+last byte, STATUS is the answer's or "reset", RANGE the Range header or "-"), so a test can see
+which requests were in flight at the same time.
 
 Shaping (issue 16: an S3 that behaves like S3; off unless asked for). --shape turns on all
 three with AWS's published figures as defaults; each option alone turns on just that one, and
@@ -320,6 +324,8 @@ class Connection:
         self.up_reader = self.up_writer = None
         self.bandwidth = proxy.shaper.connection_bandwidth()
         self.first_byte_at = 0.0  # the current answer's earliest first byte (monotonic seconds)
+        proxy.connections += 1
+        self.number = proxy.connections
 
     async def answer(self, data):
         """Relay an answer (head and body) through the shaper."""
@@ -353,6 +359,24 @@ class Connection:
         head = await read_head(self.reader)
         if head is None:
             return False
+        if self.proxy.request_log is None:
+            return await self.exchange(head)
+        arrived, status = time.monotonic(), "reset"
+        try:
+            more = await self.exchange(head)
+            status = self.status
+            return more
+        finally:
+            method, target = head.start.split(" ", 2)[:2]
+            if not target.startswith("/__fault_proxy/"):
+                self.proxy.request_log.write("%d %.1f %.1f %s %s %s %s\n" % (
+                    self.number, (arrived - self.proxy.started) * 1e3, (time.monotonic() - self.proxy.started) * 1e3,
+                    status, method, target, (head.get("range") or "-").replace(" ", "")))
+                self.proxy.request_log.flush()
+
+    async def exchange(self, head):
+        """One request whose head was read. Sets self.status to the answer's status ("reset" if none)."""
+        self.status = "reset"
         shaper = self.proxy.shaper
         arrived = time.monotonic()
         method, target = head.start.split(" ", 2)[:2]
@@ -382,11 +406,13 @@ class Connection:
         await shaper.upload(len(body), arrived, self.bandwidth)
         if fault == "slowdown":
             await self.answer(s3_error(503, "Slow Down", "SlowDown", "Please reduce your request rate."))
+            self.status = "503"
             return True
         if fault == "internal_error":
             await self.answer(
                 s3_error(500, "Internal Server Error", "InternalError", "We encountered an internal error. Please try again.")
             )
+            self.status = "500"
             return True
         if fault == "reset":
             reset(self.writer)
@@ -414,11 +440,13 @@ class Connection:
         if fault == "truncate" and len(rbody) > 1:
             await self.answer(rhead.raw + rbody[: len(rbody) // 2])
             reset(self.writer)
+            self.status = "truncated"
             return False
         if fault == "truncate":  # nothing to cut: lose the answer instead
             reset(self.writer)
             return False
         await self.answer(rhead.raw + rbody)
+        self.status = rhead.start.split()[1]
         return (head.get("connection") or "").lower() != "close"
 
 
@@ -431,6 +459,9 @@ class Proxy:
         self.policy, self.shaper, self.ratelimit = policy, shaper, ratelimit
         self.log = False
         self.only = None  # a compiled regex: only requests whose "METHOD target" matches can be faulted
+        self.request_log = None  # an open file: one line per finished exchange (--request-log)
+        self.connections = 0
+        self.started = time.monotonic()
 
     def counts(self):
         c = dict(self.policy.counts)
@@ -452,6 +483,7 @@ async def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--only", metavar="REGEX", help='fault only requests whose "METHOD target" matches')
     ap.add_argument("--log", action="store_true", help="one line per request on stderr: number, fault, method, target")
+    ap.add_argument("--request-log", metavar="F", help="one line per finished exchange: conn, start/end ms, status, method, target, range")
     for name in FAULTS:
         ap.add_argument("--" + name.replace("_", "-"), type=float, default=0.0, metavar="P")
     ap.add_argument("--shape", action="store_true", help="latency, bandwidth and rate limits at AWS's figures")
@@ -472,6 +504,7 @@ async def main():
         ratelimit = RateLimit(pick["get_rate"], pick["put_rate"], a.burst_s)
         proxy = Proxy(a.upstream, policy, shaper, ratelimit)
         proxy.log = a.log
+        proxy.request_log = open(a.request_log, "w") if a.request_log else None
         proxy.only = re.compile(a.only) if a.only else None
     except ValueError as e:
         print("s3_fault_proxy.py: %s" % e, file=sys.stderr)

@@ -12,6 +12,12 @@
 #define REPORT_MAX_BYTES (64u << 20)
 /* A job whose record says running while its lease has been free this long is driven by nobody. */
 #define ORPHAN_GRACE_MS 2000u
+/* How often the job record is read: a record in a local folder costs a small file read, so it is
+   read often enough that the driver adds no noticeable wait to a short job; one in S3 costs a GET. */
+#define POLL_LOCAL_MS 5u
+#define POLL_REMOTE_MS 200u
+/* Lease checks (another read) every this many milliseconds of polling. */
+#define LEASE_CHECK_MS 1000u
 
 static enum lmr_result read_json(struct lmr_store *s, const char *key, size_t max, json_t **out, struct lmr_err *err)
 {
@@ -34,7 +40,9 @@ enum lmr_result lmr_job_record_read(struct lmr_store *work, const char *key, jso
 enum lmr_result lmr_follow_job(const struct lmr_follow_options *o, json_t **report, struct lmr_err *err)
 {
     *report = NULL;
-    uint32_t poll = o->poll_ms ? o->poll_ms : 200;
+    bool local = o->work_store->root_uri && !strncmp(o->work_store->root_uri, "file://", 7);
+    uint32_t poll = o->poll_ms ? o->poll_ms : local ? POLL_LOCAL_MS : POLL_REMOTE_MS;
+    unsigned lease_every = LEASE_CHECK_MS / poll > 1 ? LEASE_CHECK_MS / poll : 1;
     uint64_t free_since = 0;
     for (unsigned n = 0;; n++) {
         json_t *rec = NULL;
@@ -62,7 +70,7 @@ enum lmr_result lmr_follow_job(const struct lmr_follow_options *o, json_t **repo
         }
         json_decref(rec);
         /* Every few polls: is anyone still driving the job? */
-        if (n % 5 == 4) {
+        if (n % lease_every == lease_every - 1) {
             json_t *lease = NULL;
             if (lmr_lease_peek(o->output_store, o->lease_key, &lease, NULL) == LMR_OK) {
                 bool ours = lease && !strcmp(lmr_json_str(lease, "job_id", ""), o->job_id);

@@ -311,7 +311,10 @@ enum lmr_result lmr_plan_inputs(const struct lmr_plan_options *opts, struct lmr_
         const struct input_object *o = &st.objs[i];
         bool whole = lmr_codec_from_key(o->key) != LMR_CODEC_NONE;
         for (uint64_t off = 0; off < o->size && !r;) {
-            uint64_t len = whole ? o->size : (o->size - off < split ? o->size - off : split);
+            /* An automatic split leaves no tail shard under an eighth of a split: the last shard of
+               an object takes it (a task of a few KiB would cost a whole invocation round). */
+            uint64_t rest = o->size - off, slack = opts->split_size_given ? 0 : split / 8;
+            uint64_t len = whole || rest <= split + slack ? rest : split;
             bool full = in_task >= target || (opts->max_mappers == 0 && in_task + len > target && in_task > 0);
             if (plan->ntasks == 0 || (full && (!opts->max_mappers || plan->ntasks < opts->max_mappers))) {
                 if (plan->ntasks == cap) {

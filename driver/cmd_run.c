@@ -767,6 +767,7 @@ static int run_stage(struct run_options *o)
                                    .reducers = o->reducers,
                                    .memory_mb = o->memory_mb,
                                    .concurrency = o->concurrency,
+                                   .combining = ops->combine != NULL,
                                    .assume_bytes = o->assume_bytes,
                                    .assume_objects = o->assume_objects,
                                    .range_ops = lmr_job_wants_ranges(ops) ? ops : NULL};

@@ -105,6 +105,7 @@ enum lmr_result lmr_plan_job(const struct lmr_plan_request *req, struct lmr_stor
                                   .split_size_given = req->split_size_given,
                                   .max_mappers = req->max_mappers,
                                   .concurrency = req->concurrency,
+                                  .combining = req->combining,
                                   .assume_bytes = req->assume_bytes,
                                   .assume_objects = req->assume_objects};
     if (!r)

@@ -44,6 +44,7 @@ struct lmr_plan_request {
     uint32_t reducers;         /* Optional: 0 = lmr_plan_reducer_count() */
     uint32_t memory_mb;        /* Optional: default LMR_MEMORY_DEFAULT_MB */
     uint32_t concurrency;      /* Required: invocation slots */
+    bool combining;            /* Optional: the job has a combiner (task sizing; struct lmr_plan_options) */
     const char *job_id;        /* Optional: default a new lmr_plan_job_id() */
     uint64_t assume_bytes;     /* Optional: estimates only; see struct lmr_plan_options */
     uint64_t assume_objects;

@@ -286,15 +286,29 @@ enum lmr_result lmr_plan_inputs(const struct lmr_plan_options *opts, struct lmr_
     if (!r && st.n == 0)
         r = lmr_fail(err, LMR_ERR_NOT_FOUND, "no input: give at least one --input");
 
-    /* Split size: as asked, or (by default) small enough to give every invocation slot work. */
+    /* Split size: as asked, or (by default) balanced tasks in whole waves of the invocation slots. */
     uint64_t split = opts->split_size_bytes;
-    if (!opts->split_size_given && opts->concurrency > 1 && total / split < opts->concurrency) {
-        uint64_t even = (total + opts->concurrency - 1) / opts->concurrency;
+    bool balanced = !opts->split_size_given && !opts->max_mappers;
+    if (balanced) {
+        uint64_t conc = opts->concurrency ? opts->concurrency : 1;
+        uint64_t ntasks = total ? (total + split - 1) / split : 1;
+        if (opts->combining && total <= conc * LMR_PLAN_MAX_WAVE_TASK_BYTES)
+            ntasks = conc;
+        ntasks = (ntasks + conc - 1) / conc * conc;
+        uint64_t floor_tasks = total / LMR_PLAN_MIN_AUTO_SPLIT_BYTES;
+        if (ntasks > floor_tasks)
+            ntasks = floor_tasks ? floor_tasks : 1;
+        split = (total + ntasks - 1) / ntasks;
+        if (split == 0)
+            split = 1;
+    } else if (!opts->split_size_given && opts->concurrency > 1 && total / split < opts->concurrency) {
+        uint64_t even = (total + opts->concurrency - 1) / opts->concurrency; /* --mappers: every slot gets work */
         split = even < LMR_PLAN_MIN_AUTO_SPLIT_BYTES ? LMR_PLAN_MIN_AUTO_SPLIT_BYTES : even;
     }
     if (!r)
         r = check_shard_count(&st, split, total, err);
-    /* Shards are packed into tasks of about one split; --mappers caps the count. */
+    /* Shards are packed into tasks of about one split; --mappers caps the count. Balanced: every
+       task is filled to exactly the split, objects cut where a task is full. */
     uint64_t target = split;
     if (opts->max_mappers) {
         uint64_t per = (total + opts->max_mappers - 1) / opts->max_mappers;
@@ -311,8 +325,16 @@ enum lmr_result lmr_plan_inputs(const struct lmr_plan_options *opts, struct lmr_
         const struct input_object *o = &st.objs[i];
         bool whole = lmr_codec_from_key(o->key) != LMR_CODEC_NONE;
         for (uint64_t off = 0; off < o->size && !r;) {
-            uint64_t len = whole ? o->size : (o->size - off < split ? o->size - off : split);
-            bool full = in_task >= target || (opts->max_mappers == 0 && in_task + len > target && in_task > 0);
+            uint64_t rest = o->size - off, len;
+            bool full;
+            if (balanced) {
+                full = in_task >= target;
+                uint64_t room = full ? target : target - in_task;
+                len = whole || rest <= room ? rest : room;
+            } else {
+                len = whole || rest <= split ? rest : split;
+                full = in_task >= target || (opts->max_mappers == 0 && in_task + len > target && in_task > 0);
+            }
             if (plan->ntasks == 0 || (full && (!opts->max_mappers || plan->ntasks < opts->max_mappers))) {
                 if (plan->ntasks == cap) {
                     struct lmr_map_task *t = realloc(plan->tasks, cap * 2 * sizeof *t);

@@ -132,7 +132,9 @@ static void run_usage(FILE *f)
                "      --side TAG=URI     a join input and its tag (two or more; instead of --input); the\n"
                "                         key and value fields per side: --arg key.TAG=N --arg value.TAG=LIST\n"
                "      --join STRATEGY    auto (default: broadcast when the small sides fit a task), broadcast\n"
-               "                         (map-side) or reduce (reduce-side with a secondary sort)\n"
+               "                         (map-side) or reduce (reduce-side with a secondary sort); bdb-q3 also\n"
+               "                         filter-broadcast (its auto: filter the visits, then join them with\n"
+               "                         each rankings shard in its mapper)\n"
                "      --date-from D --date-to D  bdb-q3: the visitDate range, YYYY-MM-DD, inclusive\n"
                "\n"
                "sort (lambdamr run sort): --key N (field, with --delimiter) or --key bytes:A-B; the whole\n"
@@ -820,6 +822,7 @@ static int run_stage(struct run_options *o)
                                    .reducers = o->reducers,
                                    .memory_mb = o->memory_mb,
                                    .concurrency = o->concurrency,
+                                   .combining = ops->combine != NULL,
                                    .assume_bytes = o->assume_bytes,
                                    .assume_objects = o->assume_objects,
                                    .range_ops = lmr_job_wants_ranges(ops) ? ops : NULL};

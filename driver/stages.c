@@ -6,6 +6,7 @@
 
 #include "job/join.h"
 #include "job/join_table.h"
+#include "job/registry.h"
 #include "store/store.h"
 #include "util/buf.h"
 #include "util/misc.h"
@@ -133,6 +134,15 @@ static enum lmr_result plan_q3(const struct lmr_stage_request *req, struct lmr_s
         return lmr_fail(err, LMR_ERR_INVALID,
                         "bdb-q3 takes one --input: the data set folder with rankings/ and uservisits/ (as 'lambdamr "
                         "gen bdb' writes it)");
+    /* The arguments first (the dates), so that a bad one fails before any stage runs. */
+    const struct lmr_job_ops *ops;
+    char msg[512] = "";
+    void *state = NULL;
+    if (lmr_job_find("bdb-q3", &ops, err))
+        return LMR_ERR_INVALID;
+    if (ops->setup(&state, req->args, msg, sizeof msg))
+        return lmr_fail(err, LMR_ERR_INVALID, "job 'bdb-q3': %s", msg);
+    ops->teardown(state);
     char *rk = join2(req->inputs[0], "rankings"), *uv = join2(req->inputs[0], "uservisits");
     char *mid = join2(req->output, "_lambdamr/stage-1");
     uint64_t rk_bytes = 0, uv_bytes = 0;
@@ -141,17 +151,32 @@ static enum lmr_result plan_q3(const struct lmr_stage_request *req, struct lmr_s
         !(r = lmr_join_location_bytes(uv, &uv_bytes, err)) && (!rk_bytes || !uv_bytes))
         r = lmr_fail(err, LMR_ERR_NOT_FOUND, "bdb-q3: '%s' holds no %s; write a data set with 'lambdamr gen bdb'",
                      req->inputs[0], rk_bytes ? "uservisits/" : "rankings/");
-    const char *strategy = NULL;
-    if (!r)
-        r = choose(lmr_job_arg(req->args, "join"), rk_bytes, req->memory_mb, &strategy, err);
+    const char *strategy = NULL, *forced = lmr_job_arg(req->args, "join");
+    /* auto: filter uservisits first, then join the (few) visits left with each rankings shard in
+       its own mapper; every table is read once, and nothing but the filtered visits is shipped */
+    if (!r && (!forced || !strcmp(forced, "auto") || !strcmp(forced, "filter-broadcast")))
+        strategy = "filter-broadcast";
+    else if (!r && strcmp(forced, "broadcast") && strcmp(forced, "reduce"))
+        r = lmr_fail(err, LMR_ERR_INVALID, "--join '%s' is not auto, filter-broadcast, broadcast or reduce (bdb-q3)",
+                     forced);
+    else if (!r)
+        r = choose(forced, rk_bytes, req->memory_mb, &strategy, err);
+    const char *from = lmr_job_arg(req->args, "date-from"), *to = lmr_job_arg(req->args, "date-to");
+    char between[64];
+    snprintf(between, sizeof between, "3,%s,%s", from ? from : "", to ? to : "");
     bool ok = true;
-    if (!r && !strcmp(strategy, "broadcast")) {
+    if (!r && !strcmp(strategy, "filter-broadcast")) {
+        struct lmr_stage *s = add_stage(l, "scan", req->args, mid);
+        ok = s && set_arg(s, "delimiter", ",") && set_arg(s, "fields", "1,2,3,4") && set_arg(s, "between", between) &&
+             add_input(s, uv);
+        if (s)
+            s->temporary = true;
+        struct lmr_stage *s2 = ok ? add_stage(l, "bdb-q3", req->args, req->output) : NULL;
+        ok = ok && s2 && set_arg(s2, "stage", "probe") && set_location(s2, "visits", mid) && add_input(s2, rk);
+    } else if (!r && !strcmp(strategy, "broadcast")) {
         struct lmr_stage *s = add_stage(l, "bdb-q3", req->args, req->output);
         ok = s && set_arg(s, "stage", "broadcast") && set_location(s, "rankings", rk) && add_input(s, uv);
     } else if (!r) {
-        const char *from = lmr_job_arg(req->args, "date-from"), *to = lmr_job_arg(req->args, "date-to");
-        char between[64];
-        snprintf(between, sizeof between, "3,%s,%s", from ? from : "", to ? to : "");
         struct lmr_stage *s = add_stage(l, "join", req->args, mid);
         ok = s && set_arg(s, "sides", "rankings,uservisits") && set_location(s, "side.rankings", rk) &&
              set_location(s, "side.uservisits", uv) && set_arg(s, "key.rankings", "1") &&

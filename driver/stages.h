@@ -3,9 +3,12 @@
  * the driver walks (each stage is a whole job: plan, map, shuffle, reduce, commit).
  *   join    --side TAG=URI …: the reduce-side `join`, or `join-map` (broadcast) when every side but
  *           the largest fits a quarter of a task's memory together (--join broadcast|reduce forces it)
- *   bdb-q3  --input DATA_DIR: one broadcast stage (rankings loaded by every mapper), or two
+ *   bdb-q3  --input DATA_DIR: by default (--join auto or filter-broadcast) two stages, `scan`
+ *           keeping the visits in the date range into OUTPUT/_lambdamr/stage-1/, then `bdb-q3`
+ *           stage "probe" over rankings (each mapper joins its rankings shard with those visits);
+ *           --join broadcast: one stage (rankings loaded by every mapper); --join reduce: two
  *           stages, the reduce-side `join` into OUTPUT/_lambdamr/stage-1/ and `bdb-q3` stage
- *           "agg" over it into OUTPUT (the intermediate stage's output is deleted afterwards)
+ *           "agg" over it into OUTPUT (an intermediate stage's output is deleted afterwards)
  *   others  one stage, as given.
  */
 #ifndef LMR_DRIVER_STAGES_H

@@ -9,6 +9,14 @@
  *   broadcast (one stage): mappers over uservisits load rankings (arg "rankings", a location)
  *       into a hash table (job/join_table.h), join each visit in the date range and emit
  *       (sourceIP, {revenue, pageRank, 1}) combined at emit time: stage "broadcast".
+ *   filter-broadcast (two stages, the default): stage 1 is `scan` over uservisits keeping the
+ *       visits in the date range (lines sourceIP,destURL,visitDate,adRevenue; the filter keeps a
+ *       small share), stage 2 is this job with stage "probe" over rankings: each mapper puts its
+ *       own rankings shard in a hash table (pageURL -> pageRank) and, at the shard's end, streams
+ *       the filtered visits (arg "visits", a location) against it, emitting (sourceIP, acc) for
+ *       every match. Each ranking row lives in one shard, so every (visit, ranking) pair is
+ *       joined exactly once; both tables are read once. A shard whose table outgrows its memory
+ *       cap is joined in several passes (the visits streamed once per pass).
  *   reduce-side (two stages): stage 1 is the `join` job (rankings ⋈ uservisits with the date
  *       filter, lines pageURL<TAB>pageRank<TAB>sourceIP,adRevenue); stage 2 is this job with
  *       stage "agg", which reads those lines and aggregates as above.
@@ -28,10 +36,15 @@ struct q3_acc {
 };
 
 struct q3_state {
-    bool agg; /* stage "agg": input is the join's output */
+    bool agg;   /* stage "agg": input is the join's output */
+    bool probe; /* stage "probe": input is rankings, the filtered visits at "visits" */
     char from[11], to[11];
-    char *rankings;
+    char *rankings, *visits;
     struct lmr_join_table *table;
+    size_t table_cap;
+    struct lmr_emitter *out;           /* probe: where a pass emits */
+    struct lmr_job_counters *counters; /* probe: where a pass counts malformed visits */
+    uint64_t early_passes;             /* probe: passes made because the table was full */
 };
 
 static bool valid_date(const char *s)
@@ -58,17 +71,25 @@ static int q3_setup(void **state, const struct lmr_job_args *args, char *errbuf,
                                            : "");
         return -1;
     }
-    if (stage && strcmp(stage, "broadcast") && strcmp(stage, "agg")) {
-        snprintf(errbuf, errbuf_len, "bdb-q3 stage '%s' is not broadcast or agg", stage);
+    if (stage && strcmp(stage, "broadcast") && strcmp(stage, "agg") && strcmp(stage, "probe")) {
+        snprintf(errbuf, errbuf_len, "bdb-q3 stage '%s' is not broadcast, probe or agg", stage);
+        return -1;
+    }
+    const char *visits = lmr_job_arg(args, "visits");
+    if (stage && !strcmp(stage, "probe") && !visits) {
+        snprintf(errbuf, errbuf_len, "bdb-q3's probe stage needs the filtered visits' location (arg 'visits')");
         return -1;
     }
     struct q3_state *st = calloc(1, sizeof *st);
-    if (!st || (rankings && !(st->rankings = strdup(rankings)))) {
+    if (!st || (rankings && !(st->rankings = strdup(rankings))) || (visits && !(st->visits = strdup(visits)))) {
+        if (st)
+            free(st->rankings);
         free(st);
         snprintf(errbuf, errbuf_len, "out of memory setting up bdb-q3");
         return -1;
     }
     st->agg = stage && !strcmp(stage, "agg");
+    st->probe = stage && !strcmp(stage, "probe");
     memcpy(st->from, from, 11);
     memcpy(st->to, to, 11);
     *state = st;
@@ -82,6 +103,7 @@ static void q3_teardown(void *state)
         return;
     lmr_join_table_destroy(st->table);
     free(st->rankings);
+    free(st->visits);
     free(st);
 }
 
@@ -94,11 +116,60 @@ static int load_ranking(void *ud, struct lmr_slice line)
     return lmr_join_table_add(st->table, f[0], f[1]) ? -1 : 0;
 }
 
+/* probe: one filtered visit (sourceIP,destURL,visitDate,adRevenue) against the shard's rankings. */
+static int probe_visit(void *ud, struct lmr_slice line)
+{
+    struct q3_state *st = ud;
+    struct lmr_slice f[4];
+    struct q3_acc acc = {0, 0, 1};
+    struct lmr_join_iter it;
+    struct lmr_slice rank;
+    if (!line.len)
+        return 0;
+    if (lmr_fields_split(line, ',', f, 4) < 4 || !lmr_parse_number(f[3], &acc.revenue)) {
+        st->counters->malformed_records++;
+        return 0;
+    }
+    if (!lmr_join_table_find(st->table, f[1], &it))
+        return 0;
+    while (lmr_join_table_next(&it, &rank)) {
+        if (!lmr_parse_number(rank, &acc.rank)) {
+            st->counters->malformed_records++;
+            continue;
+        }
+        lmr_emit(st->out, f[0], lmr_slice_make(&acc, sizeof acc));
+    }
+    return 0;
+}
+
+/* probe: stream the filtered visits against the rankings in the table, then empty it. */
+static int probe_pass(struct q3_state *st, struct lmr_emitter *out, struct lmr_job_counters *counters)
+{
+    struct lmr_err err = {0};
+    st->out = out;
+    st->counters = counters;
+    if (lmr_join_scan_lines(st->visits, st->table_cap, probe_visit, st, &err)) {
+        lmr_job_error(counters, "bdb-q3 probe: reading the filtered visits: %s", err.msg);
+        return -1;
+    }
+    lmr_join_table_clear(st->table);
+    return 0;
+}
+
 static int q3_start(void *state, const struct lmr_task_info *task, char *errbuf, size_t errbuf_len)
 {
     struct q3_state *st = state;
     if (strcmp(task->role, "map") || st->agg || st->table)
         return 0;
+    if (st->probe) {
+        struct lmr_task_budget b = lmr_task_budget(task->memory_mb, task->memory_mb);
+        st->table_cap = (size_t)(b.memory_bytes / 4);
+        if (!(st->table = lmr_join_table_new(st->table_cap))) {
+            snprintf(errbuf, errbuf_len, "out of memory for the rankings shard's table");
+            return -1;
+        }
+        return 0;
+    }
     if (!st->rankings) {
         snprintf(errbuf, errbuf_len, "bdb-q3's broadcast stage needs the rankings location (arg 'rankings')");
         return -1;
@@ -124,6 +195,29 @@ static int q3_map(void *state, struct lmr_slice record, struct lmr_emitter *out,
 {
     struct q3_state *st = state;
     struct q3_acc acc = {0, 0, 1};
+    if (st->probe) {
+        /* pageURL, pageRank, avgDuration: into the shard's table; a full table is joined now */
+        struct lmr_slice f[3];
+        if (lmr_fields_split(record, ',', f, 3) < 2) {
+            counters->malformed_records++;
+            return 0;
+        }
+        enum lmr_result r = lmr_join_table_add(st->table, f[0], f[1]);
+        if (r == LMR_ERR_TOO_LARGE && lmr_join_table_bytes(st->table) > 0) {
+            if (probe_pass(st, out, counters))
+                return -1;
+            st->early_passes++;
+            r = lmr_join_table_add(st->table, f[0], f[1]);
+        }
+        if (r) {
+            lmr_job_error(counters,
+                          "bdb-q3 probe: a ranking row does not fit the table's %zu bytes; give the "
+                          "functions more --memory",
+                          st->table_cap);
+            return -1;
+        }
+        return 0;
+    }
     if (st->agg) {
         /* pageURL<TAB>pageRank<TAB>sourceIP,adRevenue */
         struct lmr_slice f[3], g[2];
@@ -159,6 +253,18 @@ static int q3_map(void *state, struct lmr_slice record, struct lmr_emitter *out,
         lmr_emit(out, f[0], lmr_slice_make(&acc, sizeof acc));
     }
     return 0;
+}
+
+static int q3_finish(void *state, struct lmr_emitter *out, struct lmr_job_counters *counters)
+{
+    struct q3_state *st = state;
+    if (!st->probe || !st->table) /* the reducer's finish, or another stage */
+        return 0;
+    if (st->early_passes) {
+        lmr_job_count(counters, "q3_early_probe_passes", st->early_passes);
+        st->early_passes = 0;
+    }
+    return probe_pass(st, out, counters);
 }
 
 static void q3_combine(void *state, uint8_t *acc_bytes, struct lmr_slice value)
@@ -206,6 +312,7 @@ const struct lmr_job_ops lmr_job_bdb_q3 = {
     .teardown = q3_teardown,
     .start = q3_start,
     .map = q3_map,
+    .finish = q3_finish,
     .value_size = sizeof(struct q3_acc),
     .combine = q3_combine,
     .reduce = q3_reduce,

@@ -60,6 +60,14 @@ void lmr_join_table_destroy(struct lmr_join_table *t)
     free(t);
 }
 
+void lmr_join_table_clear(struct lmr_join_table *t)
+{
+    lmr_buf_reset(&t->bytes);
+    t->nentries = 0;
+    t->nvalues = 0;
+    memset(t->slots, 0, t->nslots * sizeof *t->slots);
+}
+
 size_t lmr_join_table_bytes(const struct lmr_join_table *t)
 {
     return t->bytes.cap + t->entries_cap * sizeof *t->entries + t->values_cap * sizeof *t->values +
@@ -267,14 +275,20 @@ enum lmr_result lmr_join_location_bytes(const char *uri, uint64_t *bytes, struct
     return r;
 }
 
-enum lmr_result lmr_join_load_lines(const char *uri, uint64_t max_bytes, lmr_join_line_fn fn, void *user_data,
-                                    struct lmr_err *err)
+static enum lmr_result read_lines(const char *uri, uint64_t max_bytes, bool per_object, lmr_join_line_fn fn,
+                                  void *user_data, struct lmr_err *err)
 {
     struct lmr_store *store = NULL;
     char *prefix = NULL;
     struct listing l;
     enum lmr_result r = list_location(uri, &store, &prefix, &l, err);
-    if (!r && l.bytes > max_bytes)
+    for (size_t i = 0; per_object && !r && i < l.n; i++)
+        if (l.sizes[i] > max_bytes)
+            r = lmr_fail(err, LMR_ERR_TOO_LARGE,
+                         "object '%s' of '%s' holds %llu bytes, more than the %llu a task reads at once; give the "
+                         "functions more --memory",
+                         l.keys[i], uri, (unsigned long long)l.sizes[i], (unsigned long long)max_bytes);
+    if (!r && !per_object && l.bytes > max_bytes)
         r = lmr_fail(err, LMR_ERR_TOO_LARGE,
                      "join side '%s' holds %llu bytes, more than the %llu a task can load; use the reduce-side join "
                      "(--arg join=reduce) or give the functions more --memory",
@@ -310,4 +324,16 @@ enum lmr_result lmr_join_load_lines(const char *uri, uint64_t max_bytes, lmr_joi
     free(prefix);
     lmr_store_destroy(store);
     return r;
+}
+
+enum lmr_result lmr_join_load_lines(const char *uri, uint64_t max_bytes, lmr_join_line_fn fn, void *user_data,
+                                    struct lmr_err *err)
+{
+    return read_lines(uri, max_bytes, false, fn, user_data, err);
+}
+
+enum lmr_result lmr_join_scan_lines(const char *uri, uint64_t max_object_bytes, lmr_join_line_fn fn, void *user_data,
+                                    struct lmr_err *err)
+{
+    return read_lines(uri, max_object_bytes, true, fn, user_data, err);
 }

@@ -22,6 +22,8 @@ struct lmr_join_table *lmr_join_table_new(size_t max_bytes);
 void lmr_join_table_destroy(struct lmr_join_table *t);
 /** Add value under key. @return LMR_ERR_TOO_LARGE when the cap would be passed, LMR_ERR_NOMEM. */
 enum lmr_result lmr_join_table_add(struct lmr_join_table *t, struct lmr_slice key, struct lmr_slice value);
+/** Remove every key and value, keeping the memory for reuse. */
+void lmr_join_table_clear(struct lmr_join_table *t);
 /** Bytes in use (what the cap counts). */
 size_t lmr_join_table_bytes(const struct lmr_join_table *t);
 
@@ -44,6 +46,14 @@ typedef int (*lmr_join_line_fn)(void *user_data, struct lmr_slice line);
  *         compressed objects, the store's errors, LMR_ERR_INVALID when fn stopped.
  */
 enum lmr_result lmr_join_load_lines(const char *uri, uint64_t max_bytes, lmr_join_line_fn fn, void *user_data,
+                                    struct lmr_err *err);
+
+/**
+ * As lmr_join_load_lines, but with no cap on the total: each object is read whole into a buffer
+ * of at most max_object_bytes (LMR_ERR_TOO_LARGE naming the object when one is larger), so a
+ * location of any size streams through fn.
+ */
+enum lmr_result lmr_join_scan_lines(const char *uri, uint64_t max_object_bytes, lmr_join_line_fn fn, void *user_data,
                                     struct lmr_err *err);
 
 /**

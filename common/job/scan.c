@@ -4,6 +4,8 @@
  *   --fields 1,2       1-based fields to output, joined by the delimiter (default: the whole row)
  *   --where '2>1000'   optional condition on one field: > >= < <= = != against a number (the
  *                      field must parse as a number), or = != against a string (bytewise)
+ *   --arg between=FIELD,LOW,HIGH  optional: keep rows whose field lies in [LOW, HIGH], bytewise
+ *                      (dates as YYYY-MM-DD, fixed-width codes); with --where, both must hold
  *   --strict 1         a malformed row fails the task instead of being counted and skipped
  * A row is malformed when it has fewer fields than the highest field used, or when a numeric
  * condition's field is not a number.
@@ -26,6 +28,9 @@ struct scan_state {
     double number;
     char *text; /* string literal */
     size_t text_len;
+    uint32_t between_field; /* 0: no range filter */
+    char *lo, *hi;
+    size_t lo_len, hi_len;
     uint32_t max_field; /* fields to split */
 };
 
@@ -73,11 +78,40 @@ static int parse_where(struct scan_state *st, const char *w, char *errbuf, size_
     return -1;
 }
 
+/* "FIELD,LOW,HIGH" (LOW and HIGH may not hold commas) into the range filter. */
+static int parse_between(struct scan_state *st, const char *v, char *errbuf, size_t errbuf_len)
+{
+    const char *c1 = strchr(v, ','), *c2 = c1 ? strchr(c1 + 1, ',') : NULL;
+    if (!c2 || strchr(c2 + 1, ',') || !lmr_fields_parse_index(v, (size_t)(c1 - v), &st->between_field)) {
+        snprintf(errbuf, errbuf_len,
+                 "--arg between='%s' is not FIELD,LOW,HIGH (keep rows whose field lies in [LOW, HIGH], bytewise; e.g. "
+                 "3,1980-01-01,1980-04-01)",
+                 v);
+        return -1;
+    }
+    st->lo_len = (size_t)(c2 - c1 - 1);
+    st->hi_len = strlen(c2 + 1);
+    if (!(st->lo = strndup(c1 + 1, st->lo_len)) || !(st->hi = strdup(c2 + 1))) {
+        snprintf(errbuf, errbuf_len, "out of memory setting up the scan job");
+        return -1;
+    }
+    return 0;
+}
+
+/* Bytewise order (memcmp, then the shorter first) of a against b[0..blen). */
+static int compare_bytes(struct lmr_slice a, const char *b, size_t blen)
+{
+    int c = memcmp(a.ptr, b, a.len < blen ? a.len : blen);
+    return c ? c : (a.len > blen) - (a.len < blen);
+}
+
 static void scan_teardown(void *state)
 {
     struct scan_state *st = state;
     if (st) {
         free(st->text);
+        free(st->lo);
+        free(st->hi);
         free(st);
     }
 }
@@ -97,12 +131,17 @@ static int scan_setup(void **state, const struct lmr_job_args *args, char *errbu
         goto fail;
     if (where && parse_where(st, where, errbuf, errbuf_len))
         goto fail;
+    const char *between = lmr_job_arg(args, "between");
+    if (between && parse_between(st, between, errbuf, errbuf_len))
+        goto fail;
     st->strict = parse_bool_arg(lmr_job_arg(args, "strict"));
     for (size_t i = 0; i < st->nfields; i++)
         if (st->fields[i] > st->max_field)
             st->max_field = st->fields[i];
     if (st->has_where && st->where_field > st->max_field)
         st->max_field = st->where_field;
+    if (st->between_field > st->max_field)
+        st->max_field = st->between_field;
     *state = st;
     return 0;
 fail:
@@ -144,6 +183,11 @@ static int scan_map(void *state, struct lmr_slice record, struct lmr_emitter *ou
     struct lmr_slice f[LMR_FIELDS_MAX];
     size_t n = st->max_field ? lmr_fields_split(record, st->delim, f, st->max_field) : 0;
     bool malformed = n < st->max_field;
+    if (!malformed && st->between_field) {
+        struct lmr_slice b = f[st->between_field - 1];
+        if (compare_bytes(b, st->lo, st->lo_len) < 0 || compare_bytes(b, st->hi, st->hi_len) > 0)
+            return 0;
+    }
     if (!malformed && st->has_where && !keep(st, f[st->where_field - 1], &malformed) && !malformed)
         return 0;
     if (malformed) {
@@ -190,6 +234,24 @@ static int scan_map(void *state, struct lmr_slice record, struct lmr_emitter *ou
     return 0;
 }
 
+/* A block of whole lines: the same emits as scan_map on each line (terminator and a "\r" before it
+   removed), without the per-line calls. */
+static int scan_map_block(void *state, struct lmr_slice block, struct lmr_emitter *out,
+                          struct lmr_job_counters *counters)
+{
+    const uint8_t *p = block.ptr, *end = block.ptr + block.len;
+    while (p < end) {
+        const uint8_t *nl = memchr(p, '\n', (size_t)(end - p)), *le = nl ? nl : end;
+        struct lmr_slice line = {p, (size_t)(le - p)};
+        if (line.len && le[-1] == '\r')
+            line.len--;
+        p = nl ? nl + 1 : end;
+        if (scan_map(state, line, out, counters))
+            return -1; /* --strict: the framework names the block's rows and the file */
+    }
+    return 0;
+}
+
 const struct lmr_job_ops lmr_job_scan = {
     .abi_version = LMR_JOB_ABI_VERSION,
     .name = "scan",
@@ -197,5 +259,6 @@ const struct lmr_job_ops lmr_job_scan = {
     .setup = scan_setup,
     .teardown = scan_teardown,
     .map = scan_map,
+    .map_block = scan_map_block,
     .map_only = true,
 };

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# BDB Query 3 (bdb-q3) against SQLite (python3's sqlite3) on a generated data set, both join
-# strategies (broadcast, reduce-side in two stages): every sourceIP, SUM(adRevenue) and
+# BDB Query 3 (bdb-q3) against SQLite (python3's sqlite3) on a generated data set, every join
+# strategy (filter-broadcast: filtered visits joined with each rankings shard, two stages;
+# broadcast: rankings loaded by every mapper; reduce-side in two stages): every sourceIP, SUM(adRevenue) and
 # AVG(pageRank) equal to 1e-9 relative, and the printed top row. At least 256 MiB of uservisits
 # in the Release build (smaller under the sanitizers).
 set -euo pipefail
@@ -69,7 +70,7 @@ top_line() {
     sort -t "$(printf '\t')" -k2,2gr "$work/expected.tsv" | awk -F '\t' 'NR == 1 {print $1}'
 }
 
-for strategy in broadcast reduce; do
+for strategy in filter-broadcast broadcast reduce; do
     "$LMR" run bdb-q3 --input "$work/bdb" --output "$work/out-$strategy" --date-from $from --date-to $to \
         --join $strategy > "$work/$strategy.log" 2>&1 || {
         cat "$work/$strategy.log"
@@ -80,13 +81,24 @@ for strategy in broadcast reduce; do
     grep -q "top      sourceIP $(top_line):" "$work/$strategy.log" && pass "$strategy: top row printed" ||
         fail "$strategy: top row ($(top_line)) not printed: $(grep top "$work/$strategy.log")"
 done
-ls "$work/out-reduce/_lambdamr/stage-1"/part-* > /dev/null 2>&1 && fail "the intermediate stage's parts were left"
+for strategy in filter-broadcast reduce; do
+    ls "$work/out-$strategy/_lambdamr/stage-1"/part-* > /dev/null 2>&1 && fail "$strategy: the intermediate stage's parts were left"
+done
 pass "the intermediate stage's output deleted"
-# auto picks broadcast for this data set (rankings ≈ 10 % of it, well below a task's memory)
+# auto: filter the visits, then join them with each rankings shard (every table read once)
 "$LMR" run bdb-q3 --input "$work/bdb" --output "$work/out-auto" --date-from $from --date-to $to > "$work/auto.log" 2>&1 ||
     fail "bdb-q3 auto"
-grep -q "join strategy: broadcast" "$work/auto.log" && pass "auto chooses broadcast for a small rankings" ||
+grep -q "join strategy filter-broadcast" "$work/auto.log" && pass "auto chooses filter-broadcast" ||
     fail "auto strategy: $(head -2 "$work/auto.log")"
+# a rankings shard's table past its memory cap: joined in several passes, same answer
+"$LMR" run bdb-q3 --input "$work/bdb" --output "$work/out-small" --date-from $from --date-to $to --memory 128 \
+    --split-size 64M --mappers 1 > "$work/small.log" 2>&1 || { cat "$work/small.log"; fail "bdb-q3 at 128 MB"; }
+compare "$work/out-small" "filter-broadcast, rankings past a 128 MB task's table cap"
+python3 - "$work/out-small/_lambdamr/report.json" <<'PY' && pass "the full table was joined in extra passes" || fail "no extra probe pass counted"
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r['counters'].get('q3_early_probe_passes', 0) > 0, r['counters']
+PY
 
 # bad input
 if "$LMR" run bdb-q3 --input "$work/bdb" --output "$work/bad" --date-from 1980-1-1 --date-to $to > "$work/bad.log" 2>&1; then

@@ -2,7 +2,8 @@
 # The join job against Python: reduce-side (secondary sort) and broadcast give the inner join's
 # rows; three sides; per-side key/value fields and a between filter; a join group far larger
 # than the reducer's buffer (--arg join-buffer=4K) completes through its temporary file (the
-# join_spilled_rows counter) with the right rows; --side/--input misuse is refused.
+# join_spilled_rows counter) with the right rows, and so does a 38 MB group at --memory 128 with
+# the default buffer, every invocation within its memory; --side/--input misuse is refused.
 set -euo pipefail
 BIN="${LMR_BIN_DIR:?LMR_BIN_DIR must point at build/bin}"
 LMR="$BIN/lambdamr"
@@ -109,6 +110,47 @@ run three-r "${three[@]}" --join reduce --reducers 2
 check "$work/out-three-r" "$work/three.txt" "three sides, reduce-side"
 run three-b "${three[@]}" --join broadcast
 check "$work/out-three-b" "$work/three.txt" "three sides, broadcast"
+
+# A join group larger than the reducer's own budget for buffered rows (a quarter of its shuffle
+# budget, about 17 MB at --memory 128; no join-buffer given): 400,000 rows (38 MB) under one key
+# on the buffered side spill to the temporary file; every row joins, no invocation above 128 MB.
+if [ "${LMR_SANITIZE:-OFF}" != "ON" ]; then
+    python3 - "$work/hot" <<'PY'
+import os, sys
+d = sys.argv[1]
+os.makedirs(d + '/a')
+os.makedirs(d + '/b')
+pad = 'x' * 80
+with open(d + '/a/part-0', 'w') as f:
+    for i in range(400000):
+        f.write('hot,%07d%s\n' % (i, pad))
+    f.write('cold,c%s\n' % pad)
+with open(d + '/b/part-0', 'w') as f:
+    f.write('hot,B1\ncold,B2\nnone,B3\n')
+PY
+    run hot --side "a=$work/hot/a" --side "b=$work/hot/b" --join reduce --memory 128 --reducers 1
+    python3 - "$work/out-hot" <<'PY' && pass "a 38 MB join group past the reducer's budget spilled and completed within 128 MB" || fail "hot join group"
+import glob, json, sys
+d = sys.argv[1]
+seen = set()
+cold = 0
+for p in glob.glob(d + '/part-*'):
+    for l in open(p):
+        k, a, b = l.rstrip('\n').split('\t')
+        if k == 'cold':
+            assert b == 'cold,B2', l
+            cold += 1
+            continue
+        assert k == 'hot' and b == 'hot,B1' and a.startswith('hot,'), l
+        seen.add(int(a[4:11]))
+assert cold == 1 and seen == set(range(400000)), (cold, len(seen))
+r = json.load(open(d + '/_lambdamr/report.json'))
+assert r['counters'].get('join_spilled_rows', 0) > 100000, r['counters']
+for inv in r['invocations']:
+    assert 0 < inv['max_memory_used_mb'] <= 128, inv
+print('  spilled rows:', r['counters']['join_spilled_rows'], ' peak MB:', max(i['max_memory_used_mb'] for i in r['invocations']))
+PY
+fi
 
 # misuse
 for bad in "--input $d/users --side users=$d/users --side orders=$d/orders" "--side users=$d/users" "--side =x --side y=z"; do

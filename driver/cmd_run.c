@@ -28,6 +28,7 @@
 #include "follow.h"
 #include "output.h"
 #include "report_print.h"
+#include "shuffle/merge_stage.h"
 #include "stages.h"
 #include "task_root.h"
 #include "util/misc.h"
@@ -64,6 +65,8 @@ struct run_options {
     char *task_root; /* local: the functions' LAMBDA_TASK_ROOT when the job ships anything */
     char **sides;    /* --side TAG=URI (joins) */
     size_t nsides;
+    enum lmr_exchange_mode exchange; /* --exchange */
+    uint32_t merge_fan_in;           /* --merge-fan-in */
 };
 
 static void run_usage(FILE *f)
@@ -98,6 +101,13 @@ static void run_usage(FILE *f)
                "      --timeout SECONDS  each invocation's timeout (default 900)\n"
                "      --concurrency N    invocations in flight (default: CPUs here, 100 on AWS)\n"
                "      --max-attempts N   attempts per task before the job fails (default 3)\n"
+               "      --exchange MODE    the shuffle: direct (each reducer reads its frame of every map output),\n"
+               "                         merge (merge tasks first merge groups of map outputs, so reducers read\n"
+               "                         fewer, larger frames) or auto (default: merge when a direct shuffle would\n"
+               "                         make more than 55,000 frame reads and merging saves half; see\n"
+               "                         docs/ARCHITECTURE.md)\n"
+               "      --merge-fan-in N   map outputs per merge task (2-512; default about the square root of\n"
+               "                         the map task count, at most what the function's memory holds)\n"
                "      --overwrite        replace the output of an earlier job\n"
                "      --json             print the job report as JSON on stdout (no summary)\n"
                "      --html             also write the report as an HTML page, OUTPUT/_lambdamr/report.html\n"
@@ -199,6 +209,8 @@ enum {
     OPT_JOIN,
     OPT_FILE,
     OPT_SIDE,
+    OPT_EXCHANGE,
+    OPT_FAN_IN,
 };
 
 static int parse_args(int argc, char **argv, struct run_options *o)
@@ -239,6 +251,8 @@ static int parse_args(int argc, char **argv, struct run_options *o)
         {"key-fields", required_argument, 0, OPT_KEY_FIELDS},
         {"file", required_argument, 0, OPT_FILE},
         {"side", required_argument, 0, OPT_SIDE},
+        {"exchange", required_argument, 0, OPT_EXCHANGE},
+        {"merge-fan-in", required_argument, 0, OPT_FAN_IN},
         {"date-from", required_argument, 0, OPT_DATE_FROM},
         {"date-to", required_argument, 0, OPT_DATE_TO},
         {"join", required_argument, 0, OPT_JOIN},
@@ -282,6 +296,14 @@ static int parse_args(int argc, char **argv, struct run_options *o)
             break;
         case OPT_MAPPERS:
             if (parse_u32("mappers", optarg, 1, 100000, &o->mappers))
+                return 2;
+            break;
+        case OPT_EXCHANGE:
+            if (!lmr_exchange_mode_parse(optarg, &o->exchange))
+                return usage_error("--exchange '%s' is not auto, direct or merge", optarg);
+            break;
+        case OPT_FAN_IN:
+            if (parse_u32("merge-fan-in", optarg, 2, LMR_MERGE_FAN_IN_MAX, &o->merge_fan_in))
                 return 2;
             break;
         case OPT_REDUCERS:
@@ -767,7 +789,9 @@ static int run_stage(struct run_options *o)
                                    .concurrency = o->concurrency,
                                    .assume_bytes = o->assume_bytes,
                                    .assume_objects = o->assume_objects,
-                                   .range_ops = lmr_job_wants_ranges(ops) ? ops : NULL};
+                                   .range_ops = lmr_job_wants_ranges(ops) ? ops : NULL,
+                                   .exchange = o->exchange,
+                                   .merge_fan_in = o->merge_fan_in};
     if ((r = lmr_plan_job(&req, &stores, &plan, &out_store, &work_store, &err)))
         goto out;
     if (o->dry_run) {

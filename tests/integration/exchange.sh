@@ -17,12 +17,10 @@ os.makedirs(sys.argv[1])
 M, split = int(sys.argv[2]), int(sys.argv[3])
 rng = random.Random(13)
 vocab = ['w%04d' % i for i in range(2500)]  # 6 bytes a word with its separator: 15,000 bytes
-out = bytearray()
-while len(out) < M * split:
-    order = vocab[:]
-    rng.shuffle(order)
-    for i in range(0, len(order), 10):
-        out += (' '.join(order[i:i + 10]) + '\n').encode()
+rng.shuffle(vocab)
+# One order, repeated: any 16 KiB window (about 2,700 words) holds every word of the vocabulary.
+cycle = ''.join(' '.join(vocab[i:i + 10]) + '\n' for i in range(0, len(vocab), 10)).encode()
+out = cycle * (M * split // len(cycle) + 1)
 open(os.path.join(sys.argv[1], 'words.txt'), 'wb').write(bytes(out[:M * split - 1]) + b'\n')
 PY
 COMMON=(wordcount --input "$D/in" --reducers $R --split-size $SPLIT --concurrency 4 --json)
@@ -60,7 +58,7 @@ M, R = int(sys.argv[4]), int(sys.argv[5])
 ok = True
 def check(name, cond, detail):
     global ok
-    print('  %-58s %s' % (name, detail))
+    print('  %s %-58s %s' % ('ok  ' if cond else 'FAIL', name, detail))
     ok = ok and cond
 def total(rep):
     return sum(rep['store_requests'].values())
@@ -70,7 +68,9 @@ check('direct: %d map tasks, %d reducers, no merge stage' % (M, R),
       '%d x %d, exchange %s' % (d['mappers'], d['reducers'], d['exchange']['mode']))
 check('direct: every mapper emitted to every reducer (frames = M x R)', dp['reduce']['frames'] == M * R,
       'frames %d' % dp['reduce']['frames'])
-check('direct: reduce GETs = M x R', dp['reduce']['store_requests']['get'] == M * R,
+# (a reducer of 2,000 frames merges in two passes: its two scratch runs are read back)
+check('direct: reduce GETs = M x R (+ 2 scratch runs a reducer)',
+      M * R <= dp['reduce']['store_requests']['get'] <= M * R + 2 * R,
       'reduce GET %d' % dp['reduce']['store_requests']['get'])
 ex = m['exchange']
 G, NG = ex['fan_in'], ex['merge_tasks']

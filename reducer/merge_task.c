@@ -106,6 +106,10 @@ enum lmr_result lmr_merge_handle(const struct lmr_runtime_context *ctx, const ch
                                          .nsources = t.maps,
                                          .partitions = t.job.reducers,
                                          .output_key = object_key};
+    if (lmr_fault("merge-slow", t.task, t.attempt)) {
+        const char *ms = getenv("LMR_FAULT_SLOW_MS");
+        lmr_sleep_ms(ms ? strtoull(ms, NULL, 10) : 1000);
+    }
     struct lmr_merge_stage_stats st;
     if ((r = lmr_merge_stage_run(&mo, frames, &st, err)))
         goto done;

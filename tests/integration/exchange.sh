@@ -6,8 +6,10 @@
 # the reports prove the shape: direct reducers read M x R = 400,000 frames; with merge tasks of
 # fan-in G the reducers read R x ceil(M/G) and all requests together stay within a small factor
 # of M + R x M/G. The merge run also sends every reducer's frame list through the store
-# (LMR_FRAMES_INLINE_MAX_BYTES=0) and kills one merge task's first attempt (it is retried), and
-# its dry run counts the same tasks, invocations and requests per stage as the run.
+# (LMR_FRAMES_INLINE_MAX_BYTES=0), kills one merge task's first attempt (it is retried) and
+# delivers another twice (the loser's object is removed), and its dry run counts the same tasks,
+# invocations and requests per stage as the run. Last, a small merge job whose driver is
+# SIGKILLed in the merge phase resumes with its committed map and merge tasks reused.
 source "$(dirname "$0")/lib/common.sh"
 D=$TEST_TMP
 M=2000 R=200 SPLIT=16384
@@ -36,7 +38,7 @@ fi
 check_wordcount "direct exchange" "$D/direct" "$D/in"
 
 t0=$(date +%s.%N)
-if LMR_FRAMES_INLINE_MAX_BYTES=0 LMR_FAULT="merge-kill:3:1" "$LAMBDAMR" run "${COMMON[@]}" --output "$D/merge" \
+if LMR_FRAMES_INLINE_MAX_BYTES=0 LMR_FAULT="merge-kill:3:1,merge-duplicate:0:1" "$LAMBDAMR" run "${COMMON[@]}" --output "$D/merge" \
     --exchange merge > "$D/merge.json" 2> "$D/merge.err"; then
     pass "merge exchange ($(printf '%.1f' "$(echo "$(date +%s.%N) - $t0" | bc)") s)"
 else
@@ -78,7 +80,7 @@ check('merge: fan-in G and ceil(M/G) merge tasks', G >= 2 and NG == math.ceil(M 
       'G %d, %d merge tasks' % (G, NG))
 check('merge: merge tasks read every map output once', mp['merge']['sources'] == M,
       'sources %d' % mp['merge']['sources'])
-check('merge: one merge attempt was killed and retried', mp['merge']['attempts'] == NG + 1 and
+check('merge: one merge attempt killed and retried, one delivered twice', mp['merge']['attempts'] == NG + 2 and
       mp['merge']['failed_attempts'] == 1, 'attempts %d' % mp['merge']['attempts'])
 check('merge: merge GETs = 2 per map output (commit record + object)', mp['merge']['store_requests']['get'] <= 2 * M + 2 * G,
       'merge GET %d' % mp['merge']['store_requests']['get'])
@@ -96,10 +98,10 @@ check('merge makes over 10x fewer requests than direct', 10 * total(m) < total(d
       '%d vs %d' % (total(m), total(d)))
 inv = [i['phase'] for i in m['invocations']]
 check('merge: the invocations of every stage are in the report',
-      inv.count('map') == M and inv.count('merge') == NG + 1 and inv.count('reduce') == R,
+      inv.count('map') == M and inv.count('merge') == NG + 2 and inv.count('reduce') == R,
       'map %d, merge %d, reduce %d' % (inv.count('map'), inv.count('merge'), inv.count('reduce')))
 pairs = [('merge tasks', e['exchange']['merge_tasks'], NG),
-         ('invocations', e['invocations']['total'], len(m['invocations']) - 1),  # less the killed attempt
+         ('invocations', e['invocations']['total'], len(m['invocations']) - 2),  # less the two extra attempts
          ('map GETs', e['requests']['map']['get'], mp['map']['store_requests']['get']),
          ('map PUTs', e['requests']['map']['put'], mp['map']['store_requests']['put']),
          ('merge GETs', e['requests']['merge']['get'], mp['merge']['store_requests']['get']),
@@ -128,4 +130,39 @@ for bad in "--exchange sideways" "--merge-fan-in 1"; do
     "$LAMBDAMR" run "${COMMON[@]}" --output "$D/bad" $bad > "$D/bad.out" 2>&1 || rc=$?
     [ $rc = 2 ] && [ ! -e "$D/bad" ] && pass "$bad refused" || { cat "$D/bad.out"; fail "$bad (exit $rc)"; }
 done
+
+# Resume: the driver SIGKILLed once merge tasks have committed; the same command again reuses the
+# committed map and merge tasks and gives the clean run's output.
+mkdir -p "$D/small"
+head -c 480000 "$D/in/words.txt" > "$D/small/w.txt"
+SMALL=(wordcount --input "$D/small" --reducers 5 --split-size 16384 --exchange merge --merge-fan-in 3 --concurrency 2)
+"$LAMBDAMR" run "${SMALL[@]}" --output "$D/s-clean" > "$D/s.log" 2>&1 || { cat "$D/s.log"; fail "small clean run"; }
+LMR_FAULT='merge-slow:*:1' LMR_FAULT_SLOW_MS=400 "$LAMBDAMR" run "${SMALL[@]}" --output "$D/s-kill" > "$D/k.log" 2>&1 &
+pid=$!
+for _ in $(seq 1 300); do
+    [ "$(find "$D/s-kill/_lambdamr/work" -path '*/merge/g-*/commit.json' 2>/dev/null | wc -l)" -ge 2 ] && break
+    sleep 0.05
+done
+kill -9 $pid 2>/dev/null || true
+wait $pid 2>/dev/null || true
+committed=$(find "$D/s-kill/_lambdamr/work" -path '*/merge/g-*/commit.json' 2>/dev/null | wc -l)
+if [ "$committed" -ge 2 ] && [ ! -e "$D/s-kill/_SUCCESS" ]; then
+    pass "driver killed in the merge phase ($committed merge tasks committed)"
+else
+    fail "the kill did not land in the merge phase ($committed merge commits)"
+fi
+sleep 0.5
+"$LAMBDAMR" run "${SMALL[@]}" --output "$D/s-kill" > "$D/r.log" 2>&1 || { cat "$D/r.log"; fail "resumed run"; }
+if diff -q <(cat "$D/s-clean"/part-r-*) <(cat "$D/s-kill"/part-r-*) > /dev/null &&
+    python3 - "$D/s-kill/_lambdamr/report.json" "$committed" <<'PY'; then
+import json, sys
+ph = json.load(open(sys.argv[1]))['phases']
+print('  resumed: map reused %d of %d, merge reused %d of %d' % (ph['map']['reused'], ph['map']['tasks'],
+      ph['merge']['reused'], ph['merge']['tasks']))
+sys.exit(0 if ph['map']['reused'] == ph['map']['tasks'] and ph['merge']['reused'] >= int(sys.argv[2]) else 1)
+PY
+    pass "the resumed job reuses its committed map and merge tasks; output identical to a clean run"
+else
+    fail "resume of a merge job"
+fi
 finish

@@ -40,16 +40,33 @@ enum lmr_result lmr_exchange_plan(enum lmr_exchange_mode mode, uint32_t fan_in_g
     *fan_in = 0;
     if (fan_in_given && (fan_in_given < 2 || fan_in_given > LMR_MERGE_FAN_IN_MAX))
         return lmr_fail(err, LMR_ERR_INVALID, "--merge-fan-in %u is outside 2..%u", fan_in_given, LMR_MERGE_FAN_IN_MAX);
-    if (mode == LMR_EXCHANGE_DIRECT || reducers == 0 || maps < 2)
+    bool direct_fits = maps * reducers <= LMR_EXCHANGE_MAX_FRAMES;
+    if (reducers == 0 || maps < 2)
         return LMR_OK;
+    if (mode == LMR_EXCHANGE_DIRECT) {
+        if (!direct_fits)
+            return lmr_fail(err, LMR_ERR_TOO_LARGE,
+                            "a direct shuffle of %llu map tasks x %llu reducers reads %llu frames, over the limit of "
+                            "%llu: use --exchange merge (or auto), or fewer map tasks (a larger --split-size)",
+                            (unsigned long long)maps, (unsigned long long)reducers,
+                            (unsigned long long)(maps * reducers), LMR_EXCHANGE_MAX_FRAMES);
+        return LMR_OK;
+    }
     uint32_t g = fan_in_given ? fan_in_given : lmr_exchange_default_fan_in(maps, memory_mb);
-    if (mode == LMR_EXCHANGE_AUTO) {
+    if (mode == LMR_EXCHANGE_AUTO && direct_fits) {
         uint64_t direct = lmr_exchange_direct_requests(maps, reducers);
         uint64_t merged = lmr_exchange_merge_requests(maps, reducers, g) +
                           lmr_exchange_merge_tasks(maps, g) * LMR_EXCHANGE_REQUESTS_PER_INVOCATION;
         if (direct <= LMR_EXCHANGE_REQUEST_BUDGET || 2 * merged > direct)
             return LMR_OK;
     }
+    if (lmr_exchange_merge_tasks(maps, g) * reducers > LMR_EXCHANGE_MAX_FRAMES)
+        return lmr_fail(err, LMR_ERR_TOO_LARGE,
+                        "%llu merge tasks x %llu reducers read %llu frames, over the limit of %llu: use a larger "
+                        "--merge-fan-in (at most %u here), fewer --reducers or fewer map tasks",
+                        (unsigned long long)lmr_exchange_merge_tasks(maps, g), (unsigned long long)reducers,
+                        (unsigned long long)(lmr_exchange_merge_tasks(maps, g) * reducers), LMR_EXCHANGE_MAX_FRAMES,
+                        lmr_exchange_max_fan_in(memory_mb));
     *fan_in = g;
     return LMR_OK;
 }

@@ -30,6 +30,10 @@ enum lmr_exchange_mode { LMR_EXCHANGE_AUTO = 0, LMR_EXCHANGE_DIRECT, LMR_EXCHANG
  * read-ahead over an object of a few MiB. The fan-in is at most the shuffle budget / this. */
 #define LMR_MERGE_SOURCE_MEMORY_BYTES (8ull << 20)
 
+/* The most frames the reducers of one job may read in all (R x the shuffle's sources): the
+ * coordinator holds every reducer's frame list (about 110 bytes a frame) while it plans them. */
+#define LMR_EXCHANGE_MAX_FRAMES 10000000ull
+
 /** Requests of a direct shuffle's reduce side: one frame read per map output and reducer. */
 uint64_t lmr_exchange_direct_requests(uint64_t maps, uint64_t reducers);
 
@@ -56,7 +60,9 @@ uint32_t lmr_exchange_default_fan_in(uint64_t maps, uint32_t memory_mb);
  * direct shuffle's requests exceed LMR_EXCHANGE_REQUEST_BUDGET and the merge stage's requests
  * plus its invocations (LMR_EXCHANGE_REQUESTS_PER_INVOCATION each) are at most half of them.
  * MERGE always merges (when there are at least two map tasks and a reduce phase). fan_in_given
- * (0 = default) is checked: 2 .. LMR_MERGE_FAN_IN_MAX, else LMR_ERR_INVALID.
+ * (0 = default) is checked: 2 .. LMR_MERGE_FAN_IN_MAX, else LMR_ERR_INVALID. AUTO also merges
+ * when a direct shuffle would be over LMR_EXCHANGE_MAX_FRAMES; a shape that is still over it is
+ * LMR_ERR_TOO_LARGE, naming the flags to change.
  */
 enum lmr_result lmr_exchange_plan(enum lmr_exchange_mode mode, uint32_t fan_in_given, uint64_t maps, uint64_t reducers,
                                   uint32_t memory_mb, uint32_t *fan_in, struct lmr_err *err);

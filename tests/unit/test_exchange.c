@@ -70,6 +70,15 @@ static void test_plan(void **state)
     assert_non_null(strstr(err.msg, "--merge-fan-in"));
     assert_int_equal(lmr_exchange_plan(LMR_EXCHANGE_MERGE, LMR_MERGE_FAN_IN_MAX + 1, 9, 2, 1024, &g, &err),
                      LMR_ERR_INVALID);
+    /* The coordinator's frame lists are capped: a direct 100,000 x 10,000 shuffle is refused, auto merges. */
+    assert_int_equal(lmr_exchange_plan(LMR_EXCHANGE_DIRECT, 0, 100000, 10000, 1024, &g, &err), LMR_ERR_TOO_LARGE);
+    assert_non_null(strstr(err.msg, "--exchange merge"));
+    assert_int_equal(lmr_exchange_plan(LMR_EXCHANGE_AUTO, 0, 100000, 10000, 1024, &g, &err), LMR_ERR_TOO_LARGE);
+    assert_non_null(strstr(err.msg, "--merge-fan-in"));
+    assert_int_equal(lmr_exchange_plan(LMR_EXCHANGE_AUTO, 0, 100000, 10000, 10240, &g, &err), LMR_OK);
+    assert_int_equal(g, 317); /* ceil(sqrt(100000)) */
+    assert_int_equal(lmr_exchange_plan(LMR_EXCHANGE_AUTO, 0, 20000, 600, 1024, &g, &err), LMR_OK);
+    assert_int_equal(g, 70); /* 12M frames direct: over the cap, so merged, at 1,024 MB's fan-in */
     enum lmr_exchange_mode m;
     assert_true(lmr_exchange_mode_parse("merge", &m) && m == LMR_EXCHANGE_MERGE);
     assert_false(lmr_exchange_mode_parse("Merge", &m));

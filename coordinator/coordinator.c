@@ -8,14 +8,15 @@
 #include <pthread.h>
 #include <unistd.h>
 
+#include "exchange.h"
 #include "job/part_owner.h"
+#include "lambda/limits.h"
 #include "lease.h"
+#include "shuffle/merge_inputs.h"
 #include "output.h"
 #include "phase.h"
 #include "util/log.h"
 #include "util/misc.h"
-
-#define COMMIT_RECORD_MAX_BYTES (16u << 20)
 
 struct job_run {
     const struct lmr_coordinator_options *opts;
@@ -24,6 +25,8 @@ struct job_run {
     const struct lmr_job_plan *plan;
     struct lmr_reduce_task *reduce_tasks;
     size_t nreduce;
+    size_t nmerge;        /* merge tasks (0: direct exchange) */
+    uint64_t frame_lists; /* reducers whose frame list went through the store */
     uint64_t started_ms;
     /* Lease renewal (when opts->lease): a thread renews every third of the duration. */
     pthread_mutex_t lock;
@@ -84,6 +87,25 @@ static char *reduce_event(void *user_data, size_t i, uint32_t attempt)
     return event_text(t.attempt_id ? lmr_reduce_task_to_json(&t) : NULL, t.attempt_id);
 }
 
+static char *merge_event(void *user_data, size_t i, uint32_t attempt)
+{
+    struct job_run *jr = user_data;
+    size_t G = jr->plan->merge_fan_in, first = i * G;
+    struct lmr_merge_task t = {.job = jr->plan->job,
+                               .task = (uint32_t)i,
+                               .attempt = attempt,
+                               .attempt_id = attempt_id("g", i, attempt),
+                               .first_map = (uint32_t)first,
+                               .maps = (uint32_t)(jr->plan->ntasks - first < G ? jr->plan->ntasks - first : G)};
+    return event_text(t.attempt_id ? lmr_merge_task_to_json(&t) : NULL, t.attempt_id);
+}
+
+static char *merge_commit_key(void *user_data, size_t i)
+{
+    struct job_run *jr = user_data;
+    return lmr_work_key(&jr->plan->job, "merge/g-%05zu/commit.json", i);
+}
+
 static char *map_commit_key(void *user_data, size_t i)
 {
     struct job_run *jr = user_data;
@@ -98,51 +120,163 @@ static char *reduce_commit_key(void *user_data, size_t i)
 
 /* ---- shuffle planning ------------------------------------------------------------------------------------- */
 
-/* Read every map task's commit record and give each reducer the frames of its partition. */
+uint64_t lmr_coordinator_frames_inline_max_bytes(void)
+{
+    const char *e = getenv("LMR_FRAMES_INLINE_MAX_BYTES");
+    uint64_t v = e && *e ? strtoull(e, NULL, 10) : LMR_FRAMES_INLINE_MAX_BYTES;
+    return v < LMR_LAMBDA_SYNC_PAYLOAD_MAX_BYTES / 2 ? v : LMR_LAMBDA_SYNC_PAYLOAD_MAX_BYTES / 2;
+}
+
+/* Run fn(i) for i in [0, n) on up to LMR_COMMIT_READ_THREADS threads; the first failure (lowest i) wins. */
+struct par_job {
+    size_t n;
+    atomic_size_t next;
+    atomic_bool failed;
+    enum lmr_result (*fn)(void *arg, size_t i, struct lmr_err *err);
+    void *arg;
+    pthread_mutex_t lock;
+    size_t bad;
+    enum lmr_result res;
+    struct lmr_err err;
+};
+
+static void *par_worker(void *a)
+{
+    struct par_job *p = a;
+    for (size_t i; (i = atomic_fetch_add(&p->next, 1)) < p->n && !atomic_load(&p->failed);) {
+        struct lmr_err e = {0};
+        enum lmr_result r = p->fn(p->arg, i, &e);
+        if (r) {
+            pthread_mutex_lock(&p->lock);
+            if (!p->res || i < p->bad) {
+                p->res = r;
+                p->err = e;
+                p->bad = i;
+            }
+            pthread_mutex_unlock(&p->lock);
+            atomic_store(&p->failed, true);
+        }
+    }
+    return NULL;
+}
+
+static enum lmr_result parallel_for(size_t n, enum lmr_result (*fn)(void *, size_t, struct lmr_err *), void *arg,
+                                    struct lmr_err *err)
+{
+    struct par_job p = {.n = n, .fn = fn, .arg = arg};
+    atomic_init(&p.next, 0);
+    atomic_init(&p.failed, false);
+    pthread_mutex_init(&p.lock, NULL);
+    pthread_t tid[LMR_COMMIT_READ_THREADS];
+    unsigned want = n < LMR_COMMIT_READ_THREADS ? (unsigned)n : LMR_COMMIT_READ_THREADS, started = 0;
+    for (; started < want; started++)
+        if (pthread_create(&tid[started], NULL, par_worker, &p))
+            break;
+    if (!started && n)
+        par_worker(&p);
+    for (unsigned t = 0; t < started; t++)
+        pthread_join(tid[t], NULL);
+    pthread_mutex_destroy(&p.lock);
+    if (p.res && err)
+        *err = p.err;
+    return p.res;
+}
+
+/* The JSON length of a frame list in an event (as lmr_reduce_task_to_json writes it). */
+static uint64_t frame_list_bytes(const struct lmr_reduce_task *t)
+{
+    uint64_t n = 16;
+    for (size_t i = 0; i < t->nframes; i++)
+        n += strlen(t->frames[i].key) + LMR_FRAME_LIST_ENTRY_BYTES;
+    return n;
+}
+
+/* Write reducer r's frame list to WORK/frames/r-NNNNN.json (create-only, attempt-independent). */
+static enum lmr_result store_frame_list(void *arg, size_t r, struct lmr_err *err)
+{
+    struct job_run *jr = arg;
+    struct lmr_reduce_task *t = &jr->reduce_tasks[r];
+    if (frame_list_bytes(t) <= lmr_coordinator_frames_inline_max_bytes())
+        return LMR_OK;
+    char *key = lmr_work_key(&jr->plan->job, "frames/r-%05zu.json", r);
+    json_t *j = lmr_reduce_frames_to_json(t->frames, t->nframes);
+    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    enum lmr_result res = key && text ? LMR_OK : lmr_fail(err, LMR_ERR_NOMEM, "out of memory writing frame lists");
+    if (!res && strlen(text) > LMR_REDUCE_FRAMES_MAX_BYTES)
+        res = lmr_fail(err, LMR_ERR_TOO_LARGE,
+                       "reducer %zu's frame list of %zu frames is over %u MiB: give the job fewer map tasks (a larger "
+                       "--split-size) or use --exchange merge",
+                       r, t->nframes, LMR_REDUCE_FRAMES_MAX_BYTES >> 20);
+    if (!res)
+        res = lmr_store_put(jr->opts->work_store, key, text, strlen(text), LMR_PUT_CREATE_ONLY, err);
+    if (res == LMR_ERR_EXISTS) { /* written by an earlier round: the commit records, so the list, are the same */
+        lmr_err_clear(err);
+        res = LMR_OK;
+    }
+    free(text);
+    if (!res) {
+        t->frames_key = key;
+        key = NULL;
+    }
+    free(key);
+    return res;
+}
+
+/*
+ * Read the commit records of the shuffle's sources (the M map tasks, or the merge tasks of a
+ * merge exchange) with bounded parallelism and give each reducer the frames of its partition;
+ * frame lists too long for an event go through the store.
+ */
 static enum lmr_result plan_reducers(struct job_run *jr, struct lmr_err *err)
 {
     uint32_t R = jr->plan->job.reducers;
+    bool merged = jr->nmerge > 0;
+    size_t S = merged ? jr->nmerge : jr->plan->ntasks;
     jr->reduce_tasks = calloc(R, sizeof *jr->reduce_tasks);
     if (!jr->reduce_tasks)
         return LMR_ERR_NOMEM;
     jr->nreduce = R;
     for (uint32_t r = 0; r < R; r++) {
         jr->reduce_tasks[r].task = r;
-        jr->reduce_tasks[r].frames = calloc(jr->plan->ntasks + 1, sizeof(struct lmr_frame));
+        jr->reduce_tasks[r].frames = calloc(S + 1, sizeof(struct lmr_frame));
         if (!jr->reduce_tasks[r].frames)
             return LMR_ERR_NOMEM;
     }
-    enum lmr_result res = LMR_OK;
-    for (size_t m = 0; m < jr->plan->ntasks && !res; m++) {
-        char *key = map_commit_key(jr, m);
-        struct lmr_buf b;
-        lmr_buf_init(&b, COMMIT_RECORD_MAX_BYTES);
-        res = key ? lmr_store_get(jr->opts->work_store, key, 0, LMR_STORE_TO_END, &b, err) : LMR_ERR_NOMEM;
-        json_t *rec = res ? NULL : json_loadb(b.data ? b.data : "", b.len, 0, NULL);
-        const char *object = lmr_json_str(rec, "object", NULL);
-        json_t *frames = json_object_get(rec, "frames");
-        if (!res && (!object || json_array_size(frames) != R))
-            res = lmr_fail(err, LMR_ERR_FORMAT, "commit record '%s' of map task %zu is malformed (expected %u frames)",
-                           key, m, R);
+    char **keys = calloc(S + 1, sizeof *keys);
+    struct lmr_shuffle_commit *commits = calloc(S + 1, sizeof *commits);
+    enum lmr_result res = keys && commits ? LMR_OK : LMR_ERR_NOMEM;
+    for (size_t i = 0; !res && i < S; i++)
+        if (!(keys[i] = merged ? merge_commit_key(jr, i) : map_commit_key(jr, i)))
+            res = LMR_ERR_NOMEM;
+    if (!res)
+        res = lmr_shuffle_read_commits(jr->opts->work_store, (const char *const *)keys, S, R, 0, commits, err);
+    for (size_t i = 0; !res && i < S; i++) {
         for (uint32_t r = 0; !res && r < R; r++) {
-            json_t *f = json_array_get(frames, r);
-            uint64_t records = (uint64_t)json_integer_value(json_array_get(f, 2));
-            if (records == 0)
+            const struct lmr_partition_frame *f = &commits[i].frames[r];
+            if (f->records == 0)
                 continue; /* nothing for this reducer: save the request */
             struct lmr_reduce_task *t = &jr->reduce_tasks[r];
             struct lmr_frame *fr = &t->frames[t->nframes++];
-            fr->key = strdup(object);
-            fr->offset = (uint64_t)json_integer_value(json_array_get(f, 0));
-            fr->size_bytes = (uint64_t)json_integer_value(json_array_get(f, 1));
-            fr->records = records;
-            fr->raw_bytes = (uint64_t)json_integer_value(json_array_get(f, 3));
+            *fr = (struct lmr_frame){.key = strdup(commits[i].object),
+                                     .offset = f->offset,
+                                     .size_bytes = f->size_bytes,
+                                     .records = f->records,
+                                     .raw_bytes = f->raw_bytes};
             if (!fr->key)
                 res = LMR_ERR_NOMEM;
         }
-        json_decref(rec);
-        lmr_buf_clean_up(&b);
-        free(key);
     }
+    if (commits)
+        lmr_shuffle_commits_free(commits, S);
+    for (size_t i = 0; keys && i < S; i++)
+        free(keys[i]);
+    free(keys);
+    free(commits);
+    if (!res)
+        res = parallel_for(R, store_frame_list, jr, err);
+    for (uint32_t r = 0; !res && r < R; r++)
+        jr->frame_lists += jr->reduce_tasks[r].frames_key != NULL;
     return res;
 }
 
@@ -152,6 +286,7 @@ static void free_reduce_tasks(struct job_run *jr)
         for (size_t i = 0; i < jr->reduce_tasks[r].nframes; i++)
             free(jr->reduce_tasks[r].frames[i].key);
         free(jr->reduce_tasks[r].frames);
+        free(jr->reduce_tasks[r].frames_key);
     }
     free(jr->reduce_tasks);
 }
@@ -246,7 +381,7 @@ static char *committed_attempt(struct lmr_store *work, const char *task_prefix)
         return NULL;
     snprintf(key, n, "%scommit.json", task_prefix);
     struct lmr_buf b;
-    lmr_buf_init(&b, COMMIT_RECORD_MAX_BYTES);
+    lmr_buf_init(&b, LMR_COMMIT_RECORD_MAX_BYTES);
     json_t *rec = lmr_store_get(work, key, 0, LMR_STORE_TO_END, &b, NULL) == LMR_OK
                       ? json_loadb(b.data ? b.data : "", b.len, 0, NULL)
                       : NULL;
@@ -458,6 +593,11 @@ static void *watch_loop(void *arg)
 
 /* ---- report ----------------------------------------------------------------------------------------------- */
 
+static bool map_only_plan(const struct lmr_job_plan *plan)
+{
+    return plan->job.reducers == 0;
+}
+
 static void sum_field(json_t *into, const char *name, json_t *responses)
 {
     uint64_t total = 0;
@@ -497,8 +637,9 @@ static json_t *phase_json(const struct lmr_phase_result *pr, size_t ntasks, cons
     return o;
 }
 
-static json_t *build_report(struct job_run *jr, const struct lmr_phase_result *map, const struct lmr_phase_result *red,
-                            double commit_ms, double wall_ms, uint64_t *driver_store)
+static json_t *build_report(struct job_run *jr, const struct lmr_phase_result *map,
+                            const struct lmr_phase_result *merge, const struct lmr_phase_result *red, double commit_ms,
+                            double wall_ms, uint64_t *driver_store)
 {
     const struct lmr_job_plan *plan = jr->plan;
     static const char *const map_fields[] = {
@@ -506,11 +647,14 @@ static json_t *build_report(struct job_run *jr, const struct lmr_phase_result *m
         "intermediate_bytes", "output_bytes", "spills",      "malformed_records"};
     static const char *const reduce_fields[] = {"frames", "records_in",  "bytes_in",
                                                 "groups", "records_out", "bytes_out"};
+    static const char *const merge_fields[] = {"sources", "records_in", "bytes_in", "records_out", "bytes_out"};
     json_t *phases = json_object();
     json_object_set_new(phases, "plan",
                         json_pack("{s:f, s:f, s:f}", "wall_ms", plan->plan_ms, "start_ms", jr->start_ms, "end_ms",
                                   jr->start_ms + plan->plan_ms));
     json_object_set_new(phases, "map", phase_json(map, plan->ntasks, map_fields, 8));
+    if (merge)
+        json_object_set_new(phases, "merge", phase_json(merge, jr->nmerge, merge_fields, 5));
     if (red)
         json_object_set_new(phases, "reduce", phase_json(red, jr->nreduce, reduce_fields, 6));
     json_object_set_new(phases, "commit",
@@ -522,6 +666,8 @@ static json_t *build_report(struct job_run *jr, const struct lmr_phase_result *m
     size_t i;
     json_t *r;
     json_array_foreach(map->responses, i, r) add_store_stats(req, json_object_get(r, "store"));
+    if (merge)
+        json_array_foreach(merge->responses, i, r) add_store_stats(req, json_object_get(r, "store"));
     if (red)
         json_array_foreach(red->responses, i, r) add_store_stats(req, json_object_get(r, "store"));
     for (int k = 0; k < 5; k++)
@@ -530,6 +676,8 @@ static json_t *build_report(struct job_run *jr, const struct lmr_phase_result *m
     /* Billing: every invocation, failed attempts included, as Lambda bills them (Init included). */
     json_t *invocations = json_array();
     json_array_extend(invocations, map->invocations);
+    if (merge)
+        json_array_extend(invocations, merge->invocations);
     if (red)
         json_array_extend(invocations, red->invocations);
     struct lmr_request_counts counts = {.get = req[0], .put = req[1], .list = req[2], .head = req[3], .del = req[4]};
@@ -552,11 +700,17 @@ static json_t *build_report(struct job_run *jr, const struct lmr_phase_result *m
     json_object_set_new(report, "start_ms", json_real(jr->start_ms));
     json_object_set_new(report, "mappers", json_integer((json_int_t)plan->ntasks));
     json_object_set_new(report, "reducers", json_integer((json_int_t)plan->job.reducers));
+    if (!map_only_plan(plan))
+        json_object_set_new(report, "exchange",
+                            json_pack("{s:s, s:I, s:I, s:I}", "mode", plan->merge_fan_in ? "merge" : "direct", "fan_in",
+                                      (json_int_t)plan->merge_fan_in, "merge_tasks", (json_int_t)jr->nmerge,
+                                      "frame_lists_stored", (json_int_t)jr->frame_lists));
     json_object_set_new(report, "memory_mb", json_integer((json_int_t)plan->job.memory_mb));
     json_object_set_new(report, "wall_ms", json_real(wall_ms));
     json_object_set_new(report, "throughput_mib_s", json_real(wall_ms > 0 ? mb / (wall_ms / 1000.0) : 0));
     json_t *counters = json_object();
     lmr_job_counters_sum_json(counters, json_object_get(json_object_get(phases, "map"), "counters"));
+    lmr_job_counters_sum_json(counters, json_object_get(json_object_get(phases, "merge"), "counters"));
     lmr_job_counters_sum_json(counters, json_object_get(json_object_get(phases, "reduce"), "counters"));
     json_object_set_new(report, "counters", counters);
     json_object_set_new(report, "phases", phases);
@@ -665,8 +819,8 @@ static size_t settle_lingering(struct job_run *jr, struct lmr_phase_result *map,
 
 /* The job commit: _SUCCESS (the job id and its parts) once the lease is confirmed ours, then the report. */
 static enum lmr_result commit_job(struct job_run *jr, const struct lmr_phase_result *map,
-                                  const struct lmr_phase_result *red, double t0, double tc, json_t **report,
-                                  struct lmr_err *err)
+                                  const struct lmr_phase_result *merge, const struct lmr_phase_result *red, double t0,
+                                  double tc, json_t **report, struct lmr_err *err)
 {
     const struct lmr_coordinator_options *o = jr->opts;
     const struct lmr_job_plan *plan = jr->plan;
@@ -711,7 +865,7 @@ static enum lmr_result commit_job(struct job_run *jr, const struct lmr_phase_res
             driver_store[k] += o->earlier_requests[k];
         driver_store[1] += 2; /* the report and the job record, written below */
         double now = lmr_mono_ms();
-        *report = build_report(jr, map, red, now - tc, now - t0 + plan->plan_ms, driver_store);
+        *report = build_report(jr, map, merge, red, now - tc, now - t0 + plan->plan_ms, driver_store);
         char *text = *report ? json_dumps(*report, JSON_INDENT(2)) : NULL;
         /* The job is committed once _SUCCESS is there: a report that cannot be written is a warning. */
         struct lmr_err rerr = {0};
@@ -750,8 +904,9 @@ enum lmr_result lmr_coordinator_run(const struct lmr_coordinator_options *opts, 
                          .prices = o.prices,
                          .start_ms = (double)lmr_wall_ms() - t_plan,
                          .started_ms = lmr_wall_ms()};
-    struct lmr_phase_result map = {0}, red = {0};
+    struct lmr_phase_result map = {0}, merge = {0}, red = {0};
     bool map_only = plan->job.reducers == 0;
+    jr.nmerge = map_only ? 0 : (size_t)lmr_exchange_merge_tasks(plan->ntasks, plan->merge_fan_in);
     *report = NULL;
     atomic_init(&jr.stop, false);
     pthread_mutex_init(&jr.lock, NULL);
@@ -776,6 +931,19 @@ enum lmr_result lmr_coordinator_run(const struct lmr_coordinator_options *opts, 
                                   .user_data = &jr,
                                   .check_committed_first = o.resume};
     enum lmr_result r = lmr_phase_run(&phase_opts, &map_phase, &map, err);
+    if (!r && jr.nmerge) {
+        /* The multi-stage exchange: merge tasks (the reducer function, event kind "merge") merge
+         * groups of map outputs, so reducers read ceil(M/G) objects instead of M. */
+        write_job_record(&jr, "running", "merge", NULL);
+        struct lmr_phase merge_phase = {.name = "merge",
+                                        .function = o.reduce_function,
+                                        .ntasks = jr.nmerge,
+                                        .build_event = merge_event,
+                                        .commit_key = merge_commit_key,
+                                        .user_data = &jr,
+                                        .check_committed_first = o.resume};
+        r = lmr_phase_run(&phase_opts, &merge_phase, &merge, err);
+    }
     if (!r && !map_only) {
         write_job_record(&jr, "running", "reduce", NULL);
         r = plan_reducers(&jr, err);
@@ -813,7 +981,7 @@ enum lmr_result lmr_coordinator_run(const struct lmr_coordinator_options *opts, 
     if (!r) {
         write_job_record(&jr, "running", "commit", NULL);
         progress(&o, "commit", 0, 1);
-        r = commit_job(&jr, &map, map_only ? NULL : &red, t0, tc, report, err);
+        r = commit_job(&jr, &map, jr.nmerge ? &merge : NULL, map_only ? NULL : &red, t0, tc, report, err);
         progress(&o, "commit", 1, 1);
     }
     if (watching) {
@@ -858,6 +1026,7 @@ done:
     }
     free_reduce_tasks(&jr);
     lmr_phase_result_clean_up(&map);
+    lmr_phase_result_clean_up(&merge);
     lmr_phase_result_clean_up(&red);
     pthread_mutex_destroy(&jr.lock);
     pthread_cond_destroy(&jr.wake);

@@ -32,10 +32,13 @@ struct lmr_job_plan {
     char *output_uri;    /* the --output URI as given */
     const char *command; /* Optional: the command line that reproduces the job, for the report */
     double plan_ms;
+    /* The exchange (coordinator/exchange.h): 0 = direct (reducers read every map output's frame),
+     * else a merge stage of ceil(ntasks / merge_fan_in) merge tasks between map and reduce. */
+    uint32_t merge_fan_in;
 };
 
 struct lmr_progress {
-    const char *phase; /* "map", "reduce", "commit" */
+    const char *phase; /* "map", "merge", "reduce", "commit" */
     uint32_t done, total, running;
     uint32_t failed_attempts;
 };
@@ -104,6 +107,18 @@ enum lmr_result lmr_coordinator_run(const struct lmr_coordinator_options *opts, 
  * could not remove itself because it was stopped with them. Call only after the job succeeded.
  */
 void lmr_coordinator_remove_superseded(struct lmr_store *work, const struct lmr_job_common *job, const json_t *report);
+/*
+ * A reducer's frame list goes through the store (WORK/frames/r-NNNNN.json, the event names it)
+ * when the list would take more than LMR_FRAMES_INLINE_MAX_BYTES of its event. The coordinator
+ * invokes reducers synchronously (a 6 MB request limit, lambda/limits.h); 1 MiB leaves ample
+ * room for the job's own arguments and keeps the coordinator's events small. A list's length is
+ * counted as 16 bytes plus each frame's key length plus LMR_FRAME_LIST_ENTRY_BYTES.
+ */
+#define LMR_FRAMES_INLINE_MAX_BYTES (1u << 20)
+#define LMR_FRAME_LIST_ENTRY_BYTES 48u
+/** The threshold in effect: LMR_FRAMES_INLINE_MAX_BYTES, or the environment's LMR_FRAMES_INLINE_MAX_BYTES
+ * (tests: 0 sends every list through the store), at most half the request limit. */
+uint64_t lmr_coordinator_frames_inline_max_bytes(void);
 
 /* The report's schema version (docs/FORMATS.md): 2 added timestamps, slots, the cost breakdown and prices. */
 #define LMR_REPORT_SCHEMA_VERSION 2

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "exchange.h"
 #include "util/misc.h"
 
 #define MiB (1024.0 * 1024.0)
@@ -210,12 +211,15 @@ json_t *lmr_estimate(const struct lmr_estimate_options *o)
     double intermediate = (double)plan->input_bytes * m->shuffle_ratio;
     double output = (double)plan->input_bytes * m->output_ratio;
 
-    double *work = calloc(M + R + 1, sizeof *work), *dur = calloc(M + R + 1, sizeof *dur),
-           *init = calloc(M + R + 1, sizeof *init);
+    /* The exchange: a merge stage of NG tasks of fan-in G between map and reduce (exchange.h). */
+    uint32_t G = R ? plan->merge_fan_in : 0;
+    size_t NG = (size_t)lmr_exchange_merge_tasks(M, G);
+    size_t N = M + NG + R;
+    double *work = calloc(N + 1, sizeof *work), *dur = calloc(N + 1, sizeof *dur), *init = calloc(N + 1, sizeof *init);
     json_t *est = NULL;
     if (!work || !dur || !init)
         goto out;
-    uint64_t map_get = 0, map_put = 0, red_get = 0, red_put = 0, shards = 0;
+    uint64_t map_get = 0, map_put = 0, merge_get = 0, merge_put = 0, red_get = 0, red_put = 0, shards = 0;
     for (size_t i = 0; i < M; i++) {
         const struct lmr_map_task *t = &plan->tasks[i];
         uint64_t gets = 0, bytes = 0;
@@ -238,48 +242,80 @@ json_t *lmr_estimate(const struct lmr_estimate_options *o)
         work[i] =
             (double)bytes / map_rate + ceil((double)(gets + puts) / m->requests_in_flight) * m->request_latency_ms;
     }
+    /* Merge task g reads its maps' commit records and each map output once (one sequential read over
+     * its frames), then writes one object and its commit record. */
+    for (size_t g = 0; g < NG; g++) {
+        size_t n = M - g * G < G ? M - g * G : G;
+        double object = M ? intermediate / (double)M : 0;
+        uint64_t gets = n * (1 + read_gets(s3, object));
+        uint64_t puts = write_puts(s3, object * (double)n) + 1;
+        merge_get += gets;
+        merge_put += puts;
+        work[M + g] =
+            object * (double)n / red_rate + ceil((double)(gets + puts) / m->requests_in_flight) * m->request_latency_ms;
+    }
+    /* Each reducer reads one frame of every map output (direct) or of every merge output, and
+     * its frame list when that goes through the store. */
+    size_t sources = NG ? NG : M;
+    double key_bytes = (double)strlen(plan->job.work.key ? plan->job.work.key : "") + (NG ? 36 : 34);
+    bool stored_lists = 16 + (double)sources * (key_bytes + LMR_FRAME_LIST_ENTRY_BYTES) >
+                        (double)lmr_coordinator_frames_inline_max_bytes();
     for (size_t r = 0; r < R; r++) {
-        double frame = M ? intermediate / (double)M / (double)R : 0;
-        uint64_t gets = 0;
-        for (size_t f = 0; f < M; f++)
+        double frame = sources ? intermediate / (double)sources / (double)R : 0;
+        uint64_t gets = stored_lists ? 1 : 0;
+        for (size_t f = 0; f < sources; f++)
             gets += read_gets(s3, frame);
         uint64_t puts = write_puts(s3, output / (double)R) + 2; /* + its claim and its commit record */
         red_get += gets;
         red_put += puts;
-        work[M + r] = intermediate / (double)R / red_rate +
-                      ceil((double)(gets + puts) / m->requests_in_flight) * m->request_latency_ms;
+        work[M + NG + r] = intermediate / (double)R / red_rate +
+                           ceil((double)(gets + puts) / m->requests_in_flight) * m->request_latency_ms;
     }
     size_t warm = 0;
     double t_plan = m->coordinator_ms / 2;
     double t_map = simulate(work, M, t_plan, o->concurrency, &warm, m, dur, init);
-    double t_red = R ? simulate(work + M, R, t_map, o->concurrency, &warm, m, dur + M, init + M) : t_map;
+    double t_merge = NG ? simulate(work + M, NG, t_map, o->concurrency, &warm, m, dur + M, init + M) : t_map;
+    double t_red =
+        R ? simulate(work + M + NG, R, t_merge, o->concurrency, &warm, m, dur + M + NG, init + M + NG) : t_merge;
     double t_end = t_red + m->coordinator_ms / 2;
 
     json_t *invs = json_array();
-    for (size_t i = 0; i < M + R; i++)
+    for (size_t i = 0; i < N; i++)
         json_array_append_new(invs,
                               json_pack("{s:f, s:f, s:f, s:I}", "duration_ms", dur[i], "init_duration_ms", init[i],
                                         "billed_duration_ms", 0.0, "memory_size_mb", (json_int_t)memory));
-    /* The coordinator's own requests: a HEAD per task attempt, the M commit records, the manifest,
-     * report and _SUCCESS; one LIST of the output and one of the work data. */
-    struct lmr_request_counts q = {
-        .get = map_get + red_get + M, .put = map_put + red_put + 3, .list = 2, .head = M + R, .del = 1};
+    /* The coordinator's own requests: a HEAD per task attempt, the commit records the reducers are
+     * planned from (M, or NG with a merge stage), the frame lists it stores, the manifest, report
+     * and _SUCCESS; one LIST of the output and one of the work data. */
+    struct lmr_request_counts q = {.get = map_get + merge_get + red_get + (NG ? NG : M),
+                                   .put = map_put + merge_put + red_put + 3 + (stored_lists ? R : 0),
+                                   .list = 2,
+                                   .head = M + NG + R,
+                                   .del = 1};
     json_t *cost = lmr_cost_batch(o->prices, invs, &q);
     json_decref(invs);
     json_t *model = json_object();
     for (size_t i = 0; i < NPARAMS; i++)
         json_object_set_new(model, params[i].name, json_real(*param((struct lmr_estimate_model *)m, i)));
-    est = json_pack("{s:o, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:s}, s:{s:I, s:I, s:I}, "
-                    "s:{s:{s:I, s:I}, s:{s:I, s:I}}, s:{s:f, s:f, s:f}, s:o}",
+    est = json_pack("{s:o, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:s}, s:{s:I, s:I, s:I, s:I}, "
+                    "s:{s:{s:I, s:I}, s:{s:I, s:I}, s:{s:I, s:I}}, s:{s:f, s:f, s:f, s:f}, s:o}",
                     "model", model, "plan", "input_bytes", (json_int_t)plan->input_bytes, "input_objects",
                     (json_int_t)plan->input_objects, "map_tasks", (json_int_t)M, "shards", (json_int_t)shards,
                     "reduce_tasks", (json_int_t)R, "memory_mb", (json_int_t)memory, "store", s3 ? "s3" : "file",
-                    "invocations", "map", (json_int_t)M, "reduce", (json_int_t)R, "total", (json_int_t)(M + R),
-                    "requests", "map", "get", (json_int_t)map_get, "put", (json_int_t)map_put, "reduce", "get",
-                    (json_int_t)red_get, "put", (json_int_t)red_put, "time_s", "map", (t_map - t_plan) / 1000.0,
-                    "reduce", (t_red - t_map) / 1000.0, "total", t_end / 1000.0, "cost", cost);
+                    "invocations", "map", (json_int_t)M, "merge", (json_int_t)NG, "reduce", (json_int_t)R, "total",
+                    (json_int_t)N, "requests", "map", "get", (json_int_t)map_get, "put", (json_int_t)map_put, "merge",
+                    "get", (json_int_t)merge_get, "put", (json_int_t)merge_put, "reduce", "get", (json_int_t)red_get,
+                    "put", (json_int_t)red_put, "time_s", "map", (t_map - t_plan) / 1000.0, "merge",
+                    (t_merge - t_map) / 1000.0, "reduce", (t_red - t_merge) / 1000.0, "total", t_end / 1000.0, "cost",
+                    cost);
     if (est)
         json_object_set_new(est, "concurrency", json_integer((json_int_t)o->concurrency));
+    if (est && R)
+        json_object_set_new(est, "exchange",
+                            json_pack("{s:s, s:I, s:I, s:b, s:I, s:I}", "mode", G ? "merge" : "direct", "fan_in",
+                                      (json_int_t)G, "merge_tasks", (json_int_t)NG, "frame_lists_stored", stored_lists,
+                                      "direct_requests", (json_int_t)lmr_exchange_direct_requests(M, R),
+                                      "request_budget", (json_int_t)LMR_EXCHANGE_REQUEST_BUDGET));
 out:
     free(work);
     free(dur);
@@ -302,15 +338,29 @@ void lmr_estimate_print(FILE *f, const json_t *e)
             (json_int_t)lmr_json_u64(plan, "input_objects", 0), (json_int_t)lmr_json_u64(plan, "map_tasks", 0),
             (json_int_t)lmr_json_u64(plan, "shards", 0), (json_int_t)lmr_json_u64(plan, "reduce_tasks", 0),
             (json_int_t)lmr_json_u64(plan, "memory_mb", 0), (json_int_t)lmr_json_u64(e, "concurrency", 0));
-    const json_t *rm = json_object_get(req, "map"), *rr = json_object_get(req, "reduce");
-    fprintf(f,
-            "  requests map GET %" JSON_INTEGER_FORMAT ", PUT %" JSON_INTEGER_FORMAT
-            "; reduce GET %" JSON_INTEGER_FORMAT ", PUT %" JSON_INTEGER_FORMAT " (%s store)\n",
-            (json_int_t)lmr_json_u64(rm, "get", 0), (json_int_t)lmr_json_u64(rm, "put", 0),
+    const json_t *rm = json_object_get(req, "map"), *rg = json_object_get(req, "merge"),
+                 *rr = json_object_get(req, "reduce"), *ex = json_object_get(e, "exchange");
+    if (lmr_json_u64(ex, "merge_tasks", 0))
+        fprintf(f,
+                "  exchange merge: %" JSON_INTEGER_FORMAT " merge tasks of up to %" JSON_INTEGER_FORMAT
+                " map outputs (a direct shuffle would read %" JSON_INTEGER_FORMAT " frames)\n",
+                (json_int_t)lmr_json_u64(ex, "merge_tasks", 0), (json_int_t)lmr_json_u64(ex, "fan_in", 0),
+                (json_int_t)lmr_json_u64(ex, "direct_requests", 0));
+    fprintf(f, "  requests map GET %" JSON_INTEGER_FORMAT ", PUT %" JSON_INTEGER_FORMAT,
+            (json_int_t)lmr_json_u64(rm, "get", 0), (json_int_t)lmr_json_u64(rm, "put", 0));
+    if (lmr_json_u64(ex, "merge_tasks", 0))
+        fprintf(f, "; merge GET %" JSON_INTEGER_FORMAT ", PUT %" JSON_INTEGER_FORMAT,
+                (json_int_t)lmr_json_u64(rg, "get", 0), (json_int_t)lmr_json_u64(rg, "put", 0));
+    fprintf(f, "; reduce GET %" JSON_INTEGER_FORMAT ", PUT %" JSON_INTEGER_FORMAT " (%s store)\n",
             (json_int_t)lmr_json_u64(rr, "get", 0), (json_int_t)lmr_json_u64(rr, "put", 0),
             lmr_json_str(plan, "store", "?"));
-    fprintf(f, "  time     %.1f s on AWS (map %.1f s, reduce %.1f s)\n", lmr_json_double(t, "total", 0),
-            lmr_json_double(t, "map", 0), lmr_json_double(t, "reduce", 0));
+    if (lmr_json_u64(ex, "merge_tasks", 0))
+        fprintf(f, "  time     %.1f s on AWS (map %.1f s, merge %.1f s, reduce %.1f s)\n",
+                lmr_json_double(t, "total", 0), lmr_json_double(t, "map", 0), lmr_json_double(t, "merge", 0),
+                lmr_json_double(t, "reduce", 0));
+    else
+        fprintf(f, "  time     %.1f s on AWS (map %.1f s, reduce %.1f s)\n", lmr_json_double(t, "total", 0),
+                lmr_json_double(t, "map", 0), lmr_json_double(t, "reduce", 0));
     const json_t *p = json_object_get(cost, "prices");
     fprintf(f, "  cost     $%.6f (Lambda $%.6f incl. Init, %.1f GB-s; S3 requests $%.6f) at %s %s prices of %s\n",
             lmr_json_double(cost, "total_usd", 0), lmr_json_double(cost, "lambda_usd", 0),

@@ -8,6 +8,7 @@
 #include <xxhash.h>
 
 #include "lambda/memory.h"
+#include "shuffle/merge_stage.h"
 #include "util/misc.h"
 
 /* ---- the whole job ------------------------------------------------------------------------------------------ */
@@ -114,6 +115,9 @@ enum lmr_result lmr_plan_job(const struct lmr_plan_request *req, struct lmr_stor
         plan->job.reducers = req->map_only   ? 0
                              : req->reducers ? req->reducers
                                              : lmr_plan_reducer_count(plan->input_bytes, req->concurrency);
+    if (!r)
+        r = lmr_exchange_plan(req->exchange, req->merge_fan_in, plan->ntasks, plan->job.reducers, plan->job.memory_mb,
+                              &plan->merge_fan_in, err);
     if (!r && req->range_ops && !req->assume_bytes) {
         struct lmr_sample_stats st;
         r = lmr_plan_sample_ranges(plan, req->range_ops, stores, &st, err);
@@ -160,6 +164,11 @@ void lmr_plan_fingerprint(const struct lmr_plan_request *req, char out[17])
                   req->work_uri ? req->work_uri : "", "split", (json_int_t)req->split_size_bytes, "split_given",
                   req->split_size_given, "mappers", (json_int_t)req->max_mappers, "reducers", (json_int_t)req->reducers,
                   "memory_mb", (json_int_t)req->memory_mb, "map_only", req->map_only);
+    /* The exchange only when it was asked for: fingerprints of commands without it stay as they were. */
+    if (j && req->exchange != LMR_EXCHANGE_AUTO)
+        json_object_set_new(j, "exchange", json_string(lmr_exchange_mode_name(req->exchange)));
+    if (j && req->merge_fan_in)
+        json_object_set_new(j, "merge_fan_in", json_integer((json_int_t)req->merge_fan_in));
     char *text = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     snprintf(out, 17, "%016llx", (unsigned long long)(text ? XXH3_64bits(text, strlen(text)) : 0));
     free(text);
@@ -186,10 +195,12 @@ json_t *lmr_plan_manifest_json(const struct lmr_job_plan *plan)
             json_array_append_new(sh, lmr_shard_to_json(&plan->tasks[i].shards[s]));
         json_array_append_new(tasks, sh);
     }
-    return json_pack("{s:i, s:o, s:O, s:s, s:I, s:I, s:f, s:o}", "version", LMR_MANIFEST_VERSION, "job",
+    return json_pack("{s:i, s:o, s:O, s:s, s:I, s:I, s:f, s:{s:s, s:I}, s:o}", "version", LMR_MANIFEST_VERSION, "job",
                      lmr_job_common_to_json(&plan->job), "inputs", plan->input_uris ? plan->input_uris : json_null(),
                      "output", plan->output_uri ? plan->output_uri : "", "input_bytes", (json_int_t)plan->input_bytes,
-                     "input_objects", (json_int_t)plan->input_objects, "plan_ms", plan->plan_ms, "map_tasks", tasks);
+                     "input_objects", (json_int_t)plan->input_objects, "plan_ms", plan->plan_ms, "exchange", "mode",
+                     plan->merge_fan_in ? "merge" : "direct", "fan_in", (json_int_t)plan->merge_fan_in, "map_tasks",
+                     tasks);
 }
 
 enum lmr_result lmr_plan_write_manifest(const struct lmr_job_plan *plan, struct lmr_store *work_store,
@@ -221,6 +232,17 @@ enum lmr_result lmr_plan_from_manifest(const json_t *m, struct lmr_job_plan *pla
     plan->input_objects = lmr_json_u64(m, "input_objects", 0);
     plan->plan_ms = lmr_json_double(m, "plan_ms", 0);
     plan->ntasks = json_array_size(tasks);
+    /* The exchange: absent (an older manifest) is direct. */
+    json_t *ex = json_object_get(m, "exchange");
+    const char *mode = lmr_json_str(ex, "mode", "direct");
+    uint64_t fan_in = lmr_json_u64(ex, "fan_in", 0);
+    if (!r && (strcmp(mode, "direct") && strcmp(mode, "merge")))
+        r = lmr_fail(err, LMR_ERR_FORMAT, "manifest: exchange mode '%s' is not direct or merge", mode);
+    else if (!r && !strcmp(mode, "merge") && (fan_in < 2 || fan_in > LMR_MERGE_FAN_IN_MAX))
+        r = lmr_fail(err, LMR_ERR_FORMAT, "manifest: the merge exchange's fan_in %llu is outside 2..%u",
+                     (unsigned long long)fan_in, LMR_MERGE_FAN_IN_MAX);
+    else if (!r && !strcmp(mode, "merge"))
+        plan->merge_fan_in = (uint32_t)fan_in;
     plan->tasks = calloc(plan->ntasks, sizeof *plan->tasks);
     if (!r && (!plan->tasks || !plan->output_uri))
         r = LMR_ERR_NOMEM;

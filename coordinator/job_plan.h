@@ -7,6 +7,7 @@
 #ifndef LMR_COORDINATOR_JOB_PLAN_H
 #define LMR_COORDINATOR_JOB_PLAN_H
 
+#include "exchange.h"
 #include "planner.h"
 #include "sample.h"
 
@@ -52,6 +53,8 @@ struct lmr_plan_request {
      * for its ranges (coordinator/sample.h); not with assume_bytes. */
     const struct lmr_job_ops *range_ops;
     struct lmr_sample_stats *sample_stats; /* Optional: what the sample read */
+    enum lmr_exchange_mode exchange;       /* Optional: default auto (coordinator/exchange.h) */
+    uint32_t merge_fan_in;                 /* Optional: the merge stage's fan-in, 0 = the default */
 };
 
 /**
@@ -76,7 +79,7 @@ void lmr_plan_clean_up(struct lmr_job_plan *plan);
 
 /**
  * The manifest of a plan (new reference): {"version", "job", "inputs", "input_bytes",
- * "input_objects", "map_tasks": [[shard, ...], ...]} (docs/FORMATS.md).
+ * "input_objects", "exchange": {"mode", "fan_in"}, "map_tasks": [[shard, ...], ...]} (docs/FORMATS.md).
  */
 json_t *lmr_plan_manifest_json(const struct lmr_job_plan *plan);
 

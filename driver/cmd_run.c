@@ -29,6 +29,7 @@
 #include "output.h"
 #include "report_print.h"
 #include "speculation.h"
+#include "shuffle/merge_stage.h"
 #include "stages.h"
 #include "task_root.h"
 #include "util/misc.h"
@@ -66,6 +67,8 @@ struct run_options {
     char *task_root; /* local: the functions' LAMBDA_TASK_ROOT when the job ships anything */
     char **sides;    /* --side TAG=URI (joins) */
     size_t nsides;
+    enum lmr_exchange_mode exchange; /* --exchange */
+    uint32_t merge_fan_in;           /* --merge-fan-in */
 };
 
 static void run_usage(FILE *f)
@@ -107,6 +110,13 @@ static void run_usage(FILE *f)
                "      --speculation-quantile Q  fraction of tasks finished first, >0 to 1 (default 0.75)\n"
                "      --speculation-factor X    times the median duration, 1 to 100 (default 3)\n"
                "      --speculation-min-ms MS   and at least this long, 0 to 900000 (default 3000)\n"
+               "      --exchange MODE    the shuffle: direct (each reducer reads its frame of every map output),\n"
+               "                         merge (merge tasks first merge groups of map outputs, so reducers read\n"
+               "                         fewer, larger frames) or auto (default: merge when a direct shuffle would\n"
+               "                         make more than 55,000 frame reads and merging saves half; see\n"
+               "                         docs/ARCHITECTURE.md)\n"
+               "      --merge-fan-in N   map outputs per merge task (2-512; default about the square root of\n"
+               "                         the map task count, at most what the function's memory holds)\n"
                "      --overwrite        replace the output of an earlier job\n"
                "      --json             print the job report as JSON on stdout (no summary)\n"
                "      --html             also write the report as an HTML page, OUTPUT/_lambdamr/report.html\n"
@@ -214,6 +224,8 @@ enum {
     OPT_SPEC_QUANTILE,
     OPT_SPEC_FACTOR,
     OPT_SPEC_MIN_MS,
+    OPT_EXCHANGE,
+    OPT_FAN_IN,
 };
 
 /* A decimal number (no suffix, finite) for --NAME. @return 0, or 2 after an error message. */
@@ -268,6 +280,8 @@ static int parse_args(int argc, char **argv, struct run_options *o)
         {"key-fields", required_argument, 0, OPT_KEY_FIELDS},
         {"file", required_argument, 0, OPT_FILE},
         {"side", required_argument, 0, OPT_SIDE},
+        {"exchange", required_argument, 0, OPT_EXCHANGE},
+        {"merge-fan-in", required_argument, 0, OPT_FAN_IN},
         {"date-from", required_argument, 0, OPT_DATE_FROM},
         {"date-to", required_argument, 0, OPT_DATE_TO},
         {"join", required_argument, 0, OPT_JOIN},
@@ -315,6 +329,14 @@ static int parse_args(int argc, char **argv, struct run_options *o)
             break;
         case OPT_MAPPERS:
             if (parse_u32("mappers", optarg, 1, 100000, &o->mappers))
+                return 2;
+            break;
+        case OPT_EXCHANGE:
+            if (!lmr_exchange_mode_parse(optarg, &o->exchange))
+                return usage_error("--exchange '%s' is not auto, direct or merge", optarg);
+            break;
+        case OPT_FAN_IN:
+            if (parse_u32("merge-fan-in", optarg, 2, LMR_MERGE_FAN_IN_MAX, &o->merge_fan_in))
                 return 2;
             break;
         case OPT_REDUCERS:
@@ -825,7 +847,9 @@ static int run_stage(struct run_options *o)
                                    .combining = ops->combine != NULL,
                                    .assume_bytes = o->assume_bytes,
                                    .assume_objects = o->assume_objects,
-                                   .range_ops = lmr_job_wants_ranges(ops) ? ops : NULL};
+                                   .range_ops = lmr_job_wants_ranges(ops) ? ops : NULL,
+                                   .exchange = o->exchange,
+                                   .merge_fan_in = o->merge_fan_in};
     if ((r = lmr_plan_job(&req, &stores, &plan, &out_store, &work_store, &err)))
         goto out;
     if (o->dry_run) {

@@ -64,6 +64,21 @@ void lmr_report_print(FILE *f, const json_t *report)
             lmr_json_u64(map, "spills", 0) == 1 ? "" : "s");
     if (lmr_json_u64(map, "malformed_records", 0))
         fprintf(f, "           %" PRIu64 " malformed records skipped\n", lmr_json_u64(map, "malformed_records", 0));
+    const json_t *merge = json_object_get(phases, "merge");
+    if (merge) {
+        const json_t *mr = json_object_get(merge, "store_requests");
+        phase_line(f, "merge", merge);
+        fprintf(f,
+                "           %" PRIu64 " map outputs into %" PRIu64 " objects (fan-in %" PRIu64 "): records %s in -> %s "
+                "out, %s read, %s written; GET %" PRIu64 ", PUT %" PRIu64 "\n",
+                lmr_json_u64(merge, "sources", 0), lmr_json_u64(merge, "tasks", 0),
+                lmr_json_u64(json_object_get(report, "exchange"), "fan_in", 0),
+                count(lmr_json_u64(merge, "records_in", 0), a, sizeof a),
+                count(lmr_json_u64(merge, "records_out", 0), b, sizeof b),
+                bytes(lmr_json_u64(merge, "bytes_in", 0), c, sizeof c),
+                bytes(lmr_json_u64(merge, "bytes_out", 0), d, sizeof d), lmr_json_u64(mr, "get", 0),
+                lmr_json_u64(mr, "put", 0));
+    }
     if (red) {
         phase_line(f, "reduce", red);
         fprintf(f, "           records %s in -> %s key groups -> %s out (%s)\n",

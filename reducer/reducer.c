@@ -22,6 +22,10 @@ enum lmr_result lmr_reducer_handle(void *user_data, const struct lmr_runtime_con
                                    size_t event_len, struct lmr_buf *response, struct lmr_err *err)
 {
     double t0 = lmr_mono_ms();
+    char kind[16];
+    lmr_task_event_kind(event, event_len, kind, sizeof kind);
+    if (!strcmp(kind, "merge"))
+        return lmr_merge_handle(ctx, event, event_len, response, err);
     struct lmr_reduce_task t;
     enum lmr_result r = lmr_reduce_task_from_json(event, event_len, &t, err);
     if (r)
@@ -43,8 +47,12 @@ enum lmr_result lmr_reducer_handle(void *user_data, const struct lmr_runtime_con
     struct lmr_buf log;
     lmr_buf_init(&log, LMR_TASK_LOG_MAX_BYTES);
     lmr_task_log_begin(&log);
-    LMR_INFO("reduce task %u attempt %u (%s) of job %s: %zu frame%s", t.task, t.attempt, t.attempt_id, t.job.job_id,
-             t.nframes, t.nframes == 1 ? "" : "s");
+    if (t.frames_key)
+        LMR_INFO("reduce task %u attempt %u (%s) of job %s: frame list in %s", t.task, t.attempt, t.attempt_id,
+                 t.job.job_id, t.frames_key);
+    else
+        LMR_INFO("reduce task %u attempt %u (%s) of job %s: %zu frame%s", t.task, t.attempt, t.attempt_id, t.job.job_id,
+                 t.nframes, t.nframes == 1 ? "" : "s");
     if ((r = lmr_job_find(t.job.job_name, &ops, err)))
         goto done;
     if (ops->setup) {
@@ -56,6 +64,9 @@ enum lmr_result lmr_reducer_handle(void *user_data, const struct lmr_runtime_con
     }
     if ((r = lmr_store_set_get(&stores, t.job.work.root, &work, err)) ||
         (r = lmr_store_set_get(&stores, t.job.output.root, &out_store, err)))
+        goto done;
+    /* A long frame list came through the store (the event would have been too large). */
+    if ((r = lmr_reduce_task_load_frames(&t, work, err)))
         goto done;
     refs = calloc(t.nframes ? t.nframes : 1, sizeof *refs);
     part_key = lmr_output_key(&t.job, name);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "lambda/memory.h"
+#include "store/store.h"
 
 enum lmr_codec lmr_codec_from_key(const char *key)
 {
@@ -66,6 +67,14 @@ void lmr_reduce_task_clean_up(struct lmr_reduce_task *t)
     for (size_t i = 0; i < t->nframes; i++)
         free(t->frames[i].key);
     free(t->frames);
+    free(t->frames_key);
+    memset(t, 0, sizeof *t);
+}
+
+void lmr_merge_task_clean_up(struct lmr_merge_task *t)
+{
+    lmr_job_common_clean_up(&t->job);
+    free(t->attempt_id);
     memset(t, 0, sizeof *t);
 }
 
@@ -152,15 +161,43 @@ json_t *lmr_map_task_to_json(const struct lmr_map_task *t)
                      shards);
 }
 
+json_t *lmr_reduce_frames_to_json(const struct lmr_frame *frames, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < n; i++)
+        if (json_array_append_new(a, json_pack("[s, I, I]", frames[i].key, (json_int_t)frames[i].offset,
+                                               (json_int_t)frames[i].size_bytes))) {
+            json_decref(a);
+            return NULL;
+        }
+    return a ? json_pack("{s:o}", "frames", a) : NULL;
+}
+
 json_t *lmr_reduce_task_to_json(const struct lmr_reduce_task *t)
 {
-    json_t *frames = json_array();
-    for (size_t i = 0; i < t->nframes; i++)
-        json_array_append_new(frames, json_pack("[s, I, I]", t->frames[i].key, (json_int_t)t->frames[i].offset,
-                                                (json_int_t)t->frames[i].size_bytes));
-    return json_pack("{s:s, s:o, s:I, s:I, s:s, s:o}", "kind", "reduce", "job", lmr_job_common_to_json(&t->job), "task",
-                     (json_int_t)t->task, "attempt", (json_int_t)t->attempt, "attempt_id", t->attempt_id, "frames",
-                     frames);
+    json_t *list = t->frames_key ? json_pack("{s:[]}", "frames") : lmr_reduce_frames_to_json(t->frames, t->nframes);
+    json_t *frames = json_incref(json_object_get(list, "frames"));
+    json_decref(list);
+    json_t *j = json_pack("{s:s, s:o, s:I, s:I, s:s, s:o}", "kind", "reduce", "job", lmr_job_common_to_json(&t->job),
+                          "task", (json_int_t)t->task, "attempt", (json_int_t)t->attempt, "attempt_id", t->attempt_id,
+                          "frames", frames);
+    if (j && t->frames_key)
+        json_object_set_new(j, "frames_key", json_string(t->frames_key));
+    return j;
+}
+
+json_t *lmr_merge_task_to_json(const struct lmr_merge_task *t)
+{
+    return json_pack("{s:s, s:o, s:I, s:I, s:s, s:[I, I]}", "kind", "merge", "job", lmr_job_common_to_json(&t->job),
+                     "task", (json_int_t)t->task, "attempt", (json_int_t)t->attempt, "attempt_id", t->attempt_id,
+                     "maps", (json_int_t)t->first_map, (json_int_t)t->maps);
+}
+
+void lmr_task_event_kind(const char *event, size_t len, char *out, size_t cap)
+{
+    json_t *j = json_loadb(event, len, 0, NULL);
+    snprintf(out, cap, "%s", lmr_json_str(j, "kind", ""));
+    json_decref(j);
 }
 
 static enum lmr_result parse_event(const char *event, size_t len, const char *kind, json_t **out, struct lmr_err *err)
@@ -247,33 +284,97 @@ enum lmr_result lmr_map_task_from_json(const char *event, size_t len, struct lmr
     return r;
 }
 
+/* Parse a frame list ([[key, offset, size], ...]) into t->frames. what names the list in messages. */
+static enum lmr_result frames_from_json(const json_t *frames, struct lmr_reduce_task *t, const char *what,
+                                        struct lmr_err *err)
+{
+    if (!json_is_array(frames))
+        return lmr_fail(err, LMR_ERR_FORMAT, "%s: 'frames' must be an array", what);
+    t->nframes = json_array_size(frames);
+    t->frames = calloc(t->nframes ? t->nframes : 1, sizeof *t->frames);
+    if (!t->frames) {
+        t->nframes = 0;
+        return LMR_ERR_NOMEM;
+    }
+    for (size_t i = 0; i < t->nframes; i++) {
+        json_t *f = json_array_get(frames, i);
+        const char *key = json_string_value(json_array_get(f, 0));
+        if (!key || !json_is_integer(json_array_get(f, 1)) || !json_is_integer(json_array_get(f, 2)) ||
+            json_integer_value(json_array_get(f, 1)) < 0 || json_integer_value(json_array_get(f, 2)) < 0)
+            return lmr_fail(err, LMR_ERR_FORMAT, "%s: frame %zu must be [key, offset, size]", what, i);
+        if (!(t->frames[i].key = strdup(key)))
+            return LMR_ERR_NOMEM;
+        t->frames[i].offset = (uint64_t)json_integer_value(json_array_get(f, 1));
+        t->frames[i].size_bytes = (uint64_t)json_integer_value(json_array_get(f, 2));
+    }
+    return LMR_OK;
+}
+
 enum lmr_result lmr_reduce_task_from_json(const char *event, size_t len, struct lmr_reduce_task *t, struct lmr_err *err)
 {
     json_t *j = NULL, *frames;
     memset(t, 0, sizeof *t);
     enum lmr_result r =
         parse_task(event, len, "reduce", "frames", &j, &t->job, &t->task, &t->attempt, &t->attempt_id, &frames, err);
-    if (!r) {
-        t->nframes = json_array_size(frames);
-        t->frames = calloc(t->nframes ? t->nframes : 1, sizeof *t->frames);
-        if (!t->frames)
-            r = LMR_ERR_NOMEM;
-    }
-    for (size_t i = 0; !r && i < t->nframes; i++) {
-        json_t *f = json_array_get(frames, i);
-        const char *key = json_string_value(json_array_get(f, 0));
-        if (!key || !json_is_integer(json_array_get(f, 1)) || !json_is_integer(json_array_get(f, 2))) {
-            r = lmr_fail(err, LMR_ERR_FORMAT, "reduce task event: frame %zu must be [key, offset, size]", i);
-            break;
-        }
-        if (!(t->frames[i].key = strdup(key)))
-            r = LMR_ERR_NOMEM;
-        t->frames[i].offset = (uint64_t)json_integer_value(json_array_get(f, 1));
-        t->frames[i].size_bytes = (uint64_t)json_integer_value(json_array_get(f, 2));
-    }
+    if (!r)
+        r = frames_from_json(frames, t, "reduce task event", err);
+    const char *fk = lmr_json_str(j, "frames_key", NULL);
+    if (!r && fk && !(t->frames_key = strdup(fk)))
+        r = LMR_ERR_NOMEM;
     json_decref(j);
     if (r)
         lmr_reduce_task_clean_up(t);
+    return r;
+}
+
+enum lmr_result lmr_reduce_task_load_frames(struct lmr_reduce_task *t, struct lmr_store *work, struct lmr_err *err)
+{
+    if (!t->frames_key)
+        return LMR_OK;
+    struct lmr_buf b;
+    lmr_buf_init(&b, LMR_REDUCE_FRAMES_MAX_BYTES);
+    enum lmr_result r = lmr_store_get(work, t->frames_key, 0, LMR_STORE_TO_END, &b, err);
+    if (r == LMR_ERR_TOO_LARGE)
+        r = lmr_fail(err, r, "the frame list %s of reduce task %u is over %u MiB", t->frames_key, t->task,
+                     LMR_REDUCE_FRAMES_MAX_BYTES >> 20);
+    else if (r)
+        lmr_err_prefix(err, "reading the frame list of reduce task %u", t->task);
+    json_error_t je;
+    json_t *j = r ? NULL : json_loadb(b.data ? b.data : "", b.len, 0, &je);
+    lmr_buf_clean_up(&b);
+    if (!r && !j)
+        r = lmr_fail(err, LMR_ERR_FORMAT, "the frame list %s of reduce task %u is not JSON: %s", t->frames_key, t->task,
+                     je.text);
+    if (!r) {
+        for (size_t i = 0; i < t->nframes; i++)
+            free(t->frames[i].key);
+        free(t->frames);
+        t->frames = NULL;
+        t->nframes = 0;
+        r = frames_from_json(json_object_get(j, "frames"), t, t->frames_key, err);
+    }
+    json_decref(j);
+    return r;
+}
+
+enum lmr_result lmr_merge_task_from_json(const char *event, size_t len, struct lmr_merge_task *t, struct lmr_err *err)
+{
+    json_t *j = NULL, *maps = NULL;
+    memset(t, 0, sizeof *t);
+    enum lmr_result r =
+        parse_task(event, len, "merge", "maps", &j, &t->job, &t->task, &t->attempt, &t->attempt_id, &maps, err);
+    json_t *first = json_array_get(maps, 0), *count = json_array_get(maps, 1);
+    if (!r && (json_array_size(maps) != 2 || !json_is_integer(first) || !json_is_integer(count) ||
+               json_integer_value(first) < 0 || json_integer_value(count) < 1 ||
+               json_integer_value(first) + json_integer_value(count) > UINT32_MAX))
+        r = lmr_fail(err, LMR_ERR_FORMAT, "merge task event: 'maps' must be [first map task, count >= 1]");
+    if (!r) {
+        t->first_map = (uint32_t)json_integer_value(first);
+        t->maps = (uint32_t)json_integer_value(count);
+    }
+    json_decref(j);
+    if (r)
+        lmr_merge_task_clean_up(t);
     return r;
 }
 

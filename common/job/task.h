@@ -67,12 +67,28 @@ struct lmr_reduce_task {
     char *attempt_id;
     struct lmr_frame *frames; /* every committed map object's frame for this partition */
     size_t nframes;
+    /* Optional: the frame list is in the work store at this key (the event would be too large):
+     * {"frames": [[key, offset, size], ...]}; load it with lmr_reduce_task_load_frames. */
+    char *frames_key;
+};
+
+/* The most bytes of a reducer's frame list read from the store (about 100 bytes a frame). */
+#define LMR_REDUCE_FRAMES_MAX_BYTES (64u << 20)
+
+/* A merge task of the multi-stage exchange: merge the outputs of map tasks [first_map, first_map + maps). */
+struct lmr_merge_task {
+    struct lmr_job_common job;
+    uint32_t task;
+    uint32_t attempt;
+    char *attempt_id;
+    uint32_t first_map, maps;
 };
 
 void lmr_location_clean_up(struct lmr_location *loc);
 void lmr_job_common_clean_up(struct lmr_job_common *c);
 void lmr_map_task_clean_up(struct lmr_map_task *t);
 void lmr_reduce_task_clean_up(struct lmr_reduce_task *t);
+void lmr_merge_task_clean_up(struct lmr_merge_task *t);
 
 json_t *lmr_job_common_to_json(const struct lmr_job_common *c);
 enum lmr_result lmr_job_common_from_json(const json_t *j, struct lmr_job_common *c, struct lmr_err *err);
@@ -83,10 +99,22 @@ enum lmr_result lmr_shard_from_json(const json_t *j, struct lmr_shard *sh, struc
 /** Serialise a task as its Lambda event (new reference). */
 json_t *lmr_map_task_to_json(const struct lmr_map_task *t);
 json_t *lmr_reduce_task_to_json(const struct lmr_reduce_task *t);
+json_t *lmr_merge_task_to_json(const struct lmr_merge_task *t);
+/** A reducer's frame list as stored at frames_key: {"frames": [[key, offset, size], ...]} (new reference). */
+json_t *lmr_reduce_frames_to_json(const struct lmr_frame *frames, size_t n);
+/**
+ * Read the frame list of a task whose event named frames_key (from the store that holds the work
+ * location, at most LMR_REDUCE_FRAMES_MAX_BYTES) into t->frames. A task without frames_key is left as is.
+ */
+struct lmr_store;
+enum lmr_result lmr_reduce_task_load_frames(struct lmr_reduce_task *t, struct lmr_store *work, struct lmr_err *err);
+/** The kind of a task event ("map", "reduce", "merge", ...) into out; "" when it is not a JSON object with one. */
+void lmr_task_event_kind(const char *event, size_t len, char *out, size_t cap);
 /** Parse an event; the task owns everything it points to afterwards. */
 enum lmr_result lmr_map_task_from_json(const char *event, size_t len, struct lmr_map_task *t, struct lmr_err *err);
 enum lmr_result lmr_reduce_task_from_json(const char *event, size_t len, struct lmr_reduce_task *t,
                                           struct lmr_err *err);
+enum lmr_result lmr_merge_task_from_json(const char *event, size_t len, struct lmr_merge_task *t, struct lmr_err *err);
 
 /* Keys inside the work prefix. Callers free the result. */
 char *lmr_work_key(const struct lmr_job_common *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -16,15 +16,14 @@
 #include <stdint.h>
 
 #include "lambda/invoker.h"
+#include "lambda/limits.h"
 #include "lambda/memory.h"
 #include "util/result.h"
 
-/* Sizes and limits the service applies, as Lambda does. */
-#define LMR_LAMBDA_SYNC_PAYLOAD_MAX_BYTES (6u * 1024 * 1024)  /* RequestResponse request and response */
-#define LMR_LAMBDA_EVENT_PAYLOAD_MAX_BYTES (1u * 1024 * 1024) /* Event request */
-#define LMR_LAMBDA_LOG_TAIL_BYTES 4096                        /* X-Amz-Log-Result */
-#define LMR_LAMBDA_EVENT_QUEUE_MAX 100000                     /* queued Event invocations per function; beyond: 429 */
-#define LMR_LAMBDA_REQUEST_TIMEOUT_DEFAULT_MS 10000           /* an Invoke API request must arrive whole in this time */
+/* Sizes and limits the service applies, as Lambda does (the payload limits: lambda/limits.h). */
+#define LMR_LAMBDA_LOG_TAIL_BYTES 4096              /* X-Amz-Log-Result */
+#define LMR_LAMBDA_EVENT_QUEUE_MAX 100000           /* queued Event invocations per function; beyond: 429 */
+#define LMR_LAMBDA_REQUEST_TIMEOUT_DEFAULT_MS 10000 /* an Invoke API request must arrive whole in this time */
 
 struct lmr_function_config {
     const char *name;     /* Required. [A-Za-z0-9_-]{1,64} */

@@ -371,6 +371,8 @@ struct lmr_frame_reader {
     uint8_t *buf; /* decoded bytes [start, end) not yet returned */
     size_t cap, start, end;
     bool open, src_eof, frame_done, finished;
+    bool shared;        /* sr belongs to the caller (lmr_frame_reader_open_on): read only this frame's bytes */
+    uint64_t remaining; /* shared: bytes of this frame not yet read from sr */
     uint64_t fetched;
     char key[256]; /* for messages (truncated) */
 };
@@ -408,8 +410,9 @@ enum lmr_result lmr_frame_reader_new(struct lmr_frame_reader **out, struct lmr_e
 
 void lmr_frame_reader_close(struct lmr_frame_reader *fr)
 {
-    if (fr->sr)
+    if (fr->sr && !fr->shared)
         lmr_store_close_read(fr->sr);
+    fr->shared = false;
     fr->sr = NULL;
     fr->open = false;
 }
@@ -430,8 +433,8 @@ uint64_t lmr_frame_reader_bytes_fetched(const struct lmr_frame_reader *fr)
     return fr->fetched;
 }
 
-enum lmr_result lmr_frame_reader_open(struct lmr_frame_reader *fr, struct lmr_store *store, const char *key,
-                                      uint64_t offset, uint64_t size_bytes, struct lmr_err *err)
+/* Reset the reader for a new frame of `key` (after closing the last one). */
+static void reset_for(struct lmr_frame_reader *fr, const char *key)
 {
     lmr_frame_reader_close(fr);
     if (fr->cap > 4 * READ_OUT_BYTES) { /* give back what a huge record of the last frame took */
@@ -445,6 +448,13 @@ enum lmr_result lmr_frame_reader_open(struct lmr_frame_reader *fr, struct lmr_st
     fr->zin = (ZSTD_inBuffer){fr->in, 0, 0};
     fr->start = fr->end = 0;
     fr->src_eof = fr->frame_done = fr->finished = false;
+    fr->remaining = 0;
+}
+
+enum lmr_result lmr_frame_reader_open(struct lmr_frame_reader *fr, struct lmr_store *store, const char *key,
+                                      uint64_t offset, uint64_t size_bytes, struct lmr_err *err)
+{
+    reset_for(fr, key);
     if (size_bytes == 0) {
         fr->src_eof = fr->frame_done = true;
         fr->open = true;
@@ -460,6 +470,23 @@ enum lmr_result lmr_frame_reader_open(struct lmr_frame_reader *fr, struct lmr_st
     return LMR_OK;
 }
 
+enum lmr_result lmr_frame_reader_open_on(struct lmr_frame_reader *fr, struct lmr_store_reader *sr, const char *key,
+                                         uint64_t size_bytes, struct lmr_err *err)
+{
+    (void)err;
+    reset_for(fr, key);
+    fr->open = true;
+    if (size_bytes == 0) {
+        fr->src_eof = fr->frame_done = true;
+        return LMR_OK;
+    }
+    ZSTD_DCtx_reset(fr->dctx, ZSTD_reset_session_only);
+    fr->sr = sr;
+    fr->shared = true;
+    fr->remaining = size_bytes;
+    return LMR_OK;
+}
+
 static enum lmr_result format_error(struct lmr_frame_reader *fr, struct lmr_err *err, const char *what)
 {
     lmr_frame_reader_close(fr);
@@ -472,10 +499,21 @@ static enum lmr_result format_error(struct lmr_frame_reader *fr, struct lmr_err 
 /* Refill compressed input. */
 static enum lmr_result read_in(struct lmr_frame_reader *fr, struct lmr_err *err)
 {
-    size_t got = 0;
-    enum lmr_result rc = lmr_store_read(fr->sr, fr->in, READ_IN_BYTES, &got, err);
+    size_t got = 0, want = READ_IN_BYTES;
+    if (fr->shared) { /* never past this frame: the next one belongs to the next open */
+        if (fr->remaining < want)
+            want = (size_t)fr->remaining;
+        if (!want) {
+            fr->zin = (ZSTD_inBuffer){fr->in, 0, 0};
+            fr->src_eof = true;
+            return LMR_OK;
+        }
+    }
+    enum lmr_result rc = lmr_store_read(fr->sr, fr->in, want, &got, err);
     if (rc != LMR_OK)
         return rc;
+    if (fr->shared)
+        fr->remaining -= got;
     fr->fetched += got;
     fr->zin = (ZSTD_inBuffer){fr->in, got, 0};
     if (!got)

@@ -104,6 +104,14 @@ size_t lmr_frame_reader_memory_bytes(void);
 enum lmr_result lmr_frame_reader_open(struct lmr_frame_reader *fr, struct lmr_store *store, const char *key,
                                       uint64_t offset, uint64_t size_bytes, struct lmr_err *err);
 /**
+ * Open the next frame of `key` on a store reader the caller opened and keeps (sequential reading of
+ * an object's consecutive frames with one request): the frame is the next size_bytes bytes of sr.
+ * The reader reads exactly those bytes (never past the frame) and does not close sr. key only names
+ * the object in messages. size_bytes 0 is an empty frame (nothing is read).
+ */
+enum lmr_result lmr_frame_reader_open_on(struct lmr_frame_reader *fr, struct lmr_store_reader *sr, const char *key,
+                                         uint64_t size_bytes, struct lmr_err *err);
+/**
  * Next record of the open frame. *key and *value point into the reader's buffer and stay valid
  * until the next call on this reader. *has_record is false at the end of the frame.
  * @return LMR_ERR_FORMAT for corrupt or truncated data (the reader is then unusable until reopened).

@@ -109,6 +109,29 @@ uint64_t lmr_merger_bytes_fetched(const struct lmr_merger *m)
     return total;
 }
 
+/* Open source i (sources or streams) into reader i and read its first record. */
+static enum lmr_result open_source(struct lmr_merger *m, size_t i, const struct lmr_merge_source *src,
+                                   const struct lmr_merge_stream *stream, struct lmr_err *err)
+{
+    enum lmr_result rc;
+    if (!m->readers[i] && (rc = lmr_frame_reader_new(&m->readers[i], err)) != LMR_OK)
+        return rc;
+    m->n = i + 1;
+    rc = src ? lmr_frame_reader_open(m->readers[i], m->store, src->key, src->offset, src->size_bytes, err)
+             : lmr_frame_reader_open_on(m->readers[i], stream->reader, stream->key, stream->size_bytes, err);
+    if (rc != LMR_OK)
+        return rc;
+    bool has;
+    rc = lmr_frame_reader_next(m->readers[i], &has, &m->keys[i], &m->values[i], err);
+    if (rc != LMR_OK)
+        return rc;
+    if (has) {
+        m->heap[m->heap_len++] = i;
+        sift_up(m, m->heap_len - 1);
+    }
+    return LMR_OK;
+}
+
 enum lmr_result lmr_merger_open(struct lmr_merger *m, struct lmr_store *store, const struct lmr_merge_source *sources,
                                 size_t n, struct lmr_err *err)
 {
@@ -118,21 +141,25 @@ enum lmr_result lmr_merger_open(struct lmr_merger *m, struct lmr_store *store, c
                         m->max);
     m->store = store;
     for (size_t i = 0; i < n; i++) {
-        enum lmr_result rc;
-        if (!m->readers[i] && (rc = lmr_frame_reader_new(&m->readers[i], err)) != LMR_OK)
-            return rc;
-        m->n = i + 1;
-        rc = lmr_frame_reader_open(m->readers[i], store, sources[i].key, sources[i].offset, sources[i].size_bytes, err);
+        enum lmr_result rc = open_source(m, i, &sources[i], NULL, err);
         if (rc != LMR_OK)
             return rc;
-        bool has;
-        rc = lmr_frame_reader_next(m->readers[i], &has, &m->keys[i], &m->values[i], err);
+    }
+    return LMR_OK;
+}
+
+enum lmr_result lmr_merger_open_streams(struct lmr_merger *m, const struct lmr_merge_stream *streams, size_t n,
+                                        struct lmr_err *err)
+{
+    lmr_merger_close(m);
+    if (n > m->max)
+        return lmr_fail(err, LMR_ERR_INTERNAL, "Shuffle merger asked to merge %zu sources, more than its %zu.", n,
+                        m->max);
+    m->store = NULL;
+    for (size_t i = 0; i < n; i++) {
+        enum lmr_result rc = open_source(m, i, NULL, &streams[i], err);
         if (rc != LMR_OK)
             return rc;
-        if (has) {
-            m->heap[m->heap_len++] = i;
-            sift_up(m, m->heap_len - 1);
-        }
     }
     return LMR_OK;
 }

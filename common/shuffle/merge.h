@@ -25,6 +25,20 @@ void lmr_merger_destroy(struct lmr_merger *m);
 /** Open sources[0..n) (n <= max_sources; the array is not kept) and read each one's first record. */
 enum lmr_result lmr_merger_open(struct lmr_merger *m, struct lmr_store *store, const struct lmr_merge_source *sources,
                                 size_t n, struct lmr_err *err);
+/* One sorted input read from a store reader the caller keeps open: the reader's next size_bytes bytes. */
+struct lmr_merge_stream {
+    struct lmr_store_reader *reader;
+    const char *key; /* names the object in messages */
+    uint64_t size_bytes;
+};
+
+/**
+ * Open streams[0..n) (n <= max_sources) like lmr_merger_open, each frame being the next bytes of
+ * its stream's reader (lmr_frame_reader_open_on): consecutive frames of one object are read with
+ * one request. After a drain every stream is positioned after its frame.
+ */
+enum lmr_result lmr_merger_open_streams(struct lmr_merger *m, const struct lmr_merge_stream *streams, size_t n,
+                                        struct lmr_err *err);
 /** Close every open source (also done by the next open). */
 void lmr_merger_close(struct lmr_merger *m);
 

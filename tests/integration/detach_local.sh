@@ -84,6 +84,27 @@ PY
     "$LAMBDAMR" logs "$D/det" --task coordinator | grep -q "^== coordinator/round-1" &&
     pass "logs --task m-00001 and --task coordinator" || fail "logs: $(cat "$D/logs.txt")"
 
+# A coordinator that re-invokes itself near its deadline (the margin leaves it ~1.5 s a round): the
+# report lists every round's coordinator invocation, and bills them.
+LMR_COORDINATOR_MARGIN_MS=898500 LMR_FAULT='map-slow:*:*' LMR_FAULT_SLOW_MS=1000 "$LAMBDAMR" run "${args[@]}" --output "$D/rounds" \
+    --detach > "$D/rounds.txt" 2>&1 || fail "run --detach (rounds): $(cat "$D/rounds.txt")"
+"$LAMBDAMR" wait "$D/rounds" > /dev/null 2>&1 && "$LAMBDAMR" status "$D/rounds" --json > "$D/rounds.json" &&
+    cmp -s "$D/ref/part-r-00000" "$D/rounds/part-r-00000" && cmp -s "$D/ref/part-r-00001" "$D/rounds/part-r-00001" &&
+    python3 - "$D/rounds/_lambdamr/report.json" "$D/rounds.json" <<'PY' &&
+import json, sys
+r, s = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+ci = r['coordinator_invocations']
+assert len(ci) >= 2 and [c['round'] for c in ci] == list(range(1, len(ci) + 1)), ci
+assert len({c['request_id'] for c in ci}) == len(ci), ci
+assert all(c['billed_duration_ms'] > 0 for c in ci) and ci[-1]['start_ms'] >= ci[0]['end_ms'] - 1000, ci
+assert r['cost']['coordinator']['invocations'] == len(ci), r['cost']['coordinator']
+assert r['cost']['invocations'] == len(r['invocations']) + len(ci), r['cost']
+assert s['round'] == len(ci) and s['so_far']['invocations'] >= r['cost']['invocations'], (s['round'], s['so_far'])
+print(len(ci))
+PY
+    pass "a job in $(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["coordinator_invocations"]))' "$D/rounds/_lambdamr/report.json") coordinator rounds: identical output, every round's invocation in the report and its cost" ||
+    fail "coordinator rounds: $(cat "$D/rounds.txt"; head -c 1500 "$D/rounds.json" 2>/dev/null)"
+
 # cancel a second, slow detached job: it runs in the same serve, stops, leaves no parts; wait exits 3.
 LMR_FAULT='map-slow:*:*' LMR_FAULT_SLOW_MS=2000 "$LAMBDAMR" run "${args[@]}" --output "$D/can" --detach > "$D/can.txt" 2>&1 ||
     fail "second run --detach: $(cat "$D/can.txt")"

@@ -69,8 +69,8 @@ for backend in local aws; do
     "$LAMBDAMR" status "$out" > "$D/st.txt" 2>&1 || true
     grep -qE "^job [0-9A-Za-z-]+: running, (map|reduce) phase" "$D/st.txt" && grep -q "tasks .* map, 2 reduce" "$D/st.txt" &&
         pass "$backend: status of a running job: $(head -1 "$D/st.txt")" || fail "$backend: status: $(cat "$D/st.txt")"
-    "$LAMBDAMR" status "$out" --json | python3 -c 'import json,sys; s=json.load(sys.stdin); assert s["status"]=="running" and s["progress"]["total"]>0, s' &&
-        pass "$backend: status --json" || fail "$backend: status --json"
+    "$LAMBDAMR" status "$out" --json | python3 -c 'import json,sys; s=json.load(sys.stdin); assert s["status"]=="running" and s["progress"]["total"]>0 and s["so_far"]["invocations"]>=1 and s["so_far"]["cost_usd"]>0, s' &&
+        pass "$backend: status --json (with bytes and cost so far)" || fail "$backend: status --json"
     rc=0; "$LAMBDAMR" wait "$out" > "$D/wait.txt" 2>&1 || rc=$?
     wait "$pid" || fail "$backend: the job failed: $(cat "$D/run.log")"
     [ "$rc" = 0 ] && grep -q "succeeded" "$D/wait.txt" && pass "$backend: wait exits 0 for a succeeded job" || fail "$backend: wait rc=$rc"

@@ -140,6 +140,7 @@ pid=$(serve_pid)
 for _ in $(seq 100); do alive "$pid" || break; sleep 0.2; done
 ! alive "$pid" && [ ! -e "$SD/serve.json" ] && grep -q "stopping (no invocation for 3 s)" "$SD/serve.log" &&
     pass "the background serve exited when idle and removed its state file" || fail "idle exit: pid $pid alive; $(tail -3 "$SD/serve.log")"
-grep -q "Sanitizer" "$SD/serve.log" && fail "the serve's log has a sanitizer report: $(grep -A5 Sanitizer "$SD/serve.log" | head -20)" ||
-    pass "no sanitizer report in the serve's log"
+grep -q "Sanitizer" "$SD/serve.log" "$SD"/function-logs/*.log &&
+    fail "a sanitizer report in the serve's or the functions' logs: $(grep -h -A5 Sanitizer "$SD/serve.log" "$SD"/function-logs/*.log | head -20)" ||
+    pass "no sanitizer report in the serve's and the functions' logs"
 finish

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # run --detach on the embedded default: the driver hands the job to this user's background
 # `lambdamr serve` (started when none runs; state file with pid, port and start time in
-# $XDG_RUNTIME_DIR/lambdamr, 0600 in a 0700 folder) and returns with the job id; the job
+# $XDG_RUNTIME_DIR/lambdamr, 0600 in a 0700 folder; a stale one is replaced) and returns with the job id; the job
 # finishes with the driver gone, with output byte-identical to a run without --detach. status
 # (text and --json: bytes and cost so far), wait (exit status = the job's), logs --task, cancel
 # of a second, slow job (it leaves no parts; exit 3), cleanup; the report lists the
@@ -33,7 +33,10 @@ alive() { [ -n "$1" ] && [ -r "/proc/$1/status" ] && ! grep -q '^State:[[:space:
 "$LAMBDAMR" run "${args[@]}" --output "$D/ref" > /dev/null 2> "$D/ref.err" || fail "the reference run: $(cat "$D/ref.err")"
 [ ! -e "$SD/serve.json" ] && pass "a run without --detach starts no background serve" || fail "a plain run left $SD/serve.json"
 
-# A detached job: run returns with the job id while the job still runs (its maps are slowed).
+# A stale state file (its pid is gone) is replaced. A detached job: run returns with the job id
+# while the job still runs (its maps are slowed).
+mkdir -m 700 "$SD"
+echo '{"pid": 4000000, "port": 1, "start_ticks": 1, "started_ms": 1}' > "$SD/serve.json"; chmod 600 "$SD/serve.json"
 t0=$(date +%s%N)
 LMR_FAULT='map-slow:*:*' LMR_FAULT_SLOW_MS=1500 "$LAMBDAMR" run "${args[@]}" --output "$D/det" --detach > "$D/det.txt" 2>&1 ||
     fail "run --detach: $(cat "$D/det.txt")"
@@ -120,10 +123,13 @@ ls "$D"/can/part-* > /dev/null 2>&1 && fail "parts left after cancel" || pass "t
 "$LAMBDAMR" cleanup "$D/can" > /dev/null && [ -z "$(find "$D/can/_lambdamr/work" -type f 2>/dev/null)" ] &&
     pass "cleanup removes the cancelled job's work data" || fail "cleanup after cancel: $(find "$D/can" -type f)"
 
-# serve --stop; then a stale state file (dead pid) and two drivers at once: one new serve for both.
+# serve --stop; then a stale state file whose pid lives (this shell, its true start time) but whose
+# port does not answer, and two drivers at once: one new serve for both.
 "$LAMBDAMR" serve --stop > "$D/stop.txt" && ! alive "$pid" && [ ! -e "$SD/serve.json" ] &&
     pass "serve --stop: $(cat "$D/stop.txt")" || fail "serve --stop: $(cat "$D/stop.txt")"
-echo '{"pid": 4000000, "port": 1, "start_ticks": 1, "started_ms": 1}' > "$SD/serve.json"; chmod 600 "$SD/serve.json"
+ticks=$(sed 's/.*) //' /proc/$$/stat | cut -d' ' -f20)
+closed=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
+echo "{\"pid\": $$, \"port\": $closed, \"start_ticks\": $ticks, \"started_ms\": 1}" > "$SD/serve.json"; chmod 600 "$SD/serve.json"
 "$LAMBDAMR" run "${args[@]}" --output "$D/c1" --detach > "$D/c1.txt" 2>&1 & p1=$!
 "$LAMBDAMR" run "${args[@]}" --output "$D/c2" --detach > "$D/c2.txt" 2>&1 & p2=$!
 rc1=0; wait "$p1" || rc1=$?; rc2=0; wait "$p2" || rc2=$?
@@ -131,7 +137,7 @@ s1=$(sed -n 's/.*background lambdamr serve (pid \([0-9]*\),.*/\1/p' "$D/c1.txt")
 pid=$(serve_pid)
 [ "$rc1" = 0 ] && [ "$rc2" = 0 ] && [ -n "$s1" ] && [ "$s1" = "$s2" ] && [ "$s1" = "$pid" ] && alive "$pid" &&
     [ "$(grep -c "background service of uid" "$SD/serve.log")" = 2 ] &&
-    pass "two drivers at once over a stale state file: one new serve (pid $pid) for both" ||
+    pass "two drivers at once over a stale state file (live pid, dead port): one new serve (pid $pid) for both" ||
     fail "concurrent drivers (rc $rc1/$rc2, serves '$s1' '$s2', state '$pid'): $(cat "$D/c1.txt" "$D/c2.txt")"
 "$LAMBDAMR" wait "$D/c1" > /dev/null && "$LAMBDAMR" wait "$D/c2" > /dev/null && cmp -s "$D/ref/part-r-00000" "$D/c1/part-r-00000" &&
     cmp -s "$D/ref/part-r-00001" "$D/c2/part-r-00001" && pass "both jobs succeeded with the reference output" || fail "the concurrent jobs"

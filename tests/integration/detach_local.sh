@@ -33,6 +33,14 @@ alive() { [ -n "$1" ] && [ -r "/proc/$1/status" ] && ! grep -q '^State:[[:space:
 "$LAMBDAMR" run "${args[@]}" --output "$D/ref" > /dev/null 2> "$D/ref.err" || fail "the reference run: $(cat "$D/ref.err")"
 [ ! -e "$SD/serve.json" ] && pass "a run without --detach starts no background serve" || fail "a plain run left $SD/serve.json"
 
+# A job of several stages (each reads the one before) is not detached: a clear refusal, nothing written.
+mkdir -p "$D/bdb/rankings" "$D/bdb/uservisits"
+echo "url1,10,1" > "$D/bdb/rankings/r.csv"; echo "1.2.3.4,url1,1980-01-02,0.5,a,b,c,d,1" > "$D/bdb/uservisits/u.csv"
+rc=0; "$LAMBDAMR" run bdb-q3 --input "$D/bdb" --output "$D/q3" --join reduce --detach > /dev/null 2> "$D/q3.err" || rc=$?
+[ "$rc" = 2 ] && grep -q -- "--detach runs one-stage jobs, and this bdb-q3 job has 2 stages" "$D/q3.err" && [ ! -e "$D/q3" ] &&
+    [ ! -e "$SD/serve.json" ] && pass "a two-stage job with --detach: refused ($(head -c 80 "$D/q3.err")...)" ||
+    fail "a two-stage job with --detach (rc $rc): $(cat "$D/q3.err")"
+
 # A stale state file (its pid is gone) is replaced. A detached job: run returns with the job id
 # while the job still runs (its maps are slowed).
 mkdir -m 700 "$SD"

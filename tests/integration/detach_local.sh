@@ -95,6 +95,15 @@ PY
     "$LAMBDAMR" logs "$D/det" --task coordinator | grep -q "^== coordinator/round-1" &&
     pass "logs --task m-00001 and --task coordinator" || fail "logs: $(cat "$D/logs.txt")"
 
+# A job that ships its scripts (--file): they go into the functions' zip (files/), as on AWS.
+printf '#!/bin/sh\ntr -s " " "\\n" | awk '"'"'NF { print $0 "\\t1" }'"'"'\n' > "$D/wc_map.sh"
+printf '#!/bin/sh\nawk -F "\\t" '"'"'{ c[$1] += $2 } END { for (k in c) print k "\\t" c[k] }'"'"'\n' > "$D/wc_reduce.sh"
+(cd "$D" && "$LAMBDAMR" run exec --mapper 'sh wc_map.sh' --reducer 'sh wc_reduce.sh' --file wc_map.sh --file wc_reduce.sh \
+    --input "$D/in" --split-size 32K --reducers 2 --output "$D/exec" --detach > "$D/exec.txt" 2>&1) &&
+    "$LAMBDAMR" wait "$D/exec" > /dev/null 2>&1 && cmp -s <(LC_ALL=C sort "$D"/ref/part-r-*) <(LC_ALL=C sort "$D"/exec/part-r-*) &&
+    pass "a detached exec job with --file scripts equals the built-in word count" ||
+    fail "detached exec job: $(cat "$D/exec.txt"; "$LAMBDAMR" status "$D/exec" 2>&1)"
+
 # A coordinator that re-invokes itself near its deadline (the margin leaves it ~1.5 s a round): the
 # report lists every round's coordinator invocation, and bills them.
 LMR_COORDINATOR_MARGIN_MS=898500 LMR_FAULT='map-slow:*:*' LMR_FAULT_SLOW_MS=1000 "$LAMBDAMR" run "${args[@]}" --output "$D/rounds" \

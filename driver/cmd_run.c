@@ -728,6 +728,15 @@ static enum lmr_result invoke_coordinator(const struct run_options *o, const cha
     return r;
 }
 
+/* A job that never started leaves no manifest (a resumed job's stays: it is the job's plan). */
+static void delete_new_manifest(const struct lmr_job_plan *plan, struct lmr_store *work_store, bool resumed)
+{
+    char *mk = resumed ? NULL : lmr_work_key(&plan->job, "manifest.json");
+    if (mk)
+        lmr_store_delete(work_store, (const char *const *)&mk, 1, NULL);
+    free(mk);
+}
+
 static int run_stage(struct run_options *o)
 {
     struct lmr_err err = {0};
@@ -763,6 +772,10 @@ static int run_stage(struct run_options *o)
         if (ops->teardown && state)
             ops->teardown(state);
     }
+    /* --detach on the embedded default: the background serve's folder must be usable (checked before writing). */
+    if (o->detach && strcmp(o->backend, "aws") && !o->dry_run &&
+        (r = lmr_background_dir(det.dir, sizeof det.dir, &err)))
+        return fail(&err, r);
 
     /* Plan (the planner lists, splits, packs and places the job), check the output, write the manifest. */
     struct lmr_plan_request req = {.job_name = o->job,
@@ -878,8 +891,11 @@ static int run_stage(struct run_options *o)
                                                    .memory_mb = o->memory_mb,
                                                    .timeout_s = o->timeout_s,
                                                    .concurrency = o->concurrency};
-            if ((r = find_bootstrap(path, sizeof path, &err)) || (r = lmr_detach_local_prepare(&dlo, &det, &inv, &err)))
+            if ((r = find_bootstrap(path, sizeof path, &err)) ||
+                (r = lmr_detach_local_prepare(&dlo, &det, &inv, &err))) {
+                delete_new_manifest(&plan, work_store, resumed); /* nothing ran: leave nothing */
                 goto out;
+            }
             prefix = det.prefix;
         } else if ((r = start_local(o, &svc, &inv, &err))) {
             goto out;
@@ -893,10 +909,7 @@ static int run_stage(struct run_options *o)
     struct progress_state ps = {.tty = !o->json && isatty(STDERR_FILENO), .t0 = t0};
     if ((r = invoke_coordinator(o, prefix, &plan, work_store, fingerprint, lmr_lease_holder(lease), resumed, &stores,
                                 &prices, inv, &err))) {
-        char *mk = resumed ? NULL : lmr_work_key(&plan.job, "manifest.json"); /* nothing ran: leave nothing */
-        if (mk)
-            lmr_store_delete(work_store, (const char *const *)&mk, 1, NULL);
-        free(mk);
+        delete_new_manifest(&plan, work_store, resumed); /* nothing ran: leave nothing */
         goto out;
     }
     if (o->detach) {

@@ -41,6 +41,13 @@ rc=0; "$LAMBDAMR" run bdb-q3 --input "$D/bdb" --output "$D/q3" --join reduce --d
     [ ! -e "$SD/serve.json" ] && pass "a two-stage job with --detach: refused ($(head -c 80 "$D/q3.err")...)" ||
     fail "a two-stage job with --detach (rc $rc): $(cat "$D/q3.err")"
 
+# A state folder that others may write to is refused before anything is written.
+mkdir -p "$D/bad/lambdamr"; chmod 777 "$D/bad/lambdamr"
+rc=0; XDG_RUNTIME_DIR="$D/bad" "$LAMBDAMR" run "${args[@]}" --output "$D/bad-out" --detach > /dev/null 2> "$D/bad.err" || rc=$?
+[ "$rc" = 1 ] && grep -q "is not a private folder of this user" "$D/bad.err" && [ ! -e "$D/bad-out" ] &&
+    [ ! -e "$D/bad/lambdamr/serve.json" ] && pass "a state folder others may write to: refused, nothing written" ||
+    fail "unsafe state folder (rc $rc): $(cat "$D/bad.err"; ls -R "$D/bad-out" 2>&1 | head)"
+
 # A stale state file (its pid is gone) is replaced. A detached job: run returns with the job id
 # while the job still runs (its maps are slowed).
 mkdir -m 700 "$SD"

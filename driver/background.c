@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <openssl/evp.h>
 
 #include "job/task.h"
 #include "util/misc.h"
@@ -169,6 +170,7 @@ static enum lmr_result read_state(const char *dir, struct lmr_background_state *
     st->port = port > 0 && port < 65536 ? (uint16_t)port : 0;
     st->start_ticks = lmr_json_u64(j, "start_ticks", 0);
     st->started_ms = lmr_json_u64(j, "started_ms", 0);
+    snprintf(st->aws_env, sizeof st->aws_env, "%s", lmr_json_str(j, "aws_env", ""));
     json_decref(j);
     return st->pid && st->port ? LMR_OK : LMR_ERR_NOT_FOUND; /* unreadable: stale */
 }
@@ -182,6 +184,30 @@ enum lmr_result lmr_background_find(const char *dir, struct lmr_background_state
     if (!ticks || ticks != st->start_ticks || !port_answers(st->port))
         return LMR_ERR_NOT_FOUND;
     return LMR_OK;
+}
+
+#define PLACEHOLDER_KEY "lambdamr-local"
+
+void lmr_background_aws_env_digest(char out[17])
+{
+    static const char *const names[] = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                                        "AWS_SESSION_TOKEN", "AWS_PROFILE",
+                                        "AWS_REGION",        "AWS_DEFAULT_REGION"};
+    bool none = !getenv("AWS_ACCESS_KEY_ID") && !getenv("AWS_PROFILE");
+    unsigned char md[EVP_MAX_MD_SIZE] = {0};
+    unsigned int len = 0;
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    bool ok = c && EVP_DigestInit_ex(c, EVP_sha256(), NULL);
+    for (size_t i = 0; ok && i < sizeof names / sizeof names[0]; i++) {
+        const char *v = none && i < 2 ? PLACEHOLDER_KEY : getenv(names[i]);
+        ok = EVP_DigestUpdate(c, names[i], strlen(names[i]) + 1) &&
+             EVP_DigestUpdate(c, v ? v : "", v ? strlen(v) + 1 : 0);
+    }
+    if (ok)
+        EVP_DigestFinal_ex(c, md, &len);
+    EVP_MD_CTX_free(c);
+    for (int i = 0; i < 8; i++)
+        sprintf(out + 2 * i, "%02x", md[i]);
 }
 
 /*
@@ -202,8 +228,8 @@ static char **serve_environment(void)
         if (strncmp(environ[i], "LMR_", 4) || !strncmp(environ[i], "LMR_LOG=", 8))
             *e++ = environ[i];
     if (!getenv("AWS_ACCESS_KEY_ID") && !getenv("AWS_PROFILE")) {
-        *e++ = (char *)"AWS_ACCESS_KEY_ID=lambdamr-local";
-        *e++ = (char *)"AWS_SECRET_ACCESS_KEY=lambdamr-local";
+        *e++ = (char *)"AWS_ACCESS_KEY_ID=" PLACEHOLDER_KEY;
+        *e++ = (char *)"AWS_SECRET_ACCESS_KEY=" PLACEHOLDER_KEY;
     }
     return env;
 }
@@ -281,9 +307,11 @@ enum lmr_result lmr_background_write_state(const char *dir, uint16_t port, struc
     char path[LMR_BACKGROUND_DIR_MAX + 32], tmp[LMR_BACKGROUND_DIR_MAX + 64];
     snprintf(path, sizeof path, "%s/serve.json", dir);
     snprintf(tmp, sizeof tmp, "%s/.serve.json.%d", dir, (int)getpid());
-    json_t *j =
-        json_pack("{s:i, s:i, s:I, s:I}", "pid", (int)getpid(), "port", (int)port, "start_ticks",
-                  (json_int_t)lmr_background_start_ticks((int)getpid()), "started_ms", (json_int_t)lmr_wall_ms());
+    char aws_env[17];
+    lmr_background_aws_env_digest(aws_env);
+    json_t *j = json_pack("{s:i, s:i, s:I, s:I, s:s}", "pid", (int)getpid(), "port", (int)port, "start_ticks",
+                          (json_int_t)lmr_background_start_ticks((int)getpid()), "started_ms",
+                          (json_int_t)lmr_wall_ms(), "aws_env", aws_env);
     char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     if (!text)

@@ -7,7 +7,8 @@
  * folder is made 0700 and refused when another user owns it or others may write to it):
  *   serve.json       the state file (0600): pid, port, the process's start time (clock ticks
  *                    since boot, /proc/PID/stat field 22, so a reused pid is not taken for it),
- *                    started_ms; written by the serve once it listens, removed when it stops
+ *                    started_ms, aws_env (lmr_background_aws_env_digest of its environment);
+ *                    written by the serve once it listens, removed when it stops
  *   serve.lock       flock(2): held by a driver while it finds or starts the serve and hands
  *                    its job over, and by the serve when it stops for idleness, so two drivers
  *                    never start two and a serve never stops under a driver that picked it
@@ -35,6 +36,7 @@ struct lmr_background_state {
     uint16_t port;
     uint64_t start_ticks; /* the process's start time, /proc/PID/stat field 22 */
     uint64_t started_ms;  /* wall clock, for people */
+    char aws_env[17];     /* lmr_background_aws_env_digest of the serve's environment ("" if not recorded) */
 };
 
 /** The folder (made 0700 if missing) into out. @return LMR_ERR_INVALID when it is not safe to use. */
@@ -64,6 +66,15 @@ enum lmr_result lmr_background_ensure(const char *dir, const char *self, struct 
 enum lmr_result lmr_background_write_state(const char *dir, uint16_t port, struct lmr_err *err);
 /** The serve's side: remove dir/serve.json if it names this process. */
 void lmr_background_remove_state(const char *dir);
+
+/**
+ * A digest (16 hex digits) of the AWS settings Lambda reserves, which a function therefore takes
+ * from the serve's environment and never from its configuration: AWS_ACCESS_KEY_ID,
+ * AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_PROFILE, AWS_REGION, AWS_DEFAULT_REGION, with the
+ * placeholder credentials a serve is given when there are none. Equal digests: a job of this
+ * environment sees in the serve the credentials and region it has here.
+ */
+void lmr_background_aws_env_digest(char out[17]);
 
 /** The start time of process pid (clock ticks since boot), 0 when it does not exist. */
 uint64_t lmr_background_start_ticks(int pid);

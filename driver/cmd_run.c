@@ -728,6 +728,15 @@ static enum lmr_result invoke_coordinator(const struct run_options *o, const cha
     return r;
 }
 
+/* Does the job read or write S3? */
+static bool uses_s3(const struct run_options *o)
+{
+    bool s3 = !strncmp(o->output, "s3://", 5) || (o->work && !strncmp(o->work, "s3://", 5));
+    for (size_t i = 0; i < o->ninputs && !s3; i++)
+        s3 = !strncmp(o->inputs[i], "s3://", 5);
+    return s3;
+}
+
 /* A job that never started leaves no manifest (a resumed job's stays: it is the job's plan). */
 static void delete_new_manifest(const struct lmr_job_plan *plan, struct lmr_store *work_store, bool resumed)
 {
@@ -772,9 +781,11 @@ static int run_stage(struct run_options *o)
         if (ops->teardown && state)
             ops->teardown(state);
     }
-    /* --detach on the embedded default: the background serve's folder must be usable (checked before writing). */
+    /* --detach on the embedded default: the background serve's folder must be usable, and a running
+     * serve must have this environment's AWS settings if the job uses S3 (checked before writing). */
     if (o->detach && strcmp(o->backend, "aws") && !o->dry_run &&
-        (r = lmr_background_dir(det.dir, sizeof det.dir, &err)))
+        ((r = lmr_background_dir(det.dir, sizeof det.dir, &err)) ||
+         (r = lmr_detach_local_check(det.dir, uses_s3(o), &err))))
         return fail(&err, r);
 
     /* Plan (the planner lists, splits, packs and places the job), check the output, write the manifest. */
@@ -890,7 +901,8 @@ static int run_stage(struct run_options *o)
                                                    .task_root = o->task_root,
                                                    .memory_mb = o->memory_mb,
                                                    .timeout_s = o->timeout_s,
-                                                   .concurrency = o->concurrency};
+                                                   .concurrency = o->concurrency,
+                                                   .uses_s3 = uses_s3(o)};
             if ((r = find_bootstrap(path, sizeof path, &err)) ||
                 (r = lmr_detach_local_prepare(&dlo, &det, &inv, &err))) {
                 delete_new_manifest(&plan, work_store, resumed); /* nothing ran: leave nothing */

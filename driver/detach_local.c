@@ -204,6 +204,29 @@ static enum lmr_result ensure_function(struct lmr_aws_client *c, const char *pre
     return r ? lmr_err_prefix(err, "the function %s in the background lambdamr serve", name) : LMR_OK;
 }
 
+/* A job on S3 needs the serve to have this environment's AWS credentials and region. */
+static enum lmr_result check_serve_env(const struct lmr_background_state *st, bool uses_s3, struct lmr_err *err)
+{
+    char aws_env[17];
+    lmr_background_aws_env_digest(aws_env);
+    if (!uses_s3 || !strcmp(aws_env, st->aws_env))
+        return LMR_OK;
+    return lmr_fail(err, LMR_ERR_INVALID,
+                    "the background lambdamr serve (pid %d) has other AWS credentials or another region than this "
+                    "command (its functions get those of the driver that started it), and this job reads or writes "
+                    "S3; stop it with 'lambdamr serve --stop' and run the command again",
+                    st->pid);
+}
+
+enum lmr_result lmr_detach_local_check(const char *dir, bool uses_s3, struct lmr_err *err)
+{
+    struct lmr_background_state st;
+    enum lmr_result r = lmr_background_find(dir, &st, err);
+    if (r == LMR_ERR_NOT_FOUND) /* none runs: the one this job starts gets its environment */
+        return LMR_OK;
+    return r ? r : check_serve_env(&st, uses_s3, err);
+}
+
 enum lmr_result lmr_detach_local_prepare(const struct lmr_detach_local_options *o, struct lmr_detach_local *d,
                                          struct lmr_invoker **inv, struct lmr_err *err)
 {
@@ -225,6 +248,8 @@ enum lmr_result lmr_detach_local_prepare(const struct lmr_detach_local_options *
     json_t *env = NULL;
     struct lmr_aws_client *c = NULL;
     if ((r = lmr_background_ensure(d->dir, self, &d->serve, err)) || (r = build_zip(o, &zip, &zip_len, err)))
+        goto out;
+    if ((r = check_serve_env(&d->serve, o->uses_s3, err)))
         goto out;
     if (!(env = function_env(d->serve.port))) {
         r = lmr_fail(err, LMR_ERR_NOMEM, "out of memory");

@@ -12,11 +12,14 @@
  * them and a job never changes another job's functions. Their environment is this driver's
  * LMR_* and AWS_ENDPOINT_URL* variables (as the in-process service would pass them), plus
  * AWS_ENDPOINT_URL_LAMBDA naming the serve; Lambda's reserved variables (credentials, region)
- * are the serve's, from the environment of the driver that started it.
+ * are the serve's, from the environment of the driver that started it: a job on S3 whose
+ * environment has other AWS credentials or another region than the serve's is refused (stop the
+ * serve and run the command again).
  */
 #ifndef LMR_DRIVER_DETACH_LOCAL_H
 #define LMR_DRIVER_DETACH_LOCAL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "background.h"
@@ -29,6 +32,7 @@ struct lmr_detach_local_options {
     uint32_t memory_mb;    /* Required */
     uint32_t timeout_s;    /* Required: the tasks' timeout (the coordinator gets Lambda's longest) */
     uint32_t concurrency;  /* Required: the tasks' functions' reserved concurrency */
+    bool uses_s3;          /* the job reads or writes s3:// locations (it needs this environment's credentials) */
 };
 
 struct lmr_detach_local {
@@ -44,6 +48,13 @@ struct lmr_detach_local {
  */
 enum lmr_result lmr_detach_local_prepare(const struct lmr_detach_local_options *o, struct lmr_detach_local *d,
                                          struct lmr_invoker **inv, struct lmr_err *err);
+
+/**
+ * Before anything is written: can a job (on S3 or not) run in the background serve that runs now,
+ * if any? @return LMR_ERR_INVALID when the job uses S3 and the serve has other AWS credentials
+ * or region than this environment (the message says to stop it).
+ */
+enum lmr_result lmr_detach_local_check(const char *dir, bool uses_s3, struct lmr_err *err);
 
 /** Release the lock (once the coordinator has the job, or on failure). Idempotent. */
 void lmr_detach_local_release(struct lmr_detach_local *d);

@@ -102,6 +102,14 @@ PY
     "$LAMBDAMR" logs "$D/det" --task coordinator | grep -q "^== coordinator/round-1" &&
     pass "logs --task m-00001 and --task coordinator" || fail "logs: $(cat "$D/logs.txt")"
 
+# The serve keeps the AWS credentials and region of the driver that started it (Lambda reserves those
+# variables): a job on S3 from an environment with others is refused before anything is done.
+rc=0; AWS_ACCESS_KEY_ID=AKIDOTHER AWS_SECRET_ACCESS_KEY=other "$LAMBDAMR" run wordcount --input s3://lmr-none/in/ \
+    --output s3://lmr-none/out/ --detach > /dev/null 2> "$D/creds.err" || rc=$?
+[ "$rc" = 1 ] && grep -q "has other AWS credentials or another region than this command" "$D/creds.err" &&
+    pass "a job on S3 with other AWS credentials than the serve's: refused, saying to stop the serve" ||
+    fail "other credentials (rc $rc): $(cat "$D/creds.err")"
+
 # A job that ships its scripts (--file): they go into the functions' zip (files/), as on AWS.
 printf '#!/bin/sh\ntr -s " " "\\n" | awk '"'"'NF { print $0 "\\t1" }'"'"'\n' > "$D/wc_map.sh"
 printf '#!/bin/sh\nawk -F "\\t" '"'"'{ c[$1] += $2 } END { for (k in c) print k "\\t" c[k] }'"'"'\n' > "$D/wc_reduce.sh"

@@ -5,7 +5,9 @@
 #include <string.h>
 
 #include "job/counters.h"
+#include <math.h>
 #include <pthread.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "exchange.h"
@@ -42,6 +44,11 @@ struct job_run {
     pthread_mutex_t progress_lock;
     double progress_written_ms;
     struct lmr_progress last;
+    /* Figures so far, for the job record: the finished map phase's invocations (borrowed), the
+     * running phase's (only during a progress call), the round's phase. */
+    json_t *done_invocations; /* owned: the ended phases' */
+    const json_t *live_invocations;
+    const char *phase;
 };
 
 #define PROGRESS_EVERY_MS 300.0
@@ -487,14 +494,113 @@ static void record_progress(void *user_data, const struct lmr_progress *p)
     bool now = lmr_mono_ms() - jr->progress_written_ms >= PROGRESS_EVERY_MS || (p->done == p->total && !p->running);
     if (now) {
         jr->progress_written_ms = lmr_mono_ms();
+        jr->live_invocations = p->invocations;
         write_job_record(jr, "running", p->phase, NULL);
+        jr->live_invocations = NULL;
     }
     pthread_mutex_unlock(&jr->progress_lock);
+}
+
+static void add_store_stats(uint64_t *acc, json_t *stats);
+static void coordinator_requests(const struct lmr_coordinator_options *o, uint64_t *acc);
+
+/*
+ * This round's coordinator invocation as the report keeps task invocations, measured by the
+ * coordinator itself from the moment it got its event to end_ms (so Init and the last few
+ * milliseconds before its response are not in it); billed as Lambda bills, rounded up to 1 ms.
+ */
+static json_t *self_invocation(const struct job_run *jr, double end_ms)
+{
+    const struct lmr_coordinator_options *o = jr->opts;
+    struct rusage ru;
+    uint32_t max_mb = getrusage(RUSAGE_SELF, &ru) ? 0 : (uint32_t)((ru.ru_maxrss + 1023) / 1024);
+    double dur = end_ms > o->invoked_ms ? end_ms - o->invoked_ms : 0;
+    return json_pack("{s:s, s:I, s:I, s:I, s:f, s:f, s:s, s:f, s:f, s:f, s:b, s:I, s:I, s:b}", "phase", "coordinator",
+                     "task", (json_int_t)0, "attempt", (json_int_t)(o->round ? o->round : 1), "round",
+                     (json_int_t)(o->round ? o->round : 1), "start_ms", o->invoked_ms, "end_ms", end_ms, "request_id",
+                     o->request_id, "duration_ms", dur, "billed_duration_ms", ceil(dur), "init_duration_ms", 0.0,
+                     "cold", 0, "memory_size_mb", (json_int_t)o->memory_mb, "max_memory_used_mb", (json_int_t)max_mb,
+                     "measured_by_coordinator", 1);
+}
+
+/* The coordinator's invocations: earlier rounds' (from their job record) and this one, up to now. */
+static json_t *coordinator_invocations(const struct job_run *jr)
+{
+    json_t *a = json_deep_copy(json_object_get(jr->opts->earlier_record, "coordinator_invocations"));
+    if (!json_is_array(a)) {
+        json_decref(a);
+        a = json_array();
+    }
+    if (a && jr->opts->request_id)
+        json_array_append_new(a, self_invocation(jr, (double)lmr_wall_ms()));
+    return a;
+}
+
+/*
+ * What the job has read, written and cost so far (every round): the tasks' invocations and
+ * store figures, the coordinators' invocations, every store request. "carried" holds the task
+ * and request figures a continuation adds its own to.
+ */
+static json_t *so_far_json(struct job_run *jr, const json_t *coord)
+{
+    const json_t *base = json_object_get(json_object_get(jr->opts->earlier_record, "so_far"), "carried");
+    struct lmr_billing_totals t = {.invocations = lmr_json_u64(base, "invocations", 0),
+                                   .billed_ms = lmr_json_double(base, "billed_ms", 0),
+                                   .init_ms = lmr_json_double(base, "init_ms", 0),
+                                   .gb_seconds = lmr_json_double(base, "gb_seconds", 0),
+                                   .init_gb_seconds = lmr_json_double(base, "init_gb_seconds", 0)};
+    static const char *const kinds[] = {"get", "put", "list", "head", "delete"};
+    uint64_t req[5] = {0}, bytes[2] = {lmr_json_u64(base, "bytes_read", 0), lmr_json_u64(base, "bytes_written", 0)};
+    add_store_stats(req, json_object_get(base, "requests"));
+    const json_t *sets[2] = {jr->done_invocations, jr->live_invocations};
+    for (int k = 0; k < 2; k++) {
+        size_t i;
+        json_t *inv;
+        json_array_foreach(sets[k], i, inv)
+        {
+            lmr_billing_add(&t, lmr_json_double(inv, "duration_ms", 0), lmr_json_double(inv, "init_duration_ms", 0),
+                            lmr_json_double(inv, "billed_duration_ms", 0),
+                            (uint32_t)lmr_json_u64(inv, "memory_size_mb", 0), 512);
+            json_t *st = json_object_get(inv, "store");
+            add_store_stats(req, st);
+            bytes[0] += lmr_json_u64(st, "bytes_read", 0);
+            bytes[1] += lmr_json_u64(st, "bytes_written", 0);
+        }
+    }
+    /* This round's own requests and bytes (and, in the first round, the driver's planning). */
+    uint64_t own[5] = {0};
+    coordinator_requests(jr->opts, own);
+    const struct lmr_store_set *set = jr->opts->driver_stores;
+    json_t *stats = set ? lmr_store_set_stats_json(set) : NULL;
+    bytes[0] += lmr_json_u64(stats, "bytes_read", 0);
+    bytes[1] += lmr_json_u64(stats, "bytes_written", 0);
+    json_decref(stats);
+    for (int k = 0; k < 5; k++)
+        req[k] += own[k] + (jr->opts->round <= 1 ? jr->opts->earlier_requests[k] : 0);
+    json_t *carried =
+        json_pack("{s:I, s:f, s:f, s:f, s:f, s:I, s:I, s:{s:I, s:I, s:I, s:I, s:I}}", "invocations",
+                  (json_int_t)t.invocations, "billed_ms", t.billed_ms, "init_ms", t.init_ms, "gb_seconds", t.gb_seconds,
+                  "init_gb_seconds", t.init_gb_seconds, "bytes_read", (json_int_t)bytes[0], "bytes_written",
+                  (json_int_t)bytes[1], "requests", kinds[0], (json_int_t)req[0], kinds[1], (json_int_t)req[1],
+                  kinds[2], (json_int_t)req[2], kinds[3], (json_int_t)req[3], kinds[4], (json_int_t)req[4]);
+    size_t i;
+    json_t *inv;
+    json_array_foreach(coord, i, inv)
+        lmr_billing_add(&t, lmr_json_double(inv, "duration_ms", 0), 0, lmr_json_double(inv, "billed_duration_ms", 0),
+                        (uint32_t)lmr_json_u64(inv, "memory_size_mb", 0), 512);
+    struct lmr_request_counts counts = {.get = req[0], .put = req[1], .list = req[2], .head = req[3], .del = req[4]};
+    json_t *cost = lmr_cost_stream_totals(jr->prices, &t, &counts, 0, 0);
+    json_t *o = json_pack("{s:I, s:I, s:I, s:f, s:f, s:o}", "bytes_read", (json_int_t)bytes[0], "bytes_written",
+                          (json_int_t)bytes[1], "invocations", (json_int_t)t.invocations, "gb_seconds", t.gb_seconds,
+                          "cost_usd", lmr_json_double(cost, "total_usd", 0), "carried", carried);
+    json_decref(cost);
+    return o;
 }
 
 static void write_job_record(struct job_run *jr, const char *status, const char *phase, const char *error)
 {
     const struct lmr_job_plan *plan = jr->plan;
+    jr->phase = phase;
     json_t *parts = json_array();
     for (size_t i = 0; parts && i < part_count(jr); i++) {
         char name[32];
@@ -510,6 +616,12 @@ static void write_job_record(struct job_run *jr, const char *status, const char 
         json_object_set_new(rec, "round", json_integer(jr->opts->round ? jr->opts->round : 1));
     if (rec && error)
         json_object_set_new(rec, "error", json_string(error));
+    json_t *coord = coordinator_invocations(jr);
+    if (rec && coord) {
+        json_object_set_new(rec, "so_far", so_far_json(jr, coord));
+        json_object_set(rec, "coordinator_invocations", coord);
+    }
+    json_decref(coord);
     if (rec && jr->last.phase)
         json_object_set_new(rec, "progress",
                             json_pack("{s:s, s:I, s:I, s:I, s:I}", "phase", jr->last.phase, "done",
@@ -680,8 +792,21 @@ static json_t *build_report(struct job_run *jr, const struct lmr_phase_result *m
         json_array_extend(invocations, merge->invocations);
     if (red)
         json_array_extend(invocations, red->invocations);
+    /* The coordinator's own invocations (every round) are billed too: the cost covers them. */
+    json_t *coord = coordinator_invocations(jr), *billed = json_copy(invocations);
+    json_array_extend(billed, coord);
     struct lmr_request_counts counts = {.get = req[0], .put = req[1], .list = req[2], .head = req[3], .del = req[4]};
-    json_t *cost = lmr_cost_batch(jr->prices, invocations, &counts);
+    json_t *cost = lmr_cost_batch(jr->prices, billed, &counts);
+    json_decref(billed);
+    if (cost) {
+        struct lmr_request_counts none = {0};
+        json_t *cc = lmr_cost_batch(jr->prices, coord, &none);
+        json_object_set_new(cost, "coordinator",
+                            json_pack("{s:I, s:f, s:f}", "invocations", (json_int_t)json_array_size(coord),
+                                      "gb_seconds", lmr_json_double(cc, "gb_seconds", 0), "lambda_usd",
+                                      lmr_json_double(cc, "lambda_usd", 0)));
+        json_decref(cc);
+    }
     double mb = (double)plan->input_bytes / (1024.0 * 1024.0);
 
     json_t *report = json_object();
@@ -720,6 +845,7 @@ static json_t *build_report(struct job_run *jr, const struct lmr_phase_result *m
                                   (json_int_t)req[4]));
     json_object_set_new(report, "cost", cost);
     json_object_set_new(report, "invocations", invocations);
+    json_object_set_new(report, "coordinator_invocations", coord);
     return report;
 }
 
@@ -903,7 +1029,10 @@ enum lmr_result lmr_coordinator_run(const struct lmr_coordinator_options *opts, 
                          .plan = plan,
                          .prices = o.prices,
                          .start_ms = (double)lmr_wall_ms() - t_plan,
-                         .started_ms = lmr_wall_ms()};
+                         .started_ms = lmr_json_u64(o.earlier_record, "started_ms", 0),
+                         .done_invocations = json_array()};
+    if (!jr.started_ms) /* the job's start: the first round's */
+        jr.started_ms = lmr_wall_ms();
     struct lmr_phase_result map = {0}, merge = {0}, red = {0};
     bool map_only = plan->job.reducers == 0;
     jr.nmerge = map_only ? 0 : (size_t)lmr_exchange_merge_tasks(plan->ntasks, plan->merge_fan_in);
@@ -931,6 +1060,9 @@ enum lmr_result lmr_coordinator_run(const struct lmr_coordinator_options *opts, 
                                   .user_data = &jr,
                                   .check_committed_first = o.resume};
     enum lmr_result r = lmr_phase_run(&phase_opts, &map_phase, &map, err);
+    pthread_mutex_lock(&jr.progress_lock);
+    json_array_extend(jr.done_invocations, map.invocations); /* the reduce phase's progress adds its own */
+    pthread_mutex_unlock(&jr.progress_lock);
     if (!r && jr.nmerge) {
         /* The multi-stage exchange: merge tasks (the reducer function, event kind "merge") merge
          * groups of map outputs, so reducers read ceil(M/G) objects instead of M. */
@@ -943,6 +1075,9 @@ enum lmr_result lmr_coordinator_run(const struct lmr_coordinator_options *opts, 
                                         .user_data = &jr,
                                         .check_committed_first = o.resume};
         r = lmr_phase_run(&phase_opts, &merge_phase, &merge, err);
+        pthread_mutex_lock(&jr.progress_lock);
+        json_array_extend(jr.done_invocations, merge.invocations);
+        pthread_mutex_unlock(&jr.progress_lock);
     }
     if (!r && !map_only) {
         write_job_record(&jr, "running", "reduce", NULL);
@@ -962,6 +1097,9 @@ enum lmr_result lmr_coordinator_run(const struct lmr_coordinator_options *opts, 
         uint32_t held = (uint32_t)map.nlingering;
         reduce_opts.concurrency = phase_opts.concurrency > held ? phase_opts.concurrency - held : 1;
         r = lmr_phase_run(&reduce_opts, &reduce_phase, &red, err);
+        pthread_mutex_lock(&jr.progress_lock);
+        json_array_extend(jr.done_invocations, red.invocations);
+        pthread_mutex_unlock(&jr.progress_lock);
     }
     /* A lost lease explains a stopped phase better than the phase does. */
     if (r && jr.lease_lost)
@@ -997,6 +1135,8 @@ enum lmr_result lmr_coordinator_run(const struct lmr_coordinator_options *opts, 
             *o.continued = !jr.abandoned;
         if (settle_lingering(&jr, &map, &red, false) && o.invoker_in_use)
             *o.invoker_in_use = true;
+        if (!jr.abandoned) /* this round's end and figures, for the next round to carry on */
+            write_job_record(&jr, "running", jr.phase ? jr.phase : "map", NULL);
         goto done;
     }
     if (r && !jr.lease_lost) {
@@ -1025,6 +1165,7 @@ done:
         *report = NULL;
     }
     free_reduce_tasks(&jr);
+    json_decref(jr.done_invocations);
     lmr_phase_result_clean_up(&map);
     lmr_phase_result_clean_up(&merge);
     lmr_phase_result_clean_up(&red);

@@ -41,6 +41,8 @@ struct lmr_progress {
     const char *phase; /* "map", "merge", "reduce", "commit" */
     uint32_t done, total, running;
     uint32_t failed_attempts;
+    /* Optional: the phase's invocations so far (as the report keeps them), valid during the call only. */
+    const json_t *invocations;
 };
 
 struct lmr_coordinator_options {
@@ -84,6 +86,15 @@ struct lmr_coordinator_options {
     /* Optional: requests made before the coordinator ran (planning, output checks), counted in the
      * report as the coordinator's own: get, put, list, head, delete. */
     uint64_t earlier_requests[5];
+    /* Optional: this coordinator invocation, for the report's and the job record's
+     * coordinator_invocations: the Runtime API's request id, the function's memory and when the
+     * invocation began (epoch ms). 0 / NULL: not a function (no entry for this round). */
+    const char *request_id;
+    uint32_t memory_mb;
+    double invoked_ms;
+    /* Optional: the job record an earlier round left (borrowed): its coordinator_invocations and
+     * so_far figures are carried on, so the report and `lambdamr status` cover every round. */
+    const json_t *earlier_record;
     /* Optional: called (from worker threads, serialised) whenever a task starts or ends. */
     void (*progress)(void *user_data, const struct lmr_progress *p);
     void *progress_user_data;

@@ -69,7 +69,8 @@ static void report_progress(struct phase_run *pr)
                              .done = (uint32_t)pr->ndone,
                              .total = (uint32_t)pr->phase->ntasks,
                              .running = (uint32_t)pr->running,
-                             .failed_attempts = pr->res->failed_attempts};
+                             .failed_attempts = pr->res->failed_attempts,
+                             .invocations = pr->res->invocations};
     pr->opts->progress(pr->opts->progress_user_data, &p);
 }
 

@@ -46,17 +46,17 @@ static enum lmr_result read_manifest(struct lmr_store *work, const char *key, st
     return r;
 }
 
-/* The job record's status ("running", "succeeded", ...), or "" when there is none. */
-static void job_status(struct lmr_store *work, const struct lmr_job_plan *plan, char *out, size_t cap)
+/* The job record's status ("running", "succeeded", ...), or "" when there is none; *record gets the record. */
+static void job_status(struct lmr_store *work, const struct lmr_job_plan *plan, char *out, size_t cap, json_t **record)
 {
     char *key = lmr_work_key(&plan->job, "job.json");
     struct lmr_buf b;
-    lmr_buf_init(&b, 1u << 20);
+    lmr_buf_init(&b, 4u << 20);
     json_t *j = NULL;
     if (key && lmr_store_get(work, key, 0, LMR_STORE_TO_END, &b, NULL) == LMR_OK)
         j = json_loadb(b.data ? b.data : "", b.len, 0, NULL);
     snprintf(out, cap, "%s", lmr_json_str(j, "status", ""));
-    json_decref(j);
+    *record = j;
     lmr_buf_clean_up(&b);
     free(key);
 }
@@ -127,7 +127,7 @@ enum lmr_result lmr_coordinator_handle(void *user_data, const struct lmr_runtime
     }
     struct lmr_store_set stores = {0};
     struct lmr_store *work = NULL, *out = NULL;
-    double t0 = lmr_mono_ms();
+    double t0 = lmr_mono_ms(), invoked_ms = (double)lmr_wall_ms();
     struct lmr_buf log;
     lmr_buf_init(&log, LMR_TASK_LOG_MAX_BYTES);
     lmr_task_log_begin(&log);
@@ -135,7 +135,7 @@ enum lmr_result lmr_coordinator_handle(void *user_data, const struct lmr_runtime
     struct lmr_lease *lease = NULL;
     struct lmr_invoker *inv = NULL;
     bool invoker_in_use = false;
-    json_t *previous = NULL, *report = NULL;
+    json_t *previous = NULL, *report = NULL, *record = NULL;
     char *lease_key = NULL, status[32] = "";
     enum lmr_result r = lmr_store_set_get(&stores, root, &work, err);
     if (!r)
@@ -149,7 +149,7 @@ enum lmr_result lmr_coordinator_handle(void *user_data, const struct lmr_runtime
              (unsigned long long)lmr_json_u64(ev, "round", 1), plan.job.job_id, plan.ntasks, plan.job.reducers,
              plan.output_uri);
     /* A repeated delivery of a job that has finished: nothing to do. */
-    job_status(work, &plan, status, sizeof status);
+    job_status(work, &plan, status, sizeof status, &record);
     if (status[0] && strcmp(status, "running")) {
         r = respond(response, plan.job.job_id, status, NULL);
         goto done;
@@ -242,6 +242,11 @@ enum lmr_result lmr_coordinator_handle(void *user_data, const struct lmr_runtime
                   !strcmp(status, "running"),
         .parent_pid = parent,
         .round = (uint32_t)lmr_json_u64(ev, "round", 1),
+        /* This invocation, for the report; the record an earlier round left, to carry its figures on. */
+        .request_id = ctx && ctx->request_id ? ctx->request_id : NULL,
+        .memory_mb = ctx ? ctx->memory_size_mb : 0,
+        .invoked_ms = invoked_ms,
+        .earlier_record = !strcmp(status, "running") ? record : NULL,
         .earlier_requests = {lmr_json_u64(er, "get", 0), lmr_json_u64(er, "put", 0), lmr_json_u64(er, "list", 0),
                              lmr_json_u64(er, "head", 0), lmr_json_u64(er, "delete", 0)},
     };
@@ -264,6 +269,7 @@ done:;
     snprintf(round_name, sizeof round_name, "round-%llu", (unsigned long long)lmr_json_u64(ev, "round", 1));
     lmr_task_log_end(&log, work, plan.job.work.key ? &plan.job : NULL, "coordinator", round_name, t0, r, err);
     json_decref(report);
+    json_decref(record);
     json_decref(previous);
     if (invoker_in_use) /* a superseded attempt's sync invocation is still in flight on it: leave it */
         LMR_WARN("job %s: a superseded attempt is still in flight; its invoker is left to it", plan.job.job_id);

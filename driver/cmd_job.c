@@ -2,7 +2,7 @@
  * Lifecycle commands on the job an output holds, all read from the store (the output's lease
  * names the job and its work location; WORK/job.json is its record), so they work the same
  * for every back-end and from any machine that can read the store:
- *   lambdamr status OUTPUT [--json] [--watch]   phase, tasks, attempts, elapsed
+ *   lambdamr status OUTPUT [--json] [--watch]   phase, tasks, attempts, elapsed, bytes, cost so far
  *   lambdamr wait OUTPUT                        until it ends; exit 0 succeeded, 1 failed, 3 cancelled, 4 abandoned
  *   lambdamr cancel OUTPUT                      ask the coordinator to stop (WORK/cancel)
  *   lambdamr cleanup OUTPUT                     remove work data of failed or abandoned jobs
@@ -125,6 +125,17 @@ static void print_status(FILE *f, const json_t *s)
                 (unsigned long long)lmr_json_u64(p, "done", 0), (unsigned long long)lmr_json_u64(p, "total", 0),
                 (unsigned long long)lmr_json_u64(p, "running", 0),
                 (unsigned long long)lmr_json_u64(p, "failed_attempts", 0));
+    json_t *sf = json_object_get(s, "so_far");
+    if (sf) {
+        char rd[32], wr[32];
+        bool running = !strcmp(lmr_json_str(s, "status", ""), "running");
+        fprintf(f, "  data     %s read, %s written\n",
+                lmr_format_bytes((double)lmr_json_u64(sf, "bytes_read", 0), rd, sizeof rd),
+                lmr_format_bytes((double)lmr_json_u64(sf, "bytes_written", 0), wr, sizeof wr));
+        fprintf(f, "  cost     $%.7f%s (%llu invocations, %.3f GB-s; S3 requests priced as on S3)\n",
+                lmr_json_double(sf, "cost_usd", 0), running ? " so far" : "",
+                (unsigned long long)lmr_json_u64(sf, "invocations", 0), lmr_json_double(sf, "gb_seconds", 0));
+    }
     if (lmr_json_str(s, "error", NULL))
         fprintf(f, "  error    %s\n", lmr_json_str(s, "error", ""));
     if (!strcmp(lmr_json_str(s, "status", ""), "abandoned"))
@@ -151,7 +162,9 @@ int lmr_cmd_status(int argc, char **argv)
             watch = true;
         else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             printf("usage: lambdamr status OUTPUT [--json] [--watch]\n\nThe job an output holds: status, phase, "
-                   "tasks done/running, failed attempts, elapsed time.\n");
+                   "tasks done/running, failed attempts, elapsed time, bytes read and written and the estimated "
+                   "cost so far (every invocation, the coordinator's included, and the store requests priced as "
+                   "on S3).\n");
             return 0;
         } else if (argv[i][0] == '-' || out)
             return usage("status", " [--json] [--watch]");

@@ -15,10 +15,12 @@
 
 #include "backend_aws.h"
 #include "commands.h"
+#include "detach_local.h"
 #include "job/args.h"
 #include "job/registry.h"
 #include "lambda/aws_invoker.h"
 #include "lambda/limits.h"
+#include "lambda/roles.h"
 #include "lambda/service.h"
 #include "aws/config.h"
 #include "estimate.h"
@@ -128,8 +130,10 @@ static void run_usage(FILE *f)
                "                         the estimate; see docs/ARCHITECTURE.md)\n"
                "      --price-file FILE  prices for the cost estimate (default: the built-in table, for the\n"
                "                         region of AWS_REGION / the profile; see docs/FORMATS.md)\n"
-               "      --detach           return once the coordinator has the job (with --backend aws);\n"
-               "                         follow it with 'lambdamr status|wait|cancel OUTPUT'\n"
+               "      --detach           return once the coordinator has the job; follow it with 'lambdamr\n"
+               "                         status|wait|cancel|logs OUTPUT'. On the embedded default the job runs\n"
+               "                         in this user's background 'lambdamr serve' (started when none runs,\n"
+               "                         it exits after 5 idle minutes; 'lambdamr serve --stop' stops it)\n"
                "      --backend B        local (default: embedded runtime) or aws (deployed functions)\n"
                "      --function-prefix NAME  with --backend aws: invoke NAME-mapper and NAME-reducer\n"
                "  -h, --help             this help\n"
@@ -504,10 +508,8 @@ static int parse_args(int argc, char **argv, struct run_options *o)
         return usage_error("%s", "no --output given");
     if ((o->assume_bytes || o->model_given) && !o->dry_run)
         return usage_error("%s", "--assume-input and --model go with --dry-run");
-    if (o->detach && strcmp(o->backend, "aws"))
-        return usage_error("%s",
-                           "--detach needs --backend aws for now: on the embedded default the functions "
-                           "run inside this process (run it under nohup, or use lambdamr serve with --backend aws)");
+    if (o->detach && o->dry_run)
+        return usage_error("%s", "--detach and --dry-run do not go together (a dry run runs nothing)");
     if (!strcmp(o->backend, "aws") && !o->function_prefix && !o->dry_run)
         return usage_error("%s", "--backend aws needs --function-prefix NAME (the deployed NAME-mapper, NAME-reducer)");
     if (!strcmp(o->backend, "aws") && o->nfiles)
@@ -565,22 +567,31 @@ static int fail(struct lmr_err *err, enum lmr_result r)
     return 1;
 }
 
-/* Start the embedded service with the mapper and reducer functions. */
-static enum lmr_result start_local(const struct run_options *o, struct lmr_lambda_service **svc,
-                                   struct lmr_invoker **inv, struct lmr_err *err)
+/* The function binary: bootstrap next to lambdamr, or LMR_BOOTSTRAP. */
+static enum lmr_result find_bootstrap(char *path, size_t cap, struct lmr_err *err)
 {
     char *dir = lmr_self_dir();
     const char *env_bootstrap = getenv("LMR_BOOTSTRAP");
-    char path[4096];
-    snprintf(path, sizeof path, "%s/bootstrap", dir ? dir : ".");
+    snprintf(path, cap, "%s/bootstrap", dir ? dir : ".");
     free(dir);
     if (env_bootstrap && *env_bootstrap)
-        snprintf(path, sizeof path, "%s", env_bootstrap);
+        snprintf(path, cap, "%s", env_bootstrap);
     if (access(path, X_OK))
         return lmr_fail(err, LMR_ERR_NOT_FOUND,
                         "the function binary '%s' is missing; build the project (cmake --build build) or set "
                         "LMR_BOOTSTRAP",
                         path);
+    return LMR_OK;
+}
+
+/* Start the embedded service with the mapper and reducer functions. */
+static enum lmr_result start_local(const struct run_options *o, struct lmr_lambda_service **svc,
+                                   struct lmr_invoker **inv, struct lmr_err *err)
+{
+    char path[4096];
+    enum lmr_result fr = find_bootstrap(path, sizeof path, err);
+    if (fr)
+        return fr;
     struct lmr_lambda_service_options so = {0};
     enum lmr_result r = lmr_lambda_service_new(&so, svc, err);
     static const char *const roles[] = {"mapper", "reducer"};
@@ -752,12 +763,12 @@ static enum lmr_result wait_for_handover(struct lmr_store *out, const char *leas
 }
 
 /* The coordinator function's event: the manifest, the lease to take over, the functions. */
-static enum lmr_result invoke_coordinator(const struct run_options *o, const struct lmr_job_plan *plan,
-                                          struct lmr_store *work_store, const char *fingerprint, const char *holder,
-                                          bool resume, const struct lmr_store_set *stores,
-                                          const struct lmr_prices *prices, struct lmr_invoker *inv, struct lmr_err *err)
+static enum lmr_result invoke_coordinator(const struct run_options *o, const char *prefix,
+                                          const struct lmr_job_plan *plan, struct lmr_store *work_store,
+                                          const char *fingerprint, const char *holder, bool resume,
+                                          const struct lmr_store_set *stores, const struct lmr_prices *prices,
+                                          struct lmr_invoker *inv, struct lmr_err *err)
 {
-    const char *prefix = o->function_prefix ? o->function_prefix : "lambdamr";
     char map_fn[128], reduce_fn[128], coord_fn[128];
     snprintf(map_fn, sizeof map_fn, "%s-mapper", prefix);
     snprintf(reduce_fn, sizeof reduce_fn, "%s-reducer", prefix);
@@ -796,6 +807,24 @@ static enum lmr_result invoke_coordinator(const struct run_options *o, const str
     return r;
 }
 
+/* Does the job read or write S3? */
+static bool uses_s3(const struct run_options *o)
+{
+    bool s3 = !strncmp(o->output, "s3://", 5) || (o->work && !strncmp(o->work, "s3://", 5));
+    for (size_t i = 0; i < o->ninputs && !s3; i++)
+        s3 = !strncmp(o->inputs[i], "s3://", 5);
+    return s3;
+}
+
+/* A job that never started leaves no manifest (a resumed job's stays: it is the job's plan). */
+static void delete_new_manifest(const struct lmr_job_plan *plan, struct lmr_store *work_store, bool resumed)
+{
+    char *mk = resumed ? NULL : lmr_work_key(&plan->job, "manifest.json");
+    if (mk)
+        lmr_store_delete(work_store, (const char *const *)&mk, 1, NULL);
+    free(mk);
+}
+
 static int run_stage(struct run_options *o)
 {
     struct lmr_err err = {0};
@@ -811,6 +840,8 @@ static int run_stage(struct run_options *o)
     struct lmr_lease *lease = NULL;
     char *lease_key = NULL;
     int status = 1;
+    struct lmr_detach_local det = {.lock_fd = -1}; /* --detach on the embedded default */
+    const char *prefix = o->function_prefix ? o->function_prefix : LMR_DEFAULT_FUNCTION_PREFIX;
 
     /* The job and its arguments, validated here before anything is written. */
     if ((r = lmr_job_find(o->job, &ops, &err))) { /* an argument error: exit 2, as for the options */
@@ -829,6 +860,12 @@ static int run_stage(struct run_options *o)
         if (ops->teardown && state)
             ops->teardown(state);
     }
+    /* --detach on the embedded default: the background serve's folder must be usable, and a running
+     * serve must have this environment's AWS settings if the job uses S3 (checked before writing). */
+    if (o->detach && strcmp(o->backend, "aws") && !o->dry_run &&
+        ((r = lmr_background_dir(det.dir, sizeof det.dir, &err)) ||
+         (r = lmr_detach_local_check(det.dir, uses_s3(o), &err))))
+        return fail(&err, r);
 
     /* Plan (the planner lists, splits, packs and places the job), check the output, write the manifest. */
     struct lmr_plan_request req = {.job_name = o->job,
@@ -939,8 +976,24 @@ static int run_stage(struct run_options *o)
             (r = lmr_task_root_make(lmr_job_is_plugin_name(o->job) ? o->job : NULL, o->files, o->nfiles, &o->task_root,
                                     &err)))
             goto out;
-        if ((r = start_local(o, &svc, &inv, &err)))
+        if (o->detach) {
+            /* The job goes to this user's background serve: it outlives this process. */
+            char path[4096];
+            struct lmr_detach_local_options dlo = {.bootstrap = path,
+                                                   .task_root = o->task_root,
+                                                   .memory_mb = o->memory_mb,
+                                                   .timeout_s = o->timeout_s,
+                                                   .concurrency = o->concurrency,
+                                                   .uses_s3 = uses_s3(o)};
+            if ((r = find_bootstrap(path, sizeof path, &err)) ||
+                (r = lmr_detach_local_prepare(&dlo, &det, &inv, &err))) {
+                delete_new_manifest(&plan, work_store, resumed); /* nothing ran: leave nothing */
+                goto out;
+            }
+            prefix = det.prefix;
+        } else if ((r = start_local(o, &svc, &inv, &err))) {
             goto out;
+        }
     }
 
     /* Hand the job to the coordinator function, then follow it from its records. */
@@ -948,24 +1001,37 @@ static int run_stage(struct run_options *o)
     if ((r = load_prices(o, &prices, &err)))
         goto out;
     struct progress_state ps = {.tty = !o->json && isatty(STDERR_FILENO), .t0 = t0};
-    if ((r = invoke_coordinator(o, &plan, work_store, fingerprint, lmr_lease_holder(lease), resumed, &stores, &prices,
-                                inv, &err))) {
-        char *mk = resumed ? NULL : lmr_work_key(&plan.job, "manifest.json"); /* nothing ran: leave nothing */
-        if (mk)
-            lmr_store_delete(work_store, (const char *const *)&mk, 1, NULL);
-        free(mk);
+    if ((r = invoke_coordinator(o, prefix, &plan, work_store, fingerprint, lmr_lease_holder(lease), resumed, &stores,
+                                &prices, inv, &err))) {
+        delete_new_manifest(&plan, work_store, resumed); /* nothing ran: leave nothing */
         goto out;
     }
     if (o->detach) {
         /* Return once the coordinator has taken the lease over from us. */
         r = wait_for_handover(out_store, lease_key, lmr_lease_holder(lease), plan.job.job_id, &err);
+        lmr_detach_local_release(&det); /* the serve now runs a job: it does not stop for idleness */
         lmr_lease_destroy(lease);
         lease = NULL;
         if (r)
             goto out;
-        printf("job %s started on %s\nfollow it:  lambdamr status %s --watch\nwait for it: lambdamr wait %s\n"
-               "cancel it:  lambdamr cancel %s\n",
-               plan.job.job_id, o->output, o->output, o->output, o->output);
+        if (o->json) {
+            json_t *j =
+                json_pack("{s:s, s:s, s:s}", "job_id", plan.job.job_id, "output", o->output, "status", "running");
+            if (j && det.serve.pid)
+                json_object_set_new(j, "serve",
+                                    json_pack("{s:i, s:i}", "pid", det.serve.pid, "port", (int)det.serve.port));
+            char *text = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
+            printf("%s\n", text ? text : "{}");
+            free(text);
+            json_decref(j);
+        } else {
+            printf("job %s started on %s\nfollow it:   lambdamr status %s --watch\nwait for it: lambdamr wait "
+                   "%s\ncancel it:   lambdamr cancel %s\n",
+                   plan.job.job_id, o->output, o->output, o->output, o->output);
+            if (det.serve.pid)
+                printf("it runs in the background lambdamr serve (pid %d, port %u; log %s/serve.log)\n", det.serve.pid,
+                       (unsigned)det.serve.port, det.dir);
+        }
         status = 0;
         goto out;
     }
@@ -1000,6 +1066,7 @@ static int run_stage(struct run_options *o)
 out:
     if (status && r)
         fail(&err, r);
+    lmr_detach_local_release(&det);
     lmr_invoker_destroy(inv);
     /* The functions' logs (stdout/stderr and REPORT lines) are kept only when the job failed. */
     char *log_dir = svc ? strdup(lmr_lambda_service_log_dir(svc)) : NULL;
@@ -1048,6 +1115,14 @@ static int run_job(struct run_options *o)
     enum lmr_result r = lmr_stages_plan(&sr, &list, &err);
     if (r) {
         fprintf(stderr, "lambdamr run: %s\n", err.msg[0] ? err.msg : lmr_result_str(r));
+        return 2;
+    }
+    if (o->detach && list.n > 1) {
+        fprintf(stderr,
+                "lambdamr run: --detach runs one-stage jobs, and this %s job has %zu stages (each reads the one "
+                "before); run it without --detach (under nohup if the terminal may go away)%s\n",
+                o->job, list.n, list.strategy ? ", or pick the one-stage --join broadcast" : "");
+        lmr_stages_clean_up(&list);
         return 2;
     }
     struct run_options base = *o;

@@ -106,6 +106,11 @@ void lmr_report_print(FILE *f, const json_t *report)
             lmr_json_u64(cost, "invocations", 0), lmr_json_double(cost, "gb_seconds", 0),
             lmr_json_double(cost, "total_usd", 0), lmr_json_double(cost, "lambda_usd", 0),
             lmr_json_double(cost, "s3_usd", 0));
+    const json_t *coord = json_object_get(cost, "coordinator");
+    if (lmr_json_u64(coord, "invocations", 0))
+        fprintf(f, "           of which the coordinator: %" PRIu64 " invocation%s, %.3f GB-s, $%.7f\n",
+                lmr_json_u64(coord, "invocations", 0), lmr_json_u64(coord, "invocations", 0) == 1 ? "" : "s",
+                lmr_json_double(coord, "gb_seconds", 0), lmr_json_double(coord, "lambda_usd", 0));
     const json_t *prices = json_object_get(cost, "prices");
     if (prices)
         fprintf(f, "           Init included; %s %s prices of %s (%s)\n", lmr_json_str(prices, "region", "?"),

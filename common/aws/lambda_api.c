@@ -263,6 +263,19 @@ enum lmr_result lmr_lambda_delete_function(struct lmr_aws_client *c, const char 
     return call_simple(c, "DELETE", path, NULL, NULL, resource, NULL, err);
 }
 
+enum lmr_result lmr_lambda_put_function_concurrency(struct lmr_aws_client *c, const char *name, uint32_t reserved,
+                                                    struct lmr_err *err)
+{
+    char path[512], resource[128];
+    snprintf(path, sizeof path, "/2017-10-31/functions/%s/concurrency", name);
+    snprintf(resource, sizeof resource, "Lambda function '%s'", name);
+    json_t *body = json_pack("{s:I}", "ReservedConcurrentExecutions", (json_int_t)reserved);
+    enum lmr_result r = body ? call_simple(c, "PUT", path, NULL, body, resource, NULL, err)
+                             : lmr_fail(err, LMR_ERR_NOMEM, "%s: out of memory", resource);
+    json_decref(body);
+    return r;
+}
+
 enum lmr_result lmr_lambda_wait_settled(struct lmr_aws_client *c, const char *name, uint32_t timeout_ms,
                                         struct lmr_lambda_function_config *out, struct lmr_err *err)
 {

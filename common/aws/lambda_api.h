@@ -99,6 +99,10 @@ enum lmr_result lmr_lambda_update_function_configuration(struct lmr_aws_client *
 /** DeleteFunction. @return LMR_ERR_NOT_FOUND when it does not exist. */
 enum lmr_result lmr_lambda_delete_function(struct lmr_aws_client *c, const char *name, struct lmr_err *err);
 
+/** PutFunctionConcurrency: reserve (and cap at) reserved concurrent executions for the function. */
+enum lmr_result lmr_lambda_put_function_concurrency(struct lmr_aws_client *c, const char *name, uint32_t reserved,
+                                                    struct lmr_err *err);
+
 /**
  * Poll GetFunctionConfiguration until State is not Pending and LastUpdateStatus is not
  * InProgress, at most timeout_ms (default 0 = 5 minutes). @return LMR_ERR_FUNCTION when it ends

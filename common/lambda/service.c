@@ -307,8 +307,12 @@ void lmr_lambda_service_get_stats(struct lmr_lambda_service *svc, struct lmr_lam
     pthread_mutex_lock(&svc->mu);
     *out = svc->stats;
     out->events_queued = 0;
-    for (struct lmr_svc_fn *fn = svc->fns; fn; fn = fn->next)
+    out->invocations_running = 0;
+    for (struct lmr_svc_fn *fn = svc->fns; fn; fn = fn->next) {
         out->events_queued += fn->q_len;
+        for (struct lmr_svc_env *env = fn->envs; env; env = env->next)
+            out->invocations_running += env->inv != NULL;
+    }
     pthread_mutex_unlock(&svc->mu);
 }
 

@@ -76,6 +76,7 @@ struct lmr_lambda_service_stats {
     uint64_t cold_starts;           /* environments started */
     uint64_t throttles;             /* sync invocations answered 429 */
     uint64_t events_queued;         /* Event invocations waiting right now */
+    uint64_t invocations_running;   /* invocations an environment runs right now */
 };
 
 /** Snapshot of the counters. */

@@ -83,6 +83,7 @@ struct ui {
     struct lmr_stream_report *report;
     uint64_t window_ms;
     struct lmr_store *out, *ckpt;
+    struct lmr_store *inproc_store; /* --invoker inproc: the handler's own output store (its requests) */
     char *report_key;
     const struct lmr_prices *prices;
     bool kinesis;
@@ -100,7 +101,8 @@ static void write_report(struct ui *ui, const struct lmr_stream_stats *stats, co
         .error = error,
         .stats = stats,
         .prices = ui->prices,
-        .stores = {&ui->out->stats, ui->ckpt && ui->ckpt != ui->out ? &ui->ckpt->stats : NULL},
+        .stores = {&ui->out->stats, ui->ckpt && ui->ckpt != ui->out ? &ui->ckpt->stats : NULL,
+                   ui->inproc_store ? &ui->inproc_store->stats : NULL},
         .shard_hours = ui->kinesis ? (double)stats->n_shards * stats->elapsed_s / 3600.0 : 0};
     struct lmr_err err = {0};
     if (lmr_stream_report_write(ui->report, &e, ui->out, ui->report_key, &err))
@@ -527,6 +529,7 @@ static int stream_main(int argc, char **argv, struct lmr_job_args *args)
     ui.window_ms = o.window_ms;
     ui.out = out;
     ui.ckpt = ckpt;
+    ui.inproc_store = !strcmp(invoker_name, "inproc") ? cfg.output : NULL;
     ui.prices = have_prices ? &prices : NULL;
     ui.kinesis = !strcmp(src->vtable->name, "kinesis");
     ui.report_written_mono_ms = lmr_mono_ms();
@@ -549,7 +552,8 @@ static int stream_main(int argc, char **argv, struct lmr_job_args *args)
         struct lmr_stream_report_end e = {.status = status,
                                           .stats = &stats,
                                           .prices = &prices,
-                                          .stores = {&out->stats, ckpt && ckpt != out ? &ckpt->stats : NULL},
+                                          .stores = {&out->stats, ckpt && ckpt != out ? &ckpt->stats : NULL,
+                                                     ui.inproc_store ? &ui.inproc_store->stats : NULL},
                                           .shard_hours =
                                               ui.kinesis ? (double)stats.n_shards * stats.elapsed_s / 3600.0 : 0};
         json_t *rj = lmr_stream_report_json(ui.report, &e);

@@ -18,7 +18,8 @@
 #define LMR_REPORT_STRAGGLER_FACTOR 1.5
 
 /**
- * Write the page for report (a batch report.json, schema 2 or later) to out.
+ * Write the page for report to out: a batch report.json (schema 2 or later), or a stream run's
+ * ("kind": "stream": the run, a table of its windows, a timeline per window kept in full, the cost).
  * @return LMR_ERR_FORMAT when the report lacks what the page needs (the message says what),
  *         LMR_ERR_IO when writing fails.
  */

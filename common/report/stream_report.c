@@ -306,8 +306,10 @@ json_t *lmr_stream_report_json(struct lmr_stream_report *r, const struct lmr_str
 {
     const struct lmr_stream_stats *s = e->stats;
     uint64_t own[REQ_N] = {0};
-    for (int i = 0; i < 4 && e->stores[i]; i++) {
+    for (int i = 0; i < 4; i++) {
         const struct lmr_store_stats *st = e->stores[i];
+        if (!st)
+            continue;
         own[REQ_GET] += atomic_load(&st->get_requests);
         own[REQ_PUT] += atomic_load(&st->put_requests);
         own[REQ_LIST] += atomic_load(&st->list_requests);

@@ -63,7 +63,7 @@ struct lmr_stream_report_end {
     const char *error;                       /* Optional: why it failed. */
     const struct lmr_stream_stats *stats;    /* Required: the poller's figures. */
     const struct lmr_prices *prices;         /* Optional: NULL = no cost. */
-    const struct lmr_store_stats *stores[4]; /* Optional: this process's own stores (NULL-terminated). */
+    const struct lmr_store_stats *stores[4]; /* Optional: this process's own stores (NULL = none). */
     double shard_hours;                      /* Kinesis shard-hours while the run read a stream (0 otherwise). */
 };
 

@@ -17,7 +17,7 @@ lmr_on_exit 'if [ -n "$serve_pid" ]; then kill "$serve_pid" 2>/dev/null; wait "$
 # serve's functions invoke each other (the coordinator invokes the tasks) at this endpoint, with
 # AWS_MAX_ATTEMPTS (the SDKs' setting, which lambdamr's invoker honours): 3 attempts per invoke.
 export AWS_MAX_ATTEMPTS=3
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
+port=$(free_port)
 export AWS_ENDPOINT_URL_LAMBDA="http://127.0.0.1:$port"
 B="$LMR_BIN_DIR/bootstrap"
 "$LAMBDAMR" serve --port "$port" --log-dir "$D/logs" \

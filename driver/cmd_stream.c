@@ -88,7 +88,8 @@ struct ui {
     const struct lmr_prices *prices;
     bool kinesis;
     double report_written_mono_ms;
-    bool window_closed; /* since the report was last written */
+    double report_interval_ms; /* LMR_STREAM_REPORT_INTERVAL_MS, or that variable (tests) */
+    bool window_closed;        /* since the report was last written */
 };
 
 /* Write the stream report now, as the run stands (status "running" while it goes on). */
@@ -120,7 +121,7 @@ static void on_invocation(void *user, const struct lmr_stream_invocation *inv)
 static void on_progress(void *user, const struct lmr_stream_stats *s)
 {
     struct ui *ui = user;
-    if (ui->window_closed && lmr_mono_ms() - ui->report_written_mono_ms >= LMR_STREAM_REPORT_INTERVAL_MS)
+    if (ui->window_closed && lmr_mono_ms() - ui->report_written_mono_ms >= ui->report_interval_ms)
         write_report(ui, s, "running", NULL);
     if (ui->quiet || !ui->tty)
         return;
@@ -533,6 +534,8 @@ static int stream_main(int argc, char **argv, struct lmr_job_args *args)
     ui.prices = have_prices ? &prices : NULL;
     ui.kinesis = !strcmp(src->vtable->name, "kinesis");
     ui.report_written_mono_ms = lmr_mono_ms();
+    const char *iv = getenv("LMR_STREAM_REPORT_INTERVAL_MS");
+    ui.report_interval_ms = iv && atof(iv) > 0 ? atof(iv) : LMR_STREAM_REPORT_INTERVAL_MS;
     o.on_invocation = on_invocation;
     struct lmr_stream_stats stats = {0};
     enum lmr_result r = lmr_stream_poll(&o, &stats, &err);

@@ -148,4 +148,25 @@ if grep -E 'CONSOLE|Content Security Policy|Refused to' "$D/chrome-dom.log" "$D/
 else
     pass "no console errors"
 fi
+
+# A run that goes on (a followed file): the report is rewritten while it runs (status "running", its
+# closed windows in it; LMR_STREAM_REPORT_INTERVAL_MS shortens the 30 s between writes) and says
+# "stopped" after SIGTERM.
+cp "$D/chunk0.txt" "$D/follow.txt"
+LMR_STREAM_REPORT_INTERVAL_MS=100 "$LAMBDAMR" stream wordcount --source "file://$D/follow.txt" --window 1 \
+    --output "$D/out2" --quiet > /dev/null 2> "$D/follow.err" &
+pid=$!
+seen=
+for _ in $(seq 100); do
+    sleep 0.2
+    seen=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["status"], r["windows"][0]["status"])' \
+        "$D/out2/_lambdamr/report.json" 2> /dev/null) && break
+done
+kill -TERM "$pid"
+wait "$pid" || true
+[ "$seen" = "running committed" ] && pass "report written while the run goes on: $seen" ||
+    { cat "$D/follow.err"; fail "no report while running (saw: '$seen')"; }
+python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); assert r["status"] == "stopped" and r["totals"]["records_read"] == 700, r["status"]' \
+    "$D/out2/_lambdamr/report.json" && pass "after SIGTERM the report says stopped, with every record read" ||
+    fail "report after SIGTERM"
 finish

@@ -38,12 +38,14 @@ static void on_signal(int sig)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: lambdamr stream JOB --source SOURCE --window SECONDS --output URI [OPTIONS] [JOB ARGS]\n"
-               "       lambdamr stream merge OUTPUT   (finish windows whose parts were not merged)\n\n"
-               "Process a stream in tumbling windows: every record (one line) goes through the job's map and\n"
-               "combiner in the stream function; when a window has closed on every shard its states are reduced\n"
-               "and written once to OUTPUT/window=<start ISO-8601>/part-00000 (key<TAB>value lines).\n\n"
-               "  JOB                        a built-in job or a plugin (.so) with a combiner; built-ins:\n");
+    fprintf(f,
+            "usage: lambdamr stream JOB --source SOURCE --window SECONDS --output URI [OPTIONS] [JOB ARGS]\n"
+            "       lambdamr stream merge OUTPUT   (finish windows whose parts were not merged)\n\n"
+            "Process a stream in tumbling windows: every record (one line) goes through the job's map and\n"
+            "combiner in the stream function; when a window has closed on every shard its states are reduced\n"
+            "and written once to OUTPUT/window=<start ISO-8601>/part-00000 (key<TAB>value lines). The run's\n"
+            "report, window by window, goes to OUTPUT/_lambdamr/report.json ('lambdamr report OUTPUT --html FILE').\n\n"
+            "  JOB                        a built-in job or a plugin (.so) with a combiner; built-ins:\n");
     lmr_job_list(f);
     fprintf(f, "\nsource and output:\n"
                "  --source SOURCE            kinesis://STREAM, - (standard input, one record per line) or\n"

@@ -4,7 +4,8 @@
  * opened offline. It shows the job's parameters and the command that reproduces it, a
  * timeline (a row per concurrency slot, a bar per invocation coloured by phase; cold starts,
  * failed and retried attempts and the critical path marked), the phases, the shuffle's bytes
- * before and after compression, stragglers, and the cost with the prices used.
+ * before and after compression, stragglers, and the cost with the prices used. A stream run's
+ * report gets a page of its own shape (html_stream.c): its windows and a timeline per window.
  */
 #ifndef LMR_REPORT_HTML_H
 #define LMR_REPORT_HTML_H

@@ -63,6 +63,14 @@ static void test_caps_and_totals(void **state)
         lmr_stream_report_window_closed(r, start, WINDOW_MS, 100 + w, false, "window=x/part-00000");
     }
     add(r, 1796000000000ull + 10 * WINDOW_MS, 0, false, 0, "{\"state\":{}}");
+    /* A failed invocation in the open window: counted, kept with its error, drawn as failed. */
+    struct lmr_stream_invocation bad = {.shard_id = "shardId-000000000000",
+                                        .window_start_ms = 1796000000000ull + 10 * WINDOW_MS,
+                                        .records = 100,
+                                        .start_ms = 1796000000000ull + 10 * WINDOW_MS + 30,
+                                        .end_ms = 1796000000000ull + 10 * WINDOW_MS + 40,
+                                        .error = "Unhandled: <boom>"};
+    lmr_stream_report_add_invocation(r, &bad, WINDOW_MS);
 
     struct lmr_stream_stats stats = {.records_read = 1234, .records_processed = 1234};
     struct lmr_prices prices;
@@ -77,6 +85,10 @@ static void test_caps_and_totals(void **state)
     assert_int_equal(json_array_size(ws), 4);
     assert_int_equal(lmr_json_u64(json_array_get(ws, 0), "start_ms", 0), 1796000000000ull + 7 * WINDOW_MS);
     assert_string_equal(lmr_json_str(json_array_get(ws, 3), "status", ""), "open");
+    assert_int_equal(lmr_json_u64(json_array_get(ws, 3), "failed_invocations", 0), 1);
+    assert_string_equal(
+        lmr_json_str(json_array_get(json_object_get(json_array_get(ws, 3), "invocations"), 1), "error", ""),
+        "Unhandled: <boom>");
     json_t *w9 = json_array_get(ws, 2);
     assert_int_equal(lmr_json_u64(w9, "records", 0), 109);
     assert_int_equal(lmr_json_u64(w9, "invocation_count", 0), 6);
@@ -93,7 +105,8 @@ static void test_caps_and_totals(void **state)
     assert_int_equal(lmr_json_u64(json_object_get(j, "limits"), "earlier_windows_dropped", 0), 2);
     /* Totals: every invocation, the cold one in window 0 included. */
     json_t *t = json_object_get(j, "totals");
-    assert_int_equal(lmr_json_u64(t, "invocations", 0), 61);
+    assert_int_equal(lmr_json_u64(t, "invocations", 0), 62);
+    assert_int_equal(lmr_json_u64(t, "failed_invocations", 0), 1);
     assert_int_equal(lmr_json_u64(t, "final_invokes", 0), 10);
     assert_int_equal(lmr_json_u64(t, "cold_starts", 0), 1);
     assert_int_equal(lmr_json_u64(t, "windows_closed", 0), 10);
@@ -102,7 +115,7 @@ static void test_caps_and_totals(void **state)
     /* Billed: 60 x 11 ms, plus the cold one's Init (30 + 10.25 -> 41 instead of 11), plus the open one. */
     assert_true(lmr_json_double(t, "billed_duration_ms", 0) == 60 * 11 + 30 + 11);
     json_t *c = json_object_get(j, "cost");
-    assert_int_equal(lmr_json_u64(c, "invocations", 0), 61);
+    assert_int_equal(lmr_json_u64(c, "invocations", 0), 61); /* billed: the failed one had no REPORT */
     assert_int_equal(lmr_json_u64(json_object_get(json_object_get(c, "s3"), "put"), "requests", 0), 20);
 
     /* The page: one timeline per window in full, one bar per invocation kept. */
@@ -117,7 +130,9 @@ static void test_caps_and_totals(void **state)
     for (const char *p = page; (p = strstr(p, "<rect class=\"bar stream")); p++)
         bars++;
     assert_int_equal(sections, 4);
-    assert_int_equal(bars, 4 * 3 + 1);
+    assert_int_equal(bars, 4 * 3 + 2);
+    assert_non_null(strstr(page, "<rect class=\"bar stream failed\""));
+    assert_non_null(strstr(page, "FAILED: Unhandled: &lt;boom&gt;")); /* escaped */
     assert_null(strstr(page, "<script"));
     free(page);
     json_decref(j);

@@ -128,10 +128,14 @@ static void add_hint(char *why, size_t cap, const char *error_type, enum lmr_res
                  "input with a smaller --split-size or more --reducers)",
                  done, total, pr->phase->name);
     } else if (r == LMR_ERR_THROTTLED) {
+        /* How to get more concurrency: fewer at once from this job, the function's reserved concurrency,
+           or the account's quota ("Concurrent executions", quota code L-B99A9384). */
         snprintf(why + n, cap - n,
-                 " (Lambda throttled the invocations: lower --concurrency (now %u), or ask AWS for "
-                 "a higher concurrent-executions quota in Service Quotas)",
-                 opts->concurrency);
+                 " (Lambda throttled %s: lower --concurrency (now %u); raise or remove its reserved concurrency: aws "
+                 "lambda put-function-concurrency / delete-function-concurrency --function-name %s; or ask for a "
+                 "higher 'Concurrent executions' quota: aws service-quotas request-service-quota-increase "
+                 "--service-code lambda --quota-code L-B99A9384 --desired-value N)",
+                 pr->phase->function, opts->concurrency, pr->phase->function);
     }
 }
 

@@ -5,6 +5,7 @@
  * Tasks always run as Lambda invocations: by default on the embedded Lambda-compatible
  * service started in this process, with the bootstrap binary found next to lambdamr.
  */
+#include <ctype.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -246,6 +247,42 @@ static int parse_number(const char *name, const char *s, double *out)
     return 0;
 }
 
+/* --assume-input's SIZE: a size as lmr_parse_size takes it, or with a fraction ("126.8G", binary units). */
+static enum lmr_result parse_assumed_size(const char *s, uint64_t *out)
+{
+    const char *dot = strchr(s, '.');
+    if (!dot)
+        return lmr_parse_size(s, out);
+    char whole[32], unit = 0;
+    size_t n = (size_t)(dot - s), f = 0;
+    if (!n || n >= sizeof whole)
+        return LMR_ERR_INVALID;
+    memcpy(whole, s, n);
+    whole[n] = '\0';
+    uint64_t w, frac = 0, scale = 1;
+    if (strspn(whole, "0") == n)
+        w = 0; /* "0.5G" */
+    else if (lmr_parse_size(whole, &w))
+        return LMR_ERR_INVALID;
+    for (const char *p = dot + 1; *p; p++, f++) {
+        if (!isdigit((unsigned char)*p)) {
+            unit = (char)toupper((unsigned char)*p);
+            if (p[1] && !(toupper((unsigned char)p[1]) == 'B' && !p[2]))
+                return LMR_ERR_INVALID;
+            break;
+        }
+        if (f >= 6)
+            return LMR_ERR_INVALID;
+        frac = frac * 10 + (uint64_t)(*p - '0');
+        scale *= 10;
+    }
+    unsigned shift = unit == 'K' ? 10 : unit == 'M' ? 20 : unit == 'G' ? 30 : unit == 'T' ? 40 : unit == 'B' ? 0 : 99;
+    if (!f || shift == 99 || w > (LMR_SIZE_MAX_BYTES >> shift))
+        return LMR_ERR_INVALID;
+    *out = (w << shift) + (frac << shift) / scale;
+    return *out <= LMR_SIZE_MAX_BYTES ? LMR_OK : LMR_ERR_INVALID;
+}
+
 static int parse_args(int argc, char **argv, struct run_options *o)
 {
     static const struct option longopts[] = {
@@ -410,7 +447,7 @@ static int parse_args(int argc, char **argv, struct run_options *o)
             char *comma = strchr(optarg, ',');
             if (comma)
                 *comma = '\0';
-            bool bad = lmr_parse_size(optarg, &o->assume_bytes) || !o->assume_bytes;
+            bool bad = parse_assumed_size(optarg, &o->assume_bytes) || !o->assume_bytes;
             o->assume_objects = 1;
             if (comma) {
                 *comma = ',';

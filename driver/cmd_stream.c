@@ -19,6 +19,7 @@
 #include "job/task.h"
 #include "job/registry.h"
 #include "lambda/service.h"
+#include "report/stream_report.h"
 #include "store/store.h"
 #include "stream_function.h"
 #include "stream_inproc.h"
@@ -37,12 +38,14 @@ static void on_signal(int sig)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: lambdamr stream JOB --source SOURCE --window SECONDS --output URI [OPTIONS] [JOB ARGS]\n"
-               "       lambdamr stream merge OUTPUT   (finish windows whose parts were not merged)\n\n"
-               "Process a stream in tumbling windows: every record (one line) goes through the job's map and\n"
-               "combiner in the stream function; when a window has closed on every shard its states are reduced\n"
-               "and written once to OUTPUT/window=<start ISO-8601>/part-00000 (key<TAB>value lines).\n\n"
-               "  JOB                        a built-in job or a plugin (.so) with a combiner; built-ins:\n");
+    fprintf(f,
+            "usage: lambdamr stream JOB --source SOURCE --window SECONDS --output URI [OPTIONS] [JOB ARGS]\n"
+            "       lambdamr stream merge OUTPUT   (finish windows whose parts were not merged)\n\n"
+            "Process a stream in tumbling windows: every record (one line) goes through the job's map and\n"
+            "combiner in the stream function; when a window has closed on every shard its states are reduced\n"
+            "and written once to OUTPUT/window=<start ISO-8601>/part-00000 (key<TAB>value lines). The run's\n"
+            "report, window by window, goes to OUTPUT/_lambdamr/report.json ('lambdamr report OUTPUT --html FILE').\n\n"
+            "  JOB                        a built-in job or a plugin (.so) with a combiner; built-ins:\n");
     lmr_job_list(f);
     fprintf(f, "\nsource and output:\n"
                "  --source SOURCE            kinesis://STREAM, - (standard input, one record per line) or\n"
@@ -77,11 +80,51 @@ struct ui {
     bool quiet;
     uint64_t last_records;
     double last_s;
+    /* The stream report (OUTPUT/_lambdamr/report.json), rewritten at most every LMR_STREAM_REPORT_INTERVAL_MS
+       after a window commit and once at the end. */
+    struct lmr_stream_report *report;
+    uint64_t window_ms;
+    struct lmr_store *out, *ckpt;
+    struct lmr_store *inproc_store; /* --invoker inproc: the handler's own output store (its requests) */
+    char *report_key;
+    const struct lmr_prices *prices;
+    bool kinesis;
+    double report_written_mono_ms;
+    double report_interval_ms; /* LMR_STREAM_REPORT_INTERVAL_MS, or that variable (tests) */
+    bool window_closed;        /* since the report was last written */
 };
+
+/* Write the stream report now, as the run stands (status "running" while it goes on). */
+static void write_report(struct ui *ui, const struct lmr_stream_stats *stats, const char *status, const char *error)
+{
+    if (!ui->report || !stats)
+        return;
+    struct lmr_stream_report_end e = {
+        .status = status,
+        .error = error,
+        .stats = stats,
+        .prices = ui->prices,
+        .stores = {&ui->out->stats, ui->ckpt && ui->ckpt != ui->out ? &ui->ckpt->stats : NULL,
+                   ui->inproc_store ? &ui->inproc_store->stats : NULL},
+        .shard_hours = ui->kinesis ? (double)stats->n_shards * stats->elapsed_s / 3600.0 : 0};
+    struct lmr_err err = {0};
+    if (lmr_stream_report_write(ui->report, &e, ui->out, ui->report_key, &err))
+        fprintf(stderr, "lambdamr stream: %s\n", err.msg);
+    ui->report_written_mono_ms = lmr_mono_ms();
+    ui->window_closed = false;
+}
+
+static void on_invocation(void *user, const struct lmr_stream_invocation *inv)
+{
+    struct ui *ui = user;
+    lmr_stream_report_add_invocation(ui->report, inv, ui->window_ms);
+}
 
 static void on_progress(void *user, const struct lmr_stream_stats *s)
 {
     struct ui *ui = user;
+    if (ui->window_closed && lmr_mono_ms() - ui->report_written_mono_ms >= ui->report_interval_ms)
+        write_report(ui, s, "running", NULL);
     if (ui->quiet || !ui->tty)
         return;
     double dt = s->elapsed_s - ui->last_s;
@@ -106,6 +149,8 @@ static void on_progress(void *user, const struct lmr_stream_stats *s)
 static void on_window(void *user, uint64_t start_ms, uint64_t records, bool already, const char *key)
 {
     struct ui *ui = user;
+    lmr_stream_report_window_closed(ui->report, start_ms, ui->window_ms, records, already, key);
+    ui->window_closed = true;
     if (ui->quiet)
         return;
     if (ui->tty)
@@ -206,32 +251,12 @@ done:
     return rc;
 }
 
-/* The command, with its job arguments owned by the caller (so every early return frees them). */
-/* What the run cost on AWS: its invocations (Init included), Kinesis shard-hours while it read a
- * stream, and this process's store requests as if the store were S3. */
-static void print_stream_cost(const struct lmr_stream_poller_options *o, const struct lmr_stream_stats *stats,
-                              struct lmr_store *out, struct lmr_store *ckpt)
+/* What the run cost on AWS (from the stream report's cost: its invocations, Init included, Kinesis
+ * shard-hours while it read a stream, and the store requests of this process and of the function as
+ * if the store were S3). */
+static void print_stream_cost(const struct lmr_stream_stats *stats, const struct lmr_prices *prices, const json_t *c,
+                              bool kinesis)
 {
-    struct lmr_prices prices;
-    struct lmr_err err = {0};
-    if (lmr_prices_load(NULL, o->region, NULL, &prices, &err)) {
-        fprintf(stderr, "lambdamr stream: no cost estimate: %s\n", err.msg);
-        return;
-    }
-    struct lmr_request_counts q = {0};
-    struct lmr_store *stores[2] = {out, ckpt != out ? ckpt : NULL};
-    for (int i = 0; i < 2; i++) {
-        if (!stores[i])
-            continue;
-        q.get += atomic_load(&stores[i]->stats.get_requests);
-        q.put += atomic_load(&stores[i]->stats.put_requests);
-        q.list += atomic_load(&stores[i]->stats.list_requests);
-        q.head += atomic_load(&stores[i]->stats.head_requests);
-        q.del += atomic_load(&stores[i]->stats.delete_requests);
-    }
-    bool kinesis = !strcmp(o->source->vtable->name, "kinesis");
-    double shard_hours = kinesis ? (double)stats->n_shards * stats->elapsed_s / 3600.0 : 0;
-    json_t *c = lmr_cost_stream_totals(&prices, &stats->billing, &q, shard_hours, 0);
     if (!c)
         return;
     fprintf(stderr,
@@ -239,9 +264,28 @@ static void print_stream_cost(const struct lmr_stream_poller_options *o, const s
             "%s%.7f, S3 requests $%.7f) at %s %s prices of %s\n",
             stats->billing.invocations, stats->billing.gb_seconds, lmr_json_double(c, "total_usd", 0),
             lmr_json_double(c, "lambda_usd", 0), kinesis ? " + Kinesis shard-hours $" : " + Kinesis $",
-            lmr_json_double(c, "kinesis_usd", 0), lmr_json_double(c, "s3_usd", 0), prices.region, prices.architecture,
-            prices.date);
-    json_decref(c);
+            lmr_json_double(c, "kinesis_usd", 0), lmr_json_double(c, "s3_usd", 0), prices->region, prices->architecture,
+            prices->date);
+}
+
+/* The run's parameters as the report gives them. */
+static json_t *report_params(int argc, char **argv, const char *job_name, const struct lmr_job_args *args,
+                             const char *source_uri, const char *output_uri, const char *invoker_name,
+                             const struct lmr_stream_poller_options *o, uint64_t window_s, int64_t timeout_s)
+{
+    char *command = lmr_shell_join("lambdamr", argc, argv);
+    json_t *p =
+        json_pack("{s:s, s:o, s:s?, s:s, s:s, s:I, s:s, s:I, s:I, s:{s:I, s:I, s:I, s:b, s:I, s:I, s:b, s:I}}", "job",
+                  job_name, "args", lmr_job_args_to_json(args), "command", command, "source", source_uri, "output",
+                  output_uri, "window_ms", (json_int_t)(window_s * 1000), "invoker", invoker_name, "memory_mb",
+                  (json_int_t)LMR_MEMORY_DEFAULT_MB, "function_timeout_s", (json_int_t)timeout_s, "mapping",
+                  "batch_size", (json_int_t)(o->batch_size ? o->batch_size : 100), "batch_window_ms",
+                  (json_int_t)o->batch_window_ms, "parallelization",
+                  (json_int_t)(o->parallelization ? o->parallelization : 1), "bisect_on_error", o->bisect_on_error,
+                  "max_retries", (json_int_t)o->max_retries, "max_record_age_ms", (json_int_t)o->max_record_age_ms,
+                  "on_failure_destination", o->on_failure_destination, "close_grace_ms", (json_int_t)o->close_grace_ms);
+    free(command);
+    return p;
 }
 
 static int stream_main(int argc, char **argv, struct lmr_job_args *args)
@@ -469,6 +513,32 @@ static int stream_main(int argc, char **argv, struct lmr_job_args *args)
     o.on_progress = on_progress;
     o.on_window = on_window;
     o.user = &ui;
+    /* The stream report, and the prices it is costed at. */
+    struct lmr_prices prices;
+    struct lmr_err perr = {0};
+    bool have_prices = !lmr_prices_load(NULL, o.region, NULL, &prices, &perr);
+    if (!have_prices && !ui.quiet)
+        fprintf(stderr, "lambdamr stream: no cost estimate: %s\n", perr.msg);
+    json_t *params = report_params(argc, argv, job_name, args, source_uri, output_uri, invoker_name, &o,
+                                   (uint64_t)window_s, timeout_s);
+    struct lmr_stream_report_options ro = {.params = params};
+    if (asprintf(&ui.report_key, "%s%s_lambdamr/report.json", out_prefix, *out_prefix ? "/" : "") < 0)
+        ui.report_key = NULL;
+    if (!params || !ui.report_key || lmr_stream_report_new(&ro, &ui.report, &err)) {
+        json_decref(params);
+        goto fail;
+    }
+    json_decref(params);
+    ui.window_ms = o.window_ms;
+    ui.out = out;
+    ui.ckpt = ckpt;
+    ui.inproc_store = !strcmp(invoker_name, "inproc") ? cfg.output : NULL;
+    ui.prices = have_prices ? &prices : NULL;
+    ui.kinesis = !strcmp(src->vtable->name, "kinesis");
+    ui.report_written_mono_ms = lmr_mono_ms();
+    const char *iv = getenv("LMR_STREAM_REPORT_INTERVAL_MS");
+    ui.report_interval_ms = iv && atof(iv) > 0 ? atof(iv) : LMR_STREAM_REPORT_INTERVAL_MS;
+    o.on_invocation = on_invocation;
     struct lmr_stream_stats stats = {0};
     enum lmr_result r = lmr_stream_poll(&o, &stats, &err);
     if (ui.tty && !ui.quiet)
@@ -480,8 +550,21 @@ static int stream_main(int argc, char **argv, struct lmr_job_args *args)
                 " invocations in %.1f s\n",
                 stats.records_read, stats.records_processed, stats.records_failed, stats.windows_committed,
                 stats.windows_already_committed, stats.windows_terminated_early, stats.invocations, stats.elapsed_s);
-    if (!ui.quiet)
-        print_stream_cost(&o, &stats, out, ckpt);
+    /* The report, whatever the outcome: "drained" (every shard ended), "stopped" (a signal) or "failed". */
+    const char *status = r ? "failed" : stop_flag ? "stopped" : "drained";
+    write_report(&ui, &stats, status, r ? (err.msg[0] ? err.msg : lmr_result_str(r)) : NULL);
+    if (!ui.quiet && have_prices) {
+        struct lmr_stream_report_end e = {.status = status,
+                                          .stats = &stats,
+                                          .prices = &prices,
+                                          .stores = {&out->stats, ckpt && ckpt != out ? &ckpt->stats : NULL,
+                                                     ui.inproc_store ? &ui.inproc_store->stats : NULL},
+                                          .shard_hours =
+                                              ui.kinesis ? (double)stats.n_shards * stats.elapsed_s / 3600.0 : 0};
+        json_t *rj = lmr_stream_report_json(ui.report, &e);
+        print_stream_cost(&stats, &prices, json_object_get(rj, "cost"), ui.kinesis);
+        json_decref(rj);
+    }
     lmr_stream_stats_clean_up(&stats);
     if (r)
         goto fail;
@@ -494,6 +577,8 @@ fail:
         remove_logs = false;
     }
 done:
+    lmr_stream_report_destroy(ui.report);
+    free(ui.report_key);
     lmr_invoker_destroy(inv);
     lmr_lambda_service_destroy(svc);
     if (remove_logs)

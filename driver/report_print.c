@@ -1,6 +1,7 @@
 #include "report_print.h"
 
 #include <inttypes.h>
+#include <string.h>
 
 #include "job/task.h"
 #include "util/misc.h"
@@ -36,8 +37,43 @@ static void phase_line(FILE *f, const char *name, const json_t *ph)
     fprintf(f, "\n");
 }
 
+/* A stream run's report: the run, its windows, what it would cost. */
+static void print_stream(FILE *f, const json_t *r)
+{
+    const json_t *t = json_object_get(r, "totals"), *st = json_object_get(t, "store"),
+                 *cost = json_object_get(r, "cost");
+    fprintf(f, "\nlambdamr stream %s: %s after %.1f s, %.0f s windows from %s to %s\n", lmr_json_str(r, "job", "?"),
+            lmr_json_str(r, "status", "?"), lmr_json_double(r, "wall_ms", 0) / 1000.0,
+            lmr_json_double(r, "window_ms", 0) / 1000.0, lmr_json_str(r, "source", "?"),
+            lmr_json_str(r, "output", "?"));
+    fprintf(f,
+            "  records  %" JSON_INTEGER_FORMAT " read, %" JSON_INTEGER_FORMAT " processed, %" JSON_INTEGER_FORMAT
+            " failed\n  windows  %" JSON_INTEGER_FORMAT
+            " closed (%zu in the report in full)\n  invoked  %" JSON_INTEGER_FORMAT " times (%" JSON_INTEGER_FORMAT
+            " cold, %" JSON_INTEGER_FORMAT " failed), %.3f GB-s billed\n"
+            "  requests GET %" JSON_INTEGER_FORMAT ", PUT %" JSON_INTEGER_FORMAT ", LIST %" JSON_INTEGER_FORMAT
+            ", HEAD %" JSON_INTEGER_FORMAT ", DELETE %" JSON_INTEGER_FORMAT "\n",
+            (json_int_t)lmr_json_u64(t, "records_read", 0), (json_int_t)lmr_json_u64(t, "records_processed", 0),
+            (json_int_t)lmr_json_u64(t, "records_failed", 0), (json_int_t)lmr_json_u64(t, "windows_closed", 0),
+            json_array_size(json_object_get(r, "windows")), (json_int_t)lmr_json_u64(t, "invocations", 0),
+            (json_int_t)lmr_json_u64(t, "cold_starts", 0), (json_int_t)lmr_json_u64(t, "failed_invocations", 0),
+            lmr_json_double(t, "gb_seconds", 0), (json_int_t)lmr_json_u64(st, "get", 0),
+            (json_int_t)lmr_json_u64(st, "put", 0), (json_int_t)lmr_json_u64(st, "list", 0),
+            (json_int_t)lmr_json_u64(st, "head", 0), (json_int_t)lmr_json_u64(st, "delete", 0));
+    if (cost)
+        fprintf(f, "  cost     est. $%.7f (Lambda $%.7f, Kinesis $%.7f, S3 requests $%.7f), Init included\n",
+                lmr_json_double(cost, "total_usd", 0), lmr_json_double(cost, "lambda_usd", 0),
+                lmr_json_double(cost, "kinesis_usd", 0), lmr_json_double(cost, "s3_usd", 0));
+    if (json_object_get(r, "error"))
+        fprintf(f, "  error    %s\n", lmr_json_str(r, "error", ""));
+}
+
 void lmr_report_print(FILE *f, const json_t *report)
 {
+    if (!strcmp(lmr_json_str(report, "kind", ""), "stream")) {
+        print_stream(f, report);
+        return;
+    }
     char a[32], b[32], c[32], d[32];
     const json_t *phases = json_object_get(report, "phases");
     const json_t *map = json_object_get(phases, "map"), *red = json_object_get(phases, "reduce");

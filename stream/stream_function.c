@@ -5,6 +5,7 @@
 #include <jansson.h>
 #include <stdio.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -526,6 +527,44 @@ static enum lmr_result encode_by_ref(struct lmr_stream_state *st, bool full, str
     return r;
 }
 
+/* The store figures of one invocation: a snapshot of the output store's counters. */
+struct store_snap {
+    uint64_t get, put, list, head, del, bytes_read, bytes_written, retries;
+};
+
+static void store_snap(const struct lmr_store *s, struct store_snap *o)
+{
+    memset(o, 0, sizeof *o);
+    if (!s)
+        return;
+    o->get = atomic_load(&s->stats.get_requests);
+    o->put = atomic_load(&s->stats.put_requests);
+    o->list = atomic_load(&s->stats.list_requests);
+    o->head = atomic_load(&s->stats.head_requests);
+    o->del = atomic_load(&s->stats.delete_requests);
+    o->bytes_read = atomic_load(&s->stats.bytes_read);
+    o->bytes_written = atomic_load(&s->stats.bytes_written);
+    o->retries = atomic_load(&s->stats.retries);
+}
+
+/* Append "store" (this invocation's requests by kind and bytes, as batch tasks report theirs) as the
+   response's last member. Extra members are ignored by the event source mapping (lambdamr's and AWS's). */
+static void append_store_figures(struct lmr_buf *response, const struct store_snap *a, const struct lmr_store *s)
+{
+    struct store_snap b;
+    store_snap(s, &b);
+    if (!response->len || response->data[response->len - 1] != '}')
+        return;
+    response->len--;
+    if (lmr_buf_printf(response,
+                       ",\"store\":{\"get\":%" PRIu64 ",\"put\":%" PRIu64 ",\"list\":%" PRIu64 ",\"head\":%" PRIu64
+                       ",\"delete\":%" PRIu64 ",\"bytes_read\":%" PRIu64 ",\"bytes_written\":%" PRIu64
+                       ",\"retries\":%" PRIu64 "}}",
+                       b.get - a->get, b.put - a->put, b.list - a->list, b.head - a->head, b.del - a->del,
+                       b.bytes_read - a->bytes_read, b.bytes_written - a->bytes_written, b.retries - a->retries))
+        lmr_buf_append(response, "}", 1); /* no room: the response stays as it was */
+}
+
 enum lmr_result lmr_stream_handler(void *user_data, const struct lmr_runtime_context *ctx, const char *event,
                                    size_t event_len, struct lmr_buf *response, struct lmr_err *err)
 {
@@ -539,6 +578,12 @@ enum lmr_result lmr_stream_handler(void *user_data, const struct lmr_runtime_con
         }
         cfg = &env_cfg;
     }
+    /* Per-invocation store figures only where the process runs one invocation at a time (an execution
+       environment); in-process handlers share one store between concurrent invocations. */
+    bool own_store = !user_data;
+    struct store_snap before;
+    if (own_store)
+        store_snap(cfg->output, &before);
     size_t max_state = cfg->state_max_bytes ? cfg->state_max_bytes : LMR_STREAM_STATE_MAX_BYTES;
     struct lmr_stream_event ev;
     struct lmr_stream_state *st = NULL;
@@ -642,6 +687,8 @@ enum lmr_result lmr_stream_handler(void *user_data, const struct lmr_runtime_con
         r = lmr_stream_response_build(response, state_json.data, failed ? &failed : NULL, failed ? 1 : 0, err);
     else
         r = lmr_fail(err, r, "cannot encode the window state: %s", lmr_result_str(r));
+    if (!r && own_store)
+        append_store_figures(response, &before, cfg->output);
     lmr_buf_clean_up(&state_json);
     if (!r && keep_it) {
         kept_put(st, cfg->job->value_size);

@@ -139,8 +139,12 @@ enum lmr_result lmr_aws_invoker_new(const struct lmr_aws_invoker_options *opts, 
     }
     if (opts)
         ai->opts = *opts;
-    if (!ai->opts.max_retries)
-        ai->opts.max_retries = 8;
+    if (!ai->opts.max_retries) {
+        /* AWS_MAX_ATTEMPTS: the AWS SDKs' setting (attempts in all, the first included). */
+        const char *e = getenv("AWS_MAX_ATTEMPTS");
+        long n = e ? strtol(e, NULL, 10) : 0;
+        ai->opts.max_retries = n >= 1 && n <= 100 ? (unsigned)(n - 1) : 8;
+    }
     if (!ai->opts.backoff_base_ms)
         ai->opts.backoff_base_ms = 100;
     if (!ai->opts.backoff_cap_ms)

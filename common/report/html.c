@@ -1,4 +1,5 @@
 #include "html.h"
+#include "html_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -13,7 +14,7 @@
 #define AXIS_HEIGHT 22
 #define LABEL_WIDTH 56
 
-static void esc(FILE *f, const char *s)
+void lmr_html_esc(FILE *f, const char *s)
 {
     for (; s && *s; s++) {
         switch (*s) {
@@ -43,7 +44,7 @@ static const char *bytes_str(double n, char *buf, size_t cap)
     return lmr_format_bytes(n, buf, cap);
 }
 
-static const char *usd_str(double v, char *buf, size_t cap)
+const char *lmr_html_usd(double v, char *buf, size_t cap)
 {
     snprintf(buf, cap, v != 0 && fabs(v) < 0.01 ? "$%.7f" : "$%.4f", v);
     return buf;
@@ -74,24 +75,30 @@ static const char style[] =
     ".bar.critical{stroke:#000;stroke-width:2}rect.init{fill:#000;opacity:.35}"
     ".legend span{display:inline-block;margin-right:14px}.sw{display:inline-block;width:12px;height:12px;"
     "vertical-align:middle;margin-right:4px}.hbar{height:12px;display:inline-block;vertical-align:middle}"
-    ".muted{color:#777}";
+    ".muted{color:#777}.bar.final{fill:#edc948}line.window-end{stroke:#c62828;stroke-dasharray:4 3}";
 
-static void header(FILE *f, const json_t *report)
+void lmr_html_open(FILE *f, const char *job, const char *id)
 {
-    const char *status = lmr_json_str(report, "status", "unknown");
     fputs("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
           "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; "
           "img-src data:; base-uri 'none'; form-action 'none'\">\n<title>lambdamr ",
           f);
-    esc(f, lmr_json_str(report, "job", "job"));
+    lmr_html_esc(f, job);
     fputs(" ", f);
-    esc(f, lmr_json_str(report, "job_id", ""));
-    fprintf(f, "</title>\n<style>%s</style></head>\n<body>\n<header><h1>lambdamr ", style);
-    esc(f, lmr_json_str(report, "job", "job"));
+    lmr_html_esc(f, id);
+    fprintf(f, "</title>\n<style>%s</style></head>\n<body>\n", style);
+}
+
+static void header(FILE *f, const json_t *report)
+{
+    const char *status = lmr_json_str(report, "status", "unknown");
+    lmr_html_open(f, lmr_json_str(report, "job", "job"), lmr_json_str(report, "job_id", ""));
+    fputs("<header><h1>lambdamr ", f);
+    lmr_html_esc(f, lmr_json_str(report, "job", "job"));
     fprintf(f, " <span class=\"status %s\" id=\"status\">", !strcmp(status, "succeeded") ? "succeeded" : "failed-job");
-    esc(f, status);
+    lmr_html_esc(f, status);
     fprintf(f, "</span></h1>\n<p class=\"muted\">job ");
-    esc(f, lmr_json_str(report, "job_id", "?"));
+    lmr_html_esc(f, lmr_json_str(report, "job_id", "?"));
     fprintf(f, " &middot; %.2f s &middot; %.1f MiB/s</p></header>\n", lmr_json_double(report, "wall_ms", 0) / 1000.0,
             lmr_json_double(report, "throughput_mib_s", 0));
 }
@@ -99,9 +106,9 @@ static void header(FILE *f, const json_t *report)
 static void row(FILE *f, const char *name, const char *value)
 {
     fputs("<tr><th>", f);
-    esc(f, name);
+    lmr_html_esc(f, name);
     fputs("</th><td>", f);
-    esc(f, value);
+    lmr_html_esc(f, value);
     fputs("</td></tr>\n", f);
 }
 
@@ -136,7 +143,7 @@ static void params(FILE *f, const json_t *report)
     const char *command = lmr_json_str(report, "command", NULL);
     if (command) {
         fputs("<p>The command that reproduces this job:</p><pre id=\"command\">", f);
-        esc(f, command);
+        lmr_html_esc(f, command);
         fputs("</pre>\n", f);
     }
     fputs("</section>\n", f);
@@ -238,12 +245,12 @@ static enum lmr_result timeline(FILE *f, const json_t *report, struct lmr_err *e
         fprintf(f, "<rect class=\"bar %s%s%s%s%s%s%s\" data-phase=\"", phase_class(ph), error ? " failed" : "",
                 attempt > 1 && !backup ? " retry" : "", backup ? " backup" : "", superseded ? " superseded" : "",
                 init > 0 ? " cold" : "", bars[i].critical ? " critical" : "");
-        esc(f, ph);
+        lmr_html_esc(f, ph);
         fprintf(f,
                 "\" data-task=\"%" JSON_INTEGER_FORMAT "\" data-attempt=\"%" JSON_INTEGER_FORMAT
                 "\" x=\"%.2f\" y=\"%.0f\" width=\"%.2f\" height=\"%d\"><title>",
                 (json_int_t)lmr_json_u64(v, "task", 0), (json_int_t)attempt, x, y, w, ROW_HEIGHT);
-        esc(f, ph);
+        lmr_html_esc(f, ph);
         fprintf(f, " task %" JSON_INTEGER_FORMAT " attempt %" JSON_INTEGER_FORMAT ": %.0f ms",
                 (json_int_t)lmr_json_u64(v, "task", 0), (json_int_t)attempt, lmr_json_double(v, "duration_ms", 0));
         if (init > 0)
@@ -269,7 +276,7 @@ static enum lmr_result timeline(FILE *f, const json_t *report, struct lmr_err *e
             fputs("; on the critical path", f);
         if (error) {
             fputs("; FAILED: ", f);
-            esc(f, error);
+            lmr_html_esc(f, error);
         }
         fputs("</title></rect>\n", f);
         double elapsed = bars[i].end - bars[i].start;
@@ -293,7 +300,7 @@ static enum lmr_result timeline(FILE *f, const json_t *report, struct lmr_err *e
     for (i = 0; i < n; i++)
         if (bars[i].critical) {
             fprintf(f, "%s", first ? "" : " &rarr; ");
-            esc(f, lmr_json_str(bars[i].inv, "phase", ""));
+            lmr_html_esc(f, lmr_json_str(bars[i].inv, "phase", ""));
             fprintf(f, " task %" JSON_INTEGER_FORMAT " (attempt %" JSON_INTEGER_FORMAT ", ended at %.0f ms)",
                     (json_int_t)lmr_json_u64(bars[i].inv, "task", 0),
                     (json_int_t)lmr_json_u64(bars[i].inv, "attempt", 1), bars[i].end - t0);
@@ -397,15 +404,15 @@ static void cost_row(FILE *f, const char *item, const char *quantity, const char
 {
     char u[32];
     fputs("<tr class=\"cost-item\"><td>", f);
-    esc(f, item);
+    lmr_html_esc(f, item);
     fputs("</td><td class=\"n\">", f);
-    esc(f, quantity);
+    lmr_html_esc(f, quantity);
     fputs("</td><td class=\"n\">", f);
-    esc(f, rate);
-    fprintf(f, "</td><td class=\"n\">%s</td></tr>\n", usd_str(usd, u, sizeof u));
+    lmr_html_esc(f, rate);
+    fprintf(f, "</td><td class=\"n\">%s</td></tr>\n", lmr_html_usd(usd, u, sizeof u));
 }
 
-static void cost(FILE *f, const json_t *report)
+void lmr_html_cost(FILE *f, const json_t *report)
 {
     const json_t *c = json_object_get(report, "cost"), *p = json_object_get(c, "prices"),
                  *s3 = json_object_get(c, "s3");
@@ -443,22 +450,24 @@ static void cost(FILE *f, const json_t *report)
         cost_row(f, "Kinesis shards", q, "", lmr_json_double(kin, "shard_usd", 0));
     }
     fprintf(f, "<tr id=\"cost-total\"><th>total</th><td></td><td></td><td class=\"n\"><b>%s</b></td></tr></table>\n",
-            usd_str(lmr_json_double(c, "total_usd", 0), u, sizeof u));
+            lmr_html_usd(lmr_json_double(c, "total_usd", 0), u, sizeof u));
     fputs("<p id=\"prices\">Prices: region ", f);
-    esc(f, lmr_json_str(p, "region", "?"));
+    lmr_html_esc(f, lmr_json_str(p, "region", "?"));
     fputs(", architecture ", f);
-    esc(f, lmr_json_str(p, "architecture", "?"));
+    lmr_html_esc(f, lmr_json_str(p, "architecture", "?"));
     fputs(", prices of ", f);
-    esc(f, lmr_json_str(p, "date", "?"));
+    lmr_html_esc(f, lmr_json_str(p, "date", "?"));
     fputs(" (", f);
-    esc(f, lmr_json_str(p, "source", "?"));
+    lmr_html_esc(f, lmr_json_str(p, "source", "?"));
     fputs("). ", f);
-    esc(f, lmr_json_str(c, "note", ""));
+    lmr_html_esc(f, lmr_json_str(c, "note", ""));
     fputs("</p></section>\n", f);
 }
 
 enum lmr_result lmr_report_html_write(FILE *out, const json_t *report, struct lmr_err *err)
 {
+    if (!strcmp(lmr_json_str(report, "kind", ""), "stream"))
+        return lmr_report_html_stream(out, report, err);
     if (!json_is_object(report) || !json_is_array(json_object_get(report, "invocations")) ||
         !json_is_object(json_object_get(report, "cost")))
         return lmr_fail(err, LMR_ERR_FORMAT, "the report has no invocations or cost: is it a lambdamr job report?");
@@ -474,7 +483,7 @@ enum lmr_result lmr_report_html_write(FILE *out, const json_t *report, struct lm
         return r;
     phases(out, report);
     stragglers(out, report);
-    cost(out, report);
+    lmr_html_cost(out, report);
     fputs("</body></html>\n", out);
     if (ferror(out))
         return lmr_fail(err, LMR_ERR_IO, "could not write the HTML report");

@@ -78,6 +78,18 @@ struct lmr_stream_stats {
 
 void lmr_stream_stats_clean_up(struct lmr_stream_stats *s);
 
+/* One invocation the poller made, as on_invocation sees it (for the stream report). */
+struct lmr_stream_invocation {
+    const char *shard_id;
+    uint32_t lane;                       /* the shard's lane (parallelization): one invocation at a time per lane */
+    uint64_t window_start_ms;            /* the tumbling window the batch belongs to */
+    bool final, terminated_early;        /* a final invoke (window close, or a state that reached its limit) */
+    size_t records;                      /* records in the batch */
+    uint64_t start_ms, end_ms;           /* wall clock: invoke sent, answer received */
+    const struct lmr_invoke_result *res; /* the REPORT figures and the payload (valid during the callback) */
+    const char *error;                   /* why the invocation failed; NULL when the function answered */
+};
+
 struct lmr_stream_poller_options {
     struct lmr_stream_source *source;             /* Required. */
     struct lmr_invoker *invoker;                  /* Required. */
@@ -107,6 +119,8 @@ struct lmr_stream_poller_options {
     void (*on_progress)(void *user, const struct lmr_stream_stats *stats); /* Optional. */
     void (*on_window)(void *user, uint64_t window_start_ms, uint64_t records, bool already_committed,
                       const char *key); /* Optional: after each window commit. */
+    void (*on_invocation)(void *user, const struct lmr_stream_invocation *inv); /* Optional: after each invocation,
+                                                                                    on the poller's thread. */
     void *user;
 };
 

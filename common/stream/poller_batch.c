@@ -65,10 +65,41 @@ static void *run_one(void *arg)
     l->inv_r = lmr_stream_event_build(&l->event, &info, recs, l->batch_n, &l->inv_err);
     if (recs != recs_stack)
         free(recs);
+    l->inv_start_ms = lmr_wall_ms();
     if (!l->inv_r)
         l->inv_r = lmr_invoke(p->o->invoker, p->o->function_name, l->event.data, l->event.len, LMR_INVOKE_SYNC, 0,
                               &l->res, &l->inv_err);
+    l->inv_end_ms = lmr_wall_ms();
     return NULL;
+}
+
+/* Hand one finished invocation to on_invocation (the stream report). */
+static void report_invocation(struct poller *p, struct lane *l)
+{
+    char why[320];
+    const char *error = NULL;
+    if (l->inv_r) {
+        error = l->inv_err.msg[0] ? l->inv_err.msg : lmr_result_str(l->inv_r);
+    } else if (l->res.function_error[0]) {
+        snprintf(why, sizeof why, "%s: %.*s", l->res.function_error,
+                 (int)(l->res.payload.len > 256 ? 256 : l->res.payload.len),
+                 l->res.payload.data ? l->res.payload.data : "");
+        error = why;
+    } else if (l->res.status_code >= 300) {
+        snprintf(why, sizeof why, "HTTP status %d", l->res.status_code);
+        error = why;
+    }
+    struct lmr_stream_invocation inv = {.shard_id = l->shard->info.id,
+                                        .lane = l->idx,
+                                        .window_start_ms = l->batch_window,
+                                        .final = l->final,
+                                        .terminated_early = l->terminated_early,
+                                        .records = l->batch_n,
+                                        .start_ms = l->inv_start_ms,
+                                        .end_ms = l->inv_end_ms,
+                                        .res = &l->res,
+                                        .error = error};
+    p->o->on_invocation(p->o->user, &inv);
 }
 
 /* Run the prepared invocations of lanes[0..n) concurrently. */
@@ -91,6 +122,8 @@ void lmr_poller_run_invocations(struct poller *p, struct lane **lanes, size_t n)
         const struct lmr_invoke_result *res = &lanes[i]->res;
         lmr_billing_add(&p->stats.billing, res->duration_ms, res->init_duration_ms, res->billed_duration_ms,
                         res->memory_size_mb, 512);
+        if (p->o->on_invocation)
+            report_invocation(p, lanes[i]);
     }
 }
 

@@ -72,6 +72,7 @@ struct lane {
     char seed[160];  /* the state a fresh window starts from: this lane's meta (lane, lanes, run) */
     struct lmr_buf event;
     struct lmr_invoke_result res;
+    uint64_t inv_start_ms, inv_end_ms; /* wall clock of the invocation in flight (for on_invocation) */
     enum lmr_result inv_r;
     struct lmr_err inv_err;
 };

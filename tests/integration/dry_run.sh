@@ -58,6 +58,14 @@ else
     cat "$D/q2.txt"
     fail "--assume-input"
 fi
+# A size with a fraction (binary units, as every size flag: 1.5G is 1.5 GiB).
+if "$LAMBDAMR" run aggregate --input s3://bdb/uservisits/ --output s3://out/q2 --delimiter , --key 1:8 --value 4 \
+    --op sum --backend aws --dry-run --assume-input 1.5G,3 > "$D/frac.txt" 2>&1 && grep -q "1.5 GiB in 3 objects" "$D/frac.txt"; then
+    pass "--assume-input 1.5G,3 plans 1.5 GiB in 3 objects"
+else
+    cat "$D/frac.txt"
+    fail "--assume-input with a fraction"
+fi
 expect_usage() {
     local name=$1 want=$2
     shift 2
@@ -72,4 +80,5 @@ expect_usage "--model with an unknown name" "known NAME" "${ARGS[@]}" --dry-run 
 expect_usage "--model with a bad value" "positive number" "${ARGS[@]}" --dry-run --model cold_start_ms=-3
 expect_usage "--assume-input without --dry-run" "go with --dry-run" "${ARGS[@]}" --assume-input 1G
 expect_usage "--assume-input with a bad size" "SIZE" "${ARGS[@]}" --dry-run --assume-input 12Q
+expect_usage "--assume-input with a fraction of a byte" "SIZE" "${ARGS[@]}" --dry-run --assume-input 1.5
 finish

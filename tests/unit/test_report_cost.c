@@ -38,7 +38,7 @@ static json_t *three(void)
     return a;
 }
 
-static void check(const char *region, const char *arch, double gb_second, double put, double get)
+static void check(const char *region, const char *arch, double gb_second, double put, double get, double ephemeral)
 {
     struct lmr_prices p;
     struct lmr_err err = {0};
@@ -46,6 +46,8 @@ static void check(const char *region, const char *arch, double gb_second, double
     assert_string_equal(p.region, region);
     assert_string_equal(p.architecture, arch);
     assert_true(p.lambda_gb_second == gb_second);
+    assert_true(p.lambda_ephemeral_gb_second ==
+                ephemeral); /* checked figures: common/report/prices.json "verification" */
     json_t *invs = three();
     struct lmr_request_counts q = {.get = 1000, .put = 200, .list = 3, .head = 40, .del = 77};
     json_t *c = lmr_cost_batch(&p, invs, &q);
@@ -67,22 +69,22 @@ static void check(const char *region, const char *arch, double gb_second, double
 
 static void test_x86_us_east_1(void **state)
 {
-    check("us-east-1", "x86_64", 0.0000166667, 0.005, 0.0004);
+    check("us-east-1", "x86_64", 0.0000166667, 0.005, 0.0004, 0.0000000309);
 }
 
 static void test_arm64_us_east_1(void **state)
 {
-    check("us-east-1", "arm64", 0.0000133334, 0.005, 0.0004);
+    check("us-east-1", "arm64", 0.0000133334, 0.005, 0.0004, 0.0000000309);
 }
 
 static void test_x86_eu_central_1(void **state)
 {
-    check("eu-central-1", "x86_64", 0.0000166667, 0.0054, 0.00043);
+    check("eu-central-1", "x86_64", 0.0000166667, 0.0054, 0.00043, 0.0000000367);
 }
 
 static void test_arm64_eu_central_1(void **state)
 {
-    check("eu-central-1", "arm64", 0.0000133334, 0.0054, 0.00043);
+    check("eu-central-1", "arm64", 0.0000133334, 0.0054, 0.00043, 0.0000000367);
 }
 
 static void test_billed_ms(void **state)

@@ -140,7 +140,7 @@ static void check_sorted(struct lmr_combine_table *t, const struct kv *expect, s
 
 static void run_emits(size_t words, bool pipelined)
 {
-    size_t n_keys = 40000, n_emits = 300000, n_expect;
+    size_t n_keys = 20000, n_emits = 100000, n_expect; /* > 16384 keys: the table reaches the pipeline */
     struct kv *keys = make_keys(n_keys), *expect;
     struct kv *emits = make_emits(keys, n_keys, n_emits, words, &expect, &n_expect);
     struct lmr_combine_table *t = new_table(words, 0, NULL, NULL);
@@ -268,11 +268,11 @@ static enum lmr_result spill_cb(void *user, struct lmr_combine_table *t, struct 
 static void test_budget_spills_through_the_callback(void **unused)
 {
     /* Large enough for the pipeline (32768 slots and more) before the budget is reached. */
-    size_t n_keys = 100000, n_emits = 300000, n_expect;
+    size_t n_keys = 40000, n_emits = 120000, n_expect;
     struct kv *keys = make_keys(n_keys), *expect;
     struct kv *emits = make_emits(keys, n_keys, n_emits, 1, &expect, &n_expect);
     struct spill_sink sink = {0};
-    size_t limit = 3 * 1024 * 1024;
+    size_t limit = 2 * 1024 * 1024; /* 32768 slots (1 MiB) fit, 65536 (2 MiB) do not */
     struct lmr_combine_table *t = new_table(1, limit, spill_cb, &sink);
     for (size_t i = 0; i < n_emits; i++)
         lmr_combine_table_emit(t, lmr_slice_make(emits[i].key, emits[i].len), lmr_slice_make(emits[i].v, 8));

@@ -12,6 +12,11 @@
 #define REPORT_MAX_BYTES (64u << 20)
 /* A job whose record says running while its lease has been free this long is driven by nobody. */
 #define ORPHAN_GRACE_MS 2000u
+/* The first poll comes this soon, and each wait is half again as long up to the poll interval:
+ * a short job is seen to end within milliseconds, a long one costs a GET per interval. */
+#define FIRST_POLL_MS 2u
+/* How often the lease is looked at while the job runs. */
+#define LEASE_CHECK_MS 1000u
 
 static enum lmr_result read_json(struct lmr_store *s, const char *key, size_t max, json_t **out, struct lmr_err *err)
 {
@@ -35,8 +40,9 @@ enum lmr_result lmr_follow_job(const struct lmr_follow_options *o, json_t **repo
 {
     *report = NULL;
     uint32_t poll = o->poll_ms ? o->poll_ms : 200;
-    uint64_t free_since = 0;
-    for (unsigned n = 0;; n++) {
+    uint32_t wait_ms = FIRST_POLL_MS < poll ? FIRST_POLL_MS : poll;
+    uint64_t free_since = 0, lease_checked = lmr_wall_ms();
+    for (;;) {
         json_t *rec = NULL;
         enum lmr_result r = lmr_job_record_read(o->work_store, o->record_key, &rec, NULL);
         const char *status = r ? "" : lmr_json_str(rec, "status", "");
@@ -61,8 +67,9 @@ enum lmr_result lmr_follow_job(const struct lmr_follow_options *o, json_t **repo
             return r;
         }
         json_decref(rec);
-        /* Every few polls: is anyone still driving the job? */
-        if (n % 5 == 4) {
+        /* Now and then: is anyone still driving the job? */
+        if (lmr_wall_ms() - lease_checked >= LEASE_CHECK_MS) {
+            lease_checked = lmr_wall_ms();
             json_t *lease = NULL;
             if (lmr_lease_peek(o->output_store, o->lease_key, &lease, NULL) == LMR_OK) {
                 bool ours = lease && !strcmp(lmr_json_str(lease, "job_id", ""), o->job_id);
@@ -81,6 +88,7 @@ enum lmr_result lmr_follow_job(const struct lmr_follow_options *o, json_t **repo
             }
             json_decref(lease);
         }
-        lmr_sleep_ms(poll);
+        lmr_sleep_ms(wait_ms);
+        wait_ms = wait_ms + wait_ms / 2 + 1 < poll ? wait_ms + wait_ms / 2 + 1 : poll;
     }
 }

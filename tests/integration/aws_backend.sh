@@ -18,12 +18,9 @@ lmr_on_exit 'for p in $proxy_pid $serve_pid; do kill "$p" 2>/dev/null; wait "$p"
 
 # The proxy first (on the port serve will take), so that the coordinator function, which invokes
 # the tasks through AWS_ENDPOINT_URL_LAMBDA as it would on AWS, is signature-checked too.
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
-sigv4_proxy_start "http://127.0.0.1:$port" "$AWS_SECRET_ACCESS_KEY" "$D/checks" "$D/proxy"
-[ -n "$proxy_port" ] || { cat "$D/proxy.err"; fail "the signature-checking proxy did not start"; finish; }
+sigv4_proxy_ahead "$D" || { fail "the signature-checking proxy did not start"; finish; }
 
 aws s3 mb s3://lmr-data > /dev/null
-export AWS_ENDPOINT_URL_LAMBDA="http://127.0.0.1:$proxy_port"
 "$LAMBDAMR" serve --port "$port" --log-dir "$D/logs" \
     --function "wc-mapper=$LMR_BIN_DIR/bootstrap,handler=mapper,memory=512,timeout=60,concurrency=4" \
     --function "wc-reducer=$LMR_BIN_DIR/bootstrap,handler=reducer,memory=512,timeout=60,concurrency=4" \

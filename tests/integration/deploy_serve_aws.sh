@@ -14,10 +14,7 @@ lmr_on_exit 'for p in $proxy_pid $serve_pid; do kill "$p" 2>/dev/null; wait "$p"
 
 # The proxy first (on the port serve will take), then serve with AWS_ENDPOINT_URL_LAMBDA at the
 # proxy: the deployed coordinator function invokes the tasks there, as it would invoke Lambda.
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
-sigv4_proxy_start "http://127.0.0.1:$port" "$AWS_SECRET_ACCESS_KEY" "$D/checks" "$D/proxy"
-[ -n "$proxy_port" ] || { cat "$D/proxy.err"; fail "the signature-checking proxy did not start"; finish; }
-export AWS_ENDPOINT_URL_LAMBDA="http://127.0.0.1:$proxy_port"
+sigv4_proxy_ahead "$D" || { fail "the signature-checking proxy did not start"; finish; }
 "$LAMBDAMR" serve --port "$port" --log-dir "$D/logs" > "$D/serve.out" 2> "$D/serve.err" &
 serve_pid=$!
 [ "$(serve_port "$D/serve.out")" = "$port" ] || { cat "$D/serve.err"; fail "lambdamr serve did not start"; finish; }

@@ -16,7 +16,7 @@ aws s3 mb s3://lmr-data > /dev/null
 # serve reads code from S3 with the credentials and endpoint of its environment (moto's), and its
 # functions inherit them for their own S3 reads and writes, and AWS_ENDPOINT_URL_LAMBDA (serve
 # itself, so its port is chosen first) for cp-coordinator's invocations of cp-mapper and cp-reducer.
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
+port=$(free_port)
 export AWS_ENDPOINT_URL_LAMBDA="http://127.0.0.1:$port"
 "$LAMBDAMR" serve --port "$port" --log-dir "$D/logs" --state-dir "$D/state" > "$D/serve.out" 2> "$D/serve.err" &
 serve_pid=$!

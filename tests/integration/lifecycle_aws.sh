@@ -25,7 +25,7 @@ aws s3 cp --recursive --quiet "$D/in" s3://lmr-life/in/
 export LMR_FAULT='map-slow:*:*' LMR_FAULT_SLOW_MS=700
 # serve's functions inherit moto's endpoint and credentials (for S3) and AWS_ENDPOINT_URL_LAMBDA
 # (serve itself, for the coordinator's invocations): the port is chosen before serve starts.
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
+port=$(free_port)
 export AWS_ENDPOINT_URL_LAMBDA="http://127.0.0.1:$port"
 "$LAMBDAMR" serve --port "$port" --log-dir "$D/logs" \
     --function "lc-mapper=$LMR_BIN_DIR/bootstrap,handler=mapper,memory=256,timeout=60,concurrency=2" \

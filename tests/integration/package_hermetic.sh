@@ -8,31 +8,19 @@
 # `run --backend aws --function-prefix pk` must complete and give output byte-identical to the
 # same job on the unpackaged binary (un-coordinator, un-mapper, un-reducer). Needs root (chroot); fails without.
 source "$(dirname "$0")/lib/common.sh"
-if [ "$(id -u)" -ne 0 ]; then
-    echo "FAIL - package_hermetic must run as root: it chroots into an empty root and drops to uid 65534" \
-        "(CI runs the suite as root; run it with sudo)"
-    exit 1
-fi
+source "$(dirname "$0")/lib/chroot.sh"
+chroot_require package_hermetic || exit 1
 source "$(dirname "$0")/lib/moto.sh"
 source "$(dirname "$0")/lib/serve.sh"
 D=$TEST_TMP
 R=$D/root
 serve_pid=
 lmr_on_exit '[ -n "$serve_pid" ] && kill "$serve_pid" 2>/dev/null && wait "$serve_pid" 2>/dev/null; cleanup_tmp'
-CHROOT=$(command -v chroot || true)
-BUSYBOX=$(command -v busybox || true)
-[ -n "$CHROOT" ] || { fail "chroot (coreutils) is missing"; finish; exit 1; }
-[ -n "$BUSYBOX" ] && ! LC_ALL=C readelf -l "$BUSYBOX" 2>/dev/null | grep -q INTERP \
-    || { fail "a static busybox is missing: install busybox-static (scripts/deps.sh)"; finish; exit 1; }
 
 # 1. The package, unpacked into the empty root.
 "$LAMBDAMR" package --out "$D/fn.zip" > "$D/package.out" 2> "$D/package.err" \
     || { cat "$D/package.err"; fail "lambdamr package failed"; finish; exit 1; }
-mkdir -p "$R/var/task" "$R/tmp" "$R/bin"
-unzip -q "$D/fn.zip" -d "$R/var/task" || fail "unzip"
-cp "$BUSYBOX" "$R/bin/sh"
-chmod 755 "$R" "$R/var" "$R/var/task" "$R/bin" "$R/bin/sh"
-chmod 1777 "$R/tmp"
+chroot_root "$D/fn.zip" "$R" || fail "unzip the package into the root"
 loader=$(cd "$R/var/task/lib" && ls ld-linux-*)
 
 # 2. The root holds exactly the zip's entries (and their folders), /bin/sh and an empty /tmp.
@@ -100,30 +88,13 @@ aws s3 cp --recursive --quiet "$D/in" s3://lmr-hermetic/in/
 
 # The wrapper: Lambda's environment only (the serve's own variables do not leak in), then
 # chroot as uid 65534, cwd /var/task as on Lambda, the package's entry point.
-cat > "$D/chroot-function" <<SH
-#!/bin/sh
-exec /usr/bin/env -i \\
-    LAMBDA_TASK_ROOT=/var/task LAMBDA_RUNTIME_DIR=/var/runtime \\
-    _HANDLER="\$_HANDLER" AWS_LAMBDA_RUNTIME_API="\$AWS_LAMBDA_RUNTIME_API" \\
-    AWS_LAMBDA_FUNCTION_NAME="\$AWS_LAMBDA_FUNCTION_NAME" \\
-    AWS_LAMBDA_FUNCTION_MEMORY_SIZE="\$AWS_LAMBDA_FUNCTION_MEMORY_SIZE" \\
-    AWS_LAMBDA_FUNCTION_VERSION="\$AWS_LAMBDA_FUNCTION_VERSION" \\
-    AWS_LAMBDA_LOG_GROUP_NAME="\$AWS_LAMBDA_LOG_GROUP_NAME" AWS_LAMBDA_LOG_STREAM_NAME="\$AWS_LAMBDA_LOG_STREAM_NAME" \\
-    AWS_EXECUTION_ENV=AWS_Lambda_provided.al2023 AWS_REGION="\$AWS_REGION" AWS_DEFAULT_REGION="\$AWS_REGION" \\
-    AWS_ACCESS_KEY_ID="\$AWS_ACCESS_KEY_ID" AWS_SECRET_ACCESS_KEY="\$AWS_SECRET_ACCESS_KEY" \\
-    AWS_ENDPOINT_URL="\$AWS_ENDPOINT_URL" AWS_ENDPOINT_URL_LAMBDA="\$AWS_ENDPOINT_URL_LAMBDA" LMR_LOG="\$LMR_LOG" \${ASAN_OPTIONS:+ASAN_OPTIONS="\$ASAN_OPTIONS"} \\
-    PATH=/usr/local/bin:/usr/bin/:/bin:/opt/bin \\
-    LD_LIBRARY_PATH=/lib64:/usr/lib64:/var/runtime:/var/runtime/lib:/var/task:/var/task/lib:/opt/lib \\
-    LANG=en_US.UTF-8 TZ=:UTC \\
-    $CHROOT --userspec=65534:65534 "$R" /bin/sh -c 'cd /var/task && exec /var/task/bootstrap'
-SH
-chmod 755 "$D/chroot-function"
+chroot_function "$R" "$D/chroot-function"
 fn_opts="memory=512,timeout=60,concurrency=2"
 # `run --backend aws` invokes P-coordinator, which invokes P-mapper and P-reducer through
 # AWS_ENDPOINT_URL_LAMBDA: the port is chosen first so that serve's functions inherit it. The
 # packaged coordinator runs in the chroot like the tasks (its Invoke calls leave the chroot over
 # loopback TCP, nothing else).
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
+port=$(free_port)
 export AWS_ENDPOINT_URL_LAMBDA="http://127.0.0.1:$port"
 "$LAMBDAMR" serve --port "$port" --log-dir "$D/logs" \
     --function "pk-mapper=$D/chroot-function,handler=mapper,$fn_opts" \

@@ -49,7 +49,7 @@ PYTHONPATH="$T/py${PYTHONPATH:+:$PYTHONPATH}" moto_start || fail "moto_server di
 
 # Fault-injecting proxy: forwards to moto byte for byte (signatures stay valid), except that
 # some GetRecords calls get an AWS error instead.
-PROXY_PORT=$(moto_free_port)
+PROXY_PORT=$(free_port)
 python3 - "$PROXY_PORT" "$MOTO_PORT" "$T/faults" "${LMR_TEST_FAULTS:-1}" 2>/dev/null <<'PY' &
 import http.server, http.client, sys, threading
 port, upstream, faults = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]

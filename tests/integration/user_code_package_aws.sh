@@ -7,19 +7,14 @@
 # the same jobs on the embedded default. A Python mapper fails there, as on provided.al2023, with
 # the error that says so. Needs root (chroot).
 source "$(dirname "$0")/lib/common.sh"
-if [ "$(id -u)" -ne 0 ]; then
-    echo "FAIL - user_code_package_aws must run as root: it chroots into an empty root (run it with sudo)"
-    exit 1
-fi
+source "$(dirname "$0")/lib/chroot.sh"
+chroot_require user_code_package_aws || exit 1
 source "$(dirname "$0")/lib/moto.sh"
 source "$(dirname "$0")/lib/serve.sh"
 D=$TEST_TMP
 R=$D/root
 serve_pid=
 lmr_on_exit '[ -n "$serve_pid" ] && kill "$serve_pid" 2>/dev/null && wait "$serve_pid" 2>/dev/null; cleanup_tmp'
-CHROOT=$(command -v chroot || true)
-BUSYBOX=$(command -v busybox || true)
-[ -n "$CHROOT" ] && [ -n "$BUSYBOX" ] || { fail "chroot or busybox-static is missing (scripts/deps.sh)"; finish; exit 1; }
 cd "$D"
 
 # The user's code: a plugin and two static executables (no loader in the root for anything else).
@@ -28,11 +23,7 @@ cc -O2 -static -o wc_map "$LMR_SOURCE_DIR/benchmarks/exec/wc_map.c"
 cc -O2 -static -o wc_reduce "$LMR_SOURCE_DIR/benchmarks/exec/wc_reduce.c"
 "$LAMBDAMR" package --out fn.zip --plugin "$D/topk.so" --file "$D/wc_map" --file "$D/wc_reduce" > package.out 2>&1 \
     || { cat package.out; fail "lambdamr package failed"; finish; exit 1; }
-mkdir -p "$R/var/task" "$R/tmp" "$R/bin"
-unzip -q fn.zip -d "$R/var/task"
-cp "$BUSYBOX" "$R/bin/sh"
-chmod 755 "$R" "$R/var" "$R/var/task" "$R/bin" "$R/bin/sh"
-chmod 1777 "$R/tmp"
+chroot_root fn.zip "$R" || fail "unzip the package into the root"
 [ -f "$R/var/task/plugins/topk.so" ] && [ -x "$R/var/task/files/wc_map" ] && pass "package holds plugins/topk.so and files/wc_map" \
     || fail "package layout: $(zipinfo -1 fn.zip | tr '\n' ' ')"
 
@@ -53,27 +44,11 @@ with open(sys.argv[1] + '/scores/s.csv', 'w') as f:
 PY
 aws s3 cp --recursive --quiet in s3://lmr-usercode/in/
 
-cat > chroot-function <<SH
-#!/bin/sh
-exec /usr/bin/env -i \\
-    LAMBDA_TASK_ROOT=/var/task LAMBDA_RUNTIME_DIR=/var/runtime \\
-    _HANDLER="\$_HANDLER" AWS_LAMBDA_RUNTIME_API="\$AWS_LAMBDA_RUNTIME_API" \\
-    AWS_LAMBDA_FUNCTION_NAME="\$AWS_LAMBDA_FUNCTION_NAME" \\
-    AWS_LAMBDA_FUNCTION_MEMORY_SIZE="\$AWS_LAMBDA_FUNCTION_MEMORY_SIZE" \\
-    AWS_LAMBDA_FUNCTION_VERSION="\$AWS_LAMBDA_FUNCTION_VERSION" \\
-    AWS_EXECUTION_ENV=AWS_Lambda_provided.al2023 AWS_REGION="\$AWS_REGION" AWS_DEFAULT_REGION="\$AWS_REGION" \\
-    AWS_ACCESS_KEY_ID="\$AWS_ACCESS_KEY_ID" AWS_SECRET_ACCESS_KEY="\$AWS_SECRET_ACCESS_KEY" \\
-    AWS_ENDPOINT_URL="\$AWS_ENDPOINT_URL" AWS_ENDPOINT_URL_LAMBDA="\$AWS_ENDPOINT_URL_LAMBDA" LMR_LOG="\$LMR_LOG" \${ASAN_OPTIONS:+ASAN_OPTIONS="\$ASAN_OPTIONS"} \\
-    PATH=/usr/local/bin:/usr/bin/:/bin:/opt/bin \\
-    LD_LIBRARY_PATH=/lib64:/usr/lib64:/var/runtime:/var/runtime/lib:/var/task:/var/task/lib:/opt/lib \\
-    LANG=en_US.UTF-8 TZ=:UTC \\
-    $CHROOT --userspec=65534:65534 "$R" /bin/sh -c 'cd /var/task && exec /var/task/bootstrap'
-SH
-chmod 755 chroot-function
+chroot_function "$R" "$D/chroot-function"
 fn_opts="memory=512,timeout=60,concurrency=2"
 # The packaged coordinator runs in the chroot too and invokes the tasks through
 # AWS_ENDPOINT_URL_LAMBDA, so the port is chosen (and exported) before serve starts.
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
+port=$(free_port)
 export AWS_ENDPOINT_URL_LAMBDA="http://127.0.0.1:$port"
 "$LAMBDAMR" serve --port "$port" --log-dir "$D/logs" \
     --function "pk-mapper=$D/chroot-function,handler=mapper,$fn_opts" \

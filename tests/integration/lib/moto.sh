@@ -28,7 +28,9 @@ lmr_on_exit() {
     trap 'for _h in "${LMR_EXIT_HOOKS[@]}"; do eval "$_h" || true; done' EXIT
 }
 
-moto_free_port() {
+# free_port: print a TCP port on 127.0.0.1 that nothing listens on now (for a server whose port
+# must be known before it starts, e.g. a serve whose functions inherit AWS_ENDPOINT_URL_LAMBDA).
+free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
@@ -46,7 +48,7 @@ moto_start() {
     MOTO_LOG=$(mktemp "${TMPDIR:-/tmp}/moto.XXXXXX.log")
     lmr_on_exit 'moto_stop; rm -f "$MOTO_LOG"'
     for attempt in 1 2 3; do
-        MOTO_PORT=$(moto_free_port)
+        MOTO_PORT=$(free_port)
         INITIAL_NO_AUTH_ACTION_COUNT=$MOTO_NO_AUTH_ACTIONS \
             python3 "$MOTO_LIB_DIR/moto_server.py" -H 127.0.0.1 -p "$MOTO_PORT" >"$MOTO_LOG" 2>&1 &
         MOTO_PID=$!

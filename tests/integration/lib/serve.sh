@@ -28,3 +28,16 @@ sigv4_proxy_start() {
     for _ in $(seq 100); do [ -s "$log.out" ] && break; sleep 0.1; done
     proxy_port=$(head -1 "$log.out")
 }
+
+# sigv4_proxy_ahead WORK: choose the port serve will take (sets port), start the
+# signature-checking proxy in front of it (checks counted in WORK/checks, logs WORK/proxy.*), and
+# export AWS_ENDPOINT_URL_LAMBDA at the proxy, so that a coordinator function serve runs invokes
+# the tasks through the proxy as it would invoke Lambda. Fails (after printing the proxy's
+# errors) when the proxy did not start; then start serve with --port "$port".
+sigv4_proxy_ahead() {
+    local work=$1
+    port=$(free_port)
+    sigv4_proxy_start "http://127.0.0.1:$port" "$AWS_SECRET_ACCESS_KEY" "$work/checks" "$work/proxy"
+    if [ -z "$proxy_port" ]; then cat "$work/proxy.err" >&2; return 1; fi
+    export AWS_ENDPOINT_URL_LAMBDA="http://127.0.0.1:$proxy_port"
+}

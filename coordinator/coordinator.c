@@ -1083,17 +1083,18 @@ enum lmr_result lmr_coordinator_run(const struct lmr_coordinator_options *opts, 
         write_job_record(&jr, "running", "reduce", NULL);
         r = plan_reducers(&jr, err);
     }
+    /* (function scope: superseded reduce attempts still in flight after the phase use them) */
+    struct lmr_phase reduce_phase = {.name = "reduce",
+                                     .function = o.reduce_function,
+                                     .build_event = reduce_event,
+                                     .commit_key = reduce_commit_key,
+                                     .discard = reduce_discard,
+                                     .user_data = &jr,
+                                     .check_committed_first = o.resume};
+    struct lmr_coordinator_options reduce_opts = phase_opts;
     if (!r && !map_only) {
-        struct lmr_phase reduce_phase = {.name = "reduce",
-                                         .function = o.reduce_function,
-                                         .ntasks = jr.nreduce,
-                                         .build_event = reduce_event,
-                                         .commit_key = reduce_commit_key,
-                                         .discard = reduce_discard,
-                                         .user_data = &jr,
-                                         .check_committed_first = o.resume};
+        reduce_phase.ntasks = jr.nreduce;
         /* Superseded map attempts still in flight hold slots of the concurrency limit. */
-        struct lmr_coordinator_options reduce_opts = phase_opts;
         uint32_t held = (uint32_t)map.nlingering;
         reduce_opts.concurrency = phase_opts.concurrency > held ? phase_opts.concurrency - held : 1;
         r = lmr_phase_run(&reduce_opts, &reduce_phase, &red, err);

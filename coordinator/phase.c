@@ -319,13 +319,15 @@ static void *worker(void *arg)
         json_t *payload = NULL;
         if (r) {
             snprintf(why, sizeof why, "%s", ierr.msg[0] ? ierr.msg : lmr_result_str(r));
-            add_hint(why, sizeof why, NULL, r, &ir, pr);
+            if (checked) /* (a superseded attempt may outlive the caller's options: no hint) */
+                add_hint(why, sizeof why, NULL, r, &ir, pr);
         } else if (ir.function_error[0]) {
             json_t *ej = json_loadb(ir.payload.data ? ir.payload.data : "", ir.payload.len, 0, NULL);
             const char *type = lmr_json_str(ej, "errorType", ir.function_error);
             snprintf(why, sizeof why, "%s: %s", type,
                      lmr_json_str(ej, "errorMessage", ir.payload.data ? ir.payload.data : ""));
-            add_hint(why, sizeof why, type, r, &ir, pr);
+            if (checked)
+                add_hint(why, sizeof why, type, r, &ir, pr);
             json_decref(ej);
         } else {
             payload = json_loadb(ir.payload.data ? ir.payload.data : "", ir.payload.len, 0, NULL);
@@ -336,6 +338,14 @@ static void *worker(void *arg)
             snprintf(why, sizeof why, "the response was not JSON");
 
         pthread_mutex_lock(&pr->lock);
+        if (pr->over) { /* the phase ended meanwhile (this attempt was superseded): touch nothing but pr */
+            me->state = SLOT_GONE;
+            pthread_cond_broadcast(&pr->changed);
+            pthread_mutex_unlock(&pr->lock);
+            json_decref(payload);
+            lmr_invoke_result_clean_up(&ir);
+            return NULL;
+        }
         superseded = !me->live && !me->won; /* another attempt may have committed meanwhile */
         pr->running--;
         pr->running_of[i]--;

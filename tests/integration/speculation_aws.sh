@@ -26,7 +26,7 @@ aws s3 mb s3://lmr-spec > /dev/null
 aws s3 cp --recursive --quiet "$D/in" s3://lmr-spec/in/
 SLEEP_MS=8000
 export LMR_FAULT='map-slow:3:1' LMR_FAULT_SLOW_MS=$SLEEP_MS
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
+port=$(free_port)
 export AWS_ENDPOINT_URL_LAMBDA="http://127.0.0.1:$port"
 "$LAMBDAMR" serve --port "$port" --log-dir "$D/logs" \
     --function "sp-mapper=$LMR_BIN_DIR/bootstrap,handler=mapper,memory=256,timeout=60,concurrency=4" \

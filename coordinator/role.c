@@ -154,6 +154,9 @@ enum lmr_result lmr_coordinator_handle(void *user_data, const struct lmr_runtime
         r = respond(response, plan.job.job_id, status, NULL);
         goto done;
     }
+    /* A job an earlier coordinator left running (a resume, a retried Event): this is the next round. */
+    if (status[0] && lmr_json_u64(record, "round", 0) >= lmr_json_u64(ev, "round", 1))
+        json_object_set_new(ev, "round", json_integer((json_int_t)lmr_json_u64(record, "round", 0) + 1));
     lease_key = lmr_output_key(&plan.job, "_lambdamr/lease.json");
     struct lmr_lease_options lo = {.store = out,
                                    .key = lease_key,

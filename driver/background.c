@@ -27,6 +27,7 @@
 
 #define STATE_MAX_BYTES 4096
 #define START_WAIT_MS 10000u
+#define LOG_KEEP_BYTES (4u << 20)
 
 /* One folder level: made 0700 if missing; refused if it is a link, not ours, or writable by others. */
 static enum lmr_result safe_dir(const char *path, bool create, struct lmr_err *err)
@@ -257,6 +258,13 @@ enum lmr_result lmr_background_ensure(const char *dir, const char *self, struct 
                     (char *)"--update-delay-ms",
                     (char *)"20",
                     NULL};
+    /* The log is kept across serves, up to LOG_KEEP_BYTES and one older file (serve.log.1). */
+    struct stat lst;
+    if (!stat(log, &lst) && lst.st_size > LOG_KEEP_BYTES) {
+        char old[LMR_BACKGROUND_DIR_MAX + 40];
+        snprintf(old, sizeof old, "%s.1", log);
+        rename(log, old);
+    }
     char **envp = serve_environment();
     int lfd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600);
     int nfd = open("/dev/null", O_RDONLY | O_CLOEXEC);

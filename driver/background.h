@@ -12,8 +12,8 @@
  *   serve.lock       flock(2): held by a driver while it finds or starts the serve and hands
  *                    its job over, and by the serve when it stops for idleness, so two drivers
  *                    never start two and a serve never stops under a driver that picked it
- *   serve.log        the serve's own output (appended)
- *   function-logs/   the functions' logs (one file per function)
+ *   serve.log        the serve's own output (appended; moved to serve.log.1 past 4 MiB)
+ *   function-logs/   the functions' logs (one file per function), the running serve's only
  * A state file whose pid is gone, whose start time differs or whose port does not answer is
  * stale and is replaced.
  */

@@ -302,6 +302,8 @@ int lmr_cmd_serve(int argc, char **argv)
             return 1;
         }
         snprintf(logs, sizeof logs, "%s/function-logs", dir);
+        if (!opts.log_dir) /* the last serve's (jobs keep their own logs in their work location) */
+            lmr_remove_tree(logs, NULL);
         if (!opts.log_dir && mkdir(logs, 0700) && errno != EEXIST) {
             fprintf(stderr, "lambdamr serve: cannot create %s: %s\n", logs, strerror(errno));
             return 1;

@@ -238,11 +238,19 @@ enum lmr_result lmr_detach_local_prepare(const struct lmr_detach_local_options *
     if (sn <= 0)
         return lmr_fail(err, LMR_ERR_IO, "cannot find the lambdamr executable (/proc/self/exe): %s", strerror(errno));
     self[sn] = '\0';
+    char *bootstrap = lmr_abspath(o->bootstrap); /* the zip's entry point runs in the task root */
+    if (!bootstrap)
+        return lmr_fail(err, LMR_ERR_NOMEM, "out of memory");
+    struct lmr_detach_local_options opts = *o;
+    opts.bootstrap = bootstrap;
+    o = &opts;
     enum lmr_result r = lmr_background_dir(d->dir, sizeof d->dir, err);
-    if (r)
+    if (!r && (d->lock_fd = lmr_background_lock(d->dir, LOCK_WAIT_MS, err)) < 0)
+        r = err ? err->code : LMR_ERR_IO;
+    if (r) {
+        free(bootstrap);
         return r;
-    if ((d->lock_fd = lmr_background_lock(d->dir, LOCK_WAIT_MS, err)) < 0)
-        return err->code;
+    }
     char *zip = NULL;
     size_t zip_len = 0;
     json_t *env = NULL;
@@ -283,6 +291,7 @@ out:
     lmr_aws_client_destroy(c);
     json_decref(env);
     free(zip);
+    free(bootstrap);
     if (r)
         lmr_detach_local_release(d);
     return r;

@@ -360,6 +360,33 @@ static void test_throttle_retried(void **state)
     lmr_invoke_result_clean_up(&r);
 }
 
+/* The stats say when an invocation runs (what `serve --idle-exit` watches), and when none does. */
+static void test_stats_running(void **state)
+{
+    struct fixture *f = *state;
+    add(f, "sleep", "sleep", 0, 10, 2);
+    struct lmr_lambda_service_stats st;
+    lmr_lambda_service_get_stats(f->svc, &st);
+    assert_int_equal(st.invocations_running, 0);
+    struct bg_call bg = {.f = f, .fn = "sleep", .payload = "400"};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, bg_main, &bg), 0);
+    bool seen = false;
+    for (int i = 0; i < 100 && !seen; i++) {
+        lmr_sleep_ms(10);
+        lmr_lambda_service_get_stats(f->svc, &st);
+        seen = st.invocations_running == 1;
+    }
+    assert_true(seen);
+    pthread_join(t, NULL);
+    assert_int_equal(bg.rc, LMR_OK);
+    lmr_invoke_result_clean_up(&bg.res);
+    lmr_lambda_service_get_stats(f->svc, &st);
+    assert_int_equal(st.invocations_running, 0);
+    assert_int_equal(st.events_queued, 0);
+    assert_true(st.invocations_completed >= 1);
+}
+
 static bool wait_for_log(struct fixture *f, const char *fn, const char *needle, int count, int timeout_ms)
 {
     for (int waited = 0; waited < timeout_ms; waited += 20) {
@@ -631,6 +658,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_concurrent_threads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_runtime_api_refuses_neighbours, setup, teardown),
         cmocka_unit_test_setup_teardown(test_abandoned_next_does_not_swallow, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stats_running, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

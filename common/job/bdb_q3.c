@@ -16,7 +16,8 @@
  *       the filtered visits (arg "visits", a location) against it, emitting (sourceIP, acc) for
  *       every match. Each ranking row lives in one shard, so every (visit, ranking) pair is
  *       joined exactly once; both tables are read once. A shard whose table outgrows its memory
- *       cap is joined in several passes (the visits streamed once per pass).
+ *       cap (a quarter of the task's memory, or arg "probe-table") is joined in several passes
+ *       (the visits streamed once per pass).
  *   reduce-side (two stages): stage 1 is the `join` job (rankings ⋈ uservisits with the date
  *       filter, lines pageURL<TAB>pageRank<TAB>sourceIP,adRevenue); stage 2 is this job with
  *       stage "agg", which reads those lines and aggregates as above.
@@ -29,6 +30,7 @@
 #include "job/join_table.h"
 #include "job/registry.h"
 #include "lambda/memory.h"
+#include "util/misc.h"
 
 struct q3_acc {
     double revenue, rank;
@@ -41,7 +43,9 @@ struct q3_state {
     char from[11], to[11];
     char *rankings, *visits;
     struct lmr_join_table *table;
-    size_t table_cap;
+    size_t table_cap; /* probe: the shard table's cap (Optional arg "probe-table") */
+    size_t read_cap;  /* probe: the largest visits object read at once */
+    uint64_t table_arg;
     struct lmr_emitter *out;           /* probe: where a pass emits */
     struct lmr_job_counters *counters; /* probe: where a pass counts malformed visits */
     uint64_t early_passes;             /* probe: passes made because the table was full */
@@ -90,6 +94,14 @@ static int q3_setup(void **state, const struct lmr_job_args *args, char *errbuf,
     }
     st->agg = stage && !strcmp(stage, "agg");
     st->probe = stage && !strcmp(stage, "probe");
+    const char *pt = lmr_job_arg(args, "probe-table");
+    if (pt && (lmr_parse_size(pt, &st->table_arg) || st->table_arg < 65536)) {
+        snprintf(errbuf, errbuf_len, "--arg probe-table='%s' is not a size of at least 64K", pt);
+        free(st->rankings);
+        free(st->visits);
+        free(st);
+        return -1;
+    }
     memcpy(st->from, from, 11);
     memcpy(st->to, to, 11);
     *state = st;
@@ -148,7 +160,7 @@ static int probe_pass(struct q3_state *st, struct lmr_emitter *out, struct lmr_j
     struct lmr_err err = {0};
     st->out = out;
     st->counters = counters;
-    if (lmr_join_scan_lines(st->visits, st->table_cap, probe_visit, st, &err)) {
+    if (lmr_join_scan_lines(st->visits, st->read_cap, probe_visit, st, &err)) {
         lmr_job_error(counters, "bdb-q3 probe: reading the filtered visits: %s", err.msg);
         return -1;
     }
@@ -163,7 +175,8 @@ static int q3_start(void *state, const struct lmr_task_info *task, char *errbuf,
         return 0;
     if (st->probe) {
         struct lmr_task_budget b = lmr_task_budget(task->memory_mb, task->memory_mb);
-        st->table_cap = (size_t)(b.memory_bytes / 4);
+        st->table_cap = st->table_arg ? (size_t)st->table_arg : (size_t)(b.memory_bytes / 4);
+        st->read_cap = (size_t)(b.memory_bytes / 4);
         if (!(st->table = lmr_join_table_new(st->table_cap))) {
             snprintf(errbuf, errbuf_len, "out of memory for the rankings shard's table");
             return -1;

@@ -168,6 +168,27 @@ static int probe_pass(struct q3_state *st, struct lmr_emitter *out, struct lmr_j
     return 0;
 }
 
+/* probe: a ranking into the shard's table; a full table is joined with the visits first. */
+static int add_ranking(struct q3_state *st, struct lmr_slice url, struct lmr_slice rank, uint64_t h,
+                       struct lmr_emitter *out, struct lmr_job_counters *counters)
+{
+    enum lmr_result r = lmr_join_table_add_hashed(st->table, url, rank, h);
+    if (r == LMR_ERR_TOO_LARGE && lmr_join_table_bytes(st->table) > 0) {
+        if (probe_pass(st, out, counters))
+            return -1;
+        st->early_passes++;
+        r = lmr_join_table_add_hashed(st->table, url, rank, h);
+    }
+    if (r) {
+        lmr_job_error(counters,
+                      "bdb-q3 probe: a ranking row does not fit the table's %zu bytes; give the functions more "
+                      "--memory",
+                      st->table_cap);
+        return -1;
+    }
+    return 0;
+}
+
 static int q3_start(void *state, const struct lmr_task_info *task, char *errbuf, size_t errbuf_len)
 {
     struct q3_state *st = state;
@@ -209,27 +230,13 @@ static int q3_map(void *state, struct lmr_slice record, struct lmr_emitter *out,
     struct q3_state *st = state;
     struct q3_acc acc = {0, 0, 1};
     if (st->probe) {
-        /* pageURL, pageRank, avgDuration: into the shard's table; a full table is joined now */
+        /* pageURL, pageRank, avgDuration */
         struct lmr_slice f[3];
         if (lmr_fields_split(record, ',', f, 3) < 2) {
             counters->malformed_records++;
             return 0;
         }
-        enum lmr_result r = lmr_join_table_add(st->table, f[0], f[1]);
-        if (r == LMR_ERR_TOO_LARGE && lmr_join_table_bytes(st->table) > 0) {
-            if (probe_pass(st, out, counters))
-                return -1;
-            st->early_passes++;
-            r = lmr_join_table_add(st->table, f[0], f[1]);
-        }
-        if (r) {
-            lmr_job_error(counters,
-                          "bdb-q3 probe: a ranking row does not fit the table's %zu bytes; give the "
-                          "functions more --memory",
-                          st->table_cap);
-            return -1;
-        }
-        return 0;
+        return add_ranking(st, f[0], f[1], lmr_join_table_hash(f[0]), out, counters);
     }
     if (st->agg) {
         /* pageURL<TAB>pageRank<TAB>sourceIP,adRevenue */
@@ -264,6 +271,48 @@ static int q3_map(void *state, struct lmr_slice record, struct lmr_emitter *out,
             continue;
         }
         lmr_emit(out, f[0], lmr_slice_make(&acc, sizeof acc));
+    }
+    return 0;
+}
+
+#define PROBE_BATCH 16
+
+/*
+ * map_block: the same as q3_map per line. In the probe stage the rankings of a block go into the
+ * table PROBE_BATCH at a time: every slot is prefetched before the first of them is inserted, so
+ * the cache misses of a large table overlap.
+ */
+static int q3_map_block(void *state, struct lmr_slice block, struct lmr_emitter *out, struct lmr_job_counters *counters)
+{
+    struct q3_state *st = state;
+    const uint8_t *p = block.ptr, *end = block.ptr + block.len;
+    struct lmr_slice f[3], line;
+    if (!st->probe) {
+        while (p < end) {
+            lmr_fields_split_line(p, end, ',', f, 0, &line, &p);
+            if (q3_map(state, line, out, counters))
+                return -1;
+        }
+        return 0;
+    }
+    struct lmr_slice url[PROBE_BATCH], rank[PROBE_BATCH];
+    uint64_t h[PROBE_BATCH];
+    while (p < end) {
+        size_t n = 0;
+        while (n < PROBE_BATCH && p < end) {
+            if (lmr_fields_split_line(p, end, ',', f, 3, &line, &p) < 2) {
+                counters->malformed_records++;
+                continue;
+            }
+            url[n] = f[0];
+            rank[n] = f[1];
+            h[n] = lmr_join_table_hash(f[0]);
+            lmr_join_table_prefetch(st->table, h[n]);
+            n++;
+        }
+        for (size_t i = 0; i < n; i++)
+            if (add_ranking(st, url[i], rank[i], h[i], out, counters))
+                return -1;
     }
     return 0;
 }
@@ -325,6 +374,7 @@ const struct lmr_job_ops lmr_job_bdb_q3 = {
     .teardown = q3_teardown,
     .start = q3_start,
     .map = q3_map,
+    .map_block = q3_map_block,
     .finish = q3_finish,
     .value_size = sizeof(struct q3_acc),
     .combine = q3_combine,

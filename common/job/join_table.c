@@ -141,14 +141,29 @@ static enum lmr_result append_bytes(struct lmr_join_table *t, struct lmr_slice s
     return lmr_buf_append(&t->bytes, s.ptr, s.len) == LMR_OK ? LMR_OK : LMR_ERR_TOO_LARGE;
 }
 
+uint64_t lmr_join_table_hash(struct lmr_slice key)
+{
+    return XXH3_64bits(key.ptr, key.len);
+}
+
+void lmr_join_table_prefetch(const struct lmr_join_table *t, uint64_t h)
+{
+    __builtin_prefetch(&t->slots[(size_t)h & (t->nslots - 1)]);
+}
+
 enum lmr_result lmr_join_table_add(struct lmr_join_table *t, struct lmr_slice key, struct lmr_slice value)
+{
+    return lmr_join_table_add_hashed(t, key, value, XXH3_64bits(key.ptr, key.len));
+}
+
+enum lmr_result lmr_join_table_add_hashed(struct lmr_join_table *t, struct lmr_slice key, struct lmr_slice value,
+                                          uint64_t h)
 {
     if (key.len > UINT32_MAX || value.len > UINT32_MAX || t->nvalues >= UINT32_MAX - 1)
         return LMR_ERR_TOO_LARGE;
     enum lmr_result r;
     if ((t->nentries + 1) * 2 > t->nslots && (r = rehash(t)))
         return r;
-    uint64_t h = XXH3_64bits(key.ptr, key.len);
     size_t i = probe(t, key, h);
     if ((r = grow(t, (void **)&t->values, &t->values_cap, t->nvalues, sizeof *t->values)))
         return r;

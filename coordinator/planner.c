@@ -235,14 +235,15 @@ static enum lmr_result drop_duplicate_objects(struct expand_state *st)
 }
 
 /* Refuse a plan of more shards than LMR_PLAN_MAX_SHARDS before any of them is made. */
-static enum lmr_result check_shard_count(const struct expand_state *st, uint64_t split, uint64_t total,
+static enum lmr_result check_shard_count(const struct expand_state *st, uint64_t split, bool balanced, uint64_t total,
                                          struct lmr_err *err)
 {
     uint64_t shards = 0;
     for (size_t i = 0; i < st->n && shards <= LMR_PLAN_MAX_SHARDS; i++) {
         uint64_t size = st->objs[i].size;
         bool whole = lmr_codec_from_key(st->objs[i].key) != LMR_CODEC_NONE;
-        shards += whole || size == 0 ? (size > 0) : (size - 1) / split + 1;
+        /* balanced tasks may cut an object once more, where a task is full */
+        shards += whole || size == 0 ? (size > 0) : (size - 1) / split + 1 + balanced;
     }
     if (shards <= LMR_PLAN_MAX_SHARDS)
         return LMR_OK;
@@ -306,7 +307,7 @@ enum lmr_result lmr_plan_inputs(const struct lmr_plan_options *opts, struct lmr_
         split = even < LMR_PLAN_MIN_AUTO_SPLIT_BYTES ? LMR_PLAN_MIN_AUTO_SPLIT_BYTES : even;
     }
     if (!r)
-        r = check_shard_count(&st, split, total, err);
+        r = check_shard_count(&st, split, balanced, total, err);
     /* Shards are packed into tasks of about one split; --mappers caps the count. Balanced: every
        task is filled to exactly the split, objects cut where a task is full. */
     uint64_t target = split;

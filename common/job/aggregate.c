@@ -96,11 +96,10 @@ static void agg_teardown(void *state)
     free(state);
 }
 
-static int agg_map(void *state, struct lmr_slice record, struct lmr_emitter *out, struct lmr_job_counters *counters)
+/* One row, already split into its first n fields (at most max_field). */
+static int agg_map_fields(const struct agg_state *st, const struct lmr_slice *f, size_t n, struct lmr_emitter *out,
+                          struct lmr_job_counters *counters)
 {
-    const struct agg_state *st = state;
-    struct lmr_slice f[LMR_FIELDS_MAX];
-    size_t n = lmr_fields_split(record, st->delim, f, st->max_field);
     struct agg_acc acc = {0, 1};
     if (n < st->max_field || (st->value_field && !lmr_parse_number(f[st->value_field - 1], &acc.x))) {
         counters->malformed_records++;
@@ -113,21 +112,28 @@ static int agg_map(void *state, struct lmr_slice record, struct lmr_emitter *out
     return 0;
 }
 
+static int agg_map(void *state, struct lmr_slice record, struct lmr_emitter *out, struct lmr_job_counters *counters)
+{
+    const struct agg_state *st = state;
+    struct lmr_slice f[LMR_FIELDS_MAX];
+    size_t n = lmr_fields_split(record, st->delim, f, st->max_field);
+    return agg_map_fields(st, f, n, out, counters);
+}
+
 /*
  * A block of whole lines: the same emits as agg_map on each line (terminator and a "\r" before it
- * removed), without the per-line calls. With --strict the first malformed row fails the task.
+ * removed), splitting each line's fields and finding its end in one pass. With --strict the first
+ * malformed row fails the task.
  */
 static int agg_map_block(void *state, struct lmr_slice block, struct lmr_emitter *out,
                          struct lmr_job_counters *counters)
 {
+    const struct agg_state *st = state;
     const uint8_t *p = block.ptr, *end = block.ptr + block.len;
+    struct lmr_slice f[LMR_FIELDS_MAX], line;
     while (p < end) {
-        const uint8_t *nl = memchr(p, '\n', (size_t)(end - p)), *le = nl ? nl : end;
-        struct lmr_slice line = {p, (size_t)(le - p)};
-        if (line.len && le[-1] == '\r')
-            line.len--;
-        p = nl ? nl + 1 : end;
-        if (agg_map(state, line, out, counters))
+        size_t n = lmr_fields_split_line(p, end, st->delim, f, st->max_field, &line, &p);
+        if (agg_map_fields(st, f, n, out, counters))
             return -1; /* --strict: the framework names the block's rows and the file */
     }
     return 0;

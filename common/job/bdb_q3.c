@@ -16,7 +16,8 @@
  *       the filtered visits (arg "visits", a location) against it, emitting (sourceIP, acc) for
  *       every match. Each ranking row lives in one shard, so every (visit, ranking) pair is
  *       joined exactly once; both tables are read once. A shard whose table outgrows its memory
- *       cap is joined in several passes (the visits streamed once per pass).
+ *       cap (a quarter of the task's memory, or arg "probe-table") is joined in several passes
+ *       (the visits streamed once per pass).
  *   reduce-side (two stages): stage 1 is the `join` job (rankings ⋈ uservisits with the date
  *       filter, lines pageURL<TAB>pageRank<TAB>sourceIP,adRevenue); stage 2 is this job with
  *       stage "agg", which reads those lines and aggregates as above.
@@ -29,6 +30,7 @@
 #include "job/join_table.h"
 #include "job/registry.h"
 #include "lambda/memory.h"
+#include "util/misc.h"
 
 struct q3_acc {
     double revenue, rank;
@@ -41,7 +43,9 @@ struct q3_state {
     char from[11], to[11];
     char *rankings, *visits;
     struct lmr_join_table *table;
-    size_t table_cap;
+    size_t table_cap; /* probe: the shard table's cap (Optional arg "probe-table") */
+    size_t read_cap;  /* probe: the largest visits object read at once */
+    uint64_t table_arg;
     struct lmr_emitter *out;           /* probe: where a pass emits */
     struct lmr_job_counters *counters; /* probe: where a pass counts malformed visits */
     uint64_t early_passes;             /* probe: passes made because the table was full */
@@ -90,6 +94,14 @@ static int q3_setup(void **state, const struct lmr_job_args *args, char *errbuf,
     }
     st->agg = stage && !strcmp(stage, "agg");
     st->probe = stage && !strcmp(stage, "probe");
+    const char *pt = lmr_job_arg(args, "probe-table");
+    if (pt && (lmr_parse_size(pt, &st->table_arg) || st->table_arg < 65536)) {
+        snprintf(errbuf, errbuf_len, "--arg probe-table='%s' is not a size of at least 64K", pt);
+        free(st->rankings);
+        free(st->visits);
+        free(st);
+        return -1;
+    }
     memcpy(st->from, from, 11);
     memcpy(st->to, to, 11);
     *state = st;
@@ -148,11 +160,32 @@ static int probe_pass(struct q3_state *st, struct lmr_emitter *out, struct lmr_j
     struct lmr_err err = {0};
     st->out = out;
     st->counters = counters;
-    if (lmr_join_scan_lines(st->visits, st->table_cap, probe_visit, st, &err)) {
+    if (lmr_join_scan_lines(st->visits, st->read_cap, probe_visit, st, &err)) {
         lmr_job_error(counters, "bdb-q3 probe: reading the filtered visits: %s", err.msg);
         return -1;
     }
     lmr_join_table_clear(st->table);
+    return 0;
+}
+
+/* probe: a ranking into the shard's table; a full table is joined with the visits first. */
+static int add_ranking(struct q3_state *st, struct lmr_slice url, struct lmr_slice rank, uint64_t h,
+                       struct lmr_emitter *out, struct lmr_job_counters *counters)
+{
+    enum lmr_result r = lmr_join_table_add_hashed(st->table, url, rank, h);
+    if (r == LMR_ERR_TOO_LARGE && lmr_join_table_bytes(st->table) > 0) {
+        if (probe_pass(st, out, counters))
+            return -1;
+        st->early_passes++;
+        r = lmr_join_table_add_hashed(st->table, url, rank, h);
+    }
+    if (r) {
+        lmr_job_error(counters,
+                      "bdb-q3 probe: a ranking row does not fit the table's %zu bytes; give the functions more "
+                      "--memory",
+                      st->table_cap);
+        return -1;
+    }
     return 0;
 }
 
@@ -163,7 +196,8 @@ static int q3_start(void *state, const struct lmr_task_info *task, char *errbuf,
         return 0;
     if (st->probe) {
         struct lmr_task_budget b = lmr_task_budget(task->memory_mb, task->memory_mb);
-        st->table_cap = (size_t)(b.memory_bytes / 4);
+        st->table_cap = st->table_arg ? (size_t)st->table_arg : (size_t)(b.memory_bytes / 4);
+        st->read_cap = (size_t)(b.memory_bytes / 4);
         if (!(st->table = lmr_join_table_new(st->table_cap))) {
             snprintf(errbuf, errbuf_len, "out of memory for the rankings shard's table");
             return -1;
@@ -196,27 +230,13 @@ static int q3_map(void *state, struct lmr_slice record, struct lmr_emitter *out,
     struct q3_state *st = state;
     struct q3_acc acc = {0, 0, 1};
     if (st->probe) {
-        /* pageURL, pageRank, avgDuration: into the shard's table; a full table is joined now */
+        /* pageURL, pageRank, avgDuration */
         struct lmr_slice f[3];
         if (lmr_fields_split(record, ',', f, 3) < 2) {
             counters->malformed_records++;
             return 0;
         }
-        enum lmr_result r = lmr_join_table_add(st->table, f[0], f[1]);
-        if (r == LMR_ERR_TOO_LARGE && lmr_join_table_bytes(st->table) > 0) {
-            if (probe_pass(st, out, counters))
-                return -1;
-            st->early_passes++;
-            r = lmr_join_table_add(st->table, f[0], f[1]);
-        }
-        if (r) {
-            lmr_job_error(counters,
-                          "bdb-q3 probe: a ranking row does not fit the table's %zu bytes; give the "
-                          "functions more --memory",
-                          st->table_cap);
-            return -1;
-        }
-        return 0;
+        return add_ranking(st, f[0], f[1], lmr_join_table_hash(f[0]), out, counters);
     }
     if (st->agg) {
         /* pageURL<TAB>pageRank<TAB>sourceIP,adRevenue */
@@ -251,6 +271,48 @@ static int q3_map(void *state, struct lmr_slice record, struct lmr_emitter *out,
             continue;
         }
         lmr_emit(out, f[0], lmr_slice_make(&acc, sizeof acc));
+    }
+    return 0;
+}
+
+#define PROBE_BATCH 16
+
+/*
+ * map_block: the same as q3_map per line. In the probe stage the rankings of a block go into the
+ * table PROBE_BATCH at a time: every slot is prefetched before the first of them is inserted, so
+ * the cache misses of a large table overlap.
+ */
+static int q3_map_block(void *state, struct lmr_slice block, struct lmr_emitter *out, struct lmr_job_counters *counters)
+{
+    struct q3_state *st = state;
+    const uint8_t *p = block.ptr, *end = block.ptr + block.len;
+    struct lmr_slice f[3], line;
+    if (!st->probe) {
+        while (p < end) {
+            lmr_fields_split_line(p, end, ',', f, 0, &line, &p);
+            if (q3_map(state, line, out, counters))
+                return -1;
+        }
+        return 0;
+    }
+    struct lmr_slice url[PROBE_BATCH], rank[PROBE_BATCH];
+    uint64_t h[PROBE_BATCH];
+    while (p < end) {
+        size_t n = 0;
+        while (n < PROBE_BATCH && p < end) {
+            if (lmr_fields_split_line(p, end, ',', f, 3, &line, &p) < 2) {
+                counters->malformed_records++;
+                continue;
+            }
+            url[n] = f[0];
+            rank[n] = f[1];
+            h[n] = lmr_join_table_hash(f[0]);
+            lmr_join_table_prefetch(st->table, h[n]);
+            n++;
+        }
+        for (size_t i = 0; i < n; i++)
+            if (add_ranking(st, url[i], rank[i], h[i], out, counters))
+                return -1;
     }
     return 0;
 }
@@ -312,6 +374,7 @@ const struct lmr_job_ops lmr_job_bdb_q3 = {
     .teardown = q3_teardown,
     .start = q3_start,
     .map = q3_map,
+    .map_block = q3_map_block,
     .finish = q3_finish,
     .value_size = sizeof(struct q3_acc),
     .combine = q3_combine,

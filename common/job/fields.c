@@ -5,6 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 size_t lmr_fields_split(struct lmr_slice record, uint8_t delim, struct lmr_slice *out, size_t max)
 {
@@ -20,6 +23,57 @@ size_t lmr_fields_split(struct lmr_slice record, uint8_t delim, struct lmr_slice
             break;
         p = d + 1;
     }
+    return n;
+}
+
+/* The first byte in [p, end) equal to a or b, or end. */
+static inline const uint8_t *find2(const uint8_t *p, const uint8_t *end, uint8_t a, uint8_t b)
+{
+#ifdef __SSE2__
+    const __m128i va = _mm_set1_epi8((char)a), vb = _mm_set1_epi8((char)b);
+    while (end - p >= 16) {
+        __m128i x = _mm_loadu_si128((const __m128i *)p);
+        unsigned m = (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(x, va), _mm_cmpeq_epi8(x, vb)));
+        if (m)
+            return p + __builtin_ctz(m);
+        p += 16;
+    }
+#endif
+    while (p < end && *p != a && *p != b)
+        p++;
+    return p;
+}
+
+size_t lmr_fields_split_line(const uint8_t *p, const uint8_t *end, uint8_t delim, struct lmr_slice *out, size_t max,
+                             struct lmr_slice *record, const uint8_t **next)
+{
+    const uint8_t *start = p, *le = NULL;
+    size_t n = 0;
+    while (n < max) {
+        const uint8_t *d = find2(p, end, delim, '\n');
+        out[n].ptr = p;
+        out[n].len = (size_t)(d - p);
+        n++;
+        if (d == end || *d == '\n') {
+            le = d;
+            break;
+        }
+        p = d + 1;
+    }
+    if (!le) {
+        le = memchr(p, '\n', (size_t)(end - p));
+        if (!le)
+            le = end;
+    }
+    size_t len = (size_t)(le - start);
+    if (len && le[-1] == '\r') {
+        len--;
+        /* the "\r" is not part of the line: the field that reached the line's end loses it */
+        if (n && out[n - 1].ptr + out[n - 1].len == le)
+            out[n - 1].len--;
+    }
+    *record = (struct lmr_slice){start, len};
+    *next = le < end ? le + 1 : end;
     return n;
 }
 

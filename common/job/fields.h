@@ -22,6 +22,17 @@
 size_t lmr_fields_split(struct lmr_slice record, uint8_t delim, struct lmr_slice *out, size_t max);
 
 /**
+ * Split the line that starts at p in a block of lines (it ends at the first '\n' before end, or
+ * at end) as lmr_fields_split would split that line without its terminator (and without a "\r"
+ * before it), in one pass: the scan for the fields also finds the line's end, and stops looking
+ * for delimiters after max fields. Sets *record to the line (terminator removed) and *next to
+ * the byte after its '\n' (or end).
+ * @return the number of fields found, at most max (max 0: just the line).
+ */
+size_t lmr_fields_split_line(const uint8_t *p, const uint8_t *end, uint8_t delim, struct lmr_slice *out, size_t max,
+                             struct lmr_slice *record, const uint8_t **next);
+
+/**
  * Parse a delimiter argument: one byte (","), or "\t" / "tab", "space", "comma", "pipe".
  * @return false (with a sentence in errbuf) when it is not one of those.
  */

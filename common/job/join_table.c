@@ -29,8 +29,8 @@ struct lmr_join_table {
     size_t nentries, entries_cap;
     struct value *values;
     size_t nvalues, values_cap;
-    uint32_t *slots; /* entry index + 1; 0 empty */
-    size_t nslots;   /* power of two */
+    uint64_t *slots; /* 0 empty; else the key hash's high 32 bits << 32 | (entry index + 1) */
+    size_t nslots;   /* power of two, at most half full */
 };
 
 struct lmr_join_table *lmr_join_table_new(size_t max_bytes)
@@ -79,10 +79,19 @@ static bool key_equal(const struct lmr_join_table *t, const struct entry *e, str
     return e->hash == h && e->key_len == key.len && !memcmp(t->bytes.data + e->key_off, key.ptr, key.len);
 }
 
+static inline uint64_t slot_tag(uint64_t h)
+{
+    return h >> 32 << 32;
+}
+
+/* The slot of key, or the empty slot where it would go. The tag in the slot spares loading the
+   entry of every other key on the way (a cache miss each in a large table). */
 static size_t probe(const struct lmr_join_table *t, struct lmr_slice key, uint64_t h)
 {
     size_t mask = t->nslots - 1, i = (size_t)h & mask;
-    while (t->slots[i] && !key_equal(t, &t->entries[t->slots[i] - 1], key, h))
+    uint64_t tag = slot_tag(h), s;
+    while ((s = t->slots[i]) &&
+           ((s & ~(uint64_t)UINT32_MAX) != tag || !key_equal(t, &t->entries[(uint32_t)s - 1], key, h)))
         i = (i + 1) & mask;
     return i;
 }
@@ -108,14 +117,14 @@ static enum lmr_result rehash(struct lmr_join_table *t)
     size_t n = t->nslots * 2;
     if (lmr_join_table_bytes(t) + t->nslots * sizeof *t->slots > t->max_bytes)
         return LMR_ERR_TOO_LARGE;
-    uint32_t *s = calloc(n, sizeof *s);
+    uint64_t *s = calloc(n, sizeof *s);
     if (!s)
         return LMR_ERR_NOMEM;
     for (size_t e = 0; e < t->nentries; e++) {
         size_t i = (size_t)t->entries[e].hash & (n - 1);
         while (s[i])
             i = (i + 1) & (n - 1);
-        s[i] = (uint32_t)(e + 1);
+        s[i] = slot_tag(t->entries[e].hash) | (uint64_t)(e + 1);
     }
     free(t->slots);
     t->slots = s;
@@ -132,14 +141,29 @@ static enum lmr_result append_bytes(struct lmr_join_table *t, struct lmr_slice s
     return lmr_buf_append(&t->bytes, s.ptr, s.len) == LMR_OK ? LMR_OK : LMR_ERR_TOO_LARGE;
 }
 
+uint64_t lmr_join_table_hash(struct lmr_slice key)
+{
+    return XXH3_64bits(key.ptr, key.len);
+}
+
+void lmr_join_table_prefetch(const struct lmr_join_table *t, uint64_t h)
+{
+    __builtin_prefetch(&t->slots[(size_t)h & (t->nslots - 1)]);
+}
+
 enum lmr_result lmr_join_table_add(struct lmr_join_table *t, struct lmr_slice key, struct lmr_slice value)
+{
+    return lmr_join_table_add_hashed(t, key, value, XXH3_64bits(key.ptr, key.len));
+}
+
+enum lmr_result lmr_join_table_add_hashed(struct lmr_join_table *t, struct lmr_slice key, struct lmr_slice value,
+                                          uint64_t h)
 {
     if (key.len > UINT32_MAX || value.len > UINT32_MAX || t->nvalues >= UINT32_MAX - 1)
         return LMR_ERR_TOO_LARGE;
     enum lmr_result r;
-    if ((t->nentries + 1) * 4 > t->nslots * 3 && (r = rehash(t)))
+    if ((t->nentries + 1) * 2 > t->nslots && (r = rehash(t)))
         return r;
-    uint64_t h = XXH3_64bits(key.ptr, key.len);
     size_t i = probe(t, key, h);
     if ((r = grow(t, (void **)&t->values, &t->values_cap, t->nvalues, sizeof *t->values)))
         return r;
@@ -150,7 +174,7 @@ enum lmr_result lmr_join_table_add(struct lmr_join_table *t, struct lmr_slice ke
     v->next = 0;
     uint32_t vi = (uint32_t)++t->nvalues;
     if (t->slots[i]) {
-        struct entry *e = &t->entries[t->slots[i] - 1];
+        struct entry *e = &t->entries[(uint32_t)t->slots[i] - 1];
         t->values[e->last - 1].next = vi;
         e->last = vi;
         return LMR_OK;
@@ -163,7 +187,7 @@ enum lmr_result lmr_join_table_add(struct lmr_join_table *t, struct lmr_slice ke
     e->hash = h;
     e->key_len = (uint32_t)key.len;
     e->first = e->last = vi;
-    t->slots[i] = (uint32_t)++t->nentries;
+    t->slots[i] = slot_tag(h) | (uint64_t)++t->nentries;
     return LMR_OK;
 }
 
@@ -172,7 +196,7 @@ bool lmr_join_table_find(const struct lmr_join_table *t, struct lmr_slice key, s
     uint64_t h = XXH3_64bits(key.ptr, key.len);
     size_t i = probe(t, key, h);
     it->t = t;
-    it->at = t->slots[i] ? t->entries[t->slots[i] - 1].first : 0;
+    it->at = t->slots[i] ? t->entries[(uint32_t)t->slots[i] - 1].first : 0;
     return it->at != 0;
 }
 

@@ -22,6 +22,13 @@ struct lmr_join_table *lmr_join_table_new(size_t max_bytes);
 void lmr_join_table_destroy(struct lmr_join_table *t);
 /** Add value under key. @return LMR_ERR_TOO_LARGE when the cap would be passed, LMR_ERR_NOMEM. */
 enum lmr_result lmr_join_table_add(struct lmr_join_table *t, struct lmr_slice key, struct lmr_slice value);
+/** The hash the table files key under (for lmr_join_table_prefetch / _add_hashed). */
+uint64_t lmr_join_table_hash(struct lmr_slice key);
+/** Start loading the slot a key of hash h probes first (batched inserts hide the cache miss). */
+void lmr_join_table_prefetch(const struct lmr_join_table *t, uint64_t h);
+/** lmr_join_table_add with h = lmr_join_table_hash(key) already computed. */
+enum lmr_result lmr_join_table_add_hashed(struct lmr_join_table *t, struct lmr_slice key, struct lmr_slice value,
+                                          uint64_t h);
 /** Remove every key and value, keeping the memory for reuse. */
 void lmr_join_table_clear(struct lmr_join_table *t);
 /** Bytes in use (what the cap counts). */

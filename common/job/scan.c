@@ -177,11 +177,10 @@ static bool keep(const struct scan_state *st, struct lmr_slice f, bool *malforme
     return false;
 }
 
-static int scan_map(void *state, struct lmr_slice record, struct lmr_emitter *out, struct lmr_job_counters *counters)
+/* One row (record), already split into its first n fields (at most max_field). */
+static int scan_map_fields(const struct scan_state *st, struct lmr_slice record, const struct lmr_slice *f, size_t n,
+                           struct lmr_emitter *out, struct lmr_job_counters *counters)
 {
-    const struct scan_state *st = state;
-    struct lmr_slice f[LMR_FIELDS_MAX];
-    size_t n = st->max_field ? lmr_fields_split(record, st->delim, f, st->max_field) : 0;
     bool malformed = n < st->max_field;
     if (!malformed && st->between_field) {
         struct lmr_slice b = f[st->between_field - 1];
@@ -235,21 +234,27 @@ static int scan_map(void *state, struct lmr_slice record, struct lmr_emitter *ou
 }
 
 /* A block of whole lines: the same emits as scan_map on each line (terminator and a "\r" before it
-   removed), without the per-line calls. */
+   removed), each line's fields and end found in one pass. */
 static int scan_map_block(void *state, struct lmr_slice block, struct lmr_emitter *out,
                           struct lmr_job_counters *counters)
 {
+    const struct scan_state *st = state;
     const uint8_t *p = block.ptr, *end = block.ptr + block.len;
+    struct lmr_slice f[LMR_FIELDS_MAX], line;
     while (p < end) {
-        const uint8_t *nl = memchr(p, '\n', (size_t)(end - p)), *le = nl ? nl : end;
-        struct lmr_slice line = {p, (size_t)(le - p)};
-        if (line.len && le[-1] == '\r')
-            line.len--;
-        p = nl ? nl + 1 : end;
-        if (scan_map(state, line, out, counters))
+        size_t n = lmr_fields_split_line(p, end, st->delim, f, st->max_field, &line, &p);
+        if (scan_map_fields(st, line, f, n, out, counters))
             return -1; /* --strict: the framework names the block's rows and the file */
     }
     return 0;
+}
+
+static int scan_map(void *state, struct lmr_slice record, struct lmr_emitter *out, struct lmr_job_counters *counters)
+{
+    const struct scan_state *st = state;
+    struct lmr_slice f[LMR_FIELDS_MAX];
+    size_t n = st->max_field ? lmr_fields_split(record, st->delim, f, st->max_field) : 0;
+    return scan_map_fields(st, record, f, n, out, counters);
 }
 
 const struct lmr_job_ops lmr_job_scan = {

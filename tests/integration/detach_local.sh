@@ -36,7 +36,7 @@ alive() { [ -n "$1" ] && [ -r "/proc/$1/status" ] && ! grep -q '^State:[[:space:
 # A job of several stages (each reads the one before) is not detached: a clear refusal, nothing written.
 mkdir -p "$D/bdb/rankings" "$D/bdb/uservisits"
 echo "url1,10,1" > "$D/bdb/rankings/r.csv"; echo "1.2.3.4,url1,1980-01-02,0.5,a,b,c,d,1" > "$D/bdb/uservisits/u.csv"
-rc=0; "$LAMBDAMR" run bdb-q3 --input "$D/bdb" --output "$D/q3" --join reduce --detach > /dev/null 2> "$D/q3.err" || rc=$?
+rc=0; "$LAMBDAMR" run bdb-q3 --input "$D/bdb" --output "$D/q3" --join reduce --date-from 1980-01-01 --date-to 1980-04-01 --detach > /dev/null 2> "$D/q3.err" || rc=$?
 [ "$rc" = 2 ] && grep -q -- "--detach runs one-stage jobs, and this bdb-q3 job has 2 stages" "$D/q3.err" && [ ! -e "$D/q3" ] &&
     [ ! -e "$SD/serve.json" ] && pass "a two-stage job with --detach: refused ($(head -c 80 "$D/q3.err")...)" ||
     fail "a two-stage job with --detach (rc $rc): $(cat "$D/q3.err")"

@@ -7,7 +7,7 @@
 # work location, also when it wakes up while the job still runs (it sees the task committed).
 #
 # The bounds come from this machine's own clean run (its wall time W and its median map task d),
-# not from fixed numbers: the sleep S is at least 10 d and at least 2 W, so a run without
+# not from fixed numbers: the sleep S is at least 10 d and at least 3 W, so a run without
 # speculation cannot meet the 1.5 W bound (it lasts at least S), and a run with it can: the
 # backup starts once 75 % of the tasks are done (7.5 of the 10 waves) and the straggler has run
 # max(3 x median, floor = 6 d), and ends a task later, before the last waves are done.
@@ -51,14 +51,14 @@ print(r['phases']['map']['tasks'], int(m[len(m) // 2]))
 PY
 )
 [ "$tasks" -eq 40 ] || fail "expected 40 map tasks, got $tasks"
-S=$((10 * d)); [ "$S" -lt $((2 * W)) ] && S=$((2 * W))
+S=$((10 * d)); [ "$S" -lt $((3 * W)) ] && S=$((3 * W))
 FLOOR=$((6 * d)); [ "$FLOOR" -lt 100 ] && FLOOR=100
 echo "# clean run ${W} ms, median map task ${d} ms: the slow attempt sleeps ${S} ms, floor ${FLOOR} ms"
 export LMR_FAULT_SLOW_MS=$S
 W0=$W # the clean run the sleep was derived from
 
 # (a) With speculation: one backup, it wins, the job is not held up by the straggler. It must end
-# before the sleep S (>= 2 W: without a backup it cannot); and within 1.5 x a clean run, which on
+# before the sleep S (>= 3 W: without a backup it cannot); and within 1.5 x a clean run, which on
 # a loaded machine is measured again (a clean run and this one, up to three pairs) before judging.
 spec() { LMR_FAULT="map-slow:$SLOW:1" run "$@" --speculation-min-ms "$FLOOR" --html; }
 T=$(spec spec) || fail "run with a straggler and speculation"
@@ -148,7 +148,8 @@ report late "$SLOW" <<'PY' && pass "late loser: reported as superseded, not as a
 import json, sys
 r = json.load(open(sys.argv[1])); slow = int(sys.argv[2])
 m = r['phases']['map']
-assert m['backups_started'] == 1 and m['backups_won'] == 1 and m['failed_attempts'] == 0, m
+# (on a loaded machine another task may really straggle past the floor and get a backup too)
+assert m['backups_started'] >= 1 and m['backups_won'] >= 1 and m['failed_attempts'] == 0, m
 orig = [i for i in r['invocations'] if i['phase'] == 'map' and i['task'] == slow and not i['backup']]
 assert len(orig) == 1 and orig[0]['superseded'], orig
 PY

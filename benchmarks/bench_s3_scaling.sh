@@ -2,17 +2,17 @@
 # Scaling under S3-like latency (issue 16 item 4): word count and BDB Query 2 with s3:// input
 # and output through tests/tools/s3_fault_proxy.py's shaping (first-byte latency per request,
 # bandwidth per connection, S3's per-prefix request rates), at concurrency 1, 2, 4 ... 64 and at
-# several latency settings, and at read-ahead 1, 2, 4, 8 with one function in flight (each
-# reader's ranged GETs of --read-part bytes, LMR_S3_READ_PART_BYTES, default 256K here so that a
-# 1 MiB shard is several GETs that read-ahead can overlap). The per-connection bandwidth is
-# scaled down (default 4 MB/s) so the function processes mostly wait on the network and this
+# several latency settings, and at read-ahead 1, 2, 4 with one function in flight (each
+# reader's ranged GETs of --read-part bytes, LMR_S3_READ_PART_BYTES, default 128K here so that a
+# 512 KiB shard is four GETs that read-ahead can overlap). The per-connection bandwidth is
+# scaled down (default 1 MB/s) so the function processes mostly wait on the network and this
 # machine's cores are not the limit: what matters is the shape of the curves, not AWS's
 # absolute numbers.
 #
-#   benchmarks/bench_s3_scaling.sh [--size 64M] [--concurrency "1 2 4 8 16 32 64"]
-#       [--latency "0 10 25 50 100"] [--latency-concurrency 16] [--bandwidth-mbs 4]
-#       [--base-latency 20:50] [--read-ahead N] [--read-ahead-curve "1 2 4 8"]
-#       [--read-part 256K] [--upstream URL | --moto] [--repeats 1]
+#   benchmarks/bench_s3_scaling.sh [--size 32M] [--concurrency "1 2 4 8 16 32 64"]
+#       [--latency "0 10 25 50 100"] [--latency-concurrency 16] [--bandwidth-mbs 1]
+#       [--base-latency 20:50] [--read-ahead N] [--read-ahead-curve "1 2 4"]
+#       [--read-part 128K] [--upstream URL | --moto] [--repeats 1]
 #       [--only wordcount,q2] [--out DIR] [--lambdamr PATH] [--no-check]
 #
 # Upstream: by default build/bin/lmr_s3server (tests/tools/lmr_s3server.c: S3 in memory, in C,
@@ -24,25 +24,25 @@
 #
 # Every run's output is fetched and compared with a local run of the same job (counts exactly,
 # sums to 1e-9 relative) unless --no-check. Writes OUT/scaling-s3.csv, OUT/scaling-s3.md,
-# OUT/scaling-s3-concurrency.{png,svg}, OUT/scaling-s3-latency.{png,svg} (gnuplot) and prints
-# the table. Do not time it on a loaded machine.
+# OUT/scaling-s3-{concurrency,latency,read_ahead}.{png,svg} (gnuplot; OUT defaults to
+# benchmarks/results) and prints the table. Do not time it on a loaded machine.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$HERE")
-SIZE=64M
+SIZE=32M
 CONC="1 2 4 8 16 32 64"
 LATS="0 10 25 50 100"
 LAT_CONC=16
-BW=4
+BW=1
 BASE_LAT=20:50
 READ_AHEAD=
-RA_CURVE="1 2 4 8"
-READ_PART=256K
+RA_CURVE="1 2 4"
+READ_PART=128K
 UPSTREAM=
 USE_MOTO=0
 REPEATS=1
 ONLY=wordcount,q2
-OUT="$HERE/results-s3"
+OUT="$HERE/results"
 LMR="$ROOT/build/bin/lambdamr"
 CHECK=1
 usage() { sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; }

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Install what the benchmark harness needs beyond the build: DuckDB's Node API (npm ci from the
 # committed lock file into benchmarks/peers/node_modules) and gnuplot-nox for the plots.
-# Not part of scripts/deps.sh: building and testing lambdamr needs neither.
+# Not part of scripts/deps.sh: building and testing lambdamr needs neither. The S3 upstream of
+# bench_s3_scaling.sh needs nothing installed: it is tests/tools/lmr_s3server, built with the
+# rest (no S3-compatible server in Debian 12; the npm registry's s3rver 3.7.1 and fauxqs 2.4.1
+# do not enforce If-None-Match/If-Match on PUT, which lambdamr's commits rely on).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then

@@ -125,6 +125,7 @@ def main():
     points += [(job, "read_ahead", 1, BASE_LAT, v) for job in jobs for v in RA_CURVE]
     times = {pt: [] for pt in points}
     counts = {}
+    failures = []
     n = 0
     for rnd in range(REPEATS):
         for pt in points:
@@ -132,12 +133,25 @@ def main():
             n += 1
             tag = "%d" % n
             prefix = "s3://scale-out/%s-%s-c%d-l%s-ra%s-%d/" % (job, curve, conc, lat.replace(":", "_"), ra, rnd)
-            p, url, cfile = start_proxy(lat, tag)
-            env = dict(env0, AWS_ENDPOINT_URL=url, LMR_S3_READ_AHEAD=ra)
-            try:
-                dt = run_job(job, "s3://scale-in/%s/" % JOBS[job]["input"], prefix, conc, env)
-            finally:
-                c = stop_proxy(p, cfile)
+            dt = None
+            for attempt in (1, 2):  # a failed job is logged and run once more; a second failure is recorded
+                p, url, cfile = start_proxy(lat, "%s-%d" % (tag, attempt))
+                env = dict(env0, AWS_ENDPOINT_URL=url, LMR_S3_READ_AHEAD=ra)
+                try:
+                    dt = run_job(job, "s3://scale-in/%s/" % JOBS[job]["input"], prefix, conc, env)
+                except RuntimeError as e:
+                    log("  %s at concurrency %d, latency %s, read-ahead %s: attempt %d failed: %s"
+                        % (job, conc, lat, ra, attempt, str(e)[-400:]))
+                    failures.append("%s %s c%d l%s ra%s attempt %d: %s" % (job, curve, conc, lat, ra, attempt,
+                                                                           str(e)[-300:]))
+                finally:
+                    c = stop_proxy(p, cfile)
+                if dt is not None:
+                    break
+                subprocess.run(["aws", "s3", "rm", "--recursive", "--quiet", prefix], check=False)
+                prefix = prefix.rstrip("/") + "-retry/"
+            if dt is None:
+                continue
             if CHECK:
                 local = os.path.join(WORK, "got")
                 shutil.rmtree(local, ignore_errors=True)
@@ -155,6 +169,8 @@ def main():
     rows = []
     for pt in points:
         job, curve, conc, lat, ra = pt
+        if not times[pt]:
+            continue  # failed twice: listed under the table
         med = statistics.median(times[pt])
         size = input_bytes(JOBS[job]["local"])
         c = counts[pt]
@@ -177,6 +193,9 @@ def main():
     for r in rows:
         lines.append("| %(workload)s | %(curve)s | %(concurrency)d | %(latency_ms)s | %(read_ahead)s | %(median_s).3f | "
                      "%(throughput_mib_s).2f | %(requests)d | %(requests_per_s).1f | %(throttled)d |" % r)
+    if failures:
+        lines += ["", "Failed attempts (each point is run once more after a failure):"]
+        lines += ["- " + f.replace("\n", " ") for f in failures]
     table = "\n".join(lines) + "\n"
     open(os.path.join(OUT, "scaling-s3.md"), "w").write(table)
     plot(rows, jobs)

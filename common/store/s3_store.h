@@ -5,6 +5,9 @@
  *   LMR_S3_READ_AHEAD        ranged GETs in flight per reader (default 4)
  *   LMR_S3_READ_PART_BYTES   bytes per ranged GET (default 8M)
  *   LMR_S3_PART_BYTES        multipart upload part size (default 8M, at least 5M)
+ * A reader opened with struct lmr_store_read_options (lmr_store_open_read_with) keeps at most
+ * max_in_flight_bytes requested ahead (its parts shrink, down to 256 KiB, before its window
+ * does) and, when sequential, requests its whole window at open.
  */
 #ifndef LMR_STORE_S3_STORE_H
 #define LMR_STORE_S3_STORE_H

@@ -6,11 +6,14 @@
 #include <string.h>
 
 #include "exchange.h"
+#include "lambda/memory.h"
 #include "util/misc.h"
 
 #define MiB (1024.0 * 1024.0)
 /* How the tasks read (mapper/shard_reader.c, common/store/s3_store.c). */
-#define TAIL_READ_BYTES (64u << 10)
+#define TAIL_AHEAD_BYTES (16u << 10) /* read with the shard, usually the rest of its last line */
+#define S3_READ_AHEAD_PARTS 4.0
+#define S3_MIN_READ_PART (256.0 * 1024)
 #define S3_FIRST_READ_PART (1.0 * MiB)
 #define S3_MAX_READ_PART (8.0 * MiB)
 #define S3_PART_BYTES (8.0 * MiB) /* a written object larger than this is a multipart upload */
@@ -90,19 +93,40 @@ static uint64_t read_gets(bool s3, double len)
     return n;
 }
 
-/* Does the shard's last byte end a line? Only asked of file stores (a cheap local read). */
-static bool ends_on_newline(struct lmr_store_set *stores, const struct lmr_shard *sh)
+/* GETs of a map task's sequential read of len bytes (its shard and the tail-ahead in one reader):
+ * one on the file store; on S3 parts of 8 MiB (fewer bytes when the task's read-ahead share
+ * cannot hold four and a half), all requested at once, the last up to 1.5 parts (no runt). */
+static uint64_t shard_gets(bool s3, double len, uint32_t memory_mb)
+{
+    if (!s3 || len <= 0)
+        return 1;
+    double limit = (double)memory_mb * MiB * LMR_TASK_READ_AHEAD_PERCENT / 100, part = S3_MAX_READ_PART;
+    if (S3_READ_AHEAD_PARTS * part + part / 2 > limit) {
+        part = floor(limit * 2 / (2 * S3_READ_AHEAD_PARTS + 1));
+        if (part < S3_MIN_READ_PART)
+            part = fmin(S3_MIN_READ_PART, floor(limit * 2 / 3));
+    }
+    return len <= 1.5 * part ? 1 : (uint64_t)floor((len - part / 2 - 1) / part) + 1;
+}
+
+/* Extra GETs to finish the shard's last line past the tail-ahead: 0 when its last byte ends a
+ * line or a newline comes within the tail-ahead, else one chunk. Only asked of file stores (a
+ * cheap local read); on S3 assumed 0. */
+static uint64_t tail_gets(struct lmr_store_set *stores, const struct lmr_shard *sh)
 {
     struct lmr_store *st = NULL;
     if (!stores || strncmp(sh->object.root, "file://", 7) || !sh->length ||
         lmr_store_set_get(stores, sh->object.root, &st, NULL))
-        return false;
+        return 0;
     struct lmr_buf b;
-    lmr_buf_init(&b, 1);
-    bool nl = lmr_store_get(st, sh->object.key, sh->offset + sh->length - 1, 1, &b, NULL) == LMR_OK && b.len == 1 &&
-              b.data[0] == '\n';
+    lmr_buf_init(&b, TAIL_AHEAD_BYTES + 1);
+    uint64_t gets = 0;
+    if (lmr_store_get(st, sh->object.key, sh->offset + sh->length - 1, TAIL_AHEAD_BYTES + 1, &b, NULL) == LMR_OK &&
+        b.len > 0 && b.data[0] != '\n' && !memchr(b.data + 1, '\n', b.len - 1) &&
+        sh->offset + sh->length - 1 + b.len < sh->object_size)
+        gets = 1;
     lmr_buf_clean_up(&b);
-    return nl;
+    return gets;
 }
 
 /* PUTs of writing an object of size bytes: one, or a multipart upload (create, parts, complete). */
@@ -226,10 +250,13 @@ json_t *lmr_estimate(const struct lmr_estimate_options *o)
         for (size_t s = 0; s < t->nshards; s++) {
             const struct lmr_shard *sh = &t->shards[s];
             bool compressed = sh->codec != LMR_CODEC_NONE;
-            double len = compressed ? (double)sh->object_size : (double)sh->length + (sh->offset > 0);
-            gets += read_gets(s3, len);
-            if (!compressed && sh->offset + sh->length < sh->object_size && !ends_on_newline(o->stores, sh))
-                gets++; /* the tail read that finishes the shard's last line */
+            uint64_t end = sh->offset + sh->length;
+            double ahead =
+                end + TAIL_AHEAD_BYTES < sh->object_size ? TAIL_AHEAD_BYTES : (double)(sh->object_size - end);
+            double len = compressed ? (double)sh->object_size : (double)sh->length + (sh->offset > 0) + ahead;
+            gets += shard_gets(s3, len, memory);
+            if (!compressed && end < sh->object_size)
+                gets += tail_gets(o->stores, sh); /* the chunk that finishes a long last line */
             bytes += sh->length;
             shards++;
         }

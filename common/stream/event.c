@@ -136,17 +136,25 @@ static enum lmr_result json_str_append(struct lmr_buf *out, const char *s)
 }
 
 /* Does s need no escaping inside a JSON string? (8 bytes at a time: no control byte, '"' or '\\'.) */
+static inline uint64_t needs_escape8(const char *s)
+{
+    const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+    uint64_t v;
+    memcpy(&v, s, 8);
+    uint64_t q = v ^ (ones * '"'), b = v ^ (ones * '\\');
+    /* A zero byte in q or b, or a byte below 0x20 (bytes >= 0x80 are fine). */
+    return (((q - ones) & ~q) | ((b - ones) & ~b) | ((v - ones * 0x20) & ~v)) & high;
+}
+
 static bool json_plain(const char *s, size_t n)
 {
     size_t i = 0;
-    const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
-    for (; n - i >= 8; i += 8) {
-        uint64_t v;
-        memcpy(&v, s + i, 8);
-        uint64_t q = v ^ (ones * '"'), b = v ^ (ones * '\\');
-        /* A zero byte in q or b, or a byte below 0x20 (bytes >= 0x80 are fine). */
-        if ((((q - ones) & ~q) | ((b - ones) & ~b) | ((v - ones * 0x20) & ~v)) & high)
-            break;
+    if (n >= 8) {
+        uint64_t hit = 0;
+        for (; n - i >= 8; i += 8)
+            hit |= needs_escape8(s + i);
+        hit |= needs_escape8(s + n - 8); /* the rest, overlapping */
+        return !hit;
     }
     for (; i < n; i++) {
         unsigned char c = (unsigned char)s[i];

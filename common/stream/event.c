@@ -136,17 +136,25 @@ static enum lmr_result json_str_append(struct lmr_buf *out, const char *s)
 }
 
 /* Does s need no escaping inside a JSON string? (8 bytes at a time: no control byte, '"' or '\\'.) */
+static inline uint64_t needs_escape8(const char *s)
+{
+    const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+    uint64_t v;
+    memcpy(&v, s, 8);
+    uint64_t q = v ^ (ones * '"'), b = v ^ (ones * '\\');
+    /* A zero byte in q or b, or a byte below 0x20 (bytes >= 0x80 are fine). */
+    return (((q - ones) & ~q) | ((b - ones) & ~b) | ((v - ones * 0x20) & ~v)) & high;
+}
+
 static bool json_plain(const char *s, size_t n)
 {
     size_t i = 0;
-    const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
-    for (; n - i >= 8; i += 8) {
-        uint64_t v;
-        memcpy(&v, s + i, 8);
-        uint64_t q = v ^ (ones * '"'), b = v ^ (ones * '\\');
-        /* A zero byte in q or b, or a byte below 0x20 (bytes >= 0x80 are fine). */
-        if ((((q - ones) & ~q) | ((b - ones) & ~b) | ((v - ones * 0x20) & ~v)) & high)
-            break;
+    if (n >= 8) {
+        uint64_t hit = 0;
+        for (; n - i >= 8; i += 8)
+            hit |= needs_escape8(s + i);
+        hit |= needs_escape8(s + n - 8); /* the rest, overlapping */
+        return !hit;
     }
     for (; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
@@ -490,9 +498,32 @@ static bool scan_epoch_ms(struct lmr_json_scan *s, uint64_t *ms)
 static bool parse_record_slow(struct lmr_json_scan *s, struct lmr_stream_parsed_record *pr, char **arena);
 
 /* Take the literal lit (no blanks before it). */
+/* a[0..n) == b[0..n), 8 bytes at a time (inlined: n is a constant at every literal). */
+static inline bool bytes_equal(const char *a, const char *b, size_t n)
+{
+    uint64_t diff = 0, x, y;
+    size_t i = 0;
+    for (; n - i >= 8; i += 8) {
+        memcpy(&x, a + i, 8);
+        memcpy(&y, b + i, 8);
+        diff |= x ^ y;
+    }
+    if (i < n) { /* the last 8 bytes again, overlapping (n >= 8), or byte by byte */
+        if (n >= 8) {
+            memcpy(&x, a + n - 8, 8);
+            memcpy(&y, b + n - 8, 8);
+            diff |= x ^ y;
+        } else {
+            for (; i < n; i++)
+                diff |= (uint64_t)(uint8_t)(a[i] ^ b[i]);
+        }
+    }
+    return !diff;
+}
+
 static inline bool take_lit(struct lmr_json_scan *s, const char *lit, size_t n)
 {
-    if ((size_t)(s->end - s->p) < n || memcmp(s->p, lit, n))
+    if ((size_t)(s->end - s->p) < n || !bytes_equal(s->p, lit, n))
         return false;
     s->p += n;
     return true;

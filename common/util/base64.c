@@ -41,6 +41,16 @@ static void enc2_init(void)
     }
 }
 
+/* dec4[k][c]: c's 6 bits shifted into place k of a 4-character group, or bit 31 when c is not base64. */
+static uint32_t dec4[4][256];
+static pthread_once_t dec4_once = PTHREAD_ONCE_INIT;
+static void dec4_init(void)
+{
+    for (int k = 0; k < 4; k++)
+        for (int c = 0; c < 256; c++)
+            dec4[k][c] = dec[c] == 0xff ? 0x80000000u : (uint32_t)dec[c] << (18 - 6 * k);
+}
+
 size_t lmr_base64_encode_to(char *out, const void *data, size_t n)
 {
     pthread_once(&enc2_once, enc2_init);
@@ -92,13 +102,14 @@ enum lmr_result lmr_base64_decode(const char *in, size_t n, uint8_t *out, size_t
     }
     /* '=' only as the last one or two characters ("x=y=" is not padding: its '=' is inside). */
     size_t pad = in[n - 1] == '=' ? (in[n - 2] == '=' ? 2 : 1) : 0;
+    pthread_once(&dec4_once, dec4_init);
     const uint8_t *p = (const uint8_t *)in;
-    size_t full = pad ? n - 4 : n, o = 0;
-    for (size_t i = 0; i < full; i += 4) {
-        uint32_t a = dec[p[i]], b = dec[p[i + 1]], c = dec[p[i + 2]], d = dec[p[i + 3]];
-        if ((a | b | c | d) & 0x80)
+    size_t full = pad ? n - 4 : n, o = 0, i = 0;
+    /* Four shifted tables: one OR makes the 24 bits, bit 31 flags a character outside the alphabet. */
+    for (; i < full; i += 4) {
+        uint32_t v = dec4[0][p[i]] | dec4[1][p[i + 1]] | dec4[2][p[i + 2]] | dec4[3][p[i + 3]];
+        if (v & 0x80000000u)
             return LMR_ERR_FORMAT;
-        uint32_t v = a << 18 | b << 12 | c << 6 | d;
         out[o] = (uint8_t)(v >> 16);
         out[o + 1] = (uint8_t)(v >> 8);
         out[o + 2] = (uint8_t)v;

@@ -15,6 +15,9 @@
 /* The first poll comes this soon, and each wait is half again as long up to the poll interval:
  * a short job is seen to end within milliseconds, a long one costs a GET per interval. */
 #define FIRST_POLL_MS 2u
+/* The longest wait between polls of the job record: on a file store, and on S3. */
+#define LOCAL_POLL_MS 10u
+#define STORE_POLL_MS 200u
 /* How often the lease is looked at while the job runs. */
 #define LEASE_CHECK_MS 1000u
 
@@ -39,7 +42,9 @@ enum lmr_result lmr_job_record_read(struct lmr_store *work, const char *key, jso
 enum lmr_result lmr_follow_job(const struct lmr_follow_options *o, json_t **report, struct lmr_err *err)
 {
     *report = NULL;
-    uint32_t poll = o->poll_ms ? o->poll_ms : 200;
+    /* A local file read costs microseconds and nothing; an S3 GET costs a request. */
+    bool local = !strncmp(o->work_store->root_uri, "file://", 7);
+    uint32_t poll = o->poll_ms ? o->poll_ms : local ? LOCAL_POLL_MS : STORE_POLL_MS;
     uint32_t wait_ms = FIRST_POLL_MS < poll ? FIRST_POLL_MS : poll;
     uint64_t free_since = 0, lease_checked = lmr_wall_ms();
     for (;;) {

@@ -19,7 +19,7 @@ struct lmr_follow_options {
     const char *lease_key;          /* Required: OUTPUT/_lambdamr/lease.json */
     const char *report_key;         /* Required: OUTPUT/_lambdamr/report.json */
     const char *job_id;             /* Required: for messages */
-    uint32_t poll_ms;               /* Optional: default 200 */
+    uint32_t poll_ms;               /* Optional: default 10 on a file store, 200 on S3 */
     /* Optional: called with the job record's progress after each poll. */
     void (*progress)(void *user_data, const struct lmr_progress *p);
     void *progress_user_data;

@@ -863,6 +863,30 @@ static void delete_new_manifest(const struct lmr_job_plan *plan, struct lmr_stor
     free(mk);
 }
 
+/* The job record said succeeded: give the coordinator function the moment it needs to end (it
+ * stores its log after the record) before the service stops, at most COORDINATOR_END_WAIT_MS.
+ * Not when speculative losers still run: the coordinator would wait for them, and the service's
+ * end is what stops them (the driver removes their data afterwards). */
+#define COORDINATOR_END_WAIT_MS 2000
+static void let_coordinator_finish(struct lmr_lambda_service *svc, const json_t *report)
+{
+    uint64_t unfinished = 0;
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(report, "invocations"), i, v)
+    {
+        if (json_is_true(json_object_get(v, "unfinished")))
+            unfinished++;
+    }
+    for (int waited = 0; waited < COORDINATOR_END_WAIT_MS; waited++) {
+        struct lmr_lambda_service_stats st;
+        lmr_lambda_service_get_stats(svc, &st);
+        if (unfinished || st.invocations_running == 0)
+            return;
+        lmr_sleep_ms(1);
+    }
+}
+
 static int run_stage(struct run_options *o)
 {
     struct lmr_err err = {0};
@@ -1109,6 +1133,8 @@ out:
     /* The functions' logs (stdout/stderr and REPORT lines) are kept only when the job failed. */
     char *log_dir = svc ? strdup(lmr_lambda_service_log_dir(svc)) : NULL;
     bool local = svc != NULL;
+    if (local && status == 0)
+        let_coordinator_finish(svc, report);
     lmr_lambda_service_destroy(svc);
     if (local && status == 0 && report) /* superseded attempts died with the service: their data goes too */
         lmr_coordinator_remove_superseded(work_store, &plan.job, report);

@@ -91,14 +91,23 @@ static void run_job(const struct lmr_job_ops *ops, struct lmr_job_args *args, co
     }
     struct collect c = {{collect_emit}, NULL, 0, 0};
     struct lmr_job_counters counters = {0};
-    for (size_t i = first_row; i < l->n; i++) {
-        /* A line's terminator is "\n" or "\r\n": map gets the line without it. */
+    /* Input that ends with "\n" ends its last row there: the empty "line" after it is no record
+       (the shard reader never gives one to map, and map_block's block ends at that "\n"). */
+    bool map_failed = false;
+    size_t rows_end = l->n;
+    if (rows_end > first_row && rows_end > 1 && l->len[rows_end - 1] == 0)
+        rows_end--;
+    for (size_t i = first_row; i < rows_end; i++) {
+        /* A line's terminator is "\n" or "\r\n": map gets the line without it, and without a "\r"
+           at its end when no "\n" follows either (as the shard reader gives lines). */
         size_t len = l->len[i];
-        if (i + 1 < l->n && len && l->line[i][len - 1] == '\r')
+        if (len && l->line[i][len - 1] == '\r')
             len--;
-        ops->map(state, lmr_slice_make(l->line[i], len), &c.base, &counters);
+        /* A nonzero return fails the task (--strict): the framework reads no further rows. */
+        if ((map_failed = ops->map(state, lmr_slice_make(l->line[i], len), &c.base, &counters) != 0))
+            break;
     }
-    if (ops->map_block && first_row < l->n) {
+    if (ops->map_block && first_row < rows_end) {
         /* map_block over the same rows must emit exactly what map did, in the same order. */
         struct collect b = {{collect_emit}, NULL, 0, 0};
         struct lmr_job_counters bc = {0};
@@ -111,8 +120,8 @@ static void run_job(const struct lmr_job_ops *ops, struct lmr_job_args *args, co
         memcpy(block, start, (size_t)(stop - start));
         for (size_t i = first_row; i + 1 < l->n; i++)
             block[l->line[i] - start + l->len[i]] = '\n';
-        ops->map_block(state, lmr_slice_make(block, (size_t)(stop - start)), &b.base, &bc);
-        if (b.len != c.len || (c.len && memcmp(b.log, c.log, c.len)) ||
+        bool block_failed = ops->map_block(state, lmr_slice_make(block, (size_t)(stop - start)), &b.base, &bc) != 0;
+        if (b.len != c.len || (c.len && memcmp(b.log, c.log, c.len)) || block_failed != map_failed ||
             bc.malformed_records != counters.malformed_records) {
             fprintf(stderr, "%s: map_block emitted %zu bytes of pairs, map %zu\n", ops->name, b.len, c.len);
             abort();

@@ -103,13 +103,33 @@ static void header(FILE *f, const json_t *report)
             lmr_json_double(report, "throughput_mib_s", 0));
 }
 
-static void row(FILE *f, const char *name, const char *value)
+void lmr_html_row(FILE *f, const char *name, const char *value)
 {
     fputs("<tr><th>", f);
     lmr_html_esc(f, name);
     fputs("</th><td>", f);
     lmr_html_esc(f, value);
     fputs("</td></tr>\n", f);
+}
+
+void lmr_html_args_and_command(FILE *f, const json_t *report, const char *what)
+{
+    const char *name;
+    json_t *v;
+    json_object_foreach(json_object_get(report, "args"), name, v)
+    {
+        char label[96];
+        snprintf(label, sizeof label, "--%s", name);
+        lmr_html_row(f, label, json_is_string(v) ? json_string_value(v) : "");
+    }
+    fputs("</table>\n", f);
+    const char *command = lmr_json_str(report, "command", NULL);
+    if (command) {
+        fprintf(f, "<p>The command that reproduces this %s:</p><pre id=\"command\">", what);
+        lmr_html_esc(f, command);
+        fputs("</pre>\n", f);
+    }
+    fputs("</section>\n", f);
 }
 
 static void params(FILE *f, const json_t *report)
@@ -119,34 +139,19 @@ static void params(FILE *f, const json_t *report)
     fputs("<section id=\"job\"><h2>Job</h2><table>\n", f);
     size_t i;
     json_t *u;
-    json_array_foreach(json_object_get(input, "uris"), i, u) row(f, "input", json_string_value(u));
+    json_array_foreach(json_object_get(input, "uris"), i, u) lmr_html_row(f, "input", json_string_value(u));
     snprintf(buf, sizeof buf, "%" JSON_INTEGER_FORMAT " object%s, %s", (json_int_t)lmr_json_u64(input, "objects", 0),
              lmr_json_u64(input, "objects", 0) == 1 ? "" : "s",
              bytes_str((double)lmr_json_u64(input, "bytes", 0), (char[32]){0}, 32));
-    row(f, "input size", buf);
-    row(f, "output", lmr_json_str(report, "output", ""));
+    lmr_html_row(f, "input size", buf);
+    lmr_html_row(f, "output", lmr_json_str(report, "output", ""));
     snprintf(buf, sizeof buf,
              "%" JSON_INTEGER_FORMAT " map tasks, %" JSON_INTEGER_FORMAT " reducers, %" JSON_INTEGER_FORMAT
              " MB per function",
              (json_int_t)lmr_json_u64(report, "mappers", 0), (json_int_t)lmr_json_u64(report, "reducers", 0),
              (json_int_t)lmr_json_u64(report, "memory_mb", 0));
-    row(f, "tasks", buf);
-    const char *name;
-    json_t *v;
-    json_object_foreach(json_object_get(report, "args"), name, v)
-    {
-        char label[96];
-        snprintf(label, sizeof label, "--%s", name);
-        row(f, label, json_is_string(v) ? json_string_value(v) : "");
-    }
-    fputs("</table>\n", f);
-    const char *command = lmr_json_str(report, "command", NULL);
-    if (command) {
-        fputs("<p>The command that reproduces this job:</p><pre id=\"command\">", f);
-        lmr_html_esc(f, command);
-        fputs("</pre>\n", f);
-    }
-    fputs("</section>\n", f);
+    lmr_html_row(f, "tasks", buf);
+    lmr_html_args_and_command(f, report, "job");
 }
 
 struct bar {

@@ -19,46 +19,24 @@
 #define GAP 2
 #define AXIS 22
 
-static void row(FILE *f, const char *name, const char *value)
-{
-    fputs("<tr><th>", f);
-    lmr_html_esc(f, name);
-    fputs("</th><td>", f);
-    lmr_html_esc(f, value);
-    fputs("</td></tr>\n", f);
-}
-
 static void params(FILE *f, const json_t *r)
 {
     char buf[256];
     fputs("<section id=\"job\"><h2>Run</h2><table>\n", f);
-    row(f, "source", lmr_json_str(r, "source", ""));
-    row(f, "output", lmr_json_str(r, "output", ""));
+    lmr_html_row(f, "source", lmr_json_str(r, "source", ""));
+    lmr_html_row(f, "output", lmr_json_str(r, "output", ""));
     snprintf(buf, sizeof buf, "%.0f s tumbling windows", lmr_json_double(r, "window_ms", 0) / 1000.0);
-    row(f, "window", buf);
-    row(f, "invoker", lmr_json_str(r, "invoker", ""));
+    lmr_html_row(f, "window", buf);
+    lmr_html_row(f, "invoker", lmr_json_str(r, "invoker", ""));
     const char *name;
     json_t *v;
     json_object_foreach(json_object_get(r, "mapping"), name, v)
     {
         char *text = json_dumps(v, JSON_ENCODE_ANY);
-        row(f, name, text ? text : "");
+        lmr_html_row(f, name, text ? text : "");
         free(text);
     }
-    json_object_foreach(json_object_get(r, "args"), name, v)
-    {
-        char label[96];
-        snprintf(label, sizeof label, "--%s", name);
-        row(f, label, json_is_string(v) ? json_string_value(v) : "");
-    }
-    fputs("</table>\n", f);
-    const char *command = lmr_json_str(r, "command", NULL);
-    if (command) {
-        fputs("<p>The command that reproduces this run:</p><pre id=\"command\">", f);
-        lmr_html_esc(f, command);
-        fputs("</pre>\n", f);
-    }
-    fputs("</section>\n", f);
+    lmr_html_args_and_command(f, r, "run");
 }
 
 static void window_row(FILE *f, const json_t *w, const char *cls)

@@ -82,7 +82,14 @@ def run_job(job, inp, out, conc, env):
     if p.returncode != 0:
         raise RuntimeError("%s failed (exit %d): %s" % (" ".join(argv[:3]), p.returncode,
                                                          p.stderr.decode(errors="replace").strip()[-600:]))
-    return dt
+    phases = {}
+    try:  # the job report (--json): the map and reduce phases' wall time
+        rep = json.loads(p.stdout)
+        for ph in ("map", "reduce"):
+            phases[ph] = rep["phases"][ph]["wall_ms"] / 1000.0
+    except (ValueError, KeyError, TypeError):
+        pass
+    return dt, phases
 
 
 def start_proxy(latency, tag):
@@ -124,6 +131,7 @@ def main():
     points += [(job, "latency", LAT_CONC, lat, ra) for job in jobs for lat in LATS]
     points += [(job, "read_ahead", 1, BASE_LAT, v) for job in jobs for v in RA_CURVE]
     times = {pt: [] for pt in points}
+    phase_s = {pt: [] for pt in points}
     counts = {}
     failures = []
     n = 0
@@ -138,7 +146,7 @@ def main():
                 p, url, cfile = start_proxy(lat, "%s-%d" % (tag, attempt))
                 env = dict(env0, AWS_ENDPOINT_URL=url, LMR_S3_READ_AHEAD=ra)
                 try:
-                    dt = run_job(job, "s3://scale-in/%s/" % JOBS[job]["input"], prefix, conc, env)
+                    dt, ph = run_job(job, "s3://scale-in/%s/" % JOBS[job]["input"], prefix, conc, env)
                 except RuntimeError as e:
                     log("  %s at concurrency %d, latency %s, read-ahead %s: attempt %d failed: %s"
                         % (job, conc, lat, ra, attempt, str(e)[-400:]))
@@ -163,9 +171,12 @@ def main():
                              % (job, conc, lat, d))
             subprocess.run(["aws", "s3", "rm", "--recursive", "--quiet", prefix], check=True)
             times[pt].append(dt)
+            phase_s[pt].append(ph)
             counts[pt] = c
-            log("  %-9s %-11s concurrency %-3d latency %-6s read-ahead %-3s %.2f s, %d requests (%d throttled)%s"
-                % (job, curve, conc, lat, ra, dt, c["requests"], c.get("throttled", 0), ", output checked" if CHECK else ""))
+            log("  %-9s %-11s concurrency %-3d latency %-6s read-ahead %-3s %.2f s (map %.2f s, reduce %.2f s), "
+                "%d requests (%d throttled)%s"
+                % (job, curve, conc, lat, ra, dt, ph.get("map", 0), ph.get("reduce", 0), c["requests"],
+                   c.get("throttled", 0), ", output checked" if CHECK else ""))
     rows = []
     for pt in points:
         job, curve, conc, lat, ra = pt
@@ -174,9 +185,12 @@ def main():
         med = statistics.median(times[pt])
         size = input_bytes(JOBS[job]["local"])
         c = counts[pt]
+        phase = {k: round(statistics.median([p[k] for p in phase_s[pt] if k in p] or [0]), 3)
+                 for k in ("map", "reduce")}
         rows.append(dict(workload=job, curve=curve, concurrency=conc, latency_ms=lat, bandwidth_mbs_per_conn=BW,
                          read_ahead=ra, input_bytes=size, repeats=len(times[pt]),
-                         median_s=round(med, 3), throughput_mib_s=round(size / MIB / med, 2),
+                         median_s=round(med, 3), map_s=phase["map"], reduce_s=phase["reduce"],
+                         throughput_mib_s=round(size / MIB / med, 2),
                          requests=c["requests"], requests_per_s=round(c["requests"] / med, 1),
                          throttled=c.get("throttled", 0)))
     os.makedirs(OUT, exist_ok=True)
@@ -187,12 +201,12 @@ def main():
     lines = ["Upstream %s; proxy bandwidth %s MB/s per connection, 5,500 GET/s and 3,500 PUT/s per prefix; "
              "%d map tasks, %d reducers; LMR_S3_READ_PART_BYTES %s." % (E.get("BENCH_UPSTREAM_KIND", UPSTREAM), BW,
                                                                         MAP_TASKS, REDUCERS, READ_PART or "default"),
-             "", "| workload | curve | concurrency | latency ms | read-ahead | median s | MiB/s | requests | requests/s "
-                 "| throttled |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "", "| workload | curve | concurrency | latency ms | read-ahead | median s | map s | reduce s | MiB/s | requests "
+                 "| requests/s | throttled |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         lines.append("| %(workload)s | %(curve)s | %(concurrency)d | %(latency_ms)s | %(read_ahead)s | %(median_s).3f | "
-                     "%(throughput_mib_s).2f | %(requests)d | %(requests_per_s).1f | %(throttled)d |" % r)
+                     "%(map_s).2f | %(reduce_s).2f | %(throughput_mib_s).2f | %(requests)d | %(requests_per_s).1f | %(throttled)d |" % r)
     if failures:
         lines += ["", "Failed attempts (each point is run once more after a failure):"]
         lines += ["- " + f.replace("\n", " ") for f in failures]

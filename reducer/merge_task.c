@@ -9,13 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "job/registry.h"
 #include "job/task.h"
-#include "job/task_log.h"
 #include "reducer.h"
 #include "shuffle/merge_inputs.h"
 #include "shuffle/merge_stage.h"
-#include "store/store_set.h"
+#include "task_setup.h"
 #include "util/fault.h"
 #include "util/log.h"
 #include "util/misc.h"
@@ -42,16 +40,12 @@ static enum lmr_result read_sources(const struct lmr_merge_task *t, struct lmr_s
 enum lmr_result lmr_merge_handle(const struct lmr_runtime_context *ctx, const char *event, size_t event_len,
                                  struct lmr_buf *response, struct lmr_err *err)
 {
-    (void)ctx;
     double t0 = lmr_mono_ms();
     struct lmr_merge_task t;
     enum lmr_result r = lmr_merge_task_from_json(event, event_len, &t, err);
     if (r)
         return r;
-    const struct lmr_job_ops *ops = NULL;
-    void *job_state = NULL;
-    struct lmr_store_set stores = {0};
-    struct lmr_store *work = NULL;
+    struct lmr_reducer_task_env env = {0};
     struct lmr_shuffle_commit *commits = NULL;
     struct lmr_merge_stage_source *sources = NULL;
     struct lmr_partition_frame *frames = NULL;
@@ -60,9 +54,7 @@ enum lmr_result lmr_merge_handle(const struct lmr_runtime_context *ctx, const ch
     bool won = false;
     char task_name[16];
     snprintf(task_name, sizeof task_name, "g-%05u", t.task);
-    struct lmr_buf log;
-    lmr_buf_init(&log, LMR_TASK_LOG_MAX_BYTES);
-    lmr_task_log_begin(&log);
+    lmr_reducer_task_begin(&env, t0);
     LMR_INFO("merge task %u attempt %u (%s) of job %s: map tasks %u-%u, %u partitions", t.task, t.attempt, t.attempt_id,
              t.job.job_id, t.first_map, t.first_map + t.maps - 1, t.job.reducers);
     if (!t.job.reducers) {
@@ -75,17 +67,9 @@ enum lmr_result lmr_merge_handle(const struct lmr_runtime_context *ctx, const ch
                      t.maps, LMR_MERGE_FAN_IN_MAX);
         goto done;
     }
-    if ((r = lmr_job_find(t.job.job_name, &ops, err)))
+    if ((r = lmr_reducer_task_setup(&env, &t.job, ctx, err)))
         goto done;
-    if (ops->setup) {
-        char msg[512] = "";
-        if (ops->setup(&job_state, t.job.args, msg, sizeof msg)) {
-            r = lmr_fail(err, LMR_ERR_INVALID, "job '%s': %s", ops->name, msg);
-            goto done;
-        }
-    }
-    if ((r = lmr_store_set_get(&stores, t.job.work.root, &work, err)))
-        goto done;
+    struct lmr_store *work = env.work;
     commits = calloc(t.maps, sizeof *commits);
     sources = calloc(t.maps, sizeof *sources);
     frames = calloc(t.job.reducers, sizeof *frames);
@@ -99,13 +83,15 @@ enum lmr_result lmr_merge_handle(const struct lmr_runtime_context *ctx, const ch
         goto done;
     for (uint32_t i = 0; i < t.maps; i++)
         sources[i] = (struct lmr_merge_stage_source){commits[i].object, commits[i].frames};
-    struct lmr_merge_stage_options mo = {.ops = ops,
-                                         .job_state = job_state,
+    struct lmr_merge_stage_options mo = {.ops = env.ops,
+                                         .job_state = env.job_state,
                                          .store = work,
                                          .sources = sources,
                                          .nsources = t.maps,
                                          .partitions = t.job.reducers,
-                                         .output_key = object_key};
+                                         .output_key = object_key,
+                                         .read_ahead_bytes = env.budget.read_ahead_bytes,
+                                         .opens_in_flight = env.opens_in_flight};
     if (lmr_fault("merge-slow", t.task, t.attempt)) {
         const char *ms = getenv("LMR_FAULT_SLOW_MS");
         lmr_sleep_ms(ms ? strtoull(ms, NULL, 10) : 1000);
@@ -136,15 +122,12 @@ enum lmr_result lmr_merge_handle(const struct lmr_runtime_context *ctx, const ch
                   (json_int_t)t.task, "attempt_id", t.attempt_id, "committed", won, "sources", (json_int_t)t.maps,
                   "records_in", (json_int_t)st.records_in, "records_out", (json_int_t)st.records_out, "bytes_in",
                   (json_int_t)st.bytes_in, "bytes_out", (json_int_t)st.bytes_out, "task_ms", lmr_mono_ms() - t0,
-                  "store", lmr_store_set_stats_json(&stores));
+                  "store", lmr_store_set_stats_json(&env.stores));
     char *s = resp ? json_dumps(resp, JSON_COMPACT) : NULL;
     json_decref(resp);
     r = s ? lmr_buf_append_str(response, s) : LMR_ERR_NOMEM;
     free(s);
 done:
-    if (ops && ops->teardown && job_state)
-        ops->teardown(job_state);
-    lmr_task_log_end(&log, work, &t.job, task_name, t.attempt_id, t0, r, err);
     if (commits)
         lmr_shuffle_commits_free(commits, t.maps);
     free(commits);
@@ -154,7 +137,7 @@ done:
     free(commit_key);
     free(text);
     json_decref(record);
-    lmr_store_set_clean_up(&stores);
+    lmr_reducer_task_end(&env, &t.job, task_name, t.attempt_id, r, err);
     lmr_merge_task_clean_up(&t);
     return r;
 }

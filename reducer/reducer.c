@@ -6,16 +6,13 @@
 #include <string.h>
 
 #include "job/counters.h"
-#include "lambda/memory.h"
 #include "job/part_owner.h"
-#include "job/registry.h"
 #include "job/task.h"
-#include "job/task_log.h"
-#include "util/log.h"
 #include "job/text_output.h"
 #include "shuffle/reduce_input.h"
-#include "store/store_set.h"
+#include "task_setup.h"
 #include "util/fault.h"
+#include "util/log.h"
 #include "util/misc.h"
 
 enum lmr_result lmr_reducer_handle(void *user_data, const struct lmr_runtime_context *ctx, const char *event,
@@ -30,10 +27,8 @@ enum lmr_result lmr_reducer_handle(void *user_data, const struct lmr_runtime_con
     enum lmr_result r = lmr_reduce_task_from_json(event, event_len, &t, err);
     if (r)
         return r;
-    const struct lmr_job_ops *ops = NULL;
-    void *job_state = NULL;
-    struct lmr_store_set stores = {0};
-    struct lmr_store *work = NULL, *out_store = NULL;
+    struct lmr_reducer_task_env env = {0};
+    struct lmr_store *out_store = NULL;
     struct lmr_reduce_input *ri = NULL;
     struct lmr_frame_ref *refs = NULL;
     struct lmr_text_output text = {0};
@@ -44,27 +39,19 @@ enum lmr_result lmr_reducer_handle(void *user_data, const struct lmr_runtime_con
     char name[32];
     snprintf(name, sizeof name, "part-r-%05u", t.task);
 
-    struct lmr_buf log;
-    lmr_buf_init(&log, LMR_TASK_LOG_MAX_BYTES);
-    lmr_task_log_begin(&log);
+    lmr_reducer_task_begin(&env, t0);
     if (t.frames_key)
         LMR_INFO("reduce task %u attempt %u (%s) of job %s: frame list in %s", t.task, t.attempt, t.attempt_id,
                  t.job.job_id, t.frames_key);
     else
         LMR_INFO("reduce task %u attempt %u (%s) of job %s: %zu frame%s", t.task, t.attempt, t.attempt_id, t.job.job_id,
                  t.nframes, t.nframes == 1 ? "" : "s");
-    if ((r = lmr_job_find(t.job.job_name, &ops, err)))
+    if ((r = lmr_reducer_task_setup(&env, &t.job, ctx, err)) ||
+        (r = lmr_store_set_get(&env.stores, t.job.output.root, &out_store, err)))
         goto done;
-    if (ops->setup) {
-        char msg[512] = "";
-        if (ops->setup(&job_state, t.job.args, msg, sizeof msg)) {
-            r = lmr_fail(err, LMR_ERR_INVALID, "job '%s': %s", ops->name, msg);
-            goto done;
-        }
-    }
-    if ((r = lmr_store_set_get(&stores, t.job.work.root, &work, err)) ||
-        (r = lmr_store_set_get(&stores, t.job.output.root, &out_store, err)))
-        goto done;
+    const struct lmr_job_ops *ops = env.ops;
+    void *job_state = env.job_state;
+    struct lmr_store *work = env.work;
     /* A long frame list came through the store (the event would have been too large). */
     if ((r = lmr_reduce_task_load_frames(&t, work, err)))
         goto done;
@@ -88,8 +75,10 @@ enum lmr_result lmr_reducer_handle(void *user_data, const struct lmr_runtime_con
         .store = work,
         .frames = refs,
         .nframes = t.nframes,
-        .memory_limit_bytes = (size_t)lmr_task_budget(ctx ? ctx->memory_size_mb : 0, t.job.memory_mb).shuffle_bytes,
+        .memory_limit_bytes = (size_t)env.budget.shuffle_bytes,
         .scratch_prefix = scratch,
+        .read_ahead_bytes = env.budget.read_ahead_bytes,
+        .opens_in_flight = env.opens_in_flight,
     };
     if (lmr_fault("reduce-slow", t.task, t.attempt)) {
         const char *ms = getenv("LMR_FAULT_SLOW_MS");
@@ -163,7 +152,7 @@ enum lmr_result lmr_reducer_handle(void *user_data, const struct lmr_runtime_con
         (json_int_t)t.task, "attempt_id", t.attempt_id, "committed", won, "frames", (json_int_t)t.nframes, "bytes_in",
         (json_int_t)st.bytes_fetched, "records_in", (json_int_t)st.records, "groups", (json_int_t)groups, "records_out",
         (json_int_t)text.records, "bytes_out", (json_int_t)text.bytes, "counters", lmr_job_counters_to_json(&counters),
-        "task_ms", lmr_mono_ms() - t0, "store", lmr_store_set_stats_json(&stores));
+        "task_ms", lmr_mono_ms() - t0, "store", lmr_store_set_stats_json(&env.stores));
     char *s = resp ? json_dumps(resp, JSON_COMPACT) : NULL;
     json_decref(resp);
     r = s ? lmr_buf_append_str(response, s) : LMR_ERR_NOMEM;
@@ -172,13 +161,10 @@ done:
     if (text_open)
         lmr_text_output_clean_up(&text);
     lmr_reduce_input_destroy(ri);
-    if (ops && ops->teardown && job_state)
-        ops->teardown(job_state);
     lmr_job_counters_clean_up(&counters);
     char task_name[16];
     snprintf(task_name, sizeof task_name, "r-%05u", t.task);
-    lmr_task_log_end(&log, work, &t.job, task_name, t.attempt_id, t0, r, err);
-    lmr_store_set_clean_up(&stores);
+    lmr_reducer_task_end(&env, &t.job, task_name, t.attempt_id, r, err);
     free(refs);
     free(part_key);
     free(scratch);

@@ -467,8 +467,10 @@ static enum lmr_result need_dctx(struct lmr_frame_reader *fr, struct lmr_err *er
  * that merges thousands of small frames then creates no context per frame reader: creating them
  * was an eighth of a 2,000-frame reducer's time). A frame qualifies when its compressed bytes fit
  * the input buffer and its header states a content size of at most SMALL_FRAME_MAX_CONTENT; any
- * doubt (no content size, a truncated or damaged frame, the context busy on another thread) takes
- * the streaming path, which reports damage as it always has.
+ * doubt (no content size, a truncated or damaged frame) takes the streaming path, which reports
+ * damage as it always has. A thread that finds the context busy waits for it (one small frame's
+ * decode): a merger opens its frames on several threads at once (merge.c), and giving each of
+ * them a context of its own would cost what the shared one saves.
  */
 #define SMALL_FRAME_MAX_CONTENT (4 * READ_OUT_BYTES)
 static pthread_mutex_t small_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -488,8 +490,7 @@ static bool decode_whole(struct lmr_frame_reader *fr, size_t n)
         fr->buf = nb;
         fr->cap = (size_t)content;
     }
-    if (pthread_mutex_trylock(&small_lock))
-        return false;
+    pthread_mutex_lock(&small_lock);
     if (!small_dctx && (small_dctx = ZSTD_createDCtx()))
         ZSTD_DCtx_setParameter(small_dctx, ZSTD_d_windowLogMax, LMR_SHUFFLE_WINDOW_LOG);
     size_t got = small_dctx ? ZSTD_decompressDCtx(small_dctx, fr->buf, fr->cap, fr->in, n) : 0;
@@ -507,13 +508,20 @@ static bool decode_whole(struct lmr_frame_reader *fr, size_t n)
 enum lmr_result lmr_frame_reader_open(struct lmr_frame_reader *fr, struct lmr_store *store, const char *key,
                                       uint64_t offset, uint64_t size_bytes, struct lmr_err *err)
 {
+    return lmr_frame_reader_open_with(fr, store, key, offset, size_bytes, NULL, err);
+}
+
+enum lmr_result lmr_frame_reader_open_with(struct lmr_frame_reader *fr, struct lmr_store *store, const char *key,
+                                           uint64_t offset, uint64_t size_bytes,
+                                           const struct lmr_store_read_options *read_opts, struct lmr_err *err)
+{
     reset_for(fr, key);
     if (size_bytes == 0) {
         fr->src_eof = fr->frame_done = true;
         fr->open = true;
         return LMR_OK;
     }
-    enum lmr_result rc = lmr_store_open_read(store, key, offset, size_bytes, &fr->sr, err);
+    enum lmr_result rc = lmr_store_open_read_with(store, key, offset, size_bytes, read_opts, &fr->sr, err);
     if (rc != LMR_OK) {
         fr->sr = NULL;
         return rc;

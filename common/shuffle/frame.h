@@ -104,6 +104,13 @@ size_t lmr_frame_reader_memory_bytes(void);
 enum lmr_result lmr_frame_reader_open(struct lmr_frame_reader *fr, struct lmr_store *store, const char *key,
                                       uint64_t offset, uint64_t size_bytes, struct lmr_err *err);
 /**
+ * As lmr_frame_reader_open, with the store reader's read options (lmr_store_open_read_with; NULL =
+ * the defaults): a merge of many frames caps each reader's bytes in flight with its memory share.
+ */
+enum lmr_result lmr_frame_reader_open_with(struct lmr_frame_reader *fr, struct lmr_store *store, const char *key,
+                                           uint64_t offset, uint64_t size_bytes,
+                                           const struct lmr_store_read_options *read_opts, struct lmr_err *err);
+/**
  * Open the next frame of `key` on a store reader the caller opened and keeps (sequential reading of
  * an object's consecutive frames with one request): the frame is the next size_bytes bytes of sr.
  * The reader reads exactly those bytes (never past the frame) and does not close sr. key only names

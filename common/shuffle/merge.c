@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "shuffle/merge.h"
+#include "shuffle/merge_inputs.h"
 
 struct lmr_merger {
     const struct lmr_job_ops *ops;
@@ -15,6 +16,8 @@ struct lmr_merger {
     long pending;          /* source whose record was handed out and must be advanced, or -1 */
     uint8_t *keybuf, *acc; /* drain: copy of the group key, combined accumulator */
     size_t keybuf_cap;
+    bool *has; /* open: whether source i has a first record */
+    struct lmr_merger_reading reading;
 };
 
 static inline bool less(const struct lmr_merger *m, size_t a, size_t b)
@@ -66,8 +69,9 @@ enum lmr_result lmr_merger_new(const struct lmr_job_ops *ops, size_t max_sources
     m->keys = calloc(m->max, sizeof *m->keys);
     m->values = calloc(m->max, sizeof *m->values);
     m->heap = calloc(m->max, sizeof *m->heap);
+    m->has = calloc(m->max, sizeof *m->has);
     m->acc = malloc(ops->value_size ? ops->value_size : 1);
-    if (!m->readers || !m->keys || !m->values || !m->heap || !m->acc) {
+    if (!m->readers || !m->keys || !m->values || !m->heap || !m->has || !m->acc) {
         lmr_merger_destroy(m);
         return lmr_fail(err, LMR_ERR_NOMEM, "Out of memory creating a shuffle merger.");
     }
@@ -95,6 +99,7 @@ void lmr_merger_destroy(struct lmr_merger *m)
     free(m->keys);
     free(m->values);
     free(m->heap);
+    free(m->has);
     free(m->keybuf);
     free(m->acc);
     free(m);
@@ -109,59 +114,81 @@ uint64_t lmr_merger_bytes_fetched(const struct lmr_merger *m)
     return total;
 }
 
-/* Open source i (sources or streams) into reader i and read its first record. */
-static enum lmr_result open_source(struct lmr_merger *m, size_t i, const struct lmr_merge_source *src,
-                                   const struct lmr_merge_stream *stream, struct lmr_err *err)
+void lmr_merger_set_reading(struct lmr_merger *m, const struct lmr_merger_reading *reading)
 {
+    m->reading = reading ? *reading : (struct lmr_merger_reading){0};
+    if (m->reading.opens_in_flight > LMR_MERGE_OPENS_IN_FLIGHT_MAX)
+        m->reading.opens_in_flight = LMR_MERGE_OPENS_IN_FLIGHT_MAX;
+}
+
+uint64_t lmr_merge_reader_share_bytes(uint64_t in_flight_bytes, size_t n)
+{
+    if (!in_flight_bytes)
+        return 0;
+    uint64_t share = in_flight_bytes / (n ? n : 1);
+    return share > LMR_MERGE_READER_MIN_IN_FLIGHT_BYTES ? share : LMR_MERGE_READER_MIN_IN_FLIGHT_BYTES;
+}
+
+/* What the opening threads share: the sources (or streams) and the read options of each. */
+struct opening {
+    struct lmr_merger *m;
+    const struct lmr_merge_source *sources;
+    const struct lmr_merge_stream *streams;
+    struct lmr_store_read_options ro;
+};
+
+/* Open source i into reader i and read its first record (any thread: it touches index i only). */
+static enum lmr_result open_source(void *ctx, size_t i, struct lmr_err *err)
+{
+    struct opening *o = ctx;
+    struct lmr_merger *m = o->m;
     enum lmr_result rc;
     if (!m->readers[i] && (rc = lmr_frame_reader_new(&m->readers[i], err)) != LMR_OK)
         return rc;
-    m->n = i + 1;
-    rc = src ? lmr_frame_reader_open(m->readers[i], m->store, src->key, src->offset, src->size_bytes, err)
-             : lmr_frame_reader_open_on(m->readers[i], stream->reader, stream->key, stream->size_bytes, err);
+    const struct lmr_merge_source *src = o->sources ? &o->sources[i] : NULL;
+    rc = src ? lmr_frame_reader_open_with(m->readers[i], m->store, src->key, src->offset, src->size_bytes, &o->ro, err)
+             : lmr_frame_reader_open_on(m->readers[i], o->streams[i].reader, o->streams[i].key,
+                                        o->streams[i].size_bytes, err);
     if (rc != LMR_OK)
         return rc;
-    bool has;
-    rc = lmr_frame_reader_next(m->readers[i], &has, &m->keys[i], &m->values[i], err);
+    return lmr_frame_reader_next(m->readers[i], &m->has[i], &m->keys[i], &m->values[i], err);
+}
+
+/* Open sources or streams [0..n), opens_in_flight at once, then build the heap in source order. */
+static enum lmr_result open_all(struct lmr_merger *m, const struct lmr_merge_source *sources,
+                                const struct lmr_merge_stream *streams, size_t n, struct lmr_err *err)
+{
+    lmr_merger_close(m);
+    if (n > m->max)
+        return lmr_fail(err, LMR_ERR_INTERNAL, "Shuffle merger asked to merge %zu sources, more than its %zu.", n,
+                        m->max);
+    struct opening o = {.m = m, .sources = sources, .streams = streams};
+    o.ro.max_in_flight_bytes = lmr_merge_reader_share_bytes(m->reading.in_flight_bytes, n);
+    memset(m->has, 0, n * sizeof *m->has);
+    m->n = n; /* every reader that opens is closed by the next close, also after a failure */
+    enum lmr_result rc = lmr_shuffle_parallel(n, m->reading.opens_in_flight, open_source, &o, err);
     if (rc != LMR_OK)
         return rc;
-    if (has) {
-        m->heap[m->heap_len++] = i;
-        sift_up(m, m->heap_len - 1);
-    }
+    for (size_t i = 0; i < n; i++)
+        if (m->has[i]) {
+            m->heap[m->heap_len++] = i;
+            sift_up(m, m->heap_len - 1);
+        }
     return LMR_OK;
 }
 
 enum lmr_result lmr_merger_open(struct lmr_merger *m, struct lmr_store *store, const struct lmr_merge_source *sources,
                                 size_t n, struct lmr_err *err)
 {
-    lmr_merger_close(m);
-    if (n > m->max)
-        return lmr_fail(err, LMR_ERR_INTERNAL, "Shuffle merger asked to merge %zu sources, more than its %zu.", n,
-                        m->max);
     m->store = store;
-    for (size_t i = 0; i < n; i++) {
-        enum lmr_result rc = open_source(m, i, &sources[i], NULL, err);
-        if (rc != LMR_OK)
-            return rc;
-    }
-    return LMR_OK;
+    return open_all(m, sources, NULL, n, err);
 }
 
 enum lmr_result lmr_merger_open_streams(struct lmr_merger *m, const struct lmr_merge_stream *streams, size_t n,
                                         struct lmr_err *err)
 {
-    lmr_merger_close(m);
-    if (n > m->max)
-        return lmr_fail(err, LMR_ERR_INTERNAL, "Shuffle merger asked to merge %zu sources, more than its %zu.", n,
-                        m->max);
     m->store = NULL;
-    for (size_t i = 0; i < n; i++) {
-        enum lmr_result rc = open_source(m, i, NULL, &streams[i], err);
-        if (rc != LMR_OK)
-            return rc;
-    }
-    return LMR_OK;
+    return open_all(m, NULL, streams, n, err);
 }
 
 static enum lmr_result advance_pending(struct lmr_merger *m, struct lmr_err *err)

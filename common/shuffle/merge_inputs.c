@@ -1,4 +1,4 @@
-/* Commit records of shuffle objects, read with bounded parallelism (see merge_inputs.h). */
+/* A merge's inputs read with bounded parallelism: the step pool and commit records (see merge_inputs.h). */
 #include "shuffle/merge_inputs.h"
 
 #include <pthread.h>
@@ -6,18 +6,72 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct read_job {
-    struct lmr_store *store;
-    const char *const *keys;
+struct parallel {
     size_t n;
-    uint32_t partitions;
-    struct lmr_shuffle_commit *out;
+    lmr_shuffle_step_fn step;
+    void *ctx;
     atomic_size_t next;
     atomic_bool failed;
     pthread_mutex_t lock;
     size_t first_bad; /* the lowest failing index, for a stable message */
     enum lmr_result res;
     struct lmr_err err;
+};
+
+static void *worker(void *arg)
+{
+    struct parallel *j = arg;
+    for (;;) {
+        size_t i = atomic_fetch_add(&j->next, 1);
+        if (i >= j->n || atomic_load(&j->failed))
+            break;
+        struct lmr_err e = {0};
+        enum lmr_result r = j->step(j->ctx, i, &e);
+        if (r) {
+            pthread_mutex_lock(&j->lock);
+            if (!j->res || i < j->first_bad) {
+                j->res = r;
+                j->err = e;
+                j->first_bad = i;
+            }
+            pthread_mutex_unlock(&j->lock);
+            atomic_store(&j->failed, true);
+        }
+    }
+    return NULL;
+}
+
+enum lmr_result lmr_shuffle_parallel(size_t n, unsigned threads, lmr_shuffle_step_fn step, void *ctx,
+                                     struct lmr_err *err)
+{
+    if (threads > LMR_SHUFFLE_PARALLEL_MAX_THREADS)
+        threads = LMR_SHUFFLE_PARALLEL_MAX_THREADS;
+    if (threads > n)
+        threads = (unsigned)n;
+    struct parallel j = {.n = n, .step = step, .ctx = ctx};
+    atomic_init(&j.next, 0);
+    atomic_init(&j.failed, false);
+    pthread_mutex_init(&j.lock, NULL);
+    pthread_t tid[LMR_SHUFFLE_PARALLEL_MAX_THREADS];
+    unsigned started = 0;
+    for (; threads > 1 && started < threads; started++)
+        if (pthread_create(&tid[started], NULL, worker, &j))
+            break;
+    if (!started)
+        worker(&j); /* one thread asked for, or none could start: do it here */
+    for (unsigned t = 0; t < started; t++)
+        pthread_join(tid[t], NULL);
+    pthread_mutex_destroy(&j.lock);
+    if (j.res && err)
+        *err = j.err;
+    return j.res;
+}
+
+struct read_job {
+    struct lmr_store *store;
+    const char *const *keys;
+    uint32_t partitions;
+    struct lmr_shuffle_commit *out;
 };
 
 static enum lmr_result parse_record(const char *key, const struct lmr_buf *b, uint32_t R, struct lmr_shuffle_commit *c,
@@ -51,33 +105,16 @@ static enum lmr_result parse_record(const char *key, const struct lmr_buf *b, ui
     return r;
 }
 
-static void *reader(void *arg)
+static enum lmr_result read_one(void *ctx, size_t i, struct lmr_err *err)
 {
-    struct read_job *j = arg;
+    struct read_job *j = ctx;
     struct lmr_buf b;
     lmr_buf_init(&b, LMR_COMMIT_RECORD_MAX_BYTES);
-    for (;;) {
-        size_t i = atomic_fetch_add(&j->next, 1);
-        if (i >= j->n || atomic_load(&j->failed))
-            break;
-        struct lmr_err e = {0};
-        b.len = 0;
-        enum lmr_result r = lmr_store_get(j->store, j->keys[i], 0, LMR_STORE_TO_END, &b, &e);
-        if (!r)
-            r = parse_record(j->keys[i], &b, j->partitions, &j->out[i], &e);
-        if (r) {
-            pthread_mutex_lock(&j->lock);
-            if (!j->res || i < j->first_bad) {
-                j->res = r;
-                j->err = e;
-                j->first_bad = i;
-            }
-            pthread_mutex_unlock(&j->lock);
-            atomic_store(&j->failed, true);
-        }
-    }
+    enum lmr_result r = lmr_store_get(j->store, j->keys[i], 0, LMR_STORE_TO_END, &b, err);
+    if (!r)
+        r = parse_record(j->keys[i], &b, j->partitions, &j->out[i], err);
     lmr_buf_clean_up(&b);
-    return NULL;
+    return r;
 }
 
 void lmr_shuffle_commits_free(struct lmr_shuffle_commit *c, size_t n)
@@ -97,29 +134,11 @@ enum lmr_result lmr_shuffle_read_commits(struct lmr_store *store, const char *co
     memset(out, 0, n * sizeof *out);
     if (!threads || threads > LMR_COMMIT_READ_THREADS)
         threads = LMR_COMMIT_READ_THREADS;
-    if (threads > n)
-        threads = (unsigned)n;
-    struct read_job j = {.store = store, .keys = keys, .n = n, .partitions = partitions, .out = out};
-    atomic_init(&j.next, 0);
-    atomic_init(&j.failed, false);
-    pthread_mutex_init(&j.lock, NULL);
-    pthread_t tid[LMR_COMMIT_READ_THREADS];
-    unsigned started = 0;
-    for (; started < threads; started++)
-        if (pthread_create(&tid[started], NULL, reader, &j))
-            break;
-    if (!started && n)
-        reader(&j); /* no threads: read them here */
-    for (unsigned t = 0; t < started; t++)
-        pthread_join(tid[t], NULL);
-    pthread_mutex_destroy(&j.lock);
-    if (j.res) {
+    struct read_job j = {.store = store, .keys = keys, .partitions = partitions, .out = out};
+    enum lmr_result r = lmr_shuffle_parallel(n, threads, read_one, &j, err);
+    if (r)
         lmr_shuffle_commits_free(out, n);
-        if (err)
-            *err = j.err;
-        return j.res;
-    }
-    return LMR_OK;
+    return r;
 }
 
 json_t *lmr_shuffle_frames_json(const struct lmr_partition_frame *frames, uint32_t n)

@@ -1,9 +1,13 @@
 /*
- * The commit records of shuffle objects (map outputs and merge outputs share one format,
- * docs/FORMATS.md: {"attempt_id", "object", "frames": [[offset, size, records, raw], ...]}),
- * read with bounded parallelism: the coordinator reads M of them to plan the reducers and each
- * merge task reads its group's. Store calls are synchronous, so a small fixed pool of threads
- * shares one store handle (store handles are usable from several threads).
+ * A merge's inputs, read with bounded parallelism. Store calls are synchronous and each waits
+ * for S3's first byte, so a small pool of threads shares one store handle (store handles are
+ * usable from several threads; the S3 client pools its connections):
+ *
+ * - lmr_shuffle_parallel: run a step for items 0..n-1 on up to `threads` threads; the merger
+ *   opens its frame readers with it (merge.c) and the merge stage its source readers.
+ * - the commit records of shuffle objects (map outputs and merge outputs share one format,
+ *   docs/FORMATS.md: {"attempt_id", "object", "frames": [[offset, size, records, raw], ...]}):
+ *   the coordinator reads M of them to plan the reducers and each merge task reads its group's.
  */
 #ifndef LMR_SHUFFLE_MERGE_INPUTS_H
 #define LMR_SHUFFLE_MERGE_INPUTS_H
@@ -20,6 +24,22 @@
 #define LMR_COMMIT_READ_THREADS 16u
 /* The most bytes one commit record may have (about 40 bytes a partition). */
 #define LMR_COMMIT_RECORD_MAX_BYTES (16u << 20)
+
+/* Most threads lmr_shuffle_parallel starts. */
+#define LMR_SHUFFLE_PARALLEL_MAX_THREADS 64u
+
+/* One item of a parallel step: returns LMR_OK or fails with err filled in. Called from any thread. */
+typedef enum lmr_result (*lmr_shuffle_step_fn)(void *ctx, size_t i, struct lmr_err *err);
+
+/**
+ * Call step(ctx, i) for every i in [0, n) on up to `threads` threads (capped by
+ * LMR_SHUFFLE_PARALLEL_MAX_THREADS and by n; 0 or 1 = in order on this thread). Each item runs
+ * once; after a failure no new item starts. If a thread cannot be started, the ones that did
+ * (or this thread) do the work. @return LMR_OK, or the failure of the lowest failing index
+ * with its message in err (a stable message whatever the threads' timing).
+ */
+enum lmr_result lmr_shuffle_parallel(size_t n, unsigned threads, lmr_shuffle_step_fn step, void *ctx,
+                                     struct lmr_err *err);
 
 /* One parsed commit record. */
 struct lmr_shuffle_commit {

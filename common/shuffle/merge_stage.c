@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "shuffle/merge.h"
+#include "shuffle/merge_inputs.h"
 
 struct src_state {
     struct lmr_store_reader *reader; /* over [first frame, end of last frame) */
@@ -34,6 +35,28 @@ static enum lmr_result frame_span(const struct lmr_merge_stage_source *s, uint32
     }
     *end = last_end;
     return LMR_OK;
+}
+
+/* What the threads opening the sources' readers share. */
+struct opening {
+    const struct lmr_merge_stage_options *o;
+    struct src_state *st;
+    struct lmr_store_read_options ro;
+};
+
+/* Check source i's frames and open one reader over them (any thread: it touches index i only). */
+static enum lmr_result open_source(void *ctx, size_t i, struct lmr_err *err)
+{
+    struct opening *op = ctx;
+    uint64_t start, end;
+    enum lmr_result rc = frame_span(&op->o->sources[i], op->o->partitions, &start, &end, err);
+    if (rc)
+        return rc;
+    op->st[i].pos = start;
+    if (end > start)
+        rc = lmr_store_open_read_with(op->o->store, op->o->sources[i].key, start, end - start, &op->ro,
+                                      &op->st[i].reader, err);
+    return rc;
 }
 
 /* Read and drop n bytes of a source (a gap between two frames). */
@@ -79,16 +102,15 @@ enum lmr_result lmr_merge_stage_run(const struct lmr_merge_stage_options *o, str
     struct lmr_store_writer *sw = NULL;
     uint64_t off = 0, gap_bytes = 0;
     enum lmr_result rc = st && streams ? LMR_OK : lmr_fail(err, LMR_ERR_NOMEM, "Out of memory starting a merge task.");
-    for (size_t i = 0; !rc && i < n; i++) {
-        uint64_t start, end;
-        if ((rc = frame_span(&o->sources[i], o->partitions, &start, &end, err)))
-            break;
-        st[i].pos = start;
-        if (end > start)
-            rc = lmr_store_open_read(o->store, o->sources[i].key, start, end - start, &st[i].reader, err);
+    unsigned opens = o->opens_in_flight ? o->opens_in_flight : LMR_MERGE_OPENS_IN_FLIGHT;
+    if (!rc) {
+        struct opening op = {.o = o, .st = st};
+        op.ro.max_in_flight_bytes = lmr_merge_reader_share_bytes(o->read_ahead_bytes, n);
+        rc = lmr_shuffle_parallel(n, opens, open_source, &op, err);
     }
     if (!rc)
         rc = lmr_merger_new(o->ops, n ? n : 1, &m, err);
+
     if (!rc)
         rc = lmr_frame_writer_new(o->zstd_level, &fw, err);
     if (!rc)

@@ -10,7 +10,10 @@
  * the job's combiner when it has one.
  *
  * Memory: one frame reader (lmr_frame_reader_memory_bytes) and one store reader per source,
- * one frame writer.
+ * one frame writer. The store readers share read_ahead_bytes (each source's reader may have
+ * requested at most an equal part of it ahead of the merge, at least
+ * LMR_MERGE_READER_MIN_IN_FLIGHT_BYTES) and are opened opens_in_flight at once: on S3 each open
+ * waits for its first byte, which one after another was G first-byte latencies per task.
  */
 #ifndef LMR_SHUFFLE_MERGE_STAGE_H
 #define LMR_SHUFFLE_MERGE_STAGE_H
@@ -38,6 +41,8 @@ struct lmr_merge_stage_options {
     uint32_t partitions;                          /* Required: R, the frames of every source */
     const char *output_key;                       /* Required: the merged object (written, then committed) */
     int zstd_level;                               /* Optional: default 1 */
+    uint64_t read_ahead_bytes; /* Optional: bytes all source readers together may have in flight; 0 = no cap */
+    unsigned opens_in_flight;  /* Optional: sources opened at once; 0 = LMR_MERGE_OPENS_IN_FLIGHT, 1 = in turn */
 };
 
 struct lmr_merge_stage_stats {

@@ -17,6 +17,7 @@ struct lmr_reduce_input {
     const struct lmr_job_ops *ops;
     void *state;
     struct lmr_store *store;
+    uint64_t read_ahead_bytes;
     struct lmr_merger *m;
     struct source *src;
     size_t nsrc;
@@ -104,7 +105,8 @@ static enum lmr_result multi_pass(struct lmr_reduce_input *ri, const char *scrat
     enum lmr_result rc = lmr_frame_writer_new(zstd_level, &fw, err);
     if (rc != LMR_OK)
         return rc;
-    uint64_t peak = lmr_frame_writer_memory_bytes(zstd_level) + fan_in * lmr_frame_reader_memory_bytes();
+    uint64_t peak = lmr_frame_writer_memory_bytes(zstd_level) + fan_in * lmr_frame_reader_memory_bytes() +
+                    fan_in * lmr_merge_reader_share_bytes(ri->read_ahead_bytes, fan_in);
     if (peak > ri->stats.peak_memory_bytes)
         ri->stats.peak_memory_bytes = peak;
     size_t run_seq = 0;
@@ -200,6 +202,7 @@ enum lmr_result lmr_reduce_input_new(const struct lmr_reduce_input_options *o, s
     ri->ops = o->ops;
     ri->state = o->job_state;
     ri->store = o->store;
+    ri->read_ahead_bytes = o->read_ahead_bytes;
     ri->src = calloc(o->nframes ? o->nframes : 1, sizeof *ri->src);
     ri->acc = malloc(o->ops->value_size ? o->ops->value_size : 1);
     ri->keybuf_cap = 64; /* never NULL: an empty key still points somewhere */
@@ -230,10 +233,17 @@ enum lmr_result lmr_reduce_input_new(const struct lmr_reduce_input_options *o, s
     size_t per = lmr_frame_reader_memory_bytes();
     size_t wmem = lmr_frame_writer_memory_bytes(o->zstd_level);
     size_t fan_in = o->memory_limit_bytes > wmem ? (o->memory_limit_bytes - wmem) / per : 0;
+    if (o->read_ahead_bytes && fan_in > o->read_ahead_bytes / LMR_MERGE_READER_MIN_IN_FLIGHT_BYTES)
+        fan_in = (size_t)(o->read_ahead_bytes / LMR_MERGE_READER_MIN_IN_FLIGHT_BYTES);
     if (fan_in < 2)
         fan_in = 2;
     if (rc == LMR_OK)
         rc = lmr_merger_new(o->ops, fan_in, &ri->m, err);
+    if (rc == LMR_OK)
+        lmr_merger_set_reading(ri->m, &(struct lmr_merger_reading){.opens_in_flight = o->opens_in_flight
+                                                                                          ? o->opens_in_flight
+                                                                                          : LMR_MERGE_OPENS_IN_FLIGHT,
+                                                                   .in_flight_bytes = o->read_ahead_bytes});
     if (rc == LMR_OK && ri->nsrc > fan_in)
         rc = multi_pass(ri, o->scratch_prefix, fan_in, o->zstd_level, err);
     if (rc == LMR_OK) {
@@ -241,7 +251,7 @@ enum lmr_result lmr_reduce_input_new(const struct lmr_reduce_input_options *o, s
         for (size_t i = 0; i < ri->nsrc; i++)
             ms[i] = (struct lmr_merge_source){ri->src[i].key, ri->src[i].offset, ri->src[i].size_bytes};
         rc = lmr_merger_open(ri->m, ri->store, ms, ri->nsrc, err);
-        uint64_t peak = ri->nsrc * per;
+        uint64_t peak = ri->nsrc * (per + lmr_merge_reader_share_bytes(o->read_ahead_bytes, ri->nsrc));
         if (peak > ri->stats.peak_memory_bytes)
             ri->stats.peak_memory_bytes = peak;
     }

@@ -7,6 +7,12 @@
  * one frame reader (lmr_frame_reader_memory_bytes: a zstd window of 64 KiB plus small
  * buffers, ~0.5 MiB). When nframes readers do not fit, frames are first merged in groups into temporary
  * runs under scratch_prefix (as many passes as needed); the runs are deleted by destroy.
+ *
+ * Latency: each merge opens its frames opens_in_flight at once (on S3 each open waits ~20-50 ms
+ * for its first byte; one after another that was most of a reducer's time), and the frames'
+ * store readers share read_ahead_bytes (the task's read-ahead share of its memory): each gets an
+ * equal part (at least LMR_MERGE_READER_MIN_IN_FLIGHT_BYTES, so the fan-in is also at most
+ * read_ahead_bytes / that), which caps its ranged GETs in flight.
  */
 #ifndef LMR_SHUFFLE_REDUCE_INPUT_H
 #define LMR_SHUFFLE_REDUCE_INPUT_H
@@ -32,6 +38,8 @@ struct lmr_reduce_input_options {
     size_t memory_limit_bytes;  /* Required: at least lmr_reduce_input_min_memory_bytes() */
     const char *scratch_prefix; /* Required when a multi-pass merge may be needed: key prefix for temporary runs */
     int zstd_level;             /* Optional: level of temporary runs, default 1 */
+    uint64_t read_ahead_bytes;  /* Optional: bytes all frame readers together may have in flight; 0 = no cap */
+    unsigned opens_in_flight;   /* Optional: frames opened at once; 0 = LMR_MERGE_OPENS_IN_FLIGHT, 1 = in turn */
 };
 
 struct lmr_reduce_input_stats {
@@ -41,7 +49,7 @@ struct lmr_reduce_input_stats {
     uint64_t groups;            /* key groups handed out */
     uint64_t merge_passes;      /* intermediate passes (0: a single merge) */
     uint64_t scratch_bytes;     /* bytes written to temporary runs */
-    uint64_t peak_memory_bytes; /* accounted memory (readers, writer, key buffer) */
+    uint64_t peak_memory_bytes; /* accounted memory (readers and their read-ahead, writer) */
 };
 
 struct lmr_reduce_input;

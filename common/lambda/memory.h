@@ -27,7 +27,8 @@
 #define LMR_TASK_SHUFFLE_PERCENT 55u
 #define LMR_TASK_MAX_LINE_PERCENT 20u
 /* The input's read-ahead: bytes a mapper's store reader may have requested ahead of its lines
-   (ranged GETs in flight and received parts not yet read). */
+   (ranged GETs in flight and received parts not yet read); in a reducer or a merge task, what
+   all its frame or source readers together may have requested (an equal part each). */
 #define LMR_TASK_READ_AHEAD_PERCENT 10u
 
 /* What one task may use, all derived from one memory size. */

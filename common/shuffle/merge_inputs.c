@@ -3,6 +3,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,9 +12,8 @@ struct parallel {
     lmr_shuffle_step_fn step;
     void *ctx;
     atomic_size_t next;
-    atomic_bool failed;
+    atomic_size_t first_bad; /* the lowest failing index so far (SIZE_MAX: none), for a stable message */
     pthread_mutex_t lock;
-    size_t first_bad; /* the lowest failing index, for a stable message */
     enum lmr_result res;
     struct lmr_err err;
 };
@@ -22,20 +22,21 @@ static void *worker(void *arg)
 {
     struct parallel *j = arg;
     for (;;) {
+        /* Items are taken in order, so every item below a failing one has been taken: each still runs
+           (one of them may fail too), those above it are not started. */
         size_t i = atomic_fetch_add(&j->next, 1);
-        if (i >= j->n || atomic_load(&j->failed))
+        if (i >= j->n || i > atomic_load(&j->first_bad))
             break;
         struct lmr_err e = {0};
         enum lmr_result r = j->step(j->ctx, i, &e);
         if (r) {
             pthread_mutex_lock(&j->lock);
-            if (!j->res || i < j->first_bad) {
+            if (i < atomic_load(&j->first_bad)) {
                 j->res = r;
                 j->err = e;
-                j->first_bad = i;
+                atomic_store(&j->first_bad, i);
             }
             pthread_mutex_unlock(&j->lock);
-            atomic_store(&j->failed, true);
         }
     }
     return NULL;
@@ -50,7 +51,7 @@ enum lmr_result lmr_shuffle_parallel(size_t n, unsigned threads, lmr_shuffle_ste
         threads = (unsigned)n;
     struct parallel j = {.n = n, .step = step, .ctx = ctx};
     atomic_init(&j.next, 0);
-    atomic_init(&j.failed, false);
+    atomic_init(&j.first_bad, SIZE_MAX);
     pthread_mutex_init(&j.lock, NULL);
     pthread_t tid[LMR_SHUFFLE_PARALLEL_MAX_THREADS];
     unsigned started = 0;

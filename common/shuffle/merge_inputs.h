@@ -34,9 +34,10 @@ typedef enum lmr_result (*lmr_shuffle_step_fn)(void *ctx, size_t i, struct lmr_e
 /**
  * Call step(ctx, i) for every i in [0, n) on up to `threads` threads (capped by
  * LMR_SHUFFLE_PARALLEL_MAX_THREADS and by n; 0 or 1 = in order on this thread). Each item runs
- * once; after a failure no new item starts. If a thread cannot be started, the ones that did
- * (or this thread) do the work. @return LMR_OK, or the failure of the lowest failing index
- * with its message in err (a stable message whatever the threads' timing).
+ * at most once; after a failure no item above it starts (those below it all run). If a thread
+ * cannot be started, the ones that did (or this thread) do the work. @return LMR_OK, or the
+ * failure of the lowest failing index with its message in err (the same whatever the threads'
+ * timing).
  */
 enum lmr_result lmr_shuffle_parallel(size_t n, unsigned threads, lmr_shuffle_step_fn step, void *ctx,
                                      struct lmr_err *err);

@@ -21,13 +21,7 @@ lmr_on_exit 'for p in $proxy_pid $serve_pid; do kill "$p" 2>/dev/null; wait "$p"
 sigv4_proxy_ahead "$D" || { fail "the signature-checking proxy did not start"; finish; }
 
 aws s3 mb s3://lmr-data > /dev/null
-"$LAMBDAMR" serve --port "$port" --log-dir "$D/logs" \
-    --function "wc-mapper=$LMR_BIN_DIR/bootstrap,handler=mapper,memory=512,timeout=60,concurrency=4" \
-    --function "wc-reducer=$LMR_BIN_DIR/bootstrap,handler=reducer,memory=512,timeout=60,concurrency=4" \
-    --function "wc-coordinator=$LMR_BIN_DIR/bootstrap,handler=coordinator,memory=512,timeout=60,concurrency=2" \
-    > "$D/serve.out" 2> "$D/serve.err" &
-serve_pid=$!
-[ "$(serve_port "$D/serve.out")" = "$port" ] || { cat "$D/serve.err"; fail "lambdamr serve did not start"; finish; }
+serve_functions_start "$D" wc memory=512 concurrency=4 || { fail "lambdamr serve did not start"; finish; }
 
 python3 - "$D/in" <<'PY'
 import os, random, sys

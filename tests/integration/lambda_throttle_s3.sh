@@ -17,16 +17,8 @@ lmr_on_exit 'if [ -n "$serve_pid" ]; then kill "$serve_pid" 2>/dev/null; wait "$
 # serve's functions invoke each other (the coordinator invokes the tasks) at this endpoint, with
 # AWS_MAX_ATTEMPTS (the SDKs' setting, which lambdamr's invoker honours): 3 attempts per invoke.
 export AWS_MAX_ATTEMPTS=3
-port=$(free_port)
-export AWS_ENDPOINT_URL_LAMBDA="http://127.0.0.1:$port"
-B="$LMR_BIN_DIR/bootstrap"
-"$LAMBDAMR" serve --port "$port" --log-dir "$D/logs" \
-    --function "th-mapper=$B,handler=mapper,timeout=60,memory=512,concurrency=8" \
-    --function "th-reducer=$B,handler=reducer,timeout=60,memory=512,concurrency=8" \
-    --function "th-coordinator=$B,handler=coordinator,timeout=300,memory=512,concurrency=2" \
-    > "$D/serve.out" 2> "$D/serve.err" &
-serve_pid=$!
-[ "$(serve_port "$D/serve.out")" = "$port" ] || { cat "$D/serve.err"; fail "lambdamr serve did not start"; finish; }
+serve_functions_start "$D" th memory=512 concurrency=8 coordinator_timeout=300 ||
+    { fail "lambdamr serve did not start"; finish; }
 
 # The input, written locally (for the oracle) and to S3 on moto (one boto3 process: quicker than the CLI).
 python3 - "$D/in" <<'PY'

@@ -27,15 +27,7 @@ aws s3 cp --recursive --quiet "$D/in" s3://lmr-life/in/
 export LMR_FAULT='map-slow:*:*' LMR_FAULT_SLOW_MS=700
 # serve's functions inherit moto's endpoint and credentials (for S3) and AWS_ENDPOINT_URL_LAMBDA
 # (serve itself, for the coordinator's invocations): the port is chosen before serve starts.
-port=$(free_port)
-export AWS_ENDPOINT_URL_LAMBDA="http://127.0.0.1:$port"
-"$LAMBDAMR" serve --port "$port" --log-dir "$D/logs" \
-    --function "lc-mapper=$LMR_BIN_DIR/bootstrap,handler=mapper,memory=256,timeout=60,concurrency=2" \
-    --function "lc-reducer=$LMR_BIN_DIR/bootstrap,handler=reducer,memory=256,timeout=60,concurrency=2" \
-    --function "lc-coordinator=$LMR_BIN_DIR/bootstrap,handler=coordinator,memory=256,timeout=60,concurrency=2" \
-    > "$D/serve.out" 2> "$D/serve.err" &
-serve_pid=$!
-[ "$(serve_port "$D/serve.out")" = "$port" ] || { cat "$D/serve.err"; fail "lambdamr serve did not start"; finish; }
+serve_functions_start "$D" lc memory=256 concurrency=2 || { fail "lambdamr serve did not start"; finish; }
 
 # Output locations: a local folder on the embedded default, s3://lmr-life/NAME/ with --backend aws.
 # local_copy OUT: OUT as a local folder (an S3 output is copied to $D/copy-NAME first).

@@ -26,15 +26,7 @@ aws s3 mb s3://lmr-spec > /dev/null
 aws s3 cp --recursive --quiet "$D/in" s3://lmr-spec/in/
 SLEEP_MS=8000
 export LMR_FAULT='map-slow:3:1' LMR_FAULT_SLOW_MS=$SLEEP_MS
-port=$(free_port)
-export AWS_ENDPOINT_URL_LAMBDA="http://127.0.0.1:$port"
-"$LAMBDAMR" serve --port "$port" --log-dir "$D/logs" \
-    --function "sp-mapper=$LMR_BIN_DIR/bootstrap,handler=mapper,memory=256,timeout=60,concurrency=4" \
-    --function "sp-reducer=$LMR_BIN_DIR/bootstrap,handler=reducer,memory=256,timeout=60,concurrency=4" \
-    --function "sp-coordinator=$LMR_BIN_DIR/bootstrap,handler=coordinator,memory=256,timeout=60,concurrency=2" \
-    > "$D/serve.out" 2> "$D/serve.err" &
-serve_pid=$!
-[ "$(serve_port "$D/serve.out")" = "$port" ] || { cat "$D/serve.err"; fail "lambdamr serve did not start"; finish; }
+serve_functions_start "$D" sp memory=256 concurrency=4 || { fail "lambdamr serve did not start"; finish; }
 
 out=s3://lmr-spec/out/
 t0=$(date +%s%N)

@@ -2,16 +2,21 @@
  * The multi-stage exchange's pieces without processes: the exchange plan (direct or merge, the
  * fan-in, the request formulas), the merge stage (G shuffle objects -> one object whose every
  * partition holds exactly the records a direct k-way merge of the sources gives, in the same
- * order; combined for a combining job), the commit records read in parallel, and a reducer's
- * frame list through the store (event -> frames_key -> the same frames).
+ * order; combined for a combining job), a merger whose sources open several at once (the same
+ * records as one after another), the step pool (every item once, at most `threads` at a time,
+ * the lowest failing item's error), the commit records read in parallel, and a reducer's frame
+ * list through the store (event -> frames_key -> the same frames).
  */
+#include <pthread.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -130,13 +135,17 @@ static void write_source(struct store_fixture *c, const char *key, uint32_t R, s
     free(recs);
 }
 
-/* Every record of a merge of srcs[0..n) (frame r of each): keys and values concatenated, in order. */
-static char *merged_text(struct store_fixture *c, const struct lmr_job_ops *ops, struct lmr_merge_source *srcs,
-                         size_t n, uint64_t *records)
+/*
+ * Every record of a merge of srcs[0..n) (frame r of each): keys and values concatenated, in order.
+ * The merger opens `opens` sources at once, each store reader capped at its share of 256 KiB.
+ */
+static char *merged_text_with(struct store_fixture *c, const struct lmr_job_ops *ops, struct lmr_merge_source *srcs,
+                              size_t n, uint64_t *records, unsigned opens)
 {
     struct lmr_err err;
     struct lmr_merger *m;
     assert_int_equal(lmr_merger_new(ops, n ? n : 1, &m, &err), LMR_OK);
+    lmr_merger_set_reading(m, &(struct lmr_merger_reading){.opens_in_flight = opens, .in_flight_bytes = 256 << 10});
     assert_int_equal(lmr_merger_open(m, c->store, srcs, n, &err), LMR_OK);
     size_t cap = 1 << 16, len = 0;
     char *out = malloc(cap);
@@ -183,6 +192,13 @@ static char *merged_text(struct store_fixture *c, const struct lmr_job_ops *ops,
     return out;
 }
 
+/* The same, one source opened after another. */
+static char *merged_text(struct store_fixture *c, const struct lmr_job_ops *ops, struct lmr_merge_source *srcs,
+                         size_t n, uint64_t *records)
+{
+    return merged_text_with(c, ops, srcs, n, records, 1);
+}
+
 static void merge_and_compare(struct store_fixture *c, const struct lmr_job_ops *ops)
 {
     enum { G = 7, R = 5 };
@@ -219,8 +235,13 @@ static void merge_and_compare(struct store_fixture *c, const struct lmr_job_ops 
             if (frames[i][r].size_bytes)
                 direct[n++] = (struct lmr_merge_source){keys[i], frames[i][r].offset, frames[i][r].size_bytes};
         }
-        uint64_t rd, rm;
+        uint64_t rd, rm, rp;
         char *want = merged_text(c, ops, direct, n, &rd);
+        /* Opening the sources 4 at once merges the same records in the same order. */
+        char *par = merged_text_with(c, ops, direct, n, &rp, 4);
+        assert_string_equal(par, want);
+        assert_int_equal(rp, rd);
+        free(par);
         struct lmr_merge_source merged = {"work/g-0.lmr", out[r].offset, out[r].size_bytes};
         char *got = merged_text(c, ops, &merged, out[r].size_bytes ? 1 : 0, &rm);
         assert_string_equal(got, want);
@@ -282,6 +303,54 @@ static void test_merge_stage_bad_frames(void **state)
     assert_non_null(strstr(err.msg, "work/a.lmr"));
     uint64_t size;
     assert_int_equal(lmr_store_head(c->store, "work/x.lmr", &size, &err), LMR_ERR_NOT_FOUND);
+}
+
+/* ---- the step pool ----------------------------------------------------------------------------------------------- */
+
+struct steps {
+    atomic_uint runs[200];
+    atomic_uint in_flight, peak;
+    size_t fail_a, fail_b; /* items that fail (SIZE_MAX: none) */
+};
+
+static enum lmr_result step(void *ctx, size_t i, struct lmr_err *err)
+{
+    struct steps *s = ctx;
+    unsigned now = atomic_fetch_add(&s->in_flight, 1) + 1, p = atomic_load(&s->peak);
+    while (now > p && !atomic_compare_exchange_weak(&s->peak, &p, now))
+        ;
+    atomic_fetch_add(&s->runs[i], 1);
+    usleep(500);
+    atomic_fetch_sub(&s->in_flight, 1);
+    if (i == s->fail_a || i == s->fail_b)
+        return lmr_fail(err, LMR_ERR_IO, "item %zu failed", i);
+    return LMR_OK;
+}
+
+static void test_parallel_steps(void **state)
+{
+    (void)state;
+    struct lmr_err err = {0};
+    static struct steps s;
+    memset(&s, 0, sizeof s);
+    s.fail_a = s.fail_b = SIZE_MAX;
+    assert_int_equal(lmr_shuffle_parallel(200, 8, step, &s, &err), LMR_OK);
+    for (size_t i = 0; i < 200; i++)
+        assert_int_equal(atomic_load(&s.runs[i]), 1);
+    assert_true(atomic_load(&s.peak) <= 8);
+    assert_true(atomic_load(&s.peak) >= 2);
+    /* One thread: in order, one at a time. */
+    memset(&s, 0, sizeof s);
+    s.fail_a = s.fail_b = SIZE_MAX;
+    assert_int_equal(lmr_shuffle_parallel(50, 1, step, &s, &err), LMR_OK);
+    assert_int_equal(atomic_load(&s.peak), 1);
+    /* Two failures: the lower item's error, whichever thread saw its failure first. */
+    memset(&s, 0, sizeof s);
+    s.fail_a = 9;
+    s.fail_b = 3;
+    assert_int_equal(lmr_shuffle_parallel(200, 8, step, &s, &err), LMR_ERR_IO);
+    assert_string_equal(err.msg, "item 3 failed");
+    assert_int_equal(lmr_shuffle_parallel(0, 8, step, &s, &err), LMR_OK);
 }
 
 /* ---- commit records in parallel -------------------------------------------------------------------------------- */
@@ -377,6 +446,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_merge_stage_plain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_merge_stage_combining, setup, teardown),
         cmocka_unit_test_setup_teardown(test_merge_stage_bad_frames, setup, teardown),
+        cmocka_unit_test(test_parallel_steps),
         cmocka_unit_test_setup_teardown(test_read_commits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_frames_key, setup, teardown),
     };

@@ -7,6 +7,11 @@
 #   port=$(serve_port "$work/serve.out")
 #   sigv4_proxy_start "http://127.0.0.1:$port" "$AWS_SECRET_ACCESS_KEY" "$work/checks" "$work/proxy"
 #   [ -n "$proxy_port" ] || ...     # proxy_pid is set at once (kill it on exit)
+#
+# A deployment's three functions (what --backend aws invokes), on a free port or behind the proxy:
+#
+#   serve_functions_start "$D" sp memory=256 concurrency=4 || { fail "lambdamr serve did not start"; finish; }
+#   sigv4_proxy_ahead "$D" && serve_functions_start "$D" wc memory=512 || ...
 
 SERVE_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
@@ -40,4 +45,41 @@ sigv4_proxy_ahead() {
     sigv4_proxy_start "http://127.0.0.1:$port" "$AWS_SECRET_ACCESS_KEY" "$work/checks" "$work/proxy"
     if [ -z "$proxy_port" ]; then cat "$work/proxy.err" >&2; return 1; fi
     export AWS_ENDPOINT_URL_LAMBDA="http://127.0.0.1:$proxy_port"
+}
+
+# serve_functions_start DIR PREFIX [memory=MB] [timeout=S] [concurrency=N] [coordinator_timeout=S]:
+# start `lambdamr serve` with the three functions a deployment has, PREFIX-mapper, PREFIX-reducer
+# and PREFIX-coordinator (build/bin/bootstrap with handler mapper, reducer and coordinator; each of
+# memory MB, default 256; the tasks' timeout S, default 60, and reserved concurrency N, default 4;
+# the coordinator's timeout coordinator_timeout, default the tasks', at concurrency 2). Logs in
+# DIR/logs, its output in DIR/serve.out and DIR/serve.err. It listens on $port when that is set
+# (sigv4_proxy_ahead chose it and pointed AWS_ENDPOINT_URL_LAMBDA at its proxy); otherwise on a
+# free port, with AWS_ENDPOINT_URL_LAMBDA exported at serve, so that the coordinator function
+# invokes the tasks there as it would invoke Lambda (export it before, the functions inherit it).
+# Sets serve_pid at once (kill it on exit) and port. Fails after printing serve's errors when it
+# did not announce itself on that port within 10 s.
+serve_functions_start() {
+    local dir=$1 prefix=$2 memory=256 timeout=60 concurrency=4 coordinator_timeout= kv
+    shift 2
+    for kv in "$@"; do
+        case $kv in
+        memory=* | timeout=* | concurrency=* | coordinator_timeout=*) local "$kv" ;;
+        *) echo "serve_functions_start: unknown setting '$kv'" >&2; return 2 ;;
+        esac
+    done
+    if [ -z "${port:-}" ]; then
+        port=$(free_port)
+        export AWS_ENDPOINT_URL_LAMBDA="http://127.0.0.1:$port"
+    fi
+    local fn="$LMR_BIN_DIR/bootstrap" task="memory=$memory,timeout=$timeout,concurrency=$concurrency"
+    "$LAMBDAMR" serve --port "$port" --log-dir "$dir/logs" \
+        --function "$prefix-mapper=$fn,handler=mapper,$task" \
+        --function "$prefix-reducer=$fn,handler=reducer,$task" \
+        --function "$prefix-coordinator=$fn,handler=coordinator,memory=$memory,timeout=${coordinator_timeout:-$timeout},concurrency=2" \
+        > "$dir/serve.out" 2> "$dir/serve.err" &
+    serve_pid=$!
+    if [ "$(serve_port "$dir/serve.out")" != "$port" ]; then
+        cat "$dir/serve.err" >&2
+        return 1
+    fi
 }

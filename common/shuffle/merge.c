@@ -164,6 +164,9 @@ static enum lmr_result open_all(struct lmr_merger *m, const struct lmr_merge_sou
                         m->max);
     struct opening o = {.m = m, .sources = sources, .streams = streams};
     o.ro.max_in_flight_bytes = lmr_merge_reader_share_bytes(m->reading.in_flight_bytes, n);
+    /* A frame is read whole and in order; under a cap its reader may ask for all of its share at
+       open (no slow start: the cap, not the slow start, keeps many readers small). */
+    o.ro.sequential = o.ro.max_in_flight_bytes != 0;
     memset(m->has, 0, n * sizeof *m->has);
     m->n = n; /* every reader that opens is closed by the next close, also after a failure */
     enum lmr_result rc = lmr_shuffle_parallel(n, m->reading.opens_in_flight, open_source, &o, err);

@@ -34,7 +34,8 @@ struct lmr_merger_reading {
     unsigned opens_in_flight;
     /* Optional: the bytes all sources' store readers together may have requested ahead of the merge
        (lmr_store_read_options.max_in_flight_bytes); each open source gets an equal share, at least
-       LMR_MERGE_READER_MIN_IN_FLIGHT_BYTES. 0 = no cap (the store's defaults). */
+       LMR_MERGE_READER_MIN_IN_FLIGHT_BYTES, and requests all of it at open (sequential). 0 = no
+       cap (the store's defaults: a slow start). */
     uint64_t in_flight_bytes;
 };
 

@@ -106,11 +106,11 @@ enum lmr_result lmr_merge_stage_run(const struct lmr_merge_stage_options *o, str
     if (!rc) {
         struct opening op = {.o = o, .st = st};
         op.ro.max_in_flight_bytes = lmr_merge_reader_share_bytes(o->read_ahead_bytes, n);
+        op.ro.sequential = op.ro.max_in_flight_bytes != 0; /* read whole and in order: all of the share at once */
         rc = lmr_shuffle_parallel(n, opens, open_source, &op, err);
     }
     if (!rc)
         rc = lmr_merger_new(o->ops, n ? n : 1, &m, err);
-
     if (!rc)
         rc = lmr_frame_writer_new(o->zstd_level, &fw, err);
     if (!rc)

@@ -55,9 +55,9 @@ enum lmr_result lmr_reducer_handle(void *user_data, const struct lmr_runtime_con
                  t.nframes, t.nframes == 1 ? "" : "s");
     if ((r = lmr_job_find(t.job.job_name, &ops, err)))
         goto done;
-    if (ops->setup) {
+    {
         char msg[512] = "";
-        if (ops->setup(&job_state, t.job.args, msg, sizeof msg)) {
+        if (lmr_job_setup(&ops, &job_state, t.job.args, msg, sizeof msg)) {
             r = lmr_fail(err, LMR_ERR_INVALID, "job '%s': %s", ops->name, msg);
             goto done;
         }

@@ -73,14 +73,20 @@ struct oracle {
     uint64_t count;
 };
 
-static void check_op(const char *op, const char *keyspec, size_t prefix)
+/* task: set up as a task is (lmr_job_setup: 8-byte accumulators unless avg), else with the job's setup. */
+static void check_op(const char *op, const char *keyspec, size_t prefix, bool task)
 {
     const struct lmr_job_ops *ops = &lmr_job_aggregate;
     void *state = NULL;
     char err[256] = "";
     struct lmr_job_args *args = make_args("delimiter", ",", "key", keyspec, "value", "3", "op", op, NULL);
-    assert_int_equal(ops->setup(&state, args, err, sizeof err), 0);
+    if (task)
+        assert_int_equal(lmr_job_setup(&ops, &state, args, err, sizeof err), 0);
+    else
+        assert_int_equal(ops->setup(&state, args, err, sizeof err), 0);
     lmr_job_args_destroy(args);
+    assert_string_equal(ops->name, "aggregate");
+    assert_int_equal(ops->value_size, task && strcmp(op, "avg") ? 8 : 16);
 
     /* Two mappers with their own tables, rows dealt alternately. */
     static struct table t[2];
@@ -133,7 +139,7 @@ static void check_op(const char *op, const char *keyspec, size_t prefix)
         for (int m = 0; m < 2; m++)
             for (size_t i = 0; i < t[m].n; i++)
                 if (!strcmp(t[m].keys[i], want[j].key))
-                    vals[nv++] = lmr_slice_make(t[m].accs[i], 16);
+                    vals[nv++] = lmr_slice_make(t[m].accs[i], ops->value_size);
         assert_true(nv >= 1);
         seen += nv;
         struct slice_values it = {.base.next = slice_values_next, .items = vals, .n = nv};
@@ -165,11 +171,13 @@ static void check_op(const char *op, const char *keyspec, size_t prefix)
 static void test_ops(void **unused)
 {
     const char *ops[] = {"sum", "count", "min", "max", "avg"};
-    for (int i = 0; i < 5; i++) {
-        check_op(ops[i], "1:8", 8);
-        check_op(ops[i], "1:4", 4);
+    for (int task = 0; task < 2; task++) {
+        for (int i = 0; i < 5; i++) {
+            check_op(ops[i], "1:8", 8, task);
+            check_op(ops[i], "1:4", 4, task);
+        }
+        check_op("sum", "1", 0, task);
     }
-    check_op("sum", "1", 0);
 }
 
 static void test_count_needs_no_value_and_strict(void **unused)

@@ -152,35 +152,24 @@ bool lmr_parse_number(struct lmr_slice s, double *out)
     bool neg = false;
     if (*p == '+' || *p == '-')
         neg = *p++ == '-';
+    /* All digits into mant: exact while there are at most 19 of them (< 10^19 < 2^64); with more it
+       wraps, and the slow path below decides. */
     uint64_t mant = 0;
-    int digits = 0, frac = 0, seen = 0;
-    while (p < end && *p >= '0' && *p <= '9') {
-        if (digits < 19) {
-            mant = mant * 10 + (uint64_t)(*p - '0');
-            if (mant)
-                digits++;
-        } else {
-            digits = 99; /* too many significant digits for the fast path */
-        }
-        p++, seen++;
-    }
+    const uint8_t *digits = p;
+    unsigned d;
+    while (p < end && (d = (unsigned)(*p - '0')) < 10)
+        mant = mant * 10 + d, p++;
+    size_t ndigits = (size_t)(p - digits), frac = 0;
     if (p < end && *p == '.') {
-        p++;
-        while (p < end && *p >= '0' && *p <= '9') {
-            if (digits < 19) {
-                mant = mant * 10 + (uint64_t)(*p - '0');
-                if (mant)
-                    digits++;
-                frac++;
-            } else {
-                digits = 99;
-            }
-            p++, seen++;
-        }
+        const uint8_t *f = ++p;
+        while (p < end && (d = (unsigned)(*p - '0')) < 10)
+            mant = mant * 10 + d, p++;
+        frac = (size_t)(p - f);
+        ndigits += frac;
     }
-    if (!seen)
+    if (!ndigits)
         return false;
-    if (p == end && digits <= 19 && mant <= (1ull << 53) && frac <= 22) {
+    if (p == end && ndigits <= 19 && mant <= (1ull << 53) && frac <= 22) {
         /* Clinger's fast path: both operands exact, so one correctly rounded division. */
         double v = (double)mant / pow10_exact[frac];
         *out = neg ? -v : v;

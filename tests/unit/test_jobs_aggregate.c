@@ -230,15 +230,20 @@ static void test_parse_number_matches_strtod(void **unused)
     srand(7);
     char buf[64];
     for (int i = 0; i < 200000; i++) {
-        int kind = rand() % 4;
+        int kind = rand() % 6;
         if (kind == 0)
             snprintf(buf, sizeof buf, "%d.%0*d", rand() % 100000, 1 + rand() % 9, rand() % 1000000000);
         else if (kind == 1)
             snprintf(buf, sizeof buf, "-%d", rand());
         else if (kind == 2)
             snprintf(buf, sizeof buf, "%.17g", (double)rand() / (double)(rand() + 1) * 1e3);
-        else
+        else if (kind == 3)
             snprintf(buf, sizeof buf, "%d%d%d.%de%d", rand(), rand(), rand(), rand() % 1000, rand() % 40 - 20);
+        else if (kind == 4) /* leading zeros, 17-22 digits in all: around the 19-digit exact limit */
+            snprintf(buf, sizeof buf, "%0*d.%0*d", 8 + rand() % 8, rand() % 100000, 9, rand() % 1000000000);
+        else /* 18-20 significant digits */
+            snprintf(buf, sizeof buf, "%d%09d.%0*d", 1 + rand() % 9, rand() % 1000000000, 8 + rand() % 3,
+                     rand() % 100000000);
         double got, want = strtod(buf, NULL);
         assert_true(lmr_parse_number(str_slice(buf), &got));
         if (got != want)

@@ -131,20 +131,20 @@ static int agg_map(void *state, struct lmr_slice record, struct lmr_emitter *out
 
 /*
  * A block of whole lines: the same emits as agg_map on each line (terminator and a "\r" before it
- * removed), splitting each line's fields and finding its end in one pass. With --strict the first
+ * removed), the block's separators found in one scan (lmr_fields_block_next). With --strict the first
  * malformed row fails the task.
  */
 static int agg_map_block(void *state, struct lmr_slice block, struct lmr_emitter *out,
                          struct lmr_job_counters *counters)
 {
     const struct agg_state *st = state;
-    const uint8_t *p = block.ptr, *end = block.ptr + block.len;
+    struct lmr_fields_block lines;
     struct lmr_slice f[LMR_FIELDS_MAX], line;
-    while (p < end) {
-        size_t n = lmr_fields_split_line(p, end, st->delim, f, st->max_field, &line, &p);
+    size_t n;
+    lmr_fields_block_init(&lines, block, st->delim);
+    while (lmr_fields_block_next(&lines, f, st->max_field, &n, &line))
         if (agg_map_fields(st, f, n, out, counters))
             return -1; /* --strict: the framework names the block's rows and the file */
-    }
     return 0;
 }
 

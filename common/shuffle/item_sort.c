@@ -8,6 +8,7 @@
 
 #define RADIX_MIN_ITEMS 64 /* fewer: the quicksort (the histograms would cost more than the sort) */
 #define INSERTION_MAX 16
+#define TIE_AHEAD 16 /* items between a tie's prefetch and its comparison */
 
 static inline int item_cmp(lmr_item_tie_fn tie, void *user, const struct lmr_combine_item *a,
                            const struct lmr_combine_item *b)
@@ -112,10 +113,16 @@ void lmr_item_sort(struct lmr_combine_item *items, size_t n, struct lmr_combine_
     radix_sort(items, n, scratch);
     if (!tie)
         return;
+    /* The entries of a tie are far apart in memory: a run's entries are prefetched TIE_AHEAD items ahead. */
     for (size_t i = 0; i < n;) {
         size_t j = i + 1;
         while (j < n && items[j].sortkey == items[i].sortkey)
             j++;
+        for (size_t k = i + TIE_AHEAD; k < j + TIE_AHEAD && k + 1 < n; k++)
+            if (items[k].sortkey == items[k + 1].sortkey) {
+                __builtin_prefetch(items[k].slot);
+                __builtin_prefetch(items[k + 1].slot);
+            }
         if (j - i > 1)
             quick_sort(tie, user, items + i, j - i);
         i = j;

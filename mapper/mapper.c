@@ -219,9 +219,9 @@ enum lmr_result lmr_mapper_handle(void *user_data, const struct lmr_runtime_cont
     }
     if ((r = lmr_job_find(t.job.job_name, &m.ops, err)))
         goto done;
-    if (m.ops->setup) {
+    {
         char msg[512] = "";
-        if (m.ops->setup(&m.job_state, t.job.args, msg, sizeof msg)) {
+        if (lmr_job_setup(&m.ops, &m.job_state, t.job.args, msg, sizeof msg)) {
             r = lmr_fail(err, LMR_ERR_INVALID, "job '%s': %s", m.ops->name, msg);
             goto done;
         }

@@ -40,11 +40,9 @@ enum lmr_result lmr_reducer_task_setup(struct lmr_reducer_task_env *env, const s
     enum lmr_result r = lmr_job_find(job->job_name, &env->ops, err);
     if (r)
         return r;
-    if (env->ops->setup) {
-        char msg[512] = "";
-        if (env->ops->setup(&env->job_state, job->args, msg, sizeof msg))
-            return lmr_fail(err, LMR_ERR_INVALID, "job '%s': %s", env->ops->name, msg);
-    }
+    char msg[512] = "";
+    if (lmr_job_setup(&env->ops, &env->job_state, job->args, msg, sizeof msg))
+        return lmr_fail(err, LMR_ERR_INVALID, "job '%s': %s", env->ops->name, msg);
     return lmr_store_set_get(&env->stores, job->work.root, &env->work, err);
 }
 

@@ -7,8 +7,11 @@
  *                   number are malformed, as for the other ops; absent, every row counts)
  *   --op sum        sum | count | min | max | avg
  *   --strict 1      a malformed row fails the task instead of being counted and skipped
- * Values are 16-byte accumulators {double x (sum, min or max), uint64 count}, combined at emit
- * time. Numbers are printed as the shortest decimal that parses back to the same double.
+ * Values are accumulators combined at emit time: 16 bytes {double x (sum, min or max), uint64
+ * count} as declared (lmr_job_aggregate.value_size), or 8 when the task was set up through
+ * lmr_job_setup and the op needs only one of them (sum, min, max: x; count: the count): every
+ * batch task does so, and the smaller slot halves the map side's table (Query 2). Numbers are
+ * printed as the shortest decimal that parses back to the same double.
  * A row is malformed when it has too few fields or its value is not a decimal number.
  */
 #include <stdlib.h>
@@ -26,6 +29,7 @@ struct agg_state {
     enum agg_op op;
     bool strict;
     uint32_t max_field;
+    bool narrow; /* 8-byte accumulators (lmr_job_aggregate_for_task): x alone, or the count for count */
 };
 
 struct agg_acc {
@@ -108,7 +112,12 @@ static int agg_map_fields(const struct agg_state *st, const struct lmr_slice *f,
     struct lmr_slice key = f[st->key_field - 1];
     if (st->key_prefix && key.len > st->key_prefix)
         key.len = st->key_prefix;
-    lmr_emit(out, key, lmr_slice_make(&acc, sizeof acc));
+    if (!st->narrow)
+        lmr_emit(out, key, lmr_slice_make(&acc, sizeof acc));
+    else if (st->op == AGG_COUNT)
+        lmr_emit(out, key, lmr_slice_make(&acc.count, sizeof acc.count));
+    else
+        lmr_emit(out, key, lmr_slice_make(&acc.x, sizeof acc.x));
     return 0;
 }
 
@@ -122,29 +131,50 @@ static int agg_map(void *state, struct lmr_slice record, struct lmr_emitter *out
 
 /*
  * A block of whole lines: the same emits as agg_map on each line (terminator and a "\r" before it
- * removed), splitting each line's fields and finding its end in one pass. With --strict the first
+ * removed), the block's separators found in one scan (lmr_fields_block_next). With --strict the first
  * malformed row fails the task.
  */
 static int agg_map_block(void *state, struct lmr_slice block, struct lmr_emitter *out,
                          struct lmr_job_counters *counters)
 {
     const struct agg_state *st = state;
-    const uint8_t *p = block.ptr, *end = block.ptr + block.len;
+    struct lmr_fields_block lines;
     struct lmr_slice f[LMR_FIELDS_MAX], line;
-    while (p < end) {
-        size_t n = lmr_fields_split_line(p, end, st->delim, f, st->max_field, &line, &p);
+    size_t n;
+    lmr_fields_block_init(&lines, block, st->delim);
+    while (lmr_fields_block_next(&lines, f, st->max_field, &n, &line))
         if (agg_map_fields(st, f, n, out, counters))
             return -1; /* --strict: the framework names the block's rows and the file */
-    }
     return 0;
+}
+
+/* An accumulator of st's size (16 or 8 bytes) as {x, count}; the half a narrow one lacks is 0. */
+static inline struct agg_acc acc_load(const struct agg_state *st, const uint8_t *p)
+{
+    struct agg_acc a = {0, 0};
+    if (!st->narrow)
+        memcpy(&a, p, sizeof a);
+    else if (st->op == AGG_COUNT)
+        memcpy(&a.count, p, sizeof a.count);
+    else
+        memcpy(&a.x, p, sizeof a.x);
+    return a;
+}
+
+static inline void acc_store(const struct agg_state *st, uint8_t *p, const struct agg_acc *a)
+{
+    if (!st->narrow)
+        memcpy(p, a, sizeof *a);
+    else if (st->op == AGG_COUNT)
+        memcpy(p, &a->count, sizeof a->count);
+    else
+        memcpy(p, &a->x, sizeof a->x);
 }
 
 static void agg_combine(void *state, uint8_t *acc_bytes, struct lmr_slice value)
 {
     const struct agg_state *st = state;
-    struct agg_acc a, v;
-    memcpy(&a, acc_bytes, sizeof a);
-    memcpy(&v, value.ptr, sizeof v);
+    struct agg_acc a = acc_load(st, acc_bytes), v = acc_load(st, value.ptr);
     switch (st->op) {
     case AGG_SUM:
     case AGG_AVG:
@@ -162,7 +192,7 @@ static void agg_combine(void *state, uint8_t *acc_bytes, struct lmr_slice value)
         break;
     }
     a.count += v.count;
-    memcpy(acc_bytes, &a, sizeof a);
+    acc_store(st, acc_bytes, &a);
 }
 
 static void agg_reduce(void *state, struct lmr_slice key, struct lmr_values *values, struct lmr_emitter *out)
@@ -170,20 +200,20 @@ static void agg_reduce(void *state, struct lmr_slice key, struct lmr_values *val
     const struct agg_state *st = state;
     struct lmr_slice v;
     uint8_t acc[sizeof(struct agg_acc)];
+    size_t size = st->narrow ? 8 : sizeof(struct agg_acc);
     bool first = true;
     while (lmr_values_next(values, &v)) {
-        if (v.len != sizeof acc)
+        if (v.len != size)
             continue;
         if (first)
-            memcpy(acc, v.ptr, sizeof acc);
+            memcpy(acc, v.ptr, size);
         else
             agg_combine(state, acc, v);
         first = false;
     }
     if (first)
         return;
-    struct agg_acc a;
-    memcpy(&a, acc, sizeof a);
+    struct agg_acc a = acc_load(st, acc);
     char text[40];
     size_t n;
     if (st->op == AGG_COUNT)
@@ -193,16 +223,24 @@ static void agg_reduce(void *state, struct lmr_slice key, struct lmr_values *val
     lmr_emit(out, key, lmr_slice_make(text, n));
 }
 
-const struct lmr_job_ops lmr_job_aggregate = {
-    .abi_version = LMR_JOB_ABI_VERSION,
-    .name = "aggregate",
-    .summary = "group delimited rows by a field (prefix) and sum|count|min|max|avg another (--key 1:8 --value 4 "
-               "--op sum)",
-    .setup = agg_setup,
-    .teardown = agg_teardown,
-    .map = agg_map,
-    .map_block = agg_map_block,
-    .value_size = sizeof(struct agg_acc),
-    .combine = agg_combine,
-    .reduce = agg_reduce,
-};
+#define AGG_OPS(VALUE_SIZE)                                                                                            \
+    {                                                                                                                  \
+        .abi_version = LMR_JOB_ABI_VERSION, .name = "aggregate",                                                       \
+        .summary = "group delimited rows by a field (prefix) and sum|count|min|max|avg another (--key 1:8 "            \
+                   "--value 4 --op sum)",                                                                              \
+        .setup = agg_setup, .teardown = agg_teardown, .map = agg_map, .map_block = agg_map_block,                      \
+        .value_size = (VALUE_SIZE), .combine = agg_combine, .reduce = agg_reduce,                                      \
+    }
+
+const struct lmr_job_ops lmr_job_aggregate = AGG_OPS(sizeof(struct agg_acc));
+/* The same job with 8-byte accumulators (a state narrowed by lmr_job_aggregate_for_task). */
+static const struct lmr_job_ops agg_narrow_ops = AGG_OPS(8);
+
+const struct lmr_job_ops *lmr_job_aggregate_for_task(void *state)
+{
+    struct agg_state *st = state;
+    if (!st || st->op == AGG_AVG)
+        return &lmr_job_aggregate;
+    st->narrow = true;
+    return &agg_narrow_ops;
+}

@@ -117,6 +117,17 @@ static enum lmr_result load_plugin(const char *name, const char *path, const str
     return LMR_OK;
 }
 
+int lmr_job_setup(const struct lmr_job_ops **ops, void **state, const struct lmr_job_args *args, char *errbuf,
+                  size_t errbuf_len)
+{
+    *state = NULL;
+    if ((*ops)->setup && (*ops)->setup(state, args, errbuf, errbuf_len))
+        return -1;
+    if (*ops == &lmr_job_aggregate)
+        *ops = lmr_job_aggregate_for_task(*state);
+    return 0;
+}
+
 enum lmr_result lmr_job_find(const char *name, const struct lmr_job_ops **out, struct lmr_err *err)
 {
     for (size_t i = 0; i < sizeof builtins / sizeof builtins[0]; i++) {

@@ -15,6 +15,16 @@
  * is refused (LMR_ERR_INVALID, naming both versions).
  */
 enum lmr_result lmr_job_find(const char *name, const struct lmr_job_ops **out, struct lmr_err *err);
+/**
+ * Set a task up: ops->setup(state, args) (state NULL when the job has no setup), then switch *ops
+ * to the variant of the job that this state runs with. A built-in may need a smaller accumulator
+ * for some arguments (aggregate's sum, min, max and count: 8 bytes instead of avg's 16), and
+ * narrows its state to match. Every task of a batch job (map, merge, reduce) is set up this
+ * way, so all of them agree on the value size; a plain ops->setup keeps the declared size.
+ * @return 0, or non-zero with a sentence in errbuf (the job's own).
+ */
+int lmr_job_setup(const struct lmr_job_ops **ops, void **state, const struct lmr_job_args *args, char *errbuf,
+                  size_t errbuf_len);
 /** Whether name names a plugin file (contains '/' or ends in ".so"). */
 bool lmr_job_is_plugin_name(const char *name);
 /** A plugin name's base: "dir/topk.so" -> "topk" (caller frees; NULL when out of memory). */
@@ -25,6 +35,8 @@ void lmr_job_list(FILE *f);
 /* The built-ins (common/job/<name>.c). */
 extern const struct lmr_job_ops lmr_job_wordcount;
 extern const struct lmr_job_ops lmr_job_scan, lmr_job_aggregate;
+/** aggregate's ops for a set-up state (see lmr_job_setup; narrows the state unless --op avg). */
+const struct lmr_job_ops *lmr_job_aggregate_for_task(void *state);
 extern const struct lmr_job_ops lmr_job_exec, lmr_job_exec_map; /* common/job/exec.c */
 extern const struct lmr_job_ops lmr_job_sort;                   /* common/job/sort.c */
 extern const struct lmr_job_ops lmr_job_join, lmr_job_join_map; /* common/job/join.c */

@@ -234,18 +234,18 @@ static int scan_map_fields(const struct scan_state *st, struct lmr_slice record,
 }
 
 /* A block of whole lines: the same emits as scan_map on each line (terminator and a "\r" before it
-   removed), each line's fields and end found in one pass. */
+   removed), the block's separators found in one scan (lmr_fields_block_next). */
 static int scan_map_block(void *state, struct lmr_slice block, struct lmr_emitter *out,
                           struct lmr_job_counters *counters)
 {
     const struct scan_state *st = state;
-    const uint8_t *p = block.ptr, *end = block.ptr + block.len;
+    struct lmr_fields_block lines;
     struct lmr_slice f[LMR_FIELDS_MAX], line;
-    while (p < end) {
-        size_t n = lmr_fields_split_line(p, end, st->delim, f, st->max_field, &line, &p);
+    size_t n;
+    lmr_fields_block_init(&lines, block, st->delim);
+    while (lmr_fields_block_next(&lines, f, st->max_field, &n, &line))
         if (scan_map_fields(st, line, f, n, out, counters))
             return -1; /* --strict: the framework names the block's rows and the file */
-    }
     return 0;
 }
 

@@ -21,6 +21,7 @@
 #include <xxhash.h>
 
 #include "shuffle/combine_table.h"
+#include "shuffle/item_sort.h"
 
 #define HUGE_BYTES ((size_t)2 << 20) /* allocations of this size or more get 2 MiB-aligned (THP) pages */
 #define MAX_CHUNK_BYTES (HUGE_BYTES - sizeof(struct chunk))
@@ -869,57 +870,15 @@ static int bytewise(struct lmr_slice a, struct lmr_slice b)
     return c ? c : (a.len > b.len) - (a.len < b.len);
 }
 
-static inline int item_cmp(int (*compare)(struct lmr_slice, struct lmr_slice), const struct lmr_combine_item *a,
-                           const struct lmr_combine_item *b)
-{
-    if (a->sortkey != b->sortkey)
-        return a->sortkey < b->sortkey ? -1 : 1;
-    return compare(slot_key(a->slot), slot_key(b->slot));
-}
+/* The order of two items with equal sort keys: the sort's compare on their keys. */
+struct tie_order {
+    int (*compare)(struct lmr_slice a, struct lmr_slice b);
+};
 
-/* Quicksort (median of three, the smaller part recursed into), insertion sort below 16 items. */
-static void sort_items(int (*compare)(struct lmr_slice, struct lmr_slice), struct lmr_combine_item *a, size_t n)
+static int slot_tie(void *user, const struct lmr_combine_item *a, const struct lmr_combine_item *b)
 {
-    while (n > 16) {
-        struct lmr_combine_item *x = &a[0], *y = &a[n / 2], *z = &a[n - 1], *m;
-        if (item_cmp(compare, x, y) < 0)
-            m = item_cmp(compare, y, z) < 0 ? y : (item_cmp(compare, x, z) < 0 ? z : x);
-        else
-            m = item_cmp(compare, x, z) < 0 ? x : (item_cmp(compare, y, z) < 0 ? z : y);
-        struct lmr_combine_item p = *m;
-        size_t i = (size_t)-1, j = n;
-        for (;;) {
-            do
-                i++;
-            while (item_cmp(compare, &a[i], &p) < 0);
-            do
-                j--;
-            while (item_cmp(compare, &a[j], &p) > 0);
-            if (i >= j)
-                break;
-            struct lmr_combine_item tmp = a[i];
-            a[i] = a[j];
-            a[j] = tmp;
-        }
-        size_t left = j + 1, right = n - left;
-        if (left < right) {
-            sort_items(compare, a, left);
-            a += left;
-            n = right;
-        } else {
-            sort_items(compare, a + left, right);
-            n = left;
-        }
-    }
-    for (size_t i = 1; i < n; i++) {
-        struct lmr_combine_item tmp = a[i];
-        size_t k = i;
-        while (k > 0 && item_cmp(compare, &tmp, &a[k - 1]) < 0) {
-            a[k] = a[k - 1];
-            k--;
-        }
-        a[k] = tmp;
-    }
+    const struct tie_order *o = user;
+    return o->compare(slot_key(a->slot), slot_key(b->slot));
 }
 
 /* The key's first 8 bytes, big-endian, zero padded. */
@@ -938,7 +897,8 @@ enum lmr_result lmr_combine_table_sorted(struct lmr_combine_table *t, const stru
     if (t->drained)
         return lmr_fail(err, LMR_ERR_INTERNAL, "The combining table was sorted in place and not cleared.");
     size_t count = t->count;
-    struct lmr_combine_item *it;
+    struct lmr_combine_item *it, *scratch = NULL;
+    void *scratch_heap = NULL;
     if (how->in_place) {
         /*
          * Compact the slots to the front of the slot array, then build the items in its back:
@@ -957,6 +917,11 @@ enum lmr_result lmr_combine_table_sorted(struct lmr_combine_table *t, const stru
         it = (struct lmr_combine_item *)(t->slots + t->cap * t->stride) - count;
         for (size_t i = 0; i < count; i++)
             it[i].slot = slot_at(t, i);
+        /* The radix sort's scratch goes between the slots and the items: at most half full with slots of at
+           least 32 bytes, count slots + 2 * count items fit in cap slots. */
+        scratch = (struct lmr_combine_item *)(t->slots + count * t->stride);
+        if (scratch + count > it)
+            scratch = NULL;
         t->drained = true;
         update_fast(t);
     } else {
@@ -969,6 +934,7 @@ enum lmr_result lmr_combine_table_sorted(struct lmr_combine_table *t, const stru
             if (load32(s))
                 it[j++].slot = s;
         }
+        scratch = scratch_heap = malloc((count ? count : 1) * sizeof *it); /* NULL: the comparison sort */
     }
     for (size_t i = 0; i < count; i++) {
         const uint8_t *s = it[i].slot;
@@ -977,7 +943,9 @@ enum lmr_result lmr_combine_table_sorted(struct lmr_combine_table *t, const stru
         else
             it[i].sortkey = prefix_sortkey(s);
     }
-    sort_items(how->compare ? how->compare : bytewise, it, count);
+    struct tie_order order = {how->compare ? how->compare : bytewise};
+    lmr_item_sort(it, count, scratch, slot_tie, &order);
+    free(scratch_heap);
     *items = it;
     *n = count;
     return LMR_OK;

@@ -11,10 +11,13 @@
  * is spilled too and freed, and the runs are merged with as many frame readers as the budget
  * allows (more runs than that: intermediate merge passes).
  *
- * Sorting. Entries are sorted through 16-byte items {sort key, entry pointer}. The sort key has
- * the partition in its top bits and, for the default key order, the key's first bytes
- * (big-endian, zero padded) below it, so most comparisons never touch the entries. A combining
- * job's partition is computed here, once per key and spill, not stored in the table.
+ * Sorting. Entries are sorted through 16-byte items {sort key, entry pointer} (shuffle/item_sort:
+ * a radix sort on the sort key, the entries compared only for ties). The sort key has the
+ * partition in its top bits and, for the default key order, the key's first bytes (big-endian,
+ * zero padded) below it, so most items never touch their entries. A combining job's partition is
+ * computed here, once per key and spill, not stored in the table; its sort runs in the table's
+ * memory (the scratch between the compacted slots and the items). A non-combining job's scratch is
+ * malloc'd when the budget has room for it (else the comparison sort).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +28,7 @@
 #include <xxhash.h>
 
 #include "shuffle/combine_table.h"
+#include "shuffle/item_sort.h"
 #include "shuffle/map_output.h"
 #include "shuffle/merge.h"
 
@@ -230,59 +234,11 @@ static inline uint64_t sort_key(const struct lmr_map_output *mo, uint32_t part, 
 
 /* ---- sorting ------------------------------------------------------------------------------------------------ */
 
-static inline int item_cmp(const struct lmr_map_output *mo, const struct lmr_combine_item *a,
-                           const struct lmr_combine_item *b)
+/* Equal sort keys imply the same partition: the job's key order decides. */
+static int entry_tie(void *user, const struct lmr_combine_item *a, const struct lmr_combine_item *b)
 {
-    if (a->sortkey != b->sortkey)
-        return a->sortkey < b->sortkey ? -1 : 1;
-    /* Equal sort keys imply the same partition. */
+    const struct lmr_map_output *mo = user;
     return lmr_shuffle_compare(mo->ops, e_key(mo, a->slot), e_key(mo, b->slot));
-}
-
-static void sort_items(const struct lmr_map_output *mo, struct lmr_combine_item *a, size_t n)
-{
-    while (n > 16) {
-        /* median of three as the pivot value */
-        struct lmr_combine_item *x = &a[0], *y = &a[n / 2], *z = &a[n - 1], *m;
-        if (item_cmp(mo, x, y) < 0)
-            m = item_cmp(mo, y, z) < 0 ? y : (item_cmp(mo, x, z) < 0 ? z : x);
-        else
-            m = item_cmp(mo, x, z) < 0 ? x : (item_cmp(mo, y, z) < 0 ? z : y);
-        struct lmr_combine_item p = *m;
-        size_t i = (size_t)-1, j = n;
-        for (;;) {
-            do
-                i++;
-            while (item_cmp(mo, &a[i], &p) < 0);
-            do
-                j--;
-            while (item_cmp(mo, &a[j], &p) > 0);
-            if (i >= j)
-                break;
-            struct lmr_combine_item t = a[i];
-            a[i] = a[j];
-            a[j] = t;
-        }
-        /* [0, j] and [j+1, n): recurse into the smaller part, loop on the larger */
-        size_t left = j + 1, right = n - left;
-        if (left < right) {
-            sort_items(mo, a, left);
-            a += left;
-            n = right;
-        } else {
-            sort_items(mo, a + left, right);
-            n = left;
-        }
-    }
-    for (size_t i = 1; i < n; i++) {
-        struct lmr_combine_item t = a[i];
-        size_t k = i;
-        while (k > 0 && item_cmp(mo, &t, &a[k - 1]) < 0) {
-            a[k] = a[k - 1];
-            k--;
-        }
-        a[k] = t;
-    }
 }
 
 static inline bool partition_of(struct lmr_map_output *mo, struct lmr_slice key, uint64_t h, uint32_t *part);
@@ -315,7 +271,13 @@ static enum lmr_result sort_buffered(struct lmr_map_output *mo, struct lmr_combi
         }
         return rc;
     }
-    sort_items(mo, mo->items, mo->count);
+    /* The radix sort's scratch when the budget has room for it, else the comparison sort. */
+    struct lmr_combine_item *scratch = NULL;
+    size_t scratch_bytes = mo->count * sizeof *scratch;
+    if (mo->count && table_bytes(mo) + scratch_bytes <= mo->table_limit && (scratch = malloc(scratch_bytes)))
+        note_peak(mo, scratch_bytes);
+    lmr_item_sort(mo->items, mo->count, scratch, entry_tie, mo);
+    free(scratch);
     *items = mo->items;
     *n = mo->count;
     return LMR_OK;

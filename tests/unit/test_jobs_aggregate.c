@@ -73,14 +73,20 @@ struct oracle {
     uint64_t count;
 };
 
-static void check_op(const char *op, const char *keyspec, size_t prefix)
+/* task: set up as a task is (lmr_job_setup: 8-byte accumulators unless avg), else with the job's setup. */
+static void check_op(const char *op, const char *keyspec, size_t prefix, bool task)
 {
     const struct lmr_job_ops *ops = &lmr_job_aggregate;
     void *state = NULL;
     char err[256] = "";
     struct lmr_job_args *args = make_args("delimiter", ",", "key", keyspec, "value", "3", "op", op, NULL);
-    assert_int_equal(ops->setup(&state, args, err, sizeof err), 0);
+    if (task)
+        assert_int_equal(lmr_job_setup(&ops, &state, args, err, sizeof err), 0);
+    else
+        assert_int_equal(ops->setup(&state, args, err, sizeof err), 0);
     lmr_job_args_destroy(args);
+    assert_string_equal(ops->name, "aggregate");
+    assert_int_equal(ops->value_size, task && strcmp(op, "avg") ? 8 : 16);
 
     /* Two mappers with their own tables, rows dealt alternately. */
     static struct table t[2];
@@ -133,7 +139,7 @@ static void check_op(const char *op, const char *keyspec, size_t prefix)
         for (int m = 0; m < 2; m++)
             for (size_t i = 0; i < t[m].n; i++)
                 if (!strcmp(t[m].keys[i], want[j].key))
-                    vals[nv++] = lmr_slice_make(t[m].accs[i], 16);
+                    vals[nv++] = lmr_slice_make(t[m].accs[i], ops->value_size);
         assert_true(nv >= 1);
         seen += nv;
         struct slice_values it = {.base.next = slice_values_next, .items = vals, .n = nv};
@@ -165,11 +171,13 @@ static void check_op(const char *op, const char *keyspec, size_t prefix)
 static void test_ops(void **unused)
 {
     const char *ops[] = {"sum", "count", "min", "max", "avg"};
-    for (int i = 0; i < 5; i++) {
-        check_op(ops[i], "1:8", 8);
-        check_op(ops[i], "1:4", 4);
+    for (int task = 0; task < 2; task++) {
+        for (int i = 0; i < 5; i++) {
+            check_op(ops[i], "1:8", 8, task);
+            check_op(ops[i], "1:4", 4, task);
+        }
+        check_op("sum", "1", 0, task);
     }
-    check_op("sum", "1", 0);
 }
 
 static void test_count_needs_no_value_and_strict(void **unused)
@@ -222,15 +230,20 @@ static void test_parse_number_matches_strtod(void **unused)
     srand(7);
     char buf[64];
     for (int i = 0; i < 200000; i++) {
-        int kind = rand() % 4;
+        int kind = rand() % 6;
         if (kind == 0)
             snprintf(buf, sizeof buf, "%d.%0*d", rand() % 100000, 1 + rand() % 9, rand() % 1000000000);
         else if (kind == 1)
             snprintf(buf, sizeof buf, "-%d", rand());
         else if (kind == 2)
             snprintf(buf, sizeof buf, "%.17g", (double)rand() / (double)(rand() + 1) * 1e3);
-        else
+        else if (kind == 3)
             snprintf(buf, sizeof buf, "%d%d%d.%de%d", rand(), rand(), rand(), rand() % 1000, rand() % 40 - 20);
+        else if (kind == 4) /* leading zeros, 17-22 digits in all: around the 19-digit exact limit */
+            snprintf(buf, sizeof buf, "%0*d.%0*d", 8 + rand() % 8, rand() % 100000, 9, rand() % 1000000000);
+        else /* 18-20 significant digits */
+            snprintf(buf, sizeof buf, "%d%09d.%0*d", 1 + rand() % 9, rand() % 1000000000, 8 + rand() % 3,
+                     rand() % 100000000);
         double got, want = strtod(buf, NULL);
         assert_true(lmr_parse_number(str_slice(buf), &got));
         if (got != want)
@@ -248,13 +261,14 @@ static void test_parse_number_matches_strtod(void **unused)
 
 /* The reference: the shortest of %.15g, %.16g, %.17g that reads back exactly. */
 /* lmr_fields_split_line over a block of random lines = lmr_fields_split of each line without its
-   terminator ("\n" or "\r\n"; the last line may have none), for every max. */
+   terminator ("\n" or "\r\n"; the last line may have none), for every max; and the block
+   iterator (lmr_fields_block_next) = lmr_fields_split_line, line by line. */
 static void test_split_line_matches_split(void **unused)
 {
     (void)unused;
     srand(7);
     static const char alphabet[] = "ab,,\r\t;xyz0123456789";
-    for (int round = 0; round < 300; round++) {
+    for (int round = 0; round < 3000; round++) {
         char block[4096];
         size_t len = 0, nlines = (size_t)(rand() % 12);
         size_t starts[16], lens[16];
@@ -275,11 +289,25 @@ static void test_split_line_matches_split(void **unused)
             if (term != 1 && n && block[starts[l] + n - 1] == '\r')
                 lens[l]--;
         }
+        /* the block iterator reads an exact copy (a sanitizer build catches reads past its end) */
+        uint8_t *exact = malloc(len ? len : 1);
+        assert_non_null(exact);
+        memcpy(exact, block, len);
         for (size_t max = 0; max <= 5; max++) {
             const uint8_t *p = (const uint8_t *)block, *end = p + len;
+            struct lmr_fields_block it;
+            lmr_fields_block_init(&it, lmr_slice_make(exact, len), ',');
             for (size_t l = 0; l < nlines && p < end; l++) {
-                struct lmr_slice got[8], want[8], rec;
-                size_t ng = lmr_fields_split_line(p, end, ',', got, max, &rec, &p);
+                struct lmr_slice got[8], want[8], rec, bf[8], brec;
+                size_t ng = lmr_fields_split_line(p, end, ',', got, max, &rec, &p), nb = 0;
+                assert_true(lmr_fields_block_next(&it, bf, max, &nb, &brec));
+                assert_int_equal(nb, ng);
+                assert_int_equal(brec.ptr - exact, rec.ptr - (const uint8_t *)block);
+                assert_int_equal(brec.len, rec.len);
+                for (size_t i = 0; i < ng; i++) {
+                    assert_int_equal(bf[i].ptr - exact, got[i].ptr - (const uint8_t *)block);
+                    assert_int_equal(bf[i].len, got[i].len);
+                }
                 struct lmr_slice line = {(const uint8_t *)block + starts[l], lens[l]};
                 assert_int_equal(rec.len, line.len);
                 assert_ptr_equal(rec.ptr, line.ptr);
@@ -291,7 +319,11 @@ static void test_split_line_matches_split(void **unused)
                 }
             }
             assert_ptr_equal(p, end);
+            struct lmr_slice bf[8], brec;
+            size_t nb;
+            assert_false(lmr_fields_block_next(&it, bf, max, &nb, &brec));
         }
+        free(exact);
     }
 }
 

@@ -16,6 +16,7 @@
 #include "store/store.h"
 #include "stream/event.h"
 #include "stream/json_scan.h"
+#include "stream/kpl.h"
 #include "stream/state.h"
 #include "stream/window_output.h"
 #include "util/log.h"
@@ -565,6 +566,21 @@ static void append_store_figures(struct lmr_buf *response, const struct store_sn
         lmr_buf_append(response, "}", 1); /* no room: the response stays as it was */
 }
 
+/* The test hook LMR_STREAM_FAIL_MATCH: does the record (any of its user records) contain needle? */
+static bool record_matches(const struct lmr_stream_parsed_record *rec, const struct lmr_kpl_reader *agg,
+                           const char *needle)
+{
+    size_t n = strlen(needle);
+    if (!agg)
+        return memmem(rec->data, rec->len, needle, n) != NULL;
+    struct lmr_kpl_reader rd = *agg;
+    struct lmr_kpl_user_record u;
+    while (lmr_kpl_next(&rd, &u))
+        if (memmem(u.data, u.len, needle, n))
+            return true;
+    return false;
+}
+
 enum lmr_result lmr_stream_handler(void *user_data, const struct lmr_runtime_context *ctx, const char *event,
                                    size_t event_len, struct lmr_buf *response, struct lmr_err *err)
 {
@@ -633,12 +649,24 @@ enum lmr_result lmr_stream_handler(void *user_data, const struct lmr_runtime_con
                     LMR_STREAM_SEQ_MAX + sizeof ",\"n\":\"\"" + 20;
     for (size_t i = 0; i < ev.n_records; i++) {
         const struct lmr_stream_parsed_record *rec = &ev.records[i];
-        if (cfg->fail_match && memmem(rec->data, rec->len, cfg->fail_match, strlen(cfg->fail_match))) {
+        /* An aggregated record (KPL format: lambdamr's local sources, KPL producers) is its user
+           records, taken or failed as a whole: its sequence number is the only one the mapping knows. */
+        struct lmr_kpl_reader agg;
+        bool aggregated = lmr_kpl_open(rec->data, rec->len, &agg);
+        size_t users = aggregated ? agg.n_records : 1;
+        if (cfg->fail_match && record_matches(rec, aggregated ? &agg : NULL, cfg->fail_match)) {
             failed = rec->sequence_number;
             break;
         }
         lmr_stream_state_begin(st);
-        int rc = map_record(cfg, &em, rec->data, rec->len, &counters);
+        int rc = 0;
+        if (aggregated) {
+            struct lmr_kpl_user_record u;
+            while (!rc && !em.r && lmr_kpl_next(&agg, &u))
+                rc = map_record(cfg, &em, u.data, u.len, &counters);
+        } else {
+            rc = map_record(cfg, &em, rec->data, rec->len, &counters);
+        }
         if (em.r) {
             lmr_stream_state_rollback(st);
             r = lmr_fail(err, em.r,
@@ -649,7 +677,7 @@ enum lmr_result lmr_stream_handler(void *user_data, const struct lmr_runtime_con
             goto done;
         }
         if (rc) {
-            /* The map rejected this record: report it, keep what came before. */
+            /* The map rejected this record (or one of its user records): report it, keep what came before. */
             lmr_stream_state_rollback(st);
             failed = rec->sequence_number;
             break;
@@ -657,13 +685,15 @@ enum lmr_result lmr_stream_handler(void *user_data, const struct lmr_runtime_con
         if (bound0 + lmr_base64_len(lmr_stream_state_packed_bytes(st)) > max_state &&
             lmr_stream_state_encoded_bytes(st) > max_state) {
             lmr_stream_state_rollback(st);
-            if (!lmr_stream_state_count(st)) {
+            if (!lmr_stream_state_count(st) && users <= 1) {
                 r = lmr_fail(err, LMR_ERR_TOO_LARGE,
                              "record %s alone makes a window state larger than %zu bytes; it cannot be processed",
                              rec->sequence_number, max_state);
                 goto done;
             }
-            /* Terminate the window early: return what fits, the rest comes back with a fresh state. */
+            /* Terminate the window early: return what fits, the rest comes back with a fresh state. (An
+               aggregated record that alone overflows an empty state is answered so too: lambdamr's poller
+               then packs fewer lines into each.) */
             full = true;
             failed = rec->sequence_number;
             break;
@@ -671,7 +701,7 @@ enum lmr_result lmr_stream_handler(void *user_data, const struct lmr_runtime_con
         lmr_stream_state_commit(st);
         if (!meta->first[0])
             snprintf(meta->first, sizeof meta->first, "%s", rec->sequence_number);
-        meta->records++;
+        meta->records += users;
     }
     if (ev.is_final_invoke && !failed) {
         /* The window's state is done: it becomes this shard's part of the window output. */

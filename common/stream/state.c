@@ -395,9 +395,9 @@ enum lmr_result lmr_stream_state_merge(struct lmr_stream_state *st, const struct
     return r;
 }
 
-void lmr_stream_state_peek_ref(const char *json_text, size_t len, char *out, size_t cap)
+void lmr_stream_state_controls(const char *json_text, size_t len, struct lmr_stream_state_controls *c)
 {
-    out[0] = '\0';
+    memset(c, 0, sizeof *c);
     if (!json_text || !len)
         return;
     struct lmr_json_scan s;
@@ -408,16 +408,35 @@ void lmr_stream_state_peek_ref(const char *json_text, size_t len, char *out, siz
     const char *key, *raw;
     size_t klen, rlen;
     while (lmr_json_scan_member(&s, &first, &key, &klen)) {
-        if (LMR_JSON_KEY_IS(key, klen, "ref") && lmr_json_scan_peek(&s) == '"') {
-            bool esc = false;
-            if (lmr_json_scan_string(&s, &raw, &rlen, &esc) && !esc && rlen < cap && rlen <= LMR_STREAM_REF_MAX &&
-                meta_token_ok(raw, rlen))
-                snprintf(out, cap, "%.*s", (int)rlen, raw);
+        bool esc = false;
+        if (LMR_JSON_KEY_IS(key, klen, "kv"))
+            c->has_kv = true;
+        if ((LMR_JSON_KEY_IS(key, klen, "ref") || LMR_JSON_KEY_IS(key, klen, "byref")) &&
+            lmr_json_scan_peek(&s) == '"') {
+            if (!lmr_json_scan_string(&s, &raw, &rlen, &esc))
+                return;
+            if (esc || !meta_token_ok(raw, rlen))
+                continue;
+            if (klen == 3 && rlen <= LMR_STREAM_REF_MAX)
+                snprintf(c->ref, sizeof c->ref, "%.*s", (int)rlen, raw);
+            else if (klen == 5)
+                c->mode = rlen == 4 && !memcmp(raw, "snap", 4) ? LMR_STREAM_STATE_SNAPSHOT : LMR_STREAM_STATE_BY_REF;
+        } else if (!lmr_json_scan_skip(&s)) {
             return;
         }
-        if (!lmr_json_scan_skip(&s))
-            return;
     }
+}
+
+enum lmr_result lmr_stream_state_encode_ref(const struct lmr_stream_state *st, bool full, struct lmr_buf *out)
+{
+    char meta[400];
+    meta_bytes(&st->meta, meta, sizeof meta);
+    enum lmr_result r = lmr_buf_append_str(out, "{\"lmr\":\"1\"");
+    if (!r)
+        r = lmr_buf_append_str(out, meta);
+    if (!r)
+        r = lmr_buf_append_str(out, full ? ",\"full\":\"1\"}" : "}");
+    return r;
 }
 
 enum lmr_result lmr_stream_state_merge_text(struct lmr_stream_state *st, const struct lmr_job_ops *job, void *job_state,

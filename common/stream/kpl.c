@@ -129,6 +129,18 @@ static bool read_record(const uint8_t *p, const uint8_t *end, struct lmr_kpl_use
     bool have_pk = false, have_data = false;
     size_t tags = 0;
     memset(u, 0, sizeof *u);
+    /* The layout the KPL and lambdamr's writer produce: a one-byte partition_key_index, then the
+       data, nothing else (this is the per-line hot path). Anything else takes the general loop. */
+    if (end - p >= 4 && p[0] == 0x08 && p[1] < 0x80 && p[2] == 0x1a) {
+        const uint8_t *q = p + 3;
+        uint64_t n;
+        if (get_varint(&q, end, &n) && n == (uint64_t)(end - q)) {
+            u->partition_key_index = p[1];
+            u->data = q;
+            u->len = (size_t)n;
+            return true;
+        }
+    }
     while (p < end) {
         uint32_t f;
         unsigned wt;

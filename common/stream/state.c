@@ -116,6 +116,23 @@ size_t lmr_stream_state_count(const struct lmr_stream_state *st)
     return lmr_combine_table_count(st->table);
 }
 
+/* memcpy for the short keys and 8-byte accumulators of the hot path, without a call. */
+static inline void copy_short(uint8_t *dst, const uint8_t *src, size_t n)
+{
+    if (n >= 8 && n <= 16) {
+        memcpy(dst, src, 8);
+        memcpy(dst + n - 8, src + n - 8, 8);
+    } else if (n >= 4 && n < 8) {
+        memcpy(dst, src, 4);
+        memcpy(dst + n - 4, src + n - 4, 4);
+    } else if (n < 4) {
+        for (size_t i = 0; i < n; i++)
+            dst[i] = src[i];
+    } else {
+        memcpy(dst, src, n);
+    }
+}
+
 /* Log what undoes a change of key (old: its accumulator before, NULL for an insert). */
 static enum lmr_result log_undo(struct lmr_stream_state *st, struct lmr_slice key, const uint8_t *old)
 {
@@ -131,11 +148,10 @@ static enum lmr_result log_undo(struct lmr_stream_state *st, struct lmr_slice ke
         st->undo_cap = cap;
     }
     uint8_t *p = st->undo + st->undo_len;
-    if (key.len)
-        memcpy(p, key.ptr, key.len);
+    copy_short(p, key.ptr, key.len);
     p += key.len;
     if (old) {
-        memcpy(p, old, st->value_size);
+        copy_short(p, old, st->value_size);
         p += st->value_size;
     }
     uint32_t kl = (uint32_t)key.len, inserted = old ? 0 : 1;
@@ -163,7 +179,7 @@ enum lmr_result lmr_stream_state_add(struct lmr_stream_state *st, const struct l
         return LMR_ERR_NOMEM;
     }
     if (inserted) {
-        memcpy(acc, value.ptr, st->value_size);
+        copy_short(acc, value.ptr, st->value_size);
         st->packed_bytes += varint_len(key.len) + key.len + st->value_size;
     } else {
         job->combine(job_state, acc, value);

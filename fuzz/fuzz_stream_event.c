@@ -1,7 +1,8 @@
 /*
  * The Kinesis/Lambda stream event and the stream function's response (common/stream/event.c),
  * both read with the in-place scanner. Whatever parses must also be JSON to jansson, and the
- * records found must be those jansson sees when "Records" appears once.
+ * records found must be those jansson sees when "Records" appears once. Each record's data goes
+ * through the KPL deaggregator as the stream function reads it (fuzz_kpl.c fuzzes it deeper).
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -9,6 +10,7 @@
 #include <string.h>
 
 #include "stream/event.h"
+#include "stream/kpl.h"
 
 static void must_be_json(const uint8_t *data, size_t size, const char *what)
 {
@@ -32,6 +34,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             /* Every decoded piece lies in the arena and is NUL-terminated where it is a string. */
             if (strlen(r->sequence_number) > size || strlen(r->partition_key) > size || r->len > size)
                 abort();
+            struct lmr_kpl_reader rd;
+            if (lmr_kpl_open(r->data, r->len, &rd)) {
+                struct lmr_kpl_user_record u;
+                size_t n = 0;
+                while (lmr_kpl_next(&rd, &u)) {
+                    if (u.data < r->data || u.data + u.len > r->data + r->len)
+                        abort();
+                    n++;
+                }
+                if (n != rd.n_records)
+                    abort();
+            }
         }
         if (ev.state_text &&
             (ev.state_text < (const char *)data || ev.state_text + ev.state_len > (const char *)data + size))

@@ -5,8 +5,9 @@ set -euo pipefail
 PKGS=(build-essential cmake pkg-config libcurl4-openssl-dev libssl-dev libzstd-dev zstd libmsgpack-dev
       libjansson-dev libexpat1-dev libmicrohttpd-dev libxxhash-dev libcmocka-dev zlib1g-dev curl
       g++ libdouble-conversion-dev libzip-dev busybox-static unzip)
-# Test-only: headless Chromium for the HTML report test; clang and its libFuzzer runtime for fuzz/.
-TEST_PKGS=(chromium clang-14 libclang-rt-14-dev)
+# Test-only: headless Chromium for the HTML report test; clang and its libFuzzer runtime for fuzz/;
+# python3-protobuf to regenerate tests/unit/kpl_vectors.h (tests/unit/gen_kpl_vectors.py).
+TEST_PKGS=(chromium clang-14 libclang-rt-14-dev python3-protobuf)
 if [ "${1:-}" = "--test" ]; then
     PKGS+=("${TEST_PKGS[@]}")
 fi

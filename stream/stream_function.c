@@ -16,6 +16,7 @@
 #include "store/store.h"
 #include "stream/event.h"
 #include "stream/json_scan.h"
+#include "stream/kpl.h"
 #include "stream/state.h"
 #include "stream/window_output.h"
 #include "util/log.h"
@@ -447,86 +448,6 @@ static void kept_put(struct lmr_stream_state *st, size_t value_size)
     lmr_stream_state_destroy(evict);
 }
 
-/*
- * What lambdamr's own poller asks of the state (never set by AWS's event source mapping, which
- * hands back the state the function returned, and the function never writes these):
- *   "byref":"1"     answer with the state by reference only: its meta strings and "ref", no "kv"
- *                   (the poller keeps the records since its last full copy, and rebuilds the state
- *                   from them when this environment no longer holds it: the "lost" answer);
- *   "byref":"snap"  answer with the whole state (the poller's next full copy).
- */
-enum state_mode { STATE_BY_VALUE, STATE_BY_REF, STATE_SNAPSHOT };
-
-struct state_controls {
-    char ref[LMR_STREAM_REF_MAX + 1]; /* "" when absent */
-    enum state_mode mode;
-    bool has_kv;
-};
-
-static bool token_ok(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-' || c == '_' ||
-              c == '.'))
-            return false;
-    }
-    return true;
-}
-
-/* Read the state object's control members without decoding its entries. */
-static void state_controls(const char *text, size_t len, struct state_controls *c)
-{
-    memset(c, 0, sizeof *c);
-    if (!text || !len)
-        return;
-    struct lmr_json_scan s;
-    lmr_json_scan_init(&s, text, len);
-    if (!lmr_json_scan_expect(&s, '{'))
-        return;
-    bool first = true;
-    const char *key, *raw;
-    size_t klen, rlen;
-    while (lmr_json_scan_member(&s, &first, &key, &klen)) {
-        bool esc = false;
-        if (LMR_JSON_KEY_IS(key, klen, "kv"))
-            c->has_kv = true;
-        if ((LMR_JSON_KEY_IS(key, klen, "ref") || LMR_JSON_KEY_IS(key, klen, "byref")) &&
-            lmr_json_scan_peek(&s) == '"') {
-            if (!lmr_json_scan_string(&s, &raw, &rlen, &esc))
-                return;
-            if (esc || !token_ok(raw, rlen))
-                continue;
-            if (klen == 3 && rlen <= LMR_STREAM_REF_MAX)
-                snprintf(c->ref, sizeof c->ref, "%.*s", (int)rlen, raw);
-            else if (klen == 5)
-                c->mode = rlen == 4 && !memcmp(raw, "snap", 4) ? STATE_SNAPSHOT : STATE_BY_REF;
-        } else if (!lmr_json_scan_skip(&s)) {
-            return;
-        }
-    }
-}
-
-/* The state by reference: {"lmr":"1", its meta strings (with "ref")[, "full":"1"]}, no entries. */
-static enum lmr_result encode_by_ref(struct lmr_stream_state *st, bool full, struct lmr_buf *out)
-{
-    const struct lmr_stream_state_meta *m = lmr_stream_state_meta(st);
-    enum lmr_result r = lmr_buf_append_str(out, "{\"lmr\":\"1\"");
-    if (!r && m->lanes > 1)
-        r = lmr_buf_printf(out, ",\"lane\":\"%u\",\"lanes\":\"%u\"", m->lane, m->lanes);
-    if (!r && m->run[0])
-        r = lmr_buf_printf(out, ",\"run\":\"%s\"", m->run);
-    if (!r && m->first[0])
-        r = lmr_buf_printf(out, ",\"first\":\"%s\"", m->first);
-    if (!r && m->records)
-        r = lmr_buf_printf(out, ",\"n\":\"%" PRIu64 "\"", m->records);
-    if (!r && m->ref[0])
-        r = lmr_buf_printf(out, ",\"ref\":\"%s\"", m->ref);
-    if (!r)
-        r = lmr_buf_append_str(out, full ? ",\"full\":\"1\"}" : "}");
-    return r;
-}
-
 /* The store figures of one invocation: a snapshot of the output store's counters. */
 struct store_snap {
     uint64_t get, put, list, head, del, bytes_read, bytes_written, retries;
@@ -565,6 +486,21 @@ static void append_store_figures(struct lmr_buf *response, const struct store_sn
         lmr_buf_append(response, "}", 1); /* no room: the response stays as it was */
 }
 
+/* The test hook LMR_STREAM_FAIL_MATCH: does the record (any of its user records) contain needle? */
+static bool record_matches(const struct lmr_stream_parsed_record *rec, const struct lmr_kpl_reader *agg,
+                           const char *needle)
+{
+    size_t n = strlen(needle);
+    if (!agg)
+        return memmem(rec->data, rec->len, needle, n) != NULL;
+    struct lmr_kpl_reader rd = *agg;
+    struct lmr_kpl_user_record u;
+    while (lmr_kpl_next(&rd, &u))
+        if (memmem(u.data, u.len, needle, n))
+            return true;
+    return false;
+}
+
 enum lmr_result lmr_stream_handler(void *user_data, const struct lmr_runtime_context *ctx, const char *event,
                                    size_t event_len, struct lmr_buf *response, struct lmr_err *err)
 {
@@ -598,8 +534,8 @@ enum lmr_result lmr_stream_handler(void *user_data, const struct lmr_runtime_con
         if (__atomic_add_fetch(&calls, 1, __ATOMIC_RELAXED) % cfg->forget_every == 0)
             kept_forget_all();
     }
-    struct state_controls ctl;
-    state_controls(ev.state_text, ev.state_len, &ctl);
+    struct lmr_stream_state_controls ctl;
+    lmr_stream_state_controls(ev.state_text, ev.state_len, &ctl);
     if (!ctl.ref[0] || !(st = kept_take(ctl.ref, cfg->job->value_size))) {
         if (ctl.ref[0] && !ctl.has_kv) {
             /* A state by reference (a whole state always has "kv") that this environment does not hold
@@ -633,12 +569,24 @@ enum lmr_result lmr_stream_handler(void *user_data, const struct lmr_runtime_con
                     LMR_STREAM_SEQ_MAX + sizeof ",\"n\":\"\"" + 20;
     for (size_t i = 0; i < ev.n_records; i++) {
         const struct lmr_stream_parsed_record *rec = &ev.records[i];
-        if (cfg->fail_match && memmem(rec->data, rec->len, cfg->fail_match, strlen(cfg->fail_match))) {
+        /* An aggregated record (KPL format: lambdamr's local sources, KPL producers) is its user
+           records, taken or failed as a whole: its sequence number is the only one the mapping knows. */
+        struct lmr_kpl_reader agg;
+        bool aggregated = lmr_kpl_open(rec->data, rec->len, &agg);
+        size_t users = aggregated ? agg.n_records : 1;
+        if (cfg->fail_match && record_matches(rec, aggregated ? &agg : NULL, cfg->fail_match)) {
             failed = rec->sequence_number;
             break;
         }
         lmr_stream_state_begin(st);
-        int rc = map_record(cfg, &em, rec->data, rec->len, &counters);
+        int rc = 0;
+        if (aggregated) {
+            struct lmr_kpl_user_record u;
+            while (!rc && !em.r && lmr_kpl_next(&agg, &u))
+                rc = map_record(cfg, &em, u.data, u.len, &counters);
+        } else {
+            rc = map_record(cfg, &em, rec->data, rec->len, &counters);
+        }
         if (em.r) {
             lmr_stream_state_rollback(st);
             r = lmr_fail(err, em.r,
@@ -649,7 +597,7 @@ enum lmr_result lmr_stream_handler(void *user_data, const struct lmr_runtime_con
             goto done;
         }
         if (rc) {
-            /* The map rejected this record: report it, keep what came before. */
+            /* The map rejected this record (or one of its user records): report it, keep what came before. */
             lmr_stream_state_rollback(st);
             failed = rec->sequence_number;
             break;
@@ -657,13 +605,15 @@ enum lmr_result lmr_stream_handler(void *user_data, const struct lmr_runtime_con
         if (bound0 + lmr_base64_len(lmr_stream_state_packed_bytes(st)) > max_state &&
             lmr_stream_state_encoded_bytes(st) > max_state) {
             lmr_stream_state_rollback(st);
-            if (!lmr_stream_state_count(st)) {
+            if (!lmr_stream_state_count(st) && users <= 1) {
                 r = lmr_fail(err, LMR_ERR_TOO_LARGE,
                              "record %s alone makes a window state larger than %zu bytes; it cannot be processed",
                              rec->sequence_number, max_state);
                 goto done;
             }
-            /* Terminate the window early: return what fits, the rest comes back with a fresh state. */
+            /* Terminate the window early: return what fits, the rest comes back with a fresh state. (An
+               aggregated record that alone overflows an empty state is answered so too: lambdamr's poller
+               then packs fewer lines into each.) */
             full = true;
             failed = rec->sequence_number;
             break;
@@ -671,7 +621,7 @@ enum lmr_result lmr_stream_handler(void *user_data, const struct lmr_runtime_con
         lmr_stream_state_commit(st);
         if (!meta->first[0])
             snprintf(meta->first, sizeof meta->first, "%s", rec->sequence_number);
-        meta->records++;
+        meta->records += users;
     }
     if (ev.is_final_invoke && !failed) {
         /* The window's state is done: it becomes this shard's part of the window output. */
@@ -681,8 +631,8 @@ enum lmr_result lmr_stream_handler(void *user_data, const struct lmr_runtime_con
     }
     struct lmr_buf state_json;
     lmr_buf_init(&state_json, max_state + 64 + LMR_STREAM_REF_MAX + 16);
-    r = ctl.mode == STATE_BY_REF ? encode_by_ref(st, full, &state_json)
-                                 : lmr_stream_state_encode(st, full, &state_json);
+    r = ctl.mode == LMR_STREAM_STATE_BY_REF ? lmr_stream_state_encode_ref(st, full, &state_json)
+                                            : lmr_stream_state_encode(st, full, &state_json);
     if (!r)
         r = lmr_stream_response_build(response, state_json.data, failed ? &failed : NULL, failed ? 1 : 0, err);
     else

@@ -1,5 +1,6 @@
 #include "stream/event.h"
 #include "stream/json_scan.h"
+#include "stream/kpl.h"
 #include "util/base64.h"
 
 #include <errno.h>
@@ -300,6 +301,91 @@ static enum lmr_result append_state(struct lmr_buf *out, const char *state, cons
     return r;
 }
 
+/* What every record of one event shares (see lmr_stream_event_build). */
+struct rec_writer {
+    const struct lmr_buf *mid, *tail;
+    char ts[32];
+    size_t ts_len;
+    uint64_t ts_ms;
+    size_t n; /* records written */
+};
+
+/* One JSON record: rec's partition key, sequence number and time, with data[0..len) as its data. */
+static enum lmr_result write_record(struct lmr_buf *out, struct rec_writer *w, const struct lmr_stream_record *rec,
+                                    const void *data, size_t len)
+{
+    const char *pk = rec->partition_key ? rec->partition_key : "";
+    size_t pk_len = strlen(pk), seq_len = strlen(rec->sequence_number);
+    bool pk_plain = json_plain(pk, pk_len);
+    size_t need = 1 + sizeof REC_A - 1 + (pk_plain ? pk_len + 2 : json_str_bytes(pk)) + sizeof REC_B - 1 + seq_len +
+                  sizeof REC_C - 1 + lmr_base64_len(len) + 1 + sizeof REC_D - 1 + 24 + w->mid->len + seq_len +
+                  w->tail->len;
+    enum lmr_result r = lmr_buf_reserve(out, need);
+    if (r)
+        return r;
+    char *o = out->data + out->len;
+    if (w->n++)
+        *o++ = ',';
+    o = put(o, REC_A, sizeof REC_A - 1);
+    if (pk_plain) {
+        *o++ = '"';
+        o = put(o, pk, pk_len);
+        *o++ = '"';
+    } else {
+        o = json_str_write(o, pk);
+    }
+    o = put(o, REC_B, sizeof REC_B - 1);
+    o = put(o, rec->sequence_number, seq_len);
+    o = put(o, REC_C, sizeof REC_C - 1);
+    o = base64_write(o, data, len);
+    o = put(o, REC_D, sizeof REC_D - 1);
+    if (rec->arrival_ms != w->ts_ms || !w->ts_len) { /* records read together share their time */
+        w->ts_ms = rec->arrival_ms;
+        w->ts_len = (size_t)format_ts(w->ts, w->ts_ms);
+    }
+    o = put(o, w->ts, w->ts_len);
+    o = put(o, w->mid->data, w->mid->len);
+    o = put(o, rec->sequence_number, seq_len);
+    o = put(o, w->tail->data, w->tail->len);
+    out->len = (size_t)(o - out->data);
+    out->data[out->len] = '\0';
+    return LMR_OK;
+}
+
+enum lmr_stream_agg_place lmr_stream_agg_place(struct lmr_stream_agg_cursor *c, size_t agg_records_max,
+                                               const struct lmr_stream_record *r)
+{
+    size_t ub = lmr_kpl_user_record_bytes(r->len);
+    if (c->n && (!agg_records_max || c->n < agg_records_max) &&
+        c->bytes + ub + c->pk_len <= LMR_STREAM_RECORD_MAX_BYTES) {
+        c->bytes += ub;
+        c->n++;
+        return LMR_STREAM_AGG_JOIN;
+    }
+    size_t pk_len = r->partition_key ? strlen(r->partition_key) : 0, fixed = lmr_kpl_fixed_bytes(pk_len);
+    if (fixed + ub + pk_len > LMR_STREAM_RECORD_MAX_BYTES) {
+        c->bytes = c->n = 0; /* too long to aggregate: a plain record, and the next one starts afresh */
+        return LMR_STREAM_AGG_ALONE;
+    }
+    c->bytes = fixed + ub;
+    c->n = 1;
+    c->pk_len = pk_len;
+    return LMR_STREAM_AGG_START;
+}
+
+size_t lmr_stream_event_agg_bytes(size_t overhead, enum lmr_stream_agg_place place, const struct lmr_stream_record *r)
+{
+    /* base64 of the whole record is at most the sum of its pieces' 4/3, each rounded up, plus 3. */
+    size_t user = (4 * lmr_kpl_user_record_bytes(r->len) + 2) / 3;
+    if (place == LMR_STREAM_AGG_JOIN)
+        return user;
+    if (place == LMR_STREAM_AGG_ALONE)
+        return lmr_stream_event_record_bytes_after(overhead, r);
+    size_t pk_len = r->partition_key ? strlen(r->partition_key) : 0;
+    return lmr_stream_event_record_bytes_after(overhead, r) - lmr_base64_len(r->len) +
+           (4 * lmr_kpl_fixed_bytes(pk_len) + 2) / 3 + user + 3;
+}
+
 enum lmr_result lmr_stream_event_build(struct lmr_buf *out, const struct lmr_stream_event_info *info,
                                        const struct lmr_stream_record *records, size_t n, struct lmr_err *err)
 {
@@ -334,46 +420,42 @@ enum lmr_result lmr_stream_event_build(struct lmr_buf *out, const struct lmr_str
         r = lmr_buf_append_str(&mid, shard);
     if (!r)
         r = lmr_buf_append(&mid, ":", 1);
-    char ts[32];
-    size_t ts_len = 0;
-    uint64_t ts_ms = 0;
-    /* One reservation per record, then plain copies: this loop runs 10,000 times per event. */
-    for (size_t i = 0; i < n && !r; i++) {
-        const struct lmr_stream_record *rec = &records[i];
-        const char *pk = rec->partition_key ? rec->partition_key : "";
-        size_t pk_len = strlen(pk), seq_len = strlen(rec->sequence_number);
-        bool pk_plain = json_plain(pk, pk_len);
-        size_t need = 1 + sizeof REC_A - 1 + (pk_plain ? pk_len + 2 : json_str_bytes(pk)) + sizeof REC_B - 1 + seq_len +
-                      sizeof REC_C - 1 + lmr_base64_len(rec->len) + 1 + sizeof REC_D - 1 + 24 + mid.len + seq_len +
-                      tail.len;
-        if ((r = lmr_buf_reserve(out, need)))
-            break;
-        char *o = out->data + out->len;
-        if (i)
-            *o++ = ',';
-        o = put(o, REC_A, sizeof REC_A - 1);
-        if (pk_plain) {
-            *o++ = '"';
-            o = put(o, pk, pk_len);
-            *o++ = '"';
-        } else {
-            o = json_str_write(o, pk);
+    struct rec_writer w = {.mid = &mid, .tail = &tail};
+    if (!info->aggregate) {
+        /* One reservation per record, then plain copies: this loop runs 10,000 times per event. */
+        for (size_t i = 0; i < n && !r; i++)
+            r = write_record(out, &w, &records[i], records[i].data, records[i].len);
+    } else {
+        /* Consecutive records packed into aggregated records as lmr_stream_agg_place groups them. */
+        struct lmr_buf agg;
+        lmr_buf_init(&agg, LMR_STREAM_RECORD_MAX_BYTES);
+        struct lmr_stream_agg_cursor c = {0};
+        size_t first = 0, start = 0;
+        for (size_t i = 0; i <= n && !r; i++) {
+            enum lmr_stream_agg_place place =
+                i < n ? lmr_stream_agg_place(&c, info->agg_records_max, &records[i]) : LMR_STREAM_AGG_START;
+            if (place == LMR_STREAM_AGG_JOIN) {
+                r = lmr_kpl_add(&agg, records[i].data, records[i].len);
+                continue;
+            }
+            if (agg.len) { /* the open aggregated record is complete */
+                r = lmr_kpl_finish(&agg, start);
+                if (!r)
+                    r = write_record(out, &w, &records[first], agg.data, agg.len);
+                lmr_buf_reset(&agg);
+            }
+            if (r || i == n)
+                break;
+            if (place == LMR_STREAM_AGG_ALONE) {
+                r = write_record(out, &w, &records[i], records[i].data, records[i].len);
+                continue;
+            }
+            first = i;
+            r = lmr_kpl_begin(&agg, records[i].partition_key ? records[i].partition_key : "", &start);
+            if (!r)
+                r = lmr_kpl_add(&agg, records[i].data, records[i].len);
         }
-        o = put(o, REC_B, sizeof REC_B - 1);
-        o = put(o, rec->sequence_number, seq_len);
-        o = put(o, REC_C, sizeof REC_C - 1);
-        o = base64_write(o, rec->data, rec->len);
-        o = put(o, REC_D, sizeof REC_D - 1);
-        if (rec->arrival_ms != ts_ms || !ts_len) { /* records read together share their time */
-            ts_ms = rec->arrival_ms;
-            ts_len = (size_t)format_ts(ts, ts_ms);
-        }
-        o = put(o, ts, ts_len);
-        o = put(o, mid.data, mid.len);
-        o = put(o, rec->sequence_number, seq_len);
-        o = put(o, tail.data, tail.len);
-        out->len = (size_t)(o - out->data);
-        out->data[out->len] = '\0';
+        lmr_buf_clean_up(&agg);
     }
     lmr_buf_clean_up(&mid);
     lmr_buf_clean_up(&tail);

@@ -11,7 +11,9 @@
  *             "shardId", "eventSourceARN", "isFinalInvokeForWindow", "isWindowTerminatedEarly"}
  *   response {"state": {string: string}, "batchItemFailures": [{"itemIdentifier": "<sequenceNumber>"}]}
  *
- * Building is done by hand (the poller's hot path); parsing uses jansson. Window math lives
+ * For lambdamr's local sources the records are KPL aggregated records (stream/kpl.h), each holding
+ * many lines. Building is done by hand (the poller's hot path); parsing uses the in-place
+ * scanner (json_scan.h). Window math lives
  * here too: windows are aligned to multiples of their length since the epoch, as on AWS.
  */
 #ifndef LMR_STREAM_EVENT_H
@@ -54,7 +56,32 @@ struct lmr_stream_event_info {
                                 (for example "\"byref\":\"1\""), NULL = none */
     bool is_final_invoke;
     bool is_terminated_early;
+    /* Optional: pack consecutive records into KPL aggregated records (stream/kpl.h; lambdamr's local
+       sources), grouped by lmr_stream_agg_place. Each carries its first record's partition key,
+       sequence number and arrival time. */
+    bool aggregate;
+    size_t agg_records_max; /* with aggregate: at most this many records in one (0 = as many as fit 1 MiB) */
 };
+
+/* How records are grouped into aggregated records (the builder and the poller's sizing agree through it). */
+enum lmr_stream_agg_place {
+    LMR_STREAM_AGG_JOIN,  /* joins the open aggregated record */
+    LMR_STREAM_AGG_START, /* starts a new one (closing the open one) */
+    LMR_STREAM_AGG_ALONE, /* too long for one (data near 1 MiB): a plain record of its own */
+};
+struct lmr_stream_agg_cursor {
+    size_t bytes;  /* data bytes of the open aggregated record (magic, protobuf, MD5) */
+    size_t n;      /* records in it; 0 = none open */
+    size_t pk_len; /* its partition key's length (data + key <= 1 MiB, Kinesis's record limit) */
+};
+/** Where record r goes, given the records placed before it (c starts zeroed). */
+enum lmr_stream_agg_place lmr_stream_agg_place(struct lmr_stream_agg_cursor *c, size_t agg_records_max,
+                                               const struct lmr_stream_record *r);
+/**
+ * Bytes r adds to an aggregated event where it was placed (an upper bound: base64 rounding), given
+ * lmr_stream_event_record_overhead: a record that starts an aggregated record pays for its JSON.
+ */
+size_t lmr_stream_event_agg_bytes(size_t overhead, enum lmr_stream_agg_place place, const struct lmr_stream_record *r);
 
 /**
  * Append the JSON event for records[0..n) to out (out's max_bytes caps it: LMR_ERR_TOO_LARGE).

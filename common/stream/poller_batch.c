@@ -27,6 +27,17 @@ static void result_reset(struct lmr_invoke_result *res)
     res->payload = payload;
 }
 
+/* Batches of local sources are lines packed into KPL aggregated records (stream/kpl.h): see STREAMING.md. */
+static bool aggregating(const struct poller *p)
+{
+    return p->o->source->arrival_is_read_time;
+}
+
+static size_t agg_max_for(const struct lane *l, uint64_t window)
+{
+    return l->agg_max_window == window ? l->agg_max : 0;
+}
+
 struct job_ctx {
     struct poller *p;
     struct lane *lane;
@@ -61,6 +72,8 @@ static void *run_one(void *arg)
                                       : "\"byref\":\"1\"",
         .is_final_invoke = l->final,
         .is_terminated_early = l->terminated_early,
+        .aggregate = aggregating(p),
+        .agg_records_max = agg_max_for(l, l->batch_window),
     };
     l->inv_r = lmr_stream_event_build(&l->event, &info, recs, l->batch_n, &l->inv_err);
     if (recs != recs_stack)
@@ -203,6 +216,59 @@ static size_t payload_budget(const struct poller *p, const struct lane *l, const
     return fixed < LMR_STREAM_SYNC_PAYLOAD_MAX_BYTES ? LMR_STREAM_SYNC_PAYLOAD_MAX_BYTES - fixed : 0;
 }
 
+/*
+ * Put the records from it on into l->batch while they fit: at most limit, all of window w, the
+ * event within budget bytes (as Lambda's mapping cuts a batch to the 6 MB payload). Records of an
+ * aggregating lane are sized where the event builder will place them. *bytes gets the total.
+ */
+static size_t fill_batch(const struct poller *p, struct lane *l, struct lmr_stream_item *it, size_t limit,
+                         size_t budget, uint64_t w, size_t *bytes_out)
+{
+    struct lmr_stream_event_info info = {
+        .shard_id = l->shard->info.id, .event_source_arn = p->o->source->arn, .region = p->o->region};
+    size_t overhead = lmr_stream_event_record_overhead(&info), n = 0, bytes = 0, agg_max = agg_max_for(l, w);
+    bool agg = aggregating(p);
+    struct lmr_stream_agg_cursor c = {0};
+    for (; it && n < limit && it->window_start_ms == w; it = it->next) {
+        size_t rb;
+        if (!agg) {
+            if (!it->event_bytes) /* a lane's events all have the same shard, ARN and region */
+                it->event_bytes = (uint32_t)lmr_stream_event_record_bytes_after(overhead, &it->rec);
+            rb = it->event_bytes;
+        } else {
+            enum lmr_stream_agg_place place = lmr_stream_agg_place(&c, agg_max, &it->rec);
+            if (place != LMR_STREAM_AGG_JOIN)
+                rb = lmr_stream_event_agg_bytes(overhead, place, &it->rec);
+            else if (it->event_bytes) /* what the record costs inside an aggregated record */
+                rb = it->event_bytes;
+            else
+                rb = it->event_bytes = (uint32_t)lmr_stream_event_agg_bytes(overhead, place, &it->rec);
+        }
+        if (n && bytes + rb > budget)
+            break;
+        bytes += rb;
+        l->batch[n++] = it;
+    }
+    *bytes_out = bytes;
+    return n;
+}
+
+/* User records in the first aggregated record of the lane's batch. */
+static size_t first_agg_records(const struct lane *l)
+{
+    struct lmr_stream_agg_cursor c = {0};
+    size_t agg_max = agg_max_for(l, l->batch_window), n = 0;
+    for (size_t i = 0; i < l->batch_n; i++) {
+        enum lmr_stream_agg_place place = lmr_stream_agg_place(&c, agg_max, &l->batch[i]->rec);
+        if (i && place != LMR_STREAM_AGG_JOIN)
+            break;
+        if (place == LMR_STREAM_AGG_ALONE)
+            return 1;
+        n++;
+    }
+    return n;
+}
+
 static bool invocation_failed(struct lane *l)
 {
     return l->inv_r || l->res.function_error[0] || l->res.status_code >= 300;
@@ -254,17 +320,10 @@ static enum lmr_result restore_state(struct poller *p, struct lane *l, struct la
         struct lmr_stream_item *it = lw->kept_head;
         while (ok && it) {
             const char *in = cur ? cur : lw->snap ? lw->snap : l->seed;
-            size_t limit = batch_limit(p), budget = payload_budget(p, l, in), n = 0, bytes = 0;
-            struct lmr_stream_event_info info = {
-                .shard_id = l->shard->info.id, .event_source_arn = p->o->source->arn, .region = p->o->region};
-            size_t overhead = lmr_stream_event_record_overhead(&info);
-            for (; it && n < limit; it = it->next) {
-                size_t rb = lmr_stream_event_record_bytes_after(overhead, &it->rec);
-                if (n && bytes + rb > budget)
-                    break;
-                bytes += rb;
-                l->batch[n++] = it;
-            }
+            size_t bytes,
+                n = fill_batch(p, l, it, batch_limit(p), payload_budget(p, l, in), it->window_start_ms, &bytes);
+            for (size_t i = 0; i < n; i++)
+                it = it->next;
             l->batch_n = n;
             l->batch_window = lw->window;
             l->final = l->terminated_early = l->want_snap = false;
@@ -408,19 +467,8 @@ bool lmr_poller_prepare_batch(struct poller *p, struct lane *l, uint64_t now_wal
     l->want_snap = lw && !lw->state_has_kv && (lw->kept_n >= p->kept_records_max || lw->kept_bytes >= KEPT_BYTES_MAX);
     /* As Lambda's event source mapping does, cut the batch so that the whole event (records, the
        state it carries and the rest) fits the 6 MB synchronous payload. */
-    struct lmr_stream_event_info info = {
-        .shard_id = l->shard->info.id, .event_source_arn = p->o->source->arn, .region = p->o->region};
-    size_t budget = payload_budget(p, l, l->state_in);
-    size_t n = 0, bytes = 0, overhead = lmr_stream_event_record_overhead(&info);
-    for (struct lmr_stream_item *it = l->head; it && n < limit && it->window_start_ms == w; it = it->next) {
-        if (!it->event_bytes) /* a lane's events all have the same shard, ARN and region */
-            it->event_bytes = (uint32_t)lmr_stream_event_record_bytes_after(overhead, &it->rec);
-        size_t rb = it->event_bytes;
-        if (n && bytes + rb > budget)
-            break;
-        bytes += rb;
-        l->batch[n++] = it;
-    }
+    size_t budget = payload_budget(p, l, l->state_in), bytes;
+    size_t n = fill_batch(p, l, l->head, limit, budget, w, &bytes);
     l->batch_n = n;
     l->batch_window = w;
     l->final = false;
@@ -480,6 +528,21 @@ enum lmr_result lmr_poller_process_result(struct poller *p, struct lane *l, stru
         }
         if (i < k)
             k = i;
+    }
+    if (resp.state_full && !k && l->state_in == l->seed && aggregating(p)) {
+        /* The first aggregated record alone overflows a fresh state (many keys in many lines): pack
+           fewer lines per aggregated record in this window and send the batch again at once. The
+           function fails an aggregated record of one line instead, so this ends. */
+        size_t first = first_agg_records(l);
+        if (first > 1) {
+            l->agg_max = (first + 1) / 2;
+            l->agg_max_window = l->batch_window;
+            l->retry_at_mono_ms = 0;
+            LMR_INFO("stream: %zu lines of %s lane %u overflow a fresh window state; aggregating %zu at most", first,
+                     l->shard->info.id, l->idx, l->agg_max);
+            lmr_stream_response_clean_up(&resp);
+            return LMR_OK;
+        }
     }
     if (resp.state_lost) {
         /* The environment did not hold the state this batch named: rebuild it, then send the batch again. */

@@ -116,6 +116,23 @@ size_t lmr_stream_state_count(const struct lmr_stream_state *st)
     return lmr_combine_table_count(st->table);
 }
 
+/* memcpy for the short keys and 8-byte accumulators of the hot path, without a call. */
+static inline void copy_short(uint8_t *dst, const uint8_t *src, size_t n)
+{
+    if (n >= 8 && n <= 16) {
+        memcpy(dst, src, 8);
+        memcpy(dst + n - 8, src + n - 8, 8);
+    } else if (n >= 4 && n < 8) {
+        memcpy(dst, src, 4);
+        memcpy(dst + n - 4, src + n - 4, 4);
+    } else if (n < 4) {
+        for (size_t i = 0; i < n; i++)
+            dst[i] = src[i];
+    } else {
+        memcpy(dst, src, n);
+    }
+}
+
 /* Log what undoes a change of key (old: its accumulator before, NULL for an insert). */
 static enum lmr_result log_undo(struct lmr_stream_state *st, struct lmr_slice key, const uint8_t *old)
 {
@@ -131,11 +148,10 @@ static enum lmr_result log_undo(struct lmr_stream_state *st, struct lmr_slice ke
         st->undo_cap = cap;
     }
     uint8_t *p = st->undo + st->undo_len;
-    if (key.len)
-        memcpy(p, key.ptr, key.len);
+    copy_short(p, key.ptr, key.len);
     p += key.len;
     if (old) {
-        memcpy(p, old, st->value_size);
+        copy_short(p, old, st->value_size);
         p += st->value_size;
     }
     uint32_t kl = (uint32_t)key.len, inserted = old ? 0 : 1;
@@ -163,7 +179,7 @@ enum lmr_result lmr_stream_state_add(struct lmr_stream_state *st, const struct l
         return LMR_ERR_NOMEM;
     }
     if (inserted) {
-        memcpy(acc, value.ptr, st->value_size);
+        copy_short(acc, value.ptr, st->value_size);
         st->packed_bytes += varint_len(key.len) + key.len + st->value_size;
     } else {
         job->combine(job_state, acc, value);
@@ -395,9 +411,9 @@ enum lmr_result lmr_stream_state_merge(struct lmr_stream_state *st, const struct
     return r;
 }
 
-void lmr_stream_state_peek_ref(const char *json_text, size_t len, char *out, size_t cap)
+void lmr_stream_state_controls(const char *json_text, size_t len, struct lmr_stream_state_controls *c)
 {
-    out[0] = '\0';
+    memset(c, 0, sizeof *c);
     if (!json_text || !len)
         return;
     struct lmr_json_scan s;
@@ -408,16 +424,35 @@ void lmr_stream_state_peek_ref(const char *json_text, size_t len, char *out, siz
     const char *key, *raw;
     size_t klen, rlen;
     while (lmr_json_scan_member(&s, &first, &key, &klen)) {
-        if (LMR_JSON_KEY_IS(key, klen, "ref") && lmr_json_scan_peek(&s) == '"') {
-            bool esc = false;
-            if (lmr_json_scan_string(&s, &raw, &rlen, &esc) && !esc && rlen < cap && rlen <= LMR_STREAM_REF_MAX &&
-                meta_token_ok(raw, rlen))
-                snprintf(out, cap, "%.*s", (int)rlen, raw);
+        bool esc = false;
+        if (LMR_JSON_KEY_IS(key, klen, "kv"))
+            c->has_kv = true;
+        if ((LMR_JSON_KEY_IS(key, klen, "ref") || LMR_JSON_KEY_IS(key, klen, "byref")) &&
+            lmr_json_scan_peek(&s) == '"') {
+            if (!lmr_json_scan_string(&s, &raw, &rlen, &esc))
+                return;
+            if (esc || !meta_token_ok(raw, rlen))
+                continue;
+            if (klen == 3 && rlen <= LMR_STREAM_REF_MAX)
+                snprintf(c->ref, sizeof c->ref, "%.*s", (int)rlen, raw);
+            else if (klen == 5)
+                c->mode = rlen == 4 && !memcmp(raw, "snap", 4) ? LMR_STREAM_STATE_SNAPSHOT : LMR_STREAM_STATE_BY_REF;
+        } else if (!lmr_json_scan_skip(&s)) {
             return;
         }
-        if (!lmr_json_scan_skip(&s))
-            return;
     }
+}
+
+enum lmr_result lmr_stream_state_encode_ref(const struct lmr_stream_state *st, bool full, struct lmr_buf *out)
+{
+    char meta[400];
+    meta_bytes(&st->meta, meta, sizeof meta);
+    enum lmr_result r = lmr_buf_append_str(out, "{\"lmr\":\"1\"");
+    if (!r)
+        r = lmr_buf_append_str(out, meta);
+    if (!r)
+        r = lmr_buf_append_str(out, full ? ",\"full\":\"1\"}" : "}");
+    return r;
 }
 
 enum lmr_result lmr_stream_state_merge_text(struct lmr_stream_state *st, const struct lmr_job_ops *job, void *job_state,

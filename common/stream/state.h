@@ -72,12 +72,25 @@ void lmr_stream_state_rollback(struct lmr_stream_state *st);
 /** Exact size of the JSON text lmr_stream_state_encode would produce (with full = false). */
 size_t lmr_stream_state_encoded_bytes(const struct lmr_stream_state *st);
 
-/**
- * The "ref" member of a state object given as JSON text into out ("" when absent or not a
- * short token), without decoding the entries. For the warm environment that still holds that
- * state (stream/stream_function.c).
+/*
+ * The members of a state object that say how to treat it, read without decoding its entries
+ * (stream/stream_function.c reads them first: a warm environment may hold the state already).
+ * "byref" is written only by lambdamr's poller, never by AWS's event source mapping:
+ *   "byref":"1"     answer with the state by reference only (its meta strings and "ref", no "kv");
+ *   "byref":"snap"  answer with the whole state (the poller's next full copy).
  */
-void lmr_stream_state_peek_ref(const char *json_text, size_t len, char *out, size_t cap);
+enum lmr_stream_state_mode { LMR_STREAM_STATE_BY_VALUE, LMR_STREAM_STATE_BY_REF, LMR_STREAM_STATE_SNAPSHOT };
+struct lmr_stream_state_controls {
+    char ref[LMR_STREAM_REF_MAX + 1]; /* "ref": "" when absent or not a short token */
+    enum lmr_stream_state_mode mode;
+    bool has_kv; /* the object carries its entries */
+};
+
+/** Read c from a state object given as JSON text (len bytes; NULL or empty: all unset). */
+void lmr_stream_state_controls(const char *json_text, size_t len, struct lmr_stream_state_controls *c);
+
+/** Append the state by reference: {"lmr":"1", its meta strings (with "ref")[, "full":"1"]}, no entries. */
+enum lmr_result lmr_stream_state_encode_ref(const struct lmr_stream_state *st, bool full, struct lmr_buf *out);
 
 /** Bytes of the packed entries (what lmr_stream_state_pack appends). */
 size_t lmr_stream_state_packed_bytes(const struct lmr_stream_state *st);

@@ -139,6 +139,39 @@ assert d["requestContext"]["condition"] == "RetryAttemptsExhausted", d
 ' "$desc" || fail "poison: the failed batch descriptor is not the one poison record"
 echo "ok: the poison record alone went to the on-failure destination"
 
+echo "== stdin: lines travel as KPL aggregated records; a poison line fails its whole aggregated record"
+# 10,000 lines of ~250 bytes: a default batch is packed into aggregated records of at most 1 MiB
+# (about 4,000 lines each). Without bisect, the poison line (6,000) fails its aggregated record: the
+# retry starts at that record's first line, and when the retry fails too the rest of the batch is
+# given up from there (as AWS does). Lines before that aggregated record are counted.
+python3 -c '
+import random
+r = random.Random(11)
+for i in range(1, 10001):
+    print(" ".join("v%d" % r.randrange(5000) for _ in range(40)) + (" POISON" if i == 6000 else ""))
+' > "$T/in9.txt"
+LMR_STREAM_FAIL_MATCH=POISON timeout 120 "$LMR" stream wordcount --source - --window 30 --output "$T/out9" \
+    --max-retries 1 --on-failure --quiet < "$T/in9.txt"
+python3 - "$T/out9" "$T/in9.txt" > "$T/want9" <<'PY' || fail "aggregated: the given-up range is not an aggregated record's lines"
+import collections, glob, json, sys
+ranges = []
+for f in glob.glob(sys.argv[1] + "/_checkpoint/failures/*/*.json"):
+    b = json.load(open(f))["KinesisBatchInfo"]
+    ranges.append((int(b["startSequenceNumber"]), int(b["endSequenceNumber"])))
+assert len(ranges) == 1, ranges
+start, end = ranges[0]
+# The aggregated record holding line 6,000 starts well before it, after line 1; all after it in the batch went too.
+assert 1 < start < 6000 - 100 and end >= 6000, ranges
+c = collections.Counter()
+for i, line in enumerate(open(sys.argv[2], "rb"), 1):
+    if not start <= i <= end:
+        c.update(line.split())
+for k in sorted(c): sys.stdout.buffer.write(k + b"\t" + str(c[k]).encode() + b"\n")
+PY
+summed "$T/out9" > "$T/got9"
+cmp -s "$T/want9" "$T/got9" || { diff "$T/want9" "$T/got9" | head || true; fail "aggregated: totals must hold every line outside the given-up range exactly once"; }
+echo "ok: the poison line's whole aggregated record was retried and given up; the rest counted exactly"
+
 echo "== stdin: aggregate (sum by field) and a map-only job refused"
 python3 -c '
 import random

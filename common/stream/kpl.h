@@ -1,0 +1,119 @@
+/*
+ * Kinesis record aggregation in the Kinesis Producer Library's format (amazon-kinesis-producer's
+ * aggregation-format.md), which the KCL and the kinesis-aggregation libraries deaggregate:
+ *
+ *   0xF3 0x89 0x9A 0xC2 | protobuf AggregatedRecord | MD5 of the protobuf bytes (16)
+ *
+ *   message AggregatedRecord { repeated string partition_key_table = 1;
+ *                              repeated string explicit_hash_key_table = 2;
+ *                              repeated Record records = 3; }
+ *   message Record { required uint64 partition_key_index = 1; optional uint64 explicit_hash_key_index = 2;
+ *                    required bytes data = 3; repeated Tag tags = 4; }
+ *   message Tag { required string key = 1; optional string value = 2; }   (proto2)
+ *
+ * lambdamr's poller packs the lines of a batch from a local source into such records (one
+ * partition key, every user record pointing at it), so that an event of 10,000 lines carries a
+ * few base64 blobs instead of 10,000 JSON records; the stream function deaggregates every
+ * record that is aggregated, from lambdamr's poller or from a KPL producer on AWS.
+ *
+ * The reader is hand-written, zero-copy (user records point into the record's data) and
+ * allocation-free: it is the stream function's hot path, where protobuf-c would unpack every
+ * user record into its own allocation. As the deaggregation libraries do, data that is not a
+ * well-formed aggregated record (no magic, 16 bytes or fewer after it, a wrong MD5, a protobuf
+ * that does not parse, a required field missing, a key index outside its table) is a plain
+ * record. Stricter than protobuf in two places, both documented in docs/STREAMING.md: groups
+ * (wire types 3 and 4) are malformed, and counts are capped (LMR_KPL_*_MAX).
+ */
+#ifndef LMR_STREAM_KPL_H
+#define LMR_STREAM_KPL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/buf.h"
+#include "util/result.h"
+
+#define LMR_KPL_MAGIC "\xF3\x89\x9A\xC2"
+#define LMR_KPL_MAGIC_BYTES 4
+#define LMR_KPL_DIGEST_BYTES 16
+#define LMR_KPL_USER_RECORDS_MAX (1u << 20) /* user records in one aggregated record */
+#define LMR_KPL_KEYS_MAX (1u << 20)         /* entries in each key table */
+#define LMR_KPL_TAGS_MAX 1024               /* tags on one user record */
+
+/* --- Reading --------------------------------------------------------------------------------- */
+
+/* An aggregated record being read (points into the data given to lmr_kpl_open). */
+struct lmr_kpl_reader {
+    const uint8_t *msg, *msg_end; /* the protobuf message */
+    const uint8_t *p;             /* where lmr_kpl_next goes on */
+    size_t n_records;             /* user records */
+    size_t n_partition_keys, n_explicit_hash_keys;
+};
+
+/* One user record. */
+struct lmr_kpl_user_record {
+    const uint8_t *data; /* inside the aggregated record's data */
+    size_t len;
+    uint64_t partition_key_index;     /* < n_partition_keys */
+    bool has_explicit_hash_key_index; /* then explicit_hash_key_index < n_explicit_hash_keys */
+    uint64_t explicit_hash_key_index;
+};
+
+/**
+ * Is data (one Kinesis record's data, len bytes) a well-formed aggregated record? Checks the
+ * magic, the MD5 and the whole protobuf (structure, required fields, key indexes, caps).
+ * @return true and *rd set to iterate its user records; false for a plain record.
+ */
+bool lmr_kpl_open(const uint8_t *data, size_t len, struct lmr_kpl_reader *rd);
+
+/** lmr_kpl_open for a protobuf message already known to be intact (no magic, no MD5 check). */
+bool lmr_kpl_open_message(const uint8_t *msg, size_t len, struct lmr_kpl_reader *rd);
+
+/** The next user record, in order. @return false after the last. */
+bool lmr_kpl_next(struct lmr_kpl_reader *rd, struct lmr_kpl_user_record *out);
+
+/**
+ * Entry `index` of a key table (1 = partition_key_table, 2 = explicit_hash_key_table), found by
+ * a scan of the message (for tests and tools, not the hot path). @return false if out of range.
+ */
+bool lmr_kpl_key(const struct lmr_kpl_reader *rd, int table, uint64_t index, const char **key, size_t *len);
+
+/* --- Writing --------------------------------------------------------------------------------- */
+
+/** Bytes of an unsigned varint. */
+static inline size_t lmr_kpl_varint_bytes(uint64_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+/** Bytes one user record of len data bytes adds to an aggregated record (partition key index 0, no tags). */
+static inline size_t lmr_kpl_user_record_bytes(size_t len)
+{
+    size_t inner = 2 + 1 + lmr_kpl_varint_bytes(len) + len; /* field 1 = 0; field 3 = data */
+    return 1 + lmr_kpl_varint_bytes(inner) + inner;
+}
+
+/** Bytes of an aggregated record besides its user records: magic, the one partition key, MD5. */
+static inline size_t lmr_kpl_fixed_bytes(size_t partition_key_len)
+{
+    return LMR_KPL_MAGIC_BYTES + 1 + lmr_kpl_varint_bytes(partition_key_len) + partition_key_len + LMR_KPL_DIGEST_BYTES;
+}
+
+/**
+ * Start an aggregated record at the end of out: the magic and a partition key table of one entry
+ * (partition_key, which every user record added after it points at). *start receives where it
+ * begins, for lmr_kpl_finish. The bytes are those protobuf writes (fields in number order).
+ */
+enum lmr_result lmr_kpl_begin(struct lmr_buf *out, const char *partition_key, size_t *start);
+/** Append one user record (exactly lmr_kpl_user_record_bytes(len) bytes). */
+enum lmr_result lmr_kpl_add(struct lmr_buf *out, const void *data, size_t len);
+/** End the aggregated record that begins at start: append the MD5 of its protobuf bytes. */
+enum lmr_result lmr_kpl_finish(struct lmr_buf *out, size_t start);
+
+#endif

@@ -13,6 +13,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <arpa/inet.h>
 #include <jansson.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -103,14 +104,21 @@ static void rt_disconnect(struct rt *rt)
 static int rt_connect(struct rt *rt)
 {
     rt_disconnect(rt);
+    /* A numeric IPv4 address (what Lambda and lambdamr give) needs no resolver: a package's root may have no /etc. */
+    struct sockaddr_in sin4 = {.sin_family = AF_INET, .sin_port = htons((uint16_t)strtoul(rt->port, NULL, 10))};
+    struct addrinfo numeric = {.ai_family = AF_INET,
+                               .ai_socktype = SOCK_STREAM,
+                               .ai_addr = (struct sockaddr *)&sin4,
+                               .ai_addrlen = sizeof sin4};
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
-    int gai = getaddrinfo(rt->host, rt->port, &hints, &res);
+    bool is_numeric = inet_pton(AF_INET, rt->host, &sin4.sin_addr) == 1;
+    int gai = is_numeric ? 0 : getaddrinfo(rt->host, rt->port, &hints, &res);
     if (gai) {
         fprintf(stderr, "bootstrap: cannot resolve the Runtime API host %s: %s\n", rt->host, gai_strerror(gai));
         return -1;
     }
     int fd = -1, e = 0;
-    for (struct addrinfo *a = res; a && fd < 0; a = a->ai_next) {
+    for (struct addrinfo *a = is_numeric ? &numeric : res; a && fd < 0; a = a->ai_next) {
         fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
         if (fd < 0) {
             e = errno;
@@ -127,7 +135,8 @@ static int rt_connect(struct rt *rt)
             break;
         }
     }
-    freeaddrinfo(res);
+    if (res)
+        freeaddrinfo(res);
     if (fd < 0) {
         fprintf(stderr, "bootstrap: cannot connect to the Runtime API at %s:%s: %s\n", rt->host, rt->port, strerror(e));
         return -1;

@@ -259,6 +259,8 @@ enum lmr_result lmr_svc_fn_build(struct lmr_lambda_service *svc, const struct lm
     for (size_t i = 0; i < n_environ; i++)
         if (passes_through(environ[i]))
             env_add(fn, cap, "%s", environ[i]);
+    /* lambdamr's runtime client may pipeline GET /next behind its POST here (runtime.c); unless told otherwise. */
+    env_add(fn, cap, "LMR_RUNTIME_API_PIPELINING=1");
     *out = fn;
     return LMR_OK;
 }

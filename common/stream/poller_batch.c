@@ -33,9 +33,11 @@ static bool aggregating(const struct poller *p)
     return p->o->source->arrival_is_read_time;
 }
 
-static size_t agg_max_for(const struct lane *l, uint64_t window)
+/* Lines per aggregated record in the lane's window (see lane_win.agg_max). */
+static size_t agg_max_for(struct lane *l, uint64_t window)
 {
-    return l->agg_max_window == window ? l->agg_max : 0;
+    struct lane_win *lw = lmr_poller_lane_win(l, window, false);
+    return lw ? lw->agg_max : 0;
 }
 
 struct job_ctx {
@@ -254,7 +256,7 @@ static size_t fill_batch(const struct poller *p, struct lane *l, struct lmr_stre
 }
 
 /* User records in the first aggregated record of the lane's batch. */
-static size_t first_agg_records(const struct lane *l)
+static size_t first_agg_records(struct lane *l)
 {
     struct lmr_stream_agg_cursor c = {0};
     size_t agg_max = agg_max_for(l, l->batch_window), n = 0;
@@ -534,12 +536,12 @@ enum lmr_result lmr_poller_process_result(struct poller *p, struct lane *l, stru
            fewer lines per aggregated record in this window and send the batch again at once. The
            function fails an aggregated record of one line instead, so this ends. */
         size_t first = first_agg_records(l);
-        if (first > 1) {
-            l->agg_max = (first + 1) / 2;
-            l->agg_max_window = l->batch_window;
+        struct lane_win *lw = first > 1 ? lmr_poller_lane_win(l, l->batch_window, true) : NULL;
+        if (lw) {
+            lw->agg_max = (first + 1) / 2;
             l->retry_at_mono_ms = 0;
             LMR_INFO("stream: %zu lines of %s lane %u overflow a fresh window state; aggregating %zu at most", first,
-                     l->shard->info.id, l->idx, l->agg_max);
+                     l->shard->info.id, l->idx, lw->agg_max);
             lmr_stream_response_clean_up(&resp);
             return LMR_OK;
         }

@@ -41,6 +41,8 @@ struct lane_win {
     struct lmr_stream_item *kept_head, *kept_tail; /* records taken since snap, in order */
     size_t kept_n, kept_bytes;
     uint64_t parts_ended_early; /* parts of this window that the state limit ended */
+    size_t agg_max;             /* lines per aggregated record (0 = as many as fit 1 MiB): halved when one aggregated
+                                   record alone overflows a fresh state (poller_batch.c) */
     uint64_t records;
 };
 
@@ -60,10 +62,6 @@ struct lane {
     uint32_t retries;
     size_t bisect_limit; /* 0 = none, else the next batch takes at most this many */
     uint64_t retry_at_mono_ms;
-    /* Lines per aggregated record in window agg_max_window (0 = as many as fit 1 MiB): halved when one
-       aggregated record alone overflows a fresh state (poller_batch.c). */
-    size_t agg_max;
-    uint64_t agg_max_window;
     /* The invocation in flight (filled by the main thread, run by a worker). */
     struct lmr_stream_item *batch[LMR_STREAM_BATCH_SIZE_MAX];
     size_t batch_n;

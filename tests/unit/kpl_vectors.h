@@ -3,6 +3,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* clang-format off */
 struct kpl_vector_record {
     uint64_t pk;
     bool has_ehk;
@@ -117,3 +118,4 @@ static const struct kpl_vector kpl_vectors[] = {
 };
 /* The lines of kpl_lines, for building the same record with lambdamr's writer. */
 static const char *const kpl_lines_text[] = {"w13695 w763 w34165", "w48233 w2370 w10355", "w15659 w1106 w3601", "w44652 w9650 w45532", "w24070 w15709 w7676", "w22156 w30561 w46412", "w23313 w18388 w25708", "w17256 w22566 w14982", "w13524 w23276 w20537", "w14640 w20030 w47619", "w33513 w27555 w15164", "w37824 w29854 w27516", "w32087 w5174 w30219", "w37007 w23590 w28790", "w37330 w20654 w45483", "w42308 w29529 w26548", "w4314 w32129 w1228", "w12826 w9195 w34992", "w11284 w40242 w45251", "w47125 w1139 w18783", "w34733 w32439 w9941", "w6545 w7616 w25911", "w3107 w4822 w30714", "w47549 w36371 w19386", "w26310 w32902 w15228", "w11744 w35631 w32772", "w23186 w5132 w15417", "w20323 w20396 w10783", "w41035 w20857 w25355", "w31230 w22031 w28937", "w4862 w49626 w17855", "w31093 w9315 w7562", "w44327 w32275 w25545", "w24651 w1009 w17041", "w48569 w6051 w18822", "w4208 w2711 w29535", "w3893 w16715 w10379", "w32763 w37028 w31520", "w32666 w2821 w32788", "w4043 w31094 w5355"};
+/* clang-format on */

@@ -366,11 +366,35 @@ static void test_batches_fit_the_payload(void **unused)
     assert_int_equal(system(cmd), 0);
 }
 
+/* An invoker in front of another that counts the Kinesis records (JSON records) of every event. */
+struct counting {
+    struct lmr_invoker base;
+    struct lmr_invoker *inner;
+    size_t json_records;
+};
+static enum lmr_result counting_invoke(struct lmr_invoker *inv, const char *function, const void *payload, size_t len,
+                                       enum lmr_invoke_type type, unsigned flags, struct lmr_invoke_result *res,
+                                       struct lmr_err *err)
+{
+    struct counting *c = inv->impl;
+    for (const char *p = payload; (p = memmem(p, len - (size_t)(p - (const char *)payload), "\"sequenceNumber\"", 16));
+         p += 16)
+        c->json_records++;
+    return lmr_invoke(c->inner, function, payload, len, type, flags, res, err);
+}
+static void counting_destroy(struct lmr_invoker *inv)
+{
+    (void)inv;
+}
+static const struct lmr_invoker_vtable counting_vtable = {
+    .name = "counting", .invoke = counting_invoke, .destroy = counting_destroy};
+
 /* States held by reference and lost: every Nth invocation of the function forgets the states it keeps (as
    a cold or another environment would); the poller rebuilds them from its last full copy (a snapshot every
    10 records here) and the records since, in the middle of a window and at its final invoke. The windows are
-   exactly those of a run that loses nothing. */
-static void lost_run(unsigned forget_every)
+   exactly those of a run that loses nothing. With aggregate, the source is a local one's kind (arrival is
+   read time): its batches travel as KPL aggregated records, the rebuilds too. */
+static void lost_run(unsigned forget_every, bool aggregate)
 {
     char d[] = "/tmp/lmr-test-lost-XXXXXX";
     assert_non_null(mkdtemp(d));
@@ -384,8 +408,10 @@ static void lost_run(unsigned forget_every)
     struct lmr_invoker *iv;
     assert_int_equal(lmr_stream_inproc_invoker_new(&c, &iv, NULL), LMR_OK);
     setenv("LMR_STREAM_KEPT_RECORDS_MAX", "10", 1);
+    src.arrival_is_read_time = aggregate;
+    struct counting counter = {{&counting_vtable, &counter}, iv, 0};
     struct lmr_stream_poller_options o = {.source = &src,
-                                          .invoker = iv,
+                                          .invoker = &counter.base,
                                           .function_name = "f",
                                           .job = &lmr_job_wordcount,
                                           .output = out,
@@ -398,6 +424,7 @@ static void lost_run(unsigned forget_every)
     struct lmr_err err = {0};
     enum lmr_result r = lmr_stream_poll(&o, &st, &err);
     unsetenv("LMR_STREAM_KEPT_RECORDS_MAX");
+    src.arrival_is_read_time = false;
     if (r)
         fprintf(stderr, "poll: %s\n", err.msg);
     assert_int_equal(r, LMR_OK);
@@ -406,6 +433,11 @@ static void lost_run(unsigned forget_every)
     assert_int_equal(st.windows_committed, 3);
     /* Far more invocations than the 2 x 300 / 7 batches and 6 finals: the rebuilds. */
     assert_true(st.invocations > 2 * (N_RECORDS / 7 + 1) + 6);
+    /* Aggregated: one Kinesis record per batch of up to 7 (rebuilds included); else one per record. */
+    if (aggregate)
+        assert_true(counter.json_records <= st.invocations);
+    else
+        assert_true(counter.json_records >= st.records_processed);
     lmr_stream_stats_clean_up(&st);
     for (int w = 0; w < 3; w++) {
         struct lmr_buf b;
@@ -426,9 +458,12 @@ static void lost_run(unsigned forget_every)
 
 static void test_lost_states_are_rebuilt(void **unused)
 {
-    lost_run(5);
+    lost_run(5, false);
     /* Every other invocation: lanes lose their state twice in a row and go on with whole states. */
-    lost_run(2);
+    lost_run(2, false);
+    /* The same with batches of aggregated records. */
+    lost_run(5, true);
+    lost_run(2, true);
 }
 
 static void test_option_ranges(void **unused)

@@ -530,8 +530,13 @@ void lmr_svc_inv_fail(struct lmr_svc_inv *inv, const char *error_type, const cha
     json_decref(j);
 }
 
-static struct lmr_svc_env *find_idle_locked(struct lmr_svc_fn *fn)
+/*
+ * An idle environment for an invocation of `client`: the one this client used last if it is
+ * idle, else the one idle the longest (so that another client's warm environment is taken last).
+ */
+static struct lmr_svc_env *find_idle_locked(struct lmr_svc_fn *fn, uint64_t client)
 {
+    struct lmr_svc_env *best = NULL;
     for (struct lmr_svc_env *env = fn->envs; env; env = env->next) {
         if (env->state != ENV_IDLE || env->inv)
             continue;
@@ -539,14 +544,19 @@ static struct lmr_svc_env *find_idle_locked(struct lmr_svc_fn *fn)
             lmr_svc_env_kill_locked(env, "Runtime.ExitError", "the environment was retired");
             continue;
         }
-        return env;
+        if (client && env->last_client == client)
+            return env;
+        if (!best || env->last_used_ms < best->last_used_ms)
+            best = env;
     }
-    return NULL;
+    return best;
 }
 
 static void assign_locked(struct lmr_svc_env *env, struct lmr_svc_inv *inv)
 {
     env->inv = inv;
+    env->last_client = inv->client;
+    env->last_used_ms = lmr_svc_now_ms();
     env->state = ENV_BUSY;
     inv->env = env;
     inv->state = INV_RUNNING;
@@ -557,7 +567,7 @@ static void assign_locked(struct lmr_svc_env *env, struct lmr_svc_inv *inv)
 /* Find or start an environment for inv. @return false when the concurrency is exhausted. */
 static bool place_locked(struct lmr_svc_fn *fn, struct lmr_svc_inv *inv)
 {
-    struct lmr_svc_env *env = find_idle_locked(fn);
+    struct lmr_svc_env *env = find_idle_locked(fn, inv->client);
     if (env) {
         assign_locked(env, inv);
         return true;
@@ -603,7 +613,7 @@ void lmr_svc_fn_pump_locked(struct lmr_svc_fn *fn)
             if (inv->not_before_ms > now)
                 break;
         }
-        if (!find_idle_locked(fn) && fn->n_alive >= fn->concurrency)
+        if (!find_idle_locked(fn, inv->client) && fn->n_alive >= fn->concurrency)
             break;
         fn->q_head = inv->next;
         if (!fn->q_head)
@@ -726,7 +736,7 @@ bool lmr_svc_split_function(char *buf, const char **name, const char **qualifier
 }
 
 void lmr_svc_invoke(struct lmr_lambda_service *svc, const char *function, const char *qualifier, const void *payload,
-                    size_t len, enum lmr_invoke_type type, unsigned flags, struct lmr_svc_outcome *o)
+                    size_t len, enum lmr_invoke_type type, unsigned flags, uint64_t client, struct lmr_svc_outcome *o)
 {
     char buf[256];
     const char *name = NULL, *qual = NULL;
@@ -824,6 +834,7 @@ void lmr_svc_invoke(struct lmr_lambda_service *svc, const char *function, const 
         memcpy(inv->request_id, o->request_id, sizeof inv->request_id);
         inv->fn = fn;
         inv->type = type;
+        inv->client = client;
         inv->payload = copy;
         inv->payload_len = len;
         lmr_buf_init(&inv->response, LMR_LAMBDA_SYNC_PAYLOAD_MAX_BYTES + 1024);
@@ -841,6 +852,7 @@ void lmr_svc_invoke(struct lmr_lambda_service *svc, const char *function, const 
     inv.fn = fn;
     inv.type = LMR_INVOKE_SYNC;
     inv.flags = flags;
+    inv.client = client;
     inv.payload = (char *)payload;
     inv.payload_len = len;
     lmr_buf_init(&inv.response, LMR_LAMBDA_SYNC_PAYLOAD_MAX_BYTES + 1024);

@@ -60,6 +60,14 @@ struct lmr_invoker_vtable {
                               enum lmr_invoke_type type, unsigned flags, struct lmr_invoke_result *res,
                               struct lmr_err *err);
     void (*destroy)(struct lmr_invoker *inv);
+    /*
+     * Optional (NULL: invoke is used): invoke on behalf of `client`, a caller's stable key (a
+     * stream lane): a service that chooses the environment prefers the warm one this client
+     * used last (Lambda promises nothing either way). 0 = no client.
+     */
+    enum lmr_result (*invoke_for)(struct lmr_invoker *inv, uint64_t client, const char *function, const void *payload,
+                                  size_t len, enum lmr_invoke_type type, unsigned flags, struct lmr_invoke_result *res,
+                                  struct lmr_err *err);
 };
 
 struct lmr_invoker {
@@ -71,6 +79,16 @@ static inline enum lmr_result lmr_invoke(struct lmr_invoker *inv, const char *fu
                                          enum lmr_invoke_type type, unsigned flags, struct lmr_invoke_result *res,
                                          struct lmr_err *err)
 {
+    return inv->vtable->invoke(inv, function, payload, len, type, flags, res, err);
+}
+
+/** lmr_invoke on behalf of `client` (see invoke_for): back-ends that cannot choose an environment ignore it. */
+static inline enum lmr_result lmr_invoke_for(struct lmr_invoker *inv, uint64_t client, const char *function,
+                                             const void *payload, size_t len, enum lmr_invoke_type type, unsigned flags,
+                                             struct lmr_invoke_result *res, struct lmr_err *err)
+{
+    if (inv->vtable->invoke_for)
+        return inv->vtable->invoke_for(inv, client, function, payload, len, type, flags, res, err);
     return inv->vtable->invoke(inv, function, payload, len, type, flags, res, err);
 }
 

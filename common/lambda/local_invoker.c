@@ -29,16 +29,16 @@ static enum lmr_result status_result(int status)
     }
 }
 
-static enum lmr_result local_invoke(struct lmr_invoker *inv, const char *function, const void *payload, size_t len,
-                                    enum lmr_invoke_type type, unsigned flags, struct lmr_invoke_result *res,
-                                    struct lmr_err *err)
+static enum lmr_result local_invoke_for(struct lmr_invoker *inv, uint64_t client, const char *function,
+                                        const void *payload, size_t len, enum lmr_invoke_type type, unsigned flags,
+                                        struct lmr_invoke_result *res, struct lmr_err *err)
 {
     struct lmr_lambda_service *svc = inv->impl;
     struct lmr_svc_outcome o;
     res->throttle_retries = 0;
     for (unsigned attempt = 0;; attempt++) {
         lmr_svc_outcome_init(&o);
-        lmr_svc_invoke(svc, function, NULL, payload, len, type, flags, &o);
+        lmr_svc_invoke(svc, function, NULL, payload, len, type, flags, client, &o);
         if (o.status != 429 || attempt >= THROTTLE_MAX_RETRIES)
             break;
         lmr_svc_outcome_clean_up(&o);
@@ -77,6 +77,13 @@ static enum lmr_result local_invoke(struct lmr_invoker *inv, const char *functio
     return r;
 }
 
+static enum lmr_result local_invoke(struct lmr_invoker *inv, const char *function, const void *payload, size_t len,
+                                    enum lmr_invoke_type type, unsigned flags, struct lmr_invoke_result *res,
+                                    struct lmr_err *err)
+{
+    return local_invoke_for(inv, 0, function, payload, len, type, flags, res, err);
+}
+
 static void local_destroy(struct lmr_invoker *inv)
 {
     free(inv);
@@ -86,6 +93,7 @@ static const struct lmr_invoker_vtable local_vtable = {
     .name = "local",
     .invoke = local_invoke,
     .destroy = local_destroy,
+    .invoke_for = local_invoke_for,
 };
 
 enum lmr_result lmr_local_invoker_new(struct lmr_lambda_service *svc, struct lmr_invoker **out, struct lmr_err *err)

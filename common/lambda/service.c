@@ -141,7 +141,13 @@ enum lmr_result lmr_lambda_service_new(const struct lmr_lambda_service_options *
     struct lmr_lambda_service *svc = calloc(1, sizeof *svc);
     if (!svc)
         return lmr_fail(err, LMR_ERR_NOMEM, "out of memory creating the Lambda service");
-    pthread_mutex_init(&svc->mu, NULL);
+    /* Adaptive: the lock is held for microseconds at a time, by the invoking threads, the Runtime API
+       threads and the monitor; spinning briefly beats sleeping and a 20-40 µs wakeup on a VM. */
+    pthread_mutexattr_t ma;
+    pthread_mutexattr_init(&ma);
+    pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ADAPTIVE_NP);
+    pthread_mutex_init(&svc->mu, &ma);
+    pthread_mutexattr_destroy(&ma);
     pthread_cond_init(&svc->envs_cond, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -530,8 +536,13 @@ void lmr_svc_inv_fail(struct lmr_svc_inv *inv, const char *error_type, const cha
     json_decref(j);
 }
 
-static struct lmr_svc_env *find_idle_locked(struct lmr_svc_fn *fn)
+/*
+ * An idle environment for an invocation of `client`: the one this client used last if it is
+ * idle, else the one idle the longest (so that another client's warm environment is taken last).
+ */
+static struct lmr_svc_env *find_idle_locked(struct lmr_svc_fn *fn, uint64_t client)
 {
+    struct lmr_svc_env *best = NULL;
     for (struct lmr_svc_env *env = fn->envs; env; env = env->next) {
         if (env->state != ENV_IDLE || env->inv)
             continue;
@@ -539,14 +550,19 @@ static struct lmr_svc_env *find_idle_locked(struct lmr_svc_fn *fn)
             lmr_svc_env_kill_locked(env, "Runtime.ExitError", "the environment was retired");
             continue;
         }
-        return env;
+        if (client && env->last_client == client)
+            return env;
+        if (!best || env->last_used_ms < best->last_used_ms)
+            best = env;
     }
-    return NULL;
+    return best;
 }
 
 static void assign_locked(struct lmr_svc_env *env, struct lmr_svc_inv *inv)
 {
     env->inv = inv;
+    env->last_client = inv->client;
+    env->last_used_ms = lmr_svc_now_ms();
     env->state = ENV_BUSY;
     inv->env = env;
     inv->state = INV_RUNNING;
@@ -557,7 +573,7 @@ static void assign_locked(struct lmr_svc_env *env, struct lmr_svc_inv *inv)
 /* Find or start an environment for inv. @return false when the concurrency is exhausted. */
 static bool place_locked(struct lmr_svc_fn *fn, struct lmr_svc_inv *inv)
 {
-    struct lmr_svc_env *env = find_idle_locked(fn);
+    struct lmr_svc_env *env = find_idle_locked(fn, inv->client);
     if (env) {
         assign_locked(env, inv);
         return true;
@@ -603,7 +619,7 @@ void lmr_svc_fn_pump_locked(struct lmr_svc_fn *fn)
             if (inv->not_before_ms > now)
                 break;
         }
-        if (!find_idle_locked(fn) && fn->n_alive >= fn->concurrency)
+        if (!find_idle_locked(fn, inv->client) && fn->n_alive >= fn->concurrency)
             break;
         fn->q_head = inv->next;
         if (!fn->q_head)
@@ -726,7 +742,7 @@ bool lmr_svc_split_function(char *buf, const char **name, const char **qualifier
 }
 
 void lmr_svc_invoke(struct lmr_lambda_service *svc, const char *function, const char *qualifier, const void *payload,
-                    size_t len, enum lmr_invoke_type type, unsigned flags, struct lmr_svc_outcome *o)
+                    size_t len, enum lmr_invoke_type type, unsigned flags, uint64_t client, struct lmr_svc_outcome *o)
 {
     char buf[256];
     const char *name = NULL, *qual = NULL;
@@ -765,6 +781,10 @@ void lmr_svc_invoke(struct lmr_lambda_service *svc, const char *function, const 
                   limit);
         return;
     }
+    /* The request id's random bytes (a system call) are drawn before taking the lock. */
+    char id[33], request_id[40];
+    lmr_random_hex(id, 16);
+    snprintf(request_id, sizeof request_id, "%.8s-%.4s-%.4s-%.4s-%.12s", id, id + 8, id + 12, id + 16, id + 20);
     pthread_mutex_lock(&svc->mu);
     struct lmr_svc_fn *fn = svc->fns;
     while (fn && strcmp(fn->name, name))
@@ -791,9 +811,7 @@ void lmr_svc_invoke(struct lmr_lambda_service *svc, const char *function, const 
         set_error(o, 500, "ServiceException", "The Lambda service is shutting down; invoke %s again later.", name);
         return;
     }
-    char id[33];
-    lmr_random_hex(id, 16);
-    snprintf(o->request_id, sizeof o->request_id, "%.8s-%.4s-%.4s-%.4s-%.12s", id, id + 8, id + 12, id + 16, id + 20);
+    snprintf(o->request_id, sizeof o->request_id, "%s", request_id);
     if (type == LMR_INVOKE_DRY_RUN) {
         pthread_mutex_unlock(&svc->mu);
         o->status = 204;
@@ -824,6 +842,7 @@ void lmr_svc_invoke(struct lmr_lambda_service *svc, const char *function, const 
         memcpy(inv->request_id, o->request_id, sizeof inv->request_id);
         inv->fn = fn;
         inv->type = type;
+        inv->client = client;
         inv->payload = copy;
         inv->payload_len = len;
         lmr_buf_init(&inv->response, LMR_LAMBDA_SYNC_PAYLOAD_MAX_BYTES + 1024);
@@ -841,6 +860,7 @@ void lmr_svc_invoke(struct lmr_lambda_service *svc, const char *function, const 
     inv.fn = fn;
     inv.type = LMR_INVOKE_SYNC;
     inv.flags = flags;
+    inv.client = client;
     inv.payload = (char *)payload;
     inv.payload_len = len;
     lmr_buf_init(&inv.response, LMR_LAMBDA_SYNC_PAYLOAD_MAX_BYTES + 1024);

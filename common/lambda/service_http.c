@@ -145,8 +145,9 @@ static enum MHD_Result handle_invoke(struct lmr_lambda_service *svc, struct MHD_
     const char *qualifier = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "Qualifier");
     struct lmr_svc_outcome o;
     lmr_svc_outcome_init(&o);
+    /* The client connection is the caller's key: its invocations prefer the environment it used last. */
     lmr_svc_invoke(svc, name, qualifier, req->body.data ? req->body.data : "", req->body.len, type,
-                   tail ? LMR_INVOKE_LOG_TAIL : 0, &o);
+                   tail ? LMR_INVOKE_LOG_TAIL : 0, (uint64_t)(uintptr_t)c, &o);
     enum MHD_Result ret = reply_outcome(c, &o, tail);
     lmr_svc_outcome_clean_up(&o);
     return ret;

@@ -26,6 +26,7 @@ struct lmr_svc_inv {
     struct lmr_svc_fn *fn;
     enum lmr_invoke_type type;
     unsigned flags;
+    uint64_t client; /* the caller's key (a lane, an HTTP connection); 0 = none */
     char *payload;
     size_t payload_len;
     enum lmr_svc_inv_state state;
@@ -70,8 +71,10 @@ struct lmr_svc_env {
     uint32_t peak_rss_mb;
     double hwm_read_ms; /* when VmHWM was last read */
     char stream_name[96];
-    unsigned refused;  /* Runtime API connections refused by the peer check */
-    unsigned code_gen; /* the function's code_gen when this environment started */
+    unsigned refused;     /* Runtime API connections refused by the peer check */
+    unsigned code_gen;    /* the function's code_gen when this environment started */
+    uint64_t last_client; /* client of the invocation it ran last (0 = none) */
+    double last_used_ms;  /* when it was last given an invocation */
     struct lmr_svc_env *next;
 };
 
@@ -142,9 +145,10 @@ void lmr_svc_outcome_clean_up(struct lmr_svc_outcome *o);
 /**
  * Invoke `function` (name, ARN or name:qualifier; `qualifier` may be NULL). Sync calls block
  * until the function answers. Errors of the service itself come back in o->status/error_code.
+ * `client` (0 = none) is the caller's key: an idle environment it used last is preferred.
  */
 void lmr_svc_invoke(struct lmr_lambda_service *svc, const char *function, const char *qualifier, const void *payload,
-                    size_t len, enum lmr_invoke_type type, unsigned flags, struct lmr_svc_outcome *o);
+                    size_t len, enum lmr_invoke_type type, unsigned flags, uint64_t client, struct lmr_svc_outcome *o);
 
 /* Environment side (service_env.c); all *_locked functions need svc->mu held. */
 enum lmr_result lmr_svc_env_spawn_locked(struct lmr_svc_fn *fn, struct lmr_svc_env **out, char *why, size_t why_cap);

@@ -186,7 +186,8 @@ static uint32_t slot_of(struct lmr_stream_report *r, const char *shard, uint32_t
     return (uint32_t)r->n_slots++;
 }
 
-json_t *lmr_stream_report_payload_store(const char *payload, size_t len)
+/* Where the "store" member's object starts in payload[0..len), or NULL (see lmr_stream_report_payload_store). */
+static const char *store_member(const char *payload, size_t len)
 {
     static const char tag[] = ",\"store\":{";
     size_t tl = sizeof tag - 1;
@@ -195,13 +196,48 @@ json_t *lmr_stream_report_payload_store(const char *payload, size_t len)
     /* The member is small and last: look for it in the response's tail only. */
     size_t from = len > 512 ? len - 512 : 0;
     for (size_t i = len - tl - 1; i + 1 > from; i--)
-        if (!memcmp(payload + i, tag, tl)) {
-            json_t *o = json_loadb(payload + i + tl - 1, len - 1 - (i + tl - 1), 0, NULL);
-            if (json_is_object(o))
-                return o;
-            json_decref(o);
-            return NULL;
-        }
+        if (!memcmp(payload + i, tag, tl))
+            return payload + i + tl - 1;
+    return NULL;
+}
+
+/*
+ * The store member as the stream function writes it ({"get":N,...,"retries":N} in req_names'
+ * order, then the response's closing brace) into req; false for any other shape (then it is
+ * parsed as JSON). Saves a JSON parse per invocation.
+ */
+static bool scan_store(const char *p, const char *end, uint64_t req[REQ_N])
+{
+    if (p >= end || *p++ != '{')
+        return false;
+    for (int i = 0; i < REQ_N; i++) {
+        size_t nl = strlen(req_names[i]);
+        if ((size_t)(end - p) < nl + 4 || p[0] != '"' || memcmp(p + 1, req_names[i], nl) || p[nl + 1] != '"' ||
+            p[nl + 2] != ':')
+            return false;
+        p += nl + 3;
+        uint64_t v = 0;
+        const char *digits = p;
+        while (p < end && *p >= '0' && *p <= '9' && p - digits < 19)
+            v = v * 10 + (uint64_t)(*p++ - '0');
+        if (p == digits || p >= end || *p != (i + 1 < REQ_N ? ',' : '}') || v > (uint64_t)INT64_MAX ||
+            (digits[0] == '0' && p - digits > 1))
+            return false; /* not as the function writes it (JSON has no leading zeros): parse it */
+        p++;
+        req[i] = v;
+    }
+    return end - p == 1 && *p == '}';
+}
+
+json_t *lmr_stream_report_payload_store(const char *payload, size_t len)
+{
+    const char *member = store_member(payload, len);
+    if (!member)
+        return NULL;
+    json_t *o = json_loadb(member, (size_t)(payload + len - 1 - member), 0, NULL);
+    if (json_is_object(o))
+        return o;
+    json_decref(o);
     return NULL;
 }
 
@@ -211,7 +247,18 @@ void lmr_stream_report_add_invocation(struct lmr_stream_report *r, const struct 
     if (!r || !inv)
         return;
     const struct lmr_invoke_result *res = inv->res;
-    json_t *store = res ? lmr_stream_report_payload_store(res->payload.data, res->payload.len) : NULL;
+    uint64_t req[REQ_N] = {0};
+    json_t *store = NULL; /* parsed only when the member is not in the function's own shape */
+    bool have_store = false;
+    const char *member = res ? store_member(res->payload.data, res->payload.len) : NULL;
+    if (member && scan_store(member, res->payload.data + res->payload.len, req)) {
+        have_store = true;
+    } else if (member) {
+        store = lmr_stream_report_payload_store(res->payload.data, res->payload.len);
+        have_store = store != NULL;
+        for (int i = 0; store && i < REQ_N; i++)
+            req[i] = lmr_json_u64(store, req_names[i], 0);
+    }
     pthread_mutex_lock(&r->mu);
     struct win *w = open_win(r, inv->window_start_ms, window_ms);
     uint32_t slot = slot_of(r, inv->shard_id ? inv->shard_id : "", inv->lane);
@@ -233,10 +280,9 @@ void lmr_stream_report_add_invocation(struct lmr_stream_report *r, const struct 
         lmr_billing_add(&r->billing, res->duration_ms, res->init_duration_ms, res->billed_duration_ms,
                         res->memory_size_mb, 512);
     }
-    for (int i = 0; store && i < REQ_N; i++) {
-        uint64_t v = lmr_json_u64(store, req_names[i], 0);
-        w->req[i] += v;
-        r->req[i] += v;
+    for (int i = 0; have_store && i < REQ_N; i++) {
+        w->req[i] += req[i];
+        r->req[i] += req[i];
     }
     if (!w->first_ms || inv->start_ms < w->first_ms)
         w->first_ms = inv->start_ms;
@@ -258,6 +304,8 @@ void lmr_stream_report_add_invocation(struct lmr_stream_report *r, const struct 
             (json_int_t)(res ? res->throttle_retries : 0));
         if (o && store)
             json_object_set(o, "store", store);
+        else if (o && have_store)
+            json_object_set_new(o, "store", req_json(req));
         if (o && inv->error)
             json_object_set_new(o, "error", json_string(inv->error));
         if (!o || json_array_append_new(w->invs, o))

@@ -82,8 +82,9 @@ static void *run_one(void *arg)
         free(recs);
     l->inv_start_ms = lmr_wall_ms();
     if (!l->inv_r)
-        l->inv_r = lmr_invoke(p->o->invoker, p->o->function_name, l->event.data, l->event.len, LMR_INVOKE_SYNC, 0,
-                              &l->res, &l->inv_err);
+        /* The lane is the client: the embedded service gives it the warm environment that holds its state. */
+        l->inv_r = lmr_invoke_for(p->o->invoker, (uint64_t)(uintptr_t)l, p->o->function_name, l->event.data,
+                                  l->event.len, LMR_INVOKE_SYNC, 0, &l->res, &l->inv_err);
     l->inv_end_ms = lmr_wall_ms();
     return NULL;
 }

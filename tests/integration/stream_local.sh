@@ -56,8 +56,11 @@ import sys, time
 data = open(sys.argv[1], "rb").read().splitlines(keepends=True)
 for i in range(0, len(data), 3000):
     sys.stdout.buffer.write(b"".join(data[i:i + 3000])); sys.stdout.flush(); time.sleep(0.25)
-' "$T/in1.txt" | timeout 120 "$LMR" stream wordcount --source - --window 1 --output "$T/out1" --batch-size 500 \
-    --parallelization 2 --quiet
+' "$T/in1.txt" | LMR_LOG=info timeout 120 "$LMR" stream wordcount --source - --window 1 --output "$T/out1" \
+    --batch-size 500 --parallelization 2 --quiet 2> "$T/stream1.log"
+# Each lane's invocations go to the warm environment that holds its state (the service prefers it):
+# no state is rebuilt, none travels whole.
+! grep -E "rebuilding it|travel whole" "$T/stream1.log" || fail "stdin: a lane lost the state its environment held"
 oracle "$T/in1.txt" > "$T/want1"
 summed "$T/out1" > "$T/got1"
 cmp -s "$T/want1" "$T/got1" || { diff "$T/want1" "$T/got1" | head || true; fail "stdin: window outputs differ from the input's word counts"; }

@@ -600,6 +600,63 @@ static void test_concurrent_threads(void **state)
     free(log);
 }
 
+/* The pid part of a "count" answer ("<pid>:<n>") for client `client`. */
+static long count_pid(struct fixture *f, uint64_t client)
+{
+    struct lmr_invoke_result r;
+    struct lmr_err err = {0};
+    lmr_invoke_result_init(&r, 1024);
+    assert_int_equal(lmr_invoke_for(f->inv, client, "count", "{}", 2, LMR_INVOKE_SYNC, 0, &r, &err), LMR_OK);
+    assert_int_equal(r.status_code, 200);
+    long pid = strtol(r.payload.data ? r.payload.data : "", NULL, 10);
+    lmr_invoke_result_clean_up(&r);
+    return pid;
+}
+
+struct pair_arg {
+    struct fixture *f;
+    uint64_t client;
+    pthread_barrier_t *go;
+    long pid;
+};
+
+static void *pair_main(void *arg)
+{
+    struct pair_arg *a = arg;
+    pthread_barrier_wait(a->go);
+    a->pid = count_pid(a->f, a->client);
+    return NULL;
+}
+
+/* A client's invocations go to the idle environment it used last (a stream lane keeps its state). */
+static void test_environment_affinity(void **state)
+{
+    struct fixture *f = *state;
+    add(f, "count", "count", 0, 10, 2);
+    /* Two clients at once: two environments (the second finds the first busy with its cold start). */
+    long pid_a = 0, pid_b = 0;
+    for (int attempt = 0; attempt < 10 && (!pid_a || pid_a == pid_b); attempt++) {
+        pthread_barrier_t go;
+        pthread_barrier_init(&go, NULL, 2);
+        struct pair_arg a = {f, 11, &go, 0}, b = {f, 22, &go, 0};
+        pthread_t ta, tb;
+        pthread_create(&ta, NULL, pair_main, &a);
+        pthread_create(&tb, NULL, pair_main, &b);
+        pthread_join(ta, NULL);
+        pthread_join(tb, NULL);
+        pthread_barrier_destroy(&go);
+        pid_a = a.pid;
+        pid_b = b.pid;
+    }
+    assert_true(pid_a > 0 && pid_b > 0 && pid_a != pid_b);
+    /* An irregular order: without the preference, the environment idle longest would serve them in turn. */
+    const uint64_t order[] = {11, 11, 22, 11, 22, 22, 11, 11, 22};
+    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++)
+        assert_int_equal(count_pid(f, order[i]), order[i] == 11 ? pid_a : pid_b);
+    /* No client: the environment idle the longest (here a's, used before b's last call). */
+    assert_int_equal(count_pid(f, 0), pid_a);
+}
+
 static void test_config_validation(void **state)
 {
     struct fixture *f = *state;
@@ -656,6 +713,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_environment_variables_and_context, setup, teardown),
         cmocka_unit_test_setup_teardown(test_log_tail, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_threads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_environment_affinity, setup, teardown),
         cmocka_unit_test_setup_teardown(test_runtime_api_refuses_neighbours, setup, teardown),
         cmocka_unit_test_setup_teardown(test_abandoned_next_does_not_swallow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stats_running, setup, teardown),

@@ -195,12 +195,55 @@ static void test_default_caps_size(void **state)
     lmr_stream_report_destroy(r);
 }
 
+/* The store member in the function's own shape is read without a JSON parse; any other shape is
+   parsed (so extra members stay in the kept invocation); a malformed one counts nothing. */
+static void test_store_member_shapes(void **state)
+{
+    (void)state;
+    struct lmr_stream_report_options o = {.invocations_per_window_max = 10};
+    struct lmr_stream_report *r;
+    struct lmr_err err = {0};
+    assert_int_equal(lmr_stream_report_new(&o, &r, &err), LMR_OK);
+    uint64_t w = 1796000000000ull;
+    add(r, w, 0, false, 0,
+        "{\"state\":{},\"store\":{\"get\":3,\"put\":4,\"list\":0,\"head\":0,\"delete\":0,\"bytes_read\":10,"
+        "\"bytes_written\":1000,\"retries\":1}}");
+    add(r, w, 0, false, 0,
+        "{\"state\":{},\"store\":{ \"get\": 5, \"put\":0, \"list\":0, \"head\":0, \"delete\":0, \"bytes_read\":0, "
+        "\"bytes_written\":20, \"retries\":0, \"extra\":7}}");
+    add(r, w, 0, false, 0, "{\"state\":{},\"store\":{\"get\":01,\"put\":2}}"); /* not JSON: nothing counted */
+    add(r, w, 0, false, 0,
+        "{\"state\":{},\"store\":{\"get\":1,\"put\":1,\"list\":0,\"head\":0,\"delete\":0,\"bytes_read\":0,"
+        "\"bytes_written\":99999999999999999999,\"retries\":0}}"); /* too big for JSON's integers here */
+    struct lmr_stream_stats stats = {0};
+    struct lmr_stream_report_end e = {.status = "drained", .stats = &stats};
+    json_t *j = lmr_stream_report_json(r, &e);
+    assert_non_null(j);
+    json_t *win = json_array_get(json_object_get(j, "windows"), 0);
+    json_t *store = json_object_get(win, "store");
+    assert_int_equal(lmr_json_u64(store, "get", 0), 8);
+    assert_int_equal(lmr_json_u64(store, "put", 0), 4);
+    assert_int_equal(lmr_json_u64(store, "bytes_written", 0), 1020);
+    assert_int_equal(lmr_json_u64(store, "retries", 0), 1);
+    json_t *invs = json_object_get(win, "invocations");
+    assert_int_equal(json_array_size(invs), 4);
+    json_t *s0 = json_object_get(json_array_get(invs, 0), "store");
+    assert_int_equal(json_object_size(s0), 8);
+    assert_int_equal(lmr_json_u64(s0, "bytes_read", 0), 10);
+    assert_int_equal(lmr_json_u64(json_object_get(json_array_get(invs, 1), "store"), "extra", 0), 7);
+    assert_null(json_object_get(json_array_get(invs, 2), "store"));
+    assert_null(json_object_get(json_array_get(invs, 3), "store"));
+    json_decref(j);
+    lmr_stream_report_destroy(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_caps_and_totals),
         cmocka_unit_test(test_payload_store),
         cmocka_unit_test(test_default_caps_size),
+        cmocka_unit_test(test_store_member_shapes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -129,6 +129,17 @@ uint64_t lmr_frame_reader_bytes_fetched(const struct lmr_frame_reader *fr);
 static inline int lmr_shuffle_default_compare(struct lmr_slice a, struct lmr_slice b)
 {
     size_t n = a.len < b.len ? a.len : b.len;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (n >= 8) { /* the first 8 bytes as one big-endian word: no call for keys that differ there */
+        uint64_t x, y;
+        __builtin_memcpy(&x, a.ptr, 8);
+        __builtin_memcpy(&y, b.ptr, 8);
+        if (x != y)
+            return __builtin_bswap64(x) < __builtin_bswap64(y) ? -1 : 1;
+        if (n == 8)
+            return (a.len > b.len) - (a.len < b.len);
+    }
+#endif
     int c = n ? __builtin_memcmp(a.ptr, b.ptr, n) : 0;
     if (c)
         return c;

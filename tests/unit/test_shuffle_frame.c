@@ -346,9 +346,43 @@ static void test_claimed_size_not_allocated(void **state)
     lmr_frame_reader_destroy(fr);
 }
 
+/* The default key order (its 8-byte word fast path included) = memcmp, then the shorter key first,
+   on keys of 0-20 bytes that share long prefixes, with NUL and 0xff bytes. */
+static void test_default_compare(void **unused)
+{
+    (void)unused;
+    static const uint8_t alphabet[] = {0, 1, 'a', 'b', 0x7f, 0x80, 0xff};
+    srand(11);
+    for (int i = 0; i < 200000; i++) {
+        uint8_t x[20], y[20];
+        size_t xl = (size_t)(rand() % 21), yl = (size_t)(rand() % 21);
+        size_t shared = (size_t)(rand() % 21);
+        for (size_t k = 0; k < 20; k++) {
+            x[k] = alphabet[rand() % sizeof alphabet];
+            y[k] = k < shared ? x[k] : alphabet[rand() % sizeof alphabet];
+        }
+        /* exact-size copies: a read past a key's end shows under the sanitizer */
+        uint8_t *a = malloc(xl ? xl : 1), *b = malloc(yl ? yl : 1);
+        assert_non_null(a);
+        assert_non_null(b);
+        memcpy(a, x, xl);
+        memcpy(b, y, yl);
+        size_t n = xl < yl ? xl : yl;
+        int want = n ? memcmp(a, b, n) : 0;
+        if (!want)
+            want = (xl > yl) - (xl < yl);
+        int got = lmr_shuffle_default_compare((struct lmr_slice){a, xl}, (struct lmr_slice){b, yl});
+        if ((got > 0) != (want > 0) || (got < 0) != (want < 0))
+            fail_msg("keys of %zu and %zu bytes: %d, memcmp order %d", xl, yl, got, want);
+        free(a);
+        free(b);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_default_compare),
         cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_huge_record, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_and_truncated, setup, teardown),

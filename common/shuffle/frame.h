@@ -51,9 +51,15 @@ struct lmr_frame_writer;
 
 /**
  * Create a frame writer (one zstd compression context, a staging buffer and an output buffer,
- * reused for every frame it writes). zstd_level <= 0 means 1.
+ * reused for every frame it writes). zstd_level <= 0 means 1, the default: then the first 16 KiB or
+ * more of records the writer compresses (one batch, before its frame starts) are tried at level 1,
+ * and if they compress less than 2:1 this frame and every later one are written at zstd's fast level
+ * 1 (level -1: about twice the speed on such data, for a few percent more bytes). Any other level is
+ * used as given.
  */
 enum lmr_result lmr_frame_writer_new(int zstd_level, struct lmr_frame_writer **out, struct lmr_err *err);
+/** The zstd level the writer compresses at now (the default's choice: 1 or -1). */
+int lmr_frame_writer_level(const struct lmr_frame_writer *fw);
 /** Free the writer. NULL-safe. */
 void lmr_frame_writer_destroy(struct lmr_frame_writer *fw);
 /** @return the bytes a writer at zstd_level holds (context and buffers), for memory budgets. */

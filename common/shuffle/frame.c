@@ -79,7 +79,17 @@ struct lmr_frame_writer {
     uint64_t *offset;
     uint64_t start_offset, records, raw_bytes;
     bool started;
+    bool in_frame; /* the current frame has had a compress call (its parameters are fixed) */
+    bool probing;  /* default level: the first sizeable batch of records decides between level 1 and fast */
+    int level;
 };
+
+/* The default level's choice (see lmr_frame_writer_new): records that compress less than 2:1 at level 1
+   (random doubles next to short keys: Query 2's sums) are written at zstd's fast level 1 instead,
+   about twice the speed for about 6% more bytes there; word count's sorted words (2.4:1) stay at level 1. */
+#define PROBE_MIN_BYTES ((size_t)16 * 1024)
+#define FAST_LEVEL (-1)
+#define FAST_BELOW_RATIO 2.0
 
 static int clamp_level(int level)
 {
@@ -110,6 +120,8 @@ enum lmr_result lmr_frame_writer_new(int zstd_level, struct lmr_frame_writer **o
         return lmr_fail(err, LMR_ERR_NOMEM, "Out of memory creating a shuffle frame writer.");
     }
     int level = clamp_level(zstd_level);
+    fw->probing = zstd_level <= 1;
+    fw->level = level;
     if (ZSTD_isError(ZSTD_CCtx_setParameter(fw->cctx, ZSTD_c_compressionLevel, level)) ||
         ZSTD_isError(ZSTD_CCtx_setParameter(fw->cctx, ZSTD_c_windowLog, LMR_SHUFFLE_WINDOW_LOG)) ||
         ZSTD_isError(ZSTD_CCtx_setParameter(fw->cctx, ZSTD_c_checksumFlag, 1))) {
@@ -152,9 +164,33 @@ static enum lmr_result flush_out(struct lmr_frame_writer *fw, struct lmr_err *er
     return LMR_OK;
 }
 
+/* Before a frame's first compress call: try level 1 on this batch (into the empty output buffer) and
+   keep it, or switch the writer to the fast level for good. */
+static void choose_level(struct lmr_frame_writer *fw, const void *src, size_t len)
+{
+    if (len < PROBE_MIN_BYTES || fw->out_len || ZSTD_compressBound(len) > fw->out_cap)
+        return; /* too little to judge (or no room): the next frame's first batch decides */
+    fw->probing = false;
+    size_t c = ZSTD_compress2(fw->cctx, fw->out, fw->out_cap, src, len);
+    ZSTD_CCtx_reset(fw->cctx, ZSTD_reset_session_only);
+    if (!ZSTD_isError(c) && (double)len < FAST_BELOW_RATIO * (double)c &&
+        !ZSTD_isError(ZSTD_CCtx_setParameter(fw->cctx, ZSTD_c_compressionLevel, FAST_LEVEL)))
+        fw->level = FAST_LEVEL; /* on failure level 1 stays */
+}
+
+int lmr_frame_writer_level(const struct lmr_frame_writer *fw)
+{
+    return fw->level;
+}
+
 static enum lmr_result compress(struct lmr_frame_writer *fw, const void *src, size_t len, ZSTD_EndDirective mode,
                                 struct lmr_err *err)
 {
+    if (!fw->in_frame) {
+        if (fw->probing)
+            choose_level(fw, src, len);
+        fw->in_frame = true;
+    }
     ZSTD_inBuffer in = {src, len, 0};
     for (;;) {
         ZSTD_outBuffer o = {fw->out, fw->out_cap, fw->out_len};
@@ -208,6 +244,7 @@ enum lmr_result lmr_frame_writer_add(struct lmr_frame_writer *fw, struct lmr_sli
     if (!fw->started) {
         ZSTD_CCtx_reset(fw->cctx, ZSTD_reset_session_only);
         fw->started = true;
+        fw->in_frame = false;
     }
     /* Fast path: the whole record fits in the staging buffer. */
     size_t need = 11 + key.len + value.len;

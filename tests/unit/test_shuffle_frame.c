@@ -346,9 +346,161 @@ static void test_claimed_size_not_allocated(void **state)
     lmr_frame_reader_destroy(fr);
 }
 
+#define N_LEVEL_RECORDS 6000
+
+/* Records of frame `kind` i: 0 = a 9-byte key and 16 random bytes (compresses < 2:1),
+   1 = text that repeats (compresses far better). */
+static void level_record(int kind, size_t i, uint8_t key[9], uint8_t value[16])
+{
+    snprintf((char *)key, 9, "k%07zu", i);
+    key[8] = (uint8_t)'.';
+    if (kind == 0) {
+        uint64_t r[2] = {rnd(), rnd()};
+        memcpy(value, r, 16);
+    } else {
+        memcpy(value, i % 3 ? "abcdefghabcdefgh" : "abcdefgXabcdefgh", 16);
+    }
+}
+
+/* One frame of 6000 records of kind into writer fw at object `key`; the frame's size. Every record
+   reads back. The same records compressed in one shot at level 1 (window, checksum as the writer's)
+   give *level1_bytes. */
+static uint64_t level_frame(struct store_fixture *c, struct lmr_frame_writer *fw, const char *key, int kind,
+                            uint64_t seed, size_t *level1_bytes)
+{
+    struct lmr_err err;
+    struct lmr_store_writer *sw;
+    assert_int_equal(lmr_store_open_write(c->store, key, 0, &sw, &err), LMR_OK);
+    uint64_t off = 0;
+    struct lmr_partition_frame fr;
+    uint8_t *raw = malloc(N_LEVEL_RECORDS * 30), k[9], v[16];
+    assert_non_null(raw);
+    lmr_frame_writer_begin(fw, sw, &off);
+    rng_state = seed;
+    for (size_t i = 0; i < N_LEVEL_RECORDS; i++) {
+        level_record(kind, i, k, v);
+        uint8_t *r = raw + i * 30;
+        r[0] = 0x92, r[1] = 0xc4, r[2] = 9, r[12] = 0xc4, r[13] = 16;
+        memcpy(r + 3, k, 9);
+        memcpy(r + 14, v, 16);
+        assert_int_equal(lmr_frame_writer_add(fw, lmr_slice_make(k, 9), lmr_slice_make(v, 16), &err), LMR_OK);
+    }
+    assert_int_equal(lmr_frame_writer_end(fw, &fr, &err), LMR_OK);
+    assert_int_equal(fr.raw_bytes, N_LEVEL_RECORDS * 30);
+    enum lmr_result rc = lmr_store_commit(sw, &err);
+    if (rc != LMR_OK)
+        fail_msg("commit: %s", err.msg);
+
+    ZSTD_CCtx *cc = ZSTD_createCCtx();
+    size_t cap = ZSTD_compressBound(N_LEVEL_RECORDS * 30);
+    uint8_t *dst = malloc(cap);
+    assert_non_null(dst);
+    ZSTD_CCtx_setParameter(cc, ZSTD_c_compressionLevel, 1);
+    ZSTD_CCtx_setParameter(cc, ZSTD_c_windowLog, LMR_SHUFFLE_WINDOW_LOG);
+    ZSTD_CCtx_setParameter(cc, ZSTD_c_checksumFlag, 1);
+    /* streamed with the size unknown, as the writer streams (a known size picks other parameters) */
+    ZSTD_inBuffer in = {raw, N_LEVEL_RECORDS * 30, 0};
+    ZSTD_outBuffer o = {dst, cap, 0};
+    assert_false(ZSTD_isError(ZSTD_compressStream2(cc, &o, &in, ZSTD_e_continue)));
+    assert_int_equal(in.pos, in.size);
+    assert_int_equal(ZSTD_compressStream2(cc, &o, &in, ZSTD_e_end), 0);
+    *level1_bytes = o.pos;
+    ZSTD_freeCCtx(cc);
+    free(dst);
+
+    struct lmr_frame_reader *rd;
+    assert_int_equal(lmr_frame_reader_new(&rd, &err), LMR_OK);
+    assert_int_equal(lmr_frame_reader_open(rd, c->store, key, fr.offset, fr.size_bytes, &err), LMR_OK);
+    rng_state = seed;
+    for (size_t i = 0;; i++) {
+        bool has;
+        struct lmr_slice gk, gv;
+        assert_int_equal(lmr_frame_reader_next(rd, &has, &gk, &gv, &err), LMR_OK);
+        if (!has) {
+            assert_int_equal(i, N_LEVEL_RECORDS);
+            break;
+        }
+        level_record(kind, i, k, v);
+        assert_int_equal(gk.len, 9);
+        assert_memory_equal(gk.ptr, k, 9);
+        assert_int_equal(gv.len, 16);
+        assert_memory_equal(gv.ptr, v, 16);
+    }
+    lmr_frame_reader_destroy(rd);
+    free(raw);
+    return fr.size_bytes;
+}
+
+/* The default level: a writer whose first frame compresses less than 2:1 at level 1 writes it and
+   every later frame at zstd's fast level; one whose first frame compresses well stays at level 1;
+   an explicit level never changes. Every frame reads back. */
+static void test_default_level_choice(void **state)
+{
+    struct store_fixture *c = *state;
+    struct lmr_err err;
+    struct lmr_frame_writer *fw;
+    size_t l1;
+    assert_int_equal(lmr_frame_writer_new(1, &fw, &err), LMR_OK);
+    assert_int_equal(lmr_frame_writer_level(fw), 1);
+    uint64_t fast = level_frame(c, fw, "lv/a", 0, 5, &l1);
+    assert_int_equal(lmr_frame_writer_level(fw), -1);
+    assert_true(fast * 2 > N_LEVEL_RECORDS * 30); /* the data compresses less than 2:1 */
+    level_frame(c, fw, "lv/b", 1, 6, &l1);
+    assert_int_equal(lmr_frame_writer_level(fw), -1); /* the choice holds for later frames */
+    lmr_frame_writer_destroy(fw);
+
+    assert_int_equal(lmr_frame_writer_new(1, &fw, &err), LMR_OK);
+    uint64_t good = level_frame(c, fw, "lv/c", 1, 6, &l1);
+    assert_int_equal(lmr_frame_writer_level(fw), 1);
+    assert_true(good <= l1 + l1 / 100); /* level 1, as a level-1 stream of the same records */
+    level_frame(c, fw, "lv/d", 0, 5, &l1);
+    assert_int_equal(lmr_frame_writer_level(fw), 1);
+    lmr_frame_writer_destroy(fw);
+
+    assert_int_equal(lmr_frame_writer_new(3, &fw, &err), LMR_OK);
+    level_frame(c, fw, "lv/e", 0, 5, &l1);
+    assert_int_equal(lmr_frame_writer_level(fw), 3);
+    lmr_frame_writer_destroy(fw);
+}
+
+/* The default key order (its 8-byte word fast path included) = memcmp, then the shorter key first,
+   on keys of 0-20 bytes that share long prefixes, with NUL and 0xff bytes. */
+static void test_default_compare(void **unused)
+{
+    (void)unused;
+    static const uint8_t alphabet[] = {0, 1, 'a', 'b', 0x7f, 0x80, 0xff};
+    srand(11);
+    for (int i = 0; i < 200000; i++) {
+        uint8_t x[20], y[20];
+        size_t xl = (size_t)(rand() % 21), yl = (size_t)(rand() % 21);
+        size_t shared = (size_t)(rand() % 21);
+        for (size_t k = 0; k < 20; k++) {
+            x[k] = alphabet[rand() % sizeof alphabet];
+            y[k] = k < shared ? x[k] : alphabet[rand() % sizeof alphabet];
+        }
+        /* exact-size copies: a read past a key's end shows under the sanitizer */
+        uint8_t *a = malloc(xl ? xl : 1), *b = malloc(yl ? yl : 1);
+        assert_non_null(a);
+        assert_non_null(b);
+        memcpy(a, x, xl);
+        memcpy(b, y, yl);
+        size_t n = xl < yl ? xl : yl;
+        int want = n ? memcmp(a, b, n) : 0;
+        if (!want)
+            want = (xl > yl) - (xl < yl);
+        int got = lmr_shuffle_default_compare((struct lmr_slice){a, xl}, (struct lmr_slice){b, yl});
+        if ((got > 0) != (want > 0) || (got < 0) != (want < 0))
+            fail_msg("keys of %zu and %zu bytes: %d, memcmp order %d", xl, yl, got, want);
+        free(a);
+        free(b);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_default_compare),
+        cmocka_unit_test_setup_teardown(test_default_level_choice, setup, teardown),
         cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_huge_record, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_and_truncated, setup, teardown),

@@ -2,6 +2,7 @@
  * Shuffle micro-benchmark.
  *
  *   bench_shuffle [--only-emit] [--words N] [--vocab V] [--maps M] [--records-per-map K] [--memory-mb MB] [--json]
+ *   bench_shuffle --text-file FILE [--block-kib N] [--zero-copy] [--memory-mb MB]
  *
  * 1. emit: N words drawn from a Zipf(1)-like distribution over V distinct words, emitted into a
  *    wordcount map output (combine at emit time); then finish (sort + encode + compress + write).
@@ -9,6 +10,11 @@
  *    lines, as the mapper hands them; tokenizer + emits), or map per line without map_block.
  * 3. merge: M map objects of K distinct-ish records each (non-combining), merged by one reduce
  *    input over all their frames of partition 0..R-1; records/s of the k-way merge incl. decoding.
+ * --text-file: only wordcount's map_block over FILE (say a part file of benchmarks/run's text), the
+ *    bytes copied from a mapping of the file into an N KiB buffer (default 1024) one block of whole
+ *    lines at a time, as the mapper's pread does (the copy is in user space here, so callgrind's
+ *    cache simulation sees it), or with --zero-copy handed to map_block straight from the mapping;
+ *    then the collector's finish. Run it under callgrind with --toggle-collect=run_text_file.
  * Times are process CPU time (the machine is shared), so I/O waits are not counted.
  * The store is a file store in a temporary directory (deleted at the end).
  */
@@ -17,7 +23,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <fcntl.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "job/registry.h"
 #include "shuffle/map_output.h"
@@ -62,6 +72,90 @@ static int noncomb_map(void *s, struct lmr_slice r, struct lmr_emitter *o, struc
 }
 static const struct lmr_job_ops pairs_job = {.name = "pairs", .map = noncomb_map};
 
+/* --text-file: map_block over the file's bytes, copied block by block or not at all. */
+static __attribute__((noinline)) void run_text_file(const uint8_t *map, size_t len, size_t block, bool zero_copy,
+                                                    struct lmr_emitter *em, uint8_t *buf)
+{
+    struct lmr_job_counters counters = {0};
+    size_t pos = 0, carry = 0; /* carry: bytes of a partial line at buf[0, carry) */
+    while (pos < len || carry) {
+        size_t n = len - pos < block - carry ? len - pos : block - carry;
+        const uint8_t *blk;
+        size_t have;
+        if (zero_copy) {
+            blk = map + pos;
+            have = n;
+        } else {
+            memcpy(buf + carry, map + pos, n);
+            blk = buf;
+            have = carry + n;
+        }
+        pos += n;
+        size_t cut = have;
+        if (pos < len)
+            while (cut > 0 && blk[cut - 1] != '\n')
+                cut--;
+        lmr_job_wordcount.map_block(NULL, lmr_slice_make(blk, cut), em, &counters);
+        if (zero_copy) {
+            pos -= have - cut;
+        } else {
+            memmove(buf, buf + cut, have - cut);
+            carry = have - cut;
+            if (pos >= len && carry) {
+                lmr_job_wordcount.map_block(NULL, lmr_slice_make(buf, carry), em, &counters);
+                carry = 0;
+            }
+        }
+    }
+}
+
+static int text_file_main(const char *path, size_t block, bool zero_copy, size_t memory, uint32_t R)
+{
+    int fd = open(path, O_RDONLY);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0)
+        die(path, NULL);
+    size_t len = (size_t)st.st_size;
+    const uint8_t *map = mmap(NULL, len, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+    if (map == MAP_FAILED)
+        die("mmap", NULL);
+    uint8_t *buf = malloc(block);
+    char dir[] = "/tmp/lmr-bench-shuffle-XXXXXX";
+    if (!mkdtemp(dir))
+        die("mkdtemp", NULL);
+    struct lmr_err err;
+    struct lmr_store *store;
+    if (lmr_store_open(dir, &store, NULL, &err) != LMR_OK)
+        die("store", &err);
+    struct lmr_map_output_options o = {.ops = &lmr_job_wordcount,
+                                       .partitions = R,
+                                       .memory_limit_bytes = memory,
+                                       .store = store,
+                                       .spill_prefix = "work/spill-",
+                                       .object_key = "inter/wc"};
+    struct lmr_map_output *mo;
+    if (lmr_map_output_new(&o, &mo, &err) != LMR_OK)
+        die("map output", &err);
+    double t0 = cpu_ms();
+    run_text_file(map, len, block, zero_copy, lmr_map_output_emitter(mo), buf);
+    double t1 = cpu_ms();
+    struct lmr_map_output_index idx;
+    if (lmr_map_output_finish(mo, &idx, &err) != LMR_OK)
+        die("finish", &err);
+    double t2 = cpu_ms();
+    lmr_map_output_destroy(mo);
+    printf("text file %s: %.1f MiB, %s %zu KiB blocks: map %.0f ms (%.2f ns/B), finish %.1f ms, %" PRIu64 " keys out\n",
+           path, len / 1048576.0, zero_copy ? "zero-copy" : "copied", block >> 10, t1 - t0, (t1 - t0) * 1e6 / len,
+           t2 - t1, idx.records_out);
+    lmr_store_destroy(store);
+    munmap((void *)map, len);
+    close(fd);
+    free(buf);
+    char cmd[64];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    return system(cmd) == 0 ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
     uint64_t nwords = arg_u64(argc, argv, "--words", 20000000);
@@ -71,10 +165,17 @@ int main(int argc, char **argv)
     size_t memory = (size_t)arg_u64(argc, argv, "--memory-mb", 1024) << 20;
     uint32_t R = (uint32_t)arg_u64(argc, argv, "--reducers", 4);
     bool json = false, only_emit = false;
+    bool zero_copy = false;
+    const char *text_file = NULL;
     for (int i = 1; i < argc; i++) {
         json |= !strcmp(argv[i], "--json");
         only_emit |= !strcmp(argv[i], "--only-emit");
+        zero_copy |= !strcmp(argv[i], "--zero-copy");
+        if (!strcmp(argv[i], "--text-file") && i + 1 < argc)
+            text_file = argv[i + 1];
     }
+    if (text_file)
+        return text_file_main(text_file, (size_t)arg_u64(argc, argv, "--block-kib", 1024) << 10, zero_copy, memory, R);
 
     char dir[] = "/tmp/lmr-bench-shuffle-XXXXXX";
     if (!mkdtemp(dir))

@@ -1,8 +1,14 @@
 #include "follow.h"
 
+#include <limits.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#ifdef __linux__
+#include <sys/inotify.h>
+#endif
 
 #include "job/task.h"
 #include "lease.h"
@@ -39,9 +45,68 @@ enum lmr_result lmr_job_record_read(struct lmr_store *work, const char *key, jso
     return read_json(work, key, RECORD_MAX_BYTES, record, err);
 }
 
+/*
+ * On a file store: an inotify watch on the job record's folder, so that a new record (the
+ * coordinator renames it into place) ends the wait at once instead of at the next poll (half the
+ * poll interval late on average, the last gap of every local job). -1 when there is none (not
+ * Linux, or no watch): then the loop only sleeps.
+ */
+static int watch_record(const struct lmr_store *work, const char *key, bool local)
+{
+#ifdef __linux__
+    if (!local)
+        return -1;
+    const char *root = work->root_uri + 7, *slash = strrchr(key, '/');
+    size_t rl = strlen(root);
+    char dir[PATH_MAX];
+    int n = snprintf(dir, sizeof dir, "%s%s%.*s", root, rl && root[rl - 1] == '/' ? "" : "/",
+                     slash ? (int)(slash - key) : 0, key);
+    if (n < 0 || (size_t)n >= sizeof dir)
+        return -1;
+    int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (fd >= 0 && inotify_add_watch(fd, dir, IN_MOVED_TO | IN_CLOSE_WRITE) < 0) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+#else
+    (void)work;
+    (void)key;
+    (void)local;
+    return -1;
+#endif
+}
+
+/* Sleep ms, or less when the watched folder changes first. */
+static void wait_for_record(int watch, uint32_t ms)
+{
+    if (watch < 0) {
+        lmr_sleep_ms(ms);
+        return;
+    }
+    struct pollfd p = {.fd = watch, .events = POLLIN};
+    if (poll(&p, 1, (int)ms) > 0) {
+        char events[4096];
+        while (read(watch, events, sizeof events) > 0) /* drain: the record is read next anyway */
+            ;
+    }
+}
+
+static enum lmr_result follow_job(const struct lmr_follow_options *o, int watch, json_t **report, struct lmr_err *err);
+
 enum lmr_result lmr_follow_job(const struct lmr_follow_options *o, json_t **report, struct lmr_err *err)
 {
     *report = NULL;
+    bool local = !strncmp(o->work_store->root_uri, "file://", 7);
+    int watch = watch_record(o->work_store, o->record_key, local);
+    enum lmr_result r = follow_job(o, watch, report, err);
+    if (watch >= 0)
+        close(watch);
+    return r;
+}
+
+static enum lmr_result follow_job(const struct lmr_follow_options *o, int watch, json_t **report, struct lmr_err *err)
+{
     /* A local file read costs microseconds and nothing; an S3 GET costs a request. */
     bool local = !strncmp(o->work_store->root_uri, "file://", 7);
     uint32_t poll = o->poll_ms ? o->poll_ms : local ? LOCAL_POLL_MS : STORE_POLL_MS;
@@ -93,7 +158,7 @@ enum lmr_result lmr_follow_job(const struct lmr_follow_options *o, json_t **repo
             }
             json_decref(lease);
         }
-        lmr_sleep_ms(wait_ms);
+        wait_for_record(watch, wait_ms);
         wait_ms = wait_ms + wait_ms / 2 + 1 < poll ? wait_ms + wait_ms / 2 + 1 : poll;
     }
 }

@@ -28,7 +28,7 @@
 #define UNLIMITED_CHUNK_BYTES ((size_t)64 * 1024)
 #define INITIAL_SLOTS ((size_t)1024)
 #define MAX_SLOTS ((size_t)1 << 32)
-#define SHORT_KEY 16
+#define SHORT_KEY LMR_SHORT_KEY_BYTES
 #define INLINE_ACC_MAX 40
 
 /* The emit pipeline: RING pending pairs; a pair is combined LAG emits after its slot was
@@ -48,7 +48,7 @@ struct chunk {
     uint8_t data[];
 };
 
-struct pending {
+struct __attribute__((aligned(64))) pending { /* 128 bytes: a shift indexes the ring */
     uint64_t h;
     uint64_t key[PIPE_KEY_MAX / 8]; /* a short key as its two zero-padded words, or the key */
     uint32_t klen;
@@ -75,6 +75,7 @@ struct lmr_combine_table {
 
     uint8_t *slots;
     size_t cap, mask, count;
+    size_t home_mask; /* mask without the slot-in-line bits: a key's home is the start of a cache line */
 
     struct chunk *chunks, *cur;
     size_t cur_used, arena_bytes, chunk_bytes;
@@ -190,17 +191,6 @@ static inline const char *job_name(const struct lmr_combine_table *t)
 
 /* ---- keys and slots ---------------------------------------------------------------------------------------- */
 
-#if defined(__SANITIZE_ADDRESS__)
-#define OVERREAD_OK 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define OVERREAD_OK 0
-#endif
-#endif
-#ifndef OVERREAD_OK
-#define OVERREAD_OK (__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__)
-#endif
-
 static inline uint64_t load64(const uint8_t *p)
 {
     uint64_t v;
@@ -225,32 +215,10 @@ static inline void store32(uint8_t *p, uint32_t v)
     memcpy(p, &v, 4);
 }
 
-/* The masks that keep a key's n bytes of its two words (n = 0..16): a table, not a branch on n
-   (word lengths vary at random, so such a branch mispredicts). */
-#define M(n) ((n) >= 8 ? ~(uint64_t)0 : ((uint64_t)1 << (8 * (n))) - 1)
-#define MASKS(n)                                                                                                       \
-    {                                                                                                                  \
-        M(n), (n) > 8 ? M((n)-8) : 0                                                                                   \
-    }
-static const uint64_t short_masks[SHORT_KEY + 1][2] = {MASKS(0),  MASKS(1),  MASKS(2),  MASKS(3),  MASKS(4),  MASKS(5),
-                                                       MASKS(6),  MASKS(7),  MASKS(8),  MASKS(9),  MASKS(10), MASKS(11),
-                                                       MASKS(12), MASKS(13), MASKS(14), MASKS(15), MASKS(16)};
-#undef MASKS
-#undef M
-
-/* Key p[0, n), n <= SHORT_KEY, zero-padded into w[0..1] (little-endian byte order in memory). */
+/* Key p[0, n), n <= SHORT_KEY, zero-padded into w[0..1] (see combine_table.h). */
 static inline void load_short(const uint8_t *p, size_t n, uint64_t w[2])
 {
-    /* Two whole words when they stay inside p's page (so the read cannot fault); the bytes past
-       the key are masked off. Sanitizer builds always take the exact copy. */
-    if (OVERREAD_OK && ((uintptr_t)p & 4095) <= 4096 - 16) {
-        w[0] = load64(p) & short_masks[n][0];
-        w[1] = load64(p + 8) & short_masks[n][1];
-        return;
-    }
-    w[0] = w[1] = 0;
-    if (n)
-        memcpy(w, p, n);
+    lmr_short_key_words(p, n, w);
 }
 
 /* A short key's hash: its two words mixed with 64x64->128 multiplies. Longer keys use XXH3. */
@@ -306,7 +274,7 @@ static inline bool long_equal(const uint8_t *a, const uint8_t *b, size_t n)
 static inline uint8_t *probe_short(const struct lmr_combine_table *t, uint64_t h, const uint64_t w[2], size_t n,
                                    bool *found)
 {
-    size_t i = h & t->mask;
+    size_t i = h & t->home_mask;
     uint32_t want = (uint32_t)n + 1;
     for (;;) {
         uint8_t *s = slot_at(t, i);
@@ -326,7 +294,7 @@ static inline uint8_t *probe_short(const struct lmr_combine_table *t, uint64_t h
 static inline uint8_t *probe_long(const struct lmr_combine_table *t, uint64_t h, const uint8_t *key, size_t n,
                                   bool *found)
 {
-    size_t i = h & t->mask;
+    size_t i = h & t->home_mask;
     uint32_t want = (uint32_t)n + 1, tag = (uint32_t)h;
     uint64_t prefix = long_prefix(key);
     for (;;) {
@@ -371,12 +339,12 @@ static bool grow(struct lmr_combine_table *t)
     if (!n)
         return false;
     note_peak(t, mem_bytes(t) + ncap * t->stride);
-    size_t nmask = ncap - 1;
+    size_t nmask = ncap - 1, nhome = nmask & ~(size_t)(64 / t->stride - 1);
     for (size_t i = 0; i < t->cap; i++) {
         const uint8_t *s = slot_at(t, i);
         if (!load32(s))
             continue;
-        size_t j = load32(s + 4) & nmask;
+        size_t j = load32(s + 4) & nhome;
         while (load32(n + j * t->stride))
             j = (j + 1) & nmask;
         memcpy(n + j * t->stride, s, t->stride);
@@ -385,6 +353,7 @@ static bool grow(struct lmr_combine_table *t)
     t->slots = n;
     t->cap = ncap;
     t->mask = nmask;
+    t->home_mask = nhome;
     update_fast(t);
     return true;
 }
@@ -470,6 +439,7 @@ static inline enum lmr_result check_key(const struct lmr_combine_table *t, struc
 /* ---- public: lifecycle ------------------------------------------------------------------------------------- */
 
 static void emit_cb(struct lmr_emitter *self, struct lmr_slice key, struct lmr_slice value);
+static void emit_cb_add_u64(struct lmr_emitter *self, struct lmr_slice key, struct lmr_slice value);
 
 static size_t stride_for(size_t acc_bytes)
 {
@@ -491,10 +461,10 @@ enum lmr_result lmr_combine_table_new(const struct lmr_combine_table_options *o,
     struct lmr_combine_table *t = calloc(1, sizeof *t);
     if (!t)
         return lmr_fail(err, LMR_ERR_NOMEM, "Out of memory creating a combining table.");
-    t->emitter.emit = emit_cb;
     t->ops = o->ops;
     t->state = o->job_state;
     t->vs = o->value_size;
+    t->emitter.emit = o->ops && o->ops->combine == lmr_combine_add_u64 && t->vs == 8 ? emit_cb_add_u64 : emit_cb;
     t->acc_bytes = (t->vs + 7) & ~(size_t)7;
     t->acc_inline = t->acc_bytes <= INLINE_ACC_MAX;
     t->stride = stride_for(t->acc_bytes);
@@ -515,6 +485,7 @@ enum lmr_result lmr_combine_table_new(const struct lmr_combine_table_options *o,
     t->chunk_bytes &= ~(size_t)7;
     t->cap = INITIAL_SLOTS;
     t->mask = t->cap - 1;
+    t->home_mask = t->mask & ~(size_t)(64 / t->stride - 1);
     t->slots = big_alloc(t->cap * t->stride);
     if (!t->slots) {
         free(t);
@@ -638,7 +609,7 @@ bool lmr_combine_table_remove(struct lmr_combine_table *t, struct lmr_slice key)
         uint8_t *sj = slot_at(t, j);
         if (!load32(sj))
             break;
-        size_t home = load32(sj + 4) & t->mask;
+        size_t home = load32(sj + 4) & t->home_mask;
         /* Move j into the hole unless its home lies cyclically in (hole, j]. */
         bool in_between = hole <= j ? (home > hole && home <= j) : (home > hole || home <= j);
         if (!in_between) {
@@ -693,15 +664,19 @@ static __attribute__((noinline)) void combine_hashed(struct lmr_combine_table *t
  * accumulator. A hit (the common case, Zipf's hot keys) is checked before the empty slot.
  */
 static inline __attribute__((always_inline)) void combine_short(struct lmr_combine_table *t, uint64_t h, uint64_t w0,
-                                                                uint64_t w1, uint32_t n, const uint8_t *value)
+                                                                uint64_t w1, uint32_t n, const uint8_t *value,
+                                                                bool add_u64)
 {
-    size_t i = h & t->mask;
+    size_t i = h & t->home_mask;
     uint32_t want = n + 1;
     for (;;) {
         uint8_t *s = slot_at(t, i);
         uint32_t kl1 = load32(s);
         if (((kl1 ^ want) | (load64(s + 8) ^ w0) | (load64(s + 16) ^ w1)) == 0) {
-            t->combine(t->state, s + 24, (struct lmr_slice){value, t->vs});
+            if (add_u64) /* the job's combiner is lmr_combine_add_u64: the same sum, inline */
+                store64(s + 24, load64(s + 24) + load64(value));
+            else
+                t->combine(t->state, s + 24, (struct lmr_slice){value, t->vs});
             return;
         }
         if (!kl1) {
@@ -716,7 +691,7 @@ static inline __attribute__((always_inline)) void combine_short(struct lmr_combi
 static inline void combine_pending(struct lmr_combine_table *t, const struct pending *q)
 {
     if (q->klen <= SHORT_KEY && t->fast_vs == t->vs)
-        combine_short(t, q->h, q->key[0], q->key[1], q->klen, q->value);
+        combine_short(t, q->h, q->key[0], q->key[1], q->klen, q->value, false);
     else
         combine_hashed(t, q->h, (struct lmr_slice){(const uint8_t *)q->key, q->klen}, q->key, q->value);
 }
@@ -756,11 +731,11 @@ static __attribute__((noinline)) void emit_slow(struct lmr_combine_table *t, str
         memcpy(p->key, key.ptr, key.len);
     }
     memcpy(p->value, value.ptr, t->vs);
-    __builtin_prefetch(slot_at(t, h & t->mask));
+    __builtin_prefetch(slot_at(t, h & t->home_mask));
     if (k >= t->head + KEY_LAG) { /* a long key's bytes in the arena, once its slot is in cache */
         const struct pending *q = &t->ring[(k - KEY_LAG) % RING];
         if (q->klen > SHORT_KEY) {
-            const uint8_t *qs = slot_at(t, q->h & t->mask);
+            const uint8_t *qs = slot_at(t, q->h & t->home_mask);
             if (load32(qs) > SHORT_KEY + 1)
                 __builtin_prefetch((const void *)(uintptr_t)load64(qs + 16));
         }
@@ -775,7 +750,8 @@ static __attribute__((noinline)) void emit_slow(struct lmr_combine_table *t, str
  * pair stashed LAG emits ago, whose slot is in cache by now; in a small table, combine at once.
  * One compare (value.len against fast_vs) stands for every condition of the fast path.
  */
-static void emit_cb(struct lmr_emitter *self, struct lmr_slice key, struct lmr_slice value)
+static inline __attribute__((always_inline)) void emit_fast(struct lmr_emitter *self, struct lmr_slice key,
+                                                            struct lmr_slice value, bool add_u64)
 {
     struct lmr_combine_table *t = (struct lmr_combine_table *)self;
     if (__builtin_expect(value.len != t->fast_vs || key.len > SHORT_KEY, 0)) {
@@ -787,7 +763,7 @@ static void emit_cb(struct lmr_emitter *self, struct lmr_slice key, struct lmr_s
     load_short(key.ptr, key.len, w);
     uint64_t h = short_hash(w, key.len);
     if (!t->pipelined) {
-        combine_short(t, h, w[0], w[1], (uint32_t)key.len, value.ptr);
+        combine_short(t, h, w[0], w[1], (uint32_t)key.len, value.ptr, add_u64);
         return;
     }
     size_t k = t->tail++;
@@ -800,19 +776,36 @@ static void emit_cb(struct lmr_emitter *self, struct lmr_slice key, struct lmr_s
         memcpy(p->value, value.ptr, 8);
     else
         memcpy(p->value, value.ptr, value.len);
-    __builtin_prefetch(slot_at(t, h & t->mask));
+    __builtin_prefetch(slot_at(t, h & t->home_mask));
     if (k >= t->head + LAG) {
         const struct pending *q = &t->ring[t->head++ % RING];
         if (__builtin_expect(q->klen <= SHORT_KEY, 1))
-            combine_short(t, q->h, q->key[0], q->key[1], q->klen, q->value);
+            combine_short(t, q->h, q->key[0], q->key[1], q->klen, q->value, add_u64);
         else
             combine_hashed(t, q->h, (struct lmr_slice){(const uint8_t *)q->key, q->klen}, q->key, q->value);
     }
 }
 
+static void emit_cb(struct lmr_emitter *self, struct lmr_slice key, struct lmr_slice value)
+{
+    emit_fast(self, key, value, false);
+}
+
+/* The emitter of a table whose combiner is lmr_combine_add_u64 (word count's): no call per hit. */
+static void emit_cb_add_u64(struct lmr_emitter *self, struct lmr_slice key, struct lmr_slice value)
+{
+    emit_fast(self, key, value, true);
+}
+
+void lmr_combine_add_u64(void *state, uint8_t *acc, struct lmr_slice value)
+{
+    (void)state;
+    store64(acc, load64(acc) + load64(value.ptr));
+}
+
 void lmr_combine_table_emit(struct lmr_combine_table *t, struct lmr_slice key, struct lmr_slice value)
 {
-    emit_cb(&t->emitter, key, value);
+    t->emitter.emit(&t->emitter, key, value);
 }
 
 struct lmr_emitter *lmr_combine_table_emitter(struct lmr_combine_table *t)

@@ -32,6 +32,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "lambdamr/job.h"
 #include "util/result.h"
@@ -101,6 +102,60 @@ void lmr_combine_table_emit(struct lmr_combine_table *t, struct lmr_slice key, s
  * call in between). Valid until destroy.
  */
 struct lmr_emitter *lmr_combine_table_emitter(struct lmr_combine_table *t);
+/**
+ * A combiner for 8-byte unsigned counts in the machine's byte order: acc += value (mod 2^64).
+ * A job whose combine is this function (word count's) gets a table that adds in place of the
+ * call, on its fast path; any other combiner is called per combined pair.
+ */
+void lmr_combine_add_u64(void *state, uint8_t *acc, struct lmr_slice value);
+/* A key of at most LMR_SHORT_KEY_BYTES bytes as the table hashes and stores it: two 64-bit words,
+   zero-padded (lmr_short_key_words). */
+#define LMR_SHORT_KEY_BYTES 16
+
+#if defined(__SANITIZE_ADDRESS__)
+#define LMR_SHORT_KEY_OVERREAD 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define LMR_SHORT_KEY_OVERREAD 0
+#endif
+#endif
+#ifndef LMR_SHORT_KEY_OVERREAD
+#define LMR_SHORT_KEY_OVERREAD (__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__)
+#endif
+
+/* The masks that keep a key's n bytes of its two words (n = 0..16): a table, not a branch on n
+   (word lengths vary at random, so such a branch mispredicts). */
+#define LMR_SKM_(n) ((n) >= 8 ? ~(uint64_t)0 : ((uint64_t)1 << (8 * (n))) - 1)
+#define LMR_SKM(n)                                                                                                     \
+    {                                                                                                                  \
+        LMR_SKM_(n), (n) > 8 ? LMR_SKM_((n)-8) : 0                                                                     \
+    }
+static const uint64_t lmr_short_key_masks[LMR_SHORT_KEY_BYTES + 1][2] = {
+    LMR_SKM(0), LMR_SKM(1),  LMR_SKM(2),  LMR_SKM(3),  LMR_SKM(4),  LMR_SKM(5),  LMR_SKM(6),  LMR_SKM(7), LMR_SKM(8),
+    LMR_SKM(9), LMR_SKM(10), LMR_SKM(11), LMR_SKM(12), LMR_SKM(13), LMR_SKM(14), LMR_SKM(15), LMR_SKM(16)};
+#undef LMR_SKM
+#undef LMR_SKM_
+
+/**
+ * Key p[0, n), n <= LMR_SHORT_KEY_BYTES, zero-padded into w[0..1] (the key's bytes in memory
+ * order: w is the key followed by zeros). Two whole-word loads when they stay inside p's page (so
+ * they cannot fault), the bytes past the key masked off; sanitizer builds always copy exactly.
+ */
+static inline void lmr_short_key_words(const uint8_t *p, size_t n, uint64_t w[2])
+{
+    if (LMR_SHORT_KEY_OVERREAD && ((uintptr_t)p & 4095) <= 4096 - 16) {
+        uint64_t a, b;
+        memcpy(&a, p, 8);
+        memcpy(&b, p + 8, 8);
+        w[0] = a & lmr_short_key_masks[n][0];
+        w[1] = b & lmr_short_key_masks[n][1];
+        return;
+    }
+    w[0] = w[1] = 0;
+    if (n)
+        memcpy(w, p, n);
+}
+
 /** Emits taken so far (lmr_combine_table_emit and the emitter; not add/upsert). */
 uint64_t lmr_combine_table_emits(const struct lmr_combine_table *t);
 /** Combine every pending emit. @return the first error of any emit so far (err filled in), or LMR_OK. */

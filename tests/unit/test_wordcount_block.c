@@ -2,13 +2,16 @@
  * wordcount's map_block must emit exactly what its per-line map emits over the same lines: the
  * oracle is wc_map called on each line (terminator and one trailing '\r' removed), compared word
  * by word on random text rich in whitespace of every kind, high bytes and NULs, with words that
- * cross 64-byte groups and blocks that end at a page boundary.
+ * cross 64-byte groups and blocks that end at a page boundary. Its reduce writes the sum of a
+ * key's counts in decimal: checked against snprintf on sums from 0 to 2^64 - 1.
  */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -114,10 +117,65 @@ static void test_edges(void **state)
     check(big, 128);
 }
 
+/* The values of one key: n counts. */
+struct count_values {
+    struct lmr_values base; /* first */
+    const uint64_t *v;
+    size_t n, i;
+};
+
+static bool next_count(struct lmr_values *self, struct lmr_slice *value)
+{
+    struct count_values *c = (struct count_values *)self;
+    if (c->i == c->n)
+        return false;
+    *value = (struct lmr_slice){(const uint8_t *)&c->v[c->i++], 8};
+    return true;
+}
+
+struct text_out {
+    struct lmr_emitter emitter; /* first */
+    char key[16], value[32];
+};
+
+static void keep_text(struct lmr_emitter *self, struct lmr_slice key, struct lmr_slice value)
+{
+    struct text_out *o = (struct text_out *)self;
+    assert_true(key.len < sizeof o->key && value.len < sizeof o->value);
+    memcpy(o->key, key.ptr, key.len);
+    o->key[key.len] = 0;
+    memcpy(o->value, value.ptr, value.len);
+    o->value[value.len] = 0;
+}
+
+static void test_reduce_decimal(void **state)
+{
+    (void)state;
+    uint64_t sums[64 + 2000];
+    size_t n = 0;
+    sums[n++] = 0;
+    sums[n++] = UINT64_MAX;
+    for (int b = 0; b < 62; b++) /* 2^b - 1: every digit count */
+        sums[n++] = ((uint64_t)1 << b) - 1;
+    for (int i = 0; i < 2000; i++)
+        sums[n++] = i < 1000 ? (uint64_t)i : rnd() >> (rnd() % 64);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t parts[2] = {sums[i] / 3, sums[i] - sums[i] / 3}; /* two counts of the key */
+        struct count_values vals = {.base = {next_count}, .v = parts, .n = 2};
+        struct text_out out = {.emitter = {keep_text}};
+        lmr_job_wordcount.reduce(NULL, lmr_slice_make("w", 1), &vals.base, &out.emitter);
+        char want[32];
+        snprintf(want, sizeof want, "%" PRIu64, sums[i]);
+        assert_string_equal(out.key, "w");
+        assert_string_equal(out.value, want);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_edges),
+        cmocka_unit_test(test_reduce_decimal),
         cmocka_unit_test(test_random_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -34,6 +34,10 @@ static void sum_combine(void *state, uint8_t *acc, struct lmr_slice value)
 }
 
 static const struct lmr_job_ops sum_job = {.name = "sum", .combine = sum_combine};
+/* The table's own adder: its emitter adds inline (the same sums as sum_combine for one word). */
+static const struct lmr_job_ops adder_job = {.name = "adder", .combine = lmr_combine_add_u64};
+static bool g_adder = false;    /* new_table: adder_job instead of sum_job */
+static size_t g_n_keys = 20000; /* run_emits' distinct keys */
 
 struct kv {
     uint8_t key[80];
@@ -113,8 +117,11 @@ static struct kv *make_emits(const struct kv *keys, size_t n_keys, size_t n_emit
 static struct lmr_combine_table *new_table(size_t words, size_t limit, lmr_combine_table_full_fn full, void *user)
 {
     g_words = words;
-    struct lmr_combine_table_options o = {
-        .value_size = 8 * words, .ops = &sum_job, .memory_limit_bytes = limit, .full = full, .full_user = user};
+    struct lmr_combine_table_options o = {.value_size = 8 * words,
+                                          .ops = g_adder ? &adder_job : &sum_job,
+                                          .memory_limit_bytes = limit,
+                                          .full = full,
+                                          .full_user = user};
     struct lmr_combine_table *t;
     assert_int_equal(lmr_combine_table_new(&o, &t, NULL), LMR_OK);
     return t;
@@ -140,7 +147,7 @@ static void check_sorted(struct lmr_combine_table *t, const struct kv *expect, s
 
 static void run_emits(size_t words, bool pipelined)
 {
-    size_t n_keys = 20000, n_emits = 100000, n_expect; /* > 16384 keys: the table reaches the pipeline */
+    size_t n_keys = g_n_keys, n_emits = 100000, n_expect; /* > 16384 keys: the table reaches the pipeline */
     struct kv *keys = make_keys(n_keys), *expect;
     struct kv *emits = make_emits(keys, n_keys, n_emits, words, &expect, &n_expect);
     struct lmr_combine_table *t = new_table(words, 0, NULL, NULL);
@@ -180,6 +187,17 @@ static void run_emits(size_t words, bool pipelined)
 static void test_pipelined_8_byte_values(void **unused)
 {
     run_emits(1, true);
+}
+
+static void test_u64_adder_pipelined_and_in_cache(void **unused)
+{
+    g_adder = true;
+    run_emits(1, true); /* 20,000 keys: through the pipeline */
+    g_n_keys = 1000;
+    run_emits(1, true); /* a table that stays small: combined at once */
+    run_emits(1, false);
+    g_n_keys = 20000;
+    g_adder = false;
 }
 
 static void test_pipelined_16_byte_values(void **unused)
@@ -357,6 +375,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pipelined_8_byte_values),
+        cmocka_unit_test(test_u64_adder_pipelined_and_in_cache),
         cmocka_unit_test(test_pipelined_16_byte_values),
         cmocka_unit_test(test_synchronous_out_of_line_accumulators),
         cmocka_unit_test(test_pipelined_large_values_bypass),

@@ -21,6 +21,9 @@ lmr_on_exit 'for p in $proxy_pid $serve_pid; do kill "$p" 2>/dev/null; wait "$p"
 sigv4_proxy_ahead "$D" || { fail "the signature-checking proxy did not start"; finish; }
 
 aws s3 mb s3://lmr-data > /dev/null
+# The functions' Runtime API client as on AWS: one request at a time, no GET /next pipelined
+# behind the POST of a result (the embedded service turns that on for its own environments).
+export LMR_RUNTIME_API_PIPELINING=0
 serve_functions_start "$D" wc memory=512 concurrency=4 || { fail "lambdamr serve did not start"; finish; }
 
 python3 - "$D/in" <<'PY'

@@ -12,6 +12,7 @@
 
 #include <zip.h>
 
+#include "aws/curl_api.h"
 #include "elf_deps.h"
 #include "util/misc.h"
 
@@ -151,6 +152,45 @@ static enum lmr_result add_elf_deps(struct lmr_package *pkg, const char *loader,
     r = add_libs(pkg, &libs, err);
     lmr_elf_libs_clean_up(&libs);
     return r;
+}
+
+/*
+ * Libraries the function opens at run time rather than names (aws/curl_api.h: libcurl), with
+ * the libraries they need: looked for where the loader found the function's own libraries.
+ */
+static enum lmr_result add_opened_libs(struct lmr_package *pkg, const char *loader, uint16_t machine,
+                                       const struct lmr_elf_libs *linked, struct lmr_err *err)
+{
+    static const char *const opened[] = {LMR_CURL_SONAME};
+    for (size_t k = 0; k < sizeof opened / sizeof opened[0]; k++) {
+        char path[4096] = "";
+        for (size_t i = 0; i < linked->n && !path[0]; i++) {
+            const char *slash = strrchr(linked->items[i].path, '/');
+            if (!slash || linked->items[i].is_loader)
+                continue;
+            char cand[4096];
+            if (snprintf(cand, sizeof cand, "%.*s/%s", (int)(slash - linked->items[i].path), linked->items[i].path,
+                         opened[k]) < (int)sizeof cand &&
+                access(cand, R_OK) == 0)
+                snprintf(path, sizeof path, "%s", cand);
+        }
+        if (!path[0])
+            return lmr_fail(err, LMR_ERR_NOT_FOUND,
+                            "the function opens %s at run time (for HTTP to S3 and AWS), but it is in none of the "
+                            "folders its other libraries came from; install libcurl (Debian: apt-get install "
+                            "libcurl4t64 or libcurl4) and package again",
+                            opened[k]);
+        char zip_name[1024];
+        snprintf(zip_name, sizeof zip_name, "lib/%s", opened[k]);
+        enum lmr_result r = LMR_OK;
+        if (!find_entry(pkg, zip_name))
+            r = add_file(pkg, zip_name, path, 0755, "shared library", err);
+        if (!r)
+            r = add_elf_deps(pkg, loader, machine, path, opened[k], err);
+        if (r)
+            return r;
+    }
+    return LMR_OK;
 }
 
 static bool is_elf(const char *path)
@@ -304,6 +344,8 @@ enum lmr_result lmr_package_write(const struct lmr_package_options *o, struct lm
     if (!(r = add_file(out, LMR_PACKAGE_FUNCTION_PATH, o->function_path, 0755, "the function binary", err)) &&
         !(r = lmr_elf_list_libs(info.interp, o->function_path, &libs, err))) {
         r = add_libs(out, &libs, err);
+        if (!r)
+            r = add_opened_libs(out, info.interp, info.machine, &libs, err);
         lmr_elf_libs_clean_up(&libs);
     }
     if (!r && !out->loader[0])

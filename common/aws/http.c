@@ -14,6 +14,7 @@
 #include <expat.h>
 #include <jansson.h>
 
+#include "aws/curl_api.h"
 #include "util/log.h"
 #include "util/misc.h"
 
@@ -29,12 +30,6 @@ struct lmr_aws_client {
     CURL *pool[POOL_MAX];
     size_t n_pool;
 };
-
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static void curl_init_once(void)
-{
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-}
 
 void lmr_aws_response_init(struct lmr_aws_response *resp)
 {
@@ -99,7 +94,7 @@ static enum lmr_result resolve_ca_file(struct lmr_aws_client *c, struct lmr_err 
                         "AWS_CA_BUNDLE names '%s', which cannot be read (%s); point it at a PEM file of CA "
                         "certificates or unset it",
                         env, strerror(errno));
-    const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
+    const curl_version_info_data *v = lmr_curl.version_info(CURLVERSION_NOW);
     const char *pick = lmr_aws_ca_file_pick(env, v ? v->cainfo : NULL, candidates);
     if (pick && strlen(pick) >= sizeof c->ca_file)
         return lmr_fail(err, LMR_ERR_INVALID, "the CA file path '%.64s...' is too long", pick);
@@ -110,7 +105,9 @@ static enum lmr_result resolve_ca_file(struct lmr_aws_client *c, struct lmr_err 
 enum lmr_result lmr_aws_client_new(const struct lmr_aws_client_options *opts, struct lmr_aws_client **out,
                                    struct lmr_err *err)
 {
-    pthread_once(&curl_once, curl_init_once);
+    enum lmr_result lr = lmr_curl_load(err);
+    if (lr)
+        return lr;
     struct lmr_aws_client *c = calloc(1, sizeof *c);
     if (!c)
         return LMR_ERR_NOMEM;
@@ -150,7 +147,7 @@ void lmr_aws_client_destroy(struct lmr_aws_client *c)
     if (!c)
         return;
     for (size_t i = 0; i < c->n_pool; i++)
-        curl_easy_cleanup(c->pool[i]);
+        lmr_curl.easy_cleanup(c->pool[i]);
     pthread_mutex_destroy(&c->lock);
     memset(&c->cfg.creds, 0, sizeof c->cfg.creds);
     free(c);
@@ -179,9 +176,9 @@ static CURL *take_easy(struct lmr_aws_client *c)
         h = c->pool[--c->n_pool];
     pthread_mutex_unlock(&c->lock);
     if (h)
-        curl_easy_reset(h); /* keeps open connections and the DNS cache */
+        lmr_curl.easy_reset(h); /* keeps open connections and the DNS cache */
     else
-        h = curl_easy_init();
+        h = lmr_curl.easy_init();
     return h;
 }
 
@@ -196,7 +193,7 @@ static void give_easy(struct lmr_aws_client *c, CURL *h)
     }
     pthread_mutex_unlock(&c->lock);
     if (h)
-        curl_easy_cleanup(h);
+        lmr_curl.easy_cleanup(h);
 }
 
 /* ---- callbacks ---------------------------------------------------------------------------------------------- */
@@ -313,7 +310,7 @@ enum lmr_result lmr_aws_call_prepare(struct lmr_aws_client *c, const struct lmr_
             break;
         }
         sprintf(line, "%s: %s", name, value);
-        struct curl_slist *n = curl_slist_append(sl, line);
+        struct curl_slist *n = lmr_curl.slist_append(sl, line);
         free(line);
         if (!n) {
             r = LMR_ERR_NOMEM;
@@ -322,9 +319,9 @@ enum lmr_result lmr_aws_call_prepare(struct lmr_aws_client *c, const struct lmr_
         sl = n;
     }
     if (!r) {
-        struct curl_slist *n = curl_slist_append(sl, "Expect:"); /* no 100-continue round trip */
+        struct curl_slist *n = lmr_curl.slist_append(sl, "Expect:"); /* no 100-continue round trip */
         if (n && !have_ctype)
-            n = curl_slist_append(n, "Content-Type:"); /* curl would add a form type to bodies */
+            n = lmr_curl.slist_append(n, "Content-Type:"); /* curl would add a form type to bodies */
         if (!n)
             r = LMR_ERR_NOMEM;
         else
@@ -335,7 +332,7 @@ enum lmr_result lmr_aws_call_prepare(struct lmr_aws_client *c, const struct lmr_
     if (!r && !h)
         r = lmr_fail(err, LMR_ERR_NOMEM, "%s: cannot create an HTTP handle", req->resource);
     if (r) {
-        curl_slist_free_all(sl);
+        lmr_curl.slist_free_all(sl);
         lmr_buf_clean_up(&path);
         lmr_buf_clean_up(&url);
         return r;
@@ -346,34 +343,34 @@ enum lmr_result lmr_aws_call_prepare(struct lmr_aws_client *c, const struct lmr_
     resp->status = 0;
     resp->aws_code[0] = resp->aws_message[0] = '\0';
 
-    curl_easy_setopt(h, CURLOPT_URL, url.data);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, sl);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)c->opts.connect_timeout_ms);
-    curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, (long)c->opts.low_speed_time_s);
+    lmr_curl.easy_setopt(h, CURLOPT_URL, url.data);
+    lmr_curl.easy_setopt(h, CURLOPT_HTTPHEADER, sl);
+    lmr_curl.easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    lmr_curl.easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)c->opts.connect_timeout_ms);
+    lmr_curl.easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    lmr_curl.easy_setopt(h, CURLOPT_LOW_SPEED_TIME, (long)c->opts.low_speed_time_s);
     if (c->opts.request_timeout_ms)
-        curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)c->opts.request_timeout_ms);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, resp);
-    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(h, CURLOPT_HEADERDATA, resp);
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, call->errbuf);
-    curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(h, CURLOPT_USERAGENT, "lambdamr/0.1");
+        lmr_curl.easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)c->opts.request_timeout_ms);
+    lmr_curl.easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    lmr_curl.easy_setopt(h, CURLOPT_WRITEDATA, resp);
+    lmr_curl.easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+    lmr_curl.easy_setopt(h, CURLOPT_HEADERDATA, resp);
+    lmr_curl.easy_setopt(h, CURLOPT_ERRORBUFFER, call->errbuf);
+    lmr_curl.easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+    lmr_curl.easy_setopt(h, CURLOPT_USERAGENT, "lambdamr/0.1");
     if (c->ca_file[0])
-        curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_file);
+        lmr_curl.easy_setopt(h, CURLOPT_CAINFO, c->ca_file);
     if (!strcmp(req->method, "HEAD")) {
-        curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+        lmr_curl.easy_setopt(h, CURLOPT_NOBODY, 1L);
     } else if (!strcmp(req->method, "GET") && !req->body_len) {
-        curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+        lmr_curl.easy_setopt(h, CURLOPT_HTTPGET, 1L);
     } else if (!strcmp(req->method, "DELETE") && !req->body_len) {
-        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, "DELETE");
+        lmr_curl.easy_setopt(h, CURLOPT_CUSTOMREQUEST, "DELETE");
     } else {
-        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
-        curl_easy_setopt(h, CURLOPT_POSTFIELDS, req->body ? (const char *)req->body : "");
+        lmr_curl.easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+        lmr_curl.easy_setopt(h, CURLOPT_POSTFIELDS, req->body ? (const char *)req->body : "");
         if (strcmp(req->method, "POST"))
-            curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, req->method);
+            lmr_curl.easy_setopt(h, CURLOPT_CUSTOMREQUEST, req->method);
     }
     LMR_DEBUG("aws %s %s", req->method, url.data);
     call->easy = h;
@@ -386,10 +383,10 @@ enum lmr_result lmr_aws_call_prepare(struct lmr_aws_client *c, const struct lmr_
 void lmr_aws_call_release(struct lmr_aws_client *c, struct lmr_aws_call *call)
 {
     if (call->easy) {
-        curl_easy_setopt(call->easy, CURLOPT_HTTPHEADER, NULL);
+        lmr_curl.easy_setopt(call->easy, CURLOPT_HTTPHEADER, NULL);
         give_easy(c, call->easy);
     }
-    curl_slist_free_all(call->headers);
+    lmr_curl.slist_free_all(call->headers);
     call->easy = NULL;
     call->headers = NULL;
 }
@@ -543,7 +540,7 @@ enum lmr_result lmr_aws_call_finish(struct lmr_aws_client *c, struct lmr_aws_cal
     *retry = false;
     resp->attempts++;
     if (cc != CURLE_OK) {
-        const char *detail = call->errbuf[0] ? call->errbuf : curl_easy_strerror(cc);
+        const char *detail = call->errbuf[0] ? call->errbuf : lmr_curl.easy_strerror(cc);
         switch (cc) {
         case CURLE_WRITE_ERROR:
             return lmr_fail(err, LMR_ERR_TOO_LARGE, "%s: the %s response is larger than the %zu bytes allowed",
@@ -574,7 +571,7 @@ enum lmr_result lmr_aws_call_finish(struct lmr_aws_client *c, struct lmr_aws_cal
                             lmr_aws_service_endpoint_var(req->service));
         }
     }
-    curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &resp->status);
+    lmr_curl.easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &resp->status);
     if (resp->status >= 200 && resp->status < 300)
         return LMR_OK;
     parse_error_body(resp);
@@ -660,7 +657,7 @@ enum lmr_result lmr_aws_request(struct lmr_aws_client *c, const struct lmr_aws_r
         enum lmr_result r = lmr_aws_call_prepare(c, req, resp, &call, err);
         if (r)
             return r;
-        CURLcode cc = curl_easy_perform(call.easy);
+        CURLcode cc = lmr_curl.easy_perform(call.easy);
         bool retry = false;
         r = lmr_aws_call_finish(c, &call, cc, &retry, err);
         lmr_aws_call_release(c, &call);

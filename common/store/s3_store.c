@@ -33,6 +33,7 @@
 
 #include <openssl/evp.h>
 
+#include "aws/curl_api.h"
 #include "aws/xml.h"
 #include "util/log.h"
 #include "util/misc.h"
@@ -360,7 +361,7 @@ static enum lmr_result part_submit(struct s3_reader *rd, struct part *p, struct 
     enum lmr_result r = lmr_aws_call_prepare(st->client, &p->req, &p->resp, &p->call, err);
     if (r)
         return r;
-    if (curl_multi_add_handle(rd->multi, p->call.easy) != CURLM_OK) {
+    if (lmr_curl.multi_add_handle(rd->multi, p->call.easy) != CURLM_OK) {
         lmr_aws_call_release(st->client, &p->call);
         return lmr_fail(err, LMR_ERR_INTERNAL, "%s: cannot start a transfer", rd->resource);
     }
@@ -416,7 +417,7 @@ static void part_stop(struct s3_reader *rd, struct part *p)
 {
     struct s3_store *st = impl_of(rd->base.store);
     if (p->state == PART_RUNNING || p->state == PART_DONE) {
-        curl_multi_remove_handle(rd->multi, p->call.easy);
+        lmr_curl.multi_remove_handle(rd->multi, p->call.easy);
         lmr_aws_call_release(st->client, &p->call);
     }
     p->state = PART_IDLE;
@@ -427,9 +428,9 @@ static void wait_for(struct s3_reader *rd, struct part *p)
 {
     while (p->state == PART_RUNNING) {
         int running = 0, left = 0;
-        curl_multi_perform(rd->multi, &running);
+        lmr_curl.multi_perform(rd->multi, &running);
         CURLMsg *m;
-        while ((m = curl_multi_info_read(rd->multi, &left))) {
+        while ((m = lmr_curl.multi_info_read(rd->multi, &left))) {
             if (m->msg != CURLMSG_DONE)
                 continue;
             for (unsigned i = 0; i < rd->cap; i++) {
@@ -441,7 +442,7 @@ static void wait_for(struct s3_reader *rd, struct part *p)
             }
         }
         if (p->state == PART_RUNNING)
-            curl_multi_poll(rd->multi, NULL, 0, 1000, NULL);
+            lmr_curl.multi_poll(rd->multi, NULL, 0, 1000, NULL);
     }
 }
 
@@ -533,7 +534,7 @@ static enum lmr_result s3_read(struct lmr_store_reader *r, void *buf, size_t cap
     if (rd->count > 1) {
         /* Let the parts behind the head move on while the caller works on what it has read. */
         int running = 0;
-        curl_multi_perform(rd->multi, &running);
+        lmr_curl.multi_perform(rd->multi, &running);
     }
     while (!res && cap) {
         if (rd->count == 0) {
@@ -586,7 +587,7 @@ static void s3_close_read(struct lmr_store_reader *r)
         part_stop(rd, &rd->q[i]);
         lmr_aws_response_clean_up(&rd->q[i].resp);
     }
-    curl_multi_cleanup(rd->multi);
+    lmr_curl.multi_cleanup(rd->multi);
     free(rd->q);
     free(rd->path);
     free(rd->resource);
@@ -621,9 +622,9 @@ static enum lmr_result s3_open_read_with(struct lmr_store *s, const char *key, u
     rd->q = calloc(rd->cap, sizeof *rd->q);
     rd->path = key_path(key);
     rd->resource = resource_of(st->bucket, key);
-    rd->multi = curl_multi_init();
+    rd->multi = lmr_curl.multi_init();
     if (!rd->q || !rd->path || !rd->resource || !rd->multi) {
-        curl_multi_cleanup(rd->multi);
+        lmr_curl.multi_cleanup(rd->multi);
         free(rd->q);
         free(rd->path);
         free(rd->resource);
@@ -726,7 +727,7 @@ static enum lmr_result start_upload(struct s3_writer *w, struct lmr_err *err)
         r = lmr_aws_xml_parse(resp.body.data ? resp.body.data : "", resp.body.len, initiate_xml, &w->upload_id, err);
     if (!r && !w->upload_id)
         r = lmr_fail(err, LMR_ERR_FORMAT, "%s: S3 started a multipart upload without an UploadId", w->resource);
-    if (!r && !w->multi && !(w->multi = curl_multi_init()))
+    if (!r && !w->multi && !(w->multi = lmr_curl.multi_init()))
         r = LMR_ERR_NOMEM;
     lmr_aws_response_clean_up(&resp);
     return r;
@@ -749,7 +750,7 @@ static enum lmr_result slot_submit(struct s3_writer *w, struct upload_slot *u, s
     enum lmr_result r = lmr_aws_call_prepare(st->client, &u->req, &u->resp, &u->call, err);
     if (r)
         return r;
-    if (curl_multi_add_handle(w->multi, u->call.easy) != CURLM_OK) {
+    if (lmr_curl.multi_add_handle(w->multi, u->call.easy) != CURLM_OK) {
         lmr_aws_call_release(st->client, &u->call);
         return lmr_fail(err, LMR_ERR_INTERNAL, "%s: cannot start a part upload", w->resource);
     }
@@ -768,9 +769,9 @@ static void uploads_pump(struct s3_writer *w, bool wait)
     for (;;) {
         int running = 0, left = 0;
         bool finished = false;
-        curl_multi_perform(w->multi, &running);
+        lmr_curl.multi_perform(w->multi, &running);
         CURLMsg *m;
-        while ((m = curl_multi_info_read(w->multi, &left))) {
+        while ((m = lmr_curl.multi_info_read(w->multi, &left))) {
             for (int i = 0; m->msg == CURLMSG_DONE && i < UPLOADS_IN_FLIGHT; i++) {
                 struct upload_slot *u = &w->slots[i];
                 if (u->busy && !u->done && u->call.easy == m->easy_handle) {
@@ -782,7 +783,7 @@ static void uploads_pump(struct s3_writer *w, bool wait)
         }
         if (!wait || finished || !running)
             return;
-        curl_multi_poll(w->multi, NULL, 0, 1000, NULL);
+        lmr_curl.multi_poll(w->multi, NULL, 0, 1000, NULL);
     }
 }
 
@@ -791,7 +792,7 @@ static void slot_stop(struct s3_writer *w, struct upload_slot *u)
     if (!u->busy)
         return;
     struct s3_store *st = impl_of(w->base.store);
-    curl_multi_remove_handle(w->multi, u->call.easy);
+    lmr_curl.multi_remove_handle(w->multi, u->call.easy);
     lmr_aws_call_release(st->client, &u->call);
     u->busy = false;
 }
@@ -960,7 +961,7 @@ static void writer_free(struct s3_writer *w)
         lmr_buf_clean_up(&w->slots[i].query);
         lmr_aws_response_clean_up(&w->slots[i].resp);
     }
-    curl_multi_cleanup(w->multi);
+    lmr_curl.multi_cleanup(w->multi);
     lmr_buf_clean_up(&w->part);
     free(w->upload_id);
     free(w->etags);

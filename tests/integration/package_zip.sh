@@ -12,8 +12,11 @@ mkdir "$D/elsewhere"
 cmp -s "$D/a.zip" "$D/elsewhere/b.zip" && pass "two runs give byte-identical zips ($(stat -c %s "$D/a.zip") bytes)" \
     || fail "two runs differ"
 
-# Layout, modes, timestamps; lib/ is exactly what ldd lists (plus the loader), byte for byte.
-ldd "$BOOT" | awk '/=>/ {print $1} !/=>/ && $1 ~ /^\// {n=split($1, p, "/"); print p[n]}' | LC_ALL=C sort > "$D/ldd.list"
+# Layout, modes, timestamps; lib/ is exactly what ldd lists (plus the loader), byte for byte,
+# and libcurl.so.4, which the function opens at run time (common/aws/curl_api.h), with its own.
+CURL_SO=$(dirname "$(ldd "$BOOT" | awk '$1 == "libc.so.6" {print $3}')")/libcurl.so.4
+{ ldd "$BOOT"; echo "libcurl.so.4 => $CURL_SO"; ldd "$CURL_SO"; } |
+    awk '/=>/ {print $1} !/=>/ && $1 ~ /^\// {n=split($1, p, "/"); print p[n]}' | LC_ALL=C sort -u > "$D/ldd.list"
 python3 - "$D/a.zip" "$D/ldd.list" "$BOOT" <<'PY' && pass "layout: bootstrap, bin/lambdamr-function, lib/ = ldd's list; sorted, 1980 timestamps, modes" || fail "layout"
 import os, stat, subprocess, sys, zipfile
 z = zipfile.ZipFile(sys.argv[1])

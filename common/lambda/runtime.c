@@ -173,12 +173,6 @@ static int send_all(int fd, struct iovec *iov, int n)
    came with them). @return bytes received, 0 when the peer closed, -1 on an error. */
 static ssize_t fill(struct rt *rt)
 {
-    if (!rt->in) {
-        rt->in = malloc(IN_CAP_BYTES);
-        if (!rt->in)
-            return -1;
-        rt->in_cap = IN_CAP_BYTES;
-    }
     if (rt->in_off) {
         memmove(rt->in, rt->in + rt->in_off, rt->in_len - rt->in_off);
         rt->in_len -= rt->in_off;
@@ -494,6 +488,12 @@ static int rt_open(struct rt *rt)
     snprintf(rt->prefix, sizeof rt->prefix, "/2018-06-01/runtime/");
     const char *pl = getenv("LMR_RUNTIME_API_PIPELINING");
     rt->pipelining = pl && !strcmp(pl, "1");
+    /* The receive buffer exists from the start: every read of it is rt->in + rt->in_off. */
+    if (!(rt->in = malloc(IN_CAP_BYTES))) {
+        fprintf(stderr, "bootstrap: out of memory for the Runtime API client's %u-byte receive buffer\n", IN_CAP_BYTES);
+        return 1;
+    }
+    rt->in_cap = IN_CAP_BYTES;
     lmr_buf_init(&rt->event, MAX_EVENT_BYTES);
     lmr_buf_init(&rt->small, MAX_SMALL_BODY_BYTES);
     return 0;

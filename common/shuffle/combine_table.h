@@ -125,10 +125,10 @@ void lmr_combine_add_u64(void *state, uint8_t *acc, struct lmr_slice value);
 
 /* The masks that keep a key's n bytes of its two words (n = 0..16): a table, not a branch on n
    (word lengths vary at random, so such a branch mispredicts). */
-#define LMR_SKM_(n) ((n) >= 8 ? ~(uint64_t)0 : ((uint64_t)1 << (8 * (n))) - 1)
+#define LMR_SKM_(n) ((n) >= 8 ? ~(uint64_t)0 : ((uint64_t)1 << (8 * ((n)&7))) - 1) /* (n)&7 == n where used */
 #define LMR_SKM(n)                                                                                                     \
     {                                                                                                                  \
-        LMR_SKM_(n), (n) > 8 ? LMR_SKM_((n)-8) : 0                                                                     \
+        LMR_SKM_(n), (n) > 8 ? LMR_SKM_((n) > 8 ? (n)-8 : 0) : 0                                                       \
     }
 static const uint64_t lmr_short_key_masks[LMR_SHORT_KEY_BYTES + 1][2] = {
     LMR_SKM(0), LMR_SKM(1),  LMR_SKM(2),  LMR_SKM(3),  LMR_SKM(4),  LMR_SKM(5),  LMR_SKM(6),  LMR_SKM(7), LMR_SKM(8),

@@ -591,7 +591,7 @@ static enum MHD_Result list_objects_v2(struct MHD_Connection *c, const char *bna
         size_t tl = strlen(token);
         bool ok = tl % 2 == 0 && tl / 2 <= MAX_KEY_BYTES;
         for (size_t i = 0; ok && i < tl / 2; i++) {
-            unsigned v;
+            unsigned v = 0;
             ok = isxdigit((unsigned char)token[2 * i]) && isxdigit((unsigned char)token[2 * i + 1]) &&
                  sscanf(token + 2 * i, "%2x", &v) == 1;
             from[i] = (char)v;

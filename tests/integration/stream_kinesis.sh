@@ -10,6 +10,7 @@ BIN=${LMR_BIN_DIR:?set LMR_BIN_DIR to the bin directory of a build}
 SRC=${LMR_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 LMR=$BIN/lambdamr
 source "$SRC/tests/integration/lib/moto.sh"
+source "$SRC/tests/integration/lib/stream.sh"
 source "$SRC/tests/integration/lib/kill_restart.sh"
 T=$(mktemp -d /tmp/lmr-stream-kinesis.XXXXXX)
 PIDS=()
@@ -139,28 +140,7 @@ c = collections.Counter()
 for line in sys.stdin.buffer: c.update(line.split())
 for k in sorted(c): sys.stdout.buffer.write(k + b"\t" + str(c[k]).encode() + b"\n")
 ' > "$T/want"
-summed() { python3 -c '
-import sys, glob, collections
-c = collections.Counter()
-for f in glob.glob(sys.argv[1] + "/window=*/part-00000"):
-    for line in open(f, "rb"):
-        k, v = line.rstrip(b"\n").rsplit(b"\t", 1); c[k] += int(v)
-for k in sorted(c): sys.stdout.buffer.write(k + b"\t" + str(c[k]).encode() + b"\n")
-' "$1"; }
-deadline=$((SECONDS + 45))
-while :; do
-    summed "$T/out" > "$T/got"
-    cmp -s "$T/want" "$T/got" && break
-    if [ $SECONDS -ge $deadline ]; then
-        { diff "$T/want" "$T/got" | head -5 || true; }; tail -5 "$T/consumer.log" || true
-        fail "window outputs did not reach the exact totals (lost or double-counted records)"
-    fi
-    kill -0 "$CPID" 2>/dev/null || { tail -5 "$T/consumer.log" || true; fail "the consumer died"; }
-    sleep 0.5
-done
-sleep 2 # nothing more may arrive
-summed "$T/out" > "$T/got"
-cmp -s "$T/want" "$T/got" || fail "outputs changed after reaching the totals (double counting)"
+stream_wait_exact "$T/want" "$T/out" "$CPID" "$T/consumer.log" 45 2 "(lost or double-counted records)"
 kill -TERM "$CPID"
 wait "$CPID" || fail "the consumer did not stop cleanly on SIGTERM"
 

@@ -11,6 +11,7 @@ BIN=${LMR_BIN_DIR:?set LMR_BIN_DIR to the bin directory of a build}
 SRC=${LMR_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 LMR=$BIN/lambdamr
 source "$SRC/tests/integration/lib/moto.sh"
+source "$SRC/tests/integration/lib/stream.sh"
 T=$(mktemp -d /tmp/lmr-stream-kpl.XXXXXX)
 PIDS=()
 lmr_on_exit 'for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done; [ -n "${LMR_TEST_KEEP:-}" ] || rm -rf "$T"'
@@ -85,28 +86,7 @@ LMR_STREAM_FAIL_MATCH=POISON "$LMR" stream wordcount --source kinesis://kpl --wi
     --quiet 2>>"$T/consumer.log" &
 CPID=$!
 PIDS+=("$CPID")
-summed() { python3 -c '
-import sys, glob, collections
-c = collections.Counter()
-for f in glob.glob(sys.argv[1] + "/window=*/part-00000"):
-    for line in open(f, "rb"):
-        k, v = line.rstrip(b"\n").rsplit(b"\t", 1); c[k] += int(v)
-for k in sorted(c): sys.stdout.buffer.write(k + b"\t" + str(c[k]).encode() + b"\n")
-' "$1"; }
-deadline=$((SECONDS + 40))
-while :; do
-    summed "$T/out" > "$T/got"
-    cmp -s "$T/want" "$T/got" && break
-    if [ $SECONDS -ge $deadline ]; then
-        { diff "$T/want" "$T/got" | head -5 || true; }; tail -5 "$T/consumer.log" || true
-        fail "window outputs did not reach the exact totals of the deaggregated records"
-    fi
-    kill -0 "$CPID" 2>/dev/null || { tail -5 "$T/consumer.log" || true; fail "the consumer died"; }
-    sleep 0.5
-done
-sleep 1.5 # nothing more may arrive
-summed "$T/out" > "$T/got"
-cmp -s "$T/want" "$T/got" || fail "outputs changed after reaching the totals (double counting)"
+stream_wait_exact "$T/want" "$T/out" "$CPID" "$T/consumer.log" 40 1.5 "of the deaggregated records"
 kill -TERM "$CPID"
 wait "$CPID" || fail "the consumer did not stop cleanly on SIGTERM"
 # The poisoned aggregated record alone, as one Kinesis record, in the on-failure destination.

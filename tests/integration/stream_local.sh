@@ -5,6 +5,7 @@
 # with a log rotation in the middle), and restarted.
 set -euo pipefail
 source "$(dirname "$0")/lib/kill_restart.sh"
+source "$(dirname "$0")/lib/stream.sh"
 BIN=${LMR_BIN_DIR:?set LMR_BIN_DIR to the bin directory of a build}
 LMR=$BIN/lambdamr
 T=$(mktemp -d /tmp/lmr-stream-local.XXXXXX)
@@ -27,17 +28,6 @@ for f in sys.argv[1:]:
             c.update(line.split())
 for k in sorted(c): sys.stdout.buffer.write(k + b"\t" + str(c[k]).encode() + b"\n")
 ' "$@"; }
-# Sum of every committed window's output, per key.
-summed() { python3 -c '
-import sys, glob, collections
-c = collections.Counter()
-for f in glob.glob(sys.argv[1] + "/window=*/part-00000"):
-    with open(f, "rb") as fh:
-        for line in fh:
-            k, v = line.rstrip(b"\n").rsplit(b"\t", 1)
-            c[k] += int(v)
-for k in sorted(c): sys.stdout.buffer.write(k + b"\t" + str(c[k]).encode() + b"\n")
-' "$1"; }
 
 # Deterministic lines: a few words from a small vocabulary and one rarer word.
 gen_lines() { python3 -c '
@@ -62,7 +52,7 @@ for i in range(0, len(data), 3000):
 # no state is rebuilt, none travels whole.
 ! grep -E "rebuilding it|travel whole" "$T/stream1.log" || fail "stdin: a lane lost the state its environment held"
 oracle "$T/in1.txt" > "$T/want1"
-summed "$T/out1" > "$T/got1"
+stream_window_sums "$T/out1" > "$T/got1"
 cmp -s "$T/want1" "$T/got1" || { diff "$T/want1" "$T/got1" | head || true; fail "stdin: window outputs differ from the input's word counts"; }
 nwin=$(ls -d "$T"/out1/window=* | wc -l)
 [ "$nwin" -ge 2 ] || fail "stdin: expected the input to span several windows, got $nwin"
@@ -73,7 +63,7 @@ gen_lines 5000 7 > "$T/in1b.txt"
 mkdir "$T/tmp"
 TMPDIR=$T/tmp timeout 120 "$LMR" stream wordcount --source - --window 1 --output "$T/out1" --batch-size 500 --quiet < "$T/in1b.txt"
 oracle "$T/in1.txt" "$T/in1b.txt" > "$T/want1b"
-summed "$T/out1" > "$T/got1b"
+stream_window_sums "$T/out1" > "$T/got1b"
 cmp -s "$T/want1b" "$T/got1b" || { diff "$T/want1b" "$T/got1b" | head || true; fail "stdin re-run: the second run's input is not counted exactly once"; }
 # The function logs live under the run's checkpoint folder and are removed after a good run (11.8).
 [ -z "$(ls -A "$T/tmp")" ] || fail "stream left something in its TMPDIR: $(ls "$T/tmp")"
@@ -92,7 +82,7 @@ for i in range(12000):
 timeout 300 "$LMR" stream wordcount --source - --window 2 --output "$T/out6" --batch-size 10000 \
     < "$T/in6.txt" 2> "$T/out6.log" || { tail -5 "$T/out6.log"; fail "batch-size 10000 with a large state did not finish"; }
 oracle "$T/in6.txt" > "$T/want6"
-summed "$T/out6" > "$T/got6"
+stream_window_sums "$T/out6" > "$T/got6"
 cmp -s "$T/want6" "$T/got6" || { diff "$T/want6" "$T/got6" | head || true; fail "large state: window totals differ"; }
 grep -qE " [1-9][0-9]* window parts ended early" "$T/out6.log" || { tail -3 "$T/out6.log"; fail "large state: expected windows ended early by the 1 MB state limit"; }
 echo "ok: $(wc -l < "$T/want6") keys exact; $(grep -o '[0-9]* window parts ended early' "$T/out6.log")"
@@ -130,7 +120,7 @@ LMR_STREAM_FAIL_MATCH=POISON timeout 120 "$LMR" stream wordcount --source - --wi
     --batch-size 400 --bisect-on-error --max-retries 1 --on-failure --quiet < "$T/in2.txt"
 grep -v POISON "$T/in2.txt" > "$T/in2.clean"
 oracle "$T/in2.clean" > "$T/want2"
-summed "$T/out2" > "$T/got2"
+stream_window_sums "$T/out2" > "$T/got2"
 cmp -s "$T/want2" "$T/got2" || { diff "$T/want2" "$T/got2" | head || true; fail "poison: outputs must hold every record but the poison one"; }
 desc=$(ls "$T"/out2/_checkpoint/failures/shardId-000000000000/*.json)
 python3 -c '
@@ -171,7 +161,7 @@ for i, line in enumerate(open(sys.argv[2], "rb"), 1):
         c.update(line.split())
 for k in sorted(c): sys.stdout.buffer.write(k + b"\t" + str(c[k]).encode() + b"\n")
 PY
-summed "$T/out9" > "$T/got9"
+stream_window_sums "$T/out9" > "$T/got9"
 cmp -s "$T/want9" "$T/got9" || { diff "$T/want9" "$T/got9" | head || true; fail "aggregated: totals must hold every line outside the given-up range exactly once"; }
 echo "ok: the poison line's whole aggregated record was retried and given up; the rest counted exactly"
 
@@ -191,7 +181,7 @@ for line in open(sys.argv[1]):
     f = line.rstrip("\n").split(","); c[f[2]] += int(f[3])
 for k in sorted(c): print("%s\t%d" % (k, c[k]))
 ' "$T/in4.csv" > "$T/want4"
-summed "$T/out4" > "$T/got4"
+stream_window_sums "$T/out4" > "$T/got4"
 cmp -s "$T/want4" "$T/got4" || { diff "$T/want4" "$T/got4" | head || true; fail "aggregate: sums differ"; }
 if "$LMR" stream scan --source - --window 1 --output "$T/out5" --fields 1 < /dev/null 2> "$T/scan.err"; then
     fail "a map-only job must be refused"
@@ -231,7 +221,7 @@ wait "$WRITER"
 oracle "$LOG.1" "$LOG" > "$T/want3"
 deadline=$((SECONDS + 60))
 while :; do
-    summed "$T/out3" > "$T/got3"
+    stream_window_sums "$T/out3" > "$T/got3"
     cmp -s "$T/want3" "$T/got3" && break
     [ $SECONDS -lt $deadline ] || { diff "$T/want3" "$T/got3" | head || true; cat "$T/consumer.log" | tail -5; fail "file: outputs did not reach the exact totals (lost or double-counted records)"; }
     kill -0 "$CPID" 2>/dev/null || { tail -5 "$T/consumer.log" || true; fail "file: the consumer died"; }
@@ -239,7 +229,7 @@ while :; do
 done
 kill -TERM "$CPID"
 wait "$CPID" || fail "file: the consumer did not stop cleanly on SIGTERM"
-summed "$T/out3" > "$T/got3"
+stream_window_sums "$T/out3" > "$T/got3"
 cmp -s "$T/want3" "$T/got3" || fail "file: outputs changed after the final stop"
 echo "ok: $(cat "$LOG.1" "$LOG" | wc -l) lines, $(ls -d "$T"/out3/window=* | wc -l) windows, 5 SIGKILLs, totals exact"
 
@@ -271,7 +261,7 @@ wait "$WRITER"
 oracle "$LOG7" > "$T/want7"
 deadline=$((SECONDS + 90))
 while :; do
-    summed "$T/out7" > "$T/got7"
+    stream_window_sums "$T/out7" > "$T/got7"
     cmp -s "$T/want7" "$T/got7" && break
     [ $SECONDS -lt $deadline ] || { diff "$T/want7" "$T/got7" | head || true; tail -5 "$T/consumer7.log"; fail "many keys: outputs did not reach the exact totals"; }
     kill -0 "$CPID" 2>/dev/null || { tail -5 "$T/consumer7.log" || true; fail "many keys: the consumer died"; }

@@ -284,16 +284,6 @@ bool lmr_kpl_key(const struct lmr_kpl_reader *rd, int table, uint64_t index, con
 
 /* --- Writing --------------------------------------------------------------------------------- */
 
-static inline uint8_t *put_varint(uint8_t *o, uint64_t v)
-{
-    while (v >= 0x80) {
-        *o++ = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    *o++ = (uint8_t)v;
-    return o;
-}
-
 enum lmr_result lmr_kpl_begin(struct lmr_buf *out, const char *partition_key, size_t *start)
 {
     size_t pk_len = strlen(partition_key);
@@ -305,7 +295,7 @@ enum lmr_result lmr_kpl_begin(struct lmr_buf *out, const char *partition_key, si
     memcpy(o, LMR_KPL_MAGIC, LMR_KPL_MAGIC_BYTES);
     o += LMR_KPL_MAGIC_BYTES;
     *o++ = 0x0a; /* field 1, length-delimited: partition_key_table[0] */
-    o = put_varint(o, pk_len);
+    o = lmr_varint_put(o, pk_len);
     memcpy(o, partition_key, pk_len);
     out->len = (size_t)(o + pk_len - (uint8_t *)out->data);
     out->data[out->len] = '\0';
@@ -334,11 +324,11 @@ enum lmr_result lmr_kpl_add(struct lmr_buf *out, const void *data, size_t len)
         return r;
     uint8_t *o = (uint8_t *)out->data + out->len;
     *o++ = 0x1a; /* field 3, length-delimited: records[] */
-    o = put_varint(o, 3 + lmr_kpl_varint_bytes(len) + len);
+    o = lmr_varint_put(o, 3 + lmr_varint_bytes(len) + len);
     *o++ = 0x08; /* field 1, varint: partition_key_index = 0 (required, so written) */
     *o++ = 0x00;
     *o++ = 0x1a; /* field 3, length-delimited: data */
-    o = put_varint(o, len);
+    o = lmr_varint_put(o, len);
     if (len)
         memcpy(o, data, len);
     out->len += bytes;

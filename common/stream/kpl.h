@@ -33,6 +33,7 @@
 
 #include "util/buf.h"
 #include "util/result.h"
+#include "util/varint.h"
 
 #define LMR_KPL_MAGIC "\xF3\x89\x9A\xC2"
 #define LMR_KPL_MAGIC_BYTES 4
@@ -81,28 +82,17 @@ bool lmr_kpl_key(const struct lmr_kpl_reader *rd, int table, uint64_t index, con
 
 /* --- Writing --------------------------------------------------------------------------------- */
 
-/** Bytes of an unsigned varint. */
-static inline size_t lmr_kpl_varint_bytes(uint64_t v)
-{
-    size_t n = 1;
-    while (v >= 0x80) {
-        v >>= 7;
-        n++;
-    }
-    return n;
-}
-
 /** Bytes one user record of len data bytes adds to an aggregated record (partition key index 0, no tags). */
 static inline size_t lmr_kpl_user_record_bytes(size_t len)
 {
-    size_t inner = 2 + 1 + lmr_kpl_varint_bytes(len) + len; /* field 1 = 0; field 3 = data */
-    return 1 + lmr_kpl_varint_bytes(inner) + inner;
+    size_t inner = 2 + 1 + lmr_varint_bytes(len) + len; /* field 1 = 0; field 3 = data */
+    return 1 + lmr_varint_bytes(inner) + inner;
 }
 
 /** Bytes of an aggregated record besides its user records: magic, the one partition key, MD5. */
 static inline size_t lmr_kpl_fixed_bytes(size_t partition_key_len)
 {
-    return LMR_KPL_MAGIC_BYTES + 1 + lmr_kpl_varint_bytes(partition_key_len) + partition_key_len + LMR_KPL_DIGEST_BYTES;
+    return LMR_KPL_MAGIC_BYTES + 1 + lmr_varint_bytes(partition_key_len) + partition_key_len + LMR_KPL_DIGEST_BYTES;
 }
 
 /**

@@ -9,6 +9,7 @@
 #include "stream/event.h"
 #include "stream/json_scan.h"
 #include "util/base64.h"
+#include "util/varint.h"
 
 #define KEY_MAX_BYTES (64u * 1024u)
 #define STATE_PREFIX "{\"lmr\":\"1\",\"kv\":\""
@@ -30,16 +31,6 @@ struct lmr_stream_state {
     size_t undo_len, undo_cap;
     struct lmr_stream_state_meta meta;
 };
-
-static size_t varint_len(size_t v)
-{
-    size_t n = 1;
-    while (v >= 0x80) {
-        v >>= 7;
-        n++;
-    }
-    return n;
-}
 
 struct lmr_stream_state *lmr_stream_state_new(size_t value_size)
 {
@@ -180,7 +171,7 @@ enum lmr_result lmr_stream_state_add(struct lmr_stream_state *st, const struct l
     }
     if (inserted) {
         copy_short(acc, value.ptr, st->value_size);
-        st->packed_bytes += varint_len(key.len) + key.len + st->value_size;
+        st->packed_bytes += lmr_varint_bytes(key.len) + key.len + st->value_size;
     } else {
         job->combine(job_state, acc, value);
     }
@@ -211,7 +202,7 @@ void lmr_stream_state_rollback(struct lmr_stream_state *st)
         struct lmr_slice key = lmr_slice_make(p, kl);
         if (inserted) {
             if (lmr_combine_table_remove(st->table, key))
-                st->packed_bytes -= varint_len(kl) + kl + st->value_size;
+                st->packed_bytes -= lmr_varint_bytes(kl) + kl + st->value_size;
         } else {
             uint8_t *acc = lmr_combine_table_find(st->table, key);
             if (acc)
@@ -241,12 +232,7 @@ struct pack_ctx {
 static void pack_one(void *user, struct lmr_slice key, uint8_t *acc)
 {
     struct pack_ctx *c = user;
-    size_t v = key.len;
-    while (v >= 0x80) {
-        c->out[c->p++] = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    c->out[c->p++] = (uint8_t)v;
+    c->p = (size_t)(lmr_varint_put(c->out + c->p, key.len) - c->out);
     if (key.len)
         memcpy(c->out + c->p, key.ptr, key.len);
     c->p += key.len;

@@ -236,17 +236,22 @@ echo "ok: $(cat "$LOG.1" "$LOG" | wc -l) lines, $(ls -d "$T"/out3/window=* | wc 
 echo "== file source: many keys, windows ended early by the state limit, SIGKILL and restart"
 LOG7=$T/keys.log
 : > "$LOG7"
-python3 - "$LOG7" 6000 <<'PY' &
+keys_writer() { python3 - "$LOG7" "$@" <<'PY'
 import sys, time, random
-path, total = sys.argv[1], int(sys.argv[2])
-r = random.Random(9)
+path, seed, total, pace = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "paced"
+r = random.Random(seed)
 f = open(path, "a")
 for i in range(total):
     f.write(" ".join("k%d" % r.randrange(50000) for _ in range(20)) + "\n")
-    if i % 300 == 299:
+    if pace and i % 300 == 299:
         f.flush(); time.sleep(0.1)
 f.close()
 PY
+}
+# The first 3,000 lines are there before the consumer starts, so its first batches are full
+# (2,000 lines of 20 words, far more keys than a 64 KiB state holds) however fast it reads.
+keys_writer 8 3000 all
+keys_writer 9 3000 paced &
 WRITER=$!
 PIDS+=("$WRITER")
 consumer7() {

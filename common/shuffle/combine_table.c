@@ -15,16 +15,15 @@
  */
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
 #include "shuffle/combine_table.h"
 #include "shuffle/item_sort.h"
+#include "util/big_alloc.h"
 
-#define HUGE_BYTES ((size_t)2 << 20) /* allocations of this size or more get 2 MiB-aligned (THP) pages */
-#define MAX_CHUNK_BYTES (HUGE_BYTES - sizeof(struct chunk))
+#define MAX_CHUNK_BYTES (LMR_HUGE_BYTES - sizeof(struct chunk))
 #define UNLIMITED_CHUNK_BYTES ((size_t)64 * 1024)
 #define INITIAL_SLOTS ((size_t)1024)
 #define MAX_SLOTS ((size_t)1 << 32)
@@ -91,43 +90,6 @@ struct lmr_combine_table {
 
 /* ---- memory ------------------------------------------------------------------------------------------------ */
 
-/*
- * Large zeroed blocks come from mmap, 2 MiB-aligned and marked MADV_HUGEPAGE: a table of a few
- * hundred thousand keys spans thousands of 4 KiB pages.
- */
-static void *big_alloc(size_t n)
-{
-    if (n < HUGE_BYTES) {
-        /* cache-line aligned: a 32-byte slot must not straddle two lines */
-        void *p = aligned_alloc(64, (n + 63) & ~(size_t)63);
-        if (p)
-            memset(p, 0, n);
-        return p;
-    }
-    size_t len = (n + HUGE_BYTES - 1) & ~(HUGE_BYTES - 1);
-    uint8_t *raw = mmap(NULL, len + HUGE_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (raw == MAP_FAILED)
-        return NULL;
-    uintptr_t start = ((uintptr_t)raw + HUGE_BYTES - 1) & ~(uintptr_t)(HUGE_BYTES - 1);
-    size_t head = start - (uintptr_t)raw, tail = HUGE_BYTES - head;
-    if (head)
-        munmap(raw, head);
-    if (tail)
-        munmap((uint8_t *)start + len, tail);
-    madvise((void *)start, len, MADV_HUGEPAGE);
-    return (void *)start;
-}
-
-static void big_free(void *p, size_t n)
-{
-    if (!p)
-        return;
-    if (n < HUGE_BYTES)
-        free(p);
-    else
-        munmap(p, (n + HUGE_BYTES - 1) & ~(HUGE_BYTES - 1));
-}
-
 static inline size_t mem_bytes(const struct lmr_combine_table *t)
 {
     return t->arena_bytes + t->cap * t->stride;
@@ -147,7 +109,7 @@ static void arena_reset(struct lmr_combine_table *t)
     while (c) {
         struct chunk *n = c->next;
         t->arena_bytes -= c->cap + sizeof *c;
-        big_free(c, c->cap + sizeof *c);
+        lmr_big_free(c, c->cap + sizeof *c);
         c = n;
     }
     t->chunks->next = NULL;
@@ -166,7 +128,7 @@ static uint8_t *arena_alloc(struct lmr_combine_table *t, size_t n, bool force)
     size_t cap = n > t->chunk_bytes ? n : t->chunk_bytes;
     if (!force && mem_bytes(t) + cap + sizeof(struct chunk) > t->limit)
         return NULL;
-    struct chunk *c = big_alloc(sizeof *c + cap);
+    struct chunk *c = lmr_big_alloc(sizeof *c + cap);
     if (!c)
         return NULL;
     c->next = NULL;
@@ -335,7 +297,7 @@ static bool grow(struct lmr_combine_table *t)
     size_t ncap = t->cap * 2;
     if (ncap > MAX_SLOTS || mem_bytes(t) + ncap * t->stride > t->limit)
         return false;
-    uint8_t *n = big_alloc(ncap * t->stride);
+    uint8_t *n = lmr_big_alloc(ncap * t->stride);
     if (!n)
         return false;
     note_peak(t, mem_bytes(t) + ncap * t->stride);
@@ -349,7 +311,7 @@ static bool grow(struct lmr_combine_table *t)
             j = (j + 1) & nmask;
         memcpy(n + j * t->stride, s, t->stride);
     }
-    big_free(t->slots, t->cap * t->stride);
+    lmr_big_free(t->slots, t->cap * t->stride);
     t->slots = n;
     t->cap = ncap;
     t->mask = nmask;
@@ -486,7 +448,7 @@ enum lmr_result lmr_combine_table_new(const struct lmr_combine_table_options *o,
     t->cap = INITIAL_SLOTS;
     t->mask = t->cap - 1;
     t->home_mask = t->mask & ~(size_t)(64 / t->stride - 1);
-    t->slots = big_alloc(t->cap * t->stride);
+    t->slots = lmr_big_alloc(t->cap * t->stride);
     if (!t->slots) {
         free(t);
         return lmr_fail(err, LMR_ERR_NOMEM, "Out of memory creating a combining table.");
@@ -505,8 +467,8 @@ void lmr_combine_table_destroy(struct lmr_combine_table *t)
         return;
     arena_reset(t);
     if (t->chunks)
-        big_free(t->chunks, t->chunks->cap + sizeof *t->chunks);
-    big_free(t->slots, t->cap * t->stride);
+        lmr_big_free(t->chunks, t->chunks->cap + sizeof *t->chunks);
+    lmr_big_free(t->slots, t->cap * t->stride);
     free(t);
 }
 

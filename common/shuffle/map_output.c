@@ -22,7 +22,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -31,10 +30,10 @@
 #include "shuffle/item_sort.h"
 #include "shuffle/map_output.h"
 #include "shuffle/merge.h"
+#include "util/big_alloc.h"
 
 #define MIN_TABLE_BYTES ((size_t)256 * 1024)
-#define HUGE_BYTES ((size_t)2 << 20) /* allocations of this size or more get 2 MiB-aligned (THP) pages */
-#define MAX_CHUNK_BYTES (HUGE_BYTES - sizeof(struct chunk)) /* a chunk and its header: exactly one huge page */
+#define MAX_CHUNK_BYTES (LMR_HUGE_BYTES - sizeof(struct chunk)) /* a chunk and its header: exactly one huge page */
 #define INITIAL_ITEMS 1024
 
 /* Items (struct lmr_combine_item, shared with the table's sorted view): {sort key, entry}. */
@@ -82,41 +81,6 @@ struct lmr_map_output {
     uint64_t records_in, spills, spill_bytes, merge_passes, peak;
 };
 
-/* ---- memory ------------------------------------------------------------------------------------------------ */
-
-/*
- * Large zeroed blocks (the slot array, arena chunks) come from mmap, 2 MiB-aligned and marked
- * MADV_HUGEPAGE: a table of a few hundred thousand keys spans thousands of 4 KiB pages, and the
- * TLB misses of random probes would otherwise cost as much as the cache misses.
- */
-static void *big_alloc(size_t n)
-{
-    if (n < HUGE_BYTES)
-        return calloc(1, n);
-    size_t len = (n + HUGE_BYTES - 1) & ~(HUGE_BYTES - 1);
-    uint8_t *raw = mmap(NULL, len + HUGE_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (raw == MAP_FAILED)
-        return NULL;
-    uintptr_t start = ((uintptr_t)raw + HUGE_BYTES - 1) & ~(uintptr_t)(HUGE_BYTES - 1);
-    size_t head = start - (uintptr_t)raw, tail = HUGE_BYTES - head;
-    if (head)
-        munmap(raw, head);
-    if (tail)
-        munmap((uint8_t *)start + len, tail);
-    madvise((void *)start, len, MADV_HUGEPAGE);
-    return (void *)start;
-}
-
-static void big_free(void *p, size_t n)
-{
-    if (!p)
-        return;
-    if (n < HUGE_BYTES)
-        free(p);
-    else
-        munmap(p, (n + HUGE_BYTES - 1) & ~(HUGE_BYTES - 1));
-}
-
 /* ---- accounting ------------------------------------------------------------------------------------------------- */
 
 static size_t table_bytes(const struct lmr_map_output *mo)
@@ -149,7 +113,7 @@ static void arena_reset(struct lmr_map_output *mo)
     while (c) {
         struct chunk *n = c->next;
         mo->arena_bytes -= c->cap + sizeof *c;
-        big_free(c, c->cap + sizeof *c);
+        lmr_big_free(c, c->cap + sizeof *c);
         c = n;
     }
     mo->chunks->next = NULL;
@@ -162,7 +126,7 @@ static void arena_free(struct lmr_map_output *mo)
     arena_reset(mo);
     if (mo->chunks) {
         mo->arena_bytes -= mo->chunks->cap + sizeof *mo->chunks;
-        big_free(mo->chunks, mo->chunks->cap + sizeof *mo->chunks);
+        lmr_big_free(mo->chunks, mo->chunks->cap + sizeof *mo->chunks);
     }
     mo->chunks = mo->cur = NULL;
     mo->cur_used = 0;
@@ -180,7 +144,7 @@ static uint8_t *arena_alloc(struct lmr_map_output *mo, size_t n)
     /* A record larger than the whole budget still goes through (alone): the task cannot do better. */
     if (table_bytes(mo) + cap + sizeof(struct chunk) > mo->table_limit && mo->count > 0)
         return NULL;
-    struct chunk *c = big_alloc(sizeof *c + cap);
+    struct chunk *c = lmr_big_alloc(sizeof *c + cap);
     if (!c)
         return NULL;
     c->next = NULL;

@@ -284,20 +284,52 @@ bool lmr_kpl_key(const struct lmr_kpl_reader *rd, int table, uint64_t index, con
 
 /* --- Writing --------------------------------------------------------------------------------- */
 
+enum lmr_result lmr_kpl_start(struct lmr_buf *out, size_t *start)
+{
+    *start = out->len;
+    return lmr_buf_append(out, LMR_KPL_MAGIC, LMR_KPL_MAGIC_BYTES);
+}
+
+enum lmr_result lmr_kpl_add_key(struct lmr_buf *out, int table, const void *key, size_t len)
+{
+    enum lmr_result r = lmr_buf_reserve(out, lmr_kpl_key_bytes(len));
+    if (r)
+        return r;
+    uint8_t *o = (uint8_t *)out->data + out->len;
+    *o++ = (uint8_t)(table << 3 | WT_LEN); /* field 1 or 2, length-delimited: a key table entry */
+    o = lmr_varint_put(o, len);
+    if (len)
+        memcpy(o, key, len);
+    out->len = (size_t)(o + len - (uint8_t *)out->data);
+    out->data[out->len] = '\0';
+    return LMR_OK;
+}
+
 enum lmr_result lmr_kpl_begin(struct lmr_buf *out, const char *partition_key, size_t *start)
 {
     size_t pk_len = strlen(partition_key);
     enum lmr_result r = lmr_buf_reserve(out, lmr_kpl_fixed_bytes(pk_len));
+    if (!r)
+        r = lmr_kpl_start(out, start);
+    return r ? r : lmr_kpl_add_key(out, 1, partition_key, pk_len);
+}
+
+enum lmr_result lmr_kpl_add_indexed(struct lmr_buf *out, const void *data, size_t len, uint64_t pk_index)
+{
+    size_t bytes = lmr_kpl_indexed_record_bytes(len, pk_index);
+    enum lmr_result r = lmr_buf_reserve(out, bytes);
     if (r)
         return r;
-    *start = out->len;
     uint8_t *o = (uint8_t *)out->data + out->len;
-    memcpy(o, LMR_KPL_MAGIC, LMR_KPL_MAGIC_BYTES);
-    o += LMR_KPL_MAGIC_BYTES;
-    *o++ = 0x0a; /* field 1, length-delimited: partition_key_table[0] */
-    o = lmr_varint_put(o, pk_len);
-    memcpy(o, partition_key, pk_len);
-    out->len = (size_t)(o + pk_len - (uint8_t *)out->data);
+    *o++ = 0x1a; /* field 3, length-delimited: records[] */
+    o = lmr_varint_put(o, 1 + lmr_varint_bytes(pk_index) + 1 + lmr_varint_bytes(len) + len);
+    *o++ = 0x08; /* field 1, varint: partition_key_index (required, so written even when 0) */
+    o = lmr_varint_put(o, pk_index);
+    *o++ = 0x1a; /* field 3, length-delimited: data */
+    o = lmr_varint_put(o, len);
+    if (len)
+        memcpy(o, data, len);
+    out->len += bytes;
     out->data[out->len] = '\0';
     return LMR_OK;
 }
@@ -318,22 +350,7 @@ enum lmr_result lmr_kpl_add(struct lmr_buf *out, const void *data, size_t len)
         out->data[out->len] = '\0';
         return LMR_OK;
     }
-    size_t bytes = lmr_kpl_user_record_bytes(len);
-    enum lmr_result r = lmr_buf_reserve(out, bytes);
-    if (r)
-        return r;
-    uint8_t *o = (uint8_t *)out->data + out->len;
-    *o++ = 0x1a; /* field 3, length-delimited: records[] */
-    o = lmr_varint_put(o, 3 + lmr_varint_bytes(len) + len);
-    *o++ = 0x08; /* field 1, varint: partition_key_index = 0 (required, so written) */
-    *o++ = 0x00;
-    *o++ = 0x1a; /* field 3, length-delimited: data */
-    o = lmr_varint_put(o, len);
-    if (len)
-        memcpy(o, data, len);
-    out->len += bytes;
-    out->data[out->len] = '\0';
-    return LMR_OK;
+    return lmr_kpl_add_indexed(out, data, len, 0);
 }
 
 enum lmr_result lmr_kpl_finish(struct lmr_buf *out, size_t start)

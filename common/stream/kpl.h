@@ -82,18 +82,38 @@ bool lmr_kpl_key(const struct lmr_kpl_reader *rd, int table, uint64_t index, con
 
 /* --- Writing --------------------------------------------------------------------------------- */
 
+/** Bytes one key table entry (a partition or explicit hash key) of len bytes adds to an aggregated record. */
+static inline size_t lmr_kpl_key_bytes(size_t len)
+{
+    return 1 + lmr_varint_bytes(len) + len;
+}
+
+/** Bytes one user record of len data bytes adds, pointing at partition key pk_index (no explicit hash key, no tags). */
+static inline size_t lmr_kpl_indexed_record_bytes(size_t len, uint64_t pk_index)
+{
+    size_t inner = 1 + lmr_varint_bytes(pk_index) + 1 + lmr_varint_bytes(len) + len; /* field 1; field 3 = data */
+    return 1 + lmr_varint_bytes(inner) + inner;
+}
+
 /** Bytes one user record of len data bytes adds to an aggregated record (partition key index 0, no tags). */
 static inline size_t lmr_kpl_user_record_bytes(size_t len)
 {
-    size_t inner = 2 + 1 + lmr_varint_bytes(len) + len; /* field 1 = 0; field 3 = data */
-    return 1 + lmr_varint_bytes(inner) + inner;
+    return lmr_kpl_indexed_record_bytes(len, 0);
 }
 
 /** Bytes of an aggregated record besides its user records: magic, the one partition key, MD5. */
 static inline size_t lmr_kpl_fixed_bytes(size_t partition_key_len)
 {
-    return LMR_KPL_MAGIC_BYTES + 1 + lmr_varint_bytes(partition_key_len) + partition_key_len + LMR_KPL_DIGEST_BYTES;
+    return LMR_KPL_MAGIC_BYTES + lmr_kpl_key_bytes(partition_key_len) + LMR_KPL_DIGEST_BYTES;
 }
+
+/*
+ * Two ways to write. One partition key (the poller's batches): lmr_kpl_begin, lmr_kpl_add for each
+ * user record, lmr_kpl_finish. Several (`lambdamr put`, which keeps each line's key as the KPL
+ * does): lmr_kpl_start, the key table written with lmr_kpl_add_key, the user records with
+ * lmr_kpl_add_indexed, lmr_kpl_finish; the caller writes the tables before the records, so that
+ * the bytes are those protobuf writes (fields in number order).
+ */
 
 /**
  * Start an aggregated record at the end of out: the magic and a partition key table of one entry
@@ -103,6 +123,15 @@ static inline size_t lmr_kpl_fixed_bytes(size_t partition_key_len)
 enum lmr_result lmr_kpl_begin(struct lmr_buf *out, const char *partition_key, size_t *start);
 /** Append one user record (exactly lmr_kpl_user_record_bytes(len) bytes). */
 enum lmr_result lmr_kpl_add(struct lmr_buf *out, const void *data, size_t len);
+/** Start an aggregated record at the end of out with the magic alone; *start as for lmr_kpl_begin. */
+enum lmr_result lmr_kpl_start(struct lmr_buf *out, size_t *start);
+/**
+ * Append one key table entry (exactly lmr_kpl_key_bytes(len) bytes): table 1 is the partition key
+ * table, 2 the explicit hash key table; entries are numbered from 0 in the order written.
+ */
+enum lmr_result lmr_kpl_add_key(struct lmr_buf *out, int table, const void *key, size_t len);
+/** Append one user record pointing at partition key pk_index (lmr_kpl_indexed_record_bytes bytes). */
+enum lmr_result lmr_kpl_add_indexed(struct lmr_buf *out, const void *data, size_t len, uint64_t pk_index);
 /** End the aggregated record that begins at start: append the MD5 of its protobuf bytes. */
 enum lmr_result lmr_kpl_finish(struct lmr_buf *out, size_t start);
 

@@ -81,6 +81,11 @@ vectors.append(("kpl_standard", wrap(message(["pk-a", "pk-b"], ["340282366920938
 one = [{"pk": 0, "data": d} for d in lines]
 vectors.append(("kpl_lines", wrap(message(["00000000000000000001"], [], one)), True, [(0, False, 0, d) for d in lines],
                 ["00000000000000000001"]))
+# What `lambdamr put` writes: a partition key table (130 keys: indexes past 127 take two bytes),
+# user records pointing into it (no explicit hash keys, no tags), a 300-byte one among them.
+keys = ["key-%d" % i for i in range(130)]
+keyed = [{"pk": (i * 7) % 130, "data": big if i == 70 else lines[i % 40]} for i in range(140)]
+vectors.append(("kpl_keyed", wrap(message(keys, [], keyed)), True, [(r["pk"], False, 0, r["data"]) for r in keyed], keys))
 vectors.append(("kpl_empty_data", wrap(message(["k"], [], [{"pk": 0, "data": b""}])), True, [(0, False, 0, b"")], ["k"]))
 # Unknown fields (varint, fixed64, fixed32, length-delimited) at both levels are skipped.
 unk = varint(9 << 3 | 0) + varint(300) + varint(10 << 3 | 1) + b"12345678" + varint(11 << 3 | 5) + b"abcd" + \

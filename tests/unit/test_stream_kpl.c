@@ -89,6 +89,37 @@ static void test_writer_matches_protobuf(void **unused)
     lmr_buf_clean_up(&b);
 }
 
+/* With a table of keys (what `lambdamr put` writes), too: the same bytes as protobuf's. */
+static void test_writer_keyed_matches_protobuf(void **unused)
+{
+    (void)unused;
+    const struct kpl_vector *kv = NULL;
+    for (size_t v = 0; v < sizeof kpl_vectors / sizeof kpl_vectors[0]; v++)
+        if (!strcmp(kpl_vectors[v].name, "kpl_keyed"))
+            kv = &kpl_vectors[v];
+    assert_non_null(kv);
+    struct lmr_buf b;
+    lmr_buf_init(&b, 1 << 20);
+    assert_int_equal(lmr_buf_append_str(&b, "prefix"), LMR_OK);
+    size_t start, expect = LMR_KPL_MAGIC_BYTES + LMR_KPL_DIGEST_BYTES;
+    assert_int_equal(lmr_kpl_start(&b, &start), LMR_OK);
+    assert_int_equal(start, 6);
+    for (size_t i = 0; i < kv->n_pks; i++) {
+        assert_int_equal(lmr_kpl_add_key(&b, 1, kv->pks[i], strlen(kv->pks[i])), LMR_OK);
+        expect += lmr_kpl_key_bytes(strlen(kv->pks[i]));
+    }
+    for (size_t i = 0; i < kv->n_records; i++) {
+        const struct kpl_vector_record *r = &kv->records[i];
+        assert_int_equal(lmr_kpl_add_indexed(&b, r->data, r->len, r->pk), LMR_OK);
+        expect += lmr_kpl_indexed_record_bytes(r->len, r->pk);
+    }
+    assert_int_equal(lmr_kpl_finish(&b, start), LMR_OK);
+    assert_int_equal(b.len - start, kv->len);
+    assert_int_equal(expect, kv->len);
+    assert_memory_equal(b.data + start, kv->data, kv->len);
+    lmr_buf_clean_up(&b);
+}
+
 /* Every prefix and every single-byte change of a valid message (with its MD5 made right again):
    never a read outside the record, and user records only inside it. */
 static void test_reader_damaged(void **unused)
@@ -384,6 +415,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reader_against_protobuf),
         cmocka_unit_test(test_writer_matches_protobuf),
+        cmocka_unit_test(test_writer_keyed_matches_protobuf),
         cmocka_unit_test(test_reader_damaged),
         cmocka_unit_test(test_reader_caps),
         cmocka_unit_test(test_aggregated_event),

@@ -167,6 +167,11 @@ enum lmr_result lmr_kinesis_list_shards(struct lmr_kinesis *k, uint64_t at_times
             snprintf(info->starting_seq, sizeof info->starting_seq, "%s", p ? p : "");
             p = json_string_value(json_object_get(range, "EndingSequenceNumber"));
             snprintf(info->ending_seq, sizeof info->ending_seq, "%s", p ? p : "");
+            range = json_object_get(s, "HashKeyRange");
+            p = json_string_value(json_object_get(range, "StartingHashKey"));
+            snprintf(info->starting_hash_key, sizeof info->starting_hash_key, "%s", p ? p : "");
+            p = json_string_value(json_object_get(range, "EndingHashKey"));
+            snprintf(info->ending_hash_key, sizeof info->ending_hash_key, "%s", p ? p : "");
         }
         const char *next = json_string_value(json_object_get(resp, "NextToken"));
         if (!r && next && json_array_size(shards))

@@ -20,7 +20,8 @@
 #define LMR_KINESIS_PARTITION_KEY_MAX 256
 #define LMR_KINESIS_SHARDS_MAX 100000 /* a cap on what ListShards may return (Kinesis allows far fewer by default) */
 #define LMR_KINESIS_SHARD_ID_MAX 128
-#define LMR_KINESIS_SEQ_MAX 128 /* sequence numbers are decimal strings of <= 128 digits */
+#define LMR_KINESIS_SEQ_MAX 128     /* sequence numbers are decimal strings of <= 128 digits */
+#define LMR_KINESIS_HASH_KEY_MAX 39 /* hash keys are decimal 128-bit integers */
 
 /* One shard as ListShards describes it. */
 struct lmr_kinesis_shard {
@@ -28,7 +29,9 @@ struct lmr_kinesis_shard {
     char parent_id[LMR_KINESIS_SHARD_ID_MAX];          /* "" if none */
     char adjacent_parent_id[LMR_KINESIS_SHARD_ID_MAX]; /* "" if none (set by a merge) */
     char starting_seq[LMR_KINESIS_SEQ_MAX + 1];
-    char ending_seq[LMR_KINESIS_SEQ_MAX + 1]; /* "" while the shard is open */
+    char ending_seq[LMR_KINESIS_SEQ_MAX + 1];             /* "" while the shard is open */
+    char starting_hash_key[LMR_KINESIS_HASH_KEY_MAX + 1]; /* HashKeyRange, decimal 0 .. 2^128 - 1 */
+    char ending_hash_key[LMR_KINESIS_HASH_KEY_MAX + 1];
 };
 
 struct lmr_kinesis;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # lambdamr stream against Kinesis emulated by moto_server (SigV4 signature checking on):
-# records put with `lambdamr put` over several shards must come out of the window outputs
+# records put with `lambdamr put --no-aggregate` (plain records, so that a poison line fails
+# alone) over several shards must come out of the window outputs
 # exactly once per word, through SIGKILL/restart cycles of the consumer while records keep
 # arriving, a shard split while consuming, poison records (bisect, retries, on-failure
 # destination), and a proxy in front of moto that answers some GetRecords calls with
@@ -91,11 +92,7 @@ PIDS+=($!)
 for i in $(seq 1 50); do curl -s -o /dev/null "http://127.0.0.1:$PROXY_PORT/" -X POST -d '{}' && break; sleep 0.1; done
 export AWS_ENDPOINT_URL_KINESIS=http://127.0.0.1:$PROXY_PORT
 
-aws kinesis create-stream --stream-name events --shard-count 3
-for i in $(seq 1 50); do
-    [ "$(aws kinesis describe-stream-summary --stream-name events --query StreamDescriptionSummary.StreamStatus --output text)" = ACTIVE ] && break
-    sleep 0.1
-done
+kinesis_stream_create events 3
 
 # Input: "user<N> w<a> w<b> ..." lines, keyed by the user field; three poison lines.
 python3 -c '
@@ -110,7 +107,7 @@ split -l 600 -d "$T/input.txt" "$T/chunk."
 producer() {
     local n=0
     for f in "$T"/chunk.*; do
-        "$LMR" put --stream events --partition-key-field 1 --quiet < "$f"
+        "$LMR" put --stream events --partition-key-field 1 --no-aggregate --quiet < "$f"
         n=$((n + 1))
         if [ $n -eq 4 ]; then # reshard while the consumer runs: the parent keeps its records
             aws kinesis split-shard --stream-name events --shard-to-split shardId-000000000001 \

@@ -18,11 +18,7 @@ lmr_on_exit 'for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done; [
 fail() { echo "FAIL: $*" >&2; exit 1; }
 moto_start || fail "moto_server did not start"
 export AWS_ENDPOINT_URL_KINESIS=http://127.0.0.1:$MOTO_PORT
-aws kinesis create-stream --stream-name kpl --shard-count 2
-for i in $(seq 1 50); do
-    [ "$(aws kinesis describe-stream-summary --stream-name kpl --query StreamDescriptionSummary.StreamStatus --output text)" = ACTIVE ] && break
-    sleep 0.1
-done
+kinesis_stream_create kpl 2
 
 # Put the records; write the expected word counts (every user record, the poisoned aggregated
 # record's lines left out).

@@ -38,3 +38,15 @@ stream_wait_exact() {
     cmp -s "$want" "$got" || { rm -f "$got"; fail "outputs changed after reaching the totals (double counting)"; return 1; }
     rm -f "$got"
 }
+
+# kinesis_stream_create NAME SHARDS: create Kinesis stream NAME (in the moto that moto_start
+# started, or wherever AWS_ENDPOINT_URL_KINESIS points) and wait (at most 5 s) until it is ACTIVE.
+kinesis_stream_create() {
+    aws kinesis create-stream --stream-name "$1" --shard-count "$2"
+    local i
+    for i in $(seq 1 50); do
+        [ "$(aws kinesis describe-stream-summary --stream-name "$1" --query StreamDescriptionSummary.StreamStatus \
+            --output text)" = ACTIVE ] && return 0
+        sleep 0.1
+    done
+}

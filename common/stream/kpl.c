@@ -27,27 +27,7 @@ enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2, WT_I32 = 5 };
 /* A varint of at most 10 bytes whose value fits 64 bits. */
 static inline bool get_varint(const uint8_t **pp, const uint8_t *end, uint64_t *v)
 {
-    const uint8_t *p = *pp;
-    if (p < end && *p < 0x80) { /* the usual one-byte case */
-        *v = *p;
-        *pp = p + 1;
-        return true;
-    }
-    uint64_t r = 0;
-    for (unsigned shift = 0; shift < 70; shift += 7) {
-        if (p >= end)
-            return false;
-        uint8_t b = *p++;
-        if (shift == 63 && b > 1)
-            return false;
-        r |= (uint64_t)(b & 0x7f) << shift;
-        if (!(b & 0x80)) {
-            *v = r;
-            *pp = p;
-            return true;
-        }
-    }
-    return false;
+    return lmr_varint_get(pp, end, LMR_VARINT_MAX_BYTES, v);
 }
 
 /* A tag: field number (1 .. 2^29 - 1) and wire type. */

@@ -12,6 +12,7 @@
 #include "util/varint.h"
 
 #define KEY_MAX_BYTES (64u * 1024u)
+#define STATE_KEY_LEN_MAX_BYTES 5 /* a packed entry's key length: at most 5 varint bytes (35 bits) */
 #define STATE_PREFIX "{\"lmr\":\"1\",\"kv\":\""
 #define STATE_SUFFIX "\"}"
 
@@ -283,17 +284,11 @@ enum lmr_result lmr_stream_state_merge_packed(struct lmr_stream_state *st, const
 {
     size_t i = 0;
     while (i < n) {
-        size_t klen = 0;
-        unsigned shift = 0;
-        for (;;) {
-            if (i >= n || shift > 28)
-                return lmr_fail(err, LMR_ERR_FORMAT, "the window state is corrupt (bad key length)");
-            uint8_t b = p[i++];
-            klen |= (size_t)(b & 0x7f) << shift;
-            shift += 7;
-            if (!(b & 0x80))
-                break;
-        }
+        uint64_t klen;
+        const uint8_t *q = p + i;
+        if (!lmr_varint_get(&q, p + n, STATE_KEY_LEN_MAX_BYTES, &klen))
+            return lmr_fail(err, LMR_ERR_FORMAT, "the window state is corrupt (bad key length)");
+        i = (size_t)(q - p);
         if (klen > n - i || st->value_size > n - i - klen)
             return lmr_fail(err, LMR_ERR_FORMAT, "the window state is corrupt (entry past the end)");
         enum lmr_result r = lmr_stream_state_add(st, job, job_state, lmr_slice_make(p + i, klen),

@@ -13,10 +13,7 @@ LMR=$BIN/lambdamr
 source "$SRC/tests/integration/lib/moto.sh"
 source "$SRC/tests/integration/lib/stream.sh"
 source "$SRC/tests/integration/lib/kill_restart.sh"
-T=$(mktemp -d /tmp/lmr-stream-kinesis.XXXXXX)
-PIDS=()
-lmr_on_exit 'for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done; [ -n "${LMR_TEST_KEEP:-}" ] || rm -rf "$T"'
-fail() { echo "FAIL: $*" >&2; exit 1; }
+kinesis_test_init stream-kinesis
 # moto's resharding is not Kinesis's: SplitShard moves the parent's records into the children
 # and PutRecord still routes keys to the closed parent. A sitecustomize (loaded by moto_server's
 # Python) fixes both for this test: records stay in the parent, new ones go to open shards.

@@ -12,10 +12,7 @@ SRC=${LMR_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 LMR=$BIN/lambdamr
 source "$SRC/tests/integration/lib/moto.sh"
 source "$SRC/tests/integration/lib/stream.sh"
-T=$(mktemp -d /tmp/lmr-stream-kpl.XXXXXX)
-PIDS=()
-lmr_on_exit 'for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done; [ -n "${LMR_TEST_KEEP:-}" ] || rm -rf "$T"'
-fail() { echo "FAIL: $*" >&2; exit 1; }
+kinesis_test_init stream-kpl
 moto_start || fail "moto_server did not start"
 export AWS_ENDPOINT_URL_KINESIS=http://127.0.0.1:$MOTO_PORT
 kinesis_stream_create kpl 2

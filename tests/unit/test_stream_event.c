@@ -14,6 +14,7 @@
 #include "stream/event.h"
 #include "stream_function.h"
 #include "stream/state.h"
+#include "test_stream_common.h"
 
 static void test_time(void **unused)
 {
@@ -358,30 +359,12 @@ static void test_state_rollback_and_encoding(void **unused)
 static enum lmr_result run_handler_x(struct lmr_stream_handler_config *cfg, const char *state, const char *extra,
                                      const char *const *lines, size_t n, bool final, struct lmr_stream_response *resp)
 {
-    struct lmr_stream_record recs[64];
-    char seqs[64][32];
-    for (size_t i = 0; i < n; i++) {
-        snprintf(seqs[i], sizeof seqs[i], "%020zu", i + 1);
-        recs[i] = (struct lmr_stream_record){lines[i], strlen(lines[i]), "pk", seqs[i], 1000};
-    }
-    struct lmr_stream_event_info info = {.shard_id = "shardId-000000000000",
-                                         .event_source_arn = "arn:aws:kinesis:local:000000000000:stream/stdin",
-                                         .window_start_ms = 0,
+    struct lmr_stream_event_info info = {.window_start_ms = 0,
                                          .window_end_ms = 10000,
                                          .state_json = state,
                                          .state_extra = extra,
                                          .is_final_invoke = final};
-    struct lmr_buf ev, out;
-    lmr_buf_init(&ev, 1 << 22);
-    lmr_buf_init(&out, 1 << 22);
-    assert_int_equal(lmr_stream_event_build(&ev, &info, recs, n, NULL), LMR_OK);
-    struct lmr_err err;
-    enum lmr_result r = lmr_stream_handler(cfg, NULL, ev.data, ev.len, &out, &err);
-    if (!r)
-        assert_int_equal(lmr_stream_response_parse(out.data, out.len, resp, NULL), LMR_OK);
-    lmr_buf_clean_up(&ev);
-    lmr_buf_clean_up(&out);
-    return r;
+    return test_stream_run_lines(cfg, info, "pk", lines, n, resp);
 }
 
 static enum lmr_result run_handler(struct lmr_stream_handler_config *cfg, const char *state, const char *const *lines,

@@ -21,6 +21,7 @@
 #include "stream/kpl.h"
 #include "stream/state.h"
 #include "stream_function.h"
+#include "test_stream_common.h"
 
 static void test_reader_against_protobuf(void **unused)
 {
@@ -63,15 +64,22 @@ static void test_reader_against_protobuf(void **unused)
     }
 }
 
+/* The vector of that name (the test fails if there is none). */
+static const struct kpl_vector *vector(const char *name)
+{
+    const struct kpl_vector *kv = NULL;
+    for (size_t v = 0; v < sizeof kpl_vectors / sizeof kpl_vectors[0]; v++)
+        if (!strcmp(kpl_vectors[v].name, name))
+            kv = &kpl_vectors[v];
+    assert_non_null(kv);
+    return kv;
+}
+
 /* lambdamr's writer produces what protobuf serializes for the same message, byte for byte. */
 static void test_writer_matches_protobuf(void **unused)
 {
     (void)unused;
-    const struct kpl_vector *kv = NULL;
-    for (size_t v = 0; v < sizeof kpl_vectors / sizeof kpl_vectors[0]; v++)
-        if (!strcmp(kpl_vectors[v].name, "kpl_lines"))
-            kv = &kpl_vectors[v];
-    assert_non_null(kv);
+    const struct kpl_vector *kv = vector("kpl_lines");
     struct lmr_buf b;
     lmr_buf_init(&b, 1 << 20);
     assert_int_equal(lmr_buf_append_str(&b, "prefix"), LMR_OK); /* a record need not start the buffer */
@@ -93,11 +101,7 @@ static void test_writer_matches_protobuf(void **unused)
 static void test_writer_keyed_matches_protobuf(void **unused)
 {
     (void)unused;
-    const struct kpl_vector *kv = NULL;
-    for (size_t v = 0; v < sizeof kpl_vectors / sizeof kpl_vectors[0]; v++)
-        if (!strcmp(kpl_vectors[v].name, "kpl_keyed"))
-            kv = &kpl_vectors[v];
-    assert_non_null(kv);
+    const struct kpl_vector *kv = vector("kpl_keyed");
     struct lmr_buf b;
     lmr_buf_init(&b, 1 << 20);
     assert_int_equal(lmr_buf_append_str(&b, "prefix"), LMR_OK);
@@ -300,28 +304,8 @@ static void test_aggregated_event(void **unused)
 static enum lmr_result run_lines(struct lmr_stream_handler_config *cfg, const char *const *lines, size_t n,
                                  size_t agg_max, struct lmr_stream_response *resp)
 {
-    struct lmr_stream_record recs[64];
-    char seqs[64][32];
-    for (size_t i = 0; i < n; i++) {
-        snprintf(seqs[i], sizeof seqs[i], "%020zu", i + 1);
-        recs[i] = (struct lmr_stream_record){lines[i], strlen(lines[i]), seqs[i], seqs[i], 1000};
-    }
-    struct lmr_stream_event_info info = {.shard_id = "shardId-000000000000",
-                                         .event_source_arn = "arn:aws:kinesis:local:000000000000:stream/stdin",
-                                         .window_end_ms = 10000,
-                                         .aggregate = true,
-                                         .agg_records_max = agg_max};
-    struct lmr_buf ev, out;
-    lmr_buf_init(&ev, 1 << 22);
-    lmr_buf_init(&out, 1 << 22);
-    assert_int_equal(lmr_stream_event_build(&ev, &info, recs, n, NULL), LMR_OK);
-    struct lmr_err err;
-    enum lmr_result r = lmr_stream_handler(cfg, NULL, ev.data, ev.len, &out, &err);
-    if (!r)
-        assert_int_equal(lmr_stream_response_parse(out.data, out.len, resp, NULL), LMR_OK);
-    lmr_buf_clean_up(&ev);
-    lmr_buf_clean_up(&out);
-    return r;
+    struct lmr_stream_event_info info = {.window_end_ms = 10000, .aggregate = true, .agg_records_max = agg_max};
+    return test_stream_run_lines(cfg, info, NULL, lines, n, resp);
 }
 
 static uint64_t count_of(const char *state_json, const char *word)

@@ -39,6 +39,15 @@ stream_wait_exact() {
     rm -f "$got"
 }
 
+# kinesis_test_init TAG (after lib/moto.sh): T, a fresh /tmp/lmr-TAG.XXXXXX removed on exit (kept
+# with LMR_TEST_KEEP); PIDS, processes killed on exit; fail MESSAGE, which exits 1.
+kinesis_test_init() {
+    T=$(mktemp -d "/tmp/lmr-$1.XXXXXX")
+    PIDS=()
+    lmr_on_exit 'for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done; [ -n "${LMR_TEST_KEEP:-}" ] || rm -rf "$T"'
+    fail() { echo "FAIL: $*" >&2; exit 1; }
+}
+
 # kinesis_stream_create NAME SHARDS: create Kinesis stream NAME (in the moto that moto_start
 # started, or wherever AWS_ENDPOINT_URL_KINESIS points) and wait (at most 5 s) until it is ACTIVE.
 kinesis_stream_create() {

@@ -180,29 +180,6 @@ enum lmr_result lmr_iam_create_role(struct lmr_aws_client *c, const char *name, 
     return r;
 }
 
-enum lmr_result lmr_iam_get_role(struct lmr_aws_client *c, const char *name, struct lmr_iam_role *out,
-                                 struct lmr_err *err)
-{
-    char resource[128];
-    snprintf(resource, sizeof resource, "IAM role '%s'", name);
-    struct lmr_buf form;
-    lmr_buf_init(&form, MAX_IAM_FORM_BYTES);
-    enum lmr_result r = form_add(&form, "Action", "GetRole");
-    if (!r)
-        r = form_add(&form, "RoleName", name);
-    struct lmr_aws_response resp;
-    lmr_aws_response_init(&resp);
-    if (!r)
-        r = iam_call(c, &form, resource, &resp, err);
-    if (r == LMR_ERR_NOT_FOUND || (r && !strcmp(resp.aws_code, "NoSuchEntity")))
-        r = lmr_fail(err, LMR_ERR_NOT_FOUND, "%s does not exist (NoSuchEntity: %s)", resource, resp.aws_message);
-    if (!r)
-        r = parse_role(&resp, "GetRoleResponse/GetRoleResult/Role", out, err);
-    lmr_aws_response_clean_up(&resp);
-    lmr_buf_clean_up(&form);
-    return r;
-}
-
 /* A request naming only the role (and a policy). */
 static enum lmr_result simple(struct lmr_aws_client *c, const char *action, const char *role, const char *policy,
                               const char *document, struct lmr_aws_response *resp, struct lmr_err *err)
@@ -228,6 +205,20 @@ static enum lmr_result simple(struct lmr_aws_client *c, const char *action, cons
     if (r && !strcmp(resp->aws_code, "NoSuchEntity"))
         r = lmr_fail(err, LMR_ERR_NOT_FOUND, "%s does not exist (NoSuchEntity: %s)", resource, resp->aws_message);
     lmr_buf_clean_up(&form);
+    return r;
+}
+
+enum lmr_result lmr_iam_get_role(struct lmr_aws_client *c, const char *name, struct lmr_iam_role *out,
+                                 struct lmr_err *err)
+{
+    struct lmr_aws_response resp;
+    lmr_aws_response_init(&resp);
+    enum lmr_result r = simple(c, "GetRole", name, NULL, NULL, &resp, err);
+    if (r == LMR_ERR_NOT_FOUND && strcmp(resp.aws_code, "NoSuchEntity")) /* simple words those with the code */
+        r = lmr_fail(err, LMR_ERR_NOT_FOUND, "IAM role '%s' does not exist (NoSuchEntity: %s)", name, resp.aws_message);
+    if (!r)
+        r = parse_role(&resp, "GetRoleResponse/GetRoleResult/Role", out, err);
+    lmr_aws_response_clean_up(&resp);
     return r;
 }
 

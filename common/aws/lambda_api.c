@@ -186,37 +186,38 @@ enum lmr_result lmr_lambda_create_function(struct lmr_aws_client *c, const struc
     return r;
 }
 
-enum lmr_result lmr_lambda_get_function_configuration(struct lmr_aws_client *c, const char *name,
-                                                      struct lmr_lambda_function_config *out, struct lmr_err *err)
+/* GET a function (suffix "": GetFunction, with the tags and the configuration inside; suffix
+   "/configuration": GetFunctionConfiguration, the configuration itself) into *out. */
+static enum lmr_result get_function(struct lmr_aws_client *c, const char *name, const char *suffix,
+                                    struct lmr_lambda_function_config *out, struct lmr_err *err)
 {
     char path[512], resource[128];
-    function_path(path, sizeof path, name, "/configuration");
+    function_path(path, sizeof path, name, suffix);
     snprintf(resource, sizeof resource, "Lambda function '%s'", name);
     json_t *answer = NULL;
     enum lmr_result r = call_simple(c, "GET", path, NULL, NULL, resource, &answer, err);
     lmr_lambda_function_config_clean_up(out);
-    if (!r)
+    if (!r && !*suffix) {
+        json_t *tags = json_object_get(answer, "Tags");
+        out->tags = json_is_object(tags) ? json_deep_copy(tags) : json_object();
+        parse_config(json_object_get(answer, "Configuration"), out);
+    } else if (!r) {
         parse_config(answer, out);
+    }
     json_decref(answer);
     return r;
+}
+
+enum lmr_result lmr_lambda_get_function_configuration(struct lmr_aws_client *c, const char *name,
+                                                      struct lmr_lambda_function_config *out, struct lmr_err *err)
+{
+    return get_function(c, name, "/configuration", out, err);
 }
 
 enum lmr_result lmr_lambda_get_function(struct lmr_aws_client *c, const char *name,
                                         struct lmr_lambda_function_config *out, struct lmr_err *err)
 {
-    char path[512], resource[128];
-    function_path(path, sizeof path, name, "");
-    snprintf(resource, sizeof resource, "Lambda function '%s'", name);
-    json_t *answer = NULL;
-    enum lmr_result r = call_simple(c, "GET", path, NULL, NULL, resource, &answer, err);
-    lmr_lambda_function_config_clean_up(out);
-    if (!r) {
-        json_t *tags = json_object_get(answer, "Tags");
-        out->tags = json_is_object(tags) ? json_deep_copy(tags) : json_object();
-        parse_config(json_object_get(answer, "Configuration"), out);
-    }
-    json_decref(answer);
-    return r;
+    return get_function(c, name, "", out, err);
 }
 
 enum lmr_result lmr_lambda_update_function_code(struct lmr_aws_client *c, const char *name, const void *zip,

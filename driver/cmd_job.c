@@ -255,41 +255,12 @@ int lmr_cmd_cancel(int argc, char **argv)
 
 /* ---- cleanup ---------------------------------------------------------------------------------------------- */
 
-struct keys {
-    char **v;
-    size_t n, cap;
-};
-
-static enum lmr_result add_key(void *user_data, const struct lmr_store_object *obj)
-{
-    struct keys *k = user_data;
-    if (k->n == k->cap) {
-        size_t cap = k->cap ? k->cap * 2 : 64;
-        char **v = realloc(k->v, cap * sizeof *v);
-        if (!v)
-            return LMR_ERR_NOMEM;
-        k->v = v;
-        k->cap = cap;
-    }
-    if (!(k->v[k->n] = strdup(obj->key)))
-        return LMR_ERR_NOMEM;
-    k->n++;
-    return LMR_OK;
-}
-
-static void keys_free(struct keys *k)
-{
-    for (size_t i = 0; i < k->n; i++)
-        free(k->v[i]);
-    free(k->v);
-    memset(k, 0, sizeof *k);
-}
-
 /* The job folders (WORK_BASE/<id>/) below base, by id. */
-static enum lmr_result job_folders(struct lmr_store *s, const char *base, struct keys *ids, struct lmr_err *err)
+static enum lmr_result job_folders(struct lmr_store *s, const char *base, struct lmr_store_keys *ids,
+                                   struct lmr_err *err)
 {
-    struct keys all = {0};
-    enum lmr_result r = lmr_store_list(s, base, add_key, &all, err);
+    struct lmr_store_keys all = {0};
+    enum lmr_result r = lmr_store_list(s, base, lmr_store_keys_add, &all, err);
     for (size_t i = 0; !r && i < all.n; i++) {
         const char *rel = all.v[i] + strlen(base), *slash = strchr(rel, '/');
         if (!slash)
@@ -301,10 +272,10 @@ static enum lmr_result job_folders(struct lmr_store *s, const char *base, struct
             seen = !strcmp(ids->v[k], id);
         if (!seen) {
             struct lmr_store_object o = {.key = id};
-            r = add_key(ids, &o);
+            r = lmr_store_keys_add(ids, &o);
         }
     }
-    keys_free(&all);
+    lmr_store_keys_free(&all);
     return r;
 }
 
@@ -316,7 +287,7 @@ int lmr_cmd_cleanup(int argc, char **argv)
     struct job_ref j;
     struct lmr_err err = {0};
     enum lmr_result r = find_job(argv[1], &j, &err);
-    struct keys ids = {0};
+    struct lmr_store_keys ids = {0};
     size_t removed = 0, jobs = 0;
     json_t *s = r ? NULL : status_json(&j);
     const char *cur = lmr_json_str(s, "status", "");
@@ -334,7 +305,7 @@ int lmr_cmd_cleanup(int argc, char **argv)
             continue; /* the output's own record */
         char *folder = cat(base, ids.v[i]);
         char *prefix = folder ? cat(folder, "") : NULL;
-        struct keys k = {0};
+        struct lmr_store_keys k = {0};
         if (current && !strcmp(cur, "abandoned")) {
             /* Its parts: those its tasks claimed (never a part another job or a user wrote). */
             json_t *rec = NULL;
@@ -354,12 +325,12 @@ int lmr_cmd_cleanup(int argc, char **argv)
             }
             json_decref(rec);
         }
-        if (prefix && (r = lmr_store_list(j.out, prefix, add_key, &k, &err)) == LMR_OK && k.n &&
+        if (prefix && (r = lmr_store_list(j.out, prefix, lmr_store_keys_add, &k, &err)) == LMR_OK && k.n &&
             (r = lmr_store_delete(j.out, (const char *const *)k.v, k.n, &err)) == LMR_OK) {
             removed += k.n;
             jobs++;
         }
-        keys_free(&k);
+        lmr_store_keys_free(&k);
         free(folder);
         free(prefix);
     }
@@ -367,7 +338,7 @@ int lmr_cmd_cleanup(int argc, char **argv)
     json_decref(s);
     if (!r)
         printf("removed %zu objects of %zu job%s from %s\n", removed, jobs, jobs == 1 ? "" : "s", argv[1]);
-    keys_free(&ids);
+    lmr_store_keys_free(&ids);
     job_ref_clean_up(&j);
     return r ? die("cleanup", r, &err) : 0;
 }
@@ -397,13 +368,13 @@ int lmr_cmd_logs(int argc, char **argv)
     struct job_ref j;
     struct lmr_err err = {0};
     enum lmr_result r = find_job(out, &j, &err);
-    struct keys k = {0};
+    struct lmr_store_keys k = {0};
     char *prefix = NULL;
     if (!r) {
         char tail[160];
         snprintf(tail, sizeof tail, "logs/%s%s", task ? task : "", task ? "/" : "");
         prefix = cat(j.work_key, tail);
-        r = prefix ? lmr_store_list(j.work, prefix, add_key, &k, &err) : LMR_ERR_NOMEM;
+        r = prefix ? lmr_store_list(j.work, prefix, lmr_store_keys_add, &k, &err) : LMR_ERR_NOMEM;
     }
     if (!r && k.n == 0)
         r = lmr_fail(&err, LMR_ERR_NOT_FOUND, "job %s has no logs%s%s in %s/%s (tasks write them when they end)",
@@ -419,7 +390,7 @@ int lmr_cmd_logs(int argc, char **argv)
         lmr_buf_clean_up(&b);
     }
     free(prefix);
-    keys_free(&k);
+    lmr_store_keys_free(&k);
     job_ref_clean_up(&j);
     return r ? die("logs", r, &err) : 0;
 }

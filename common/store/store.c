@@ -349,3 +349,32 @@ enum lmr_result lmr_store_put_if_match(struct lmr_store *s, const char *key, con
         r = lmr_fail(err, LMR_ERR_UNSUPPORTED, "the %s store has no conditional writes (If-Match)", s->vtable->scheme);
     return r ? r : s->vtable->put_if_match(s, key, data, len, etag, err);
 }
+
+enum lmr_result lmr_store_keys_add(void *user_data, const struct lmr_store_object *obj)
+{
+    struct lmr_store_keys *k = user_data;
+    if (k->max && k->n >= k->max) {
+        k->too_many = true;
+        return LMR_ERR_TOO_LARGE;
+    }
+    if (k->n == k->cap) {
+        size_t cap = k->cap ? k->cap * 2 : 64;
+        char **v = realloc(k->v, cap * sizeof *v);
+        if (!v)
+            return LMR_ERR_NOMEM;
+        k->v = v;
+        k->cap = cap;
+    }
+    if (!(k->v[k->n] = strdup(obj->key)))
+        return LMR_ERR_NOMEM;
+    k->n++;
+    return LMR_OK;
+}
+
+void lmr_store_keys_free(struct lmr_store_keys *k)
+{
+    for (size_t i = 0; i < k->n; i++)
+        free(k->v[i]);
+    free(k->v);
+    memset(k, 0, sizeof *k);
+}

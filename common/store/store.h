@@ -158,6 +158,17 @@ enum lmr_result lmr_store_uri_within(const char *inner, const char *outer, bool 
  */
 enum lmr_result lmr_store_list(struct lmr_store *s, const char *prefix, lmr_store_list_fn fn, void *user_data,
                                struct lmr_err *err);
+/* Keys listed under a prefix, collected by lmr_store_keys_add (an lmr_store_list callback). */
+struct lmr_store_keys {
+    char **v;      /* the keys, malloc'd */
+    size_t n, cap; /* keys held; room in v */
+    size_t max;    /* Optional: the most keys (0, the default: no cap) */
+    bool too_many; /* set when a key past max was refused (the callback answers LMR_ERR_TOO_LARGE) */
+};
+/** lmr_store_list callback: appends obj->key to user_data, a struct lmr_store_keys. */
+enum lmr_result lmr_store_keys_add(void *user_data, const struct lmr_store_object *obj);
+/** Free the keys; *k is left all zero (max too). */
+void lmr_store_keys_free(struct lmr_store_keys *k);
 enum lmr_result lmr_store_head(struct lmr_store *s, const char *key, uint64_t *size_bytes, struct lmr_err *err);
 enum lmr_result lmr_store_open_read(struct lmr_store *s, const char *key, uint64_t offset, uint64_t length,
                                     struct lmr_store_reader **out, struct lmr_err *err);

@@ -96,42 +96,12 @@ done:
     return r;
 }
 
-/* The keys under a prefix, collected (capped). */
-struct keys {
-    char **v;
-    size_t n;
-    bool too_many;
-};
-
-static enum lmr_result collect(void *user, const struct lmr_store_object *obj)
+/* The keys under dir (capped at LMR_STREAM_WINDOW_PARTS_MAX). */
+static enum lmr_result list_keys(struct lmr_store *store, const char *dir, struct lmr_store_keys *k,
+                                 struct lmr_err *err)
 {
-    struct keys *k = user;
-    if (k->n >= LMR_STREAM_WINDOW_PARTS_MAX) {
-        k->too_many = true;
-        return LMR_ERR_TOO_LARGE;
-    }
-    char **nv = realloc(k->v, (k->n + 1) * sizeof *nv);
-    if (!nv || !(nv[k->n] = strdup(obj->key))) {
-        if (nv)
-            k->v = nv;
-        return LMR_ERR_NOMEM;
-    }
-    k->v = nv;
-    k->n++;
-    return LMR_OK;
-}
-
-static void keys_free(struct keys *k)
-{
-    for (size_t i = 0; i < k->n; i++)
-        free(k->v[i]);
-    free(k->v);
-    memset(k, 0, sizeof *k);
-}
-
-static enum lmr_result list_keys(struct lmr_store *store, const char *dir, struct keys *k, struct lmr_err *err)
-{
-    enum lmr_result r = lmr_store_list(store, dir, collect, k, err);
+    k->max = LMR_STREAM_WINDOW_PARTS_MAX;
+    enum lmr_result r = lmr_store_list(store, dir, lmr_store_keys_add, k, err);
     if (k->too_many)
         return lmr_fail(err, LMR_ERR_TOO_LARGE, "%s%s holds more than %u window parts; merge cannot read them all",
                         store->root_uri, dir, LMR_STREAM_WINDOW_PARTS_MAX);
@@ -150,7 +120,7 @@ enum lmr_result lmr_stream_window_complete(struct lmr_store *store, const char *
     char *dir = parts_dir(prefix, window_start_ms);
     if (!dir)
         return lmr_fail(err, LMR_ERR_NOMEM, "out of memory");
-    struct keys k = {0};
+    struct lmr_store_keys k = {0};
     enum lmr_result r = list_keys(store, dir, &k, err);
     bool all = !r && n > 0;
     for (size_t s = 0; all && s < n; s++) {
@@ -164,7 +134,7 @@ enum lmr_result lmr_stream_window_complete(struct lmr_store *store, const char *
         }
     }
     *complete = all;
-    keys_free(&k);
+    lmr_store_keys_free(&k);
     free(dir);
     return r;
 }
@@ -225,7 +195,7 @@ static enum lmr_result merge_part(struct lmr_store *store, const char *key, stru
     return r;
 }
 
-static void delete_keys(struct lmr_store *store, struct keys *k)
+static void delete_keys(struct lmr_store *store, struct lmr_store_keys *k)
 {
     struct lmr_err derr = {0};
     if (k->n && lmr_store_delete(store, (const char *const *)k->v, k->n, &derr))
@@ -240,7 +210,7 @@ enum lmr_result lmr_stream_window_merge(struct lmr_store *store, const char *pre
     char *out_key = lmr_stream_window_output_key(prefix, window_start_ms);
     char *dir = parts_dir(prefix, window_start_ms);
     struct lmr_stream_state *st = lmr_stream_state_new(job->value_size);
-    struct keys k = {0};
+    struct lmr_store_keys k = {0};
     struct lmr_buf lines;
     lmr_buf_init(&lines, OUTPUT_MAX_BYTES);
     enum lmr_result r = LMR_OK;
@@ -299,7 +269,7 @@ enum lmr_result lmr_stream_window_merge(struct lmr_store *store, const char *pre
     delete_keys(store, &k);
 done:
     lmr_buf_clean_up(&lines);
-    keys_free(&k);
+    lmr_store_keys_free(&k);
     lmr_stream_state_destroy(st);
     free(dir);
     free(out_key);
@@ -320,7 +290,7 @@ enum lmr_result lmr_stream_window_list(struct lmr_store *store, const char *pref
     char *dir = join(prefix, WINDOWS_DIR);
     if (!dir)
         return lmr_fail(err, LMR_ERR_NOMEM, "out of memory");
-    struct keys k = {0};
+    struct lmr_store_keys k = {0};
     enum lmr_result r = list_keys(store, dir, &k, err);
     uint64_t *v = r ? NULL : calloc(k.n ? k.n : 1, sizeof *v);
     if (!r && !v)
@@ -345,7 +315,7 @@ enum lmr_result lmr_stream_window_list(struct lmr_store *store, const char *pref
         if (!seen)
             v[count++] = w;
     }
-    keys_free(&k);
+    lmr_store_keys_free(&k);
     free(dir);
     if (r) {
         free(v);
@@ -365,7 +335,7 @@ enum lmr_result lmr_stream_window_job(struct lmr_store *store, const char *prefi
     char *dir = parts_dir(prefix, window_start_ms);
     if (!dir)
         return lmr_fail(err, LMR_ERR_NOMEM, "out of memory");
-    struct keys k = {0};
+    struct lmr_store_keys k = {0};
     enum lmr_result r = list_keys(store, dir, &k, err);
     size_t i = 0;
     while (!r && i < k.n && !is_part(k.v[i]))
@@ -391,7 +361,7 @@ enum lmr_result lmr_stream_window_job(struct lmr_store *store, const char *prefi
         json_decref(hdr);
     }
     lmr_buf_clean_up(&b);
-    keys_free(&k);
+    lmr_store_keys_free(&k);
     free(dir);
     return r;
 }

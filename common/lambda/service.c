@@ -777,12 +777,14 @@ bool lmr_svc_chain_step_locked(struct lmr_svc_env *env, struct lmr_svc_inv *inv)
     struct lmr_lambda_service *svc = env->svc;
     struct lmr_svc_fn *fn = inv->fn;
     inv->chain_in_env = false;
-    struct lmr_svc_outcome *o = calloc(1, sizeof *o); /* ~5 KB: not on an MHD thread's stack */
+    struct lmr_svc_outcome *o = malloc(sizeof *o); /* ~5 KB: not on an MHD thread's stack */
     const void *next_payload = NULL;
     size_t next_len = 0;
     bool more = false;
     char request_id[40];
     if (o) {
+        o->error_code = NULL; /* fill_outcome sets the rest (the log tail only up to tail_len) */
+        o->message[0] = '\0';
         fill_outcome(o, inv);
         /* The environment stays busy with no invocation: nobody else is given it meanwhile. */
         pthread_mutex_unlock(&svc->mu);

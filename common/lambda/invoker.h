@@ -49,6 +49,16 @@ enum lmr_invoke_flags {
 
 struct lmr_invoker;
 
+/*
+ * Called after each invocation of a chain (lmr_invoke_chain) with its outcome: r and err as
+ * lmr_invoke returns them, res filled. Return true and set *payload, *len to invoke again (the
+ * buffer must stay valid until the next call), false to end the chain. It may run on a thread of
+ * the invoker's own (the embedded service calls it on the thread that received the result), never
+ * concurrently with itself for one chain; it must not invoke anything itself.
+ */
+typedef bool (*lmr_invoke_next_fn)(void *user, enum lmr_result r, struct lmr_invoke_result *res, struct lmr_err *err,
+                                   const void **payload, size_t *len);
+
 struct lmr_invoker_vtable {
     const char *name; /* "local", "aws" */
     /*
@@ -68,6 +78,14 @@ struct lmr_invoker_vtable {
     enum lmr_result (*invoke_for)(struct lmr_invoker *inv, uint64_t client, const char *function, const void *payload,
                                   size_t len, enum lmr_invoke_type type, unsigned flags, struct lmr_invoke_result *res,
                                   struct lmr_err *err);
+    /*
+     * Optional (NULL: invoke_for in a loop): a chain of synchronous invocations for `client`, each
+     * payload given by next() after the previous one finished (see lmr_invoke_next_fn). A back-end
+     * that runs next() where the result arrives saves the caller's wake-ups between invocations.
+     */
+    enum lmr_result (*invoke_chain)(struct lmr_invoker *inv, uint64_t client, const char *function, const void *payload,
+                                    size_t len, unsigned flags, struct lmr_invoke_result *res, lmr_invoke_next_fn next,
+                                    void *user, struct lmr_err *err);
 };
 
 struct lmr_invoker {
@@ -90,6 +108,25 @@ static inline enum lmr_result lmr_invoke_for(struct lmr_invoker *inv, uint64_t c
     if (inv->vtable->invoke_for)
         return inv->vtable->invoke_for(inv, client, function, payload, len, type, flags, res, err);
     return inv->vtable->invoke(inv, function, payload, len, type, flags, res, err);
+}
+
+/**
+ * Synchronous invocations of `function` for `client`: payload first, then while next() returns
+ * true the payload it gives, next() seeing every outcome (it runs after the last one too).
+ * @return the result of the last invocation (res and err hold its outcome).
+ */
+static inline enum lmr_result lmr_invoke_chain(struct lmr_invoker *inv, uint64_t client, const char *function,
+                                               const void *payload, size_t len, unsigned flags,
+                                               struct lmr_invoke_result *res, lmr_invoke_next_fn next, void *user,
+                                               struct lmr_err *err)
+{
+    if (inv->vtable->invoke_chain)
+        return inv->vtable->invoke_chain(inv, client, function, payload, len, flags, res, next, user, err);
+    for (;;) {
+        enum lmr_result r = lmr_invoke_for(inv, client, function, payload, len, LMR_INVOKE_SYNC, flags, res, err);
+        if (!next(user, r, res, err, &payload, &len))
+            return r;
+    }
 }
 
 static inline void lmr_invoker_destroy(struct lmr_invoker *inv)

@@ -29,6 +29,99 @@ static enum lmr_result status_result(int status)
     }
 }
 
+/* An outcome of the service into res (and err, for the service's own errors). */
+static enum lmr_result take_outcome(const char *function, unsigned flags, const struct lmr_svc_outcome *o,
+                                    struct lmr_invoke_result *res, struct lmr_err *err)
+{
+    res->status_code = o->status;
+    snprintf(res->request_id, sizeof res->request_id, "%s", o->request_id);
+    res->function_error[0] = '\0';
+    res->log_tail[0] = '\0';
+    lmr_buf_reset(&res->payload);
+    if (o->error_code) {
+        enum lmr_result r = status_result(o->status);
+        return lmr_fail(err, r, "invoking Lambda function %s failed: %s (%s, HTTP %d)%s", function, o->message,
+                        o->error_code, o->status,
+                        o->status == 429 ? "; lower the parallelism or raise the function's concurrency" : "");
+    }
+    enum lmr_result r = LMR_OK;
+    if (o->payload.len && lmr_buf_append(&res->payload, o->payload.data, o->payload.len) != LMR_OK)
+        r = lmr_fail(err, LMR_ERR_TOO_LARGE,
+                     "the response of Lambda function %s (%zu bytes) is larger than the caller's limit of %zu bytes",
+                     function, o->payload.len, res->payload.max_bytes);
+    if (o->function_error)
+        snprintf(res->function_error, sizeof res->function_error, "Unhandled");
+    if (flags & LMR_INVOKE_LOG_TAIL) {
+        memcpy(res->log_tail, o->tail, o->tail_len);
+        res->log_tail[o->tail_len] = '\0';
+    }
+    res->duration_ms = o->duration_ms;
+    res->billed_duration_ms = o->billed_ms;
+    res->init_duration_ms = o->init_ms;
+    res->memory_size_mb = o->status == 200 ? o->memory_mb : 0;
+    res->max_memory_used_mb = o->max_memory_mb;
+    return r;
+}
+
+/* A chain through the service: the caller's next() behind the service's (run where results arrive). */
+struct chain_ctx {
+    const char *function;
+    unsigned flags;
+    struct lmr_invoke_result *res;
+    struct lmr_err *err;
+    lmr_invoke_next_fn next;
+    void *user;
+    enum lmr_result last_r; /* of the outcome next() saw last */
+};
+
+static bool chain_next(void *user, const struct lmr_svc_outcome *o, const void **payload, size_t *len)
+{
+    struct chain_ctx *c = user;
+    uint32_t throttles = c->res->throttle_retries;
+    lmr_err_clear(c->err);
+    c->last_r = take_outcome(c->function, c->flags, o, c->res, c->err);
+    c->res->throttle_retries = throttles;
+    return c->next(c->user, c->last_r, c->res, c->err, payload, len);
+}
+
+static enum lmr_result local_invoke_chain(struct lmr_invoker *inv, uint64_t client, const char *function,
+                                          const void *payload, size_t len, unsigned flags,
+                                          struct lmr_invoke_result *res, lmr_invoke_next_fn next, void *user,
+                                          struct lmr_err *err)
+{
+    struct lmr_lambda_service *svc = inv->impl;
+    struct chain_ctx c = {function, flags, res, err, next, user, LMR_OK};
+    struct lmr_svc_chain chain = {chain_next, &c};
+    struct lmr_svc_outcome o;
+    for (;;) {
+        res->throttle_retries = 0;
+        for (unsigned attempt = 0;; attempt++) {
+            lmr_svc_outcome_init(&o);
+            lmr_svc_invoke_chain(svc, function, payload, len, flags, client, &chain, &o);
+            if (o.status != 429 || attempt >= THROTTLE_MAX_RETRIES)
+                break;
+            lmr_svc_outcome_clean_up(&o);
+            res->throttle_retries++;
+            lmr_sleep_ms(lmr_backoff_ms(attempt, THROTTLE_BASE_MS, THROTTLE_CAP_MS));
+        }
+        if (o.resume_payload) { /* next() asked for it; its environment could not run it */
+            payload = o.resume_payload;
+            len = o.resume_len;
+            lmr_svc_outcome_clean_up(&o);
+            continue;
+        }
+        if (o.chain_seen) { /* next() saw the last outcome and ended the chain */
+            lmr_svc_outcome_clean_up(&o);
+            return c.last_r;
+        }
+        lmr_err_clear(err);
+        enum lmr_result r = take_outcome(function, flags, &o, res, err);
+        lmr_svc_outcome_clean_up(&o);
+        if (!next(user, r, res, err, &payload, &len))
+            return r;
+    }
+}
+
 static enum lmr_result local_invoke_for(struct lmr_invoker *inv, uint64_t client, const char *function,
                                         const void *payload, size_t len, enum lmr_invoke_type type, unsigned flags,
                                         struct lmr_invoke_result *res, struct lmr_err *err)
@@ -45,34 +138,7 @@ static enum lmr_result local_invoke_for(struct lmr_invoker *inv, uint64_t client
         res->throttle_retries++;
         lmr_sleep_ms(lmr_backoff_ms(attempt, THROTTLE_BASE_MS, THROTTLE_CAP_MS));
     }
-    res->status_code = o.status;
-    snprintf(res->request_id, sizeof res->request_id, "%s", o.request_id);
-    res->function_error[0] = '\0';
-    res->log_tail[0] = '\0';
-    lmr_buf_reset(&res->payload);
-    if (o.error_code) {
-        enum lmr_result r = status_result(o.status);
-        lmr_fail(err, r, "invoking Lambda function %s failed: %s (%s, HTTP %d)%s", function, o.message, o.error_code,
-                 o.status, o.status == 429 ? "; lower the parallelism or raise the function's concurrency" : "");
-        lmr_svc_outcome_clean_up(&o);
-        return r;
-    }
-    enum lmr_result r = LMR_OK;
-    if (o.payload.len && lmr_buf_append(&res->payload, o.payload.data, o.payload.len) != LMR_OK)
-        r = lmr_fail(err, LMR_ERR_TOO_LARGE,
-                     "the response of Lambda function %s (%zu bytes) is larger than the caller's limit of %zu bytes",
-                     function, o.payload.len, res->payload.max_bytes);
-    if (o.function_error)
-        snprintf(res->function_error, sizeof res->function_error, "Unhandled");
-    if (flags & LMR_INVOKE_LOG_TAIL) {
-        memcpy(res->log_tail, o.tail, o.tail_len);
-        res->log_tail[o.tail_len] = '\0';
-    }
-    res->duration_ms = o.duration_ms;
-    res->billed_duration_ms = o.billed_ms;
-    res->init_duration_ms = o.init_ms;
-    res->memory_size_mb = o.status == 200 ? o.memory_mb : 0;
-    res->max_memory_used_mb = o.max_memory_mb;
+    enum lmr_result r = take_outcome(function, flags, &o, res, err);
     lmr_svc_outcome_clean_up(&o);
     return r;
 }
@@ -94,6 +160,7 @@ static const struct lmr_invoker_vtable local_vtable = {
     .invoke = local_invoke,
     .destroy = local_destroy,
     .invoke_for = local_invoke_for,
+    .invoke_chain = local_invoke_chain,
 };
 
 enum lmr_result lmr_local_invoker_new(struct lmr_lambda_service *svc, struct lmr_invoker **out, struct lmr_err *err)

@@ -687,6 +687,9 @@ void lmr_svc_inv_finish_locked(struct lmr_lambda_service *svc, struct lmr_svc_in
     }
     if (inv->type == LMR_INVOKE_SYNC) {
         inv->state = INV_DONE;
+        if (inv->chain_in_env)
+            return; /* rt_result runs the chain's next() (lmr_svc_chain_step_locked) and wakes the caller when it ends
+                     */
         inv->done = true;
         pthread_cond_signal(&inv->done_cond);
         return;
@@ -741,8 +744,85 @@ bool lmr_svc_split_function(char *buf, const char **name, const char **qualifier
     return false;
 }
 
-void lmr_svc_invoke(struct lmr_lambda_service *svc, const char *function, const char *qualifier, const void *payload,
-                    size_t len, enum lmr_invoke_type type, unsigned flags, uint64_t client, struct lmr_svc_outcome *o)
+/* A request id as Lambda's: random (a system call: drawn without the lock). */
+static void new_request_id(char request_id[40])
+{
+    char id[33];
+    lmr_random_hex(id, 16);
+    snprintf(request_id, 40, "%.8s-%.4s-%.4s-%.4s-%.12s", id, id + 8, id + 12, id + 16, id + 20);
+}
+
+/* A finished sync invocation's outcome into o; o->payload takes (borrow: shares) inv->response. */
+static void fill_outcome(struct lmr_svc_outcome *o, const struct lmr_svc_inv *inv)
+{
+    o->status = 200;
+    memcpy(o->request_id, inv->request_id, sizeof o->request_id);
+    o->function_error = inv->function_error;
+    memcpy(o->error_type, inv->error_type, sizeof o->error_type);
+    o->payload = inv->response;
+    memcpy(o->tail, inv->tail, inv->tail_len);
+    o->tail_len = inv->tail_len;
+    o->duration_ms = inv->duration_ms;
+    o->billed_ms = inv->billed_ms;
+    o->init_ms = inv->init_ms;
+    o->memory_mb = inv->fn->memory_mb;
+    o->max_memory_mb = inv->max_memory_mb;
+    o->chain_seen = inv->chain_seen;
+    o->resume_payload = inv->resume_payload;
+    o->resume_len = inv->resume_len;
+}
+
+bool lmr_svc_chain_step_locked(struct lmr_svc_env *env, struct lmr_svc_inv *inv)
+{
+    struct lmr_lambda_service *svc = env->svc;
+    struct lmr_svc_fn *fn = inv->fn;
+    inv->chain_in_env = false;
+    struct lmr_svc_outcome *o = malloc(sizeof *o); /* ~5 KB: not on an MHD thread's stack */
+    const void *next_payload = NULL;
+    size_t next_len = 0;
+    bool more = false;
+    char request_id[40];
+    if (o) {
+        o->error_code = NULL; /* fill_outcome sets the rest (the log tail only up to tail_len) */
+        o->message[0] = '\0';
+        fill_outcome(o, inv);
+        /* The environment stays busy with no invocation: nobody else is given it meanwhile. */
+        pthread_mutex_unlock(&svc->mu);
+        more = inv->chain->next(inv->chain->user, o, &next_payload, &next_len);
+        free(o);
+        if (more)
+            new_request_id(request_id);
+        pthread_mutex_lock(&svc->mu);
+        inv->chain_seen = true; /* with o NULL (no memory) the caller gets the outcome unseen */
+    }
+    if (more && env->state != ENV_DEAD && !svc->stopping && !fn->deleted &&
+        !lmr_svc_control_env_stale_locked(fn, env) && next_len <= LMR_LAMBDA_SYNC_PAYLOAD_MAX_BYTES) {
+        memcpy(inv->request_id, request_id, sizeof inv->request_id);
+        inv->payload = (char *)next_payload;
+        inv->payload_len = next_len;
+        inv->start_logged = false;
+        lmr_buf_reset(&inv->response);
+        inv->function_error = false;
+        inv->error_type[0] = '\0';
+        inv->tail_len = 0;
+        inv->duration_ms = inv->billed_ms = inv->init_ms = 0;
+        inv->max_memory_mb = 0;
+        inv->chain_seen = false;
+        assign_locked(env, inv); /* its GET /next (pipelined) is answered at once */
+        return true;
+    }
+    if (more) { /* the caller invokes it (a new environment, or the error that says why not) */
+        inv->resume_payload = next_payload;
+        inv->resume_len = next_len;
+    }
+    inv->done = true;
+    pthread_cond_signal(&inv->done_cond);
+    return false;
+}
+
+static void invoke_impl(struct lmr_lambda_service *svc, const char *function, const char *qualifier,
+                        const void *payload, size_t len, enum lmr_invoke_type type, unsigned flags, uint64_t client,
+                        const struct lmr_svc_chain *chain, struct lmr_svc_outcome *o)
 {
     char buf[256];
     const char *name = NULL, *qual = NULL;
@@ -782,9 +862,8 @@ void lmr_svc_invoke(struct lmr_lambda_service *svc, const char *function, const 
         return;
     }
     /* The request id's random bytes (a system call) are drawn before taking the lock. */
-    char id[33], request_id[40];
-    lmr_random_hex(id, 16);
-    snprintf(request_id, sizeof request_id, "%.8s-%.4s-%.4s-%.4s-%.12s", id, id + 8, id + 12, id + 16, id + 20);
+    char request_id[40];
+    new_request_id(request_id);
     pthread_mutex_lock(&svc->mu);
     struct lmr_svc_fn *fn = svc->fns;
     while (fn && strcmp(fn->name, name))
@@ -863,6 +942,7 @@ void lmr_svc_invoke(struct lmr_lambda_service *svc, const char *function, const 
     inv.client = client;
     inv.payload = (char *)payload;
     inv.payload_len = len;
+    inv.chain = chain;
     lmr_buf_init(&inv.response, LMR_LAMBDA_SYNC_PAYLOAD_MAX_BYTES + 1024);
     pthread_cond_init(&inv.done_cond, NULL);
     if (!place_locked(fn, &inv)) {
@@ -878,15 +958,18 @@ void lmr_svc_invoke(struct lmr_lambda_service *svc, const char *function, const 
         pthread_cond_wait(&inv.done_cond, &svc->mu);
     pthread_mutex_unlock(&svc->mu);
     pthread_cond_destroy(&inv.done_cond);
-    o->status = 200;
-    o->function_error = inv.function_error;
-    memcpy(o->error_type, inv.error_type, sizeof o->error_type);
     lmr_buf_clean_up(&o->payload);
-    o->payload = inv.response;
-    memcpy(o->tail, inv.tail, inv.tail_len);
-    o->tail_len = inv.tail_len;
-    o->duration_ms = inv.duration_ms;
-    o->billed_ms = inv.billed_ms;
-    o->init_ms = inv.init_ms;
-    o->max_memory_mb = inv.max_memory_mb;
+    fill_outcome(o, &inv); /* o owns the response now */
+}
+
+void lmr_svc_invoke(struct lmr_lambda_service *svc, const char *function, const char *qualifier, const void *payload,
+                    size_t len, enum lmr_invoke_type type, unsigned flags, uint64_t client, struct lmr_svc_outcome *o)
+{
+    invoke_impl(svc, function, qualifier, payload, len, type, flags, client, NULL, o);
+}
+
+void lmr_svc_invoke_chain(struct lmr_lambda_service *svc, const char *function, const void *payload, size_t len,
+                          unsigned flags, uint64_t client, const struct lmr_svc_chain *chain, struct lmr_svc_outcome *o)
+{
+    invoke_impl(svc, function, NULL, payload, len, LMR_INVOKE_SYNC, flags, client, chain, o);
 }

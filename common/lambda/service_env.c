@@ -327,10 +327,15 @@ static enum MHD_Result rt_result(struct lmr_svc_env *env, struct MHD_Connection 
     } else {
         take_body(inv, req);
     }
+    /* A chained invocation: next() runs here and its payload goes to this environment at once. */
+    bool chained = inv->chain != NULL; /* (finish frees an Event's inv) */
+    inv->chain_in_env = chained;
     lmr_svc_inv_finish_locked(svc, inv);
-    if (env->state != ENV_DEAD)
-        env->state = ENV_IDLE;
-    lmr_svc_fn_pump_locked(env->fn);
+    if (!chained || !lmr_svc_chain_step_locked(env, inv)) {
+        if (env->state != ENV_DEAD)
+            env->state = ENV_IDLE;
+        lmr_svc_fn_pump_locked(env->fn);
+    }
     pthread_mutex_unlock(&svc->mu);
     if (status == 413)
         return rt_error(c, 413, "RequestEntityTooLarge", "The response is larger than 6 MB.");

@@ -20,6 +20,20 @@ struct lmr_svc_env;
 
 enum lmr_svc_inv_state { INV_QUEUED, INV_RUNNING, INV_DONE };
 
+struct lmr_svc_outcome;
+
+/*
+ * A chain of synchronous invocations (lmr_svc_invoke_chain): after an invocation's result arrives,
+ * the environment's Runtime API thread calls next() with its outcome and, when next() gives a
+ * payload, hands that to the same environment at once (its pipelined GET /next is answered without
+ * waking the caller: two wake-ups fewer per invocation). next() must not invoke anything.
+ */
+struct lmr_svc_chain {
+    /* o: the finished invocation (o->payload is borrowed for the call). @return true with *payload, *len: run it. */
+    bool (*next)(void *user, const struct lmr_svc_outcome *o, const void **payload, size_t *len);
+    void *user;
+};
+
 /* One invocation attempt chain (an Event may be attempted up to 3 times). */
 struct lmr_svc_inv {
     char request_id[40];
@@ -46,7 +60,12 @@ struct lmr_svc_inv {
     double duration_ms, billed_ms, init_ms;
     uint32_t max_memory_mb;
     bool done;
-    pthread_cond_t done_cond; /* sync callers wait here */
+    pthread_cond_t done_cond;          /* sync callers wait here */
+    const struct lmr_svc_chain *chain; /* sync only; NULL = none */
+    bool chain_in_env;          /* rt_result runs chain->next for this result (finish does not wake the caller) */
+    bool chain_seen;            /* chain->next has seen this outcome */
+    const void *resume_payload; /* next() asked for this but the environment could not run it */
+    size_t resume_len;
     struct lmr_svc_inv *next; /* queue link */
 };
 
@@ -137,6 +156,11 @@ struct lmr_svc_outcome {
     size_t tail_len;
     double duration_ms, billed_ms, init_ms;
     uint32_t memory_mb, max_memory_mb;
+    /* Chains (lmr_svc_invoke_chain): next() has seen this outcome already; and when it asked for another
+       invocation that the service did not start (its environment was gone), that payload. */
+    bool chain_seen;
+    const void *resume_payload;
+    size_t resume_len;
 };
 
 void lmr_svc_outcome_init(struct lmr_svc_outcome *o);
@@ -149,6 +173,19 @@ void lmr_svc_outcome_clean_up(struct lmr_svc_outcome *o);
  */
 void lmr_svc_invoke(struct lmr_lambda_service *svc, const char *function, const char *qualifier, const void *payload,
                     size_t len, enum lmr_invoke_type type, unsigned flags, uint64_t client, struct lmr_svc_outcome *o);
+
+/**
+ * lmr_svc_invoke (sync) as a chain: see struct lmr_svc_chain. Returns when next() ends the chain
+ * (o->chain_seen: o is the outcome it saw last), when it asks for a payload the environment cannot
+ * run (o->resume_payload: invoke that yourself), or with an outcome next() has not seen (an error
+ * of the service, an environment that ended or timed out: !o->chain_seen).
+ */
+void lmr_svc_invoke_chain(struct lmr_lambda_service *svc, const char *function, const void *payload, size_t len,
+                          unsigned flags, uint64_t client, const struct lmr_svc_chain *chain,
+                          struct lmr_svc_outcome *o);
+/* Runtime API side of a chain (service.c): the result of a chained inv arrived in env's Runtime API thread
+   (svc->mu held; it is released while next() runs). @return true if inv runs again on env. */
+bool lmr_svc_chain_step_locked(struct lmr_svc_env *env, struct lmr_svc_inv *inv);
 
 /* Environment side (service_env.c); all *_locked functions need svc->mu held. */
 enum lmr_result lmr_svc_env_spawn_locked(struct lmr_svc_fn *fn, struct lmr_svc_env **out, char *why, size_t why_cap);

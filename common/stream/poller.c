@@ -90,6 +90,7 @@ enum lmr_result lmr_stream_poll(const struct lmr_stream_poller_options *o, struc
     if (r)
         return r;
     struct poller p = {.o = o, .window_ms = o->window_ms, .kept_records_max = KEPT_RECORDS_MAX};
+    pthread_mutex_init(&p.mu, NULL);
     /* Test hook: snapshots of states held by reference after this many records (tests/unit/test_stream_poller.c). */
     const char *km = getenv("LMR_STREAM_KEPT_RECORDS_MAX");
     uint64_t kmv;
@@ -151,10 +152,11 @@ enum lmr_result lmr_stream_poll(const struct lmr_stream_poller_options *o, struc
             for (size_t off = 0; off < n_ready; off += LMR_STREAM_PARALLELIZATION_MAX * 64) {
                 size_t n = n_ready - off < LMR_STREAM_PARALLELIZATION_MAX * 64 ? n_ready - off
                                                                                : LMR_STREAM_PARALLELIZATION_MAX * 64;
-                lmr_poller_run_invocations(&p, ready + off, n);
+                lmr_poller_run_invocations(&p, ready + off, n, true);
             }
             for (size_t i = 0; i < n_ready && !r; i++)
-                r = lmr_poller_process_result(&p, ready[i], err);
+                if (!ready[i]->processed)
+                    r = lmr_poller_process_result(&p, ready[i], err);
             if (r)
                 break;
         }
@@ -194,6 +196,7 @@ done:
     free(p.out_prefix);
     free(p.ckpt_prefix);
     json_decref(p.saved_positions);
+    pthread_mutex_destroy(&p.mu);
     if (stats)
         *stats = p.stats;
     else

@@ -45,21 +45,20 @@ struct job_ctx {
     struct lane *lane;
 };
 
-static void *run_one(void *arg)
+static bool invocation_failed(struct lane *l)
 {
-    struct job_ctx *c = arg;
-    struct poller *p = c->p;
-    struct lane *l = c->lane;
+    return l->inv_r || l->res.function_error[0] || l->res.status_code >= 300;
+}
+
+/* Build the event of the lane's prepared batch (l->batch, l->state_in ...) into l->event. */
+static enum lmr_result build_event(struct poller *p, struct lane *l)
+{
     struct shard *s = l->shard;
     struct lmr_stream_record recs_stack[64];
     struct lmr_stream_record *recs = l->batch_n <= 64 ? recs_stack : malloc(l->batch_n * sizeof *recs);
     lmr_buf_reset(&l->event);
-    result_reset(&l->res);
-    lmr_err_clear(&l->inv_err);
-    if (!recs) {
-        l->inv_r = lmr_fail(&l->inv_err, LMR_ERR_NOMEM, "out of memory");
-        return NULL;
-    }
+    if (!recs)
+        return lmr_fail(&l->inv_err, LMR_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < l->batch_n; i++)
         recs[i] = l->batch[i]->rec;
     struct lmr_stream_event_info info = {
@@ -77,16 +76,10 @@ static void *run_one(void *arg)
         .aggregate = aggregating(p),
         .agg_records_max = agg_max_for(l, l->batch_window),
     };
-    l->inv_r = lmr_stream_event_build(&l->event, &info, recs, l->batch_n, &l->inv_err);
+    enum lmr_result r = lmr_stream_event_build(&l->event, &info, recs, l->batch_n, &l->inv_err);
     if (recs != recs_stack)
         free(recs);
-    l->inv_start_ms = lmr_wall_ms();
-    if (!l->inv_r)
-        /* The lane is the client: the embedded service gives it the warm environment that holds its state. */
-        l->inv_r = lmr_invoke_for(p->o->invoker, (uint64_t)(uintptr_t)l, p->o->function_name, l->event.data,
-                                  l->event.len, LMR_INVOKE_SYNC, 0, &l->res, &l->inv_err);
-    l->inv_end_ms = lmr_wall_ms();
-    return NULL;
+    return r;
 }
 
 /* Hand one finished invocation to on_invocation (the stream report). */
@@ -118,13 +111,93 @@ static void report_invocation(struct poller *p, struct lane *l)
     p->o->on_invocation(p->o->user, &inv);
 }
 
-/* Run the prepared invocations of lanes[0..n) concurrently. */
-void lmr_poller_run_invocations(struct poller *p, struct lane **lanes, size_t n)
+static bool take_plain(struct poller *p, struct lane *l, struct lmr_stream_response *resp);
+
+/*
+ * After each invocation of a lane (lmr_invoke_chain's next; for the embedded service it runs on
+ * the environment's Runtime API thread, with the main loop waiting): its figures and report, then,
+ * when the lane may go on (l->chain) and the answer took the whole batch with nothing special
+ * (no failed record, no full or lost state), the result is taken here and the lane's next batch
+ * is invoked at once if it is a full one. Anything else (a partial batch, failures, an early end
+ * of the window, reading more records, closing windows) goes back to the main loop, so the chain
+ * is exactly the rounds the main loop would run without reading. @return true to invoke *payload.
+ */
+static bool lane_next(void *user, enum lmr_result r, struct lmr_invoke_result *res, struct lmr_err *err,
+                      const void **payload, size_t *len)
+{
+    (void)res;
+    (void)err; /* they are l->res and l->inv_err */
+    struct job_ctx *c = user;
+    struct poller *p = c->p;
+    struct lane *l = c->lane;
+    l->inv_r = r;
+    l->inv_end_ms = lmr_wall_ms();
+    l->processed = false;
+    struct lmr_stream_response resp;
+    struct lmr_err perr;
+    bool parsed =
+        l->chain && !(p->o->stop && *p->o->stop) && !invocation_failed(l) &&
+        !lmr_stream_response_parse(l->res.payload.data ? l->res.payload.data : "", l->res.payload.len, &resp, &perr);
+    pthread_mutex_lock(&p->mu);
+    p->stats.invocations++;
+    lmr_billing_add(&p->stats.billing, l->res.duration_ms, l->res.init_duration_ms, l->res.billed_duration_ms,
+                    l->res.memory_size_mb, 512);
+    if (p->o->on_invocation)
+        report_invocation(p, l);
+    if (parsed)
+        l->processed = take_plain(p, l, &resp);
+    pthread_mutex_unlock(&p->mu);
+    if (parsed)
+        lmr_stream_response_clean_up(&resp);
+    /* Records given up on for their age are written to the store by the main loop. */
+    if (!l->processed || p->o->max_record_age_ms > 0)
+        return false;
+    if (!lmr_poller_prepare_batch(p, l, lmr_wall_ms(), lmr_poller_mono_ms()) || l->batch_n < lmr_poller_batch_size(p))
+        return false;
+    if (build_event(p, l)) {
+        lmr_err_clear(&l->inv_err); /* the main loop builds it again and reports what fails */
+        return false;
+    }
+    l->processed = false;
+    l->inv_start_ms = lmr_wall_ms();
+    *payload = l->event.data;
+    *len = l->event.len;
+    return true;
+}
+
+static void *run_one(void *arg)
+{
+    struct job_ctx *c = arg;
+    struct poller *p = c->p;
+    struct lane *l = c->lane;
+    result_reset(&l->res);
+    lmr_err_clear(&l->inv_err);
+    l->processed = false;
+    l->inv_r = build_event(p, l);
+    l->inv_start_ms = lmr_wall_ms();
+    if (l->inv_r) {
+        l->chain = false;
+        lane_next(c, l->inv_r, &l->res, &l->inv_err, NULL, NULL);
+        return NULL;
+    }
+    /* The lane is the client: the embedded service gives it the warm environment that holds its state. */
+    lmr_invoke_chain(p->o->invoker, (uint64_t)(uintptr_t)l, p->o->function_name, l->event.data, l->event.len, 0,
+                     &l->res, lane_next, c, &l->inv_err);
+    return NULL;
+}
+
+/*
+ * Run the prepared invocations of lanes[0..n) concurrently (one thread per lane; one lane runs on
+ * the caller's). With chain, each lane goes on with its next full batches (lane_next) until one
+ * needs the main loop.
+ */
+void lmr_poller_run_invocations(struct poller *p, struct lane **lanes, size_t n, bool chain)
 {
     struct job_ctx ctx[LMR_STREAM_PARALLELIZATION_MAX * 64];
     pthread_t th[LMR_STREAM_PARALLELIZATION_MAX * 64];
     bool started[LMR_STREAM_PARALLELIZATION_MAX * 64];
     for (size_t i = 0; i < n; i++) {
+        lanes[i]->chain = chain;
         ctx[i] = (struct job_ctx){p, lanes[i]};
         started[i] = n > 1 && !pthread_create(&th[i], NULL, run_one, &ctx[i]);
         if (!started[i])
@@ -133,14 +206,6 @@ void lmr_poller_run_invocations(struct poller *p, struct lane **lanes, size_t n)
     for (size_t i = 0; i < n; i++)
         if (started[i])
             pthread_join(th[i], NULL);
-    p->stats.invocations += n;
-    for (size_t i = 0; i < n; i++) {
-        const struct lmr_invoke_result *res = &lanes[i]->res;
-        lmr_billing_add(&p->stats.billing, res->duration_ms, res->init_duration_ms, res->billed_duration_ms,
-                        res->memory_size_mb, 512);
-        if (p->o->on_invocation)
-            report_invocation(p, lanes[i]);
-    }
 }
 
 /* Describe a failed batch in the on-failure destination (AWS's shape for Kinesis sources). */
@@ -272,11 +337,6 @@ static size_t first_agg_records(struct lane *l)
     return n;
 }
 
-static bool invocation_failed(struct lane *l)
-{
-    return l->inv_r || l->res.function_error[0] || l->res.status_code >= 300;
-}
-
 static void log_failure(struct lane *l)
 {
     if (l->inv_r)
@@ -331,7 +391,7 @@ static enum lmr_result restore_state(struct poller *p, struct lane *l, struct la
             l->batch_window = lw->window;
             l->final = l->terminated_early = l->want_snap = false;
             l->state_in = in;
-            lmr_poller_run_invocations(p, &l, 1);
+            lmr_poller_run_invocations(p, &l, 1, false);
             struct lmr_stream_response resp;
             if (invocation_failed(l) || lmr_stream_response_parse(l->res.payload.data ? l->res.payload.data : "",
                                                                   l->res.payload.len, &resp, &l->inv_err)) {
@@ -390,7 +450,7 @@ enum lmr_result lmr_poller_final_invokes(struct poller *p, struct lane **lanes, 
                 l->state_in = todo_state[i] ? todo_state[i] : l->seed;
             }
             /* Every lane's final invoke at once: each writes its part of the window (stream_function.c). */
-            lmr_poller_run_invocations(p, todo, m);
+            lmr_poller_run_invocations(p, todo, m, false);
             size_t left = 0, failed = 0;
             for (size_t i = 0; i < m; i++) {
                 struct lane *l = todo[i];
@@ -507,6 +567,29 @@ static void batch_failed(struct poller *p, struct lane *l, size_t k)
     l->retry_at_mono_ms = lmr_poller_mono_ms() + lmr_backoff_ms(l->retries, 20, 2000);
 }
 
+/*
+ * The common answer: the whole batch is in the returned state, no record failed, the state is
+ * neither full nor lost. Take it (lmr_poller_process_result does the rest). @return false if the
+ * answer is another one (nothing changed).
+ */
+static bool take_plain(struct poller *p, struct lane *l, struct lmr_stream_response *resp)
+{
+    if (resp->n_failed || resp->state_full || resp->state_lost)
+        return false;
+    struct lane_win *lw = lmr_poller_lane_win(l, l->batch_window, true);
+    if (!lw)
+        return false;
+    take_state(lw, resp->state_json, resp->state_has_kv);
+    resp->state_json = NULL;
+    lw->records += l->batch_n;
+    p->stats.records_processed += l->batch_n;
+    lane_pop_keep(l, l->batch_n, lw->state_has_kv ? NULL : lw);
+    l->retries = 0;
+    l->bisect_limit = 0;
+    l->n_lost = 0;
+    return true;
+}
+
 enum lmr_result lmr_poller_process_result(struct poller *p, struct lane *l, struct lmr_err *err)
 {
     struct lmr_stream_response resp;
@@ -516,6 +599,10 @@ enum lmr_result lmr_poller_process_result(struct poller *p, struct lane *l, stru
             LMR_WARN("stream: %s", l->inv_err.msg);
         log_failure(l);
         batch_failed(p, l, 0);
+        return LMR_OK;
+    }
+    if (take_plain(p, l, &resp)) {
+        lmr_stream_response_clean_up(&resp);
         return LMR_OK;
     }
     /* The lowest failed record: everything before it is in the returned state. */

@@ -10,6 +10,7 @@
 #define LMR_STREAM_POLLER_INTERNAL_H
 
 #include <jansson.h>
+#include <pthread.h>
 
 #include "stream/poller.h"
 #include "stream/state.h"
@@ -68,6 +69,8 @@ struct lane {
     uint64_t batch_window;
     bool final, terminated_early;
     const char *state_in;
+    bool chain;      /* this invocation may go on with the lane's next full batch (lane_next in poller_batch.c) */
+    bool processed;  /* the chain took the last result already: the main loop does not process it again */
     bool want_snap;  /* ask for the whole state back (the kept records reached their bound) */
     bool by_value;   /* states travel whole (after environments lost this lane's state twice in a row) */
     uint32_t n_lost; /* times in a row an environment did not hold this lane's state */
@@ -102,6 +105,9 @@ struct shard {
 
 struct poller {
     const struct lmr_stream_poller_options *o;
+    /* Lanes' chains of invocations run on the invoker's threads at once (poller_batch.c): this guards
+       what they share, the figures (stats) and on_invocation. The main loop waits while they run. */
+    pthread_mutex_t mu;
     struct shard *shards;
     size_t n_shards;
     uint64_t window_ms;
@@ -147,7 +153,9 @@ bool lmr_poller_has_item_beyond(const struct lane *l, uint64_t window);
 bool lmr_poller_shard_done_with(struct poller *p, const struct shard *s, uint64_t w, uint64_t now_ms);
 
 /* poller_batch.c: batches, invocations, retries */
-void lmr_poller_run_invocations(struct poller *p, struct lane **lanes, size_t n);
+/* The prepared invocations of lanes[0..n) at once; chain: each lane goes on with its next full batches
+ * (poller_batch.c). */
+void lmr_poller_run_invocations(struct poller *p, struct lane **lanes, size_t n, bool chain);
 enum lmr_result lmr_poller_final_invoke(struct poller *p, struct lane *l, uint64_t window, const char *state,
                                         bool terminated_early, struct lmr_err *err);
 /* The final invokes of lanes[0..n) (states[i]: the lane's state, NULL = fresh) at once, each retried until it succeeds.

@@ -241,6 +241,10 @@ enum lmr_result lmr_poller_read_shards(struct poller *p, uint64_t wait_ms, size_
         size_t cap = 4 * batch * s->n_lanes;
         if (cap < 4096)
             cap = 4096;
+        /* A local source is one shard: 4,096 lines per lane, so that each lane's chain of invocations
+           (poller_batch.c) is long enough to pay for the round that starts it. */
+        if (p->o->source->arrival_is_read_time && cap < 4096 * s->n_lanes)
+            cap = 4096 * s->n_lanes;
         if (shard_buffered(s) >= cap)
             continue;
         /* Read ahead at most one window past the oldest open one: memory stays bounded. */

@@ -58,6 +58,24 @@ nwin=$(ls -d "$T"/out1/window=* | wc -l)
 [ "$nwin" -ge 2 ] || fail "stdin: expected the input to span several windows, got $nwin"
 echo "ok: $(wc -l < "$T/in1.txt") lines in $nwin windows, totals exact"
 
+echo "== stdin: two lanes at --batch-size 100 (each lane's invocations chained on its environment's thread, both at once)"
+LMR_LOG=info timeout 120 "$LMR" stream wordcount --source - --window 1 --output "$T/out1c" --batch-size 100 \
+    --parallelization 2 --quiet < "$T/in1.txt" 2> "$T/stream1c.log"
+! grep -E "rebuilding it|travel whole" "$T/stream1c.log" || fail "stdin, two lanes: a lane lost the state its environment held"
+stream_window_sums "$T/out1c" > "$T/got1c"
+cmp -s "$T/want1" "$T/got1c" || { diff "$T/want1" "$T/got1c" | head || true; fail "stdin, two lanes at batch 100: window outputs differ from the input's word counts"; }
+python3 - "$T/out1c/_lambdamr/report.json" <<'PY' || fail "stdin, two lanes at batch 100: the report's figures are not those of two lanes in two environments"
+import json, sys
+r = json.load(open(sys.argv[1]))
+t = r["totals"]
+inv = [i for w in r["windows"] for i in w.get("invocations", []) if not i["final"]]
+assert {i["lane"] for i in inv} == {0, 1}, "lanes %s" % {i["lane"] for i in inv}
+assert t["records_processed"] == 30000, t["records_processed"]
+assert t["invocations"] - t["final_invokes"] >= 300, (t["invocations"], t["final_invokes"])
+assert t["cold_starts"] == 2, "cold starts %d" % t["cold_starts"]
+PY
+echo "ok: two lanes at batch 100, totals exact, no state lost"
+
 echo "== stdin again into the same output: new standard input is new data (issue 11 item 7)"
 gen_lines 5000 7 > "$T/in1b.txt"
 mkdir "$T/tmp"

@@ -360,6 +360,101 @@ static void test_throttle_retried(void **state)
     lmr_invoke_result_clean_up(&r);
 }
 
+/* A chain of invocations (lmr_invoke_chain): what next() saw, where it ran, what it asks for next. */
+struct chain_seen {
+    const char *const *payloads; /* what next() invokes after call i (NULL ends the chain) */
+    int calls;
+    pthread_t caller;
+    int off_caller;       /* next() calls on a thread other than the caller's */
+    char answers[8][128]; /* payload or "error:<function error>:<payload start>" */
+};
+
+static bool chain_next(void *user, enum lmr_result r, struct lmr_invoke_result *res, struct lmr_err *err,
+                       const void **payload, size_t *len)
+{
+    struct chain_seen *c = user;
+    assert_int_equal(r, LMR_OK);
+    (void)err;
+    if (c->calls < 8)
+        snprintf(c->answers[c->calls], sizeof c->answers[0], "%s%s%s%.*s", res->function_error[0] ? "error:" : "",
+                 res->function_error, res->function_error[0] ? ":" : "",
+                 (int)(res->payload.len > 60 ? 60 : res->payload.len), res->payload.data ? res->payload.data : "");
+    c->off_caller += !pthread_equal(pthread_self(), c->caller);
+    const char *next = c->payloads[c->calls++];
+    if (!next)
+        return false;
+    *payload = next;
+    *len = strlen(next);
+    return true;
+}
+
+/* The invoke_chain slot left out: lmr_invoke_chain's loop over lmr_invoke_for (the AWS invoker's path). */
+static enum lmr_result plain_invoke(struct lmr_invoker *inv, const char *function, const void *payload, size_t len,
+                                    enum lmr_invoke_type type, unsigned flags, struct lmr_invoke_result *res,
+                                    struct lmr_err *err)
+{
+    struct lmr_invoker *real = inv->impl;
+    return lmr_invoke(real, function, payload, len, type, flags, res, err);
+}
+
+static void test_invoke_chain(void **state)
+{
+    struct fixture *f = *state;
+    add(f, "chained", "count", 256, 10, 2);
+    struct lmr_lambda_service_stats before, after;
+    lmr_lambda_service_get_stats(f->svc, &before);
+    static const char *const five[] = {"{}", "{}", "{}", "{}", NULL};
+    struct chain_seen c = {.payloads = five, .caller = pthread_self()};
+    struct lmr_invoke_result res;
+    struct lmr_err err = {0};
+    lmr_invoke_result_init(&res, 1u << 20);
+    assert_int_equal(lmr_invoke_chain(f->inv, 7, "chained", "{}", 2, 0, &res, chain_next, &c, &err), LMR_OK);
+    /* Every outcome seen once, in order, all in one warm environment (one cold start). */
+    assert_int_equal(c.calls, 5);
+    char pid[32];
+    snprintf(pid, sizeof pid, "%.*s", (int)strcspn(c.answers[0], ":"), c.answers[0]);
+    for (int i = 0; i < 5; i++) {
+        char want[64];
+        snprintf(want, sizeof want, "%s:%d", pid, i + 1);
+        assert_string_equal(c.answers[i], want);
+    }
+    assert_int_equal(res.status_code, 200);
+    assert_int_equal((int)res.payload.len, (int)strlen(c.answers[4]));
+    /* The service ran next() where the results arrived (its Runtime API thread), not on the caller's. */
+    assert_int_equal(c.off_caller, 5);
+    lmr_lambda_service_get_stats(f->svc, &after);
+    assert_int_equal((int)(after.cold_starts - before.cold_starts), 1);
+    assert_int_equal((int)(after.invocations_completed - before.invocations_completed), 5);
+    assert_int_equal((int)after.invocations_running, 0);
+
+    /* Without the back-end's chain: the same outcomes, next() on the caller's thread. */
+    struct lmr_invoker_vtable vt = {.name = "plain", .invoke = plain_invoke};
+    struct lmr_invoker plain = {&vt, f->inv};
+    static const char *const two[] = {"{}", NULL};
+    struct chain_seen d = {.payloads = two, .caller = pthread_self()};
+    assert_int_equal(lmr_invoke_chain(&plain, 7, "chained", "{}", 2, 0, &res, chain_next, &d, &err), LMR_OK);
+    assert_int_equal(d.calls, 2);
+    assert_int_equal(d.off_caller, 0);
+    assert_non_null(strchr(d.answers[1], ':'));
+
+    /* An invocation that times out kills its environment: next() sees the error, and the payload it gives
+       then runs in a new environment. */
+    add(f, "sleepy", "sleep", 256, 0.5, 1);
+    static const char *const naps[] = {"900", "1", NULL};
+    struct chain_seen e = {.payloads = naps, .caller = pthread_self()};
+    lmr_lambda_service_get_stats(f->svc, &before);
+    assert_int_equal(lmr_invoke_chain(f->inv, 8, "sleepy", "1", 1, 0, &res, chain_next, &e, &err), LMR_OK);
+    assert_int_equal(e.calls, 3);
+    assert_string_equal(e.answers[0], "slept");
+    assert_non_null(strstr(e.answers[1], "error:Unhandled:"));
+    assert_non_null(strstr(e.answers[1], "Sandbox.Timedout"));
+    assert_string_equal(e.answers[2], "slept");
+    assert_string_equal(res.function_error, "");
+    lmr_lambda_service_get_stats(f->svc, &after);
+    assert_int_equal((int)(after.cold_starts - before.cold_starts), 2);
+    lmr_invoke_result_clean_up(&res);
+}
+
 /* The stats say when an invocation runs (what `serve --idle-exit` watches), and when none does. */
 static void test_stats_running(void **state)
 {
@@ -717,6 +812,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_runtime_api_refuses_neighbours, setup, teardown),
         cmocka_unit_test_setup_teardown(test_abandoned_next_does_not_swallow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stats_running, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_invoke_chain, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -60,6 +60,8 @@ static inline uint64_t space_mask64(const uint8_t *p)
  * and ends are found with bit operations (no branch per byte). Lines need no separate handling:
  * their terminators are whitespace. The same words in the same order as wc_map over each line.
  */
+#define WC_BATCH 64
+
 static int wc_map_block(void *state, struct lmr_slice block, struct lmr_emitter *out, struct lmr_job_counters *counters)
 {
     static const uint64_t one = 1;
@@ -67,6 +69,8 @@ static int wc_map_block(void *state, struct lmr_slice block, struct lmr_emitter 
     const uint8_t *base = block.ptr, *end = block.ptr + block.len, *word = NULL;
     uint64_t prev_space = 1; /* the byte before the block counts as whitespace */
     uint8_t pad[64];
+    struct lmr_slice keys[WC_BATCH + 64];
+    size_t nk = 0;
     while (base < end) {
         uint64_t ws;
         if (end - base >= 64) {
@@ -81,7 +85,7 @@ static int wc_map_block(void *state, struct lmr_slice block, struct lmr_emitter 
         prev_space = ws >> 63;
         if (word && ends) { /* the word that began in an earlier 64-byte group */
             const uint8_t *e = base + __builtin_ctzll(ends);
-            lmr_emit(out, (struct lmr_slice){word, (size_t)(e - word)}, value);
+            keys[nk++] = (struct lmr_slice){word, (size_t)(e - word)};
             ends &= ends - 1;
             word = NULL;
         }
@@ -94,12 +98,18 @@ static int wc_map_block(void *state, struct lmr_slice block, struct lmr_emitter 
             }
             const uint8_t *e = base + __builtin_ctzll(ends);
             ends &= ends - 1;
-            lmr_emit(out, (struct lmr_slice){s, (size_t)(e - s)}, value);
+            keys[nk++] = (struct lmr_slice){s, (size_t)(e - s)};
+        }
+        if (nk >= WC_BATCH) {
+            lmr_emit_keys(out, keys, nk, value);
+            nk = 0;
         }
         base += 64;
     }
     if (word) /* the block's last byte ends a word, at a 64-byte boundary */
-        lmr_emit(out, (struct lmr_slice){word, (size_t)(end - word)}, value);
+        keys[nk++] = (struct lmr_slice){word, (size_t)(end - word)};
+    if (nk)
+        lmr_emit_keys(out, keys, nk, value);
     return 0;
 }
 

@@ -774,14 +774,14 @@ static inline __attribute__((always_inline)) void emit_keys_fast(struct lmr_comb
                                                                  struct lmr_slice value, bool add_u64)
 {
     const struct lmr_slice *end = keys + n;
+    uint64_t v8 = 0; /* add_u64: the value, when it has the fast path's 8 bytes */
+    if (add_u64 && value.len == 8)
+        memcpy(&v8, value.ptr, 8);
     while (keys < end) {
         if (value.len != t->fast_vs || !t->pipelined || keys->len > SHORT_KEY) {
             emit_fast(&t->emitter, *keys++, value, add_u64);
             continue;
         }
-        uint64_t v8 = 0;
-        if (add_u64)
-            v8 = load64(value.ptr); /* the fast path is open: value.len == vs == 8 */
         uint8_t *const slots = t->slots;
         const size_t home_mask = t->home_mask, mask = t->mask;
         const unsigned shift = add_u64 ? 5 : t->stride_shift; /* add_u64: 8-byte accumulators, 32-byte slots */

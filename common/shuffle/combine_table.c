@@ -759,6 +759,121 @@ static void emit_cb_add_u64(struct lmr_emitter *self, struct lmr_slice key, stru
     emit_fast(self, key, value, true);
 }
 
+/*
+ * Many keys with one value (lmr_emit_keys): emit_fast's pipeline as one loop over the keys, with
+ * the table's geometry and the ring's ends in locals instead of reloaded (and the emitter called)
+ * per key: about a sixth fewer instructions per word count emit. The same ring and the same
+ * prefetch distance as emit_fast (a two-pass batch, every slot of 64 keys prefetched before the
+ * first is combined, ran fewer instructions but was slower: the burst of misses). Whatever calls
+ * out of the loop and may change the table (a new key's insert: growth, a spill, an error; a
+ * long key stashed by emit_slow) writes the ring's ends back first, and the loop starts over
+ * with the table as it is then; a key the fast path does not take goes through emit_fast.
+ */
+static inline __attribute__((always_inline)) void emit_keys_fast(struct lmr_combine_table *t,
+                                                                 const struct lmr_slice *keys, size_t n,
+                                                                 struct lmr_slice value, bool add_u64)
+{
+    const struct lmr_slice *end = keys + n;
+    uint64_t v8 = 0; /* add_u64: the value, when it has the fast path's 8 bytes */
+    if (add_u64 && value.len == 8)
+        memcpy(&v8, value.ptr, 8);
+    while (keys < end) {
+        if (value.len != t->fast_vs || !t->pipelined || keys->len > SHORT_KEY) {
+            emit_fast(&t->emitter, *keys++, value, add_u64);
+            continue;
+        }
+        uint8_t *const slots = t->slots;
+        const size_t home_mask = t->home_mask, mask = t->mask;
+        const unsigned shift = add_u64 ? 5 : t->stride_shift; /* add_u64: 8-byte accumulators, 32-byte slots */
+        size_t head = t->head, tail = t->tail;
+        const struct lmr_slice *first = keys;
+        bool left = false; /* the ends were written back for a call: reload */
+        while (keys < end) {
+            struct lmr_slice key = *keys;
+            if (key.len > SHORT_KEY)
+                break;
+            keys++;
+            uint64_t w[2];
+            load_short(key.ptr, key.len, w);
+            uint64_t h = short_hash(w, key.len);
+            struct pending *p = &t->ring[tail % RING];
+            p->h = h;
+            p->klen = (uint32_t)key.len;
+            p->key[0] = w[0];
+            p->key[1] = w[1];
+            if (add_u64)
+                memcpy(p->value, &v8, 8);
+            else
+                memcpy(p->value, value.ptr, value.len);
+            __builtin_prefetch(slots + ((h & home_mask) << shift));
+            tail++;
+            if (tail <= head + LAG)
+                continue;
+            const struct pending *q = &t->ring[head++ % RING];
+            if (__builtin_expect(q->klen > SHORT_KEY, 0)) { /* stashed by emit_slow */
+                t->head = head;
+                t->tail = tail;
+                combine_hashed(t, q->h, (struct lmr_slice){(const uint8_t *)q->key, q->klen}, q->key, q->value);
+                left = true;
+                break;
+            }
+            size_t j = q->h & home_mask;
+            uint32_t want = q->klen + 1;
+            uint64_t w0 = q->key[0], w1 = q->key[1];
+            for (;;) {
+                uint8_t *s = slots + (j << shift);
+                uint32_t kl1 = load32(s);
+                if (((kl1 ^ want) | (load64(s + 8) ^ w0) | (load64(s + 16) ^ w1)) == 0) {
+                    if (add_u64)
+                        store64(s + 24, load64(s + 24) + load64(q->value));
+                    else
+                        t->combine(t->state, s + 24, (struct lmr_slice){q->value, t->vs});
+                    break;
+                }
+                if (!kl1) {
+                    t->head = head;
+                    t->tail = tail;
+                    uint64_t qw[2] = {w0, w1};
+                    insert_emitted(t, s, q->h, (struct lmr_slice){(const uint8_t *)qw, q->klen}, qw, q->value);
+                    left = true;
+                    break;
+                }
+                j = (j + 1) & mask;
+            }
+            if (left)
+                break;
+        }
+        t->emits += (size_t)(keys - first);
+        if (!left) {
+            t->head = head;
+            t->tail = tail;
+        }
+    }
+}
+
+static __attribute__((noinline)) void emit_keys_cb(struct lmr_emitter *self, const struct lmr_slice *keys, size_t n,
+                                                   struct lmr_slice value)
+{
+    emit_keys_fast((struct lmr_combine_table *)self, keys, n, value, false);
+}
+
+static __attribute__((noinline)) void emit_keys_add_u64(struct lmr_emitter *self, const struct lmr_slice *keys,
+                                                        size_t n, struct lmr_slice value)
+{
+    emit_keys_fast((struct lmr_combine_table *)self, keys, n, value, true);
+}
+
+void lmr_emit_keys(struct lmr_emitter *out, const struct lmr_slice *keys, size_t n, struct lmr_slice value)
+{
+    if (out->emit == emit_cb_add_u64)
+        emit_keys_add_u64(out, keys, n, value);
+    else if (out->emit == emit_cb)
+        emit_keys_cb(out, keys, n, value);
+    else
+        for (size_t i = 0; i < n; i++)
+            out->emit(out, keys[i], value);
+}
+
 void lmr_combine_add_u64(void *state, uint8_t *acc, struct lmr_slice value)
 {
     (void)state;

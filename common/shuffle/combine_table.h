@@ -103,6 +103,12 @@ void lmr_combine_table_emit(struct lmr_combine_table *t, struct lmr_slice key, s
  */
 struct lmr_emitter *lmr_combine_table_emitter(struct lmr_combine_table *t);
 /**
+ * Emit keys[0, n), each with the same value, into out: the same pairs in the same order as n
+ * calls of lmr_emit. Into a combining table's emitter without a call per key; any other emitter
+ * gets the n calls.
+ */
+void lmr_emit_keys(struct lmr_emitter *out, const struct lmr_slice *keys, size_t n, struct lmr_slice value);
+/**
  * A combiner for 8-byte unsigned counts in the machine's byte order: acc += value (mod 2^64).
  * A job whose combine is this function (word count's) gets a table that adds in place of the
  * call, on its fast path; any other combiner is called per combined pair.

@@ -4,7 +4,8 @@
  * pipeline takes, zero bytes in keys, the pipelined and the synchronous paths, tables large
  * enough for the pipeline, accumulators inline and out of line, removal (backward shift),
  * the budget with a spilling callback and without one, in-place and copied sorted views, a
- * job's own key order, and a wrong value size reported by flush.
+ * job's own key order, a wrong value size reported by flush, and lmr_emit_keys (many keys, one
+ * value) against the same emits one by one.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -83,6 +84,8 @@ static struct kv *make_keys(size_t n)
     return k;
 }
 
+static struct kv *sum_emits(const struct kv *e, size_t n_emits, size_t words, size_t *n_sums);
+
 /* emits: n_emits picks of keys[0, n_keys) with random values; the expected sums into *expect (sorted, unique). */
 static struct kv *make_emits(const struct kv *keys, size_t n_keys, size_t n_emits, size_t words, struct kv **expect,
                              size_t *n_expect)
@@ -97,7 +100,14 @@ static struct kv *make_emits(const struct kv *keys, size_t n_keys, size_t n_emit
         for (size_t w = 0; w < words; w++)
             e[i].v[w] = next_rand() % 1000;
     }
-    struct kv *s = malloc(n_emits * sizeof *s);
+    *expect = sum_emits(e, n_emits, words, n_expect);
+    return e;
+}
+
+/* The emits e[0, n) summed per key, sorted by key (count in *n_sums). */
+static struct kv *sum_emits(const struct kv *e, size_t n_emits, size_t words, size_t *n_sums)
+{
+    struct kv *s = malloc((n_emits ? n_emits : 1) * sizeof *s);
     memcpy(s, e, n_emits * sizeof *s);
     qsort(s, n_emits, sizeof *s, kv_cmp);
     size_t u = 0;
@@ -109,9 +119,8 @@ static struct kv *make_emits(const struct kv *keys, size_t n_keys, size_t n_emit
             s[u++] = s[i];
         }
     }
-    *expect = s;
-    *n_expect = u;
-    return e;
+    *n_sums = u;
+    return s;
 }
 
 static struct lmr_combine_table *new_table(size_t words, size_t limit, lmr_combine_table_full_fn full, void *user)
@@ -371,6 +380,116 @@ static void test_own_order_and_wrong_value_size(void **unused)
     lmr_combine_table_destroy(t);
 }
 
+/* An emitter that is not a table: records what it is given. */
+struct recorder {
+    struct lmr_emitter emitter;
+    const struct lmr_slice *want;
+    size_t calls;
+    uint64_t value;
+};
+
+static void record_emit(struct lmr_emitter *self, struct lmr_slice key, struct lmr_slice value)
+{
+    struct recorder *r = (struct recorder *)self;
+    assert_ptr_equal(key.ptr, r->want[r->calls].ptr);
+    assert_int_equal(key.len, r->want[r->calls].len);
+    assert_int_equal(value.len, 8);
+    assert_memory_equal(value.ptr, &r->value, 8);
+    r->calls++;
+}
+
+/*
+ * lmr_emit_keys in batches of 1-150 keys with one value each, single emits in between (so the
+ * ring holds pairs of both, long keys among them), into a table that grows through the pipeline,
+ * with and without a budget that spills: the same sums as the emits one by one.
+ */
+static void run_emit_keys(size_t words, bool adder, size_t limit)
+{
+    g_adder = adder;
+    size_t n_keys = 30000, n_emits = 0, cap = 200000;
+    struct kv *keys = make_keys(n_keys), *emits = calloc(cap + 200, sizeof *emits);
+    struct spill_sink sink = {0};
+    struct lmr_combine_table *t = new_table(words, limit, limit ? spill_cb : NULL, &sink);
+    struct lmr_emitter *out = lmr_combine_table_emitter(t);
+    struct lmr_slice batch[150];
+    size_t next_key = 0;
+    while (n_emits < cap) {
+        if (next_rand() % 4 == 0) { /* a single emit */
+            struct kv *e = &emits[n_emits++];
+            size_t k = (size_t)(next_rand() % n_keys);
+            memcpy(e->key, keys[k].key, keys[k].len);
+            e->len = keys[k].len;
+            for (size_t w = 0; w < words; w++)
+                e->v[w] = next_rand() % 1000;
+            lmr_combine_table_emit(t, lmr_slice_make(e->key, e->len), lmr_slice_make(e->v, 8 * words));
+            continue;
+        }
+        size_t m = 1 + (size_t)(next_rand() % 150);
+        uint64_t v[MAX_WORDS] = {0};
+        for (size_t w = 0; w < words; w++)
+            v[w] = next_rand() % 1000;
+        for (size_t i = 0; i < m; i++) {
+            size_t k = next_key < n_keys ? next_key++ : (size_t)(next_rand() % n_keys); /* every key once first */
+            struct kv *e = &emits[n_emits++];
+            memcpy(e->key, keys[k].key, keys[k].len);
+            e->len = keys[k].len;
+            memcpy(e->v, v, sizeof v);
+            batch[i] = lmr_slice_make(keys[k].key, keys[k].len);
+        }
+        lmr_emit_keys(out, batch, m, lmr_slice_make(v, 8 * words));
+    }
+    assert_int_equal(lmr_combine_table_flush(t, NULL), LMR_OK);
+    assert_int_equal(lmr_combine_table_emits(t), n_emits);
+    size_t n_expect;
+    struct kv *expect = sum_emits(emits, n_emits, words, &n_expect);
+    if (!limit) {
+        assert_int_equal(lmr_combine_table_count(t), n_expect);
+        check_sorted(t, expect, n_expect, words, false);
+    } else {
+        assert_true(sink.calls > 0);
+        spill_cb(&sink, t, NULL); /* the rest */
+        struct kv *got = sum_emits(sink.spilled, sink.n, words, &sink.n);
+        assert_int_equal(sink.n, n_expect);
+        for (size_t i = 0; i < n_expect; i++) {
+            assert_int_equal(got[i].len, expect[i].len);
+            assert_memory_equal(got[i].key, expect[i].key, expect[i].len);
+            assert_memory_equal(got[i].v, expect[i].v, 8 * words);
+        }
+        free(got);
+    }
+    lmr_combine_table_destroy(t);
+    free(sink.spilled);
+    free(keys);
+    free(emits);
+    free(expect);
+    g_adder = false;
+}
+
+static void test_emit_keys_equals_single_emits(void **unused)
+{
+    run_emit_keys(1, true, 0);  /* the table's own adder */
+    run_emit_keys(1, false, 0); /* the job's combiner, 8 bytes */
+    run_emit_keys(2, false, 0); /* 16-byte accumulators: 64-byte slots */
+    run_emit_keys(1, true, 2 * 1024 * 1024);
+    run_emit_keys(2, false, 4 * 1024 * 1024);
+
+    /* Any other emitter: the same pairs in the same order, one call each. */
+    uint64_t one = 1;
+    struct lmr_slice keys[3] = {lmr_slice_make("b", 1), lmr_slice_make("a-key-longer-than-sixteen", 25),
+                                lmr_slice_make("b", 1)};
+    struct recorder r = {.emitter = {.emit = record_emit}, .want = keys, .value = one};
+    lmr_emit_keys(&r.emitter, keys, 3, lmr_slice_make(&one, 8));
+    assert_int_equal(r.calls, 3);
+
+    /* A wrong value size: sticky, reported by flush (no key is read past the value). */
+    struct lmr_combine_table *t = new_table(1, 0, NULL, NULL);
+    uint32_t small = 1;
+    lmr_emit_keys(lmr_combine_table_emitter(t), keys, 3, lmr_slice_make(&small, 4));
+    assert_int_equal(lmr_combine_table_flush(t, NULL), LMR_ERR_INVALID);
+    assert_int_equal(lmr_combine_table_count(t), 0);
+    lmr_combine_table_destroy(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -382,6 +501,7 @@ int main(void)
         cmocka_unit_test(test_remove_keeps_every_other_key_findable),
         cmocka_unit_test(test_budget_spills_through_the_callback),
         cmocka_unit_test(test_own_order_and_wrong_value_size),
+        cmocka_unit_test(test_emit_keys_equals_single_emits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

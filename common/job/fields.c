@@ -121,36 +121,36 @@ void lmr_fields_block_init(struct lmr_fields_block *b, struct lmr_slice block, u
 bool lmr_fields_block_next(struct lmr_fields_block *b, struct lmr_slice *out, size_t max, size_t *n,
                            struct lmr_slice *record)
 {
-    const uint8_t *start = b->p, *fstart = start, *end = b->end, *le = end, *win = b->win;
+    const uint8_t *start = b->p, *fstart = start, *end = b->end, *le, *win = b->win;
     if (start >= end)
         return false;
     uint64_t dm = b->dmask, nm = b->nmask;
     size_t k = 0;
-    /* The fields: separators one by one until max fields or the line's end. */
+    /* The fields: in each window, the delimiters before its first newline one by one, until max
+       fields or the line's end. */
     while (k < max) {
-        while (!(dm | nm)) {
-            if (end - win <= 64)
-                goto line_end; /* no separator left: the line ends with the block */
-            win += 64;
-            window_masks(win, end, b->delim, &dm, &nm);
-        }
-        uint64_t both = dm | nm, bit = both & -both;
-        const uint8_t *s = win + __builtin_ctzll(both);
-        if (nm & bit) {
+        uint64_t d = dm & (nm ? (nm & -nm) - 1 : ~(uint64_t)0);
+        for (; d && k < max; d &= d - 1) {
+            const uint8_t *s = win + __builtin_ctzll(d);
             out[k++] = (struct lmr_slice){fstart, (size_t)(s - fstart)};
-            le = s;
+            fstart = s + 1;
+        }
+        if (k == max)
+            break;
+        if (nm) { /* the line ends in this window: its last field */
+            le = win + __builtin_ctzll(nm);
+            out[k++] = (struct lmr_slice){fstart, (size_t)(le - fstart)};
             goto found;
         }
-        dm &= dm - 1;
-        out[k++] = (struct lmr_slice){fstart, (size_t)(s - fstart)};
-        fstart = s + 1;
+        if (end - win <= 64)
+            goto line_end; /* no separator left: the line ends with the block */
+        win += 64;
+        window_masks(win, end, b->delim, &dm, &nm);
     }
     /* max fields found: straight to the newline, the delimiters before it skipped. */
     while (!nm) {
-        if (end - win <= 64) {
-            dm = 0;
+        if (end - win <= 64)
             goto line_end;
-        }
         win += 64;
         window_masks(win, end, b->delim, &dm, &nm);
     }
@@ -249,10 +249,64 @@ size_t lmr_fields_parse_list(const char *arg_name, const char *s, uint32_t *out,
     }
 }
 
+static const uint64_t pow10_u64[20] = {1ull,
+                                       10ull,
+                                       100ull,
+                                       1000ull,
+                                       10000ull,
+                                       100000ull,
+                                       1000000ull,
+                                       10000000ull,
+                                       100000000ull,
+                                       1000000000ull,
+                                       10000000000ull,
+                                       100000000000ull,
+                                       1000000000000ull,
+                                       10000000000000ull,
+                                       100000000000000ull,
+                                       1000000000000000ull,
+                                       10000000000000000ull,
+                                       100000000000000000ull,
+                                       1000000000000000000ull,
+                                       10000000000000000000ull};
+
 static const double pow10_exact[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
                                      1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
+/* 8 bytes at p, the first in the lowest byte. */
+static inline uint64_t load8(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* The high bit of every byte of v that is not an ASCII digit: x = byte ^ '0' is 0..9 for a digit; its
+   low 7 bits + 0x76 reach bit 7 from 10 on (no carry out of the byte), and x's own bit 7 covers the rest. */
+static inline uint64_t non_digits(uint64_t v)
+{
+    uint64_t x = v ^ 0x3030303030303030ull;
+    return (((x & 0x7F7F7F7F7F7F7F7Full) + 0x7676767676767676ull) | x) & 0x8080808080808080ull;
+}
+
+/* The first k (0..8) bytes of v, all digits, as a number: shifted to the top (zeros before them are
+   leading zeros), then pairs, quads and the two halves combined in all lanes at once. */
+static inline uint64_t digits_value(uint64_t v, size_t k)
+{
+    if (!k)
+        return 0;
+    v <<= 8 * (8 - k);
+    v = ((v & 0x0F0F0F0F0F0F0F0Full) * 2561) >> 8;
+    v = ((v & 0x00FF00FF00FF00FFull) * 6553601) >> 16;
+    return ((v & 0x0000FFFF0000FFFFull) * 42949672960001ull) >> 32;
+}
+
 bool lmr_parse_number(struct lmr_slice s, double *out)
+{
+    return lmr_parse_number_within(s, s.ptr + s.len, out);
+}
+
+bool lmr_parse_number_within(struct lmr_slice s, const uint8_t *limit, double *out)
 {
     const uint8_t *p = s.ptr, *end = s.ptr + s.len;
     if (p == end)
@@ -260,6 +314,31 @@ bool lmr_parse_number(struct lmr_slice s, double *out)
     bool neg = false;
     if (*p == '+' || *p == '-')
         neg = *p++ == '-';
+    /* Fast path: at most 8 digits, a point, at most 8 digits, read 8 bytes at a time (the 17 bytes
+       from p lie before limit); the same mantissa and division as below, so the same double. */
+    size_t len = (size_t)(end - p);
+    if (limit - p >= 17 && len) {
+        uint64_t a = load8(p), nd = non_digits(a);
+        size_t i = nd ? (size_t)__builtin_ctzll(nd) / 8 : 8; /* digits before the first non-digit */
+        if (i >= len) {
+            double v = (double)digits_value(a, len);
+            *out = neg ? -v : v;
+            return true;
+        }
+        size_t flen = len - i - 1;
+        if (i < 8 && p[i] == '.' && flen <= 8 && (i || flen)) {
+            uint64_t b = load8(p + i + 1);
+            uint64_t mask = flen == 8 ? ~(uint64_t)0 : ((uint64_t)1 << (8 * flen)) - 1;
+            if (!(non_digits(b) & mask)) {
+                uint64_t mant = digits_value(a, i) * pow10_u64[flen] + digits_value(b, flen);
+                if (mant <= (1ull << 53)) {
+                    double v = (double)mant / pow10_exact[flen];
+                    *out = neg ? -v : v;
+                    return true;
+                }
+            }
+        }
+    }
     /* All digits into mant: exact while there are at most 19 of them (< 10^19 < 2^64); with more it
        wraps, and the slow path below decides. */
     uint64_t mant = 0;
@@ -315,46 +394,117 @@ bool lmr_parse_number(struct lmr_slice s, double *out)
     return ok;
 }
 
+/* x < 10^8 as 8 ASCII digits, the most significant in the lowest byte: x split in two 4-digit
+   halves, each half in two 2-digit lanes, each lane in two digits, every split in all lanes at
+   once (x / 100 as x * 10486 >> 20 for x < 10^4, x / 10 as x * 103 >> 10 for x < 100). */
+static inline uint64_t digits8(uint32_t x)
+{
+    uint64_t z = (uint64_t)(x / 10000) | (uint64_t)(x % 10000) << 32;
+    uint64_t zh = ((z * 10486) >> 20) & 0x0000007F0000007Full;
+    uint64_t w = zh | (z - zh * 100) << 16;
+    uint64_t wh = ((w * 103) >> 10) & 0x000F000F000F000Full;
+    return (wh | (w - wh * 10) << 8) | 0x3030303030303030ull;
+}
+
 /*
- * Fast path of lmr_format_double for 1e-4 <= |v| < 1e15: the smallest d such that the d-decimal
- * nearest to v reads back as v, with at most 15 significant digits. Two 15-digit decimals never
- * read back as the same double, so this is exactly what the %.15g attempt would print (trailing
- * zeros removed). @return the length, or 0 when the slow path must decide.
+ * Fast path of lmr_format_double for 1e-4 <= |v| < 1e15, in exact integer arithmetic. With
+ * |v| = f x 2^-s (f the 53-bit significand) and 10^E <= |v| < 10^(E+1), the n-digit decimal
+ * nearest to |v| is m x 10^-d, d = n - 1 - E, m = round(f x 10^d / 2^s): one 64x64-bit product
+ * and a shift, its remainder saying exactly how far m lies from |v|. It reads back as v when it
+ * lies strictly inside v's rounding interval (half a unit in the last place either side; both
+ * halves equal, as f is not a power of two here). Two decimals of at most 15 significant digits
+ * never read back as the same double, so when the nearest 15-digit one does, it (its trailing
+ * zeros removed) is the shortest; otherwise no decimal of 15 digits or fewer does, and the
+ * nearest 16-digit one, then the 17-digit one, is the shortest and closest (what
+ * double-conversion's shortest mode gives). Ties, candidates exactly on the interval's edge (where
+ * reading back depends on round-half-even), powers of two (a narrower interval below), a
+ * rounding up to a power of ten, and 17 digits below 1e-3 (10^d past 64 bits) are left to the
+ * slow path. @return the length, or 0 when the slow path must decide.
  */
-static size_t format_fixed(double v, char *out, size_t cap)
+static size_t format_exact(double v, char *out, size_t cap)
 {
     double a = fabs(v);
-    if (!(a >= 1e-4 && a < 1e15) || cap < 32)
+    if (!(a >= 1e-4 && a < 1e15) || cap < 40)
         return 0;
-    for (int d = 0; d <= 19; d++) {
-        double scaled = a * pow10_exact[d];
-        if (scaled >= 1e15)
-            return 0;
-        uint64_t m = (uint64_t)(scaled + 0.5);
-        if ((double)m / pow10_exact[d] != a)
-            continue;
-        while (d > 0 && m % 10 == 0) /* an off-by-one rounding above may have skipped a shorter d */
-            m /= 10, d--;
-        char digits[24];
-        int n = 0;
-        do {
-            digits[n++] = (char)('0' + m % 10);
-            m /= 10;
-        } while (m);
-        while (n <= d) /* at least one digit before the point */
-            digits[n++] = '0';
-        size_t len = 0;
-        if (v < 0)
-            out[len++] = '-';
-        for (int i = n - 1; i >= 0; i--) {
-            out[len++] = digits[i];
-            if (i == d && d > 0)
-                out[len++] = '.';
-        }
-        out[len] = '\0';
-        return len;
+    uint64_t bits;
+    memcpy(&bits, &a, sizeof bits);
+    int bexp = (int)(bits >> 52) - 1023; /* 2^bexp <= a < 2^(bexp+1); -14..49 here */
+    uint64_t f = (bits & ((1ull << 52) - 1)) | (1ull << 52);
+    if (f == 1ull << 52)
+        return 0;
+    unsigned s = (unsigned)(52 - bexp); /* a = f / 2^s, s in 3..66 */
+    if (s > 63)
+        return 0;
+    /* E = floor(log10(a)): bexp x log10(2) rounded down (1233 / 4096 is close enough for |bexp| < 100),
+       or one more; the 15-digit quotient below says which. */
+    int E = (bexp * 1233) >> 12;
+    int d = 14 - E;
+    unsigned __int128 x = (unsigned __int128)f * pow10_u64[d];
+    uint64_t q = (uint64_t)(x >> s);
+    if (q >= pow10_u64[15]) { /* a >= 10^(E+1): one digit more before the point */
+        E++, d--;
+        x = (unsigned __int128)f * pow10_u64[d];
+        q = (uint64_t)(x >> s);
     }
-    return 0;
+    uint64_t low = ((uint64_t)1 << s) - 1, half = (uint64_t)1 << (s - 1);
+    int n = 15;
+    uint64_t m;
+    for (;;) {
+        uint64_t r = (uint64_t)x & low, dist;
+        if (r == half)
+            return 0; /* a tie between two n-digit decimals */
+        if (r > half)
+            m = q + 1, dist = low + 1 - r;
+        else
+            m = q, dist = r;
+        /* m x 10^-d lies dist / (2^s x 10^d) from a; half an ulp is 1 / 2^(s+1) */
+        uint64_t twice = dist * 2;
+        if (twice < pow10_u64[d])
+            break;
+        if (twice == pow10_u64[d] || n == 17 || d == 19)
+            return 0;
+        n++, d++;
+        x *= 10;
+        q = (uint64_t)(x >> s);
+    }
+    if (m >= pow10_u64[n])
+        return 0; /* rounded up to 10^(E+1) */
+    /* m as 17 digits (n of them significant, leading zeros before), and how many of the n are
+       trailing zeros */
+    char buf[40] = {0};
+    uint64_t top = m / pow10_u64[16], rest = m - top * pow10_u64[16];
+    uint32_t hi = (uint32_t)(rest / 100000000), lo = (uint32_t)(rest % 100000000);
+    uint64_t whi = digits8(hi), wlo = digits8(lo);
+    buf[0] = (char)('0' + top);
+    memcpy(buf + 1, &whi, 8);
+    memcpy(buf + 9, &wlo, 8);
+    int zeros = lo ? __builtin_clzll(wlo ^ 0x3030303030303030ull) / 8
+                   : 8 + (hi ? __builtin_clzll(whi ^ 0x3030303030303030ull) / 8 : 8);
+    const char *dg = buf + 17 - n;
+    int ip = n - d;       /* digits before the point: E + 1 */
+    int keep = n - zeros; /* the digits up to the last non-zero one */
+    char *p = out;
+    if (v < 0)
+        *p++ = '-';
+    /* fixed-size copies (cap >= 40): the bytes past the end are overwritten or lie past the NUL */
+    if (ip > 0) {
+        memcpy(p, dg, 16);
+        if (keep > ip) {
+            p[ip] = '.';
+            memcpy(p + ip + 1, dg + ip, 16);
+            p += keep + 1;
+        } else {
+            p += ip;
+        }
+    } else {
+        memcpy(p, "0.000", 5);
+        p += 2 - ip;
+        memcpy(p, dg, 16);
+        memcpy(p + 16, dg + 16, 8);
+        p += keep;
+    }
+    *p = '\0';
+    return (size_t)(p - out);
 }
 
 /* The shortest digits, laid out as printf's %.Pg would, P being 15 for up to 15 digits, else the
@@ -411,7 +561,7 @@ size_t lmr_format_double(double v, char *out, size_t cap)
 {
     if (v == 0)
         v = 0; /* print -0 as 0 */
-    size_t fast = format_fixed(v, out, cap);
+    size_t fast = format_exact(v, out, cap);
     if (!fast)
         fast = format_shortest(v, out, cap);
     if (fast)

@@ -430,6 +430,30 @@ enum lmr_result lmr_lambda_service_start(struct lmr_lambda_service *svc, struct 
     return lmr_svc_http_start(svc, err);
 }
 
+enum lmr_result lmr_lambda_service_prestart(struct lmr_lambda_service *svc, const char *name, uint32_t count,
+                                            struct lmr_err *err)
+{
+    enum lmr_result r = LMR_OK;
+    pthread_mutex_lock(&svc->mu);
+    struct lmr_svc_fn *fn = svc->fns;
+    while (fn && strcmp(fn->name, name))
+        fn = fn->next;
+    if (!fn || fn->deleted)
+        r = lmr_fail(err, LMR_ERR_NOT_FOUND, "cannot start environments of function %s: no such function", name);
+    else if (ensure_monitor_locked(svc) != LMR_OK)
+        r = lmr_fail(err, LMR_ERR_NOMEM, "cannot start environments of function %s: no thread for the monitor", name);
+    while (!r && !svc->stopping && fn->n_alive < count && fn->n_alive < fn->concurrency) {
+        char why[512];
+        struct lmr_svc_env *env;
+        if (lmr_svc_env_spawn_locked(fn, &env, why, sizeof why) != LMR_OK)
+            r = lmr_fail(err, LMR_ERR_IO, "cannot start an environment of function %s (%s): %s", name, fn->path, why);
+        else
+            env->code_gen = fn->code_gen; /* idle, no invocation: the first one placed takes it */
+    }
+    pthread_mutex_unlock(&svc->mu);
+    return r;
+}
+
 void lmr_lambda_service_destroy(struct lmr_lambda_service *svc)
 {
     if (!svc)

@@ -65,6 +65,16 @@ enum lmr_result lmr_lambda_service_add_function(struct lmr_lambda_service *svc, 
                                                 struct lmr_err *err);
 /** Bind the Invoke API on 127.0.0.1 (port from the options). The local invoker works without it. */
 enum lmr_result lmr_lambda_service_start(struct lmr_lambda_service *svc, struct lmr_err *err);
+/**
+ * Start environments of function `name` ahead of its invocations, until `count` of them are alive
+ * (never more than its concurrency): their Init (process start, the runtime's own set-up) runs now,
+ * and an invocation that comes later is placed on one of them as on any idle environment, which it
+ * waits for if its Init has not finished. Its Init Duration goes into the REPORT of its first
+ * invocation, as a cold start's does. What Lambda's provisioned concurrency gives a function.
+ * @return LMR_OK; LMR_ERR_NOT_FOUND (no such function) or LMR_ERR_IO (a process did not start).
+ */
+enum lmr_result lmr_lambda_service_prestart(struct lmr_lambda_service *svc, const char *name, uint32_t count,
+                                            struct lmr_err *err);
 /** Port of the Invoke API (0 before start). */
 uint16_t lmr_lambda_service_port(const struct lmr_lambda_service *svc);
 /** Directory holding the per-function logs. */

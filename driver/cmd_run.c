@@ -664,40 +664,50 @@ static enum lmr_result start_service(const struct run_options *o, struct lmr_lam
     return r;
 }
 
-/*
- * Add the mapper and reducer functions (with the job's task root) to the started service, start
- * as many environments of each as the plan will run at once, and make the local invoker.
- */
-static enum lmr_result add_task_functions(const struct run_options *o, const struct lmr_job_plan *plan,
-                                          struct lmr_lambda_service *svc, struct lmr_invoker **inv, struct lmr_err *err)
+/* The embedded functions of the tasks: NAME-mapper, NAME-reducer. */
+static const char *const task_roles[] = {"mapper", "reducer"};
+
+/* Add the mapper and reducer functions (with the job's task root) to the started service and make the local invoker. */
+static enum lmr_result add_task_functions(const struct run_options *o, struct lmr_lambda_service *svc,
+                                          struct lmr_invoker **inv, struct lmr_err *err)
 {
     char path[4096];
     enum lmr_result r = find_bootstrap(path, sizeof path, err);
-    static const char *const roles[] = {"mapper", "reducer"};
-    uint64_t merges = plan->merge_fan_in ? lmr_exchange_merge_tasks(plan->ntasks, plan->merge_fan_in) : 0;
-    uint64_t tasks[] = {plan->ntasks,
-                        plan->job.reducers ? (merges > plan->job.reducers ? merges : plan->job.reducers) : merges};
     for (int i = 0; i < 2 && !r; i++) {
         char name[64];
-        snprintf(name, sizeof name, "%s-%s", LMR_DEFAULT_FUNCTION_PREFIX, roles[i]);
+        snprintf(name, sizeof name, "%s-%s", LMR_DEFAULT_FUNCTION_PREFIX, task_roles[i]);
         struct lmr_function_config fc = {.name = name,
                                          .path = path,
-                                         .handler = roles[i],
+                                         .handler = task_roles[i],
                                          .memory_mb = o->memory_mb,
                                          .timeout_s = o->timeout_s,
                                          .concurrency = o->concurrency,
                                          .task_root = o->task_root};
         r = lmr_lambda_service_add_function(svc, &fc, err);
-        /* The environments the phase will use, started now: a task's invoke finds one warm (or
-         * one in its Init) instead of starting a process itself. Ahead of time only: a failure
-         * here shows again, with its reason, on the invocation. */
-        if (!r)
-            lmr_lambda_service_prestart(svc, name, (uint32_t)(tasks[i] < o->concurrency ? tasks[i] : o->concurrency),
-                                        NULL);
     }
     if (!r)
         r = lmr_local_invoker_new(svc, inv, err);
     return r;
+}
+
+/*
+ * Start as many environments of the mapper and the reducer function as the plan runs at once,
+ * called once the coordinator has its event (each start takes the service's lock for about a
+ * millisecond, which the coordinator's invoke should not wait for). The coordinator's first task
+ * invokes then find an environment warm, or in its Init, instead of starting a process each, and
+ * the reducers' start after the map phase is no longer on the job's path. Ahead of time only: a
+ * start that fails here fails again, with its reason, on the invocation.
+ */
+static void prestart_tasks(const struct run_options *o, const struct lmr_job_plan *plan, struct lmr_lambda_service *svc)
+{
+    uint64_t merges = plan->merge_fan_in ? lmr_exchange_merge_tasks(plan->ntasks, plan->merge_fan_in) : 0;
+    uint64_t reducer_fn = merges > plan->job.reducers ? merges : plan->job.reducers; /* merge tasks run there too */
+    uint64_t tasks[] = {plan->ntasks, reducer_fn};
+    for (int i = 0; i < 2; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "%s-%s", LMR_DEFAULT_FUNCTION_PREFIX, task_roles[i]);
+        lmr_lambda_service_prestart(svc, name, (uint32_t)(tasks[i] < o->concurrency ? tasks[i] : o->concurrency), NULL);
+    }
 }
 
 /* Prices for the job's region (AWS_REGION, AWS_DEFAULT_REGION, the profile) and this build's architecture. */
@@ -1086,7 +1096,7 @@ static int run_stage(struct run_options *o)
                 goto out;
             }
             prefix = det.prefix;
-        } else if ((r = add_task_functions(o, &plan, svc, &inv, &err))) {
+        } else if ((r = add_task_functions(o, svc, &inv, &err))) {
             goto out;
         }
         tasks_added = true;
@@ -1102,6 +1112,8 @@ static int run_stage(struct run_options *o)
         delete_new_manifest(&plan, work_store, resumed); /* nothing ran: leave nothing */
         goto out;
     }
+    if (svc)
+        prestart_tasks(o, &plan, svc);
     if (o->detach) {
         /* Return once the coordinator has taken the lease over from us. */
         r = wait_for_handover(out_store, lease_key, lmr_lease_holder(lease), plan.job.job_id, &err);

@@ -900,27 +900,21 @@ static void delete_new_manifest(const struct lmr_job_plan *plan, struct lmr_stor
 }
 
 /* The job record said succeeded: give the coordinator function the moment it needs to end (it
- * stores its log after the record) before the service stops, at most COORDINATOR_END_WAIT_MS.
- * Not when speculative losers still run: the coordinator would wait for them, and the service's
- * end is what stops them (the driver removes their data afterwards). */
+ * stores its log after the record) before the service stops, at most COORDINATOR_END_WAIT_MS; the
+ * service wakes this wait when an invocation ends. Not when speculative losers still run: the
+ * coordinator would wait for them, and the service's end is what stops them (the driver removes
+ * their data afterwards). */
 #define COORDINATOR_END_WAIT_MS 2000
 static void let_coordinator_finish(struct lmr_lambda_service *svc, const json_t *report)
 {
-    uint64_t unfinished = 0;
     size_t i;
     json_t *v;
     json_array_foreach(json_object_get(report, "invocations"), i, v)
     {
         if (json_is_true(json_object_get(v, "unfinished")))
-            unfinished++;
-    }
-    for (int waited = 0; waited < COORDINATOR_END_WAIT_MS; waited++) {
-        struct lmr_lambda_service_stats st;
-        lmr_lambda_service_get_stats(svc, &st);
-        if (unfinished || st.invocations_running == 0)
             return;
-        lmr_sleep_ms(1);
     }
+    lmr_lambda_service_wait_idle(svc, COORDINATOR_END_WAIT_MS);
 }
 
 static int run_stage(struct run_options *o)

@@ -13,6 +13,7 @@
 #ifndef LMR_LAMBDA_SERVICE_H
 #define LMR_LAMBDA_SERVICE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "lambda/invoker.h"
@@ -91,6 +92,13 @@ struct lmr_lambda_service_stats {
 
 /** Snapshot of the counters. */
 void lmr_lambda_service_get_stats(struct lmr_lambda_service *svc, struct lmr_lambda_service_stats *out);
+
+/**
+ * Wait until no environment runs an invocation (invocations_running is 0), at most timeout_ms;
+ * woken by each invocation's end, not by polling. Queued Event invocations do not count.
+ * @return true when none runs, false at the timeout.
+ */
+bool lmr_lambda_service_wait_idle(struct lmr_lambda_service *svc, uint32_t timeout_ms);
 
 /** Stop the Invoke API, kill and reap every environment, free everything. NULL-safe. */
 void lmr_lambda_service_destroy(struct lmr_lambda_service *svc);

@@ -1,11 +1,13 @@
 #include "role.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "coordinator.h"
+#include "aws/curl_api.h"
 #include "job/args.h"
 #include "job/task.h"
 #include "job/task_log.h"
@@ -105,6 +107,25 @@ static enum lmr_result continue_job(struct lmr_invoker *inv, json_t *ev, const c
     lmr_invoke_result_clean_up(&ir);
     free(text);
     return r;
+}
+
+static void *load_curl(void *arg)
+{
+    (void)arg;
+    lmr_curl_load(NULL); /* once per process: a failure is the handler's to report */
+    return NULL;
+}
+
+void lmr_coordinator_init(void)
+{
+    pthread_t t;
+    pthread_attr_t a;
+    if (pthread_attr_init(&a))
+        return;
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&t, &a, load_curl, NULL)) /* no thread: the handler's client opens it itself */
+        LMR_DEBUG("coordinator: no thread to open libcurl ahead of the event");
+    pthread_attr_destroy(&a);
 }
 
 enum lmr_result lmr_coordinator_handle(void *user_data, const struct lmr_runtime_context *ctx, const char *event,

@@ -27,6 +27,14 @@
  * the time it was given, when that is shorter). LMR_COORDINATOR_MARGIN_MS overrides it (tests). */
 #define LMR_COORDINATOR_DEADLINE_MARGIN_MS 60000u
 
+/**
+ * The coordinator role's Init (before its first GET /next): starts opening libcurl (about 30
+ * shared libraries, several milliseconds) on a thread of its own, so that it is loaded while the
+ * runtime waits for the event and the handler takes the lease over; the handler's first AWS client
+ * (lmr_curl_load) waits for it. Nothing to undo: a failure is reported by that client.
+ */
+void lmr_coordinator_init(void);
+
 /** The coordinator role's handler (lmr_handler_fn). */
 enum lmr_result lmr_coordinator_handle(void *user_data, const struct lmr_runtime_context *ctx, const char *event,
                                        size_t event_len, struct lmr_buf *response, struct lmr_err *err);

@@ -25,6 +25,7 @@
 #include "lambda/service.h"
 #include "aws/config.h"
 #include "estimate.h"
+#include "exchange.h"
 #include "job_plan.h"
 #include "report/html.h"
 #include "lease.h"
@@ -622,29 +623,18 @@ static enum lmr_result find_bootstrap(char *path, size_t cap, struct lmr_err *er
     return LMR_OK;
 }
 
-/* Start the embedded service with the mapper and reducer functions. */
-static enum lmr_result start_local(const struct run_options *o, struct lmr_lambda_service **svc,
-                                   struct lmr_invoker **inv, struct lmr_err *err)
+/*
+ * Start the embedded service with the coordinator function, and start the coordinator's
+ * environment at once: its Init (process start, libcurl) runs while this driver plans the job,
+ * takes the lease and writes the manifest, instead of after the invoke.
+ */
+static enum lmr_result start_service(const struct run_options *o, struct lmr_lambda_service **svc, struct lmr_err *err)
 {
     char path[4096];
-    enum lmr_result fr = find_bootstrap(path, sizeof path, err);
-    if (fr)
-        return fr;
+    enum lmr_result r = find_bootstrap(path, sizeof path, err);
     struct lmr_lambda_service_options so = {0};
-    enum lmr_result r = lmr_lambda_service_new(&so, svc, err);
-    static const char *const roles[] = {"mapper", "reducer"};
-    for (int i = 0; i < 2 && !r; i++) {
-        char name[64];
-        snprintf(name, sizeof name, "lambdamr-%s", roles[i]);
-        struct lmr_function_config fc = {.name = name,
-                                         .path = path,
-                                         .handler = roles[i],
-                                         .memory_mb = o->memory_mb,
-                                         .timeout_s = o->timeout_s,
-                                         .concurrency = o->concurrency,
-                                         .task_root = o->task_root};
-        r = lmr_lambda_service_add_function(*svc, &fc, err);
-    }
+    if (!r)
+        r = lmr_lambda_service_new(&so, svc, err);
     if (!r)
         r = lmr_lambda_service_start(*svc, err);
     /* The coordinator runs as a function too and invokes the tasks through the service's own
@@ -657,7 +647,7 @@ static enum lmr_result start_local(const struct run_options *o, struct lmr_lambd
         bool creds = getenv("AWS_ACCESS_KEY_ID") || getenv("AWS_PROFILE");
         const char *env[] = {endpoint, creds ? NULL : "AWS_ACCESS_KEY_ID=lambdamr-local",
                              "AWS_SECRET_ACCESS_KEY=lambdamr-local", NULL};
-        struct lmr_function_config fc = {.name = "lambdamr-coordinator",
+        struct lmr_function_config fc = {.name = LMR_DEFAULT_FUNCTION_PREFIX "-coordinator",
                                          .path = path,
                                          .handler = "coordinator",
                                          .memory_mb = o->memory_mb,
@@ -669,9 +659,55 @@ static enum lmr_result start_local(const struct run_options *o, struct lmr_lambd
                                          .env = env};
         r = lmr_lambda_service_add_function(*svc, &fc, err);
     }
-    if (!r)
-        r = lmr_local_invoker_new(*svc, inv, err);
+    if (!r) /* ahead of time only: the invoke starts one itself if this one could not start */
+        lmr_lambda_service_prestart(*svc, LMR_DEFAULT_FUNCTION_PREFIX "-coordinator", 1, NULL);
     return r;
+}
+
+/* The embedded functions of the tasks: NAME-mapper, NAME-reducer. */
+static const char *const task_roles[] = {"mapper", "reducer"};
+
+/* Add the mapper and reducer functions (with the job's task root) to the started service and make the local invoker. */
+static enum lmr_result add_task_functions(const struct run_options *o, struct lmr_lambda_service *svc,
+                                          struct lmr_invoker **inv, struct lmr_err *err)
+{
+    char path[4096];
+    enum lmr_result r = find_bootstrap(path, sizeof path, err);
+    for (int i = 0; i < 2 && !r; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "%s-%s", LMR_DEFAULT_FUNCTION_PREFIX, task_roles[i]);
+        struct lmr_function_config fc = {.name = name,
+                                         .path = path,
+                                         .handler = task_roles[i],
+                                         .memory_mb = o->memory_mb,
+                                         .timeout_s = o->timeout_s,
+                                         .concurrency = o->concurrency,
+                                         .task_root = o->task_root};
+        r = lmr_lambda_service_add_function(svc, &fc, err);
+    }
+    if (!r)
+        r = lmr_local_invoker_new(svc, inv, err);
+    return r;
+}
+
+/*
+ * Start as many environments of the mapper and the reducer function as the plan runs at once,
+ * called once the coordinator has its event (each start takes the service's lock for about a
+ * millisecond, which the coordinator's invoke should not wait for). The coordinator's first task
+ * invokes then find an environment warm, or in its Init, instead of starting a process each, and
+ * the reducers' start after the map phase is no longer on the job's path. Ahead of time only: a
+ * start that fails here fails again, with its reason, on the invocation.
+ */
+static void prestart_tasks(const struct run_options *o, const struct lmr_job_plan *plan, struct lmr_lambda_service *svc)
+{
+    uint64_t merges = plan->merge_fan_in ? lmr_exchange_merge_tasks(plan->ntasks, plan->merge_fan_in) : 0;
+    uint64_t reducer_fn = merges > plan->job.reducers ? merges : plan->job.reducers; /* merge tasks run there too */
+    uint64_t tasks[] = {plan->ntasks, reducer_fn};
+    for (int i = 0; i < 2; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "%s-%s", LMR_DEFAULT_FUNCTION_PREFIX, task_roles[i]);
+        lmr_lambda_service_prestart(svc, name, (uint32_t)(tasks[i] < o->concurrency ? tasks[i] : o->concurrency), NULL);
+    }
 }
 
 /* Prices for the job's region (AWS_REGION, AWS_DEFAULT_REGION, the profile) and this build's architecture. */
@@ -864,27 +900,21 @@ static void delete_new_manifest(const struct lmr_job_plan *plan, struct lmr_stor
 }
 
 /* The job record said succeeded: give the coordinator function the moment it needs to end (it
- * stores its log after the record) before the service stops, at most COORDINATOR_END_WAIT_MS.
- * Not when speculative losers still run: the coordinator would wait for them, and the service's
- * end is what stops them (the driver removes their data afterwards). */
+ * stores its log after the record) before the service stops, at most COORDINATOR_END_WAIT_MS; the
+ * service wakes this wait when an invocation ends. Not when speculative losers still run: the
+ * coordinator would wait for them, and the service's end is what stops them (the driver removes
+ * their data afterwards). */
 #define COORDINATOR_END_WAIT_MS 2000
 static void let_coordinator_finish(struct lmr_lambda_service *svc, const json_t *report)
 {
-    uint64_t unfinished = 0;
     size_t i;
     json_t *v;
     json_array_foreach(json_object_get(report, "invocations"), i, v)
     {
         if (json_is_true(json_object_get(v, "unfinished")))
-            unfinished++;
-    }
-    for (int waited = 0; waited < COORDINATOR_END_WAIT_MS; waited++) {
-        struct lmr_lambda_service_stats st;
-        lmr_lambda_service_get_stats(svc, &st);
-        if (unfinished || st.invocations_running == 0)
             return;
-        lmr_sleep_ms(1);
     }
+    lmr_lambda_service_wait_idle(svc, COORDINATOR_END_WAIT_MS);
 }
 
 static int run_stage(struct run_options *o)
@@ -902,6 +932,7 @@ static int run_stage(struct run_options *o)
     struct lmr_lease *lease = NULL;
     char *lease_key = NULL;
     int status = 1;
+    bool tasks_added = false;                      /* the mapper and reducer functions are in the embedded service */
     struct lmr_detach_local det = {.lock_fd = -1}; /* --detach on the embedded default */
     const char *prefix = o->function_prefix ? o->function_prefix : LMR_DEFAULT_FUNCTION_PREFIX;
 
@@ -928,6 +959,12 @@ static int run_stage(struct run_options *o)
         ((r = lmr_background_dir(det.dir, sizeof det.dir, &err)) ||
          (r = lmr_detach_local_check(det.dir, uses_s3(o), &err))))
         return fail(&err, r);
+
+    /* The embedded default: the service and the coordinator's environment start first, so that the
+     * coordinator's Init overlaps the planning below. */
+    bool embedded = strcmp(o->backend, "aws") && !o->detach && !o->dry_run;
+    if (embedded && (r = start_service(o, &svc, &err)))
+        goto out;
 
     /* Plan (the planner lists, splits, packs and places the job), check the output, write the manifest. */
     struct lmr_plan_request req = {.job_name = o->job,
@@ -1053,9 +1090,10 @@ static int run_stage(struct run_options *o)
                 goto out;
             }
             prefix = det.prefix;
-        } else if ((r = start_local(o, &svc, &inv, &err))) {
+        } else if ((r = add_task_functions(o, svc, &inv, &err))) {
             goto out;
         }
+        tasks_added = true;
     }
 
     /* Hand the job to the coordinator function, then follow it from its records. */
@@ -1068,6 +1106,8 @@ static int run_stage(struct run_options *o)
         delete_new_manifest(&plan, work_store, resumed); /* nothing ran: leave nothing */
         goto out;
     }
+    if (svc)
+        prestart_tasks(o, &plan, svc);
     if (o->detach) {
         /* Return once the coordinator has taken the lease over from us. */
         r = wait_for_handover(out_store, lease_key, lmr_lease_holder(lease), plan.job.job_id, &err);
@@ -1130,7 +1170,8 @@ out:
         fail(&err, r);
     lmr_detach_local_release(&det);
     lmr_invoker_destroy(inv);
-    /* The functions' logs (stdout/stderr and REPORT lines) are kept only when the job failed. */
+    /* The functions' logs (stdout/stderr and REPORT lines) are kept only when the job failed after its
+     * functions were there (a job refused while planning ran nothing worth reading). */
     char *log_dir = svc ? strdup(lmr_lambda_service_log_dir(svc)) : NULL;
     bool local = svc != NULL;
     if (local && status == 0)
@@ -1138,7 +1179,7 @@ out:
     lmr_lambda_service_destroy(svc);
     if (local && status == 0 && report) /* superseded attempts died with the service: their data goes too */
         lmr_coordinator_remove_superseded(work_store, &plan.job, report);
-    if (log_dir && status == 0)
+    if (log_dir && (status == 0 || !tasks_added))
         lmr_remove_tree(log_dir, NULL);
     else if (log_dir)
         fprintf(stderr, "lambdamr run: the function logs are in %s\n", log_dir);

@@ -7,6 +7,7 @@
 struct lmr_function_role {
     const char *name; /* _HANDLER value */
     lmr_handler_fn handler;
+    void (*init)(void); /* Optional: run once at process start, before the first GET /next (Lambda's Init) */
 };
 
 const struct lmr_function_role *lmr_function_role_find(const char *name);

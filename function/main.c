@@ -20,5 +20,7 @@ int main(void)
         fprintf(stderr, "bootstrap: %s\n", msg);
         return lmr_runtime_init_error("Runtime.InvalidEntrypoint", msg);
     }
+    if (role->init)
+        role->init();
     return lmr_runtime_main(role->handler, NULL);
 }

@@ -21,7 +21,7 @@ static const struct lmr_function_role roles[] = {
     {LMR_ROLE_REDUCER, lmr_reducer_handle},
     {LMR_ROLE_ECHO, echo_handler},
     {LMR_ROLE_STREAM, lmr_stream_handler},
-    {LMR_ROLE_COORDINATOR, lmr_coordinator_handle},
+    {LMR_ROLE_COORDINATOR, lmr_coordinator_handle, lmr_coordinator_init},
 };
 
 const struct lmr_function_role *lmr_function_role_find(const char *name)

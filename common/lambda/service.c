@@ -153,6 +153,7 @@ enum lmr_result lmr_lambda_service_new(const struct lmr_lambda_service_options *
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&svc->monitor_cond, &ca);
+    pthread_cond_init(&svc->idle_cond, &ca);
     pthread_condattr_destroy(&ca);
     svc->port_wanted = opts ? opts->port : 0;
     enum lmr_result cr = lmr_svc_control_new(svc, opts, err);
@@ -324,6 +325,26 @@ void lmr_lambda_service_get_stats(struct lmr_lambda_service *svc, struct lmr_lam
     pthread_mutex_unlock(&svc->mu);
 }
 
+bool lmr_lambda_service_wait_idle(struct lmr_lambda_service *svc, uint32_t timeout_ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)timeout_ms * 1000000u;
+    ts.tv_sec += (time_t)(ns / 1000000000u);
+    ts.tv_nsec = (long)(ns % 1000000000u);
+    pthread_mutex_lock(&svc->mu);
+    for (;;) {
+        bool running = false;
+        for (struct lmr_svc_fn *fn = svc->fns; fn && !running; fn = fn->next)
+            for (struct lmr_svc_env *env = fn->envs; env && !running; env = env->next)
+                running = env->inv != NULL;
+        if (!running || pthread_cond_timedwait(&svc->idle_cond, &svc->mu, &ts) == ETIMEDOUT) {
+            pthread_mutex_unlock(&svc->mu);
+            return !running;
+        }
+    }
+}
+
 const char *lmr_lambda_service_log_dir(const struct lmr_lambda_service *svc)
 {
     return svc ? svc->log_dir : NULL;
@@ -430,6 +451,30 @@ enum lmr_result lmr_lambda_service_start(struct lmr_lambda_service *svc, struct 
     return lmr_svc_http_start(svc, err);
 }
 
+enum lmr_result lmr_lambda_service_prestart(struct lmr_lambda_service *svc, const char *name, uint32_t count,
+                                            struct lmr_err *err)
+{
+    enum lmr_result r = LMR_OK;
+    pthread_mutex_lock(&svc->mu);
+    struct lmr_svc_fn *fn = svc->fns;
+    while (fn && strcmp(fn->name, name))
+        fn = fn->next;
+    if (!fn || fn->deleted)
+        r = lmr_fail(err, LMR_ERR_NOT_FOUND, "cannot start environments of function %s: no such function", name);
+    else if (ensure_monitor_locked(svc) != LMR_OK)
+        r = lmr_fail(err, LMR_ERR_NOMEM, "cannot start environments of function %s: no thread for the monitor", name);
+    while (!r && !svc->stopping && fn->n_alive < count && fn->n_alive < fn->concurrency) {
+        char why[512];
+        struct lmr_svc_env *env;
+        if (lmr_svc_env_spawn_locked(fn, &env, why, sizeof why) != LMR_OK)
+            r = lmr_fail(err, LMR_ERR_IO, "cannot start an environment of function %s (%s): %s", name, fn->path, why);
+        else
+            env->code_gen = fn->code_gen; /* idle, no invocation: the first one placed takes it */
+    }
+    pthread_mutex_unlock(&svc->mu);
+    return r;
+}
+
 void lmr_lambda_service_destroy(struct lmr_lambda_service *svc)
 {
     if (!svc)
@@ -461,6 +506,7 @@ void lmr_lambda_service_destroy(struct lmr_lambda_service *svc)
     free(svc->log_dir);
     pthread_cond_destroy(&svc->envs_cond);
     pthread_cond_destroy(&svc->monitor_cond);
+    pthread_cond_destroy(&svc->idle_cond);
     pthread_mutex_destroy(&svc->mu);
     free(svc);
 }
@@ -680,6 +726,7 @@ void lmr_svc_inv_finish_locked(struct lmr_lambda_service *svc, struct lmr_svc_in
     if (n > 0)
         lmr_svc_log_write_locked(fn, inv, lines, (size_t)n < sizeof lines ? (size_t)n : sizeof lines - 1);
     inv->env = NULL;
+    pthread_cond_broadcast(&svc->idle_cond);
     bool final = inv->type == LMR_INVOKE_SYNC || !inv->function_error || inv->attempt >= 2 || svc->stopping;
     if (final) {
         svc->stats.invocations_completed++;

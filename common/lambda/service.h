@@ -13,6 +13,7 @@
 #ifndef LMR_LAMBDA_SERVICE_H
 #define LMR_LAMBDA_SERVICE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "lambda/invoker.h"
@@ -65,6 +66,16 @@ enum lmr_result lmr_lambda_service_add_function(struct lmr_lambda_service *svc, 
                                                 struct lmr_err *err);
 /** Bind the Invoke API on 127.0.0.1 (port from the options). The local invoker works without it. */
 enum lmr_result lmr_lambda_service_start(struct lmr_lambda_service *svc, struct lmr_err *err);
+/**
+ * Start environments of function `name` ahead of its invocations, until `count` of them are alive
+ * (never more than its concurrency): their Init (process start, the runtime's own set-up) runs now,
+ * and an invocation that comes later is placed on one of them as on any idle environment, which it
+ * waits for if its Init has not finished. Its Init Duration goes into the REPORT of its first
+ * invocation, as a cold start's does. What Lambda's provisioned concurrency gives a function.
+ * @return LMR_OK; LMR_ERR_NOT_FOUND (no such function) or LMR_ERR_IO (a process did not start).
+ */
+enum lmr_result lmr_lambda_service_prestart(struct lmr_lambda_service *svc, const char *name, uint32_t count,
+                                            struct lmr_err *err);
 /** Port of the Invoke API (0 before start). */
 uint16_t lmr_lambda_service_port(const struct lmr_lambda_service *svc);
 /** Directory holding the per-function logs. */
@@ -81,6 +92,13 @@ struct lmr_lambda_service_stats {
 
 /** Snapshot of the counters. */
 void lmr_lambda_service_get_stats(struct lmr_lambda_service *svc, struct lmr_lambda_service_stats *out);
+
+/**
+ * Wait until no environment runs an invocation (invocations_running is 0), at most timeout_ms;
+ * woken by each invocation's end, not by polling. Queued Event invocations do not count.
+ * @return true when none runs, false at the timeout.
+ */
+bool lmr_lambda_service_wait_idle(struct lmr_lambda_service *svc, uint32_t timeout_ms);
 
 /** Stop the Invoke API, kill and reap every environment, free everything. NULL-safe. */
 void lmr_lambda_service_destroy(struct lmr_lambda_service *svc);

@@ -139,6 +139,7 @@ struct lmr_lambda_service {
     pthread_t monitor;
     bool monitor_running;
     pthread_cond_t monitor_cond;
+    pthread_cond_t idle_cond;              /* an invocation ended (lmr_lambda_service_wait_idle; CLOCK_MONOTONIC) */
     struct lmr_lambda_service_stats stats; /* events_queued is computed on demand */
     struct lmr_svc_control *control;       /* the control plane's own state (service_control.c) */
 };

@@ -1,0 +1,196 @@
+/*
+ * Environments started ahead of their invocations (lmr_lambda_service_prestart) and the wait for
+ * the service to go idle (lmr_lambda_service_wait_idle), with real function processes (fn_test,
+ * tests/tools) behind real Runtime API endpoints; only the Invoke side is in-process.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lambda/invoker.h"
+#include "lambda/service.h"
+#include "util/misc.h"
+
+static char fn_path[4096];
+
+struct fixture {
+    struct lmr_lambda_service *svc;
+    struct lmr_invoker *inv;
+    char log_dir[64];
+};
+
+static void add(struct fixture *f, const char *name, const char *handler, uint32_t concurrency)
+{
+    struct lmr_function_config cfg = {
+        .name = name, .path = fn_path, .handler = handler, .timeout_s = 10, .concurrency = concurrency};
+    struct lmr_err err = {0};
+    assert_int_equal(lmr_lambda_service_add_function(f->svc, &cfg, &err), LMR_OK);
+}
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof *f);
+    snprintf(f->log_dir, sizeof f->log_dir, "/tmp/lmr-test-prestart-XXXXXX");
+    assert_non_null(mkdtemp(f->log_dir));
+    struct lmr_lambda_service_options opts = {.log_dir = f->log_dir};
+    struct lmr_err err = {0};
+    assert_int_equal(lmr_lambda_service_new(&opts, &f->svc, &err), LMR_OK);
+    assert_int_equal(lmr_local_invoker_new(f->svc, &f->inv, &err), LMR_OK);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    lmr_invoker_destroy(f->inv);
+    lmr_lambda_service_destroy(f->svc);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->log_dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", f->log_dir);
+    free(f);
+    return 0;
+}
+
+static enum lmr_result call(struct fixture *f, const char *fn, const char *payload, struct lmr_invoke_result *res)
+{
+    struct lmr_err err = {0};
+    lmr_invoke_result_init(res, 1u << 20);
+    return lmr_invoke(f->inv, fn, payload, strlen(payload), LMR_INVOKE_SYNC, 0, res, &err);
+}
+
+static uint64_t cold_starts(struct fixture *f)
+{
+    struct lmr_lambda_service_stats st;
+    lmr_lambda_service_get_stats(f->svc, &st);
+    return st.cold_starts;
+}
+
+/* The pid part of fn_test's count answer "PID:N". */
+static long answer_pid(const struct lmr_invoke_result *r)
+{
+    return r->payload.data ? strtol(r->payload.data, NULL, 10) : -1;
+}
+
+/* Started ahead: no new process for the invocations that follow, and the Init is still reported once each. */
+static void test_prestarted_environments_take_the_invocations(void **state)
+{
+    struct fixture *f = *state;
+    add(f, "count", "count", 3);
+    struct lmr_err err = {0};
+    assert_int_equal(lmr_lambda_service_prestart(f->svc, "count", 2, &err), LMR_OK);
+    assert_int_equal(cold_starts(f), 2);
+    /* Already alive environments count: asking again starts none. */
+    assert_int_equal(lmr_lambda_service_prestart(f->svc, "count", 2, &err), LMR_OK);
+    assert_int_equal(cold_starts(f), 2);
+    /* An invocation right away waits for an environment's Init instead of starting a third process. */
+    struct lmr_invoke_result a, b, c;
+    assert_int_equal(call(f, "count", "{}", &a), LMR_OK);
+    assert_string_equal(a.function_error, "");
+    assert_true(a.init_duration_ms > 0); /* the environment's Init goes into its first REPORT */
+    assert_int_equal(cold_starts(f), 2);
+    assert_int_equal(call(f, "count", "{}", &b), LMR_OK);
+    assert_int_equal(call(f, "count", "{}", &c), LMR_OK);
+    assert_int_equal(cold_starts(f), 2);
+    /* Three invocations on two processes: one of them ran two, and no Init was reported twice. */
+    long pa = answer_pid(&a), pb = answer_pid(&b), pc = answer_pid(&c);
+    assert_true(pa > 0 && pb > 0 && pc > 0);
+    assert_true(pa == pb || pa == pc || pb == pc);
+    int inits = (a.init_duration_ms > 0) + (b.init_duration_ms > 0) + (c.init_duration_ms > 0);
+    assert_true(inits >= 1 && inits <= 2);
+    lmr_invoke_result_clean_up(&a);
+    lmr_invoke_result_clean_up(&b);
+    lmr_invoke_result_clean_up(&c);
+}
+
+/* Never more than the function's concurrency; an unknown function is an error that names it. */
+static void test_prestart_limits(void **state)
+{
+    struct fixture *f = *state;
+    add(f, "count", "count", 2);
+    struct lmr_err err = {0};
+    assert_int_equal(lmr_lambda_service_prestart(f->svc, "count", 50, &err), LMR_OK);
+    assert_int_equal(cold_starts(f), 2);
+    assert_int_equal(lmr_lambda_service_prestart(f->svc, "nosuch", 1, &err), LMR_ERR_NOT_FOUND);
+    assert_non_null(strstr(err.msg, "nosuch"));
+    assert_int_equal(lmr_lambda_service_prestart(f->svc, "count", 0, NULL), LMR_OK);
+    assert_int_equal(cold_starts(f), 2);
+}
+
+/* An environment that cannot start ahead leaves the invocation to report why, as a cold start does. */
+static void test_prestart_of_a_missing_executable(void **state)
+{
+    struct fixture *f = *state;
+    struct lmr_function_config cfg = {.name = "gone", .path = "/nonexistent/bootstrap", .timeout_s = 5};
+    struct lmr_err err = {0};
+    assert_int_equal(lmr_lambda_service_add_function(f->svc, &cfg, &err), LMR_OK);
+    assert_int_equal(lmr_lambda_service_prestart(f->svc, "gone", 1, &err), LMR_ERR_IO);
+    assert_non_null(strstr(err.msg, "gone"));
+    struct lmr_invoke_result r;
+    call(f, "gone", "{}", &r);
+    assert_string_equal(r.function_error, "Unhandled");
+    assert_non_null(strstr(r.payload.data ? r.payload.data : "", "Runtime.InvalidEntrypoint"));
+    lmr_invoke_result_clean_up(&r);
+}
+
+struct bg_call {
+    struct fixture *f;
+    struct lmr_invoke_result res;
+    enum lmr_result rc;
+};
+
+static void *bg_main(void *arg)
+{
+    struct bg_call *c = arg;
+    c->rc = call(c->f, "sleep", "300", &c->res);
+    return NULL;
+}
+
+/* wait_idle: at once when nothing runs; false at its timeout while one runs; woken by the end. */
+static void test_wait_idle(void **state)
+{
+    struct fixture *f = *state;
+    add(f, "sleep", "sleep", 1);
+    assert_true(lmr_lambda_service_wait_idle(f->svc, 0));
+    struct bg_call bg = {.f = f};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, bg_main, &bg), 0);
+    struct lmr_lambda_service_stats st = {0};
+    for (int i = 0; i < 500 && !st.invocations_running; i++) {
+        lmr_sleep_ms(2);
+        lmr_lambda_service_get_stats(f->svc, &st);
+    }
+    assert_int_equal(st.invocations_running, 1);
+    double t0 = lmr_mono_ms();
+    assert_false(lmr_lambda_service_wait_idle(f->svc, 20));
+    assert_true(lmr_mono_ms() - t0 >= 19);
+    assert_true(lmr_lambda_service_wait_idle(f->svc, 10000));
+    lmr_lambda_service_get_stats(f->svc, &st);
+    assert_int_equal(st.invocations_running, 0);
+    pthread_join(t, NULL);
+    assert_int_equal(bg.rc, LMR_OK);
+    assert_string_equal(bg.res.function_error, "");
+    lmr_invoke_result_clean_up(&bg.res);
+}
+
+int main(void)
+{
+    const char *bin = getenv("LMR_BIN_DIR");
+    snprintf(fn_path, sizeof fn_path, "%s/fn_test", bin ? bin : "build/bin");
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_prestarted_environments_take_the_invocations, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_prestart_limits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_prestart_of_a_missing_executable, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wait_idle, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -107,3 +107,13 @@ serve_package_start() {
         return 1
     fi
 }
+
+# serve_behind_proxy_init DIR (after moto_start): for a test whose serve runs behind the
+# signature-checking proxy: serve_pid and proxy_pid (set them when starting) are killed on exit,
+# then the test's temporary folder removed (cleanup_tmp); then sigv4_proxy_ahead DIR (the proxy on
+# the port serve will take). Fails when the proxy did not start.
+serve_behind_proxy_init() {
+    serve_pid= proxy_pid=
+    lmr_on_exit 'for p in $proxy_pid $serve_pid; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done; cleanup_tmp'
+    sigv4_proxy_ahead "$1"
+}

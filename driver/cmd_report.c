@@ -172,13 +172,8 @@ int lmr_cmd_report(int argc, char **argv)
         }
         if (!status && open_it)
             status = open_in_browser(html);
-    } else if (as_json) {
-        char *text = json_dumps(report, JSON_INDENT(2));
-        if (text)
-            printf("%s\n", text);
-        free(text);
     } else {
-        lmr_report_print(stdout, report);
+        lmr_report_print_as(stdout, report, as_json);
     }
     json_decref(report);
     return status;

@@ -750,14 +750,10 @@ static int dry_run(const struct run_options *o, const struct lmr_job_plan *plan,
     json_t *e = lmr_estimate(&eo);
     if (!e)
         return lmr_fail(err, LMR_ERR_NOMEM, "out of memory estimating the job"), 1;
-    if (o->json) {
-        char *text = json_dumps(e, JSON_INDENT(2));
-        if (text)
-            printf("%s\n", text);
-        free(text);
-    } else {
+    if (o->json)
+        lmr_json_print(stdout, e);
+    else
         lmr_estimate_print(stdout, e);
-    }
     json_decref(e);
     return 0;
 }
@@ -1156,14 +1152,7 @@ static int run_stage(struct run_options *o)
         goto out;
     if (o->html && (r = write_html(out_store, &plan.job, report, &err)))
         goto out;
-    if (o->json) {
-        char *text = json_dumps(report, JSON_INDENT(2));
-        if (text)
-            printf("%s\n", text);
-        free(text);
-    } else {
-        lmr_report_print(stdout, report);
-    }
+    lmr_report_print_as(stdout, report, o->json);
     status = 0;
 out:
     if (status && r)

@@ -1,6 +1,7 @@
 #include "report_print.h"
 
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "job/task.h"
@@ -154,4 +155,20 @@ void lmr_report_print(FILE *f, const json_t *report)
                 lmr_json_str(prices, "source", "?"));
     fprintf(f, "  output   %s (part files, _SUCCESS; report in _lambdamr/report.json)\n",
             lmr_json_str(report, "output", "?"));
+}
+
+void lmr_json_print(FILE *f, const json_t *j)
+{
+    char *text = json_dumps(j, JSON_INDENT(2));
+    if (text)
+        fprintf(f, "%s\n", text);
+    free(text);
+}
+
+void lmr_report_print_as(FILE *f, const json_t *report, bool json)
+{
+    if (json)
+        lmr_json_print(f, report);
+    else
+        lmr_report_print(f, report);
 }

@@ -5,7 +5,13 @@
 #include <jansson.h>
 #include <stdio.h>
 
+#include <stdbool.h>
+
 void lmr_report_print(FILE *f, const json_t *report);
+/** Print j as indented JSON and a newline (nothing when it cannot be encoded). */
+void lmr_json_print(FILE *f, const json_t *j);
+/** Print the report as indented JSON (json) or as the summary. */
+void lmr_report_print_as(FILE *f, const json_t *report, bool json);
 
 #include "util/result.h"
 

@@ -12,13 +12,10 @@ source "$(dirname "$0")/lib/common.sh"
 source "$(dirname "$0")/lib/moto.sh"
 source "$(dirname "$0")/lib/serve.sh"
 D=$TEST_TMP
-serve_pid= proxy_pid=
 moto_start
-lmr_on_exit 'for p in $proxy_pid $serve_pid; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done; cleanup_tmp'
-
 # The proxy first (on the port serve will take), so that the coordinator function, which invokes
 # the tasks through AWS_ENDPOINT_URL_LAMBDA as it would on AWS, is signature-checked too.
-sigv4_proxy_ahead "$D" || { fail "the signature-checking proxy did not start"; finish; }
+serve_behind_proxy_init "$D" || { fail "the signature-checking proxy did not start"; finish; }
 
 aws s3 mb s3://lmr-data > /dev/null
 # The functions' Runtime API client as on AWS: one request at a time, no GET /next pipelined

@@ -8,13 +8,10 @@ source "$(dirname "$0")/lib/common.sh"
 source "$(dirname "$0")/lib/moto.sh"
 source "$(dirname "$0")/lib/serve.sh"
 D=$TEST_TMP
-serve_pid= proxy_pid=
 moto_start
-lmr_on_exit 'for p in $proxy_pid $serve_pid; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done; cleanup_tmp'
-
 # The proxy first (on the port serve will take), then serve with AWS_ENDPOINT_URL_LAMBDA at the
 # proxy: the deployed coordinator function invokes the tasks there, as it would invoke Lambda.
-sigv4_proxy_ahead "$D" || { fail "the signature-checking proxy did not start"; finish; }
+serve_behind_proxy_init "$D" || { fail "the signature-checking proxy did not start"; finish; }
 "$LAMBDAMR" serve --port "$port" --log-dir "$D/logs" > "$D/serve.out" 2> "$D/serve.err" &
 serve_pid=$!
 [ "$(serve_port "$D/serve.out")" = "$port" ] || { cat "$D/serve.err"; fail "lambdamr serve did not start"; finish; }

@@ -13,17 +13,7 @@ moto_start
 export XDG_RUNTIME_DIR="$D/xdg" LMR_SERVE_IDLE_EXIT_S=5 # this test's own background serve (run --detach locally)
 mkdir -m 700 "$XDG_RUNTIME_DIR"
 lmr_on_exit '"$LAMBDAMR" serve --stop > /dev/null 2>&1; [ -n "$serve_pid" ] && kill "$serve_pid" 2>/dev/null; wait 2>/dev/null; cleanup_tmp'
-python3 - "$D/in" <<'PY'
-import os, random, sys
-os.makedirs(sys.argv[1])
-r = random.Random(13)
-for i in range(4):
-    with open(os.path.join(sys.argv[1], "p%d.txt" % i), "w") as f:
-        for _ in range(2000):
-            f.write(" ".join("w%d" % r.randint(0, 500) for _ in range(6)) + "\n")
-PY
-aws s3 mb s3://lmr-life > /dev/null
-aws s3 cp --recursive --quiet "$D/in" s3://lmr-life/in/
+moto_words_bucket "$D/in" lmr-life 4 2000 13 500 p%d.txt
 export LMR_FAULT='map-slow:*:*' LMR_FAULT_SLOW_MS=700
 # serve's functions inherit moto's endpoint and credentials (for S3) and AWS_ENDPOINT_URL_LAMBDA
 # (serve itself, for the coordinator's invocations): the port is chosen before serve starts.

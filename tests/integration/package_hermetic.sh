@@ -93,19 +93,12 @@ fn_opts="memory=512,timeout=60,concurrency=2"
 # `run --backend aws` invokes P-coordinator, which invokes P-mapper and P-reducer through
 # AWS_ENDPOINT_URL_LAMBDA: the port is chosen first so that serve's functions inherit it. The
 # packaged coordinator runs in the chroot like the tasks (its Invoke calls leave the chroot over
-# loopback TCP, nothing else).
-port=$(free_port)
-export AWS_ENDPOINT_URL_LAMBDA="http://127.0.0.1:$port"
-"$LAMBDAMR" serve --port "$port" --log-dir "$D/logs" \
-    --function "pk-mapper=$D/chroot-function,handler=mapper,$fn_opts" \
-    --function "pk-reducer=$D/chroot-function,handler=reducer,$fn_opts" \
-    --function "pk-coordinator=$D/chroot-function,handler=coordinator,$fn_opts" \
+# loopback TCP, nothing else). The un-* functions: the same deployment unpackaged.
+serve_package_start "$D" "$D/chroot-function" \
     --function "un-mapper=$LMR_BIN_DIR/bootstrap,handler=mapper,$fn_opts" \
     --function "un-reducer=$LMR_BIN_DIR/bootstrap,handler=reducer,$fn_opts" \
-    --function "un-coordinator=$LMR_BIN_DIR/bootstrap,handler=coordinator,$fn_opts" \
-    > "$D/serve.out" 2> "$D/serve.err" &
-serve_pid=$!
-[ "$(serve_port "$D/serve.out")" = "$port" ] || { cat "$D/serve.err"; fail "lambdamr serve did not start"; finish; exit 1; }
+    --function "un-coordinator=$LMR_BIN_DIR/bootstrap,handler=coordinator,$fn_opts" ||
+    { fail "lambdamr serve did not start"; finish; exit 1; }
 
 # 5. The same job on both deployments.
 for p in pk un; do

@@ -6,13 +6,8 @@
 # A screenshot is kept in build/test-artifacts/report.png.
 source "$(dirname "$0")/lib/common.sh"
 D=$TEST_TMP
-CHROMIUM=$(command -v chromium || command -v chromium-browser || true)
-if [ -z "$CHROMIUM" ]; then
-    echo "FAIL - chromium is not installed: run scripts/deps.sh --test (Debian package chromium)"
-    exit 1
-fi
-ARTIFACTS="$LMR_BIN_DIR/../test-artifacts"
-mkdir -p "$ARTIFACTS"
+source "$(dirname "$0")/lib/chromium.sh"
+chromium_find
 
 "$LAMBDAMR" gen text --size 4M --out "$D/in" --quiet
 # Map task 1's first attempt kills itself mid-input; the coordinator retries it.
@@ -52,17 +47,7 @@ else
     fail "--price-file"
 fi
 
-# Chromium as a user's browser, but unable to reach any host, with its own background traffic off.
-chrome() {
-    timeout 120 "$CHROMIUM" --headless=new --no-sandbox --disable-gpu --no-first-run --no-default-browser-check \
-        --host-resolver-rules='MAP * ~NOTFOUND' --disable-background-networking --disable-component-update \
-        --disable-sync --disable-extensions --user-data-dir="$D/profile" --enable-logging=stderr --v=0 "$@"
-}
-chrome --dump-dom --log-net-log="$D/netlog.json" "file://$D/page.html" > "$D/dom.html" 2> "$D/chrome-dom.log" ||
-    { tail -20 "$D/chrome-dom.log"; fail "chromium --dump-dom"; }
-chrome --screenshot="$ARTIFACTS/report.png" --window-size=1280,1600 "file://$D/page.html" > /dev/null \
-    2> "$D/chrome-shot.log" || { tail -20 "$D/chrome-shot.log"; fail "chromium --screenshot"; }
-[ -s "$ARTIFACTS/report.png" ] && pass "screenshot saved ($ARTIFACTS/report.png)" || fail "no screenshot"
+chromium_render "$D/page.html" report.png 1280,1600 --log-net-log="$D/netlog.json"
 
 if python3 - "$D/dom.html" "$D/out/_lambdamr/report.json" <<'PY'; then
 import html.parser, json, sys

@@ -13,17 +13,7 @@ D=$TEST_TMP
 serve_pid=
 moto_start
 lmr_on_exit '[ -n "$serve_pid" ] && kill "$serve_pid" 2>/dev/null; wait 2>/dev/null; cleanup_tmp'
-python3 - "$D/in" <<'PY'
-import os, random, sys
-os.makedirs(sys.argv[1])
-r = random.Random(12)
-for i in range(12):
-    with open(os.path.join(sys.argv[1], "p%02d.txt" % i), "w") as f:
-        for _ in range(1500):
-            f.write(" ".join("w%d" % r.randint(0, 400) for _ in range(6)) + "\n")
-PY
-aws s3 mb s3://lmr-spec > /dev/null
-aws s3 cp --recursive --quiet "$D/in" s3://lmr-spec/in/
+moto_words_bucket "$D/in" lmr-spec 12 1500 12 400 p%02d.txt
 SLEEP_MS=8000
 export LMR_FAULT='map-slow:3:1' LMR_FAULT_SLOW_MS=$SLEEP_MS
 serve_functions_start "$D" sp memory=256 concurrency=4 || { fail "lambdamr serve did not start"; finish; }

@@ -8,13 +8,8 @@
 # table, no console message and no script. Screenshot: build/test-artifacts/stream-report.png.
 source "$(dirname "$0")/lib/common.sh"
 D=$TEST_TMP
-CHROMIUM=$(command -v chromium || command -v chromium-browser || true)
-if [ -z "$CHROMIUM" ]; then
-    echo "FAIL - chromium is not installed: run scripts/deps.sh --test (Debian package chromium)"
-    exit 1
-fi
-ARTIFACTS="$LMR_BIN_DIR/../test-artifacts"
-mkdir -p "$ARTIFACTS"
+source "$(dirname "$0")/lib/chromium.sh"
+chromium_find
 
 python3 - "$D" <<'PY'
 import random, sys
@@ -79,16 +74,7 @@ fi
 "$LAMBDAMR" report "$D/out" --html "$D/page.html" 2> /dev/null && pass "lambdamr report --html" ||
     fail "lambdamr report --html"
 
-chrome() {
-    timeout 120 "$CHROMIUM" --headless=new --no-sandbox --disable-gpu --no-first-run --no-default-browser-check \
-        --host-resolver-rules='MAP * ~NOTFOUND' --disable-background-networking --disable-component-update \
-        --disable-sync --disable-extensions --user-data-dir="$D/profile" --enable-logging=stderr --v=0 "$@"
-}
-chrome --dump-dom "file://$D/page.html" > "$D/dom.html" 2> "$D/chrome-dom.log" ||
-    { tail -20 "$D/chrome-dom.log"; fail "chromium --dump-dom"; }
-chrome --screenshot="$ARTIFACTS/stream-report.png" --window-size=1280,1400 "file://$D/page.html" > /dev/null \
-    2> "$D/chrome-shot.log" || { tail -20 "$D/chrome-shot.log"; fail "chromium --screenshot"; }
-[ -s "$ARTIFACTS/stream-report.png" ] && pass "screenshot saved ($ARTIFACTS/stream-report.png)" || fail "no screenshot"
+chromium_render "$D/page.html" stream-report.png 1280,1400
 
 if python3 - "$D/dom.html" "$D/out/_lambdamr/report.json" <<'PY'; then
 import collections, html.parser, json, sys

@@ -45,17 +45,9 @@ PY
 aws s3 cp --recursive --quiet in s3://lmr-usercode/in/
 
 chroot_function "$R" "$D/chroot-function"
-fn_opts="memory=512,timeout=60,concurrency=2"
 # The packaged coordinator runs in the chroot too and invokes the tasks through
 # AWS_ENDPOINT_URL_LAMBDA, so the port is chosen (and exported) before serve starts.
-port=$(free_port)
-export AWS_ENDPOINT_URL_LAMBDA="http://127.0.0.1:$port"
-"$LAMBDAMR" serve --port "$port" --log-dir "$D/logs" \
-    --function "pk-mapper=$D/chroot-function,handler=mapper,$fn_opts" \
-    --function "pk-reducer=$D/chroot-function,handler=reducer,$fn_opts" \
-    --function "pk-coordinator=$D/chroot-function,handler=coordinator,$fn_opts" > serve.out 2> serve.err &
-serve_pid=$!
-[ "$(serve_port serve.out)" = "$port" ] || { cat serve.err; fail "lambdamr serve did not start"; finish; exit 1; }
+serve_package_start "$D" "$D/chroot-function" || { fail "lambdamr serve did not start"; finish; exit 1; }
 
 aws_run() { # aws_run NAME ARGS...: run on the packaged functions, output copied to $D/NAME
     local name=$1; shift

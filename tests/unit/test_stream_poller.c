@@ -115,20 +115,28 @@ static void on_window(void *user, uint64_t start, uint64_t records, bool already
     }
 }
 
+/* The options every poll here shares: the wordcount job through function "f" in windows of WINDOW_MS,
+   retries without end, no record age limit, and an exit once the source is drained. */
+static struct lmr_stream_poller_options poller_options(struct lmr_stream_source *source, struct lmr_invoker *invoker,
+                                                       struct lmr_store *output, size_t batch_size)
+{
+    return (struct lmr_stream_poller_options){.source = source,
+                                              .invoker = invoker,
+                                              .function_name = "f",
+                                              .job = &lmr_job_wordcount,
+                                              .output = output,
+                                              .window_ms = WINDOW_MS,
+                                              .batch_size = batch_size,
+                                              .max_retries = -1,
+                                              .max_record_age_ms = -1,
+                                              .exit_when_drained = true};
+}
+
 static struct lmr_stream_stats run(void)
 {
-    struct lmr_stream_poller_options o = {.source = &src,
-                                          .invoker = inv,
-                                          .function_name = "f",
-                                          .job = &lmr_job_wordcount,
-                                          .output = store,
-                                          .window_ms = WINDOW_MS,
-                                          .batch_size = 50,
-                                          .parallelization = 2,
-                                          .max_retries = -1,
-                                          .max_record_age_ms = -1,
-                                          .exit_when_drained = true,
-                                          .on_window = on_window};
+    struct lmr_stream_poller_options o = poller_options(&src, inv, store, 50);
+    o.parallelization = 2;
+    o.on_window = on_window;
     struct lmr_stream_stats st = {0};
     struct lmr_err err = {0};
     windows_seen = 0;
@@ -315,34 +323,49 @@ static enum lmr_result one_shard(void *user, const char *arn, const char *shard_
     return LMR_OK;
 }
 
+/* An output directory of its own, a handler writing there and an in-process invoker for it. */
+struct fixture {
+    char dir[64];
+    struct lmr_store *out;
+    struct lmr_stream_handler_config c;
+    struct lmr_invoker *iv;
+};
+
+static void fixture_open(struct fixture *f, const char *dir_template, lmr_stream_window_shards_fn window_shards,
+                         unsigned forget_every)
+{
+    snprintf(f->dir, sizeof f->dir, "%s", dir_template);
+    assert_non_null(mkdtemp(f->dir));
+    assert_int_equal(lmr_store_open(f->dir, &f->out, NULL, NULL), LMR_OK);
+    assert_int_equal(lmr_stream_handler_config_init(&f->c, &lmr_job_wordcount, NULL, NULL), LMR_OK);
+    assert_int_equal(lmr_stream_handler_config_set_output(&f->c, f->dir, NULL), LMR_OK);
+    f->c.window_shards = window_shards;
+    f->c.forget_every = forget_every;
+    assert_int_equal(lmr_stream_inproc_invoker_new(&f->c, &f->iv, NULL), LMR_OK);
+}
+
+static void fixture_close(struct fixture *f)
+{
+    lmr_invoker_destroy(f->iv);
+    lmr_stream_handler_config_clean_up(&f->c);
+    lmr_store_destroy(f->out);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", f->dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 /* --batch-size 10000 of records whose events would pass 6 MB: the batch is cut to fit (as Lambda's event
    source mapping does); nothing is refused, nothing retried, every record counted once. */
 static void test_batches_fit_the_payload(void **unused)
 {
-    char d[] = "/tmp/lmr-test-bigbatch-XXXXXX";
-    assert_non_null(mkdtemp(d));
-    struct lmr_store *out;
-    assert_int_equal(lmr_store_open(d, &out, NULL, NULL), LMR_OK);
-    struct lmr_stream_handler_config c;
-    assert_int_equal(lmr_stream_handler_config_init(&c, &lmr_job_wordcount, NULL, NULL), LMR_OK);
-    assert_int_equal(lmr_stream_handler_config_set_output(&c, d, NULL), LMR_OK);
-    c.window_shards = one_shard;
-    struct lmr_invoker *iv;
-    assert_int_equal(lmr_stream_inproc_invoker_new(&c, &iv, NULL), LMR_OK);
+    struct fixture f;
+    fixture_open(&f, "/tmp/lmr-test-bigbatch-XXXXXX", one_shard, 0);
     struct lmr_stream_source bsrc = {.vtable = &big_vtable,
                                      .name = "big",
                                      .arn = "arn:aws:kinesis:us-east-1:000000000000:stream/big",
                                      .replayable = true};
-    struct lmr_stream_poller_options o = {.source = &bsrc,
-                                          .invoker = iv,
-                                          .function_name = "f",
-                                          .job = &lmr_job_wordcount,
-                                          .output = out,
-                                          .window_ms = WINDOW_MS,
-                                          .batch_size = 10000,
-                                          .max_retries = 0,
-                                          .max_record_age_ms = -1,
-                                          .exit_when_drained = true};
+    struct lmr_stream_poller_options o = poller_options(&bsrc, f.iv, f.out, 10000);
+    o.max_retries = 0;
     struct lmr_stream_stats st = {0};
     struct lmr_err err = {0};
     assert_int_equal(lmr_stream_poll(&o, &st, &err), LMR_OK);
@@ -355,15 +378,10 @@ static void test_batches_fit_the_payload(void **unused)
     snprintf(key, sizeof key, "window=%s/part-00000", lmr_stream_iso8601(T0, iso, sizeof iso));
     struct lmr_buf b;
     lmr_buf_init(&b, 1 << 20);
-    assert_int_equal(lmr_store_get(out, key, 0, LMR_STORE_TO_END, &b, NULL), LMR_OK);
+    assert_int_equal(lmr_store_get(f.out, key, 0, LMR_STORE_TO_END, &b, NULL), LMR_OK);
     assert_int_equal(strncmp(b.data, "common\t12000\n", 13), 0);
     lmr_buf_clean_up(&b);
-    lmr_invoker_destroy(iv);
-    lmr_stream_handler_config_clean_up(&c);
-    lmr_store_destroy(out);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", d);
-    assert_int_equal(system(cmd), 0);
+    fixture_close(&f);
 }
 
 /* An invoker in front of another that counts the Kinesis records (JSON records) of every event. */
@@ -396,30 +414,12 @@ static const struct lmr_invoker_vtable counting_vtable = {
    read time): its batches travel as KPL aggregated records, the rebuilds too. */
 static void lost_run(unsigned forget_every, bool aggregate)
 {
-    char d[] = "/tmp/lmr-test-lost-XXXXXX";
-    assert_non_null(mkdtemp(d));
-    struct lmr_store *out;
-    assert_int_equal(lmr_store_open(d, &out, NULL, NULL), LMR_OK);
-    struct lmr_stream_handler_config c;
-    assert_int_equal(lmr_stream_handler_config_init(&c, &lmr_job_wordcount, NULL, NULL), LMR_OK);
-    assert_int_equal(lmr_stream_handler_config_set_output(&c, d, NULL), LMR_OK);
-    c.window_shards = fake_window_shards;
-    c.forget_every = forget_every;
-    struct lmr_invoker *iv;
-    assert_int_equal(lmr_stream_inproc_invoker_new(&c, &iv, NULL), LMR_OK);
+    struct fixture f;
+    fixture_open(&f, "/tmp/lmr-test-lost-XXXXXX", fake_window_shards, forget_every);
     setenv("LMR_STREAM_KEPT_RECORDS_MAX", "10", 1);
     src.arrival_is_read_time = aggregate;
-    struct counting counter = {{&counting_vtable, &counter}, iv, 0};
-    struct lmr_stream_poller_options o = {.source = &src,
-                                          .invoker = &counter.base,
-                                          .function_name = "f",
-                                          .job = &lmr_job_wordcount,
-                                          .output = out,
-                                          .window_ms = WINDOW_MS,
-                                          .batch_size = 7,
-                                          .max_retries = -1,
-                                          .max_record_age_ms = -1,
-                                          .exit_when_drained = true};
+    struct counting counter = {{&counting_vtable, &counter}, f.iv, 0};
+    struct lmr_stream_poller_options o = poller_options(&src, &counter.base, f.out, 7);
     struct lmr_stream_stats st = {0};
     struct lmr_err err = {0};
     enum lmr_result r = lmr_stream_poll(&o, &st, &err);
@@ -442,18 +442,13 @@ static void lost_run(unsigned forget_every, bool aggregate)
     for (int w = 0; w < 3; w++) {
         struct lmr_buf b;
         lmr_buf_init(&b, 1 << 20);
-        assert_int_equal(lmr_store_get(out, win_key(w), 0, LMR_STORE_TO_END, &b, NULL), LMR_OK);
+        assert_int_equal(lmr_store_get(f.out, win_key(w), 0, LMR_STORE_TO_END, &b, NULL), LMR_OK);
         char expect[128];
         snprintf(expect, sizeof expect, "all\t%d\ns0w%d\t100\ns1w%d\t100\n", 200, w, w);
         assert_string_equal(b.data, expect);
         lmr_buf_clean_up(&b);
     }
-    lmr_invoker_destroy(iv);
-    lmr_stream_handler_config_clean_up(&c);
-    lmr_store_destroy(out);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", d);
-    assert_int_equal(system(cmd), 0);
+    fixture_close(&f);
 }
 
 static void test_lost_states_are_rebuilt(void **unused)
@@ -468,14 +463,9 @@ static void test_lost_states_are_rebuilt(void **unused)
 
 static void test_option_ranges(void **unused)
 {
-    struct lmr_stream_poller_options o = {.source = &src,
-                                          .invoker = inv,
-                                          .function_name = "f",
-                                          .job = &lmr_job_wordcount,
-                                          .output = store,
-                                          .window_ms = 5000,
-                                          .max_retries = -1,
-                                          .max_record_age_ms = -1};
+    struct lmr_stream_poller_options o = poller_options(&src, inv, store, 0);
+    o.window_ms = 5000;
+    o.exit_when_drained = false;
     struct lmr_err err;
     assert_int_equal(lmr_stream_poller_check(&o, &err), LMR_OK);
     o.batch_size = 10001;

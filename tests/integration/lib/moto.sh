@@ -109,3 +109,21 @@ EOF
     # Keep the aws CLI away from any real configuration of this machine.
     export AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_EC2_METADATA_DISABLED=true
 }
+
+# moto_words_bucket DIR BUCKET FILES LINES SEED VOCAB NAME_FMT: FILES text files in DIR (created),
+# named NAME_FMT % i (e.g. p%02d.txt), of LINES lines of six words w0..wVOCAB (random.Random(SEED)),
+# uploaded to s3://BUCKET/in/ (the bucket is made first).
+moto_words_bucket() {
+    python3 - "$@" <<'PY'
+import os, random, sys
+d, files, lines, seed, vocab, fmt = sys.argv[1], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), sys.argv[7]
+os.makedirs(d)
+r = random.Random(seed)
+for i in range(files):
+    with open(os.path.join(d, fmt % i), "w") as f:
+        for _ in range(lines):
+            f.write(" ".join("w%d" % r.randint(0, vocab) for _ in range(6)) + "\n")
+PY
+    aws s3 mb "s3://$2" > /dev/null
+    aws s3 cp --recursive --quiet "$1" "s3://$2/in/"
+}

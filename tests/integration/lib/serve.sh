@@ -83,3 +83,37 @@ serve_functions_start() {
         return 1
     fi
 }
+
+# serve_package_start DIR FUNCTION [SERVE ARGS...]: start `lambdamr serve` with a packaged
+# deployment's three functions, pk-mapper, pk-reducer and pk-coordinator (FUNCTION, e.g. the
+# chroot wrapper of a package, with handler mapper, reducer and coordinator; 512 MB, 60 s,
+# concurrency 2 each), and SERVE ARGS after them (more --function ...). On a free port with
+# AWS_ENDPOINT_URL_LAMBDA exported at it first (the packaged coordinator invokes the tasks there);
+# logs in DIR/logs, output in DIR/serve.out and DIR/serve.err. Sets serve_pid at once and port.
+# Fails after printing serve's errors when it did not announce itself on that port within 10 s.
+serve_package_start() {
+    local dir=$1 fn=$2 opts="memory=512,timeout=60,concurrency=2"
+    shift 2
+    port=$(free_port)
+    export AWS_ENDPOINT_URL_LAMBDA="http://127.0.0.1:$port"
+    "$LAMBDAMR" serve --port "$port" --log-dir "$dir/logs" \
+        --function "pk-mapper=$fn,handler=mapper,$opts" \
+        --function "pk-reducer=$fn,handler=reducer,$opts" \
+        --function "pk-coordinator=$fn,handler=coordinator,$opts" "$@" \
+        > "$dir/serve.out" 2> "$dir/serve.err" &
+    serve_pid=$!
+    if [ "$(serve_port "$dir/serve.out")" != "$port" ]; then
+        cat "$dir/serve.err"
+        return 1
+    fi
+}
+
+# serve_behind_proxy_init DIR (after moto_start): for a test whose serve runs behind the
+# signature-checking proxy: serve_pid and proxy_pid (set them when starting) are killed on exit,
+# then the test's temporary folder removed (cleanup_tmp); then sigv4_proxy_ahead DIR (the proxy on
+# the port serve will take). Fails when the proxy did not start.
+serve_behind_proxy_init() {
+    serve_pid= proxy_pid=
+    lmr_on_exit 'for p in $proxy_pid $serve_pid; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done; cleanup_tmp'
+    sigv4_proxy_ahead "$1"
+}

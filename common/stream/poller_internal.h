@@ -104,6 +104,7 @@ struct shard {
     /* Records read but not yet given to lanes (read while the lanes' invocations run; poller_shards.c). */
     struct lmr_stream_read_result staged;
     bool staged_valid;
+    size_t read_room; /* records the next read_raw may read (lmr_poller_plan_reads) */
 };
 
 struct poller {
@@ -152,9 +153,14 @@ bool lmr_poller_shard_finished(const struct shard *s);
 enum lmr_result lmr_poller_start_shards(struct poller *p, struct lmr_err *err);
 uint64_t lmr_poller_oldest_window(struct poller *p, bool *any);
 enum lmr_result lmr_poller_read_shards(struct poller *p, uint64_t wait_ms, size_t *got, struct lmr_err *err);
-/* The two halves of lmr_poller_read_shards: reading into the shards' staged records (may run while lanes
-   invoke; ahead: they consume meanwhile, read up to twice the read-ahead), then giving them to lanes. */
-enum lmr_result lmr_poller_read_raw(struct poller *p, uint64_t wait_ms, bool ahead, struct lmr_err *err);
+/*
+ * The three steps of lmr_poller_read_shards. plan_reads sets each shard's read_room from its lanes' queues
+ * and windows (the lanes idle; ahead: they are about to consume, so up to twice the read-ahead); read_raw
+ * reads into the shards' staged records and touches nothing else (it may run while the lanes invoke);
+ * distribute gives the staged records to the lanes, windows assigned (the lanes idle).
+ */
+void lmr_poller_plan_reads(struct poller *p, bool ahead);
+enum lmr_result lmr_poller_read_raw(struct poller *p, uint64_t wait_ms, struct lmr_err *err);
 enum lmr_result lmr_poller_distribute(struct poller *p, size_t *got, struct lmr_err *err);
 bool lmr_poller_has_item_beyond(const struct lane *l, uint64_t window);
 bool lmr_poller_shard_done_with(struct poller *p, const struct shard *s, uint64_t w, uint64_t now_ms);

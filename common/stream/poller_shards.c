@@ -227,19 +227,15 @@ static size_t shard_buffered(const struct shard *s)
     return n;
 }
 
-/*
- * Read from every started shard that has room into the shard's staged records (s->staged). Touches
- * only the sources' readers and s->staged, so it may run while lanes' invocations run (ahead: the
- * lanes are consuming their queues meanwhile, so a shard may read up to twice its read-ahead).
- */
-enum lmr_result lmr_poller_read_raw(struct poller *p, uint64_t wait_ms, bool ahead, struct lmr_err *err)
+void lmr_poller_plan_reads(struct poller *p, bool ahead)
 {
     bool any;
     uint64_t oldest = lmr_poller_oldest_window(p, &any);
     size_t batch = lmr_poller_batch_size(p);
     for (size_t i = 0; i < p->n_shards; i++) {
         struct shard *s = &p->shards[i];
-        if (!s->started || s->ended || s->staged.head)
+        s->read_room = 0;
+        if (!s->started || s->ended || s->staged_valid)
             continue;
         size_t cap = 4 * batch * s->n_lanes;
         if (cap < 4096)
@@ -251,13 +247,21 @@ enum lmr_result lmr_poller_read_raw(struct poller *p, uint64_t wait_ms, bool ahe
         if (ahead)
             cap *= 2;
         size_t buffered = shard_buffered(s);
-        if (buffered >= cap)
-            continue;
         /* Read ahead at most one window past the oldest open one: memory stays bounded. */
-        if (any && s->last_window > oldest + p->window_ms)
+        if (buffered < cap && !(any && s->last_window > oldest + p->window_ms))
+            s->read_room = cap - buffered;
+    }
+}
+
+enum lmr_result lmr_poller_read_raw(struct poller *p, uint64_t wait_ms, struct lmr_err *err)
+{
+    for (size_t i = 0; i < p->n_shards; i++) {
+        struct shard *s = &p->shards[i];
+        if (!s->read_room)
             continue;
         memset(&s->staged, 0, sizeof s->staged);
-        enum lmr_result r = p->o->source->vtable->read(s->reader, cap - buffered, wait_ms, &s->staged, err);
+        enum lmr_result r = p->o->source->vtable->read(s->reader, s->read_room, wait_ms, &s->staged, err);
+        s->read_room = 0;
         if (r) {
             lmr_stream_item_free(s->staged.head);
             memset(&s->staged, 0, sizeof s->staged);
@@ -323,7 +327,8 @@ enum lmr_result lmr_poller_distribute(struct poller *p, size_t *got, struct lmr_
 /* Read from every started shard that has room; @return records read. */
 enum lmr_result lmr_poller_read_shards(struct poller *p, uint64_t wait_ms, size_t *got, struct lmr_err *err)
 {
-    enum lmr_result r = lmr_poller_read_raw(p, wait_ms, false, err);
+    lmr_poller_plan_reads(p, false);
+    enum lmr_result r = lmr_poller_read_raw(p, wait_ms, err);
     enum lmr_result d = lmr_poller_distribute(p, got, err);
     return r ? r : d;
 }

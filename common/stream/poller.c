@@ -145,15 +145,22 @@ enum lmr_result lmr_stream_poll(const struct lmr_stream_poller_options *o, struc
             for (uint32_t l = 0; l < p.shards[i].n_lanes; l++)
                 if (lmr_poller_prepare_batch(&p, &p.shards[i].lanes[l], now_wall, now_mono))
                     ready[n_ready++] = &p.shards[i].lanes[l];
-        if ((r = lmr_poller_read_shards(&p, n_ready ? 0 : 20, &got, err)))
+        if (!n_ready && (r = lmr_poller_read_shards(&p, 20, &got, err)))
             break;
         if (n_ready) {
-            /* Invoke in groups that fit the thread table. */
+            /* Invoke in groups that fit the thread table; the shards are read while the first group runs. */
+            got = 0;
             for (size_t off = 0; off < n_ready; off += LMR_STREAM_PARALLELIZATION_MAX * 64) {
                 size_t n = n_ready - off < LMR_STREAM_PARALLELIZATION_MAX * 64 ? n_ready - off
                                                                                : LMR_STREAM_PARALLELIZATION_MAX * 64;
-                lmr_poller_run_invocations(&p, ready + off, n, true);
+                enum lmr_result rr = off ? (lmr_poller_run_invocations(&p, ready + off, n, true), LMR_OK)
+                                         : lmr_poller_run_and_read(&p, ready + off, n, err);
+                if (rr && !r)
+                    r = rr;
             }
+            enum lmr_result d = lmr_poller_distribute(&p, &got, err);
+            if (r || (r = d))
+                break;
             for (size_t i = 0; i < n_ready && !r; i++)
                 if (!ready[i]->processed)
                     r = lmr_poller_process_result(&p, ready[i], err);
@@ -184,6 +191,7 @@ done:
         struct shard *s = &p.shards[i];
         if (s->reader)
             o->source->vtable->close_shard(s->reader);
+        lmr_stream_item_free(s->staged.head);
         for (uint32_t l = 0; l < s->n_lanes; l++) {
             lmr_stream_item_free(s->lanes[l].head);
             lmr_poller_lane_free_wins(&s->lanes[l]);

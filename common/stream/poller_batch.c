@@ -208,6 +208,34 @@ void lmr_poller_run_invocations(struct poller *p, struct lane **lanes, size_t n,
             pthread_join(th[i], NULL);
 }
 
+enum lmr_result lmr_poller_run_and_read(struct poller *p, struct lane **lanes, size_t n, struct lmr_err *err)
+{
+    struct job_ctx ctx[LMR_STREAM_PARALLELIZATION_MAX * 64];
+    pthread_t th[LMR_STREAM_PARALLELIZATION_MAX * 64];
+    bool started[LMR_STREAM_PARALLELIZATION_MAX * 64];
+    size_t n_started = 0;
+    lmr_poller_plan_reads(p, true); /* reads the lanes' queues: before they run */
+    for (size_t i = 0; i < n; i++) {
+        lanes[i]->chain = true;
+        ctx[i] = (struct job_ctx){p, lanes[i]};
+        started[i] = !pthread_create(&th[i], NULL, run_one, &ctx[i]);
+        n_started += started[i];
+    }
+    /* The lanes only take records from their queues' heads; the reader fills the shards' staged records. */
+    enum lmr_result r = n_started ? lmr_poller_read_raw(p, 0, err) : LMR_OK;
+    for (size_t i = 0; i < n; i++)
+        if (!started[i])
+            run_one(&ctx[i]);
+    for (size_t i = 0; i < n; i++)
+        if (started[i])
+            pthread_join(th[i], NULL);
+    if (!n_started) { /* no thread to run them on: read after them */
+        lmr_poller_plan_reads(p, false);
+        r = lmr_poller_read_raw(p, 0, err);
+    }
+    return r;
+}
+
 /* Describe a failed batch in the on-failure destination (AWS's shape for Kinesis sources). */
 static void write_failure(struct poller *p, struct lane *l, struct lmr_stream_item *const *items, size_t n,
                           const char *condition)

@@ -101,6 +101,10 @@ struct shard {
     uint64_t records;
     struct lane lanes[LMR_STREAM_PARALLELIZATION_MAX];
     uint32_t n_lanes;
+    /* Records read but not yet given to lanes (read while the lanes' invocations run; poller_shards.c). */
+    struct lmr_stream_read_result staged;
+    bool staged_valid;
+    size_t read_room; /* records the next read_raw may read (lmr_poller_plan_reads) */
 };
 
 struct poller {
@@ -149,6 +153,15 @@ bool lmr_poller_shard_finished(const struct shard *s);
 enum lmr_result lmr_poller_start_shards(struct poller *p, struct lmr_err *err);
 uint64_t lmr_poller_oldest_window(struct poller *p, bool *any);
 enum lmr_result lmr_poller_read_shards(struct poller *p, uint64_t wait_ms, size_t *got, struct lmr_err *err);
+/*
+ * The three steps of lmr_poller_read_shards. plan_reads sets each shard's read_room from its lanes' queues
+ * and windows (the lanes idle; ahead: they are about to consume, so up to twice the read-ahead); read_raw
+ * reads into the shards' staged records and touches nothing else (it may run while the lanes invoke);
+ * distribute gives the staged records to the lanes, windows assigned (the lanes idle).
+ */
+void lmr_poller_plan_reads(struct poller *p, bool ahead);
+enum lmr_result lmr_poller_read_raw(struct poller *p, uint64_t wait_ms, struct lmr_err *err);
+enum lmr_result lmr_poller_distribute(struct poller *p, size_t *got, struct lmr_err *err);
 bool lmr_poller_has_item_beyond(const struct lane *l, uint64_t window);
 bool lmr_poller_shard_done_with(struct poller *p, const struct shard *s, uint64_t w, uint64_t now_ms);
 
@@ -156,6 +169,8 @@ bool lmr_poller_shard_done_with(struct poller *p, const struct shard *s, uint64_
 /* The prepared invocations of lanes[0..n) at once; chain: each lane goes on with its next full batches
  * (poller_batch.c). */
 void lmr_poller_run_invocations(struct poller *p, struct lane **lanes, size_t n, bool chain);
+/* lmr_poller_run_invocations with chains, the caller's thread reading the shards meanwhile (lmr_poller_read_raw). */
+enum lmr_result lmr_poller_run_and_read(struct poller *p, struct lane **lanes, size_t n, struct lmr_err *err);
 enum lmr_result lmr_poller_final_invoke(struct poller *p, struct lane *l, uint64_t window, const char *state,
                                         bool terminated_early, struct lmr_err *err);
 /* The final invokes of lanes[0..n) (states[i]: the lane's state, NULL = fresh) at once, each retried until it succeeds.

@@ -227,16 +227,15 @@ static size_t shard_buffered(const struct shard *s)
     return n;
 }
 
-/* Read from every started shard that has room; @return records read. */
-enum lmr_result lmr_poller_read_shards(struct poller *p, uint64_t wait_ms, size_t *got, struct lmr_err *err)
+void lmr_poller_plan_reads(struct poller *p, bool ahead)
 {
-    *got = 0;
     bool any;
     uint64_t oldest = lmr_poller_oldest_window(p, &any);
     size_t batch = lmr_poller_batch_size(p);
     for (size_t i = 0; i < p->n_shards; i++) {
         struct shard *s = &p->shards[i];
-        if (!s->started || s->ended)
+        s->read_room = 0;
+        if (!s->started || s->ended || s->staged_valid)
             continue;
         size_t cap = 4 * batch * s->n_lanes;
         if (cap < 4096)
@@ -245,18 +244,46 @@ enum lmr_result lmr_poller_read_shards(struct poller *p, uint64_t wait_ms, size_
            (poller_batch.c) is long enough to pay for the round that starts it. */
         if (p->o->source->arrival_is_read_time && cap < 4096 * s->n_lanes)
             cap = 4096 * s->n_lanes;
-        if (shard_buffered(s) >= cap)
-            continue;
+        if (ahead)
+            cap *= 2;
+        size_t buffered = shard_buffered(s);
         /* Read ahead at most one window past the oldest open one: memory stays bounded. */
-        if (any && s->last_window > oldest + p->window_ms)
+        if (buffered < cap && !(any && s->last_window > oldest + p->window_ms))
+            s->read_room = cap - buffered;
+    }
+}
+
+enum lmr_result lmr_poller_read_raw(struct poller *p, uint64_t wait_ms, struct lmr_err *err)
+{
+    for (size_t i = 0; i < p->n_shards; i++) {
+        struct shard *s = &p->shards[i];
+        if (!s->read_room)
             continue;
-        struct lmr_stream_read_result res = {0};
-        enum lmr_result r = p->o->source->vtable->read(s->reader, cap - shard_buffered(s), wait_ms, &res, err);
+        memset(&s->staged, 0, sizeof s->staged);
+        enum lmr_result r = p->o->source->vtable->read(s->reader, s->read_room, wait_ms, &s->staged, err);
+        s->read_room = 0;
         if (r) {
-            lmr_stream_item_free(res.head);
+            lmr_stream_item_free(s->staged.head);
+            memset(&s->staged, 0, sizeof s->staged);
             return lmr_err_prefix(err, "reading %s of %s: ", s->info.id, p->o->source->name);
         }
+        s->staged_valid = true;
         wait_ms = 0; /* wait on the first shard only */
+    }
+    return LMR_OK;
+}
+
+/* Give the staged records to their lanes, windows assigned (the main loop, lanes idle). @return records. */
+enum lmr_result lmr_poller_distribute(struct poller *p, size_t *got, struct lmr_err *err)
+{
+    *got = 0;
+    for (size_t i = 0; i < p->n_shards; i++) {
+        struct shard *s = &p->shards[i];
+        if (!s->staged_valid)
+            continue;
+        struct lmr_stream_read_result res = s->staged;
+        memset(&s->staged, 0, sizeof s->staged);
+        s->staged_valid = false;
         s->caught_up = res.caught_up;
         s->millis_behind = res.millis_behind;
         for (struct lmr_stream_item *it = res.head, *next; it; it = next) {
@@ -295,6 +322,15 @@ enum lmr_result lmr_poller_read_shards(struct poller *p, uint64_t wait_ms, size_
         }
     }
     return LMR_OK;
+}
+
+/* Read from every started shard that has room; @return records read. */
+enum lmr_result lmr_poller_read_shards(struct poller *p, uint64_t wait_ms, size_t *got, struct lmr_err *err)
+{
+    lmr_poller_plan_reads(p, false);
+    enum lmr_result r = lmr_poller_read_raw(p, wait_ms, err);
+    enum lmr_result d = lmr_poller_distribute(p, got, err);
+    return r ? r : d;
 }
 
 bool lmr_poller_has_item_beyond(const struct lane *l, uint64_t window)

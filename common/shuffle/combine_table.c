@@ -187,8 +187,8 @@ static inline void load_short(const uint8_t *p, size_t n, uint64_t w[2])
 static inline uint64_t short_hash(const uint64_t w[2], size_t n)
 {
     __uint128_t m = (__uint128_t)(w[0] ^ 0x9e3779b97f4a7c15ull) * (w[1] ^ 0xd6e8feb86659fd93ull ^ n);
-    m = (__uint128_t)((uint64_t)m ^ (uint64_t)(m >> 64) ^ 0xa0761d6478bd642full) * 0xe7037ed1a0b428dbull;
-    return (uint64_t)m ^ (uint64_t)(m >> 64);
+    uint64_t x = (uint64_t)m ^ (uint64_t)(m >> 64);
+    return x ^ (x >> 32);
 }
 
 /* The first (up to) 8 bytes of a long key as the slot stores them. */

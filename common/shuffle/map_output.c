@@ -187,10 +187,17 @@ static inline uint64_t sort_key(const struct lmr_map_output *mo, uint32_t part, 
 {
     uint64_t sk = mo->pbits ? (uint64_t)part << (64 - mo->pbits) : 0;
     if (!mo->ops->compare) {
+        /* the key's first 8 bytes as a big-endian word (zeros after a shorter key) */
         uint64_t prefix = 0;
-        size_t n = key.len < 8 ? key.len : 8;
-        for (size_t i = 0; i < n; i++)
-            prefix |= (uint64_t)key.ptr[i] << (56 - 8 * i);
+        if (key.len >= 8) {
+            memcpy(&prefix, key.ptr, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+            prefix = __builtin_bswap64(prefix);
+#endif
+        } else {
+            for (size_t i = 0; i < key.len; i++)
+                prefix |= (uint64_t)key.ptr[i] << (56 - 8 * i);
+        }
         sk |= prefix >> mo->pbits;
     }
     return sk;

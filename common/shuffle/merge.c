@@ -194,6 +194,11 @@ enum lmr_result lmr_merger_open_streams(struct lmr_merger *m, const struct lmr_m
     return open_all(m, NULL, streams, n, err);
 }
 
+/*
+ * The source whose record was handed out stays at the heap's top until it advances: its next
+ * record replaces it there and sinks (one sift instead of a pop and a push: half the compares), or,
+ * when it has none, the last leaf takes its place.
+ */
 static enum lmr_result advance_pending(struct lmr_merger *m, struct lmr_err *err)
 {
     if (m->pending < 0)
@@ -202,24 +207,20 @@ static enum lmr_result advance_pending(struct lmr_merger *m, struct lmr_err *err
     m->pending = -1;
     bool has;
     enum lmr_result rc = lmr_frame_reader_next(m->readers[s], &has, &m->keys[s], &m->values[s], err);
-    if (rc != LMR_OK)
-        return rc;
-    if (has) {
-        m->heap[m->heap_len++] = s;
-        sift_up(m, m->heap_len - 1);
-    }
-    return LMR_OK;
+    if (rc != LMR_OK || !has) /* s has no record to order by any more */
+        m->heap[0] = m->heap[--m->heap_len];
+    if (m->heap_len > 1)
+        sift_down(m, 0);
+    return rc;
 }
 
+/* The top's record (its source stays at the top, pending, until the next call advances it). */
 static void pop_top(struct lmr_merger *m, struct lmr_slice *key, struct lmr_slice *value)
 {
     size_t s = m->heap[0];
     *key = m->keys[s];
     *value = m->values[s];
     m->pending = (long)s;
-    m->heap[0] = m->heap[--m->heap_len];
-    if (m->heap_len)
-        sift_down(m, 0);
 }
 
 enum lmr_result lmr_merger_next(struct lmr_merger *m, bool *has_record, struct lmr_slice *key, struct lmr_slice *value,
@@ -254,6 +255,11 @@ enum lmr_result lmr_merger_next_if_equal(struct lmr_merger *m, struct lmr_slice 
 enum lmr_result lmr_shuffle_copy_key(uint8_t **buf, size_t *cap, struct lmr_slice key, const char *what,
                                      struct lmr_err *err)
 {
+    if (key.len >= 8 && key.len <= 16 && *cap >= 16) { /* a short key: two overlapping words, no call */
+        memcpy(*buf, key.ptr, 8);
+        memcpy(*buf + key.len - 8, key.ptr + key.len - 8, 8);
+        return LMR_OK;
+    }
     if (key.len > *cap) {
         size_t ncap = *cap ? *cap : 64;
         while (ncap < key.len)

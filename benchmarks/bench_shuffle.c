@@ -109,6 +109,56 @@ static __attribute__((noinline)) void run_text_file(const uint8_t *map, size_t l
     }
 }
 
+#define BENCH_DIR_TEMPLATE "/tmp/lmr-bench-shuffle-XXXXXX"
+
+/* A file store in a fresh temporary folder, whose path dir receives. */
+static struct lmr_store *bench_store(char dir[sizeof BENCH_DIR_TEMPLATE])
+{
+    memcpy(dir, BENCH_DIR_TEMPLATE, sizeof BENCH_DIR_TEMPLATE);
+    if (!mkdtemp(dir))
+        die("mkdtemp", NULL);
+    struct lmr_err err;
+    struct lmr_store *store;
+    if (lmr_store_open(dir, &store, NULL, &err) != LMR_OK)
+        die("store", &err);
+    return store;
+}
+
+/* Close the store and remove its folder. @return the exit status. */
+static int bench_store_remove(struct lmr_store *store, const char *dir)
+{
+    lmr_store_destroy(store);
+    char cmd[64];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    return system(cmd) == 0 ? 0 : 1;
+}
+
+/* A map output of job into object key on store: R partitions, memory bytes, spills under spill_prefix. */
+static struct lmr_map_output *bench_map_output(const struct lmr_job_ops *job, struct lmr_store *store, uint32_t R,
+                                               size_t memory, const char *spill_prefix, const char *key)
+{
+    struct lmr_map_output_options o = {.ops = job,
+                                       .partitions = R,
+                                       .memory_limit_bytes = memory,
+                                       .store = store,
+                                       .spill_prefix = spill_prefix,
+                                       .object_key = key};
+    struct lmr_err err;
+    struct lmr_map_output *mo;
+    if (lmr_map_output_new(&o, &mo, &err) != LMR_OK)
+        die("map output", &err);
+    return mo;
+}
+
+/* Finish mo into *idx and destroy it. */
+static void bench_finish(struct lmr_map_output *mo, struct lmr_map_output_index *idx)
+{
+    struct lmr_err err;
+    if (lmr_map_output_finish(mo, idx, &err) != LMR_OK)
+        die("finish", &err);
+    lmr_map_output_destroy(mo);
+}
+
 static int text_file_main(const char *path, size_t block, bool zero_copy, size_t memory, uint32_t R)
 {
     int fd = open(path, O_RDONLY);
@@ -120,40 +170,22 @@ static int text_file_main(const char *path, size_t block, bool zero_copy, size_t
     if (map == MAP_FAILED)
         die("mmap", NULL);
     uint8_t *buf = malloc(block);
-    char dir[] = "/tmp/lmr-bench-shuffle-XXXXXX";
-    if (!mkdtemp(dir))
-        die("mkdtemp", NULL);
-    struct lmr_err err;
-    struct lmr_store *store;
-    if (lmr_store_open(dir, &store, NULL, &err) != LMR_OK)
-        die("store", &err);
-    struct lmr_map_output_options o = {.ops = &lmr_job_wordcount,
-                                       .partitions = R,
-                                       .memory_limit_bytes = memory,
-                                       .store = store,
-                                       .spill_prefix = "work/spill-",
-                                       .object_key = "inter/wc"};
-    struct lmr_map_output *mo;
-    if (lmr_map_output_new(&o, &mo, &err) != LMR_OK)
-        die("map output", &err);
+    char dir[sizeof BENCH_DIR_TEMPLATE];
+    struct lmr_store *store = bench_store(dir);
+    struct lmr_map_output *mo = bench_map_output(&lmr_job_wordcount, store, R, memory, "work/spill-", "inter/wc");
     double t0 = cpu_ms();
     run_text_file(map, len, block, zero_copy, lmr_map_output_emitter(mo), buf);
     double t1 = cpu_ms();
     struct lmr_map_output_index idx;
-    if (lmr_map_output_finish(mo, &idx, &err) != LMR_OK)
-        die("finish", &err);
+    bench_finish(mo, &idx);
     double t2 = cpu_ms();
-    lmr_map_output_destroy(mo);
     printf("text file %s: %.1f MiB, %s %zu KiB blocks: map %.0f ms (%.2f ns/B), finish %.1f ms, %" PRIu64 " keys out\n",
            path, len / 1048576.0, zero_copy ? "zero-copy" : "copied", block >> 10, t1 - t0, (t1 - t0) * 1e6 / len,
            t2 - t1, idx.records_out);
-    lmr_store_destroy(store);
     munmap((void *)map, len);
     close(fd);
     free(buf);
-    char cmd[64];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : 1;
+    return bench_store_remove(store, dir);
 }
 
 int main(int argc, char **argv)
@@ -177,13 +209,9 @@ int main(int argc, char **argv)
     if (text_file)
         return text_file_main(text_file, (size_t)arg_u64(argc, argv, "--block-kib", 1024) << 10, zero_copy, memory, R);
 
-    char dir[] = "/tmp/lmr-bench-shuffle-XXXXXX";
-    if (!mkdtemp(dir))
-        die("mkdtemp", NULL);
+    char dir[sizeof BENCH_DIR_TEMPLATE];
+    struct lmr_store *store = bench_store(dir);
     struct lmr_err err;
-    struct lmr_store *store;
-    if (lmr_store_open(dir, &store, NULL, &err) != LMR_OK)
-        die("store", &err);
 
     /* Vocabulary and the Zipf-like stream (outside the timed regions). */
     char *words = malloc(vocab * 16);
@@ -229,15 +257,7 @@ int main(int argc, char **argv)
         text[pos++] = (i % 12 == 11) ? '\n' : ' ';
     }
     /* 1. emits into the combine table */
-    struct lmr_map_output_options o = {.ops = &lmr_job_wordcount,
-                                       .partitions = R,
-                                       .memory_limit_bytes = memory,
-                                       .store = store,
-                                       .spill_prefix = "work/spill-",
-                                       .object_key = "inter/wc"};
-    struct lmr_map_output *mo;
-    if (lmr_map_output_new(&o, &mo, &err) != LMR_OK)
-        die("map output", &err);
+    struct lmr_map_output *mo = bench_map_output(&lmr_job_wordcount, store, R, memory, "work/spill-", "inter/wc");
     struct lmr_emitter *em = lmr_map_output_emitter(mo);
     static const uint64_t one = 1;
     double t0 = cpu_ms();
@@ -245,10 +265,8 @@ int main(int argc, char **argv)
         lmr_emit(em, lmr_slice_make(text + offs[i], wlen[stream[i]]), lmr_slice_make(&one, 8));
     double t1 = cpu_ms();
     struct lmr_map_output_index idx;
-    if (lmr_map_output_finish(mo, &idx, &err) != LMR_OK)
-        die("finish", &err);
+    bench_finish(mo, &idx);
     double t2 = cpu_ms();
-    lmr_map_output_destroy(mo);
     double emit_rate = nwords / ((t1 - t0) / 1000);
     if (only_emit) {
         printf("emit (combine table): %" PRIu64 " words, %" PRIu64
@@ -258,9 +276,7 @@ int main(int argc, char **argv)
     }
 
     /* 2. the same text through wordcount's map */
-    o.object_key = "inter/wc2";
-    if (lmr_map_output_new(&o, &mo, &err) != LMR_OK)
-        die("map output", &err);
+    mo = bench_map_output(&lmr_job_wordcount, store, R, memory, "work/spill-", "inter/wc2");
     em = lmr_map_output_emitter(mo);
     struct lmr_job_counters counters = {0};
     double t3 = cpu_ms();
@@ -285,9 +301,7 @@ int main(int argc, char **argv)
     }
     double t4 = cpu_ms();
     struct lmr_map_output_index idx2;
-    if (lmr_map_output_finish(mo, &idx2, &err) != LMR_OK)
-        die("finish", &err);
-    lmr_map_output_destroy(mo);
+    bench_finish(mo, &idx2);
     double text_mb_s = text_len / 1048576.0 / ((t4 - t3) / 1000);
 
     /* 3. merge throughput: maps x per_map records, then one reduce input per partition */
@@ -295,23 +309,14 @@ int main(int argc, char **argv)
     struct lmr_map_output_index *mi = calloc(maps, sizeof *mi);
     for (uint64_t m = 0; m < maps; m++) {
         snprintf(objs[m], 32, "inter/m-%05" PRIu64, m);
-        struct lmr_map_output_options mo2 = {.ops = &pairs_job,
-                                             .partitions = R,
-                                             .memory_limit_bytes = memory,
-                                             .store = store,
-                                             .spill_prefix = "work/sp-",
-                                             .object_key = objs[m]};
-        if (lmr_map_output_new(&mo2, &mo, &err) != LMR_OK)
-            die("map output", &err);
+        mo = bench_map_output(&pairs_job, store, R, memory, "work/sp-", objs[m]);
         em = lmr_map_output_emitter(mo);
         for (uint64_t i = 0; i < per_map; i++) {
             uint64_t w = stream[(m * per_map + i) % nwords];
             uint64_t v = rnd();
             lmr_emit(em, lmr_slice_make(words + w * 16, wlen[w]), lmr_slice_make(&v, 8));
         }
-        if (lmr_map_output_finish(mo, &mi[m], &err) != LMR_OK)
-            die("finish", &err);
-        lmr_map_output_destroy(mo);
+        bench_finish(mo, &mi[m]);
     }
     uint64_t merged = 0, groups = 0, fetched = 0;
     double t5 = cpu_ms();
@@ -383,8 +388,5 @@ int main(int argc, char **argv)
     free(cdf);
     free(words);
     free(wlen);
-    lmr_store_destroy(store);
-    char cmd[64];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : 1;
+    return bench_store_remove(store, dir);
 }

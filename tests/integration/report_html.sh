@@ -115,11 +115,7 @@ else
 fi
 
 # No console message from the page (an error, a CSP violation) in Chromium's log.
-if grep -E 'CONSOLE|Content Security Policy|Refused to' "$D/chrome-dom.log" "$D/chrome-shot.log"; then
-    fail "the page logged console messages"
-else
-    pass "no console errors"
-fi
+chromium_console_clean
 
 # Requests the page itself initiated, from Chromium's net log: those carry the page's file://
 # origin in their network isolation key (Chromium's own background calls carry "not an

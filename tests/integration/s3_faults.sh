@@ -7,10 +7,8 @@
 # result, never a hang. The figures (requests faulted, retries, outcome) are printed per seed.
 source "$(dirname "$0")/lib/common.sh"
 source "$(dirname "$0")/lib/moto.sh"
-lmr_on_exit cleanup_tmp
-moto_start
-D=$TEST_TMP
-PROXY="$LMR_SOURCE_DIR/tests/tools/s3_fault_proxy.py"
+source "$(dirname "$0")/lib/s3server.sh"
+s3_test_init moto fault-in fault-out
 SEEDS=${LMR_FAULT_SEEDS:-"1 2 3 4 9"}
 SHARE=${LMR_FAULT_SHARE:-0.04} # of each kind: 5 kinds, so 20% of all requests are faulted
 # Seed 4 loses only answers, a quarter of them: create-only commits whose first attempt was
@@ -20,8 +18,6 @@ LOST_ANSWERS_SEED=4
 # budget is spent, write no _SUCCESS, and not hang.
 ALWAYS_THROTTLED_SEED=9
 
-aws s3 mb s3://fault-in > /dev/null
-aws s3 mb s3://fault-out > /dev/null
 python3 - "$D/in" <<'PY'
 import gzip, os, random, sys
 os.makedirs(sys.argv[1])

@@ -15,13 +15,8 @@
 # Not timed.
 source "$(dirname "$0")/lib/common.sh"
 source "$(dirname "$0")/lib/moto.sh"
-lmr_on_exit cleanup_tmp
-moto_start
-D=$TEST_TMP
-PROXY="$LMR_SOURCE_DIR/tests/tools/s3_fault_proxy.py"
-
-aws s3 mb s3://ra-in > /dev/null
-aws s3 mb s3://ra-out > /dev/null
+source "$(dirname "$0")/lib/s3server.sh"
+s3_test_init moto ra-in ra-out
 mkdir -p "$D/in"
 python3 - "$D/in" <<'PY'
 import os, random, sys

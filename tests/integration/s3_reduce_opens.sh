@@ -18,13 +18,7 @@
 source "$(dirname "$0")/lib/common.sh"
 source "$(dirname "$0")/lib/moto.sh" # lmr_on_exit
 source "$(dirname "$0")/lib/s3server.sh"
-lmr_on_exit cleanup_tmp
-s3server_start
-D=$TEST_TMP
-PROXY="$LMR_SOURCE_DIR/tests/tools/s3_fault_proxy.py"
-
-aws s3 mb s3://ro-in > /dev/null
-aws s3 mb s3://ro-out > /dev/null
+s3_test_init s3server ro-in ro-out
 python3 - "$D/in" "$D/sort-in" <<'PY'
 import base64, os, random, sys
 r = random.Random(24)

@@ -8,9 +8,7 @@
 source "$(dirname "$0")/lib/common.sh"
 source "$(dirname "$0")/lib/moto.sh" # lmr_on_exit
 source "$(dirname "$0")/lib/s3server.sh"
-lmr_on_exit cleanup_tmp
-s3server_start
-D=$TEST_TMP
+s3_test_init s3server
 T="$LMR_BIN_DIR/lmr_storetool"
 
 aws s3 mb s3://srv-a > /dev/null && aws s3api head-bucket --bucket srv-a && pass "CreateBucket and HeadBucket" ||

@@ -8,13 +8,8 @@
 # timed: the shaping only has to be there, not to take any particular time.
 source "$(dirname "$0")/lib/common.sh"
 source "$(dirname "$0")/lib/moto.sh"
-lmr_on_exit cleanup_tmp
-moto_start
-D=$TEST_TMP
-PROXY="$LMR_SOURCE_DIR/tests/tools/s3_fault_proxy.py"
-
-aws s3 mb s3://shape-in > /dev/null
-aws s3 mb s3://shape-out > /dev/null
+source "$(dirname "$0")/lib/s3server.sh"
+s3_test_init moto shape-in shape-out
 python3 - "$D/in" <<'PY'
 import os, random, sys
 os.makedirs(sys.argv[1])

@@ -129,11 +129,7 @@ PY
 else
     fail "DOM checks"
 fi
-if grep -E 'CONSOLE|Content Security Policy|Refused to' "$D/chrome-dom.log" "$D/chrome-shot.log"; then
-    fail "the page logged console messages"
-else
-    pass "no console errors"
-fi
+chromium_console_clean
 
 # A run that goes on (a followed file): the report is rewritten while it runs (status "running", its
 # closed windows in it; LMR_STREAM_REPORT_INTERVAL_MS shortens the 30 s between writes) and says

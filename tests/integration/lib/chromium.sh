@@ -6,6 +6,7 @@
 #   chrome ARGS...                         # run it (profile in $D/profile, log on stderr)
 #   chromium_render PAGE SHOT SIZE [ARGS]  # PAGE's DOM into $D/dom.html (ARGS added to that run),
 #                                          # a SIZE (W,H) screenshot into $ARTIFACTS/SHOT
+#   chromium_console_clean                 # pass/fail: no console message in those runs' logs
 
 chromium_find() {
     CHROMIUM=$(command -v chromium || command -v chromium-browser || true)
@@ -31,4 +32,14 @@ chromium_render() {
     chrome --screenshot="$ARTIFACTS/$shot" --window-size="$size" "file://$page" > /dev/null \
         2> "$D/chrome-shot.log" || { tail -20 "$D/chrome-shot.log"; fail "chromium --screenshot"; }
     [ -s "$ARTIFACTS/$shot" ] && pass "screenshot saved ($ARTIFACTS/$shot)" || fail "no screenshot"
+}
+
+# chromium_console_clean: pass when the page logged no console message (an error, a CSP
+# violation) in Chromium's logs of the last chromium_render, fail when it did.
+chromium_console_clean() {
+    if grep -E 'CONSOLE|Content Security Policy|Refused to' "$D/chrome-dom.log" "$D/chrome-shot.log"; then
+        fail "the page logged console messages"
+    else
+        pass "no console errors"
+    fi
 }

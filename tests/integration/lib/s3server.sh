@@ -5,6 +5,8 @@
 #   s3server_start [EXTRA ARGS...]   # exports S3SERVER_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
 #                                    # AWS_REGION, AWS_ENDPOINT_URL (= S3SERVER_URL) for lambdamr and the aws CLI
 #
+#   s3_test_init moto|s3server [BUCKET...]   # the S3 tests' start-up, below
+#
 # Needs LMR_BIN_DIR (the build's bin/) and lmr_on_exit (from moto.sh, or define your own trap
 # chain first). The server is stopped on exit.
 s3server_start() {
@@ -32,4 +34,22 @@ s3server_start() {
     # (newer CLIs otherwise send aws-chunked bodies, which the server refuses with 501).
     export AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_EC2_METADATA_DISABLED=true
     export AWS_REQUEST_CHECKSUM_CALCULATION=when_required AWS_RESPONSE_CHECKSUM_VALIDATION=when_required
+}
+
+# s3_test_init moto|s3server [BUCKET...] (after lib/common.sh and lib/moto.sh): the S3 tests'
+# start-up: the test's temporary folder removed on exit (cleanup_tmp), the S3 service started
+# (moto_start or s3server_start), D (= TEST_TMP), PROXY (tests/tools/s3_fault_proxy.py), and each
+# BUCKET made. Fails when the service does not start.
+s3_test_init() {
+    local b
+    lmr_on_exit cleanup_tmp
+    case $1 in
+    moto) moto_start || return 1 ;;
+    s3server) s3server_start || return 1 ;;
+    *) echo "s3_test_init: moto or s3server, not '$1'" >&2; return 2 ;;
+    esac
+    shift
+    D=$TEST_TMP
+    PROXY="$LMR_SOURCE_DIR/tests/tools/s3_fault_proxy.py"
+    for b in "$@"; do aws s3 mb "s3://$b" > /dev/null; done
 }

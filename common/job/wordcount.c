@@ -56,13 +56,15 @@ static inline uint64_t space_mask64(const uint8_t *p)
 }
 #endif
 
+/* Words handed to the emitter at a time (lmr_emit_keys), at least: a 64-byte group adds up to 33. */
+#define WC_BATCH 64
+
 /*
  * The whole block at once: 64 bytes at a time into a whitespace bit mask, then the word starts
  * and ends are found with bit operations (no branch per byte). Lines need no separate handling:
- * their terminators are whitespace. The same words in the same order as wc_map over each line.
+ * their terminators are whitespace. The same words in the same order as wc_map over each line,
+ * handed over WC_BATCH or more at a time (a combining table takes them in one loop).
  */
-#define WC_BATCH 64
-
 static int wc_map_block(void *state, struct lmr_slice block, struct lmr_emitter *out, struct lmr_job_counters *counters)
 {
     static const uint64_t one = 1;

@@ -183,7 +183,11 @@ static inline void load_short(const uint8_t *p, size_t n, uint64_t w[2])
     lmr_short_key_words(p, n, w);
 }
 
-/* A short key's hash: its two words mixed with 64x64->128 multiplies. Longer keys use XXH3. */
+/*
+ * A short key's hash: its two words (and length) in one 64x64->128 multiply, folded, then the high
+ * half folded into the low (the slot index uses the low bits). One multiply, not two: it sits on
+ * the path from a key to its slot's prefetch. Longer keys use XXH3.
+ */
 static inline uint64_t short_hash(const uint64_t w[2], size_t n)
 {
     __uint128_t m = (__uint128_t)(w[0] ^ 0x9e3779b97f4a7c15ull) * (w[1] ^ 0xd6e8feb86659fd93ull ^ n);

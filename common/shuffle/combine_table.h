@@ -19,7 +19,8 @@
  *   arrives and the key is combined some emits later, when the slot is in cache, so the cache
  *   and TLB misses of many keys overlap. Combining is commutative and associative, so the delay
  *   cannot be observed once lmr_combine_table_flush ran (every other function flushes first).
- *   Errors of emits are sticky: lmr_combine_table_flush returns them.
+ *   Errors of emits are sticky: lmr_combine_table_flush returns them. lmr_emit_keys hands the
+ *   pipeline many keys with one value in one call (word count's words), without a call per key.
  *
  * Memory. slots + arena stay within memory_limit_bytes (0: no limit; a growth counts both slot
  * arrays). When a new key would pass it, the `full` callback runs (the collector spills the

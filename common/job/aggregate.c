@@ -206,8 +206,10 @@ static void agg_reduce(void *state, struct lmr_slice key, struct lmr_values *val
     while (lmr_values_next(values, &v)) {
         if (v.len != size)
             continue;
-        if (first)
-            memcpy(acc, v.ptr, size);
+        if (first && size == 8) /* the sizes spelled out: a copy, not a call */
+            memcpy(acc, v.ptr, 8);
+        else if (first)
+            memcpy(acc, v.ptr, sizeof(struct agg_acc));
         else
             agg_combine(state, acc, v);
         first = false;

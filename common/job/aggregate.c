@@ -100,13 +100,12 @@ static void agg_teardown(void *state)
     free(state);
 }
 
-/* One row, already split into its first n fields (at most max_field), inside a buffer readable up
-   to limit. */
-static int agg_map_fields(const struct agg_state *st, const struct lmr_slice *f, size_t n, const uint8_t *limit,
-                          struct lmr_emitter *out, struct lmr_job_counters *counters)
+/* One row, already split into its first n fields (at most max_field). */
+static int agg_map_fields(const struct agg_state *st, const struct lmr_slice *f, size_t n, struct lmr_emitter *out,
+                          struct lmr_job_counters *counters)
 {
     struct agg_acc acc = {0, 1};
-    if (n < st->max_field || (st->value_field && !lmr_parse_number_within(f[st->value_field - 1], limit, &acc.x))) {
+    if (n < st->max_field || (st->value_field && !lmr_parse_number(f[st->value_field - 1], &acc.x))) {
         counters->malformed_records++;
         return st->strict ? -1 : 0;
     }
@@ -127,7 +126,7 @@ static int agg_map(void *state, struct lmr_slice record, struct lmr_emitter *out
     const struct agg_state *st = state;
     struct lmr_slice f[LMR_FIELDS_MAX];
     size_t n = lmr_fields_split(record, st->delim, f, st->max_field);
-    return agg_map_fields(st, f, n, record.ptr + record.len, out, counters);
+    return agg_map_fields(st, f, n, out, counters);
 }
 
 /*
@@ -144,7 +143,7 @@ static int agg_map_block(void *state, struct lmr_slice block, struct lmr_emitter
     size_t n;
     lmr_fields_block_init(&lines, block, st->delim);
     while (lmr_fields_block_next(&lines, f, st->max_field, &n, &line))
-        if (agg_map_fields(st, f, n, block.ptr + block.len, out, counters))
+        if (agg_map_fields(st, f, n, out, counters))
             return -1; /* --strict: the framework names the block's rows and the file */
     return 0;
 }
@@ -206,8 +205,10 @@ static void agg_reduce(void *state, struct lmr_slice key, struct lmr_values *val
     while (lmr_values_next(values, &v)) {
         if (v.len != size)
             continue;
-        if (first)
-            memcpy(acc, v.ptr, size);
+        if (first && size == 8) /* the sizes spelled out: a copy, not a call */
+            memcpy(acc, v.ptr, 8);
+        else if (first)
+            memcpy(acc, v.ptr, sizeof(struct agg_acc));
         else
             agg_combine(state, acc, v);
         first = false;

@@ -273,40 +273,7 @@ static const uint64_t pow10_u64[20] = {1ull,
 static const double pow10_exact[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
                                      1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
-/* 8 bytes at p, the first in the lowest byte. */
-static inline uint64_t load8(const uint8_t *p)
-{
-    uint64_t v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-/* The high bit of every byte of v that is not an ASCII digit: x = byte ^ '0' is 0..9 for a digit; its
-   low 7 bits + 0x76 reach bit 7 from 10 on (no carry out of the byte), and x's own bit 7 covers the rest. */
-static inline uint64_t non_digits(uint64_t v)
-{
-    uint64_t x = v ^ 0x3030303030303030ull;
-    return (((x & 0x7F7F7F7F7F7F7F7Full) + 0x7676767676767676ull) | x) & 0x8080808080808080ull;
-}
-
-/* The first k (0..8) bytes of v, all digits, as a number: shifted to the top (zeros before them are
-   leading zeros), then pairs, quads and the two halves combined in all lanes at once. */
-static inline uint64_t digits_value(uint64_t v, size_t k)
-{
-    if (!k)
-        return 0;
-    v <<= 8 * (8 - k);
-    v = ((v & 0x0F0F0F0F0F0F0F0Full) * 2561) >> 8;
-    v = ((v & 0x00FF00FF00FF00FFull) * 6553601) >> 16;
-    return ((v & 0x0000FFFF0000FFFFull) * 42949672960001ull) >> 32;
-}
-
 bool lmr_parse_number(struct lmr_slice s, double *out)
-{
-    return lmr_parse_number_within(s, s.ptr + s.len, out);
-}
-
-bool lmr_parse_number_within(struct lmr_slice s, const uint8_t *limit, double *out)
 {
     const uint8_t *p = s.ptr, *end = s.ptr + s.len;
     if (p == end)
@@ -314,31 +281,6 @@ bool lmr_parse_number_within(struct lmr_slice s, const uint8_t *limit, double *o
     bool neg = false;
     if (*p == '+' || *p == '-')
         neg = *p++ == '-';
-    /* Fast path: at most 8 digits, a point, at most 8 digits, read 8 bytes at a time (the 17 bytes
-       from p lie before limit); the same mantissa and division as below, so the same double. */
-    size_t len = (size_t)(end - p);
-    if (limit - p >= 17 && len) {
-        uint64_t a = load8(p), nd = non_digits(a);
-        size_t i = nd ? (size_t)__builtin_ctzll(nd) / 8 : 8; /* digits before the first non-digit */
-        if (i >= len) {
-            double v = (double)digits_value(a, len);
-            *out = neg ? -v : v;
-            return true;
-        }
-        size_t flen = len - i - 1;
-        if (i < 8 && p[i] == '.' && flen <= 8 && (i || flen)) {
-            uint64_t b = load8(p + i + 1);
-            uint64_t mask = flen == 8 ? ~(uint64_t)0 : ((uint64_t)1 << (8 * flen)) - 1;
-            if (!(non_digits(b) & mask)) {
-                uint64_t mant = digits_value(a, i) * pow10_u64[flen] + digits_value(b, flen);
-                if (mant <= (1ull << 53)) {
-                    double v = (double)mant / pow10_exact[flen];
-                    *out = neg ? -v : v;
-                    return true;
-                }
-            }
-        }
-    }
     /* All digits into mant: exact while there are at most 19 of them (< 10^19 < 2^64); with more it
        wraps, and the slow path below decides. */
     uint64_t mant = 0;

@@ -83,14 +83,6 @@ size_t lmr_fields_parse_list(const char *arg_name, const char *s, uint32_t *out,
 bool lmr_parse_number(struct lmr_slice s, double *out);
 
 /**
- * lmr_parse_number for a slice inside a larger buffer whose bytes up to limit (at or past the
- * slice's end) may be read: the same result for every input, faster for short numbers (up to 8
- * digits, a point and up to 8 digits, read 8 bytes at a time when the 17 bytes from the number's
- * first digit lie before limit). The bytes past the slice never change the result.
- */
-bool lmr_parse_number_within(struct lmr_slice s, const uint8_t *limit, double *out);
-
-/**
  * Format v as the shortest decimal that parses back to exactly v (double-conversion's shortest digits),
  * laid out as the shortest of %.15g, %.16g, %.17g that reads back would be (no strtod round trips).
  * @return the length written to out (cap >= 40).

@@ -259,63 +259,6 @@ static void test_parse_number_matches_strtod(void **unused)
     assert_true(lmr_parse_number(lmr_slice_make("12,34", 2), &v) && v == 12);
 }
 
-/* lmr_parse_number_within (8 bytes at a time, reading past the field up to a limit) = lmr_parse_number
-   of the same field alone (the byte-by-byte path: no 17 bytes to read), for valid and invalid fields
-   of every length around the fast path's bounds, followed by bytes that would change the number if
-   they were taken for part of it, with every limit from the field's end on. */
-static void test_parse_number_within_matches(void **unused)
-{
-    (void)unused;
-    srand(11);
-    static const char tail_bytes[] = "0123456789.,e-+\n x";
-    static const char body_bytes[] = "0123456789012345678901234567890123456789.";
-    unsigned fast = 0;
-    for (int i = 0; i < 400000; i++) {
-        char field[48];
-        size_t len = 0;
-        int kind = rand() % 4;
-        if (rand() % 3 == 0)
-            field[len++] = "+-"[rand() % 2];
-        if (kind == 0) { /* I.F with 0-9 digits each */
-            int a = rand() % 10, b = rand() % 10;
-            for (int k = 0; k < a; k++)
-                field[len++] = (char)('0' + rand() % 10);
-            if (rand() % 8)
-                field[len++] = '.';
-            for (int k = 0; k < b; k++)
-                field[len++] = (char)('0' + rand() % 10);
-        } else if (kind == 1) { /* 1-20 digits and points, anywhere */
-            for (int k = 1 + rand() % 20; k > 0; k--)
-                field[len++] = body_bytes[rand() % (sizeof body_bytes - 1)];
-        } else if (kind == 2) { /* Query 2's revenues */
-            len += (size_t)snprintf(field + len, sizeof field - len, "%d.%05d", rand() % 1000, rand() % 100000);
-        } else { /* with an exponent or a stray byte */
-            len += (size_t)snprintf(field + len, sizeof field - len, "%d.%d%c%d", rand() % 1000, rand() % 1000,
-                                    "eEx,"[rand() % 4], rand() % 30);
-        }
-        char buf[96];
-        size_t off = (size_t)(rand() % 8);
-        memset(buf, 'z', sizeof buf);
-        memcpy(buf + off, field, len);
-        for (size_t k = off + len; k < sizeof buf; k++)
-            buf[k] = tail_bytes[rand() % (sizeof tail_bytes - 1)];
-        char *alone = malloc(len ? len : 1);
-        memcpy(alone, field, len);
-        double want = 0, got = 0;
-        bool want_ok = lmr_parse_number(lmr_slice_make(alone, len), &want);
-        size_t max_extra = sizeof buf - off - len;
-        size_t extra = (size_t)rand() % (max_extra + 1);
-        struct lmr_slice s = lmr_slice_make(buf + off, len);
-        bool got_ok = lmr_parse_number_within(s, (const uint8_t *)buf + off + len + extra, &got);
-        if (got_ok != want_ok || (got_ok && memcmp(&got, &want, sizeof got)))
-            fail_msg("'%.*s' (limit +%zu): within %d %.17g, alone %d %.17g", (int)len, field, extra, got_ok, got,
-                     want_ok, want);
-        fast += extra + len >= 17;
-        free(alone);
-    }
-    assert_true(fast > 100000);
-}
-
 /* The reference: the shortest of %.15g, %.16g, %.17g that reads back exactly. */
 /* lmr_fields_split_line over a block of random lines = lmr_fields_split of each line without its
    terminator ("\n" or "\r\n"; the last line may have none), for every max; and the block
@@ -544,7 +487,6 @@ int main(void)
         cmocka_unit_test(test_count_needs_no_value_and_strict),
         cmocka_unit_test(test_bad_args),
         cmocka_unit_test(test_parse_number_matches_strtod),
-        cmocka_unit_test(test_parse_number_within_matches),
         cmocka_unit_test(test_format_double_shortest),
         cmocka_unit_test(test_split_line_matches_split),
         cmocka_unit_test(test_map_block_equals_map),

@@ -770,8 +770,9 @@ static void emit_cb_add_u64(struct lmr_emitter *self, struct lmr_slice key, stru
  * prefetch distance as emit_fast (a two-pass batch, every slot of 64 keys prefetched before the
  * first is combined, ran fewer instructions but was slower: the burst of misses). Whatever calls
  * out of the loop and may change the table (a new key's insert: growth, a spill, an error; a
- * long key stashed by emit_slow) writes the ring's ends back first, and the loop starts over
- * with the table as it is then; a key the fast path does not take goes through emit_fast.
+ * long key stashed by emit_slow) leaves it (the gotos), writes the ring's ends back first, and
+ * the loop starts over with the table as it is then; a key the fast path does not take goes
+ * through emit_fast.
  */
 static inline __attribute__((always_inline)) void emit_keys_fast(struct lmr_combine_table *t,
                                                                  const struct lmr_slice *keys, size_t n,
@@ -787,11 +788,12 @@ static inline __attribute__((always_inline)) void emit_keys_fast(struct lmr_comb
             continue;
         }
         uint8_t *const slots = t->slots;
-        const size_t home_mask = t->home_mask, mask = t->mask;
+        const size_t home_mask = t->home_mask;
         const unsigned shift = add_u64 ? 5 : t->stride_shift; /* add_u64: 8-byte accumulators, 32-byte slots */
         size_t head = t->head, tail = t->tail;
         const struct lmr_slice *first = keys;
-        bool left = false; /* the ends were written back for a call: reload */
+        const struct pending *q;
+        uint8_t *s;
         while (keys < end) {
             struct lmr_slice key = *keys;
             if (key.len > SHORT_KEY)
@@ -813,19 +815,14 @@ static inline __attribute__((always_inline)) void emit_keys_fast(struct lmr_comb
             tail++;
             if (tail <= head + LAG)
                 continue;
-            const struct pending *q = &t->ring[head++ % RING];
-            if (__builtin_expect(q->klen > SHORT_KEY, 0)) { /* stashed by emit_slow */
-                t->head = head;
-                t->tail = tail;
-                combine_hashed(t, q->h, (struct lmr_slice){(const uint8_t *)q->key, q->klen}, q->key, q->value);
-                left = true;
-                break;
-            }
+            q = &t->ring[head++ % RING];
+            if (__builtin_expect(q->klen > SHORT_KEY, 0)) /* stashed by emit_slow */
+                goto long_key;
             size_t j = q->h & home_mask;
             uint32_t want = q->klen + 1;
             uint64_t w0 = q->key[0], w1 = q->key[1];
             for (;;) {
-                uint8_t *s = slots + (j << shift);
+                s = slots + (j << shift);
                 uint32_t kl1 = load32(s);
                 if (((kl1 ^ want) | (load64(s + 8) ^ w0) | (load64(s + 16) ^ w1)) == 0) {
                     if (add_u64)
@@ -834,23 +831,28 @@ static inline __attribute__((always_inline)) void emit_keys_fast(struct lmr_comb
                         t->combine(t->state, s + 24, (struct lmr_slice){q->value, t->vs});
                     break;
                 }
-                if (!kl1) {
-                    t->head = head;
-                    t->tail = tail;
-                    uint64_t qw[2] = {w0, w1};
-                    insert_emitted(t, s, q->h, (struct lmr_slice){(const uint8_t *)qw, q->klen}, qw, q->value);
-                    left = true;
-                    break;
-                }
-                j = (j + 1) & mask;
+                if (!kl1)
+                    goto new_key;
+                j = (j + 1) & t->mask;
             }
-            if (left)
-                break;
         }
         t->emits += (size_t)(keys - first);
-        if (!left) {
-            t->head = head;
-            t->tail = tail;
+        t->head = head;
+        t->tail = tail;
+        continue;
+    long_key:
+        t->emits += (size_t)(keys - first);
+        t->head = head;
+        t->tail = tail;
+        combine_hashed(t, q->h, (struct lmr_slice){(const uint8_t *)q->key, q->klen}, q->key, q->value);
+        continue;
+    new_key:
+        t->emits += (size_t)(keys - first);
+        t->head = head;
+        t->tail = tail;
+        {
+            uint64_t qw[2] = {q->key[0], q->key[1]};
+            insert_emitted(t, s, q->h, (struct lmr_slice){(const uint8_t *)qw, q->klen}, qw, q->value);
         }
     }
 }

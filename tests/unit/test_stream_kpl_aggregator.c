@@ -64,6 +64,16 @@ static size_t shard_of(const char *key)
     return d[0] >> 7;
 }
 
+/* n keys PREFIX<i> that map to shard. */
+static void keys_on_shard(const char *prefix, size_t shard, char (*keys)[8], size_t n)
+{
+    for (int i = 0, k = 0; (size_t)k < n; i++) {
+        snprintf(keys[k], sizeof keys[k], "%s%d", prefix, i);
+        if (shard_of(keys[k]) == shard)
+            k++;
+    }
+}
+
 /* Check record i is aggregated: its user records' keys all map to its shard; returns how many. */
 static size_t check_aggregated(const struct got *g, size_t i)
 {
@@ -125,12 +135,7 @@ static void test_limits(void **unused)
     line[100] = '\0';
     /* One shard's keys only ("a" keys chosen to map to shard 0): packed up to 1000 bytes. */
     char keys[40][8];
-    size_t nk = 0;
-    for (int i = 0; nk < 40; i++) {
-        snprintf(keys[nk], sizeof keys[nk], "a%d", i);
-        if (shard_of(keys[nk]) == 0)
-            nk++;
-    }
+    keys_on_shard("a", 0, keys, 40);
     for (size_t i = 0; i < 20; i++)
         assert_int_equal(lmr_kpl_aggregator_add(a, line, 100, keys[i], collect, &g, NULL), LMR_OK);
     assert_true(g.n >= 2);
@@ -163,12 +168,7 @@ static void test_limits(void **unused)
         assert_int_equal(lmr_kpl_aggregator_add(a, line, 100, keys[i], collect, &g, NULL), LMR_OK);
     assert_int_equal(g.n, 0);
     char other[8][8];
-    size_t no = 0;
-    for (int i = 0; no < 8; i++) {
-        snprintf(other[no], sizeof other[no], "b%d", i);
-        if (shard_of(other[no]) == 1)
-            no++;
-    }
+    keys_on_shard("b", 1, other, 8);
     for (size_t i = 0; i < 8 && !g.n; i++)
         assert_int_equal(lmr_kpl_aggregator_add(a, line, 100, other[i], collect, &g, NULL), LMR_OK);
     assert_int_equal(g.n, 1);

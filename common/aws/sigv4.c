@@ -4,6 +4,7 @@
  * the request's text can grow lives in capped buffers.
  */
 #include "aws/sigv4.h"
+#include "util/misc.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -70,23 +71,12 @@ enum lmr_result lmr_aws_uri_encode(struct lmr_buf *out, const char *s, size_t le
     return r;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 enum lmr_result lmr_aws_uri_decode(struct lmr_buf *out, const char *s, size_t len)
 {
     enum lmr_result r = lmr_buf_reserve(out, len);
     for (size_t i = 0; !r && i < len; i++) {
-        if (s[i] == '%' && i + 2 < len && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
-            char c = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+        if (s[i] == '%' && i + 2 < len && lmr_hex_digit_value(s[i + 1]) >= 0 && lmr_hex_digit_value(s[i + 2]) >= 0) {
+            char c = (char)(lmr_hex_digit_value(s[i + 1]) * 16 + lmr_hex_digit_value(s[i + 2]));
             r = lmr_buf_append(out, &c, 1);
             i += 2;
         } else {

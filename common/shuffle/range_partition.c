@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "util/buf.h"
+#include "util/misc.h"
 
 int lmr_range_key_compare(struct lmr_slice a, struct lmr_slice b)
 {
@@ -13,17 +14,6 @@ int lmr_range_key_compare(struct lmr_slice a, struct lmr_slice b)
     if (c)
         return c;
     return a.len < b.len ? -1 : a.len > b.len;
-}
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
 }
 
 void lmr_range_partitioner_clean_up(struct lmr_range_partitioner *rp)
@@ -61,7 +51,7 @@ enum lmr_result lmr_range_partitioner_parse(struct lmr_range_partitioner *rp, co
     for (size_t b = 0; b < n; b++) {
         const uint8_t *start = w;
         while (*p && *p != ',') {
-            int hi = hexval(p[0]), lo = p[1] ? hexval(p[1]) : -1;
+            int hi = lmr_hex_digit_value(p[0]), lo = p[1] ? lmr_hex_digit_value(p[1]) : -1;
             if (hi < 0 || lo < 0) {
                 lmr_range_partitioner_clean_up(rp);
                 return lmr_fail(err, LMR_ERR_FORMAT,

@@ -16,6 +16,18 @@ uint64_t lmr_wall_ms(void);
 /** Sleep for ms milliseconds (restarts on EINTR). */
 void lmr_sleep_ms(uint64_t ms);
 
+/** The value of one hexadecimal digit (0-9, a-f, A-F), or -1 if c is not one. */
+static inline int lmr_hex_digit_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 /* The largest size lmr_parse_size accepts: 2^53 bytes (8 PiB), beyond any object or setting here. */
 #define LMR_SIZE_MAX_BYTES (1ull << 53)
 

@@ -765,8 +765,7 @@ static void fill_outcome(struct lmr_svc_outcome *o, const struct lmr_svc_inv *in
     o->duration_ms = inv->duration_ms;
     o->billed_ms = inv->billed_ms;
     o->init_ms = inv->init_ms;
-    o->memory_mb = inv->fn->memory_mb;
-    o->max_memory_mb = inv->max_memory_mb;
+    o->max_memory_mb = inv->max_memory_mb; /* memory_mb: the caller's, read under the lock */
     o->chain_seen = inv->chain_seen;
     o->resume_payload = inv->resume_payload;
     o->resume_len = inv->resume_len;
@@ -785,6 +784,7 @@ bool lmr_svc_chain_step_locked(struct lmr_svc_env *env, struct lmr_svc_inv *inv)
     if (o) {
         o->error_code = NULL; /* fill_outcome sets the rest (the log tail only up to tail_len) */
         o->message[0] = '\0';
+        o->memory_mb = fn->memory_mb;
         fill_outcome(o, inv);
         /* The environment stays busy with no invocation: nobody else is given it meanwhile. */
         pthread_mutex_unlock(&svc->mu);

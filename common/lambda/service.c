@@ -795,6 +795,7 @@ bool lmr_svc_chain_step_locked(struct lmr_svc_env *env, struct lmr_svc_inv *inv)
         pthread_mutex_lock(&svc->mu);
         inv->chain_seen = true; /* with o NULL (no memory) the caller gets the outcome unseen */
     }
+    /* env->state first: an environment that died meanwhile may have left fn's list, and a deleted fn be freed. */
     if (more && env->state != ENV_DEAD && !svc->stopping && !fn->deleted &&
         !lmr_svc_control_env_stale_locked(fn, env) && next_len <= LMR_LAMBDA_SYNC_PAYLOAD_MAX_BYTES) {
         memcpy(inv->request_id, request_id, sizeof inv->request_id);

@@ -687,9 +687,8 @@ void lmr_svc_inv_finish_locked(struct lmr_lambda_service *svc, struct lmr_svc_in
     }
     if (inv->type == LMR_INVOKE_SYNC) {
         inv->state = INV_DONE;
-        if (inv->chain_in_env)
-            return; /* rt_result runs the chain's next() (lmr_svc_chain_step_locked) and wakes the caller when it ends
-                     */
+        if (inv->chain_in_env) /* rt_result runs next() (lmr_svc_chain_step_locked), then wakes the caller or not */
+            return;
         inv->done = true;
         pthread_cond_signal(&inv->done_cond);
         return;

@@ -734,9 +734,8 @@ void lmr_svc_inv_finish_locked(struct lmr_lambda_service *svc, struct lmr_svc_in
     }
     if (inv->type == LMR_INVOKE_SYNC) {
         inv->state = INV_DONE;
-        if (inv->chain_in_env)
-            return; /* rt_result runs the chain's next() (lmr_svc_chain_step_locked) and wakes the caller when it ends
-                     */
+        if (inv->chain_in_env) /* rt_result runs next() (lmr_svc_chain_step_locked), then wakes the caller or not */
+            return;
         inv->done = true;
         pthread_cond_signal(&inv->done_cond);
         return;
@@ -812,8 +811,7 @@ static void fill_outcome(struct lmr_svc_outcome *o, const struct lmr_svc_inv *in
     o->duration_ms = inv->duration_ms;
     o->billed_ms = inv->billed_ms;
     o->init_ms = inv->init_ms;
-    o->memory_mb = inv->fn->memory_mb;
-    o->max_memory_mb = inv->max_memory_mb;
+    o->max_memory_mb = inv->max_memory_mb; /* memory_mb: the caller's, read under the lock */
     o->chain_seen = inv->chain_seen;
     o->resume_payload = inv->resume_payload;
     o->resume_len = inv->resume_len;
@@ -832,6 +830,7 @@ bool lmr_svc_chain_step_locked(struct lmr_svc_env *env, struct lmr_svc_inv *inv)
     if (o) {
         o->error_code = NULL; /* fill_outcome sets the rest (the log tail only up to tail_len) */
         o->message[0] = '\0';
+        o->memory_mb = fn->memory_mb;
         fill_outcome(o, inv);
         /* The environment stays busy with no invocation: nobody else is given it meanwhile. */
         pthread_mutex_unlock(&svc->mu);
@@ -842,6 +841,7 @@ bool lmr_svc_chain_step_locked(struct lmr_svc_env *env, struct lmr_svc_inv *inv)
         pthread_mutex_lock(&svc->mu);
         inv->chain_seen = true; /* with o NULL (no memory) the caller gets the outcome unseen */
     }
+    /* env->state first: an environment that died meanwhile may have left fn's list, and a deleted fn be freed. */
     if (more && env->state != ENV_DEAD && !svc->stopping && !fn->deleted &&
         !lmr_svc_control_env_stale_locked(fn, env) && next_len <= LMR_LAMBDA_SYNC_PAYLOAD_MAX_BYTES) {
         memcpy(inv->request_id, request_id, sizeof inv->request_id);

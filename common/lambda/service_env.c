@@ -331,9 +331,14 @@ static enum MHD_Result rt_result(struct lmr_svc_env *env, struct MHD_Connection 
     bool chained = inv->chain != NULL; /* (finish frees an Event's inv) */
     inv->chain_in_env = chained;
     lmr_svc_inv_finish_locked(svc, inv);
-    if (!chained || !lmr_svc_chain_step_locked(env, inv)) {
+    if (!chained) {
         if (env->state != ENV_DEAD)
             env->state = ENV_IDLE;
+        lmr_svc_fn_pump_locked(env->fn);
+    } else if (!lmr_svc_chain_step_locked(env, inv) && env->state != ENV_DEAD) {
+        /* (An environment that died while next() ran without the lock may be off its function's list, and
+           a deleted function freed: its reaper pumps the queue.) */
+        env->state = ENV_IDLE;
         lmr_svc_fn_pump_locked(env->fn);
     }
     pthread_mutex_unlock(&svc->mu);

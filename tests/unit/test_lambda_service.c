@@ -12,6 +12,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -366,6 +367,7 @@ struct chain_seen {
     int calls;
     pthread_t caller;
     int off_caller;       /* next() calls on a thread other than the caller's */
+    int kill_at;          /* 1-based call of next() that kills the environment ("pid:count" answers) first; 0 = none */
     char answers[8][128]; /* payload or "error:<function error>:<payload start>" */
 };
 
@@ -380,6 +382,13 @@ static bool chain_next(void *user, enum lmr_result r, struct lmr_invoke_result *
                  res->function_error, res->function_error[0] ? ":" : "",
                  (int)(res->payload.len > 60 ? 60 : res->payload.len), res->payload.data ? res->payload.data : "");
     c->off_caller += !pthread_equal(pthread_self(), c->caller);
+    if (c->kill_at && c->calls + 1 == c->kill_at) {
+        /* The environment dies while next() runs: what it asks for then must run in another one. */
+        long pid = strtol(c->answers[c->calls], NULL, 10);
+        assert_true(pid > 1);
+        kill((pid_t)pid, SIGKILL);
+        lmr_sleep_ms(300); /* its reaper marks it dead meanwhile */
+    }
     const char *next = c->payloads[c->calls++];
     if (!next)
         return false;
@@ -436,6 +445,20 @@ static void test_invoke_chain(void **state)
     assert_int_equal(d.calls, 2);
     assert_int_equal(d.off_caller, 0);
     assert_non_null(strchr(d.answers[1], ':'));
+
+    /* The environment dies between two links of a chain: the next link runs in a new environment. */
+    static const char *const three[] = {"{}", "{}", NULL};
+    struct chain_seen k = {.payloads = three, .caller = pthread_self(), .kill_at = 1};
+    lmr_lambda_service_get_stats(f->svc, &before);
+    assert_int_equal(lmr_invoke_chain(f->inv, 9, "chained", "{}", 2, 0, &res, chain_next, &k, &err), LMR_OK);
+    assert_int_equal(k.calls, 3);
+    char pid2[32];
+    snprintf(pid2, sizeof pid2, "%.*s", (int)strcspn(k.answers[1], ":"), k.answers[1]);
+    assert_string_not_equal(pid2, pid);
+    assert_string_not_equal(k.answers[1], "");
+    assert_non_null(strstr(k.answers[2], pid2)); /* the last link warm in the new environment */
+    lmr_lambda_service_get_stats(f->svc, &after);
+    assert_true(after.cold_starts - before.cold_starts >= 1);
 
     /* An invocation that times out kills its environment: next() sees the error, and the payload it gives
        then runs in a new environment. */

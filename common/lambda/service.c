@@ -352,25 +352,59 @@ const char *lmr_lambda_service_log_dir(const struct lmr_lambda_service *svc)
 
 /* ---- monitor ------------------------------------------------------------------------------ */
 
-struct rss_sample {
+/*
+ * The monitor enforces timeouts, the Init limit and the memory size. Deadlines are exact: it
+ * sleeps until the nearest one (never longer than MONITOR_MAX_WAIT_MS, which also bounds how late
+ * it drains output, retires environments and starts queued retries). Resident memory costs /proc
+ * reads, so each running environment is sampled by how close it is to its memory size: every
+ * MONITOR_TICK_MS from half of it up, every 2 ticks from a quarter, else every SAMPLE_MAX_MS (a
+ * process that grows from nothing is caught within SAMPLE_MAX_MS + a tick or two).
+ */
+#define MONITOR_MAX_WAIT_MS 25.0
+#define SAMPLE_MAX_MS 25.0
+
+/* One running environment the monitor samples (monitor-private; the probe's fd stays open). */
+struct rss_watch {
     struct lmr_svc_fn *fn;
     struct lmr_svc_env *env;
-    pid_t pid;
+    double spawn_ms; /* with env and the probe's pid: the same environment, not a new one at that address */
+    struct lmr_svc_rss_probe probe;
+    double next_ms; /* next sample due */
     uint32_t rss_mb;
+    bool seen;   /* still running at this tick */
+    bool sample; /* due at this tick */
 };
 
 #define MAX_SAMPLES 1024
 
+static double sample_interval_ms(uint32_t rss_mb, uint32_t memory_mb)
+{
+    if ((uint64_t)rss_mb * 2 >= memory_mb)
+        return MONITOR_TICK_MS;
+    if ((uint64_t)rss_mb * 4 >= memory_mb)
+        return 2 * MONITOR_TICK_MS;
+    return SAMPLE_MAX_MS;
+}
+
+static struct rss_watch *find_watch(struct rss_watch *w, size_t n, const struct lmr_svc_env *env)
+{
+    for (size_t i = 0; i < n; i++)
+        if (w[i].env == env && w[i].probe.pid == env->pid && w[i].spawn_ms == env->spawn_ms)
+            return &w[i];
+    return NULL;
+}
+
 static void *monitor_main(void *arg)
 {
     struct lmr_lambda_service *svc = arg;
-    struct rss_sample *samples = calloc(MAX_SAMPLES, sizeof *samples);
-    size_t n_samples = 0;
-    if (!samples)
+    struct rss_watch *watches = calloc(MAX_SAMPLES, sizeof *watches);
+    size_t n_watches = 0;
+    if (!watches)
         return NULL;
     pthread_mutex_lock(&svc->mu);
     while (!svc->stopping) {
         double now = lmr_svc_now_ms();
+        double wake = now + MONITOR_MAX_WAIT_MS;
         for (struct lmr_svc_fn *fn = svc->fns; fn; fn = fn->next) {
             lmr_svc_control_tick_locked(fn);
             for (struct lmr_svc_env *env = fn->envs; env; env = env->next) {
@@ -389,50 +423,97 @@ static void *monitor_main(void *arg)
                                             INIT_LIMIT_MS / 1000);
                     continue;
                 }
-                if ((env->state == ENV_BUSY || !env->ready) && n_samples < MAX_SAMPLES)
-                    samples[n_samples++] = (struct rss_sample){fn, env, env->pid, 0};
+                if (inv && inv->delivered && inv->deadline_ms < wake)
+                    wake = inv->deadline_ms;
+                if (!env->ready && env->spawn_ms + INIT_LIMIT_MS < wake)
+                    wake = env->spawn_ms + INIT_LIMIT_MS;
+                if (env->state != ENV_BUSY && env->ready)
+                    continue;
+                struct rss_watch *w = find_watch(watches, n_watches, env);
+                if (!w && n_watches < MAX_SAMPLES) {
+                    w = &watches[n_watches++];
+                    *w = (struct rss_watch){.fn = fn, .env = env, .spawn_ms = env->spawn_ms, .next_ms = now};
+                    lmr_svc_rss_probe_init(&w->probe, env->pid);
+                }
+                if (w)
+                    w->seen = true;
             }
             lmr_svc_fn_pump_locked(fn);
+            if (fn->q_head && fn->q_head->not_before_ms > now && fn->q_head->not_before_ms < wake)
+                wake = fn->q_head->not_before_ms; /* a queued retry's time */
         }
-        /* Read /proc without the lock (it costs tens of microseconds per process), then apply. */
-        if (n_samples) {
+        /* Forget environments that stopped running (their statm fd closes), pick the ones due. */
+        size_t n_due = 0;
+        for (size_t i = 0; i < n_watches;) {
+            struct rss_watch *w = &watches[i];
+            if (!w->seen) {
+                lmr_svc_rss_probe_close(&w->probe);
+                *w = watches[--n_watches];
+                continue;
+            }
+            w->seen = false;
+            w->sample = w->next_ms <= now + 0.5; /* half a millisecond early rather than a tick late */
+            n_due += w->sample;
+            i++;
+        }
+        /* Read /proc without the lock (the probes are the monitor's own), then apply. */
+        if (n_due) {
             pthread_mutex_unlock(&svc->mu);
-            for (size_t i = 0; i < n_samples; i++)
-                samples[i].rss_mb = lmr_svc_read_rss_mb(samples[i].pid, false);
+            double t = lmr_svc_now_ms();
+            for (size_t i = 0; i < n_watches; i++)
+                if (watches[i].sample)
+                    watches[i].rss_mb = lmr_svc_rss_probe_read_mb(&watches[i].probe, t);
             pthread_mutex_lock(&svc->mu);
         }
-        for (size_t i = 0; i < n_samples; i++) {
-            struct rss_sample *sm = &samples[i];
+        for (size_t i = 0; i < n_watches; i++) {
+            struct rss_watch *sm = &watches[i];
+            if (!sm->sample) {
+                if (sm->next_ms < wake)
+                    wake = sm->next_ms;
+                continue;
+            }
+            sm->sample = false;
             struct lmr_svc_fn *f = svc->fns;
             while (f && f != sm->fn) /* DeleteFunction may have taken it out (and freed it) meanwhile */
                 f = f->next;
             struct lmr_svc_env *env = f ? f->envs : NULL;
             while (env && env != sm->env)
                 env = env->next;
-            if (!env || env->pid != sm->pid || env->state == ENV_DEAD)
-                continue; /* reaped or killed meanwhile */
+            if (!env || env->pid != sm->probe.pid || env->spawn_ms != sm->spawn_ms || env->state == ENV_DEAD) {
+                sm->next_ms = now + SAMPLE_MAX_MS; /* reaped or killed meanwhile: forgotten next tick */
+                continue;
+            }
             if (sm->rss_mb > env->peak_rss_mb)
                 env->peak_rss_mb = sm->rss_mb;
-            if (sm->rss_mb > sm->fn->memory_mb) {
+            if (sm->rss_mb > f->memory_mb) {
                 lmr_svc_env_kill_locked(env, "Runtime.OutOfMemory",
                                         "Runtime ran out of memory: resident memory reached %u MB, over the "
                                         "function's memory size of %u MB",
-                                        sm->rss_mb, sm->fn->memory_mb);
-                lmr_svc_fn_pump_locked(sm->fn);
+                                        sm->rss_mb, f->memory_mb);
+                lmr_svc_fn_pump_locked(f);
+                continue;
             }
+            sm->next_ms = now + sample_interval_ms(sm->rss_mb, f->memory_mb);
+            if (sm->next_ms < wake)
+                wake = sm->next_ms;
         }
-        n_samples = 0;
         if (svc->stopping)
             break;
+        /* Sleep until the nearest deadline or sample (CLOCK_MONOTONIC, as lmr_svc_now_ms). */
+        double left_ms = wake - lmr_svc_now_ms();
+        if (left_ms < 0.2)
+            left_ms = 0.2;
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_nsec += MONITOR_TICK_MS * 1000000L;
-        if (ts.tv_nsec >= 1000000000L)
-            ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+        uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)(left_ms * 1e6);
+        ts.tv_sec += (time_t)(ns / 1000000000u);
+        ts.tv_nsec = (long)(ns % 1000000000u);
         pthread_cond_timedwait(&svc->monitor_cond, &svc->mu, &ts);
     }
     pthread_mutex_unlock(&svc->mu);
-    free(samples);
+    for (size_t i = 0; i < n_watches; i++)
+        lmr_svc_rss_probe_close(&watches[i].probe);
+    free(watches);
     return NULL;
 }
 

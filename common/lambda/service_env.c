@@ -87,6 +87,55 @@ uint32_t lmr_svc_read_rss_mb(pid_t pid, bool peak)
     return (uint32_t)((kb + 1023) / 1024);
 }
 
+void lmr_svc_rss_probe_init(struct lmr_svc_rss_probe *p, pid_t pid)
+{
+    *p = (struct lmr_svc_rss_probe){.pid = pid, .statm_fd = -1, .children_ms = -1};
+}
+
+void lmr_svc_rss_probe_close(struct lmr_svc_rss_probe *p)
+{
+    if (p->statm_fd >= 0)
+        close(p->statm_fd);
+    p->statm_fd = -1;
+}
+
+uint32_t lmr_svc_rss_probe_read_mb(struct lmr_svc_rss_probe *p, double now_ms)
+{
+    char text[4096], name[64];
+    if (p->statm_fd < 0) {
+        snprintf(name, sizeof name, "/proc/%d/statm", (int)p->pid);
+        /* The descriptor pins this process: after it is gone, reads fail even if the pid is reused. */
+        p->statm_fd = open(name, O_RDONLY | O_CLOEXEC);
+        if (p->statm_fd < 0)
+            return 0;
+    }
+    ssize_t n = pread(p->statm_fd, text, sizeof text - 1, 0);
+    if (n <= 0)
+        return 0;
+    text[n] = '\0';
+    unsigned long size = 0, resident = 0;
+    if (sscanf(text, "%lu %lu", &size, &resident) != 2)
+        return 0;
+    uint64_t bytes = (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
+    if (p->has_children || p->children_ms < 0 || now_ms - p->children_ms >= LMR_SVC_CHILDREN_EVERY_MS) {
+        p->children_ms = now_ms;
+        p->has_children = false;
+        snprintf(name, sizeof name, "task/%d/children", (int)p->pid);
+        if (read_proc_file(p->pid, name, text, sizeof text)) {
+            int budget = 63;
+            for (char *q = text, *end; *q && budget > 0; q = end) {
+                long child = strtol(q, &end, 10);
+                if (end == q)
+                    break;
+                p->has_children = true;
+                budget--;
+                bytes += tree_rss_bytes((pid_t)child, 1, &budget);
+            }
+        }
+    }
+    return (uint32_t)((bytes + (1u << 20) - 1) >> 20);
+}
+
 void lmr_svc_env_drain_locked(struct lmr_svc_env *env)
 {
     if (env->out_fd < 0)

@@ -358,7 +358,8 @@ const char *lmr_lambda_service_log_dir(const struct lmr_lambda_service *svc)
  * it drains output, retires environments and starts queued retries). Resident memory costs /proc
  * reads, so each running environment is sampled by how close it is to its memory size: every
  * MONITOR_TICK_MS from half of it up, every 2 ticks from a quarter, else every SAMPLE_MAX_MS (a
- * process that grows from nothing is caught within SAMPLE_MAX_MS + a tick or two).
+ * process that grows from nothing is caught within SAMPLE_MAX_MS + a tick or two; a child it forks,
+ * within LMR_SVC_CHILDREN_EVERY_MS + SAMPLE_MAX_MS).
  */
 #define MONITOR_MAX_WAIT_MS 25.0
 #define SAMPLE_MAX_MS 25.0
@@ -432,7 +433,11 @@ static void *monitor_main(void *arg)
                 struct rss_watch *w = find_watch(watches, n_watches, env);
                 if (!w && n_watches < MAX_SAMPLES) {
                     w = &watches[n_watches++];
-                    *w = (struct rss_watch){.fn = fn, .env = env, .spawn_ms = env->spawn_ms, .next_ms = now};
+                    /* First sample: by the peak it reached before (a warm environment keeps its memory). */
+                    *w = (struct rss_watch){.fn = fn,
+                                            .env = env,
+                                            .spawn_ms = env->spawn_ms,
+                                            .next_ms = now + sample_interval_ms(env->peak_rss_mb, fn->memory_mb)};
                     lmr_svc_rss_probe_init(&w->probe, env->pid);
                 }
                 if (w)

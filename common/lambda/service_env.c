@@ -89,14 +89,16 @@ uint32_t lmr_svc_read_rss_mb(pid_t pid, bool peak)
 
 void lmr_svc_rss_probe_init(struct lmr_svc_rss_probe *p, pid_t pid)
 {
-    *p = (struct lmr_svc_rss_probe){.pid = pid, .statm_fd = -1, .children_ms = -1};
+    *p = (struct lmr_svc_rss_probe){.pid = pid, .statm_fd = -1, .children_fd = -1, .children_ms = -1};
 }
 
 void lmr_svc_rss_probe_close(struct lmr_svc_rss_probe *p)
 {
     if (p->statm_fd >= 0)
         close(p->statm_fd);
-    p->statm_fd = -1;
+    if (p->children_fd >= 0)
+        close(p->children_fd);
+    p->statm_fd = p->children_fd = -1;
 }
 
 uint32_t lmr_svc_rss_probe_read_mb(struct lmr_svc_rss_probe *p, double now_ms)
@@ -113,15 +115,22 @@ uint32_t lmr_svc_rss_probe_read_mb(struct lmr_svc_rss_probe *p, double now_ms)
     if (n <= 0)
         return 0;
     text[n] = '\0';
-    unsigned long size = 0, resident = 0;
-    if (sscanf(text, "%lu %lu", &size, &resident) != 2)
+    char *size_end, *resident_end; /* "size resident shared ..." in pages */
+    strtoul(text, &size_end, 10);
+    unsigned long resident = strtoul(size_end, &resident_end, 10);
+    if (size_end == text || resident_end == size_end)
         return 0;
     uint64_t bytes = (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
     if (p->has_children || p->children_ms < 0 || now_ms - p->children_ms >= LMR_SVC_CHILDREN_EVERY_MS) {
         p->children_ms = now_ms;
         p->has_children = false;
-        snprintf(name, sizeof name, "task/%d/children", (int)p->pid);
-        if (read_proc_file(p->pid, name, text, sizeof text)) {
+        if (p->children_fd < 0) {
+            snprintf(name, sizeof name, "/proc/%d/task/%d/children", (int)p->pid, (int)p->pid);
+            p->children_fd = open(name, O_RDONLY | O_CLOEXEC);
+        }
+        n = p->children_fd >= 0 ? pread(p->children_fd, text, sizeof text - 1, 0) : -1;
+        if (n > 0) {
+            text[n] = '\0';
             int budget = 63;
             for (char *q = text, *end; *q && budget > 0; q = end) {
                 long child = strtol(q, &end, 10);

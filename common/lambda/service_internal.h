@@ -196,17 +196,18 @@ void lmr_svc_env_drain_locked(struct lmr_svc_env *env);
 /* Resident MB of an environment: the process and its descendants (peak: the process's VmHWM only). */
 uint32_t lmr_svc_read_rss_mb(pid_t pid, bool peak);
 /*
- * The monitor's handle on one environment's resident memory: the process's statm stays open (one
- * pread a sample), and its descendants (an exec job's children, which share the function's memory
+ * The monitor's handle on one environment's resident memory: the process's statm and children
+ * files stay open (one pread a look), and its descendants (an exec job's children, which share the function's memory
  * as on Lambda) are looked up every sample while it has any, else every LMR_SVC_CHILDREN_EVERY_MS.
  */
 struct lmr_svc_rss_probe {
     pid_t pid;
     int statm_fd;       /* /proc/<pid>/statm; -1 = not open yet (or unopenable) */
+    int children_fd;    /* /proc/<pid>/task/<pid>/children; -1 = not open yet */
     bool has_children;  /* descendants were there at the last look */
     double children_ms; /* monotonic time of the last look; < 0 = never */
 };
-#define LMR_SVC_CHILDREN_EVERY_MS 20.0
+#define LMR_SVC_CHILDREN_EVERY_MS 50.0
 void lmr_svc_rss_probe_init(struct lmr_svc_rss_probe *p, pid_t pid);
 /* Resident MB of p's process and its descendants now (0 when the process is gone). */
 uint32_t lmr_svc_rss_probe_read_mb(struct lmr_svc_rss_probe *p, double now_ms);

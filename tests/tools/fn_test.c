@@ -4,7 +4,10 @@
  *   echo      return the event
  *   fail      handler error (errorType lambdamr.Invalid); logs "fail attempt <request id>"
  *   sleep     sleep <event> milliseconds, return "slept"
- *   alloc     allocate and touch <event> MB gradually, return "allocated"
+ *   alloc     allocate and touch <event> MB gradually, return "allocated"; event "MB@MS": stay
+ *             quiet (sleep) MS milliseconds first
+ *   fork_alloc event "MB@MS": sleep MS milliseconds, then fork a child that does alloc MB and
+ *             exits; wait for it, return "allocated" (or an error if the child failed)
  *   crash     abort() the process
  *   exit      exit(7) inside the handler
  *   env       return "NAME=VALUE\n" for each comma-separated name in the event
@@ -28,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "lambda/runtime.h"
@@ -73,6 +77,28 @@ static int send_next(const char *hostport)
 /* Where "alloc" leaves its blocks (volatile: the stores, and so the touched pages, stay). */
 static char *volatile alloc_sink;
 
+/* Touch mb MB in 4 MB blocks, 1 ms apart (the blocks stay allocated). @return false if malloc fails. */
+static bool alloc_mb(unsigned long mb)
+{
+    for (unsigned long i = 0; i < mb; i += 4) {
+        char *p = malloc(4u << 20);
+        if (!p)
+            return false;
+        memset(p, (int)i, 4u << 20);
+        /* p escapes: a compiler may drop an allocation nothing reads (clang's fuzz build did) */
+        alloc_sink = p;
+        lmr_sleep_ms(1);
+    }
+    return true;
+}
+
+/* The MS of an "MB@MS" event (0 when there is none). */
+static unsigned long quiet_ms(const char *event, size_t len)
+{
+    const char *at = memchr(event, '@', len);
+    return at ? number(at + 1, len - (size_t)(at + 1 - event)) : 0;
+}
+
 static enum lmr_result handle(void *user_data, const struct lmr_runtime_context *ctx, const char *event,
                               size_t event_len, struct lmr_buf *response, struct lmr_err *err)
 {
@@ -88,16 +114,24 @@ static enum lmr_result handle(void *user_data, const struct lmr_runtime_context 
         return lmr_buf_append_str(response, "slept");
     }
     if (!strcmp(mode, "alloc")) {
-        unsigned long mb = number(event, event_len);
-        for (unsigned long i = 0; i < mb; i += 4) {
-            char *p = malloc(4u << 20);
-            if (!p)
-                return lmr_fail(err, LMR_ERR_NOMEM, "malloc failed");
-            memset(p, (int)i, 4u << 20);
-            /* p escapes: a compiler may drop an allocation nothing reads (clang's fuzz build did) */
-            alloc_sink = p;
-            lmr_sleep_ms(1);
-        }
+        lmr_sleep_ms(quiet_ms(event, event_len));
+        if (!alloc_mb(number(event, event_len)))
+            return lmr_fail(err, LMR_ERR_NOMEM, "malloc failed");
+        return lmr_buf_append_str(response, "allocated");
+    }
+    if (!strcmp(mode, "fork_alloc")) {
+        lmr_sleep_ms(quiet_ms(event, event_len));
+        fflush(NULL);
+        pid_t child = fork();
+        if (child < 0)
+            return lmr_fail(err, LMR_ERR_IO, "fork failed");
+        if (child == 0)
+            _exit(alloc_mb(number(event, event_len)) ? 0 : 1);
+        int status = 0;
+        while (waitpid(child, &status, 0) < 0)
+            ;
+        if (!WIFEXITED(status) || WEXITSTATUS(status))
+            return lmr_fail(err, LMR_ERR_IO, "the allocating child failed (status %d)", status);
         return lmr_buf_append_str(response, "allocated");
     }
     if (!strcmp(mode, "crash"))

@@ -197,6 +197,25 @@ static void test_memory_limit(void **state)
     lmr_invoke_result_clean_up(&r);
 }
 
+/* The monitor samples a process far below its memory size rarely: one that stays small for a while
+ * and then grows fast, and one whose child (forked after a quiet start) grows, are still ended. */
+static void test_memory_limit_after_quiet_start(void **state)
+{
+    struct fixture *f = *state;
+    add(f, "late", "alloc", 128, 30, 1);
+    add(f, "child", "fork_alloc", 128, 30, 1);
+    const char *fns[] = {"late", "child"};
+    for (int i = 0; i < 2; i++) {
+        struct lmr_invoke_result r;
+        assert_int_equal(call(f, fns[i], "1024@300", LMR_INVOKE_SYNC, 0, &r), LMR_OK);
+        assert_string_equal(r.function_error, "Unhandled");
+        assert_non_null(strstr(r.payload.data, "Runtime.OutOfMemory"));
+        assert_true(r.max_memory_used_mb > 128);
+        assert_true(r.duration_ms >= 300);
+        lmr_invoke_result_clean_up(&r);
+    }
+}
+
 static void test_crash_and_exit(void **state)
 {
     struct fixture *f = *state;
@@ -822,6 +841,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_function_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeout_replaces_environment, setup, teardown),
         cmocka_unit_test_setup_teardown(test_memory_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_memory_limit_after_quiet_start, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_and_exit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_executables, setup, teardown),
         cmocka_unit_test_setup_teardown(test_throttle_retried, setup, teardown),

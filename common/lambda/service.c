@@ -372,11 +372,13 @@ struct rss_watch {
     struct lmr_svc_rss_probe probe;
     double next_ms; /* next sample due */
     uint32_t rss_mb;
-    bool seen;   /* still running at this tick */
-    bool sample; /* due at this tick */
+    bool seen;    /* the environment is still there at this tick */
+    bool running; /* ... and running (busy or in its Init), not idle */
+    bool sample;  /* running and due at this tick */
 };
 
 #define MAX_SAMPLES 1024
+#define IDLE_PROBES_OPEN 64 /* with more environments watched, an idle one's /proc files are closed */
 
 static double sample_interval_ms(uint32_t rss_mb, uint32_t memory_mb)
 {
@@ -387,11 +389,16 @@ static double sample_interval_ms(uint32_t rss_mb, uint32_t memory_mb)
     return SAMPLE_MAX_MS;
 }
 
-static struct rss_watch *find_watch(struct rss_watch *w, size_t n, const struct lmr_svc_env *env)
+/* env's watch, searched from *hint on (the environments come in the same order every tick). */
+static struct rss_watch *find_watch(struct rss_watch *w, size_t n, size_t *hint, const struct lmr_svc_env *env)
 {
-    for (size_t i = 0; i < n; i++)
-        if (w[i].env == env && w[i].probe.pid == env->pid && w[i].spawn_ms == env->spawn_ms)
+    for (size_t k = 0; k < n; k++) {
+        size_t i = (*hint + k) % n;
+        if (w[i].env == env && w[i].probe.pid == env->pid && w[i].spawn_ms == env->spawn_ms) {
+            *hint = i + 1;
             return &w[i];
+        }
+    }
     return NULL;
 }
 
@@ -406,11 +413,23 @@ static void *monitor_main(void *arg)
     while (!svc->stopping) {
         double now = lmr_svc_now_ms();
         double wake = now + MONITOR_MAX_WAIT_MS;
+        size_t hint = 0;
         for (struct lmr_svc_fn *fn = svc->fns; fn; fn = fn->next) {
             lmr_svc_control_tick_locked(fn);
             for (struct lmr_svc_env *env = fn->envs; env; env = env->next) {
-                if (env->state == ENV_DEAD || (env->state == ENV_IDLE && env->ready))
-                    continue; /* an idle environment is not running; its output is read later */
+                if (env->state == ENV_DEAD)
+                    continue;
+                if (env->state == ENV_IDLE && env->ready) {
+                    /* Not running; its output is read later. Its watch keeps its schedule: one that runs
+                     * short invocations back to back is sampled when seen running after its interval. */
+                    struct rss_watch *w = find_watch(watches, n_watches, &hint, env);
+                    if (w) {
+                        w->seen = true;
+                        if (n_watches > IDLE_PROBES_OPEN)
+                            lmr_svc_rss_probe_close(&w->probe);
+                    }
+                    continue;
+                }
                 lmr_svc_env_drain_locked(env);
                 struct lmr_svc_inv *inv = env->inv;
                 if (inv && inv->delivered && now > inv->deadline_ms) {
@@ -430,7 +449,7 @@ static void *monitor_main(void *arg)
                     wake = env->spawn_ms + INIT_LIMIT_MS;
                 if (env->state != ENV_BUSY && env->ready)
                     continue;
-                struct rss_watch *w = find_watch(watches, n_watches, env);
+                struct rss_watch *w = find_watch(watches, n_watches, &hint, env);
                 if (!w && n_watches < MAX_SAMPLES) {
                     w = &watches[n_watches++];
                     /* First sample: by the peak it reached before (a warm environment keeps its memory). */
@@ -441,7 +460,7 @@ static void *monitor_main(void *arg)
                     lmr_svc_rss_probe_init(&w->probe, env->pid);
                 }
                 if (w)
-                    w->seen = true;
+                    w->seen = w->running = true;
             }
             lmr_svc_fn_pump_locked(fn);
             if (fn->q_head && fn->q_head->not_before_ms > now && fn->q_head->not_before_ms < wake)
@@ -457,7 +476,7 @@ static void *monitor_main(void *arg)
                 continue;
             }
             w->seen = false;
-            w->sample = w->next_ms <= now + 0.5; /* half a millisecond early rather than a tick late */
+            w->sample = w->running && w->next_ms <= now + 0.5; /* half a millisecond early, not a tick late */
             n_due += w->sample;
             i++;
         }
@@ -472,8 +491,10 @@ static void *monitor_main(void *arg)
         }
         for (size_t i = 0; i < n_watches; i++) {
             struct rss_watch *sm = &watches[i];
+            bool running = sm->running;
+            sm->running = false;
             if (!sm->sample) {
-                if (sm->next_ms < wake)
+                if (running && sm->next_ms < wake)
                     wake = sm->next_ms;
                 continue;
             }

@@ -216,6 +216,27 @@ static void test_memory_limit_after_quiet_start(void **state)
     }
 }
 
+/* Memory that grows over many short invocations (fn_test's alloc keeps its blocks) is caught
+ * too, though the environment is idle between them: within 40 calls of 8 MB each. */
+static void test_memory_limit_short_invocations(void **state)
+{
+    struct fixture *f = *state;
+    add(f, "steps", "alloc", 128, 30, 1);
+    int calls = 0;
+    bool oom = false;
+    while (!oom && calls < 40) {
+        struct lmr_invoke_result r;
+        assert_int_equal(call(f, "steps", "8", LMR_INVOKE_SYNC, 0, &r), LMR_OK);
+        calls++;
+        oom = r.payload.data && strstr(r.payload.data, "Runtime.OutOfMemory");
+        if (!oom)
+            assert_string_equal(r.function_error, "");
+        lmr_invoke_result_clean_up(&r);
+    }
+    assert_true(oom);
+    assert_true(calls >= 10); /* not before it held ~80 MB of the 128 */
+}
+
 static void test_crash_and_exit(void **state)
 {
     struct fixture *f = *state;
@@ -842,6 +863,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_timeout_replaces_environment, setup, teardown),
         cmocka_unit_test_setup_teardown(test_memory_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_memory_limit_after_quiet_start, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_memory_limit_short_invocations, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_and_exit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_executables, setup, teardown),
         cmocka_unit_test_setup_teardown(test_throttle_retried, setup, teardown),

@@ -10,7 +10,8 @@ the median wall time (with the quartiles) and the mean CPU (user+sys of all the 
 from getrusage(RUSAGE_CHILDREN)). With --timeline, each run goes under a light strace (execve,
 rename, link, exit_group; --seccomp-bpf) and the medians of a few marks on the job's path are
 printed instead: the coordinator's exec, the map and reduce commit records, _SUCCESS, the report
-and the driver's exit, in ms from the driver's execve. Ends with the load average: say it with
+and the driver's exit, in ms from the driver's execve, and the median of each run's report to
+exit (the job's end: the driver sees the record, prints, stops the service). Ends with the load average: say it with
 the figures.
 """
 import argparse
@@ -78,13 +79,16 @@ def main():
                 wall[b].append((t1 - t0) * 1000)
                 cpu[b].append((r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime) * 1000)
                 if a.timeline:
-                    for k, v in marks(trace).items():
+                    ev = marks(trace)
+                    if "report" in ev and "exit" in ev:  # the job's end, per run
+                        ev["report_to_exit"] = ev["exit"] - ev["report"]
+                    for k, v in ev.items():
                         tl[b].setdefault(k, []).append(v)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     for b in a.binaries:
         if a.timeline:
-            order = ["coordinator_exec", "map_commit", "reduce_commit", "success", "report", "exit"]
+            order = ["coordinator_exec", "map_commit", "reduce_commit", "success", "report", "exit", "report_to_exit"]
             print(b + ": " + "  ".join("%s %.1f" % (k, statistics.median(tl[b][k])) for k in order if k in tl[b]))
         else:
             q = statistics.quantiles(wall[b], n=4) if len(wall[b]) > 1 else [wall[b][0]] * 3

@@ -53,9 +53,9 @@ enum lmr_result lmr_job_record_read(struct lmr_store *work, const char *key, jso
  * On a file store: an inotify watch on the job record's folder, so that a new record (the
  * coordinator renames it into place) ends the wait at once instead of at the next poll (half the
  * poll interval late on average, the last gap of every local job). -1 when there is none (not
- * Linux, or no watch): then the loop only sleeps.
+ * Linux, or no watch): then the loop only sleeps. *wd gets the watch's descriptor for unwatch().
  */
-static int watch_record(const struct lmr_store *work, const char *key, bool local)
+static int watch_record(const struct lmr_store *work, const char *key, bool local, int *wd)
 {
 #ifdef __linux__
     if (!local)
@@ -68,7 +68,7 @@ static int watch_record(const struct lmr_store *work, const char *key, bool loca
     if (n < 0 || (size_t)n >= sizeof dir)
         return -1;
     int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-    if (fd >= 0 && inotify_add_watch(fd, dir, IN_MOVED_TO | IN_CLOSE_WRITE) < 0) {
+    if (fd >= 0 && (*wd = inotify_add_watch(fd, dir, IN_MOVED_TO | IN_CLOSE_WRITE)) < 0) {
         close(fd);
         fd = -1;
     }
@@ -77,8 +77,23 @@ static int watch_record(const struct lmr_store *work, const char *key, bool loca
     (void)work;
     (void)key;
     (void)local;
+    (void)wd;
     return -1;
 #endif
+}
+
+/* Close the watch. The watch goes first: closing an inotify instance that still has one waits for
+ * the kernel's fsnotify mark reaper (an SRCU grace period, 5-16 ms here, measured with a test
+ * program: close 5.1-15.9 ms against 0.02-0.07 ms after inotify_rm_watch), which was the largest
+ * piece of a local job's end (the driver's close of this watch: 15-18 ms in strace -ttt). */
+static void unwatch(int watch, int wd)
+{
+#ifdef __linux__
+    inotify_rm_watch(watch, wd);
+#else
+    (void)wd;
+#endif
+    close(watch);
 }
 
 /* Sleep ms, or less when the watched folder changes first. */
@@ -102,10 +117,10 @@ enum lmr_result lmr_follow_job(const struct lmr_follow_options *o, json_t **repo
 {
     *report = NULL;
     bool local = !strncmp(o->work_store->root_uri, "file://", 7);
-    int watch = watch_record(o->work_store, o->record_key, local);
+    int wd = -1, watch = watch_record(o->work_store, o->record_key, local, &wd);
     enum lmr_result r = follow_job(o, watch, report, err);
     if (watch >= 0)
-        close(watch);
+        unwatch(watch, wd);
     return r;
 }
 

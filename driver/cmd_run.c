@@ -1153,6 +1153,7 @@ static int run_stage(struct run_options *o)
     if (o->html && (r = write_html(out_store, &plan.job, report, &err)))
         goto out;
     lmr_report_print_as(stdout, report, o->json);
+    fflush(stdout); /* the summary is final: show it now, not after the service's stop */
     status = 0;
 out:
     if (status && r)

@@ -360,8 +360,8 @@ static inline uint64_t digits8(uint32_t x)
  * nearest 16-digit one, then the 17-digit one, is the shortest and closest (what
  * double-conversion's shortest mode gives). Ties, candidates exactly on the interval's edge (where
  * reading back depends on round-half-even), powers of two (a narrower interval below), a
- * rounding up to a power of ten, and 17 digits below 1e-3 (10^d past 64 bits) are left to the
- * slow path. @return the length, or 0 when the slow path must decide.
+ * rounding up to a power of ten, 17 digits below 1e-3 (10^d past 64 bits) and |v| < 2^-11 (2^s
+ * past 64 bits) are left to the slow path. @return the length, or 0 when the slow path must decide.
  */
 static size_t format_exact(double v, char *out, size_t cap)
 {

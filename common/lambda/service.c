@@ -570,13 +570,12 @@ enum lmr_result lmr_lambda_service_prestart(struct lmr_lambda_service *svc, cons
         r = lmr_fail(err, LMR_ERR_NOT_FOUND, "cannot start environments of function %s: no such function", name);
     else if (ensure_monitor_locked(svc) != LMR_OK)
         r = lmr_fail(err, LMR_ERR_NOMEM, "cannot start environments of function %s: no thread for the monitor", name);
-    while (!r && !svc->stopping && fn->n_alive < count && fn->n_alive < fn->concurrency) {
+    /* Each starts without the lock held (other invocations go on meanwhile); it counts against the
+     * concurrency from its reservation, so the loop's test stays exact. */
+    while (!r && !svc->stopping && !fn->deleted && fn->n_alive < count && fn->n_alive < fn->concurrency) {
         char why[512];
-        struct lmr_svc_env *env;
-        if (lmr_svc_env_spawn_locked(fn, &env, why, sizeof why) != LMR_OK)
+        if (lmr_svc_env_spawn_unlocked(fn, why, sizeof why) != LMR_OK)
             r = lmr_fail(err, LMR_ERR_IO, "cannot start an environment of function %s (%s): %s", name, fn->path, why);
-        else
-            env->code_gen = fn->code_gen; /* idle, no invocation: the first one placed takes it */
     }
     pthread_mutex_unlock(&svc->mu);
     return r;
@@ -772,7 +771,8 @@ void lmr_svc_fn_pump_locked(struct lmr_svc_fn *fn)
             if (inv->not_before_ms > now)
                 break;
         }
-        if (!find_idle_locked(fn, inv->client) && fn->n_alive >= fn->concurrency)
+        /* An environment still starting (lmr_svc_env_spawn_unlocked) takes it when it is published. */
+        if (!find_idle_locked(fn, inv->client) && (fn->n_alive >= fn->concurrency || fn->n_starting))
             break;
         fn->q_head = inv->next;
         if (!fn->q_head)
@@ -1022,7 +1022,12 @@ static void invoke_impl(struct lmr_lambda_service *svc, const char *function, co
     struct lmr_svc_fn *fn = svc->fns;
     while (fn && strcmp(fn->name, name))
         fn = fn->next;
-    if (!fn) {
+    /* An environment still starting without the lock (a prestart) is this invocation's, as it would
+     * have been had the start held the lock: wait for it rather than start another or throttle. */
+    while (fn && type == LMR_INVOKE_SYNC && fn->n_starting && !svc->stopping && !fn->deleted &&
+           !find_idle_locked(fn, client))
+        pthread_cond_wait(&svc->envs_cond, &svc->mu);
+    if (!fn || fn->deleted) {
         pthread_mutex_unlock(&svc->mu);
         set_error(o, 404, "ResourceNotFoundException", "Function not found: arn:aws:lambda:%s:000000000000:function:%s",
                   svc->region, name);

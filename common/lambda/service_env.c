@@ -525,22 +525,17 @@ static enum MHD_Result rt_accept(void *cls, const struct sockaddr *addr, socklen
 
 /* ---- spawning ----------------------------------------------------------------------------- */
 
-enum lmr_result lmr_svc_env_spawn_locked(struct lmr_svc_fn *fn, struct lmr_svc_env **out, char *why, size_t why_cap)
+/* A new environment of fn, not started (its id is taken: call with svc->mu held). */
+static struct lmr_svc_env *env_new(struct lmr_svc_fn *fn)
 {
-    struct lmr_lambda_service *svc = fn->svc;
     struct lmr_svc_env *env = calloc(1, sizeof *env);
-    char **envp = calloc(fn->envp_len + 3, sizeof *envp);
-    char api[64], stream[160];
-    if (!env || !envp) {
-        free(env);
-        free(envp);
-        snprintf(why, why_cap, "out of memory");
-        return LMR_ERR_NOMEM;
-    }
-    env->svc = svc;
+    if (!env)
+        return NULL;
+    env->svc = fn->svc;
     env->fn = fn;
     env->id = fn->next_env_id++;
     env->out_fd = -1;
+    env->code_gen = fn->code_gen;
     pthread_cond_init(&env->cond, NULL);
     char hex[33];
     lmr_random_hex(hex, 16);
@@ -549,7 +544,34 @@ enum lmr_result lmr_svc_env_spawn_locked(struct lmr_svc_fn *fn, struct lmr_svc_e
     gmtime_r(&now, &tm);
     snprintf(env->stream_name, sizeof env->stream_name, "%04d/%02d/%02d/[$LATEST]%s", tm.tm_year + 1900, tm.tm_mon + 1,
              tm.tm_mday, hex);
+    return env;
+}
 
+/* Free an environment that was never published (its process, if any, is reaped). */
+static void env_discard(struct lmr_svc_env *env)
+{
+    if (env->daemon)
+        MHD_stop_daemon(env->daemon);
+    if (env->out_fd >= 0)
+        close(env->out_fd);
+    pthread_cond_destroy(&env->cond);
+    free(env);
+}
+
+/*
+ * Open the environment's Runtime API endpoint and log pipe and spawn its process from path in
+ * task_root with base (base_len entries) plus its own variables. Touches nothing but env and its
+ * arguments: needs no lock when those are the caller's own copies.
+ */
+static enum lmr_result env_start(struct lmr_svc_env *env, const char *path, const char *task_root, char *const *base,
+                                 size_t base_len, char *why, size_t why_cap)
+{
+    char **envp = calloc(base_len + 3, sizeof *envp);
+    char api[64], stream[160];
+    if (!envp) {
+        snprintf(why, why_cap, "out of memory");
+        return LMR_ERR_NOMEM;
+    }
     struct sockaddr_in sin;
     memset(&sin, 0, sizeof sin);
     sin.sin_family = AF_INET;
@@ -562,7 +584,8 @@ enum lmr_result lmr_svc_env_spawn_locked(struct lmr_svc_fn *fn, struct lmr_svc_e
     int pipefd[2] = {-1, -1};
     if (!info || pipe2(pipefd, O_CLOEXEC) != 0) {
         snprintf(why, why_cap, "cannot open its Runtime API endpoint or log pipe: %s", strerror(errno));
-        goto fail;
+        free(envp);
+        return LMR_ERR_IO;
     }
     __atomic_store_n(&env->port, info->port, __ATOMIC_RELEASE);
     env->out_fd = pipefd[0];
@@ -573,7 +596,7 @@ enum lmr_result lmr_svc_env_spawn_locked(struct lmr_svc_fn *fn, struct lmr_svc_e
     snprintf(stream, sizeof stream, "AWS_LAMBDA_LOG_STREAM_NAME=%s", env->stream_name);
     envp[0] = api;
     envp[1] = stream;
-    memcpy(envp + 2, fn->envp, fn->envp_len * sizeof *envp);
+    memcpy(envp + 2, base, base_len * sizeof *envp);
 
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t attr;
@@ -581,7 +604,7 @@ enum lmr_result lmr_svc_env_spawn_locked(struct lmr_svc_fn *fn, struct lmr_svc_e
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
     posix_spawn_file_actions_adddup2(&fa, pipefd[1], 2);
-    posix_spawn_file_actions_addchdir_np(&fa, fn->task_root);
+    posix_spawn_file_actions_addchdir_np(&fa, task_root);
     posix_spawnattr_init(&attr);
     sigset_t none, all;
     sigemptyset(&none);
@@ -592,49 +615,131 @@ enum lmr_result lmr_svc_env_spawn_locked(struct lmr_svc_fn *fn, struct lmr_svc_e
     posix_spawnattr_setsigdefault(&attr, &all);
     posix_spawnattr_setpgroup(&attr, 0);
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    char *argv[] = {fn->path, NULL};
+    char *argv[] = {(char *)path, NULL};
     pid_t pid = 0;
-    int rc = posix_spawn(&pid, fn->path, &fa, &attr, argv, envp);
+    /* Before the process exists: its GET /next may come before the caller publishes env. */
+    env->spawn_ms = lmr_svc_now_ms();
+    env->state = ENV_IDLE;
+    int rc = posix_spawn(&pid, path, &fa, &attr, argv, envp);
     __atomic_store_n(&env->pid, pid, __ATOMIC_RELEASE); /* read by rt_accept without svc->mu */
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
     close(pipefd[1]);
+    free(envp);
     if (rc != 0) {
         snprintf(why, why_cap, "%s", strerror(rc));
-        goto fail;
+        return LMR_ERR_IO;
     }
-    free(envp);
-    env->spawn_ms = lmr_svc_now_ms();
-    env->state = ENV_IDLE;
+    return LMR_OK;
+}
+
+/* Give the started env its reaper thread and put it into fn's list (svc->mu held); on failure
+ * its process is killed and reaped. */
+static enum lmr_result env_publish_locked(struct lmr_svc_env *env, char *why, size_t why_cap)
+{
     pthread_t reaper;
     pthread_attr_t ta;
     pthread_attr_init(&ta);
     pthread_attr_setdetachstate(&ta, PTHREAD_CREATE_DETACHED);
     pthread_attr_setstacksize(&ta, 512 * 1024);
-    if (pthread_create(&reaper, &ta, reaper_main, env) != 0) {
-        pthread_attr_destroy(&ta);
+    int rc = pthread_create(&reaper, &ta, reaper_main, env);
+    pthread_attr_destroy(&ta);
+    if (rc != 0) {
         kill(-env->pid, SIGKILL);
         kill(env->pid, SIGKILL);
         waitpid(env->pid, NULL, 0);
         snprintf(why, why_cap, "cannot create a thread to watch it");
-        envp = NULL;
-        goto fail;
+        return LMR_ERR_IO;
     }
-    pthread_attr_destroy(&ta);
-    env->next = fn->envs;
-    fn->envs = env;
+    env->next = env->fn->envs;
+    env->fn->envs = env;
+    env->svc->stats.cold_starts++;
+    return LMR_OK;
+}
+
+enum lmr_result lmr_svc_env_spawn_locked(struct lmr_svc_fn *fn, struct lmr_svc_env **out, char *why, size_t why_cap)
+{
+    struct lmr_svc_env *env = env_new(fn);
+    if (!env) {
+        snprintf(why, why_cap, "out of memory");
+        return LMR_ERR_NOMEM;
+    }
+    enum lmr_result r = env_start(env, fn->path, fn->task_root, fn->envp, fn->envp_len, why, why_cap);
+    if (!r)
+        r = env_publish_locked(env, why, why_cap);
+    if (r) {
+        env_discard(env);
+        return r;
+    }
     fn->n_alive++;
-    svc->n_envs++;
-    svc->stats.cold_starts++;
+    fn->svc->n_envs++;
     *out = env;
     return LMR_OK;
-fail:
-    free(envp);
-    if (env->daemon)
-        MHD_stop_daemon(env->daemon);
-    if (env->out_fd >= 0)
-        close(env->out_fd);
-    pthread_cond_destroy(&env->cond);
-    free(env);
-    return LMR_ERR_IO;
+}
+
+/* The function's path, task root and base environment, copied (an update may swap them). */
+struct start_copy {
+    char *path, *task_root;
+    char **envp;
+    size_t envp_len;
+};
+
+static void start_copy_clean_up(struct start_copy *c)
+{
+    for (size_t i = 0; c->envp && i < c->envp_len; i++)
+        free(c->envp[i]);
+    free(c->envp);
+    free(c->path);
+    free(c->task_root);
+}
+
+static bool start_copy_take(struct start_copy *c, const struct lmr_svc_fn *fn)
+{
+    *c = (struct start_copy){.path = strdup(fn->path),
+                             .task_root = strdup(fn->task_root),
+                             .envp = calloc(fn->envp_len + 1, sizeof *c->envp)};
+    bool ok = c->path && c->task_root && c->envp;
+    for (size_t i = 0; ok && i < fn->envp_len; i++, c->envp_len++)
+        ok = (c->envp[i] = strdup(fn->envp[i])) != NULL;
+    return ok;
+}
+
+enum lmr_result lmr_svc_env_spawn_unlocked(struct lmr_svc_fn *fn, char *why, size_t why_cap)
+{
+    struct lmr_lambda_service *svc = fn->svc;
+    struct start_copy copy;
+    struct lmr_svc_env *env = env_new(fn);
+    if (!env || !start_copy_take(&copy, fn)) {
+        if (env)
+            start_copy_clean_up(&copy);
+        free(env);
+        snprintf(why, why_cap, "out of memory");
+        return LMR_ERR_NOMEM;
+    }
+    /* Reserved: counted against the concurrency (and waited for by the service's stop) from now. */
+    fn->n_alive++;
+    fn->n_starting++;
+    svc->n_envs++;
+    pthread_mutex_unlock(&svc->mu);
+    enum lmr_result r = env_start(env, copy.path, copy.task_root, copy.envp, copy.envp_len, why, why_cap);
+    start_copy_clean_up(&copy);
+    pthread_mutex_lock(&svc->mu);
+    fn->n_starting--;
+    if (!r)
+        r = env_publish_locked(env, why, why_cap);
+    if (r) {
+        fn->n_alive--;
+        svc->n_envs--;
+        pthread_cond_broadcast(&svc->envs_cond);
+        pthread_mutex_unlock(&svc->mu);
+        env_discard(env); /* without the lock: its Runtime API threads may wait for it */
+        pthread_mutex_lock(&svc->mu);
+        return r;
+    }
+    if (svc->stopping || fn->deleted) /* the service's stop or DeleteFunction did not see it */
+        lmr_svc_env_kill_locked(env, "Runtime.ExitError", "%s",
+                                svc->stopping ? "the Lambda service is shutting down" : "the function was deleted");
+    pthread_cond_broadcast(&svc->envs_cond); /* invocations waiting for a starting environment */
+    lmr_svc_fn_pump_locked(fn);
+    return LMR_OK;
 }

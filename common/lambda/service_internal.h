@@ -110,7 +110,8 @@ struct lmr_svc_fn {
     size_t envp_len;
     int log_fd;
     struct lmr_svc_env *envs;
-    unsigned n_alive; /* environments not DEAD */
+    unsigned n_alive;    /* environments not DEAD */
+    unsigned n_starting; /* of those, reserved by lmr_svc_env_spawn_unlocked and still starting */
     unsigned next_env_id;
     struct lmr_svc_inv *q_head, *q_tail;
     size_t q_len;
@@ -190,6 +191,10 @@ bool lmr_svc_chain_step_locked(struct lmr_svc_env *env, struct lmr_svc_inv *inv)
 
 /* Environment side (service_env.c); all *_locked functions need svc->mu held. */
 enum lmr_result lmr_svc_env_spawn_locked(struct lmr_svc_fn *fn, struct lmr_svc_env **out, char *why, size_t why_cap);
+/* Start an environment of fn without holding svc->mu while its process starts: reserve it under the
+ * lock (it counts in n_alive and n_starting), unlock, spawn, lock, publish it idle and pump fn's
+ * queue. Called and returns with svc->mu held; the caller must re-check what it read before. */
+enum lmr_result lmr_svc_env_spawn_unlocked(struct lmr_svc_fn *fn, char *why, size_t why_cap);
 void lmr_svc_env_kill_locked(struct lmr_svc_env *env, const char *error_type, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void lmr_svc_env_drain_locked(struct lmr_svc_env *env);

@@ -724,6 +724,20 @@ static int parse_record(struct lmr_frame_reader *fr, struct lmr_slice *key, stru
     const uint8_t *p = fr->buf + fr->start;
     size_t avail = fr->end - fr->start;
     *need = 0;
+    /* The common record, a bin 8 key and a bin 8 value wholly buffered, without the general
+       header parsing below (which reads the same bytes the same way). */
+    if (avail >= 5 && p[0] == 0x92 && p[1] == 0xc4) {
+        size_t kl = p[2];
+        if (avail >= 5 + kl && p[3 + kl] == 0xc4) {
+            size_t total = 5 + kl + p[4 + kl];
+            if (avail >= total) {
+                *key = (struct lmr_slice){p + 3, kl};
+                *value = (struct lmr_slice){p + 5 + kl, total - 5 - kl};
+                fr->start += total;
+                return 1;
+            }
+        }
+    }
     if (!avail)
         return 0;
     if (p[0] != 0x92)

@@ -1,7 +1,8 @@
 /*
- * The shuffle's item sort (see item_sort.h): LSD radix sort on the 64-bit sort key, comparison
- * only for ties; a quicksort when there is no scratch array.
+ * The shuffle's item sort (see item_sort.h): LSD radix sort on the 64-bit sort key (11-bit digits),
+ * comparison only for ties; a quicksort when there is no scratch array.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "shuffle/item_sort.h"
@@ -69,31 +70,38 @@ static void quick_sort(lmr_item_tie_fn tie, void *user, struct lmr_combine_item 
     insertion_sort(tie, user, a, n);
 }
 
-/* a[0, n) by sort key alone, stable, through tmp[0, n). */
-static void radix_sort(struct lmr_combine_item *a, size_t n, struct lmr_combine_item *tmp)
+/* a[0, n) by sort key alone, stable, through tmp[0, n): 6 digits of 11 bits (the top one 9), one
+   counting pass for all of them (the counts in a 96 KiB table from the heap; for fewer items, or
+   when there is no heap to be had, 8 digits of 8 bits counted in 16 KiB on the stack), a pass per
+   digit not every item shares. */
+#define RADIX_BITS 11
+#define RADIX_DIGITS ((64 + RADIX_BITS - 1) / RADIX_BITS)
+#define RADIX_WIDE_MIN 16384
+static void radix_sort_with(struct lmr_combine_item *a, size_t n, struct lmr_combine_item *tmp, unsigned bits,
+                            unsigned digits, size_t *count)
 {
-    size_t count[8][256];
-    memset(count, 0, sizeof count);
+    size_t buckets = (size_t)1 << bits, mask = buckets - 1;
+    memset(count, 0, digits * buckets * sizeof *count);
     for (size_t i = 0; i < n; i++) {
         uint64_t k = a[i].sortkey;
-        for (unsigned d = 0; d < 8; d++)
-            count[d][(k >> (8 * d)) & 0xff]++;
+        for (unsigned d = 0; d < digits; d++)
+            count[d * buckets + ((k >> (bits * d)) & mask)]++;
     }
     struct lmr_combine_item *src = a, *dst = tmp;
-    for (unsigned d = 0; d < 8; d++) {
-        size_t *c = count[d];
-        unsigned shift = 8 * d;
-        if (c[(src[0].sortkey >> shift) & 0xff] == n)
+    for (unsigned d = 0; d < digits; d++) {
+        size_t *c = count + d * buckets;
+        unsigned shift = bits * d;
+        if (c[(src[0].sortkey >> shift) & mask] == n)
             continue; /* every item has this digit: the pass would not move anything */
         size_t off = 0;
-        for (unsigned b = 0; b < 256; b++) {
+        for (size_t b = 0; b < buckets; b++) {
             size_t t = c[b];
             c[b] = off;
             off += t;
         }
         for (size_t i = 0; i < n; i++) {
             struct lmr_combine_item it = src[i];
-            dst[c[(it.sortkey >> shift) & 0xff]++] = it;
+            dst[c[(it.sortkey >> shift) & mask]++] = it;
         }
         struct lmr_combine_item *t = src;
         src = dst;
@@ -101,6 +109,19 @@ static void radix_sort(struct lmr_combine_item *a, size_t n, struct lmr_combine_
     }
     if (src != a)
         memcpy(a, src, n * sizeof *a);
+}
+
+static void radix_sort(struct lmr_combine_item *a, size_t n, struct lmr_combine_item *tmp)
+{
+    /* below RADIX_WIDE_MIN items the 6 x 2,048 counts would cost more than the two passes saved */
+    size_t *count = n >= RADIX_WIDE_MIN ? malloc(((size_t)RADIX_DIGITS << RADIX_BITS) * sizeof *count) : NULL;
+    if (count) {
+        radix_sort_with(a, n, tmp, RADIX_BITS, RADIX_DIGITS, count);
+        free(count);
+        return;
+    }
+    size_t small[8 * 256];
+    radix_sort_with(a, n, tmp, 8, 8, small);
 }
 
 void lmr_item_sort(struct lmr_combine_item *items, size_t n, struct lmr_combine_item *scratch, lmr_item_tie_fn tie,

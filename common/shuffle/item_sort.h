@@ -4,8 +4,9 @@
  * key, items with equal sort keys in the order of a comparison of their entries.
  *
  * With a scratch array of n items it is a least-significant-digit radix sort on the sort key's
- * 8 bytes (one counting pass for all 8 digits, then one stable scatter per digit that is not the
- * same in every item), so the entries are only touched for ties; without one (or for a few items)
+ * 64 bits in 6 digits of 11 bits (one counting pass for all digits, then one stable scatter per
+ * digit that is not the same in every item; 8 digits of 8 bits below 16,384 items or if the 96 KiB
+ * of counts cannot be allocated), so the entries are only touched for ties; without one (or for a few items)
  * a quicksort on (sort key, comparison). Either way, runs of equal sort keys are then ordered by
  * the comparison (insertion sort for short runs, the quicksort for long ones: a job with its own
  * key order has sort keys that carry the partition only).

@@ -109,7 +109,8 @@ static void check(enum shape shape, size_t n)
 static void test_orders(void **unused)
 {
     (void)unused;
-    const size_t sizes[] = {0, 1, 2, 17, 63, 64, 65, 1000, 4096, 100000};
+    /* around the radix threshold (64) and the 11-bit digits' (16,384), and large */
+    const size_t sizes[] = {0, 1, 2, 17, 63, 64, 65, 1000, 4096, 16383, 16384, 100000};
     for (int shape = ALL_BYTES; shape <= PARTITIONED; shape++)
         for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
             check((enum shape)shape, sizes[i]);

@@ -19,13 +19,9 @@
 #include "lambda/service.h"
 #include "util/misc.h"
 
-static char fn_path[4096];
+#include "test_lambda_fixture.h"
 
-struct fixture {
-    struct lmr_lambda_service *svc;
-    struct lmr_invoker *inv;
-    char log_dir[64];
-};
+static char fn_path[4096];
 
 static void add(struct fixture *f, const char *name, const char *handler, uint32_t concurrency)
 {
@@ -37,28 +33,12 @@ static void add(struct fixture *f, const char *name, const char *handler, uint32
 
 static int setup(void **state)
 {
-    struct fixture *f = calloc(1, sizeof *f);
-    snprintf(f->log_dir, sizeof f->log_dir, "/tmp/lmr-test-prestart-XXXXXX");
-    assert_non_null(mkdtemp(f->log_dir));
-    struct lmr_lambda_service_options opts = {.log_dir = f->log_dir};
-    struct lmr_err err = {0};
-    assert_int_equal(lmr_lambda_service_new(&opts, &f->svc, &err), LMR_OK);
-    assert_int_equal(lmr_local_invoker_new(f->svc, &f->inv, &err), LMR_OK);
-    *state = f;
-    return 0;
+    return lambda_fixture_setup(state, "lmr-test-prestart", (struct lmr_lambda_service_options){0});
 }
 
 static int teardown(void **state)
 {
-    struct fixture *f = *state;
-    lmr_invoker_destroy(f->inv);
-    lmr_lambda_service_destroy(f->svc);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->log_dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", f->log_dir);
-    free(f);
-    return 0;
+    return lambda_fixture_teardown(state);
 }
 
 static enum lmr_result call(struct fixture *f, const char *fn, const char *payload, struct lmr_invoke_result *res)
@@ -182,6 +162,77 @@ static void test_wait_idle(void **state)
     lmr_invoke_result_clean_up(&bg.res);
 }
 
+struct bg_prestart {
+    struct fixture *f;
+    const char *name;
+    uint32_t count;
+    enum lmr_result rc;
+};
+
+static void *prestart_main(void *arg)
+{
+    struct bg_prestart *p = arg;
+    p->rc = lmr_lambda_service_prestart(p->f->svc, p->name, p->count, NULL);
+    return NULL;
+}
+
+/* Prestarts spawn without the service's lock: four at once still start exactly the function's
+ * concurrency, and invocations running meanwhile are neither throttled nor given a fourth process. */
+static void test_concurrent_prestarts_keep_the_concurrency(void **state)
+{
+    struct fixture *f = *state;
+    add(f, "count", "count", 3);
+    struct bg_prestart p[4];
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++) {
+        p[i] = (struct bg_prestart){.f = f, .name = "count", .count = 10};
+        assert_int_equal(pthread_create(&t[i], NULL, prestart_main, &p[i]), 0);
+    }
+    for (int i = 0; i < 6; i++) {
+        struct lmr_invoke_result r;
+        assert_int_equal(call(f, "count", "{}", &r), LMR_OK);
+        assert_string_equal(r.function_error, "");
+        assert_true(answer_pid(&r) > 0);
+        lmr_invoke_result_clean_up(&r);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(p[i].rc, LMR_OK);
+    }
+    assert_int_equal(cold_starts(f), 3);
+    struct lmr_lambda_service_stats st;
+    lmr_lambda_service_get_stats(f->svc, &st);
+    assert_int_equal(st.throttles, 0);
+}
+
+/* A synchronous invocation that comes while the only environment the concurrency allows is still
+ * starting waits for it (it is neither throttled nor run on a second process). */
+static void test_invoke_during_a_prestart_waits_for_it(void **state)
+{
+    struct fixture *f = *state;
+    char names[5][8];
+    for (int i = 0; i < 5; i++) {
+        snprintf(names[i], sizeof names[i], "c%d", i);
+        add(f, names[i], "count", 1);
+    }
+    for (int i = 0; i < 5; i++) {
+        struct bg_prestart p = {.f = f, .name = names[i], .count = 1};
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, prestart_main, &p), 0);
+        struct lmr_invoke_result r;
+        assert_int_equal(call(f, names[i], "{}", &r), LMR_OK);
+        assert_string_equal(r.function_error, "");
+        assert_true(answer_pid(&r) > 0);
+        lmr_invoke_result_clean_up(&r);
+        pthread_join(t, NULL);
+        assert_int_equal(p.rc, LMR_OK);
+    }
+    assert_int_equal(cold_starts(f), 5);
+    struct lmr_lambda_service_stats st;
+    lmr_lambda_service_get_stats(f->svc, &st);
+    assert_int_equal(st.throttles, 0);
+}
+
 int main(void)
 {
     const char *bin = getenv("LMR_BIN_DIR");
@@ -191,6 +242,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_prestart_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prestart_of_a_missing_executable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wait_idle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_prestarts_keep_the_concurrency, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_invoke_during_a_prestart_waits_for_it, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -23,15 +23,11 @@
 #include "lambda/service.h"
 #include "util/misc.h"
 
+#include "test_lambda_fixture.h"
+
 #include "test_threads.h"
 
 static char fn_path[4096];
-
-struct fixture {
-    struct lmr_lambda_service *svc;
-    struct lmr_invoker *inv;
-    char log_dir[64];
-};
 
 static void add(struct fixture *f, const char *name, const char *handler, uint32_t memory_mb, double timeout_s,
                 uint32_t concurrency)
@@ -50,28 +46,13 @@ static void add(struct fixture *f, const char *name, const char *handler, uint32
 
 static int setup(void **state)
 {
-    struct fixture *f = calloc(1, sizeof *f);
-    snprintf(f->log_dir, sizeof f->log_dir, "/tmp/lmr-test-lambda-XXXXXX");
-    assert_non_null(mkdtemp(f->log_dir));
-    struct lmr_lambda_service_options opts = {.event_retry_delay_ms = 20, .log_dir = f->log_dir};
-    struct lmr_err err = {0};
-    assert_int_equal(lmr_lambda_service_new(&opts, &f->svc, &err), LMR_OK);
-    assert_int_equal(lmr_local_invoker_new(f->svc, &f->inv, &err), LMR_OK);
-    *state = f;
-    return 0;
+    return lambda_fixture_setup(state, "lmr-test-lambda",
+                                (struct lmr_lambda_service_options){.event_retry_delay_ms = 20});
 }
 
 static int teardown(void **state)
 {
-    struct fixture *f = *state;
-    lmr_invoker_destroy(f->inv);
-    lmr_lambda_service_destroy(f->svc);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->log_dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", f->log_dir);
-    free(f);
-    return 0;
+    return lambda_fixture_teardown(state);
 }
 
 static enum lmr_result call(struct fixture *f, const char *fn, const char *payload, enum lmr_invoke_type type,

@@ -801,7 +801,8 @@ void lmr_svc_inv_finish_locked(struct lmr_lambda_service *svc, struct lmr_svc_in
             inv->init_ms = now - env->spawn_ms;
         }
         /* VmHWM costs a /proc read: skip it for back-to-back short invocations (the monitor samples
-         * VmRSS of busy environments every few ms anyway). */
+         * VmRSS of running environments every 5-25 ms, more often the nearer they are to their
+         * memory size). */
         if (env->state != ENV_DEAD && (inv->duration_ms >= 5 || now - env->hwm_read_ms >= 50)) {
             env->hwm_read_ms = now;
             uint32_t hwm = lmr_svc_read_rss_mb(env->pid, true);

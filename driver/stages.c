@@ -244,26 +244,7 @@ void lmr_stages_clean_up(struct lmr_stage_list *list)
     memset(list, 0, sizeof *list);
 }
 
-struct keys {
-    char **k;
-    size_t n, cap;
-};
-
-static enum lmr_result collect(void *ud, const struct lmr_store_object *obj)
-{
-    struct keys *ks = ud;
-    if (ks->n == ks->cap) {
-        size_t cap = ks->cap ? ks->cap * 2 : 64;
-        char **p = realloc(ks->k, cap * sizeof *p);
-        if (!p)
-            return LMR_ERR_NOMEM;
-        ks->k = p;
-        ks->cap = cap;
-    }
-    return (ks->k[ks->n] = strdup(obj->key)) && ++ks->n ? LMR_OK : LMR_ERR_NOMEM;
-}
-
-static enum lmr_result list_under(const char *uri, struct lmr_store **store, struct keys *ks, char **prefix,
+static enum lmr_result list_under(const char *uri, struct lmr_store **store, struct lmr_store_keys *ks, char **prefix,
                                   struct lmr_err *err)
 {
     char *raw = NULL;
@@ -277,25 +258,18 @@ static enum lmr_result list_under(const char *uri, struct lmr_store **store, str
         return LMR_ERR_NOMEM;
     if (!strcmp(*prefix, "/"))
         (*prefix)[0] = '\0';
-    return lmr_store_list(*store, *prefix, collect, ks, err);
-}
-
-static void keys_free(struct keys *ks)
-{
-    for (size_t i = 0; i < ks->n; i++)
-        free(ks->k[i]);
-    free(ks->k);
+    return lmr_store_list(*store, *prefix, lmr_store_keys_add, ks, err);
 }
 
 enum lmr_result lmr_stages_remove_output(const char *uri, struct lmr_err *err)
 {
     struct lmr_store *store = NULL;
-    struct keys ks;
+    struct lmr_store_keys ks;
     char *prefix = NULL;
     enum lmr_result r = list_under(uri, &store, &ks, &prefix, err);
     if (!r && ks.n)
-        r = lmr_store_delete(store, (const char *const *)ks.k, ks.n, err);
-    keys_free(&ks);
+        r = lmr_store_delete(store, (const char *const *)ks.v, ks.n, err);
+    lmr_store_keys_free(&ks);
     free(prefix);
     lmr_store_destroy(store);
     return r;
@@ -304,17 +278,17 @@ enum lmr_result lmr_stages_remove_output(const char *uri, struct lmr_err *err)
 enum lmr_result lmr_stages_print_q3_top(FILE *f, const char *output, struct lmr_err *err)
 {
     struct lmr_store *store = NULL;
-    struct keys ks;
+    struct lmr_store_keys ks;
     char *prefix = NULL, best[256] = "";
     double best_rev = -1;
     enum lmr_result r = list_under(output, &store, &ks, &prefix, err);
     struct lmr_buf b;
     lmr_buf_init(&b, 1u << 30);
     for (size_t i = 0; !r && i < ks.n; i++) {
-        if (strncmp(ks.k[i] + strlen(prefix), "part-", 5))
+        if (strncmp(ks.v[i] + strlen(prefix), "part-", 5))
             continue;
         lmr_buf_reset(&b);
-        if ((r = lmr_store_get(store, ks.k[i], 0, LMR_STORE_TO_END, &b, err)))
+        if ((r = lmr_store_get(store, ks.v[i], 0, LMR_STORE_TO_END, &b, err)))
             break;
         for (size_t at = 0; at < b.len;) {
             const char *nl = memchr(b.data + at, '\n', b.len - at);
@@ -339,7 +313,7 @@ enum lmr_result lmr_stages_print_q3_top(FILE *f, const char *output, struct lmr_
         }
     }
     lmr_buf_clean_up(&b);
-    keys_free(&ks);
+    lmr_store_keys_free(&ks);
     free(prefix);
     lmr_store_destroy(store);
     return r;

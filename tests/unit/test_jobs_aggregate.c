@@ -16,6 +16,7 @@
 #include "job/fields.h"
 #include "job/registry.h"
 #include "test_jobs_common.h"
+#include "test_printf_shortest.h"
 
 #define NROWS 3000
 
@@ -381,17 +382,6 @@ static void test_map_block_equals_map(void **unused)
     check_block_equals_lines("scan", make_args("between", "1,10.0.1,12.9", "where", "4<50", NULL));
 }
 
-static void format_reference(double v, char *out, size_t cap)
-{
-    if (v == 0)
-        v = 0;
-    for (int prec = 15; prec <= 17; prec++) {
-        snprintf(out, cap, "%.*g", prec, v);
-        if (strtod(out, NULL) == v)
-            return;
-    }
-}
-
 static void test_format_double_shortest(void **unused)
 {
     struct {
@@ -427,7 +417,7 @@ static void test_format_double_shortest(void **unused)
             v = (double)rand() * (double)rand();
         }
         size_t n = lmr_format_double(v, out, sizeof out);
-        format_reference(v, want, sizeof want);
+        format_printf_shortest(v, want, sizeof want);
         assert_int_equal(n, strlen(out));
         if (strcmp(out, want) != 0)
             fail_msg("%.17g: formatted '%s', reference '%s'", v, out, want);
@@ -442,7 +432,7 @@ static void test_format_double_shortest(void **unused)
         if (!isfinite(v))
             continue;
         size_t n = lmr_format_double(v, out, sizeof out);
-        format_reference(v, want, sizeof want);
+        format_printf_shortest(v, want, sizeof want);
         assert_int_equal(n, strlen(out));
         if (fabs(v) < DBL_MIN) {
             /* Subnormals carry fewer than 15 significant digits: the true shortest may be shorter
@@ -474,7 +464,7 @@ static void test_format_double_shortest(void **unused)
                            1e23};
     for (size_t i = 0; i < sizeof edge / sizeof edge[0]; i++) {
         lmr_format_double(edge[i], out, sizeof out);
-        format_reference(edge[i], want, sizeof want);
+        format_printf_shortest(edge[i], want, sizeof want);
         assert_string_equal(out, want);
     }
 }

@@ -20,6 +20,7 @@
 
 #include "job/fields.h"
 #include "util/dtoa.h"
+#include "test_printf_shortest.h"
 
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
 
@@ -27,18 +28,6 @@ static uint64_t next_u64(void)
 {
     rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17; /* xorshift64 */
     return rng;
-}
-
-/* printf's definition: the shortest of %.15g, %.16g, %.17g that reads back. */
-static void format_printf(double v, char *out, size_t cap)
-{
-    if (v == 0)
-        v = 0;
-    for (int prec = 15; prec <= 17; prec++) {
-        snprintf(out, cap, "%.*g", prec, v);
-        if (strtod(out, NULL) == v)
-            return;
-    }
 }
 
 /* The significant digits of a formatted number (no leading or trailing zeros) and the decimal
@@ -99,7 +88,7 @@ static void check(double v, int printf_every)
     /* printf's %.15g may print more digits than the shortest for subnormals (fewer than 15 significant
        digits there); the digits are checked above */
     if (printf_every && (checked % (uint64_t)printf_every == 0) && fabs(v) >= DBL_MIN) {
-        format_printf(v, want, sizeof want);
+        format_printf_shortest(v, want, sizeof want);
         if (strcmp(out, want)) {
             /* Below a power of two the rounding interval is half as wide, so the nearest 16-digit
                decimal (printf's %.16g) may miss it while a farther one above does not:

@@ -45,28 +45,50 @@ static bool read_proc_file(pid_t pid, const char *name, char *text, size_t cap)
     return true;
 }
 
+/* The resident bytes in a statm text ("size resident shared ..." in pages). @return false if malformed. */
+static bool statm_resident_bytes(const char *text, uint64_t *bytes)
+{
+    char *size_end, *resident_end;
+    strtoul(text, &size_end, 10);
+    unsigned long resident = strtoul(size_end, &resident_end, 10);
+    if (size_end == text || resident_end == size_end)
+        return false;
+    *bytes = (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
+    return true;
+}
+
+static uint64_t tree_rss_bytes(pid_t pid, int depth, int *budget);
+
+/* The resident bytes of the processes a children file's text lists (those at depth + 1) and of their
+   descendants, while *budget lasts. *any is set when it lists at least one. */
+static uint64_t children_rss_bytes(char *text, int depth, int *budget, bool *any)
+{
+    uint64_t bytes = 0;
+    for (char *q = text, *end; *q && *budget > 0; q = end) {
+        long child = strtol(q, &end, 10);
+        if (end == q)
+            break;
+        *any = true;
+        (*budget)--;
+        bytes += tree_rss_bytes((pid_t)child, depth + 1, budget);
+    }
+    return bytes;
+}
+
 /* Resident bytes of pid and of its descendants (the processes an exec job starts: on Lambda they
    share the function's memory), at most `budget` processes deep and wide. */
 static uint64_t tree_rss_bytes(pid_t pid, int depth, int *budget)
 {
     char text[4096], name[64];
-    if (!read_proc_file(pid, "statm", text, sizeof text)) /* statm is much cheaper than status */
+    uint64_t bytes;
+    /* statm is much cheaper than status */
+    if (!read_proc_file(pid, "statm", text, sizeof text) || !statm_resident_bytes(text, &bytes))
         return 0;
-    unsigned long size = 0, resident = 0;
-    if (sscanf(text, "%lu %lu", &size, &resident) != 2)
-        return 0;
-    uint64_t bytes = (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
     snprintf(name, sizeof name, "task/%d/children", (int)pid);
     if (depth >= 4 || !read_proc_file(pid, name, text, sizeof text))
         return bytes;
-    for (char *p = text, *end; *p && *budget > 0; p = end) {
-        long child = strtol(p, &end, 10);
-        if (end == p)
-            break;
-        (*budget)--;
-        bytes += tree_rss_bytes((pid_t)child, depth + 1, budget);
-    }
-    return bytes;
+    bool any = false;
+    return bytes + children_rss_bytes(text, depth, budget, &any);
 }
 
 uint32_t lmr_svc_read_rss_mb(pid_t pid, bool peak)
@@ -115,12 +137,9 @@ uint32_t lmr_svc_rss_probe_read_mb(struct lmr_svc_rss_probe *p, double now_ms)
     if (n <= 0)
         return 0;
     text[n] = '\0';
-    char *size_end, *resident_end; /* "size resident shared ..." in pages */
-    strtoul(text, &size_end, 10);
-    unsigned long resident = strtoul(size_end, &resident_end, 10);
-    if (size_end == text || resident_end == size_end)
+    uint64_t bytes;
+    if (!statm_resident_bytes(text, &bytes))
         return 0;
-    uint64_t bytes = (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
     if (p->has_children || p->children_ms < 0 || now_ms - p->children_ms >= LMR_SVC_CHILDREN_EVERY_MS) {
         p->children_ms = now_ms;
         p->has_children = false;
@@ -132,14 +151,7 @@ uint32_t lmr_svc_rss_probe_read_mb(struct lmr_svc_rss_probe *p, double now_ms)
         if (n > 0) {
             text[n] = '\0';
             int budget = 63;
-            for (char *q = text, *end; *q && budget > 0; q = end) {
-                long child = strtol(q, &end, 10);
-                if (end == q)
-                    break;
-                p->has_children = true;
-                budget--;
-                bytes += tree_rss_bytes((pid_t)child, 1, &budget);
-            }
+            bytes += children_rss_bytes(text, 0, &budget, &p->has_children);
         }
     }
     return (uint32_t)((bytes + (1u << 20) - 1) >> 20);

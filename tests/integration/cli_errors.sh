@@ -57,8 +57,17 @@ if command -v setpriv > /dev/null && [ "$(id -u)" = 0 ]; then
     mkdir -p "$D/priv"; printf 'x\n' > "$D/priv/ok.txt"; printf 'y\n' > "$D/priv/secret.txt"
     chmod 755 "$D/priv"; chmod 644 "$D/priv/ok.txt"; chmod 000 "$D/priv/secret.txt"
     chmod -R o+rx "$LMR_BIN_DIR" 2>/dev/null || true
+    PRIV_LMR=$LAMBDAMR
+    if ! setpriv --reuid=65534 --regid=65534 --clear-groups test -x "$LMR_BIN_DIR/bootstrap"; then
+        # The build sits below a directory that user cannot enter (a private mktemp -d or home):
+        # run copies of the two binaries from the test's own directory instead.
+        mkdir -p "$D/bin"
+        cp "$LAMBDAMR" "$LMR_BIN_DIR/bootstrap" "$D/bin/"
+        chmod 755 "$D/bin" "$D/bin/lambdamr" "$D/bin/bootstrap"
+        PRIV_LMR=$D/bin/lambdamr
+    fi
     expect_error "unreadable file" "secret.txt.*(Permission denied|permission)" "$D/out8" -- \
-        setpriv --reuid=65534 --regid=65534 --clear-groups "$LAMBDAMR" run wordcount --input "$D/priv" --output "$D/out8"
+        setpriv --reuid=65534 --regid=65534 --clear-groups "$PRIV_LMR" run wordcount --input "$D/priv" --output "$D/out8"
 elif [ "$(id -u)" != 0 ]; then
     chmod 000 "$D/in/x.txt"
     expect_error "unreadable file" "x.txt.*Permission denied" "$D/out8" -- \

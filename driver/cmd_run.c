@@ -895,8 +895,10 @@ static void delete_new_manifest(const struct lmr_job_plan *plan, struct lmr_stor
     free(mk);
 }
 
-/* The job record said succeeded: give the coordinator function the moment it needs to end (it
- * stores its log after the record) before the service stops, at most COORDINATOR_END_WAIT_MS; the
+/* The job record said it ended (succeeded, failed or cancelled): give the coordinator function the
+ * moment it needs to end (it stores its log after the record: killed in that write, it would leave a
+ * temporary file in the work folder that no cleanup lists) before the service stops, at most
+ * COORDINATOR_END_WAIT_MS; the
  * service wakes this wait when an invocation ends. Not when speculative losers still run: the
  * coordinator would wait for them, and the service's end is what stops them (the driver removes
  * their data afterwards). */
@@ -928,6 +930,7 @@ static int run_stage(struct run_options *o)
     struct lmr_lease *lease = NULL;
     char *lease_key = NULL;
     int status = 1;
+    bool job_ended = false;                        /* the coordinator wrote the job's end in its record */
     bool tasks_added = false;                      /* the mapper and reducer functions are in the embedded service */
     struct lmr_detach_local det = {.lock_fd = -1}; /* --detach on the embedded default */
     const char *prefix = o->function_prefix ? o->function_prefix : LMR_DEFAULT_FUNCTION_PREFIX;
@@ -1146,6 +1149,8 @@ static int run_stage(struct run_options *o)
                                     .progress = draw_progress,
                                     .progress_user_data = &ps};
     r = record_key && report_key ? lmr_follow_job(&fo, &report, &err) : LMR_ERR_NOMEM;
+    /* The record's end (not an orphaned job's): the coordinator is storing its log now. */
+    job_ended = r == LMR_OK || r == LMR_ERR_CANCELLED || r == LMR_ERR_FUNCTION;
     free(record_key);
     free(report_key);
     if (r)
@@ -1164,7 +1169,7 @@ out:
      * functions were there (a job refused while planning ran nothing worth reading). */
     char *log_dir = svc ? strdup(lmr_lambda_service_log_dir(svc)) : NULL;
     bool local = svc != NULL;
-    if (local && status == 0)
+    if (local && job_ended)
         let_coordinator_finish(svc, report);
     lmr_lambda_service_destroy(svc);
     if (local && status == 0 && report) /* superseded attempts died with the service: their data goes too */

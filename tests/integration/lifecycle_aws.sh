@@ -86,8 +86,10 @@ for backend in local aws; do
         fail "$backend: cancel (wait rc $rc, run rc $rrc): $(cat "$D/wait.txt" "$D/run.log")"
     has_parts "$out" && fail "$backend: parts left after cancel" || pass "$backend: a cancelled job leaves no parts"
     "$LAMBDAMR" status "$out" | grep -q ": cancelled" && pass "$backend: status says cancelled" || fail "$backend: status after cancel"
-    "$LAMBDAMR" cleanup "$out" > /dev/null && [ -z "$(work_files "$out")" ] &&
-        pass "$backend: cleanup removes a cancelled job's work data" || fail "$backend: cleanup after cancel"
+    rc=0; "$LAMBDAMR" cleanup "$out" > "$D/cl.txt" 2>&1 || rc=$?
+    [ "$rc" = 0 ] && [ -z "$(work_files "$out")" ] &&
+        pass "$backend: cleanup removes a cancelled job's work data" ||
+        fail "$backend: cleanup after cancel (rc $rc): $(cat "$D/cl.txt"); left: $(work_files "$out")"
 done
 
 # --detach (with --backend aws): returns once the coordinator has the job; wait follows it.

@@ -369,6 +369,7 @@ static void write_failure(struct poller *p, struct lane *l, struct lmr_stream_it
    moves them to the window's kept records instead of freeing them. */
 static void lane_pop_keep(struct lane *l, size_t n, struct lane_win *keep)
 {
+    struct lmr_stream_item_releaser rel = {0};
     for (size_t i = 0; i < n; i++) {
         struct lmr_stream_item *it = l->head;
         l->head = it->next;
@@ -376,7 +377,7 @@ static void lane_pop_keep(struct lane *l, size_t n, struct lane_win *keep)
             l->tail = NULL;
         l->count--;
         if (!keep) {
-            free(it);
+            lmr_stream_item_release(&rel, it);
             continue;
         }
         it->next = NULL;
@@ -388,6 +389,7 @@ static void lane_pop_keep(struct lane *l, size_t n, struct lane_win *keep)
         keep->kept_n++;
         keep->kept_bytes += sizeof *it + it->rec.len + 64;
     }
+    lmr_stream_item_releaser_flush(&rel);
 }
 
 static void lane_pop(struct lane *l, size_t n)

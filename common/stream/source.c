@@ -16,7 +16,7 @@
  * carved, so that live counts the items still held and whoever brings it to 0 frees the block.
  * Items larger than ITEM_BLOCKED_MAX_BYTES (a Kinesis record can be 1 MB) are malloc'd alone.
  */
-#define ITEM_BLOCK_BYTES (128u * 1024)
+#define ITEM_BLOCK_BYTES (64u * 1024 - 64) /* under malloc's mmap threshold */
 #define ITEM_BLOCKED_MAX_BYTES (4u * 1024)
 #define BLOCK_OPEN_BIAS (SIZE_MAX / 4)
 

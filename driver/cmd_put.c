@@ -67,6 +67,7 @@ struct producer {
     struct entry batch[LMR_KINESIS_PUT_RECORDS_MAX];
     size_t n, bytes;
     uint64_t put_lines, put_records, resent;
+    uint64_t relists;     /* shard lists taken again after a record landed elsewhere (a reshard) */
     bool shards_moved;    /* a record landed on another shard than the aggregator's: list them again */
     double held_since_ms; /* when the oldest line not yet sent was read */
 };
@@ -280,6 +281,7 @@ static enum lmr_result put_line(struct producer *p, const char *line, size_t len
         r = lmr_kpl_aggregator_flush(p->agg, push, p, err);
         if (!r)
             r = aggregator_open(p, max_bytes, err);
+        p->relists++;
     }
     return r;
 }
@@ -391,11 +393,16 @@ int lmr_cmd_put(int argc, char **argv)
     if (r)
         fprintf(stderr, "lambdamr put: %s\n", err.msg);
     free(line);
-    if (!quiet)
+    if (!quiet) {
+        char relisted[96] = "";
+        if (p->relists)
+            snprintf(relisted, sizeof relisted, ", shards listed again %" PRIu64 " time(s) after a reshard",
+                     p->relists);
         fprintf(stderr,
                 "lambdamr put: %" PRIu64 " records into %s in %.1f s as %" PRIu64 " Kinesis records (%" PRIu64
-                " resent, %" PRIu64 " skipped)\n",
-                p->put_lines, stream, (lmr_mono_ms() - t0) / 1000.0, p->put_records, p->resent, skipped);
+                " resent, %" PRIu64 " skipped%s)\n",
+                p->put_lines, stream, (lmr_mono_ms() - t0) / 1000.0, p->put_records, p->resent, skipped, relisted);
+    }
     lmr_kpl_aggregator_destroy(p->agg);
     lmr_kinesis_destroy(p->k);
     free(p);

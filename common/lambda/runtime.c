@@ -4,7 +4,9 @@
  * /response or /error, POST /init/error) and libcurl's per-request work (five polls and a URL
  * parse per request, no pipelining) was a third of the function's time per invocation of a
  * small batch. Responses may come with Content-Length, chunked, or delimited by the close;
- * "Connection: close" and a dropped connection reconnect.
+ * "Connection: close" and a dropped connection reconnect. An event with a Content-Length (what
+ * Lambda and lambdamr's service send) is handed to the handler where it was received: the
+ * receive buffer grows to hold the whole event, so the event is never copied.
  *
  * With LMR_RUNTIME_API_PIPELINING=1 in the environment (lambdamr's embedded service sets it;
  * AWS does not) the GET /next goes out in the same write as the POST of the previous result
@@ -33,7 +35,7 @@
 #define MAX_RESPONSE_BYTES (6u * 1024 * 1024)
 #define MAX_HEADER_BYTES (64u * 1024)                 /* status line and headers of one response */
 #define MAX_SMALL_BODY_BYTES (64u * 1024)             /* the answer to a POST */
-#define IN_CAP_BYTES (MAX_HEADER_BYTES + 256u * 1024) /* receive buffer: more than any head */
+#define IN_CAP_BYTES (MAX_HEADER_BYTES + 256u * 1024) /* receive buffer: more than any head; grows to hold an event */
 
 /* Stable error types for handler failures: "lambdamr.<Name>". */
 static const char *const result_type_names[LMR_RESULT_COUNT] = {
@@ -72,7 +74,12 @@ struct rt {
     bool next_sent;        /* a GET /next went out behind the last POST on this connection */
     char *in;              /* received bytes not consumed yet: in[in_off..in_len) */
     size_t in_off, in_len, in_cap;
-    struct lmr_buf event; /* body of the last GET /next */
+    struct lmr_buf event; /* body of the last GET /next when it could not stay in place (chunked, close-delimited) */
+    /* The last event: in place in `in` (a Content-Length body: no copy; `in` grows to hold it) or in `event`. */
+    const char *ev;
+    size_t ev_len;
+    char *ev_nul;         /* the byte after an in-place event, set to NUL for the handler (NULL = none) */
+    char ev_nul_saved;    /* what that byte was (a pipelined byte of the next response, if any) */
     struct lmr_buf small; /* body of the last answer to a POST */
     struct next_headers hdr;
 };
@@ -321,13 +328,67 @@ static int read_exact(struct rt *rt, struct lmr_buf *body, uint64_t n)
     return 0;
 }
 
-/* Read a whole response into body (reset first). @return its status, or -1 (the connection is then closed). */
-static int read_response(struct rt *rt, struct lmr_buf *body, struct next_headers *hdr)
+/* Receive an n-byte body into rt->in after in_off (growing it so that the body and a NUL after it fit), where the
+   caller reads it: the event is not copied out of the receive buffer. @return 0, or -1 (connection broken). */
+static int read_in_place(struct rt *rt, uint64_t n)
+{
+    size_t need = rt->in_off + (size_t)n + 1;
+    if (need > rt->in_cap) {
+        /* Grow to a multiple of 64 KiB, so that events of about one size grow it once. */
+        size_t cap = (need + 65535) & ~(size_t)65535;
+        char *q = realloc(rt->in, cap);
+        if (!q)
+            return -1;
+        rt->in = q;
+        rt->in_cap = cap;
+    }
+    while (rt->in_len - rt->in_off < n) {
+        ssize_t r = recv(rt->fd, rt->in + rt->in_len, rt->in_cap - rt->in_len, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        rt->in_len += (size_t)r;
+    }
+    return 0;
+}
+
+/* Put back the byte an in-place event's NUL replaced (before anything else reads rt->in). */
+static void ev_release(struct rt *rt)
+{
+    if (rt->ev_nul)
+        *rt->ev_nul = rt->ev_nul_saved;
+    rt->ev_nul = NULL;
+    rt->ev = NULL;
+    rt->ev_len = 0;
+}
+
+/* Read a whole response into body (reset first); with in_place, a Content-Length body stays in rt->in instead
+   (rt->ev, NUL-terminated until ev_release). @return its status, or -1 (the connection is then closed). */
+static int read_response(struct rt *rt, struct lmr_buf *body, struct next_headers *hdr, bool in_place)
 {
     struct http_head h;
     lmr_buf_reset(body);
     if (read_head(rt, &h, hdr))
         goto broken;
+    if (in_place && h.has_length && !h.chunked && h.status != 204 && h.status != 304) {
+        if (h.length > body->max_bytes || read_in_place(rt, h.length))
+            goto broken;
+        rt->ev = rt->in + rt->in_off;
+        rt->ev_len = (size_t)h.length;
+        rt->in_off += (size_t)h.length;
+        rt->ev_nul = rt->in + rt->in_off;
+        rt->ev_nul_saved = *rt->ev_nul;
+        *rt->ev_nul = '\0';
+        if (h.close) {
+            /* The connection goes, the buffer stays: the event is read before the next connect. */
+            if (rt->fd >= 0)
+                close(rt->fd);
+            rt->fd = -1;
+            rt->next_sent = false;
+        }
+        return h.status;
+    }
     if (h.status == 204 || h.status == 304) {
         /* no body */
     } else if (h.chunked) {
@@ -418,7 +479,7 @@ static long rt_post(struct rt *rt, const char *path, const char *error_type, con
         /* A kept connection the server closed in between fails on the write or the read: reconnect
            once (a result that did arrive the first time is refused the second time, harmlessly). */
         if (send_all(rt->fd, iov, pipe_next ? 3 : 2) == 0) {
-            int status = read_response(rt, &rt->small, NULL);
+            int status = read_response(rt, &rt->small, NULL, false);
             if (status >= 0) {
                 rt->next_sent = pipe_next && rt->fd >= 0;
                 return status;
@@ -429,9 +490,10 @@ static long rt_post(struct rt *rt, const char *path, const char *error_type, con
     return -1;
 }
 
-/* GET /next into rt->event and rt->hdr. @return HTTP status or -1. */
+/* GET /next into rt->ev (in place, or rt->event) and rt->hdr. @return HTTP status or -1. */
 static long rt_next(struct rt *rt)
 {
+    ev_release(rt);
     memset(&rt->hdr, 0, sizeof rt->hdr);
     for (int attempt = 0; attempt < 2; attempt++) {
         if (rt->fd < 0 && rt_connect(rt))
@@ -446,9 +508,14 @@ static long rt_next(struct rt *rt)
             }
         }
         rt->next_sent = false;
-        int status = read_response(rt, &rt->event, &rt->hdr);
-        if (status >= 0)
+        int status = read_response(rt, &rt->event, &rt->hdr, true);
+        if (status >= 0) {
+            if (!rt->ev) {
+                rt->ev = rt->event.data ? rt->event.data : "";
+                rt->ev_len = rt->event.len;
+            }
             return status;
+        }
     }
     return -1;
 }
@@ -542,7 +609,8 @@ int lmr_runtime_main(lmr_handler_fn handler, void *user_data)
         lmr_buf_reset(&response);
         struct lmr_err err;
         lmr_err_clear(&err);
-        enum lmr_result r = handler(user_data, &ctx, rt.event.data ? rt.event.data : "", rt.event.len, &response, &err);
+        enum lmr_result r = handler(user_data, &ctx, rt.ev, rt.ev_len, &response, &err);
+        ev_release(&rt); /* the event's bytes in rt.in are not needed any more: the POST below reuses it */
         char path[256];
         long post_status;
         if (r == LMR_OK) {

@@ -91,6 +91,7 @@ enum lmr_result lmr_stream_poll(const struct lmr_stream_poller_options *o, struc
         return r;
     struct poller p = {.o = o, .window_ms = o->window_ms, .kept_records_max = KEPT_RECORDS_MAX};
     pthread_mutex_init(&p.mu, NULL);
+    lmr_poller_workers_init(&p.workers);
     /* Test hook: snapshots of states held by reference after this many records (tests/unit/test_stream_poller.c). */
     const char *km = getenv("LMR_STREAM_KEPT_RECORDS_MAX");
     uint64_t kmv;
@@ -150,9 +151,8 @@ enum lmr_result lmr_stream_poll(const struct lmr_stream_poller_options *o, struc
         if (n_ready) {
             /* Invoke in groups that fit the thread table; the shards are read while the first group runs. */
             got = 0;
-            for (size_t off = 0; off < n_ready; off += LMR_STREAM_PARALLELIZATION_MAX * 64) {
-                size_t n = n_ready - off < LMR_STREAM_PARALLELIZATION_MAX * 64 ? n_ready - off
-                                                                               : LMR_STREAM_PARALLELIZATION_MAX * 64;
+            for (size_t off = 0; off < n_ready; off += LANE_WORKERS_MAX) {
+                size_t n = n_ready - off < LANE_WORKERS_MAX ? n_ready - off : LANE_WORKERS_MAX;
                 enum lmr_result rr = off ? (lmr_poller_run_invocations(&p, ready + off, n, true), LMR_OK)
                                          : lmr_poller_run_and_read(&p, ready + off, n, err);
                 if (rr && !r)
@@ -186,6 +186,7 @@ enum lmr_result lmr_stream_poll(const struct lmr_stream_poller_options *o, struc
     }
     free(ready);
 done:
+    lmr_poller_workers_stop(&p.workers);
     fill_stats(&p);
     for (size_t i = 0; i < p.n_shards; i++) {
         struct shard *s = &p.shards[i];

@@ -186,49 +186,145 @@ static void *run_one(void *arg)
     return NULL;
 }
 
+/* --- lane workers ------------------------------------------------------------------------------- */
+
+struct lane_worker {
+    pthread_t th;
+    pthread_cond_t go;
+    struct job_ctx *job; /* the lane to run, NULL = idle */
+    bool quit;
+    struct lane_workers *ws;
+};
+
+static void *worker_main(void *arg)
+{
+    struct lane_worker *w = arg;
+    struct lane_workers *ws = w->ws;
+    pthread_mutex_lock(&ws->mu);
+    for (;;) {
+        while (!w->job && !w->quit)
+            pthread_cond_wait(&w->go, &ws->mu);
+        if (!w->job)
+            break;
+        struct job_ctx *job = w->job;
+        pthread_mutex_unlock(&ws->mu);
+        run_one(job);
+        pthread_mutex_lock(&ws->mu);
+        w->job = NULL;
+        if (--ws->busy == 0)
+            pthread_cond_signal(&ws->done);
+    }
+    pthread_mutex_unlock(&ws->mu);
+    return NULL;
+}
+
+void lmr_poller_workers_init(struct lane_workers *ws)
+{
+    memset(ws, 0, sizeof *ws);
+    pthread_mutex_init(&ws->mu, NULL);
+    pthread_cond_init(&ws->done, NULL);
+}
+
+void lmr_poller_workers_stop(struct lane_workers *ws)
+{
+    pthread_mutex_lock(&ws->mu);
+    for (size_t i = 0; i < ws->n; i++) {
+        ws->w[i]->quit = true;
+        pthread_cond_signal(&ws->w[i]->go);
+    }
+    pthread_mutex_unlock(&ws->mu);
+    for (size_t i = 0; i < ws->n; i++) {
+        pthread_join(ws->w[i]->th, NULL);
+        pthread_cond_destroy(&ws->w[i]->go);
+        free(ws->w[i]);
+    }
+    ws->n = 0;
+    pthread_cond_destroy(&ws->done);
+    pthread_mutex_destroy(&ws->mu);
+}
+
+/* Start workers until there are want (the main loop is the only caller: no lock needed for n). @return how many
+   there are (fewer when a thread cannot be started: the caller runs the rest of the lanes itself). */
+static size_t workers_ensure(struct lane_workers *ws, size_t want)
+{
+    if (want > LANE_WORKERS_MAX)
+        want = LANE_WORKERS_MAX;
+    while (ws->n < want) {
+        struct lane_worker *w = calloc(1, sizeof *w);
+        if (!w)
+            break;
+        w->ws = ws;
+        pthread_cond_init(&w->go, NULL);
+        if (pthread_create(&w->th, NULL, worker_main, w)) {
+            pthread_cond_destroy(&w->go);
+            free(w);
+            break;
+        }
+        ws->w[ws->n++] = w;
+    }
+    return ws->n < want ? ws->n : want;
+}
+
+/* Hand jobs[0..n) to workers 0..n) (all idle: rounds do not overlap). */
+static void workers_start(struct lane_workers *ws, struct job_ctx *jobs, size_t n)
+{
+    pthread_mutex_lock(&ws->mu);
+    for (size_t i = 0; i < n; i++) {
+        ws->w[i]->job = &jobs[i];
+        ws->busy++;
+        pthread_cond_signal(&ws->w[i]->go);
+    }
+    pthread_mutex_unlock(&ws->mu);
+}
+
+static void workers_wait(struct lane_workers *ws)
+{
+    pthread_mutex_lock(&ws->mu);
+    while (ws->busy)
+        pthread_cond_wait(&ws->done, &ws->mu);
+    pthread_mutex_unlock(&ws->mu);
+}
+
 /*
- * Run the prepared invocations of lanes[0..n) concurrently (one thread per lane; one lane runs on
- * the caller's). With chain, each lane goes on with its next full batches (lane_next) until one
- * needs the main loop.
+ * Run the prepared invocations of lanes[0..n) concurrently (on the poller's lane workers; one lane
+ * runs on the caller's thread). With chain, each lane goes on with its next full batches
+ * (lane_next) until one needs the main loop.
  */
 void lmr_poller_run_invocations(struct poller *p, struct lane **lanes, size_t n, bool chain)
 {
-    struct job_ctx ctx[LMR_STREAM_PARALLELIZATION_MAX * 64];
-    pthread_t th[LMR_STREAM_PARALLELIZATION_MAX * 64];
-    bool started[LMR_STREAM_PARALLELIZATION_MAX * 64];
+    struct job_ctx ctx[LANE_WORKERS_MAX];
+    if (n > LANE_WORKERS_MAX)
+        n = LANE_WORKERS_MAX; /* the main loop invokes in groups of at most this many */
     for (size_t i = 0; i < n; i++) {
         lanes[i]->chain = chain;
         ctx[i] = (struct job_ctx){p, lanes[i]};
-        started[i] = n > 1 && !pthread_create(&th[i], NULL, run_one, &ctx[i]);
-        if (!started[i])
-            run_one(&ctx[i]);
     }
-    for (size_t i = 0; i < n; i++)
-        if (started[i])
-            pthread_join(th[i], NULL);
+    /* The caller runs the last lane (and any no worker could take). */
+    size_t on_workers = n > 1 ? workers_ensure(&p->workers, n - 1) : 0;
+    workers_start(&p->workers, ctx, on_workers);
+    for (size_t i = on_workers; i < n; i++)
+        run_one(&ctx[i]);
+    if (on_workers)
+        workers_wait(&p->workers);
 }
 
 enum lmr_result lmr_poller_run_and_read(struct poller *p, struct lane **lanes, size_t n, struct lmr_err *err)
 {
-    struct job_ctx ctx[LMR_STREAM_PARALLELIZATION_MAX * 64];
-    pthread_t th[LMR_STREAM_PARALLELIZATION_MAX * 64];
-    bool started[LMR_STREAM_PARALLELIZATION_MAX * 64];
-    size_t n_started = 0;
+    struct job_ctx ctx[LANE_WORKERS_MAX];
+    if (n > LANE_WORKERS_MAX)
+        n = LANE_WORKERS_MAX;
     lmr_poller_plan_reads(p, true); /* reads the lanes' queues: before they run */
     for (size_t i = 0; i < n; i++) {
         lanes[i]->chain = true;
         ctx[i] = (struct job_ctx){p, lanes[i]};
-        started[i] = !pthread_create(&th[i], NULL, run_one, &ctx[i]);
-        n_started += started[i];
     }
+    size_t n_started = workers_ensure(&p->workers, n);
+    workers_start(&p->workers, ctx, n_started);
     /* The lanes only take records from their queues' heads; the reader fills the shards' staged records. */
     enum lmr_result r = n_started ? lmr_poller_read_raw(p, 0, err) : LMR_OK;
-    for (size_t i = 0; i < n; i++)
-        if (!started[i])
-            run_one(&ctx[i]);
-    for (size_t i = 0; i < n; i++)
-        if (started[i])
-            pthread_join(th[i], NULL);
+    for (size_t i = n_started; i < n; i++)
+        run_one(&ctx[i]);
+    workers_wait(&p->workers);
     if (!n_started) { /* no thread to run them on: read after them */
         lmr_poller_plan_reads(p, false);
         r = lmr_poller_read_raw(p, 0, err);
@@ -273,6 +369,7 @@ static void write_failure(struct poller *p, struct lane *l, struct lmr_stream_it
    moves them to the window's kept records instead of freeing them. */
 static void lane_pop_keep(struct lane *l, size_t n, struct lane_win *keep)
 {
+    struct lmr_stream_item_releaser rel = {0};
     for (size_t i = 0; i < n; i++) {
         struct lmr_stream_item *it = l->head;
         l->head = it->next;
@@ -280,7 +377,7 @@ static void lane_pop_keep(struct lane *l, size_t n, struct lane_win *keep)
             l->tail = NULL;
         l->count--;
         if (!keep) {
-            free(it);
+            lmr_stream_item_release(&rel, it);
             continue;
         }
         it->next = NULL;
@@ -292,6 +389,7 @@ static void lane_pop_keep(struct lane *l, size_t n, struct lane_win *keep)
         keep->kept_n++;
         keep->kept_bytes += sizeof *it + it->rec.len + 64;
     }
+    lmr_stream_item_releaser_flush(&rel);
 }
 
 static void lane_pop(struct lane *l, size_t n)

@@ -107,8 +107,25 @@ struct shard {
     size_t read_room; /* records the next read_raw may read (lmr_poller_plan_reads) */
 };
 
+#define LANE_WORKERS_MAX (LMR_STREAM_PARALLELIZATION_MAX * 64) /* lanes invoked at once (one group) */
+
+/*
+ * The threads that run lanes' invocations (poller_batch.c), kept for the poller's life: a round of
+ * invocations hands each lane to a worker and waits for them, instead of starting a thread per lane
+ * per round. Workers are started as rounds need them, up to LANE_WORKERS_MAX.
+ */
+struct lane_worker;
+struct lane_workers {
+    pthread_mutex_t mu;
+    pthread_cond_t done; /* busy fell to 0 */
+    size_t busy;         /* workers running a job */
+    struct lane_worker *w[LANE_WORKERS_MAX];
+    size_t n;
+};
+
 struct poller {
     const struct lmr_stream_poller_options *o;
+    struct lane_workers workers;
     /* Lanes' chains of invocations run on the invoker's threads at once (poller_batch.c): this guards
        what they share, the figures (stats) and on_invocation. The main loop waits while they run. */
     pthread_mutex_t mu;
@@ -166,6 +183,9 @@ bool lmr_poller_has_item_beyond(const struct lane *l, uint64_t window);
 bool lmr_poller_shard_done_with(struct poller *p, const struct shard *s, uint64_t w, uint64_t now_ms);
 
 /* poller_batch.c: batches, invocations, retries */
+/* The lane workers: set up before the first round, stopped (threads joined) when the poller ends. */
+void lmr_poller_workers_init(struct lane_workers *ws);
+void lmr_poller_workers_stop(struct lane_workers *ws);
 /* The prepared invocations of lanes[0..n) at once; chain: each lane goes on with its next full batches
  * (poller_batch.c). */
 void lmr_poller_run_invocations(struct poller *p, struct lane **lanes, size_t n, bool chain);

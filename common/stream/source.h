@@ -48,21 +48,34 @@ struct lmr_stream_shard_info {
     bool closed;                                      /* has an ending sequence number */
 };
 
+struct lmr_stream_item_block;
+
 /* One record read from a shard, with everything the event needs. */
 struct lmr_stream_item {
     struct lmr_stream_item *next;
-    struct lmr_stream_record rec; /* points into this allocation */
-    uint64_t window_start_ms;     /* set by the poller */
-    uint32_t lane;                /* set by the poller */
-    uint32_t event_bytes;         /* the poller's: bytes it adds to an event (0 = not known yet) */
+    struct lmr_stream_item_block *block; /* where it was carved from (source.c), NULL = a malloc of its own */
+    struct lmr_stream_record rec;        /* points into this allocation */
+    uint64_t window_start_ms;            /* set by the poller */
+    uint32_t lane;                       /* set by the poller */
+    uint32_t event_bytes;                /* the poller's: bytes it adds to an event (0 = not known yet) */
     char mem[];
 };
 
 /** Allocate an item holding copies of data, sequence number and partition key. */
 struct lmr_stream_item *lmr_stream_item_new(const void *data, size_t len, const char *sequence_number,
                                             const char *partition_key, uint64_t arrival_ms);
-/** Free a chain of items. */
+/** Free a chain of items (any thread may free items another made). */
 void lmr_stream_item_free(struct lmr_stream_item *items);
+
+/* Freeing items one at a time, in runs from the same block (one atomic update per run): release each, then flush. */
+struct lmr_stream_item_releaser {
+    struct lmr_stream_item_block *block;
+    size_t n;
+};
+/** Free one item (its `next` is not followed); what the releaser holds is freed by the flush. */
+void lmr_stream_item_release(struct lmr_stream_item_releaser *r, struct lmr_stream_item *it);
+/** Free what the releaser holds back. */
+void lmr_stream_item_releaser_flush(struct lmr_stream_item_releaser *r);
 
 /* What one read returned. */
 struct lmr_stream_read_result {

@@ -15,8 +15,9 @@
 # CreateAccessKey and PutUserPolicy (allow "*" on "*") and then proves that checking is on:
 # a request signed with a wrong secret must fail with SignatureDoesNotMatch.
 #
-# moto runs through moto_server.py beside this file: moto_server itself plus one fix (its
-# signature check sees the request URI as sent; see that file for moto issue #5948).
+# moto runs through moto_server.py beside this file: moto_server itself plus fixes (its
+# signature check sees the request URI as sent, moto issue #5948; Kinesis puts after a reshard go
+# to open shards; see that file).
 
 MOTO_NO_AUTH_ACTIONS=3
 MOTO_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

@@ -302,6 +302,23 @@ static inline uint8_t *probe(const struct lmr_combine_table *t, uint64_t h, stru
 /* Deferred slots of an in-place growth (see grow_in_place) held on the stack before the heap. */
 #define DEFER_STACK_SLOTS 256
 
+/* A slot's bytes (32 or 64: fixed-size copies, no call). */
+static inline void copy_slot(uint8_t *dst, const uint8_t *src, size_t st)
+{
+    if (st == 32)
+        memcpy(dst, src, 32);
+    else
+        memcpy(dst, src, 64);
+}
+
+static inline void zero_slot(uint8_t *s, size_t st)
+{
+    if (st == 32)
+        memset(s, 0, 32);
+    else
+        memset(s, 0, 64);
+}
+
 bool lmr_combine_slots_double_in_place(uint8_t *sl, size_t ocap, size_t st)
 {
     const size_t omask = ocap - 1, ncap = 2 * ocap, nmask = ncap - 1, nhome = nmask & ~(size_t)(64 / st - 1);
@@ -317,13 +334,13 @@ bool lmr_combine_slots_double_in_place(uint8_t *sl, size_t ocap, size_t st)
         uint8_t *si = sl + ((e + step) & omask) * st;
         if (!load32(si))
             continue;
-        memcpy(tmp, si, st);
-        memset(si, 0, st);
+        copy_slot(tmp, si, st);
+        zero_slot(si, st);
         size_t j = load32(tmp + 4) & nhome;
         while (j < ncap && load32(sl + j * st))
             j++;
         if (j < ncap) {
-            memcpy(sl + j * st, tmp, st);
+            copy_slot(sl + j * st, tmp, st);
             continue;
         }
         if (ndefer == defer_cap) { /* a cluster at the end longer than the stack holds */

@@ -101,8 +101,9 @@ static void agg_teardown(void *state)
 }
 
 /* One row, already split into its first n fields (at most max_field). */
-static int agg_map_fields(const struct agg_state *st, const struct lmr_slice *f, size_t n, struct lmr_emitter *out,
-                          struct lmr_job_counters *counters)
+static inline __attribute__((always_inline)) int agg_map_fields(const struct agg_state *st, const struct lmr_slice *f,
+                                                                size_t n, struct lmr_emitter *out,
+                                                                struct lmr_job_counters *counters)
 {
     struct agg_acc acc = {0, 1};
     if (n < st->max_field || (st->value_field && !lmr_parse_number(f[st->value_field - 1], &acc.x))) {

@@ -77,36 +77,6 @@ size_t lmr_fields_split_line(const uint8_t *p, const uint8_t *end, uint8_t delim
     return n;
 }
 
-/* The delimiters (*dm) and newlines (*nm) of the 64 bytes at p, or of the bytes from p to end if
-   fewer (bit i: p[i]). */
-static inline void window_masks(const uint8_t *p, const uint8_t *end, uint8_t delim, uint64_t *dm, uint64_t *nm)
-{
-#ifdef __SSE2__
-    if (end - p >= 64) {
-        const __m128i vd = _mm_set1_epi8((char)delim), vn = _mm_set1_epi8('\n');
-        __m128i x0 = _mm_loadu_si128((const __m128i *)p), x1 = _mm_loadu_si128((const __m128i *)(p + 16)),
-                x2 = _mm_loadu_si128((const __m128i *)(p + 32)), x3 = _mm_loadu_si128((const __m128i *)(p + 48));
-        *dm = (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x0, vd)) |
-              (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x1, vd)) << 16 |
-              (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x2, vd)) << 32 |
-              (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x3, vd)) << 48;
-        *nm = (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x0, vn)) |
-              (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x1, vn)) << 16 |
-              (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x2, vn)) << 32 |
-              (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x3, vn)) << 48;
-        return;
-    }
-#endif
-    size_t n = (size_t)(end - p) < 64 ? (size_t)(end - p) : 64;
-    uint64_t d = 0, l = 0;
-    for (size_t i = 0; i < n; i++) {
-        d |= (uint64_t)(p[i] == delim) << i;
-        l |= (uint64_t)(p[i] == '\n') << i;
-    }
-    *dm = d;
-    *nm = l;
-}
-
 void lmr_fields_block_init(struct lmr_fields_block *b, struct lmr_slice block, uint8_t delim)
 {
     b->p = block.ptr;
@@ -115,74 +85,7 @@ void lmr_fields_block_init(struct lmr_fields_block *b, struct lmr_slice block, u
     b->delim = delim;
     b->dmask = b->nmask = 0;
     if (block.len)
-        window_masks(b->win, b->end, delim, &b->dmask, &b->nmask);
-}
-
-bool lmr_fields_block_next(struct lmr_fields_block *b, struct lmr_slice *out, size_t max, size_t *n,
-                           struct lmr_slice *record)
-{
-    const uint8_t *start = b->p, *fstart = start, *end = b->end, *le, *win = b->win;
-    if (start >= end)
-        return false;
-    uint64_t dm = b->dmask, nm = b->nmask;
-    size_t k = 0;
-    /* The fields: in each window, the delimiters before its first newline one by one, until max
-       fields or the line's end. */
-    while (k < max) {
-        uint64_t d = dm & (nm ? (nm & -nm) - 1 : ~(uint64_t)0);
-        for (; d && k < max; d &= d - 1) {
-            const uint8_t *s = win + __builtin_ctzll(d);
-            out[k++] = (struct lmr_slice){fstart, (size_t)(s - fstart)};
-            fstart = s + 1;
-        }
-        if (k == max)
-            break;
-        if (nm) { /* the line ends in this window: its last field */
-            le = win + __builtin_ctzll(nm);
-            out[k++] = (struct lmr_slice){fstart, (size_t)(le - fstart)};
-            goto found;
-        }
-        if (end - win <= 64)
-            goto line_end; /* no separator left: the line ends with the block */
-        win += 64;
-        window_masks(win, end, b->delim, &dm, &nm);
-    }
-    /* max fields found: straight to the newline, the delimiters before it skipped. */
-    while (!nm) {
-        if (end - win <= 64)
-            goto line_end;
-        win += 64;
-        window_masks(win, end, b->delim, &dm, &nm);
-    }
-    le = win + __builtin_ctzll(nm);
-found : {
-    /* consume the separators up to and including the newline */
-    unsigned i = (unsigned)(le - win);
-    uint64_t below = i == 63 ? ~(uint64_t)0 : ((uint64_t)2 << i) - 1;
-    dm &= ~below;
-    nm &= ~below;
-}
-    goto done;
-line_end:
-    if (k < max)
-        out[k++] = (struct lmr_slice){fstart, (size_t)(end - fstart)};
-    le = end;
-    dm = nm = 0;
-done:;
-    size_t len = (size_t)(le - start);
-    if (len && le[-1] == '\r') {
-        len--;
-        /* the "\r" is not part of the line: the field that reached the line's end loses it */
-        if (k && out[k - 1].ptr + out[k - 1].len == le)
-            out[k - 1].len--;
-    }
-    *record = (struct lmr_slice){start, len};
-    *n = k;
-    b->p = le < end ? le + 1 : end;
-    b->win = win;
-    b->dmask = dm;
-    b->nmask = nm;
-    return true;
+        lmr_fields_window_masks_(b->win, b->end, delim, &b->dmask, &b->nmask);
 }
 
 bool lmr_fields_parse_delimiter(const char *s, uint8_t *out, char *errbuf, size_t errbuf_len)
@@ -273,6 +176,28 @@ static const uint64_t pow10_u64[20] = {1ull,
 static const double pow10_exact[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
                                      1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
+/* lmr_parse_number's slow path (characters already validated): strtod does the rounding. Out of
+   line, so that the fast path needs no buffer on its stack. */
+static __attribute__((noinline)) bool parse_slow(struct lmr_slice s, double *out)
+{
+    char buf[128];
+    char *heap = NULL, *text = buf;
+    if (s.len >= sizeof buf) {
+        if (!(heap = malloc(s.len + 1)))
+            return false;
+        text = heap;
+    }
+    memcpy(text, s.ptr, s.len);
+    text[s.len] = '\0';
+    char *stop;
+    double v = strtod(text, &stop);
+    bool ok = stop == text + s.len && isfinite(v);
+    free(heap);
+    if (ok)
+        *out = v;
+    return ok;
+}
+
 bool lmr_parse_number(struct lmr_slice s, double *out)
 {
     const uint8_t *p = s.ptr, *end = s.ptr + s.len;
@@ -283,15 +208,14 @@ bool lmr_parse_number(struct lmr_slice s, double *out)
         neg = *p++ == '-';
     /* All digits into mant: exact while there are at most 19 of them (< 10^19 < 2^64); with more it
        wraps, and the slow path below decides. */
-    uint64_t mant = 0;
+    uint64_t mant = 0, d;
     const uint8_t *digits = p;
-    unsigned d;
-    while (p < end && (d = (unsigned)(*p - '0')) < 10)
+    while (p < end && (d = (uint64_t)*p - '0') < 10)
         mant = mant * 10 + d, p++;
     size_t ndigits = (size_t)(p - digits), frac = 0;
     if (p < end && *p == '.') {
         const uint8_t *f = ++p;
-        while (p < end && (d = (unsigned)(*p - '0')) < 10)
+        while (p < end && (d = (uint64_t)*p - '0') < 10)
             mant = mant * 10 + d, p++;
         frac = (size_t)(p - f);
         ndigits += frac;
@@ -317,23 +241,7 @@ bool lmr_parse_number(struct lmr_slice s, double *out)
         if (p != end)
             return false;
     }
-    /* Slow path: the characters are validated above, strtod does the rounding. */
-    char buf[128];
-    char *heap = NULL, *text = buf;
-    if (s.len >= sizeof buf) {
-        if (!(heap = malloc(s.len + 1)))
-            return false;
-        text = heap;
-    }
-    memcpy(text, s.ptr, s.len);
-    text[s.len] = '\0';
-    char *stop;
-    double v = strtod(text, &stop);
-    bool ok = stop == text + s.len && isfinite(v);
-    free(heap);
-    if (ok)
-        *out = v;
-    return ok;
+    return parse_slow(s, out);
 }
 
 /* x < 10^8 as 8 ASCII digits, the most significant in the lowest byte: x split in two 4-digit

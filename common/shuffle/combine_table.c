@@ -68,6 +68,8 @@ struct lmr_combine_table {
     bool drained; /* sorted in place: must be cleared before use */
 
     uint8_t *slots;
+    size_t reserved; /* 0: slots is lmr_big_alloc(cap * stride); else lmr_big_alloc(reserved), its
+                        bytes past cap * stride never touched (zero), for growth in place */
     size_t cap, mask, count;
     size_t home_mask; /* mask without the slot-in-line bits: a key's home is the start of a cache line */
 
@@ -257,31 +259,125 @@ static inline uint8_t *probe(const struct lmr_combine_table *t, uint64_t h, stru
     return key.len <= SHORT_KEY ? probe_short(t, h, w, key.len, found) : probe_long(t, h, key.ptr, key.len, found);
 }
 
+/* Address space reserved for a slot array that grows in place: at most this much. */
+#define RESERVE_MAX_BYTES ((size_t)16 << 30)
+/* Deferred slots of an in-place growth (see grow_in_place) held on the stack before the heap. */
+#define DEFER_STACK_SLOTS 256
+
+/* A slot's bytes (32 or 64: fixed-size copies, no call). */
+static inline void copy_slot(uint8_t *dst, const uint8_t *src, size_t st)
+{
+    if (st == 32)
+        memcpy(dst, src, 32);
+    else
+        memcpy(dst, src, 64);
+}
+
+static inline void zero_slot(uint8_t *s, size_t st)
+{
+    if (st == 32)
+        memset(s, 0, 32);
+    else
+        memset(s, 0, 64);
+}
+
+bool lmr_combine_slots_double_in_place(uint8_t *sl, size_t ocap, size_t st)
+{
+    const size_t omask = ocap - 1, ncap = 2 * ocap, nmask = ncap - 1, nhome = nmask & ~(size_t)(64 / st - 1);
+    uint8_t stack[DEFER_STACK_SLOTS * 64], tmp[64];
+    uint8_t *defer = stack;
+    size_t ndefer = 0, defer_cap = DEFER_STACK_SLOTS, e = 0;
+    bool ok = true;
+    while (e < ocap && load32(sl + e * st))
+        e++;
+    if (e == ocap)
+        return false; /* no empty slot: not a table at load <= 1/2 */
+    for (size_t step = 1; step <= ocap; step++) {
+        uint8_t *si = sl + ((e + step) & omask) * st;
+        if (!load32(si))
+            continue;
+        copy_slot(tmp, si, st);
+        zero_slot(si, st);
+        size_t j = load32(tmp + 4) & nhome;
+        while (j < ncap && load32(sl + j * st))
+            j++;
+        if (j < ncap) {
+            copy_slot(sl + j * st, tmp, st);
+            continue;
+        }
+        if (ndefer == defer_cap) { /* a cluster at the end longer than the stack holds */
+            uint8_t *nd = malloc(defer_cap * 2 * st);
+            if (!nd) { /* placed wrapping now: perhaps not found any more, so the caller fails */
+                ok = false;
+                j = load32(tmp + 4) & nhome;
+                while (load32(sl + j * st))
+                    j = (j + 1) & nmask;
+                memcpy(sl + j * st, tmp, st);
+                continue;
+            }
+            memcpy(nd, defer, ndefer * st);
+            if (defer != stack)
+                free(defer);
+            defer = nd;
+            defer_cap *= 2;
+        }
+        memcpy(defer + ndefer++ * st, tmp, st);
+    }
+    for (size_t d = 0; d < ndefer; d++) {
+        const uint8_t *ds = defer + d * st;
+        size_t j = load32(ds + 4) & nhome;
+        while (load32(sl + j * st))
+            j = (j + 1) & nmask;
+        memcpy(sl + j * st, ds, st);
+    }
+    if (defer != stack)
+        free(defer);
+    return ok;
+}
+
 /* Double the slot array if the budget allows. @return false when it does not. */
 static bool grow(struct lmr_combine_table *t)
 {
     size_t ncap = t->cap * 2;
     if (ncap > MAX_SLOTS || mem_bytes(t) + ncap * t->stride > t->limit)
         return false;
-    uint8_t *n = lmr_big_alloc(ncap * t->stride);
-    if (!n)
-        return false;
-    note_peak(t, mem_bytes(t) + ncap * t->stride);
-    size_t nmask = ncap - 1, nhome = nmask & ~(size_t)(64 / t->stride - 1);
-    for (size_t i = 0; i < t->cap; i++) {
-        const uint8_t *s = slot_at(t, i);
-        if (!load32(s))
-            continue;
-        size_t j = load32(s + 4) & nhome;
-        while (load32(n + j * t->stride))
-            j = (j + 1) & nmask;
-        memcpy(n + j * t->stride, s, t->stride);
+    size_t nbytes = ncap * t->stride;
+    if (t->reserved >= nbytes) {
+        if (!lmr_combine_slots_double_in_place(t->slots, t->cap, t->stride) && t->status == LMR_OK)
+            t->status =
+                lmr_fail(&t->err, LMR_ERR_NOMEM, "Out of memory growing the combining table of %s.", job_name(t));
+        note_peak(t, t->arena_bytes + nbytes);
+    } else {
+        /* A fresh array; from huge-page sizes on, one reserved for every later doubling the
+           budget allows (address space only: pages are faulted in as the table reaches them). */
+        size_t reserve = nbytes;
+        if (nbytes >= LMR_HUGE_BYTES)
+            while (reserve * 2 / t->stride <= MAX_SLOTS && reserve * 2 <= RESERVE_MAX_BYTES &&
+                   t->arena_bytes + reserve * 2 <= t->limit)
+                reserve *= 2;
+        uint8_t *n = lmr_big_alloc(reserve);
+        if (!n && reserve > nbytes)
+            n = lmr_big_alloc(reserve = nbytes);
+        if (!n)
+            return false;
+        note_peak(t, mem_bytes(t) + nbytes);
+        size_t nmask = ncap - 1, nhome = nmask & ~(size_t)(64 / t->stride - 1);
+        for (size_t i = 0; i < t->cap; i++) {
+            const uint8_t *s = slot_at(t, i);
+            if (!load32(s))
+                continue;
+            size_t j = load32(s + 4) & nhome;
+            while (load32(n + j * t->stride))
+                j = (j + 1) & nmask;
+            memcpy(n + j * t->stride, s, t->stride);
+        }
+        lmr_big_free(t->slots, t->reserved ? t->reserved : t->cap * t->stride);
+        t->slots = n;
+        t->reserved = reserve > nbytes ? reserve : 0;
     }
-    lmr_big_free(t->slots, t->cap * t->stride);
-    t->slots = n;
     t->cap = ncap;
-    t->mask = nmask;
-    t->home_mask = nhome;
+    t->mask = ncap - 1;
+    t->home_mask = t->mask & ~(size_t)(64 / t->stride - 1);
     update_fast(t);
     return true;
 }
@@ -432,7 +528,7 @@ void lmr_combine_table_destroy(struct lmr_combine_table *t)
     if (!t)
         return;
     lmr_chunk_arena_free(&t->arena);
-    lmr_big_free(t->slots, t->cap * t->stride);
+    lmr_big_free(t->slots, t->reserved ? t->reserved : t->cap * t->stride);
     free(t);
 }
 

@@ -56,6 +56,22 @@ struct lmr_combine_table_options {
     void *full_user;                /* Optional: passed to full */
 };
 
+/**
+ * Double a slot array of cap slots (stride bytes each: 32 or 64; u32 at 0 non-zero when occupied,
+ * u32 at 4 the hash bits; a key's home is hash & mask rounded down to its cache line, probing
+ * forward and wrapping) in place into 2 x cap slots, the new half already zero: what the
+ * table's growth inside its reservation does (exposed for its tests). The old slots are visited
+ * once, starting after an empty one (so each cluster from its start), each taken out and put back
+ * from its new home (its old home, or that + cap): probing from the old home only meets slots
+ * already visited (the same old cluster, before it) or the new half, and a probe that would wrap
+ * past the new end (and could meet slots not yet visited) is deferred and placed at the end. Only
+ * the new half's pages are faulted in, where a copy into a fresh array faults old + new (on this
+ * VM a fresh page costs far more than writing it: Query 2's table doubles to 32 MiB per task).
+ * @return false when the array had no empty slot (nothing moved) or when memory for a long list
+ * of deferred slots ran out (some slot may then not be found: the table must fail).
+ */
+bool lmr_combine_slots_double_in_place(uint8_t *slots, size_t cap, size_t stride);
+
 /** Create a table. @return LMR_ERR_INVALID (value_size 0, no combiner), LMR_ERR_NOMEM. */
 enum lmr_result lmr_combine_table_new(const struct lmr_combine_table_options *opts, struct lmr_combine_table **out,
                                       struct lmr_err *err);

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#define XXH_STATIC_LINKING_ONLY /* XXH64_state_t's size */
 #include <xxhash.h>
 #define ZSTD_STATIC_LINKING_ONLY /* memory estimates */
 #include <zstd.h>
@@ -67,10 +68,32 @@ static size_t put_bin_header(uint8_t *p, size_t len)
     return 5;
 }
 
+/* n bytes from src to dst; up to 16 (Query 2's keys and sums) as two overlapping words, no call. */
+static inline void copy_bytes(uint8_t *dst, const uint8_t *src, size_t n)
+{
+    uint64_t a, b;
+    uint32_t c, d;
+    if (n >= 8 && n <= 16) {
+        memcpy(&a, src, 8);
+        memcpy(&b, src + n - 8, 8);
+        memcpy(dst, &a, 8);
+        memcpy(dst + n - 8, &b, 8);
+    } else if (n >= 4 && n < 8) {
+        memcpy(&c, src, 4);
+        memcpy(&d, src + n - 4, 4);
+        memcpy(dst, &c, 4);
+        memcpy(dst + n - 4, &d, 4);
+    } else if (n) {
+        memcpy(dst, src, n);
+    }
+}
+
 /* ---- frame writer ------------------------------------------------------------------------------------------- */
 
 struct lmr_frame_writer {
-    ZSTD_CCtx *cctx;
+    ZSTD_CCtx *cctx;    /* NULL when raw */
+    XXH64_state_t *xxh; /* raw: the content checksum of the current frame */
+    uint8_t *stage_mem; /* the staging buffer with RAW_HEAD bytes before it and RAW_TAIL after */
     uint8_t *stage;
     size_t stage_len;
     uint8_t *out;
@@ -81,8 +104,22 @@ struct lmr_frame_writer {
     bool started;
     bool in_frame; /* the current frame has had a compress call (its parameters are fixed) */
     bool probing;  /* default level: the first sizeable batch of records decides between level 1 and fast */
+    bool raw;      /* LMR_SHUFFLE_LEVEL_NONE: zstd frames of raw blocks, written here, no compressor */
     int level;
 };
+
+/* Raw frames (RFC 8878): a frame header (magic, a descriptor with only the content checksum flag, a
+   window descriptor) before the first block, a 3-byte block header before each staged batch (one
+   raw block: at most STAGE_BYTES, the window size and so the largest block allowed), and the
+   checksum (the low 4 bytes of XXH64 of the content) after the last one; the staging buffer's head
+   and tail room take them, so each block is one store write. */
+#define RAW_FRAME_HEADER_BYTES 6
+#define RAW_BLOCK_HEADER_BYTES 3
+#define RAW_HEAD 16
+#define RAW_TAIL 8
+#define ZSTD_FRAME_MAGIC 0xFD2FB528u
+#define RAW_DESCRIPTOR 0x04                                        /* content checksum; no size, no dictionary */
+#define RAW_WINDOW_DESCRIPTOR ((LMR_SHUFFLE_WINDOW_LOG - 10) << 3) /* 2^WINDOW_LOG, mantissa 0 */
 
 /* The default level's choice (see lmr_frame_writer_new): records that compress less than 2:1 at level 1
    (random doubles next to short keys: Query 2's sums) are written at zstd's fast level 1 instead,
@@ -100,6 +137,8 @@ static int clamp_level(int level)
 
 size_t lmr_frame_writer_memory_bytes(int zstd_level)
 {
+    if (zstd_level == LMR_SHUFFLE_LEVEL_NONE)
+        return STAGE_BYTES + RAW_HEAD + RAW_TAIL + sizeof(XXH64_state_t) + sizeof(struct lmr_frame_writer);
     ZSTD_compressionParameters cp = ZSTD_getCParams(clamp_level(zstd_level), 0, 0);
     cp.windowLog = LMR_SHUFFLE_WINDOW_LOG;
     return ZSTD_estimateCStreamSize_usingCParams(cp) + STAGE_BYTES + ZSTD_CStreamOutSize() +
@@ -111,8 +150,20 @@ enum lmr_result lmr_frame_writer_new(int zstd_level, struct lmr_frame_writer **o
     struct lmr_frame_writer *fw = calloc(1, sizeof *fw);
     if (!fw)
         return lmr_fail(err, LMR_ERR_NOMEM, "Out of memory creating a shuffle frame writer.");
+    fw->stage_mem = malloc(STAGE_BYTES + RAW_HEAD + RAW_TAIL);
+    fw->stage = fw->stage_mem ? fw->stage_mem + RAW_HEAD : NULL;
+    if (zstd_level == LMR_SHUFFLE_LEVEL_NONE) {
+        fw->raw = true;
+        fw->level = LMR_SHUFFLE_LEVEL_NONE;
+        fw->xxh = XXH64_createState();
+        if (!fw->stage || !fw->xxh) {
+            lmr_frame_writer_destroy(fw);
+            return lmr_fail(err, LMR_ERR_NOMEM, "Out of memory creating a shuffle frame writer.");
+        }
+        *out = fw;
+        return LMR_OK;
+    }
     fw->cctx = ZSTD_createCCtx();
-    fw->stage = malloc(STAGE_BYTES);
     fw->out_cap = ZSTD_CStreamOutSize();
     fw->out = malloc(fw->out_cap);
     if (!fw->cctx || !fw->stage || !fw->out) {
@@ -137,7 +188,8 @@ void lmr_frame_writer_destroy(struct lmr_frame_writer *fw)
     if (!fw)
         return;
     ZSTD_freeCCtx(fw->cctx);
-    free(fw->stage);
+    XXH64_freeState(fw->xxh);
+    free(fw->stage_mem);
     free(fw->out);
     free(fw);
 }
@@ -183,6 +235,13 @@ int lmr_frame_writer_level(const struct lmr_frame_writer *fw)
     return fw->level;
 }
 
+int lmr_shuffle_level_for(const struct lmr_store *store, int zstd_level)
+{
+    if (zstd_level)
+        return zstd_level;
+    return store && store->vtable && !strcmp(store->vtable->scheme, "file") ? LMR_SHUFFLE_LEVEL_NONE : 0;
+}
+
 static enum lmr_result compress(struct lmr_frame_writer *fw, const void *src, size_t len, ZSTD_EndDirective mode,
                                 struct lmr_err *err)
 {
@@ -208,10 +267,41 @@ static enum lmr_result compress(struct lmr_frame_writer *fw, const void *src, si
     }
 }
 
+/* Raw: the staged bytes as one raw block (the frame header before the frame's first, the checksum
+   after its last), in one store write. */
+static enum lmr_result raw_block(struct lmr_frame_writer *fw, bool last, struct lmr_err *err)
+{
+    size_t n = fw->stage_len;
+    uint8_t *p = fw->stage - RAW_BLOCK_HEADER_BYTES, *e = fw->stage + n;
+    XXH64_update(fw->xxh, fw->stage, n);
+    uint32_t h = (uint32_t)last | (uint32_t)n << 3; /* block type 0: raw */
+    p[0] = (uint8_t)h;
+    p[1] = (uint8_t)(h >> 8);
+    p[2] = (uint8_t)(h >> 16);
+    if (!fw->in_frame) {
+        p -= RAW_FRAME_HEADER_BYTES;
+        put_u32le(p, ZSTD_FRAME_MAGIC);
+        p[4] = RAW_DESCRIPTOR;
+        p[5] = RAW_WINDOW_DESCRIPTOR;
+        fw->in_frame = true;
+    }
+    if (last) {
+        put_u32le(e, (uint32_t)XXH64_digest(fw->xxh));
+        e += 4;
+    }
+    fw->stage_len = 0;
+    enum lmr_result rc = lmr_store_write(fw->sw, p, (size_t)(e - p), err);
+    if (rc == LMR_OK)
+        *fw->offset += (uint64_t)(e - p);
+    return rc;
+}
+
 static enum lmr_result flush_stage(struct lmr_frame_writer *fw, struct lmr_err *err)
 {
     if (!fw->stage_len)
         return LMR_OK;
+    if (fw->raw)
+        return raw_block(fw, false, err);
     enum lmr_result rc = compress(fw, fw->stage, fw->stage_len, ZSTD_e_continue, err);
     fw->stage_len = 0;
     return rc;
@@ -219,6 +309,20 @@ static enum lmr_result flush_stage(struct lmr_frame_writer *fw, struct lmr_err *
 
 static enum lmr_result feed(struct lmr_frame_writer *fw, const void *p, size_t len, struct lmr_err *err)
 {
+    if (fw->raw) { /* through the stage, a block at a time */
+        const uint8_t *q = p;
+        while (len) {
+            enum lmr_result rc = fw->stage_len == STAGE_BYTES ? flush_stage(fw, err) : LMR_OK;
+            if (rc != LMR_OK)
+                return rc;
+            size_t k = STAGE_BYTES - fw->stage_len < len ? STAGE_BYTES - fw->stage_len : len;
+            memcpy(fw->stage + fw->stage_len, q, k);
+            fw->stage_len += k;
+            q += k;
+            len -= k;
+        }
+        return LMR_OK;
+    }
     if (len <= STAGE_BYTES - fw->stage_len) {
         if (len)
             memcpy(fw->stage + fw->stage_len, p, len);
@@ -242,7 +346,10 @@ enum lmr_result lmr_frame_writer_add(struct lmr_frame_writer *fw, struct lmr_sli
         return lmr_fail(err, LMR_ERR_TOO_LARGE,
                         "A shuffle record is larger than 4 GiB; keys and values must be smaller.");
     if (!fw->started) {
-        ZSTD_CCtx_reset(fw->cctx, ZSTD_reset_session_only);
+        if (fw->raw)
+            XXH64_reset(fw->xxh, 0);
+        else
+            ZSTD_CCtx_reset(fw->cctx, ZSTD_reset_session_only);
         fw->started = true;
         fw->in_frame = false;
     }
@@ -259,12 +366,10 @@ enum lmr_result lmr_frame_writer_add(struct lmr_frame_writer *fw, struct lmr_sli
         uint8_t *p = fw->stage + fw->stage_len;
         *p++ = 0x92;
         p += put_bin_header(p, key.len);
-        if (key.len)
-            memcpy(p, key.ptr, key.len);
+        copy_bytes(p, key.ptr, key.len);
         p += key.len;
         p += put_bin_header(p, value.len);
-        if (value.len)
-            memcpy(p, value.ptr, value.len);
+        copy_bytes(p, value.ptr, value.len);
         p += value.len;
         fw->stage_len = (size_t)(p - fw->stage);
         fw->raw_bytes += fw->stage_len - before;
@@ -292,7 +397,7 @@ enum lmr_result lmr_frame_writer_end(struct lmr_frame_writer *fw, struct lmr_par
     frame->size_bytes = 0;
     if (!fw->started)
         return LMR_OK;
-    enum lmr_result rc = compress(fw, fw->stage, fw->stage_len, ZSTD_e_end, err);
+    enum lmr_result rc = fw->raw ? raw_block(fw, true, err) : compress(fw, fw->stage, fw->stage_len, ZSTD_e_end, err);
     fw->stage_len = 0;
     fw->started = false;
     if (rc != LMR_OK)

@@ -18,6 +18,7 @@
 #ifndef LMR_SHUFFLE_FRAME_H
 #define LMR_SHUFFLE_FRAME_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -49,16 +50,29 @@ struct lmr_partition_frame {
 
 struct lmr_frame_writer;
 
+/* The level of frames written without compression: zstd frames of raw blocks (any zstd reader reads
+   them; the content checksum is kept), for stores where bytes cost less than compressing them. */
+#define LMR_SHUFFLE_LEVEL_NONE INT_MIN
+
+/**
+ * The level to write shuffle data at on store when the options say zstd_level (0: the default):
+ * a level given is kept; the default is LMR_SHUFFLE_LEVEL_NONE on a file store (a local disk: the
+ * bytes go to the page cache at memory speed, and compressing Query 2's intermediate data to 61%
+ * cost more CPU than the map's parsing) and 0 (the adaptive level 1 / fast choice of
+ * lmr_frame_writer_new) elsewhere (S3, where every byte costs transfer time).
+ */
+int lmr_shuffle_level_for(const struct lmr_store *store, int zstd_level);
+
 /**
  * Create a frame writer (one zstd compression context, a staging buffer and an output buffer,
  * reused for every frame it writes). zstd_level <= 0 means 1, the default: then the first 16 KiB or
  * more of records the writer compresses (one batch, before its frame starts) are tried at level 1,
  * and if they compress less than 2:1 this frame and every later one are written at zstd's fast level
- * 1 (level -1: about twice the speed on such data, for a few percent more bytes). Any other level is
- * used as given.
+ * 1 (level -1: about twice the speed on such data, for a few percent more bytes).
+ * LMR_SHUFFLE_LEVEL_NONE writes raw (uncompressed) frames. Any other level is used as given.
  */
 enum lmr_result lmr_frame_writer_new(int zstd_level, struct lmr_frame_writer **out, struct lmr_err *err);
-/** The zstd level the writer compresses at now (the default's choice: 1 or -1). */
+/** The zstd level the writer compresses at now (the default's choice: 1 or -1; LMR_SHUFFLE_LEVEL_NONE: raw). */
 int lmr_frame_writer_level(const struct lmr_frame_writer *fw);
 /** Free the writer. NULL-safe. */
 void lmr_frame_writer_destroy(struct lmr_frame_writer *fw);

@@ -438,8 +438,11 @@ enum lmr_result lmr_map_output_new(const struct lmr_map_output_options *o, struc
     if (o->ops->combine && o->ops->value_size == 0)
         return lmr_fail(err, LMR_ERR_INVALID, "Job %s has a combiner but value_size 0; set value_size.",
                         o->ops->name ? o->ops->name : "?");
-    size_t min = lmr_map_output_min_memory_bytes() - lmr_frame_writer_memory_bytes(1) +
-                 lmr_frame_writer_memory_bytes(o->zstd_level);
+    int level = lmr_shuffle_level_for(o->store, o->zstd_level); /* raw frames on a file store */
+    if (level != LMR_SHUFFLE_LEVEL_NONE && level <= 0)
+        level = 1;
+    size_t min =
+        lmr_map_output_min_memory_bytes() - lmr_frame_writer_memory_bytes(1) + lmr_frame_writer_memory_bytes(level);
     if (o->memory_limit_bytes < min)
         return lmr_fail(
             err, LMR_ERR_INVALID,
@@ -458,7 +461,7 @@ enum lmr_result lmr_map_output_new(const struct lmr_map_output_options *o, struc
     mo->store = o->store;
     mo->spill_prefix = strdup(o->spill_prefix);
     mo->object_key = strdup(o->object_key);
-    mo->zstd_level = o->zstd_level > 0 ? o->zstd_level : 1;
+    mo->zstd_level = level;
     mo->limit = o->memory_limit_bytes;
     mo->table_limit = mo->limit - lmr_frame_writer_memory_bytes(mo->zstd_level);
     mo->arena.chunk_bytes = mo->table_limit / 16;

@@ -27,7 +27,7 @@ struct lmr_map_output_options {
     struct lmr_store *store;       /* Required: where spills and the final object go */
     const char *spill_prefix;      /* Required: key prefix for spill runs, e.g. "work/j/map/m-00003/a-1/spill-" */
     const char *object_key;        /* Required: key of the intermediate object */
-    int zstd_level;                /* Optional: default 1 (speed) */
+    int zstd_level;                /* Optional: 0 = lmr_shuffle_level_for (raw on a file store, else 1 / fast) */
 };
 
 /* The intermediate object's index plus the task's shuffle statistics. */

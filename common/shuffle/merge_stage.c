@@ -112,7 +112,7 @@ enum lmr_result lmr_merge_stage_run(const struct lmr_merge_stage_options *o, str
     if (!rc)
         rc = lmr_merger_new(o->ops, n ? n : 1, &m, err);
     if (!rc)
-        rc = lmr_frame_writer_new(o->zstd_level, &fw, err);
+        rc = lmr_frame_writer_new(lmr_shuffle_level_for(o->store, o->zstd_level), &fw, err);
     if (!rc)
         rc = lmr_store_open_write(o->store, o->output_key, 0, &sw, err);
     for (uint32_t r = 0; !rc && r < o->partitions; r++) {

@@ -40,7 +40,7 @@ struct lmr_merge_stage_options {
     size_t nsources;                              /* at most LMR_MERGE_FAN_IN_MAX */
     uint32_t partitions;                          /* Required: R, the frames of every source */
     const char *output_key;                       /* Required: the merged object (written, then committed) */
-    int zstd_level;                               /* Optional: default 1 */
+    int zstd_level;                               /* Optional: 0 = lmr_shuffle_level_for the store */
     uint64_t read_ahead_bytes; /* Optional: bytes all source readers together may have in flight; 0 = no cap */
     unsigned opens_in_flight;  /* Optional: sources opened at once; 0 = LMR_MERGE_OPENS_IN_FLIGHT, 1 = in turn */
 };

@@ -231,7 +231,8 @@ enum lmr_result lmr_reduce_input_new(const struct lmr_reduce_input_options *o, s
     }
     ri->stats.frames = ri->nsrc;
     size_t per = lmr_frame_reader_memory_bytes();
-    size_t wmem = lmr_frame_writer_memory_bytes(o->zstd_level);
+    int level = lmr_shuffle_level_for(o->store, o->zstd_level); /* raw runs on a file store */
+    size_t wmem = lmr_frame_writer_memory_bytes(level);
     size_t fan_in = o->memory_limit_bytes > wmem ? (o->memory_limit_bytes - wmem) / per : 0;
     if (o->read_ahead_bytes && fan_in > o->read_ahead_bytes / LMR_MERGE_READER_MIN_IN_FLIGHT_BYTES)
         fan_in = (size_t)(o->read_ahead_bytes / LMR_MERGE_READER_MIN_IN_FLIGHT_BYTES);
@@ -245,7 +246,7 @@ enum lmr_result lmr_reduce_input_new(const struct lmr_reduce_input_options *o, s
                                                                                           : LMR_MERGE_OPENS_IN_FLIGHT,
                                                                    .in_flight_bytes = o->read_ahead_bytes});
     if (rc == LMR_OK && ri->nsrc > fan_in)
-        rc = multi_pass(ri, o->scratch_prefix, fan_in, o->zstd_level, err);
+        rc = multi_pass(ri, o->scratch_prefix, fan_in, level, err);
     if (rc == LMR_OK) {
         struct lmr_merge_source ms[ri->nsrc ? ri->nsrc : 1];
         for (size_t i = 0; i < ri->nsrc; i++)

@@ -37,7 +37,7 @@ struct lmr_reduce_input_options {
     size_t nframes;
     size_t memory_limit_bytes;  /* Required: at least lmr_reduce_input_min_memory_bytes() */
     const char *scratch_prefix; /* Required when a multi-pass merge may be needed: key prefix for temporary runs */
-    int zstd_level;             /* Optional: level of temporary runs, default 1 */
+    int zstd_level;             /* Optional: level of temporary runs, 0 = lmr_shuffle_level_for the store */
     uint64_t read_ahead_bytes;  /* Optional: bytes all frame readers together may have in flight; 0 = no cap */
     unsigned opens_in_flight;   /* Optional: frames opened at once; 0 = LMR_MERGE_OPENS_IN_FLIGHT, 1 = in turn */
 };

@@ -490,9 +490,104 @@ static void test_emit_keys_equals_single_emits(void **unused)
     lmr_combine_table_destroy(t);
 }
 
+/* Slot i of a test array: occupied flag at 0, hash bits at 4, an id at 8. */
+static uint32_t slot_u32(const uint8_t *sl, size_t i, size_t st, size_t off)
+{
+    uint32_t v;
+    memcpy(&v, sl + i * st + off, 4);
+    return v;
+}
+
+/* lmr_combine_slots_double_in_place on 200,000 small random arrays (2-512 slots, 32- and 64-byte
+   slots, loads up to 1/2, hashes spread or crowded at the array's end so that clusters wrap):
+   afterwards every slot is there once and found by probing from its new home before an empty slot. */
+static void test_double_in_place_small_arrays(void **unused)
+{
+    (void)unused;
+    uint8_t *sl = malloc(1024 * 64);
+    assert_non_null(sl);
+    for (int round = 0; round < 200000; round++) {
+        size_t st = round % 2 ? 32 : 64, line = 64 / st, cap = (size_t)2 << (next_rand() % 9);
+        if (cap < line)
+            cap = line;
+        size_t n = (size_t)(next_rand() % (cap / 2 + 1)), mask = cap - 1, home = mask & ~(line - 1);
+        int crowd = (int)(next_rand() % 3); /* 0: spread; 1: homes near the end; 2: near the end and the start */
+        memset(sl, 0, 2 * cap * st);
+        for (uint32_t id = 1; id <= n; id++) {
+            uint32_t h = (uint32_t)next_rand();
+            if (crowd && next_rand() % 2)
+                h = (uint32_t)((h & ~(uint32_t)mask) |
+                               ((crowd == 2 && next_rand() % 2 ? 0 : cap - 1 - next_rand() % 4) & mask));
+            size_t j = h & home;
+            while (slot_u32(sl, j, st, 0))
+                j = (j + 1) & mask;
+            uint32_t one = 1;
+            memcpy(sl + j * st, &one, 4);
+            memcpy(sl + j * st + 4, &h, 4);
+            memcpy(sl + j * st + 8, &id, 4);
+        }
+        assert_true(lmr_combine_slots_double_in_place(sl, cap, st));
+        size_t ncap = 2 * cap, nmask = ncap - 1, nhome = nmask & ~(line - 1), seen = 0;
+        uint8_t found[1024] = {0};
+        for (size_t i = 0; i < ncap; i++) {
+            if (!slot_u32(sl, i, st, 0))
+                continue;
+            seen++;
+            uint32_t h = slot_u32(sl, i, st, 4), id = slot_u32(sl, i, st, 8);
+            assert_true(id >= 1 && id <= n);
+            assert_false(found[id]);
+            found[id] = 1;
+            for (size_t j = h & nhome; j != i; j = (j + 1) & nmask)
+                if (!slot_u32(sl, j, st, 0))
+                    fail_msg("round %d: slot %u (home %zu) at %zu lies past an empty slot %zu (%zu of %zu slots)",
+                             round, id, (size_t)(h & nhome), i, j, n, cap);
+        }
+        assert_int_equal(seen, n); /* each id once: none lost, none doubled */
+    }
+    free(sl);
+}
+
+/* Tables that grow far past the 2 MiB slot array from which growth happens in place (inside one
+   reservation, the slots re-placed where they lie; those whose new probe would wrap placed last):
+   after every growth each key is still found (a duplicate would show as an extra entry), with
+   the sums of the reference, for 32- and 64-byte slots, at several sizes (so that some growths
+   end a cluster at the array's end). */
+static void test_growth_in_place_keeps_every_key(void **unused)
+{
+    (void)unused;
+    static const size_t sizes[] = {70000, 90001, 140000};
+    for (size_t words = 1; words <= 5; words += 4) {
+        for (size_t z = 0; z < sizeof sizes / sizeof sizes[0]; z++) {
+            size_t n_keys = sizes[z], n_emits = 2 * n_keys, n_expect;
+            struct kv *keys = make_keys(n_keys), *expect;
+            struct kv *emits = make_emits(keys, n_keys, n_emits, words, &expect, &n_expect);
+            struct lmr_combine_table *t = new_table(words, 0, NULL, NULL);
+            for (size_t i = 0; i < n_emits; i++)
+                lmr_combine_table_emit(t, lmr_slice_make(emits[i].key, emits[i].len),
+                                       lmr_slice_make(emits[i].v, 8 * words));
+            assert_int_equal(lmr_combine_table_flush(t, NULL), LMR_OK);
+            assert_int_equal(lmr_combine_table_count(t), n_expect);
+            assert_true(lmr_combine_table_memory_bytes(t) >= ((size_t)4 << 20)); /* grown in place at least once */
+            for (size_t i = 0; i < n_expect; i++) {
+                uint8_t *acc = lmr_combine_table_find(t, lmr_slice_make(expect[i].key, expect[i].len));
+                if (!acc)
+                    fail_msg("key %zu of %zu (%zu bytes) not found after growth", i, n_expect, expect[i].len);
+                assert_memory_equal(acc, expect[i].v, 8 * words);
+            }
+            check_sorted(t, expect, n_expect, words, z % 2 == 0);
+            lmr_combine_table_destroy(t);
+            free(keys);
+            free(emits);
+            free(expect);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_double_in_place_small_arrays),
+        cmocka_unit_test(test_growth_in_place_keeps_every_key),
         cmocka_unit_test(test_pipelined_8_byte_values),
         cmocka_unit_test(test_u64_adder_pipelined_and_in_cache),
         cmocka_unit_test(test_pipelined_16_byte_values),

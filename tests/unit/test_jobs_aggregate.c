@@ -260,6 +260,79 @@ static void test_parse_number_matches_strtod(void **unused)
     assert_true(lmr_parse_number(lmr_slice_make("12,34", 2), &v) && v == 12);
 }
 
+/* The grammar lmr_parse_number accepts: [+-] digits [. digits] [e [+-] digits] (at least one
+   digit before the exponent), the whole of s[0..n). */
+static bool number_grammar(const char *s, size_t n)
+{
+    size_t i = 0, digits = 0;
+    if (i < n && (s[i] == '+' || s[i] == '-'))
+        i++;
+    while (i < n && s[i] >= '0' && s[i] <= '9')
+        i++, digits++;
+    if (i < n && s[i] == '.')
+        for (i++; i < n && s[i] >= '0' && s[i] <= '9'; i++)
+            digits++;
+    if (!digits)
+        return false;
+    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+        i++;
+        if (i < n && (s[i] == '+' || s[i] == '-'))
+            i++;
+        if (i == n || s[i] < '0' || s[i] > '9')
+            return false;
+        while (i < n && s[i] >= '0' && s[i] <= '9')
+            i++;
+    }
+    return i == n;
+}
+
+/* Random strings (digits, points, signs, exponents, a few other bytes; 0-40 bytes, in an exact-size
+   buffer so the sanitizer sees any read past the slice) and random decimals of 0-24 digits before
+   and after the point: accepted exactly when they follow the grammar and strtod's value is finite,
+   and then bit-equal to strtod's. */
+static void test_parse_number_random_strings(void **unused)
+{
+    (void)unused;
+    srand(17);
+    static const char alphabet[] = "0123456789012345678901234567890123456789..--++eE x,:/\0";
+    char text[64];
+    for (int i = 0; i < 400000; i++) {
+        size_t n;
+        if (i % 2) {
+            n = (size_t)(rand() % 41);
+            for (size_t k = 0; k < n; k++)
+                text[k] = alphabet[rand() % (int)(sizeof alphabet - 1)];
+        } else { /* [-]I.F with I, F of 0-24 digits (leading zeros likely), sometimes an exponent */
+            n = 0;
+            if (rand() % 4 == 0)
+                text[n++] = '-';
+            int ni = rand() % 25, nf = rand() % 25;
+            if (rand() % 2)
+                ni = rand() % 4, nf = rand() % 10; /* short: the common case */
+            for (int k = 0; k < ni; k++)
+                text[n++] = (char)('0' + (k == 0 && rand() % 2 ? 0 : rand() % 10));
+            if (nf || rand() % 3)
+                text[n++] = '.';
+            for (int k = 0; k < nf; k++)
+                text[n++] = (char)('0' + rand() % 10);
+            if (rand() % 8 == 0)
+                n += (size_t)snprintf(text + n, sizeof text - n, "e%d", rand() % 700 - 350);
+        }
+        char *exact = malloc(n ? n : 1);
+        assert_non_null(exact);
+        memcpy(exact, text, n);
+        text[n] = '\0';
+        double got = -1, want = strtod(text, NULL);
+        bool ok = lmr_parse_number(lmr_slice_make(exact, n), &got);
+        bool want_ok = number_grammar(text, n) && isfinite(want);
+        free(exact);
+        if (ok != want_ok)
+            fail_msg("'%s': accepted %d, expected %d", text, ok, want_ok);
+        if (ok && memcmp(&got, &want, sizeof got))
+            fail_msg("'%s': parsed %a, strtod %a", text, got, want);
+    }
+}
+
 /* The reference: the shortest of %.15g, %.16g, %.17g that reads back exactly. */
 /* lmr_fields_split_line over a block of random lines = lmr_fields_split of each line without its
    terminator ("\n" or "\r\n"; the last line may have none), for every max; and the block
@@ -477,6 +550,7 @@ int main(void)
         cmocka_unit_test(test_count_needs_no_value_and_strict),
         cmocka_unit_test(test_bad_args),
         cmocka_unit_test(test_parse_number_matches_strtod),
+        cmocka_unit_test(test_parse_number_random_strings),
         cmocka_unit_test(test_format_double_shortest),
         cmocka_unit_test(test_split_line_matches_split),
         cmocka_unit_test(test_map_block_equals_map),

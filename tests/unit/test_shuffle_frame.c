@@ -56,13 +56,16 @@ static size_t rand_len(void)
     }
 }
 
+/* The level write_object writes at (the _raw tests: LMR_SHUFFLE_LEVEL_NONE). */
+static int write_level = 1;
+
 /* Write nparts frames of random records into object key; returns the records per frame. */
 static void write_object(struct store_fixture *c, const char *key, uint32_t nparts, struct rec **recs, size_t *nrecs,
                          struct lmr_partition_frame *frames, uint64_t *size)
 {
     struct lmr_frame_writer *fw;
     struct lmr_err err;
-    assert_int_equal(lmr_frame_writer_new(1, &fw, &err), LMR_OK);
+    assert_int_equal(lmr_frame_writer_new(write_level, &fw, &err), LMR_OK);
     struct lmr_store_writer *sw;
     assert_int_equal(lmr_store_open_write(c->store, key, 0, &sw, &err), LMR_OK);
     uint64_t off = 0;
@@ -463,6 +466,88 @@ static void test_default_level_choice(void **state)
     lmr_frame_writer_destroy(fw);
 }
 
+/* The round trip and the damage tests again on raw (uncompressed) frames. */
+static void test_round_trip_raw(void **state)
+{
+    write_level = LMR_SHUFFLE_LEVEL_NONE;
+    test_round_trip(state);
+    write_level = 1;
+}
+
+static void test_corrupt_and_truncated_raw(void **state)
+{
+    write_level = LMR_SHUFFLE_LEVEL_NONE;
+    test_corrupt_and_truncated(state);
+    write_level = 1;
+}
+
+/* A raw frame is a standard zstd frame (zstd's one-shot decoder gives back exactly the records'
+   bytes), as long as its records plus 6 header bytes, 3 per 64 KiB block and the 4-byte checksum;
+   the default level is raw on a file store, and a level given is kept. */
+static void test_raw_frame_is_zstd(void **state)
+{
+    struct store_fixture *c = *state;
+    struct lmr_err err;
+    assert_int_equal(lmr_shuffle_level_for(c->store, 0), LMR_SHUFFLE_LEVEL_NONE);
+    assert_int_equal(lmr_shuffle_level_for(c->store, 3), 3);
+    assert_int_equal(lmr_shuffle_level_for(c->store, -1), -1);
+    struct lmr_frame_writer *fw;
+    assert_int_equal(lmr_frame_writer_new(LMR_SHUFFLE_LEVEL_NONE, &fw, &err), LMR_OK);
+    assert_int_equal(lmr_frame_writer_level(fw), LMR_SHUFFLE_LEVEL_NONE);
+    assert_true(lmr_frame_writer_memory_bytes(LMR_SHUFFLE_LEVEL_NONE) < lmr_frame_writer_memory_bytes(1));
+    struct lmr_store_writer *sw;
+    assert_int_equal(lmr_store_open_write(c->store, "raw/a", 0, &sw, &err), LMR_OK);
+    /* frames of 0 records (nothing written), 1, exactly one 64 KiB block's worth, and many blocks
+       (32-byte records: a 10-byte key and a 19-byte value) */
+    enum { NF = 4 };
+    static const size_t counts[NF] = {0, 1, 65536 / 32, 20000};
+    struct lmr_partition_frame f[NF];
+    uint8_t *want[NF];
+    uint64_t off = 0;
+    for (int j = 0; j < NF; j++) {
+        want[j] = malloc(counts[j] * 32 + 1);
+        assert_non_null(want[j]);
+        lmr_frame_writer_begin(fw, sw, &off);
+        for (size_t i = 0; i < counts[j]; i++) {
+            uint8_t *r = want[j] + i * 32;
+            r[0] = 0x92, r[1] = 0xc4, r[2] = 10, r[13] = 0xc4, r[14] = 17;
+            for (size_t b = 3; b < 13; b++)
+                r[b] = (uint8_t)rnd();
+            for (size_t b = 15; b < 32; b++)
+                r[b] = (uint8_t)rnd();
+            assert_int_equal(lmr_frame_writer_add(fw, lmr_slice_make(r + 3, 10), lmr_slice_make(r + 15, 17), &err),
+                             LMR_OK);
+        }
+        assert_int_equal(lmr_frame_writer_end(fw, &f[j], &err), LMR_OK);
+        /* a block ends when the next record might not fit (11 header bytes reserved per record) */
+        size_t raw = counts[j] * 32, blocks = 1, staged = 0;
+        for (size_t i = 0; i < counts[j]; i++, staged += 32)
+            if (11 + 27 > 65536 - staged)
+                blocks++, staged = 0;
+        assert_int_equal(f[j].raw_bytes, raw);
+        assert_int_equal(f[j].size_bytes, raw ? raw + 6 + 3 * blocks + 4 : 0);
+    }
+    assert_int_equal(lmr_store_commit(sw, &err), LMR_OK);
+    lmr_frame_writer_destroy(fw);
+    for (int j = 1; j < NF; j++) {
+        size_t raw = counts[j] * 32;
+        struct lmr_buf data;
+        lmr_buf_init(&data, 1u << 20);
+        assert_int_equal(lmr_store_get(c->store, "raw/a", f[j].offset, f[j].size_bytes, &data, &err), LMR_OK);
+        uint8_t *got = malloc(raw);
+        assert_non_null(got);
+        size_t n = ZSTD_decompress(got, raw, data.data, data.len);
+        if (ZSTD_isError(n))
+            fail_msg("frame %d: %s", j, ZSTD_getErrorName(n));
+        assert_int_equal(n, raw);
+        assert_memory_equal(got, want[j], raw);
+        free(got);
+        lmr_buf_clean_up(&data);
+    }
+    for (int j = 0; j < NF; j++)
+        free(want[j]);
+}
+
 /* The default key order (its 8-byte word fast path included) = memcmp, then the shorter key first,
    on keys of 0-20 bytes that share long prefixes, with NUL and 0xff bytes. */
 static void test_default_compare(void **unused)
@@ -502,6 +587,9 @@ int main(void)
         cmocka_unit_test(test_default_compare),
         cmocka_unit_test_setup_teardown(test_default_level_choice, setup, teardown),
         cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_round_trip_raw, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_corrupt_and_truncated_raw, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_raw_frame_is_zstd, setup, teardown),
         cmocka_unit_test_setup_teardown(test_huge_record, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_and_truncated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_msgpack, setup, teardown),

@@ -183,7 +183,11 @@ static void run_map(struct store_fixture *c, const struct lmr_job_ops *ops, cons
                                        .memory_limit_bytes = budget,
                                        .store = c->store,
                                        .spill_prefix = spill,
-                                       .object_key = obj};
+                                       .object_key = obj,
+                                       /* the minimum budget with level 1's compressor: two runs per merge
+                                          pass (the default, raw frames on this file store, frees room for
+                                          more); larger budgets take the default */
+                                       .zstd_level = budget == lmr_map_output_min_memory_bytes() ? 1 : 0};
     struct lmr_map_output *mo;
     assert_int_equal(lmr_map_output_new(&o, &mo, &err), LMR_OK);
     struct lmr_emitter *em = lmr_map_output_emitter(mo);

@@ -220,11 +220,11 @@ static enum lmr_result make_tail(struct job_run *jr, size_t i, const struct lmr_
     enum lmr_result r = LMR_OK;
     if (e->cut) {
         if (e->at.shard != at->shard || e->at.offset != at->offset)
-            r = lmr_fail(err, LMR_ERR_INTERNAL,
-                         "map task %zu ended at byte %llu of its shard %zu, but its tail task %zu was made for a cut at "
-                         "byte %llu of shard %zu: two attempts cut the task differently; rerun the job",
-                         i, (unsigned long long)at->offset, at->shard, e->tail, (unsigned long long)e->at.offset,
-                         e->at.shard);
+            r = lmr_fail(
+                err, LMR_ERR_INTERNAL,
+                "map task %zu ended at byte %llu of its shard %zu, but its tail task %zu was made for a cut at "
+                "byte %llu of shard %zu: two attempts cut the task differently; rerun the job",
+                i, (unsigned long long)at->offset, at->shard, e->tail, (unsigned long long)e->at.offset, e->at.shard);
         pthread_mutex_unlock(&jr->maps_lock);
         return r;
     }
@@ -253,8 +253,8 @@ static enum lmr_result make_tail(struct job_run *jr, size_t i, const struct lmr_
     if (r == LMR_ERR_EXISTS) /* an earlier round wrote it and stopped before the next: the same tail (resume) */
         lmr_err_clear(err), r = LMR_OK;
     if (!r) {
-        jr->maps[idx] = (struct map_entry){
-            .t = {.shards = sh, .nshards = n}, .owned = true, .parent = i, .tail = SIZE_MAX};
+        jr->maps[idx] =
+            (struct map_entry){.t = {.shards = sh, .nshards = n}, .owned = true, .parent = i, .tail = SIZE_MAX};
         e->cut = true;
         e->at = *at;
         e->tail = idx;

@@ -35,10 +35,10 @@
  * later attempt honours it. The commit record names the cut as "end".
  */
 struct split_state {
-    bool polling;      /* looking for the request (no decision yet) */
-    bool cut;          /* the task's input ends at `at` */
+    bool polling; /* looking for the request (no decision yet) */
+    bool cut;     /* the task's input ends at `at` */
     struct lmr_map_cut at;
-    size_t cur;        /* the shard being read */
+    size_t cur;                                  /* the shard being read */
     uint64_t every_bytes, since_bytes, last_pos; /* poll rate: every chunk on a file store, else every N bytes */
     uint64_t polls;
     struct lmr_store *work;
@@ -145,8 +145,8 @@ static void split_decide(struct map_run *m, const struct lmr_map_cut *want, uint
     char *text = rec ? json_dumps(rec, JSON_COMPACT) : NULL;
     json_decref(rec);
     struct lmr_err err = {0};
-    enum lmr_result r = text ? lmr_store_put(sp->work, sp->cut_key, text, strlen(text), LMR_PUT_CREATE_ONLY, &err)
-                             : LMR_ERR_NOMEM;
+    enum lmr_result r =
+        text ? lmr_store_put(sp->work, sp->cut_key, text, strlen(text), LMR_PUT_CREATE_ONLY, &err) : LMR_ERR_NOMEM;
     free(text);
     if (!r) {
         if (want) {

@@ -321,7 +321,7 @@ enum lmr_result lmr_shard_read(struct lmr_store *store, const struct lmr_shard *
             b.pos = b.len; /* the bytes of a line that began in the previous shard are not kept */
         uint64_t line_start = base + b.pos;
         if (!compressed && !in_tail && !skipping && line_start >= end)
-            goto done; /* the next line starts in the next shard */
+            goto done;                 /* the next line starts in the next shard */
         if (limits->cut && !in_tail) { /* rebalancing: the task may hand the rest of its input to another */
             uint64_t cut_at = limits->cut(limits->cut_user_data, compressed ? 0 : src.raw_pos, end);
             if (!compressed && cut_at < end && cut_at >= src.raw_pos) {

@@ -182,8 +182,8 @@ static struct slot *find_straggler(struct phase_run *pr)
     for (uint32_t k = 0; k < pr->nslots; k++) {
         struct slot *s = &pr->slots[k];
         if (s->state != SLOT_INVOKING || !s->live || pr->done[s->task] || pr->backup_started[s->task] ||
-            pr->running_of[s->task] != 1 || pr->split[s->task] != SPLIT_NONE)
-            continue; /* (a task asked to split is not backed up: two attempts could cut it apart) */
+            pr->running_of[s->task] != 1 || pr->split[s->task] == SPLIT_ASKED)
+            continue; /* (a task asked to split is not backed up until it decided: two attempts could cut it apart) */
         if (!lmr_speculation_due_median(&pr->spec, pr->median_ms, pr->ndone, pr->ntasks, now - s->start_mono))
             continue;
         if (!best || s->start_mono < best->start_mono)

@@ -38,8 +38,9 @@ struct split_state {
     bool polling; /* looking for the request (no decision yet) */
     bool cut;     /* the task's input ends at `at` */
     struct lmr_map_cut at;
-    size_t cur;                                  /* the shard being read */
-    uint64_t every_bytes, since_bytes, last_pos; /* poll rate: every chunk on a file store, else every N bytes */
+    size_t cur;                          /* the shard being read */
+    uint64_t every_bytes, last_fetched;  /* poll rate: a look per every_bytes fetched from the store */
+    const struct lmr_shard_stats *stats; /* the task's input so far */
     uint64_t polls;
     struct lmr_store *work;
     char *request_key, *cut_key;
@@ -202,18 +203,20 @@ static void split_poll(struct map_run *m, uint64_t pos)
     struct split_state *sp = &m->split;
     if (!sp->polling || sp->failed)
         return;
-    sp->since_bytes += pos > sp->last_pos ? pos - sp->last_pos : 0;
-    sp->last_pos = pos;
-    if (sp->since_bytes < sp->every_bytes)
+    uint64_t fetched = sp->stats ? sp->stats->bytes_read : 0;
+    if (fetched - sp->last_fetched < sp->every_bytes)
         return;
-    sp->since_bytes = 0;
+    sp->last_fetched = fetched;
+    const struct lmr_map_task *t = m->task;
+    struct lmr_map_cut at;
+    if (!lmr_map_cut_decide(t->shards, t->nshards, sp->cur, pos, t->split_min_bytes, &at)) {
+        sp->polling = false; /* what remains only shrinks: no split can come any more */
+        return;
+    }
     sp->polls++;
     if (lmr_store_head(sp->work, sp->request_key, NULL, NULL) != LMR_OK)
         return;
-    struct lmr_map_cut at;
-    const struct lmr_map_task *t = m->task;
-    bool want = lmr_map_cut_decide(t->shards, t->nshards, sp->cur, pos, t->split_min_bytes, &at);
-    split_decide(m, want ? &at : NULL, pos);
+    split_decide(m, &at, pos);
 }
 
 /* The shard reader's hook: poll, and shorten the current shard when the cut falls in it. */
@@ -238,6 +241,7 @@ static enum lmr_result map_shards(const struct lmr_map_task *t, struct lmr_store
                                   struct lmr_err *err)
 {
     struct split_state *sp = &m->split;
+    sp->stats = in;
     struct lmr_shard_read_limits lim = *limits;
     if (sp->polling) {
         lim.cut = on_refill;
@@ -333,9 +337,14 @@ static enum lmr_result split_setup(struct map_run *m, struct lmr_store *work, st
     sp->cut_key = lmr_work_key(&t->job, "map/m-%05u/cut.json", t->task);
     if (!sp->request_key || !sp->cut_key)
         return LMR_ERR_NOMEM;
-    /* A stat on a file store costs microseconds: every refill (about a MiB); a HEAD elsewhere: every 32 MiB. */
-    sp->every_bytes = strncmp(work->root_uri, "file://", 7) ? 32u << 20 : 0;
-    sp->polling = t->split_min_bytes > 0;
+    /* A stat on a file store costs microseconds: every 4 MiB fetched (about 4 ms of input); a HEAD elsewhere:
+     * every 32 MiB; at most every half minimum. The first look is after that much input too. A task too small
+     * to split never looks. */
+    sp->every_bytes = strncmp(work->root_uri, "file://", 7) ? 32u << 20 : 4u << 20;
+    if (sp->every_bytes > t->split_min_bytes / 2) /* (small minimums: tests) */
+        sp->every_bytes = t->split_min_bytes / 2;
+    struct lmr_map_cut at;
+    sp->polling = t->split_min_bytes > 0 && lmr_map_cut_decide(t->shards, t->nshards, 0, 0, t->split_min_bytes, &at);
     if (!t->check_cut)
         return LMR_OK;
     struct lmr_buf b;

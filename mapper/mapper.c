@@ -41,6 +41,7 @@ struct split_state {
     size_t cur;                          /* the shard being read */
     uint64_t every_bytes, last_fetched;  /* poll rate: a look per every_bytes fetched from the store */
     const struct lmr_shard_stats *stats; /* the task's input so far */
+    double read_start_ms;                /* monotonic, when its input began */
     uint64_t polls;
     struct lmr_store *work;
     char *request_key, *cut_key;
@@ -59,6 +60,7 @@ struct map_run {
     uint64_t row;     /* line number within the shard, 1-based, for error messages */
     uint64_t lines;   /* lines mapped by this task so far */
     bool kill_midway; /* fault injection (tests): die after some input */
+    double read_ms;   /* the time the input took (map included), for the response */
 };
 
 static enum lmr_result on_line(void *user_data, struct lmr_slice line, uint64_t offset, struct lmr_err *err)
@@ -197,6 +199,24 @@ static void split_decide(struct map_run *m, const struct lmr_map_cut *want, uint
     json_decref(j);
 }
 
+/*
+ * How many bytes more than half of the rest the tail should get. After its input the task still
+ * finishes its output (sorting, compressing and writing the combined table: about a third of its
+ * input's time for Query 2, 70-100 ms of ~300), and a tail of less input finishes faster, but
+ * starts later (its invocation): with rate rho (bytes/ms so far), E ms of input so far, finish
+ * share phi and start-up O, both end together when the tail gets R/2 + rho (phi E - O) / (2 (1 + phi)).
+ */
+#define MAP_FINISH_SHARE 0.33
+#define TAIL_START_MS 10.0
+static uint64_t extra_tail_bytes(const struct split_state *sp)
+{
+    double e = lmr_mono_ms() - sp->read_start_ms, bytes = sp->stats ? (double)sp->stats->bytes_read : 0;
+    if (e <= 0 || bytes <= 0)
+        return 0;
+    double x = bytes / e * (MAP_FINISH_SHARE * e - TAIL_START_MS) / (2 * (1 + MAP_FINISH_SHARE));
+    return x > 0 ? (uint64_t)x : 0;
+}
+
 /* Is there a split request? Rate-limited: a HEAD every chunk on a file store (a stat), every every_bytes else. */
 static void split_poll(struct map_run *m, uint64_t pos)
 {
@@ -209,7 +229,7 @@ static void split_poll(struct map_run *m, uint64_t pos)
     sp->last_fetched = fetched;
     const struct lmr_map_task *t = m->task;
     struct lmr_map_cut at;
-    if (!lmr_map_cut_decide(t->shards, t->nshards, sp->cur, pos, t->split_min_bytes, &at)) {
+    if (!lmr_map_cut_decide(t->shards, t->nshards, sp->cur, pos, t->split_min_bytes, extra_tail_bytes(sp), &at)) {
         sp->polling = false; /* what remains only shrinks: no split can come any more */
         return;
     }
@@ -242,6 +262,7 @@ static enum lmr_result map_shards(const struct lmr_map_task *t, struct lmr_store
 {
     struct split_state *sp = &m->split;
     sp->stats = in;
+    sp->read_start_ms = lmr_mono_ms();
     struct lmr_shard_read_limits lim = *limits;
     if (sp->polling) {
         lim.cut = on_refill;
@@ -344,7 +365,7 @@ static enum lmr_result split_setup(struct map_run *m, struct lmr_store *work, st
     if (sp->every_bytes > t->split_min_bytes / 2) /* (small minimums: tests) */
         sp->every_bytes = t->split_min_bytes / 2;
     struct lmr_map_cut at;
-    sp->polling = t->split_min_bytes > 0 && lmr_map_cut_decide(t->shards, t->nshards, 0, 0, t->split_min_bytes, &at);
+    sp->polling = t->split_min_bytes > 0 && lmr_map_cut_decide(t->shards, t->nshards, 0, 0, t->split_min_bytes, 0, &at);
     if (!t->check_cut)
         return LMR_OK;
     struct lmr_buf b;
@@ -474,8 +495,12 @@ enum lmr_result lmr_mapper_handle(void *user_data, const struct lmr_runtime_cont
         if ((r = lmr_map_output_new(&mo_opts, &mo, err)))
             goto done;
         m.out = lmr_map_output_emitter(mo);
+        double t_read = lmr_mono_ms();
         if ((r = map_shards(&t, &stores, &m, &limits, &in, err)))
             goto done;
+        m.read_ms = lmr_mono_ms() - t_read;
+        LMR_INFO("map task %u attempt %u: input read and mapped in %.1f ms (%llu bytes)", t.task, t.attempt, m.read_ms,
+                 (unsigned long long)in.bytes_read);
         if ((r = lmr_map_output_status(mo, err)))
             goto done;
         if ((superseded = committed_by_other(&t, work)))
@@ -510,6 +535,8 @@ respond:;
                   "task_ms", lmr_mono_ms() - t0, "store", lmr_store_set_stats_json(&stores));
     if (resp && m.split.cut)
         json_object_set_new(resp, "end", lmr_map_cut_to_json(&m.split.at));
+    if (resp && m.read_ms > 0)
+        json_object_set_new(resp, "read_ms", json_real(m.read_ms));
     if (resp && m.split.work)
         json_object_set_new(resp, "split_polls", json_integer((json_int_t)m.split.polls));
     char *s = resp ? json_dumps(resp, JSON_COMPACT) : NULL;

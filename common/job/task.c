@@ -418,7 +418,7 @@ static uint64_t shard_end(const struct lmr_shard *s)
 }
 
 bool lmr_map_cut_decide(const struct lmr_shard *shards, size_t n, size_t cur, uint64_t pos, uint64_t min_side_bytes,
-                        struct lmr_map_cut *cut)
+                        uint64_t extra_tail_bytes, struct lmr_map_cut *cut)
 {
     if (cur >= n)
         return false;
@@ -435,7 +435,8 @@ bool lmr_map_cut_decide(const struct lmr_shard *shards, size_t n, size_t cur, ui
         total += shards[k].length;
     if (total < 2 * min_side_bytes || total == 0)
         return false;
-    uint64_t head = total - total / 2; /* the bytes the task keeps */
+    uint64_t give = total / 2 + (extra_tail_bytes < total ? extra_tail_bytes : total);
+    uint64_t head = give < total ? total - give : 0; /* the bytes the task keeps */
     struct lmr_map_cut at;
     if (head < rem_cur) { /* the cut falls in the current shard */
         if (whole) {      /* a compressed shard is read whole: the next boundary */
@@ -463,11 +464,12 @@ bool lmr_map_cut_decide(const struct lmr_shard *shards, size_t n, size_t cur, ui
         else
             return false;
     }
-    /* Both sides must keep at least min_side_bytes (a boundary cut may have moved the cut). */
+    /* The tail (and with an even split both sides) must get at least min_side_bytes (a boundary cut may have moved
+     * the cut). */
     uint64_t tail = shard_end(&shards[at.shard]) - at.offset;
     for (size_t k = at.shard + 1; k < n; k++)
         tail += shards[k].length;
-    if (tail < min_side_bytes || total - tail < min_side_bytes || tail == 0)
+    if (tail < min_side_bytes || tail == 0 || (!extra_tail_bytes && total - tail < min_side_bytes))
         return false;
     *cut = at;
     return true;

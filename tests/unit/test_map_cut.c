@@ -36,21 +36,21 @@ static void test_decide_offsets(void **state)
 {
     struct lmr_map_cut c;
     struct lmr_shard one[] = {shard("a", 0, 1000, LMR_CODEC_NONE)};
-    assert_true(lmr_map_cut_decide(one, 1, 0, 100, 10, &c)); /* 900 left: keep 450 */
+    assert_true(lmr_map_cut_decide(one, 1, 0, 100, 10, 0, &c)); /* 900 left: keep 450 */
     assert_int_equal(c.shard, 0);
     assert_int_equal(c.offset, 550);
     struct lmr_shard two[] = {shard("a", 0, 400, LMR_CODEC_NONE), shard("b", 50, 600, LMR_CODEC_NONE)};
-    assert_true(lmr_map_cut_decide(two, 2, 0, 0, 10, &c)); /* 1000 left: keep 500, 100 of b */
+    assert_true(lmr_map_cut_decide(two, 2, 0, 0, 10, 0, &c)); /* 1000 left: keep 500, 100 of b */
     assert_int_equal(c.shard, 1);
     assert_int_equal(c.offset, 150);
     struct lmr_shard even[] = {shard("a", 0, 500, LMR_CODEC_NONE), shard("b", 0, 500, LMR_CODEC_NONE)};
-    assert_true(lmr_map_cut_decide(even, 2, 0, 0, 10, &c)); /* exactly at the boundary: all of b to the tail */
+    assert_true(lmr_map_cut_decide(even, 2, 0, 0, 10, 0, &c)); /* exactly at the boundary: all of b to the tail */
     assert_int_equal(c.shard, 1);
     assert_int_equal(c.offset, 0);
     assert_int_equal(lmr_map_head_shards(even, 2, &c), 1);
     /* A position before the shard's start (the reader fetches the byte before it) counts from its start. */
     struct lmr_shard mid[] = {shard("a", 1000, 1000, LMR_CODEC_NONE)};
-    assert_true(lmr_map_cut_decide(mid, 1, 0, 999, 10, &c));
+    assert_true(lmr_map_cut_decide(mid, 1, 0, 999, 10, 0, &c));
     assert_int_equal(c.offset, 1500);
 }
 
@@ -58,11 +58,16 @@ static void test_decide_too_small(void **state)
 {
     struct lmr_map_cut c = {7, 7};
     struct lmr_shard one[] = {shard("a", 0, 1000, LMR_CODEC_NONE)};
-    assert_false(lmr_map_cut_decide(one, 1, 0, 981, 10, &c)); /* 19 left: less than 10 a side */
-    assert_false(lmr_map_cut_decide(one, 1, 0, 1000, 1, &c)); /* nothing left */
-    assert_false(lmr_map_cut_decide(one, 1, 1, 0, 1, &c));    /* past the last shard */
-    assert_true(lmr_map_cut_decide(one, 1, 0, 980, 10, &c));  /* 20 left: 10 a side */
+    assert_false(lmr_map_cut_decide(one, 1, 0, 981, 10, 0, &c)); /* 19 left: less than 10 a side */
+    assert_false(lmr_map_cut_decide(one, 1, 0, 1000, 1, 0, &c)); /* nothing left */
+    assert_false(lmr_map_cut_decide(one, 1, 1, 0, 1, 0, &c));    /* past the last shard */
+    assert_true(lmr_map_cut_decide(one, 1, 0, 980, 10, 0, &c));  /* 20 left: 10 a side */
     assert_int_equal(c.offset, 990);
+    /* More than half to the tail (the task's own finish is worth extra bytes); at most all of it. */
+    assert_true(lmr_map_cut_decide(one, 1, 0, 100, 10, 200, &c)); /* 900 left: 650 to the tail */
+    assert_int_equal(c.offset, 350);
+    assert_true(lmr_map_cut_decide(one, 1, 0, 100, 10, 5000, &c)); /* all of the rest */
+    assert_int_equal(c.offset, 100);
 }
 
 static void test_decide_whole_shards(void **state)
@@ -70,20 +75,20 @@ static void test_decide_whole_shards(void **state)
     struct lmr_map_cut c;
     struct lmr_shard gz[] = {shard("a.gz", 0, 100, LMR_CODEC_GZIP), shard("b.gz", 0, 100, LMR_CODEC_GZIP),
                              shard("c.gz", 0, 100, LMR_CODEC_GZIP), shard("d.gz", 0, 100, LMR_CODEC_GZIP)};
-    assert_true(lmr_map_cut_decide(gz, 4, 0, 0, 10, &c));
+    assert_true(lmr_map_cut_decide(gz, 4, 0, 0, 10, 0, &c));
     assert_int_equal(c.shard, 2);
     assert_int_equal(c.offset, 0);
     /* Inside a whole shard: the nearer boundary (150 of 300 kept: half of b is before the cut: before b). */
-    assert_true(lmr_map_cut_decide(gz + 1, 3, 0, 0, 10, &c));
+    assert_true(lmr_map_cut_decide(gz + 1, 3, 0, 0, 10, 0, &c));
     assert_int_equal(c.shard, 1);
     /* A compressed shard being read: its progress is not known; the cut is after it. */
     struct lmr_shard mixed[] = {shard("a.gz", 0, 1000, LMR_CODEC_GZIP), shard("b", 0, 100, LMR_CODEC_NONE)};
-    assert_true(lmr_map_cut_decide(mixed, 2, 0, 12345, 50, &c));
+    assert_true(lmr_map_cut_decide(mixed, 2, 0, 12345, 50, 0, &c));
     assert_int_equal(c.shard, 1);
     assert_int_equal(c.offset, 0);
-    assert_false(lmr_map_cut_decide(mixed, 2, 0, 0, 101, &c)); /* the tail would get 100 < 101 */
+    assert_false(lmr_map_cut_decide(mixed, 2, 0, 0, 101, 0, &c)); /* the tail would get 100 < 101 */
     struct lmr_shard last[] = {shard("a.gz", 0, 1000, LMR_CODEC_GZIP)};
-    assert_false(lmr_map_cut_decide(last, 1, 0, 0, 1, &c)); /* one whole shard: no cut */
+    assert_false(lmr_map_cut_decide(last, 1, 0, 0, 1, 0, &c)); /* one whole shard: no cut */
     /* lmr_map_cut_check: a compressed shard only whole, offsets inside the shard. */
     struct lmr_map_cut bad = {0, 10};
     struct lmr_err err = {0};
@@ -112,7 +117,8 @@ static void test_decide_random(void **state)
         uint64_t pos = sh[cur].offset + (uint64_t)rand() % (sh[cur].length + 1);
         uint64_t min = 1 + (uint64_t)(rand() % 3000);
         struct lmr_map_cut c;
-        if (!lmr_map_cut_decide(sh, n, cur, pos, min, &c))
+        uint64_t extra = rand() % 2 ? 0 : (uint64_t)(rand() % 8000);
+        if (!lmr_map_cut_decide(sh, n, cur, pos, min, extra, &c))
             continue;
         assert_int_equal(lmr_map_cut_check(sh, n, &c, NULL), LMR_OK);
         assert_true(c.shard >= cur);
@@ -131,10 +137,13 @@ static void test_decide_random(void **state)
         assert_int_equal(nt, n - c.shard);
         assert_int_equal(tail[0].offset, c.offset);
         assert_int_equal(tail[0].offset + tail[0].length, sh[c.shard].offset + sh[c.shard].length);
-        assert_true(tail_bytes >= min && remaining - tail_bytes >= min);
-        /* About half: a plain cut is within a byte of it. */
+        assert_true(tail_bytes >= min && tail_bytes <= remaining);
+        if (!extra)
+            assert_true(remaining - tail_bytes >= min);
+        /* Half plus extra: a plain cut inside a shard gives exactly that (all when extra is more than half). */
+        uint64_t want = remaining / 2 + extra < remaining ? remaining / 2 + extra : remaining;
         if (sh[c.shard].codec == LMR_CODEC_NONE && c.offset > sh[c.shard].offset)
-            assert_true(tail_bytes == remaining / 2);
+            assert_int_equal(tail_bytes, want);
         for (size_t k = 0; k < nt; k++)
             lmr_location_clean_up(&tail[k].object);
         free(tail);

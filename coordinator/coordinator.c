@@ -105,6 +105,14 @@ static char *map_event(void *user_data, size_t i, uint32_t attempt)
     t.split_min_bytes = jr->split_min_bytes;
     /* A retry (or any attempt of a resumed job) honours a cut an earlier attempt made. */
     t.check_cut = jr->split_min_bytes && (attempt > 1 || jr->opts->resume);
+    /* One wave (every planned task runs at once): the slot of the first task to finish its input idles next, so
+     * that task asks the next one round (a ring) to split as soon as its input is done, and the tail is ready
+     * when the slot frees (its own output's finish, a third of its time for Query 2, would be too late). */
+    size_t planned = jr->plan->ntasks;
+    if (jr->split_min_bytes && planned >= 2 && planned <= jr->opts->concurrency && i < planned && !jr->opts->resume) {
+        t.ask_peer = true;
+        t.peer = (uint32_t)((i + 1) % planned);
+    }
     t.attempt_id = attempt_id("m", i, attempt);
     return event_text(t.attempt_id ? lmr_map_task_to_json(&t) : NULL, t.attempt_id);
 }

@@ -200,21 +200,36 @@ static void split_decide(struct map_run *m, const struct lmr_map_cut *want, uint
 }
 
 /*
- * How many bytes more than half of the rest the tail should get. After its input the task still
- * finishes its output (sorting, compressing and writing the combined table: about a third of its
- * input's time for Query 2, 70-100 ms of ~300), and a tail of less input finishes faster, but
- * starts later (its invocation): with rate rho (bytes/ms so far), E ms of input so far, finish
- * share phi and start-up O, both end together when the tail gets R/2 + rho (phi E - O) / (2 (1 + phi)).
+ * How many bytes more than half of the rest the tail should get (negative: fewer). After its
+ * input the task still finishes its output (sorting, compressing and writing the combined table:
+ * about a third of its input's time for Query 2, 70-100 ms of ~300), and a tail of less input
+ * finishes faster, but starts later: O after the cut (its invocation; LMR_SPLIT_TAIL_START_MS,
+ * default 20), plus, when a peer asked as its own input ended, what remains of that peer's
+ * finish (about as long as this task's, phi E, less the request's age). With rate rho (bytes/ms
+ * so far), E ms of input so far, finish share phi and that wait W, both end together when the
+ * tail gets R/2 + rho (phi E - O - W) / (2 (1 + phi)).
  */
 #define MAP_FINISH_SHARE 0.33
-#define TAIL_START_MS 10.0
-static uint64_t extra_tail_bytes(const struct split_state *sp)
+#define TAIL_START_MS 20.0
+static int64_t extra_tail_bytes(const struct split_state *sp, double peer_wait_ms)
 {
     double e = lmr_mono_ms() - sp->read_start_ms, bytes = sp->stats ? (double)sp->stats->bytes_read : 0;
     if (e <= 0 || bytes <= 0)
         return 0;
-    double x = bytes / e * (MAP_FINISH_SHARE * e - TAIL_START_MS) / (2 * (1 + MAP_FINISH_SHARE));
-    return x > 0 ? (uint64_t)x : 0;
+    const char *o = getenv("LMR_SPLIT_TAIL_START_MS");
+    double start = o && *o ? strtod(o, NULL) : TAIL_START_MS;
+    double wait = peer_wait_ms > 0 ? peer_wait_ms : 0;
+    return (int64_t)(bytes / e * (MAP_FINISH_SHARE * e - start - wait) / (2 * (1 + MAP_FINISH_SHARE)));
+}
+
+/* How long the tail will wait for the slot of the peer that asked (request) as its input ended. */
+static double peer_wait_ms(const struct split_state *sp, const json_t *request)
+{
+    double at = lmr_json_double(request, "at_ms", 0);
+    if (!json_object_get(request, "from") || at <= 0)
+        return 0;
+    double e = lmr_mono_ms() - sp->read_start_ms, age = (double)lmr_wall_ms() - at;
+    return MAP_FINISH_SHARE * e - (age > 0 ? age : 0);
 }
 
 /* Is there a split request? Rate-limited: a HEAD every chunk on a file store (a stat), every every_bytes else. */
@@ -229,13 +244,28 @@ static void split_poll(struct map_run *m, uint64_t pos)
     sp->last_fetched = fetched;
     const struct lmr_map_task *t = m->task;
     struct lmr_map_cut at;
-    if (!lmr_map_cut_decide(t->shards, t->nshards, sp->cur, pos, t->split_min_bytes, extra_tail_bytes(sp), &at)) {
+    if (!lmr_map_cut_decide(t->shards, t->nshards, sp->cur, pos, t->split_min_bytes, extra_tail_bytes(sp, false),
+                            &at)) {
         sp->polling = false; /* what remains only shrinks: no split can come any more */
         return;
     }
     sp->polls++;
     if (lmr_store_head(sp->work, sp->request_key, NULL, NULL) != LMR_OK)
         return;
+    /* A peer that finished its input asked: the tail waits for the end of its finish (its slot). */
+    struct lmr_buf b;
+    lmr_buf_init(&b, 4096);
+    json_t *req = lmr_store_get(sp->work, sp->request_key, 0, LMR_STORE_TO_END, &b, NULL) == LMR_OK
+                      ? json_loadb(b.data ? b.data : "", b.len, 0, NULL)
+                      : NULL;
+    lmr_buf_clean_up(&b);
+    double wait = peer_wait_ms(sp, req);
+    json_decref(req);
+    if (wait > 0 &&
+        !lmr_map_cut_decide(t->shards, t->nshards, sp->cur, pos, t->split_min_bytes, extra_tail_bytes(sp, wait), &at)) {
+        sp->polling = false;
+        return;
+    }
     split_decide(m, &at, pos);
 }
 
@@ -346,6 +376,23 @@ static enum lmr_result commit_task(const struct lmr_map_task *t, struct lmr_stor
     free(key);
     free(text);
     return r;
+}
+
+/* This task's input is done and its slot idles after its finish: ask its peer of the last wave to split now
+ * (create-only: the coordinator's request for it, if any, is the same object). */
+static void ask_peer(const struct lmr_map_task *t, struct lmr_store *work)
+{
+    char *key = lmr_work_key(&t->job, "map/m-%05u/split-request", t->peer);
+    char body[128];
+    snprintf(body, sizeof body, "{\"from\": %u, \"reason\": \"input done\", \"at_ms\": %llu}", t->task,
+             (unsigned long long)lmr_wall_ms());
+    struct lmr_err err = {0};
+    enum lmr_result r = key ? lmr_store_put(work, key, body, strlen(body), LMR_PUT_CREATE_ONLY, &err) : LMR_ERR_NOMEM;
+    if (r && r != LMR_ERR_EXISTS)
+        LMR_WARN("map task %u: could not ask task %u to split: %s", t->task, t->peer, err.msg);
+    else if (!r)
+        LMR_INFO("map task %u: its input is done: asked task %u to split", t->task, t->peer);
+    free(key);
 }
 
 /* Rebalancing's set-up: the keys, the poll rate, and (check_cut) the decision an earlier attempt made. */
@@ -499,6 +546,8 @@ enum lmr_result lmr_mapper_handle(void *user_data, const struct lmr_runtime_cont
         if ((r = map_shards(&t, &stores, &m, &limits, &in, err)))
             goto done;
         m.read_ms = lmr_mono_ms() - t_read;
+        if (t.ask_peer && t.split_min_bytes)
+            ask_peer(&t, work);
         LMR_INFO("map task %u attempt %u: input read and mapped in %.1f ms (%llu bytes)", t.task, t.attempt, m.read_ms,
                  (unsigned long long)in.bytes_read);
         if ((r = lmr_map_output_status(mo, err)))

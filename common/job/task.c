@@ -163,6 +163,8 @@ json_t *lmr_map_task_to_json(const struct lmr_map_task *t)
         json_object_set_new(j, "split_min_bytes", json_integer((json_int_t)t->split_min_bytes));
     if (j && t->check_cut)
         json_object_set_new(j, "check_cut", json_true());
+    if (j && t->ask_peer)
+        json_object_set_new(j, "split_peer", json_integer(t->peer));
     return j;
 }
 
@@ -286,6 +288,10 @@ enum lmr_result lmr_map_task_from_json(const char *event, size_t len, struct lmr
     if (!r) {
         t->split_min_bytes = lmr_json_u64(j, "split_min_bytes", 0);
         t->check_cut = json_is_true(json_object_get(j, "check_cut"));
+        json_t *peer = json_object_get(j, "split_peer");
+        t->ask_peer = json_is_integer(peer) && json_integer_value(peer) >= 0 &&
+                      json_integer_value(peer) <= UINT32_MAX && json_integer_value(peer) != t->task;
+        t->peer = t->ask_peer ? (uint32_t)json_integer_value(peer) : 0;
     }
     json_decref(j);
     if (r)
@@ -418,7 +424,7 @@ static uint64_t shard_end(const struct lmr_shard *s)
 }
 
 bool lmr_map_cut_decide(const struct lmr_shard *shards, size_t n, size_t cur, uint64_t pos, uint64_t min_side_bytes,
-                        uint64_t extra_tail_bytes, struct lmr_map_cut *cut)
+                        int64_t extra_tail_bytes, struct lmr_map_cut *cut)
 {
     if (cur >= n)
         return false;
@@ -435,7 +441,8 @@ bool lmr_map_cut_decide(const struct lmr_shard *shards, size_t n, size_t cur, ui
         total += shards[k].length;
     if (total < 2 * min_side_bytes || total == 0)
         return false;
-    uint64_t give = total / 2 + (extra_tail_bytes < total ? extra_tail_bytes : total);
+    int64_t half = (int64_t)(total / 2), want = extra_tail_bytes < -half ? 0 : half + extra_tail_bytes;
+    uint64_t give = (uint64_t)want < total ? (uint64_t)want : total;
     uint64_t head = give < total ? total - give : 0; /* the bytes the task keeps */
     struct lmr_map_cut at;
     if (head < rem_cur) { /* the cut falls in the current shard */

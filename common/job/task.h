@@ -62,6 +62,8 @@ struct lmr_map_task {
     uint64_t split_min_bytes; /* > 0: look for WORK/map/m-NNNNN/split-request while reading and cut the input
                                  there, leaving at least this many bytes to each side */
     bool check_cut;           /* read WORK/map/m-NNNNN/cut.json first: an earlier attempt may have cut the task */
+    bool ask_peer;            /* when this task's input is done, ask task `peer` (of the same, last wave) to split */
+    uint32_t peer;
 };
 
 /*
@@ -81,14 +83,15 @@ struct lmr_map_cut {
 /**
  * The cut of a task that has read shards [0, cur) and shard cur up to object offset pos (the
  * first byte not yet fetched; ignored for a compressed shard, which is never cut inside): half
- * of what remains plus extra_tail_bytes goes to the tail (the task's own finish, which a tail
- * of less input does faster, is worth that many bytes; 0 = an even split), at a byte offset
+ * of what remains plus extra_tail_bytes (which may be negative) goes to the tail (the task's own
+ * finish, which a tail of less input does faster, is worth that many bytes, the tail's wait for
+ * its slot that many less; 0 = an even split), at a byte offset
  * inside an uncompressed shard or at the nearer shard boundary for a compressed one. @return
  * false when what remains is less than twice min_side_bytes, or the tail would get less than
  * min_side_bytes (and, for an even split, the task too), or nothing can be cut.
  */
 bool lmr_map_cut_decide(const struct lmr_shard *shards, size_t n, size_t cur, uint64_t pos, uint64_t min_side_bytes,
-                        uint64_t extra_tail_bytes, struct lmr_map_cut *cut);
+                        int64_t extra_tail_bytes, struct lmr_map_cut *cut);
 /** Is cut a valid cut of these shards (see struct lmr_map_cut)? On failure err says why. */
 enum lmr_result lmr_map_cut_check(const struct lmr_shard *shards, size_t n, const struct lmr_map_cut *cut,
                                   struct lmr_err *err);

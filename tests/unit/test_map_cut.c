@@ -68,6 +68,9 @@ static void test_decide_too_small(void **state)
     assert_int_equal(c.offset, 350);
     assert_true(lmr_map_cut_decide(one, 1, 0, 100, 10, 5000, &c)); /* all of the rest */
     assert_int_equal(c.offset, 100);
+    assert_true(lmr_map_cut_decide(one, 1, 0, 100, 10, -200, &c)); /* fewer: 250 to the tail */
+    assert_int_equal(c.offset, 750);
+    assert_false(lmr_map_cut_decide(one, 1, 0, 100, 10, -445, &c)); /* 5 to the tail: under the minimum */
 }
 
 static void test_decide_whole_shards(void **state)
@@ -117,7 +120,7 @@ static void test_decide_random(void **state)
         uint64_t pos = sh[cur].offset + (uint64_t)rand() % (sh[cur].length + 1);
         uint64_t min = 1 + (uint64_t)(rand() % 3000);
         struct lmr_map_cut c;
-        uint64_t extra = rand() % 2 ? 0 : (uint64_t)(rand() % 8000);
+        int64_t extra = rand() % 2 ? 0 : (int64_t)(rand() % 16000) - 8000;
         if (!lmr_map_cut_decide(sh, n, cur, pos, min, extra, &c))
             continue;
         assert_int_equal(lmr_map_cut_check(sh, n, &c, NULL), LMR_OK);
@@ -141,7 +144,8 @@ static void test_decide_random(void **state)
         if (!extra)
             assert_true(remaining - tail_bytes >= min);
         /* Half plus extra: a plain cut inside a shard gives exactly that (all when extra is more than half). */
-        uint64_t want = remaining / 2 + extra < remaining ? remaining / 2 + extra : remaining;
+        int64_t w = (int64_t)(remaining / 2) + extra;
+        uint64_t want = w < 0 ? 0 : (uint64_t)w < remaining ? (uint64_t)w : remaining;
         if (sh[c.shard].codec == LMR_CODEC_NONE && c.offset > sh[c.shard].offset)
             assert_int_equal(tail_bytes, want);
         for (size_t k = 0; k < nt; k++)

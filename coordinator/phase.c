@@ -641,10 +641,10 @@ enum lmr_result lmr_phase_run(const struct lmr_coordinator_options *opts, const 
         }
         pr->queue[pr->qtail++] = i;
     }
-    /* Rebalancing gives idle slots work by splitting running tasks: as many slots as tasks can come. */
-    size_t could_run = pr->qtail + (pr->qtail && rebalancing(pr) ? max - n : 0);
-    if (nthreads > could_run)
-        nthreads = (uint32_t)could_run;
+    /* (Rebalancing adds no slots: the planner chose how many tasks run at once; a slot that ends its task
+     * takes a tail.) */
+    if (nthreads > pr->qtail)
+        nthreads = (uint32_t)pr->qtail;
     pthread_mutex_lock(&pr->lock); /* the workers wait until every slot is set up */
     pr->nslots = nthreads;
     uint32_t created = 0;

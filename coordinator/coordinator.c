@@ -20,8 +20,28 @@
 #include "util/log.h"
 #include "util/misc.h"
 
+/*
+ * A map task of the job: one of the plan's (shards borrowed from it) or a tail task that
+ * rebalancing made of what a cut task left (shards owned). Tail tasks are WORK/map/m-NNNNN with
+ * NNNNN from the plan's count up, each described by its WORK/map/m-NNNNN/task.json.
+ */
+struct map_entry {
+    struct lmr_map_task t; /* t.shards, t.nshards (the other fields are set per event) */
+    bool owned;            /* t.shards is this entry's */
+    size_t parent;         /* SIZE_MAX for the plan's tasks */
+    bool cut;              /* the task's input was cut at `at`; `tail` has the rest */
+    struct lmr_map_cut at;
+    size_t tail;
+};
+
 struct job_run {
     const struct lmr_coordinator_options *opts;
+    /* The map tasks (the plan's, then tails), in room for max_maps; nmaps grows under maps_lock. */
+    struct map_entry *maps;
+    size_t max_maps;
+    atomic_size_t nmaps;
+    pthread_mutex_t maps_lock;
+    uint64_t split_min_bytes; /* 0: no rebalancing */
     const struct lmr_prices *prices;
     double start_ms; /* wall clock when planning started */
     const struct lmr_job_plan *plan;
@@ -76,10 +96,23 @@ static char *event_text(json_t *j, char *attempt_id)
 static char *map_event(void *user_data, size_t i, uint32_t attempt)
 {
     struct job_run *jr = user_data;
-    struct lmr_map_task t = jr->plan->tasks[i]; /* shallow copy: shards and job are borrowed */
+    pthread_mutex_lock(&jr->maps_lock);
+    struct lmr_map_task t = jr->maps[i].t; /* shallow copy: shards and job are borrowed */
+    pthread_mutex_unlock(&jr->maps_lock);
     t.job = jr->plan->job;
     t.task = (uint32_t)i;
     t.attempt = attempt;
+    t.split_min_bytes = jr->split_min_bytes;
+    /* A retry (or any attempt of a resumed job) honours a cut an earlier attempt made. */
+    t.check_cut = jr->split_min_bytes && (attempt > 1 || jr->opts->resume);
+    /* One wave (every planned task runs at once): the slot of the first task to finish its input idles next, so
+     * that task asks the next one round (a ring) to split as soon as its input is done, and the tail is ready
+     * when the slot frees (its own output's finish, a third of its time for Query 2, would be too late). */
+    size_t planned = jr->plan->ntasks;
+    if (jr->split_min_bytes && planned >= 2 && planned <= jr->opts->concurrency && i < planned && !jr->opts->resume) {
+        t.ask_peer = true;
+        t.peer = (uint32_t)((i + 1) % planned);
+    }
     t.attempt_id = attempt_id("m", i, attempt);
     return event_text(t.attempt_id ? lmr_map_task_to_json(&t) : NULL, t.attempt_id);
 }
@@ -103,7 +136,7 @@ static char *merge_event(void *user_data, size_t i, uint32_t attempt)
                                .attempt = attempt,
                                .attempt_id = attempt_id("g", i, attempt),
                                .first_map = (uint32_t)first,
-                               .maps = (uint32_t)(jr->plan->ntasks - first < G ? jr->plan->ntasks - first : G)};
+                               .maps = (uint32_t)(jr->nmaps - first < G ? jr->nmaps - first : G)};
     return event_text(t.attempt_id ? lmr_merge_task_to_json(&t) : NULL, t.attempt_id);
 }
 
@@ -123,6 +156,253 @@ static char *reduce_commit_key(void *user_data, size_t i)
 {
     struct job_run *jr = user_data;
     return lmr_work_key(&jr->plan->job, "reduce/r-%05zu/commit.json", i);
+}
+
+/* ---- rebalancing ------------------------------------------------------------------------------------------ */
+
+/* The most tail tasks a job may have (over all rounds), and per round at most 2 per slot plus 16. */
+#define MAP_TAILS_MAX 4096u
+#define SPLIT_POLL_FILE_MS 5u
+#define SPLIT_POLL_REMOTE_MS 50u
+
+static uint64_t split_min_bytes(void)
+{
+    const char *e = getenv("LMR_SPLIT_MIN_BYTES"); /* tests: small inputs */
+    uint64_t v = e && *e ? strtoull(e, NULL, 10) : 0;
+    return v ? v : LMR_MAP_SPLIT_MIN_BYTES;
+}
+
+/* A small JSON object at key, or NULL (*res says why: LMR_ERR_NOT_FOUND when there is none). */
+static json_t *get_json(struct job_run *jr, const char *key, enum lmr_result *res)
+{
+    struct lmr_buf b;
+    lmr_buf_init(&b, LMR_COMMIT_RECORD_MAX_BYTES);
+    struct lmr_err e = {0};
+    *res = key ? lmr_store_get(jr->opts->work_store, key, 0, LMR_STORE_TO_END, &b, &e) : LMR_ERR_NOMEM;
+    json_t *j = *res ? NULL : json_loadb(b.data ? b.data : "", b.len, 0, NULL);
+    if (!*res && !j)
+        *res = LMR_ERR_FORMAT;
+    lmr_buf_clean_up(&b);
+    return j;
+}
+
+static uint64_t entry_bytes(const struct map_entry *e)
+{
+    uint64_t n = 0;
+    for (size_t k = 0; k < e->t.nshards; k++)
+        n += e->t.shards[k].length;
+    return n;
+}
+
+/* Ask map task i to split: WORK/map/m-NNNNN/split-request (create-only). LMR_ERR_INVALID: too small to split. */
+static enum lmr_result map_split_request(void *user_data, size_t i, struct lmr_err *err)
+{
+    struct job_run *jr = user_data;
+    pthread_mutex_lock(&jr->maps_lock);
+    uint64_t bytes = entry_bytes(&jr->maps[i]);
+    pthread_mutex_unlock(&jr->maps_lock);
+    if (bytes < 2 * jr->split_min_bytes)
+        return LMR_ERR_INVALID;
+    char *key = lmr_work_key(&jr->plan->job, "map/m-%05zu/split-request", i);
+    enum lmr_result r =
+        key ? lmr_store_put(jr->opts->work_store, key, "{}", 2, LMR_PUT_CREATE_ONLY, err) : LMR_ERR_NOMEM;
+    if (r == LMR_ERR_EXISTS) {
+        lmr_err_clear(err);
+        r = LMR_OK;
+    }
+    free(key);
+    return r;
+}
+
+/*
+ * Task i's input was cut at `at`: make its tail task (the next index), described by
+ * WORK/map/m-NNNNN/task.json (create-only), unless it has one. A tail made for another cut is a
+ * conflict (the job could not be exact). *tail: the new task, or SIZE_MAX.
+ */
+static enum lmr_result make_tail(struct job_run *jr, size_t i, const struct lmr_map_cut *at, size_t *tail,
+                                 struct lmr_err *err)
+{
+    *tail = SIZE_MAX;
+    pthread_mutex_lock(&jr->maps_lock);
+    struct map_entry *e = &jr->maps[i];
+    enum lmr_result r = LMR_OK;
+    if (e->cut) {
+        if (e->at.shard != at->shard || e->at.offset != at->offset)
+            r = lmr_fail(
+                err, LMR_ERR_INTERNAL,
+                "map task %zu ended at byte %llu of its shard %zu, but its tail task %zu was made for a cut at "
+                "byte %llu of shard %zu: two attempts cut the task differently; rerun the job",
+                i, (unsigned long long)at->offset, at->shard, e->tail, (unsigned long long)e->at.offset, e->at.shard);
+        pthread_mutex_unlock(&jr->maps_lock);
+        return r;
+    }
+    size_t idx = atomic_load(&jr->nmaps);
+    struct lmr_shard *sh = NULL;
+    size_t n = 0;
+    if (idx >= jr->max_maps)
+        r = lmr_fail(err, LMR_ERR_TOO_LARGE, "map task %zu was cut, but the job has its most map tasks (%zu) already",
+                     i, jr->max_maps);
+    if (!r && (r = lmr_map_tail_shards(e->t.shards, e->t.nshards, at, &sh, &n, err)))
+        lmr_err_prefix(err, "map task %zu's cut", i);
+    json_t *desc = NULL;
+    if (!r) {
+        json_t *shards = json_array();
+        for (size_t k = 0; k < n; k++)
+            json_array_append_new(shards, lmr_shard_to_json(&sh[k]));
+        desc = json_pack("{s:I, s:o, s:o}", "parent", (json_int_t)i, "cut", lmr_map_cut_to_json(at), "shards", shards);
+    }
+    char *key = r ? NULL : lmr_work_key(&jr->plan->job, "map/m-%05zu/task.json", idx);
+    char *text = desc ? json_dumps(desc, JSON_COMPACT) : NULL;
+    json_decref(desc);
+    if (!r && (!key || !text))
+        r = LMR_ERR_NOMEM;
+    if (!r)
+        r = lmr_store_put(jr->opts->work_store, key, text, strlen(text), LMR_PUT_CREATE_ONLY, err);
+    if (r == LMR_ERR_EXISTS) /* an earlier round wrote it and stopped before the next: the same tail (resume) */
+        lmr_err_clear(err), r = LMR_OK;
+    if (!r) {
+        jr->maps[idx] =
+            (struct map_entry){.t = {.shards = sh, .nshards = n}, .owned = true, .parent = i, .tail = SIZE_MAX};
+        e->cut = true;
+        e->at = *at;
+        e->tail = idx;
+        atomic_store(&jr->nmaps, idx + 1);
+        *tail = idx;
+        sh = NULL;
+        LMR_INFO("map task %zu was cut at byte %llu of %s: tail task %zu takes the rest (%zu shard%s)", i,
+                 (unsigned long long)at->offset, jr->maps[i].t.shards[at->shard].object.key, idx, n, n == 1 ? "" : "s");
+    }
+    for (size_t k = 0; sh && k < n; k++)
+        lmr_location_clean_up(&sh[k].object);
+    free(sh);
+    free(key);
+    free(text);
+    pthread_mutex_unlock(&jr->maps_lock);
+    return r;
+}
+
+/* Has map task i decided (WORK/map/m-NNNNN/cut.json)? A cut makes its tail at once. */
+static int map_split_poll(void *user_data, size_t i, size_t *tail)
+{
+    struct job_run *jr = user_data;
+    *tail = SIZE_MAX;
+    char *key = lmr_work_key(&jr->plan->job, "map/m-%05zu/cut.json", i);
+    enum lmr_result r;
+    json_t *j = get_json(jr, key, &r);
+    free(key);
+    if (r == LMR_ERR_NOT_FOUND || (r && r != LMR_ERR_FORMAT))
+        return LMR_PHASE_SPLIT_PENDING;
+    struct lmr_map_cut at;
+    int st = LMR_PHASE_SPLIT_NONE;
+    if (j && lmr_map_cut_from_json(j, &at)) {
+        struct lmr_err e = {0};
+        if (make_tail(jr, i, &at, tail, &e))
+            LMR_WARN("map task %zu's cut: %s (its commit decides)", i, e.msg);
+        else if (*tail != SIZE_MAX)
+            st = LMR_PHASE_SPLIT_TAIL;
+    }
+    json_decref(j);
+    return st;
+}
+
+/* Map task i committed: where its input ended ("end" in the committing attempt's response or its commit record)
+ * decides its tail. */
+static enum lmr_result map_split_committed(void *user_data, size_t i, const json_t *payload, size_t *tail,
+                                           struct lmr_err *err)
+{
+    struct job_run *jr = user_data;
+    *tail = SIZE_MAX;
+    json_t *rec = NULL;
+    const json_t *end;
+    if (payload && json_is_true(json_object_get(payload, "committed"))) {
+        end = json_object_get(payload, "end");
+    } else { /* another attempt's commit (or no answer): its record says */
+        char *key = map_commit_key(jr, i);
+        enum lmr_result r;
+        rec = get_json(jr, key, &r);
+        free(key);
+        if (r)
+            return lmr_fail(err, r, "map task %zu: its commit record cannot be read (%s)", i, lmr_result_str(r));
+        end = json_object_get(rec, "end");
+    }
+    struct lmr_map_cut at;
+    enum lmr_result r = LMR_OK;
+    if (end && !lmr_map_cut_from_json(end, &at)) {
+        r = lmr_fail(err, LMR_ERR_FORMAT, "map task %zu: its commit record's \"end\" is not a cut", i);
+    } else if (end) {
+        r = make_tail(jr, i, &at, tail, err);
+    } else {
+        pthread_mutex_lock(&jr->maps_lock);
+        if (jr->maps[i].cut)
+            r = lmr_fail(err, LMR_ERR_INTERNAL,
+                         "map task %zu committed all of its input, but its tail task %zu was made for a cut at byte "
+                         "%llu of its shard %zu: two attempts disagree; rerun the job",
+                         i, jr->maps[i].tail, (unsigned long long)jr->maps[i].at.offset, jr->maps[i].at.shard);
+        pthread_mutex_unlock(&jr->maps_lock);
+    }
+    json_decref(rec);
+    return r;
+}
+
+/*
+ * A resumed job: the tails earlier rounds made (WORK/map/m-NNNNN/task.json from the plan's
+ * count up), then the cuts no tail was made for yet (a round that stopped in between).
+ */
+static enum lmr_result discover_tails(struct job_run *jr, struct lmr_err *err)
+{
+    enum lmr_result r = LMR_OK;
+    for (size_t k = jr->plan->ntasks; !r && k < jr->max_maps; k++) {
+        char *key = lmr_work_key(&jr->plan->job, "map/m-%05zu/task.json", k);
+        json_t *j = get_json(jr, key, &r);
+        free(key);
+        if (r == LMR_ERR_NOT_FOUND) {
+            r = LMR_OK;
+            json_decref(j);
+            break;
+        }
+        if (r) {
+            r = lmr_fail(err, r, "reading the tail task description map/m-%05zu/task.json of job %s", k,
+                         jr->plan->job.job_id);
+            break;
+        }
+        size_t parent = (size_t)lmr_json_u64(j, "parent", SIZE_MAX);
+        json_t *shards = json_object_get(j, "shards");
+        struct lmr_map_cut at;
+        if (!r && (parent >= k || !lmr_map_cut_from_json(json_object_get(j, "cut"), &at) || !json_is_array(shards) ||
+                   json_array_size(shards) == 0 || jr->maps[parent].cut))
+            r = lmr_fail(err, LMR_ERR_FORMAT, "the tail task description map/m-%05zu/task.json of job %s is not valid",
+                         k, jr->plan->job.job_id);
+        struct map_entry *e = &jr->maps[k];
+        if (!r) {
+            *e = (struct map_entry){.owned = true, .parent = parent, .tail = SIZE_MAX};
+            e->t.nshards = json_array_size(shards);
+            if (!(e->t.shards = calloc(e->t.nshards, sizeof *e->t.shards)))
+                r = LMR_ERR_NOMEM;
+            for (size_t q = 0; !r && q < e->t.nshards; q++)
+                r = lmr_shard_from_json(json_array_get(shards, q), &e->t.shards[q], err);
+            jr->maps[parent].cut = true;
+            jr->maps[parent].at = at;
+            jr->maps[parent].tail = k;
+            atomic_store(&jr->nmaps, k + 1);
+        }
+        json_decref(j);
+    }
+    for (size_t i = 0; !r && i < atomic_load(&jr->nmaps); i++) {
+        if (jr->maps[i].cut)
+            continue;
+        char *key = lmr_work_key(&jr->plan->job, "map/m-%05zu/cut.json", i);
+        enum lmr_result g;
+        json_t *j = get_json(jr, key, &g);
+        free(key);
+        struct lmr_map_cut at;
+        size_t tail;
+        if (!g && lmr_map_cut_from_json(j, &at))
+            r = make_tail(jr, i, &at, &tail, err);
+        else if (g && g != LMR_ERR_NOT_FOUND)
+            r = lmr_fail(err, g, "reading map task %zu's split decision of job %s", i, jr->plan->job.job_id);
+        json_decref(j);
+    }
+    return r;
 }
 
 /* ---- shuffle planning ------------------------------------------------------------------------------------- */
@@ -239,7 +519,7 @@ static enum lmr_result plan_reducers(struct job_run *jr, struct lmr_err *err)
 {
     uint32_t R = jr->plan->job.reducers;
     bool merged = jr->nmerge > 0;
-    size_t S = merged ? jr->nmerge : jr->plan->ntasks;
+    size_t S = merged ? jr->nmerge : jr->nmaps;
     jr->reduce_tasks = calloc(R, sizeof *jr->reduce_tasks);
     if (!jr->reduce_tasks)
         return LMR_ERR_NOMEM;
@@ -398,6 +678,9 @@ static enum lmr_result collect_loser_key(void *user_data, const struct lmr_store
     const char *name = obj->key + strlen(lk->prefix);
     size_t wn = strlen(lk->winner);
     if (!strcmp(name, "commit.json") || strchr(name, '/'))
+        return LMR_OK;
+    /* Rebalancing's objects are the task's, not an attempt's. */
+    if (!strcmp(name, "task.json") || !strcmp(name, "cut.json") || !strcmp(name, "split-request"))
         return LMR_OK;
     if (wn && !strncmp(name, lk->winner, wn) && (name[wn] == '.' || name[wn] == '-'))
         return LMR_OK;
@@ -594,7 +877,7 @@ static void write_job_record(struct job_run *jr, const char *status, const char 
     json_t *rec =
         json_pack("{s:i, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:o}", "version", 1, "job_id", plan->job.job_id,
                   "status", status, "phase", phase, "output", plan->output_uri ? plan->output_uri : "", "map_tasks",
-                  (json_int_t)plan->ntasks, "reduce_tasks", (json_int_t)plan->job.reducers, "started_ms",
+                  (json_int_t)atomic_load(&jr->nmaps), "reduce_tasks", (json_int_t)plan->job.reducers, "started_ms",
                   (json_int_t)jr->started_ms, "updated_ms", (json_int_t)lmr_wall_ms(), "parts", parts);
     if (rec)
         json_object_set_new(rec, "round", json_integer(jr->opts->round ? jr->opts->round : 1));
@@ -748,7 +1031,11 @@ static json_t *build_report(struct job_run *jr, const struct lmr_phase_result *m
     json_object_set_new(phases, "plan",
                         json_pack("{s:f, s:f, s:f}", "wall_ms", plan->plan_ms, "start_ms", jr->start_ms, "end_ms",
                                   jr->start_ms + plan->plan_ms));
-    json_object_set_new(phases, "map", phase_json(map, plan->ntasks, map_fields, 8));
+    json_t *mp = phase_json(map, jr->nmaps, map_fields, 8);
+    json_object_set_new(mp, "planned_tasks", json_integer((json_int_t)plan->ntasks));
+    json_object_set_new(mp, "split_requests", json_integer((json_int_t)map->split_requests));
+    json_object_set_new(mp, "splits", json_integer((json_int_t)map->splits));
+    json_object_set_new(phases, "map", mp);
     if (merge)
         json_object_set_new(phases, "merge", phase_json(merge, jr->nmerge, merge_fields, 5));
     if (red)
@@ -807,7 +1094,8 @@ static json_t *build_report(struct job_run *jr, const struct lmr_phase_result *m
     if (plan->command)
         json_object_set_new(report, "command", json_string(plan->command));
     json_object_set_new(report, "start_ms", json_real(jr->start_ms));
-    json_object_set_new(report, "mappers", json_integer((json_int_t)plan->ntasks));
+    json_object_set_new(report, "mappers", json_integer((json_int_t)jr->nmaps));
+    json_object_set_new(report, "rebalance", json_boolean(jr->split_min_bytes > 0));
     json_object_set_new(report, "reducers", json_integer((json_int_t)plan->job.reducers));
     if (!map_only_plan(plan))
         json_object_set_new(report, "exchange",
@@ -1019,8 +1307,23 @@ enum lmr_result lmr_coordinator_run(const struct lmr_coordinator_options *opts, 
         jr.started_ms = lmr_wall_ms();
     struct lmr_phase_result map = {0}, merge = {0}, red = {0};
     bool map_only = plan->job.reducers == 0;
-    jr.nmerge = map_only ? 0 : (size_t)lmr_exchange_merge_tasks(plan->ntasks, plan->merge_fan_in);
     *report = NULL;
+    /* The map tasks: the plan's, and room for the tails rebalancing may add (jobs with a reduce phase). */
+    bool rebalance = !map_only && !o.rebalance_off;
+    jr.split_min_bytes = rebalance ? split_min_bytes() : 0;
+    jr.max_maps = plan->ntasks + (map_only ? 0 : MAP_TAILS_MAX);
+    jr.maps = calloc(jr.max_maps, sizeof *jr.maps);
+    pthread_mutex_init(&jr.maps_lock, NULL);
+    atomic_init(&jr.nmaps, plan->ntasks);
+    if (!jr.maps) {
+        pthread_mutex_destroy(&jr.maps_lock);
+        json_decref(jr.done_invocations);
+        return lmr_fail(err, LMR_ERR_NOMEM, "out of memory for the map tasks of job %s", plan->job.job_id);
+    }
+    for (size_t i = 0; i < plan->ntasks; i++)
+        jr.maps[i] = (struct map_entry){.t = plan->tasks[i], .parent = SIZE_MAX, .tail = SIZE_MAX};
+    /* A resumed job's tails (any earlier round may have split its tasks, with or without --rebalance now). */
+    enum lmr_result rt = !map_only && o.resume ? discover_tails(&jr, err) : LMR_OK;
     atomic_init(&jr.stop, false);
     pthread_mutex_init(&jr.lock, NULL);
     pthread_cond_init(&jr.wake, NULL);
@@ -1035,18 +1338,29 @@ enum lmr_result lmr_coordinator_run(const struct lmr_coordinator_options *opts, 
     bool watching = pthread_create(&watcher, NULL, watch_loop, &jr) == 0;
 
     write_job_record(&jr, "running", "map", NULL);
+    size_t nmaps0 = atomic_load(&jr.nmaps), room = 2 * (size_t)o.concurrency + 16;
     struct lmr_phase map_phase = {.name = "map",
                                   .function = o.map_function,
-                                  .ntasks = plan->ntasks,
+                                  .ntasks = nmaps0,
                                   .build_event = map_event,
                                   .commit_key = map_commit_key,
                                   .discard = map_discard,
                                   .user_data = &jr,
                                   .check_committed_first = o.resume};
-    enum lmr_result r = lmr_phase_run(&phase_opts, &map_phase, &map, err);
+    if (rebalance) {
+        map_phase.max_tasks = nmaps0 + room < jr.max_maps ? nmaps0 + room : jr.max_maps;
+        map_phase.split_poll_ms =
+            strncmp(o.work_store->root_uri, "file://", 7) ? SPLIT_POLL_REMOTE_MS : SPLIT_POLL_FILE_MS;
+        map_phase.split_request = map_split_request;
+        map_phase.split_poll = map_split_poll;
+        map_phase.split_committed = map_split_committed;
+    }
+    enum lmr_result r = rt ? rt : lmr_phase_run(&phase_opts, &map_phase, &map, err);
     pthread_mutex_lock(&jr.progress_lock);
     json_array_extend(jr.done_invocations, map.invocations); /* the reduce phase's progress adds its own */
     pthread_mutex_unlock(&jr.progress_lock);
+    /* The map task count is known now: the exchange's merge tasks cover them all. */
+    jr.nmerge = map_only ? 0 : (size_t)lmr_exchange_merge_tasks(atomic_load(&jr.nmaps), plan->merge_fan_in);
     if (!r && jr.nmerge) {
         /* The multi-stage exchange: merge tasks (the reducer function, event kind "merge") merge
          * groups of map outputs, so reducers read ceil(M/G) objects instead of M. */
@@ -1154,6 +1468,14 @@ done:
     lmr_phase_result_clean_up(&map);
     lmr_phase_result_clean_up(&merge);
     lmr_phase_result_clean_up(&red);
+    for (size_t i = 0; i < atomic_load(&jr.nmaps); i++)
+        if (jr.maps[i].owned) {
+            for (size_t k = 0; k < jr.maps[i].t.nshards; k++)
+                lmr_location_clean_up(&jr.maps[i].t.shards[k].object);
+            free(jr.maps[i].t.shards);
+        }
+    free(jr.maps);
+    pthread_mutex_destroy(&jr.maps_lock);
     pthread_mutex_destroy(&jr.lock);
     pthread_cond_destroy(&jr.wake);
     pthread_mutex_destroy(&jr.progress_lock);

@@ -56,6 +56,9 @@ struct lmr_coordinator_options {
     const struct lmr_store_set *driver_stores;
     uint32_t concurrency;  /* Optional: invocations in flight, default 8. */
     uint32_t max_attempts; /* Optional: per task, default 3. */
+    /* Optional: no dynamic work rebalancing (docs/ARCHITECTURE.md, "Rebalancing"; run --rebalance off). By
+     * default a job with a reduce phase splits a running map task for a slot that would idle. */
+    bool rebalance_off;
     /* Optional: backup attempts for stragglers (speculation.h); NULL = none. */
     const struct lmr_speculation *speculation;
     /* Optional: set when a superseded attempt was still in flight when the run returned (past the

@@ -17,6 +17,7 @@
 #define SPECULATION_POLL_MS 50
 
 enum slot_state { SLOT_IDLE, SLOT_INVOKING, SLOT_FINISHING, SLOT_DISCARDING, SLOT_GONE };
+enum split_state { SPLIT_NONE = 0, SPLIT_ASKED, SPLIT_OVER };
 
 /* One concurrency slot: its thread and the attempt it runs. */
 struct slot {
@@ -47,6 +48,13 @@ struct phase_run {
     bool *done;
     uint8_t *running_of;  /* attempts of each task in flight */
     bool *backup_started; /* a backup of the task was started (one per task) */
+    size_t ntasks;        /* tasks so far: the phase's plus the tails added (rebalancing) */
+    size_t max_tasks;     /* room in the per-task arrays */
+    uint8_t *split;       /* per task: SPLIT_NONE, SPLIT_ASKED (request written), SPLIT_OVER */
+    bool *split_polling;  /* an idle slot is polling the task's decision now */
+    double *split_polled; /* monotonic ms of the last poll */
+    size_t split_requests;
+    uint32_t split_calls; /* split hooks running now (the phase is not over while one may add a tail) */
     double *finished_ms;  /* durations of the committing attempts, for the median */
     size_t nfinished;
     double median_ms; /* of finished_ms, recomputed when nfinished changes */
@@ -67,7 +75,7 @@ static void report_progress(struct phase_run *pr)
         return;
     struct lmr_progress p = {.phase = pr->phase->name,
                              .done = (uint32_t)pr->ndone,
-                             .total = (uint32_t)pr->phase->ntasks,
+                             .total = (uint32_t)pr->ntasks,
                              .running = (uint32_t)pr->running,
                              .failed_attempts = pr->res->failed_attempts,
                              .invocations = pr->res->invocations};
@@ -96,6 +104,8 @@ static json_t *invocation_json(const struct lmr_phase *ph, size_t task, uint32_t
         json_object_set_new(o, "backup", json_boolean(backup));
     if (o && superseded) /* another attempt committed the task first */
         json_object_set_new(o, "superseded", json_true());
+    if (o && task >= ph->ntasks) /* a tail task (rebalancing) */
+        json_object_set_new(o, "tail", json_true());
     return o;
 }
 
@@ -121,7 +131,7 @@ static void add_hint(char *why, size_t cap, const char *error_type, enum lmr_res
                      next);
     } else if (error_type && !strcmp(error_type, "Sandbox.Timedout")) {
         pthread_mutex_lock(&pr->lock);
-        size_t done = pr->ndone, total = pr->phase->ntasks;
+        size_t done = pr->ndone, total = pr->ntasks;
         pthread_mutex_unlock(&pr->lock);
         snprintf(why + n, cap - n,
                  " (%zu of %zu %s tasks had finished; raise --timeout, at most 900 seconds, or give each task less "
@@ -172,9 +182,9 @@ static struct slot *find_straggler(struct phase_run *pr)
     for (uint32_t k = 0; k < pr->nslots; k++) {
         struct slot *s = &pr->slots[k];
         if (s->state != SLOT_INVOKING || !s->live || pr->done[s->task] || pr->backup_started[s->task] ||
-            pr->running_of[s->task] != 1)
-            continue;
-        if (!lmr_speculation_due_median(&pr->spec, pr->median_ms, pr->ndone, pr->phase->ntasks, now - s->start_mono))
+            pr->running_of[s->task] != 1 || pr->split[s->task] == SPLIT_ASKED)
+            continue; /* (a task asked to split is not backed up until it decided: two attempts could cut it apart) */
+        if (!lmr_speculation_due_median(&pr->spec, pr->median_ms, pr->ndone, pr->ntasks, now - s->start_mono))
             continue;
         if (!best || s->start_mono < best->start_mono)
             best = s;
@@ -185,7 +195,125 @@ static struct slot *find_straggler(struct phase_run *pr)
 /* May a backup become due later (so an idle slot should look again)? */
 static bool speculation_possible(const struct phase_run *pr)
 {
-    return pr->spec.enabled && pr->ndone > 0 && pr->ndone < pr->phase->ntasks && pr->live > 0;
+    return pr->spec.enabled && pr->ndone > 0 && pr->ndone < pr->ntasks && pr->live > 0;
+}
+
+/* ---- rebalancing ------------------------------------------------------------------------------------------- */
+
+static bool rebalancing(const struct phase_run *pr)
+{
+    return pr->phase->split_request && pr->phase->split_poll && pr->max_tasks > pr->phase->ntasks;
+}
+
+/* Add tail task t (from the caller's hooks) and queue it. Called with the lock held. */
+static void add_tail(struct phase_run *pr, size_t t)
+{
+    if (t >= pr->max_tasks) {
+        if (!pr->failed)
+            lmr_fail(&pr->err, LMR_ERR_INTERNAL, "%s phase: tail task %zu is past the room for %zu tasks",
+                     pr->phase->name, t, pr->max_tasks);
+        pr->failed = true;
+        return;
+    }
+    while (json_array_size(pr->res->responses) <= t)
+        json_array_append_new(pr->res->responses, json_null());
+    pr->ntasks++;
+    pr->res->splits++;
+    pr->split[t] = SPLIT_NONE;
+    pr->queue[pr->qtail++ % pr->qcap] = t;
+    LMR_INFO("%s phase: tail task %zu queued", pr->phase->name, t);
+}
+
+/* A request whose decision is due to be looked at, or SIZE_MAX. Called with the lock held. */
+static size_t split_to_poll(struct phase_run *pr, double now)
+{
+    for (size_t i = 0; i < pr->max_tasks; i++)
+        if (pr->split[i] == SPLIT_ASKED && !pr->split_polling[i] && !pr->done[i] &&
+            now - pr->split_polled[i] >= (pr->phase->split_poll_ms ? pr->phase->split_poll_ms : 5))
+            return i;
+    return SIZE_MAX;
+}
+
+static bool split_asked(const struct phase_run *pr)
+{
+    for (size_t i = 0; i < pr->max_tasks; i++)
+        if (pr->split[i] == SPLIT_ASKED && !pr->done[i])
+            return true;
+    return false;
+}
+
+/* A running task to ask for a split: one attempt in flight, not backed up, not asked before; the one running
+ * longest. Only while requests outstanding are fewer than idle slots, and room is left. Lock held. */
+static size_t split_candidate(struct phase_run *pr)
+{
+    if (pr->split_requests >= pr->max_tasks - pr->phase->ntasks || pr->failed)
+        return SIZE_MAX;
+    uint32_t idle = 0, asked = 0;
+    for (uint32_t k = 0; k < pr->nslots; k++)
+        idle += pr->slots[k].state == SLOT_IDLE;
+    for (size_t i = 0; i < pr->max_tasks; i++)
+        asked += pr->split[i] == SPLIT_ASKED && !pr->done[i];
+    if (asked >= idle)
+        return SIZE_MAX;
+    struct slot *best = NULL;
+    for (uint32_t k = 0; k < pr->nslots; k++) {
+        struct slot *s = &pr->slots[k];
+        if (s->state != SLOT_INVOKING || !s->live || pr->done[s->task] || pr->backup_started[s->task] ||
+            pr->running_of[s->task] != 1 || pr->split[s->task] != SPLIT_NONE)
+            continue;
+        if (!best || s->start_mono < best->start_mono)
+            best = s;
+    }
+    return best ? best->task : SIZE_MAX;
+}
+
+/*
+ * One step of rebalancing for an idle slot (lock held; released around the hooks): poll a
+ * request's decision, or ask a running task to split. @return true when it did something (the
+ * caller looks at the queue again), false when there is nothing to do now.
+ */
+static bool rebalance_step(struct phase_run *pr)
+{
+    const struct lmr_phase *ph = pr->phase;
+    size_t i = split_to_poll(pr, lmr_mono_ms());
+    if (i != SIZE_MAX) {
+        pr->split_polling[i] = true;
+        pr->split_calls++;
+        pthread_mutex_unlock(&pr->lock);
+        size_t tail = SIZE_MAX;
+        int st = ph->split_poll(ph->user_data, i, &tail);
+        pthread_mutex_lock(&pr->lock);
+        pr->split_calls--;
+        pr->split_polling[i] = false;
+        pr->split_polled[i] = lmr_mono_ms();
+        if (st == LMR_PHASE_SPLIT_TAIL && tail != SIZE_MAX)
+            add_tail(pr, tail);
+        if (st != LMR_PHASE_SPLIT_PENDING)
+            pr->split[i] = SPLIT_OVER;
+        return true;
+    }
+    i = split_candidate(pr);
+    if (i == SIZE_MAX)
+        return false;
+    pr->split[i] = SPLIT_ASKED;
+    pr->split_polled[i] = lmr_mono_ms();
+    pr->split_calls++;
+    pthread_mutex_unlock(&pr->lock);
+    struct lmr_err e = {0};
+    enum lmr_result r = ph->split_request(ph->user_data, i, &e);
+    pthread_mutex_lock(&pr->lock);
+    pr->split_calls--;
+    if (r == LMR_ERR_INVALID) { /* the caller says the task is too small to split: not asked */
+        pr->split[i] = SPLIT_OVER;
+    } else if (r) {
+        LMR_WARN("%s phase: could not ask task %zu to split: %s", ph->name, i, e.msg);
+        pr->split[i] = SPLIT_OVER;
+    } else {
+        pr->split_requests++;
+        pr->res->split_requests++;
+        LMR_INFO("%s phase: a slot is idle and nothing is queued: asked task %zu to split", ph->name, i);
+    }
+    return true;
 }
 
 static void wait_changed(struct phase_run *pr, uint64_t ms)
@@ -246,14 +374,19 @@ static void *worker(void *arg)
                          "the %s phase was stopped (the job was cancelled or lost its lease)", ph->name);
                 pr->failed = true;
             }
-            if (pr->failed || (pr->ndone == ph->ntasks && pr->qhead == pr->qtail))
+            if (pr->failed || (pr->ndone == pr->ntasks && pr->qhead == pr->qtail))
                 break;
             if (pr->qhead != pr->qtail || (straggler = find_straggler(pr)))
                 break;
             if (pr->running == 0)
                 break;
+            /* Nothing queued: rebalancing may split a running task for this slot. */
+            if (rebalancing(pr) && rebalance_step(pr))
+                continue;
             /* Nothing queued, but a running task may still fail and come back, or become a straggler. */
-            if (speculation_possible(pr))
+            if (rebalancing(pr) && split_asked(pr))
+                wait_changed(pr, ph->split_poll_ms ? ph->split_poll_ms : 5);
+            else if (speculation_possible(pr))
                 wait_changed(pr, SPECULATION_POLL_MS);
             else
                 pthread_cond_wait(&pr->changed, &pr->lock);
@@ -290,6 +423,8 @@ static void *worker(void *arg)
         pr->live++;
         pr->res->attempts++;
         report_progress(pr);
+        if (rebalancing(pr)) /* idle slots may ask this task to split */
+            pthread_cond_broadcast(&pr->changed);
         pthread_mutex_unlock(&pr->lock);
 
         double start_ms = me->start_ms;
@@ -336,6 +471,12 @@ static void *worker(void *arg)
         bool ok = !checked || committed(pr, i);
         if (ok && !superseded && !why[0] && !payload)
             snprintf(why, sizeof why, "the response was not JSON");
+        /* Rebalancing: the commit record says where the task's input ended; its tail must exist. */
+        size_t tail = SIZE_MAX;
+        struct lmr_err terr = {0};
+        enum lmr_result tr = LMR_OK;
+        if (ok && checked && ph->split_committed)
+            tr = ph->split_committed(ph->user_data, i, payload, &tail, &terr);
 
         pthread_mutex_lock(&pr->lock);
         if (pr->over) { /* the phase ended meanwhile (this attempt was superseded): touch nothing but pr */
@@ -360,6 +501,13 @@ static void *worker(void *arg)
         if (ok && superseded) {
             LMR_INFO("%s task %zu attempt %u ended after another attempt had committed the task", ph->name, i, attempt);
         } else if (ok) {
+            if (tail != SIZE_MAX)
+                add_tail(pr, tail);
+            if (tr && !pr->failed) {
+                pr->err = terr;
+                pr->failed = true;
+            }
+            pr->split[i] = SPLIT_OVER;
             if (!pr->done[i])
                 task_committed(pr, me, payload, duration_ms);
             discard = !says_committed(payload);
@@ -404,7 +552,9 @@ static void *worker(void *arg)
 /* Is the phase over? Every task committed (or a failure) and no attempt in flight that matters. */
 static bool settled(const struct phase_run *pr)
 {
-    if (pr->failed ? pr->running > 0 : pr->ndone < pr->phase->ntasks || pr->qhead != pr->qtail || pr->live > 0)
+    if (pr->split_calls > 0)
+        return false;
+    if (pr->failed ? pr->running > 0 : pr->ndone < pr->ntasks || pr->qhead != pr->qtail || pr->live > 0)
         return false;
     for (uint32_t k = 0; k < pr->nslots; k++) {
         enum slot_state st = pr->slots[k].state;
@@ -425,6 +575,9 @@ static void phase_run_free(struct phase_run *pr)
     free(pr->done);
     free(pr->running_of);
     free(pr->backup_started);
+    free(pr->split);
+    free(pr->split_polling);
+    free(pr->split_polled);
     free(pr->finished_ms);
     free(pr->slots);
     free(pr);
@@ -452,25 +605,29 @@ enum lmr_result lmr_phase_run(const struct lmr_coordinator_options *opts, const 
     res->responses = json_array();
     res->invocations = json_array();
     struct phase_run *pr = calloc(1, sizeof *pr);
-    size_t n = phase->ntasks;
+    size_t n = phase->ntasks, max = phase->max_tasks > n ? phase->max_tasks : n;
     uint32_t nthreads = opts->concurrency ? opts->concurrency : 8;
     if (pr) {
-        *pr = (struct phase_run){.opts = opts, .phase = phase, .res = res};
+        *pr = (struct phase_run){.opts = opts, .phase = phase, .res = res, .ntasks = n, .max_tasks = max};
         if (opts->speculation)
             pr->spec = *opts->speculation;
-        pr->qcap = n + 1;
+        pr->qcap = max + 1;
         pr->queue = calloc(pr->qcap, sizeof *pr->queue);
-        pr->attempts = calloc(n + 1, sizeof *pr->attempts);
-        pr->done = calloc(n + 1, sizeof *pr->done);
-        pr->running_of = calloc(n + 1, sizeof *pr->running_of);
-        pr->backup_started = calloc(n + 1, sizeof *pr->backup_started);
-        pr->finished_ms = calloc(n + 1, sizeof *pr->finished_ms);
+        pr->attempts = calloc(max + 1, sizeof *pr->attempts);
+        pr->done = calloc(max + 1, sizeof *pr->done);
+        pr->running_of = calloc(max + 1, sizeof *pr->running_of);
+        pr->backup_started = calloc(max + 1, sizeof *pr->backup_started);
+        pr->split = calloc(max + 1, sizeof *pr->split);
+        pr->split_polling = calloc(max + 1, sizeof *pr->split_polling);
+        pr->split_polled = calloc(max + 1, sizeof *pr->split_polled);
+        pr->finished_ms = calloc(max + 1, sizeof *pr->finished_ms);
         pr->slots = calloc(nthreads, sizeof *pr->slots);
         pthread_mutex_init(&pr->lock, NULL);
         pthread_cond_init(&pr->changed, NULL);
     }
-    if (!pr || !pr->queue || !pr->attempts || !pr->done || !pr->running_of || !pr->backup_started || !pr->finished_ms ||
-        !pr->slots || !res->responses || !res->invocations) {
+    if (!pr || !pr->queue || !pr->attempts || !pr->done || !pr->running_of || !pr->backup_started || !pr->split ||
+        !pr->split_polling || !pr->split_polled || !pr->finished_ms || !pr->slots || !res->responses ||
+        !res->invocations) {
         phase_run_free(pr);
         return lmr_fail(err, LMR_ERR_NOMEM, "out of memory starting the %s phase (%zu tasks)", phase->name, n);
     }
@@ -484,6 +641,8 @@ enum lmr_result lmr_phase_run(const struct lmr_coordinator_options *opts, const 
         }
         pr->queue[pr->qtail++] = i;
     }
+    /* (Rebalancing adds no slots: the planner chose how many tasks run at once; a slot that ends its task
+     * takes a tail.) */
     if (nthreads > pr->qtail)
         nthreads = (uint32_t)pr->qtail;
     pthread_mutex_lock(&pr->lock); /* the workers wait until every slot is set up */
@@ -531,10 +690,11 @@ enum lmr_result lmr_phase_run(const struct lmr_coordinator_options *opts, const 
         r = pr->err.code ? pr->err.code : LMR_ERR_FUNCTION;
         if (err)
             *err = pr->err;
-    } else if (pr->ndone != n) {
+    } else if (pr->ndone != pr->ntasks) {
         r = lmr_fail(err, LMR_ERR_INTERNAL, "%s phase ended with %zu of %zu tasks committed", phase->name, pr->ndone,
-                     n);
+                     pr->ntasks);
     }
+    res->ntasks = pr->ntasks;
     res->lingering = pr;
     if (!still)
         lmr_phase_wait_lingering(res, 0); /* joins the threads, frees pr */

@@ -31,7 +31,26 @@ struct lmr_phase {
     void (*discard)(void *user_data, size_t i);
     void *user_data;
     bool check_committed_first; /* resume: tasks whose commit record exists are not run again */
+    /*
+     * Optional: dynamic work rebalancing (the map phase). When a slot is idle, nothing is queued and
+     * no backup is due, the phase asks a running task (one attempt in flight, never backed up) to
+     * split: split_request writes the request; idle slots then call split_poll every split_poll_ms
+     * until it returns a tail task (which the phase runs) or says none comes. After a task commits,
+     * split_committed makes the tail its commit record calls for if none was made yet (the record
+     * is the truth; an error fails the phase). Tail indexes are the caller's: ntasks, ntasks+1, ...
+     * below max_tasks (at most max_tasks - ntasks requests are made).
+     */
+    size_t max_tasks;
+    uint32_t split_poll_ms;
+    enum lmr_result (*split_request)(void *user_data, size_t i, struct lmr_err *err);
+    /* @return LMR_PHASE_SPLIT_PENDING, _TAIL (*tail set) or _NONE (declined, or the tail exists already). */
+    int (*split_poll)(void *user_data, size_t i, size_t *tail);
+    /* *tail = SIZE_MAX when no new tail is needed. payload: the attempt's response (may be NULL). */
+    enum lmr_result (*split_committed)(void *user_data, size_t i, const json_t *payload, size_t *tail,
+                                       struct lmr_err *err);
 };
+
+enum { LMR_PHASE_SPLIT_PENDING = 0, LMR_PHASE_SPLIT_TAIL = 1, LMR_PHASE_SPLIT_NONE = 2 };
 
 struct lmr_phase_result {
     double wall_ms;
@@ -39,8 +58,11 @@ struct lmr_phase_result {
     uint32_t attempts;        /* invocations made */
     uint32_t failed_attempts; /* invocations that did not commit */
     uint32_t reused;          /* tasks committed before this run (resume), not run again */
-    json_t *responses;        /* array[ntasks]: the committing attempt's response payload (or null) */
+    json_t *responses;        /* array[res.ntasks]: the committing attempt's response payload (or null) */
     json_t *invocations;      /* array: one object per invocation with its REPORT figures */
+    size_t ntasks;            /* tasks at the end (the phase's plus the tails rebalancing added) */
+    uint32_t split_requests;  /* splits asked for (rebalancing) */
+    uint32_t splits;          /* tail tasks added */
     uint32_t backups;         /* backup attempts started (speculation) */
     uint32_t backups_won;     /* tasks whose committing attempt was a backup */
     /* Tasks with a superseded attempt still in flight when the phase ended (malloc'd). */

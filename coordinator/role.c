@@ -256,6 +256,7 @@ enum lmr_result lmr_coordinator_handle(void *user_data, const struct lmr_runtime
         .concurrency = (uint32_t)lmr_json_u64(ev, "concurrency", 8),
         .max_attempts = (uint32_t)lmr_json_u64(ev, "max_attempts", 3),
         .speculation = &spec,
+        .rebalance_off = json_is_false(json_object_get(ev, "rebalance")),
         .invoker_in_use = &invoker_in_use,
         .prices = have_prices ? &prices : NULL,
         .lease = lease,

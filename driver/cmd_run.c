@@ -54,6 +54,7 @@ struct run_options {
     uint32_t concurrency;
     uint32_t max_attempts;
     struct lmr_speculation speculation; /* backups for stragglers (--speculation*) */
+    bool rebalance_off;                 /* --rebalance off */
     bool overwrite;
     bool json;
     bool detach;
@@ -115,6 +116,8 @@ static void run_usage(FILE *f)
                "      --speculation-quantile Q  fraction of tasks finished first, >0 to 1 (default 0.75)\n"
                "      --speculation-factor X    times the median duration, 1 to 100 (default 3)\n"
                "      --speculation-min-ms MS   and at least this long, 0 to 900000 (default 3000)\n"
+               "      --rebalance on|off dynamic work rebalancing (default on; jobs with a reduce phase): when a\n"
+               "                         slot would idle, a running map task's rest is split off as a tail task\n"
                "      --exchange MODE    the shuffle: direct (each reducer reads its frame of every map output),\n"
                "                         merge (merge tasks first merge groups of map outputs, so reducers read\n"
                "                         fewer, larger frames) or auto (default: merge when a direct shuffle would\n"
@@ -228,6 +231,7 @@ enum {
     OPT_FILE,
     OPT_SIDE,
     OPT_SPECULATION,
+    OPT_REBALANCE,
     OPT_SPEC_QUANTILE,
     OPT_SPEC_FACTOR,
     OPT_SPEC_MIN_MS,
@@ -329,6 +333,7 @@ static int parse_args(int argc, char **argv, struct run_options *o)
         {"date-to", required_argument, 0, OPT_DATE_TO},
         {"join", required_argument, 0, OPT_JOIN},
         {"speculation", required_argument, 0, OPT_SPECULATION},
+        {"rebalance", required_argument, 0, OPT_REBALANCE},
         {"speculation-quantile", required_argument, 0, OPT_SPEC_QUANTILE},
         {"speculation-factor", required_argument, 0, OPT_SPEC_FACTOR},
         {"speculation-min-ms", required_argument, 0, OPT_SPEC_MIN_MS},
@@ -510,6 +515,11 @@ static int parse_args(int argc, char **argv, struct run_options *o)
             if (strcmp(optarg, "on") && strcmp(optarg, "off"))
                 return usage_error("--speculation '%s' is not one of: on, off", optarg);
             o->speculation.enabled = !strcmp(optarg, "on");
+            break;
+        case OPT_REBALANCE:
+            if (strcmp(optarg, "on") && strcmp(optarg, "off"))
+                return usage_error("--rebalance '%s' is not one of: on, off", optarg);
+            o->rebalance_off = !strcmp(optarg, "off");
             break;
         case OPT_SPEC_QUANTILE:
             if (parse_number("speculation-quantile", optarg, &o->speculation.quantile))
@@ -860,6 +870,7 @@ static enum lmr_result invoke_coordinator(const struct run_options *o, const cha
                                       o->speculation.quantile, "factor", o->speculation.factor, "min_ms",
                                       (json_int_t)o->speculation.min_ms));
         json_object_set_new(ev, "prices", lmr_prices_json(prices));
+        json_object_set_new(ev, "rebalance", json_boolean(!o->rebalance_off));
         if (o->command)
             json_object_set_new(ev, "command", json_string(o->command));
     }

@@ -27,8 +27,31 @@
 #include "util/fault.h"
 #include "util/misc.h"
 
+/*
+ * Rebalancing (docs/ARCHITECTURE.md): while reading, the task looks for the coordinator's
+ * WORK/map/m-NNNNN/split-request; when it appears the task decides where to stop (half of what
+ * remains) and writes the decision, create-only, as WORK/map/m-NNNNN/cut.json ({"shard",
+ * "offset"}, or {"declined": true}); the first decision of any attempt is the task's, and every
+ * later attempt honours it. The commit record names the cut as "end".
+ */
+struct split_state {
+    bool polling; /* looking for the request (no decision yet) */
+    bool cut;     /* the task's input ends at `at` */
+    struct lmr_map_cut at;
+    size_t cur;                          /* the shard being read */
+    uint64_t every_bytes, last_fetched;  /* poll rate: a look per every_bytes fetched from the store */
+    const struct lmr_shard_stats *stats; /* the task's input so far */
+    double read_start_ms;                /* monotonic, when its input began */
+    uint64_t polls;
+    struct lmr_store *work;
+    char *request_key, *cut_key;
+    enum lmr_result failed; /* a decision that could not be written or honoured (ends the task) */
+    struct lmr_err err;
+};
+
 struct map_run {
     const struct lmr_map_task *task;
+    struct split_state split;
     const struct lmr_job_ops *ops;
     void *job_state;
     struct lmr_emitter *out;
@@ -37,6 +60,7 @@ struct map_run {
     uint64_t row;     /* line number within the shard, 1-based, for error messages */
     uint64_t lines;   /* lines mapped by this task so far */
     bool kill_midway; /* fault injection (tests): die after some input */
+    double read_ms;   /* the time the input took (map included), for the response */
 };
 
 static enum lmr_result on_line(void *user_data, struct lmr_slice line, uint64_t offset, struct lmr_err *err)
@@ -111,15 +135,181 @@ static enum lmr_result finish_shard(struct map_run *m, struct lmr_err *err)
     return LMR_OK;
 }
 
+/* Write the decision (create-only); when another attempt decided first, adopt its decision if this attempt has
+ * not read past its cut (cur, pos), else fail (a retry honours it). */
+static void split_decide(struct map_run *m, const struct lmr_map_cut *want, uint64_t pos)
+{
+    struct split_state *sp = &m->split;
+    const struct lmr_map_task *t = m->task;
+    sp->polling = false;
+    json_t *rec = want ? lmr_map_cut_to_json(want) : json_pack("{s:b}", "declined", 1);
+    if (rec)
+        json_object_set_new(rec, "attempt_id", json_string(t->attempt_id));
+    char *text = rec ? json_dumps(rec, JSON_COMPACT) : NULL;
+    json_decref(rec);
+    struct lmr_err err = {0};
+    enum lmr_result r =
+        text ? lmr_store_put(sp->work, sp->cut_key, text, strlen(text), LMR_PUT_CREATE_ONLY, &err) : LMR_ERR_NOMEM;
+    free(text);
+    if (!r) {
+        if (want) {
+            sp->cut = true;
+            sp->at = *want;
+            LMR_INFO("map task %u attempt %u: split: the input now ends at byte %llu of shard %zu (%s); the rest goes "
+                     "to a tail task",
+                     t->task, t->attempt, (unsigned long long)want->offset, want->shard,
+                     t->shards[want->shard].object.key);
+        } else {
+            LMR_INFO("map task %u attempt %u: split declined (too little input left)", t->task, t->attempt);
+        }
+        if (want && lmr_fault("map-cut-kill", t->task, t->attempt))
+            raise(SIGKILL);
+        return;
+    }
+    if (r != LMR_ERR_EXISTS) {
+        sp->failed = r;
+        sp->err = err;
+        lmr_err_prefix(&sp->err, "map task %u: writing its split decision %s", t->task, sp->cut_key);
+        return;
+    }
+    /* Another attempt decided first: its decision is the task's. */
+    struct lmr_buf b;
+    lmr_buf_init(&b, 64 * 1024);
+    json_t *j = lmr_store_get(sp->work, sp->cut_key, 0, LMR_STORE_TO_END, &b, &err) == LMR_OK
+                    ? json_loadb(b.data ? b.data : "", b.len, 0, NULL)
+                    : NULL;
+    lmr_buf_clean_up(&b);
+    struct lmr_map_cut at;
+    if (!j) {
+        sp->failed = lmr_fail(&sp->err, LMR_ERR_FORMAT, "map task %u: its split decision %s cannot be read", t->task,
+                              sp->cut_key);
+    } else if (lmr_map_cut_from_json(j, &at)) {
+        if (lmr_map_cut_check(t->shards, t->nshards, &at, &sp->err))
+            sp->failed = LMR_ERR_FORMAT;
+        else if (at.shard < sp->cur || (at.shard == sp->cur && at.offset < pos))
+            sp->failed = lmr_fail(&sp->err, LMR_ERR_FUNCTION,
+                                  "map task %u attempt %u: another attempt cut the task's input at byte %llu of shard "
+                                  "%zu, which this attempt has read past; a retry honours the cut",
+                                  t->task, t->attempt, (unsigned long long)at.offset, at.shard);
+        else {
+            sp->cut = true;
+            sp->at = at;
+        }
+    }
+    json_decref(j);
+}
+
+/*
+ * How many bytes more than half of the rest the tail should get (negative: fewer). After its
+ * input the task still finishes its output (sorting, compressing and writing the combined table:
+ * about a third of its input's time for Query 2, 70-100 ms of ~300), and a tail of less input
+ * finishes faster, but starts later: O after the cut (its invocation; LMR_SPLIT_TAIL_START_MS,
+ * default 20), plus, when a peer asked as its own input ended, what remains of that peer's
+ * finish (about as long as this task's, phi E, less the request's age). With rate rho (bytes/ms
+ * so far), E ms of input so far, finish share phi and that wait W, both end together when the
+ * tail gets R/2 + rho (phi E - O - W) / (2 (1 + phi)).
+ */
+#define MAP_FINISH_SHARE 0.33
+#define TAIL_START_MS 20.0
+static int64_t extra_tail_bytes(const struct split_state *sp, double peer_wait_ms)
+{
+    double e = lmr_mono_ms() - sp->read_start_ms, bytes = sp->stats ? (double)sp->stats->bytes_read : 0;
+    if (e <= 0 || bytes <= 0)
+        return 0;
+    const char *o = getenv("LMR_SPLIT_TAIL_START_MS");
+    double start = o && *o ? strtod(o, NULL) : TAIL_START_MS;
+    double wait = peer_wait_ms > 0 ? peer_wait_ms : 0;
+    return (int64_t)(bytes / e * (MAP_FINISH_SHARE * e - start - wait) / (2 * (1 + MAP_FINISH_SHARE)));
+}
+
+/* How long the tail will wait for the slot of the peer that asked (request) as its input ended. */
+static double peer_wait_ms(const struct split_state *sp, const json_t *request)
+{
+    double at = lmr_json_double(request, "at_ms", 0);
+    if (!json_object_get(request, "from") || at <= 0)
+        return 0;
+    double e = lmr_mono_ms() - sp->read_start_ms, age = (double)lmr_wall_ms() - at;
+    return MAP_FINISH_SHARE * e - (age > 0 ? age : 0);
+}
+
+/* Is there a split request? Rate-limited: a HEAD every chunk on a file store (a stat), every every_bytes else. */
+static void split_poll(struct map_run *m, uint64_t pos)
+{
+    struct split_state *sp = &m->split;
+    if (!sp->polling || sp->failed)
+        return;
+    uint64_t fetched = sp->stats ? sp->stats->bytes_read : 0;
+    if (fetched - sp->last_fetched < sp->every_bytes)
+        return;
+    sp->last_fetched = fetched;
+    const struct lmr_map_task *t = m->task;
+    struct lmr_map_cut at;
+    if (!lmr_map_cut_decide(t->shards, t->nshards, sp->cur, pos, t->split_min_bytes, extra_tail_bytes(sp, false),
+                            &at)) {
+        sp->polling = false; /* what remains only shrinks: no split can come any more */
+        return;
+    }
+    sp->polls++;
+    if (lmr_store_head(sp->work, sp->request_key, NULL, NULL) != LMR_OK)
+        return;
+    /* A peer that finished its input asked: the tail waits for the end of its finish (its slot). */
+    struct lmr_buf b;
+    lmr_buf_init(&b, 4096);
+    json_t *req = lmr_store_get(sp->work, sp->request_key, 0, LMR_STORE_TO_END, &b, NULL) == LMR_OK
+                      ? json_loadb(b.data ? b.data : "", b.len, 0, NULL)
+                      : NULL;
+    lmr_buf_clean_up(&b);
+    double wait = peer_wait_ms(sp, req);
+    json_decref(req);
+    if (wait > 0 &&
+        !lmr_map_cut_decide(t->shards, t->nshards, sp->cur, pos, t->split_min_bytes, extra_tail_bytes(sp, wait), &at)) {
+        sp->polling = false;
+        return;
+    }
+    split_decide(m, &at, pos);
+}
+
+/* The shard reader's hook: poll, and shorten the current shard when the cut falls in it. */
+static uint64_t on_refill(void *user_data, uint64_t pos, uint64_t end)
+{
+    struct map_run *m = user_data;
+    struct split_state *sp = &m->split;
+    const struct lmr_shard *sh = &m->task->shards[sp->cur];
+    bool whole = sh->codec != LMR_CODEC_NONE;
+    split_poll(m, whole ? sh->offset : pos);
+    if (sp->failed)
+        return whole ? end : pos; /* stop reading: the task fails */
+    if (sp->cut && sp->at.shard == sp->cur && !whole)
+        return sp->at.offset;
+    return end;
+}
+
 /* Map the task's shards into `out`: a block of lines at a time when the job can (and no fault
    injection counts lines). */
 static enum lmr_result map_shards(const struct lmr_map_task *t, struct lmr_store_set *stores, struct map_run *m,
                                   const struct lmr_shard_read_limits *limits, struct lmr_shard_stats *in,
                                   struct lmr_err *err)
 {
+    struct split_state *sp = &m->split;
+    sp->stats = in;
+    sp->read_start_ms = lmr_mono_ms();
+    struct lmr_shard_read_limits lim = *limits;
+    if (sp->polling) {
+        lim.cut = on_refill;
+        lim.cut_user_data = m;
+    }
     for (size_t i = 0; i < t->nshards; i++) {
+        sp->cur = i;
+        split_poll(m, t->shards[i].offset); /* (a request between shards) */
+        if (sp->failed)
+            break;
+        if (sp->cut && i >= lmr_map_head_shards(t->shards, t->nshards, &sp->at))
+            break; /* the rest is the tail's */
+        struct lmr_shard sh = t->shards[i];
+        if (sp->cut && sp->at.shard == i)
+            sh.length = sp->at.offset - sh.offset;
         struct lmr_store *s;
-        enum lmr_result r = lmr_store_set_get(stores, t->shards[i].object.root, &s, err);
+        enum lmr_result r = lmr_store_set_get(stores, sh.object.root, &s, err);
         if (r)
             return r;
         m->shard = &t->shards[i];
@@ -127,11 +317,18 @@ static enum lmr_result map_shards(const struct lmr_map_task *t, struct lmr_store
         if ((r = start_shard(m, i, err)))
             return r;
         bool blocks = m->ops->map_block && !m->kill_midway;
-        r = lmr_shard_read(s, &t->shards[i], limits, blocks ? on_block : NULL, on_line, m, in, err);
+        r = lmr_shard_read(s, &sh, &lim, blocks ? on_block : NULL, on_line, m, in, err);
         if (!r)
             r = finish_shard(m, err);
         if (r)
             return r;
+        if (sp->failed)
+            break;
+    }
+    if (sp->failed) {
+        if (err)
+            *err = sp->err;
+        return sp->failed;
     }
     return LMR_OK;
 }
@@ -178,6 +375,72 @@ static enum lmr_result commit_task(const struct lmr_map_task *t, struct lmr_stor
     }
     free(key);
     free(text);
+    return r;
+}
+
+/* This task's input is done and its slot idles after its finish: ask its peer of the last wave to split now
+ * (create-only: the coordinator's request for it, if any, is the same object). */
+static void ask_peer(const struct lmr_map_task *t, struct lmr_store *work)
+{
+    char *key = lmr_work_key(&t->job, "map/m-%05u/split-request", t->peer);
+    char body[128];
+    snprintf(body, sizeof body, "{\"from\": %u, \"reason\": \"input done\", \"at_ms\": %llu}", t->task,
+             (unsigned long long)lmr_wall_ms());
+    struct lmr_err err = {0};
+    enum lmr_result r = key ? lmr_store_put(work, key, body, strlen(body), LMR_PUT_CREATE_ONLY, &err) : LMR_ERR_NOMEM;
+    if (r && r != LMR_ERR_EXISTS)
+        LMR_WARN("map task %u: could not ask task %u to split: %s", t->task, t->peer, err.msg);
+    else if (!r)
+        LMR_INFO("map task %u: its input is done: asked task %u to split", t->task, t->peer);
+    free(key);
+}
+
+/* Rebalancing's set-up: the keys, the poll rate, and (check_cut) the decision an earlier attempt made. */
+static enum lmr_result split_setup(struct map_run *m, struct lmr_store *work, struct lmr_err *err)
+{
+    const struct lmr_map_task *t = m->task;
+    struct split_state *sp = &m->split;
+    sp->work = work;
+    sp->request_key = lmr_work_key(&t->job, "map/m-%05u/split-request", t->task);
+    sp->cut_key = lmr_work_key(&t->job, "map/m-%05u/cut.json", t->task);
+    if (!sp->request_key || !sp->cut_key)
+        return LMR_ERR_NOMEM;
+    /* A stat on a file store costs microseconds: every 4 MiB fetched (about 4 ms of input); a HEAD elsewhere:
+     * every 32 MiB; at most every half minimum. The first look is after that much input too. A task too small
+     * to split never looks. */
+    sp->every_bytes = strncmp(work->root_uri, "file://", 7) ? 32u << 20 : 4u << 20;
+    if (sp->every_bytes > t->split_min_bytes / 2) /* (small minimums: tests) */
+        sp->every_bytes = t->split_min_bytes / 2;
+    struct lmr_map_cut at;
+    sp->polling = t->split_min_bytes > 0 && lmr_map_cut_decide(t->shards, t->nshards, 0, 0, t->split_min_bytes, 0, &at);
+    if (!t->check_cut)
+        return LMR_OK;
+    struct lmr_buf b;
+    lmr_buf_init(&b, 64 * 1024);
+    struct lmr_err gerr = {0};
+    enum lmr_result r = lmr_store_get(work, sp->cut_key, 0, LMR_STORE_TO_END, &b, &gerr);
+    json_t *j = r ? NULL : json_loadb(b.data ? b.data : "", b.len, 0, NULL);
+    lmr_buf_clean_up(&b);
+    if (r == LMR_ERR_NOT_FOUND)
+        return LMR_OK;
+    if (r) {
+        if (err)
+            *err = gerr;
+        lmr_err_prefix(err, "map task %u: reading its split decision %s", t->task, sp->cut_key);
+        return r;
+    }
+    sp->polling = false; /* decided already */
+    if (lmr_map_cut_from_json(j, &sp->at)) {
+        r = lmr_map_cut_check(t->shards, t->nshards, &sp->at, err);
+        sp->cut = r == LMR_OK;
+        if (!r)
+            LMR_INFO("map task %u attempt %u: an earlier attempt cut the task at byte %llu of shard %zu: this one "
+                     "stops there too",
+                     t->task, t->attempt, (unsigned long long)sp->at.offset, sp->at.shard);
+    } else if (!json_is_true(json_object_get(j, "declined"))) {
+        r = lmr_fail(err, LMR_ERR_FORMAT, "map task %u: its split decision %s is not a cut", t->task, sp->cut_key);
+    }
+    json_decref(j);
     return r;
 }
 
@@ -228,6 +491,8 @@ enum lmr_result lmr_mapper_handle(void *user_data, const struct lmr_runtime_cont
     }
     if ((r = lmr_store_set_get(&stores, t.job.work.root, &work, err)))
         goto done;
+    if (!m.ops->map_only && (t.split_min_bytes || t.check_cut) && (r = split_setup(&m, work, err)))
+        goto done;
 
     if (m.ops->map_only) {
         struct lmr_store *out_store;
@@ -277,8 +542,14 @@ enum lmr_result lmr_mapper_handle(void *user_data, const struct lmr_runtime_cont
         if ((r = lmr_map_output_new(&mo_opts, &mo, err)))
             goto done;
         m.out = lmr_map_output_emitter(mo);
+        double t_read = lmr_mono_ms();
         if ((r = map_shards(&t, &stores, &m, &limits, &in, err)))
             goto done;
+        m.read_ms = lmr_mono_ms() - t_read;
+        if (t.ask_peer && t.split_min_bytes)
+            ask_peer(&t, work);
+        LMR_INFO("map task %u attempt %u: input read and mapped in %.1f ms (%llu bytes)", t.task, t.attempt, m.read_ms,
+                 (unsigned long long)in.bytes_read);
         if ((r = lmr_map_output_status(mo, err)))
             goto done;
         if ((superseded = committed_by_other(&t, work)))
@@ -287,6 +558,8 @@ enum lmr_result lmr_mapper_handle(void *user_data, const struct lmr_runtime_cont
             goto done;
         record =
             json_pack("{s:s, s:s, s:o}", "attempt_id", t.attempt_id, "object", object_key, "frames", frames_json(&idx));
+        if (record && m.split.cut) /* where this task's input really ended: the rest is its tail task's */
+            json_object_set_new(record, "end", lmr_map_cut_to_json(&m.split.at));
     }
     if (!record) {
         r = LMR_ERR_NOMEM;
@@ -309,6 +582,12 @@ respond:;
                   (json_int_t)(m.ops->map_only ? 0 : idx.spills), "malformed_records",
                   (json_int_t)m.counters.malformed_records, "counters", lmr_job_counters_to_json(&m.counters),
                   "task_ms", lmr_mono_ms() - t0, "store", lmr_store_set_stats_json(&stores));
+    if (resp && m.split.cut)
+        json_object_set_new(resp, "end", lmr_map_cut_to_json(&m.split.at));
+    if (resp && m.read_ms > 0)
+        json_object_set_new(resp, "read_ms", json_real(m.read_ms));
+    if (resp && m.split.work)
+        json_object_set_new(resp, "split_polls", json_integer((json_int_t)m.split.polls));
     char *s = resp ? json_dumps(resp, JSON_COMPACT) : NULL;
     json_decref(resp);
     r = s ? lmr_buf_append_str(response, s) : LMR_ERR_NOMEM;
@@ -328,6 +607,8 @@ done:
     lmr_store_set_clean_up(&stores);
     free(object_key);
     free(spill_prefix);
+    free(m.split.request_key);
+    free(m.split.cut_key);
     lmr_map_task_clean_up(&t);
     return r;
 }

@@ -321,7 +321,17 @@ enum lmr_result lmr_shard_read(struct lmr_store *store, const struct lmr_shard *
             b.pos = b.len; /* the bytes of a line that began in the previous shard are not kept */
         uint64_t line_start = base + b.pos;
         if (!compressed && !in_tail && !skipping && line_start >= end)
-            goto done; /* the next line starts in the next shard */
+            goto done;                 /* the next line starts in the next shard */
+        if (limits->cut && !in_tail) { /* rebalancing: the task may hand the rest of its input to another */
+            uint64_t cut_at = limits->cut(limits->cut_user_data, compressed ? 0 : src.raw_pos, end);
+            if (!compressed && cut_at < end && cut_at >= src.raw_pos) {
+                end = cut_at;
+                src.visible_end = cut_at;
+                tail_pos = cut_at;
+                if (!skipping && line_start >= end)
+                    goto done; /* the next line starts after the cut */
+            }
+        }
         if ((r = line_buf_make_room(&b, key, line_start, compressed, err)))
             goto done;
         base = line_start;

@@ -45,11 +45,21 @@ enum lmr_result lmr_shard_read_blocks(struct lmr_store *store, const struct lmr_
                                       lmr_block_fn block_fn, lmr_line_fn line_fn, void *user_data,
                                       struct lmr_shard_stats *stats, struct lmr_err *err);
 
+/*
+ * Called before each refill of the reader's buffer (about every MiB) with the object offset of the
+ * next byte to fetch (pos) and the shard's current end. @return the new end: end to go on, or an
+ * offset in [pos, end) to stop the shard there (a cut: the lines that start before it are read,
+ * the last one to its end). Compressed shards are never shortened (the result is ignored).
+ */
+typedef uint64_t (*lmr_shard_cut_fn)(void *user_data, uint64_t pos, uint64_t end);
+
 /* What one shard read may use. */
 struct lmr_shard_read_limits {
     size_t max_line_bytes;     /* Required: the longest line (a longer one is an error that says so) */
     uint64_t read_ahead_bytes; /* Optional: most bytes the store reader may request ahead of the lines
                                   handed over (struct lmr_store_read_options); 0 = the store's default */
+    lmr_shard_cut_fn cut;      /* Optional: may shorten the shard while it is read (rebalancing) */
+    void *cut_user_data;
 };
 
 /**

@@ -156,9 +156,16 @@ json_t *lmr_map_task_to_json(const struct lmr_map_task *t)
     json_t *shards = json_array();
     for (size_t i = 0; i < t->nshards; i++)
         json_array_append_new(shards, lmr_shard_to_json(&t->shards[i]));
-    return json_pack("{s:s, s:o, s:I, s:I, s:s, s:o}", "kind", "map", "job", lmr_job_common_to_json(&t->job), "task",
-                     (json_int_t)t->task, "attempt", (json_int_t)t->attempt, "attempt_id", t->attempt_id, "shards",
-                     shards);
+    json_t *j = json_pack("{s:s, s:o, s:I, s:I, s:s, s:o}", "kind", "map", "job", lmr_job_common_to_json(&t->job),
+                          "task", (json_int_t)t->task, "attempt", (json_int_t)t->attempt, "attempt_id", t->attempt_id,
+                          "shards", shards);
+    if (j && t->split_min_bytes)
+        json_object_set_new(j, "split_min_bytes", json_integer((json_int_t)t->split_min_bytes));
+    if (j && t->check_cut)
+        json_object_set_new(j, "check_cut", json_true());
+    if (j && t->ask_peer)
+        json_object_set_new(j, "split_peer", json_integer(t->peer));
+    return j;
 }
 
 json_t *lmr_reduce_frames_to_json(const struct lmr_frame *frames, size_t n)
@@ -277,6 +284,14 @@ enum lmr_result lmr_map_task_from_json(const char *event, size_t len, struct lmr
     }
     for (size_t i = 0; !r && i < t->nshards; i++) {
         r = lmr_shard_from_json(json_array_get(shards, i), &t->shards[i], err);
+    }
+    if (!r) {
+        t->split_min_bytes = lmr_json_u64(j, "split_min_bytes", 0);
+        t->check_cut = json_is_true(json_object_get(j, "check_cut"));
+        json_t *peer = json_object_get(j, "split_peer");
+        t->ask_peer = json_is_integer(peer) && json_integer_value(peer) >= 0 &&
+                      json_integer_value(peer) <= UINT32_MAX && json_integer_value(peer) != t->task;
+        t->peer = t->ask_peer ? (uint32_t)json_integer_value(peer) : 0;
     }
     json_decref(j);
     if (r)
@@ -399,4 +414,138 @@ char *lmr_output_key(const struct lmr_job_common *c, const char *name)
     if (k)
         snprintf(k, n, "%s%s", c->output.key, name);
     return k;
+}
+
+/* ---- cuts (dynamic work rebalancing) ---------------------------------------------------------------------- */
+
+static uint64_t shard_end(const struct lmr_shard *s)
+{
+    return s->offset + s->length;
+}
+
+bool lmr_map_cut_decide(const struct lmr_shard *shards, size_t n, size_t cur, uint64_t pos, uint64_t min_side_bytes,
+                        int64_t extra_tail_bytes, struct lmr_map_cut *cut)
+{
+    if (cur >= n)
+        return false;
+    const struct lmr_shard *c = &shards[cur];
+    bool whole = c->codec != LMR_CODEC_NONE;
+    if (!whole && pos < c->offset)
+        pos = c->offset;
+    if (!whole && pos > shard_end(c))
+        pos = shard_end(c);
+    /* What remains: the rest of the current shard (all of it when compressed: its progress is not known) and the
+     * shards after it. */
+    uint64_t rem_cur = whole ? c->length : shard_end(c) - pos, total = rem_cur;
+    for (size_t k = cur + 1; k < n; k++)
+        total += shards[k].length;
+    if (total < 2 * min_side_bytes || total == 0)
+        return false;
+    int64_t half = (int64_t)(total / 2), want = extra_tail_bytes < -half ? 0 : half + extra_tail_bytes;
+    uint64_t give = (uint64_t)want < total ? (uint64_t)want : total;
+    uint64_t head = give < total ? total - give : 0; /* the bytes the task keeps */
+    struct lmr_map_cut at;
+    if (head < rem_cur) { /* the cut falls in the current shard */
+        if (whole) {      /* a compressed shard is read whole: the next boundary */
+            if (cur + 1 >= n)
+                return false;
+            at = (struct lmr_map_cut){cur + 1, shards[cur + 1].offset};
+        } else {
+            at = (struct lmr_map_cut){cur, pos + head};
+        }
+    } else {
+        uint64_t acc = rem_cur;
+        size_t k = cur + 1;
+        for (; k < n && head >= acc + shards[k].length; k++)
+            acc += shards[k].length;
+        if (k >= n)
+            return false;
+        const struct lmr_shard *s = &shards[k];
+        uint64_t into = head - acc; /* bytes of shard k the task keeps */
+        if (s->codec == LMR_CODEC_NONE || into == 0)
+            at = (struct lmr_map_cut){k, s->offset + into};
+        else if (into <= s->length / 2) /* the nearer boundary: before shard k */
+            at = (struct lmr_map_cut){k, s->offset};
+        else if (k + 1 < n) /* or after it */
+            at = (struct lmr_map_cut){k + 1, shards[k + 1].offset};
+        else
+            return false;
+    }
+    /* The tail (and with an even split both sides) must get at least min_side_bytes (a boundary cut may have moved
+     * the cut). */
+    uint64_t tail = shard_end(&shards[at.shard]) - at.offset;
+    for (size_t k = at.shard + 1; k < n; k++)
+        tail += shards[k].length;
+    if (tail < min_side_bytes || tail == 0 || (!extra_tail_bytes && total - tail < min_side_bytes))
+        return false;
+    *cut = at;
+    return true;
+}
+
+enum lmr_result lmr_map_cut_check(const struct lmr_shard *shards, size_t n, const struct lmr_map_cut *cut,
+                                  struct lmr_err *err)
+{
+    if (cut->shard >= n)
+        return lmr_fail(err, LMR_ERR_FORMAT, "the cut names shard %zu of a task with %zu shards", cut->shard, n);
+    const struct lmr_shard *s = &shards[cut->shard];
+    if (cut->offset < s->offset || cut->offset >= shard_end(s) ||
+        (s->codec != LMR_CODEC_NONE && cut->offset != s->offset))
+        return lmr_fail(err, LMR_ERR_FORMAT,
+                        "the cut at byte %llu is not inside shard %zu (%s, bytes %llu-%llu%s) of the task",
+                        (unsigned long long)cut->offset, cut->shard, s->object.key, (unsigned long long)s->offset,
+                        (unsigned long long)shard_end(s), s->codec != LMR_CODEC_NONE ? ", compressed: whole only" : "");
+    return LMR_OK;
+}
+
+enum lmr_result lmr_map_tail_shards(const struct lmr_shard *shards, size_t n, const struct lmr_map_cut *cut,
+                                    struct lmr_shard **out, size_t *out_n, struct lmr_err *err)
+{
+    enum lmr_result r = lmr_map_cut_check(shards, n, cut, err);
+    if (r)
+        return r;
+    size_t m = n - cut->shard;
+    struct lmr_shard *t = calloc(m, sizeof *t);
+    if (!t)
+        return LMR_ERR_NOMEM;
+    for (size_t k = 0; k < m; k++) {
+        const struct lmr_shard *s = &shards[cut->shard + k];
+        t[k] = *s;
+        t[k].object.root = strdup(s->object.root);
+        t[k].object.key = strdup(s->object.key);
+        if (!t[k].object.root || !t[k].object.key)
+            r = LMR_ERR_NOMEM;
+    }
+    t[0].offset = cut->offset;
+    t[0].length = shard_end(&shards[cut->shard]) - cut->offset;
+    if (r) {
+        for (size_t k = 0; k < m; k++)
+            lmr_location_clean_up(&t[k].object);
+        free(t);
+        return r;
+    }
+    *out = t;
+    *out_n = m;
+    return LMR_OK;
+}
+
+size_t lmr_map_head_shards(const struct lmr_shard *shards, size_t n, const struct lmr_map_cut *cut)
+{
+    if (cut->shard >= n)
+        return n;
+    return cut->shard + (cut->offset > shards[cut->shard].offset);
+}
+
+json_t *lmr_map_cut_to_json(const struct lmr_map_cut *cut)
+{
+    return json_pack("{s:I, s:I}", "shard", (json_int_t)cut->shard, "offset", (json_int_t)cut->offset);
+}
+
+bool lmr_map_cut_from_json(const json_t *j, struct lmr_map_cut *cut)
+{
+    json_t *s = json_object_get(j, "shard"), *o = json_object_get(j, "offset");
+    if (!json_is_integer(s) || !json_is_integer(o) || json_integer_value(s) < 0 || json_integer_value(o) < 0)
+        return false;
+    cut->shard = (size_t)json_integer_value(s);
+    cut->offset = (uint64_t)json_integer_value(o);
+    return true;
 }

@@ -58,7 +58,51 @@ struct lmr_map_task {
     char *attempt_id;
     struct lmr_shard *shards;
     size_t nshards;
+    /* Dynamic work rebalancing (docs/ARCHITECTURE.md, "Rebalancing"). Optional; all off by default. */
+    uint64_t split_min_bytes; /* > 0: look for WORK/map/m-NNNNN/split-request while reading and cut the input
+                                 there, leaving at least this many bytes to each side */
+    bool check_cut;           /* read WORK/map/m-NNNNN/cut.json first: an earlier attempt may have cut the task */
+    bool ask_peer;            /* when this task's input is done, ask task `peer` (of the same, last wave) to split */
+    uint32_t peer;
 };
+
+/*
+ * Where a cut map task's input ends: at byte `offset` of the object of shard `shard` (an index
+ * into the task's shards). The task keeps the lines that start before it; its tail task gets
+ * the rest. offset == the shard's offset hands the whole shard to the tail (the only cut a
+ * compressed shard allows); otherwise shards[shard].offset < offset < its end.
+ */
+struct lmr_map_cut {
+    size_t shard;
+    uint64_t offset;
+};
+
+/* The default least bytes a split leaves to each side (a tail's invocation and its extra map output cost). */
+#define LMR_MAP_SPLIT_MIN_BYTES (8u << 20)
+
+/**
+ * The cut of a task that has read shards [0, cur) and shard cur up to object offset pos (the
+ * first byte not yet fetched; ignored for a compressed shard, which is never cut inside): half
+ * of what remains plus extra_tail_bytes (which may be negative) goes to the tail (the task's own
+ * finish, which a tail of less input does faster, is worth that many bytes, the tail's wait for
+ * its slot that many less; 0 = an even split), at a byte offset
+ * inside an uncompressed shard or at the nearer shard boundary for a compressed one. @return
+ * false when what remains is less than twice min_side_bytes, or the tail would get less than
+ * min_side_bytes (and, for an even split, the task too), or nothing can be cut.
+ */
+bool lmr_map_cut_decide(const struct lmr_shard *shards, size_t n, size_t cur, uint64_t pos, uint64_t min_side_bytes,
+                        int64_t extra_tail_bytes, struct lmr_map_cut *cut);
+/** Is cut a valid cut of these shards (see struct lmr_map_cut)? On failure err says why. */
+enum lmr_result lmr_map_cut_check(const struct lmr_shard *shards, size_t n, const struct lmr_map_cut *cut,
+                                  struct lmr_err *err);
+/** The shards after cut (deep copies, malloc'd; *out_n >= 1): the tail task's input. */
+enum lmr_result lmr_map_tail_shards(const struct lmr_shard *shards, size_t n, const struct lmr_map_cut *cut,
+                                    struct lmr_shard **out, size_t *out_n, struct lmr_err *err);
+/** How many of the shards the cut task still reads (the last one shortened to the cut when cut inside it). */
+size_t lmr_map_head_shards(const struct lmr_shard *shards, size_t n, const struct lmr_map_cut *cut);
+/** A cut as JSON, {"shard": i, "offset": n} (new reference), and back (false: not a cut). */
+json_t *lmr_map_cut_to_json(const struct lmr_map_cut *cut);
+bool lmr_map_cut_from_json(const json_t *j, struct lmr_map_cut *cut);
 
 struct lmr_reduce_task {
     struct lmr_job_common job;

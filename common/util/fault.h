@@ -8,6 +8,7 @@
  *   map-hang        a mapper sleeps until its invocation times out
  *   peer-proc-net-tcp  the Runtime API peer check skips sock_diag and reads /proc/net/tcp
  *   map-slow        a mapper sleeps LMR_FAULT_SLOW_MS (default 1000) before reading its input
+ *   map-cut-kill    a mapper kills its own process right after writing its split decision (a cut)
  *   reduce-slow     a reducer sleeps LMR_FAULT_SLOW_MS (default 1000) before reading its frames
  * Unset in normal use; the embedded service passes LMR_* variables to function processes.
  */

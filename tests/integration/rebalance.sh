@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Dynamic work rebalancing (docs/ARCHITECTURE.md, "Rebalancing"): one map task made slow
+# (map-slow) leaves the other slot idle, so the coordinator asks it to split and runs the rest
+# as tail tasks. Checked against an independent count (python): the output is exact and every
+# input line was mapped exactly once (the map phase's records_in is the input's line count),
+# the report counts the splits and marks the tail invocations; --rebalance off splits nothing;
+# a task killed right after its cut is retried and the retry honours the cut; whole (gzip)
+# shards are cut only at shard boundaries; the merge exchange covers the tails too.
+source "$(dirname "$0")/lib/common.sh"
+D=$TEST_TMP
+python3 - "$D" <<'PY'
+import gzip, os, random, sys
+d = sys.argv[1]
+r = random.Random(16)
+words = [''.join(r.choice('abcdefghijklmnop') for _ in range(r.randint(2, 9))) for _ in range(4000)]
+def text(lines):
+    return ''.join(' '.join(r.choice(words) for _ in range(r.randint(1, 12))) + '\n' for _ in range(lines))
+os.makedirs(d + '/plain')
+for i in range(3):
+    with open('%s/plain/p%d.txt' % (d, i), 'w') as f:
+        f.write(text(30000))
+os.makedirs(d + '/gz')
+for i in range(8):
+    with gzip.open('%s/gz/g%d.txt.gz' % (d, i), 'wt') as f:
+        f.write(text(6000))
+PY
+lines() { python3 -c "
+import gzip, os, sys
+n = 0
+for d, _, fs in os.walk(sys.argv[1]):
+    for f in fs:
+        p = os.path.join(d, f)
+        n += (gzip.open(p, 'rb') if p.endswith('.gz') else open(p, 'rb')).read().count(b'\n')
+print(n)" "$1"; }
+# field NAME OUT: a figure of the map phase in the report
+field() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['phases']['map'][sys.argv[2]])" "$2/_lambdamr/report.json" "$1"; }
+tails() { python3 -c "
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(sum(1 for i in r['invocations'] if i['phase'] == 'map' and i.get('tail')))" "$1/_lambdamr/report.json"; }
+# A split leaves at least 64 KiB to each side (the default, 8 MiB, is for real inputs).
+export LMR_SPLIT_MIN_BYTES=65536
+# and the tail's start-up (20 ms by default, worth megabytes at this machine's rate) is not counted against
+# these small tasks' tails.
+export LMR_SPLIT_TAIL_START_MS=0
+run() { "$LAMBDAMR" run wordcount --reducers 2 --concurrency 2 "$@" > "$D/run.log" 2>&1 || { cat "$D/run.log"; return 1; }; }
+
+# 1. Map task 0 sleeps 1.5 s before reading: the other slot is idle meanwhile.
+LMR_FAULT='map-slow:0:1' LMR_FAULT_SLOW_MS=1500 run --input "$D/plain" --output "$D/on" || fail "run with a slow map task"
+check_wordcount "slow task, rebalanced: exact counts" "$D/on" "$D/plain"
+want=$(lines "$D/plain")
+[ "$(field records_in "$D/on")" -eq "$want" ] && pass "every input line mapped once ($want lines)" ||
+    fail "map records_in $(field records_in "$D/on") != $want input lines"
+planned=$(field planned_tasks "$D/on") splits=$(field splits "$D/on") tasks=$(field tasks "$D/on")
+[ "$splits" -ge 1 ] && pass "the report counts $splits split(s)" || fail "no split was made ($splits)"
+[ "$tasks" -eq $((planned + splits)) ] && pass "map tasks = planned $planned + $splits tails" ||
+    fail "map tasks $tasks != planned $planned + splits $splits"
+[ "$(tails "$D/on")" -ge "$splits" ] && pass "the tail tasks' invocations are marked in the report" ||
+    fail "tail invocations: $(tails "$D/on") for $splits splits"
+
+# 2. --rebalance off: the same job splits nothing.
+LMR_FAULT='map-slow:0:1' LMR_FAULT_SLOW_MS=1500 run --input "$D/plain" --output "$D/off" --rebalance off ||
+    fail "run with --rebalance off"
+check_wordcount "--rebalance off: exact counts" "$D/off" "$D/plain"
+[ "$(field splits "$D/off")" -eq 0 ] && [ "$(tails "$D/off")" -eq 0 ] &&
+    [ "$(field tasks "$D/off")" -eq "$(field planned_tasks "$D/off")" ] && pass "--rebalance off: no split, no tail task" ||
+    fail "--rebalance off split: $(field splits "$D/off") splits, $(tails "$D/off") tail invocations"
+help=$("$LAMBDAMR" run --help 2>&1 || true)
+grep -q -- '--rebalance on|off' <<< "$help" && pass "run --help shows --rebalance" ||
+    fail "--rebalance missing from run --help"
+if "$LAMBDAMR" run wordcount --input "$D/plain" --output "$D/bad" --rebalance maybe > "$D/bad.log" 2>&1; then
+    fail "--rebalance maybe was accepted"
+else
+    grep -q "not one of: on, off" "$D/bad.log" && pass "--rebalance maybe: a clear error" || fail "unclear error: $(cat "$D/bad.log")"
+fi
+
+# 3. Task 0's first attempt dies right after writing its cut: the retry honours the cut.
+LMR_LOG=info LMR_FAULT='map-slow:0:1,map-cut-kill:0:1' LMR_FAULT_SLOW_MS=1500 run --input "$D/plain" --output "$D/kill" ||
+    fail "run with a task killed after its cut"
+check_wordcount "killed after its cut, retried: exact counts" "$D/kill" "$D/plain"
+[ "$(field records_in "$D/kill")" -eq "$want" ] && pass "killed after its cut: every line mapped once" ||
+    fail "killed after its cut: records_in $(field records_in "$D/kill") != $want"
+[ "$(field failed_attempts "$D/kill")" -ge 1 ] && [ "$(field splits "$D/kill")" -ge 1 ] &&
+    pass "the killed attempt failed and the task was split" || fail "expected a failed attempt and a split"
+grep -rqs "an earlier attempt cut the task" "$D/kill/_lambdamr" "$D/run.log" && pass "the retry read the earlier attempt's cut" ||
+    fail "the retry did not say it honoured the cut"
+
+# 4. Whole shards (gzip) are cut at shard boundaries only.
+LMR_FAULT='map-slow:0:1' LMR_FAULT_SLOW_MS=1500 run --input "$D/gz" --output "$D/gzo" || fail "gzip run"
+check_wordcount "gzip shards, rebalanced: exact counts" "$D/gzo" "$D/gz"
+[ "$(field splits "$D/gzo")" -ge 1 ] && pass "gzip: split at a shard boundary" || fail "gzip: no split"
+[ "$(field records_in "$D/gzo")" -eq "$(lines "$D/gz")" ] && pass "gzip: every line mapped once" ||
+    fail "gzip: records_in $(field records_in "$D/gzo") != $(lines "$D/gz")"
+
+# 5. The merge exchange covers the tail tasks (its merge tasks are counted at the end of the map phase).
+LMR_FAULT='map-slow:0:1' LMR_FAULT_SLOW_MS=1500 run --input "$D/plain" --output "$D/merge" --exchange merge \
+    --merge-fan-in 2 || fail "merge exchange run"
+check_wordcount "merge exchange, rebalanced: exact counts" "$D/merge" "$D/plain"
+python3 - "$D/merge/_lambdamr/report.json" <<'PY' && pass "merge tasks cover every map task" || fail "merge tasks do not cover the tails"
+import json, math, sys
+r = json.load(open(sys.argv[1]))
+m = r['phases']['map']['tasks']
+sys.exit(0 if m > r['phases']['map']['planned_tasks'] and r['exchange']['merge_tasks'] == math.ceil(m / 2) else 1)
+PY
+finish

@@ -346,14 +346,14 @@ static bool grow(struct lmr_combine_table *t)
         if (!lmr_combine_slots_double_in_place(t->slots, t->cap, t->stride) && t->status == LMR_OK)
             t->status =
                 lmr_fail(&t->err, LMR_ERR_NOMEM, "Out of memory growing the combining table of %s.", job_name(t));
-        note_peak(t, t->arena_bytes + nbytes);
+        note_peak(t, t->arena.bytes + nbytes);
     } else {
         /* A fresh array; from huge-page sizes on, one reserved for every later doubling the
            budget allows (address space only: pages are faulted in as the table reaches them). */
         size_t reserve = nbytes;
         if (nbytes >= LMR_HUGE_BYTES)
             while (reserve * 2 / t->stride <= MAX_SLOTS && reserve * 2 <= RESERVE_MAX_BYTES &&
-                   t->arena_bytes + reserve * 2 <= t->limit)
+                   t->arena.bytes + reserve * 2 <= t->limit)
                 reserve *= 2;
         uint8_t *n = lmr_big_alloc(reserve);
         if (!n && reserve > nbytes)

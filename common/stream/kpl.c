@@ -32,20 +32,17 @@ static bool md5(const uint8_t *p, size_t n, uint8_t out[LMR_KPL_DIGEST_BYTES])
 #define LMR_KPL_MD5X8 1
 #include <immintrin.h>
 
-static const uint32_t md5_k[64] = {
-    0xd76aa478, 0xe8c7b756, 0x242070db, 0xc1bdceee, 0xf57c0faf, 0x4787c62a, 0xa8304613, 0xfd469501,
-    0x698098d8, 0x8b44f7af, 0xffff5bb1, 0x895cd7be, 0x6b901122, 0xfd987193, 0xa679438e, 0x49b40821,
-    0xf61e2562, 0xc040b340, 0x265e5a51, 0xe9b6c7aa, 0xd62f105d, 0x02441453, 0xd8a1e681, 0xe7d3fbc8,
-    0x21e1cde6, 0xc33707d6, 0xf4d50d87, 0x455a14ed, 0xa9e3e905, 0xfcefa3f8, 0x676f02d9, 0x8d2a4c8a,
-    0xfffa3942, 0x8771f681, 0x6d9d6122, 0xfde5380c, 0xa4beea44, 0x4bdecfa9, 0xf6bb4b60, 0xbebfbc70,
-    0x289b7ec6, 0xeaa127fa, 0xd4ef3085, 0x04881d05, 0xd9d4d039, 0xe6db99e5, 0x1fa27cf8, 0xc4ac5665,
-    0xf4292244, 0x432aff97, 0xab9423a7, 0xfc93a039, 0x655b59c3, 0x8f0ccc92, 0xffeff47d, 0x85845dd1,
-    0x6fa87e4f, 0xfe2ce6e0, 0xa3014314, 0x4e0811a1, 0xf7537e82, 0xbd3af235, 0x2ad7d2bb, 0xeb86d391,
-};
-static const uint8_t md5_s[64] = {7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22,
-                                  5, 9,  14, 20, 5, 9,  14, 20, 5, 9,  14, 20, 5, 9,  14, 20,
-                                  4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23,
-                                  6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21};
+#define MD5_F(b, c, d) _mm256_xor_si256((d), _mm256_and_si256((b), _mm256_xor_si256((c), (d))))
+#define MD5_G(b, c, d) _mm256_xor_si256((c), _mm256_and_si256((d), _mm256_xor_si256((b), (c))))
+#define MD5_H(b, c, d) _mm256_xor_si256(_mm256_xor_si256((b), (c)), (d))
+#define MD5_I(b, c, d) _mm256_xor_si256((c), _mm256_or_si256((b), _mm256_xor_si256((d), ones)))
+/* a = b + ((a + f(b, c, d) + w + k) <<< s) */
+#define MD5_STEP(f, a, b, c, d, w, k, s)                                                                               \
+    do {                                                                                                               \
+        __m256i t_ = _mm256_add_epi32(_mm256_add_epi32((a), MD5_##f((b), (c), (d))),                                   \
+                                      _mm256_add_epi32((w), _mm256_set1_epi32((int)(k))));                             \
+        (a) = _mm256_add_epi32((b), _mm256_or_si256(_mm256_slli_epi32(t_, (s)), _mm256_srli_epi32(t_, 32 - (s))));     \
+    } while (0)
 
 /* 8x8 transpose of 32-bit words: r[k] gets word k of each of the 8 rows. */
 __attribute__((target("avx2"))) static inline void transpose8(__m256i r[8])
@@ -108,32 +105,71 @@ __attribute__((target("avx2"))) static void md5x8(const uint8_t *const msg[8], c
             w[k + 8] = hi[k];
         }
         __m256i aa = a, bb = b, cc = c, dd = d;
-        for (int i = 0; i < 64; i++) {
-            __m256i f;
-            int g;
-            if (i < 16) {
-                f = _mm256_xor_si256(dd, _mm256_and_si256(bb, _mm256_xor_si256(cc, dd)));
-                g = i;
-            } else if (i < 32) {
-                f = _mm256_xor_si256(cc, _mm256_and_si256(dd, _mm256_xor_si256(bb, cc)));
-                g = (5 * i + 1) & 15;
-            } else if (i < 48) {
-                f = _mm256_xor_si256(_mm256_xor_si256(bb, cc), dd);
-                g = (3 * i + 5) & 15;
-            } else {
-                f = _mm256_xor_si256(cc, _mm256_or_si256(bb, _mm256_xor_si256(dd, ones)));
-                g = (7 * i) & 15;
-            }
-            __m256i t =
-                _mm256_add_epi32(_mm256_add_epi32(aa, f), _mm256_add_epi32(w[g], _mm256_set1_epi32((int)md5_k[i])));
-            int sh = md5_s[i];
-            t = _mm256_or_si256(_mm256_sll_epi32(t, _mm_cvtsi32_si128(sh)),
-                                _mm256_srl_epi32(t, _mm_cvtsi32_si128(32 - sh)));
-            aa = dd;
-            dd = cc;
-            cc = bb;
-            bb = _mm256_add_epi32(bb, t);
-        }
+        /* The 64 steps written out (constants in the instructions); the roles of a, b, c, d rotate. */
+        MD5_STEP(F, aa, bb, cc, dd, w[0], 0xd76aa478, 7);
+        MD5_STEP(F, dd, aa, bb, cc, w[1], 0xe8c7b756, 12);
+        MD5_STEP(F, cc, dd, aa, bb, w[2], 0x242070db, 17);
+        MD5_STEP(F, bb, cc, dd, aa, w[3], 0xc1bdceee, 22);
+        MD5_STEP(F, aa, bb, cc, dd, w[4], 0xf57c0faf, 7);
+        MD5_STEP(F, dd, aa, bb, cc, w[5], 0x4787c62a, 12);
+        MD5_STEP(F, cc, dd, aa, bb, w[6], 0xa8304613, 17);
+        MD5_STEP(F, bb, cc, dd, aa, w[7], 0xfd469501, 22);
+        MD5_STEP(F, aa, bb, cc, dd, w[8], 0x698098d8, 7);
+        MD5_STEP(F, dd, aa, bb, cc, w[9], 0x8b44f7af, 12);
+        MD5_STEP(F, cc, dd, aa, bb, w[10], 0xffff5bb1, 17);
+        MD5_STEP(F, bb, cc, dd, aa, w[11], 0x895cd7be, 22);
+        MD5_STEP(F, aa, bb, cc, dd, w[12], 0x6b901122, 7);
+        MD5_STEP(F, dd, aa, bb, cc, w[13], 0xfd987193, 12);
+        MD5_STEP(F, cc, dd, aa, bb, w[14], 0xa679438e, 17);
+        MD5_STEP(F, bb, cc, dd, aa, w[15], 0x49b40821, 22);
+        MD5_STEP(G, aa, bb, cc, dd, w[1], 0xf61e2562, 5);
+        MD5_STEP(G, dd, aa, bb, cc, w[6], 0xc040b340, 9);
+        MD5_STEP(G, cc, dd, aa, bb, w[11], 0x265e5a51, 14);
+        MD5_STEP(G, bb, cc, dd, aa, w[0], 0xe9b6c7aa, 20);
+        MD5_STEP(G, aa, bb, cc, dd, w[5], 0xd62f105d, 5);
+        MD5_STEP(G, dd, aa, bb, cc, w[10], 0x02441453, 9);
+        MD5_STEP(G, cc, dd, aa, bb, w[15], 0xd8a1e681, 14);
+        MD5_STEP(G, bb, cc, dd, aa, w[4], 0xe7d3fbc8, 20);
+        MD5_STEP(G, aa, bb, cc, dd, w[9], 0x21e1cde6, 5);
+        MD5_STEP(G, dd, aa, bb, cc, w[14], 0xc33707d6, 9);
+        MD5_STEP(G, cc, dd, aa, bb, w[3], 0xf4d50d87, 14);
+        MD5_STEP(G, bb, cc, dd, aa, w[8], 0x455a14ed, 20);
+        MD5_STEP(G, aa, bb, cc, dd, w[13], 0xa9e3e905, 5);
+        MD5_STEP(G, dd, aa, bb, cc, w[2], 0xfcefa3f8, 9);
+        MD5_STEP(G, cc, dd, aa, bb, w[7], 0x676f02d9, 14);
+        MD5_STEP(G, bb, cc, dd, aa, w[12], 0x8d2a4c8a, 20);
+        MD5_STEP(H, aa, bb, cc, dd, w[5], 0xfffa3942, 4);
+        MD5_STEP(H, dd, aa, bb, cc, w[8], 0x8771f681, 11);
+        MD5_STEP(H, cc, dd, aa, bb, w[11], 0x6d9d6122, 16);
+        MD5_STEP(H, bb, cc, dd, aa, w[14], 0xfde5380c, 23);
+        MD5_STEP(H, aa, bb, cc, dd, w[1], 0xa4beea44, 4);
+        MD5_STEP(H, dd, aa, bb, cc, w[4], 0x4bdecfa9, 11);
+        MD5_STEP(H, cc, dd, aa, bb, w[7], 0xf6bb4b60, 16);
+        MD5_STEP(H, bb, cc, dd, aa, w[10], 0xbebfbc70, 23);
+        MD5_STEP(H, aa, bb, cc, dd, w[13], 0x289b7ec6, 4);
+        MD5_STEP(H, dd, aa, bb, cc, w[0], 0xeaa127fa, 11);
+        MD5_STEP(H, cc, dd, aa, bb, w[3], 0xd4ef3085, 16);
+        MD5_STEP(H, bb, cc, dd, aa, w[6], 0x04881d05, 23);
+        MD5_STEP(H, aa, bb, cc, dd, w[9], 0xd9d4d039, 4);
+        MD5_STEP(H, dd, aa, bb, cc, w[12], 0xe6db99e5, 11);
+        MD5_STEP(H, cc, dd, aa, bb, w[15], 0x1fa27cf8, 16);
+        MD5_STEP(H, bb, cc, dd, aa, w[2], 0xc4ac5665, 23);
+        MD5_STEP(I, aa, bb, cc, dd, w[0], 0xf4292244, 6);
+        MD5_STEP(I, dd, aa, bb, cc, w[7], 0x432aff97, 10);
+        MD5_STEP(I, cc, dd, aa, bb, w[14], 0xab9423a7, 15);
+        MD5_STEP(I, bb, cc, dd, aa, w[5], 0xfc93a039, 21);
+        MD5_STEP(I, aa, bb, cc, dd, w[12], 0x655b59c3, 6);
+        MD5_STEP(I, dd, aa, bb, cc, w[3], 0x8f0ccc92, 10);
+        MD5_STEP(I, cc, dd, aa, bb, w[10], 0xffeff47d, 15);
+        MD5_STEP(I, bb, cc, dd, aa, w[1], 0x85845dd1, 21);
+        MD5_STEP(I, aa, bb, cc, dd, w[8], 0x6fa87e4f, 6);
+        MD5_STEP(I, dd, aa, bb, cc, w[15], 0xfe2ce6e0, 10);
+        MD5_STEP(I, cc, dd, aa, bb, w[6], 0xa3014314, 15);
+        MD5_STEP(I, bb, cc, dd, aa, w[13], 0x4e0811a1, 21);
+        MD5_STEP(I, aa, bb, cc, dd, w[4], 0xf7537e82, 6);
+        MD5_STEP(I, dd, aa, bb, cc, w[11], 0xbd3af235, 10);
+        MD5_STEP(I, cc, dd, aa, bb, w[2], 0x2ad7d2bb, 15);
+        MD5_STEP(I, bb, cc, dd, aa, w[9], 0xeb86d391, 21);
         /* Lanes whose message has ended keep their state. */
         __m256i live = _mm256_cmpgt_epi32(nblocks, _mm256_set1_epi32((int)j));
         a = _mm256_blendv_epi8(a, _mm256_add_epi32(a, aa), live);

@@ -208,21 +208,23 @@ static void *worker_main(void *arg)
 {
     struct lane_worker *w = arg;
     struct lane_workers *ws = w->ws;
-    pthread_mutex_lock(&ws->mu);
     for (;;) {
+        pthread_mutex_lock(&ws->mu);
         while (!w->job && !w->quit)
             pthread_cond_wait(&w->go, &ws->mu);
-        if (!w->job)
-            break;
         struct job_ctx *job = w->job;
         pthread_mutex_unlock(&ws->mu);
+        if (!job)
+            break;
         run_one(job);
         pthread_mutex_lock(&ws->mu);
         w->job = NULL;
-        if (--ws->busy == 0)
+        bool last = --ws->busy == 0;
+        pthread_mutex_unlock(&ws->mu);
+        /* Signalled after the unlock, so that the woken main loop does not block on the mutex at once. */
+        if (last)
             pthread_cond_signal(&ws->done);
     }
-    pthread_mutex_unlock(&ws->mu);
     return NULL;
 }
 
@@ -280,9 +282,10 @@ static void workers_start(struct lane_workers *ws, struct job_ctx *jobs, size_t 
     for (size_t i = 0; i < n; i++) {
         ws->w[i]->job = &jobs[i];
         ws->busy++;
-        pthread_cond_signal(&ws->w[i]->go);
     }
     pthread_mutex_unlock(&ws->mu);
+    for (size_t i = 0; i < n; i++)
+        pthread_cond_signal(&ws->w[i]->go);
 }
 
 static void workers_wait(struct lane_workers *ws)

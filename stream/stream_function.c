@@ -567,12 +567,25 @@ enum lmr_result lmr_stream_handler(void *user_data, const struct lmr_runtime_con
     size_t packed0 = lmr_stream_state_packed_bytes(st);
     size_t bound0 = lmr_stream_state_encoded_bytes(st) - lmr_base64_len(packed0) + sizeof ",\"first\":\"\"" +
                     LMR_STREAM_SEQ_MAX + sizeof ",\"n\":\"\"" + 20;
+    /* The aggregated records' digests are checked 64 records at a time (8 digests at once, kpl.h). */
+    enum { CHECK_GROUP = 64 };
+    bool intact[CHECK_GROUP];
     for (size_t i = 0; i < ev.n_records; i++) {
         const struct lmr_stream_parsed_record *rec = &ev.records[i];
+        if (i % CHECK_GROUP == 0) {
+            const uint8_t *data[CHECK_GROUP];
+            size_t lens[CHECK_GROUP], m = ev.n_records - i < CHECK_GROUP ? ev.n_records - i : CHECK_GROUP;
+            for (size_t j = 0; j < m; j++) {
+                data[j] = ev.records[i + j].data;
+                lens[j] = ev.records[i + j].len;
+            }
+            lmr_kpl_check_many(data, lens, m, intact);
+        }
         /* An aggregated record (KPL format: lambdamr's local sources, KPL producers) is its user
            records, taken or failed as a whole: its sequence number is the only one the mapping knows. */
         struct lmr_kpl_reader agg;
-        bool aggregated = lmr_kpl_open(rec->data, rec->len, &agg);
+        bool aggregated = intact[i % CHECK_GROUP] ? lmr_kpl_open_checked(rec->data, rec->len, &agg)
+                                                  : lmr_kpl_open(rec->data, rec->len, &agg);
         size_t users = aggregated ? agg.n_records : 1;
         if (cfg->fail_match && record_matches(rec, aggregated ? &agg : NULL, cfg->fail_match)) {
             failed = rec->sequence_number;

@@ -386,6 +386,39 @@ size_t lmr_stream_event_agg_bytes(size_t overhead, enum lmr_stream_agg_place pla
            (4 * lmr_kpl_fixed_bytes(pk_len) + 2) / 3 + user + 3;
 }
 
+/* Complete aggregated records waiting for their digests (lmr_stream_event_build). */
+#define AGG_PENDING 8
+struct agg_pending {
+    struct lmr_buf *agg;
+    size_t n;
+    size_t first[AGG_PENDING]; /* index of its first record */
+    size_t start[AGG_PENDING], end[AGG_PENDING];
+};
+
+/* Digest the waiting aggregated records together, write them into the event in order, empty agg. */
+static enum lmr_result agg_flush(struct lmr_buf *out, struct rec_writer *w, const struct lmr_stream_record *records,
+                                 struct agg_pending *pend)
+{
+    if (!pend->n)
+        return LMR_OK;
+    uint8_t *base = (uint8_t *)pend->agg->data;
+    const uint8_t *msg[AGG_PENDING];
+    size_t len[AGG_PENDING];
+    uint8_t dig[AGG_PENDING][LMR_KPL_DIGEST_BYTES];
+    for (size_t k = 0; k < pend->n; k++) {
+        msg[k] = base + pend->start[k] + LMR_KPL_MAGIC_BYTES;
+        len[k] = pend->end[k] - pend->start[k] - LMR_KPL_MAGIC_BYTES - LMR_KPL_DIGEST_BYTES;
+    }
+    enum lmr_result r = lmr_kpl_md5_many(msg, len, pend->n, dig) ? LMR_OK : LMR_ERR_INTERNAL;
+    for (size_t k = 0; k < pend->n && !r; k++) {
+        memcpy(base + pend->end[k] - LMR_KPL_DIGEST_BYTES, dig[k], LMR_KPL_DIGEST_BYTES);
+        r = write_record(out, w, &records[pend->first[k]], base + pend->start[k], pend->end[k] - pend->start[k]);
+    }
+    pend->n = 0;
+    lmr_buf_reset(pend->agg);
+    return r;
+}
+
 enum lmr_result lmr_stream_event_build(struct lmr_buf *out, const struct lmr_stream_event_info *info,
                                        const struct lmr_stream_record *records, size_t n, struct lmr_err *err)
 {
@@ -426,11 +459,15 @@ enum lmr_result lmr_stream_event_build(struct lmr_buf *out, const struct lmr_str
         for (size_t i = 0; i < n && !r; i++)
             r = write_record(out, &w, &records[i], records[i].data, records[i].len);
     } else {
-        /* Consecutive records packed into aggregated records as lmr_stream_agg_place groups them. */
+        /* Consecutive records packed into aggregated records as lmr_stream_agg_place groups them. Up to
+           AGG_PENDING complete ones wait in agg, so that their digests are computed together
+           (lmr_kpl_md5_many), then go into the event in order. */
         struct lmr_buf agg;
-        lmr_buf_init(&agg, LMR_STREAM_RECORD_MAX_BYTES);
+        lmr_buf_init(&agg, (size_t)AGG_PENDING * (LMR_STREAM_RECORD_MAX_BYTES + 64));
+        struct agg_pending pend = {.agg = &agg};
         struct lmr_stream_agg_cursor c = {0};
-        size_t first = 0, start = 0;
+        size_t start = 0;
+        bool open = false;
         for (size_t i = 0; i <= n && !r; i++) {
             enum lmr_stream_agg_place place =
                 i < n ? lmr_stream_agg_place(&c, info->agg_records_max, &records[i]) : LMR_STREAM_AGG_START;
@@ -438,22 +475,30 @@ enum lmr_result lmr_stream_event_build(struct lmr_buf *out, const struct lmr_str
                 r = lmr_kpl_add(&agg, records[i].data, records[i].len);
                 continue;
             }
-            if (agg.len) { /* the open aggregated record is complete */
-                r = lmr_kpl_finish(&agg, start);
-                if (!r)
-                    r = write_record(out, &w, &records[first], agg.data, agg.len);
-                lmr_buf_reset(&agg);
+            if (open) { /* the open aggregated record is complete */
+                r = lmr_kpl_finish_later(&agg);
+                open = false;
+                if (!r) {
+                    pend.end[pend.n - 1] = agg.len;
+                    if (pend.n == AGG_PENDING)
+                        r = agg_flush(out, &w, records, &pend);
+                }
             }
-            if (r || i == n)
+            if (r)
                 break;
-            if (place == LMR_STREAM_AGG_ALONE) {
-                r = write_record(out, &w, &records[i], records[i].data, records[i].len);
+            if (i == n || place == LMR_STREAM_AGG_ALONE) {
+                r = agg_flush(out, &w, records, &pend); /* what waits goes first: the order is the records' */
+                if (!r && i < n)
+                    r = write_record(out, &w, &records[i], records[i].data, records[i].len);
                 continue;
             }
-            first = i;
             r = lmr_kpl_begin(&agg, records[i].partition_key ? records[i].partition_key : "", &start);
-            if (!r)
+            if (!r) {
+                pend.first[pend.n] = i;
+                pend.start[pend.n++] = start;
+                open = true;
                 r = lmr_kpl_add(&agg, records[i].data, records[i].len);
+            }
         }
         lmr_buf_clean_up(&agg);
     }

@@ -68,6 +68,21 @@ struct lmr_kpl_user_record {
  */
 bool lmr_kpl_open(const uint8_t *data, size_t len, struct lmr_kpl_reader *rd);
 
+/**
+ * MD5 digests of n messages (msg[i], len[i] bytes) into out[i]: 8 at a time with AVX2 when the CPU
+ * has it (LMR_KPL_MD5_SERIAL=1: one at a time, OpenSSL's). @return false if OpenSSL failed.
+ */
+bool lmr_kpl_md5_many(const uint8_t *const *msg, const size_t *len, size_t n, uint8_t (*out)[LMR_KPL_DIGEST_BYTES]);
+
+/**
+ * Which of n Kinesis records' data (data[i], len[i] bytes) have the magic and a right MD5 (their
+ * digests computed together, see lmr_kpl_md5_many): intact[i]. Such a record is opened with
+ * lmr_kpl_open_checked; any other with lmr_kpl_open (a plain record).
+ */
+void lmr_kpl_check_many(const uint8_t *const *data, const size_t *len, size_t n, bool *intact);
+/** lmr_kpl_open of a record lmr_kpl_check_many found intact (the protobuf is still checked whole). */
+bool lmr_kpl_open_checked(const uint8_t *data, size_t len, struct lmr_kpl_reader *rd);
+
 /** lmr_kpl_open for a protobuf message already known to be intact (no magic, no MD5 check). */
 bool lmr_kpl_open_message(const uint8_t *msg, size_t len, struct lmr_kpl_reader *rd);
 
@@ -134,5 +149,7 @@ enum lmr_result lmr_kpl_add_key(struct lmr_buf *out, int table, const void *key,
 enum lmr_result lmr_kpl_add_indexed(struct lmr_buf *out, const void *data, size_t len, uint64_t pk_index);
 /** End the aggregated record that begins at start: append the MD5 of its protobuf bytes. */
 enum lmr_result lmr_kpl_finish(struct lmr_buf *out, size_t start);
+/** lmr_kpl_finish with the digest left zero, for the caller to write (several at once: lmr_kpl_md5_many). */
+enum lmr_result lmr_kpl_finish_later(struct lmr_buf *out);
 
 #endif

@@ -33,11 +33,19 @@ static bool aggregating(const struct poller *p)
     return p->o->source->arrival_is_read_time;
 }
 
-/* Lines per aggregated record in the lane's window (see lane_win.agg_max). */
-static size_t agg_max_for(struct lane *l, uint64_t window)
+/* A batch of many lines goes as AGG_PER_EVENT aggregated records (their digests are computed together on both
+   sides, 8 at a time: kpl.h), each of at least AGG_LINES_MIN lines. */
+#define AGG_PER_EVENT 8
+#define AGG_LINES_MIN 512
+
+/* Lines per aggregated record in the lane's window (see lane_win.agg_max; 0 there = the default above). */
+static size_t agg_max_for(const struct poller *p, struct lane *l, uint64_t window)
 {
     struct lane_win *lw = lmr_poller_lane_win(l, window, false);
-    return lw ? lw->agg_max : 0;
+    if (lw && lw->agg_max)
+        return lw->agg_max;
+    size_t per = (lmr_poller_batch_size(p) + AGG_PER_EVENT - 1) / AGG_PER_EVENT;
+    return per > AGG_LINES_MIN ? per : AGG_LINES_MIN;
 }
 
 struct job_ctx {
@@ -74,7 +82,7 @@ static enum lmr_result build_event(struct poller *p, struct lane *l)
         .is_final_invoke = l->final,
         .is_terminated_early = l->terminated_early,
         .aggregate = aggregating(p),
-        .agg_records_max = agg_max_for(l, l->batch_window),
+        .agg_records_max = agg_max_for(p, l, l->batch_window),
     };
     enum lmr_result r = lmr_stream_event_build(&l->event, &info, recs, l->batch_n, &l->inv_err);
     if (recs != recs_stack)
@@ -200,21 +208,23 @@ static void *worker_main(void *arg)
 {
     struct lane_worker *w = arg;
     struct lane_workers *ws = w->ws;
-    pthread_mutex_lock(&ws->mu);
     for (;;) {
+        pthread_mutex_lock(&ws->mu);
         while (!w->job && !w->quit)
             pthread_cond_wait(&w->go, &ws->mu);
-        if (!w->job)
-            break;
         struct job_ctx *job = w->job;
         pthread_mutex_unlock(&ws->mu);
+        if (!job)
+            break;
         run_one(job);
         pthread_mutex_lock(&ws->mu);
         w->job = NULL;
-        if (--ws->busy == 0)
+        bool last = --ws->busy == 0;
+        pthread_mutex_unlock(&ws->mu);
+        /* Signalled after the unlock, so that the woken main loop does not block on the mutex at once. */
+        if (last)
             pthread_cond_signal(&ws->done);
     }
-    pthread_mutex_unlock(&ws->mu);
     return NULL;
 }
 
@@ -272,9 +282,10 @@ static void workers_start(struct lane_workers *ws, struct job_ctx *jobs, size_t 
     for (size_t i = 0; i < n; i++) {
         ws->w[i]->job = &jobs[i];
         ws->busy++;
-        pthread_cond_signal(&ws->w[i]->go);
     }
     pthread_mutex_unlock(&ws->mu);
+    for (size_t i = 0; i < n; i++)
+        pthread_cond_signal(&ws->w[i]->go);
 }
 
 static void workers_wait(struct lane_workers *ws)
@@ -420,7 +431,7 @@ static size_t fill_batch(const struct poller *p, struct lane *l, struct lmr_stre
 {
     struct lmr_stream_event_info info = {
         .shard_id = l->shard->info.id, .event_source_arn = p->o->source->arn, .region = p->o->region};
-    size_t overhead = lmr_stream_event_record_overhead(&info), n = 0, bytes = 0, agg_max = agg_max_for(l, w);
+    size_t overhead = lmr_stream_event_record_overhead(&info), n = 0, bytes = 0, agg_max = agg_max_for(p, l, w);
     bool agg = aggregating(p);
     struct lmr_stream_agg_cursor c = {0};
     for (; it && n < limit && it->window_start_ms == w; it = it->next) {
@@ -448,10 +459,10 @@ static size_t fill_batch(const struct poller *p, struct lane *l, struct lmr_stre
 }
 
 /* User records in the first aggregated record of the lane's batch. */
-static size_t first_agg_records(struct lane *l)
+static size_t first_agg_records(const struct poller *p, struct lane *l)
 {
     struct lmr_stream_agg_cursor c = {0};
-    size_t agg_max = agg_max_for(l, l->batch_window), n = 0;
+    size_t agg_max = agg_max_for(p, l, l->batch_window), n = 0;
     for (size_t i = 0; i < l->batch_n; i++) {
         enum lmr_stream_agg_place place = lmr_stream_agg_place(&c, agg_max, &l->batch[i]->rec);
         if (i && place != LMR_STREAM_AGG_JOIN)
@@ -749,7 +760,7 @@ enum lmr_result lmr_poller_process_result(struct poller *p, struct lane *l, stru
         /* The first aggregated record alone overflows a fresh state (many keys in many lines): pack
            fewer lines per aggregated record in this window and send the batch again at once. The
            function fails an aggregated record of one line instead, so this ends. */
-        size_t first = first_agg_records(l);
+        size_t first = first_agg_records(p, l);
         struct lane_win *lw = first > 1 ? lmr_poller_lane_win(l, l->batch_window, true) : NULL;
         if (lw) {
             lw->agg_max = (first + 1) / 2;

@@ -42,7 +42,8 @@ struct lane_win {
     struct lmr_stream_item *kept_head, *kept_tail; /* records taken since snap, in order */
     size_t kept_n, kept_bytes;
     uint64_t parts_ended_early; /* parts of this window that the state limit ended */
-    size_t agg_max;             /* lines per aggregated record (0 = as many as fit 1 MiB): halved when one aggregated
+    size_t agg_max;             /* lines per aggregated record (0 = the default: an eighth of a batch, at least 512; see
+                                   poller_batch.c): halved when one aggregated
                                    record alone overflows a fresh state (poller_batch.c) */
     uint64_t records;
 };

@@ -23,6 +23,40 @@
 #include "stream_function.h"
 #include "test_stream_common.h"
 
+/* lmr_kpl_md5_many (8 lanes at once with AVX2) against OpenSSL's MD5, message by message: lengths around every
+   padding boundary, mixed lengths in one group of 8, groups not a multiple of 8, long messages beside empty ones. */
+static void test_md5_many(void **unused)
+{
+    enum { N = 203 };
+    static const size_t edges[] = {0, 1, 55, 56, 57, 63, 64, 65, 119, 120, 121, 127, 128, 129, 100000, 65536};
+    size_t len[N];
+    const uint8_t *msg[N];
+    uint8_t *buf = malloc(200000), (*got)[LMR_KPL_DIGEST_BYTES] = malloc(N * LMR_KPL_DIGEST_BYTES);
+    assert_true(buf && got);
+    srand(16);
+    for (size_t i = 0; i < 200000; i++)
+        buf[i] = (uint8_t)rand();
+    for (size_t i = 0; i < N; i++) {
+        len[i] = i < sizeof edges / sizeof edges[0] ? edges[i] : (size_t)rand() % (i % 9 == 0 ? 5000 : 300);
+        msg[i] = buf + (size_t)rand() % 1000;
+    }
+    for (size_t n = 1; n <= N; n = n < 20 ? n + 1 : n == 20 ? 100 : N + (n == N)) {
+        memset(got, 0, N * LMR_KPL_DIGEST_BYTES);
+        assert_true(lmr_kpl_md5_many(msg, len, n, got));
+        for (size_t i = 0; i < n; i++) {
+            uint8_t want[LMR_KPL_DIGEST_BYTES];
+            unsigned wl = 0;
+            assert_int_equal(EVP_Digest(msg[i], len[i], want, &wl, EVP_md5(), NULL), 1);
+            if (memcmp(want, got[i], sizeof want))
+                fail_msg("MD5 of message %zu (%zu bytes) of %zu differs", i, len[i], n);
+        }
+        if (n == N)
+            break;
+    }
+    free(buf);
+    free(got);
+}
+
 static void test_reader_against_protobuf(void **unused)
 {
     (void)unused;
@@ -298,6 +332,8 @@ static void test_aggregated_event(void **unused)
     check_aggregated_event(3000, false, 7);
     check_aggregated_event(1, false, 0);
     check_aggregated_event(40, true, 0); /* a near-1 MiB line in the middle: three records */
+    check_aggregated_event(40, true, 3); /* the aggregated records waiting for their digests go before it */
+    check_aggregated_event(3000, false, 100); /* groups of 8 digested together, and a short last group */
 }
 
 /* Lines 1..n as aggregated records of at most agg_max lines each, through the handler. */
@@ -397,6 +433,7 @@ static void test_handler_state_limit_aggregated(void **unused)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_md5_many),
         cmocka_unit_test(test_reader_against_protobuf),
         cmocka_unit_test(test_writer_matches_protobuf),
         cmocka_unit_test(test_writer_keyed_matches_protobuf),

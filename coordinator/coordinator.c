@@ -1365,6 +1365,7 @@ enum lmr_result lmr_coordinator_run(const struct lmr_coordinator_options *opts, 
                                   .check_committed_first = o.resume};
     if (rebalance) {
         map_phase.max_tasks = nmaps0 + room < jr.max_maps ? nmaps0 + room : jr.max_maps;
+        map_phase.planned_tasks = plan->ntasks;
         map_phase.split_poll_ms =
             strncmp(o.work_store->root_uri, "file://", 7) ? SPLIT_POLL_REMOTE_MS : SPLIT_POLL_FILE_MS;
         map_phase.split_request = map_split_request;

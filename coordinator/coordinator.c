@@ -1358,6 +1358,7 @@ enum lmr_result lmr_coordinator_run(const struct lmr_coordinator_options *opts, 
     struct lmr_phase map_phase = {.name = "map",
                                   .function = o.map_function,
                                   .ntasks = nmaps0,
+                                  .planned_tasks = plan->ntasks,
                                   .build_event = map_event,
                                   .commit_key = map_commit_key,
                                   .discard = map_discard,
@@ -1365,7 +1366,6 @@ enum lmr_result lmr_coordinator_run(const struct lmr_coordinator_options *opts, 
                                   .check_committed_first = o.resume};
     if (rebalance) {
         map_phase.max_tasks = nmaps0 + room < jr.max_maps ? nmaps0 + room : jr.max_maps;
-        map_phase.planned_tasks = plan->ntasks;
         map_phase.split_poll_ms =
             strncmp(o.work_store->root_uri, "file://", 7) ? SPLIT_POLL_REMOTE_MS : SPLIT_POLL_FILE_MS;
         map_phase.split_request = map_split_request;

@@ -5,7 +5,8 @@
 # input line was mapped exactly once (the map phase's records_in is the input's line count),
 # the report counts the splits and marks the tail invocations; --rebalance off splits nothing;
 # a task killed right after its cut is retried and the retry honours the cut; whole (gzip)
-# shards are cut only at shard boundaries; the merge exchange covers the tails too.
+# shards are cut only at shard boundaries; the merge exchange covers the tails too; a job killed
+# after a cut resumes with it.
 source "$(dirname "$0")/lib/common.sh"
 D=$TEST_TMP
 python3 - "$D" <<'PY'
@@ -104,4 +105,28 @@ r = json.load(open(sys.argv[1]))
 m = r['phases']['map']['tasks']
 sys.exit(0 if m > r['phases']['map']['planned_tasks'] and r['exchange']['merge_tasks'] == math.ceil(m / 2) else 1)
 PY
+# 6. Resume: the driver (and with it the embedded service, the coordinator and the mappers) is killed
+# right after task 0 cut its input; the same command again finds the cut (and the tail, if it was made),
+# and the output is exact.
+LMR_FAULT='map-slow:0:1' LMR_FAULT_SLOW_MS=1500 "$LAMBDAMR" run wordcount --reducers 2 --concurrency 2 \
+    --input "$D/plain" --output "$D/res" > "$D/res1.log" 2>&1 &
+pid=$!
+for _ in $(seq 400); do
+    compgen -G "$D/res/_lambdamr/work/*/map/m-00000/cut.json" > /dev/null && break
+    sleep 0.01
+done
+kill -9 "$pid" 2>/dev/null || true
+wait "$pid" 2>/dev/null || true
+if compgen -G "$D/res/_lambdamr/work/*/map/m-00000/cut.json" > /dev/null && [ ! -f "$D/res/_SUCCESS" ]; then
+    run --input "$D/plain" --output "$D/res" || fail "the resumed run after a cut"
+    check_wordcount "resumed after a cut: exact counts" "$D/res" "$D/plain"
+    python3 - "$D/res/_lambdamr/report.json" <<'PY' && pass "the resumed job ran or reused the tail" || fail "the resumed job has no tail"
+import json, sys
+r = json.load(open(sys.argv[1]))
+m = r['phases']['map']
+sys.exit(0 if m['tasks'] > m['planned_tasks'] else 1)
+PY
+else
+    fail "the first run did not stop after the cut (no cut.json, or it finished)"
+fi
 finish

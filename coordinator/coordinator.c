@@ -103,8 +103,8 @@ static char *map_event(void *user_data, size_t i, uint32_t attempt)
     t.task = (uint32_t)i;
     t.attempt = attempt;
     t.split_min_bytes = jr->split_min_bytes;
-    /* A retry (or any attempt of a resumed job) honours a cut an earlier attempt made. */
-    t.check_cut = jr->split_min_bytes && (attempt > 1 || jr->opts->resume);
+    /* A retry (or any attempt of a resumed job) honours a cut an earlier attempt made, with --rebalance off too. */
+    t.check_cut = jr->plan->job.reducers > 0 && (attempt > 1 || jr->opts->resume);
     /* One wave (every planned task runs at once): the slot of the first task to finish its input idles next, so
      * that task asks the next one round (a ring) to split as soon as its input is done, and the tail is ready
      * when the slot frees (its own output's finish, a third of its time for Query 2, would be too late). */
@@ -258,8 +258,10 @@ static enum lmr_result make_tail(struct job_run *jr, size_t i, const struct lmr_
         r = LMR_ERR_NOMEM;
     if (!r)
         r = lmr_store_put(jr->opts->work_store, key, text, strlen(text), LMR_PUT_CREATE_ONLY, err);
-    if (r == LMR_ERR_EXISTS) /* an earlier round wrote it and stopped before the next: the same tail (resume) */
-        lmr_err_clear(err), r = LMR_OK;
+    if (r == LMR_ERR_EXISTS) { /* an earlier round wrote it and stopped before the next: the same tail (resume) */
+        lmr_err_clear(err);
+        r = LMR_OK;
+    }
     if (!r) {
         jr->maps[idx] =
             (struct map_entry){.t = {.shards = sh, .nshards = n}, .owned = true, .parent = i, .tail = SIZE_MAX};

@@ -165,6 +165,15 @@ static char *reduce_commit_key(void *user_data, size_t i)
 #define SPLIT_POLL_FILE_MS 5u
 #define SPLIT_POLL_REMOTE_MS 50u
 
+bool lmr_rebalance_exact(const struct lmr_job_common *job)
+{
+    const char *name = job->job_name ? job->job_name : "";
+    if (!strcmp(name, "wordcount"))
+        return true;
+    const char *op = job->args ? lmr_job_arg(job->args, "op") : NULL;
+    return !strcmp(name, "aggregate") && op && (!strcmp(op, "count") || !strcmp(op, "min") || !strcmp(op, "max"));
+}
+
 static uint64_t split_min_bytes(void)
 {
     const char *e = getenv("LMR_SPLIT_MIN_BYTES"); /* tests: small inputs */
@@ -1327,7 +1336,8 @@ enum lmr_result lmr_coordinator_run(const struct lmr_coordinator_options *opts, 
     bool map_only = plan->job.reducers == 0;
     *report = NULL;
     /* The map tasks: the plan's, and room for the tails rebalancing may add (jobs with a reduce phase). */
-    bool rebalance = !map_only && !o.rebalance_off;
+    bool rebalance = !map_only && (o.rebalance == LMR_REBALANCE_ON ||
+                                   (o.rebalance == LMR_REBALANCE_AUTO && lmr_rebalance_exact(&plan->job)));
     jr.split_min_bytes = rebalance ? split_min_bytes() : 0;
     jr.max_maps = plan->ntasks + (map_only ? 0 : MAP_TAILS_MAX);
     jr.maps = calloc(jr.max_maps, sizeof *jr.maps);

@@ -6,7 +6,7 @@
 # the report counts the splits and marks the tail invocations; --rebalance off splits nothing;
 # a task killed right after its cut is retried and the retry honours the cut; whole (gzip)
 # shards are cut only at shard boundaries; the merge exchange covers the tails too; a job killed
-# after a cut resumes with it.
+# after a cut resumes with it; auto leaves floating-point sums unsplit.
 source "$(dirname "$0")/lib/common.sh"
 D=$TEST_TMP
 python3 - "$D" <<'PY'
@@ -67,12 +67,12 @@ check_wordcount "--rebalance off: exact counts" "$D/off" "$D/plain"
     [ "$(field tasks "$D/off")" -eq "$(field planned_tasks "$D/off")" ] && pass "--rebalance off: no split, no tail task" ||
     fail "--rebalance off split: $(field splits "$D/off") splits, $(tails "$D/off") tail invocations"
 help=$("$LAMBDAMR" run --help 2>&1 || true)
-grep -q -- '--rebalance on|off' <<< "$help" && pass "run --help shows --rebalance" ||
+grep -q -- '--rebalance auto|on|off' <<< "$help" && pass "run --help shows --rebalance" ||
     fail "--rebalance missing from run --help"
 if "$LAMBDAMR" run wordcount --input "$D/plain" --output "$D/bad" --rebalance maybe > "$D/bad.log" 2>&1; then
     fail "--rebalance maybe was accepted"
 else
-    grep -q "not one of: on, off" "$D/bad.log" && pass "--rebalance maybe: a clear error" || fail "unclear error: $(cat "$D/bad.log")"
+    grep -q "not one of: auto, on, off" "$D/bad.log" && pass "--rebalance maybe: a clear error" || fail "unclear error: $(cat "$D/bad.log")"
 fi
 
 # 3. Task 0's first attempt dies right after writing its cut: the retry honours the cut.
@@ -105,6 +105,49 @@ r = json.load(open(sys.argv[1]))
 m = r['phases']['map']['tasks']
 sys.exit(0 if m > r['phases']['map']['planned_tasks'] and r['exchange']['merge_tasks'] == math.ceil(m / 2) else 1)
 PY
+# 7. auto (the default) rebalances only jobs whose output cannot depend on the cut: aggregate count yes,
+# aggregate sum (floating point: a split re-associates partial sums) only with --rebalance on.
+python3 - "$D/csv" <<'PY'
+import os, random, sys
+os.makedirs(sys.argv[1])
+r = random.Random(7)
+for i in range(3):
+    with open(os.path.join(sys.argv[1], 'c%d.csv' % i), 'w') as f:
+        for _ in range(60000):
+            f.write('k%d,%d.%02d\n' % (r.randint(0, 999), r.randint(0, 9999), r.randint(0, 99)))
+PY
+agg() { LMR_FAULT='map-slow:0:1' LMR_FAULT_SLOW_MS=1500 "$LAMBDAMR" run aggregate --input "$D/csv" --delimiter , --key 1 \
+    --value 2 --reducers 2 --concurrency 2 "$@" > "$D/agg.log" 2>&1 || { cat "$D/agg.log"; return 1; }; }
+agg --op count --output "$D/cnt" || fail "aggregate count"
+agg --op sum --output "$D/sum" || fail "aggregate sum"
+agg --op sum --output "$D/sum-on" --rebalance on || fail "aggregate sum --rebalance on"
+python3 - "$D" <<'PY' && pass "auto: count split, sum not; --rebalance on: sum split, sums right" || fail "aggregate and auto"
+import collections, glob, json, os, sys
+d = sys.argv[1]
+cnt, tot = collections.Counter(), collections.defaultdict(float)
+for p in glob.glob(d + '/csv/*.csv'):
+    for line in open(p):
+        k, v = line.rstrip('\n').split(',')
+        cnt[k] += 1
+        tot[k] += float(v)
+def out(name):
+    rows = {}
+    for p in glob.glob(d + '/' + name + '/part-r-*'):
+        for line in open(p):
+            k, v = line.rstrip('\n').split('\t')
+            rows[k] = v
+    return rows
+def rep(name):
+    return json.load(open(d + '/' + name + '/_lambdamr/report.json'))
+assert {k: int(v) for k, v in out('cnt').items()} == dict(cnt), 'count differs'
+assert rep('cnt')['rebalance'] and rep('cnt')['phases']['map']['splits'] >= 1, 'count: no split'
+assert not rep('sum')['rebalance'] and rep('sum')['phases']['map']['splits'] == 0, 'sum: split under auto'
+assert rep('sum-on')['rebalance'] and rep('sum-on')['phases']['map']['splits'] >= 1, 'sum on: no split'
+for name in ('sum', 'sum-on'):
+    o = out(name)
+    assert set(o) == set(tot) and all(abs(float(o[k]) - tot[k]) <= 1e-9 * max(1, abs(tot[k])) for k in tot), name
+PY
+
 # 6. Resume: the driver (and with it the embedded service, the coordinator and the mappers) is killed
 # right after task 0 cut its input; the same command again finds the cut (and the tail, if it was made),
 # and the output is exact.

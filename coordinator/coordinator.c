@@ -103,8 +103,8 @@ static char *map_event(void *user_data, size_t i, uint32_t attempt)
     t.task = (uint32_t)i;
     t.attempt = attempt;
     t.split_min_bytes = jr->split_min_bytes;
-    /* A retry (or any attempt of a resumed job) honours a cut an earlier attempt made. */
-    t.check_cut = jr->split_min_bytes && (attempt > 1 || jr->opts->resume);
+    /* A retry (or any attempt of a resumed job) honours a cut an earlier attempt made, with --rebalance off too. */
+    t.check_cut = jr->plan->job.reducers > 0 && (attempt > 1 || jr->opts->resume);
     /* One wave (every planned task runs at once): the slot of the first task to finish its input idles next, so
      * that task asks the next one round (a ring) to split as soon as its input is done, and the tail is ready
      * when the slot frees (its own output's finish, a third of its time for Query 2, would be too late). */
@@ -164,6 +164,15 @@ static char *reduce_commit_key(void *user_data, size_t i)
 #define MAP_TAILS_MAX 4096u
 #define SPLIT_POLL_FILE_MS 5u
 #define SPLIT_POLL_REMOTE_MS 50u
+
+bool lmr_rebalance_exact(const struct lmr_job_common *job)
+{
+    const char *name = job->job_name ? job->job_name : "";
+    if (!strcmp(name, "wordcount"))
+        return true;
+    const char *op = job->args ? lmr_job_arg(job->args, "op") : NULL;
+    return !strcmp(name, "aggregate") && op && (!strcmp(op, "count") || !strcmp(op, "min") || !strcmp(op, "max"));
+}
 
 static uint64_t split_min_bytes(void)
 {
@@ -258,8 +267,10 @@ static enum lmr_result make_tail(struct job_run *jr, size_t i, const struct lmr_
         r = LMR_ERR_NOMEM;
     if (!r)
         r = lmr_store_put(jr->opts->work_store, key, text, strlen(text), LMR_PUT_CREATE_ONLY, err);
-    if (r == LMR_ERR_EXISTS) /* an earlier round wrote it and stopped before the next: the same tail (resume) */
-        lmr_err_clear(err), r = LMR_OK;
+    if (r == LMR_ERR_EXISTS) { /* an earlier round wrote it and stopped before the next: the same tail (resume) */
+        lmr_err_clear(err);
+        r = LMR_OK;
+    }
     if (!r) {
         jr->maps[idx] =
             (struct map_entry){.t = {.shards = sh, .nshards = n}, .owned = true, .parent = i, .tail = SIZE_MAX};
@@ -1309,7 +1320,8 @@ enum lmr_result lmr_coordinator_run(const struct lmr_coordinator_options *opts, 
     bool map_only = plan->job.reducers == 0;
     *report = NULL;
     /* The map tasks: the plan's, and room for the tails rebalancing may add (jobs with a reduce phase). */
-    bool rebalance = !map_only && !o.rebalance_off;
+    bool rebalance = !map_only && (o.rebalance == LMR_REBALANCE_ON ||
+                                   (o.rebalance == LMR_REBALANCE_AUTO && lmr_rebalance_exact(&plan->job)));
     jr.split_min_bytes = rebalance ? split_min_bytes() : 0;
     jr.max_maps = plan->ntasks + (map_only ? 0 : MAP_TAILS_MAX);
     jr.maps = calloc(jr.max_maps, sizeof *jr.maps);
@@ -1342,6 +1354,7 @@ enum lmr_result lmr_coordinator_run(const struct lmr_coordinator_options *opts, 
     struct lmr_phase map_phase = {.name = "map",
                                   .function = o.map_function,
                                   .ntasks = nmaps0,
+                                  .planned_tasks = plan->ntasks,
                                   .build_event = map_event,
                                   .commit_key = map_commit_key,
                                   .discard = map_discard,

@@ -45,6 +45,17 @@ struct lmr_progress {
     const json_t *invocations;
 };
 
+enum lmr_rebalance { LMR_REBALANCE_AUTO = 0, LMR_REBALANCE_ON, LMR_REBALANCE_OFF };
+
+/**
+ * Is the job's output independent of where its map tasks' inputs are cut? True for combiners
+ * that are exact and order-free: word count (integer counts), aggregate's count, min and max.
+ * Not for floating-point sums (aggregate sum and avg: a split changes how partial sums are
+ * associated, so the last digit may change) nor for jobs whose reducers see values in map task
+ * order (a tail's values come after the other tasks').
+ */
+bool lmr_rebalance_exact(const struct lmr_job_common *job);
+
 struct lmr_coordinator_options {
     struct lmr_invoker *invoker;    /* Required. */
     const char *map_function;       /* Required: function name for map tasks. */
@@ -56,9 +67,10 @@ struct lmr_coordinator_options {
     const struct lmr_store_set *driver_stores;
     uint32_t concurrency;  /* Optional: invocations in flight, default 8. */
     uint32_t max_attempts; /* Optional: per task, default 3. */
-    /* Optional: no dynamic work rebalancing (docs/ARCHITECTURE.md, "Rebalancing"; run --rebalance off). By
-     * default a job with a reduce phase splits a running map task for a slot that would idle. */
-    bool rebalance_off;
+    /* Optional: dynamic work rebalancing (docs/ARCHITECTURE.md, "Rebalancing"; run --rebalance): a job with a
+     * reduce phase splits a running map task for a slot that would idle. AUTO (the default): only jobs whose
+     * output cannot depend on where their map tasks are cut (lmr_rebalance_exact). */
+    enum lmr_rebalance rebalance;
     /* Optional: backup attempts for stragglers (speculation.h); NULL = none. */
     const struct lmr_speculation *speculation;
     /* Optional: set when a superseded attempt was still in flight when the run returned (past the

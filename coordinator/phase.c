@@ -104,7 +104,7 @@ static json_t *invocation_json(const struct lmr_phase *ph, size_t task, uint32_t
         json_object_set_new(o, "backup", json_boolean(backup));
     if (o && superseded) /* another attempt committed the task first */
         json_object_set_new(o, "superseded", json_true());
-    if (o && task >= ph->ntasks) /* a tail task (rebalancing) */
+    if (o && task >= (ph->planned_tasks ? ph->planned_tasks : ph->ntasks)) /* a tail task (rebalancing) */
         json_object_set_new(o, "tail", json_true());
     return o;
 }

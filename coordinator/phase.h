@@ -41,6 +41,7 @@ struct lmr_phase {
      * below max_tasks (at most max_tasks - ntasks requests are made).
      */
     size_t max_tasks;
+    size_t planned_tasks; /* tasks from this index up are tails (the report marks them); 0 = ntasks */
     uint32_t split_poll_ms;
     enum lmr_result (*split_request)(void *user_data, size_t i, struct lmr_err *err);
     /* @return LMR_PHASE_SPLIT_PENDING, _TAIL (*tail set) or _NONE (declined, or the tail exists already). */

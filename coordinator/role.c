@@ -90,6 +90,13 @@ static enum lmr_result speculation_from_event(json_t *ev, struct lmr_speculation
     return r ? lmr_err_prefix(err, "coordinator event") : LMR_OK;
 }
 
+/* The event's "rebalance": "auto" (or absent), "on" or "off". */
+static enum lmr_rebalance rebalance_from_event(const json_t *ev)
+{
+    const char *v = lmr_json_str(ev, "rebalance", "auto");
+    return !strcmp(v, "on") ? LMR_REBALANCE_ON : !strcmp(v, "off") ? LMR_REBALANCE_OFF : LMR_REBALANCE_AUTO;
+}
+
 /* The event for the next round: the same job, the lease handed over from this holder. */
 static enum lmr_result continue_job(struct lmr_invoker *inv, json_t *ev, const char *function, const char *holder,
                                     struct lmr_err *err)
@@ -256,7 +263,7 @@ enum lmr_result lmr_coordinator_handle(void *user_data, const struct lmr_runtime
         .concurrency = (uint32_t)lmr_json_u64(ev, "concurrency", 8),
         .max_attempts = (uint32_t)lmr_json_u64(ev, "max_attempts", 3),
         .speculation = &spec,
-        .rebalance_off = json_is_false(json_object_get(ev, "rebalance")),
+        .rebalance = rebalance_from_event(ev),
         .invoker_in_use = &invoker_in_use,
         .prices = have_prices ? &prices : NULL,
         .lease = lease,

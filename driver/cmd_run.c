@@ -54,7 +54,7 @@ struct run_options {
     uint32_t concurrency;
     uint32_t max_attempts;
     struct lmr_speculation speculation; /* backups for stragglers (--speculation*) */
-    bool rebalance_off;                 /* --rebalance off */
+    const char *rebalance;              /* --rebalance auto|on|off (NULL: auto) */
     bool overwrite;
     bool json;
     bool detach;
@@ -116,8 +116,11 @@ static void run_usage(FILE *f)
                "      --speculation-quantile Q  fraction of tasks finished first, >0 to 1 (default 0.75)\n"
                "      --speculation-factor X    times the median duration, 1 to 100 (default 3)\n"
                "      --speculation-min-ms MS   and at least this long, 0 to 900000 (default 3000)\n"
-               "      --rebalance on|off dynamic work rebalancing (default on; jobs with a reduce phase): when a\n"
-               "                         slot would idle, a running map task's rest is split off as a tail task\n"
+               "      --rebalance auto|on|off  dynamic work rebalancing (jobs with a reduce phase): when a slot\n"
+               "                         would idle, a running map task's rest is split off as a tail task;\n"
+               "                         auto (default): only jobs whose output cannot depend on the split\n"
+               "                         (wordcount; aggregate count, min, max); on: also floating-point sums\n"
+               "                         (their last digit may then change) and jobs that see values in order\n"
                "      --exchange MODE    the shuffle: direct (each reducer reads its frame of every map output),\n"
                "                         merge (merge tasks first merge groups of map outputs, so reducers read\n"
                "                         fewer, larger frames) or auto (default: merge when a direct shuffle would\n"
@@ -517,9 +520,9 @@ static int parse_args(int argc, char **argv, struct run_options *o)
             o->speculation.enabled = !strcmp(optarg, "on");
             break;
         case OPT_REBALANCE:
-            if (strcmp(optarg, "on") && strcmp(optarg, "off"))
-                return usage_error("--rebalance '%s' is not one of: on, off", optarg);
-            o->rebalance_off = !strcmp(optarg, "off");
+            if (strcmp(optarg, "auto") && strcmp(optarg, "on") && strcmp(optarg, "off"))
+                return usage_error("--rebalance '%s' is not one of: auto, on, off", optarg);
+            o->rebalance = optarg;
             break;
         case OPT_SPEC_QUANTILE:
             if (parse_number("speculation-quantile", optarg, &o->speculation.quantile))
@@ -870,7 +873,7 @@ static enum lmr_result invoke_coordinator(const struct run_options *o, const cha
                                       o->speculation.quantile, "factor", o->speculation.factor, "min_ms",
                                       (json_int_t)o->speculation.min_ms));
         json_object_set_new(ev, "prices", lmr_prices_json(prices));
-        json_object_set_new(ev, "rebalance", json_boolean(!o->rebalance_off));
+        json_object_set_new(ev, "rebalance", json_string(o->rebalance ? o->rebalance : "auto"));
         if (o->command)
             json_object_set_new(ev, "command", json_string(o->command));
     }

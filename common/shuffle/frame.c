@@ -109,11 +109,15 @@ struct lmr_frame_writer {
 };
 
 /* Raw frames (RFC 8878): a frame header (magic, a descriptor with only the content checksum flag, a
-   window descriptor) before the first block, a 3-byte block header before each staged batch (one
+   window descriptor; for a frame of one block: single segment and its content size, so readers
+   decode it whole) before the first block, a 3-byte block header before each staged batch (one
    raw block: at most STAGE_BYTES, the window size and so the largest block allowed), and the
    checksum (the low 4 bytes of XXH64 of the content) after the last one; the staging buffer's head
    and tail room take them, so each block is one store write. */
 #define RAW_FRAME_HEADER_BYTES 6
+/* A frame of one block: single segment, its 4-byte content size, no window descriptor. */
+#define RAW_SMALL_HEADER_BYTES 9
+#define RAW_SMALL_DESCRIPTOR 0xA4 /* 4-byte content size, single segment, content checksum */
 #define RAW_BLOCK_HEADER_BYTES 3
 #define RAW_HEAD 16
 #define RAW_TAIL 8
@@ -278,7 +282,13 @@ static enum lmr_result raw_block(struct lmr_frame_writer *fw, bool last, struct 
     p[0] = (uint8_t)h;
     p[1] = (uint8_t)(h >> 8);
     p[2] = (uint8_t)(h >> 16);
-    if (!fw->in_frame) {
+    if (!fw->in_frame && last) { /* the whole frame in one block: its size stated (readers decode it whole) */
+        p -= RAW_SMALL_HEADER_BYTES;
+        put_u32le(p, ZSTD_FRAME_MAGIC);
+        p[4] = RAW_SMALL_DESCRIPTOR;
+        put_u32le(p + 5, (uint32_t)n);
+        fw->in_frame = true;
+    } else if (!fw->in_frame) {
         p -= RAW_FRAME_HEADER_BYTES;
         put_u32le(p, ZSTD_FRAME_MAGIC);
         p[4] = RAW_DESCRIPTOR;

@@ -352,6 +352,23 @@ static enum lmr_result feed(struct lmr_frame_writer *fw, const void *p, size_t l
 enum lmr_result lmr_frame_writer_add(struct lmr_frame_writer *fw, struct lmr_slice key, struct lmr_slice value,
                                      struct lmr_err *err)
 {
+    /* Fast path: a frame under way, key and value of at most 255 bytes (bin 8 headers), room staged. */
+    size_t small = 5 + key.len + value.len;
+    if (fw->started && key.len <= 0xff && value.len <= 0xff && small <= STAGE_BYTES - fw->stage_len) {
+        uint8_t *p = fw->stage + fw->stage_len;
+        p[0] = 0x92;
+        p[1] = 0xc4;
+        p[2] = (uint8_t)key.len;
+        copy_bytes(p + 3, key.ptr, key.len);
+        p += 3 + key.len;
+        p[0] = 0xc4;
+        p[1] = (uint8_t)value.len;
+        copy_bytes(p + 2, value.ptr, value.len);
+        fw->stage_len += small;
+        fw->raw_bytes += small;
+        fw->records++;
+        return LMR_OK;
+    }
     if (key.len > UINT32_MAX || value.len > UINT32_MAX)
         return lmr_fail(err, LMR_ERR_TOO_LARGE,
                         "A shuffle record is larger than 4 GiB; keys and values must be smaller.");

@@ -259,7 +259,7 @@ static inline uint8_t *probe(const struct lmr_combine_table *t, uint64_t h, stru
     return key.len <= SHORT_KEY ? probe_short(t, h, w, key.len, found) : probe_long(t, h, key.ptr, key.len, found);
 }
 
-/* Address space reserved for a slot array that grows in place: at most this much. */
+/* Address space reserved for a slot array that grows in place under a budget: at most this much. */
 #define RESERVE_MAX_BYTES ((size_t)16 << 30)
 /* Deferred slots of an in-place growth (see grow_in_place) held on the stack before the heap. */
 #define DEFER_STACK_SLOTS 256
@@ -350,9 +350,9 @@ static bool grow(struct lmr_combine_table *t)
     } else {
         /* A fresh array; from huge-page sizes on, one reserved for every later doubling the
            budget allows (address space only: pages are faulted in as the table reaches them). */
-        size_t reserve = nbytes;
-        if (nbytes >= LMR_HUGE_BYTES)
-            while (reserve * 2 / t->stride <= MAX_SLOTS && reserve * 2 <= RESERVE_MAX_BYTES &&
+        size_t reserve = nbytes, most = t->limit == SIZE_MAX ? nbytes * 8 : RESERVE_MAX_BYTES;
+        if (nbytes >= LMR_HUGE_BYTES) /* without a budget: three doublings ahead, then a fresh reservation */
+            while (reserve * 2 / t->stride <= MAX_SLOTS && reserve * 2 <= most &&
                    t->arena.bytes + reserve * 2 <= t->limit)
                 reserve *= 2;
         uint8_t *n = lmr_big_alloc(reserve);

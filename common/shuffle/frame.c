@@ -109,11 +109,15 @@ struct lmr_frame_writer {
 };
 
 /* Raw frames (RFC 8878): a frame header (magic, a descriptor with only the content checksum flag, a
-   window descriptor) before the first block, a 3-byte block header before each staged batch (one
+   window descriptor; for a frame of one block: single segment and its content size, so readers
+   decode it whole) before the first block, a 3-byte block header before each staged batch (one
    raw block: at most STAGE_BYTES, the window size and so the largest block allowed), and the
    checksum (the low 4 bytes of XXH64 of the content) after the last one; the staging buffer's head
    and tail room take them, so each block is one store write. */
 #define RAW_FRAME_HEADER_BYTES 6
+/* A frame of one block: single segment, its 4-byte content size, no window descriptor. */
+#define RAW_SMALL_HEADER_BYTES 9
+#define RAW_SMALL_DESCRIPTOR 0xA4 /* 4-byte content size, single segment, content checksum */
 #define RAW_BLOCK_HEADER_BYTES 3
 #define RAW_HEAD 16
 #define RAW_TAIL 8
@@ -278,7 +282,13 @@ static enum lmr_result raw_block(struct lmr_frame_writer *fw, bool last, struct 
     p[0] = (uint8_t)h;
     p[1] = (uint8_t)(h >> 8);
     p[2] = (uint8_t)(h >> 16);
-    if (!fw->in_frame) {
+    if (!fw->in_frame && last) { /* the whole frame in one block: its size stated (readers decode it whole) */
+        p -= RAW_SMALL_HEADER_BYTES;
+        put_u32le(p, ZSTD_FRAME_MAGIC);
+        p[4] = RAW_SMALL_DESCRIPTOR;
+        put_u32le(p + 5, (uint32_t)n);
+        fw->in_frame = true;
+    } else if (!fw->in_frame) {
         p -= RAW_FRAME_HEADER_BYTES;
         put_u32le(p, ZSTD_FRAME_MAGIC);
         p[4] = RAW_DESCRIPTOR;
@@ -342,6 +352,23 @@ static enum lmr_result feed(struct lmr_frame_writer *fw, const void *p, size_t l
 enum lmr_result lmr_frame_writer_add(struct lmr_frame_writer *fw, struct lmr_slice key, struct lmr_slice value,
                                      struct lmr_err *err)
 {
+    /* Fast path: a frame under way, key and value of at most 255 bytes (bin 8 headers), room staged. */
+    size_t small = 5 + key.len + value.len;
+    if (fw->started && key.len <= 0xff && value.len <= 0xff && small <= STAGE_BYTES - fw->stage_len) {
+        uint8_t *p = fw->stage + fw->stage_len;
+        p[0] = 0x92;
+        p[1] = 0xc4;
+        p[2] = (uint8_t)key.len;
+        copy_bytes(p + 3, key.ptr, key.len);
+        p += 3 + key.len;
+        p[0] = 0xc4;
+        p[1] = (uint8_t)value.len;
+        copy_bytes(p + 2, value.ptr, value.len);
+        fw->stage_len += small;
+        fw->raw_bytes += small;
+        fw->records++;
+        return LMR_OK;
+    }
     if (key.len > UINT32_MAX || value.len > UINT32_MAX)
         return lmr_fail(err, LMR_ERR_TOO_LARGE,
                         "A shuffle record is larger than 4 GiB; keys and values must be smaller.");

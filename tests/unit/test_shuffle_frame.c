@@ -482,7 +482,8 @@ static void test_corrupt_and_truncated_raw(void **state)
 }
 
 /* A raw frame is a standard zstd frame (zstd's one-shot decoder gives back exactly the records'
-   bytes), as long as its records plus 6 header bytes, 3 per 64 KiB block and the 4-byte checksum;
+   bytes), as long as its records plus 6 header bytes (9 with the content size for a frame of one
+   block), 3 per 64 KiB block and the 4-byte checksum;
    the default level is raw on a file store, and a level given is kept. */
 static void test_raw_frame_is_zstd(void **state)
 {
@@ -497,12 +498,13 @@ static void test_raw_frame_is_zstd(void **state)
     assert_true(lmr_frame_writer_memory_bytes(LMR_SHUFFLE_LEVEL_NONE) < lmr_frame_writer_memory_bytes(1));
     struct lmr_store_writer *sw;
     assert_int_equal(lmr_store_open_write(c->store, "raw/a", 0, &sw, &err), LMR_OK);
-    /* frames of 0 records (nothing written), 1, exactly one 64 KiB block's worth, and many blocks
+    /* frames of 0 records (nothing written), 1, exactly one 64 KiB block, and many blocks
        (32-byte records: a 10-byte key and a 19-byte value) */
     enum { NF = 4 };
     static const size_t counts[NF] = {0, 1, 65536 / 32, 20000};
     struct lmr_partition_frame f[NF];
     uint8_t *want[NF];
+    size_t blocks_of[NF];
     uint64_t off = 0;
     for (int j = 0; j < NF; j++) {
         want[j] = malloc(counts[j] * 32 + 1);
@@ -519,13 +521,15 @@ static void test_raw_frame_is_zstd(void **state)
                              LMR_OK);
         }
         assert_int_equal(lmr_frame_writer_end(fw, &f[j], &err), LMR_OK);
-        /* a block ends when the next record might not fit (11 header bytes reserved per record) */
+        /* a block ends when the next record does not fit (32 bytes: bin 8 headers) */
         size_t raw = counts[j] * 32, blocks = 1, staged = 0;
         for (size_t i = 0; i < counts[j]; i++, staged += 32)
-            if (11 + 27 > 65536 - staged)
+            if (32 > 65536 - staged)
                 blocks++, staged = 0;
+        blocks_of[j] = blocks;
         assert_int_equal(f[j].raw_bytes, raw);
-        assert_int_equal(f[j].size_bytes, raw ? raw + 6 + 3 * blocks + 4 : 0);
+        /* one block: a 9-byte header stating the content size; more: 6 bytes, no size */
+        assert_int_equal(f[j].size_bytes, raw ? raw + (blocks == 1 ? 9 : 6) + 3 * blocks + 4 : 0);
     }
     assert_int_equal(lmr_store_commit(sw, &err), LMR_OK);
     lmr_frame_writer_destroy(fw);
@@ -536,6 +540,11 @@ static void test_raw_frame_is_zstd(void **state)
         assert_int_equal(lmr_store_get(c->store, "raw/a", f[j].offset, f[j].size_bytes, &data, &err), LMR_OK);
         uint8_t *got = malloc(raw);
         assert_non_null(got);
+        unsigned long long stated = ZSTD_getFrameContentSize(data.data, data.len);
+        if (blocks_of[j] == 1)
+            assert_int_equal(stated, raw);
+        else
+            assert_true(stated == ZSTD_CONTENTSIZE_UNKNOWN);
         size_t n = ZSTD_decompress(got, raw, data.data, data.len);
         if (ZSTD_isError(n))
             fail_msg("frame %d: %s", j, ZSTD_getErrorName(n));

@@ -592,8 +592,7 @@ static void free_reduce_tasks(struct job_run *jr)
 /* ---- clean-up --------------------------------------------------------------------------------------------- */
 
 struct key_list {
-    char **keys;
-    size_t n, cap;
+    struct lmr_store_keys keys;
     const char *const *keep; /* keys not to collect (NULL-terminated; NULL entries end it) */
     const char *keep_prefix; /* nor keys below this prefix */
 };
@@ -606,18 +605,7 @@ static enum lmr_result collect_key(void *user_data, const struct lmr_store_objec
             return LMR_OK;
     if (kl->keep_prefix && !strncmp(obj->key, kl->keep_prefix, strlen(kl->keep_prefix)))
         return LMR_OK;
-    if (kl->n == kl->cap) {
-        size_t cap = kl->cap ? kl->cap * 2 : 64;
-        char **k = realloc(kl->keys, cap * sizeof *k);
-        if (!k)
-            return LMR_ERR_NOMEM;
-        kl->keys = k;
-        kl->cap = cap;
-    }
-    if (!(kl->keys[kl->n] = strdup(obj->key)))
-        return LMR_ERR_NOMEM;
-    kl->n++;
-    return LMR_OK;
+    return lmr_store_keys_add(&kl->keys, obj);
 }
 
 /* Delete the job's work data below prefix, except the keys in keep (NULL-terminated: the manifest, ...) and
@@ -629,12 +617,10 @@ static void delete_prefix(struct lmr_store *s, const char *prefix, const char *c
     struct key_list kl = {.keep = keep, .keep_prefix = logs};
     struct lmr_err err = {0};
     if (lmr_store_list(s, prefix, collect_key, &kl, &err) == LMR_OK)
-        lmr_store_delete(s, (const char *const *)kl.keys, kl.n, &err);
+        lmr_store_delete(s, (const char *const *)kl.keys.v, kl.keys.n, &err);
     if (err.code)
         LMR_WARN("could not clean up %s%s: %s", s->root_uri, prefix, err.msg);
-    for (size_t i = 0; i < kl.n; i++)
-        free(kl.keys[i]);
-    free(kl.keys);
+    lmr_store_keys_free(&kl.keys);
 }
 
 /* The job's part names, in task order (part-r-NNNNN, or part-m-NNNNN for map-only jobs). */
@@ -723,16 +709,14 @@ static void discard_losers(struct job_run *jr, const char *task_prefix)
     }
     struct loser_keys lk = {.prefix = task_prefix, .winner = winner};
     struct lmr_err err = {0};
-    if (lmr_store_list(work, task_prefix, collect_loser_key, &lk, &err) == LMR_OK && lk.kl.n)
-        lmr_store_delete(work, (const char *const *)lk.kl.keys, lk.kl.n, &err);
+    if (lmr_store_list(work, task_prefix, collect_loser_key, &lk, &err) == LMR_OK && lk.kl.keys.n)
+        lmr_store_delete(work, (const char *const *)lk.kl.keys.v, lk.kl.keys.n, &err);
     if (err.code)
         LMR_WARN("could not remove a superseded attempt's data in %s%s: %s", work->root_uri, task_prefix, err.msg);
-    else if (lk.kl.n)
-        LMR_INFO("removed %zu object%s of a superseded attempt in %s%s", lk.kl.n, lk.kl.n == 1 ? "" : "s",
+    else if (lk.kl.keys.n)
+        LMR_INFO("removed %zu object%s of a superseded attempt in %s%s", lk.kl.keys.n, lk.kl.keys.n == 1 ? "" : "s",
                  work->root_uri, task_prefix);
-    for (size_t i = 0; i < lk.kl.n; i++)
-        free(lk.kl.keys[i]);
-    free(lk.kl.keys);
+    lmr_store_keys_free(&lk.kl.keys);
     free(winner);
 }
 

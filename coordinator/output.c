@@ -9,51 +9,12 @@
 
 #define MAX_LISTED_NAMES 1000000u
 
-struct names {
-    char **v;
-    size_t n, cap;
-};
-
-static enum lmr_result names_add(struct names *ns, const char *s, size_t len)
-{
-    if (ns->n == MAX_LISTED_NAMES)
-        return lmr_fail(NULL, LMR_ERR_TOO_LARGE, "too many names");
-    if (ns->n == ns->cap) {
-        size_t cap = ns->cap ? ns->cap * 2 : 32;
-        char **v = realloc(ns->v, cap * sizeof *v);
-        if (!v)
-            return LMR_ERR_NOMEM;
-        ns->v = v;
-        ns->cap = cap;
-    }
-    if (!(ns->v[ns->n] = strndup(s, len)))
-        return LMR_ERR_NOMEM;
-    ns->n++;
-    return LMR_OK;
-}
-
-static bool names_has(const struct names *ns, const char *s)
-{
-    for (size_t i = 0; i < ns->n; i++)
-        if (!strcmp(ns->v[i], s))
-            return true;
-    return false;
-}
-
-static void names_free(struct names *ns)
-{
-    for (size_t i = 0; i < ns->n; i++)
-        free(ns->v[i]);
-    free(ns->v);
-    memset(ns, 0, sizeof *ns);
-}
-
 /* ---- what is in the output -------------------------------------------------------------------------------- */
 
 struct found {
     const char *prefix;
-    struct names parts;    /* top-level part-* names */
-    struct names lambdamr; /* full keys under _lambdamr/ except the lease */
+    struct lmr_store_keys parts;    /* top-level part-* names */
+    struct lmr_store_keys lambdamr; /* full keys under _lambdamr/ except the lease */
     bool success;
 };
 
@@ -64,9 +25,9 @@ static enum lmr_result on_output(void *user_data, const struct lmr_store_object 
     if (!strcmp(name, "_SUCCESS"))
         f->success = true;
     else if (!strncmp(name, "part-", 5) && !strchr(name, '/'))
-        return names_add(&f->parts, name, strlen(name));
+        return lmr_store_keys_push(&f->parts, name, strlen(name));
     else if (!strncmp(name, "_lambdamr/", 10) && strcmp(name, "_lambdamr/lease.json"))
-        return names_add(&f->lambdamr, obj->key, strlen(obj->key));
+        return lmr_store_keys_add(&f->lambdamr, obj);
     return LMR_OK;
 }
 
@@ -92,7 +53,8 @@ static json_t *get_json(struct lmr_store *s, const char *key, size_t max, struct
 
 /* _SUCCESS's list of parts; for outputs of lambdamr before job-scoped output (empty _SUCCESS),
  * the parts its report counted. Sets *job to the job id found (borrowed from the returned JSON). */
-static enum lmr_result success_parts(const struct lmr_output_check *c, struct names *listed, char *job, size_t cap)
+static enum lmr_result success_parts(const struct lmr_output_check *c, struct lmr_store_keys *listed, char *job,
+                                     size_t cap)
 {
     char *key = join(c->prefix, "_SUCCESS");
     json_t *j = key ? get_json(c->store, key, LMR_SUCCESS_MAX_BYTES, NULL) : NULL;
@@ -103,7 +65,7 @@ static enum lmr_result success_parts(const struct lmr_output_check *c, struct na
     if (json_is_array(parts)) {
         snprintf(job, cap, "%s", lmr_json_str(j, "job_id", "?"));
         json_array_foreach(parts, i, p) if (!r && json_is_string(p)) r =
-            names_add(listed, json_string_value(p), strlen(json_string_value(p)));
+            lmr_store_keys_push(listed, json_string_value(p), strlen(json_string_value(p)));
     } else {
         key = join(c->prefix, "_lambdamr/report.json");
         json_t *rep = key ? get_json(c->store, key, LMR_SUCCESS_MAX_BYTES, NULL) : NULL;
@@ -114,7 +76,7 @@ static enum lmr_result success_parts(const struct lmr_output_check *c, struct na
             for (uint64_t t = 0; !r && t < n && t < MAX_LISTED_NAMES; t++) {
                 char name[32];
                 snprintf(name, sizeof name, "part-%c-%05llu", red ? 'r' : 'm', (unsigned long long)t);
-                r = names_add(listed, name, strlen(name));
+                r = lmr_store_keys_push(listed, name, strlen(name));
             }
         }
         json_decref(rep);
@@ -126,7 +88,7 @@ static enum lmr_result success_parts(const struct lmr_output_check *c, struct na
 /* The parts an earlier job's work records name: reduce tasks' folders, and map tasks' folders that hold a claim. */
 struct work_scan {
     const char *prefix;
-    struct names *listed;
+    struct lmr_store_keys *listed;
 };
 
 static enum lmr_result on_work(void *user_data, const struct lmr_store_object *obj)
@@ -143,11 +105,11 @@ static enum lmr_result on_work(void *user_data, const struct lmr_store_object *o
         return LMR_OK;
     char name[32];
     snprintf(name, sizeof name, "part-%c-%05u", kind, task);
-    return names_has(ws->listed, name) ? LMR_OK : names_add(ws->listed, name, strlen(name));
+    return lmr_store_keys_has(ws->listed, name) ? LMR_OK : lmr_store_keys_push(ws->listed, name, strlen(name));
 }
 
 static enum lmr_result previous_work_parts(const struct lmr_output_check *c, struct lmr_store **work,
-                                           const char **work_key, struct names *listed, struct lmr_err *err)
+                                           const char **work_key, struct lmr_store_keys *listed, struct lmr_err *err)
 {
     json_t *w = json_object_get(c->previous, "work");
     const char *root = lmr_json_str(w, "root", NULL), *key = lmr_json_str(w, "key", NULL);
@@ -206,22 +168,12 @@ static enum lmr_result delete_keys(struct lmr_store *s, char **keys, size_t n, s
     return r;
 }
 
-struct collect_keys {
-    struct names keys;
-};
-
-static enum lmr_result on_collect(void *user_data, const struct lmr_store_object *obj)
-{
-    struct collect_keys *ck = user_data;
-    return names_add(&ck->keys, obj->key, strlen(obj->key));
-}
-
 enum lmr_result lmr_output_prepare(const struct lmr_output_check *c, struct lmr_output_state *st, struct lmr_err *err)
 {
     memset(st, 0, sizeof *st);
-    struct found f = {.prefix = c->prefix};
-    struct names listed = {0}, doomed = {0};
-    struct collect_keys work_keys = {0};
+    struct found f = {.prefix = c->prefix, .parts.max = MAX_LISTED_NAMES, .lambdamr.max = MAX_LISTED_NAMES};
+    struct lmr_store_keys listed = {.max = MAX_LISTED_NAMES}, doomed = {.max = MAX_LISTED_NAMES},
+                          work_keys = {.max = MAX_LISTED_NAMES};
     char success_job[128] = "", *lambdamr_dir = join(c->prefix, "_lambdamr");
     const char *prev_job = lmr_json_str(c->previous, "job_id", NULL);
     struct lmr_store *prev_work = NULL;
@@ -257,7 +209,7 @@ enum lmr_result lmr_output_prepare(const struct lmr_output_check *c, struct lmr_
     }
     /* --overwrite: only what an earlier job listed. */
     for (size_t i = 0; i < f.parts.n && !r; i++)
-        if (!names_has(&listed, f.parts.v[i]))
+        if (!lmr_store_keys_has(&listed, f.parts.v[i]))
             r = lmr_fail(err, LMR_ERR_EXISTS,
                          "output '%s' holds '%s', which no earlier lambdamr job lists as its output; --overwrite "
                          "removes only a job's own parts: remove it yourself or choose another --output",
@@ -268,12 +220,12 @@ enum lmr_result lmr_output_prepare(const struct lmr_output_check *c, struct lmr_
                      lambdamr_dir, c->store->root_uri);
     for (size_t i = 0; i < f.parts.n && !r; i++) {
         char *k = join(c->prefix, f.parts.v[i]);
-        r = k ? names_add(&doomed, k, strlen(k)) : LMR_ERR_NOMEM;
+        r = k ? lmr_store_keys_push(&doomed, k, strlen(k)) : LMR_ERR_NOMEM;
         free(k);
     }
     if (!r && f.success) {
         char *k = join(c->prefix, "_SUCCESS");
-        r = k ? names_add(&doomed, k, strlen(k)) : LMR_ERR_NOMEM;
+        r = k ? lmr_store_keys_push(&doomed, k, strlen(k)) : LMR_ERR_NOMEM;
         free(k);
     }
     /* _SUCCESS and the parts first (readers stop seeing a finished job), then the rest. */
@@ -284,18 +236,18 @@ enum lmr_result lmr_output_prepare(const struct lmr_output_check *c, struct lmr_
     /* The earlier job's work data when it lived elsewhere (--work). */
     if (!r && prev_work && prev_work_key &&
         (prev_work != c->store || strncmp(prev_work_key, lambdamr_dir, strlen(lambdamr_dir)))) {
-        r = lmr_store_list(prev_work, prev_work_key, on_collect, &work_keys, err);
+        r = lmr_store_list(prev_work, prev_work_key, lmr_store_keys_add, &work_keys, err);
         if (!r)
-            r = delete_keys(prev_work, work_keys.keys.v, work_keys.keys.n, &st->removed, err);
+            r = delete_keys(prev_work, work_keys.v, work_keys.n, &st->removed, err);
     }
     if (!r)
         LMR_INFO("--overwrite removed %zu keys of job %s from %s", st->removed, who ? who : "?", c->uri);
 out:
-    names_free(&f.parts);
-    names_free(&f.lambdamr);
-    names_free(&listed);
-    names_free(&doomed);
-    names_free(&work_keys.keys);
+    lmr_store_keys_free(&f.parts);
+    lmr_store_keys_free(&f.lambdamr);
+    lmr_store_keys_free(&listed);
+    lmr_store_keys_free(&doomed);
+    lmr_store_keys_free(&work_keys);
     free(lambdamr_dir);
     return r;
 }

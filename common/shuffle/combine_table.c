@@ -22,8 +22,9 @@
 #include "shuffle/combine_table.h"
 #include "shuffle/item_sort.h"
 #include "util/big_alloc.h"
+#include "util/chunk_arena.h"
 
-#define MAX_CHUNK_BYTES (LMR_HUGE_BYTES - sizeof(struct chunk))
+#define MAX_CHUNK_BYTES LMR_CHUNK_ARENA_MAX_CHUNK_BYTES
 #define UNLIMITED_CHUNK_BYTES ((size_t)64 * 1024)
 #define INITIAL_SLOTS ((size_t)1024)
 #define MAX_SLOTS ((size_t)1 << 32)
@@ -40,12 +41,6 @@
 #define PIPE_MIN_SLOTS ((size_t)1 << 15) /* smaller tables stay in cache: no pipelining */
 #define PIPE_KEY_MAX 48                  /* longer keys bypass the pipeline */
 #define PIPE_VALUE_MAX INLINE_ACC_MAX
-
-struct chunk {
-    struct chunk *next;
-    size_t cap;
-    uint8_t data[];
-};
 
 struct __attribute__((aligned(64))) pending { /* 128 bytes: a shift indexes the ring */
     uint64_t h;
@@ -76,8 +71,7 @@ struct lmr_combine_table {
     size_t cap, mask, count;
     size_t home_mask; /* mask without the slot-in-line bits: a key's home is the start of a cache line */
 
-    struct chunk *chunks, *cur;
-    size_t cur_used, arena_bytes, chunk_bytes;
+    struct lmr_chunk_arena arena;
     size_t peak;
 
     struct pending ring[RING];
@@ -92,7 +86,7 @@ struct lmr_combine_table {
 
 static inline size_t mem_bytes(const struct lmr_combine_table *t)
 {
-    return t->arena_bytes + t->cap * t->stride;
+    return t->arena.bytes + t->cap * t->stride;
 }
 
 static inline void note_peak(struct lmr_combine_table *t, size_t m)
@@ -101,49 +95,17 @@ static inline void note_peak(struct lmr_combine_table *t, size_t m)
         t->peak = m;
 }
 
-static void arena_reset(struct lmr_combine_table *t)
-{
-    if (!t->chunks)
-        return;
-    struct chunk *c = t->chunks->next;
-    while (c) {
-        struct chunk *n = c->next;
-        t->arena_bytes -= c->cap + sizeof *c;
-        lmr_big_free(c, c->cap + sizeof *c);
-        c = n;
-    }
-    t->chunks->next = NULL;
-    t->cur = t->chunks;
-    t->cur_used = 0;
-}
-
 /* n bytes (a multiple of 8) from the arena; NULL when the budget (unless force) or malloc says no. */
 static uint8_t *arena_alloc(struct lmr_combine_table *t, size_t n, bool force)
 {
-    if (t->cur && n <= t->cur->cap - t->cur_used) {
-        uint8_t *p = t->cur->data + t->cur_used;
-        t->cur_used += n;
+    uint8_t *p = lmr_chunk_arena_take(&t->arena, n);
+    if (p)
         return p;
-    }
-    size_t cap = n > t->chunk_bytes ? n : t->chunk_bytes;
-    if (!force && mem_bytes(t) + cap + sizeof(struct chunk) > t->limit)
+    if (!force && mem_bytes(t) + lmr_chunk_arena_growth_bytes(&t->arena, n) > t->limit)
         return NULL;
-    struct chunk *c = lmr_big_alloc(sizeof *c + cap);
-    if (!c)
-        return NULL;
-    c->next = NULL;
-    c->cap = cap;
-    if (t->cur) {
-        c->next = t->cur->next; /* after a reset, later chunks were freed: cur is the last */
-        t->cur->next = c;
-    } else {
-        t->chunks = c;
-    }
-    t->cur = c;
-    t->cur_used = n;
-    t->arena_bytes += cap + sizeof *c;
-    note_peak(t, mem_bytes(t));
-    return c->data;
+    if ((p = lmr_chunk_arena_grow(&t->arena, n)))
+        note_peak(t, mem_bytes(t));
+    return p;
 }
 
 static inline const char *job_name(const struct lmr_combine_table *t)
@@ -440,15 +402,15 @@ enum lmr_result lmr_combine_table_new(const struct lmr_combine_table_options *o,
     t->full = o->full;
     t->full_user = o->full_user;
     if (o->memory_limit_bytes) {
-        t->chunk_bytes = o->memory_limit_bytes / 16;
-        if (t->chunk_bytes > MAX_CHUNK_BYTES)
-            t->chunk_bytes = MAX_CHUNK_BYTES;
-        if (t->chunk_bytes < 4096)
-            t->chunk_bytes = 4096;
+        t->arena.chunk_bytes = o->memory_limit_bytes / 16;
+        if (t->arena.chunk_bytes > MAX_CHUNK_BYTES)
+            t->arena.chunk_bytes = MAX_CHUNK_BYTES;
+        if (t->arena.chunk_bytes < 4096)
+            t->arena.chunk_bytes = 4096;
     } else {
-        t->chunk_bytes = UNLIMITED_CHUNK_BYTES;
+        t->arena.chunk_bytes = UNLIMITED_CHUNK_BYTES;
     }
-    t->chunk_bytes &= ~(size_t)7;
+    t->arena.chunk_bytes &= ~(size_t)7;
     t->cap = INITIAL_SLOTS;
     t->mask = t->cap - 1;
     t->home_mask = t->mask & ~(size_t)(64 / t->stride - 1);
@@ -469,9 +431,7 @@ void lmr_combine_table_destroy(struct lmr_combine_table *t)
 {
     if (!t)
         return;
-    arena_reset(t);
-    if (t->chunks)
-        lmr_big_free(t->chunks, t->chunks->cap + sizeof *t->chunks);
+    lmr_chunk_arena_free(&t->arena);
     lmr_big_free(t->slots, t->cap * t->stride);
     free(t);
 }
@@ -483,7 +443,7 @@ void lmr_combine_table_clear(struct lmr_combine_table *t)
     t->count = 0;
     t->drained = false;
     update_fast(t);
-    arena_reset(t);
+    lmr_chunk_arena_reset(&t->arena);
     if (!t->in_full)
         t->head = t->tail = 0;
 }

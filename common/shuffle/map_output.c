@@ -31,18 +31,12 @@
 #include "shuffle/map_output.h"
 #include "shuffle/merge.h"
 #include "util/big_alloc.h"
+#include "util/chunk_arena.h"
 
 #define MIN_TABLE_BYTES ((size_t)256 * 1024)
-#define MAX_CHUNK_BYTES (LMR_HUGE_BYTES - sizeof(struct chunk)) /* a chunk and its header: exactly one huge page */
 #define INITIAL_ITEMS 1024
 
 /* Items (struct lmr_combine_item, shared with the table's sorted view): {sort key, entry}. */
-
-struct chunk {
-    struct chunk *next;
-    size_t cap;
-    uint8_t data[];
-};
 
 struct run {
     char *key;
@@ -65,8 +59,7 @@ struct lmr_map_output {
     /* Combining jobs */
     struct lmr_combine_table *table;
     /* Non-combining jobs: an arena of entries and an item array pointing at them */
-    struct chunk *chunks, *cur;
-    size_t cur_used, arena_bytes, chunk_bytes;
+    struct lmr_chunk_arena arena;
     struct lmr_combine_item *items;
     size_t items_cap;
     size_t count; /* entries buffered */
@@ -85,7 +78,7 @@ struct lmr_map_output {
 
 static size_t table_bytes(const struct lmr_map_output *mo)
 {
-    return mo->arena_bytes + mo->items_cap * sizeof(struct lmr_combine_item) +
+    return mo->arena.bytes + mo->items_cap * sizeof(struct lmr_combine_item) +
            (mo->table ? lmr_combine_table_memory_bytes(mo->table) : 0);
 }
 
@@ -105,58 +98,16 @@ static void free_items(struct lmr_map_output *mo)
     mo->items_cap = 0;
 }
 
-static void arena_reset(struct lmr_map_output *mo)
-{
-    if (!mo->chunks)
-        return;
-    struct chunk *c = mo->chunks->next;
-    while (c) {
-        struct chunk *n = c->next;
-        mo->arena_bytes -= c->cap + sizeof *c;
-        lmr_big_free(c, c->cap + sizeof *c);
-        c = n;
-    }
-    mo->chunks->next = NULL;
-    mo->cur = mo->chunks;
-    mo->cur_used = 0;
-}
-
-static void arena_free(struct lmr_map_output *mo)
-{
-    arena_reset(mo);
-    if (mo->chunks) {
-        mo->arena_bytes -= mo->chunks->cap + sizeof *mo->chunks;
-        lmr_big_free(mo->chunks, mo->chunks->cap + sizeof *mo->chunks);
-    }
-    mo->chunks = mo->cur = NULL;
-    mo->cur_used = 0;
-}
-
 /* n bytes (multiple of 8) from the arena; NULL when the budget (or malloc) says no. */
 static uint8_t *arena_alloc(struct lmr_map_output *mo, size_t n)
 {
-    if (mo->cur && n <= mo->cur->cap - mo->cur_used) {
-        uint8_t *p = mo->cur->data + mo->cur_used;
-        mo->cur_used += n;
+    uint8_t *p = lmr_chunk_arena_take(&mo->arena, n);
+    if (p)
         return p;
-    }
-    size_t cap = n > mo->chunk_bytes ? n : mo->chunk_bytes;
     /* A record larger than the whole budget still goes through (alone): the task cannot do better. */
-    if (table_bytes(mo) + cap + sizeof(struct chunk) > mo->table_limit && mo->count > 0)
+    if (table_bytes(mo) + lmr_chunk_arena_growth_bytes(&mo->arena, n) > mo->table_limit && mo->count > 0)
         return NULL;
-    struct chunk *c = lmr_big_alloc(sizeof *c + cap);
-    if (!c)
-        return NULL;
-    c->next = NULL;
-    c->cap = cap;
-    if (mo->cur)
-        mo->cur->next = c;
-    else
-        mo->chunks = c;
-    mo->cur = c;
-    mo->cur_used = n;
-    mo->arena_bytes += cap + sizeof *c;
-    return c->data;
+    return lmr_chunk_arena_grow(&mo->arena, n);
 }
 
 /* ---- entries ------------------------------------------------------------------------------------------------ */
@@ -260,7 +211,7 @@ static void clear_buffered(struct lmr_map_output *mo)
     if (mo->combining)
         lmr_combine_table_clear(mo->table);
     mo->count = 0;
-    arena_reset(mo);
+    lmr_chunk_arena_reset(&mo->arena);
 }
 
 /* ---- writing objects ---------------------------------------------------------------------------------------- */
@@ -510,10 +461,10 @@ enum lmr_result lmr_map_output_new(const struct lmr_map_output_options *o, struc
     mo->zstd_level = o->zstd_level > 0 ? o->zstd_level : 1;
     mo->limit = o->memory_limit_bytes;
     mo->table_limit = mo->limit - lmr_frame_writer_memory_bytes(mo->zstd_level);
-    mo->chunk_bytes = mo->table_limit / 16;
-    if (mo->chunk_bytes > MAX_CHUNK_BYTES)
-        mo->chunk_bytes = MAX_CHUNK_BYTES;
-    mo->chunk_bytes &= ~(size_t)7;
+    mo->arena.chunk_bytes = mo->table_limit / 16;
+    if (mo->arena.chunk_bytes > LMR_CHUNK_ARENA_MAX_CHUNK_BYTES)
+        mo->arena.chunk_bytes = LMR_CHUNK_ARENA_MAX_CHUNK_BYTES;
+    mo->arena.chunk_bytes &= ~(size_t)7;
     mo->emitter.emit = emit_buffer;
     enum lmr_result rc = LMR_OK;
     if (mo->combining) {
@@ -626,7 +577,7 @@ static enum lmr_result finish_from_runs(struct lmr_map_output *mo, struct lmr_ma
     lmr_combine_table_destroy(mo->table);
     mo->table = NULL;
     free_items(mo);
-    arena_free(mo);
+    lmr_chunk_arena_free(&mo->arena);
     size_t avail = mo->limit - lmr_frame_writer_memory_bytes(mo->zstd_level);
     size_t fan_in = avail / lmr_frame_reader_memory_bytes();
     if (fan_in < 2)
@@ -723,7 +674,7 @@ void lmr_map_output_destroy(struct lmr_map_output *mo)
     free(mo->runs);
     lmr_combine_table_destroy(mo->table);
     free_items(mo);
-    arena_free(mo);
+    lmr_chunk_arena_free(&mo->arena);
     lmr_frame_writer_destroy(mo->fw);
     free(mo->spill_prefix);
     free(mo->object_key);

@@ -350,9 +350,8 @@ enum lmr_result lmr_store_put_if_match(struct lmr_store *s, const char *key, con
     return r ? r : s->vtable->put_if_match(s, key, data, len, etag, err);
 }
 
-enum lmr_result lmr_store_keys_add(void *user_data, const struct lmr_store_object *obj)
+enum lmr_result lmr_store_keys_push(struct lmr_store_keys *k, const char *s, size_t len)
 {
-    struct lmr_store_keys *k = user_data;
     if (k->max && k->n >= k->max) {
         k->too_many = true;
         return LMR_ERR_TOO_LARGE;
@@ -365,10 +364,23 @@ enum lmr_result lmr_store_keys_add(void *user_data, const struct lmr_store_objec
         k->v = v;
         k->cap = cap;
     }
-    if (!(k->v[k->n] = strdup(obj->key)))
+    if (!(k->v[k->n] = strndup(s, len)))
         return LMR_ERR_NOMEM;
     k->n++;
     return LMR_OK;
+}
+
+enum lmr_result lmr_store_keys_add(void *user_data, const struct lmr_store_object *obj)
+{
+    return lmr_store_keys_push(user_data, obj->key, strlen(obj->key));
+}
+
+bool lmr_store_keys_has(const struct lmr_store_keys *k, const char *s)
+{
+    for (size_t i = 0; i < k->n; i++)
+        if (!strcmp(k->v[i], s))
+            return true;
+    return false;
 }
 
 void lmr_store_keys_free(struct lmr_store_keys *k)

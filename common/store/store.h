@@ -167,6 +167,10 @@ struct lmr_store_keys {
 };
 /** lmr_store_list callback: appends obj->key to user_data, a struct lmr_store_keys. */
 enum lmr_result lmr_store_keys_add(void *user_data, const struct lmr_store_object *obj);
+/** Append a copy of s[0..len) (any string, not only a listed key); LMR_ERR_TOO_LARGE past k->max. */
+enum lmr_result lmr_store_keys_push(struct lmr_store_keys *k, const char *s, size_t len);
+/** Whether k holds s (a linear search: for short lists). */
+bool lmr_store_keys_has(const struct lmr_store_keys *k, const char *s);
 /** Free the keys; *k is left all zero (max too). */
 void lmr_store_keys_free(struct lmr_store_keys *k);
 enum lmr_result lmr_store_head(struct lmr_store *s, const char *key, uint64_t *size_bytes, struct lmr_err *err);

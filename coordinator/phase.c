@@ -225,21 +225,27 @@ static void add_tail(struct phase_run *pr, size_t t)
 }
 
 /* A request whose decision is due to be looked at, or SIZE_MAX. Called with the lock held. */
+/* (Requests are only made of running tasks: the slots are searched, not every task.) */
 static size_t split_to_poll(struct phase_run *pr, double now)
 {
-    for (size_t i = 0; i < pr->max_tasks; i++)
-        if (pr->split[i] == SPLIT_ASKED && !pr->split_polling[i] && !pr->done[i] &&
-            now - pr->split_polled[i] >= (pr->phase->split_poll_ms ? pr->phase->split_poll_ms : 5))
+    for (uint32_t k = 0; k < pr->nslots; k++) {
+        size_t i = pr->slots[k].task;
+        if (pr->slots[k].state == SLOT_INVOKING && pr->split[i] == SPLIT_ASKED && !pr->split_polling[i] &&
+            !pr->done[i] && now - pr->split_polled[i] >= (pr->phase->split_poll_ms ? pr->phase->split_poll_ms : 5))
             return i;
+    }
     return SIZE_MAX;
 }
 
-static bool split_asked(const struct phase_run *pr)
+/* Requests of running tasks still undecided. */
+static uint32_t splits_asked(const struct phase_run *pr)
 {
-    for (size_t i = 0; i < pr->max_tasks; i++)
-        if (pr->split[i] == SPLIT_ASKED && !pr->done[i])
-            return true;
-    return false;
+    uint32_t n = 0;
+    for (uint32_t k = 0; k < pr->nslots; k++) {
+        size_t i = pr->slots[k].task;
+        n += pr->slots[k].state == SLOT_INVOKING && pr->split[i] == SPLIT_ASKED && !pr->done[i];
+    }
+    return n;
 }
 
 /* A running task to ask for a split: one attempt in flight, not backed up, not asked before; the one running
@@ -248,11 +254,9 @@ static size_t split_candidate(struct phase_run *pr)
 {
     if (pr->split_requests >= pr->max_tasks - pr->phase->ntasks || pr->failed)
         return SIZE_MAX;
-    uint32_t idle = 0, asked = 0;
+    uint32_t idle = 0, asked = splits_asked(pr);
     for (uint32_t k = 0; k < pr->nslots; k++)
         idle += pr->slots[k].state == SLOT_IDLE;
-    for (size_t i = 0; i < pr->max_tasks; i++)
-        asked += pr->split[i] == SPLIT_ASKED && !pr->done[i];
     if (asked >= idle)
         return SIZE_MAX;
     struct slot *best = NULL;
@@ -384,7 +388,7 @@ static void *worker(void *arg)
             if (rebalancing(pr) && rebalance_step(pr))
                 continue;
             /* Nothing queued, but a running task may still fail and come back, or become a straggler. */
-            if (rebalancing(pr) && split_asked(pr))
+            if (rebalancing(pr) && splits_asked(pr))
                 wait_changed(pr, ph->split_poll_ms ? ph->split_poll_ms : 5);
             else if (speculation_possible(pr))
                 wait_changed(pr, SPECULATION_POLL_MS);

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Resume: the driver SIGKILLed at 10 seeded points across the map and reduce phases, then the
-# same command again: the output is byte-identical to a clean run, and where tasks had
-# committed the rerun invokes fewer tasks (the report counts them as reused). A different
-# command on the unfinished output is refused unless --overwrite. And the coordinator function
-# itself SIGKILLed mid-phase: a new coordinator (the Lambda service retries the Event) takes the
-# lease over once it has expired (the shortcut for dead holders on this host turned off) and
-# finishes the job.
+# Resume: the driver SIGKILLed at 10 seeded points (five of them after the first commit) across
+# the map and reduce phases, then the same command again: the output is byte-identical to a clean
+# run, and where tasks had committed the rerun invokes fewer tasks (the report counts them as
+# reused). A different command on the unfinished output is refused unless --overwrite. And the
+# coordinator function itself SIGKILLed mid-phase: a new coordinator (the Lambda service retries
+# the Event) takes the lease over once it has expired (the shortcut for dead holders on this host
+# turned off) and finishes the job.
 source "$(dirname "$0")/lib/common.sh"
 D=$TEST_TMP
 python3 - "$D/in" <<'PY'
@@ -33,9 +33,19 @@ fewer=0
 for seed in $(seq 1 10); do
     out="$D/k$seed"
     delay=$(printf '0.%03d' $((RANDOM % 1000)))
-    [ $((seed % 2)) = 0 ] && delay="1.$(printf '%03d' $((RANDOM % 900)))" # later kills: the reduce phase
     bg "$D/k$seed.log" --output "$out"
-    sleep "$delay"
+    if [ $((seed % 2)) = 0 ]; then
+        # later kills, whatever the machine's load: once a task has committed, then 0-0.9 s on
+        # (into the map phase's later tasks or the reduce phase)
+        for _ in $(seq 400); do
+            [ -n "$(find "$out/_lambdamr/work" -name commit.json 2>/dev/null | head -1)" ] && break
+            sleep 0.025
+        done
+        delay="commit+0.$(printf '%03d' $((RANDOM % 900)))"
+        sleep "${delay#commit+}"
+    else
+        sleep "$delay"
+    fi
     kill -9 "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
     # (a kill before the driver made the work location leaves nothing to find: 0 committed)

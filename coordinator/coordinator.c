@@ -12,6 +12,7 @@
 
 #include "exchange.h"
 #include "job/part_owner.h"
+#include "job/registry.h"
 #include "lambda/limits.h"
 #include "lease.h"
 #include "shuffle/merge_inputs.h"
@@ -167,11 +168,7 @@ static char *reduce_commit_key(void *user_data, size_t i)
 
 bool lmr_rebalance_exact(const struct lmr_job_common *job)
 {
-    const char *name = job->job_name ? job->job_name : "";
-    if (!strcmp(name, "wordcount"))
-        return true;
-    const char *op = job->args ? lmr_job_arg(job->args, "op") : NULL;
-    return !strcmp(name, "aggregate") && op && (!strcmp(op, "count") || !strcmp(op, "min") || !strcmp(op, "max"));
+    return lmr_job_cut_invariant(job->job_name, job->args);
 }
 
 static uint64_t split_min_bytes(void)

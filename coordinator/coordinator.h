@@ -47,13 +47,7 @@ struct lmr_progress {
 
 enum lmr_rebalance { LMR_REBALANCE_AUTO = 0, LMR_REBALANCE_ON, LMR_REBALANCE_OFF };
 
-/**
- * Is the job's output independent of where its map tasks' inputs are cut? True for combiners
- * that are exact and order-free: word count (integer counts), aggregate's count, min and max.
- * Not for floating-point sums (aggregate sum and avg: a split changes how partial sums are
- * associated, so the last digit may change) nor for jobs whose reducers see values in map task
- * order (a tail's values come after the other tasks').
- */
+/** Is the job's output independent of where its map tasks' inputs are cut? (lmr_job_cut_invariant) */
 bool lmr_rebalance_exact(const struct lmr_job_common *job);
 
 struct lmr_coordinator_options {

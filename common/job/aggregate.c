@@ -37,6 +37,12 @@ struct agg_acc {
     uint64_t count;
 };
 
+bool lmr_job_aggregate_cut_invariant(const struct lmr_job_args *args)
+{
+    const char *op = args ? lmr_job_arg(args, "op") : NULL;
+    return op && (!strcmp(op, "count") || !strcmp(op, "min") || !strcmp(op, "max"));
+}
+
 static int agg_setup(void **state, const struct lmr_job_args *args, char *errbuf, size_t errbuf_len)
 {
     static const char *const names[] = {"sum", "count", "min", "max", "avg"};

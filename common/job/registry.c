@@ -169,3 +169,12 @@ void lmr_job_list(FILE *f)
     for (size_t i = 0; i < sizeof builtins / sizeof builtins[0]; i++)
         fprintf(f, "  %-10s %s\n", builtins[i]->name, builtins[i]->summary);
 }
+
+bool lmr_job_cut_invariant(const char *name, const struct lmr_job_args *args)
+{
+    if (!name)
+        return false;
+    if (!strcmp(name, lmr_job_wordcount.name))
+        return true;
+    return !strcmp(name, lmr_job_aggregate.name) && lmr_job_aggregate_cut_invariant(args);
+}

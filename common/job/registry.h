@@ -44,5 +44,16 @@ extern const struct lmr_job_ops lmr_job_bdb_q3;                 /* common/job/bd
 
 /** Whether the job partitions by ranges that the planner samples from the input (sort). */
 bool lmr_job_wants_ranges(const struct lmr_job_ops *ops);
+/**
+ * Whether the output of the job called name with these arguments cannot depend on where its map
+ * tasks' inputs are cut (what `--rebalance auto` splits): combiners that are exact and order-free,
+ * word count's integer counts and aggregate's count, min and max. Not floating-point sums
+ * (aggregate sum and avg: a cut changes how partial sums are associated, so the last digit may
+ * change), not jobs whose reducers see values in map task order (a tail's values come after the
+ * other tasks'), and not plugins (they have no way to say so yet).
+ */
+bool lmr_job_cut_invariant(const char *name, const struct lmr_job_args *args);
+/** aggregate's part of lmr_job_cut_invariant: --op count, min or max. */
+bool lmr_job_aggregate_cut_invariant(const struct lmr_job_args *args);
 
 #endif

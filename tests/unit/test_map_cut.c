@@ -20,8 +20,8 @@
 #include "store/store.h"
 #include "util/buf.h"
 
-#define STORE_FIXTURE_TEMPLATE "/tmp/lmr-cut-XXXXXX"
-#include "test_store_fixture.h"
+static char tmpdir[] = "/tmp/lmr-cut-XXXXXX";
+static struct lmr_store *store;
 
 static struct lmr_shard shard(const char *key, uint64_t offset, uint64_t length, enum lmr_codec codec)
 {
@@ -299,6 +299,21 @@ static void test_cut_json(void **state)
     free(text);
 }
 
+static int setup(void **state)
+{
+    if (!mkdtemp(tmpdir))
+        return -1;
+    return lmr_file_store_new(tmpdir, &store, NULL) == LMR_OK ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    lmr_store_destroy(store);
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+    return system(cmd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -309,5 +324,5 @@ int main(void)
         cmocka_unit_test(test_straddling_line_belongs_to_one_side),
         cmocka_unit_test(test_cut_json),
     };
-    return cmocka_run_group_tests(tests, store_fixture_setup, store_fixture_teardown);
+    return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -18,8 +18,8 @@
 #include "store/store.h"
 #include "util/buf.h"
 
-#define STORE_FIXTURE_TEMPLATE "/tmp/lmr-shard-XXXXXX"
-#include "test_store_fixture.h"
+static char tmpdir[] = "/tmp/lmr-shard-XXXXXX";
+static struct lmr_store *store;
 
 struct collected {
     struct lmr_buf text; /* lines joined with '\n' */
@@ -392,6 +392,21 @@ static void test_truncated_compressed(void **state)
     free(bad);
 }
 
+static int setup(void **state)
+{
+    if (!mkdtemp(tmpdir))
+        return -1;
+    return lmr_file_store_new(tmpdir, &store, NULL) == LMR_OK ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    lmr_store_destroy(store);
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+    return system(cmd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -406,5 +421,5 @@ int main(void)
         cmocka_unit_test(test_line_too_long_names_its_start),
         cmocka_unit_test(test_truncated_compressed),
     };
-    return cmocka_run_group_tests(tests, store_fixture_setup, store_fixture_teardown);
+    return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,33 +1,54 @@
 /*
- * A cmocka group fixture shared by the unit tests that need a file store in a fresh temporary
- * directory (test_shard_reader.c, test_map_cut.c): the test defines
- * STORE_FIXTURE_TEMPLATE ("/tmp/lmr-NAME-XXXXXX") before including this after <cmocka.h>, and
- * gets `tmpdir`, `store`, and store_fixture_setup/teardown for cmocka_run_group_tests.
+ * Test helpers shared by test_shuffle_*.c: a cmocka fixture holding a file store in a fresh
+ * temporary directory (removed again by the teardown), and a xorshift64 generator.
+ * Include after <cmocka.h>.
  */
 #ifndef LMR_TEST_STORE_FIXTURE_H
 #define LMR_TEST_STORE_FIXTURE_H
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "store/store.h"
 
-static char tmpdir[] = STORE_FIXTURE_TEMPLATE;
-static struct lmr_store *store;
+struct store_fixture {
+    char dir[64];
+    struct lmr_store *store;
+};
 
-static int store_fixture_setup(void **state)
+/* cmocka setup: *state gets a struct store_fixture whose store is rooted at a new /tmp/<prefix>-XXXXXX. */
+static inline int store_fixture_setup(void **state, const char *prefix)
 {
-    (void)state;
-    return mkdtemp(tmpdir) && lmr_file_store_new(tmpdir, &store, NULL) == LMR_OK ? 0 : -1;
+    struct store_fixture *c = calloc(1, sizeof *c);
+    snprintf(c->dir, sizeof c->dir, "/tmp/%s-XXXXXX", prefix);
+    assert_non_null(mkdtemp(c->dir));
+    struct lmr_err err;
+    assert_int_equal(lmr_store_open(c->dir, &c->store, NULL, &err), LMR_OK);
+    *state = c;
+    return 0;
 }
 
-static int store_fixture_teardown(void **state)
+/* cmocka teardown for store_fixture_setup: closes the store and removes its directory. */
+static inline int store_fixture_teardown(void **state)
 {
-    (void)state;
-    lmr_store_destroy(store);
-    char cmd[sizeof tmpdir + 16];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-    return system(cmd);
+    struct store_fixture *c = *state;
+    lmr_store_destroy(c->store);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", c->dir);
+    assert_int_equal(system(cmd), 0);
+    free(c);
+    return 0;
+}
+
+/* xorshift64; set rng_state (non-zero) to choose the sequence. */
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+static inline uint64_t rnd(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
 }
 
 #endif

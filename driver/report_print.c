@@ -93,7 +93,7 @@ void lmr_report_print(FILE *f, const json_t *report)
             lmr_json_u64(report, "reducers", 0), lmr_json_u64(report, "memory_mb", 0));
     phase_line(f, "plan", json_object_get(phases, "plan"));
     phase_line(f, "map", map);
-    fprintf(f, "           records %s in -> %s out; intermediate %s -> %s compressed; %" PRIu64 " spill%s\n",
+    fprintf(f, "           records %s in -> %s out; intermediate %s -> %s stored; %" PRIu64 " spill%s\n",
             count(lmr_json_u64(map, "records_in", 0), a, sizeof a),
             count(lmr_json_u64(map, "records_out", 0), b, sizeof b),
             bytes(lmr_json_u64(map, "intermediate_raw_bytes", 0), c, sizeof c),

@@ -331,8 +331,8 @@ static void test_aggregated_event(void **unused)
     check_aggregated_event(3000, false, 0);
     check_aggregated_event(3000, false, 7);
     check_aggregated_event(1, false, 0);
-    check_aggregated_event(40, true, 0); /* a near-1 MiB line in the middle: three records */
-    check_aggregated_event(40, true, 3); /* the aggregated records waiting for their digests go before it */
+    check_aggregated_event(40, true, 0);      /* a near-1 MiB line in the middle: three records */
+    check_aggregated_event(40, true, 3);      /* the aggregated records waiting for their digests go before it */
     check_aggregated_event(3000, false, 100); /* groups of 8 digested together, and a short last group */
 }
 

@@ -8,14 +8,10 @@
  */
 #include "mapper.h"
 
-#include <errno.h>
-#include <pthread.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "job/counters.h"
 #include "job/part_owner.h"
@@ -51,19 +47,7 @@ struct split_state {
     char *request_key, *cut_key;
     enum lmr_result failed; /* a decision that could not be written or honoured (ends the task) */
     struct lmr_err err;
-    /* Off a file store a HEAD takes tens of milliseconds: a thread looks for the request every
-       SPLIT_WATCH_MS while the task maps, and the read loop only loads `requested`. */
-    bool watched;
-    atomic_bool requested;
-    pthread_t watcher;
-    pthread_mutex_t watch_mu;
-    pthread_cond_t watch_cv;
-    bool watch_stop;
 };
-
-/* How often the watcher thread HEADs the split request (a request per this much on S3's bill: about
-   2 HEADs a second per running map task, a few percent of its Lambda cost). */
-#define SPLIT_WATCH_MS 500
 
 struct map_run {
     const struct lmr_map_task *task;
@@ -266,8 +250,7 @@ static void split_poll(struct map_run *m, uint64_t pos)
         return;
     }
     sp->polls++;
-    if (sp->watched ? !atomic_load_explicit(&sp->requested, memory_order_acquire)
-                    : lmr_store_head(sp->work, sp->request_key, NULL, NULL) != LMR_OK)
+    if (lmr_store_head(sp->work, sp->request_key, NULL, NULL) != LMR_OK)
         return;
     /* A peer that finished its input asked: the tail waits for the end of its finish (its slot). */
     struct lmr_buf b;
@@ -301,70 +284,11 @@ static uint64_t on_refill(void *user_data, uint64_t pos, uint64_t end)
     return end;
 }
 
-static void *split_watch(void *arg)
-{
-    struct split_state *sp = arg;
-    pthread_mutex_lock(&sp->watch_mu);
-    while (!sp->watch_stop) { /* a look at once (a request may be there before the input's start), then every
-                                 SPLIT_WATCH_MS */
-        pthread_mutex_unlock(&sp->watch_mu);
-        bool found = lmr_store_head(sp->work, sp->request_key, NULL, NULL) == LMR_OK;
-        pthread_mutex_lock(&sp->watch_mu);
-        if (found) {
-            atomic_store_explicit(&sp->requested, true, memory_order_release);
-            break; /* a request never goes away */
-        }
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_nsec += SPLIT_WATCH_MS * 1000000L;
-        ts.tv_sec += ts.tv_nsec / 1000000000L;
-        ts.tv_nsec %= 1000000000L;
-        while (!sp->watch_stop && pthread_cond_timedwait(&sp->watch_cv, &sp->watch_mu, &ts) != ETIMEDOUT) {
-        }
-    }
-    pthread_mutex_unlock(&sp->watch_mu);
-    return NULL;
-}
-
-/* Start the watcher (off a file store); without a thread the read loop HEADs the request itself. */
-static void split_watch_start(struct split_state *sp)
-{
-    if (!sp->polling || !strncmp(sp->work->root_uri, "file://", 7))
-        return;
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_mutex_init(&sp->watch_mu, NULL);
-    pthread_cond_init(&sp->watch_cv, &ca);
-    pthread_condattr_destroy(&ca);
-    atomic_init(&sp->requested, false);
-    sp->watch_stop = false;
-    sp->watched = pthread_create(&sp->watcher, NULL, split_watch, sp) == 0;
-    if (!sp->watched) {
-        pthread_cond_destroy(&sp->watch_cv);
-        pthread_mutex_destroy(&sp->watch_mu);
-    }
-}
-
-static void split_watch_stop(struct split_state *sp)
-{
-    if (!sp->watched)
-        return;
-    pthread_mutex_lock(&sp->watch_mu);
-    sp->watch_stop = true;
-    pthread_cond_signal(&sp->watch_cv);
-    pthread_mutex_unlock(&sp->watch_mu);
-    pthread_join(sp->watcher, NULL);
-    pthread_cond_destroy(&sp->watch_cv);
-    pthread_mutex_destroy(&sp->watch_mu);
-    sp->watched = false;
-}
-
 /* Map the task's shards into `out`: a block of lines at a time when the job can (and no fault
    injection counts lines). */
-static enum lmr_result map_shards_read(const struct lmr_map_task *t, struct lmr_store_set *stores, struct map_run *m,
-                                       const struct lmr_shard_read_limits *limits, struct lmr_shard_stats *in,
-                                       struct lmr_err *err)
+static enum lmr_result map_shards(const struct lmr_map_task *t, struct lmr_store_set *stores, struct map_run *m,
+                                  const struct lmr_shard_read_limits *limits, struct lmr_shard_stats *in,
+                                  struct lmr_err *err)
 {
     struct split_state *sp = &m->split;
     sp->stats = in;
@@ -407,17 +331,6 @@ static enum lmr_result map_shards_read(const struct lmr_map_task *t, struct lmr_
         return sp->failed;
     }
     return LMR_OK;
-}
-
-/* map_shards_read with the split request's watcher running beside it (off a file store). */
-static enum lmr_result map_shards(const struct lmr_map_task *t, struct lmr_store_set *stores, struct map_run *m,
-                                  const struct lmr_shard_read_limits *limits, struct lmr_shard_stats *in,
-                                  struct lmr_err *err)
-{
-    split_watch_start(&m->split);
-    enum lmr_result r = map_shards_read(t, stores, m, limits, in, err);
-    split_watch_stop(&m->split);
-    return r;
 }
 
 static json_t *frames_json(const struct lmr_map_output_index *idx)
@@ -492,10 +405,10 @@ static enum lmr_result split_setup(struct map_run *m, struct lmr_store *work, st
     sp->cut_key = lmr_work_key(&t->job, "map/m-%05u/cut.json", t->task);
     if (!sp->request_key || !sp->cut_key)
         return LMR_ERR_NOMEM;
-    /* Every 4 MiB fetched (about 4 ms of input), at most every half minimum: on a file store a stat (microseconds);
-     * elsewhere a load of what the watcher thread's HEADs found (split_watch, every SPLIT_WATCH_MS). The first
-     * look is after that much input too. A task too small to split never looks. */
-    sp->every_bytes = 4u << 20;
+    /* A stat on a file store costs microseconds: every 4 MiB fetched (about 4 ms of input); a HEAD elsewhere:
+     * every 32 MiB; at most every half minimum. The first look is after that much input too. A task too small
+     * to split never looks. */
+    sp->every_bytes = strncmp(work->root_uri, "file://", 7) ? 32u << 20 : 4u << 20;
     if (sp->every_bytes > t->split_min_bytes / 2) /* (small minimums: tests) */
         sp->every_bytes = t->split_min_bytes / 2;
     struct lmr_map_cut at;
